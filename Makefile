@@ -1,0 +1,50 @@
+# Gatehouse: `make run` serves the console on the embedded default; `make test` runs every test.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+# Production mode for the tests: the local PostgreSQL (trust auth) and Redis database 15.
+TEST_PRODUCTION_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
+	REDIS_URL=redis://127.0.0.1:6379/15 \
+	GATEHOUSE_SECRET_KEY=test-only-secret-key-0123456789-0123456789-0123456789 \
+	GATEHOUSE_ALLOWED_HOSTS=127.0.0.1,localhost,testserver \
+	GATEHOUSE_HTTPS=false
+TEST_EMBEDDED_ENV := DATABASE_URL= REDIS_URL= GATEHOUSE_DATA_DIR=$(CURDIR)/var/test-embedded
+
+.PHONY: run test test-production test-embedded install static services chromium clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(BIN)/.installed
+
+static: install
+	$(BIN)/python manage.py collectstatic --noinput -v0
+
+run: static
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py serve --port $(PORT)
+
+services:
+	scripts/services.sh
+
+chromium:
+	scripts/chromium.sh
+
+test: static services chromium
+	$(MAKE) --no-print-directory test-production
+	$(MAKE) --no-print-directory test-embedded
+
+test-production:
+	env $(TEST_PRODUCTION_ENV) $(BIN)/pytest $(PYTEST_ARGS)
+
+test-embedded:
+	env $(TEST_EMBEDDED_ENV) $(BIN)/pytest -m "not production" $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var

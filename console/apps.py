@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class ConsoleConfig(AppConfig):
+    name = "console"
+    verbose_name = "Gatehouse console"
+
+    def ready(self):
+        from console.roles import grant_role_permissions
+
+        # Permissions exist only after every app has migrated, so roles get theirs here.
+        post_migrate.connect(grant_role_permissions, dispatch_uid="gatehouse-role-permissions")

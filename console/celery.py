@@ -1,0 +1,23 @@
+"""The Celery app. Workers: `celery -A console worker` (production), or the embedded thread."""
+
+import os
+
+from celery import Celery
+from celery.signals import worker_init
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+
+app = Celery("gatehouse")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@worker_init.connect
+def check_configuration_before_work(**kwargs):
+    """A worker with a wrong DATABASE_URL or REDIS_URL stops at once, with one line."""
+    from console.config import ConfigError, exit_on_config_error, preflight
+
+    try:
+        preflight()
+    except ConfigError as error:
+        exit_on_config_error(error)

@@ -1,0 +1,156 @@
+"""Configuration from environment variables, and the start-up checks that go with it.
+
+Every variable the console reads is read here (README, "Configuration"). A bad value raises
+ConfigError naming the variable; the entry points turn that into one line on stderr.
+"""
+
+import os
+import sys
+from urllib.parse import unquote, urlsplit
+
+
+class ConfigError(Exception):
+    """A configuration variable is missing, malformed or points at something unreachable."""
+
+    def __init__(self, variable: str, problem: str):
+        self.variable = variable
+        super().__init__(f"{variable}: {problem}")
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = env_str(name)
+    if not raw:
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(name, f"expected true or false, got {raw!r}")
+
+
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    raw = env_str(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"expected a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = env_str(name)
+    if not raw:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+SQLITE_OPTIONS = {
+    # The embedded worker thread and the web server write at the same time: WAL lets
+    # readers proceed, IMMEDIATE takes the write lock up front instead of failing late.
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+}
+
+
+def sqlite_database(path) -> dict:
+    return {"ENGINE": "django.db.backends.sqlite3", "NAME": path, "OPTIONS": dict(SQLITE_OPTIONS)}
+
+
+def database_from_url(url: str) -> dict:
+    """Django DATABASES entry for postgres://user:password@host:port/name or sqlite:///path."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path[1:])  # sqlite:////abs/path -> /abs/path
+        if not path.startswith("/"):
+            raise ConfigError("DATABASE_URL", "expected sqlite:////absolute/path/to/file.sqlite3")
+        return sqlite_database(path)
+    if parts.scheme not in {"postgres", "postgresql"}:
+        raise ConfigError("DATABASE_URL", "expected postgres://user:password@host:port/name")
+    name = unquote(parts.path.lstrip("/"))
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError("DATABASE_URL", "the port is not a number") from None
+    if not parts.hostname or not name:
+        raise ConfigError("DATABASE_URL", "expected postgres://user:password@host:port/name")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name,
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname,
+        "PORT": str(port or 5432),
+        # Django's ASGI handler gives every request a thread of its own, where a kept
+        # connection would linger: connections close after each request and task.
+        "CONN_MAX_AGE": 0,
+        "OPTIONS": {"connect_timeout": 5},
+    }
+
+
+def check_redis_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
+        raise ConfigError("REDIS_URL", "expected redis://host:port/db")
+    try:
+        parts.port
+    except ValueError:
+        raise ConfigError("REDIS_URL", "the port is not a number") from None
+    return url
+
+
+def describe_endpoint(url: str) -> str:
+    """host:port of a URL, for messages: never the credentials in it."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+
+
+def preflight() -> None:
+    """Reach the database and Redis once, so a wrong address fails at start, by name.
+
+    Runs in a thread of its own: ASGI servers import the app inside their event loop, where
+    Django refuses synchronous database access.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(_preflight).result()
+
+
+def _preflight() -> None:
+    from django.conf import settings
+    from django.db import OperationalError, connection
+
+    try:
+        connection.ensure_connection()
+    except OperationalError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError("DATABASE_URL", f"cannot connect to the database ({first_line})") from None
+    finally:
+        connection.close()
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            raise ConfigError(
+                "REDIS_URL", f"cannot reach Redis at {describe_endpoint(settings.REDIS_URL)} ({exc})"
+            ) from None
+        finally:
+            client.close()
+
+
+def exit_on_config_error(error: ConfigError) -> None:
+    sys.stderr.write(f"gatehouse: configuration error: {error}\n")
+    sys.stderr.flush()
+    raise SystemExit(2)

@@ -1,0 +1,36 @@
+"""The embedded default's Celery worker: real Celery, in a thread of the web process.
+
+The memory broker lives in this process, so only a worker in this process can see its
+queue. Production runs `celery -A console worker` instead.
+"""
+
+import logging
+import threading
+
+from celery.worker import WorkController
+from django.conf import settings
+
+from console.celery import app
+
+log = logging.getLogger(__name__)
+
+
+def start_embedded_worker() -> WorkController:
+    if settings.PRODUCTION:
+        raise RuntimeError("the embedded worker is for the embedded default; run `celery -A console worker`")
+    app.finalize()
+    app.set_current()
+    app.set_default()
+    worker = WorkController(
+        app=app,
+        hostname="embedded@gatehouse",
+        pool="threads",
+        concurrency=settings.EMBEDDED_WORKER_CONCURRENCY,
+        loglevel=settings.LOG_LEVEL,
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+    )
+    threading.Thread(target=worker.start, name="embedded-celery-worker", daemon=True).start()
+    log.info("embedded Celery worker started (%d threads)", settings.EMBEDDED_WORKER_CONCURRENCY)
+    return worker

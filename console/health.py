@@ -1,0 +1,59 @@
+"""Health of the three things the console depends on: database, broker, channel layer."""
+
+import asyncio
+import uuid
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import connection
+
+CHECK_TIMEOUT_S = 3.0
+
+
+def _database_ok() -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    finally:
+        connection.close()  # a probe leaves no connection behind in its worker thread
+
+
+def _broker_ok() -> None:
+    from console.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=CHECK_TIMEOUT_S)
+
+
+async def _channel_layer_ok() -> None:
+    """A message sent to a fresh channel comes back: the layer carries traffic."""
+    layer = get_channel_layer()
+    channel = await layer.new_channel("healthz.")
+    token = uuid.uuid4().hex
+    await layer.send(channel, {"type": "healthz", "token": token})
+    message = await layer.receive(channel)
+    if message.get("token") != token:
+        raise RuntimeError("channel layer returned another message")
+
+
+async def check_all() -> dict[str, str]:
+    async def run(check) -> str:
+        try:
+            await asyncio.wait_for(check(), timeout=CHECK_TIMEOUT_S)
+            return "ok"
+        except Exception as exc:  # any failure is "down"; the class name is safe to show
+            return f"down ({type(exc).__name__})"
+
+    database, broker, channel_layer = await asyncio.gather(
+        run(sync_to_async(_database_ok, thread_sensitive=True)),
+        run(sync_to_async(_broker_ok, thread_sensitive=False)),
+        run(_channel_layer_ok),
+    )
+    return {
+        "database": database,
+        "broker": broker,
+        "channel_layer": channel_layer,
+        "mode": "production" if settings.PRODUCTION else "embedded",
+    }

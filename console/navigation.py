@@ -1,0 +1,29 @@
+"""The navigation bar: which page each role reaches. One table, filtered per user."""
+
+from dataclasses import dataclass
+
+from django.urls import reverse
+
+from console.roles import ADMIN, ANALYST, MANAGER, roles_of
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    url_name: str
+    roles: frozenset[str]
+
+
+NAVIGATION = [
+    NavItem("Overview", "home", frozenset({ANALYST, MANAGER, ADMIN})),
+    NavItem("Administration", "admin:index", frozenset({ADMIN})),
+]
+
+
+def items_for(user) -> list[dict]:
+    roles = roles_of(user)
+    return [
+        {"label": item.label, "url": reverse(item.url_name), "url_name": item.url_name}
+        for item in NAVIGATION
+        if item.roles & roles
+    ]

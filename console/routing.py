@@ -1,0 +1,3 @@
+"""Websocket URL patterns of every app, gathered for console.asgi."""
+
+websocket_urlpatterns: list = []

@@ -1,0 +1,204 @@
+"""Django settings for Gatehouse.
+
+Two modes from one file, chosen by the environment (README, "Configuration"):
+- embedded default: no REDIS_URL. SQLite under the data directory (or at a sqlite:/// URL),
+  an in-process Celery worker on the memory broker, the in-memory channel layer.
+- production: DATABASE_URL (PostgreSQL) and REDIS_URL both set. Redis is the Celery broker,
+  result backend and channel layer; workers run as `celery -A console worker`.
+"""
+
+import secrets
+from pathlib import Path
+
+from console.config import (
+    ConfigError,
+    check_redis_url,
+    database_from_url,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    sqlite_database,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DATA_DIR = Path(env_str("GATEHOUSE_DATA_DIR") or BASE_DIR / "var")
+
+DATABASE_URL = env_str("DATABASE_URL")
+REDIS_URL = env_str("REDIS_URL")
+DATABASES = {
+    "default": database_from_url(DATABASE_URL)
+    if DATABASE_URL
+    else sqlite_database(DATA_DIR / "gatehouse.sqlite3")
+}
+PRODUCTION = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+if PRODUCTION and not REDIS_URL:
+    raise ConfigError("REDIS_URL", "required in production mode (DATABASE_URL is PostgreSQL)")
+if REDIS_URL and not PRODUCTION:
+    raise ConfigError("DATABASE_URL", "production mode (REDIS_URL is set) needs a postgres:// URL")
+if not PRODUCTION:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES["default"]["TEST"] = {"NAME": DATA_DIR / "test.sqlite3"}
+
+
+def _embedded_secret_key() -> str:
+    """A per-installation key for the embedded default, kept beside its database."""
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = env_str("GATEHOUSE_SECRET_KEY")
+if not SECRET_KEY:
+    if PRODUCTION:
+        raise ConfigError("GATEHOUSE_SECRET_KEY", "required in production mode (50+ random characters)")
+    SECRET_KEY = _embedded_secret_key()
+elif len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
+    raise ConfigError("GATEHOUSE_SECRET_KEY", "too weak: use 50 or more random characters")
+
+DEBUG = env_bool("GATEHOUSE_DEBUG", False)
+ALLOWED_HOSTS = env_list("GATEHOUSE_ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost"])
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ConfigError("GATEHOUSE_ALLOWED_HOSTS", "required in production mode (the console's host names)")
+CSRF_TRUSTED_ORIGINS = env_list("GATEHOUSE_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "guardian",
+    "django_htmx",
+    "console",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "console.urls"
+ASGI_APPLICATION = "console.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "console.context_processors.navigation",
+            ],
+        },
+    },
+]
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+GUARDIAN_RAISE_403 = True
+ANONYMOUS_USER_NAME = None  # no object permissions for anonymous visitors
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("GATEHOUSE_STATIC_ROOT") or BASE_DIR / "var" / "static")
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve straight from the source folders too, so the embedded default needs no collectstatic.
+WHITENOISE_USE_FINDERS = True
+
+# Transport security. On by default in production; GATEHOUSE_HTTPS=false is for a console
+# served over plain HTTP on a trusted host (tests, a lab).
+HTTPS = env_bool("GATEHOUSE_HTTPS", PRODUCTION)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("GATEHOUSE_HSTS_SECONDS", 31536000) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS and env_bool("GATEHOUSE_HSTS_PRELOAD", True)
+if env_bool("GATEHOUSE_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env_int("GATEHOUSE_SESSION_SECONDS", 8 * 3600, minimum=300)
+CSRF_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+
+# Celery: Redis in production; the memory broker, polled often, for the in-process worker.
+if PRODUCTION:
+    check_redis_url(REDIS_URL)
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_RESULT_BACKEND = REDIS_URL
+    # Longer than any task may run, so an unacknowledged task is not handed out twice.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CELERY_BROKER_URL = "memory://localhost/"
+    CELERY_RESULT_BACKEND = "cache+memory://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.01}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_TIME_LIMIT = 1800
+CELERY_TASK_SOFT_TIME_LIMIT = 1700
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+EMBEDDED_WORKER_CONCURRENCY = env_int("GATEHOUSE_EMBEDDED_WORKERS", 4, minimum=1)
+
+LOG_LEVEL = env_str("GATEHOUSE_LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+    raise ConfigError("GATEHOUSE_LOG_LEVEL", "expected DEBUG, INFO, WARNING or ERROR")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,51 @@
+import pytest
+
+from console.config import ConfigError, database_from_url, env_bool, env_int
+
+
+def test_postgres_url_becomes_a_database_entry():
+    entry = database_from_url("postgres://gate:p%40ss@db.internal:6543/gatehouse")
+    assert entry["ENGINE"] == "django.db.backends.postgresql"
+    assert (entry["USER"], entry["PASSWORD"], entry["HOST"], entry["PORT"], entry["NAME"]) == (
+        "gate",
+        "p@ss",
+        "db.internal",
+        "6543",
+        "gatehouse",
+    )
+
+
+def test_sqlite_url_becomes_a_database_entry():
+    entry = database_from_url("sqlite:////tmp/console.sqlite3")
+    assert entry["ENGINE"] == "django.db.backends.sqlite3"
+    assert entry["NAME"] == "/tmp/console.sqlite3"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://root@localhost/db", "postgres://localhost", "postgres://db:notaport/name", "sqlite://"],
+)
+def test_malformed_database_url_names_the_variable(url):
+    with pytest.raises(ConfigError) as caught:
+        database_from_url(url)
+    assert caught.value.variable == "DATABASE_URL"
+
+
+def test_malformed_database_url_does_not_echo_the_password():
+    with pytest.raises(ConfigError) as caught:
+        database_from_url("mysql://root:hunter2-secret@localhost/db")
+    assert "hunter2-secret" not in str(caught.value)
+
+
+def test_booleans_and_numbers_are_checked(monkeypatch):
+    monkeypatch.setenv("GATEHOUSE_X", "maybe")
+    with pytest.raises(ConfigError, match="GATEHOUSE_X"):
+        env_bool("GATEHOUSE_X", False)
+    monkeypatch.setenv("GATEHOUSE_X", "off")
+    assert env_bool("GATEHOUSE_X", True) is False
+    monkeypatch.setenv("GATEHOUSE_X", "12x")
+    with pytest.raises(ConfigError, match="GATEHOUSE_X"):
+        env_int("GATEHOUSE_X", 1)
+    monkeypatch.setenv("GATEHOUSE_X", "0")
+    with pytest.raises(ConfigError, match="at least 1"):
+        env_int("GATEHOUSE_X", 5, minimum=1)

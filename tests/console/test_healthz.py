@@ -1,0 +1,49 @@
+import json
+import shutil
+import subprocess
+
+import httpx2 as httpx
+import pytest
+from django.db import connection
+
+from tests.support import ConsoleProcess, console_env, database_url_of, free_port, wait_until
+
+
+@pytest.mark.django_db
+async def test_healthz_reports_every_dependency(async_client):
+    response = await async_client.get("/healthz")
+    assert response.status_code == 200
+    body = json.loads(response.content)
+    assert body["status"] == "ok" and body["down"] == []
+    assert {body[name] for name in ("database", "broker", "channel_layer")} == {"ok"}
+    assert response["Cache-Control"].startswith("max-age=0")
+
+
+@pytest.mark.production
+@pytest.mark.django_db(transaction=True)
+def test_healthz_names_redis_dependencies_when_redis_goes_down(tmp_path):
+    """A console whose Redis dies answers 503 and names the broker and the channel layer."""
+    port = free_port()
+    redis = subprocess.Popen(
+        [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    console = None
+    try:
+        redis_url = f"redis://127.0.0.1:{port}/0"
+        wait_until(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).returncode == 0)
+        console = ConsoleProcess(console_env(DATABASE_URL=database_url_of(connection.settings_dict), REDIS_URL=redis_url))
+        assert httpx.get(f"{console.url}/healthz").json()["status"] == "ok"
+
+        redis.terminate()
+        redis.wait(timeout=10)
+        response = httpx.get(f"{console.url}/healthz", timeout=15)
+        assert response.status_code == 503
+        body = response.json()
+        assert body["down"] == ["broker", "channel_layer"]
+        assert body["database"] == "ok"
+    finally:
+        if console:
+            console.stop()
+        if redis.poll() is None:
+            redis.kill()

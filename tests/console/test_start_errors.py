@@ -1,0 +1,76 @@
+"""Wrong or missing configuration in production mode stops the console with one clear line."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import ROOT, console_env, free_port, run_manage
+
+PRODUCTION = {
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test",
+    "REDIS_URL": "redis://127.0.0.1:6379/15",
+    "GATEHOUSE_SECRET_KEY": "k7#Qz!9vLm2@Xr4$Tn8^Wp1&Yb6*Hd3(Jf5)Gs0_Ac-Ue+Oi=Ky",
+    "GATEHOUSE_ALLOWED_HOSTS": "gatehouse.example.org",
+}
+
+
+def production_env(**changes):
+    return console_env(**{**PRODUCTION, **changes})
+
+
+def assert_one_line_naming(result, variable):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"gatehouse: configuration error: {variable}:")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "changes, variable",
+    [
+        ({"DATABASE_URL": "mysql://root@127.0.0.1/test"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgres://127.0.0.1:notaport/test"}, "DATABASE_URL"),
+        ({"REDIS_URL": ""}, "REDIS_URL"),
+        ({"REDIS_URL": "http://127.0.0.1:6379"}, "REDIS_URL"),
+        ({"GATEHOUSE_SECRET_KEY": ""}, "GATEHOUSE_SECRET_KEY"),
+        ({"GATEHOUSE_SECRET_KEY": "short"}, "GATEHOUSE_SECRET_KEY"),
+        ({"GATEHOUSE_SECRET_KEY": "ab" * 40}, "GATEHOUSE_SECRET_KEY"),
+        ({"GATEHOUSE_ALLOWED_HOSTS": ""}, "GATEHOUSE_ALLOWED_HOSTS"),
+        ({"GATEHOUSE_DEBUG": "perhaps"}, "GATEHOUSE_DEBUG"),
+    ],
+)
+def test_malformed_setting_fails_at_start(changes, variable):
+    assert_one_line_naming(run_manage("check", env=production_env(**changes)), variable)
+
+
+def test_unreachable_database_fails_migrate_with_one_line():
+    result = run_manage("migrate", env=production_env(DATABASE_URL=f"postgres://postgres@127.0.0.1:{free_port()}/test"))
+    assert_one_line_naming(result, "DATABASE_URL")
+
+
+def test_unreachable_redis_fails_serve_with_one_line():
+    result = run_manage("serve", "--port", str(free_port()), env=production_env(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"))
+    assert_one_line_naming(result, "REDIS_URL")
+
+
+def test_unreachable_database_fails_serve_with_one_line():
+    result = run_manage(
+        "serve", "--port", str(free_port()), env=production_env(DATABASE_URL=f"postgres://postgres@127.0.0.1:{free_port()}/x")
+    )
+    assert_one_line_naming(result, "DATABASE_URL")
+
+
+def test_unreachable_redis_fails_the_worker_with_one_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "console", "worker", "--pool", "solo", "--loglevel", "WARNING"],
+        cwd=ROOT,
+        env=production_env(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "gatehouse: configuration error: REDIS_URL: cannot reach Redis at 127.0.0.1:" in result.stderr
+    assert "Traceback" not in result.stderr
