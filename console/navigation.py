@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.urls import reverse
 
 from console.roles import ADMIN, ANALYST, MANAGER, roles_of
@@ -18,6 +19,8 @@ NAVIGATION = [
     NavItem("Overview", "home", frozenset({ANALYST, MANAGER, ADMIN})),
     NavItem("Administration", "admin:index", frozenset({ADMIN})),
 ]
+if settings.LAB_ENABLED:  # the lab's URLs exist only then (console/urls.py)
+    NAVIGATION.append(NavItem("Lab", "lab:admin", frozenset({ADMIN})))
 
 
 def items_for(user) -> list[dict]:

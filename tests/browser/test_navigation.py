@@ -10,7 +10,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
     [
         (ANALYST, ["Overview"]),
         (MANAGER, ["Overview"]),
-        (ADMIN, ["Overview", "Administration"]),
+        (ADMIN, ["Overview", "Administration", "Lab"]),
     ],
 )
 def test_each_role_signs_in_and_sees_its_navigation(make_user, sign_in, role, expected):
