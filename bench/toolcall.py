@@ -1,0 +1,112 @@
+"""Per-call cost of the full tool stack against the lab, beside a bare mcp echo over stdio.
+
+Full stack: gateway -> strict validation -> rate limit -> stdio to the edr server process ->
+lab HTTP API (served by `manage.py serve`) -> envelope -> audit record written.
+Baseline: an mcp echo tool over stdio, same client library, same machine, same run.
+
+    .venv/bin/python bench/toolcall.py [--calls 300]
+
+Runs on the embedded default in a scratch data folder (var/bench-toolcall), or in production
+mode when DATABASE_URL and REDIS_URL are set.
+"""
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+if not os.environ.get("REDIS_URL"):
+    os.environ["GATEHOUSE_DATA_DIR"] = str(ROOT / "var" / "bench-toolcall")
+
+
+def percentiles(samples_ms: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples_ms)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+async def echo_latencies(calls: int) -> list[float]:
+    from mcp import Client, StdioServerParameters, stdio_client
+
+    params = StdioServerParameters(command=sys.executable, args=[str(ROOT / "bench" / "echo_server.py")])
+    samples = []
+    async with Client(stdio_client(params, errlog=sys.stderr)) as client:
+        for _ in range(20):  # warm up
+            await client.call_tool("echo", {"text": "warm"})
+        for _ in range(calls):
+            started = time.perf_counter()
+            await client.call_tool("echo", {"text": "hello"})
+            samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--port", type=int, default=8765)
+    calls = parser.parse_args().calls
+    port = parser.parse_args().port
+
+    credentials = ROOT / "var" / "bench-toolcall-credentials"
+    os.environ["GATEHOUSE_LAB_URL"] = f"http://127.0.0.1:{port}/lab/api"
+    os.environ["GATEHOUSE_CREDENTIALS_DIR"] = str(credentials)
+    os.environ["GATEHOUSE_LAB"] = "true"
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    call_command("seed_lab", verbosity=0, stdout=open(os.devnull, "w"))
+    call_command("lab_keys", write_dir=credentials, stdout=open(os.devnull, "w"))
+    settings.TOOLSERVER_RATE_LIMITS = {**settings.TOOLSERVER_RATE_LIMITS, "edr": (calls * 10, 60)}
+
+    console = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "serve", "--port", str(port)],
+        cwd=ROOT,
+        env={**os.environ, "GATEHOUSE_LOG_LEVEL": "WARNING"},
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        from investigations.models import AuditRecord
+        from toolserver.gateway import CallContext, Gateway
+
+        gateway, context = Gateway(), CallContext("bench", "bench-alert")
+        deadline = time.monotonic() + 30
+        while gateway.call("get_host", {"host": "WS-FIN-07"}, context)["status"] != "ok":
+            if time.monotonic() > deadline:
+                raise SystemExit("the lab did not answer")
+            time.sleep(0.2)
+        for _ in range(20):
+            gateway.call("get_host", {"host": "WS-FIN-07"}, context)
+        before = AuditRecord.objects.count()
+        full = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            result = gateway.call("get_host", {"host": "WS-FIN-07"}, context)
+            full.append((time.perf_counter() - started) * 1000)
+            assert result["status"] == "ok", result
+        assert AuditRecord.objects.count() - before == calls
+    finally:
+        console.terminate()
+        console.wait(timeout=10)
+
+    bare = asyncio.run(echo_latencies(calls))
+    full_p50, full_p99 = percentiles(full)
+    bare_p50, bare_p99 = percentiles(bare)
+    mode = "production (PostgreSQL, Redis)" if settings.PRODUCTION else "embedded default (SQLite, in-process limiter)"
+    print(f"tool call latency, {calls} calls each, {mode}")
+    print(f"  full stack get_host against the lab   p50 {full_p50:7.2f} ms   p99 {full_p99:7.2f} ms")
+    print(f"  bare mcp echo over stdio              p50 {bare_p50:7.2f} ms   p99 {bare_p99:7.2f} ms")
+    print(f"  ratio full/bare                       p50 {full_p50 / bare_p50:7.1f} x    p99 {full_p99 / bare_p99:7.1f} x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The gateway end to end: one audit record per call of every kind, rate limits, supervision."""
+
+import os
+import signal
+
+import pytest
+
+from investigations.models import AuditRecord
+from toolserver.audit import keyed_hash
+from toolserver.lab import estate, faults
+from toolserver.lab.models import LabWrite
+from toolserver.supervisor import get_supervisor
+from tests.toolserver.conftest import server_pids
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ISOLATE = {"host": estate.BEACON_HOST, "reason": "Beaconing every 60 s to a C2 domain."}
+
+
+def only_record():
+    (record,) = AuditRecord.objects.all()
+    return record
+
+
+def test_a_successful_read_is_one_record_with_sensitive_values_hashed(gateway, context):
+    gateway.call("search_logins", {"user": estate.PHISHED_USER, "lookback_hours": 12}, context)
+    record = only_record()
+    assert (record.server, record.tool, record.outcome, record.reason) == ("siem", "search_logins", "ok", "")
+    assert record.arguments == {"user": keyed_hash(estate.PHISHED_USER), "host": None, "lookback_hours": 12, "limit": 50}
+    assert estate.PHISHED_USER not in str(record.arguments)
+    assert (record.correlation_id, record.actor, record.backend_status, record.source) == ("inv-test-1", "agent", "200", "lab:siem")
+    assert record.latency_ms > 0 and record.idempotency_key == ""
+
+
+def test_a_manager_can_find_calls_about_a_user_by_hashing_the_name(gateway, context):
+    gateway.call("get_user", {"username": estate.PHISHED_USER}, context)
+    gateway.call("get_user", {"username": estate.BENIGN_USER}, context)
+    touched = AuditRecord.objects.filter(arguments__username=keyed_hash("J.Doe"))
+    assert touched.count() == 1
+
+
+def test_a_rejected_call_is_one_record_without_unknown_keys(gateway, context):
+    gateway.call("get_host", {"host": estate.PHISHED_HOST, "token": "sneaky"}, context)
+    record = only_record()
+    assert (record.outcome, record.reason, record.backend_status) == ("error", "invalid_arguments", "")
+    assert record.arguments == {"host": estate.PHISHED_HOST}
+
+
+def test_an_unknown_tool_is_one_record(gateway, context):
+    result = gateway.call("format_disk", {"host": "DC-01"}, context)
+    assert result["reason"] == "unknown_tool"
+    assert (only_record().outcome, only_record().reason, only_record().arguments) == ("error", "unknown_tool", {})
+
+
+def test_a_failed_call_is_one_record_with_the_backend_status(gateway, context):
+    faults.inject("intel", "error_5xx")
+    gateway.call("lookup_indicator", {"kind": "ip", "value": estate.BEACON_IP}, context)
+    record = only_record()
+    assert (record.outcome, record.reason, record.backend_status) == ("error", "intel_unavailable", "503")
+
+
+def test_writes_record_their_key_and_a_replay(gateway, context):
+    gateway.call("isolate_host", ISOLATE, context)
+    gateway.call("isolate_host", ISOLATE, context)
+    first, second = AuditRecord.objects.order_by("id")
+    assert first.idempotency_key and first.idempotency_key == second.idempotency_key
+    assert (first.outcome, second.outcome) == ("ok", "replayed")
+
+
+def test_over_the_rate_limit_the_backend_is_not_called(gateway, context, settings):
+    settings.TOOLSERVER_RATE_LIMITS = {**settings.TOOLSERVER_RATE_LIMITS, "edr-response": (2, 60)}
+    results = [
+        gateway.call("isolate_host", {**ISOLATE, "host": host}, context)
+        for host in (estate.BEACON_HOST, estate.PHISHED_HOST, estate.BENIGN_HOST)
+    ]
+    assert [result["status"] for result in results] == ["ok", "ok", "error"]
+    assert results[2]["reason"] == "rate_limited" and 0 < results[2]["retry_after_s"] <= 60
+    assert LabWrite.objects.count() == 2
+    assert list(AuditRecord.objects.order_by("id").values_list("outcome", flat=True)) == ["ok", "ok", "rate_limited"]
+
+
+def test_a_dead_server_process_is_restarted(gateway, context):
+    assert gateway.call("get_host", {"host": estate.PHISHED_HOST}, context)["status"] == "ok"
+    (before,) = server_pids("edr")
+    os.kill(before, signal.SIGKILL)
+    results = [gateway.call("get_host", {"host": estate.PHISHED_HOST}, context) for _ in range(2)]
+    # The call that finds it dead is told to retry; the next runs on a new process.
+    assert results[-1]["status"] == "ok"
+    assert all(r["status"] == "ok" or r["reason"] == "toolserver_unavailable" for r in results)
+    (after,) = server_pids("edr")
+    assert after != before
+
+
+def test_a_rotated_credential_restarts_the_server_with_the_new_one(gateway, context, lab):
+    from toolserver.lab.keys import hash_key, revoke_key
+    from toolserver.lab.models import LabKey
+    from tests.toolserver.conftest import read_environ
+
+    assert gateway.call("lookup_indicator", {"kind": "ip", "value": estate.ATTACKER_IP}, context)["status"] == "ok"
+    (before,) = server_pids("intel")
+    path = lab.credentials_dir / "intel.key"
+    old, new = path.read_text(), "lab_test_intel_rotated_0123456789"
+    try:
+        revoke_key("intel")
+        LabKey.objects.create(name="intel", key_hash=hash_key(new), scopes=["intel:read"])
+        replacement = path.with_suffix(".new")
+        replacement.write_text(new)
+        os.replace(replacement, path)
+
+        assert gateway.call("lookup_indicator", {"kind": "ip", "value": estate.ATTACKER_IP}, context)["status"] == "ok"
+        (after,) = server_pids("intel")
+        assert after != before and read_environ(after)["GATEHOUSE_BACKEND_KEY"] == new
+    finally:
+        path.write_text(old)
+    get_supervisor().list_tools("intel")

@@ -1,0 +1,97 @@
+"""Rule 6: one key per action + target + trigger, claimed race-safely, kept durably."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from toolserver import idempotency, schemas
+from toolserver.catalog import SERVERS
+from toolserver.models import IdempotencyRecord
+
+EDR = SERVERS["edr-response"]
+ISOLATE = EDR.tool("isolate_host")
+TICKETS = SERVERS["ticketing"]
+OPEN_TICKET = TICKETS.tool("open_ticket")
+pytestmark = pytest.mark.django_db
+
+
+def isolate(host="WS-FIN-07", reason="Beaconing to a known C2 domain every 60 s."):
+    return schemas.HostAction(host=host, reason=reason)
+
+
+def test_the_key_is_action_target_and_trigger():
+    first = idempotency.write_key(ISOLATE, isolate(), "alert-1")
+    assert first == idempotency.write_key(ISOLATE, isolate(host="ws-fin-07"), "alert-1")
+    assert first.key != idempotency.write_key(ISOLATE, isolate(), "alert-2").key
+    assert first.key != idempotency.write_key(ISOLATE, isolate(host="WS-FIN-08"), "alert-1").key
+    assert first.key != idempotency.write_key(EDR.tool("release_host"), isolate(), "alert-1").key
+    ticket = schemas.OpenTicket(title="Phishing on WS-FIN-07", body="Evidence: ...........", severity="high")
+    assert idempotency.write_key(OPEN_TICKET, ticket, "alert-1").key != first.key
+
+
+def test_free_text_does_not_change_the_fingerprint_but_material_arguments_do():
+    a = schemas.OpenTicket(title="Phishing on WS-FIN-07", body="First wording of it.", severity="high")
+    b = schemas.OpenTicket(title="Phishing on WS-FIN-07", body="Second wording of it.", severity="high")
+    c = schemas.OpenTicket(title="Phishing on WS-FIN-07", body="First wording of it.", severity="low")
+    key = idempotency.write_key
+    assert key(OPEN_TICKET, a, "x").fingerprint == key(OPEN_TICKET, b, "x").fingerprint
+    assert key(OPEN_TICKET, a, "x").fingerprint != key(OPEN_TICKET, c, "x").fingerprint
+    assert key(ISOLATE, isolate(reason="One reason for isolating."), "x") == key(ISOLATE, isolate(), "x")
+
+
+def test_first_claim_wins_and_a_repeat_gets_the_stored_result():
+    write = idempotency.write_key(ISOLATE, isolate(), "alert-1")
+    claim = idempotency.claim(EDR, ISOLATE, write, "alert-1")
+    assert isinstance(claim, idempotency.Claimed)
+    result = {"status": "ok", "data": {"action_id": "ISO-1"}, "truncated": False, "source": "lab:edr"}
+    idempotency.complete(write, claim.token, result, failed=False)
+
+    repeat = idempotency.claim(EDR, ISOLATE, write, "alert-1")
+    assert isinstance(repeat, idempotency.Prior) and repeat.result == result
+    assert IdempotencyRecord.objects.get().state == "succeeded"
+
+
+def test_same_key_with_different_arguments_is_a_conflict():
+    ticket = schemas.OpenTicket(title="Phishing on WS-FIN-07", body="Evidence: ...........", severity="high")
+    other = schemas.OpenTicket(title="Something else entirely", body="Evidence: ...........", severity="high")
+    first = idempotency.write_key(OPEN_TICKET, ticket, "alert-1")
+    idempotency.claim(TICKETS, OPEN_TICKET, first, "alert-1")
+    second = idempotency.write_key(OPEN_TICKET, other, "alert-1")
+    assert second.key == first.key
+    assert isinstance(idempotency.claim(TICKETS, OPEN_TICKET, second, "alert-1"), idempotency.Conflict)
+
+
+def test_a_repeat_while_the_first_runs_is_told_in_progress_and_never_claims():
+    write = idempotency.write_key(ISOLATE, isolate(), "alert-1")
+    idempotency.claim(EDR, ISOLATE, write, "alert-1")
+    assert isinstance(idempotency.claim(EDR, ISOLATE, write, "alert-1", wait_s=0), idempotency.InProgress)
+    assert IdempotencyRecord.objects.count() == 1
+
+
+def test_a_transient_failure_releases_the_key_and_a_permanent_one_is_kept():
+    write = idempotency.write_key(ISOLATE, isolate(), "alert-1")
+    claim = idempotency.claim(EDR, ISOLATE, write, "alert-1")
+    idempotency.release(write, claim.token)
+    retry = idempotency.claim(EDR, ISOLATE, write, "alert-1")
+    assert isinstance(retry, idempotency.Claimed)
+
+    failure = {"status": "error", "reason": "edr_forbidden", "retryable": False, "guidance": "..."}
+    idempotency.complete(write, retry.token, failure, failed=True)
+    again = idempotency.claim(EDR, ISOLATE, write, "alert-1")
+    assert isinstance(again, idempotency.Prior) and again.result == failure
+
+
+def test_an_abandoned_claim_is_taken_over_by_exactly_one_caller():
+    write = idempotency.write_key(ISOLATE, isolate(), "alert-1")
+    stale = idempotency.claim(EDR, ISOLATE, write, "alert-1")
+    IdempotencyRecord.objects.update(lease_until=timezone.now() - timedelta(seconds=1))
+
+    taken = idempotency.claim(EDR, ISOLATE, write, "alert-1", wait_s=0)
+    assert isinstance(taken, idempotency.Claimed)
+    assert isinstance(idempotency.claim(EDR, ISOLATE, write, "alert-1", wait_s=0), idempotency.InProgress)
+    # The abandoned holder can no longer settle the key; the new holder can.
+    idempotency.complete(write, stale.token, {"status": "ok"}, failed=False)
+    assert IdempotencyRecord.objects.get().state == "running"
+    idempotency.complete(write, taken.token, {"status": "ok", "data": {}}, failed=False)
+    assert IdempotencyRecord.objects.get().attempts == 2

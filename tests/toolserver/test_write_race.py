@@ -1,0 +1,39 @@
+"""50 concurrent identical isolate calls from separate worker processes: one isolation."""
+
+import multiprocessing
+
+import pytest
+from django.db import connection
+
+from investigations.models import AuditRecord
+from tests.support import database_url_of
+from tests.toolserver.race_worker import ISOLATE, worker_process
+from toolserver.lab import estate
+from toolserver.lab.models import LabWrite
+from toolserver.models import IdempotencyRecord
+
+pytestmark = [pytest.mark.production, pytest.mark.django_db(transaction=True)]
+
+PROCESSES, THREADS = 10, 5
+
+
+def test_fifty_concurrent_isolations_reach_the_backend_once(lab):
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(PROCESSES)
+    results = context.Queue()
+    environment = {**lab.environment(), "DATABASE_URL": database_url_of(connection.settings_dict)}
+    processes = [context.Process(target=worker_process, args=(environment, THREADS, start, results)) for _ in range(PROCESSES)]
+    for process in processes:
+        process.start()
+    outcomes = [outcome for _ in processes for outcome in results.get(timeout=90)]
+    for process in processes:
+        process.join(timeout=30)
+
+    assert len(outcomes) == PROCESSES * THREADS
+    assert {outcome["status"] for outcome in outcomes} == {"ok"}, outcomes
+    assert len({outcome["data"]["action_id"] for outcome in outcomes}) == 1
+    assert sum(1 for outcome in outcomes if not outcome["data"].get("replayed")) == 1
+    assert LabWrite.objects.filter(action="isolate_host").count() == 1
+    assert LabWrite.objects.get(action="isolate_host").outcome == "performed"
+    assert IdempotencyRecord.objects.get().state == "succeeded"
+    assert AuditRecord.objects.filter(tool="isolate_host").count() == PROCESSES * THREADS

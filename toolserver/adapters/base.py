@@ -1,0 +1,116 @@
+"""The interface each capability's backend implements, and the failures it may raise.
+
+Adapters return our own shapes (Page, dicts of known keys), never a backend's raw payload,
+and turn every transport or protocol failure into BackendError or TargetNotFound.
+"""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from toolserver import schemas
+from toolserver.envelope import BackendFailure
+
+
+class BackendError(Exception):
+    """The backend failed in one of the known ways. Its message never holds a credential."""
+
+    def __init__(self, failure: BackendFailure, *, retry_after_s: int | None = None, status: int | None = None):
+        super().__init__(f"backend failure: {failure}")
+        self.failure = failure
+        self.retry_after_s = retry_after_s
+        self.status = status
+
+
+class TargetNotFound(Exception):
+    def __init__(self, target: str):
+        super().__init__(f"not found: {target}")
+        self.target = target
+
+
+class BackendRefused(Exception):
+    """The backend refused the request as invalid (a 400): the arguments need changing."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict]
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class WriteContext:
+    """What a write carries besides its arguments: who asked, for which alert, under which key."""
+
+    idempotency_key: str
+    trigger: str
+    correlation_id: str
+
+
+class Backend(ABC):
+    source: str  # e.g. "lab:siem": named in every envelope
+
+    def __init__(self, *, url: str, credential: str, timeout_s: float):
+        self.url = url.rstrip("/")
+        self._credential = credential
+        self.timeout_s = timeout_s
+
+    def __repr__(self) -> str:  # never the credential
+        return f"{type(self).__name__}(url={self.url!r})"
+
+    async def aclose(self) -> None:
+        """Release connections; adapters that hold none need not override."""
+
+
+class SiemBackend(Backend):
+    @abstractmethod
+    async def search_logins(self, args: schemas.SearchLogins) -> Page: ...
+
+    @abstractmethod
+    async def search_events(self, args: schemas.SearchEvents) -> Page: ...
+
+
+class EdrBackend(Backend):
+    @abstractmethod
+    async def get_host(self, args: schemas.GetHost) -> dict: ...
+
+    @abstractmethod
+    async def get_process_tree(self, args: schemas.HostActivity) -> Page: ...
+
+    @abstractmethod
+    async def get_network_connections(self, args: schemas.HostActivity) -> Page: ...
+
+
+class EdrResponseBackend(Backend):
+    @abstractmethod
+    async def isolate_host(self, args: schemas.HostAction, write: WriteContext) -> dict: ...
+
+    @abstractmethod
+    async def release_host(self, args: schemas.HostAction, write: WriteContext) -> dict: ...
+
+
+class IdentityBackend(Backend):
+    @abstractmethod
+    async def get_user(self, args: schemas.GetUser) -> dict: ...
+
+    @abstractmethod
+    async def disable_account(self, args: schemas.AccountAction, write: WriteContext) -> dict: ...
+
+    @abstractmethod
+    async def enable_account(self, args: schemas.AccountAction, write: WriteContext) -> dict: ...
+
+
+class TicketingBackend(Backend):
+    @abstractmethod
+    async def open_ticket(self, args: schemas.OpenTicket, write: WriteContext) -> dict: ...
+
+    @abstractmethod
+    async def add_comment(self, args: schemas.AddComment, write: WriteContext) -> dict: ...
+
+
+class IntelBackend(Backend):
+    @abstractmethod
+    async def lookup_indicator(self, args: schemas.LookupIndicator) -> dict: ...

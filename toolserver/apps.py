@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ToolserverConfig(AppConfig):
+    name = "toolserver"
+    verbose_name = "Tool servers"

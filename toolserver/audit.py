@@ -1,0 +1,64 @@
+"""Audit emission at the tool layer (DESIGN.md rule 8).
+
+Every call through the gateway — valid, rejected, rate-limited, failed — becomes one
+ToolCallAudit, handed to the sink named by settings.TOOLSERVER_AUDIT_SINK (the audit trail of
+investigations/). Sensitive argument values are replaced by a keyed hash before they leave
+this module, so the sink never sees them; a manager can still find "every call about j.doe" by
+hashing the query value with keyed_hash().
+"""
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from toolserver.catalog import ToolSpec
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    ERROR = "error"
+    RATE_LIMITED = "rate_limited"
+    REPLAYED = "replayed"
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class ToolCallAudit:
+    server: str
+    tool: str
+    arguments: dict
+    outcome: Outcome
+    reason: str = ""
+    idempotency_key: str = ""
+    backend_status: str = ""
+    latency_ms: float = 0.0
+    correlation_id: str = ""
+    actor: str = "agent"
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def keyed_hash(value: str) -> str:
+    digest = hmac.new(settings.AUDIT_HASH_KEY.encode(), str(value).lower().encode(), hashlib.sha256).hexdigest()
+    return f"hmac-sha256:{digest}"
+
+
+def redact(tool: ToolSpec | None, arguments: dict) -> dict:
+    """The arguments as the audit keeps them: sensitive values hashed, everything else as given."""
+    sensitive = set(tool.sensitive) if tool else set()
+    return {
+        name: keyed_hash(value) if name in sensitive and value is not None else value
+        for name, value in arguments.items()
+    }
+
+
+def emit(event: ToolCallAudit) -> None:
+    import_string(settings.TOOLSERVER_AUDIT_SINK)(event)

@@ -1,0 +1,101 @@
+"""The one envelope every tool returns, and the typed errors (DESIGN.md rules 4 and 5).
+
+Success: {"status": "ok", "data": ..., "truncated": bool, "source": "lab:siem"}
+Failure: {"status": "error", "reason": "siem_timeout", "retryable": true, "guidance": "..."}
+
+`reason` is drawn from one vocabulary (Reason below, plus "<backend>_<failure>" for backend
+failures) shared by the audit record, the events and the pages. Guidance is written for the
+model: what happened, that it is not a finding, what to do next.
+"""
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    INVALID_ARGUMENTS = "invalid_arguments"
+    UNKNOWN_TOOL = "unknown_tool"
+    NOT_FOUND = "not_found"
+    RATE_LIMITED = "rate_limited"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    IN_PROGRESS = "in_progress"
+    TOOLSERVER_UNAVAILABLE = "toolserver_unavailable"
+    INTERNAL_ERROR = "internal_error"
+
+
+class BackendFailure(StrEnum):
+    """How a backend failed; the reason is "<backend>_<failure>", e.g. "siem_timeout"."""
+
+    TIMEOUT = "timeout"
+    UNAVAILABLE = "unavailable"
+    RATE_LIMITED = "rate_limited"
+    FORBIDDEN = "forbidden"
+    MALFORMED = "malformed_response"
+
+
+# Transient failures may succeed on a retry; a write that failed transiently releases its
+# idempotency key. Permanent ones are stored and returned again.
+TRANSIENT_FAILURES = {BackendFailure.TIMEOUT, BackendFailure.UNAVAILABLE, BackendFailure.RATE_LIMITED}
+
+BACKEND_GUIDANCE = {
+    BackendFailure.TIMEOUT: "The {backend} did not answer in time. This is not evidence either way. "
+    "Retry once with a narrower time window or fewer results; if it fails again, state that "
+    "this could not be confirmed.",
+    BackendFailure.UNAVAILABLE: "The {backend} is unavailable right now. This is not evidence either way. "
+    "Retry later or continue without it and state that this could not be confirmed.",
+    BackendFailure.RATE_LIMITED: "The {backend} is throttling requests. Wait the suggested time before "
+    "retrying; meanwhile this is not evidence either way.",
+    BackendFailure.FORBIDDEN: "Gatehouse is not permitted to use this {backend} function. Do not retry; "
+    "state that this could not be checked.",
+    BackendFailure.MALFORMED: "The {backend} returned data Gatehouse could not read. This is not "
+    "evidence either way; state that this could not be confirmed.",
+}
+
+
+def invalid_arguments(exc) -> dict:
+    """A pydantic ValidationError as guidance: field names and what is wrong, never the values."""
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in err["loc"]) or "arguments"
+        if err["type"] == "extra_forbidden":
+            problems.append(f"{where}: not an argument of this tool")
+        else:
+            problems.append(f"{where}: {err['msg']}")
+    return error(
+        Reason.INVALID_ARGUMENTS, retryable=False, guidance="Fix the arguments and call again. " + "; ".join(problems)
+    )
+
+
+BACKEND_NAMES = {
+    "siem": "SIEM",
+    "edr": "EDR",
+    "identity": "identity provider",
+    "ticketing": "ticketing system",
+    "intel": "threat-intel service",
+}
+
+
+def ok(data, *, source: str, truncated: bool = False) -> dict:
+    return {"status": "ok", "data": data, "truncated": truncated, "source": source}
+
+
+def error(reason: str, *, retryable: bool, guidance: str, **details) -> dict:
+    return {"status": "error", "reason": str(reason), "retryable": retryable, "guidance": guidance, **details}
+
+
+def backend_error(backend: str, failure: BackendFailure, *, retry_after_s: int | None = None) -> dict:
+    details = {"retry_after_s": retry_after_s} if retry_after_s is not None else {}
+    return error(
+        f"{backend}_{failure}",
+        retryable=failure in TRANSIENT_FAILURES,
+        guidance=BACKEND_GUIDANCE[failure].format(backend=BACKEND_NAMES.get(backend, backend)),
+        **details,
+    )
+
+
+def is_error(result: dict) -> bool:
+    return result.get("status") == "error"
+
+
+def is_transient(result: dict) -> bool:
+    """A failure worth retrying: the envelope says so."""
+    return is_error(result) and bool(result.get("retryable"))

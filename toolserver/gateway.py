@@ -1,0 +1,149 @@
+"""The gateway: the one way the agent (or an approved action) calls a tool.
+
+In order, for every call: find the tool, validate the arguments at the boundary, take a
+rate-limit token for its server, claim the idempotency key of a write, call the server process
+through the supervisor, settle the key, and emit exactly one audit record. Every failure comes
+back as a typed error envelope; nothing raises to the caller.
+"""
+
+import json
+import time
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from toolserver import audit, idempotency
+from toolserver.audit import Outcome, ToolCallAudit
+from toolserver.catalog import ServerSpec, ToolSpec, find_tool
+from toolserver.envelope import Reason, error, invalid_arguments, is_error, is_transient
+from toolserver.ratelimit import get_rate_limiter, limit_for
+from toolserver.schemas import parse_arguments
+
+
+@dataclass(frozen=True)
+class CallContext:
+    correlation_id: str  # the investigation the call belongs to
+    trigger: str  # the alert that caused it: part of every write's idempotency key
+    actor: str = "agent"  # "agent", or "user:<username>" for an approved action
+
+
+class Gateway:
+    def __init__(self, supervisor=None, rate_limiter=None):
+        if supervisor is None:
+            from toolserver.supervisor import get_supervisor
+
+            supervisor = get_supervisor()
+        self.supervisor = supervisor
+        self.rate_limiter = rate_limiter or get_rate_limiter()
+
+    def call(self, tool_name: str, arguments: dict, context: CallContext) -> dict:
+        started = time.perf_counter()
+        found = find_tool(tool_name)
+        if found is None:
+            result = error(Reason.UNKNOWN_TOOL, retryable=False, guidance="Use only the tools you were given.")
+            return self._audited(None, None, {}, result, context, started, Outcome.ERROR)
+        server, tool = found
+        try:
+            args = parse_arguments(tool.arguments, arguments)
+        except ValidationError as exc:
+            result = invalid_arguments(exc)
+            return self._audited(server, tool, _named_only(arguments, tool), result, context, started, Outcome.ERROR)
+
+        validated = args.model_dump(mode="json")
+        wait_s = self.rate_limiter.acquire(server.name, limit_for(server.name))
+        if wait_s is not None:
+            retry_after_s = max(1, round(wait_s))
+            result = error(
+                Reason.RATE_LIMITED,
+                retryable=True,
+                guidance=f"Too many calls to {server.name}. Wait {retry_after_s} s before calling it again; "
+                "this is not evidence either way.",
+                retry_after_s=retry_after_s,
+            )
+            return self._audited(server, tool, validated, result, context, started, Outcome.RATE_LIMITED)
+
+        if tool.write:
+            return self._write(server, tool, args, validated, context, started)
+        result, backend_status = self._send(server, tool, validated, context, idempotency_key="")
+        outcome = Outcome.ERROR if is_error(result) else Outcome.OK
+        return self._audited(server, tool, validated, result, context, started, outcome, backend_status=backend_status)
+
+    def _write(self, server: ServerSpec, tool: ToolSpec, args, validated: dict, context: CallContext, started: float) -> dict:
+        if not context.trigger:
+            raise ValueError("a write needs the alert that triggered it")
+        key = idempotency.write_key(tool, args, context.trigger)
+        claim = idempotency.claim(server, tool, key, context.trigger)
+        audit_args = dict(validated)
+        if isinstance(claim, idempotency.Prior):
+            result = _replayed(claim.result)
+            return self._audited(server, tool, audit_args, result, context, started, Outcome.REPLAYED, key=key.key)
+        if isinstance(claim, idempotency.Conflict):
+            result = error(
+                Reason.IDEMPOTENCY_CONFLICT,
+                retryable=False,
+                guidance=f"{tool.name} was already requested for this alert and target with different "
+                f"arguments; the first request stands ({_summary(claim.result)}). Do not repeat it.",
+            )
+            return self._audited(server, tool, audit_args, result, context, started, Outcome.ERROR, key=key.key)
+        if isinstance(claim, idempotency.InProgress):
+            result = error(
+                Reason.IN_PROGRESS,
+                retryable=True,
+                guidance=f"The same {tool.name} for this alert is still running. Do not repeat it; "
+                "its result will be the result of this request.",
+            )
+            return self._audited(server, tool, audit_args, result, context, started, Outcome.ERROR, key=key.key)
+
+        result, backend_status = self._send(server, tool, validated, context, idempotency_key=key.key)
+        if is_transient(result):
+            idempotency.release(key, claim.token)
+        else:
+            idempotency.complete(key, claim.token, result, failed=is_error(result))
+        outcome = Outcome.ERROR if is_error(result) else Outcome.OK
+        return self._audited(
+            server, tool, audit_args, result, context, started, outcome, key=key.key, backend_status=backend_status
+        )
+
+    def _send(self, server: ServerSpec, tool: ToolSpec, validated: dict, context: CallContext, *, idempotency_key: str):
+        meta = {
+            "gatehouse/correlation_id": context.correlation_id,
+            "gatehouse/trigger": context.trigger,
+            "gatehouse/idempotency_key": idempotency_key,
+        }
+        return self.supervisor.call(server.name, tool.name, validated, meta)
+
+    def _audited(self, server, tool, arguments, result, context, started, outcome, *, key="", backend_status=""):
+        audit.emit(
+            ToolCallAudit(
+                server=server.name if server else "",
+                tool=tool.name if tool else "",
+                arguments=audit.redact(tool, arguments),
+                outcome=outcome,
+                reason=result.get("reason", "") if is_error(result) else "",
+                idempotency_key=key,
+                backend_status=str(backend_status or ""),
+                latency_ms=(time.perf_counter() - started) * 1000,
+                correlation_id=context.correlation_id,
+                actor=context.actor,
+                source=result.get("source", ""),
+            )
+        )
+        return result
+
+
+def _named_only(arguments: dict, tool: ToolSpec) -> dict:
+    """Rejected arguments are kept for the audit only when they name a known field."""
+    known = set(tool.arguments.model_fields)
+    return {name: value for name, value in arguments.items() if name in known}
+
+
+def _replayed(prior: dict) -> dict:
+    if is_error(prior):
+        return prior
+    return {**prior, "data": {**(prior.get("data") or {}), "replayed": True}}
+
+
+def _summary(result: dict | None) -> str:
+    if not result:
+        return "still running"
+    return json.dumps(result.get("data") if not is_error(result) else {"error": result.get("reason")}, default=str)[:200]

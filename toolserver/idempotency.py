@@ -1,0 +1,136 @@
+"""Idempotent writes (DESIGN.md rule 6): one key per action, target and trigger.
+
+claim() is race-safe across processes: the key is a unique column, so of many concurrent
+claims exactly one INSERT wins. The others see the winner's row: its result when done, a
+conflict when their arguments differ, or they wait a bounded time while it runs. A running
+claim whose lease ran out (its worker died) may be taken over by exactly one caller; the
+same key then reaches the backend, which deduplicates on it.
+"""
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from toolserver.catalog import ServerSpec, ToolSpec
+from toolserver.models import IdempotencyRecord
+from toolserver.schemas import StrictArgs
+
+POLL_INTERVAL_S = 0.05
+
+
+@dataclass(frozen=True)
+class WriteKey:
+    key: str
+    target: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Claimed:
+    token: str
+
+
+@dataclass(frozen=True)
+class Prior:
+    """The first call's stored envelope (success or permanent failure)."""
+
+    result: dict
+    completed_at: object
+
+
+@dataclass(frozen=True)
+class Conflict:
+    result: dict | None
+
+
+@dataclass(frozen=True)
+class InProgress:
+    pass
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def write_key(tool: ToolSpec, args: StrictArgs, trigger: str) -> WriteKey:
+    values = args.model_dump()
+    target = ", ".join(f"{name}={_canonical(values[name])}" for name in tool.target_fields) or "alert"
+    material = {
+        name: _canonical(value) if name in tool.target_fields else value
+        for name, value in values.items()
+        if name not in tool.free_text
+    }
+    return WriteKey(
+        key=_digest(tool.name, target, trigger),
+        target=target,
+        fingerprint=_digest(json.dumps(material, sort_keys=True, default=str)),
+    )
+
+
+def _canonical(value) -> str:
+    # Hostnames and account names are case-insensitive on the backends we front.
+    return str(value).lower()
+
+
+def claim(server: ServerSpec, tool: ToolSpec, write: WriteKey, trigger: str, *, wait_s: float | None = None):
+    wait_s = settings.TOOLSERVER_WRITE_WAIT_S if wait_s is None else wait_s
+    token = uuid.uuid4().hex
+    lease = timedelta(seconds=settings.TOOLSERVER_WRITE_LEASE_S)
+    try:
+        with transaction.atomic():
+            IdempotencyRecord.objects.create(
+                key=write.key,
+                server=server.name,
+                tool=tool.name,
+                target=write.target,
+                trigger=trigger,
+                fingerprint=write.fingerprint,
+                claim_token=token,
+                lease_until=timezone.now() + lease,
+            )
+        return Claimed(token)
+    except IntegrityError:
+        pass
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        record = IdempotencyRecord.objects.get(key=write.key)
+        if record.fingerprint != write.fingerprint:
+            return Conflict(record.result)
+        if record.state != IdempotencyRecord.State.RUNNING:
+            return Prior(record.result, record.completed_at)
+        if record.lease_until < timezone.now() and _take_over(record, token, lease):
+            return Claimed(token)
+        if time.monotonic() >= deadline:
+            return InProgress()
+        time.sleep(POLL_INTERVAL_S)
+
+
+def _take_over(record: IdempotencyRecord, token: str, lease: timedelta) -> bool:
+    """Exactly one caller wins an abandoned claim: the guard is in the WHERE clause."""
+    now = timezone.now()
+    won = IdempotencyRecord.objects.filter(
+        pk=record.pk, state=IdempotencyRecord.State.RUNNING, claim_token=record.claim_token, lease_until__lt=now
+    ).update(claim_token=token, lease_until=now + lease, attempts=record.attempts + 1)
+    return won == 1
+
+
+def complete(write: WriteKey, token: str, result: dict, *, failed: bool) -> None:
+    """Store the outcome (success, or a permanent failure) for every repeat to receive."""
+    IdempotencyRecord.objects.filter(key=write.key, claim_token=token).update(
+        state=IdempotencyRecord.State.FAILED if failed else IdempotencyRecord.State.SUCCEEDED,
+        result=result,
+        completed_at=timezone.now(),
+    )
+
+
+def release(write: WriteKey, token: str) -> None:
+    """A transient failure: free the key so that a retry can run."""
+    IdempotencyRecord.objects.filter(key=write.key, claim_token=token, state=IdempotencyRecord.State.RUNNING).delete()

@@ -1,0 +1,103 @@
+"""The MCP servers, one per capability (catalog.SERVERS), each run as its own process.
+
+build_server() turns a ServerSpec and its backend adapter into an mcp MCPServer. Each tool
+validates the raw wire arguments itself, strictly (mcp's generated argument model would drop
+unknown keys and coerce types), and every outcome leaves as the one envelope or a typed error:
+never a raw payload, a stack trace or a credential.
+"""
+
+import json
+import logging
+from typing import Any
+
+import pydantic_core
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.tools import Tool
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import ValidationError
+
+from toolserver.adapters.base import Backend, BackendError, BackendRefused, Page, TargetNotFound, WriteContext
+from toolserver.catalog import ServerSpec, ToolSpec
+from toolserver.envelope import Reason, backend_error, error, invalid_arguments, is_error, ok
+from toolserver.schemas import parse_arguments
+
+log = logging.getLogger("toolserver")
+
+# Per-call metadata the gateway sends in the request's _meta (never in the arguments).
+META_CORRELATION = "gatehouse/correlation_id"
+META_TRIGGER = "gatehouse/trigger"
+META_IDEMPOTENCY_KEY = "gatehouse/idempotency_key"
+META_BACKEND_STATUS = "gatehouse/backend_status"
+
+
+def build_server(spec: ServerSpec, backend: Backend) -> MCPServer:
+    tools = [_tool(spec, tool, backend) for tool in spec.tools]
+    return MCPServer(f"gatehouse-{spec.name}", instructions=spec.description, tools=tools, log_level="WARNING")
+
+
+def _tool(spec: ServerSpec, tool: ToolSpec, backend: Backend) -> Tool:
+    async def call(ctx: Context) -> CallToolResult:
+        request = ctx.request_context
+        raw = (request.params or {}).get("arguments") or {}
+        meta = dict(request.meta or {})
+        envelope, backend_status = await run_tool(spec, tool, backend, raw, meta)
+        return _result(envelope, backend_status)
+
+    annotations = ToolAnnotations(
+        read_only_hint=not tool.write,
+        destructive_hint=tool.write,
+        idempotent_hint=True,
+        open_world_hint=False,
+    )
+    registered = Tool.from_function(call, name=tool.name, description=tool.description, annotations=annotations)
+    registered.parameters = tool.arguments.model_json_schema()  # advertised: additionalProperties false
+    return registered
+
+
+async def run_tool(spec: ServerSpec, tool: ToolSpec, backend: Backend, raw: Any, meta: dict) -> tuple[dict, str]:
+    """One call, start to end: (envelope, backend status). Never raises."""
+    try:
+        args = parse_arguments(tool.arguments, raw)
+    except ValidationError as exc:
+        return invalid_arguments(exc), ""
+    handler = getattr(backend, tool.name)
+    try:
+        if tool.write:
+            key = meta.get(META_IDEMPOTENCY_KEY) or ""
+            trigger = meta.get(META_TRIGGER) or ""
+            if not key or not trigger:
+                return error(
+                    Reason.INVALID_ARGUMENTS,
+                    retryable=False,
+                    guidance="A write must come through the Gatehouse gateway, with its idempotency key.",
+                ), ""
+            outcome = await handler(args, WriteContext(key, trigger, meta.get(META_CORRELATION) or ""))
+        else:
+            outcome = await handler(args)
+    except BackendError as exc:
+        return backend_error(spec.backend, exc.failure, retry_after_s=exc.retry_after_s), str(exc.status or exc.failure)
+    except TargetNotFound as exc:
+        return error(
+            Reason.NOT_FOUND,
+            retryable=False,
+            guidance=f"The {spec.backend} has no {exc.target!r}. Check the name against the alert; do not guess.",
+        ), "404"
+    except BackendRefused as exc:
+        return error(Reason.INVALID_ARGUMENTS, retryable=False, guidance=f"The {spec.backend} refused: {exc.detail}"), "400"
+    except Exception:
+        # The class name only: an exception's text may carry a URL or a header.
+        log.error("%s.%s failed unexpectedly", spec.name, tool.name, exc_info=False)
+        return error(Reason.INTERNAL_ERROR, retryable=False, guidance="The tool failed unexpectedly; do not retry."), "error"
+    if isinstance(outcome, Page):
+        return ok(outcome.items, source=backend.source, truncated=outcome.truncated), "200"
+    return ok(outcome, source=backend.source), "200"
+
+
+def _result(envelope: dict, backend_status: str) -> CallToolResult:
+    body = pydantic_core.to_jsonable_python(envelope)
+    return CallToolResult(
+        content=[TextContent(type="text", text=json.dumps(body))],
+        structured_content=body,
+        is_error=is_error(body),
+        _meta={META_BACKEND_STATUS: backend_status},
+    )
