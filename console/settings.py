@@ -20,6 +20,7 @@ from console.config import (
     env_str,
     sqlite_database,
 )
+from toolserver.catalog import SERVERS as TOOL_SERVERS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -42,22 +43,25 @@ if not PRODUCTION:
     DATABASES["default"]["TEST"] = {"NAME": DATA_DIR / "test.sqlite3"}
 
 
-def _embedded_secret_key() -> str:
-    """A per-installation key for the embedded default, kept beside its database."""
-    path = DATA_DIR / "secret_key"
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(50))
-    return path.read_text().strip()
+def _secret(variable: str, filename: str) -> str:
+    """A secret from the environment; on the embedded default, generated once beside its database."""
+    value = env_str(variable)
+    if not value:
+        if PRODUCTION:
+            raise ConfigError(variable, "required in production mode (50+ random characters)")
+        path = DATA_DIR / filename
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(50))
+        value = path.read_text().strip()
+    if len(value) < 50 or len(set(value)) < 5:
+        raise ConfigError(variable, "too weak: use 50 or more random characters")
+    return value
 
 
-SECRET_KEY = env_str("GATEHOUSE_SECRET_KEY")
-if not SECRET_KEY:
-    if PRODUCTION:
-        raise ConfigError("GATEHOUSE_SECRET_KEY", "required in production mode (50+ random characters)")
-    SECRET_KEY = _embedded_secret_key()
-elif len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
-    raise ConfigError("GATEHOUSE_SECRET_KEY", "too weak: use 50 or more random characters")
+SECRET_KEY = _secret("GATEHOUSE_SECRET_KEY", "secret_key")
+# Keys the hashes of sensitive tool arguments in the audit trail; never stored in the database.
+AUDIT_HASH_KEY = _secret("GATEHOUSE_AUDIT_HASH_KEY", "audit_hash_key")
 
 DEBUG = env_bool("GATEHOUSE_DEBUG", False)
 ALLOWED_HOSTS = env_list("GATEHOUSE_ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost"])
@@ -76,7 +80,10 @@ INSTALLED_APPS = [
     "channels",
     "guardian",
     "django_htmx",
-    "console",
+    "toolserver",
+    "toolserver.lab",
+    "investigations",
+    "console",  # last: its post_migrate keeps the roles' permissions for every app above
 ]
 
 MIDDLEWARE = [
@@ -126,6 +133,25 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 GUARDIAN_RAISE_403 = True
 ANONYMOUS_USER_NAME = None  # no object permissions for anonymous visitors
+
+# The lab: a simulated SOC estate served at /lab/api/, the default backend of every tool server.
+LAB_ENABLED = env_bool("GATEHOUSE_LAB", not PRODUCTION)
+
+# Tool servers (toolserver/): each server's backend and where its credential lives. The
+# credential is read by the server's own process when it starts (toolserver.launch).
+LAB_API_URL = env_str("GATEHOUSE_LAB_URL") or f"http://127.0.0.1:{env_int('PORT', 8000)}/lab/api"
+CREDENTIALS_DIR = Path(env_str("GATEHOUSE_CREDENTIALS_DIR") or DATA_DIR / "credentials")
+TOOLSERVER_BACKENDS = {
+    server: {"adapter": "lab", "url": LAB_API_URL, "credential": f"file:{CREDENTIALS_DIR / (server + '.key')}"}
+    for server in TOOL_SERVERS
+}
+# Calls per window per server, shared by all workers.
+TOOLSERVER_RATE_LIMITS = {"default": (120, 60), "edr-response": (20, 60), "identity": (60, 60)}
+TOOLSERVER_AUDIT_SINK = "investigations.audit.record_tool_call"
+TOOLSERVER_WRITE_LEASE_S = 120  # a running write claim older than this was abandoned
+TOOLSERVER_WRITE_WAIT_S = 30  # how long a repeat waits for the first call of its key
+TOOLSERVER_CALL_TIMEOUT_S = env_int("GATEHOUSE_TOOL_TIMEOUT_S", 30, minimum=1)
+BACKEND_TIMEOUT_S = env_int("GATEHOUSE_BACKEND_TIMEOUT_S", 10, minimum=1)
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"

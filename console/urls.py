@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.conf import settings
+from django.urls import include, path
 
 from console import views
 
@@ -11,3 +12,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
 ]
+
+if settings.LAB_ENABLED:
+    urlpatterns.append(path("lab/", include("toolserver.lab.urls")))

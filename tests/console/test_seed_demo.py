@@ -1,14 +1,36 @@
 import re
 
+import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
 
 from console.roles import ROLES, roles_of
 
 
+@pytest.fixture(autouse=True)
+def scratch_credentials(settings, tmp_path):
+    settings.CREDENTIALS_DIR = tmp_path / "credentials"
+    return settings.CREDENTIALS_DIR
+
+
 def seed(capsys):
     call_command("seed_demo")
     return capsys.readouterr().out
+
+
+def test_the_lab_is_seeded_and_every_tool_server_gets_its_key(db, capsys, scratch_credentials):
+    from toolserver.catalog import SERVERS
+    from toolserver.lab.keys import hash_key
+    from toolserver.lab.models import Host, LabKey
+
+    out = seed(capsys)
+    assert Host.objects.exists()
+    for server in SERVERS:
+        path = scratch_credentials / f"{server}.key"
+        assert path.stat().st_mode & 0o077 == 0
+        key = path.read_text()
+        assert LabKey.objects.get(name=server, revoked_at__isnull=True).key_hash == hash_key(key)
+        assert key not in out
 
 
 def test_demo_users_get_random_passwords_printed_once(db, capsys, monkeypatch):

@@ -11,6 +11,7 @@ PRODUCTION = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test",
     "REDIS_URL": "redis://127.0.0.1:6379/15",
     "GATEHOUSE_SECRET_KEY": "k7#Qz!9vLm2@Xr4$Tn8^Wp1&Yb6*Hd3(Jf5)Gs0_Ac-Ue+Oi=Ky",
+    "GATEHOUSE_AUDIT_HASH_KEY": "Zq8#mV2!pL5@wR9$xT3^nB7&kD1*hF4(jG6)sA0_cE-uI+oY=t",
     "GATEHOUSE_ALLOWED_HOSTS": "gatehouse.example.org",
 }
 
@@ -38,6 +39,7 @@ def assert_one_line_naming(result, variable):
         ({"GATEHOUSE_SECRET_KEY": "short"}, "GATEHOUSE_SECRET_KEY"),
         ({"GATEHOUSE_SECRET_KEY": "ab" * 40}, "GATEHOUSE_SECRET_KEY"),
         ({"GATEHOUSE_ALLOWED_HOSTS": ""}, "GATEHOUSE_ALLOWED_HOSTS"),
+        ({"GATEHOUSE_AUDIT_HASH_KEY": ""}, "GATEHOUSE_AUDIT_HASH_KEY"),
         ({"GATEHOUSE_DEBUG": "perhaps"}, "GATEHOUSE_DEBUG"),
     ],
 )

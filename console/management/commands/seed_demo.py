@@ -1,8 +1,10 @@
 import os
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -11,11 +13,15 @@ from console.roles import ROLES, ADMIN
 
 class Command(BaseCommand):
     help = (
-        "Create the demo users analyst, manager and admin. Their password is "
-        "GATEHOUSE_DEMO_PASSWORD when set (and is reset to it), otherwise random and printed once."
+        "Create the demo users analyst, manager and admin (password: GATEHOUSE_DEMO_PASSWORD when "
+        "set, and reset to it; otherwise random and printed once). With the lab enabled, rebuild its "
+        "estate and issue each tool server its lab key."
     )
 
     def handle(self, *args, **options):
+        if settings.LAB_ENABLED:
+            call_command("seed_lab", stdout=self.stdout)
+            call_command("lab_keys", write_dir=settings.CREDENTIALS_DIR, stdout=self.stdout)
         chosen = os.environ.get("GATEHOUSE_DEMO_PASSWORD", "")
         with transaction.atomic():
             lines = [self._ensure_user(role, chosen) for role in ROLES]
