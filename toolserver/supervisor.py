@@ -9,6 +9,7 @@ Callers are synchronous (Celery tasks) and get an envelope back, never an except
 
 import asyncio
 import atexit
+import concurrent.futures
 import logging
 import os
 import sys
@@ -150,7 +151,11 @@ class Supervisor:
         timeout_s = float(settings.TOOLSERVER_CALL_TIMEOUT_S)
         config = launch_config(server)
         future = asyncio.run_coroutine_threadsafe(self._call(config, tool, arguments, meta, timeout_s), self._loop)
-        return future.result(timeout=timeout_s + START_TIMEOUT_S + 5)
+        try:
+            return future.result(timeout=timeout_s + START_TIMEOUT_S + 5)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            return _unavailable(server), "toolserver_timeout"
 
     def list_tools(self, server: str) -> list[dict]:
         """The tools `server` itself advertises: name, description and input schema."""

@@ -65,9 +65,18 @@ def test_a_capped_result_says_it_was_truncated(gateway, context):
     assert len(result["data"]) == 5 and result["truncated"] is True
 
 
-def test_an_unknown_target_is_a_typed_error(gateway, context):
-    result = gateway.call("get_host", {"host": "WS-NOPE-99"}, context)
+@pytest.mark.parametrize(
+    "tool, arguments",
+    [
+        ("get_host", {"host": "WS-NOPE-99"}),
+        ("get_process_tree", {"host": "WS-NOPE-99"}),
+        ("isolate_host", {"host": "WS-NOPE-99", "reason": "Testing an unknown host is refused."}),
+    ],
+)
+def test_an_unknown_target_is_a_typed_error_naming_it(gateway, context, tool, arguments):
+    result = gateway.call(tool, arguments, context)
     assert (result["status"], result["reason"], result["retryable"]) == ("error", "not_found", False)
+    assert "'WS-NOPE-99'" in result["guidance"]
 
 
 @pytest.mark.parametrize(

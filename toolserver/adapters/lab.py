@@ -147,7 +147,9 @@ class LabHttp:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _request(self, method: str, path: str, *, params=None, json=None, idempotency_key: str = "") -> dict:
+    async def _request(
+        self, method: str, path: str, *, target: str = "", params=None, json=None, idempotency_key: str = ""
+    ) -> dict:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         params = {key: value for key, value in (params or {}).items() if value is not None}
         try:
@@ -158,7 +160,7 @@ class LabHttp:
             raise BackendError(BackendFailure.UNAVAILABLE) from None
         status = response.status_code
         if status == 404:
-            raise TargetNotFound(path.rsplit("/", 1)[-1])
+            raise TargetNotFound(target or path)
         if status in (400, 409):  # 409: the backend saw this idempotency key for another action
             raise BackendRefused(self._detail(response))
         if status in (401, 403):
@@ -176,6 +178,10 @@ class LabHttp:
         if not isinstance(body, dict):
             raise BackendError(BackendFailure.MALFORMED, status=status)
         return body
+
+    async def _write(self, path: str, payload: dict, write: WriteContext, *, target: str) -> dict:
+        """A privileged write, carrying its idempotency key so the backend deduplicates too."""
+        return await self._request("POST", path, target=target, json=payload, idempotency_key=write.idempotency_key)
 
     @staticmethod
     def _retry_after(response: httpx2.Response) -> int:
@@ -227,15 +233,17 @@ class LabEdr(LabHttp, EdrBackend):
     source = "lab:edr"
 
     async def get_host(self, args: schemas.GetHost) -> dict:
-        return self._shape(Host, await self._request("GET", f"/edr/hosts/{args.host}"))
+        return self._shape(Host, await self._request("GET", f"/edr/hosts/{args.host}", target=args.host))
 
     async def get_process_tree(self, args: schemas.HostActivity) -> Page:
-        params = {"since": _since(args.lookback_hours), "limit": args.limit}
-        return self._page(Process, await self._request("GET", f"/edr/hosts/{args.host}/processes", params=params))
+        return self._page(Process, await self._activity("processes", args))
 
     async def get_network_connections(self, args: schemas.HostActivity) -> Page:
+        return self._page(Connection, await self._activity("connections", args))
+
+    async def _activity(self, kind: str, args: schemas.HostActivity) -> dict:
         params = {"since": _since(args.lookback_hours), "limit": args.limit}
-        return self._page(Connection, await self._request("GET", f"/edr/hosts/{args.host}/connections", params=params))
+        return await self._request("GET", f"/edr/hosts/{args.host}/{kind}", target=args.host, params=params)
 
 
 class LabEdrResponse(LabHttp, EdrResponseBackend):
@@ -248,9 +256,7 @@ class LabEdrResponse(LabHttp, EdrResponseBackend):
         return await self._host_action("release", args, write)
 
     async def _host_action(self, action: str, args: schemas.HostAction, write: WriteContext) -> dict:
-        body = await self._request(
-            "POST", f"/edr/hosts/{args.host}/{action}", json={"reason": args.reason}, idempotency_key=write.idempotency_key
-        )
+        body = await self._write(f"/edr/hosts/{args.host}/{action}", {"reason": args.reason}, write, target=args.host)
         return self._shape(Isolation, body)
 
 
@@ -258,7 +264,7 @@ class LabIdentity(LabHttp, IdentityBackend):
     source = "lab:identity"
 
     async def get_user(self, args: schemas.GetUser) -> dict:
-        return self._shape(User, await self._request("GET", f"/identity/users/{args.username}"))
+        return self._shape(User, await self._request("GET", f"/identity/users/{args.username}", target=args.username))
 
     async def disable_account(self, args: schemas.AccountAction, write: WriteContext) -> dict:
         return await self._account_action("disable", args, write)
@@ -267,13 +273,8 @@ class LabIdentity(LabHttp, IdentityBackend):
         return await self._account_action("enable", args, write)
 
     async def _account_action(self, action: str, args: schemas.AccountAction, write: WriteContext) -> dict:
-        body = await self._request(
-            "POST",
-            f"/identity/users/{args.username}/{action}",
-            json={"reason": args.reason},
-            idempotency_key=write.idempotency_key,
-        )
-        return self._shape(AccountChange, body)
+        path = f"/identity/users/{args.username}/{action}"
+        return self._shape(AccountChange, await self._write(path, {"reason": args.reason}, write, target=args.username))
 
 
 class LabTicketing(LabHttp, TicketingBackend):
@@ -281,13 +282,11 @@ class LabTicketing(LabHttp, TicketingBackend):
 
     async def open_ticket(self, args: schemas.OpenTicket, write: WriteContext) -> dict:
         payload = {"title": args.title, "body": args.body, "severity": args.severity, "alert_ref": write.trigger}
-        return self._shape(Ticket, await self._request("POST", "/tickets", json=payload, idempotency_key=write.idempotency_key))
+        return self._shape(Ticket, await self._write("/tickets", payload, write, target="ticket"))
 
     async def add_comment(self, args: schemas.AddComment, write: WriteContext) -> dict:
-        body = await self._request(
-            "POST", f"/tickets/{args.ticket_id}/comments", json={"body": args.body}, idempotency_key=write.idempotency_key
-        )
-        return self._shape(Comment, body)
+        path = f"/tickets/{args.ticket_id}/comments"
+        return self._shape(Comment, await self._write(path, {"body": args.body}, write, target=f"ticket {args.ticket_id}"))
 
 
 class LabIntel(LabHttp, IntelBackend):

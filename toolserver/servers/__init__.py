@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from toolserver.adapters.base import Backend, BackendError, BackendRefused, Page, TargetNotFound, WriteContext
 from toolserver.catalog import ServerSpec, ToolSpec
-from toolserver.envelope import Reason, backend_error, error, invalid_arguments, is_error, ok
+from toolserver.envelope import BACKEND_NAMES, Reason, backend_error, error, invalid_arguments, is_error, ok
 from toolserver.schemas import parse_arguments
 
 log = logging.getLogger("toolserver")
@@ -80,7 +80,8 @@ async def run_tool(spec: ServerSpec, tool: ToolSpec, backend: Backend, raw: Any,
         return error(
             Reason.NOT_FOUND,
             retryable=False,
-            guidance=f"The {spec.backend} has no {exc.target!r}. Check the name against the alert; do not guess.",
+            guidance=f"The {BACKEND_NAMES.get(spec.backend, spec.backend)} has no {exc.target!r}. "
+            "Check the name against the alert; do not guess.",
         ), "404"
     except BackendRefused as exc:
         return error(Reason.INVALID_ARGUMENTS, retryable=False, guidance=f"The {spec.backend} refused: {exc.detail}"), "400"
