@@ -78,7 +78,7 @@ def main() -> None:
         from investigations.models import AuditRecord
         from toolserver.gateway import CallContext, Gateway
 
-        gateway, context = Gateway(), CallContext("bench", "bench-alert")
+        gateway, context = Gateway(), CallContext("bench", "bench-alert", approval="bench-approval")
         deadline = time.monotonic() + 30
         while gateway.call("get_host", {"host": "WS-FIN-07"}, context)["status"] != "ok":
             if time.monotonic() > deadline:

@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
@@ -21,3 +21,11 @@ def check_configuration_before_work(**kwargs):
         preflight()
     except ConfigError as error:
         exit_on_config_error(error)
+
+
+@worker_ready.connect
+def resume_stalled_investigations(**kwargs):
+    """A worker that starts takes over what no worker is running (queued while none ran, or orphaned)."""
+    from investigations.tasks import sweep_investigations
+
+    sweep_investigations.delay(queued_for_s=0)

@@ -30,6 +30,7 @@ def start_embedded_worker() -> WorkController:
         without_heartbeat=True,
         without_mingle=True,
         without_gossip=True,
+        beat=True,  # the periodic sweep that resumes stalled investigations
     )
     threading.Thread(target=worker.start, name="embedded-celery-worker", daemon=True).start()
     log.info("embedded Celery worker started (%d threads)", settings.EMBEDDED_WORKER_CONCURRENCY)

@@ -14,8 +14,15 @@ ROLES = (ANALYST, MANAGER, ADMIN)
 
 # "app_label.codename" per role. Later apps add theirs to this table, and only here.
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    ANALYST: [],
-    MANAGER: [],
+    ANALYST: [
+        "investigations.view_investigation",
+        "investigations.view_alert",
+        "investigations.add_alert",
+    ],
+    MANAGER: [
+        "investigations.view_investigation",
+        "investigations.view_alert",
+    ],
     ADMIN: [
         "auth.view_user",
         "auth.add_user",

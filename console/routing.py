@@ -1,3 +1,5 @@
 """Websocket URL patterns of every app, gathered for console.asgi."""
 
-websocket_urlpatterns: list = []
+from investigations.routing import websocket_urlpatterns as investigation_patterns
+
+websocket_urlpatterns: list = [*investigation_patterns]

@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "channels",
     "guardian",
     "django_htmx",
+    "ninja",
     "toolserver",
     "toolserver.lab",
     "investigations",
@@ -153,6 +154,26 @@ TOOLSERVER_WRITE_WAIT_S = 30  # how long a repeat waits for the first call of it
 TOOLSERVER_CALL_TIMEOUT_S = env_int("GATEHOUSE_TOOL_TIMEOUT_S", 30, minimum=1)
 BACKEND_TIMEOUT_S = env_int("GATEHOUSE_BACKEND_TIMEOUT_S", 10, minimum=1)
 
+# Investigations (investigations/): the model, and each investigation's budgets.
+# With no ANTHROPIC_API_KEY the offline model answers inside the SDK (investigations/offline_model.py).
+ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
+MODEL = env_str("GATEHOUSE_MODEL", "claude-sonnet-5-5")
+MODEL_MAX_TOKENS = env_int("GATEHOUSE_MODEL_MAX_TOKENS", 4096, minimum=256)  # per model turn
+MODEL_TIMEOUT_S = env_int("GATEHOUSE_MODEL_TIMEOUT_S", 120, minimum=5)
+# Pauses between the offline model's streamed chunks, so the demo reads as live text.
+OFFLINE_MODEL_DELAY_MS = env_int("GATEHOUSE_OFFLINE_MODEL_DELAY_MS", 0 if PRODUCTION else 25, minimum=0)
+INVESTIGATION_BUDGETS = {
+    "tool_calls": env_int("GATEHOUSE_BUDGET_TOOL_CALLS", 30, minimum=1),
+    "tokens": env_int("GATEHOUSE_BUDGET_TOKENS", 300_000, minimum=1000),
+    "seconds": env_int("GATEHOUSE_BUDGET_SECONDS", 900, minimum=10),
+}
+# A worker renews its lease on a running investigation every third of this; one that stops
+# renewing (killed) is replaced by the next sweep, which resumes from the last saved step.
+INVESTIGATION_LEASE_S = env_int("GATEHOUSE_INVESTIGATION_LEASE_S", 60, minimum=1)
+SWEEP_INTERVAL_S = env_int("GATEHOUSE_SWEEP_INTERVAL_S", 15, minimum=1)
+TEXT_FLUSH_MS = 100  # streamed text is saved and published at most this often per block
+ALERT_MAX_BYTES = 64 * 1024  # a larger alert body is refused with 413
+
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"
 USE_I18N = False
@@ -215,6 +236,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_TIME_LIMIT = 1800
 CELERY_TASK_SOFT_TIME_LIMIT = 1700
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = {
+    "resume-investigations": {"task": "investigations.tasks.sweep_investigations", "schedule": float(SWEEP_INTERVAL_S)},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 EMBEDDED_WORKER_CONCURRENCY = env_int("GATEHOUSE_EMBEDDED_WORKERS", 4, minimum=1)
 
 LOG_LEVEL = env_str("GATEHOUSE_LOG_LEVEL", "INFO").upper()
@@ -226,5 +251,5 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx2": {"level": "WARNING"}},
 }

@@ -1,8 +1,14 @@
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from console.roles import ADMIN, ANALYST, MANAGER
+from toolserver.catalog import SERVERS
+from toolserver.ratelimit import get_rate_limiter
 from tests.support import ConsoleProcess, console_env, database_url_of
 
 PASSWORD = "correct-horse-battery-staple"
@@ -36,14 +42,70 @@ def admin_user(make_user):
 
 
 @pytest.fixture(scope="session")
-def live_console(django_db_setup, django_db_blocker):
+def live_console(django_db_setup, django_db_blocker, lab_credentials):
     """The real console (`manage.py serve`) in a subprocess, on this run's test database.
 
-    Tests that use it must commit their data: mark them django_db(transaction=True).
+    It serves the lab, and its tool servers (those of its embedded worker) reach that lab with
+    this run's credentials. Tests that use it must commit their data: use `transactional_db`.
     """
     from django.db import connection
 
-    env = console_env(DATABASE_URL=database_url_of(connection.settings_dict))
+    env = console_env(
+        DATABASE_URL=database_url_of(connection.settings_dict),
+        GATEHOUSE_CREDENTIALS_DIR=str(lab_credentials[0]),
+        GATEHOUSE_OFFLINE_MODEL_DELAY_MS="0",
+        GATEHOUSE_SWEEP_INTERVAL_S="3600",  # only at its start: tests here run their investigations themselves
+    )
     console = ConsoleProcess(env)
     yield console
     console.stop()
+
+
+@dataclass
+class Lab:
+    api_url: str
+    credentials_dir: Path
+    keys: dict[str, str]
+
+    def environment(self) -> dict[str, str]:
+        """What a separate worker process needs to reach this lab with these credentials."""
+        return {"GATEHOUSE_LAB_URL": self.api_url, "GATEHOUSE_CREDENTIALS_DIR": str(self.credentials_dir)}
+
+
+@pytest.fixture(scope="session")
+def lab_credentials(tmp_path_factory):
+    """One key per server for the whole run, written where each server's launcher reads it.
+
+    Fixed for the session, so the long-lived server processes survive from test to test.
+    """
+    directory = tmp_path_factory.mktemp("credentials")
+    directory.chmod(0o700)
+    keys = {server: f"lab_test_{server}_{secrets.token_urlsafe(24)}" for server in SERVERS}
+    for server, key in keys.items():
+        path = directory / f"{server}.key"
+        path.write_text(key)
+        path.chmod(0o600)
+    return directory, keys
+
+
+@pytest.fixture
+def lab(transactional_db, live_console, lab_credentials, settings):
+    from toolserver.lab import estate, faults
+    from toolserver.lab.keys import SERVER_SCOPES, hash_key
+    from toolserver.lab.models import LabKey
+
+    directory, keys = lab_credentials
+    estate.seed()
+    for server, key in keys.items():
+        LabKey.objects.create(name=server, key_hash=hash_key(key), scopes=SERVER_SCOPES[server])
+    lab = Lab(api_url=f"{live_console.url}/lab/api", credentials_dir=directory, keys=keys)
+    settings.TOOLSERVER_BACKENDS = {
+        server: {"adapter": "lab", "url": lab.api_url, "credential": f"file:{directory / (server + '.key')}"}
+        for server in SERVERS
+    }
+    settings.BACKEND_TIMEOUT_S = 2  # a lab "timeout" fault outlasts it
+    limiter = get_rate_limiter()
+    for server in SERVERS:
+        limiter.reset(server)
+    yield lab
+    faults.clear()

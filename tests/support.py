@@ -64,6 +64,7 @@ class ConsoleProcess:
         self.log_path = ROOT / "var" / f"console-{self.port}.log"
         self.log_path.parent.mkdir(exist_ok=True)
         self._log = open(self.log_path, "w")
+        env = {**env, "PORT": str(self.port)}  # the lab's URL, for its own tool servers, follows the port
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "serve", "--port", str(self.port)],
             cwd=ROOT,

@@ -20,6 +20,7 @@ class Reason(StrEnum):
     IN_PROGRESS = "in_progress"
     TOOLSERVER_UNAVAILABLE = "toolserver_unavailable"
     INTERNAL_ERROR = "internal_error"
+    APPROVAL_REQUIRED = "approval_required"
 
 
 class BackendFailure(StrEnum):

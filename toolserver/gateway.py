@@ -25,6 +25,7 @@ class CallContext:
     correlation_id: str  # the investigation the call belongs to
     trigger: str  # the alert that caused it: part of every write's idempotency key
     actor: str = "agent"  # "agent", or "user:<username>" for an approved action
+    approval: str = ""  # the approval a write carries; a write without one never reaches its server
 
 
 class Gateway:
@@ -50,6 +51,14 @@ class Gateway:
             return self._audited(server, tool, _named_only(arguments, tool), result, context, started, Outcome.ERROR)
 
         validated = args.model_dump(mode="json")
+        if tool.write and not context.approval:  # DESIGN.md rule 9, kept here whatever the caller does
+            result = error(
+                Reason.APPROVAL_REQUIRED,
+                retryable=False,
+                guidance=f"{tool.name} changes the estate and needs an analyst's approval, which this request "
+                "does not have, so it was not performed. Do not retry it; recommend it in your summary.",
+            )
+            return self._audited(server, tool, validated, result, context, started, Outcome.ERROR)
         wait_s = self.rate_limiter.acquire(server.name, limit_for(server.name))
         if wait_s is not None:
             retry_after_s = max(1, round(wait_s))

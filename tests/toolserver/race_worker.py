@@ -27,7 +27,7 @@ def worker_process(environment: dict, threads: int, start, results):
 
     def call():
         ready.wait()
-        outcomes.append(gateway.call("isolate_host", ISOLATE, CallContext("inv-race", "alert-race")))
+        outcomes.append(gateway.call("isolate_host", ISOLATE, CallContext("inv-race", "alert-race", approval="race-approval")))
 
     start.wait()
     workers = [threading.Thread(target=call) for _ in range(threads)]

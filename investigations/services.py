@@ -1,0 +1,116 @@
+"""The investigation's state machine: each transition one guarded, atomic database update.
+
+    queued --claim--> running --finish--> completed | failed
+    running --(worker dies; lease expires)--> claimed again by the next worker
+
+A worker claims an investigation by taking its lease; every later write is fenced by the
+lease token, so a worker that stalled and was replaced cannot write over its successor.
+"""
+
+import logging
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from investigations import events
+from investigations.events import LeaseLost
+from investigations.models import Alert, Event, Investigation
+
+log = logging.getLogger(__name__)
+Status = Investigation.Status
+CLAIMABLE = Q(status=Status.QUEUED) | Q(status=Status.RUNNING)
+
+
+def start_investigation(alert: Alert, *, requested_by=None) -> Investigation:
+    """A queued investigation of `alert`, handed to a worker once the transaction commits."""
+    from investigations.llm import model_id
+    from investigations.tasks import run_investigation
+
+    budgets = settings.INVESTIGATION_BUDGETS
+    investigation = Investigation.objects.create(
+        alert=alert,
+        model=model_id(),
+        budget_tool_calls=budgets["tool_calls"],
+        budget_tokens=budgets["tokens"],
+        budget_seconds=budgets["seconds"],
+        requested_by=requested_by,
+    )
+    events.record_event(investigation.pk, Event.Kind.STATUS, {"status": Status.QUEUED, "message": "Queued for a worker."})
+    transaction.on_commit(lambda: run_investigation.delay(investigation.pk))
+    return investigation
+
+
+def claim(investigation_id: int) -> str | None:
+    """Take the lease of a queued investigation, or of a running one whose worker stopped renewing it.
+
+    Returns the lease token, or None when it is finished, waiting, or held by a live worker.
+    """
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    claimed = (
+        Investigation.objects.filter(CLAIMABLE, pk=investigation_id)
+        .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+        .update(status=Status.RUNNING, lease_owner=token, lease_expires_at=now + _lease())
+    )
+    return token if claimed else None
+
+
+def renew(investigation_id: int, owner: str) -> bool:
+    expires = timezone.now() + _lease()
+    return bool(Investigation.objects.filter(pk=investigation_id, lease_owner=owner).update(lease_expires_at=expires))
+
+
+def save(investigation_id: int, owner: str, **fields) -> None:
+    """Write the lease holder's progress; raises LeaseLost when another worker holds it now."""
+    if not Investigation.objects.filter(pk=investigation_id, lease_owner=owner).update(**fields):
+        raise LeaseLost(investigation_id)
+
+
+def finish(
+    investigation_id: int,
+    owner: str,
+    *,
+    status: str,
+    verdict: str = "",
+    summary: str = "",
+    evidence: list | None = None,
+    end_reason: str = "",
+) -> None:
+    """End the investigation, release its lease, and tell its viewers."""
+    with transaction.atomic():
+        save(
+            investigation_id,
+            owner,
+            status=status,
+            verdict=verdict,
+            summary=summary,
+            evidence=evidence or [],
+            end_reason=end_reason,
+            finished_at=timezone.now(),
+            lease_owner="",
+            lease_expires_at=None,
+        )
+        if status == Status.COMPLETED:
+            events.record_event(
+                investigation_id,
+                Event.Kind.VERDICT,
+                {"verdict": verdict, "summary": summary, "evidence": evidence or [], "end_reason": end_reason},
+            )
+        message = end_reason or ("Completed." if status == Status.COMPLETED else "Failed.")
+        events.record_event(investigation_id, Event.Kind.STATUS, {"status": status, "message": message})
+
+
+def stalled(*, queued_for_s: float = 0) -> list[int]:
+    """Investigations no worker is running: queued for a while, or running under an expired lease."""
+    now = timezone.now()
+    queued = Q(status=Status.QUEUED, created_at__lte=now - timedelta(seconds=queued_for_s))
+    abandoned = Q(status=Status.RUNNING, lease_expires_at__lt=now)
+    return list(Investigation.objects.filter(queued | abandoned).order_by("created_at").values_list("pk", flat=True))
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.INVESTIGATION_LEASE_S)

@@ -1,0 +1,33 @@
+"""Celery tasks: thin wrappers that take ids and call plain functions. Safe to run twice."""
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from investigations import agent, services
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_investigation(investigation_id: int) -> None:
+    agent.run(investigation_id)
+
+
+@shared_task(ignore_result=True)
+def sweep_investigations(queued_for_s: float | None = None) -> list[int]:
+    """Hand every investigation no worker is running to a worker (periodic, and at worker start).
+
+    Queued ones whose task was lost (enqueued by a process with no broker, or before a restart)
+    and running ones whose worker died: the next worker resumes them from their last saved step.
+    A duplicate hand-over is harmless: only one worker can claim an investigation.
+    """
+    if queued_for_s is None:
+        queued_for_s = settings.SWEEP_INTERVAL_S
+    found = services.stalled(queued_for_s=queued_for_s)
+    for investigation_id in found:
+        run_investigation.delay(investigation_id)
+    if found:
+        log.info("handed %d stalled investigation(s) to workers: %s", len(found), found)
+    return found
