@@ -4,6 +4,7 @@ from django.conf import settings
 from django.urls import include, path
 
 from console import views
+from console.api import api
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -11,6 +12,8 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("api/", api.urls),
+    path("", include("investigations.urls")),
 ]
 
 if settings.LAB_ENABLED:
