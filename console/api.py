@@ -1,6 +1,12 @@
 """The HTTP API: one django-ninja instance for every endpoint, its schema at /api/openapi.json."""
 
+import re
+
 from ninja import NinjaAPI
+from ninja.errors import ValidationError
+
+from investigations.api import TokenRejected
+from investigations.api import router as alerts_router
 
 api = NinjaAPI(
     title="Gatehouse API",
@@ -8,3 +14,39 @@ api = NinjaAPI(
     urls_namespace="api",
     docs_url=None,  # the interactive docs load scripts from a CDN; the schema is enough
 )
+
+# The `detail` of a 400, per operation (its url_name); any other operation says "Invalid request.".
+INVALID_INPUT = {"receive_alert": "Invalid alert."}
+PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+
+
+def _field(loc) -> str | None:
+    """Where an error is, as a dotted path inside its source: ("body", "alert", "severity") -> "severity".
+
+    ninja puts the source first and, for a body, the view's parameter name. A key the client
+    made up (an unknown field) is attacker text: it is named only when it is a plain identifier.
+    """
+    source, *path = loc or ("",)
+    if source == "body":
+        path = path[1:]
+    parts = [str(part) if isinstance(part, int) or PLAIN_NAME.match(str(part)) else "?" for part in path]
+    return ".".join(parts) or None
+
+
+@api.exception_handler(ValidationError)
+def invalid_input(request, exc: ValidationError):
+    """400 rather than ninja's 422, with only where and what: never the submitted value (pydantic's `input`)."""
+    operation = request.resolver_match.url_name if request.resolver_match else ""
+    errors = [{"field": _field(error.get("loc")), "message": error.get("msg", "Invalid value.")} for error in exc.errors]
+    detail = INVALID_INPUT.get(operation, "Invalid request.")
+    return api.create_response(request, {"detail": detail, "errors": errors}, status=400)
+
+
+@api.exception_handler(TokenRejected)
+def token_rejected(request, exc: TokenRejected):
+    response = api.create_response(request, {"detail": exc.message}, status=401)
+    response["WWW-Authenticate"] = exc.challenge
+    return response
+
+
+api.add_router("", alerts_router)

@@ -1,0 +1,61 @@
+"""The Django admin: integrations (browse and revoke), alerts and investigations (browse only).
+
+AuditRecord and Event stay out: evidence is read through the audit pages, never edited here.
+"""
+
+from django.contrib import admin, messages
+from django.utils import timezone
+
+from investigations.models import Alert, Integration, Investigation
+
+
+@admin.register(Integration)
+class IntegrationAdmin(admin.ModelAdmin):
+    list_display = ("name", "token_prefix", "created_at", "last_used_at", "revoked_at")
+    search_fields = ("name", "token_prefix")
+    fields = ("name", "token_prefix", "created_by", "created_at", "last_used_at", "revoked_at")  # not the hash
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    # Tokens are made by `manage.py integrations create`, so the plaintext is shown once on a
+    # terminal, never in a page. An integration is revoked, not deleted: its alerts refer to it.
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Revoke selected integrations", permissions=["change"])
+    def revoke(self, request, queryset):
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {count} integration(s); their tokens are refused from now on.", messages.SUCCESS)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Browse only: alerts come in through intake, investigations change through their services."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    list_display = ("id", "source", "external_id", "title", "severity", "host", "account", "observed_at", "received_at")
+    list_filter = ("severity", "source")
+    search_fields = ("source", "external_id", "title", "host", "account")
+    date_hierarchy = "received_at"
+
+
+@admin.register(Investigation)
+class InvestigationAdmin(ReadOnlyAdmin):
+    list_display = ("id", "alert", "status", "verdict", "model", "created_at", "finished_at")
+    list_filter = ("status", "verdict")
+    list_select_related = ("alert",)
+    search_fields = ("alert__source", "alert__external_id", "alert__title")
+    date_hierarchy = "created_at"

@@ -1,0 +1,75 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from investigations.intake import create_integration
+from investigations.models import Integration
+
+NAME_MAX = Integration._meta.get_field("name").max_length
+
+
+class Command(BaseCommand):
+    help = (
+        "Manage the integrations allowed to POST alerts to /api/alerts. `create NAME` prints its "
+        "token once (only a hash is kept); `list` shows them; `revoke NAME` stops its token working."
+    )
+
+    def add_arguments(self, parser):
+        actions = parser.add_subparsers(dest="action", required=True, metavar="{create,list,revoke}")
+        actions.add_parser("create", help="create an integration and print its token once").add_argument("name")
+        actions.add_parser("list", help="list integrations (never their tokens)")
+        actions.add_parser("revoke", help="revoke an integration's token").add_argument("name")
+
+    def handle(self, *args, action, name=None, **options):
+        if action == "create":
+            self._create(name)
+        elif action == "list":
+            self._list()
+        else:
+            self._revoke(name)
+
+    def _create(self, name: str) -> None:
+        name = name.strip()
+        if not name or len(name) > NAME_MAX:
+            raise CommandError(f"an integration's name is 1 to {NAME_MAX} characters")
+        try:
+            with transaction.atomic():
+                integration, token = create_integration(name)
+        except IntegrityError:
+            raise CommandError(f'an integration named "{name}" already exists') from None
+        self.stdout.write(f'Created integration "{integration.name}". Its token (it will not be shown again):')
+        self.stdout.write(token)
+        self.stdout.write("Send it as the header  Authorization: Bearer <token>  with POST /api/alerts.")
+
+    def _list(self) -> None:
+        integrations = Integration.objects.order_by("name")
+        if not integrations:
+            self.stdout.write("No integrations. Create one with: manage.py integrations create NAME")
+            return
+        row = "{:30} {:12} {:17} {:17} {}"
+        self.stdout.write(row.format("NAME", "TOKEN", "CREATED", "LAST USED", "REVOKED"))
+        for integration in integrations:
+            self.stdout.write(
+                row.format(
+                    integration.name,
+                    integration.token_prefix,
+                    _when(integration.created_at),
+                    _when(integration.last_used_at, "never"),
+                    _when(integration.revoked_at, "no"),
+                )
+            )
+
+    def _revoke(self, name: str) -> None:
+        integration = Integration.objects.filter(name=name).first()
+        if integration is None:
+            raise CommandError(f'no integration named "{name}"; see: manage.py integrations list')
+        # Guarded in the update itself, so a second revoke keeps the first time.
+        if Integration.objects.filter(pk=integration.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+            self.stdout.write(f'Revoked integration "{name}": its token is refused from now on.')
+        else:
+            integration.refresh_from_db()
+            self.stdout.write(f'Integration "{name}" was already revoked at {_when(integration.revoked_at)}.')
+
+
+def _when(moment, absent: str = "") -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if moment else absent

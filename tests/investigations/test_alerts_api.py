@@ -1,0 +1,333 @@
+"""POST /api/alerts through the real URLconf: tokens, idempotent intake, 400/401/413/415, the schema."""
+
+import asyncio
+import json
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.core.asgi import get_asgi_application
+from django.core.management import call_command
+from django.utils import timezone
+
+from investigations.intake import AlertIn, create_integration
+from investigations.models import Alert, Integration, Investigation
+
+URL = "/api/alerts"
+MARKER = "zq-attacker-text-7731"  # a submitted value no answer may echo
+
+
+@pytest.fixture
+def integration_token(db):
+    integration, token = create_integration("lab-siem")
+    return integration, token
+
+
+def an_alert(**overrides) -> dict:
+    alert = {
+        "source": "lab-siem",
+        "external_id": "SIEM-42",
+        "title": "Beacon to a known C2 address",
+        "severity": "high",
+        "host": "ws-0142",
+        "user": "j.doe",
+        "observed_at": (timezone.now() - timedelta(minutes=10)).isoformat(),
+        "details": {"rule": "c2-beacon", "destination": "185.220.101.47"},
+    }
+    alert.update(overrides)
+    return {key: value for key, value in alert.items() if value is not None}
+
+
+def post(client, body, token=None, content_type="application/json", **headers):
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return client.post(URL, data=data, content_type=content_type, headers=headers)
+
+
+# -- intake ----------------------------------------------------------------------------------
+
+
+def test_a_new_alert_is_201_and_the_same_alert_again_is_200_with_the_same_ids(client, integration_token):
+    integration, token = integration_token
+
+    first = post(client, an_alert(), token)
+    assert first.status_code == 201
+    body = first.json()
+    assert body["created"] is True and body["status"] == "queued"
+    alert = Alert.objects.get()
+    investigation = Investigation.objects.get()
+    assert (body["alert_id"], body["investigation_id"]) == (alert.pk, investigation.pk)
+    assert body["investigation_url"] == f"/investigations/{investigation.pk}/"
+    assert alert.integration == integration and alert.account == "j.doe"
+
+    again = post(client, an_alert(title="Sent a second time"), token)
+    assert again.status_code == 200
+    assert again.json() == body | {"created": False}
+    assert (Alert.objects.count(), Investigation.objects.count()) == (1, 1)
+    assert Alert.objects.get().title == "Beacon to a known C2 address"
+
+
+def test_another_external_id_is_another_alert(client, integration_token):
+    _, token = integration_token
+    first = post(client, an_alert(external_id="SIEM-1"), token).json()
+    second = post(client, an_alert(external_id="SIEM-2"), token)
+    assert second.status_code == 201
+    assert second.json()["investigation_id"] != first["investigation_id"]
+    assert Investigation.objects.count() == 2
+
+
+def test_a_token_in_use_is_recorded_as_used(client, integration_token):
+    integration, token = integration_token
+    assert integration.last_used_at is None
+    post(client, an_alert(), token)
+    integration.refresh_from_db()
+    assert integration.last_used_at is not None
+
+
+# -- authentication -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "Bearer",
+        "Basic bGFiLXNpZW06c2VjcmV0",
+        "Bearer ghi_not-a-token-of-ours-0123456789",
+        "Bearer something-else-entirely",
+    ],
+)
+def test_no_token_or_a_wrong_token_is_401_with_a_bearer_challenge(client, integration_token, authorization):
+    headers = {"Authorization": authorization} if authorization else {}
+    response = post(client, an_alert(), **headers)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert response.json()["detail"]
+    presented = (authorization or "").partition(" ")[2]
+    if presented:
+        assert presented not in response.content.decode()
+    assert not Alert.objects.exists()
+
+
+def test_a_presented_but_unknown_token_is_named_invalid_in_the_challenge(client, integration_token):
+    _, token = integration_token
+    response = post(client, an_alert(), token[:-1] + ("A" if token[-1] != "A" else "B"))
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    assert token[:-1] not in response.content.decode()
+
+
+def test_a_revoked_token_is_401(client, integration_token):
+    integration, token = integration_token
+    Integration.objects.filter(pk=integration.pk).update(revoked_at=timezone.now())
+    response = post(client, an_alert(), token)
+    assert response.status_code == 401
+    assert token not in response.content.decode()
+    assert not Alert.objects.exists()
+
+
+def test_the_token_is_stored_only_as_a_hash_and_a_prefix(client, integration_token):
+    integration, token = integration_token
+    assert post(client, an_alert(), token).status_code == 201
+
+    row = Integration.objects.values().get(pk=integration.pk)
+    assert row["token_prefix"] == token[:10] and len(row["token_hash"]) == 64
+    assert token not in row["token_hash"]
+    # Nowhere in the database: every table, as dumpdata sees it, after the token was used.
+    dump = StringIO()
+    call_command("dumpdata", stdout=dump)
+    assert token[:10] in dump.getvalue()  # the dump does hold the integration row...
+    assert token not in dump.getvalue()  # ...but never the token itself
+
+
+# -- invalid input --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("alert", "field"),
+    [
+        (an_alert(title=None), "title"),
+        (an_alert(title="   "), "title"),
+        (an_alert(severity=MARKER), "severity"),
+        (an_alert(**{"colour": MARKER}), "colour"),
+        (an_alert(**{f"<script>{MARKER}</script>": 1}), "?"),  # a made-up key is attacker text too
+        (an_alert(observed_at=(timezone.now() - timedelta(hours=1)).replace(tzinfo=None).isoformat()), "observed_at"),
+        (an_alert(observed_at=(timezone.now() + timedelta(days=1)).isoformat()), "observed_at"),
+        (an_alert(observed_at=MARKER), "observed_at"),
+        (an_alert(details=MARKER), "details"),
+        (an_alert(host=f"ws 0142 {MARKER}"), "host"),
+    ],
+    ids=["no-title", "blank-title", "bad-severity", "unknown-field", "unknown-odd-key", "naive-time",
+         "future-time", "not-a-time", "details-not-object", "host-pattern"],
+)
+def test_invalid_alert_is_400_naming_the_field_and_never_the_value(client, integration_token, alert, field):
+    _, token = integration_token
+    response = post(client, alert, token)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["detail"] == "Invalid alert."
+    assert [error["field"] for error in body["errors"]] == [field]
+    assert body["errors"][0]["message"]
+    assert MARKER not in response.content.decode()
+    assert "script" not in response.content.decode()
+    assert not Alert.objects.exists()
+
+
+def test_a_naive_time_is_refused_for_lacking_its_time_zone(client, integration_token):
+    _, token = integration_token
+    naive = "2026-01-01T10:00:00"
+    response = post(client, an_alert(observed_at=naive), token)
+    assert response.status_code == 400
+    assert "timezone" in response.json()["errors"][0]["message"]
+    assert naive not in response.content.decode()
+
+
+def test_several_invalid_fields_are_all_reported(client, integration_token):
+    _, token = integration_token
+    response = post(client, an_alert(title=None, severity="urgent", extra=1), token)
+    assert response.status_code == 400
+    assert sorted(error["field"] for error in response.json()["errors"]) == ["extra", "severity", "title"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ['{"source": "lab-siem", "title": "' + MARKER, "not json " + MARKER, "   "],
+    ids=["truncated", "not-json", "blank"],
+)
+def test_a_body_that_is_not_json_is_400(client, integration_token, raw):
+    _, token = integration_token
+    response = post(client, raw, token)
+    assert response.status_code == 400
+    assert response.json()["detail"]
+    assert MARKER not in response.content.decode()
+
+
+def test_an_empty_json_body_is_400(client, integration_token):
+    _, token = integration_token
+    # The test client sends no Content-Type without data: set it, as `curl -H` would.
+    response = client.generic("POST", URL, b"", headers={"Authorization": f"Bearer {token}"}, CONTENT_TYPE="application/json")
+    assert response.status_code == 400
+    assert "empty" in response.json()["detail"]
+
+
+def test_json_that_is_not_an_object_is_400_for_the_whole_body(client, integration_token):
+    _, token = integration_token
+    response = post(client, [MARKER], token)
+    assert response.status_code == 400
+    assert [error["field"] for error in response.json()["errors"]] == [None]
+    assert MARKER not in response.content.decode()
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_a_body_that_is_not_declared_json_is_415(client, integration_token, content_type):
+    _, token = integration_token
+    response = post(client, an_alert(), token, content_type=content_type)
+    assert response.status_code == 415
+    assert "application/json" in response.json()["detail"]
+    assert not Alert.objects.exists()
+
+
+def test_json_with_a_charset_parameter_is_accepted(client, integration_token):
+    _, token = integration_token
+    assert post(client, an_alert(), token, content_type="application/json; charset=utf-8").status_code == 201
+
+
+# -- size -----------------------------------------------------------------------------------
+
+
+def padded_alert(size: int) -> bytes:
+    """A valid alert whose JSON body is exactly `size` bytes."""
+    empty = json.dumps(an_alert(details={"padding": ""})).encode()
+    body = json.dumps(an_alert(details={"padding": "x" * (size - len(empty))})).encode()
+    assert len(body) == size
+    return body
+
+
+def test_an_alert_of_exactly_the_limit_is_accepted(client, integration_token):
+    _, token = integration_token
+    assert post(client, padded_alert(settings.ALERT_MAX_BYTES), token).status_code == 201
+
+
+@pytest.mark.parametrize("size", [settings.ALERT_MAX_BYTES + 1, settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1])
+def test_a_larger_alert_is_413(client, integration_token, size):
+    _, token = integration_token
+    response = post(client, padded_alert(size), token)
+    assert response.status_code == 413
+    assert response.json() == {"detail": f"The alert is larger than {settings.ALERT_MAX_BYTES} bytes."}
+    assert not Alert.objects.exists()
+
+
+def asgi_post(body: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[int, dict]:
+    """POST through Django's ASGI handler as uvicorn would pass a chunked request: no Content-Length."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": URL,
+        "raw_path": URL.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"transfer-encoding", b"chunked"), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    chunks = [body[i : i + 16384] for i in range(0, len(body), 16384)]
+    sent: list[dict] = []
+
+    async def receive():
+        if chunks:
+            chunk = chunks.pop(0)
+            return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+        await asyncio.get_running_loop().create_future()  # the client stays connected
+
+    async def send(message):
+        sent.append(message)
+
+    async_to_sync(get_asgi_application())(scope, receive, send)
+    status = sent[0]["status"]
+    content = b"".join(message.get("body", b"") for message in sent[1:])
+    return status, json.loads(content)
+
+
+@pytest.mark.django_db(transaction=True)  # the ASGI handler's own request handling closes connections
+@pytest.mark.parametrize("size", [settings.ALERT_MAX_BYTES + 1, settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1])
+def test_a_larger_chunked_alert_without_content_length_is_413(size):
+    _, token = create_integration("chunked-siem")
+    headers = [(b"content-type", b"application/json"), (b"authorization", f"Bearer {token}".encode())]
+
+    # A small chunked body does reach validation (so the 413 below is about its size).
+    status, body = asgi_post(json.dumps(an_alert(severity="urgent")).encode(), headers)
+    assert (status, [error["field"] for error in body["errors"]]) == (400, ["severity"])
+
+    status, body = asgi_post(padded_alert(size), headers)
+    assert status == 413
+    assert body == {"detail": f"The alert is larger than {settings.ALERT_MAX_BYTES} bytes."}
+    assert not Alert.objects.exists()
+
+
+# -- OpenAPI --------------------------------------------------------------------------------
+
+
+def test_the_openapi_schema_describes_the_endpoint(client, db):
+    response = client.get("/api/openapi.json")
+    assert response.status_code == 200
+    schema = response.json()
+    operation = schema["paths"][URL]["post"]
+    assert {"200", "201", "400", "401", "413"} <= set(operation["responses"])
+    assert operation["security"] == [{"IntegrationToken": []}]
+    scheme = schema["components"]["securitySchemes"]["IntegrationToken"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+
+    body_ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    alert_in = schema["components"]["schemas"][body_ref.rsplit("/", 1)[1]]
+    assert set(alert_in["properties"]) == set(AlertIn.model_fields)
+    assert alert_in["additionalProperties"] is False
+    assert alert_in["properties"]["severity"]["enum"] == ["low", "medium", "high", "critical"]
+    received_ref = operation["responses"]["201"]["content"]["application/json"]["schema"]["$ref"]
+    received = schema["components"]["schemas"][received_ref.rsplit("/", 1)[1]]
+    assert set(received["properties"]) == {"alert_id", "investigation_id", "created", "status", "investigation_url"}
