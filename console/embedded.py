@@ -7,10 +7,12 @@ queue. Production runs `celery -A console worker` instead.
 import logging
 import threading
 
+from celery.beat import EmbeddedService
 from celery.worker import WorkController
 from django.conf import settings
 
 from console.celery import app
+from investigations.tasks import sweep_investigations
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,13 @@ def start_embedded_worker() -> WorkController:
         without_heartbeat=True,
         without_mingle=True,
         without_gossip=True,
-        beat=True,  # the periodic sweep that resumes stalled investigations
     )
     threading.Thread(target=worker.start, name="embedded-celery-worker", daemon=True).start()
+    # The periodic sweep, in a thread too: the worker's own `beat=True` forks a process, and a
+    # forked process's memory broker is not this one's.
+    EmbeddedService(app, thread=True).start()
+    # What no worker ran before this one started (the demo seeded by `make run`, work a killed
+    # console left behind). The CLI worker does the same on its worker_ready signal.
+    sweep_investigations.delay(queued_for_s=0)
     log.info("embedded Celery worker started (%d threads)", settings.EMBEDDED_WORKER_CONCURRENCY)
     return worker

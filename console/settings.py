@@ -220,7 +220,9 @@ if PRODUCTION:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # redis-py 8 times reads out after 5 s, the same 5 s channels_redis blocks waiting
+            # for a message: an idle websocket would be dropped (channels_redis#422).
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
         }
     }
 else:
@@ -239,7 +241,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "resume-investigations": {"task": "investigations.tasks.sweep_investigations", "schedule": float(SWEEP_INTERVAL_S)},
 }
-CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULER = "celery.beat:Scheduler"  # kept in memory: a sweep needs no schedule file
 EMBEDDED_WORKER_CONCURRENCY = env_int("GATEHOUSE_EMBEDDED_WORKERS", 4, minimum=1)
 
 LOG_LEVEL = env_str("GATEHOUSE_LOG_LEVEL", "INFO").upper()

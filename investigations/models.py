@@ -176,7 +176,7 @@ class AuditRecord(models.Model):
     outcome = models.CharField(max_length=20)
     reason = models.CharField(max_length=60, blank=True)
     idempotency_key = models.CharField(max_length=64, blank=True, db_index=True)
-    backend_status = models.CharField(max_length=20, blank=True)
+    backend_status = models.CharField(max_length=40, blank=True)
     latency_ms = models.FloatField(default=0)
     correlation_id = models.CharField(max_length=64, blank=True, db_index=True)
     actor = models.CharField(max_length=150)

@@ -58,7 +58,7 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: s
 class ConsoleProcess:
     """`manage.py serve` in a subprocess: the console as users run it."""
 
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, env: dict[str, str], *, new_session: bool = False):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = ROOT / "var" / f"console-{self.port}.log"
@@ -71,6 +71,7 @@ class ConsoleProcess:
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=new_session,  # its own process group, to kill it with all it started
         )
         wait_until(self._answers, what=f"the console on port {self.port} (log: {self.log_path})")
 

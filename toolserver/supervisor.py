@@ -82,7 +82,8 @@ class ServerProcess:
         )
         while not self._stop.is_set():
             try:
-                async with Client(stdio_client(params, errlog=sys.stderr)) as client:
+                # The real stderr: a Celery worker replaces sys.stderr with a logging proxy that has no fileno.
+                async with Client(stdio_client(params, errlog=sys.__stderr__)) as client:
                     self._client, self._failure = client, None
                     self._restart.clear()
                     self._ready.set()

@@ -7,6 +7,7 @@ import pytest
 
 from investigations.models import AuditRecord
 from toolserver.audit import keyed_hash
+from toolserver.gateway import CallContext
 from toolserver.lab import estate, faults
 from toolserver.lab.models import LabWrite
 from toolserver.supervisor import get_supervisor
@@ -65,6 +66,15 @@ def test_writes_record_their_key_and_a_replay(gateway, context):
     first, second = AuditRecord.objects.order_by("id")
     assert first.idempotency_key and first.idempotency_key == second.idempotency_key
     assert (first.outcome, second.outcome) == ("ok", "replayed")
+
+
+def test_a_write_without_an_approval_never_reaches_the_backend(gateway, context):
+    unapproved = CallContext(context.correlation_id, context.trigger)
+    result = gateway.call("isolate_host", ISOLATE, unapproved)
+    assert (result["status"], result["reason"], result["retryable"]) == ("error", "approval_required", False)
+    assert not LabWrite.objects.exists()
+    record = only_record()
+    assert (record.tool, record.outcome, record.reason, record.idempotency_key) == ("isolate_host", "error", "approval_required", "")
 
 
 def test_over_the_rate_limit_the_backend_is_not_called(gateway, context, settings):

@@ -1,0 +1,69 @@
+"""Investigations run by real worker processes: an alert posted to the API ends in a saved
+verdict, and a worker killed mid-investigation is replaced without repeating completed calls."""
+
+import json
+from collections import Counter
+
+import httpx2 as httpx
+import pytest
+import redis
+from django.conf import settings
+
+from investigations.intake import create_integration, receive_alert
+from investigations.models import AuditRecord, Event, Investigation
+from tests.investigations.conftest import story_alert
+from tests.investigations.workers import WorkerProcess, worker_env
+from tests.support import wait_until
+from toolserver.lab import estate, faults
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def worker(lab, tmp_path, settings_offline):
+    if settings.PRODUCTION:  # tasks left by other tests' in-process runs are not this test's business
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    # The lab's slow fault must outlast nothing but the kill: no backend timeout in between.
+    process = WorkerProcess(worker_env(lab, GATEHOUSE_BACKEND_TIMEOUT_S="60"), tmp_path).start()
+    yield process
+    process.stop()
+
+
+def finished(investigation_id: int) -> Investigation | None:
+    investigation = Investigation.objects.get(pk=investigation_id)
+    return investigation if investigation.finished else None
+
+
+def test_an_alert_posted_to_the_api_ends_in_a_saved_verdict(worker, live_console):
+    _, token = create_integration("lab-siem")
+    # On the embedded default the worker's broker lives in its console: post there.
+    base_url = worker.console.url if worker.console else live_console.url
+    alert = estate.demo_alerts()[0]
+    response = httpx.post(f"{base_url}/api/alerts", json=alert, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert response.status_code == 201, response.text
+    investigation = wait_until(lambda: finished(response.json()["investigation_id"]), timeout=120, what="the verdict")
+    assert (investigation.status, investigation.verdict) == ("completed", "malicious"), investigation.end_reason
+    assert investigation.events.filter(kind=Event.Kind.VERDICT, data__verdict="malicious").exists()
+    assert AuditRecord.objects.filter(correlation_id=investigation.correlation_id, outcome="ok").count() >= 5
+
+
+def test_a_killed_worker_is_replaced_and_no_completed_call_is_repeated(worker):
+    faults.inject("edr", "slow", delay_ms=60_000, remaining=1)  # get_host, the third call, hangs
+    investigation = receive_alert(story_alert("LAB-SIEM-1001")).investigation
+    in_flight = Event.objects.filter(investigation=investigation, kind=Event.Kind.TOOL_CALL, data__name="get_host")
+    wait_until(in_flight.exists, timeout=60, what="the get_host call to start")
+    audit = AuditRecord.objects.filter(correlation_id=investigation.correlation_id)
+    completed = list(audit.values_list("tool", flat=True))
+    assert sorted(completed) == ["get_user", "search_logins"]
+
+    worker.kill()
+    worker.start()
+    investigation = wait_until(lambda: finished(investigation.pk), timeout=120, what="the resumed investigation")
+
+    assert (investigation.status, investigation.verdict) == ("completed", "malicious"), investigation.end_reason
+    calls = Counter((record.tool, json.dumps(record.arguments, sort_keys=True)) for record in audit)
+    assert all(count == 1 for count in calls.values()), calls  # no call made twice
+    assert [tool for tool, _ in calls].count("get_host") == 1  # the one in flight was made again, once
+    assert investigation.events.filter(kind=Event.Kind.STATUS, data__message="Resumed from the last saved step.").count() == 1
+    tool_call_ids = list(investigation.events.filter(kind=Event.Kind.TOOL_CALL).values_list("data__tool_use_id", flat=True))
+    assert len(tool_call_ids) == len(set(tool_call_ids))

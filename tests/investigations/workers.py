@@ -1,0 +1,69 @@
+"""A real worker process for the tests: it runs investigations, and can be killed and restarted.
+
+In production mode it is `celery -A console worker` (with its beat, for the sweep) on Redis; on
+the embedded default the worker lives in a thread of the console (`manage.py serve`), so the
+worker process is a console process. Either way it is a separate process the test can kill.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+
+from django.conf import settings
+from django.db import connection
+
+from tests.support import ROOT, ConsoleProcess, console_env, database_url_of
+
+
+def worker_env(lab, **overrides) -> dict[str, str]:
+    return console_env(
+        DATABASE_URL=database_url_of(connection.settings_dict),
+        **lab.environment(),
+        GATEHOUSE_OFFLINE_MODEL_DELAY_MS="0",
+        GATEHOUSE_INVESTIGATION_LEASE_S="2",  # a killed worker's investigation is free again 2 s later
+        GATEHOUSE_SWEEP_INTERVAL_S="1",
+        **overrides,
+    )
+
+
+class WorkerProcess:
+    def __init__(self, env: dict[str, str], tmp_path):
+        self.env, self.tmp_path = env, tmp_path
+        self.console: ConsoleProcess | None = None
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> "WorkerProcess":
+        self.starts += 1
+        if settings.PRODUCTION:
+            log = open(self.tmp_path / f"worker-{self.starts}.log", "w")
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "console", "worker", "--pool=threads", "-c", "2", "-B",
+                 "--without-heartbeat", "--without-mingle",
+                 "--without-gossip", "-l", "INFO"],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: the tool servers it starts die with it
+            )
+        else:
+            self.console = ConsoleProcess(self.env, new_session=True)
+            self.process = self.console.process
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL to the worker and every process it started: nothing gets to clean up."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        if self.console:
+            return self.console.log()
+        return (self.tmp_path / f"worker-{self.starts}.log").read_text()
