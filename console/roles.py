@@ -28,6 +28,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "auth.add_user",
         "auth.change_user",
         "auth.view_group",
+        "investigations.view_integration",
+        "investigations.change_integration",  # revoking a token
     ],
 }
 

@@ -101,7 +101,9 @@ def limit_body(run):
 @router.post(
     "/alerts",
     auth=IntegrationToken(),
-    response={201: AlertReceived, 200: AlertReceived, 400: InvalidInput, 401: Problem, 413: Problem, 415: Problem},
+    response={
+        201: AlertReceived, 200: AlertReceived, 400: InvalidInput, 401: Problem, 409: Problem, 413: Problem, 415: Problem
+    },
     url_name="receive_alert",
     operation_id="receive_alert",
     summary="Receive an alert",
@@ -109,11 +111,14 @@ def limit_body(run):
 @decorate_view(limit_body)
 def receive(request, alert: AlertIn):
     """Save the alert and start its investigation (201). The same `source` and `external_id` again
-    returns the alert and investigation made the first time (200) and starts nothing.
+    returns the alert and investigation made the first time (200) and starts nothing; sent by
+    another integration, it is refused (409) and names nothing of the first.
 
     Invalid input is answered 400 with one error per field, never echoing what was sent.
     """
     received = receive_alert(alert, integration=request.auth)
+    if not received.created and received.alert.integration_id != request.auth.pk:
+        return Status(409, Problem(detail="This source and external_id were received from another integration."))
     investigation = received.investigation
     return Status(
         201 if received.created else 200,

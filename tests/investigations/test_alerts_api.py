@@ -70,6 +70,16 @@ def test_a_new_alert_is_201_and_the_same_alert_again_is_200_with_the_same_ids(cl
     assert Alert.objects.get().title == "Beacon to a known C2 address"
 
 
+def test_the_same_alert_from_another_integration_is_refused_without_naming_the_first(client, integration_token):
+    _, token = integration_token
+    _, other_token = create_integration("other-siem")
+    post(client, an_alert(), token)
+    response = post(client, an_alert(), other_token)
+    assert response.status_code == 409
+    assert set(response.json()) == {"detail"}
+    assert (Alert.objects.count(), Investigation.objects.count()) == (1, 1)
+
+
 def test_another_external_id_is_another_alert(client, integration_token):
     _, token = integration_token
     first = post(client, an_alert(external_id="SIEM-1"), token).json()
