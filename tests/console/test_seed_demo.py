@@ -56,3 +56,14 @@ def test_demo_password_comes_from_the_environment(db, capsys, monkeypatch):
     assert authenticate(username="manager", password="a-demo-password-for-the-lab") is not None
     admin = get_user_model().objects.get(username="admin")
     assert admin.is_staff and not admin.is_superuser
+
+
+def test_the_lab_story_alert_is_received_once_and_its_investigation_queued(db, capsys):
+    from investigations.models import Investigation
+
+    first = seed(capsys)
+    investigation = Investigation.objects.get()
+    assert (investigation.alert.external_id, investigation.status) == ("LAB-SIEM-1001", "queued")
+    assert f"Demo investigation: /investigations/{investigation.pk}/ (queued)" in first
+    seed(capsys)
+    assert Investigation.objects.get() == investigation

@@ -15,19 +15,29 @@ class Command(BaseCommand):
     help = (
         "Create the demo users analyst, manager and admin (password: GATEHOUSE_DEMO_PASSWORD when "
         "set, and reset to it; otherwise random and printed once). With the lab enabled, rebuild its "
-        "estate and issue each tool server its lab key."
+        "estate, issue each tool server its lab key, and receive the lab's phishing alert, whose "
+        "investigation the first worker to start runs."
     )
 
     def handle(self, *args, **options):
         if settings.LAB_ENABLED:
             call_command("seed_lab", stdout=self.stdout)
             call_command("lab_keys", write_dir=settings.CREDENTIALS_DIR, stdout=self.stdout)
+            self._demo_investigation()
         chosen = os.environ.get("GATEHOUSE_DEMO_PASSWORD", "")
         with transaction.atomic():
             lines = [self._ensure_user(role, chosen) for role in ROLES]
         self.stdout.write("Demo logins:")
         for line in lines:
             self.stdout.write(f"  {line}")
+
+    def _demo_investigation(self) -> None:
+        from investigations.intake import AlertIn, receive_alert
+        from toolserver.lab.estate import demo_alerts
+
+        received = receive_alert(AlertIn(**demo_alerts()[0]))  # the phishing story
+        state = "queued" if received.created else f"already received; {received.investigation.status}"
+        self.stdout.write(f"Demo investigation: /investigations/{received.investigation.pk}/ ({state})")
 
     def _ensure_user(self, role: str, chosen: str) -> str:
         user, created = get_user_model().objects.get_or_create(username=role)
