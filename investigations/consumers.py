@@ -7,6 +7,7 @@ refused before this by console.asgi's AllowedHostsOriginValidator.
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from console import live
 from investigations import selectors
 from investigations.events import LIST_GROUP, group_name
 
@@ -19,6 +20,7 @@ class InvestigationConsumer(AsyncJsonWebsocketConsumer):
     """
 
     async def connect(self):
+        live.register_consumer_loop()
         self.investigation_id = int(self.scope["url_route"]["kwargs"]["pk"])
         if not await database_sync_to_async(selectors.can_view_id)(self.scope["user"], self.investigation_id):
             await self.close()
@@ -51,6 +53,7 @@ class InvestigationListConsumer(AsyncJsonWebsocketConsumer):
     """Status changes for the investigations list, filtered to what the user may see."""
 
     async def connect(self):
+        live.register_consumer_loop()
         user = self.scope["user"]
         if not user.is_authenticated:
             await self.close()

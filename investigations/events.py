@@ -11,11 +11,10 @@ another took over) cannot add to the transcript.
 
 import logging
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import F
 
+from console import live
 from investigations.models import Event, Investigation
 
 log = logging.getLogger(__name__)
@@ -46,12 +45,11 @@ def record_event(investigation_id: int, kind: str, data: dict, *, owner: str | N
 
 def publish(event: Event) -> None:
     """Send a saved event to the investigation's viewers; a status change also to the list's."""
-    message = event.as_message()
-    send = async_to_sync(get_channel_layer().group_send)
+    messages = [(group_name(event.investigation_id), {"type": "investigation.event", "event": event.as_message()})]
+    if event.kind in (Event.Kind.STATUS, Event.Kind.VERDICT):
+        messages.append((LIST_GROUP, {"type": "investigation.status", "investigation": list_entry(event.investigation_id)}))
     try:
-        send(group_name(event.investigation_id), {"type": "investigation.event", "event": message})
-        if event.kind in (Event.Kind.STATUS, Event.Kind.VERDICT):
-            send(LIST_GROUP, {"type": "investigation.status", "investigation": list_entry(event.investigation_id)})
+        live.group_send(*messages)
     except Exception:  # the event is saved; a viewer that missed it reads it from the backlog
         log.warning("could not publish event %s of investigation %s", event.seq, event.investigation_id, exc_info=True)
 

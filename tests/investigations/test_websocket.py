@@ -1,9 +1,12 @@
 """The investigation websockets through the real ASGI application: who may listen, backlog then live."""
 
+import threading
+
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.db import connection
 from django.test import Client
 from guardian.shortcuts import assign_perm
 
@@ -71,6 +74,25 @@ async def test_the_backlog_after_a_seq_then_live_events_each_once_in_order(inves
     live = await communicator.receive_json_from(timeout=5)
     assert (live["type"], live["event"]["seq"], live["event"]["kind"]) == ("event", 4, "status")
     assert await communicator.receive_nothing(timeout=0.2)
+    await communicator.disconnect()
+
+
+async def test_an_event_recorded_by_a_worker_thread_reaches_the_viewer(investigation, analyst):
+    """As a Celery worker records it: from a plain thread, outside any asgiref context."""
+    communicator = await socket(f"/ws/investigations/{investigation.pk}/?after=3", analyst)
+    assert (await communicator.connect())[0]
+
+    def worker_step():
+        try:
+            record_event(investigation.pk, "text", {"text": "from the worker", "block": "2.0"})
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=worker_step)
+    thread.start()
+    live = await communicator.receive_json_from(timeout=5)
+    thread.join()
+    assert (live["event"]["seq"], live["event"]["data"]["text"]) == (4, "from the worker")
     await communicator.disconnect()
 
 
