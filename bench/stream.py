@@ -212,7 +212,11 @@ def main() -> None:
         results = asyncio.run(run_cases(port, investigation.pk, cookie, events))
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # uvicorn still draining websockets: not what is measured
+            server.kill()
+            server.wait()
         log.close()
         investigation.delete()  # and its events
         alert.delete()
@@ -223,7 +227,7 @@ def main() -> None:
     print(f"event delivery latency to websocket viewers, {events} events per case "
           f"(+{WARM_UP} warm-up), production mode (PostgreSQL, Redis channel layer)")
     print("  ours = record_event from a worker thread: event insert + seq update (one transaction), then")
-    print("         group_send via Redis (async_to_sync: a new event loop and Redis connection per event),")
+    print("         group_send via Redis (console.live: one long-lived sender loop per worker process),")
     print("         InvestigationConsumer, websocket")
     print("  bare = group_send via Redis, a consumer forwarding the text, websocket")
     print("  samples: every delivered message, all viewers included")

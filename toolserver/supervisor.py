@@ -27,6 +27,7 @@ from toolserver.servers import META_BACKEND_STATUS
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 20.0
+RESTART_PAUSE_S = 1.0  # between attempts to start a server that would not start
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,11 @@ class ServerProcess:
             cwd=str(settings.BASE_DIR),
         )
         while not self._stop.is_set():
+            self._restart.clear()  # a restart asked for before this attempt is this attempt
             try:
                 # The real stderr: a Celery worker replaces sys.stderr with a logging proxy that has no fileno.
                 async with Client(stdio_client(params, errlog=sys.__stderr__)) as client:
                     self._client, self._failure = client, None
-                    self._restart.clear()
                     self._ready.set()
                     await _first(self._stop.wait(), self._restart.wait())
             except Exception as exc:  # the process would not start: say so to waiting callers
@@ -93,6 +94,7 @@ class ServerProcess:
                 self._failure = type(exc).__name__
                 self._ready.set()
                 await _first(self._stop.wait(), self._restart.wait())
+                await asyncio.sleep(RESTART_PAUSE_S)  # callers keep asking; the next try waits a moment
             finally:
                 self._client = None
                 if not self._stop.is_set():

@@ -8,8 +8,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 @pytest.mark.parametrize(
     "role, expected",
     [
-        (ANALYST, ["Overview"]),
-        (MANAGER, ["Overview"]),
+        (ANALYST, ["Overview", "Investigations", "New alert"]),
+        (MANAGER, ["Overview", "Investigations"]),
         (ADMIN, ["Overview", "Administration", "Lab"]),
     ],
 )

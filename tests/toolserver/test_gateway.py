@@ -123,3 +123,15 @@ def test_a_rotated_credential_restarts_the_server_with_the_new_one(gateway, cont
     finally:
         path.write_text(old)
     get_supervisor().list_tools("intel")
+
+
+def test_a_server_that_will_not_start_answers_a_typed_error_and_says_why_in_the_log(gateway, context, settings, caplog):
+    settings.TOOLSERVER_BACKENDS = {
+        **settings.TOOLSERVER_BACKENDS,
+        "intel": {**settings.TOOLSERVER_BACKENDS["intel"], "credential": "file:/nonexistent/intel.key"},
+    }
+    lookup = {"kind": "ip", "value": estate.BEACON_IP}
+    results = [gateway.call("lookup_indicator", lookup, context) for _ in range(3)]
+    assert {result["reason"] for result in results} == {"toolserver_unavailable"}
+    attempts = [record for record in caplog.records if "tool server intel did not start" in record.getMessage()]
+    assert 1 <= len(attempts) <= 3  # at most one start per caller
