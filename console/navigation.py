@@ -17,6 +17,8 @@ class NavItem:
 
 NAVIGATION = [
     NavItem("Overview", "home", frozenset({ANALYST, MANAGER, ADMIN})),
+    NavItem("Investigations", "investigations:list", frozenset({ANALYST, MANAGER})),
+    NavItem("New alert", "investigations:new_alert", frozenset({ANALYST})),
     NavItem("Administration", "admin:index", frozenset({ADMIN})),
 ]
 if settings.LAB_ENABLED:  # the lab's URLs exist only then (console/urls.py)

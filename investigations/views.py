@@ -1,0 +1,50 @@
+"""The investigation pages and the alert form. Each view: read the request, check who asks, call one function, render."""
+
+import json
+
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+
+from investigations import selectors
+from investigations.forms import AlertForm
+from investigations.intake import receive_alert
+from investigations.models import Investigation
+
+PAGE_SIZE = 50
+
+
+@login_required
+def investigation_list(request):
+    investigations = selectors.visible_investigations(request.user).order_by("-created_at", "-id")
+    page = Paginator(investigations, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "investigations/list.html", {"page": page})
+
+
+@login_required
+def investigation_detail(request, pk: int):
+    investigation = get_object_or_404(Investigation.objects.select_related("alert"), pk=pk)
+    if not selectors.can_view(request.user, investigation):
+        raise PermissionDenied
+    # Read after the investigation: the events are at least as new as its row, and the page's
+    # script brings status and verdict up to date from them.
+    events = selectors.events_after(investigation.pk, 0)
+    alert = investigation.alert
+    return render(request, "investigations/detail.html", {
+        "investigation": investigation,
+        "alert": alert,
+        "details_json": json.dumps(alert.details, indent=2, ensure_ascii=False),  # shown autoescaped
+        "events": events,
+        "status_labels": dict(Investigation.Status.choices),  # for the script, as the list shows them
+    })
+
+
+@login_required
+@permission_required("investigations.add_alert", raise_exception=True)
+def new_alert(request):
+    form = AlertForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        received = receive_alert(form.alert_in, submitted_by=request.user)
+        return redirect("investigations:detail", pk=received.investigation.pk)
+    return render(request, "investigations/new_alert.html", {"form": form})

@@ -1,0 +1,67 @@
+/* A websocket that stays connected: it drives the #live-indicator, reconnects with capped
+ * exponential backoff (sooner when the browser comes back online), and hands each parsed JSON
+ * message to the page. `url()` is asked again on every connect, so a page can resume from what
+ * it has already shown.
+ *
+ *   GatehouseLive.connect({url: () => "/ws/...", onMessage: (payload) => ..., onOpen: (again) => ...});
+ */
+window.GatehouseLive = (function () {
+  "use strict";
+
+  const INDICATOR_TEXT = { live: "live", connecting: "connecting…", offline: "offline" };
+
+  function setIndicator(state) {
+    const indicator = document.getElementById("live-indicator");
+    if (!indicator) return;
+    indicator.dataset.state = state;
+    indicator.textContent = INDICATOR_TEXT[state];
+  }
+
+  function connect(options) {
+    let socket = null;
+    let attempts = 0;
+    let retryTimer = null;
+    let openedBefore = false;
+
+    function open() {
+      retryTimer = null;
+      setIndicator("connecting");
+      const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+      const ws = new WebSocket(scheme + "//" + window.location.host + options.url());
+      socket = ws;
+      ws.addEventListener("open", function () {
+        attempts = 0;
+        setIndicator("live");
+        if (options.onOpen) options.onOpen(openedBefore);
+        openedBefore = true;
+      });
+      ws.addEventListener("message", function (message) {
+        let payload;
+        try {
+          payload = JSON.parse(message.data);
+        } catch (error) {
+          return;
+        }
+        if (payload) options.onMessage(payload);
+      });
+      ws.addEventListener("close", function () {
+        if (socket !== ws) return;
+        socket = null;
+        setIndicator("offline");
+        if (retryTimer !== null) return;
+        const delay = Math.min(30000, 1000 * Math.pow(2, attempts)) * (0.5 + Math.random() / 2);
+        attempts += 1;
+        retryTimer = window.setTimeout(open, delay);
+      });
+    }
+
+    window.addEventListener("online", function () {
+      if (retryTimer === null) return;
+      window.clearTimeout(retryTimer);
+      open();
+    });
+    open();
+  }
+
+  return { connect: connect };
+})();

@@ -1,0 +1,213 @@
+"""An analyst raises an alert and watches its investigation stream into the page, live.
+
+The console here is a real `manage.py serve` process whose offline model streams slowly (40 ms
+between chunks), so the investigation is still running when its page opens. On the embedded
+default that process runs the investigation in its own worker; in production mode a separate
+`celery worker` process does, publishing through Redis to the console's websocket.
+"""
+
+import json
+import re
+import subprocess
+import sys
+from datetime import datetime
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from console.roles import ANALYST
+from investigations.models import Event, Investigation
+from tests.conftest import PASSWORD
+from tests.support import ROOT, ConsoleProcess, console_env, database_url_of
+from toolserver.lab import estate
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+TEXT_LENGTH = "Array.from(document.querySelectorAll('#transcript .text-block')).reduce((n, p) => n + p.textContent.length, 0)"
+LAST_SEQ = "Number(document.getElementById('investigation').dataset.lastSeq || 0)"
+RUN_TIMEOUT_MS = 120_000  # the whole paced story, with room for a slow machine
+
+
+@pytest.fixture(scope="module")
+def slow_console(django_db_setup, django_db_blocker, lab_credentials):
+    """A console on this run's database whose offline model streams slowly, and its worker."""
+    from django.db import connection
+
+    env = console_env(
+        DATABASE_URL=database_url_of(connection.settings_dict),
+        GATEHOUSE_CREDENTIALS_DIR=str(lab_credentials[0]),
+        GATEHOUSE_OFFLINE_MODEL_DELAY_MS="40",
+        GATEHOUSE_SWEEP_INTERVAL_S="3600",
+        ANTHROPIC_API_KEY=None,  # the offline model, whatever this shell holds
+    )
+    console = ConsoleProcess(env)
+    worker = log = None
+    if settings.PRODUCTION:  # the console runs no investigations itself: a worker does
+        log = open(ROOT / "var" / f"worker-{console.port}.log", "w")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "console", "worker", "--pool=threads", "-c", "2",
+             "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel=INFO"],
+            cwd=ROOT,
+            env={**env, "GATEHOUSE_LAB_URL": f"{console.url}/lab/api"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    yield console
+    if worker is not None:
+        worker.terminate()
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        log.close()
+    console.stop()
+
+
+@pytest.fixture
+def analyst_page(lab, slow_console, make_user, page):
+    """A signed-in analyst's page on the slow console, with the lab estate seeded."""
+    make_user("ana-live", ANALYST)
+    page.goto(f"{slow_console.url}/login/")
+    page.fill("#id_username", "ana-live")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector(".topbar nav")
+    return page
+
+
+def raise_story_alert(page, console) -> int:
+    """Raise the phishing story (LAB-SIEM-1001) through the form; returns the investigation id."""
+    story = next(alert for alert in estate.demo_alerts() if alert["external_id"] == "LAB-SIEM-1001")
+    observed = timezone.localtime(datetime.fromisoformat(story["observed_at"]))
+    page.goto(f"{console.url}/alerts/new/")
+    page.fill("#id_title", story["title"])
+    page.select_option("#id_severity", story["severity"])
+    page.fill("#id_host", story["host"])
+    page.fill("#id_user", story["user"])
+    page.fill("#id_observed_at", observed.strftime("%Y-%m-%dT%H:%M:%S"))
+    page.fill("#id_details", json.dumps(story["details"]))
+    page.click("#alert-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/investigations/\d+/$"))
+    page.wait_for_load_state("load")
+    return int(re.search(r"/investigations/(\d+)/$", page.url).group(1))
+
+
+def saved_text_blocks(investigation: Investigation) -> list[str]:
+    """The saved text events joined per block, as the page shows them (up to the verdict block)."""
+    blocks: dict[str, str] = {}
+    for event in investigation.events.filter(kind=Event.Kind.TEXT).order_by("seq"):
+        blocks[event.data["block"]] = blocks.get(event.data["block"], "") + event.data["text"]
+    return [text.split("<verdict>")[0].rstrip() for text in blocks.values()]
+
+
+def assert_page_shows_the_saved_transcript(page, investigation: Investigation) -> None:
+    events = list(investigation.events.order_by("seq"))
+    kinds = [event.kind for event in events]
+    assert kinds[-2:] == ["verdict", "status"] and investigation.status == "completed"
+
+    shown = page.locator("#transcript .text-block").all_text_contents()
+    assert shown == saved_text_blocks(investigation)
+    assert not any("<verdict>" in text for text in shown)
+    assert "Verdict: malicious." in shown[-1]
+
+    calls = [event.data for event in events if event.kind == Event.Kind.TOOL_CALL]
+    results = {event.data["tool_use_id"]: event.data["result"] for event in events if event.kind == Event.Kind.TOOL_RESULT}
+    entries = page.locator("#transcript .tool-call[data-tool-use-id]")
+    assert entries.evaluate_all("els => els.map(e => e.dataset.toolUseId)") == [call["tool_use_id"] for call in calls]
+    for call in calls:  # each result attached to its call, as ok or as a typed error
+        entry = page.locator(f'.tool-call[data-tool-use-id="{call["tool_use_id"]}"]')
+        assert entry.locator(".tool-name").inner_text() == call["name"]
+        assert entry.locator(".write-badge").count() == (1 if call["write"] else 0)
+        result = results[call["tool_use_id"]]
+        if result["status"] == "error":
+            assert entry.locator(".tool-result.error .reason").inner_text() == result["reason"]
+        else:
+            assert entry.locator(".tool-result.ok details").count() == 1
+    assert page.locator(".tool-result.error").count() == sum(r["status"] == "error" for r in results.values()) > 0
+    # each status event drawn once: none lost, none repeated
+    assert page.locator("#transcript .status-line").count() == kinds.count(Event.Kind.STATUS)
+
+    assert page.locator("#verdict").get_attribute("data-verdict") == investigation.verdict == "malicious"
+    assert page.locator("#verdict .verdict-evidence li").count() == len(investigation.evidence) > 0
+    assert page.locator("#status").get_attribute("data-status") == "completed"
+    assert page.locator(".model-name").first.inner_text() == "offline model"
+
+
+def test_the_transcript_streams_into_the_page_without_a_reload(analyst_page, slow_console):
+    page = analyst_page
+    investigation_id = raise_story_alert(page, slow_console)
+
+    page.evaluate("window.__loaded = true")
+    at_load = page.evaluate(TEXT_LENGTH)
+    assert page.locator("#verdict[data-verdict]").count() == 0, "the investigation had already finished at load"
+
+    page.wait_for_function(f"() => {TEXT_LENGTH} > {at_load}", timeout=RUN_TIMEOUT_MS)
+    page.wait_for_function("() => document.getElementById('live-indicator').dataset.state === 'live'")
+    page.wait_for_selector("#verdict[data-verdict]", timeout=RUN_TIMEOUT_MS)
+    page.wait_for_function("() => document.getElementById('status').dataset.status === 'completed'", timeout=RUN_TIMEOUT_MS)
+
+    assert page.evaluate("window.__loaded") is True, "the page reloaded"
+    assert page.evaluate(TEXT_LENGTH) > at_load
+    assert_page_shows_the_saved_transcript(page, Investigation.objects.get(pk=investigation_id))
+
+
+class DroppingRelay:
+    """Passes the page's investigation websocket through, and can cut the first connection.
+
+    After the cut it forwards nothing more on that connection, so the last seq it forwarded is
+    the last one the page can have drawn: the page must reconnect asking for what follows it.
+    """
+
+    def __init__(self):
+        self.urls: list[str] = []
+        self.forwarded_seq = 0
+        self.cut = False
+        self.first = None
+
+    def __call__(self, ws):
+        self.urls.append(ws.url)
+        server = ws.connect_to_server()
+        if self.first is None:
+            self.first = ws
+            server.on_message(self._forward)
+
+    def _forward(self, message):
+        if self.cut:
+            return
+        payload = json.loads(message)
+        if payload.get("type") == "event":
+            self.forwarded_seq = payload["event"]["seq"]
+        self.first.send(message)
+
+    def drop(self) -> int:
+        self.cut = True
+        self.first.close()
+        return self.forwarded_seq
+
+
+def after_of(url: str) -> int:
+    return int(parse_qs(urlparse(url).query)["after"][0])
+
+
+def test_a_dropped_socket_reconnects_from_the_latest_event(analyst_page, slow_console):
+    page = analyst_page
+    relay = DroppingRelay()
+    page.route_web_socket(re.compile(r"/ws/investigations/\d+/"), relay)
+    investigation_id = raise_story_alert(page, slow_console)
+    page.evaluate("window.__loaded = true")
+    embedded = page.evaluate("JSON.parse(document.getElementById('investigation-events').textContent).map(e => e.seq)")
+    assert after_of(relay.urls[0]) == embedded[-1]  # live from where the saved events end
+
+    at_load = page.evaluate(TEXT_LENGTH)
+    page.wait_for_function(f"() => {TEXT_LENGTH} > {at_load}", timeout=RUN_TIMEOUT_MS)
+    dropped_at = relay.drop()
+    page.wait_for_function(f"() => {LAST_SEQ} > {dropped_at}", timeout=RUN_TIMEOUT_MS)
+    assert len(relay.urls) == 2
+    assert after_of(relay.urls[1]) == dropped_at
+
+    page.wait_for_function("() => document.getElementById('status').dataset.status === 'completed'", timeout=RUN_TIMEOUT_MS)
+    assert page.evaluate("window.__loaded") is True, "the page reloaded"
+    assert_page_shows_the_saved_transcript(page, Investigation.objects.get(pk=investigation_id))
