@@ -7,7 +7,8 @@ class ConsoleConfig(AppConfig):
     verbose_name = "Gatehouse console"
 
     def ready(self):
-        from console.roles import grant_role_permissions
+        from console.roles import grant_default_approvals, grant_role_permissions
 
         # Permissions exist only after every app has migrated, so roles get theirs here.
         post_migrate.connect(grant_role_permissions, dispatch_uid="gatehouse-role-permissions")
+        post_migrate.connect(grant_default_approvals, dispatch_uid="gatehouse-default-approvals")

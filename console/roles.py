@@ -67,3 +67,12 @@ def grant_role_permissions(app_config, using="default", apps=None, **kwargs):
             if permission is not None:
                 wanted.append(permission)
         group.permissions.add(*wanted)
+
+
+def grant_default_approvals(app_config, **kwargs):
+    """post_migrate receiver, after the roles: every write tool has a policy, approved by analysts by default."""
+    if app_config.label != "console":
+        return
+    from investigations.actions import ensure_policies
+
+    ensure_policies()

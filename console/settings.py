@@ -240,6 +240,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = 1700
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "resume-investigations": {"task": "investigations.tasks.sweep_investigations", "schedule": float(SWEEP_INTERVAL_S)},
+    "expire-and-resume-actions": {"task": "investigations.tasks.sweep_actions", "schedule": float(SWEEP_INTERVAL_S)},
 }
 CELERY_BEAT_SCHEDULER = "celery.beat:Scheduler"  # kept in memory: a sweep needs no schedule file
 EMBEDDED_WORKER_CONCURRENCY = env_int("GATEHOUSE_EMBEDDED_WORKERS", 4, minimum=1)

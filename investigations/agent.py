@@ -14,14 +14,14 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import anthropic
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from investigations import llm, services
+from investigations import actions, llm, services
 from investigations.events import LeaseLost, record_event
 from investigations.models import Event, Investigation
 from investigations.offline_model import parse_verdict
@@ -127,10 +127,12 @@ class Agent:
         for use in uses:
             if use["id"] in results:
                 continue
-            if stop := self._over_budget(tool_calls=True):
+            found = find_tool(use["name"])
+            gated = bool(found and found[1].write)
+            asked_before = gated and investigation.action_requests.filter(tool_use_id=use["id"]).exists()
+            if not asked_before and (stop := self._over_budget(tool_calls=True)):
                 self._stop(stop)
                 return False
-            found = find_tool(use["name"])
             if not investigation.events.filter(kind=Kind.TOOL_CALL, data__tool_use_id=use["id"]).exists():
                 self._event(Kind.TOOL_CALL, {
                     "tool_use_id": use["id"],
@@ -139,7 +141,11 @@ class Agent:
                     "write": bool(found and found[1].write),
                     "input": use["input"],
                 })
-            result = self.gateway.call(use["name"], use["input"], self.context)
+            result = self._gated(use) if gated else self.gateway.call(use["name"], use["input"], self.context)
+            if result is None:  # an analyst decides first: this worker is released until then
+                services.suspend(self.id, self.owner, waiting_for=f"Waiting for an analyst to decide on {use['name']}.",
+                                 tool_results=results)
+                return False
             results[use["id"]] = result
             self._save(tool_results=results, tool_calls_used=investigation.tool_calls_used + 1)
             self._event(Kind.TOOL_RESULT, {"tool_use_id": use["id"], "name": use["name"], "result": result})
@@ -154,6 +160,15 @@ class Agent:
         ]
         self._save(messages=[*investigation.messages, {"role": "user", "content": answers}], tool_results={})
         return True
+
+    def _gated(self, use: dict) -> dict | None:
+        """A write: its result once an analyst decided (or its policy needs no approval), else None."""
+        if not actions.policy_for(use["name"]).requires_approval:
+            return self.gateway.call(use["name"], use["input"], replace(self.context, approval=f"policy:{use['name']}"))
+        request = actions.request_action(self.investigation, use, owner=self.owner, gateway=self.gateway)
+        if isinstance(request, dict):  # refused at the boundary: invalid arguments
+            return request
+        return request.result if request.is_final else None
 
     def _conclude(self, last: dict) -> None:
         text = "".join(block.get("text", "") for block in last["content"] if block.get("type") == "text")
@@ -179,7 +194,7 @@ class Agent:
             return f"The token budget ({investigation.budget_tokens} tokens) is exhausted."
         if tool_calls and investigation.tool_calls_used >= investigation.budget_tool_calls:
             return f"The tool-call budget ({investigation.budget_tool_calls} calls) is exhausted."
-        elapsed = (timezone.now() - investigation.started_at).total_seconds()
+        elapsed = (timezone.now() - investigation.started_at).total_seconds() - investigation.waited_seconds
         if elapsed >= investigation.budget_seconds:
             return f"The time budget ({investigation.budget_seconds} s) is exhausted."
         return None

@@ -22,6 +22,24 @@ class Integration(models.Model):
         return self.name
 
 
+class ApiToken(models.Model):
+    """A person's token for the API outside the browser (approve from a script or a chat bot).
+
+    It acts with its user's permissions, re-checked on every request. Shown once; kept as a hash.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=80, help_text="What it is for.")
+    token_prefix = models.CharField(max_length=16)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} / {self.name}"
+
+
 class Alert(models.Model):
     """An alert as received. Its free text is untrusted data: shown escaped, given to the model as data."""
 
@@ -102,6 +120,9 @@ class Investigation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Time spent waiting for analysts does not count against the time budget.
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    waited_seconds = models.FloatField(default=0)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -139,6 +160,7 @@ class Event(models.Model):
         TOOL_RESULT = "tool_result"
         STATUS = "status"
         VERDICT = "verdict"
+        ACTION = "action"  # an action request was made or changed state
 
     investigation = models.ForeignKey(Investigation, on_delete=models.CASCADE, related_name="events")
     seq = models.PositiveIntegerField()
@@ -156,6 +178,108 @@ class Event(models.Model):
     def as_message(self) -> dict:
         """The event as the websocket sends it and the page renders it."""
         return {"seq": self.seq, "kind": self.kind, "at": self.created_at.isoformat(), "data": self.data}
+
+
+class ToolPolicy(models.Model):
+    """How one write tool is gated (DESIGN.md rule 9). Who may approve: the object permission
+    `approve_tool` on this row (django-guardian), granted to users or groups."""
+
+    tool = models.CharField(max_length=60, unique=True)
+    requires_approval = models.BooleanField(default=True)
+    approvals_needed = models.PositiveSmallIntegerField(
+        default=1, help_text="2 for four-eyes: two different people must approve."
+    )
+    expiry_seconds = models.PositiveIntegerField(default=3600, help_text="A request not decided by then expires.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        permissions = [("approve_tool", "Can approve action requests for this tool")]
+        constraints = [
+            models.CheckConstraint(condition=Q(approvals_needed__in=[1, 2]), name="policy_approvals_1_or_2"),
+        ]
+
+    def __str__(self) -> str:
+        return self.tool
+
+
+class ActionRequest(models.Model):
+    """A privileged write the agent asked for, waiting for (or past) an analyst's decision.
+
+        pending -> approved -> executing -> succeeded | failed
+        pending -> rejected | expired | cancelled
+
+    Each transition is one guarded update (investigations/actions.py) and one ActionTransition.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        EXECUTING = "executing"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        REJECTED = "rejected"
+        EXPIRED = "expired"
+        CANCELLED = "cancelled"
+
+    FINAL = (State.SUCCEEDED, State.FAILED, State.REJECTED, State.EXPIRED, State.CANCELLED)
+
+    investigation = models.ForeignKey(Investigation, on_delete=models.PROTECT, related_name="action_requests")
+    tool_use_id = models.CharField(max_length=100)
+    tool = models.CharField(max_length=60)
+    server = models.CharField(max_length=40)
+    arguments = models.JSONField(help_text="As validated at the boundary.")
+    target = models.CharField(max_length=200, help_text="What it acts on, for people: 'host=ws-fin-07'.")
+    reason = models.TextField(blank=True, help_text="The agent's stated reason (untrusted text).")
+    evidence = models.JSONField(default=list, blank=True, help_text="The transcript events the request rests on.")
+    risk = models.JSONField(default=list, blank=True, help_text="Blast radius notes, e.g. 'host is a domain controller'.")
+    idempotency_key = models.CharField(max_length=64)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING, db_index=True)
+    approvals_needed = models.PositiveSmallIntegerField(default=1)
+    expires_at = models.DateTimeField(db_index=True)
+    result = models.JSONField(null=True, blank=True, help_text="The envelope the model receives.")
+    outcome = models.CharField(max_length=300, blank=True, help_text="The result in a line, for people.")
+    lease_expires_at = models.DateTimeField(null=True, blank=True, help_text="While executing: when a stalled run may be retried.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["investigation", "tool_use_id"], name="action_unique_tool_use"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool} {self.target} ({self.state})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in self.FINAL
+
+
+class ActionApproval(models.Model):
+    """One person's approval; four-eyes needs two rows from two different people."""
+
+    request = models.ForeignKey(ActionRequest, on_delete=models.PROTECT, related_name="approvals")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["request", "user"], name="approval_once_per_user")]
+
+
+class ActionTransition(models.Model):
+    """Who moved a request from one state to another, when and why."""
+
+    request = models.ForeignKey(ActionRequest, on_delete=models.PROTECT, related_name="transitions")
+    from_state = models.CharField(max_length=10, blank=True)
+    to_state = models.CharField(max_length=10)
+    actor = models.CharField(max_length=150, help_text="'agent', 'system' or 'user:<username>'.")
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "id"]
 
 
 class AuditRecord(models.Model):

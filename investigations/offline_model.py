@@ -1077,7 +1077,9 @@ class Playbook:
 
     def _reason(self, confirmed: list[tuple[Lead, Call]]) -> str:
         """Why a containment is asked for, citing the evidence, for the analyst who approves it."""
-        return _clip(f"{self.alert.name}: " + "; ".join(_confirmed_text(lead, lookup) for lead, lookup in confirmed), 500)
+        cited = " ".join(dict.fromkeys(id_ for lead, lookup in confirmed for id_ in (lead.evidence, lookup.id) if id_))
+        findings = "; ".join(_confirmed_text(lead, lookup) for lead, lookup in confirmed)
+        return _clip(f"{self.alert.name} (evidence {cited}): {findings}", 500)
 
     def _ticket_body(self, assessment: Assessment, containment: list[Step]) -> str:
         alert = self.alert
@@ -1138,9 +1140,10 @@ def _write_outcome(call: Call) -> str:
     if call.ok:
         data = call.data if isinstance(call.data, dict) else {}
         if call.name == "isolate_host":
-            return f"{host} {'was already' if data.get('already_isolated') else 'is now'} isolated."
+            already = data.get("already_isolated") or data.get("replayed")  # replayed: done before for this alert
+            return f"{host} {'was already' if already else 'is now'} isolated."
         if call.name == "disable_account":
-            return f"{username} {'was already' if data.get('already') else 'is now'} disabled."
+            return f"{username} {'was already' if data.get('already') or data.get('replayed') else 'is now'} disabled."
         if call.name == "open_ticket":
             return f"Ticket #{_token(data.get('ticket_id'))} is open."
         return f"{_sentence(name)} succeeded."

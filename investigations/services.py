@@ -104,6 +104,36 @@ def finish(
         events.record_event(investigation_id, Event.Kind.STATUS, {"status": status, "message": message})
 
 
+def suspend(investigation_id: int, owner: str, *, waiting_for: str, **fields) -> None:
+    """Wait for an analyst's decision: release the worker, keep the state. Resumes at once if decided already."""
+    with transaction.atomic():
+        save(investigation_id, owner, status=Status.WAITING, lease_owner="", lease_expires_at=None,
+             waiting_since=timezone.now(), **fields)
+        events.record_event(investigation_id, Event.Kind.STATUS, {"status": Status.WAITING, "message": waiting_for})
+    resume(investigation_id)  # a decision taken before we suspended found nothing to resume
+
+
+def resume(investigation_id: int) -> bool:
+    """Queue a waiting investigation again once none of its action requests is undecided or running."""
+    from investigations.models import ActionRequest
+    from investigations.tasks import run_investigation
+
+    with transaction.atomic():
+        undecided = ActionRequest.objects.filter(investigation_id=investigation_id).exclude(state__in=ActionRequest.FINAL)
+        if undecided.exists():
+            return False
+        waiting = Investigation.objects.select_for_update().filter(pk=investigation_id, status=Status.WAITING).first()
+        if waiting is None:
+            return False
+        waited = (timezone.now() - waiting.waiting_since).total_seconds() if waiting.waiting_since else 0
+        Investigation.objects.filter(pk=investigation_id).update(
+            status=Status.QUEUED, waiting_since=None, waited_seconds=waiting.waited_seconds + waited
+        )
+        events.record_event(investigation_id, Event.Kind.STATUS, {"status": Status.QUEUED, "message": "Decided: resuming."})
+        transaction.on_commit(lambda: run_investigation.delay(investigation_id))
+    return True
+
+
 def stalled(*, queued_for_s: float = 0) -> list[int]:
     """Investigations no worker is running: queued for a while, or running under an expired lease."""
     now = timezone.now()

@@ -5,7 +5,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from investigations import agent, services
+from investigations import actions, agent, services
 
 log = logging.getLogger(__name__)
 
@@ -31,3 +31,18 @@ def sweep_investigations(queued_for_s: float | None = None) -> list[int]:
     if found:
         log.info("handed %d stalled investigation(s) to workers: %s", len(found), found)
     return found
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def execute_action(request_id: int) -> None:
+    actions.execute(request_id)
+
+
+@shared_task(ignore_result=True)
+def sweep_actions() -> dict:
+    """Expire undecided requests past their time; hand approved requests no worker ran to one."""
+    expired = actions.expire_due()
+    stalled = actions.stalled_executions(approved_for_s=settings.SWEEP_INTERVAL_S)
+    for request_id in stalled:
+        execute_action.delay(request_id)
+    return {"expired": expired, "executing": stalled}

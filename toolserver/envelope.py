@@ -21,6 +21,8 @@ class Reason(StrEnum):
     TOOLSERVER_UNAVAILABLE = "toolserver_unavailable"
     INTERNAL_ERROR = "internal_error"
     APPROVAL_REQUIRED = "approval_required"
+    REJECTED_BY_ANALYST = "rejected_by_analyst"
+    EXPIRED = "expired"
 
 
 class BackendFailure(StrEnum):

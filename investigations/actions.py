@@ -1,0 +1,373 @@
+"""The human gate (DESIGN.md rules 6 and 9): action requests, decisions, execution.
+
+A write the agent asks for becomes an ActionRequest and waits; nothing reaches the backend.
+Analysts allowed to approve its tool (the django-guardian permission `approve_tool` on its
+ToolPolicy, checked again at every decision) approve or reject it; a periodic sweep expires
+it. Every transition is one guarded, atomic update recorded as an ActionTransition, an audit
+record and an event of the investigation. An approved request is executed by a Celery task
+through the gateway with the write's idempotency key, so it reaches the backend exactly once
+even when a worker dies mid-way; the investigation then resumes with the result.
+"""
+
+import logging
+import re
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from pydantic import ValidationError
+
+from console import live
+from investigations import events, services
+from investigations.models import ActionApproval, ActionRequest, ActionTransition, Event, Investigation, ToolPolicy
+from toolserver import audit, idempotency
+from toolserver.audit import Outcome, ToolCallAudit
+from toolserver.catalog import SERVERS, find_tool
+from toolserver.envelope import Reason, error, is_error
+from toolserver.gateway import CallContext, Gateway
+from toolserver.schemas import parse_arguments
+
+log = logging.getLogger(__name__)
+State = ActionRequest.State
+APPROVE = "investigations.approve_tool"
+APPROVALS_GROUP = "approvals"  # every change of any request, for the queue and the navigation count
+TOOL_USE_ID = re.compile(r"toolu_[A-Za-z0-9]{8,}")
+
+
+class DecisionRefused(Exception):
+    """A decision that cannot be taken; `status` is the HTTP status an API answers with."""
+
+    status = 409
+
+    def __init__(self, message: str, request: ActionRequest | None = None):
+        super().__init__(message)
+        self.request = request
+
+
+class NotAllowed(DecisionRefused):
+    status = 403
+
+
+class NotPending(DecisionRefused):
+    """The request was decided (or expired) already: its current state says what happened."""
+
+
+# -- policies ---------------------------------------------------------------------------------
+def write_tools() -> list[str]:
+    return [tool.name for server in SERVERS.values() for tool in server.tools if tool.write]
+
+
+def policy_for(tool: str) -> ToolPolicy:
+    policy, _ = ToolPolicy.objects.get_or_create(tool=tool)
+    return policy
+
+
+def ensure_policies() -> None:
+    """Every write tool has a policy; a new one may be approved by the analyst role."""
+    from django.contrib.auth.models import Group
+    from guardian.shortcuts import assign_perm
+
+    analysts = Group.objects.filter(name="analyst").first()
+    for tool in write_tools():
+        policy, created = ToolPolicy.objects.get_or_create(tool=tool)
+        if created and analysts is not None:
+            assign_perm("approve_tool", analysts, policy)
+
+
+def may_approve(user, tool: str) -> bool:
+    return bool(user.is_authenticated and user.is_active and user.has_perm(APPROVE, policy_for(tool)))
+
+
+# -- requests ---------------------------------------------------------------------------------
+def request_action(investigation: Investigation, use: dict, *, owner: str, gateway: Gateway) -> ActionRequest | dict:
+    """The request for this tool call (made now, or before a restart); an error envelope for invalid arguments."""
+    existing = ActionRequest.objects.filter(investigation=investigation, tool_use_id=use["id"]).first()
+    if existing is not None:
+        return existing
+    server, tool = find_tool(use["name"])
+    try:
+        args = parse_arguments(tool.arguments, use["input"])
+    except ValidationError:
+        # The gateway refuses it at the boundary, with the typed error and its audit record.
+        return gateway.call(use["name"], use["input"], _context(investigation, actor="agent"))
+    validated = args.model_dump(mode="json")
+    key = idempotency.write_key(tool, args, investigation.alert.trigger)
+    policy = policy_for(tool.name)
+    with transaction.atomic():
+        request = ActionRequest.objects.create(
+            investigation=investigation,
+            tool_use_id=use["id"],
+            tool=tool.name,
+            server=server.name,
+            arguments=validated,
+            target=key.target,
+            reason=str(validated.get("reason", "")),
+            evidence=_cited_evidence(investigation, validated),
+            risk=assess_risk(investigation, tool.name, validated),
+            idempotency_key=key.key,
+            approvals_needed=policy.approvals_needed,
+            expires_at=timezone.now() + timedelta(seconds=policy.expiry_seconds),
+        )
+        _transition(request, "", State.PENDING, "agent", request.reason)
+        _record(request, Outcome.PENDING_APPROVAL, "agent", owner=owner)
+    return request
+
+
+def assess_risk(investigation: Investigation, tool: str, arguments: dict) -> list[str]:
+    """The blast radius, from what the investigation's own reads returned about the target."""
+    facts = _latest_data(investigation, "get_host", "host", arguments.get("host")) if "host" in arguments else None
+    account = _latest_data(investigation, "get_user", "username", arguments.get("username")) if "username" in arguments else None
+    risk = []
+    if facts is not None:
+        if facts.get("role") == "domain_controller":
+            risk.append("host is a domain controller: isolating it stops sign-ins across the domain")
+        if facts.get("criticality") in ("high", "critical"):
+            risk.append(f"host criticality is {facts['criticality']}")
+        if facts.get("isolated"):
+            risk.append("host is already isolated")
+        risk.append(f"host role: {facts.get('role', 'unknown')}")
+    elif "host" in arguments:
+        risk.append("no facts about this host were gathered: its role is unknown")
+    if account is not None:
+        if account.get("privileged"):
+            risk.append("account is privileged")
+        if account.get("disabled"):
+            risk.append("account is already disabled")
+    elif "username" in arguments:
+        risk.append("no facts about this account were gathered")
+    if tool == "open_ticket":
+        risk.append(f"opens a {arguments.get('severity', '')} ticket in the ticketing system")
+    return risk
+
+
+def _latest_data(investigation: Investigation, tool: str, field: str, value) -> dict | None:
+    """The data of the latest successful `tool` call about `value`, from the saved transcript."""
+    calls = investigation.events.filter(kind=Event.Kind.TOOL_CALL, data__name=tool).order_by("-seq")
+    for call in calls:
+        if str(call.data.get("input", {}).get(field, "")).lower() != str(value).lower():
+            continue
+        result = investigation.events.filter(kind=Event.Kind.TOOL_RESULT, data__tool_use_id=call.data["tool_use_id"]).first()
+        if result and result.data["result"].get("status") == "ok" and isinstance(result.data["result"].get("data"), dict):
+            return result.data["result"]["data"]
+    return None
+
+
+def _cited_evidence(investigation: Investigation, arguments: dict) -> list[dict]:
+    """The tool results the agent's reason cites by tool_use id."""
+    cited = TOOL_USE_ID.findall(" ".join(str(value) for value in arguments.values()))
+    results = investigation.events.filter(kind=Event.Kind.TOOL_RESULT, data__tool_use_id__in=cited)
+    return [{"seq": event.seq, "tool_use_id": event.data["tool_use_id"], "tool": event.data["name"]} for event in results]
+
+
+# -- decisions --------------------------------------------------------------------------------
+def approve(request_id: int, user, reason: str = "") -> ActionRequest:
+    """One approval; the last one needed approves the request and hands it to a worker."""
+    from investigations.tasks import execute_action
+
+    with transaction.atomic():
+        request = _pending_for_decision(request_id, user)
+        if request.approvals.filter(user=user).exists():
+            raise DecisionRefused("You have approved this request already; another person must approve it.", request)
+        ActionApproval.objects.create(request=request, user=user, reason=reason)
+        given = request.approvals.count()
+        actor = f"user:{user.get_username()}"
+        if given < request.approvals_needed:
+            _transition(request, State.PENDING, State.PENDING, actor, f"approval {given} of {request.approvals_needed}: {reason}")
+        else:
+            _move(request, State.PENDING, State.APPROVED, actor, reason)
+            transaction.on_commit(lambda: execute_action.delay(request.pk))
+        _record(request, Outcome.APPROVED, actor)
+    return request
+
+
+def reject(request_id: int, user, reason: str) -> ActionRequest:
+    reason = (reason or "").strip()
+    if not reason:
+        raise DecisionRefused("Say why you reject it: the agent is told your reason.")
+    actor = f"user:{user.get_username()}"
+    with transaction.atomic():
+        request = _pending_for_decision(request_id, user)
+        request.result = error(
+            Reason.REJECTED_BY_ANALYST,
+            retryable=False,
+            guidance="An analyst rejected this request, so it was not performed. Do not ask for it again; "
+            "continue without it and say so in your summary.",
+            analyst_reason=reason[:1000],
+        )
+        request.outcome = f"rejected by {user.get_username()}: {reason[:200]}"
+        _move(request, State.PENDING, State.REJECTED, actor, reason)
+        _record(request, Outcome.REJECTED, actor)
+    _finished(request)
+    return request
+
+
+def expire_due() -> list[int]:
+    """Expire every pending request past its time (the periodic sweep; no ETA tasks)."""
+    expired = []
+    for request_id in ActionRequest.objects.filter(state=State.PENDING, expires_at__lte=timezone.now()).values_list("pk", flat=True):
+        with transaction.atomic():
+            request = ActionRequest.objects.select_for_update().get(pk=request_id)
+            if request.state != State.PENDING:
+                continue
+            request.result = error(
+                Reason.EXPIRED,
+                retryable=False,
+                guidance="Nobody decided on this request in time, so it expired and was not performed. "
+                "Do not ask for it again; say in your summary that it is still recommended.",
+            )
+            request.outcome = "expired before anyone decided"
+            _move(request, State.PENDING, State.EXPIRED, "system", "not decided in time")
+            _record(request, Outcome.EXPIRED, "system")
+        _finished(request)
+        expired.append(request_id)
+    return expired
+
+
+def _pending_for_decision(request_id: int, user) -> ActionRequest:
+    """The request, locked, if it is still pending and `user` may decide it (checked now, not at page load)."""
+    request = ActionRequest.objects.select_for_update().filter(pk=request_id).first()
+    if request is None:
+        raise DecisionRefused("No such action request.")
+    if not may_approve(user, request.tool):
+        raise NotAllowed(f"You are not allowed to approve {request.tool}.", request)
+    if request.state == State.PENDING and request.expires_at <= timezone.now():
+        raise NotPending("This request has expired.", request)  # the sweep records the expiry
+    if request.state != State.PENDING:
+        raise NotPending(f"This request is {request.state} already.", request)
+    return request
+
+
+# -- execution --------------------------------------------------------------------------------
+def execute(request_id: int) -> None:
+    """Fire an approved request once (Celery task). Safe to run again: the key keeps it to one write."""
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.TOOLSERVER_WRITE_LEASE_S)
+    rows = ActionRequest.objects.filter(pk=request_id)
+    if rows.filter(state=State.APPROVED).update(state=State.EXECUTING, lease_expires_at=lease):
+        from_state, why = State.APPROVED, ""
+    elif rows.filter(state=State.EXECUTING, lease_expires_at__lt=now).update(lease_expires_at=lease):
+        from_state, why = State.EXECUTING, "again: the previous run stopped (the idempotency key keeps it to one write)"
+    else:
+        return  # decided otherwise, or another worker is running it
+    request = ActionRequest.objects.select_related("investigation__alert").get(pk=request_id)
+    _transition(request, from_state, State.EXECUTING, "system", why)
+    _notify(request)
+    approvers = ",".join(request.approvals.order_by("created_at").values_list("user__username", flat=True))
+    context = _context(request.investigation, actor=f"user:{approvers}", approval=f"action-request-{request.pk}")
+    result = Gateway().call(request.tool, request.arguments, context)
+    if is_error(result) and result.get("reason") == Reason.IN_PROGRESS:
+        # An earlier run of this request is still at the backend: let the sweep look again later.
+        ActionRequest.objects.filter(pk=request_id, state=State.EXECUTING).update(lease_expires_at=timezone.now())
+        return
+    state = State.FAILED if is_error(result) else State.SUCCEEDED
+    with transaction.atomic():
+        if not ActionRequest.objects.filter(pk=request_id, state=State.EXECUTING).update(
+            state=state, result=result, outcome=describe_outcome(request, result), lease_expires_at=None
+        ):
+            return
+        request.refresh_from_db()
+        _transition(request, State.EXECUTING, state, "system", request.outcome)
+    _finished(request)
+
+
+def stalled_executions(*, approved_for_s: float) -> list[int]:
+    """Approved requests no worker took, and executions whose worker died."""
+    now = timezone.now()
+    approved = Q(state=State.APPROVED, updated_at__lte=now - timedelta(seconds=approved_for_s))
+    abandoned = Q(state=State.EXECUTING, lease_expires_at__lt=now)
+    return list(ActionRequest.objects.filter(approved | abandoned).values_list("pk", flat=True))
+
+
+def describe_outcome(request: ActionRequest, result: dict) -> str:
+    """The result in a line, for the analyst: "WS-FIN-07 isolated", "ticket #4471 opened"."""
+    if is_error(result):
+        return f"failed: {result.get('reason', 'error')}"
+    data = result.get("data") if isinstance(result.get("data"), dict) else {}
+    host, username = request.arguments.get("host"), request.arguments.get("username")
+    again = " (already done for this alert: the first result)" if data.get("replayed") else ""
+    if request.tool == "isolate_host":
+        return f"{host} {'was already isolated' if data.get('already_isolated') else 'isolated'}{again}"
+    if request.tool == "release_host":
+        return f"{host} released{again}"
+    if request.tool in ("disable_account", "enable_account"):
+        verb = "disabled" if request.tool == "disable_account" else "enabled"
+        return f"{username} {'was already ' + verb if data.get('already') else verb}{again}"
+    if request.tool == "open_ticket":
+        return f"ticket #{data.get('ticket_id', '?')} opened{again}"
+    return f"{request.tool} succeeded{again}"
+
+
+# -- shared steps ------------------------------------------------------------------------------
+def _context(investigation: Investigation, *, actor: str, approval: str = "") -> CallContext:
+    return CallContext(investigation.correlation_id, investigation.alert.trigger, actor=actor, approval=approval)
+
+
+def _move(request: ActionRequest, from_state: str, to_state: str, actor: str, reason: str) -> None:
+    """One guarded transition: the WHERE clause holds the state it must come from."""
+    moved = ActionRequest.objects.filter(pk=request.pk, state=from_state).update(
+        state=to_state, result=request.result, outcome=request.outcome, updated_at=timezone.now()
+    )
+    if not moved:
+        raise NotPending(f"This request is no longer {from_state}.", request)
+    request.state = to_state
+    _transition(request, from_state, to_state, actor, reason)
+
+
+def _transition(request: ActionRequest, from_state: str, to_state: str, actor: str, reason: str) -> None:
+    ActionTransition.objects.create(request=request, from_state=from_state, to_state=to_state, actor=actor, reason=reason)
+
+
+def _record(request: ActionRequest, outcome: Outcome, actor: str, *, owner: str | None = None) -> None:
+    """The decision as an audit record of the tool call it gates, and as an event of the investigation."""
+    _, tool = find_tool(request.tool)
+    audit.emit(ToolCallAudit(
+        server=request.server,
+        tool=request.tool,
+        arguments=audit.redact(tool, request.arguments),
+        outcome=outcome,
+        idempotency_key=request.idempotency_key,
+        correlation_id=request.investigation.correlation_id,
+        actor=actor,
+        extra={"action_request": request.pk},
+    ))
+    transaction.on_commit(lambda: _action_event(request, owner=owner))
+
+
+def _action_event(request: ActionRequest, *, owner: str | None = None) -> None:
+    events.record_event(request.investigation_id, Event.Kind.ACTION, summary(request), owner=owner)
+    _notify(request)
+
+
+def _finished(request: ActionRequest) -> None:
+    """A final state: tell the viewers, and hand the investigation back to a worker."""
+    if request.state not in (State.REJECTED, State.EXPIRED):  # those recorded their event with the audit
+        _action_event(request)
+    services.resume(request.investigation_id)
+
+
+def _notify(request: ActionRequest) -> None:
+    try:
+        live.group_send((APPROVALS_GROUP, {"type": "approvals.changed", "request": summary(request)}))
+    except Exception:
+        log.warning("could not publish the change of action request %s", request.pk, exc_info=True)
+
+
+def summary(request: ActionRequest) -> dict:
+    """What the pages and sockets show of a request."""
+    return {
+        "id": request.pk,
+        "investigation_id": request.investigation_id,
+        "tool_use_id": request.tool_use_id,
+        "tool": request.tool,
+        "target": request.target,
+        "state": request.state,
+        "reason": request.reason,
+        "risk": request.risk,
+        "evidence": request.evidence,
+        "approvals": request.approvals.count(),
+        "approvals_needed": request.approvals_needed,
+        "expires_at": request.expires_at.isoformat(),
+        "outcome": request.outcome,
+    }

@@ -1,0 +1,135 @@
+"""The human gate in this process: requests, decisions, execution, resumption (real MCP servers and lab)."""
+
+import pytest
+from guardian.shortcuts import assign_perm
+
+from investigations import actions, agent
+from investigations.models import ActionRequest, AuditRecord, Event, Investigation, ToolPolicy
+from toolserver.lab.models import LabWrite
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run(investigation: Investigation) -> Investigation:
+    agent.run(investigation.pk)
+    investigation.refresh_from_db()
+    return investigation
+
+
+def pending(investigation: Investigation) -> ActionRequest:
+    return investigation.action_requests.get(state="pending")
+
+
+def approve_and_execute(request: ActionRequest, user) -> ActionRequest:
+    actions.approve(request.pk, user)
+    actions.execute(request.pk)  # what the execute_action task does in a worker
+    request.refresh_from_db()
+    return request
+
+
+def transcript(investigation: Investigation) -> str:
+    return "".join(event.data["text"] for event in investigation.events.filter(kind=Event.Kind.TEXT))
+
+
+def test_a_write_waits_for_approval_and_nothing_reaches_the_lab(received):
+    _, investigation = received("LAB-SIEM-1001")
+    investigation = run(investigation)
+    assert investigation.status == "waiting"
+    request = pending(investigation)
+    assert (request.tool, request.target) == ("isolate_host", "host=ws-fin-07")
+    assert "host role: workstation" in request.risk
+    assert request.evidence and all(item["tool_use_id"].startswith("toolu_") for item in request.evidence)
+    assert not LabWrite.objects.exists()
+    assert AuditRecord.objects.filter(tool="isolate_host", outcome="pending_approval").count() == 1
+
+
+def test_approved_it_fires_once_and_the_investigation_resumes_with_the_result(received, analyst):
+    _, investigation = received("LAB-SIEM-1001")
+    request = approve_and_execute(pending(run(investigation)), analyst)
+    assert request.state == "succeeded" and request.outcome == "WS-FIN-07 isolated"
+    assert LabWrite.objects.filter(action="isolate_host", outcome="performed").count() == 1
+    investigation.refresh_from_db()
+    assert investigation.status == "queued"
+    investigation = run(investigation)
+    assert "WS-FIN-07 is now isolated." in transcript(investigation)
+    assert pending(investigation).tool == "disable_account"  # the next request
+
+
+def test_rejected_the_model_is_told_why_and_the_lab_has_no_write(received, analyst):
+    _, investigation = received("LAB-SIEM-1001")
+    request = pending(run(investigation))
+    actions.reject(request.pk, analyst, "Finance server: isolate after month-end close.")
+    investigation = run(investigation)
+    assert "The analyst rejected the isolation of WS-FIN-07: Finance server: isolate after month-end close" in transcript(investigation)
+    assert not LabWrite.objects.exists()
+    assert list(request.transitions.values_list("from_state", "to_state", "actor")) == [
+        ("", "pending", "agent"), ("pending", "rejected", "user:ana"),
+    ]
+
+
+def test_a_rejection_needs_a_reason(received, analyst):
+    _, investigation = received("LAB-SIEM-1001")
+    request = pending(run(investigation))
+    with pytest.raises(actions.DecisionRefused):
+        actions.reject(request.pk, analyst, "  ")
+    assert ActionRequest.objects.get(pk=request.pk).state == "pending"
+
+
+def test_undecided_it_expires_the_model_is_told_and_nothing_fires(received):
+    ToolPolicy.objects.filter(tool="isolate_host").update(expiry_seconds=0)
+    _, investigation = received("LAB-SIEM-1001")
+    request = pending(run(investigation))
+    assert actions.expire_due() == [request.pk]
+    request.refresh_from_db()
+    assert (request.state, request.result["reason"]) == ("expired", "expired")
+    investigation = run(investigation)
+    assert "The request for the isolation of WS-FIN-07 expired before anyone decided." in transcript(investigation)
+    assert not LabWrite.objects.exists()
+
+
+def test_after_a_decision_the_request_is_no_longer_pending(received, analyst, make_user):
+    _, investigation = received("LAB-SIEM-1001")
+    request = pending(run(investigation))
+    actions.reject(request.pk, analyst, "not now")
+    other = make_user("second-analyst", "analyst")
+    with pytest.raises(actions.NotPending) as refused:
+        actions.approve(request.pk, other)
+    assert refused.value.request.state == "rejected"
+
+
+def test_four_eyes_needs_two_different_people(received, analyst, make_user):
+    ToolPolicy.objects.filter(tool="isolate_host").update(approvals_needed=2)
+    _, investigation = received("LAB-SIEM-1001")
+    request = pending(run(investigation))
+    actions.approve(request.pk, analyst)
+    with pytest.raises(actions.DecisionRefused):
+        actions.approve(request.pk, analyst)  # the same person twice
+    actions.execute(request.pk)  # nothing to execute yet
+    assert ActionRequest.objects.get(pk=request.pk).state == "pending"
+    assert not LabWrite.objects.exists()
+    request = approve_and_execute(request, make_user("second-analyst", "analyst"))
+    assert request.state == "succeeded"
+    assert LabWrite.objects.filter(action="isolate_host").count() == 1
+
+
+def test_only_those_granted_the_tool_may_approve_it(received, manager, make_user):
+    _, investigation = received("LAB-SIEM-1001")
+    request = pending(run(investigation))
+    with pytest.raises(actions.NotAllowed):
+        actions.approve(request.pk, manager)
+    responder = make_user("responder")  # no role: granted this one tool
+    assign_perm("investigations.approve_tool", responder, ToolPolicy.objects.get(tool="isolate_host"))
+    assert approve_and_execute(request, responder).state == "succeeded"
+
+
+def test_the_same_alert_investigated_twice_isolates_once(received, analyst):
+    alert, first = received("LAB-SIEM-1001")
+    second = actions.services.start_investigation(alert)
+    first_request, second_request = pending(run(first)), pending(run(second))
+    assert approve_and_execute(first_request, analyst).outcome == "WS-FIN-07 isolated"
+    replay = approve_and_execute(second_request, analyst)
+    assert replay.state == "succeeded"
+    assert replay.outcome == "WS-FIN-07 isolated (already done for this alert: the first result)"
+    assert LabWrite.objects.filter(action="isolate_host").count() == 1
+    second = run(second)
+    assert "WS-FIN-07 was already isolated." in transcript(second)
