@@ -79,8 +79,8 @@ def analyst_page(lab, slow_console, make_user, page):
 
 
 def raise_story_alert(page, console) -> int:
-    """Raise the phishing story (LAB-SIEM-1001) through the form; returns the investigation id."""
-    story = next(alert for alert in estate.demo_alerts() if alert["external_id"] == "LAB-SIEM-1001")
+    """Raise the travelling manager's story (LAB-SIEM-1003, no action to approve) through the form."""
+    story = next(alert for alert in estate.demo_alerts() if alert["external_id"] == "LAB-SIEM-1003")
     observed = timezone.localtime(datetime.fromisoformat(story["observed_at"]))
     page.goto(f"{console.url}/alerts/new/")
     page.fill("#id_title", story["title"])
@@ -111,7 +111,7 @@ def assert_page_shows_the_saved_transcript(page, investigation: Investigation) -
     shown = page.locator("#transcript .text-block").all_text_contents()
     assert shown == saved_text_blocks(investigation)
     assert not any("<verdict>" in text for text in shown)
-    assert "Verdict: malicious." in shown[-1]
+    assert "Verdict: benign." in shown[-1]
 
     calls = [event.data for event in events if event.kind == Event.Kind.TOOL_CALL]
     results = {event.data["tool_use_id"]: event.data["result"] for event in events if event.kind == Event.Kind.TOOL_RESULT}
@@ -130,7 +130,7 @@ def assert_page_shows_the_saved_transcript(page, investigation: Investigation) -
     # each status event drawn once: none lost, none repeated
     assert page.locator("#transcript .status-line").count() == kinds.count(Event.Kind.STATUS)
 
-    assert page.locator("#verdict").get_attribute("data-verdict") == investigation.verdict == "malicious"
+    assert page.locator("#verdict").get_attribute("data-verdict") == investigation.verdict == "benign"
     assert page.locator("#verdict .verdict-evidence li").count() == len(investigation.evidence) > 0
     assert page.locator("#status").get_attribute("data-status") == "completed"
     assert page.locator(".model-name").first.inner_text() == "offline model"

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from investigations import agent, llm
+from investigations import actions, agent, llm
 from investigations.models import AuditRecord, Event, Investigation
 from toolserver.lab import faults
 from toolserver.lab.models import LabWrite
@@ -19,6 +19,16 @@ def run(investigation: Investigation) -> Investigation:
     return investigation
 
 
+def run_rejecting(investigation: Investigation, analyst) -> Investigation:
+    """Run it to the end, an analyst rejecting every action it asks for."""
+    investigation = run(investigation)
+    while investigation.status == "waiting":
+        for request in investigation.action_requests.filter(state="pending"):
+            actions.reject(request.pk, analyst, "Not in this test.")
+        investigation = run(investigation)
+    return investigation
+
+
 def transcript(investigation: Investigation) -> str:
     return "".join(event.data["text"] for event in investigation.events.filter(kind=Event.Kind.TEXT))
 
@@ -27,21 +37,21 @@ def calls_of(investigation: Investigation):
     return AuditRecord.objects.filter(correlation_id=investigation.correlation_id)
 
 
-def test_the_phishing_story_ends_malicious_with_its_evidence_saved(received):
+def test_the_phishing_story_ends_malicious_with_its_evidence_saved(received, analyst):
     _, investigation = received("LAB-SIEM-1001")
-    investigation = run(investigation)
+    investigation = run_rejecting(investigation, analyst)
     assert (investigation.status, investigation.verdict) == ("completed", "malicious")
     assert "185.220.101.47" in investigation.summary
     assert any("malicious" in item for item in investigation.evidence)
     assert list(investigation.events.values_list("kind", flat=True))[-2:] == ["verdict", "status"]
-    assert investigation.tool_calls_used == calls_of(investigation).count()
+    assert investigation.tool_calls_used == investigation.events.filter(kind=Event.Kind.TOOL_RESULT).count() == 13
     assert investigation.tokens_used > 0
     assert investigation.model_name == "offline model"
 
 
-def test_every_tool_call_is_shown_with_its_result_in_order(received):
+def test_every_tool_call_is_shown_with_its_result_in_order(received, analyst):
     _, investigation = received("LAB-SIEM-1001")
-    investigation = run(investigation)
+    investigation = run_rejecting(investigation, analyst)
     calls = list(investigation.events.filter(kind=Event.Kind.TOOL_CALL))
     results = {event.data["tool_use_id"]: event for event in investigation.events.filter(kind=Event.Kind.TOOL_RESULT)}
     assert calls and len(results) == len(calls)
@@ -58,13 +68,20 @@ def test_the_benign_story_ends_benign(received):
     assert (investigation.status, investigation.verdict) == ("completed", "benign")
 
 
-def test_writes_are_refused_without_an_approval_and_nothing_reaches_the_lab(received):
+def test_each_write_waits_for_a_decision_and_the_investigation_is_released_meanwhile(received, analyst):
     _, investigation = received("LAB-SIEM-1001")
     investigation = run(investigation)
-    writes = calls_of(investigation).filter(tool__in=["isolate_host", "disable_account", "open_ticket"])
-    assert {record.reason for record in writes} == {"approval_required"}
+    assert (investigation.status, investigation.lease_owner) == ("waiting", "")
+    asked = []
+    while investigation.status == "waiting":
+        (request,) = investigation.action_requests.filter(state="pending")
+        asked.append(request.tool)
+        actions.reject(request.pk, analyst, "Not in this test.")
+        investigation = run(investigation)
+    assert asked == ["isolate_host", "disable_account", "open_ticket"]
     assert not LabWrite.objects.exists()
-    assert "has not happened" in transcript(investigation)
+    for what in ("the isolation of WS-FIN-07", "disabling j.doe", "the incident ticket"):
+        assert f"The analyst rejected {what}: Not in this test." in transcript(investigation)
 
 
 def test_a_siem_timeout_is_reported_as_unconfirmed_and_the_verdict_is_not_benign(received):
@@ -111,7 +128,7 @@ def test_the_time_budget_is_enforced_before_each_step(received, settings):
 
 def test_resuming_repeats_no_tool_call_that_had_completed(received):
     """A turn asked for two calls; one completed before the worker died. The next worker makes only the other."""
-    _, investigation = received("LAB-SIEM-1001")
+    _, investigation = received("LAB-SIEM-1003")
     investigation = run(investigation)
     messages = investigation.messages
     turn = next(i for i, message in enumerate(messages) if message["role"] == "assistant")

@@ -9,12 +9,14 @@ import pytest
 import redis
 from django.conf import settings
 
+from investigations import actions
 from investigations.intake import create_integration, receive_alert
-from investigations.models import AuditRecord, Event, Investigation
+from investigations.models import ActionRequest, AuditRecord, Event, Investigation
 from tests.investigations.conftest import story_alert
 from tests.investigations.workers import WorkerProcess, worker_env
 from tests.support import wait_until
 from toolserver.lab import estate, faults
+from toolserver.lab.models import LabFault, LabWrite
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,7 +26,7 @@ def worker(lab, tmp_path, settings_offline):
     if settings.PRODUCTION:  # tasks left by other tests' in-process runs are not this test's business
         redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
     # The lab's slow fault must outlast nothing but the kill: no backend timeout in between.
-    process = WorkerProcess(worker_env(lab, GATEHOUSE_BACKEND_TIMEOUT_S="60"), tmp_path).start()
+    process = WorkerProcess(worker_env(lab, GATEHOUSE_BACKEND_TIMEOUT_S="60", GATEHOUSE_WRITE_LEASE_S="3"), tmp_path).start()
     yield process
     process.stop()
 
@@ -34,16 +36,21 @@ def finished(investigation_id: int) -> Investigation | None:
     return investigation if investigation.finished else None
 
 
+def waiting(investigation_id: int) -> Investigation | None:
+    investigation = Investigation.objects.get(pk=investigation_id)
+    return investigation if investigation.status == "waiting" else None
+
+
 def test_an_alert_posted_to_the_api_ends_in_a_saved_verdict(worker, live_console):
     _, token = create_integration("lab-siem")
     # On the embedded default the worker's broker lives in its console: post there.
     base_url = worker.console.url if worker.console else live_console.url
-    alert = estate.demo_alerts()[0]
+    alert = estate.demo_alerts()[2]  # the travelling manager: benign, no action to wait for
     response = httpx.post(f"{base_url}/api/alerts", json=alert, headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert response.status_code == 201, response.text
     investigation = wait_until(lambda: finished(response.json()["investigation_id"]), timeout=120, what="the verdict")
-    assert (investigation.status, investigation.verdict) == ("completed", "malicious"), investigation.end_reason
-    assert investigation.events.filter(kind=Event.Kind.VERDICT, data__verdict="malicious").exists()
+    assert (investigation.status, investigation.verdict) == ("completed", "benign"), investigation.end_reason
+    assert investigation.events.filter(kind=Event.Kind.VERDICT, data__verdict="benign").exists()
     assert AuditRecord.objects.filter(correlation_id=investigation.correlation_id, outcome="ok").count() >= 5
 
 
@@ -58,12 +65,33 @@ def test_a_killed_worker_is_replaced_and_no_completed_call_is_repeated(worker):
 
     worker.kill()
     worker.start()
-    investigation = wait_until(lambda: finished(investigation.pk), timeout=120, what="the resumed investigation")
+    investigation = wait_until(lambda: waiting(investigation.pk), timeout=120, what="the resumed investigation to ask for isolation")
 
-    assert (investigation.status, investigation.verdict) == ("completed", "malicious"), investigation.end_reason
+    assert investigation.action_requests.get().tool == "isolate_host"
     calls = Counter((record.tool, json.dumps(record.arguments, sort_keys=True)) for record in audit)
     assert all(count == 1 for count in calls.values()), calls  # no call made twice
     assert [tool for tool, _ in calls].count("get_host") == 1  # the one in flight was made again, once
     assert investigation.events.filter(kind=Event.Kind.STATUS, data__message="Resumed from the last saved step.").count() == 1
     tool_call_ids = list(investigation.events.filter(kind=Event.Kind.TOOL_CALL).values_list("data__tool_use_id", flat=True))
     assert len(tool_call_ids) == len(set(tool_call_ids))
+
+
+def test_a_worker_killed_while_executing_an_approved_action_completes_it_exactly_once(worker, analyst):
+    investigation = receive_alert(story_alert("LAB-SIEM-1001")).investigation
+    request = wait_until(lambda: ActionRequest.objects.filter(investigation=investigation, state="pending").first(),
+                         timeout=60, what="the isolation request")
+    faults.inject("edr", "slow", delay_ms=60_000, remaining=1)  # the isolation hangs at the lab
+    actions.approve(request.pk, analyst)
+    wait_until(lambda: LabFault.objects.get(backend="edr").applied == 1, timeout=60, what="the isolation to reach the lab")
+    assert ActionRequest.objects.get(pk=request.pk).state == "executing"
+
+    worker.kill()
+    worker.start()
+    request = wait_until(lambda: ActionRequest.objects.filter(pk=request.pk, state="succeeded").first(),
+                         timeout=60, what="the isolation to complete after the restart")
+
+    assert request.outcome.startswith("WS-FIN-07 ")
+    assert LabWrite.objects.filter(action="isolate_host", outcome="performed").count() == 1
+    assert list(request.transitions.values_list("to_state", flat=True)) == [
+        "pending", "approved", "executing", "executing", "succeeded",  # executed again after the kill
+    ]
