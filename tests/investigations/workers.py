@@ -21,7 +21,9 @@ def worker_env(lab, **overrides) -> dict[str, str]:
         DATABASE_URL=database_url_of(connection.settings_dict),
         **lab.environment(),
         GATEHOUSE_OFFLINE_MODEL_DELAY_MS="0",
-        GATEHOUSE_INVESTIGATION_LEASE_S="2",  # a killed worker's investigation is free again 2 s later
+        # A killed worker's investigation is free again 10 s later: short for a test, long enough that a
+        # busy SQLite (the embedded default) never delays a live worker's renewal past it.
+        GATEHOUSE_INVESTIGATION_LEASE_S="10",
         GATEHOUSE_SWEEP_INTERVAL_S="1",
         **overrides,
     )
