@@ -175,6 +175,18 @@ SWEEP_INTERVAL_S = env_int("GATEHOUSE_SWEEP_INTERVAL_S", 15, minimum=1)
 TEXT_FLUSH_MS = 100  # streamed text is saved and published at most this often per block
 ALERT_MAX_BYTES = 64 * 1024  # a larger alert body is refused with 413
 
+# Approvers are emailed about a request still undecided after this long (0: never).
+APPROVAL_NOTIFY_AFTER_S = env_int("GATEHOUSE_APPROVAL_NOTIFY_MINUTES", 10, minimum=0) * 60
+CONSOLE_URL = env_str("GATEHOUSE_CONSOLE_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}").rstrip("/")  # for links in email
+EMAIL_BACKEND = env_str(
+    "GATEHOUSE_EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = env_str("GATEHOUSE_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("GATEHOUSE_EMAIL_PORT", 25)
+EMAIL_USE_TLS = env_bool("GATEHOUSE_EMAIL_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("GATEHOUSE_EMAIL_FROM", "gatehouse@localhost")
+
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"
 USE_I18N = False

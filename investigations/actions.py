@@ -225,6 +225,38 @@ def expire_due() -> list[int]:
     return expired
 
 
+def notify_overdue() -> list[int]:
+    """Email the people who may approve a request that has waited longer than APPROVAL_NOTIFY_AFTER_S (once)."""
+    from django.core.mail import send_mail
+    from guardian.shortcuts import get_users_with_perms
+
+    if not settings.APPROVAL_NOTIFY_AFTER_S:
+        return []
+    due = ActionRequest.objects.filter(
+        state=State.PENDING, notified_at__isnull=True,
+        created_at__lte=timezone.now() - timedelta(seconds=settings.APPROVAL_NOTIFY_AFTER_S),
+    )
+    notified = []
+    for request in due.select_related("investigation__alert"):
+        if not ActionRequest.objects.filter(pk=request.pk, notified_at__isnull=True).update(notified_at=timezone.now()):
+            continue  # another sweep took it
+        approvers = get_users_with_perms(
+            policy_for(request.tool), with_group_users=True, only_with_perms_in=["approve_tool"]
+        ).filter(is_active=True).exclude(email="")
+        alert = request.investigation.alert
+        send_mail(
+            subject=f"[Gatehouse] {request.tool} on {request.target} is waiting for approval",
+            message=f"{request.tool} on {request.target}, for alert {alert.source}:{alert.external_id}, has waited "
+            f"since {request.created_at:%Y-%m-%d %H:%M} UTC and expires at {request.expires_at:%H:%M} UTC.\n\n"
+            f"Decide: {settings.CONSOLE_URL}/approvals/{request.pk}/\n",
+            from_email=None,
+            recipient_list=sorted({user.email for user in approvers}),
+            fail_silently=True,  # a mail server down must not stop the sweep; the queue still shows it
+        )
+        notified.append(request.pk)
+    return notified
+
+
 def _pending_for_decision(request_id: int, user) -> ActionRequest:
     """The request, locked, if it is still pending and `user` may decide it (checked now, not at page load)."""
     request = ActionRequest.objects.select_for_update().filter(pk=request_id).first()

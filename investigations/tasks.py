@@ -42,6 +42,7 @@ def execute_action(request_id: int) -> None:
 def sweep_actions() -> dict:
     """Expire undecided requests past their time; hand approved requests no worker ran to one."""
     expired = actions.expire_due()
+    actions.notify_overdue()
     stalled = actions.stalled_executions(approved_for_s=settings.SWEEP_INTERVAL_S)
     for request_id in stalled:
         execute_action.delay(request_id)

@@ -1,5 +1,7 @@
 """The human gate in this process: requests, decisions, execution, resumption (real MCP servers and lab)."""
 
+from datetime import timedelta
+
 import pytest
 from guardian.shortcuts import assign_perm
 
@@ -133,3 +135,18 @@ def test_the_same_alert_investigated_twice_isolates_once(received, analyst):
     assert LabWrite.objects.filter(action="isolate_host").count() == 1
     second = run(second)
     assert "WS-FIN-07 was already isolated." in transcript(second)
+
+
+def test_approvers_are_emailed_once_about_a_request_that_waits_long(received, make_user, settings, mailoutbox):
+    settings.APPROVAL_NOTIFY_AFTER_S = 1
+    make_user("on-call", "analyst", email="oncall@soc.example")
+    make_user("boss", "manager", email="boss@soc.example")  # may not approve: not told
+    _, investigation = received("LAB-SIEM-1001")
+    request = pending(run(investigation))
+    ActionRequest.objects.filter(pk=request.pk).update(created_at=request.created_at - timedelta(minutes=5))
+    assert actions.notify_overdue() == [request.pk]
+    assert actions.notify_overdue() == []
+    (mail,) = mailoutbox
+    assert mail.to == ["oncall@soc.example"]
+    assert "isolate_host on host=ws-fin-07" in mail.subject
+    assert f"/approvals/{request.pk}/" in mail.body
