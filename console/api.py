@@ -7,6 +7,7 @@ from ninja.errors import ValidationError
 
 from investigations.api import TokenRejected
 from investigations.api import router as alerts_router
+from investigations.api_actions import router as actions_router
 
 api = NinjaAPI(
     title="Gatehouse API",
@@ -16,7 +17,12 @@ api = NinjaAPI(
 )
 
 # The `detail` of a 400, per operation (its url_name); any other operation says "Invalid request.".
-INVALID_INPUT = {"receive_alert": "Invalid alert."}
+INVALID_INPUT = {
+    "receive_alert": "Invalid alert.",
+    "list_actions": "Invalid filter.",
+    "approve_action": "Invalid decision.",
+    "reject_action": "Invalid decision.",
+}
 PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 
 
@@ -50,3 +56,4 @@ def token_rejected(request, exc: TokenRejected):
 
 
 api.add_router("", alerts_router)
+api.add_router("", actions_router)

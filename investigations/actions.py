@@ -54,6 +54,10 @@ class NotPending(DecisionRefused):
     """The request was decided (or expired) already: its current state says what happened."""
 
 
+class NotFound(DecisionRefused):
+    status = 404
+
+
 # -- policies ---------------------------------------------------------------------------------
 def write_tools() -> list[str]:
     return [tool.name for server in SERVERS.values() for tool in server.tools if tool.write]
@@ -166,6 +170,7 @@ def approve(request_id: int, user, reason: str = "") -> ActionRequest:
     """One approval; the last one needed approves the request and hands it to a worker."""
     from investigations.tasks import execute_action
 
+    _expire_if_due(request_id)  # past its time: expired now, so the decision below is refused
     with transaction.atomic():
         request = _pending_for_decision(request_id, user)
         if request.approvals.filter(user=user).exists():
@@ -187,6 +192,7 @@ def reject(request_id: int, user, reason: str) -> ActionRequest:
     if not reason:
         raise DecisionRefused("Say why you reject it: the agent is told your reason.")
     actor = f"user:{user.get_username()}"
+    _expire_if_due(request_id)
     with transaction.atomic():
         request = _pending_for_decision(request_id, user)
         request.result = error(
@@ -205,24 +211,28 @@ def reject(request_id: int, user, reason: str) -> ActionRequest:
 
 def expire_due() -> list[int]:
     """Expire every pending request past its time (the periodic sweep; no ETA tasks)."""
-    expired = []
-    for request_id in ActionRequest.objects.filter(state=State.PENDING, expires_at__lte=timezone.now()).values_list("pk", flat=True):
-        with transaction.atomic():
-            request = ActionRequest.objects.select_for_update().get(pk=request_id)
-            if request.state != State.PENDING:
-                continue
-            request.result = error(
-                Reason.EXPIRED,
-                retryable=False,
-                guidance="Nobody decided on this request in time, so it expired and was not performed. "
-                "Do not ask for it again; say in your summary that it is still recommended.",
-            )
-            request.outcome = "expired before anyone decided"
-            _move(request, State.PENDING, State.EXPIRED, "system", "not decided in time")
-            _record(request, Outcome.EXPIRED, "system")
-        _finished(request)
-        expired.append(request_id)
-    return expired
+    due = ActionRequest.objects.filter(state=State.PENDING, expires_at__lte=timezone.now())
+    return [request_id for request_id in due.values_list("pk", flat=True) if _expire_if_due(request_id)]
+
+
+def _expire_if_due(request_id: int) -> bool:
+    with transaction.atomic():
+        request = ActionRequest.objects.select_for_update().filter(
+            pk=request_id, state=State.PENDING, expires_at__lte=timezone.now()
+        ).first()
+        if request is None:
+            return False
+        request.result = error(
+            Reason.EXPIRED,
+            retryable=False,
+            guidance="Nobody decided on this request in time, so it expired and was not performed. "
+            "Do not ask for it again; say in your summary that it is still recommended.",
+        )
+        request.outcome = "expired before anyone decided"
+        _move(request, State.PENDING, State.EXPIRED, "system", "not decided in time")
+        _record(request, Outcome.EXPIRED, "system")
+    _finished(request)
+    return True
 
 
 def notify_overdue() -> list[int]:
@@ -261,11 +271,9 @@ def _pending_for_decision(request_id: int, user) -> ActionRequest:
     """The request, locked, if it is still pending and `user` may decide it (checked now, not at page load)."""
     request = ActionRequest.objects.select_for_update().filter(pk=request_id).first()
     if request is None:
-        raise DecisionRefused("No such action request.")
+        raise NotFound("No such action request.")
     if not may_approve(user, request.tool):
         raise NotAllowed(f"You are not allowed to approve {request.tool}.", request)
-    if request.state == State.PENDING and request.expires_at <= timezone.now():
-        raise NotPending("This request has expired.", request)  # the sweep records the expiry
     if request.state != State.PENDING:
         raise NotPending(f"This request is {request.state} already.", request)
     return request
@@ -342,7 +350,8 @@ def _move(request: ActionRequest, from_state: str, to_state: str, actor: str, re
         state=to_state, result=request.result, outcome=request.outcome, updated_at=timezone.now()
     )
     if not moved:
-        raise NotPending(f"This request is no longer {from_state}.", request)
+        request.refresh_from_db(fields=["state"])  # the state that won, for the caller to report
+        raise NotPending(f"This request is {request.state} already.", request)
     request.state = to_state
     _transition(request, from_state, to_state, actor, reason)
 

@@ -89,6 +89,16 @@ def test_undecided_it_expires_the_model_is_told_and_nothing_fires(received):
     assert not LabWrite.objects.exists()
 
 
+def test_a_decision_after_the_expiry_is_refused_and_the_request_expires_then(received, analyst):
+    ToolPolicy.objects.filter(tool="isolate_host").update(expiry_seconds=0)
+    _, investigation = received("LAB-SIEM-1001")
+    request = pending(run(investigation))  # the sweep has not run
+    with pytest.raises(actions.NotPending) as refused:
+        actions.approve(request.pk, analyst)
+    assert refused.value.request.state == "expired" == ActionRequest.objects.get(pk=request.pk).state
+    assert not LabWrite.objects.exists()
+
+
 def test_after_a_decision_the_request_is_no_longer_pending(received, analyst, make_user):
     _, investigation = received("LAB-SIEM-1001")
     request = pending(run(investigation))
