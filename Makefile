@@ -38,9 +38,10 @@ services:
 chromium:
 	scripts/chromium.sh
 
+# The two modes share nothing (PostgreSQL + Redis db 15, SQLite under var/test-embedded), so they
+# run side by side; each one's output is printed whole when it ends.
 test: static services chromium
-	$(MAKE) --no-print-directory test-production
-	$(MAKE) --no-print-directory test-embedded
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-production test-embedded
 
 test-production:
 	env $(TEST_PRODUCTION_ENV) $(BIN)/pytest $(PYTEST_ARGS)

@@ -1,3 +1,7 @@
+from functools import cached_property
+
+from django.utils.functional import SimpleLazyObject
+
 from console.navigation import items_for
 from console.roles import roles_of
 
@@ -5,5 +9,37 @@ from console.roles import roles_of
 def navigation(request):
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
-        return {}
-    return {"nav_items": items_for(user), "user_roles": sorted(roles_of(user))}
+        return {"pending_approvals": 0}
+    from investigations.views_approvals import pending_count
+
+    items = items_for(user)
+    return {
+        "nav_items": items,
+        "user_roles": sorted(roles_of(user)),
+        # Counted (one query) only when a page shows it: the badge, the title, the live count's script.
+        "pending_approvals": SimpleLazyObject(lambda: pending_count(user)),
+        "approvals_live": any(item["badge"] == "pending_approvals" for item in items),
+        "approvable_tools": ApprovableTools(user),
+    }
+
+
+class ApprovableTools:
+    """The write tools `user` may approve (`actions.may_approve`), worked out only if a page asks.
+
+    Pages show a decision's buttons disabled for the others; the decision itself checks again.
+    """
+
+    def __init__(self, user):
+        self.user = user
+
+    @cached_property
+    def tools(self) -> list[str]:
+        from investigations import actions
+
+        return [tool for tool in sorted(actions.write_tools()) if actions.may_approve(self.user, tool)]
+
+    def __contains__(self, tool) -> bool:
+        return tool in self.tools
+
+    def __iter__(self):
+        return iter(self.tools)

@@ -13,11 +13,13 @@ class NavItem:
     label: str
     url_name: str
     roles: frozenset[str]
+    badge: str = ""  # a count shown beside the label: the name of the context variable holding it
 
 
 NAVIGATION = [
     NavItem("Overview", "home", frozenset({ANALYST, MANAGER, ADMIN})),
     NavItem("Investigations", "investigations:list", frozenset({ANALYST, MANAGER})),
+    NavItem("Approvals", "investigations:approvals", frozenset({ANALYST, MANAGER}), badge="pending_approvals"),
     NavItem("New alert", "investigations:new_alert", frozenset({ANALYST})),
     NavItem("Administration", "admin:index", frozenset({ADMIN})),
 ]
@@ -28,7 +30,7 @@ if settings.LAB_ENABLED:  # the lab's URLs exist only then (console/urls.py)
 def items_for(user) -> list[dict]:
     roles = roles_of(user)
     return [
-        {"label": item.label, "url": reverse(item.url_name), "url_name": item.url_name}
+        {"label": item.label, "url": reverse(item.url_name), "url_name": item.url_name, "badge": item.badge}
         for item in NAVIGATION
         if item.roles & roles
     ]

@@ -293,13 +293,14 @@ def execute(request_id: int) -> None:
         return  # decided otherwise, or another worker is running it
     request = ActionRequest.objects.select_related("investigation__alert").get(pk=request_id)
     _transition(request, from_state, State.EXECUTING, "system", why)
-    _notify(request)
+    _action_event(request)
     approvers = ",".join(request.approvals.order_by("created_at").values_list("user__username", flat=True))
     context = _context(request.investigation, actor=f"user:{approvers}", approval=f"action-request-{request.pk}")
     result = Gateway().call(request.tool, request.arguments, context)
-    if is_error(result) and result.get("reason") == Reason.IN_PROGRESS:
-        # An earlier run of this request is still at the backend: let the sweep look again later.
-        ActionRequest.objects.filter(pk=request_id, state=State.EXECUTING).update(lease_expires_at=timezone.now())
+    if is_error(result) and result.get("reason") in (Reason.IN_PROGRESS, Reason.RATE_LIMITED):
+        # Not at the backend yet (throttled), or an earlier run still is: the sweep tries again later.
+        retry_at = timezone.now() + timedelta(seconds=result.get("retry_after_s") or 0)
+        ActionRequest.objects.filter(pk=request_id, state=State.EXECUTING).update(lease_expires_at=retry_at)
         return
     state = State.FAILED if is_error(result) else State.SUCCEEDED
     with transaction.atomic():

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from investigations import views
+from investigations import views, views_approvals
 
 app_name = "investigations"
 
@@ -8,4 +8,8 @@ urlpatterns: list = [
     path("investigations/", views.investigation_list, name="list"),
     path("investigations/<int:pk>/", views.investigation_detail, name="detail"),
     path("alerts/new/", views.new_alert, name="new_alert"),
+    path("approvals/", views_approvals.approval_queue, name="approvals"),
+    path("approvals/<int:pk>/", views_approvals.action_detail, name="action"),
+    path("approvals/<int:pk>/approve", views_approvals.approve, name="approve"),
+    path("approvals/<int:pk>/reject", views_approvals.reject, name="reject"),
 ]

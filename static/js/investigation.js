@@ -5,6 +5,11 @@
  * the same way. A dropped socket reconnects with backoff from the latest seq, so nothing is
  * missed or drawn twice. Event data is untrusted (the alert's text reaches the model): it only
  * ever becomes textContent, never markup.
+ *
+ * Each event's element is anchored as #event-<seq> (a request's evidence links there). An
+ * "action" event (a request of this investigation made or changed: its summary) is drawn as the
+ * request's state line and handed to the decision cards (static/js/approvals.js), which also
+ * hear from the approvals socket; a request new to the page gets its card here.
  */
 (function () {
   "use strict";
@@ -18,6 +23,12 @@
   const statusBadge = document.getElementById("status");
   const verdictCard = document.getElementById("verdict");
   const toolCallsUsed = document.getElementById("tool-calls-used");
+  const decisions = document.getElementById("decisions");
+  const decisionCards = document.getElementById("decision-cards");
+  const Decisions = window.GatehouseDecisions || null;
+  const ALERT = decisions
+    ? { title: decisions.dataset.alertTitle, source: decisions.dataset.alertSource, external_id: decisions.dataset.alertExternalId }
+    : null;
 
   const STATUS_LABELS = readJSON("status-labels", {});
 
@@ -76,7 +87,12 @@
     lastSeq = event.seq;
     root.dataset.lastSeq = String(lastSeq);
     const data = event.data || {};
-    switch (event.kind) {
+    const element = draw(event.kind, data);
+    if (element && !element.id) element.id = "event-" + event.seq; // a text block: its first event
+  }
+
+  function draw(kind, data) {
+    switch (kind) {
       case "text":
         return renderText(data);
       case "tool_call":
@@ -87,6 +103,8 @@
         return renderStatus(data);
       case "verdict":
         return renderVerdict(data);
+      case "action":
+        return renderAction(data);
       default:
         return undefined; // a kind this page does not know yet
     }
@@ -105,6 +123,7 @@
     block.raw += typeof data.text === "string" ? data.text : "";
     block.element.textContent = visibleText(block.raw);
     block.element.hidden = block.element.textContent === "";
+    return block.element;
   }
 
   function toolCallEntry(data) {
@@ -123,6 +142,7 @@
   function renderToolCall(data) {
     const entry = toolCallEntry(data);
     entry.appendChild(make("pre", "tool-input json", pretty(data.input)));
+    return entry;
   }
 
   function renderToolResult(data) {
@@ -160,6 +180,7 @@
     if (toolCallsUsed && resultsSeen > Number(toolCallsUsed.textContent)) {
       toolCallsUsed.textContent = String(resultsSeen);
     }
+    return result;
   }
 
   function renderStatus(data) {
@@ -175,6 +196,7 @@
       verdictCard.querySelector(".verdict-value").textContent = "none: the investigation failed";
       setEndReason(data.message);
     }
+    return line;
   }
 
   function setEndReason(text) {
@@ -203,6 +225,41 @@
     line.appendChild(make("span", "status-name", "verdict"));
     line.appendChild(make("span", "status-message", verdict));
     transcript.appendChild(line);
+    return line;
+  }
+
+  /* A request made or changed: its state line here, and its decision card brought up to date. */
+  function renderAction(data) {
+    const state = String(data.state || "");
+    const line = make("p", "action-line");
+    line.dataset.state = state;
+    line.dataset.actionId = String(data.id);
+    line.appendChild(make("span", "status-name", "action"));
+    line.appendChild(make("span", "action-text", String(data.tool || "") + " " + String(data.target || "") + ": "));
+    line.appendChild(make("span", "action-state", state));
+    if (state === "pending" && Number(data.approvals) > 0) {
+      line.appendChild(make("span", "action-approvals", " (" + data.approvals + " of " + data.approvals_needed + " approvals)"));
+    }
+    if (data.outcome) line.appendChild(make("span", "action-outcome", " — " + data.outcome));
+    const card = make("a", "action-card-link", "decision");
+    card.href = "#action-" + encodeURIComponent(String(data.id));
+    line.appendChild(document.createTextNode(" "));
+    line.appendChild(card);
+    transcript.appendChild(line);
+    if (Decisions) Decisions.apply(data, ALERT);
+    return line;
+  }
+
+  /* A request of this investigation that has no card yet (made since the page loaded): pending
+   * cards go before the decided ones. */
+  function addDecisionCard(summary, alert) {
+    if (!Decisions || !decisionCards || String(summary.investigation_id) !== String(investigationId)) return;
+    if (document.getElementById("action-" + summary.id)) return;
+    const card = Decisions.build(summary, alert || ALERT);
+    const firstDecided = Array.from(decisionCards.children).find((other) => other.dataset.state !== "pending");
+    if (summary.state === "pending" && firstDecided) decisionCards.insertBefore(card, firstDecided);
+    else decisionCards.appendChild(card);
+    decisions.hidden = false;
   }
 
   /* A live event: drawn like the saved ones; the transcript keeps following the end if the
@@ -214,9 +271,12 @@
   }
 
   // -- start: the saved events, then live -------------------------------------------------------
+  if (Decisions) Decisions.onRequest(addDecisionCard);
   const saved = readJSON("investigation-events", []);
   (Array.isArray(saved) ? saved : []).forEach(render);
   transcript.scrollTop = transcript.scrollHeight;
+  const target = window.location.hash ? document.getElementById(decodeURIComponent(window.location.hash.slice(1))) : null;
+  if (target) target.scrollIntoView({ block: "center" });
   GatehouseLive.connect({
     url: function () {
       return "/ws/investigations/" + encodeURIComponent(investigationId) + "/?after=" + lastSeq;

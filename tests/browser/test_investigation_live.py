@@ -126,7 +126,8 @@ def assert_page_shows_the_saved_transcript(page, investigation: Investigation) -
             assert entry.locator(".tool-result.error .reason").inner_text() == result["reason"]
         else:
             assert entry.locator(".tool-result.ok details").count() == 1
-    assert page.locator(".tool-result.error").count() == sum(r["status"] == "error" for r in results.values()) > 0
+    assert page.locator(".tool-result.error").count() == sum(r["status"] == "error" for r in results.values())
+    assert page.locator(".tool-result.ok").count() == sum(r["status"] == "ok" for r in results.values()) > 0
     # each status event drawn once: none lost, none repeated
     assert page.locator("#transcript .status-line").count() == kinds.count(Event.Kind.STATUS)
 

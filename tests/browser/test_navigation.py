@@ -8,8 +8,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 @pytest.mark.parametrize(
     "role, expected",
     [
-        (ANALYST, ["Overview", "Investigations", "New alert"]),
-        (MANAGER, ["Overview", "Investigations"]),
+        (ANALYST, ["Overview", "Investigations", "Approvals", "New alert"]),
+        (MANAGER, ["Overview", "Investigations", "Approvals"]),
         (ADMIN, ["Overview", "Administration", "Lab"]),
     ],
 )

@@ -1,0 +1,454 @@
+"""The approval pages (the queue, a request's history, the decision card) and the approvals socket.
+
+The requests are real: the offline model investigates the lab's phishing story (LAB-SIEM-1001)
+through the real tool servers until it asks to isolate WS-FIN-07 and waits. Decisions go through
+the pages' forms; `actions.execute` then does what a worker does.
+"""
+
+import html
+import re
+from datetime import timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from guardian.shortcuts import assign_perm
+
+from console.roles import ANALYST, MANAGER
+from investigations import actions, agent, services
+from investigations.models import ActionApproval, ActionRequest, Investigation, ToolPolicy
+from toolserver.lab.models import LabWrite
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+XSS = "<script>alert('owned')</script>"
+
+
+@pytest.fixture
+def waiting(received):
+    """The phishing story's investigation, waiting for a decision on isolating WS-FIN-07."""
+    _, investigation = received("LAB-SIEM-1001")
+    agent.run(investigation.pk)
+    investigation.refresh_from_db()
+    assert investigation.status == "waiting"
+    return investigation, investigation.action_requests.get(state="pending")
+
+
+def page_of(client, url: str) -> str:
+    response = client.get(url)
+    assert response.status_code == 200, url
+    return response.content.decode()
+
+
+def card(page: str, request: ActionRequest) -> str:
+    """The decision card of `request` on a page."""
+    match = re.search(rf'<article id="action-{request.pk}" .*?</article>', page, re.S)
+    assert match, f"no card of request {request.pk}"
+    return match.group(0)
+
+
+def section(page: str, start_id: str, end_marker: str) -> str:
+    return page.split(f'id="{start_id}"', 1)[1].split(end_marker, 1)[0]
+
+
+def queue_section(page: str) -> str:
+    return section(page, "approval-queue", 'id="recent-heading"')
+
+
+def recent_section(page: str) -> str:
+    return section(page, "approval-recent", "</section>")
+
+
+def decide(client, request: ActionRequest, decision: str, reason: str = "", *, json=False, next_url=None):
+    data = {"reason": reason}
+    if next_url:
+        data["next"] = next_url
+    headers = {"HTTP_ACCEPT": "application/json"} if json else {}
+    return client.post(reverse(f"investigations:{decision}", args=[request.pk]), data, **headers)
+
+
+def state_of(request: ActionRequest) -> str:
+    return ActionRequest.objects.get(pk=request.pk).state
+
+
+def title_of(page: str) -> str:
+    return re.search(r"<title>(.*?)</title>", page, re.S).group(1)
+
+
+def nav_count(page: str) -> tuple[str, bool]:
+    """The navigation badge's number, and whether it is hidden."""
+    match = re.search(r'<span id="nav-approvals-count"[^>]*?( hidden)?>(\d+)</span>', page)
+    assert match, "the navigation has the approvals count"
+    return match.group(2), bool(match.group(1))
+
+
+# -- the queue ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("role", [ANALYST, MANAGER])
+def test_the_queue_shows_a_pending_request_with_what_why_evidence_alert_and_risk(client, make_user, waiting, role):
+    investigation, request = waiting
+    client.force_login(make_user("someone", role))
+    shown = card(queue_section(page_of(client, reverse("investigations:approvals"))), request)
+
+    assert '<span class="tool-name">isolate_host</span>' in shown
+    assert '<code class="decision-target">host=ws-fin-07</code>' in shown
+    assert html.escape(request.reason, quote=False) in shown
+    assert len(request.evidence) == 4
+    for item in request.evidence:  # each cited result links to its event in the transcript
+        assert f'href="/investigations/{investigation.pk}/#event-{item["seq"]}"' in shown
+    assert html.escape(investigation.alert.title) in shown
+    assert "<code>lab-siem:LAB-SIEM-1001</code>" in shown
+    assert "<li>host role: workstation</li>" in shown
+    assert re.search(r'<span class="approvals-given">0</span> of <span class="approvals-needed">1</span>', shown)
+    assert re.search(r'<time class="time-left" datetime="[^"]+">in 59\xa0minutes</time>', shown)
+
+
+def test_the_analyst_may_decide_and_the_manager_sees_the_buttons_disabled_with_why(client, analyst, manager, waiting):
+    _, request = waiting
+    client.force_login(analyst)
+    for_analyst = card(page_of(client, reverse("investigations:approvals")), request)
+    assert 'data-may-approve="true"' in for_analyst
+    assert "disabled" not in for_analyst
+    assert re.search(r'<p class="decision-note" hidden>', for_analyst)
+
+    client.force_login(manager)
+    for_manager = card(page_of(client, reverse("investigations:approvals")), request)
+    assert 'data-may-approve="false"' in for_manager
+    assert re.search(r'<button type="submit" class="approve" [^>]*disabled>Approve</button>', for_manager)
+    assert re.search(r'<button type="submit" class="reject" [^>]*disabled>Reject</button>', for_manager)
+    assert '<p class="decision-note">You are not allowed to approve isolate_host.</p>' in for_manager
+
+
+def test_the_queue_lists_oldest_first_and_moves_a_decided_request_below_with_its_outcome(client, analyst, waiting):
+    first_investigation, first = waiting
+    second_investigation = services.start_investigation(first_investigation.alert)  # the same alert, again
+    agent.run(second_investigation.pk)
+    second = second_investigation.action_requests.get(state="pending")
+    client.force_login(analyst)
+
+    queue = queue_section(page_of(client, reverse("investigations:approvals")))
+    assert re.findall(r'<article id="action-(\d+)"', queue) == [str(first.pk), str(second.pk)]
+
+    decide(client, first, "reject", "Finance server: isolate after month-end close.")
+    page = page_of(client, reverse("investigations:approvals"))
+    assert re.findall(r'<article id="action-(\d+)"', queue_section(page)) == [str(second.pk)]
+    decided = card(recent_section(page), first)
+    assert 'data-state="rejected"' in decided
+    assert '<p class="decision-outcome">rejected by ana: Finance server: isolate after month-end close.</p>' in decided
+    assert '<form class="decision-form" method="post" action="/approvals/%d/approve" hidden>' % first.pk in decided
+
+
+# -- deciding ----------------------------------------------------------------------------------
+def test_the_manager_is_refused_with_403_and_the_request_stays_pending(client, manager, waiting):
+    _, request = waiting
+    client.force_login(manager)
+    response = decide(client, request, "approve")
+    assert response.status_code == 403
+    assert "You are not allowed to approve isolate_host." in response.content.decode()
+    assert state_of(request) == "pending" and not ActionApproval.objects.exists()
+
+    answer = decide(client, request, "approve", json=True)
+    assert answer.status_code == 403
+    assert answer.json()["detail"] == "You are not allowed to approve isolate_host."
+    assert decide(client, request, "reject", "no", json=True).status_code == 403
+    assert state_of(request) == "pending"
+
+
+def test_approved_it_runs_and_the_history_shows_every_step_and_the_outcome(client, analyst, waiting):
+    investigation, request = waiting
+    client.force_login(analyst)
+    back_to = reverse("investigations:detail", args=[investigation.pk])
+    response = decide(client, request, "approve", "Confirmed with the finance team lead.", next_url=back_to)
+    assert response.status_code == 302 and response.url == back_to
+    assert state_of(request) == "approved"
+    assert not LabWrite.objects.exists()  # the worker fires it, not the page
+
+    actions.execute(request.pk)  # what the worker's execute_action task does
+    assert LabWrite.objects.filter(action="isolate_host").count() == 1
+    page = page_of(client, reverse("investigations:action", args=[request.pk]))
+    steps = re.findall(r'<tr data-from="(\w*)" data-to="(\w+)">.*?<td class="actor">(.*?)</td>\s*<td class="why">(.*?)</td>', page, re.S)
+    assert [(f, t, actor) for f, t, actor, _ in steps] == [
+        ("", "pending", "agent"),
+        ("pending", "approved", "user:ana"),
+        ("approved", "executing", "system"),
+        ("executing", "succeeded", "system"),
+    ]
+    assert steps[1][3] == "Confirmed with the finance team lead."
+    assert '<p class="outcome-line"><strong>WS-FIN-07 isolated</strong></p>' in page
+    assert '<p class="decision-outcome">WS-FIN-07 isolated</p>' in page
+    assert "&quot;already_isolated&quot;: false" in page  # the result envelope
+    assert "&quot;host&quot;: &quot;WS-FIN-07&quot;" in page  # the arguments
+    assert re.search(r"<li><strong>ana</strong> <time [^>]+>[^<]+</time>: Confirmed with the finance team lead.</li>", page)
+    trail = re.search(r'<p class="decision-trail"[^>]*>(.*?)</p>', page).group(1)
+    assert re.findall(r'data-state="(\w+)"', trail) == ["pending", "approved", "executing", "succeeded"]
+
+
+def test_the_page_script_gets_json_answers(client, analyst, waiting):
+    _, request = waiting
+    client.force_login(analyst)
+    answer = decide(client, request, "approve", json=True)
+    assert answer.status_code == 200
+    assert answer.json()["request"]["state"] == "approved" and answer.json()["request"]["id"] == request.pk
+    again = decide(client, request, "approve", json=True)
+    assert again.status_code == 409
+    assert again.json()["state"] == "approved" and again.json()["detail"] == "This request is approved already."
+
+
+def test_rejected_with_a_reason_the_history_shows_it(client, analyst, waiting):
+    _, request = waiting
+    client.force_login(analyst)
+    response = decide(client, request, "reject", "Finance server: isolate after month-end close.")
+    assert response.status_code == 302 and response.url == reverse("investigations:action", args=[request.pk])
+    page = page_of(client, response.url)
+    assert "Rejected isolate_host on host=ws-fin-07: the agent is told your reason." in page  # the message
+    assert re.search(
+        r'<tr data-from="pending" data-to="rejected">.*?<td class="actor">user:ana</td>\s*'
+        r'<td class="why">Finance server: isolate after month-end close.</td>', page, re.S
+    )
+    assert "rejected by ana: Finance server: isolate after month-end close." in page
+    assert "&quot;reason&quot;: &quot;rejected_by_analyst&quot;" in page
+    assert not LabWrite.objects.exists()
+
+
+def test_a_rejection_without_a_reason_is_refused_and_it_stays_pending(client, analyst, waiting):
+    _, request = waiting
+    client.force_login(analyst)
+    answer = decide(client, request, "reject", "   ", json=True)
+    assert answer.status_code == 400 and "Say why you reject it" in answer.json()["detail"]
+    page = client.post(reverse("investigations:reject", args=[request.pk]), {"reason": ""}, follow=True).content.decode()
+    assert "Say why you reject it: the agent is told your reason." in page
+    assert state_of(request) == "pending"
+
+
+def test_a_decision_on_a_decided_request_says_so_and_shows_its_state(client, analyst, make_user, waiting):
+    _, request = waiting
+    client.force_login(analyst)
+    decide(client, request, "reject", "not now")
+    client.force_login(make_user("second-analyst", ANALYST))
+    response = client.post(
+        reverse("investigations:approve", args=[request.pk]),
+        {"next": reverse("investigations:approvals")},
+        follow=True,
+    )
+    page = response.content.decode()
+    assert response.redirect_chain == [(reverse("investigations:approvals"), 302)]
+    assert "This request is rejected already." in page
+    assert 'data-state="rejected"' in card(recent_section(page), request)
+    assert state_of(request) == "rejected"
+
+
+def test_four_eyes_the_card_counts_approvals_and_one_person_cannot_give_both(client, analyst, make_user, received):
+    ToolPolicy.objects.filter(tool="isolate_host").update(approvals_needed=2)
+    _, investigation = received("LAB-SIEM-1001")
+    agent.run(investigation.pk)
+    request = investigation.action_requests.get(state="pending")
+    client.force_login(analyst)
+    first = client.post(reverse("investigations:approve", args=[request.pk]), {}, follow=True).content.decode()
+    assert "Approval 1 of 2 recorded: another person must approve too." in first
+    shown = card(first, request)
+    assert re.search(r'<span class="approvals-given">1</span> of <span class="approvals-needed">2</span>', shown)
+    assert "four-eyes" in shown
+    again = decide(client, request, "approve", json=True)
+    assert again.status_code == 409 and "another person must approve it" in again.json()["detail"]
+    assert state_of(request) == "pending"
+
+    client.force_login(make_user("second-analyst", ANALYST))
+    assert decide(client, request, "approve").status_code == 302
+    assert state_of(request) == "approved"
+
+
+def test_an_unsafe_next_is_not_followed(client, analyst, waiting):
+    _, request = waiting
+    client.force_login(analyst)
+    response = decide(client, request, "approve", next_url="https://evil.example/phish")
+    assert response.status_code == 302 and response.url == reverse("investigations:action", args=[request.pk])
+
+
+# -- who sees what -------------------------------------------------------------------------------
+def test_a_user_without_a_role_sees_nothing_and_cannot_decide(client, make_user, waiting):
+    _, request = waiting
+    nobody = make_user("nobody")
+    client.force_login(nobody)
+    assert client.get(reverse("investigations:approvals")).status_code == 403
+    assert client.get(reverse("investigations:action", args=[request.pk])).status_code == 404
+    # Even granted the tool, without seeing the investigation there is nothing to decide on.
+    assign_perm("investigations.approve_tool", nobody, ToolPolicy.objects.get(tool="isolate_host"))
+    assert decide(client, request, "approve").status_code == 404
+    assert decide(client, request, "reject", "no").status_code == 404
+    assert state_of(request) == "pending"
+
+
+def test_a_team_member_sees_only_the_requests_of_investigations_granted_to_them(client, make_user, waiting, make_investigation):
+    _, request = waiting
+    member = make_user("team-member")
+    assign_perm("investigations.view_investigation", member, make_investigation("OTHER-1"))
+    client.force_login(member)
+    page = page_of(client, reverse("investigations:approvals"))
+    assert f'id="action-{request.pk}"' not in page and "Nothing waits for a decision." in page
+    assert title_of(page) == "Approvals · Gatehouse"
+
+    assign_perm("investigations.view_investigation", member, request.investigation)
+    assert f'id="action-{request.pk}"' in queue_section(page_of(client, reverse("investigations:approvals")))
+
+
+def test_the_pages_need_a_signed_in_user(client, waiting):
+    _, request = waiting
+    for url in (reverse("investigations:approvals"), reverse("investigations:action", args=[request.pk])):
+        response = client.get(url)
+        assert response.status_code == 302 and response.url.startswith(reverse("login")), url
+    response = decide(client, request, "approve")
+    assert response.status_code == 302 and response.url.startswith(reverse("login"))
+    assert state_of(request) == "pending"
+
+
+def test_a_missing_request_is_404(client, analyst):
+    client.force_login(analyst)
+    assert client.get(reverse("investigations:action", args=[999999])).status_code == 404
+    assert client.post(reverse("investigations:approve", args=[999999])).status_code == 404
+
+
+# -- navigation, the investigation page, escaping -------------------------------------------------
+def test_the_navigation_counts_pending_requests_in_its_badge_and_the_title(client, analyst, manager, waiting):
+    _, request = waiting
+    for user in (analyst, manager):
+        client.force_login(user)
+        page = page_of(client, reverse("investigations:list"))
+        assert nav_count(page) == ("1", False)
+        assert title_of(page) == "(1) Investigations · Gatehouse"
+        assert '<a href="/approvals/" data-nav="investigations:approvals">Approvals<span' in page
+
+    client.force_login(analyst)
+    decide(client, request, "reject", "not now")
+    page = page_of(client, reverse("investigations:list"))
+    assert nav_count(page) == ("0", True)
+    assert title_of(page) == "Investigations · Gatehouse"
+
+
+def test_the_count_is_one_query(client, analyst, waiting, django_assert_max_num_queries):
+    from django.test import RequestFactory
+
+    from console.context_processors import navigation
+
+    web_request = RequestFactory().get("/")
+    web_request.user = analyst
+    context = navigation(web_request)
+    analyst.has_perm("investigations.view_investigation")  # the permission cache, loaded by any page
+    with django_assert_max_num_queries(1):
+        assert str(context["pending_approvals"]) == "1"
+
+
+def test_the_investigation_page_shows_the_decision_card(client, analyst, manager, waiting):
+    investigation, request = waiting
+    client.force_login(analyst)
+    page = page_of(client, reverse("investigations:detail", args=[investigation.pk]))
+    shown = card(section(page, "decisions", 'id="verdict"'), request)
+    assert 'data-state="pending"' in shown and "disabled" not in shown
+    assert f'formaction="/approvals/{request.pk}/approve"' in shown and f'formaction="/approvals/{request.pk}/reject"' in shown
+    assert f'<input type="hidden" name="next" value="/investigations/{investigation.pk}/">' in shown
+    assert '<script id="approvable-tools" type="application/json">' in page
+
+    client.force_login(manager)
+    shown = card(page_of(client, reverse("investigations:detail", args=[investigation.pk])), request)
+    assert "You are not allowed to approve isolate_host." in shown and "disabled" in shown
+
+
+def test_an_investigation_without_requests_hides_the_decisions(client, analyst, make_investigation):
+    investigation = make_investigation()
+    client.force_login(analyst)
+    page = page_of(client, reverse("investigations:detail", args=[investigation.pk]))
+    assert re.search(r'<section id="decisions" [^>]* hidden>', page)
+    assert 'class="decision-card"' not in page
+
+
+def test_the_agents_reason_is_escaped_everywhere(client, analyst, waiting):
+    investigation, request = waiting
+    ActionRequest.objects.filter(pk=request.pk).update(reason=f"isolate now {XSS}", arguments={"host": "WS-FIN-07", "reason": XSS})
+    client.force_login(analyst)
+    for url in (
+        reverse("investigations:approvals"),
+        reverse("investigations:action", args=[request.pk]),
+        reverse("investigations:detail", args=[investigation.pk]),
+    ):
+        page = page_of(client, url)
+        assert XSS not in page, url
+        assert "isolate now &lt;script&gt;alert(&#x27;owned&#x27;)&lt;/script&gt;" in card(page, request), url
+
+
+# -- the approvals socket --------------------------------------------------------------------------
+def session_of(user) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+
+
+async def socket(path: str, user=None) -> WebsocketCommunicator:
+    from console.asgi import application  # its start-up checks reach the database: not at collection
+
+    headers = [(b"origin", b"http://127.0.0.1")]
+    if user is not None:
+        headers.append((b"cookie", await database_sync_to_async(session_of)(user)))
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+async def refused(communicator: WebsocketCommunicator) -> bool:
+    connected, _ = await communicator.connect()
+    await communicator.disconnect()
+    return not connected
+
+
+def make_request(investigation: Investigation, tool_use_id: str = "toolu_test0001") -> ActionRequest:
+    """A pending request saved directly (these tests are about who hears of it, not about the agent)."""
+    return ActionRequest.objects.create(
+        investigation=investigation,
+        tool_use_id=tool_use_id,
+        tool="isolate_host",
+        server="edr-response",
+        arguments={"host": "WS-TEST-1", "reason": "test"},
+        target="host=ws-test-1",
+        reason="test",
+        idempotency_key=f"key-{investigation.pk}-{tool_use_id}",
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+
+
+async def test_the_socket_refuses_anonymous_users_and_users_who_see_no_investigation(make_user, make_investigation):
+    await database_sync_to_async(make_investigation)()
+    nobody = await database_sync_to_async(make_user)("nobody")
+    admin = await database_sync_to_async(make_user)("root-of-tools", "admin")
+    assert await refused(await socket("/ws/approvals/"))
+    assert await refused(await socket("/ws/approvals/", nobody))
+    assert await refused(await socket("/ws/approvals/", admin))
+
+
+async def test_the_socket_sends_each_viewer_only_the_requests_they_may_see(make_user, make_investigation, analyst):
+    mine, other = await database_sync_to_async(make_investigation)("A"), await database_sync_to_async(make_investigation)("B")
+    member = await database_sync_to_async(make_user)("team-member")
+    await database_sync_to_async(assign_perm)("investigations.view_investigation", member, mine)
+    mine_request = await database_sync_to_async(make_request)(mine)
+    other_request = await database_sync_to_async(make_request)(other)
+
+    as_member = await socket("/ws/approvals/?queue=1", member)
+    as_analyst = await socket("/ws/approvals/", analyst)
+    assert (await as_member.connect())[0] and (await as_analyst.connect())[0]
+    snapshot = await as_member.receive_json_from(timeout=5)
+    assert snapshot["type"] == "snapshot" and snapshot["pending"] == 1
+    assert [entry["request"]["id"] for entry in snapshot["requests"]] == snapshot["pending_ids"] == [mine_request.pk]
+    assert snapshot["requests"][0]["alert"] == {"title": "Test alert", "source": "test", "external_id": "A"}
+    assert await as_analyst.receive_json_from(timeout=5) == {"type": "snapshot", "pending": 2}
+
+    heard = []
+    for request in (other_request, mine_request):  # each heard before the next: its count is of that moment
+        await database_sync_to_async(actions.reject)(request.pk, analyst, "not this one")
+        heard.append(await as_analyst.receive_json_from(timeout=5))
+    assert [(m["type"], m["request"]["id"], m["request"]["state"]) for m in heard] == [
+        ("request", other_request.pk, "rejected"), ("request", mine_request.pk, "rejected"),
+    ]
+    assert [m["pending"] for m in heard] == [1, 0]
+    only = await as_member.receive_json_from(timeout=5)
+    assert (only["request"]["id"], only["request"]["outcome"], only["pending"]) == (mine_request.pk, "rejected by ana: not this one", 0)
+    assert await as_member.receive_nothing(timeout=0.3)
+    await as_member.disconnect()
+    await as_analyst.disconnect()
