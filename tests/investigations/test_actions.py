@@ -160,3 +160,24 @@ def test_approvers_are_emailed_once_about_a_request_that_waits_long(received, ma
     assert mail.to == ["oncall@soc.example"]
     assert "isolate_host on host=ws-fin-07" in mail.subject
     assert f"/approvals/{request.pk}/" in mail.body
+
+
+def test_an_approved_write_held_back_by_the_rate_limit_is_retried_not_failed(received, analyst, settings):
+    from django.utils import timezone
+
+    from toolserver.ratelimit import get_rate_limiter, limit_for
+
+    settings.TOOLSERVER_RATE_LIMITS = {**settings.TOOLSERVER_RATE_LIMITS, "edr-response": (1, 60)}
+    _, investigation = received("LAB-SIEM-1001")
+    request = pending(run(investigation))
+    assert get_rate_limiter().acquire("edr-response", limit_for("edr-response")) is None  # the window's one call
+    request = approve_and_execute(request, analyst)
+    assert request.state == "executing" and request.lease_expires_at > timezone.now()  # retried after the wait
+    assert not LabWrite.objects.exists()
+
+    get_rate_limiter().reset("edr-response")  # the window has passed
+    ActionRequest.objects.filter(pk=request.pk).update(lease_expires_at=timezone.now())
+    actions.execute(request.pk)  # what the sweep hands to a worker
+    request.refresh_from_db()
+    assert request.state == "succeeded"
+    assert LabWrite.objects.filter(action="isolate_host").count() == 1
