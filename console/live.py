@@ -4,8 +4,8 @@
 is a new connection per message, and with the in-memory layer of the embedded default the
 message never arrives, because that layer's queues belong to the loop its consumers wait on
 (the web server's) and are not thread-safe. So:
-- in-memory layer: messages are sent on the consumers' loop, which each consumer registers
-  when it connects (no consumer connected in this process: nobody to tell);
+- in-memory layer: messages are sent on the consumers' loop, which the websocket router
+  registers as a connection comes in (none came in this process: nobody to tell);
 - any other layer (Redis): messages are sent on a loop of our own, in a thread, kept for the
   life of the process so its connection pool is reused.
 """
@@ -24,9 +24,20 @@ _lock = threading.Lock()
 
 
 def register_consumer_loop() -> None:
-    """Called by consumers as they connect: the in-memory layer must be woken on this loop."""
+    """The in-memory layer must be woken on the loop its consumers run on: this one."""
     global _consumer_loop
     _consumer_loop = asyncio.get_running_loop()
+
+
+class ConsumerLoopMiddleware:
+    """Wraps the websocket router (console.asgi), so every consumer's loop is registered."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        register_consumer_loop()
+        return await self.app(scope, receive, send)
 
 
 def group_send(*messages: tuple[str, dict]) -> None:

@@ -378,8 +378,9 @@ def _record(request: ActionRequest, outcome: Outcome, actor: str, *, owner: str 
 
 
 def _action_event(request: ActionRequest, *, owner: str | None = None) -> None:
-    events.record_event(request.investigation_id, Event.Kind.ACTION, summary(request), owner=owner)
-    _notify(request)
+    entry = summary(request)
+    events.record_event(request.investigation_id, Event.Kind.ACTION, entry, owner=owner)
+    _notify(entry)
 
 
 def _finished(request: ActionRequest) -> None:
@@ -389,11 +390,11 @@ def _finished(request: ActionRequest) -> None:
     services.resume(request.investigation_id)
 
 
-def _notify(request: ActionRequest) -> None:
+def _notify(entry: dict) -> None:
     try:
-        live.group_send((APPROVALS_GROUP, {"type": "approvals.changed", "request": summary(request)}))
+        live.group_send((APPROVALS_GROUP, {"type": "approvals.changed", "request": entry}))
     except Exception:
-        log.warning("could not publish the change of action request %s", request.pk, exc_info=True)
+        log.warning("could not publish the change of action request %s", entry["id"], exc_info=True)
 
 
 def summary(request: ActionRequest) -> dict:

@@ -268,7 +268,7 @@ def offered_tools() -> list[dict]:
                     {"name": tool.name, "description": tool.description, "input_schema": tool.arguments.model_json_schema()}
                     for tool in server.tools
                 ]
-        offered += [{"name": t["name"], "description": t["description"], "input_schema": t["input_schema"]} for t in listed]
+        offered += listed
     return offered
 
 

@@ -8,7 +8,6 @@ refused before this by console.asgi's AllowedHostsOriginValidator.
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from console import live
 from investigations import selectors, views_approvals
 from investigations.actions import APPROVALS_GROUP
 from investigations.events import LIST_GROUP, group_name
@@ -22,7 +21,6 @@ class InvestigationConsumer(AsyncJsonWebsocketConsumer):
     """
 
     async def connect(self):
-        live.register_consumer_loop()
         self.investigation_id = int(self.scope["url_route"]["kwargs"]["pk"])
         if not await database_sync_to_async(selectors.can_view_id)(self.scope["user"], self.investigation_id):
             await self.close()
@@ -55,7 +53,6 @@ class InvestigationListConsumer(AsyncJsonWebsocketConsumer):
     """Status changes for the investigations list, filtered to what the user may see."""
 
     async def connect(self):
-        live.register_consumer_loop()
         user = self.scope["user"]
         if not user.is_authenticated:
             await self.close()
@@ -85,7 +82,6 @@ class ApprovalsConsumer(AsyncJsonWebsocketConsumer):
     """
 
     async def connect(self):
-        live.register_consumer_loop()
         user = self.scope["user"]
         if not user.is_authenticated:
             await self.close()

@@ -20,6 +20,9 @@
 (function () {
   "use strict";
 
+  const make = GatehouseLive.make; // live.js, loaded first
+  const readJSON = GatehouseLive.readJSON;
+
   if (window.GatehouseDecisions) return; // both the base page and a page of cards may load this
 
   const RANK = { pending: 0, approved: 1, executing: 2, succeeded: 3, failed: 3, rejected: 3, expired: 3, cancelled: 3 };
@@ -39,22 +42,6 @@
   const handlers = [];
 
   // -- helpers ----------------------------------------------------------------------------
-  function make(tag, className, text) {
-    const element = document.createElement(tag);
-    if (className) element.className = className;
-    if (text !== undefined && text !== null) element.textContent = String(text);
-    return element;
-  }
-
-  function readJSON(id, fallback) {
-    const element = document.getElementById(id);
-    try {
-      return element ? JSON.parse(element.textContent) : fallback;
-    } catch (error) {
-      return fallback;
-    }
-  }
-
   function csrfToken() {
     const meta = document.querySelector('meta[name="csrf-token"]');
     return meta ? meta.content : "";

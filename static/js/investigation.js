@@ -14,6 +14,9 @@
 (function () {
   "use strict";
 
+  const make = GatehouseLive.make; // live.js, loaded first
+  const readJSON = GatehouseLive.readJSON;
+
   const VERDICT_MARK = "<verdict>";
 
   const root = document.getElementById("investigation");
@@ -38,22 +41,6 @@
   let resultsSeen = 0;
 
   // -- helpers ----------------------------------------------------------------------------
-  function readJSON(id, fallback) {
-    const element = document.getElementById(id);
-    try {
-      return element ? JSON.parse(element.textContent) : fallback;
-    } catch (error) {
-      return fallback;
-    }
-  }
-
-  function make(tag, className, text) {
-    const element = document.createElement(tag);
-    if (className) element.className = className;
-    if (text !== undefined && text !== null) element.textContent = String(text);
-    return element;
-  }
-
   function pretty(value) {
     try {
       return JSON.stringify(value === undefined ? null : value, null, 2);

@@ -1,4 +1,4 @@
-/* A websocket that stays connected: it drives the #live-indicator, reconnects with capped
+/* The pages' shared helpers. Above all a websocket that stays connected: it drives the #live-indicator, reconnects with capped
  * exponential backoff (sooner when the browser comes back online), and hands each parsed JSON
  * message to the page. `url()` is asked again on every connect, so a page can resume from what
  * it has already shown.
@@ -63,5 +63,23 @@ window.GatehouseLive = (function () {
     open();
   }
 
-  return { connect: connect };
+  /* An element with a class and text: event data only ever becomes textContent. */
+  function make(tag, className, text) {
+    const element = document.createElement(tag);
+    if (className) element.className = className;
+    if (text !== undefined && text !== null) element.textContent = String(text);
+    return element;
+  }
+
+  /* The JSON a template embedded with json_script, or the fallback. */
+  function readJSON(id, fallback) {
+    const element = document.getElementById(id);
+    try {
+      return element ? JSON.parse(element.textContent) : fallback;
+    } catch (error) {
+      return fallback;
+    }
+  }
+
+  return { connect: connect, make: make, readJSON: readJSON };
 })();

@@ -9,19 +9,17 @@ writes it receives.
 
 import json
 import re
-import subprocess
-import sys
 from datetime import datetime
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from console.roles import ANALYST
 from investigations.models import ActionRequest
 from tests.conftest import PASSWORD
-from tests.support import ROOT, ConsoleProcess, console_env, database_url_of
+from tests.investigations.workers import console_and_worker
+from tests.support import console_env, database_url_of
 from toolserver.lab import estate
 from toolserver.lab.models import LabWrite
 
@@ -32,7 +30,7 @@ LIVE = "() => document.getElementById('live-indicator').dataset.state === 'live'
 
 
 @pytest.fixture(scope="module")
-def console(django_db_setup, django_db_blocker, lab_credentials):
+def console(django_db_setup, django_db_blocker, lab_credentials, tmp_path_factory):
     """A console on this run's database and the worker that runs its investigations and actions."""
     from django.db import connection
 
@@ -43,28 +41,8 @@ def console(django_db_setup, django_db_blocker, lab_credentials):
         GATEHOUSE_SWEEP_INTERVAL_S="3600",
         ANTHROPIC_API_KEY=None,  # the offline model, whatever this shell holds
     )
-    console = ConsoleProcess(env)
-    worker = log = None
-    if settings.PRODUCTION:  # the console runs no tasks itself: a worker does
-        log = open(ROOT / "var" / f"worker-{console.port}.log", "w")
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "console", "worker", "--pool=threads", "-c", "2",
-             "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel=INFO"],
-            cwd=ROOT,
-            env={**env, "GATEHOUSE_LAB_URL": f"{console.url}/lab/api"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    yield console
-    if worker is not None:
-        worker.terminate()
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-        log.close()
-    console.stop()
+    with console_and_worker(env, tmp_path_factory.mktemp("worker")) as console:
+        yield console
 
 
 def raise_phishing_alert(page, console) -> int:

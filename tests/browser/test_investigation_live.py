@@ -8,19 +8,17 @@ default that process runs the investigation in its own worker; in production mod
 
 import json
 import re
-import subprocess
-import sys
 from datetime import datetime
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
 from console.roles import ANALYST
 from investigations.models import Event, Investigation
 from tests.conftest import PASSWORD
-from tests.support import ROOT, ConsoleProcess, console_env, database_url_of
+from tests.investigations.workers import console_and_worker
+from tests.support import console_env, database_url_of
 from toolserver.lab import estate
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -31,7 +29,7 @@ RUN_TIMEOUT_MS = 120_000  # the whole paced story, with room for a slow machine
 
 
 @pytest.fixture(scope="module")
-def slow_console(django_db_setup, django_db_blocker, lab_credentials):
+def slow_console(django_db_setup, django_db_blocker, lab_credentials, tmp_path_factory):
     """A console on this run's database whose offline model streams slowly, and its worker."""
     from django.db import connection
 
@@ -42,28 +40,8 @@ def slow_console(django_db_setup, django_db_blocker, lab_credentials):
         GATEHOUSE_SWEEP_INTERVAL_S="3600",
         ANTHROPIC_API_KEY=None,  # the offline model, whatever this shell holds
     )
-    console = ConsoleProcess(env)
-    worker = log = None
-    if settings.PRODUCTION:  # the console runs no investigations itself: a worker does
-        log = open(ROOT / "var" / f"worker-{console.port}.log", "w")
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "console", "worker", "--pool=threads", "-c", "2",
-             "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel=INFO"],
-            cwd=ROOT,
-            env={**env, "GATEHOUSE_LAB_URL": f"{console.url}/lab/api"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    yield console
-    if worker is not None:
-        worker.terminate()
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-        log.close()
-    console.stop()
+    with console_and_worker(env, tmp_path_factory.mktemp("worker")) as console:
+        yield console
 
 
 @pytest.fixture

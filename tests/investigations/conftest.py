@@ -45,3 +45,15 @@ def make_investigation(db):
         )
 
     return make
+
+
+@pytest.fixture
+def waiting(received):
+    """The phishing story's investigation, suspended on its pending request to isolate WS-FIN-07."""
+    from investigations import agent
+
+    _, investigation = received("LAB-SIEM-1001")
+    agent.run(investigation.pk)
+    investigation.refresh_from_db()
+    assert investigation.status == "waiting"
+    return investigation, investigation.action_requests.get(state="pending", tool="isolate_host")

@@ -181,3 +181,16 @@ def test_an_approved_write_held_back_by_the_rate_limit_is_retried_not_failed(rec
     request.refresh_from_db()
     assert request.state == "succeeded"
     assert LabWrite.objects.filter(action="isolate_host").count() == 1
+
+
+def test_a_write_whose_policy_needs_no_approval_fires_without_a_request(received):
+    ToolPolicy.objects.filter(tool="open_ticket").update(requires_approval=False)
+    ToolPolicy.objects.filter(tool__in=["isolate_host", "disable_account"]).update(expiry_seconds=0)
+    _, investigation = received("LAB-SIEM-1001")
+    investigation = run(investigation)
+    while investigation.status == "waiting":  # the two that still need approval expire undecided
+        actions.expire_due()
+        investigation = run(investigation)
+    assert not investigation.action_requests.filter(tool="open_ticket").exists()
+    assert list(LabWrite.objects.values_list("action", "outcome")) == [("open_ticket", "performed")]
+    assert "Ticket #" in transcript(investigation)

@@ -28,16 +28,6 @@ ISOLATE = "isolate_host"
 
 
 @pytest.fixture
-def waiting(received):
-    """The phishing story's investigation, suspended on its pending isolate_host request."""
-    _, investigation = received("LAB-SIEM-1001")
-    agent.run(investigation.pk)
-    investigation.refresh_from_db()
-    assert investigation.status == "waiting"
-    return investigation, investigation.action_requests.get(state="pending", tool=ISOLATE)
-
-
-@pytest.fixture
 def pending(waiting):
     return waiting[1]
 

@@ -28,16 +28,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 XSS = "<script>alert('owned')</script>"
 
 
-@pytest.fixture
-def waiting(received):
-    """The phishing story's investigation, waiting for a decision on isolating WS-FIN-07."""
-    _, investigation = received("LAB-SIEM-1001")
-    agent.run(investigation.pk)
-    investigation.refresh_from_db()
-    assert investigation.status == "waiting"
-    return investigation, investigation.action_requests.get(state="pending")
-
-
 def page_of(client, url: str) -> str:
     response = client.get(url)
     assert response.status_code == 200, url

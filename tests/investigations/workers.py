@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import connection
@@ -69,3 +70,19 @@ class WorkerProcess:
         if self.console:
             return self.console.log()
         return (self.tmp_path / f"worker-{self.starts}.log").read_text()
+
+
+@contextmanager
+def console_and_worker(env: dict[str, str], tmp_path):
+    """A console, and what runs its tasks: its own in-process worker on the embedded default, a
+    `celery worker` beside it (reaching the console's lab) in production mode."""
+    console = ConsoleProcess(env)
+    worker = None
+    if settings.PRODUCTION:
+        worker = WorkerProcess({**env, "GATEHOUSE_LAB_URL": f"{console.url}/lab/api"}, tmp_path).start()
+    try:
+        yield console
+    finally:
+        if worker is not None:
+            worker.stop()
+        console.stop()
