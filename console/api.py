@@ -8,6 +8,7 @@ from ninja.errors import ValidationError
 from investigations.api import TokenRejected
 from investigations.api import router as alerts_router
 from investigations.api_actions import router as actions_router
+from investigations.api_audit import router as audit_router
 
 api = NinjaAPI(
     title="Gatehouse API",
@@ -22,6 +23,8 @@ INVALID_INPUT = {
     "list_actions": "Invalid filter.",
     "approve_action": "Invalid decision.",
     "reject_action": "Invalid decision.",
+    "list_audit": "Invalid filter.",
+    "export_audit": "Invalid filter.",
 }
 PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 
@@ -57,3 +60,4 @@ def token_rejected(request, exc: TokenRejected):
 
 api.add_router("", alerts_router)
 api.add_router("", actions_router)
+api.add_router("", audit_router)

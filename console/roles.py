@@ -22,6 +22,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     MANAGER: [
         "investigations.view_investigation",
         "investigations.view_alert",
+        "investigations.view_auditrecord",
     ],
     ADMIN: [
         "auth.view_user",
@@ -30,6 +31,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "auth.view_group",
         "investigations.view_integration",
         "investigations.change_integration",  # revoking a token
+        "investigations.view_auditrecord",
     ],
 }
 

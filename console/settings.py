@@ -62,6 +62,11 @@ def _secret(variable: str, filename: str) -> str:
 SECRET_KEY = _secret("GATEHOUSE_SECRET_KEY", "secret_key")
 # Keys the hashes of sensitive tool arguments in the audit trail; never stored in the database.
 AUDIT_HASH_KEY = _secret("GATEHOUSE_AUDIT_HASH_KEY", "audit_hash_key")
+# Signs the audit chain's digest (Ed25519, derived with HKDF). Optional: by default it is derived
+# from the audit hash key under its own label, so the two keys are still distinct.
+AUDIT_SIGNING_KEY = env_str("GATEHOUSE_AUDIT_SIGNING_KEY") or f"derived:{AUDIT_HASH_KEY}"
+if len(AUDIT_SIGNING_KEY) < 50:
+    raise ConfigError("GATEHOUSE_AUDIT_SIGNING_KEY", "too weak: use 50 or more random characters")
 
 DEBUG = env_bool("GATEHOUSE_DEBUG", False)
 ALLOWED_HOSTS = env_list("GATEHOUSE_ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost"])

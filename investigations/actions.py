@@ -11,6 +11,7 @@ even when a worker dies mid-way; the investigation then resumes with the result.
 
 import logging
 import re
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
@@ -20,10 +21,13 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from console import live
+from investigations import audit as audit_trail
 from investigations import events, services
-from investigations.models import ActionApproval, ActionRequest, ActionTransition, Event, Investigation, ToolPolicy
+from investigations.models import (
+    ActionApproval, ActionRequest, ActionTransition, AuditRecord, Event, Investigation, ToolPolicy,
+)
 from toolserver import audit, idempotency
-from toolserver.audit import Outcome, ToolCallAudit
+from toolserver.audit import Outcome
 from toolserver.catalog import SERVERS, find_tool
 from toolserver.envelope import Reason, error, is_error
 from toolserver.gateway import CallContext, Gateway
@@ -95,7 +99,7 @@ def request_action(investigation: Investigation, use: dict, *, owner: str, gatew
         args = parse_arguments(tool.arguments, use["input"])
     except ValidationError:
         # The gateway refuses it at the boundary, with the typed error and its audit record.
-        return gateway.call(use["name"], use["input"], _context(investigation, actor="agent"))
+        return gateway.call(use["name"], use["input"], _context(investigation, actor="agent", tool_use_id=use["id"]))
     validated = args.model_dump(mode="json")
     key = idempotency.write_key(tool, args, investigation.alert.trigger)
     policy = policy_for(tool.name)
@@ -171,7 +175,7 @@ def approve(request_id: int, user, reason: str = "") -> ActionRequest:
     from investigations.tasks import execute_action
 
     _expire_if_due(request_id)  # past its time: expired now, so the decision below is refused
-    with transaction.atomic():
+    with _denial_recorded(user), transaction.atomic():
         request = _pending_for_decision(request_id, user)
         if request.approvals.filter(user=user).exists():
             raise DecisionRefused("You have approved this request already; another person must approve it.", request)
@@ -193,7 +197,7 @@ def reject(request_id: int, user, reason: str) -> ActionRequest:
         raise DecisionRefused("Say why you reject it: the agent is told your reason.")
     actor = f"user:{user.get_username()}"
     _expire_if_due(request_id)
-    with transaction.atomic():
+    with _denial_recorded(user), transaction.atomic():
         request = _pending_for_decision(request_id, user)
         request.result = error(
             Reason.REJECTED_BY_ANALYST,
@@ -267,6 +271,16 @@ def notify_overdue() -> list[int]:
     return notified
 
 
+@contextmanager
+def _denial_recorded(user):
+    """A decision refused for want of permission is evidence too: recorded after its transaction rolled back."""
+    try:
+        yield
+    except NotAllowed as refused:
+        _audit_decision(refused.request, Outcome.DENIED, f"user:{user.get_username()}")
+        raise
+
+
 def _pending_for_decision(request_id: int, user) -> ActionRequest:
     """The request, locked, if it is still pending and `user` may decide it (checked now, not at page load)."""
     request = ActionRequest.objects.select_for_update().filter(pk=request_id).first()
@@ -295,7 +309,8 @@ def execute(request_id: int) -> None:
     _transition(request, from_state, State.EXECUTING, "system", why)
     _action_event(request)
     approvers = ",".join(request.approvals.order_by("created_at").values_list("user__username", flat=True))
-    context = _context(request.investigation, actor=f"user:{approvers}", approval=f"action-request-{request.pk}")
+    context = _context(request.investigation, actor=f"user:{approvers}", approval=f"action-request-{request.pk}",
+                       tool_use_id=request.tool_use_id)
     result = Gateway().call(request.tool, request.arguments, context)
     if is_error(result) and result.get("reason") in (Reason.IN_PROGRESS, Reason.RATE_LIMITED):
         # Not at the backend yet (throttled), or an earlier run still is: the sweep tries again later.
@@ -341,8 +356,10 @@ def describe_outcome(request: ActionRequest, result: dict) -> str:
 
 
 # -- shared steps ------------------------------------------------------------------------------
-def _context(investigation: Investigation, *, actor: str, approval: str = "") -> CallContext:
-    return CallContext(investigation.correlation_id, investigation.alert.trigger, actor=actor, approval=approval)
+def _context(investigation: Investigation, *, actor: str, approval: str = "", tool_use_id: str = "") -> CallContext:
+    return CallContext(
+        investigation.correlation_id, investigation.alert.trigger, actor=actor, approval=approval, tool_use_id=tool_use_id
+    )
 
 
 def _move(request: ActionRequest, from_state: str, to_state: str, actor: str, reason: str) -> None:
@@ -363,18 +380,24 @@ def _transition(request: ActionRequest, from_state: str, to_state: str, actor: s
 
 def _record(request: ActionRequest, outcome: Outcome, actor: str, *, owner: str | None = None) -> None:
     """The decision as an audit record of the tool call it gates, and as an event of the investigation."""
+    _audit_decision(request, outcome, actor)
+    transaction.on_commit(lambda: _action_event(request, owner=owner))
+
+
+def _audit_decision(request: ActionRequest, outcome: Outcome, actor: str) -> None:
     _, tool = find_tool(request.tool)
-    audit.emit(ToolCallAudit(
+    audit_trail.append(
+        kind=AuditRecord.Kind.DECISION,
         server=request.server,
         tool=request.tool,
+        tool_use_id=request.tool_use_id,
         arguments=audit.redact(tool, request.arguments),
         outcome=outcome,
         idempotency_key=request.idempotency_key,
         correlation_id=request.investigation.correlation_id,
         actor=actor,
         extra={"action_request": request.pk},
-    ))
-    transaction.on_commit(lambda: _action_event(request, owner=owner))
+    )
 
 
 def _action_event(request: ActionRequest, *, owner: str | None = None) -> None:

@@ -1,12 +1,12 @@
 """The Django admin: integrations (browse and revoke), alerts and investigations (browse only).
 
-AuditRecord and Event stay out: evidence is read through the audit pages, never edited here.
+AuditRecord is read-only here; Event stays out. Evidence is never edited.
 """
 
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from investigations.models import Alert, Integration, Investigation
+from investigations.models import Alert, AuditRecord, Integration, Investigation
 
 
 @admin.register(Integration)
@@ -59,3 +59,22 @@ class InvestigationAdmin(ReadOnlyAdmin):
     list_select_related = ("alert",)
     search_fields = ("alert__source", "alert__external_id", "alert__title")
     date_hierarchy = "created_at"
+
+
+@admin.register(AuditRecord)
+class AuditRecordAdmin(admin.ModelAdmin):
+    """Read-only: the audit pages are the managers' view; this one is for admins used to the admin."""
+
+    list_display = ("seq", "created_at", "kind", "server", "tool", "outcome", "reason", "actor", "correlation_id")
+    list_filter = ("kind", "outcome", "server", "tool")
+    search_fields = ("text",)
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

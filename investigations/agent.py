@@ -141,7 +141,7 @@ class Agent:
                     "write": bool(found and found[1].write),
                     "input": use["input"],
                 })
-            result = self._gated(use) if gated else self.gateway.call(use["name"], use["input"], self.context)
+            result = self._gated(use) if gated else self.gateway.call(use["name"], use["input"], replace(self.context, tool_use_id=use["id"]))
             if result is None:  # an analyst decides first: this worker is released until then
                 services.suspend(self.id, self.owner, waiting_for=f"Waiting for an analyst to decide on {use['name']}.",
                                  tool_results=results)
@@ -164,7 +164,7 @@ class Agent:
     def _gated(self, use: dict) -> dict | None:
         """A write: its result once an analyst decided (or its policy needs no approval), else None."""
         if not actions.policy_for(use["name"]).requires_approval:
-            return self.gateway.call(use["name"], use["input"], replace(self.context, approval=f"policy:{use['name']}"))
+            return self.gateway.call(use["name"], use["input"], replace(self.context, approval=f"policy:{use['name']}", tool_use_id=use["id"]))
         request = actions.request_action(self.investigation, use, owner=self.owner, gateway=self.gateway)
         if isinstance(request, dict):  # refused at the boundary: invalid arguments
             return request

@@ -9,6 +9,7 @@ hashing the query value with keyed_hash().
 
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -25,6 +26,7 @@ class Outcome(StrEnum):
     REPLAYED = "replayed"
     PENDING_APPROVAL = "pending_approval"
     APPROVED = "approved"
+    DENIED = "denied"  # someone not allowed to approve the tool tried to decide
     REJECTED = "rejected"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
@@ -41,6 +43,7 @@ class ToolCallAudit:
     backend_status: str = ""
     latency_ms: float = 0.0
     correlation_id: str = ""
+    tool_use_id: str = ""
     actor: str = "agent"
     source: str = ""
     extra: dict = field(default_factory=dict)
@@ -58,6 +61,12 @@ def redact(tool: ToolSpec | None, arguments: dict) -> dict:
         name: keyed_hash(value) if name in sensitive and value is not None else value
         for name, value in arguments.items()
     }
+
+
+def result_digest(result: dict) -> str:
+    """The SHA-256 of a result as the caller got it, so the record vouches for the transcript's copy."""
+    canonical = json.dumps(result, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def emit(event: ToolCallAudit) -> None:

@@ -26,6 +26,7 @@ class CallContext:
     trigger: str  # the alert that caused it: part of every write's idempotency key
     actor: str = "agent"  # "agent", or "user:<username>" for an approved action
     approval: str = ""  # the approval a write carries; a write without one never reaches its server
+    tool_use_id: str = ""  # the model's id of this call, so the audit record meets its transcript entry
 
 
 class Gateway:
@@ -133,8 +134,10 @@ class Gateway:
                 backend_status=str(backend_status or ""),
                 latency_ms=(time.perf_counter() - started) * 1000,
                 correlation_id=context.correlation_id,
+                tool_use_id=context.tool_use_id,
                 actor=context.actor,
                 source=result.get("source", ""),
+                extra={"result_sha256": audit.result_digest(result)},
             )
         )
         return result

@@ -8,9 +8,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 @pytest.mark.parametrize(
     "role, expected",
     [
-        (ANALYST, ["Overview", "Investigations", "Approvals", "New alert"]),
-        (MANAGER, ["Overview", "Investigations", "Approvals"]),
-        (ADMIN, ["Overview", "Administration", "Lab"]),
+        (ANALYST, ["Overview", "Investigations", "Approvals", "New alert", "Audit trail"]),
+        (MANAGER, ["Overview", "Investigations", "Approvals", "Audit trail"]),
+        (ADMIN, ["Overview", "Audit trail", "Administration", "Lab"]),
     ],
 )
 def test_each_role_signs_in_and_sees_its_navigation(make_user, sign_in, role, expected):

@@ -1,0 +1,397 @@
+"""The audit trail: an append-only hash chain, its verification, and who reads and exports what."""
+
+import csv
+import io
+import json
+import threading
+from contextlib import contextmanager
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.db import DatabaseError, connection, connections
+from django.utils import timezone
+
+from console.roles import ANALYST
+from investigations import audit
+from investigations.models import AuditHead, AuditRecord, AuditRefused
+from tests.conftest import PASSWORD
+from toolserver.audit import keyed_hash
+
+pytestmark = pytest.mark.django_db
+
+
+def add(count: int = 1, **fields) -> list[AuditRecord]:
+    base = {"kind": "tool_call", "server": "siem", "tool": "search_logins", "outcome": "ok", "actor": "agent"}
+    return [audit.append(**(base | fields)) for _ in range(count)]
+
+
+def verify() -> tuple[int, str, str]:
+    """manage.py verify_audit: (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command("verify_audit", stdout=out, stderr=err)
+        status = 0
+    except SystemExit as exit:
+        status = exit.code
+    return status, out.getvalue(), err.getvalue()
+
+
+@contextmanager
+def tampering():
+    """Lift the database's refusal, as someone with the table owner's rights could (the test's transaction undoes it)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("ALTER TABLE investigations_auditrecord DISABLE TRIGGER audit_append_only")
+        else:
+            cursor.execute("DROP TRIGGER audit_append_only")
+        yield cursor
+
+
+def seq_of(record_id: int) -> int:
+    return AuditRecord.objects.filter(pk=record_id).values_list("seq", flat=True).get()
+
+
+# -- the chain ---------------------------------------------------------------------------------------
+def test_records_form_one_chain_that_verifies():
+    records = add(5)
+    assert [r.seq for r in records] == [1, 2, 3, 4, 5]
+    assert records[0].prev_hash == audit.GENESIS
+    assert all(later.prev_hash == earlier.hash for earlier, later in zip(records, records[1:]))
+    assert AuditHead.objects.values_list("seq", "hash").get() == (5, records[-1].hash)
+    assert verify()[:2] == (0, "Audit chain intact: 5 records.\n")
+
+
+def test_the_orm_refuses_to_change_or_remove_a_record():
+    (record,) = add()
+    record.outcome = "error"
+    for attempt in (
+        record.save,
+        record.delete,
+        lambda: AuditRecord.objects.filter(pk=record.pk).update(outcome="error"),
+        lambda: AuditRecord.objects.all().delete(),
+        lambda: AuditRecord.objects.bulk_update([record], ["outcome"]),
+        lambda: AuditRecord.objects.bulk_create([AuditRecord(seq=2, hash="f" * 64, prev_hash=record.hash)]),
+    ):
+        with pytest.raises(AuditRefused):
+            attempt()
+    assert AuditRecord.objects.get().outcome == "ok"
+
+
+def test_the_database_refuses_an_update_by_sql():
+    (record,) = add()
+    with pytest.raises(DatabaseError, match="append-only"), connection.cursor() as cursor:
+        cursor.execute("UPDATE investigations_auditrecord SET outcome = 'error' WHERE id = %s", [record.pk])
+
+
+@pytest.mark.production
+def test_postgresql_refuses_a_delete_by_sql():
+    (record,) = add()
+    with pytest.raises(DatabaseError, match="append-only: DELETE refused"), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM investigations_auditrecord WHERE id = %s", [record.pk])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_make_one_unbroken_chain():
+    writers, each = 8, 25
+    start = threading.Barrier(writers)
+
+    def write(n: int):
+        try:
+            start.wait()
+            for _ in range(each):
+                audit.append(kind="tool_call", tool="get_host", outcome="ok", actor=f"worker-{n}")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert list(AuditRecord.objects.order_by("seq").values_list("seq", flat=True)) == list(range(1, writers * each + 1))
+    assert verify()[0] == 0
+
+
+# -- tampering, named ------------------------------------------------------------------------------------
+def test_an_edited_record_is_named():
+    records = add(6)
+    with tampering() as cursor:
+        cursor.execute("UPDATE investigations_auditrecord SET outcome = 'error' WHERE id = %s", [records[3].pk])
+    status, _, err = verify()
+    assert status == 1
+    assert f"edited: record #4 (id {records[3].pk}) no longer matches its hash" in err
+
+
+def test_an_edited_and_rehashed_record_is_named():
+    records = add(6)
+    forged = records[2]
+    forged.outcome = "error"
+    forged_hash = audit.link_hash(forged.prev_hash, audit.content(forged))
+    with tampering() as cursor:
+        cursor.execute("UPDATE investigations_auditrecord SET outcome = 'error', hash = %s WHERE id = %s",
+                       [forged_hash, forged.pk])
+    status, _, err = verify()
+    assert status == 1
+    assert f"edited: record #3 (id {forged.pk}) was changed and re-hashed" in err
+
+
+def test_a_deleted_record_is_named():
+    records = add(6)
+    with tampering() as cursor:
+        cursor.execute("DELETE FROM investigations_auditrecord WHERE id = %s", [records[2].pk])
+    status, _, err = verify()
+    assert status == 1
+    assert f"deleted: record #3 is missing before record #4 (id {records[3].pk})" in err
+
+
+def test_records_deleted_from_the_end_are_found_by_the_head():
+    records = add(6)
+    with tampering() as cursor:
+        cursor.execute("DELETE FROM investigations_auditrecord WHERE seq >= 5")
+    status, _, err = verify()
+    assert status == 1
+    assert "deleted: records #5–#6 are missing from the end of the chain" in err
+
+
+def test_two_swapped_records_are_named():
+    records = add(6)
+    with tampering() as cursor:
+        cursor.execute("UPDATE investigations_auditrecord SET seq = -seq WHERE seq IN (3, 4)")
+        cursor.execute("UPDATE investigations_auditrecord SET seq = CASE seq WHEN -3 THEN 4 ELSE 3 END WHERE seq < 0")
+    assert seq_of(records[3].pk) == 3
+    status, _, err = verify()
+    assert status == 1
+    assert f"reordered: record #3 (id {records[3].pk}) links to #4, which comes after it" in err
+
+
+def test_an_inserted_record_is_named():
+    records = add(6)
+    forged = AuditRecord(seq=4, prev_hash=records[2].hash, created_at=records[2].created_at, kind="tool_call",
+                         tool="isolate_host", outcome="ok", actor="agent", arguments={}, extra={})
+    forged.hash = audit.link_hash(forged.prev_hash, audit.content(forged))  # the attacker knows the scheme
+    with tampering() as cursor:
+        cursor.execute("UPDATE investigations_auditrecord SET seq = -seq - 1 WHERE seq >= 4")
+        cursor.execute("UPDATE investigations_auditrecord SET seq = -seq WHERE seq < 0")
+        cursor.execute(
+            "INSERT INTO investigations_auditrecord (seq, prev_hash, hash, created_at, kind, server, tool, tool_use_id,"
+            " arguments, outcome, reason, idempotency_key, backend_status, latency_ms, correlation_id, actor, source,"
+            " extra, text) VALUES (%s, %s, %s, %s, 'tool_call', '', 'isolate_host', '', '{}', 'ok', '', '', '', 0,"
+            " '', 'agent', '', '{}', '')",
+            [4, forged.prev_hash, forged.hash, forged.created_at],
+        )
+    forged_id = AuditRecord.objects.get(seq=4).pk
+    status, _, err = verify()
+    assert status == 1
+    assert f"inserted: record #4 (id {forged_id}) is not part of the chain: #5 links past it" in err
+
+
+# -- the signed digest and offline verification -------------------------------------------------------------
+def test_an_export_verifies_offline_against_the_signed_digest(tmp_path, client, make_user):
+    from tests.conftest import MANAGER
+
+    add(4, tool="get_host")
+    make_user("max", MANAGER)
+    client.login(username="max", password=PASSWORD)
+    digest = client.get("/api/audit/digest").json()  # first: the export then reaches the head it signs
+    export = b"".join(client.get("/api/audit/export", {"format": "jsonl"}).streaming_content)
+    assert digest["seq"] == 5 and audit.check_digest(digest, audit.public_key())
+    (tmp_path / "audit.jsonl").write_bytes(export)
+    (tmp_path / "digest.json").write_text(json.dumps(digest))
+    out = io.StringIO()
+    call_command("verify_audit", export=str(tmp_path / "audit.jsonl"), digest=str(tmp_path / "digest.json"),
+                 public_key=audit.public_key(), stdout=out)
+    # The 4 calls and the digest's own access record; the export stops before its own.
+    assert out.getvalue().splitlines() == ["The signed digest of #5 (" + digest["signed_at"] + ") matches.",
+                                           "Audit chain intact: 5 records."]
+
+    lines = export.decode().splitlines()
+    edited = json.loads(lines[1])
+    edited["outcome"] = "error"
+    lines[1] = json.dumps(edited)
+    (tmp_path / "edited.jsonl").write_text("\n".join(lines) + "\n")
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as exit:
+        call_command("verify_audit", export=str(tmp_path / "edited.jsonl"), stdout=io.StringIO(), stderr=err)
+    assert exit.value.code == 1 and "record #2 no longer matches its hash" in err.getvalue()
+
+    forged = digest | {"hash": "0" * 64}
+    assert not audit.check_digest(forged, audit.public_key())
+
+
+# -- reading: filters, search, pages, export ---------------------------------------------------------------
+@pytest.fixture
+def trail(make_investigation):
+    """Two investigations' calls of every outcome, and a decision by a person."""
+    first, second = make_investigation("AUD-1"), make_investigation("AUD-2")
+    add(2, correlation_id=first.correlation_id, tool="get_host", server="edr")
+    add(1, correlation_id=first.correlation_id, tool="get_user", server="identity",
+        arguments={"username": keyed_hash("J.Doe")})
+    add(1, correlation_id=first.correlation_id, outcome="error", reason="siem_timeout")
+    add(1, correlation_id=second.correlation_id, outcome="rate_limited", reason="rate_limited")
+    add(1, correlation_id=second.correlation_id, kind="decision", server="edr-response", tool="isolate_host",
+        outcome="approved", actor="user:ana", idempotency_key="k" * 64)
+    return first, second
+
+
+@pytest.mark.parametrize("filters, expected", [
+    ({"tool": "get_host"}, [2, 1]),
+    ({"server": "identity"}, [3]),
+    ({"outcome": "error", "reason": "siem_timeout"}, [4]),
+    ({"outcome": "rate_limited"}, [5]),
+    ({"actor": "user:ana"}, [6]),
+    ({"kind": "decision"}, [6]),
+    ({"idempotency_key": "k" * 64}, [6]),
+    ({"alert": "test:AUD-2"}, [6, 5]),
+    ({"alert": "AUD-1", "tool": "get_user"}, [3]),
+    ({"q": "J.Doe"}, [3]),  # a sensitive value, found by its keyed hash
+    ({"q": "SIEM_TIMEOUT"}, [4]),
+])
+def test_each_filter_narrows_the_list(trail, manager, client, filters, expected):
+    client.login(username="max", password=PASSWORD)
+    response = client.get("/api/audit", filters)
+    assert response.status_code == 200, response.content
+    assert [item["seq"] for item in response.json()["items"]] == expected
+
+
+def test_filters_by_investigation_and_time(trail, manager, client):
+    first, _ = trail
+    client.login(username="max", password=PASSWORD)
+    seqs = [i["seq"] for i in client.get("/api/audit", {"investigation": first.pk}).json()["items"]]
+    assert seqs == [4, 3, 2, 1]
+    later = (timezone.now() + timedelta(minutes=1)).isoformat()
+    assert client.get("/api/audit", {"since": later, "kind": "tool_call"}).json()["items"] == []
+
+
+def test_a_bad_filter_is_a_clear_400(manager, client):
+    client.login(username="max", password=PASSWORD)
+    response = client.get("/api/audit", {"outcome": "exploded", "investigation": "x"})
+    assert response.status_code == 400
+    assert {error["field"] for error in response.json()["errors"]} == {"outcome", "investigation"}
+    assert client.get("/audit/", {"since": "yesterday"}).status_code == 400
+
+
+def test_keyset_pages_walk_the_whole_trail_once(manager, client):
+    add(12)
+    client.login(username="max", password=PASSWORD)
+    seen, cursor = [], None
+    while True:
+        body = client.get("/api/audit", {"limit": 5, "kind": "tool_call"} | ({"cursor": cursor} if cursor else {})).json()
+        seen += [item["seq"] for item in body["items"]]
+        if not (cursor := body["next_cursor"]):
+            break
+    assert seen == list(range(12, 0, -1))
+
+
+def test_the_export_of_a_filtered_view_matches_the_filtered_list(trail, manager, client):
+    client.login(username="max", password=PASSWORD)
+    filters = {"outcome": "ok", "kind": "tool_call"}
+    listed = [item["seq"] for item in client.get("/api/audit", filters).json()["items"]]
+    page = client.get("/audit/", filters).content.decode()
+    jsonl = b"".join(client.get("/audit/export", filters | {"format": "jsonl"}).streaming_content).decode()
+    rows = list(csv.DictReader(io.StringIO(b"".join(
+        client.get("/api/audit/export", filters | {"format": "csv"}).streaming_content).decode())))
+    assert listed == [3, 2, 1]
+    assert [json.loads(line)["seq"] for line in jsonl.splitlines()] == listed[::-1]  # chain order
+    assert [int(row["seq"]) for row in rows] == listed[::-1]
+    assert all(f'data-seq="{seq}"' in page for seq in listed) and 'data-seq="4"' not in page
+    assert rows[2]["arguments"] == json.dumps({"username": keyed_hash("J.Doe")})
+
+
+def test_csv_cells_that_look_like_formulas_are_neutralised(manager, client):
+    add(1, arguments={"reason": "=HYPERLINK(\"http://x\")"})
+    client.login(username="max", password=PASSWORD)
+    rows = list(csv.DictReader(io.StringIO(b"".join(
+        client.get("/audit/export", {"format": "csv", "kind": "tool_call"}).streaming_content).decode())))
+    assert json.loads(rows[0]["arguments"])["reason"] == '=HYPERLINK("http://x")'  # inside JSON: inert
+    assert rows[0]["arguments"].startswith("{")
+
+
+def test_reading_and_exporting_are_recorded(trail, manager, client):
+    client.login(username="max", password=PASSWORD)
+    client.get("/audit/", {"tool": "get_host"})
+    b"".join(client.get("/api/audit/export", {"format": "jsonl", "outcome": "ok"}).streaming_content)
+    reads = AuditRecord.objects.filter(kind="access").order_by("seq")
+    assert [(r.actor, r.outcome, r.extra) for r in reads] == [
+        ("user:max", "list", {"filters": {"tool": "get_host"}}),
+        ("user:max", "export", {"filters": {"outcome": "ok"}, "format": "jsonl"}),
+    ]
+    assert verify()[0] == 0
+
+
+# -- who may read ------------------------------------------------------------------------------------------
+def test_an_analyst_sees_only_their_own_investigations_trail(trail, make_user, client):
+    first, second = trail
+    ana = make_user("ana-2", ANALYST)
+    first.alert.submitted_by = ana
+    first.alert.save()
+    client.login(username="ana-2", password=PASSWORD)
+    seqs = {item["seq"] for item in client.get("/api/audit").json()["items"]}
+    assert seqs == {1, 2, 3, 4}
+    assert client.get("/audit/records/5/").status_code == 404
+    assert client.get(f"/audit/investigations/{second.pk}/").status_code == 404
+    assert client.get(f"/audit/investigations/{first.pk}/").status_code == 200
+    exported = b"".join(client.get("/audit/export", {"format": "jsonl"}).streaming_content).decode()
+    assert {json.loads(line)["seq"] for line in exported.splitlines()} == {1, 2, 3, 4}
+    assert client.get("/api/audit/digest").status_code == 403
+
+
+def test_a_team_grant_shows_that_investigations_trail(trail, make_user, client):
+    from django.contrib.auth.models import Group
+    from guardian.shortcuts import assign_perm
+
+    _, second = trail
+    make_user("tess", ANALYST).groups.add(team := Group.objects.create(name="team-emea"))
+    assign_perm("investigations.view_investigation", team, second)
+    client.login(username="tess", password=PASSWORD)
+    assert {item["seq"] for item in client.get("/api/audit").json()["items"]} == {5, 6}
+
+
+def test_a_user_without_a_role_is_refused(trail, make_user, client):
+    make_user("nobody")
+    client.login(username="nobody", password=PASSWORD)
+    assert client.get("/audit/").status_code == 403
+    assert client.get("/audit/export", {"format": "csv"}).status_code == 403
+    assert client.get("/api/audit").status_code == 403
+    assert client.get("/audit/", follow=False).status_code == 403
+    client.logout()
+    assert client.get("/api/audit").status_code == 401
+    assert client.get("/audit/").status_code == 302
+
+
+def test_nobody_can_edit_a_record(trail, admin_user, manager, client):
+    client.login(username="ada", password=PASSWORD)
+    record = AuditRecord.objects.get(seq=1)
+    assert client.post("/api/audit", {}).status_code == 405
+    assert client.delete("/api/audit").status_code == 405
+    change = f"/admin/investigations/auditrecord/{record.pk}/change/"
+    assert client.post(change, {"outcome": "error"}).status_code == 403
+    assert client.post(f"/admin/investigations/auditrecord/{record.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert client.get("/admin/investigations/auditrecord/add/").status_code == 403
+    assert AuditRecord.objects.get(seq=1).outcome == "ok" and verify()[0] == 0
+
+
+def test_the_pages_show_records_and_a_timeline(trail, manager, client):
+    first, _ = trail
+    client.login(username="max", password=PASSWORD)
+    listing = client.get("/audit/", {"investigation": first.pk}).content.decode()
+    assert listing.count("<tr data-seq=") == 4
+    record = client.get("/audit/records/3/").content.decode()
+    assert keyed_hash("J.Doe") in record and "J.Doe" not in record
+    timeline = client.get(f"/audit/investigations/{first.pk}/").content.decode()
+    assert timeline.count('<g class="bar"') == 4 and 'data-outcome="error"' in timeline
+
+
+def test_a_refused_decision_is_recorded_as_denied(waiting, make_user):
+    from investigations import actions
+    from tests.conftest import MANAGER
+
+    investigation, request = waiting
+    boss = make_user("boss", MANAGER)
+    with pytest.raises(actions.NotAllowed):
+        actions.approve(request.pk, boss)
+    denied = AuditRecord.objects.get(outcome="denied")
+    assert (denied.kind, denied.actor, denied.tool, denied.correlation_id) == (
+        "decision", "user:boss", "isolate_host", investigation.correlation_id)
+    assert denied.tool_use_id == request.tool_use_id
+    assert verify()[0] == 0
