@@ -179,16 +179,16 @@ def approve_and_measure(client, request) -> dict:
 
 
 def cleanup(tag: str, username: str) -> None:
-    """Delete what the bench made in the console's tables (the lab's write log is reset by the next seed)."""
+    """Delete what the bench made in the console's tables (the lab's write log is reset by the next seed).
+
+    The audit records stay: the trail is append-only, and this is the bench's own database."""
     from django.contrib.auth.models import User
 
-    from investigations.models import (ActionApproval, ActionRequest, ActionTransition, Alert, AuditRecord,
-                                       Investigation)
+    from investigations.models import ActionApproval, ActionRequest, ActionTransition, Alert, Investigation
     from toolserver.models import IdempotencyRecord
 
     alerts = Alert.objects.filter(external_id__startswith=f"{STORY}-bench-{tag}-")
     investigations = Investigation.objects.filter(alert__in=alerts)
-    AuditRecord.objects.filter(correlation_id__in=[i.correlation_id for i in investigations]).delete()
     IdempotencyRecord.objects.filter(trigger__in=[alert.trigger for alert in alerts]).delete()
     ActionTransition.objects.filter(request__investigation__in=investigations).delete()
     ActionApproval.objects.filter(request__investigation__in=investigations).delete()

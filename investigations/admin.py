@@ -69,6 +69,7 @@ class AuditRecordAdmin(admin.ModelAdmin):
     list_filter = ("kind", "outcome", "server", "tool")
     search_fields = ("text",)
     show_full_result_count = False
+    list_per_page = 50  # as the audit pages
 
     def has_add_permission(self, request):
         return False

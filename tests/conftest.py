@@ -41,6 +41,24 @@ def admin_user(make_user):
     return make_user("ada", ADMIN, is_staff=True)
 
 
+@pytest.fixture
+def make_investigation(db):
+    """An alert and its investigation, saved directly: no worker is asked to run it."""
+    from django.utils import timezone
+
+    from investigations.models import Alert, Investigation
+
+    def make(external_id: str = "TEST-1", **fields) -> Investigation:
+        alert = Alert.objects.create(
+            source="test", external_id=external_id, title="Test alert", severity="high", observed_at=timezone.now()
+        )
+        return Investigation.objects.create(
+            alert=alert, model="gatehouse-offline-1", budget_tool_calls=10, budget_tokens=10_000, budget_seconds=60, **fields
+        )
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def live_console(django_db_setup, django_db_blocker, lab_credentials):
     """The real console (`manage.py serve`) in a subprocess, on this run's test database.

@@ -30,24 +30,6 @@ def received(lab, settings_offline):
 
 
 @pytest.fixture
-def make_investigation(db):
-    """An alert and its investigation, saved directly: no worker is asked to run it."""
-    from django.utils import timezone
-
-    from investigations.models import Alert, Investigation
-
-    def make(external_id: str = "TEST-1", **fields) -> Investigation:
-        alert = Alert.objects.create(
-            source="test", external_id=external_id, title="Test alert", severity="high", observed_at=timezone.now()
-        )
-        return Investigation.objects.create(
-            alert=alert, model="gatehouse-offline-1", budget_tool_calls=10, budget_tokens=10_000, budget_seconds=60, **fields
-        )
-
-    return make
-
-
-@pytest.fixture
 def waiting(received):
     """The phishing story's investigation, suspended on its pending request to isolate WS-FIN-07."""
     from investigations import agent

@@ -135,3 +135,36 @@ def test_a_server_that_will_not_start_answers_a_typed_error_and_says_why_in_the_
     assert {result["reason"] for result in results} == {"toolserver_unavailable"}
     attempts = [record for record in caplog.records if "tool server intel did not start" in record.getMessage()]
     assert 1 <= len(attempts) <= 3  # at most one start per caller
+
+
+def test_every_kind_of_call_is_one_chained_record_naming_its_call(gateway, context, settings):
+    from dataclasses import replace
+
+    from investigations import audit as audit_trail
+    from toolserver.audit import result_digest
+
+    settings.TOOLSERVER_RATE_LIMITS = {**settings.TOOLSERVER_RATE_LIMITS, "ticketing": (1, 60)}
+    faults.inject("intel", "error_5xx")
+    calls = [
+        ("get_host", {"host": estate.PHISHED_HOST}, context, "ok", ""),
+        ("get_host", {"host": estate.PHISHED_HOST, "extra": 1}, context, "error", "invalid_arguments"),
+        ("format_disk", {}, context, "error", "unknown_tool"),
+        ("lookup_indicator", {"kind": "ip", "value": estate.BEACON_IP}, context, "error", "intel_unavailable"),
+        ("isolate_host", ISOLATE, replace(context, approval=""), "error", "approval_required"),
+        ("isolate_host", ISOLATE, context, "ok", ""),
+        ("isolate_host", ISOLATE, context, "replayed", ""),
+        ("open_ticket", {"title": "Phishing at finance", "severity": "high", "body": "Findings so far."}, context, "ok", ""),
+        ("open_ticket", {"title": "Phishing at finance 2", "severity": "high", "body": "Findings so far."}, context, "rate_limited", "rate_limited"),
+    ]
+    results = []
+    for n, (tool, arguments, call_context, _, _) in enumerate(calls):
+        results.append(gateway.call(tool, arguments, replace(call_context, tool_use_id=f"toolu_kind{n:04d}")))
+    records = list(AuditRecord.objects.order_by("seq"))
+    assert [(r.tool_use_id, r.outcome, r.reason) for r in records] == [
+        (f"toolu_kind{n:04d}", outcome, reason) for n, (_, _, _, outcome, reason) in enumerate(calls)
+    ]
+    assert [r.seq for r in records] == list(range(1, len(calls) + 1))
+    assert all(r.kind == "tool_call" and r.correlation_id == "inv-test-1" and r.actor == "agent" for r in records)
+    assert [r.extra["result_sha256"] for r in records] == [result_digest(result) for result in results]
+    assert records[5].idempotency_key and records[5].idempotency_key == records[6].idempotency_key
+    assert audit_trail.verify_database() == (len(calls), None)
