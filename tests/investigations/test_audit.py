@@ -371,9 +371,10 @@ def test_nobody_can_edit_a_record(trail, admin_user, manager, client):
     assert AuditRecord.objects.get(seq=1).outcome == "ok" and verify()[0] == 0
 
 
-def test_the_pages_show_records_and_a_timeline(trail, manager, client):
+@pytest.mark.parametrize("reader", ["max", "ada"])  # a manager, an admin
+def test_the_pages_show_records_and_a_timeline(trail, manager, admin_user, client, reader):
     first, _ = trail
-    client.login(username="max", password=PASSWORD)
+    client.login(username=reader, password=PASSWORD)
     listing = client.get("/audit/", {"investigation": first.pk}).content.decode()
     assert listing.count("<tr data-seq=") == 4
     record = client.get("/audit/records/3/").content.decode()
