@@ -62,20 +62,11 @@ class InvestigationAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AuditRecord)
-class AuditRecordAdmin(admin.ModelAdmin):
-    """Read-only: the audit pages are the managers' view; this one is for admins used to the admin."""
+class AuditRecordAdmin(ReadOnlyAdmin):
+    """The audit pages are the managers' view; this one is for admins used to the admin."""
 
     list_display = ("seq", "created_at", "kind", "server", "tool", "outcome", "reason", "actor", "correlation_id")
     list_filter = ("kind", "outcome", "server", "tool")
     search_fields = ("text",)
     show_full_result_count = False
     list_per_page = 50  # as the audit pages
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

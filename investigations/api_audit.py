@@ -11,7 +11,6 @@ from ninja import Field, Query, Router, Schema, Status
 from investigations import audit, audit_trail
 from investigations.api import InvalidInput, Problem
 from investigations.api_actions import AUTH
-from investigations.views_audit import export_response
 
 router = Router(tags=["audit"])
 
@@ -84,7 +83,7 @@ def export_audit(request, query: Query[ExportQuery]):
     if (problem := _refused(request.auth)) is not None:
         return Status(403, problem)
     filters = audit_trail.AuditFilter(**query.model_dump(exclude={"format"}))
-    return export_response(request, request.auth, filters, query.format)
+    return audit_trail.export_response(request, request.auth, filters, query.format)
 
 
 @router.get("/audit/digest", auth=AUTH, response={200: Digest, 401: Problem, 403: Problem},

@@ -12,6 +12,7 @@ against a head the console vouched for.
 """
 
 import base64
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from investigations.models import AuditHead, AuditRecord
-from toolserver.audit import ToolCallAudit
+from toolserver.audit import ToolCallAudit, canonical_json
 
 GENESIS = "0" * 64
 CHAIN = "gatehouse-audit"
@@ -89,6 +90,10 @@ def append_many(entries, *, batch_size: int = 1000) -> list[AuditRecord]:
     return records
 
 
+def _head() -> tuple[int, str]:
+    return AuditHead.objects.filter(pk=1).values_list("seq", "hash").first() or (0, GENESIS)
+
+
 def _locked_head() -> tuple[int, str]:
     """Lock the head row (made on first use, e.g. after a test's flush) and read it."""
     head = AuditHead.objects.select_for_update().filter(pk=1).first()
@@ -120,12 +125,8 @@ def content(record) -> dict:
     return values
 
 
-def _canonical(value) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def link_hash(prev_hash: str, record_content: dict) -> str:
-    return hashlib.sha256(prev_hash.encode() + b"\n" + _canonical(record_content)).hexdigest()
+    return hashlib.sha256(prev_hash.encode() + b"\n" + canonical_json(record_content)).hexdigest()
 
 
 def search_text(record: AuditRecord) -> str:
@@ -190,7 +191,7 @@ def verify(records, head: tuple[int, str] | None = None, *, owner_of=None) -> Br
 
 def verify_database(chunk_size: int = 5000) -> tuple[int, Break | None]:
     """The whole chain as stored: (records checked, first break or None)."""
-    head = AuditHead.objects.filter(pk=1).values_list("seq", "hash").first() or (0, GENESIS)
+    head = _head()
     checked = 0
 
     def walk():
@@ -207,6 +208,7 @@ def verify_database(chunk_size: int = 5000) -> tuple[int, Break | None]:
 
 
 # -- the signed digest -------------------------------------------------------------------------------
+@functools.cache
 def _signing_key():
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.hashes import SHA256
@@ -226,9 +228,9 @@ def public_key() -> str:
 
 def signed_digest() -> dict:
     """The chain head, signed: {chain, seq, hash, signed_at, public_key, signature}."""
-    head = AuditHead.objects.filter(pk=1).values_list("seq", "hash").first() or (0, GENESIS)
+    head = _head()
     body = {"chain": CHAIN, "seq": head[0], "hash": head[1], "signed_at": timezone.now().astimezone(UTC).isoformat()}
-    signature = _signing_key().sign(_canonical(body))
+    signature = _signing_key().sign(canonical_json(body))
     return body | {"public_key": public_key(), "signature": base64.b64encode(signature).decode()}
 
 
@@ -240,7 +242,7 @@ def check_digest(digest: dict, trusted_public_key: str | None = None) -> bool:
     try:
         key = Ed25519PublicKey.from_public_bytes(base64.b64decode(trusted_public_key or digest["public_key"]))
         body = {name: digest[name] for name in ("chain", "seq", "hash", "signed_at")}
-        key.verify(base64.b64decode(digest["signature"]), _canonical(body))
+        key.verify(base64.b64decode(digest["signature"]), canonical_json(body))
     except (InvalidSignature, KeyError, ValueError, TypeError):
         return False
     return True

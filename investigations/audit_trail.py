@@ -15,12 +15,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
 from django.db.models import Q
+from django.http import StreamingHttpResponse
 from guardian.shortcuts import get_objects_for_user
 from ninja import Field, Schema
 from pydantic import ConfigDict, StringConstraints, field_validator
 
 from console.roles import ANALYST, has_role
+from investigations import audit
 from investigations.models import ActionTransition, AuditRecord, Investigation
 from investigations.selectors import VIEW
 from toolserver.audit import Outcome, keyed_hash
@@ -96,7 +99,7 @@ def visible_records(user):
         return records
     if not may_read(user):
         return records.none()
-    return records.filter(correlation_id__in=[f"investigation-{pk}" for pk in own_investigation_ids(user)])
+    return records.filter(correlation_id__in=[Investigation.correlation_id_of(pk) for pk in own_investigation_ids(user)])
 
 
 # -- filters and pages -------------------------------------------------------------------------------
@@ -108,7 +111,7 @@ def filtered(records, filters: AuditFilter):
     if filters.until:
         records = records.filter(created_at__lte=filters.until)
     if filters.investigation:
-        records = records.filter(correlation_id=f"investigation-{filters.investigation}")
+        records = records.filter(correlation_id=Investigation.correlation_id_of(filters.investigation))
     if filters.alert:
         records = records.filter(correlation_id__in=_alert_correlation_ids(filters.alert))
     if filters.q:
@@ -122,7 +125,7 @@ def _alert_correlation_ids(alert: str) -> list[str]:
     match = Q(alert__external_id=alert) | (Q(alert__source=source, alert__external_id=external_id) if source else Q())
     if alert.isdigit():
         match |= Q(alert_id=int(alert))
-    return [f"investigation-{pk}" for pk in Investigation.objects.filter(match).values_list("pk", flat=True)]
+    return [Investigation.correlation_id_of(pk) for pk in Investigation.objects.filter(match).values_list("pk", flat=True)]
 
 
 def page(records, *, before: int | None = None, after: int | None = None, limit: int = PAGE_SIZE):
@@ -143,37 +146,14 @@ def page(records, *, before: int | None = None, after: int | None = None, limit:
 
 
 def as_row(record: AuditRecord) -> dict:
-    """A record as the API and the exports give it: every hashed field, the hashes, nothing else."""
-    return {
-        "seq": record.seq,
-        "created_at": record.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
-        "kind": record.kind,
-        "investigation": record.investigation_id,
-        "correlation_id": record.correlation_id,
-        "server": record.server,
-        "tool": record.tool,
-        "tool_use_id": record.tool_use_id,
-        "outcome": record.outcome,
-        "reason": record.reason,
-        "actor": record.actor,
-        "idempotency_key": record.idempotency_key,
-        "backend_status": record.backend_status,
-        "latency_ms": record.latency_ms,
-        "source": record.source,
-        "arguments": record.arguments,
-        "extra": record.extra,
-        "prev_hash": record.prev_hash,
-        "hash": record.hash,
-    }
+    """A record as the API and the exports give it: its hashed content, its investigation, the hashes."""
+    return audit.content(record) | {"investigation": record.investigation_id, "prev_hash": record.prev_hash,
+                                    "hash": record.hash}
 
 
 # -- exports -------------------------------------------------------------------------------------------
 FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
-CSV_COLUMNS = [
-    "seq", "created_at", "kind", "investigation", "correlation_id", "server", "tool", "tool_use_id", "outcome",
-    "reason", "actor", "idempotency_key", "backend_status", "latency_ms", "source", "arguments", "extra",
-    "prev_hash", "hash",
-]
+CSV_COLUMNS = [*audit.CONTENT_FIELDS, "investigation", "prev_hash", "hash"]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -220,16 +200,20 @@ def _csv_line(cells: list[str]) -> str:
     return buffer.getvalue()
 
 
-def export_filename(fmt: str) -> str:
-    return f"gatehouse-audit-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{fmt}"
+def export_response(request, user, filters: AuditFilter, fmt: str) -> StreamingHttpResponse:
+    """The streamed export of the pages and the API: asynchronous under ASGI, so it is never read whole."""
+    records = reading(user, "export", filters, format=fmt)
+    lines = aexport_lines(records, fmt) if isinstance(request, ASGIRequest) else export_lines(records, fmt)
+    response = StreamingHttpResponse(lines, content_type=FORMATS[fmt])
+    response["Content-Disposition"] = f'attachment; filename="gatehouse-audit-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{fmt}"'
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 def reading(user, what: str, filters: AuditFilter | None = None, **details):
     """Record that `user` reads the trail (`what`: list, record, timeline, export, digest) and
     return the records they may see under `filters`, up to just before that record."""
-    from investigations.audit import record_access
-
     active = filters.active() if filters is not None else {}
-    access = record_access(user, what, **({"filters": active} if active else {}), **details)
+    access = audit.record_access(user, what, **({"filters": active} if active else {}), **details)
     records = visible_records(user).filter(seq__lt=access.seq)
     return filtered(records, filters) if filters is not None else records

@@ -1,6 +1,7 @@
 """Alerts, the investigations they start, the events each investigation streams, and the audit record."""
 
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
@@ -138,7 +139,11 @@ class Investigation(models.Model):
     @property
     def correlation_id(self) -> str:
         """What the audit records of its tool calls carry."""
-        return f"investigation-{self.pk}"
+        return self.correlation_id_of(self.pk)
+
+    @staticmethod
+    def correlation_id_of(pk: int) -> str:
+        return f"investigation-{pk}"
 
     @property
     def model_name(self) -> str:
@@ -369,8 +374,6 @@ class AuditRecord(models.Model):
 
     @property
     def started_at(self):
-        from datetime import timedelta
-
         return self.created_at - timedelta(milliseconds=self.latency_ms)
 
 

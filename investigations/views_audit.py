@@ -9,8 +9,7 @@ import json
 import pydantic
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.handlers.asgi import ASGIRequest
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils.http import urlencode
 
@@ -67,9 +66,9 @@ def audit_list(request):
 def _list_context(request, filters) -> dict:
     query = urlencode(filters.active()) if filters else ""
     return {
-        "filters": filters.active() if filters else {k: v for k, v in request.GET.items()},
+        "filters": filters.active() if filters else request.GET.dict(),
         "query": query,
-        "kinds": audit_trail.AuditRecord.Kind.choices,
+        "kinds": AuditRecord.Kind.choices,
         "outcomes": [outcome.value for outcome in Outcome],
         "servers": list(SERVERS),
         "tools": sorted(tool.name for server in SERVERS.values() for tool in server.tools),
@@ -160,20 +159,7 @@ def export(request):
         filters = _filters_from(request.GET)
     except pydantic.ValidationError as exc:
         return HttpResponse("\n".join(_errors(exc)), status=400, content_type="text/plain")
-    return export_response(request, request.user, filters, fmt)
-
-
-def export_response(request, user, filters, fmt: str) -> StreamingHttpResponse:
-    """The streamed export (shared with the API): asynchronous under ASGI so it is never read whole."""
-    records = audit_trail.reading(user, "export", filters, format=fmt)
-    if isinstance(request, ASGIRequest):
-        lines = audit_trail.aexport_lines(records, fmt)
-    else:
-        lines = audit_trail.export_lines(records, fmt)
-    response = StreamingHttpResponse(lines, content_type=audit_trail.FORMATS[fmt])
-    response["Content-Disposition"] = f'attachment; filename="{audit_trail.export_filename(fmt)}"'
-    response["Cache-Control"] = "no-store"
-    return response
+    return audit_trail.export_response(request, request.user, filters, fmt)
 
 
 @_reader

@@ -63,10 +63,14 @@ def redact(tool: ToolSpec | None, arguments: dict) -> dict:
     }
 
 
+def canonical_json(value) -> bytes:
+    """One byte string per value, whatever its key order: what the audit's hashes are taken over."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
 def result_digest(result: dict) -> str:
     """The SHA-256 of a result as the caller got it, so the record vouches for the transcript's copy."""
-    canonical = json.dumps(result, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical_json(result)).hexdigest()
 
 
 def emit(event: ToolCallAudit) -> None:
