@@ -105,12 +105,13 @@ def wait_for_room(calls_by_server: dict[str, int]) -> None:
     import redis
     from django.conf import settings
 
-    from toolserver.ratelimit import limit_for
+    from toolserver.models import ToolServer
+    from toolserver.ratelimit import limit_of
 
     store = redis.Redis.from_url(settings.REDIS_URL)
     for server, calls in calls_by_server.items():
         key = f"gatehouse:ratelimit:{server}"  # toolserver.ratelimit.RedisRateLimiter's counter
-        if int(store.get(key) or 0) + calls > limit_for(server).calls:
+        if int(store.get(key) or 0) + calls > limit_of(ToolServer.objects.get(name=server)).calls:
             time.sleep(max(store.pttl(key), 0) / 1000 + 0.05)
 
 

@@ -72,9 +72,12 @@ def grant_role_permissions(app_config, using="default", apps=None, **kwargs):
 
 
 def grant_default_approvals(app_config, **kwargs):
-    """post_migrate receiver, after the roles: every write tool has a policy, approved by analysts by default."""
+    """post_migrate receiver, after the roles: every catalog server and tool has its row, every write
+    tool a policy, approved by analysts by default."""
     if app_config.label != "console":
         return
     from investigations.actions import ensure_policies
+    from toolserver.config import ensure_catalog
 
+    ensure_catalog()
     ensure_policies()

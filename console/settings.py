@@ -43,10 +43,12 @@ if not PRODUCTION:
     DATABASES["default"]["TEST"] = {"NAME": DATA_DIR / "test.sqlite3"}
 
 
-def _secret(variable: str, filename: str) -> str:
+def _secret(variable: str, filename: str, *, required: bool = True) -> str:
     """A secret from the environment; on the embedded default, generated once beside its database."""
     value = env_str(variable)
     if not value:
+        if PRODUCTION and not required:
+            return ""
         if PRODUCTION:
             raise ConfigError(variable, "required in production mode (50+ random characters)")
         path = DATA_DIR / filename
@@ -146,6 +148,10 @@ LAB_ENABLED = env_bool("GATEHOUSE_LAB", not PRODUCTION)
 # Tool servers (toolserver/): each server's backend and where its credential lives. The
 # credential is read by the server's own process when it starts (toolserver.launch).
 LAB_API_URL = env_str("GATEHOUSE_LAB_URL") or f"http://127.0.0.1:{env_int('PORT', 8000)}/lab/api"
+# Seals the credentials an admin stores in the console (toolserver/credentials.py). Optional in
+# production: without it, credentials are references (env:NAME, file:/path). Comma-separated to
+# rotate it: the first seals, every one unseals.
+CREDENTIALS_KEY = _secret("GATEHOUSE_CREDENTIALS_KEY", "credentials_key", required=False)
 CREDENTIALS_DIR = Path(env_str("GATEHOUSE_CREDENTIALS_DIR") or DATA_DIR / "credentials")
 TOOLSERVER_BACKENDS = {
     server: {"adapter": "lab", "url": LAB_API_URL, "credential": f"file:{CREDENTIALS_DIR / (server + '.key')}"}

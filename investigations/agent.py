@@ -26,7 +26,8 @@ from investigations.events import LeaseLost, record_event
 from investigations.models import Event, Investigation
 from investigations.offline_model import parse_verdict
 from investigations.prompts import SYSTEM_PROMPT, first_message
-from toolserver.catalog import SERVERS, find_tool
+from toolserver import config
+from toolserver.catalog import find_tool
 from toolserver.gateway import CallContext, Gateway
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class Agent:
             model=investigation.model,
             max_tokens=max_tokens,
             system=SYSTEM_PROMPT,
-            tools=offered_tools(),
+            tools=config.offered_tools(),
             messages=messages,
         ) as stream:
             for event in stream:
@@ -163,6 +164,9 @@ class Agent:
 
     def _gated(self, use: dict) -> dict | None:
         """A write: its result once an analyst decided (or its policy needs no approval), else None."""
+        tool = config.tool_row(use["name"])
+        if tool is None or not tool.usable:  # no request for a tool that cannot run: the gateway says why
+            return self.gateway.call(use["name"], use["input"], replace(self.context, tool_use_id=use["id"]))
         if not actions.policy_for(use["name"]).requires_approval:
             return self.gateway.call(use["name"], use["input"], replace(self.context, approval=f"policy:{use['name']}", tool_use_id=use["id"]))
         request = actions.request_action(self.investigation, use, owner=self.owner, gateway=self.gateway)
@@ -238,38 +242,6 @@ class TextStream:
         self.flushed_at = time.monotonic()
         if chunk:
             self.emit(chunk, self.block)
-
-
-_tools: dict[str, list[dict]] = {}
-_tools_lock = threading.Lock()
-
-
-def offered_tools() -> list[dict]:
-    """Every tool as its server advertises it (name, description, input schema).
-
-    A server that cannot be listed right now is offered from the catalog the servers are built
-    from, so its tools still exist for the model and a call answers with a typed error instead
-    of the check silently disappearing from the investigation.
-    """
-    from toolserver.supervisor import get_supervisor
-
-    offered = []
-    for server in SERVERS.values():
-        with _tools_lock:
-            listed = _tools.get(server.name)
-        if listed is None:
-            try:
-                listed = get_supervisor().list_tools(server.name)
-                with _tools_lock:
-                    _tools[server.name] = listed
-            except Exception as exc:
-                log.warning("could not list the %s tools (%s); offering the catalog's", server.name, type(exc).__name__)
-                listed = [
-                    {"name": tool.name, "description": tool.description, "input_schema": tool.arguments.model_json_schema()}
-                    for tool in server.tools
-                ]
-        offered += listed
-    return offered
 
 
 @dataclass

@@ -67,6 +67,15 @@ def record_access(user, what: str, **details) -> AuditRecord:
     )
 
 
+def record_admin_change(actor: str, what: str, *, before: dict, after: dict, server: str = "", tool: str = "",
+                        correlation_id: str = "") -> AuditRecord:
+    """A change of configuration, permissions or credentials (credentials as fingerprints only)."""
+    return append(
+        kind=AuditRecord.Kind.ADMIN_CHANGE, outcome=what, actor=actor, server=server, tool=tool,
+        correlation_id=correlation_id, extra={"before": before, "after": after},
+    )
+
+
 def append(**fields) -> AuditRecord:
     (record,) = append_many([fields])
     return record

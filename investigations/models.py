@@ -4,6 +4,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -194,7 +195,9 @@ class ToolPolicy(models.Model):
     approvals_needed = models.PositiveSmallIntegerField(
         default=1, help_text="2 for four-eyes: two different people must approve."
     )
-    expiry_seconds = models.PositiveIntegerField(default=3600, help_text="A request not decided by then expires.")
+    expiry_seconds = models.PositiveIntegerField(
+        default=3600, validators=[MinValueValidator(60)], help_text="A request not decided by then expires."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -205,6 +208,39 @@ class ToolPolicy(models.Model):
 
     def __str__(self) -> str:
         return self.tool
+
+
+class Budgets(models.Model):
+    """What each new investigation may spend (DESIGN.md rule 7): one row, set by an admin.
+
+    Its first values come from the deployment (GATEHOUSE_BUDGET_*); a running investigation
+    keeps the budgets it started with.
+    """
+
+    tool_calls = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    tokens = models.PositiveIntegerField(validators=[MinValueValidator(1000)])
+    seconds = models.PositiveIntegerField(validators=[MinValueValidator(10)])
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "budgets"
+        constraints = [
+            models.CheckConstraint(condition=Q(pk=1), name="budgets_single_row"),
+            models.CheckConstraint(
+                condition=Q(tool_calls__gte=1, tokens__gte=1000, seconds__gte=10), name="budgets_minimums"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool_calls} tool calls, {self.tokens} tokens, {self.seconds} s"
+
+    @classmethod
+    def current(cls) -> "Budgets":
+        defaults = settings.INVESTIGATION_BUDGETS
+        budgets, _ = cls.objects.get_or_create(
+            pk=1, defaults={"tool_calls": defaults["tool_calls"], "tokens": defaults["tokens"], "seconds": defaults["seconds"]}
+        )
+        return budgets
 
 
 class ActionRequest(models.Model):

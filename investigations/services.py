@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from investigations import events
 from investigations.events import LeaseLost
-from investigations.models import Alert, Event, Investigation
+from investigations.models import Alert, Budgets, Event, Investigation
 
 log = logging.getLogger(__name__)
 Status = Investigation.Status
@@ -30,13 +30,13 @@ def start_investigation(alert: Alert, *, requested_by=None) -> Investigation:
     from investigations.llm import model_id
     from investigations.tasks import run_investigation
 
-    budgets = settings.INVESTIGATION_BUDGETS
+    budgets = Budgets.current()
     investigation = Investigation.objects.create(
         alert=alert,
         model=model_id(),
-        budget_tool_calls=budgets["tool_calls"],
-        budget_tokens=budgets["tokens"],
-        budget_seconds=budgets["seconds"],
+        budget_tool_calls=budgets.tool_calls,
+        budget_tokens=budgets.tokens,
+        budget_seconds=budgets.seconds,
         requested_by=requested_by,
     )
     events.record_event(investigation.pk, Event.Kind.STATUS, {"status": Status.QUEUED, "message": "Queued for a worker."})

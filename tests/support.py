@@ -26,6 +26,13 @@ def database_url_of(settings_dict: dict) -> str:
     return f"postgres://{user}@{settings_dict['HOST']}:{settings_dict['PORT']}/{settings_dict['NAME']}"
 
 
+def set_rate_limit(server: str, calls: int, window_s: int = 60) -> None:
+    """As an admin sets it (console/administration.py), without the audit record."""
+    from toolserver.models import ToolServer
+
+    ToolServer.objects.filter(name=server).update(rate_limit_calls=calls, rate_limit_window_s=window_s)
+
+
 def console_env(**overrides: str) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("DJANGO_SETTINGS_MODULE", None)

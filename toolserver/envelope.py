@@ -14,6 +14,7 @@ from enum import StrEnum
 class Reason(StrEnum):
     INVALID_ARGUMENTS = "invalid_arguments"
     UNKNOWN_TOOL = "unknown_tool"
+    TOOL_DISABLED = "tool_disabled"
     NOT_FOUND = "not_found"
     RATE_LIMITED = "rate_limited"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"

@@ -1,6 +1,6 @@
 """The gateway: the one way the agent (or an approved action) calls a tool.
 
-In order, for every call: find the tool, validate the arguments at the boundary, take a
+In order, for every call: find the tool, refuse it if an admin disabled it, validate the arguments at the boundary, take a
 rate-limit token for its server, claim the idempotency key of a write, call the server process
 through the supervisor, settle the key, and emit exactly one audit record. Every failure comes
 back as a typed error envelope; nothing raises to the caller.
@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from toolserver import audit, idempotency
+from toolserver import audit, config, idempotency
 from toolserver.audit import Outcome, ToolCallAudit
 from toolserver.catalog import ServerSpec, ToolSpec, find_tool
 from toolserver.envelope import Reason, error, invalid_arguments, is_error, is_transient
-from toolserver.ratelimit import get_rate_limiter, limit_for
+from toolserver.ratelimit import get_rate_limiter, limit_of
 from toolserver.schemas import parse_arguments
 
 
@@ -45,6 +45,10 @@ class Gateway:
             result = error(Reason.UNKNOWN_TOOL, retryable=False, guidance="Use only the tools you were given.")
             return self._audited(None, None, {}, result, context, started, Outcome.ERROR)
         server, tool = found
+        row = config.tool_row(tool.name)
+        if row is None or not row.usable:
+            result = error(Reason.TOOL_DISABLED, retryable=False, guidance=_disabled_guidance(row))
+            return self._audited(server, tool, _named_only(arguments, tool), result, context, started, Outcome.ERROR)
         try:
             args = parse_arguments(tool.arguments, arguments)
         except ValidationError as exc:
@@ -60,7 +64,7 @@ class Gateway:
                 "does not have, so it was not performed. Do not retry it; recommend it in your summary.",
             )
             return self._audited(server, tool, validated, result, context, started, Outcome.ERROR)
-        wait_s = self.rate_limiter.acquire(server.name, limit_for(server.name))
+        wait_s = self.rate_limiter.acquire(server.name, limit_of(row.server))
         if wait_s is not None:
             retry_after_s = max(1, round(wait_s))
             result = error(
@@ -141,6 +145,16 @@ class Gateway:
             )
         )
         return result
+
+
+def _disabled_guidance(row) -> str:
+    if row is not None and row.proposed is not None:
+        why = "its server now describes it differently, and an admin has not yet accepted the change"
+    elif row is not None and not row.server.enabled:
+        why = f"an admin switched off its server, {row.server.name}"
+    else:
+        why = "an admin switched it off"
+    return f"This tool cannot be used now: {why}. Do not retry it. This is not evidence either way: say that the check could not be made."
 
 
 def _named_only(arguments: dict, tool: ToolSpec) -> dict:

@@ -1,9 +1,13 @@
 """Start one tool server process with its own credential, and nothing else, in its environment.
 
 The supervisor runs `python -m toolserver.launch` with the server's name, adapter, backend URL
-and a reference to its credential (`file:/run/secrets/edr_isolate`). This launcher reads the
-reference here, in the child, then replaces itself with the server, whose environment holds
-exactly its own URL and credential: the worker that runs the model never reads the secret.
+and a reference to its credential (`sealed:…`, `env:EDR_ISOLATE_KEY`, `file:/run/secrets/edr_isolate`).
+This launcher resolves the reference here, in the child, then replaces itself with the server,
+whose environment holds exactly its own URL and credential: not the key that unsealed it, not
+the variable it came from. The worker that runs the model never reads the secret.
+
+`--check` starts the server in check mode: it calls the backend's health endpoint once and
+prints the answer (the console's "check connection").
 """
 
 import os
@@ -24,7 +28,8 @@ def main() -> None:
         raise SystemExit(3) from None
     env = {name: os.environ[name] for name in PASSED_THROUGH + OWN if name in os.environ}
     env["GATEHOUSE_BACKEND_KEY"] = credential
-    os.execve(sys.executable, [sys.executable, "-m", "toolserver.servers"], env)
+    args = [sys.executable, "-m", "toolserver.servers", *(["--check"] if "--check" in sys.argv[1:] else [])]
+    os.execve(sys.executable, args, env)
 
 
 if __name__ == "__main__":

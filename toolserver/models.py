@@ -1,3 +1,4 @@
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 
@@ -31,3 +32,101 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool} {self.target} for {self.trigger} ({self.state})"
+
+
+class ToolServer(models.Model):
+    """One tool server (catalog.SERVERS) as the admin configured it: its backend, its switch and its rate.
+
+    Who may change it: the admin role, or whoever holds `manage_toolserver` on this row.
+    """
+
+    name = models.CharField(max_length=40, unique=True)
+    adapter = models.CharField(max_length=40, default="lab", help_text="The backend implementation (toolserver.adapters).")
+    url = models.CharField(max_length=500, blank=True, help_text="The backend's base URL; blank: the deployment's default.")
+    enabled = models.BooleanField(default=True, help_text="Off: every tool of this server answers tool_disabled.")
+    rate_limit_calls = models.PositiveIntegerField(
+        validators=[MinValueValidator(1)], help_text="Calls allowed per window, shared by every worker."
+    )
+    rate_limit_window_s = models.PositiveIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(86_400)], help_text="The window, in seconds."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("manage_toolserver", "Can manage this tool server and its credential")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(rate_limit_calls__gte=1), name="toolserver_rate_calls_positive"),
+            models.CheckConstraint(condition=models.Q(rate_limit_window_s__gte=1), name="toolserver_rate_window_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Tool(models.Model):
+    """A tool as its server advertised it, and as an admin accepted it.
+
+    The model is offered only the accepted description and schema. When a discovery finds them
+    changed (a changed description is a prompt change), the server's version waits in `proposed`
+    and the tool answers tool_disabled until an admin accepts it.
+    """
+
+    server = models.ForeignKey(ToolServer, on_delete=models.CASCADE, related_name="tools")
+    name = models.CharField(max_length=60, unique=True)
+    description = models.TextField()
+    input_schema = models.JSONField()
+    enabled = models.BooleanField(default=True)
+    proposed = models.JSONField(null=True, blank=True, help_text="{description, input_schema} awaiting acceptance.")
+    discovered_at = models.DateTimeField(null=True, blank=True, help_text="The last time its server listed it.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["server__name", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def usable(self) -> bool:
+        return self.enabled and self.proposed is None and self.server.enabled
+
+
+class Credential(models.Model):
+    """A credential a tool server's process gets at start, as GATEHOUSE_BACKEND_KEY.
+
+    Either sealed here (Fernet, under GATEHOUSE_CREDENTIALS_KEY, which never enters the database)
+    or a reference to a secret kept elsewhere (`env:NAME`, `file:/run/secrets/name`), read by the
+    server's launcher. The newest row of a server is its credential; a revoked newest row means none.
+    Nothing here can show the secret: a page shows the fingerprint, who set it and when.
+    """
+
+    class Kind(models.TextChoices):
+        SEALED = "sealed"
+        REFERENCE = "reference"
+
+    server = models.ForeignKey(ToolServer, on_delete=models.CASCADE, related_name="credentials")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    sealed = models.TextField(blank=True, editable=False, help_text="The Fernet token.")
+    reference = models.CharField(max_length=500, blank=True)
+    fingerprint = models.CharField(max_length=16, blank=True, help_text="Keyed hash of a sealed secret.")
+    set_by = models.CharField(max_length=150)
+    set_at = models.DateTimeField(auto_now_add=True)
+    revoked_by = models.CharField(max_length=150, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-set_at", "-id"]
+        indexes = [models.Index(fields=["server", "-id"])]
+
+    def __str__(self) -> str:
+        return f"{self.server.name}: {self.shown}"
+
+    @property
+    def shown(self) -> str:
+        """What a page or an audit record may say about it."""
+        return f"fingerprint {self.fingerprint}" if self.kind == self.Kind.SEALED else self.reference
+
+    @property
+    def launch_reference(self) -> str:
+        return f"sealed:{self.sealed}" if self.kind == self.Kind.SEALED else self.reference

@@ -26,9 +26,9 @@ class Limit:
     per_seconds: int
 
 
-def limit_for(server: str) -> Limit:
-    calls, per_seconds = settings.TOOLSERVER_RATE_LIMITS.get(server, settings.TOOLSERVER_RATE_LIMITS["default"])
-    return Limit(calls, per_seconds)
+def limit_of(server) -> Limit:
+    """A ToolServer's limit, as an admin set it (its first value: settings.TOOLSERVER_RATE_LIMITS)."""
+    return Limit(server.rate_limit_calls, server.rate_limit_window_s)
 
 
 class RedisRateLimiter:

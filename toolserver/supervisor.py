@@ -2,8 +2,10 @@
 
 The supervisor owns an asyncio loop in a thread of its own; each server's stdio session is
 owned by one task on it (mcp's client must be entered and left in the same task). A server
-is (re)started on first use, when its process dies, and when its launch configuration changes
-— a new backend URL or a rotated credential — so a rotation takes effect on the next call.
+is (re)started on first use, when its process dies, and when its launch configuration
+(toolserver.config: adapter, URL, credential) differs from the one it was started with, so no
+call ever runs on an old credential. An admin's change also stops the old processes at once,
+in every worker: restart_everywhere() (over Redis pub/sub in production).
 Callers are synchronous (Celery tasks) and get an envelope back, never an exception.
 """
 
@@ -13,14 +15,18 @@ import concurrent.futures
 import logging
 import os
 import sys
+import json
+import subprocess
 import threading
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from mcp import Client, MCPError, StdioServerParameters, stdio_client
+from mcp.client.stdio import get_default_environment
 from mcp_types import CONNECTION_CLOSED
 
-from toolserver import credentials
+from toolserver import config, credentials
 from toolserver.catalog import SERVERS
 from toolserver.envelope import BackendFailure, Reason, backend_error, error
 from toolserver.servers import META_BACKEND_STATUS
@@ -40,26 +46,40 @@ class LaunchConfig:
     timeout_s: float
 
     def environment(self) -> dict[str, str]:
-        """What the launcher gets: where the backend is and where its credential lives."""
-        return {
+        """What the launcher gets: where the backend is and where its credential lives.
+
+        A sealed credential comes with the key that opens it, and an env: reference with its one
+        variable; the launcher hands the server neither (toolserver.launch).
+        """
+        env = {
             "GATEHOUSE_SERVER": self.server,
             "GATEHOUSE_ADAPTER": self.adapter,
             "GATEHOUSE_BACKEND_URL": self.url,
             "GATEHOUSE_CREDENTIAL_REF": self.credential_ref,
             "GATEHOUSE_BACKEND_TIMEOUT_S": str(self.timeout_s),
         }
+        scheme, _, rest = self.credential_ref.partition(":")
+        if scheme == "sealed":
+            env[credentials.KEY_VARIABLE] = settings.CREDENTIALS_KEY
+        elif scheme == "env" and rest in os.environ:
+            env[rest] = os.environ[rest]
+        return env
 
 
 def launch_config(server: str) -> LaunchConfig:
-    backend = settings.TOOLSERVER_BACKENDS[server]
+    backend = config.backend_of(server)
     return LaunchConfig(
         server=server,
-        adapter=backend["adapter"],
-        url=backend["url"],
-        credential_ref=backend["credential"],
-        credential_version=credentials.version(backend["credential"]),
+        adapter=backend.adapter,
+        url=backend.url,
+        credential_ref=backend.credential_ref,
+        credential_version=credentials.version(backend.credential_ref),
         timeout_s=float(settings.BACKEND_TIMEOUT_S),
     )
+
+
+class ServerDidNotStart(RuntimeError):
+    """Its message names the server, never its credential."""
 
 
 class ServerProcess:
@@ -148,6 +168,9 @@ class Supervisor:
         self._thread = threading.Thread(target=self._loop.run_forever, name="toolserver-supervisor", daemon=True)
         self._thread.start()
         self._servers: dict[str, ServerProcess] = {}
+        self._listener = None
+        if settings.REDIS_URL:
+            self._listener = asyncio.run_coroutine_threadsafe(self._listen_for_restarts(settings.REDIS_URL), self._loop)
 
     def call(self, server: str, tool: str, arguments: dict, meta: dict) -> tuple[dict, str]:
         """(envelope, backend status) of one call, from this worker's process for `server`."""
@@ -160,17 +183,57 @@ class Supervisor:
             future.cancel()
             return _unavailable(server), "toolserver_timeout"
 
-    def list_tools(self, server: str) -> list[dict]:
-        """The tools `server` itself advertises: name, description and input schema."""
+    def list_tools(self, server: str, *, keep_running: bool = True) -> list[dict]:
+        """The tools `server` itself advertises: name, description and input schema.
+
+        keep_running=False asks a process started for the question and stopped after it, so a
+        web process that discovers tools keeps no server (nor credential) running.
+        """
         config = launch_config(server)
 
         async def listed():
-            return await (await self._process(config)).list_tools()
+            if keep_running:
+                return await (await self._process(config)).list_tools()
+            process = ServerProcess(config)
+            try:
+                return await process.list_tools()
+            finally:
+                await process.stop()
 
         tools = asyncio.run_coroutine_threadsafe(listed(), self._loop).result(timeout=START_TIMEOUT_S + 5)
         if tools is None:
-            raise RuntimeError(f"the {server} tool server did not start")
+            raise ServerDidNotStart(f"the {server} tool server did not start (is its credential set?)")
         return [{"name": tool.name, "description": tool.description, "input_schema": tool.input_schema} for tool in tools]
+
+    def restart(self, server: str) -> None:
+        """Stop this process's `server` now: it starts again, with its current configuration, on its next call."""
+        asyncio.run_coroutine_threadsafe(self._stop_server(server), self._loop).result(timeout=15)
+
+    async def _stop_server(self, server: str) -> None:
+        running = self._servers.get(server)
+        if running is not None:  # a second caller (the announcement and the local call) awaits the same stop
+            await running.stop()
+            if self._servers.get(server) is running:
+                del self._servers[server]
+                log.info("tool server %s: stopped (its configuration changed)", server)
+
+    async def _listen_for_restarts(self, url: str) -> None:
+        """Production: a credential rotated in the web process stops every worker's server that holds the old one."""
+        import redis.asyncio as aioredis
+
+        while True:
+            client = aioredis.Redis.from_url(url)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(restart_channel(url))
+                    async for message in pubsub.listen():
+                        if message["type"] == "message" and message["data"].decode() in SERVERS:
+                            await self._stop_server(message["data"].decode())
+            except Exception as exc:  # Redis away: calls still compare their configuration; listen again soon
+                log.warning("tool server restarts: not listening (%s)", type(exc).__name__)
+                await asyncio.sleep(RESTART_PAUSE_S * 5)
+            finally:
+                await client.aclose()
 
     async def _call(self, config: LaunchConfig, tool: str, arguments: dict, meta: dict, timeout_s: float):
         process = await self._process(config)
@@ -203,6 +266,9 @@ class Supervisor:
             await asyncio.gather(*(process.stop() for process in self._servers.values()), return_exceptions=True)
             self._servers.clear()
 
+        if self._listener is not None:
+            self._listener.cancel()  # its task ends (and closes its connection) on the loop, before the loop stops
+
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(stop_all(), self._loop).result(timeout=15)
 
@@ -213,6 +279,55 @@ def _unavailable(server: str) -> dict:
         retryable=True,
         guidance=f"The {server} tool server is restarting. Retry once; this is not evidence either way.",
     )
+
+
+def restart_channel(redis_url: str) -> str:
+    """Pub/sub ignores Redis database numbers: the channel names the database, so deployments sharing a Redis stay apart."""
+    return f"gatehouse:{urlsplit(redis_url).path.strip('/') or '0'}:toolserver-restart"
+
+
+def restart_everywhere(server: str) -> None:
+    """After a change of `server`'s backend or credential: every process stops its old server process now."""
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=3, socket_connect_timeout=3)
+        try:
+            client.publish(restart_channel(settings.REDIS_URL), server)
+        except redis.RedisError as exc:  # each call still compares its configuration: none uses the old one
+            log.warning("tool server %s: restart not announced (%s)", server, type(exc).__name__)
+        finally:
+            client.close()
+    if _supervisor is not None and _supervisor.pid == os.getpid():
+        _supervisor.restart(server)
+
+
+def check_connection(server: str) -> dict:
+    """{"ok", "detail"}: the backend's health endpoint, called with the credential by a process of the server's own.
+
+    The launcher resolves the credential as for a real start, so a wrong reference, a key the
+    backend refuses and an unreachable URL each show here, named, before an investigation meets them.
+    """
+    config = launch_config(server)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "toolserver.launch", "--check"],
+            env=get_default_environment() | config.environment(),
+            cwd=str(settings.BASE_DIR),
+            capture_output=True,
+            text=True,
+            timeout=config.timeout_s + START_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "detail": f"no answer within {config.timeout_s + START_TIMEOUT_S:.0f} s"}
+    lines = done.stdout.strip().splitlines()
+    if done.returncode in (0, 1) and lines:
+        try:
+            return json.loads(lines[-1])
+        except ValueError:
+            pass
+    problem = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+    return {"ok": False, "detail": problem[0].removeprefix(f"toolserver: {server}: ")}
 
 
 _supervisor: Supervisor | None = None

@@ -6,6 +6,7 @@ import pytest
 from guardian.shortcuts import assign_perm
 
 from investigations import actions, agent
+from tests.support import set_rate_limit
 from investigations.models import ActionRequest, AuditRecord, Event, Investigation, ToolPolicy
 from toolserver.lab.models import LabWrite
 
@@ -165,12 +166,13 @@ def test_approvers_are_emailed_once_about_a_request_that_waits_long(received, ma
 def test_an_approved_write_held_back_by_the_rate_limit_is_retried_not_failed(received, analyst, settings):
     from django.utils import timezone
 
-    from toolserver.ratelimit import get_rate_limiter, limit_for
+    from toolserver.models import ToolServer
+    from toolserver.ratelimit import get_rate_limiter, limit_of
 
-    settings.TOOLSERVER_RATE_LIMITS = {**settings.TOOLSERVER_RATE_LIMITS, "edr-response": (1, 60)}
+    set_rate_limit("edr-response", 1)
     _, investigation = received("LAB-SIEM-1001")
     request = pending(run(investigation))
-    assert get_rate_limiter().acquire("edr-response", limit_for("edr-response")) is None  # the window's one call
+    assert get_rate_limiter().acquire("edr-response", limit_of(ToolServer.objects.get(name="edr-response"))) is None  # the window's one call
     request = approve_and_execute(request, analyst)
     assert request.state == "executing" and request.lease_expires_at > timezone.now()  # retried after the wait
     assert not LabWrite.objects.exists()

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from investigations import actions, agent, llm
-from investigations.models import AuditRecord, Event, Investigation
+from investigations.models import AuditRecord, Budgets, Event, Investigation
 from toolserver.lab import faults
 from toolserver.lab.models import LabWrite
 
@@ -96,8 +96,14 @@ def test_a_siem_timeout_is_reported_as_unconfirmed_and_the_verdict_is_not_benign
     assert calls_of(investigation).filter(tool="search_logins", reason="siem_timeout").count() == 2  # one retry
 
 
-def test_the_tool_call_budget_ends_the_investigation_as_inconclusive(received, settings):
-    settings.INVESTIGATION_BUDGETS = {**settings.INVESTIGATION_BUDGETS, "tool_calls": 2}
+def set_budgets(**values) -> None:
+    """As an admin sets them (console/administration.py), for investigations started from now on."""
+    Budgets.current()
+    Budgets.objects.filter(pk=1).update(**values)
+
+
+def test_the_tool_call_budget_ends_the_investigation_as_inconclusive(received):
+    set_budgets(tool_calls=2)
     _, investigation = received("LAB-SIEM-1001")
     investigation = run(investigation)
     assert (investigation.status, investigation.verdict) == ("completed", "inconclusive")
@@ -107,8 +113,8 @@ def test_the_tool_call_budget_ends_the_investigation_as_inconclusive(received, s
     assert verdict.data["end_reason"] == investigation.end_reason
 
 
-def test_the_token_budget_ends_the_investigation_as_inconclusive(received, settings):
-    settings.INVESTIGATION_BUDGETS = {**settings.INVESTIGATION_BUDGETS, "tokens": 6000}
+def test_the_token_budget_ends_the_investigation_as_inconclusive(received):
+    set_budgets(tokens=6000)
     _, investigation = received("LAB-SIEM-1001")
     investigation = run(investigation)
     assert investigation.verdict == "inconclusive"
@@ -117,9 +123,9 @@ def test_the_token_budget_ends_the_investigation_as_inconclusive(received, setti
     assert 0 < calls_of(investigation).count() < 10
 
 
-def test_the_time_budget_is_enforced_before_each_step(received, settings):
-    settings.INVESTIGATION_BUDGETS = {**settings.INVESTIGATION_BUDGETS, "seconds": 0}
+def test_the_time_budget_is_enforced_before_each_step(received):
     _, investigation = received("LAB-SIEM-1001")
+    Investigation.objects.filter(pk=investigation.pk).update(budget_seconds=0)  # already spent when it starts
     investigation = run(investigation)
     assert investigation.verdict == "inconclusive"
     assert investigation.end_reason == "The time budget (0 s) is exhausted."

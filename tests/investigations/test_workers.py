@@ -57,8 +57,10 @@ def test_an_alert_posted_to_the_api_ends_in_a_saved_verdict(worker, live_console
 def test_a_killed_worker_is_replaced_and_no_completed_call_is_repeated(worker):
     faults.inject("edr", "slow", delay_ms=60_000, remaining=1)  # get_host, the third call, hangs
     investigation = receive_alert(story_alert("LAB-SIEM-1001")).investigation
-    in_flight = Event.objects.filter(investigation=investigation, kind=Event.Kind.TOOL_CALL, data__name="get_host")
-    wait_until(in_flight.exists, timeout=60, what="the get_host call to start")
+    # Killed once the call hangs at the lab (the edr server starts on its first call, so the
+    # transcript shows the call a moment before the lab has it).
+    hanging = LabFault.objects.filter(backend="edr", applied=1)
+    wait_until(hanging.exists, timeout=60, what="the get_host call to reach the lab")
     audit = AuditRecord.objects.filter(correlation_id=investigation.correlation_id)
     completed = list(audit.values_list("tool", flat=True))
     assert sorted(completed) == ["get_user", "search_logins"]

@@ -11,6 +11,7 @@ from toolserver.gateway import CallContext
 from toolserver.lab import estate, faults
 from toolserver.lab.models import LabWrite
 from toolserver.supervisor import get_supervisor
+from tests.support import set_rate_limit
 from tests.toolserver.conftest import server_pids
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -77,8 +78,8 @@ def test_a_write_without_an_approval_never_reaches_the_backend(gateway, context)
     assert (record.tool, record.outcome, record.reason, record.idempotency_key) == ("isolate_host", "error", "approval_required", "")
 
 
-def test_over_the_rate_limit_the_backend_is_not_called(gateway, context, settings):
-    settings.TOOLSERVER_RATE_LIMITS = {**settings.TOOLSERVER_RATE_LIMITS, "edr-response": (2, 60)}
+def test_over_the_rate_limit_the_backend_is_not_called(gateway, context):
+    set_rate_limit("edr-response", 2)
     results = [
         gateway.call("isolate_host", {**ISOLATE, "host": host}, context)
         for host in (estate.BEACON_HOST, estate.PHISHED_HOST, estate.BENIGN_HOST)
@@ -143,7 +144,7 @@ def test_every_kind_of_call_is_one_chained_record_naming_its_call(gateway, conte
     from investigations import audit as audit_trail
     from toolserver.audit import result_digest
 
-    settings.TOOLSERVER_RATE_LIMITS = {**settings.TOOLSERVER_RATE_LIMITS, "ticketing": (1, 60)}
+    set_rate_limit("ticketing", 1)
     faults.inject("intel", "error_5xx")
     calls = [
         ("get_host", {"host": estate.PHISHED_HOST}, context, "ok", ""),

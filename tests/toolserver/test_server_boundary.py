@@ -18,6 +18,9 @@ SECRET = "sk-test-never-shown-0123456789"
 class ScriptedIntel(IntelBackend):
     source = "scripted:intel"
 
+    async def health(self):
+        return "scripted"
+
     async def lookup_indicator(self, args):
         behaviour = {
             "10.0.0.1": BackendError(BackendFailure.TIMEOUT),
@@ -120,6 +123,9 @@ async def test_writes_refuse_calls_without_an_idempotency_key():
 
         async def release_host(self, args, write):
             return {}
+
+        async def health(self):
+            return "scripted"
 
     server = build_server(SERVERS["edr-response"], Recording(url="http://edr", credential=SECRET, timeout_s=1))
     async with Client(server) as client:

@@ -64,6 +64,10 @@ class Backend(ABC):
     async def aclose(self) -> None:
         """Release connections; adapters that hold none need not override."""
 
+    @abstractmethod
+    async def health(self) -> str:
+        """Call the backend's health endpoint with the credential: what it says, for an admin to read."""
+
 
 class SiemBackend(Backend):
     @abstractmethod

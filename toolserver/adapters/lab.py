@@ -179,6 +179,13 @@ class LabHttp:
             raise BackendError(BackendFailure.MALFORMED, status=status)
         return body
 
+    async def health(self) -> str:
+        body = await self._request("GET", "/health")
+        scopes = body.get("scopes")
+        if body.get("status") != "ok" or not isinstance(scopes, list):
+            raise BackendError(BackendFailure.MALFORMED)
+        return f"the key is valid, with scopes {', '.join(map(str, scopes)) or 'none'}"
+
     async def _write(self, path: str, payload: dict, write: WriteContext, *, target: str) -> dict:
         """A privileged write, carrying its idempotency key so the backend deduplicates too."""
         return await self._request("POST", path, target=target, json=payload, idempotency_key=write.idempotency_key)

@@ -9,6 +9,7 @@ never a raw payload, a stack trace or a credential.
 import json
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 import pydantic_core
 from mcp.server.mcpserver import Context, MCPServer
@@ -18,7 +19,7 @@ from pydantic import ValidationError
 
 from toolserver.adapters.base import Backend, BackendError, BackendRefused, Page, TargetNotFound, WriteContext
 from toolserver.catalog import ServerSpec, ToolSpec
-from toolserver.envelope import BACKEND_NAMES, Reason, backend_error, error, invalid_arguments, is_error, ok
+from toolserver.envelope import BACKEND_NAMES, BackendFailure, Reason, backend_error, error, invalid_arguments, is_error, ok
 from toolserver.schemas import parse_arguments
 
 log = logging.getLogger("toolserver")
@@ -92,6 +93,38 @@ async def run_tool(spec: ServerSpec, tool: ToolSpec, backend: Backend, raw: Any,
     if isinstance(outcome, Page):
         return ok(outcome.items, source=backend.source, truncated=outcome.truncated), "200"
     return ok(outcome, source=backend.source), "200"
+
+
+async def check_health(backend: Backend) -> dict:
+    """{"ok", "detail"}: one call of the backend's health endpoint, said for an admin. Never the credential."""
+    where = _endpoint(backend.url)
+    try:
+        answer = await backend.health()
+    except BackendError as exc:
+        problem = {
+            BackendFailure.UNAVAILABLE: f"cannot reach {where}" + (f" (HTTP {exc.status})" if exc.status else ""),
+            BackendFailure.FORBIDDEN: f"{where} refused the credential (HTTP {exc.status})",
+            BackendFailure.TIMEOUT: f"{where} did not answer within {backend.timeout_s:g} s",
+            BackendFailure.RATE_LIMITED: f"{where} is throttling requests (HTTP 429); try again later",
+            BackendFailure.MALFORMED: f"{where} answered, but not as this adapter's backend does",
+        }[exc.failure]
+        return {"ok": False, "detail": problem}
+    except TargetNotFound:
+        return {"ok": False, "detail": f"{where} has no health endpoint: is the URL the backend's base URL?"}
+    except Exception as exc:
+        return {"ok": False, "detail": f"the check failed ({type(exc).__name__})"}
+    finally:
+        await backend.aclose()
+    return {"ok": True, "detail": f"reached {where}; {answer}"}
+
+
+def _endpoint(url: str) -> str:
+    """host:port of the backend, for messages: not a path's token nor a userinfo part.
+
+    (console.config has the same for the console's own URLs; a server process does not import the console.)
+    """
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
 
 
 def _result(envelope: dict, backend_status: str) -> CallToolResult:

@@ -2,8 +2,11 @@
 
 Started by toolserver.launch, which leaves exactly these variables: GATEHOUSE_SERVER,
 GATEHOUSE_ADAPTER, GATEHOUSE_BACKEND_URL, GATEHOUSE_BACKEND_KEY, GATEHOUSE_BACKEND_TIMEOUT_S.
+With `--check` it calls the backend's health endpoint once, prints {"ok", "detail"} and exits.
 """
 
+import asyncio
+import json
 import logging
 import os
 import sys
@@ -14,7 +17,7 @@ logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelnam
 
 from toolserver.adapters import ADAPTERS  # noqa: E402
 from toolserver.catalog import SERVERS  # noqa: E402
-from toolserver.servers import build_server  # noqa: E402
+from toolserver.servers import build_server, check_health  # noqa: E402
 
 
 def main() -> None:
@@ -29,6 +32,10 @@ def main() -> None:
         credential=os.environ.pop("GATEHOUSE_BACKEND_KEY", ""),
         timeout_s=float(os.environ.get("GATEHOUSE_BACKEND_TIMEOUT_S", "10")),
     )
+    if "--check" in sys.argv[1:]:
+        report = asyncio.run(check_health(backend))
+        print(json.dumps(report))
+        raise SystemExit(0 if report["ok"] else 1)
     build_server(spec, backend).run()
 
 

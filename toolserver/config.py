@@ -1,0 +1,76 @@
+"""The tool servers as an admin configured them (toolserver.models), over the deployment's defaults.
+
+Read by the supervisor (how to start a server), the gateway (whether a tool may be called, at
+what rate) and the agent (which tools, described how, the model is offered). A server's row
+with a blank URL, or without any credential set, uses the deployment's TOOLSERVER_BACKENDS.
+"""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from toolserver.catalog import SERVERS, ToolSpec
+from toolserver.models import Tool, ToolServer
+
+
+@dataclass(frozen=True)
+class Backend:
+    adapter: str
+    url: str
+    credential_ref: str  # "" when the credential was revoked: the server will not start
+
+
+def advertised_schema(tool: ToolSpec) -> dict:
+    """The input schema a server advertises for `tool` (toolserver.servers builds it the same way)."""
+    return tool.arguments.model_json_schema()
+
+
+def ensure_catalog() -> None:
+    """Every server and tool of the catalog has its row; a new one starts from the deployment's defaults."""
+    limits = settings.TOOLSERVER_RATE_LIMITS
+    for spec in SERVERS.values():
+        calls, window_s = limits.get(spec.name, limits["default"])
+        server, _ = ToolServer.objects.get_or_create(
+            name=spec.name,
+            defaults={
+                "adapter": settings.TOOLSERVER_BACKENDS[spec.name]["adapter"],
+                "rate_limit_calls": calls,
+                "rate_limit_window_s": window_s,
+            },
+        )
+        for tool in spec.tools:
+            Tool.objects.get_or_create(
+                name=tool.name,
+                defaults={"server": server, "description": tool.description, "input_schema": advertised_schema(tool)},
+            )
+
+
+def backend_of(name: str) -> Backend:
+    server = ToolServer.objects.get(name=name)
+    default = settings.TOOLSERVER_BACKENDS[name]
+    credential = server.credentials.order_by("-id").first()
+    if credential is None:
+        reference = default["credential"]
+    else:
+        reference = "" if credential.revoked_at else credential.launch_reference
+    return Backend(adapter=server.adapter, url=server.url or default["url"], credential_ref=reference)
+
+
+def tool_row(name: str) -> Tool | None:
+    return Tool.objects.select_related("server").filter(name=name).first()
+
+
+def offered_tools() -> list[dict]:
+    """What the model is offered: every catalog tool, as an admin accepted its description and schema.
+
+    A disabled tool stays on the list, so the model's call gets a typed tool_disabled answer (a
+    check it could not make, not a finding) and a running investigation's prompt does not change.
+    """
+    rows = {tool.name: tool for tool in Tool.objects.all()}
+    offered = []
+    for server in SERVERS.values():
+        for spec in server.tools:
+            row = rows.get(spec.name)
+            if row is not None and row.description:
+                offered.append({"name": row.name, "description": row.description, "input_schema": row.input_schema})
+    return offered
