@@ -5,6 +5,7 @@ import re
 from ninja import NinjaAPI
 from ninja.errors import ValidationError
 
+from console.api_manage import router as manage_router
 from investigations.api import TokenRejected
 from investigations.api import router as alerts_router
 from investigations.api_actions import router as actions_router
@@ -25,6 +26,8 @@ INVALID_INPUT = {
     "reject_action": "Invalid decision.",
     "list_audit": "Invalid filter.",
     "export_audit": "Invalid filter.",
+    "set_credential": "Invalid credential.",
+    "update_tool": "Invalid tool setting.",
 }
 PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 
@@ -61,3 +64,4 @@ def token_rejected(request, exc: TokenRejected):
 api.add_router("", alerts_router)
 api.add_router("", actions_router)
 api.add_router("", audit_router)
+api.add_router("", manage_router)

@@ -22,6 +22,7 @@ NAVIGATION = [
     NavItem("Approvals", "investigations:approvals", frozenset({ANALYST, MANAGER}), badge="pending_approvals"),
     NavItem("New alert", "investigations:new_alert", frozenset({ANALYST})),
     NavItem("Audit trail", "investigations:audit", frozenset({ANALYST, MANAGER, ADMIN})),
+    NavItem("Tool servers", "manage:index", frozenset({ADMIN})),
     NavItem("Administration", "admin:index", frozenset({ADMIN})),
 ]
 if settings.LAB_ENABLED:  # the lab's URLs exist only then (console/urls.py)

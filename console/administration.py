@@ -1,0 +1,258 @@
+"""What an admin changes: tool servers, their credentials, tools, approval policies, budgets and grants.
+
+Each change is one function here: it saves the change, records it in the audit trail (who,
+what, before and after; a credential only as its fingerprint or reference), and when it changes
+how a server starts (adapter, URL, credential) it stops the processes that run the old
+configuration once the change is committed. Views and the API validate input (console.forms)
+and call these.
+"""
+
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.db import transaction
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+from guardian.shortcuts import assign_perm, remove_perm
+
+from console.roles import ADMIN, has_role
+from investigations import audit
+from investigations.models import Budgets, Investigation, ToolPolicy
+from toolserver import credentials
+from toolserver.catalog import find_tool
+from toolserver.models import Credential, Tool, ToolServer
+from toolserver.supervisor import get_supervisor, restart_everywhere
+
+SERVER_FIELDS = ("adapter", "url", "enabled", "rate_limit_calls", "rate_limit_window_s")
+RESTARTING_FIELDS = {"adapter", "url"}
+POLICY_FIELDS = ("requires_approval", "approvals_needed", "expiry_seconds")
+BUDGET_FIELDS = ("tool_calls", "tokens", "seconds")
+
+
+class Refused(Exception):
+    """A change that cannot be made; the message says why, for the admin."""
+
+
+def actor(user) -> str:
+    return f"user:{user.get_username()}"
+
+
+def may_manage(user, server: ToolServer) -> bool:
+    """The admin role manages every server; anyone else needs `manage_toolserver` on this one."""
+    return has_role(user, ADMIN) or user.has_perm("toolserver.manage_toolserver", server)
+
+
+def _snapshot(row, fields) -> dict:
+    return {name: getattr(row, name) for name in fields}
+
+
+def _save_changes(row, user, what: str, changes: dict, fields, **where) -> dict:
+    """Apply `changes` to `row`; record the fields that changed. Returns them (empty: nothing changed)."""
+    before = _snapshot(row, fields)
+    for name, value in changes.items():
+        setattr(row, name, value)
+    after = _snapshot(row, fields)
+    changed = {name for name in fields if before[name] != after[name]}
+    if changed:
+        row.save()
+        audit.record_admin_change(
+            actor(user), what,
+            before={name: before[name] for name in sorted(changed)},
+            after={name: after[name] for name in sorted(changed)},
+            **where,
+        )
+    return changed
+
+
+# -- servers and credentials ------------------------------------------------------------------------
+@transaction.atomic
+def update_server(server: ToolServer, user, changes: dict) -> set[str]:
+    changed = _save_changes(server, user, "server_changed", changes, SERVER_FIELDS, server=server.name)
+    if changed & RESTARTING_FIELDS:
+        transaction.on_commit(lambda: restart_everywhere(server.name))
+    return changed
+
+
+def current_credential(server: ToolServer) -> Credential | None:
+    return server.credentials.order_by("-id").first()
+
+
+def _shown(credential: Credential | None) -> str:
+    if credential is None:
+        return "deployment default"
+    return "revoked" if credential.revoked_at else credential.shown
+
+
+@sensitive_variables("secret", "sealed")
+@transaction.atomic
+def set_credential(server: ToolServer, user, *, secret: str = "", reference: str = "") -> Credential:
+    """Set or rotate `server`'s credential: a secret, sealed here, or a reference to one kept elsewhere."""
+    before = _shown(current_credential(server))
+    if secret:
+        try:
+            sealed = credentials.seal(secret, settings.CREDENTIALS_KEY)
+        except credentials.CredentialError as exc:
+            raise Refused(f"{exc}; set it, or give a reference (env:NAME or file:/path) instead") from None
+        credential = Credential.objects.create(
+            server=server, kind=Credential.Kind.SEALED, sealed=sealed,
+            fingerprint=credentials.fingerprint(secret), set_by=user.get_username(),
+        )
+    else:
+        try:
+            reference = credentials.check_reference(reference)
+        except ValueError as exc:
+            raise Refused(str(exc)) from None
+        credential = Credential.objects.create(
+            server=server, kind=Credential.Kind.REFERENCE, reference=reference, set_by=user.get_username()
+        )
+    audit.record_admin_change(
+        actor(user), "credential_set", server=server.name,
+        before={"credential": before}, after={"credential": credential.shown},
+    )
+    transaction.on_commit(lambda: restart_everywhere(server.name))
+    return credential
+
+
+@transaction.atomic
+def revoke_credential(server: ToolServer, user) -> None:
+    """The server gets no credential: its processes stop now, and it starts again only with a new one."""
+    credential = current_credential(server)
+    if credential is None or credential.revoked_at:
+        raise Refused(f"{server.name} has no credential set here to revoke")
+    Credential.objects.filter(pk=credential.pk).update(revoked_at=timezone.now(), revoked_by=user.get_username())
+    audit.record_admin_change(
+        actor(user), "credential_revoked", server=server.name,
+        before={"credential": credential.shown}, after={"credential": "revoked"},
+    )
+    transaction.on_commit(lambda: restart_everywhere(server.name))
+
+
+# -- tools and their discovery ----------------------------------------------------------------------
+@transaction.atomic
+def update_tool(tool: Tool, user, *, enabled: bool) -> set[str]:
+    return _save_changes(tool, user, "tool_changed", {"enabled": enabled}, ("enabled",), server=tool.server.name, tool=tool.name)
+
+
+@transaction.atomic
+def accept_tool_change(tool: Tool, user) -> None:
+    """The server's new description and schema become what the model is offered."""
+    if tool.proposed is None:
+        raise Refused(f"{tool.name} has no change waiting")
+    before = {"description": tool.description, "input_schema_sha256": _schema_digest(tool.input_schema)}
+    tool.description = tool.proposed["description"]
+    tool.input_schema = tool.proposed["input_schema"]
+    tool.proposed = None
+    tool.save()
+    audit.record_admin_change(
+        actor(user), "tool_change_accepted", server=tool.server.name, tool=tool.name, before=before,
+        after={"description": tool.description, "input_schema_sha256": _schema_digest(tool.input_schema)},
+    )
+
+
+def discover(server: ToolServer, by: str = "system") -> list[str]:
+    """List `server`'s tools from a process of its own and compare them with what was accepted.
+
+    A tool whose description or schema changed, or one not seen before, waits for an admin, and
+    answers tool_disabled until then. Returns the names of the tools found changed or new.
+    """
+    listed = get_supervisor().list_tools(server.name, keep_running=False)
+    found = []
+    with transaction.atomic():
+        for advertised in listed:
+            offered = {"description": advertised["description"] or "", "input_schema": advertised["input_schema"]}
+            tool = Tool.objects.select_for_update().filter(name=advertised["name"]).first()
+            if tool is None:
+                tool = Tool.objects.create(server=server, name=advertised["name"], description="", input_schema={})
+            tool.discovered_at = timezone.now()
+            unchanged = tool.description == offered["description"] and tool.input_schema == offered["input_schema"]
+            if unchanged or tool.proposed == offered:
+                tool.proposed = None if unchanged else tool.proposed
+                tool.save(update_fields=["discovered_at", "proposed", "updated_at"])
+                continue
+            tool.proposed = offered
+            tool.save(update_fields=["discovered_at", "proposed", "updated_at"])
+            found.append(tool.name)
+            audit.record_admin_change(
+                by, "tool_change_found", server=server.name, tool=tool.name,
+                before={"description": tool.description, "input_schema_sha256": _schema_digest(tool.input_schema)},
+                after={"description": offered["description"], "input_schema_sha256": _schema_digest(offered["input_schema"])},
+            )
+    return found
+
+
+def _schema_digest(schema) -> str:
+    from toolserver.audit import result_digest
+
+    return result_digest(schema)
+
+
+# -- policies and budgets ---------------------------------------------------------------------------
+@transaction.atomic
+def update_policy(policy: ToolPolicy, user, changes: dict) -> set[str]:
+    server, _ = find_tool(policy.tool)
+    return _save_changes(policy, user, "policy_changed", changes, POLICY_FIELDS, server=server.name, tool=policy.tool)
+
+
+@transaction.atomic
+def update_budgets(user, changes: dict) -> set[str]:
+    return _save_changes(Budgets.current(), user, "budgets_changed", changes, BUDGET_FIELDS)
+
+
+# -- object permissions -----------------------------------------------------------------------------
+# What an admin grants per object: the permission, the model it is on, and how a page names one.
+GRANTABLE = {
+    "approve_tool": ("investigations.approve_tool", ToolPolicy, "tool"),
+    "view_investigation": ("investigations.view_investigation", Investigation, "pk"),
+    "manage_toolserver": ("toolserver.manage_toolserver", ToolServer, "name"),
+}
+
+
+def grantable_object(permission: str, name: str):
+    _, model, field = GRANTABLE[permission]
+    try:
+        return model.objects.get(**{field: name})
+    except (model.DoesNotExist, ValueError):
+        raise Refused(f"there is no {model._meta.verbose_name} {name!r}") from None
+
+
+@transaction.atomic
+def grant(user, permission: str, obj, holder: User | Group) -> None:
+    assign_perm(GRANTABLE[permission][0], holder, obj)
+    _record_grant(user, "permission_granted", permission, obj, holder)
+
+
+@transaction.atomic
+def revoke(user, permission: str, obj, holder: User | Group) -> None:
+    remove_perm(GRANTABLE[permission][0], holder, obj)
+    _record_grant(user, "permission_revoked", permission, obj, holder)
+
+
+def _record_grant(user, what: str, permission: str, obj, holder) -> None:
+    held_by = f"group:{holder.name}" if isinstance(holder, Group) else f"user:{holder.get_username()}"
+    where = {"tool": obj.tool} if isinstance(obj, ToolPolicy) else {"server": obj.name} if isinstance(obj, ToolServer) else {}
+    if isinstance(obj, Investigation):
+        where["correlation_id"] = obj.correlation_id
+    audit.record_admin_change(
+        actor(user), what, before={}, after={"permission": permission, "object": str(obj), "holder": held_by}, **where
+    )
+
+
+def grants(permission: str) -> list[dict]:
+    """Who holds `permission`, on what: [{"permission", "object", "holder"}], holders as group:<name> or user:<name>."""
+    from django.contrib.contenttypes.models import ContentType
+    from guardian.models import GroupObjectPermission, UserObjectPermission
+
+    codename = GRANTABLE[permission][0].split(".")[1]
+    _, model, field = GRANTABLE[permission]
+    where = {"permission__codename": codename, "content_type": ContentType.objects.get_for_model(model)}
+    links = [
+        (link.object_pk, f"group:{link.group.name}")
+        for link in GroupObjectPermission.objects.filter(**where).select_related("group")
+    ] + [
+        (link.object_pk, f"user:{link.user.get_username()}")
+        for link in UserObjectPermission.objects.filter(**where).select_related("user")
+    ]
+    names = dict(model.objects.filter(pk__in={int(pk) for pk, _ in links}).values_list("pk", field))
+    return sorted(
+        ({"permission": permission, "object": str(names[int(pk)]), "holder": holder} for pk, holder in links if int(pk) in names),
+        key=lambda row: (row["object"], row["holder"]),
+    )

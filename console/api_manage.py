@@ -1,0 +1,114 @@
+"""Administration over HTTP, for the admin role: the servers (credentials as fingerprints), setting a
+credential, switching a tool. The same functions and audit records as the pages (console.administration)."""
+
+from ninja import Field, Router, Schema, Status
+from pydantic import model_validator
+
+from console import administration
+from console.roles import ADMIN, has_role
+from investigations.api import InvalidInput, Problem
+from investigations.api_actions import AUTH
+from toolserver.models import Tool, ToolServer
+
+router = Router(tags=["administration"])
+ADMINS_ONLY = Problem(detail="Only admins may manage tool servers.")
+
+
+class CredentialOut(Schema):
+    shown: str = Field(description="`fingerprint <hex>` of a sealed secret, the reference, `revoked` or `deployment default`.")
+    set_by: str = ""
+    set_at: str | None = None
+
+
+class ServerOut(Schema):
+    name: str
+    adapter: str
+    url: str
+    enabled: bool
+    rate_limit_calls: int
+    rate_limit_window_s: int
+    credential: CredentialOut
+    tools: list[str]
+
+
+class CredentialIn(Schema):
+    secret: str = Field("", max_length=4096, description="Sealed at once; never returned.")
+    reference: str = Field("", max_length=500, description="env:NAME or file:/path, resolved when the server starts.")
+
+    @model_validator(mode="after")
+    def one_of_them(self):
+        if bool(self.secret.strip()) == bool(self.reference.strip()):
+            raise ValueError("give either secret or reference")
+        return self
+
+
+class ToolIn(Schema):
+    enabled: bool
+
+
+class ToolOut(Schema):
+    name: str
+    server: str
+    enabled: bool
+    change_waiting: bool
+    usable: bool
+
+
+def _credential(server: ToolServer) -> CredentialOut:
+    credential = administration.current_credential(server)
+    if credential is None:
+        return CredentialOut(shown="deployment default")
+    if credential.revoked_at:
+        return CredentialOut(shown="revoked", set_by=credential.revoked_by, set_at=credential.revoked_at.isoformat())
+    return CredentialOut(shown=credential.shown, set_by=credential.set_by, set_at=credential.set_at.isoformat())
+
+
+def _server(server: ToolServer) -> ServerOut:
+    return ServerOut(
+        name=server.name, adapter=server.adapter, url=server.url, enabled=server.enabled,
+        rate_limit_calls=server.rate_limit_calls, rate_limit_window_s=server.rate_limit_window_s,
+        credential=_credential(server), tools=[tool.name for tool in server.tools.all()],
+    )
+
+
+def _tool(tool: Tool) -> ToolOut:
+    return ToolOut(name=tool.name, server=tool.server.name, enabled=tool.enabled,
+                   change_waiting=tool.proposed is not None, usable=tool.usable)
+
+
+@router.get("/manage/servers", auth=AUTH, response={200: list[ServerOut], 401: Problem, 403: Problem},
+            url_name="manage_servers", operation_id="manage_servers", summary="Tool servers")
+def list_servers(request):
+    if not has_role(request.auth, ADMIN):
+        return Status(403, ADMINS_ONLY)
+    return [_server(server) for server in ToolServer.objects.prefetch_related("tools")]
+
+
+@router.put("/manage/servers/{name}/credential", auth=AUTH,
+            response={200: CredentialOut, 400: InvalidInput, 401: Problem, 403: Problem, 404: Problem},
+            url_name="set_credential", operation_id="set_credential", summary="Set or rotate a credential")
+def set_credential(request, name: str, body: CredentialIn):
+    """The server's processes restart with the new credential at once. The answer holds its fingerprint only."""
+    server = ToolServer.objects.filter(name=name).first()
+    if server is None or not administration.may_manage(request.auth, server):  # no names told to outsiders
+        if server is None and has_role(request.auth, ADMIN):
+            return Status(404, Problem(detail=f"No tool server {name!r}."))
+        return Status(403, ADMINS_ONLY)
+    try:
+        administration.set_credential(server, request.auth, secret=body.secret.strip(), reference=body.reference)
+    except administration.Refused as exc:
+        return Status(400, InvalidInput(detail=str(exc)))
+    return _credential(server)
+
+
+@router.patch("/manage/tools/{name}", auth=AUTH,
+              response={200: ToolOut, 400: InvalidInput, 401: Problem, 403: Problem, 404: Problem},
+              url_name="update_tool", operation_id="update_tool", summary="Enable or disable a tool")
+def update_tool(request, name: str, body: ToolIn):
+    if not has_role(request.auth, ADMIN):
+        return Status(403, ADMINS_ONLY)
+    tool = Tool.objects.select_related("server").filter(name=name).first()
+    if tool is None:
+        return Status(404, Problem(detail=f"No tool {name!r}."))
+    administration.update_tool(tool, request.auth, enabled=body.enabled)
+    return _tool(tool)
