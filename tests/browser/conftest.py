@@ -1,7 +1,11 @@
 import os
+from contextlib import contextmanager
 
 import pytest
 from playwright.sync_api import sync_playwright
+
+from tests.investigations.workers import console_and_worker
+from tests.support import console_env, database_url_of
 
 CHROMIUM = "/usr/bin/chromium"
 # Chromium's own background traffic is refused by this machine's closed network.
@@ -32,6 +36,28 @@ def browser():
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@contextmanager
+def console_with_worker(lab_credentials, tmp_path_factory, *, model_delay_ms: int = 0):
+    """A console on this run's database and the worker that runs its investigations and actions."""
+    from django.db import connection
+
+    env = console_env(
+        DATABASE_URL=database_url_of(connection.settings_dict),
+        GATEHOUSE_CREDENTIALS_DIR=str(lab_credentials[0]),
+        GATEHOUSE_OFFLINE_MODEL_DELAY_MS=str(model_delay_ms),
+        GATEHOUSE_SWEEP_INTERVAL_S="3600",
+        ANTHROPIC_API_KEY=None,  # the offline model, whatever this shell holds
+    )
+    with console_and_worker(env, tmp_path_factory.mktemp("worker")) as console:
+        yield console
+
+
+@pytest.fixture(scope="module")
+def console(django_db_setup, django_db_blocker, lab_credentials, tmp_path_factory):
+    with console_with_worker(lab_credentials, tmp_path_factory) as console:
+        yield console
 
 
 @pytest.fixture

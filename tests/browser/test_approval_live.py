@@ -18,8 +18,6 @@ from playwright.sync_api import expect
 from console.roles import ANALYST
 from investigations.models import ActionRequest
 from tests.conftest import PASSWORD
-from tests.investigations.workers import console_and_worker
-from tests.support import console_env, database_url_of
 from toolserver.lab import estate
 from toolserver.lab.models import LabWrite
 
@@ -27,22 +25,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 RUN_TIMEOUT_MS = 120_000  # the investigation up to its request, or the action and its outcome, on a slow machine
 LIVE = "() => document.getElementById('live-indicator').dataset.state === 'live'"
-
-
-@pytest.fixture(scope="module")
-def console(django_db_setup, django_db_blocker, lab_credentials, tmp_path_factory):
-    """A console on this run's database and the worker that runs its investigations and actions."""
-    from django.db import connection
-
-    env = console_env(
-        DATABASE_URL=database_url_of(connection.settings_dict),
-        GATEHOUSE_CREDENTIALS_DIR=str(lab_credentials[0]),
-        GATEHOUSE_OFFLINE_MODEL_DELAY_MS="0",
-        GATEHOUSE_SWEEP_INTERVAL_S="3600",
-        ANTHROPIC_API_KEY=None,  # the offline model, whatever this shell holds
-    )
-    with console_and_worker(env, tmp_path_factory.mktemp("worker")) as console:
-        yield console
 
 
 def raise_phishing_alert(page, console) -> int:

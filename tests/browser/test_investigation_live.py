@@ -17,8 +17,7 @@ from django.utils import timezone
 from console.roles import ANALYST
 from investigations.models import Event, Investigation
 from tests.conftest import PASSWORD
-from tests.investigations.workers import console_and_worker
-from tests.support import console_env, database_url_of
+from tests.browser.conftest import console_with_worker
 from toolserver.lab import estate
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -30,17 +29,8 @@ RUN_TIMEOUT_MS = 120_000  # the whole paced story, with room for a slow machine
 
 @pytest.fixture(scope="module")
 def slow_console(django_db_setup, django_db_blocker, lab_credentials, tmp_path_factory):
-    """A console on this run's database whose offline model streams slowly, and its worker."""
-    from django.db import connection
-
-    env = console_env(
-        DATABASE_URL=database_url_of(connection.settings_dict),
-        GATEHOUSE_CREDENTIALS_DIR=str(lab_credentials[0]),
-        GATEHOUSE_OFFLINE_MODEL_DELAY_MS="40",
-        GATEHOUSE_SWEEP_INTERVAL_S="3600",
-        ANTHROPIC_API_KEY=None,  # the offline model, whatever this shell holds
-    )
-    with console_and_worker(env, tmp_path_factory.mktemp("worker")) as console:
+    """A console whose offline model streams slowly, and its worker."""
+    with console_with_worker(lab_credentials, tmp_path_factory, model_delay_ms=40) as console:
         yield console
 
 

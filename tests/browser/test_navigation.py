@@ -10,7 +10,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
     [
         (ANALYST, ["Overview", "Investigations", "Approvals", "New alert", "Audit trail"]),
         (MANAGER, ["Overview", "Investigations", "Approvals", "Audit trail"]),
-        (ADMIN, ["Overview", "Audit trail", "Administration", "Lab"]),
+        (ADMIN, ["Overview", "Audit trail", "Tool servers", "Administration", "Lab"]),
     ],
 )
 def test_each_role_signs_in_and_sees_its_navigation(make_user, sign_in, role, expected):

@@ -1,0 +1,586 @@
+"""The administration pages (/manage/) and API (/api/manage/): who may use them, what bad input
+says, how a credential is kept and shown, what each change writes to the audit trail, and a grant
+that decides who may approve a real pending request.
+
+Everything goes through the real URLconf with the Django test client. Only the approval test needs
+the lab (a real investigation that waits on its request to isolate WS-FIN-07); the others run on
+the plain test database.
+"""
+
+import html
+import json
+import re
+import secrets
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.test import Client
+from django.urls import reverse
+from guardian.models import GroupObjectPermission, UserObjectPermission
+
+from console import urls_manage
+from console.api_manage import router as manage_api
+from console.roles import ANALYST, MANAGER
+from investigations import actions, agent
+from investigations.intake import receive_alert
+from investigations.models import ActionApproval, ActionRequest, AuditRecord, Budgets, ToolPolicy
+from investigations.tokens import create_api_token
+from tests.investigations.conftest import story_alert
+from toolserver import credentials
+from toolserver.catalog import SERVERS
+from toolserver.config import backend_of
+from toolserver.models import Credential, Tool, ToolServer
+
+ISOLATE = "isolate_host"
+ONLY_ADMINS = "Only admins may manage tool servers."
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def new_secret() -> str:
+    return f"edr-isolate-{secrets.token_hex(16)}"
+
+
+def page_of(client, url: str) -> str:
+    response = client.get(url)
+    assert response.status_code == 200, url
+    return response.content.decode()
+
+
+def text_of(response) -> str:
+    return html.unescape(response.content.decode())
+
+
+def field_block(page: str, field: str) -> str:
+    """What a form page shows for `field`, its errors included; the field must be marked as wrong."""
+    match = re.search(rf'<div class="field has-error" data-field="{field}">(.*?)(?=<div class="field|</form>)', page, re.S)
+    assert match, f"{field} is not marked as having an error"
+    return html.unescape(match.group(1))
+
+
+def form_errors(page: str) -> str:
+    """The errors of a form as a whole."""
+    match = re.search(r'<div class="error" role="alert">(.*?)</div>', page, re.S)
+    assert match, "the form shows no error of its own"
+    return html.unescape(match.group(1))
+
+
+def admin_changes(outcome: str) -> list[AuditRecord]:
+    return list(AuditRecord.objects.filter(kind=AuditRecord.Kind.ADMIN_CHANGE, outcome=outcome).order_by("seq"))
+
+
+def only_change(outcome: str) -> AuditRecord:
+    (record,) = admin_changes(outcome)
+    return record
+
+
+def fingerprint_on(page: str) -> str:
+    match = re.search(r'fingerprint <code class="fingerprint">([0-9a-f]{12})</code>', page)
+    assert match, "the page shows no credential fingerprint"
+    return match.group(1)
+
+
+def server_form(server: ToolServer, **changes) -> dict:
+    """The server form as the page posts it: the row's values, with `changes`; an unticked box is left out."""
+    data = {
+        "adapter": server.adapter, "url": server.url, "enabled": server.enabled,
+        "rate_limit_calls": server.rate_limit_calls, "rate_limit_window_s": server.rate_limit_window_s,
+    } | changes
+    if data["enabled"]:
+        data["enabled"] = "on"
+    else:
+        del data["enabled"]
+    return data
+
+
+def token_of(user) -> str:
+    return create_api_token(user, "tests")[1]
+
+
+def call_api(client, method: str, path: str, body=None, token: str | None = None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = "" if body is None else json.dumps(body)
+    return client.generic(method, f"/api{path}", data, content_type="application/json", headers=headers)
+
+
+# -- every page and endpoint, from the URLconf and the API's router --------------------------------
+def manage_urls() -> list[tuple[str, str]]:
+    """(url name, path) of every /manage/ URL, for each server and each tool: read from the URLconf,
+    so that a page added there is checked here too."""
+    objects = {
+        "servers/": list(ToolServer.objects.values_list("name", flat=True)),
+        "tools/": list(Tool.objects.values_list("name", flat=True)),
+    }
+    assert all(objects.values()), "the catalog's servers and tools have their rows"
+    urls = []
+    for pattern in urls_manage.urlpatterns:
+        route, parameters = str(pattern.pattern), set(pattern.pattern.converters)
+        if not parameters:
+            urls.append((pattern.name, reverse(f"manage:{pattern.name}")))
+            continue
+        prefix = next((prefix for prefix in objects if route.startswith(prefix)), None)
+        if parameters != {"name"} or prefix is None:
+            pytest.fail(f"manage_urls() does not know what to put in {route!r}: teach it")
+        urls += [(pattern.name, reverse(f"manage:{pattern.name}", args=[name])) for name in objects[prefix]]
+    return urls
+
+
+def manage_endpoints() -> list[tuple[str, str]]:
+    """(method, path) of every /api/manage/ operation, for each server and each tool."""
+    names = {
+        "/manage/servers/{name}": list(ToolServer.objects.values_list("name", flat=True)),
+        "/manage/tools/{name}": list(Tool.objects.values_list("name", flat=True)),
+    }
+    endpoints = []
+    for path, view in manage_api.path_operations.items():
+        methods = [method for operation in view.operations for method in operation.methods]
+        if "{" not in path:
+            endpoints += [(method, path) for method in methods]
+            continue
+        prefix = next((prefix for prefix in names if path.startswith(prefix)), None)
+        if prefix is None or path.count("{") != 1:
+            pytest.fail(f"manage_endpoints() does not know what to put in {path!r}: teach it")
+        endpoints += [(method, path.format(name=name)) for method in methods for name in names[prefix]]
+    return endpoints
+
+
+def posted(url_name: str, who: str) -> dict:
+    """A valid form for each POST: were a refused request let through, it would change something."""
+    return {
+        "server": {"adapter": "lab", "url": "https://changed.example.com", "rate_limit_calls": 1, "rate_limit_window_s": 1},
+        "set_credential": {"secret": new_secret()},
+        "tool": {"requires_approval": "", "approvals_needed": 2, "expiry_seconds": 60},  # enabled left out: off
+        "budgets": {"tool_calls": 1, "tokens": 1000, "seconds": 10},
+        "grant": {"permission": "approve_tool", "object": ISOLATE, "holder": f"user:{who}"},
+        "revoke": {"permission": "approve_tool", "object": ISOLATE, "holder": "group:analyst"},
+    }.get(url_name, {})
+
+
+API_BODIES = {"PUT": {"secret": "api-secret-0123456789"}, "PATCH": {"enabled": False}}
+
+
+def configuration() -> dict:
+    """Everything an admin can change, and the audit trail's length."""
+    Budgets.current()  # the row the budgets page reads, made with the deployment's values when first read
+    return {
+        "servers": list(ToolServer.objects.order_by("pk").values()),
+        "tools": list(Tool.objects.order_by("pk").values()),
+        "credentials": list(Credential.objects.order_by("pk").values()),
+        "policies": list(ToolPolicy.objects.order_by("pk").values()),
+        "budgets": list(Budgets.objects.values()),
+        "group grants": list(GroupObjectPermission.objects.order_by("pk").values()),
+        "user grants": list(UserObjectPermission.objects.order_by("pk").values()),
+        "audit records": AuditRecord.objects.count(),
+    }
+
+
+@pytest.fixture
+def configured(admin_user):
+    """Something for every refused POST to undo: a credential to revoke, a tool change waiting to be accepted."""
+    from console import administration
+
+    for server in ToolServer.objects.all():
+        administration.set_credential(server, admin_user, reference=f"env:{server.name.upper().replace('-', '_')}_KEY")
+    for tool in Tool.objects.all():
+        tool.proposed = {"description": "Changed by its server.", "input_schema": {"type": "object"}}
+        tool.save()
+    return configuration()
+
+
+# -- 1. only admins ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("role", [ANALYST, MANAGER, None])
+def test_anyone_but_an_admin_gets_403_on_every_page_and_post_and_nothing_changes(client, make_user, configured, role):
+    user = make_user("someone", *([role] if role else []))
+    client.force_login(user)
+    urls = manage_urls()
+    assert len(urls) > len(urls_manage.urlpatterns)  # each server's and each tool's pages
+    for url_name, url in urls:
+        assert client.get(url).status_code == 403, f"GET {url}"
+        assert client.post(url, posted(url_name, user.username)).status_code == 403, f"POST {url}"
+    assert configuration() == configured
+    assert not AuditRecord.objects.filter(kind=AuditRecord.Kind.ADMIN_CHANGE, actor="user:someone").exists()
+
+
+@pytest.mark.parametrize("role", [ANALYST, MANAGER, None])
+def test_anyone_but_an_admin_gets_403_from_every_api_endpoint_and_nothing_changes(client, make_user, configured, role):
+    token = token_of(make_user("someone", *([role] if role else [])))
+    endpoints = manage_endpoints()
+    assert {method for method, _ in endpoints} == {"GET", "PUT", "PATCH"}
+    for method, path in endpoints:
+        response = call_api(client, method, path, API_BODIES.get(method), token)
+        assert response.status_code == 403, f"{method} {path}"
+        assert response.json() == {"detail": ONLY_ADMINS}, f"{method} {path}"
+    assert configuration() == configured
+
+
+def test_an_anonymous_visitor_is_sent_to_sign_in_and_the_api_answers_401(client, configured):
+    for url_name, url in manage_urls():
+        for response in (client.get(url), client.post(url, posted(url_name, "nobody"))):
+            assert response.status_code == 302 and response.url.startswith(reverse("login")), url
+    for method, path in manage_endpoints():
+        assert call_api(client, method, path, API_BODIES.get(method)).status_code == 401, f"{method} {path}"
+    assert configuration() == configured
+
+
+def test_an_admin_may_open_every_page(client, admin_user, configured):
+    """The other side of the refusals above: the same GETs work for an admin (POST-only URLs say 405)."""
+    client.force_login(admin_user)
+    post_only = {"budgets", "set_credential", "revoke_credential", "check", "discover", "accept_change", "grant", "revoke"}
+    for url_name, url in manage_urls():
+        assert client.get(url).status_code == (405 if url_name in post_only else 200), url
+    for method, path in manage_endpoints():
+        if method == "GET":
+            assert call_api(client, method, path, token=token_of(admin_user)).status_code == 200, path
+    assert configuration() == configured
+
+
+# -- 2. a grant decides who may approve ------------------------------------------------------------
+@pytest.fixture
+def pending_isolation(lab, settings):
+    """A real request to isolate WS-FIN-07: the offline model investigates the lab's phishing story until it asks."""
+    settings.ANTHROPIC_API_KEY = ""
+    settings.OFFLINE_MODEL_DELAY_MS = 0
+    investigation = receive_alert(story_alert("LAB-SIEM-1001")).investigation
+    agent.run(investigation.pk)
+    return investigation.action_requests.get(state="pending", tool=ISOLATE)
+
+
+def grant_rows(page: str, permission: str, on: str) -> list[str]:
+    """The holders the grants page lists for `permission` on `on`."""
+    return re.findall(rf'<tr data-permission="{permission}" data-object="{on}" data-holder="([^"]+)">', page)
+
+
+def approve_on_page(client, request: ActionRequest):
+    return client.post(reverse("investigations:approve", args=[request.pk]), {"reason": "Confirmed with the user."})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_grant_to_a_group_lets_its_members_approve_and_nobody_else(client, make_user, admin_user, pending_isolation):
+    request = pending_isolation
+    outsider = make_user("otto", ANALYST)
+    assert actions.may_approve(outsider, ISOLATE)  # the default: every analyst
+    client.force_login(admin_user)
+
+    revoked = client.post(reverse("manage:revoke"), {"permission": "approve_tool", "object": ISOLATE, "holder": "group:analyst"})
+    assert revoked.status_code == 302 and revoked.url == reverse("manage:permissions")
+    tier2 = Group.objects.create(name="tier2")
+    member = make_user("tia", ANALYST)
+    member.groups.add(tier2)
+    granted = client.post(reverse("manage:grant"), {"permission": "approve_tool", "object": ISOLATE, "holder": "group:tier2"})
+    assert granted.status_code == 302 and granted.url == reverse("manage:permissions")
+
+    grants_page = page_of(client, reverse("manage:permissions"))
+    assert grant_rows(grants_page, "approve_tool", ISOLATE) == ["group:tier2"]
+    assert grant_rows(grants_page, "approve_tool", "disable_account") == ["group:analyst"]  # other tools keep theirs
+    assert 'data-holder="group:tier2"' in page_of(client, reverse("manage:tool", args=[ISOLATE]))
+
+    client.force_login(outsider)
+    refused = approve_on_page(client, request)
+    assert refused.status_code == 403
+    assert f"You are not allowed to approve {ISOLATE}." in text_of(refused)
+    assert ActionRequest.objects.get(pk=request.pk).state == "pending"
+    assert not ActionApproval.objects.exists()
+
+    client.force_login(member)
+    approved = approve_on_page(client, request)
+    assert approved.status_code == 302
+    assert ActionRequest.objects.get(pk=request.pk).state == "approved"
+    assert list(ActionApproval.objects.values_list("user__username", flat=True)) == ["tia"]
+
+    for outcome, holder in (("permission_revoked", "group:analyst"), ("permission_granted", "group:tier2")):
+        record = only_change(outcome)
+        assert (record.actor, record.tool) == ("user:ada", ISOLATE)
+        assert record.extra["after"] == {"permission": "approve_tool", "object": ISOLATE, "holder": holder}
+
+
+# -- 3. bad input ----------------------------------------------------------------------------------
+@pytest.fixture
+def admin_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.mark.parametrize("changes, field, message", [
+    ({"adapter": "vendor-x"}, "adapter", "Unknown adapter 'vendor-x' for edr-response: choose one of lab."),
+    ({"url": "https://admin:hunter2@edr.example.com/api"}, "url",
+     "Leave the user name and password out of the URL: set them as the credential."),
+    ({"url": "ftp://edr.example.com/api"}, "url", "Enter the backend's base URL, e.g. https://edr.example.com/api"),
+    ({"url": "https://edr.example.com/api?key=1"}, "url", "The base URL takes no query (?…) or fragment (#…)."),
+    ({"rate_limit_calls": 0}, "rate_limit_calls", "Ensure this value is greater than or equal to 1."),
+    ({"rate_limit_window_s": 86_401}, "rate_limit_window_s", "Ensure this value is less than or equal to 86400."),
+])
+def test_a_bad_server_setting_is_refused_with_its_fields_message(admin_client, changes, field, message):
+    server = ToolServer.objects.get(name="edr-response")
+    before = configuration()
+    response = admin_client.post(reverse("manage:server", args=[server.name]), server_form(server, **changes))
+    assert response.status_code == 400
+    assert message in field_block(response.content.decode(), field)
+    assert configuration() == before
+
+
+@pytest.mark.parametrize("form, message", [
+    ({"secret": "a-secret-value-1234", "reference": "env:EDR_ISOLATE_KEY"}, "Give either the secret or a reference to it, not both."),
+    ({}, "Give either the secret or a reference to it, not both."),
+    ({"secret": "   ", "reference": ""}, "Give either the secret or a reference to it, not both."),
+    ({"reference": "foo:bar"}, "expected env:NAME or file:/path (a secret itself goes in the secret field)"),
+    ({"reference": "env:GATEHOUSE_SECRET_KEY"}, "GATEHOUSE_SECRET_KEY is Gatehouse's own setting, not a backend credential"),
+    ({"reference": "file:run/secrets/edr"}, "file: needs an absolute path, e.g. file:/run/secrets/edr_isolate"),
+])
+def test_a_bad_credential_is_refused_with_why_and_the_secret_is_not_echoed(admin_client, form, message):
+    before = configuration()
+    response = admin_client.post(reverse("manage:set_credential", args=["edr-response"]), form)
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert message in form_errors(page)
+    if form.get("secret", "").strip():
+        assert form["secret"] not in page
+    assert configuration() == before
+
+
+@pytest.mark.parametrize("form, field, message", [
+    ({"holder": "group:nobody-here"}, "holder", "There is no group 'nobody-here'."),
+    ({"holder": "user:ghost"}, "holder", "There is no user 'ghost'."),
+    ({"holder": "analyst"}, "holder", "Say group:<name> or user:<username>."),
+    ({"object": "no_such_tool"}, "object", "there is no tool policy 'no_such_tool'"),
+    ({"object": "search_logins"}, "object", "there is no tool policy 'search_logins'"),  # a read tool: nothing to approve
+    ({"permission": "be_root"}, "permission", "Select a valid choice. be_root is not one of the available choices."),
+])
+def test_a_bad_grant_is_refused_with_its_fields_message(admin_client, form, field, message):
+    before = configuration()
+    data = {"permission": "approve_tool", "object": ISOLATE, "holder": "group:analyst"} | form
+    response = admin_client.post(reverse("manage:grant"), data)
+    assert response.status_code == 400
+    assert message in field_block(response.content.decode(), field)
+    assert configuration() == before
+
+
+def test_budgets_below_their_minimums_are_refused(admin_client):
+    before = configuration()
+    response = admin_client.post(reverse("manage:budgets"), {"tool_calls": 0, "tokens": 999, "seconds": 9})
+    assert response.status_code == 400
+    assert configuration() == before
+
+
+def test_budgets_below_their_minimums_get_each_fields_message(admin_client):
+    response = admin_client.post(reverse("manage:budgets"), {"tool_calls": 0, "tokens": 999, "seconds": 9})
+    page = response.content.decode()
+    assert "Ensure this value is greater than or equal to 1." in field_block(page, "tool_calls")
+    assert "Ensure this value is greater than or equal to 1000." in field_block(page, "tokens")
+    assert "Ensure this value is greater than or equal to 10." in field_block(page, "seconds")
+
+
+def test_an_approval_expiry_under_a_minute_is_refused(admin_client):
+    response = admin_client.post(reverse("manage:tool", args=[ISOLATE]),
+                                 {"enabled": "on", "requires_approval": "on", "approvals_needed": 1, "expiry_seconds": 0})
+    assert response.status_code == 400
+    assert "Ensure this value is greater than or equal to 60." in field_block(response.content.decode(), "expiry_seconds")
+    assert ToolPolicy.objects.get(tool=ISOLATE).expiry_seconds == 3600
+
+
+def test_budgets_at_their_minimums_are_saved_and_recorded(admin_client):
+    old = Budgets.current()
+    response = admin_client.post(reverse("manage:budgets"), {"tool_calls": 1, "tokens": 1000, "seconds": 10})
+    assert response.status_code == 302 and response.url == reverse("manage:index")
+    assert (Budgets.current().tool_calls, Budgets.current().tokens, Budgets.current().seconds) == (1, 1000, 10)
+    record = only_change("budgets_changed")
+    assert record.extra["before"] == {"tool_calls": old.tool_calls, "tokens": old.tokens, "seconds": old.seconds}
+    assert record.extra["after"] == {"tool_calls": 1, "tokens": 1000, "seconds": 10}
+
+
+@pytest.mark.parametrize("body, message", [
+    ({}, "give either secret or reference"),
+    ({"secret": "  ", "reference": ""}, "give either secret or reference"),
+    ({"secret": "a-secret-value-1234", "reference": "env:EDR_ISOLATE_KEY"}, "give either secret or reference"),
+])
+def test_the_api_refuses_a_credential_without_exactly_one_of_secret_and_reference(client, admin_user, body, message):
+    response = call_api(client, "PUT", "/manage/servers/edr-response/credential", body, token_of(admin_user))
+    assert response.status_code == 400
+    assert response.json()["detail"] == "Invalid credential."
+    assert any(message in error["message"] for error in response.json()["errors"]), response.json()
+    assert "a-secret-value-1234" not in response.content.decode()
+    assert not Credential.objects.exists()
+
+
+def test_the_api_refuses_a_bad_reference_and_an_unknown_server_or_tool(client, admin_user):
+    token = token_of(admin_user)
+    own = call_api(client, "PUT", "/manage/servers/edr-response/credential", {"reference": "env:GATEHOUSE_SECRET_KEY"}, token)
+    assert own.status_code == 400
+    assert own.json()["detail"] == "GATEHOUSE_SECRET_KEY is Gatehouse's own setting, not a backend credential"
+    unknown = call_api(client, "PUT", "/manage/servers/nope/credential", {"secret": new_secret()}, token)
+    assert unknown.status_code == 404 and unknown.json() == {"detail": "No tool server 'nope'."}
+    no_tool = call_api(client, "PATCH", "/manage/tools/nope", {"enabled": False}, token)
+    assert no_tool.status_code == 404 and no_tool.json() == {"detail": "No tool 'nope'."}
+    assert not Credential.objects.exists()
+    assert not AuditRecord.objects.filter(kind=AuditRecord.Kind.ADMIN_CHANGE).exists()
+
+
+# -- 4. credentials ------------------------------------------------------------------------------------
+def set_on_page(client, server: str, secret: str) -> str:
+    """Set `server`'s credential through its page; the server page the form goes back to."""
+    response = client.post(reverse("manage:set_credential", args=[server]), {"secret": secret})
+    assert response.status_code == 302 and response.url == reverse("manage:server", args=[server])
+    return page_of(client, response.url)
+
+
+def test_a_credential_set_on_the_page_is_sealed_and_only_its_fingerprint_is_ever_shown(admin_client):
+    secret, rotated = new_secret(), new_secret()
+    page = set_on_page(admin_client, "edr-response", secret)
+    first = credentials.fingerprint(secret)
+    assert fingerprint_on(page) == first
+    assert f"Credential set (fingerprint {first})." in page
+    page = set_on_page(admin_client, "edr-response", rotated)
+    second = credentials.fingerprint(rotated)
+    assert fingerprint_on(page) == second and second != first
+    assert f"fingerprint {first}" in page  # the history
+
+    for shown in (page, page_of(admin_client, reverse("manage:index"))):
+        assert secret not in shown and rotated not in shown
+    records = admin_changes("credential_set")
+    assert [(record.actor, record.server, record.extra) for record in records] == [
+        ("user:ada", "edr-response", {"before": {"credential": "deployment default"}, "after": {"credential": f"fingerprint {first}"}}),
+        ("user:ada", "edr-response", {"before": {"credential": f"fingerprint {first}"}, "after": {"credential": f"fingerprint {second}"}}),
+    ]
+    trail = repr(list(AuditRecord.objects.values()))  # extra, text and every other field
+    assert secret not in trail and rotated not in trail
+
+    stored = Credential.objects.filter(server__name="edr-response").order_by("id").last()
+    assert stored.kind == "sealed" and stored.fingerprint == second
+    assert rotated not in repr(list(Credential.objects.values()))
+    assert credentials.unseal(stored.sealed, settings.CREDENTIALS_KEY) == rotated  # sealed, not lost
+    assert backend_of("edr-response").credential_ref == f"sealed:{stored.sealed}"
+
+
+def test_a_reference_is_kept_as_the_reference(admin_client):
+    response = admin_client.post(reverse("manage:set_credential", args=["identity"]), {"reference": "env:IDENTITY_DISABLE_KEY"})
+    assert response.status_code == 302
+    assert "<code>env:IDENTITY_DISABLE_KEY</code>, set by ada" in page_of(admin_client, response.url)
+    assert backend_of("identity").credential_ref == "env:IDENTITY_DISABLE_KEY"
+    assert only_change("credential_set").extra["after"] == {"credential": "env:IDENTITY_DISABLE_KEY"}
+
+
+def test_a_revoked_credential_leaves_the_server_without_one(admin_client):
+    secret = new_secret()
+    set_on_page(admin_client, "edr-response", secret)
+    assert backend_of("edr-response").credential_ref.startswith("sealed:")
+
+    response = admin_client.post(reverse("manage:revoke_credential", args=["edr-response"]))
+    assert response.status_code == 302 and response.url == reverse("manage:server", args=["edr-response"])
+    page = page_of(admin_client, response.url)
+    assert "Credential revoked: edr-response is stopped until a new one is set." in page
+    assert re.search(r'<p id="current-credential"><span class="credential" data-kind="sealed"><strong class="error">revoked</strong> by ada', page)
+    assert 'id="revoke-form"' not in page
+    assert backend_of("edr-response").credential_ref == ""
+    record = only_change("credential_revoked")
+    assert record.extra == {"before": {"credential": f"fingerprint {credentials.fingerprint(secret)}"}, "after": {"credential": "revoked"}}
+
+    again = admin_client.post(reverse("manage:revoke_credential", args=["edr-response"]))
+    assert "edr-response has no credential set here to revoke" in page_of(admin_client, again.url)
+    assert len(admin_changes("credential_revoked")) == 1
+
+
+# -- 5. a server's settings ------------------------------------------------------------------------------
+def test_a_server_change_on_the_page_records_only_the_fields_that_changed(admin_client):
+    server = ToolServer.objects.get(name="edr-response")
+    old_calls, old_url = server.rate_limit_calls, server.url
+    data = server_form(server, url="https://edr.example.com/api/", rate_limit_calls=old_calls + 7)
+    response = admin_client.post(reverse("manage:server", args=[server.name]), data)
+    assert response.status_code == 302 and response.url == reverse("manage:server", args=[server.name])
+    assert "Saved: rate_limit_calls, url." in page_of(admin_client, response.url)
+
+    server.refresh_from_db()
+    assert (server.url, server.rate_limit_calls, server.enabled) == ("https://edr.example.com/api", old_calls + 7, True)
+    record = only_change("server_changed")
+    assert (record.actor, record.server) == ("user:ada", "edr-response")
+    assert record.extra == {
+        "before": {"rate_limit_calls": old_calls, "url": old_url},
+        "after": {"rate_limit_calls": old_calls + 7, "url": "https://edr.example.com/api"},
+    }
+    assert backend_of("edr-response").url == "https://edr.example.com/api"
+
+    again = admin_client.post(reverse("manage:server", args=[server.name]), server_form(server))
+    assert "Nothing changed." in page_of(admin_client, again.url)
+    assert len(admin_changes("server_changed")) == 1
+
+
+def test_a_tool_page_change_records_the_switch_and_the_policy_apart(admin_client):
+    data = {"requires_approval": "on", "approvals_needed": 2, "expiry_seconds": 3600}  # enabled left out: off
+    response = admin_client.post(reverse("manage:tool", args=[ISOLATE]), data)
+    assert response.status_code == 302 and response.url == reverse("manage:tool", args=[ISOLATE])
+    assert "Saved: approvals_needed, enabled." in page_of(admin_client, response.url)
+    assert not Tool.objects.select_related("server").get(name=ISOLATE).usable
+    assert ToolPolicy.objects.get(tool=ISOLATE).approvals_needed == 2
+    assert only_change("tool_changed").extra == {"before": {"enabled": True}, "after": {"enabled": False}}
+    policy = only_change("policy_changed")
+    assert (policy.server, policy.tool) == ("edr-response", ISOLATE)
+    assert policy.extra == {"before": {"approvals_needed": 1}, "after": {"approvals_needed": 2}}
+
+
+# -- 6. the API ----------------------------------------------------------------------------------------
+def test_the_api_sets_a_credential_and_answers_with_its_fingerprint_never_the_secret(client, admin_user):
+    token, secret = token_of(admin_user), new_secret()
+    response = call_api(client, "PUT", "/manage/servers/identity/credential", {"secret": secret}, token)
+    assert response.status_code == 200
+    assert response.json()["shown"] == f"fingerprint {credentials.fingerprint(secret)}"
+    assert response.json()["set_by"] == "ada"
+    assert secret not in response.content.decode()
+    record = only_change("credential_set")
+    assert (record.actor, record.server) == ("user:ada", "identity")
+    assert record.extra["after"] == {"credential": f"fingerprint {credentials.fingerprint(secret)}"}
+    assert secret not in repr(list(AuditRecord.objects.values()))
+
+    listed = call_api(client, "GET", "/manage/servers", token=token)
+    assert listed.status_code == 200 and secret not in listed.content.decode()
+    servers = {server["name"]: server for server in listed.json()}
+    assert set(servers) == set(SERVERS)
+    assert servers["identity"]["credential"]["shown"] == f"fingerprint {credentials.fingerprint(secret)}"
+    assert {servers[name]["credential"]["shown"] for name in set(SERVERS) - {"identity"}} == {"deployment default"}
+    for name, server in SERVERS.items():
+        assert servers[name]["tools"] == sorted(tool.name for tool in server.tools), name
+
+
+def test_the_api_switches_a_tool_off_and_it_is_no_longer_usable(client, admin_user):
+    assert Tool.objects.get(name=ISOLATE).usable
+    response = call_api(client, "PATCH", f"/manage/tools/{ISOLATE}", {"enabled": False}, token_of(admin_user))
+    assert response.status_code == 200
+    assert response.json() == {"name": ISOLATE, "server": "edr-response", "enabled": False, "change_waiting": False, "usable": False}
+    assert not Tool.objects.select_related("server").get(name=ISOLATE).usable
+    record = only_change("tool_changed")
+    assert (record.actor, record.server, record.tool) == ("user:ada", "edr-response", ISOLATE)
+    assert record.extra == {"before": {"enabled": True}, "after": {"enabled": False}}
+
+
+# -- the other grants ---------------------------------------------------------------------------
+def grant_on_page(client, permission: str, on: str, holder: str) -> None:
+    response = client.post(reverse("manage:grant"), {"permission": permission, "object": on, "holder": holder})
+    assert response.status_code == 302, response.content.decode()
+
+
+def test_a_grant_to_manage_a_server_opens_that_servers_page_and_no_other(admin_client, make_user):
+    ops = make_user("edr-ops")  # no role: only the grant
+    grant_on_page(admin_client, "manage_toolserver", "edr-response", "user:edr-ops")
+    client = Client()  # beside the admin's
+    client.force_login(ops)
+    assert client.get(reverse("manage:server", args=["edr-response"])).status_code == 200
+    secret = new_secret()
+    response = client.post(reverse("manage:set_credential", args=["edr-response"]), {"secret": secret}, follow=True)
+    assert "Credential set" in text_of(response) and secret not in text_of(response)
+    assert only_change("credential_set").actor == "user:edr-ops"
+    for url in (reverse("manage:server", args=["siem"]), reverse("manage:index"), reverse("manage:permissions"),
+                reverse("manage:tool", args=[ISOLATE])):
+        assert client.get(url).status_code == 403, url
+
+
+def test_a_grant_to_view_an_investigation_opens_its_trail_to_the_team(admin_client, make_user, make_investigation):
+    investigation = make_investigation()
+    team = Group.objects.create(name="night-shift")
+    member = make_user("nora", ANALYST)
+    member.groups.add(team)
+    client = Client()  # beside the admin's
+    client.force_login(member)
+    timeline = reverse("investigations:audit_timeline", args=[investigation.pk])
+    assert client.get(timeline).status_code == 404  # not hers
+
+    grant_on_page(admin_client, "view_investigation", str(investigation.pk), "group:night-shift")
+    assert client.get(timeline).status_code == 200
+    change = only_change("permission_granted")
+    assert (change.correlation_id, change.extra["after"]["holder"]) == (investigation.correlation_id, "group:night-shift")

@@ -1,0 +1,67 @@
+"""A credential rotated mid-run: the old server process stops at once, the next isolation uses the new key."""
+
+import httpx2
+import pytest
+
+from console import administration
+from investigations import actions
+from tests.support import wait_until
+from tests.toolserver.conftest import read_environ, server_pids
+from toolserver.lab import estate
+from toolserver.lab.keys import SERVER_SCOPES, hash_key, revoke_key
+from toolserver.lab.models import LabKey, LabWrite
+from toolserver.models import ToolServer
+from toolserver.supervisor import get_supervisor, restart_channel
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROTATED = "lab_edr_response_rotated_" + "0123456789abcdef" * 2
+
+
+def test_the_isolation_after_a_rotation_uses_the_new_key_and_the_old_one_is_refused_once_revoked(
+    waiting, lab, analyst, admin_user
+):
+    investigation, request = waiting  # suspended on isolate_host WS-FIN-07, on the deployment's key
+    old = lab.keys["edr-response"]
+    get_supervisor().list_tools("edr-response")
+    (holder,) = server_pids("edr-response")
+    assert read_environ(holder)["GATEHOUSE_BACKEND_KEY"] == old
+
+    # The EDR issues a second key; the admin sets it in the console, mid-run.
+    LabKey.objects.create(name="edr-response-rotated", key_hash=hash_key(ROTATED), scopes=SERVER_SCOPES["edr-response"])
+    administration.set_credential(ToolServer.objects.get(name="edr-response"), admin_user, secret=ROTATED)
+    assert server_pids("edr-response") == []  # the process holding the old key is gone at once
+
+    actions.approve(request.pk, analyst)
+    actions.execute(request.pk)
+    request.refresh_from_db()
+    assert request.state == "succeeded"
+    (isolation,) = LabWrite.objects.filter(action="isolate_host")
+    assert (isolation.key_name, isolation.outcome) == ("edr-response-rotated", "performed")  # the lab saw the new key
+    (process,) = server_pids("edr-response")
+    assert read_environ(process)["GATEHOUSE_BACKEND_KEY"] == ROTATED
+    assert old not in open(f"/proc/{process}/environ", "rb").read().decode()
+
+    # Revoked at the EDR, the old key is refused there.
+    assert revoke_key("edr-response") == 1
+    refused = httpx2.post(
+        f"{lab.api_url}/edr/hosts/{estate.BEACON_HOST}/isolate",
+        json={"reason": "with the old key"},
+        headers={"Authorization": f"Bearer {old}", "Idempotency-Key": "rotation-test"},
+    )
+    assert refused.status_code == 401
+    assert LabWrite.objects.filter(action="isolate_host", outcome="performed").count() == 1
+
+
+@pytest.mark.production
+def test_a_rotation_announced_by_another_process_stops_this_processs_server(lab, settings):
+    """Production: the web process publishes the restart; every worker's supervisor hears it."""
+    import redis
+
+    get_supervisor().list_tools("intel")
+    (before,) = server_pids("intel")
+    redis.Redis.from_url(settings.REDIS_URL).publish(restart_channel(settings.REDIS_URL), "intel")
+    wait_until(lambda: before not in server_pids("intel"), what="the intel server to stop")
+    get_supervisor().list_tools("intel")  # the next use starts a new one
+    (after,) = server_pids("intel")
+    assert after != before

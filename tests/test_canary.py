@@ -1,0 +1,184 @@
+"""Credentials never leave the server process that owns them (DESIGN.md rules 1 and 2).
+
+Every server's credential is a unique canary, set the three ways an admin can (sealed, env:,
+file:). Investigations run with successes, typed errors, approvals and a rejection. Then every
+place a secret could leak is searched for every canary: the model's requests, the events, the
+websocket frames, the audit records, every table of the database, the logs and the HTML of every
+page. And each server process's environment holds its own canary and no other.
+"""
+
+import json
+import logging
+import secrets
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.contrib import admin
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
+
+from console import administration
+from investigations import actions, agent, llm
+from investigations.intake import receive_alert
+from investigations.models import AuditRecord, Event, Investigation
+from tests.investigations.conftest import story_alert
+from tests.investigations.test_websocket import socket
+from tests.toolserver.conftest import server_pids
+from toolserver.catalog import SERVERS
+from toolserver.lab import faults
+from toolserver.lab.keys import SERVER_SCOPES, hash_key
+from toolserver.lab.models import LabKey
+from toolserver.models import Tool, ToolServer
+from toolserver.supervisor import get_supervisor
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def set_canaries(admin_user, tmp_path, monkeypatch) -> dict[str, str]:
+    """A unique canary per server, accepted by the lab, set as that server's credential."""
+    canaries = {server: f"CANARY{server.upper().replace('-', '')}{secrets.token_hex(10)}" for server in SERVERS}
+    for server, canary in canaries.items():
+        LabKey.objects.create(name=f"{server}-canary", key_hash=hash_key(canary), scopes=SERVER_SCOPES[server])
+        row = ToolServer.objects.get(name=server)
+        if server == "edr-response":  # a reference to the deployment's environment
+            monkeypatch.setenv("CANARY_EDR_RESPONSE", canary)
+            administration.set_credential(row, admin_user, reference="env:CANARY_EDR_RESPONSE")
+        elif server == "ticketing":  # a reference to a mounted secret file
+            path = tmp_path / "ticketing.secret"
+            path.write_text(canary)
+            path.chmod(0o600)
+            administration.set_credential(row, admin_user, reference=f"file:{path}")
+        else:  # sealed in the database
+            administration.set_credential(row, admin_user, secret=canary)
+    return canaries
+
+
+def drive(external_id: str, analyst, *, reject: bool = False) -> Investigation:
+    """Investigate one lab story to its end, deciding every request it makes."""
+    investigation = receive_alert(story_alert(external_id)).investigation
+    for _ in range(10):
+        agent.run(investigation.pk)
+        investigation.refresh_from_db()
+        if investigation.status != "waiting":
+            return investigation
+        for request in investigation.action_requests.filter(state="pending"):
+            if reject:
+                actions.reject(request.pk, analyst, "Not this one: a change freeze is on.")
+            else:
+                actions.approve(request.pk, analyst)
+                actions.execute(request.pk)
+    raise AssertionError(f"{external_id} did not end")
+
+
+def websocket_frames(investigations, user) -> list[str]:
+    """What the sockets send: each investigation's events (its backlog) and the approvals snapshot."""
+
+    backlogs = {investigation.pk: investigation.events.count() for investigation in investigations}
+
+    async def receive():
+        frames = []
+        for pk, events in backlogs.items():
+            communicator = await socket(f"/ws/investigations/{pk}/", user)
+            assert (await communicator.connect())[0]
+            frames += [await communicator.receive_from(timeout=10) for _ in range(events)]
+            await communicator.disconnect()
+        communicator = await socket("/ws/approvals/", user)
+        assert (await communicator.connect())[0]
+        frames.append(await communicator.receive_from(timeout=10))
+        await communicator.disconnect()
+        return frames
+
+    return async_to_sync(receive)()
+
+
+def every_page(users) -> list[str]:
+    """The HTML (and JSON) of every page each role reaches, for every object there is."""
+    urls = [reverse(name) for name in (
+        "home", "investigations:list", "investigations:approvals", "investigations:new_alert", "investigations:audit",
+        "manage:index", "manage:permissions", "lab:admin", "admin:index",
+    )]
+    urls += [reverse("investigations:detail", args=[pk]) for pk in Investigation.objects.values_list("pk", flat=True)]
+    urls += [reverse("investigations:audit_timeline", args=[pk]) for pk in Investigation.objects.values_list("pk", flat=True)]
+    urls += [reverse("investigations:action", args=[pk]) for pk in actions.ActionRequest.objects.values_list("pk", flat=True)]
+    urls += [reverse("investigations:audit_record", args=[seq]) for seq in AuditRecord.objects.values_list("seq", flat=True)]
+    urls += [reverse("manage:server", args=[name]) for name in SERVERS]
+    urls += [reverse("manage:tool", args=[name]) for name in Tool.objects.values_list("name", flat=True)]
+    urls += [f"{reverse('investigations:audit_export')}?format={fmt}" for fmt in ("csv", "jsonl")]
+    urls += ["/api/manage/servers", "/api/audit?limit=500", "/api/actions"]
+    urls += [reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist") for model in admin.site._registry]
+    bodies = []
+    for user in users:
+        client = Client()
+        client.force_login(user)
+        for url in urls:
+            response = client.get(url)
+            assert response.status_code in (200, 302, 403, 404), (url, response.status_code)
+            bodies.append(b"".join(response.streaming_content) if response.streaming else response.content)
+    return [body.decode() for body in bodies]
+
+
+def database_dump() -> list[str]:
+    with connection.cursor() as cursor:
+        tables = connection.introspection.table_names(cursor)
+        dump = []
+        for table in tables:
+            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
+            dump += [repr([bytes(value).decode(errors="replace") if isinstance(value, (bytes, memoryview)) else value
+                           for value in row]) for row in cursor.fetchall()]
+    assert "toolserver_credential" in tables and "investigations_auditrecord" in tables
+    return dump
+
+
+def test_no_credential_appears_anywhere_but_in_its_own_server_process(
+    caplog, capfd, lab, live_console, analyst, manager, admin_user, tmp_path, monkeypatch
+):
+    caplog.set_level(logging.DEBUG)
+    llm.offline_model().requests.clear()
+    canaries = set_canaries(admin_user, tmp_path, monkeypatch)  # logged from here on, like all below
+
+    ended = [drive("LAB-SIEM-1001", analyst)]  # reads, approved writes
+    faults.inject("siem", "timeout", delay_ms=3000)
+    ended.append(drive("LAB-SIEM-1002", analyst, reject=True))  # a typed error, a rejection
+    faults.clear()
+    faults.inject("intel", "error_5xx")
+    administration.update_tool(Tool.objects.get(name="get_user"), admin_user, enabled=False)
+    ended.append(drive("LAB-SIEM-1003", analyst))  # more typed errors: a backend's, tool_disabled
+    reasons = set(AuditRecord.objects.exclude(reason="").values_list("reason", flat=True))
+    assert {"intel_unavailable", "siem_timeout", "tool_disabled"} <= reasons, reasons
+    assert set(AuditRecord.objects.values_list("outcome", flat=True)) >= {"ok", "approved", "rejected", "error"}
+
+    # Each server process holds its own canary, and no other.
+    for server, canary in canaries.items():
+        get_supervisor().list_tools(server)
+        (pid,) = server_pids(server)
+        environ = open(f"/proc/{pid}/environ", "rb").read().decode()
+        assert f"GATEHOUSE_BACKEND_KEY={canary}\0" in environ
+        assert [other for other in SERVERS if other != server and canaries[other] in environ] == []
+        assert "GATEHOUSE_CREDENTIALS_KEY" not in environ and "CANARY_EDR_RESPONSE" not in environ
+
+    captured = capfd.readouterr()
+    haystacks = {
+        "model requests": [json.dumps(list(llm.offline_model().requests))],
+        "events": [json.dumps(list(Event.objects.values()), default=str)],
+        "websocket frames": websocket_frames(ended, analyst),
+        "audit records": [json.dumps(list(AuditRecord.objects.values()), default=str)],
+        "database": database_dump(),
+        "logs": [caplog.text, captured.out, captured.err, live_console.log()],
+        "pages": every_page([admin_user, manager, analyst]),
+    }
+    assert len(haystacks["model requests"][0]) > 10_000 and len(haystacks["websocket frames"]) > 50
+    assert sum(len(page) for page in haystacks["pages"]) > 100_000
+    leaks = [
+        (where, server)
+        for where, texts in haystacks.items()
+        for server, canary in canaries.items()
+        if any(canary in text or canary.lower() in text.lower() for text in texts)
+    ]
+    assert leaks == []
+    # What the pages may show of a sealed credential: its fingerprint.
+    client = Client()
+    client.force_login(admin_user)
+    index = client.get(reverse("manage:index")).content.decode()
+    for server in ("siem", "edr", "identity", "intel"):
+        assert administration.current_credential(ToolServer.objects.get(name=server)).fingerprint in index

@@ -1,0 +1,60 @@
+""""Check connection": the backend's health endpoint, called with the credential from a process of
+the server's own, says what is wrong in words an admin can act on, and never shows the secret."""
+
+from urllib.parse import urlsplit
+
+import pytest
+from django.urls import reverse
+
+from console import administration
+from tests.support import free_port
+from toolserver.config import backend_of
+from toolserver.models import ToolServer
+from toolserver.supervisor import check_connection
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def edr_response(lab):
+    return ToolServer.objects.get(name="edr-response")
+
+
+def test_a_working_backend_names_the_keys_scopes(edr_response):
+    assert check_connection("edr-response") == {
+        "ok": True, "detail": f"reached {host_of(edr_response)}; the key is valid, with scopes edr:isolate",
+    }
+
+
+def test_an_unreachable_url_is_named_by_host_and_port(edr_response, admin_user):
+    port = free_port()
+    administration.update_server(edr_response, admin_user, {"url": f"http://127.0.0.1:{port}/api"})
+    assert check_connection("edr-response") == {"ok": False, "detail": f"cannot reach 127.0.0.1:{port}"}
+
+
+def test_a_key_the_backend_refuses_says_so_without_showing_it(edr_response, admin_user):
+    administration.set_credential(edr_response, admin_user, secret="not-a-key-the-lab-knows")
+    result = check_connection("edr-response")
+    assert result == {"ok": False, "detail": f"{host_of(edr_response)} refused the credential (HTTP 401)"}
+
+
+def test_a_revoked_or_unresolvable_credential_is_named(edr_response, admin_user):
+    administration.set_credential(edr_response, admin_user, reference="env:EDR_KEY_NOT_SET_HERE")
+    assert check_connection("edr-response") == {
+        "ok": False, "detail": "the environment variable EDR_KEY_NOT_SET_HERE is not set",
+    }
+    administration.revoke_credential(edr_response, admin_user)
+    result = check_connection("edr-response")
+    assert not result["ok"] and "revoked or never set" in result["detail"]
+
+
+def test_the_button_shows_the_answer_on_the_servers_page(edr_response, admin_user, client):
+    client.force_login(admin_user)
+    response = client.post(reverse("manage:check", args=["edr-response"]), follow=True)
+    assert "Check connection: reached" in response.content.decode()
+    assert "with scopes edr:isolate" in response.content.decode()
+
+
+def host_of(server: ToolServer) -> str:
+    parts = urlsplit(backend_of(server.name).url)
+    return f"{parts.hostname}:{parts.port}"
