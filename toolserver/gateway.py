@@ -1,9 +1,9 @@
 """The gateway: the one way the agent (or an approved action) calls a tool.
 
-In order, for every call: find the tool, refuse it if an admin disabled it, validate the arguments at the boundary, take a
-rate-limit token for its server, claim the idempotency key of a write, call the server process
-through the supervisor, settle the key, and emit exactly one audit record. Every failure comes
-back as a typed error envelope; nothing raises to the caller.
+In order, for every call: find the tool, refuse it if an admin disabled it, validate the
+arguments at the boundary, take a rate-limit token for its server, claim the idempotency key of
+a write, call the server process through the supervisor, settle the key, and emit exactly one
+audit record. Every failure comes back as a typed error envelope; nothing raises to the caller.
 """
 
 import json
