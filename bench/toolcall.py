@@ -66,9 +66,10 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     call_command("seed_lab", verbosity=0, stdout=open(os.devnull, "w"))
     call_command("lab_keys", write_dir=credentials, stdout=open(os.devnull, "w"))
-    from toolserver.models import ToolServer
+    from toolserver.models import Credential, ToolServer
 
     ToolServer.objects.filter(name="edr").update(rate_limit_calls=calls * 10, rate_limit_window_s=60)
+    Credential.objects.filter(server__name="edr").delete()  # a previous run's: this run issued new keys
 
     console = subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), "serve", "--port", str(port)],

@@ -18,6 +18,7 @@ from console.roles import ADMIN, has_role
 from investigations import audit
 from investigations.models import Budgets, Investigation, ToolPolicy
 from toolserver import credentials
+from toolserver.audit import result_digest
 from toolserver.catalog import find_tool
 from toolserver.models import Credential, Tool, ToolServer
 from toolserver.supervisor import get_supervisor, restart_everywhere
@@ -72,10 +73,6 @@ def update_server(server: ToolServer, user, changes: dict) -> set[str]:
     return changed
 
 
-def current_credential(server: ToolServer) -> Credential | None:
-    return server.credentials.order_by("-id").first()
-
-
 def _shown(credential: Credential | None) -> str:
     if credential is None:
         return "deployment default"
@@ -86,7 +83,7 @@ def _shown(credential: Credential | None) -> str:
 @transaction.atomic
 def set_credential(server: ToolServer, user, *, secret: str = "", reference: str = "") -> Credential:
     """Set or rotate `server`'s credential: a secret, sealed here, or a reference to one kept elsewhere."""
-    before = _shown(current_credential(server))
+    before = _shown(server.credential)
     if secret:
         try:
             sealed = credentials.seal(secret, settings.CREDENTIALS_KEY)
@@ -104,6 +101,8 @@ def set_credential(server: ToolServer, user, *, secret: str = "", reference: str
         credential = Credential.objects.create(
             server=server, kind=Credential.Kind.REFERENCE, reference=reference, set_by=user.get_username()
         )
+    server.credential = credential
+    server.save(update_fields=["credential", "updated_at"])
     audit.record_admin_change(
         actor(user), "credential_set", server=server.name,
         before={"credential": before}, after={"credential": credential.shown},
@@ -115,10 +114,11 @@ def set_credential(server: ToolServer, user, *, secret: str = "", reference: str
 @transaction.atomic
 def revoke_credential(server: ToolServer, user) -> None:
     """The server gets no credential: its processes stop now, and it starts again only with a new one."""
-    credential = current_credential(server)
+    credential = server.credential
     if credential is None or credential.revoked_at:
         raise Refused(f"{server.name} has no credential set here to revoke")
-    Credential.objects.filter(pk=credential.pk).update(revoked_at=timezone.now(), revoked_by=user.get_username())
+    credential.revoked_at, credential.revoked_by = timezone.now(), user.get_username()
+    credential.save(update_fields=["revoked_at", "revoked_by"])
     audit.record_admin_change(
         actor(user), "credential_revoked", server=server.name,
         before={"credential": credential.shown}, after={"credential": "revoked"},
@@ -137,14 +137,14 @@ def accept_tool_change(tool: Tool, user) -> None:
     """The server's new description and schema become what the model is offered."""
     if tool.proposed is None:
         raise Refused(f"{tool.name} has no change waiting")
-    before = {"description": tool.description, "input_schema_sha256": _schema_digest(tool.input_schema)}
+    before = {"description": tool.description, "input_schema_sha256": result_digest(tool.input_schema)}
     tool.description = tool.proposed["description"]
     tool.input_schema = tool.proposed["input_schema"]
     tool.proposed = None
     tool.save()
     audit.record_admin_change(
         actor(user), "tool_change_accepted", server=tool.server.name, tool=tool.name, before=before,
-        after={"description": tool.description, "input_schema_sha256": _schema_digest(tool.input_schema)},
+        after={"description": tool.description, "input_schema_sha256": result_digest(tool.input_schema)},
     )
 
 
@@ -173,16 +173,10 @@ def discover(server: ToolServer, by: str = "system") -> list[str]:
             found.append(tool.name)
             audit.record_admin_change(
                 by, "tool_change_found", server=server.name, tool=tool.name,
-                before={"description": tool.description, "input_schema_sha256": _schema_digest(tool.input_schema)},
-                after={"description": offered["description"], "input_schema_sha256": _schema_digest(offered["input_schema"])},
+                before={"description": tool.description, "input_schema_sha256": result_digest(tool.input_schema)},
+                after={"description": offered["description"], "input_schema_sha256": result_digest(offered["input_schema"])},
             )
     return found
-
-
-def _schema_digest(schema) -> str:
-    from toolserver.audit import result_digest
-
-    return result_digest(schema)
 
 
 # -- policies and budgets ---------------------------------------------------------------------------

@@ -55,7 +55,7 @@ class ToolOut(Schema):
 
 
 def _credential(server: ToolServer) -> CredentialOut:
-    credential = administration.current_credential(server)
+    credential = server.credential
     if credential is None:
         return CredentialOut(shown="deployment default")
     if credential.revoked_at:
@@ -81,7 +81,7 @@ def _tool(tool: Tool) -> ToolOut:
 def list_servers(request):
     if not has_role(request.auth, ADMIN):
         return Status(403, ADMINS_ONLY)
-    return [_server(server) for server in ToolServer.objects.prefetch_related("tools")]
+    return [_server(server) for server in ToolServer.objects.select_related("credential").prefetch_related("tools")]
 
 
 @router.put("/manage/servers/{name}/credential", auth=AUTH,

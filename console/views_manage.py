@@ -40,7 +40,7 @@ def server_manager(view):
     @login_required
     @wraps(view)
     def check(request, name, *args, **kwargs):
-        server = get_object_or_404(ToolServer, name=name)
+        server = get_object_or_404(ToolServer.objects.select_related("credential"), name=name)
         if not administration.may_manage(request.user, server):
             raise PermissionDenied
         return view(request, server, *args, **kwargs)
@@ -50,11 +50,10 @@ def server_manager(view):
 
 @admin_only
 def index(request, budgets_form=None, status=200):
-    servers = ToolServer.objects.prefetch_related("tools")
-    credentials = {server.pk: administration.current_credential(server) for server in servers}
+    servers = ToolServer.objects.select_related("credential")
     policies = {policy.tool: policy for policy in ToolPolicy.objects.all()}
     return render(request, "manage/index.html", {
-        "servers": [(server, credentials[server.pk]) for server in servers],
+        "servers": servers,
         "tools": [(tool, policies.get(tool.name)) for tool in Tool.objects.select_related("server")],
         "budgets_form": budgets_form or BudgetsForm(instance=Budgets.current()),
     }, status=status)
@@ -77,7 +76,7 @@ def _server_page(request, server, *, form=None, credential_form=None, status=200
         "server": server,
         "form": form or ServerForm(instance=server),
         "credential_form": credential_form or CredentialForm(),
-        "credential": administration.current_credential(server),
+        "credential": server.credential,
         "history": server.credentials.order_by("-id")[:10],
         "tools": server.tools.all(),
         "is_admin": has_role(request.user, ADMIN),

@@ -181,4 +181,4 @@ def test_no_credential_appears_anywhere_but_in_its_own_server_process(
     client.force_login(admin_user)
     index = client.get(reverse("manage:index")).content.decode()
     for server in ("siem", "edr", "identity", "intel"):
-        assert administration.current_credential(ToolServer.objects.get(name=server)).fingerprint in index
+        assert ToolServer.objects.get(name=server).credential.fingerprint in index

@@ -76,13 +76,15 @@ class Gateway:
             )
             return self._audited(server, tool, validated, result, context, started, Outcome.RATE_LIMITED)
 
+        backend = config.backend_of(row.server)
         if tool.write:
-            return self._write(server, tool, args, validated, context, started)
-        result, backend_status = self._send(server, tool, validated, context, idempotency_key="")
+            return self._write(server, tool, args, validated, context, started, backend)
+        result, backend_status = self._send(server, tool, validated, context, idempotency_key="", backend=backend)
         outcome = Outcome.ERROR if is_error(result) else Outcome.OK
         return self._audited(server, tool, validated, result, context, started, outcome, backend_status=backend_status)
 
-    def _write(self, server: ServerSpec, tool: ToolSpec, args, validated: dict, context: CallContext, started: float) -> dict:
+    def _write(self, server: ServerSpec, tool: ToolSpec, args, validated: dict, context: CallContext, started: float,
+               backend: config.Backend) -> dict:
         if not context.trigger:
             raise ValueError("a write needs the alert that triggered it")
         key = idempotency.write_key(tool, args, context.trigger)
@@ -108,7 +110,7 @@ class Gateway:
             )
             return self._audited(server, tool, audit_args, result, context, started, Outcome.ERROR, key=key.key)
 
-        result, backend_status = self._send(server, tool, validated, context, idempotency_key=key.key)
+        result, backend_status = self._send(server, tool, validated, context, idempotency_key=key.key, backend=backend)
         if is_transient(result):
             idempotency.release(key, claim.token)
         else:
@@ -118,13 +120,14 @@ class Gateway:
             server, tool, audit_args, result, context, started, outcome, key=key.key, backend_status=backend_status
         )
 
-    def _send(self, server: ServerSpec, tool: ToolSpec, validated: dict, context: CallContext, *, idempotency_key: str):
+    def _send(self, server: ServerSpec, tool: ToolSpec, validated: dict, context: CallContext, *, idempotency_key: str,
+              backend: config.Backend):
         meta = {
             "gatehouse/correlation_id": context.correlation_id,
             "gatehouse/trigger": context.trigger,
             "gatehouse/idempotency_key": idempotency_key,
         }
-        return self.supervisor.call(server.name, tool.name, validated, meta)
+        return self.supervisor.call(server.name, tool.name, validated, meta, backend)
 
     def _audited(self, server, tool, arguments, result, context, started, outcome, *, key="", backend_status=""):
         audit.emit(

@@ -44,6 +44,9 @@ class ToolServer(models.Model):
     adapter = models.CharField(max_length=40, default="lab", help_text="The backend implementation (toolserver.adapters).")
     url = models.CharField(max_length=500, blank=True, help_text="The backend's base URL; blank: the deployment's default.")
     enabled = models.BooleanField(default=True, help_text="Off: every tool of this server answers tool_disabled.")
+    # The credential it starts with (revoked: none); null: the deployment's default. Read with the
+    # server in one query on every call, so a change takes effect without a cache to expire.
+    credential = models.ForeignKey("Credential", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     rate_limit_calls = models.PositiveIntegerField(
         validators=[MinValueValidator(1)], help_text="Calls allowed per window, shared by every worker."
     )
@@ -97,7 +100,7 @@ class Credential(models.Model):
 
     Either sealed here (Fernet, under GATEHOUSE_CREDENTIALS_KEY, which never enters the database)
     or a reference to a secret kept elsewhere (`env:NAME`, `file:/run/secrets/name`), read by the
-    server's launcher. The newest row of a server is its credential; a revoked newest row means none.
+    server's launcher. The server's `credential` is the current one; older rows are its history.
     Nothing here can show the secret: a page shows the fingerprint, who set it and when.
     """
 

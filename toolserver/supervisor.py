@@ -66,8 +66,8 @@ class LaunchConfig:
         return env
 
 
-def launch_config(server: str) -> LaunchConfig:
-    backend = config.backend_of(server)
+def launch_config(server: str, backend: config.Backend | None = None) -> LaunchConfig:
+    backend = backend or config.backend_of(server)
     return LaunchConfig(
         server=server,
         adapter=backend.adapter,
@@ -172,10 +172,10 @@ class Supervisor:
         if settings.REDIS_URL:
             self._listener = asyncio.run_coroutine_threadsafe(self._listen_for_restarts(settings.REDIS_URL), self._loop)
 
-    def call(self, server: str, tool: str, arguments: dict, meta: dict) -> tuple[dict, str]:
+    def call(self, server: str, tool: str, arguments: dict, meta: dict, backend=None) -> tuple[dict, str]:
         """(envelope, backend status) of one call, from this worker's process for `server`."""
         timeout_s = float(settings.TOOLSERVER_CALL_TIMEOUT_S)
-        config = launch_config(server)
+        config = launch_config(server, backend)
         future = asyncio.run_coroutine_threadsafe(self._call(config, tool, arguments, meta, timeout_s), self._loop)
         try:
             return future.result(timeout=timeout_s + START_TIMEOUT_S + 5)
