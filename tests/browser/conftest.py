@@ -60,13 +60,27 @@ def console(django_db_setup, django_db_blocker, lab_credentials, tmp_path_factor
         yield console
 
 
-@pytest.fixture
-def page(browser):
+@contextmanager
+def browser_page(browser):
+    """A page in a browser context of its own: one person's session."""
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def page(browser):
+    with browser_page(browser) as page:
+        yield page
+
+
+@pytest.fixture
+def second_page(browser):
+    """Another person's browser, beside `page`."""
+    with browser_page(browser) as page:
+        yield page
 
 
 @pytest.fixture

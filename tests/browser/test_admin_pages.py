@@ -26,15 +26,6 @@ RUN_TIMEOUT_MS = 120_000  # the whole story, on a slow machine
 SERVER, DISABLED, STILL_ON = "edr", "get_host", "get_process_tree"  # LAB-SIEM-1003 calls both tools
 
 
-@pytest.fixture
-def analyst_page(browser):
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    yield page
-    context.close()
-
-
 def signed_in(page, console, username: str):
     page.goto(f"{console.url}/login/")
     page.fill("#id_username", username)
@@ -45,7 +36,7 @@ def signed_in(page, console, username: str):
 
 
 def test_an_admin_sets_a_credential_disables_a_tool_and_the_investigation_is_refused_it(
-    lab, console, make_user, page, analyst_page
+    lab, console, make_user, page, second_page
 ):
     make_user("ada-admin", ADMIN, is_staff=True)
     make_user("ana-admin-run", ANALYST)
@@ -99,7 +90,7 @@ def test_an_admin_sets_a_credential_disables_a_tool_and_the_investigation_is_ref
     assert not any(secret in str(record.extra) for record in changes)
 
     # An analyst raises the travelling manager's story; the agent's call of the disabled tool is refused, typed.
-    analyst = signed_in(analyst_page, console, "ana-admin-run")
+    analyst = signed_in(second_page, console, "ana-admin-run")
     investigation_id = raise_story_alert(analyst, console)
     expect(analyst.locator("#status")).to_have_attribute("data-status", "completed", timeout=RUN_TIMEOUT_MS)
 
