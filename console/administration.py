@@ -53,8 +53,8 @@ def _save_changes(row, user, what: str, changes: dict, fields, **where) -> dict:
         setattr(row, name, value)
     after = _snapshot(row, fields)
     changed = {name for name in fields if before[name] != after[name]}
-    if changed:
-        row.save()
+    if changed:  # only these fields: a concurrent change of another (a credential set meanwhile) stands
+        row.save(update_fields=[*sorted(changed), "updated_at"])
         audit.record_admin_change(
             actor(user), what,
             before={name: before[name] for name in sorted(changed)},
