@@ -73,17 +73,11 @@ def update_server(server: ToolServer, user, changes: dict) -> set[str]:
     return changed
 
 
-def _shown(credential: Credential | None) -> str:
-    if credential is None:
-        return "deployment default"
-    return "revoked" if credential.revoked_at else credential.shown
-
-
 @sensitive_variables("secret", "sealed")
 @transaction.atomic
 def set_credential(server: ToolServer, user, *, secret: str = "", reference: str = "") -> Credential:
     """Set or rotate `server`'s credential: a secret, sealed here, or a reference to one kept elsewhere."""
-    before = _shown(server.credential)
+    before = server.credential_shown
     if secret:
         try:
             sealed = credentials.seal(secret, settings.CREDENTIALS_KEY)
@@ -105,7 +99,7 @@ def set_credential(server: ToolServer, user, *, secret: str = "", reference: str
     server.save(update_fields=["credential", "updated_at"])
     audit.record_admin_change(
         actor(user), "credential_set", server=server.name,
-        before={"credential": before}, after={"credential": credential.shown},
+        before={"credential": before}, after={"credential": server.credential_shown},
     )
     transaction.on_commit(lambda: restart_everywhere(server.name))
     return credential
@@ -121,7 +115,7 @@ def revoke_credential(server: ToolServer, user) -> None:
     credential.save(update_fields=["revoked_at", "revoked_by"])
     audit.record_admin_change(
         actor(user), "credential_revoked", server=server.name,
-        before={"credential": credential.shown}, after={"credential": "revoked"},
+        before={"credential": credential.shown}, after={"credential": server.credential_shown},
     )
     transaction.on_commit(lambda: restart_everywhere(server.name))
 

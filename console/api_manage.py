@@ -57,10 +57,9 @@ class ToolOut(Schema):
 def _credential(server: ToolServer) -> CredentialOut:
     credential = server.credential
     if credential is None:
-        return CredentialOut(shown="deployment default")
-    if credential.revoked_at:
-        return CredentialOut(shown="revoked", set_by=credential.revoked_by, set_at=credential.revoked_at.isoformat())
-    return CredentialOut(shown=credential.shown, set_by=credential.set_by, set_at=credential.set_at.isoformat())
+        return CredentialOut(shown=server.credential_shown)
+    by, at = (credential.revoked_by, credential.revoked_at) if credential.revoked_at else (credential.set_by, credential.set_at)
+    return CredentialOut(shown=server.credential_shown, set_by=by, set_at=at.isoformat())
 
 
 def _server(server: ToolServer) -> ServerOut:

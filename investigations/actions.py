@@ -26,7 +26,7 @@ from investigations import events, services
 from investigations.models import (
     ActionApproval, ActionRequest, ActionTransition, AuditRecord, Event, Investigation, ToolPolicy,
 )
-from toolserver import audit, idempotency
+from toolserver import audit, config, idempotency
 from toolserver.audit import Outcome
 from toolserver.catalog import SERVERS, find_tool
 from toolserver.envelope import Reason, error, is_error
@@ -90,15 +90,18 @@ def may_approve(user, tool: str) -> bool:
 
 # -- requests ---------------------------------------------------------------------------------
 def request_action(investigation: Investigation, use: dict, *, owner: str, gateway: Gateway) -> ActionRequest | dict:
-    """The request for this tool call (made now, or before a restart); an error envelope for invalid arguments."""
+    """The request for this tool call (made now, or before a restart); an error envelope for a tool
+    an admin disabled or for invalid arguments."""
     existing = ActionRequest.objects.filter(investigation=investigation, tool_use_id=use["id"]).first()
     if existing is not None:
         return existing
     server, tool = find_tool(use["name"])
+    row = config.tool_row(tool.name)
     try:
         args = parse_arguments(tool.arguments, use["input"])
     except ValidationError:
-        # The gateway refuses it at the boundary, with the typed error and its audit record.
+        args = None
+    if row is None or not row.usable or args is None:  # the gateway refuses it, typed and audited
         return gateway.call(use["name"], use["input"], _context(investigation, actor="agent", tool_use_id=use["id"]))
     validated = args.model_dump(mode="json")
     key = idempotency.write_key(tool, args, investigation.alert.trigger)

@@ -164,9 +164,6 @@ class Agent:
 
     def _gated(self, use: dict) -> dict | None:
         """A write: its result once an analyst decided (or its policy needs no approval), else None."""
-        tool = config.tool_row(use["name"])
-        if tool is None or not tool.usable:  # no request for a tool that cannot run: the gateway says why
-            return self.gateway.call(use["name"], use["input"], replace(self.context, tool_use_id=use["id"]))
         if not actions.policy_for(use["name"]).requires_approval:
             return self.gateway.call(use["name"], use["input"], replace(self.context, approval=f"policy:{use['name']}", tool_use_id=use["id"]))
         request = actions.request_action(self.investigation, use, owner=self.owner, gateway=self.gateway)

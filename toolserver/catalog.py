@@ -23,6 +23,10 @@ class ToolSpec:
     # Fields stored in the audit record only as a keyed hash.
     sensitive: tuple[str, ...] = ()
 
+    def input_schema(self) -> dict:
+        """The schema its server advertises (additionalProperties false) and the model is first offered."""
+        return self.arguments.model_json_schema()
+
 
 @dataclass(frozen=True)
 class ServerSpec:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 
-from toolserver.catalog import SERVERS, ToolSpec
+from toolserver.catalog import SERVERS
 from toolserver.models import Tool, ToolServer
 
 
@@ -19,11 +19,6 @@ class Backend:
     adapter: str
     url: str
     credential_ref: str  # "" when the credential was revoked: the server will not start
-
-
-def advertised_schema(tool: ToolSpec) -> dict:
-    """The input schema a server advertises for `tool` (toolserver.servers builds it the same way)."""
-    return tool.arguments.model_json_schema()
 
 
 def ensure_catalog() -> None:
@@ -48,7 +43,7 @@ def ensure_catalog() -> None:
         known = set(Tool.objects.values_list("name", flat=True))
         Tool.objects.bulk_create([
             Tool(server_id=servers[spec.name], name=tool.name, description=tool.description,
-                 input_schema=advertised_schema(tool))
+                 input_schema=tool.input_schema())
             for spec in SERVERS.values()
             for tool in spec.tools
             if tool.name not in known

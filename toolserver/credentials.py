@@ -17,7 +17,6 @@ import os
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-SCHEMES = ("sealed", "env", "file")
 KEY_VARIABLE = "GATEHOUSE_CREDENTIALS_KEY"  # comma-separated: the first seals, all unseal (key rotation)
 
 
@@ -34,9 +33,9 @@ def resolve(reference: str, environ=os.environ) -> str:
         except OSError as exc:
             raise CredentialError(f"cannot read credential file {rest} ({exc.strerror})") from None
     elif scheme == "env":
-        secret = environ.get(rest, "").strip()
         if rest not in environ:
             raise CredentialError(f"the environment variable {rest} is not set")
+        secret = environ[rest].strip()
     elif scheme == "sealed":
         secret = unseal(rest, environ.get(KEY_VARIABLE, ""))
     else:

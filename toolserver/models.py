@@ -66,6 +66,13 @@ class ToolServer(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def credential_shown(self) -> str:
+        """What a page, the API or an audit record may say of its credential."""
+        if self.credential is None:
+            return "deployment default"
+        return "revoked" if self.credential.revoked_at else self.credential.shown
+
 
 class Tool(models.Model):
     """A tool as its server advertised it, and as an admin accepted it.

@@ -26,7 +26,8 @@ from mcp import Client, MCPError, StdioServerParameters, stdio_client
 from mcp.client.stdio import get_default_environment
 from mcp_types import CONNECTION_CLOSED
 
-from toolserver import config, credentials
+from toolserver import credentials
+from toolserver.config import Backend, backend_of
 from toolserver.catalog import SERVERS
 from toolserver.envelope import BackendFailure, Reason, backend_error, error
 from toolserver.servers import META_BACKEND_STATUS
@@ -66,8 +67,8 @@ class LaunchConfig:
         return env
 
 
-def launch_config(server: str, backend: config.Backend | None = None) -> LaunchConfig:
-    backend = backend or config.backend_of(server)
+def launch_config(server: str, backend: Backend | None = None) -> LaunchConfig:
+    backend = backend or backend_of(server)
     return LaunchConfig(
         server=server,
         adapter=backend.adapter,
@@ -326,8 +327,12 @@ def check_connection(server: str) -> dict:
             return json.loads(lines[-1])
         except ValueError:
             pass
-    problem = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-    return {"ok": False, "detail": problem[0].removeprefix(f"toolserver: {server}: ")}
+    # Only the launcher's own line (it names a reference, never a secret); anything else the
+    # process printed could quote what it was given, so the page gets the exit status instead.
+    ours = [line for line in done.stderr.splitlines() if line.startswith(f"toolserver: {server}: ")]
+    if ours:
+        return {"ok": False, "detail": ours[-1].removeprefix(f"toolserver: {server}: ")}
+    return {"ok": False, "detail": f"the check process failed (exit status {done.returncode}); the worker log says why"}
 
 
 _supervisor: Supervisor | None = None

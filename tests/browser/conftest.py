@@ -83,16 +83,18 @@ def second_page(browser):
         yield page
 
 
-@pytest.fixture
-def sign_in(page, live_console):
+def signed_in(page, console, username: str):
+    """`page`, signed in to `console` as `username` (made with the tests' PASSWORD)."""
     from tests.conftest import PASSWORD
 
-    def sign_in_as(username: str):
-        page.goto(f"{live_console.url}/login/")
-        page.fill("#id_username", username)
-        page.fill("#id_password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_selector(".topbar nav")
-        return page
+    page.goto(f"{console.url}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector(".topbar nav")
+    return page
 
-    return sign_in_as
+
+@pytest.fixture
+def sign_in(page, live_console):
+    return lambda username: signed_in(page, live_console, username)

@@ -14,8 +14,8 @@ from playwright.sync_api import expect
 
 from console.roles import ADMIN, ANALYST
 from investigations.models import AuditRecord, Investigation
+from tests.browser.conftest import signed_in
 from tests.browser.test_investigation_live import raise_story_alert
-from tests.conftest import PASSWORD
 from toolserver.lab.keys import SERVER_SCOPES, hash_key, revoke_key
 from toolserver.lab.models import LabKey
 from toolserver.models import Credential, Tool
@@ -24,15 +24,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 RUN_TIMEOUT_MS = 120_000  # the whole story, on a slow machine
 SERVER, DISABLED, STILL_ON = "edr", "get_host", "get_process_tree"  # LAB-SIEM-1003 calls both tools
-
-
-def signed_in(page, console, username: str):
-    page.goto(f"{console.url}/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_selector(".topbar nav")
-    return page
 
 
 def test_an_admin_sets_a_credential_disables_a_tool_and_the_investigation_is_refused_it(

@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 
 from console.roles import ANALYST
 from investigations.models import ActionRequest
-from tests.conftest import PASSWORD
+from tests.browser.conftest import signed_in
 from toolserver.lab import estate
 from toolserver.lab.models import LabWrite
 
@@ -48,11 +48,7 @@ def raise_phishing_alert(page, console) -> int:
 def queue_page(lab, console, make_user, page):
     """A signed-in analyst on the approval queue, listening, before any request exists."""
     make_user("ana-approvals", ANALYST)
-    page.goto(f"{console.url}/login/")
-    page.fill("#id_username", "ana-approvals")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_selector(".topbar nav")
+    signed_in(page, console, "ana-approvals")
     page.goto(f"{console.url}/approvals/")
     page.wait_for_function(LIVE)
     page.evaluate("window.__loaded = true")

@@ -16,8 +16,7 @@ from django.utils import timezone
 
 from console.roles import ANALYST
 from investigations.models import Event, Investigation
-from tests.conftest import PASSWORD
-from tests.browser.conftest import console_with_worker
+from tests.browser.conftest import console_with_worker, signed_in
 from toolserver.lab import estate
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -38,12 +37,7 @@ def slow_console(django_db_setup, django_db_blocker, lab_credentials, tmp_path_f
 def analyst_page(lab, slow_console, make_user, page):
     """A signed-in analyst's page on the slow console, with the lab estate seeded."""
     make_user("ana-live", ANALYST)
-    page.goto(f"{slow_console.url}/login/")
-    page.fill("#id_username", "ana-live")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_selector(".topbar nav")
-    return page
+    return signed_in(page, slow_console, "ana-live")
 
 
 def raise_story_alert(page, console) -> int:

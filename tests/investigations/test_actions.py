@@ -196,3 +196,17 @@ def test_a_write_whose_policy_needs_no_approval_fires_without_a_request(received
     assert not investigation.action_requests.filter(tool="open_ticket").exists()
     assert list(LabWrite.objects.values_list("action", "outcome")) == [("open_ticket", "performed")]
     assert "Ticket #" in transcript(investigation)
+
+
+def test_a_write_tool_an_admin_disabled_makes_no_request_and_the_model_is_told(received, admin_user):
+    from console import administration
+    from toolserver.models import Tool
+
+    administration.update_tool(Tool.objects.get(name="isolate_host"), admin_user, enabled=False)
+    _, investigation = received("LAB-SIEM-1001")
+    investigation = run(investigation)
+    assert not investigation.action_requests.filter(tool="isolate_host").exists()
+    (refused,) = AuditRecord.objects.filter(kind="tool_call", tool="isolate_host")
+    assert (refused.outcome, refused.reason) == ("error", "tool_disabled")
+    result = investigation.events.get(kind=Event.Kind.TOOL_RESULT, data__name="isolate_host").data["result"]
+    assert result["reason"] == "tool_disabled"

@@ -48,6 +48,11 @@ def test_a_revoked_or_unresolvable_credential_is_named(edr_response, admin_user)
     assert not result["ok"] and "revoked or never set" in result["detail"]
 
 
+def test_an_adapter_the_server_does_not_have_is_named(edr_response):
+    ToolServer.objects.filter(pk=edr_response.pk).update(adapter="vendor-x")  # past the form, which refuses it
+    assert check_connection("edr-response") == {"ok": False, "detail": "unknown server or adapter 'vendor-x'"}
+
+
 def test_the_button_shows_the_answer_on_the_servers_page(edr_response, admin_user, client):
     client.force_login(admin_user)
     response = client.post(reverse("manage:check", args=["edr-response"]), follow=True)

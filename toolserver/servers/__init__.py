@@ -51,7 +51,7 @@ def _tool(spec: ServerSpec, tool: ToolSpec, backend: Backend) -> Tool:
         open_world_hint=False,
     )
     registered = Tool.from_function(call, name=tool.name, description=tool.description, annotations=annotations)
-    registered.parameters = tool.arguments.model_json_schema()  # advertised: additionalProperties false
+    registered.parameters = tool.input_schema()
     return registered
 
 

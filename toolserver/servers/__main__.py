@@ -25,7 +25,7 @@ def main() -> None:
     spec = SERVERS.get(name)
     adapter = ADAPTERS.get(name, {}).get(os.environ.get("GATEHOUSE_ADAPTER", ""))
     if spec is None or adapter is None:
-        sys.stderr.write(f"toolserver: unknown server {name!r} or adapter\n")
+        sys.stderr.write(f"toolserver: {name}: unknown server or adapter {os.environ.get('GATEHOUSE_ADAPTER', '')!r}\n")
         raise SystemExit(3)
     backend = adapter(
         url=os.environ["GATEHOUSE_BACKEND_URL"],
