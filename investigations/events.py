@@ -39,7 +39,9 @@ def record_event(investigation_id: int, kind: str, data: dict, *, owner: str | N
             raise LeaseLost(investigation_id)
         seq = Investigation.objects.filter(pk=investigation_id).values_list("last_seq", flat=True).get()
         event = Event.objects.create(investigation_id=investigation_id, seq=seq, kind=kind, data=data)
-    publish(event)
+    # After the outermost commit: an event recorded inside a caller's transaction (finish,
+    # suspend) is not visible to a viewer before it is visible in the database.
+    transaction.on_commit(lambda: publish(event))
     return event
 
 
