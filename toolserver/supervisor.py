@@ -149,6 +149,10 @@ class ServerProcess:
             return None
         return (await self._client.list_tools()).tools
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
     async def stop(self) -> None:
         self._stop.set()
         self._ready.set()
@@ -254,11 +258,12 @@ class Supervisor:
 
     async def _process(self, config: LaunchConfig) -> ServerProcess:
         running = self._servers.get(config.server)
-        if running is not None and running.config != config:
+        if running is not None and not running.stopping and running.config != config:
             log.info("tool server %s: configuration changed; restarting", config.server)
             await running.stop()
-            running = None
-        if running is None:
+            running = self._servers.get(config.server)  # another caller may have started the new one meanwhile
+        # A process being stopped is never handed out: its session may already be closed.
+        if running is None or running.stopping:
             running = self._servers[config.server] = ServerProcess(config)
         return running
 

@@ -1,5 +1,7 @@
 """A credential rotated mid-run: the old server process stops at once, the next isolation uses the new key."""
 
+import asyncio
+
 import httpx2
 import pytest
 
@@ -63,5 +65,18 @@ def test_a_rotation_announced_by_another_process_stops_this_processs_server(lab,
     redis.Redis.from_url(settings.REDIS_URL).publish(restart_channel(settings.REDIS_URL), "intel")
     wait_until(lambda: before not in server_pids("intel"), what="the intel server to stop")
     get_supervisor().list_tools("intel")  # the next use starts a new one
+    (after,) = server_pids("intel")
+    assert after != before
+
+
+def test_a_use_while_the_server_is_being_stopped_gets_a_new_process(lab):
+    """A restart in flight (an announcement, a rotation) never hands its closing session to a caller."""
+    supervisor = get_supervisor()
+    supervisor.list_tools("intel")
+    (before,) = server_pids("intel")
+    # Submitted first, the stop runs on the supervisor's loop up to its first wait before the listing starts.
+    stopping = asyncio.run_coroutine_threadsafe(supervisor._stop_server("intel"), supervisor._loop)
+    assert {tool["name"] for tool in supervisor.list_tools("intel")} >= {"lookup_indicator"}
+    stopping.result(timeout=15)
     (after,) = server_pids("intel")
     assert after != before
