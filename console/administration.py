@@ -120,6 +120,28 @@ def revoke_credential(server: ToolServer, user) -> None:
     transaction.on_commit(lambda: restart_everywhere(server.name))
 
 
+def reseal_credentials(by: str = "system") -> tuple[list[str], list[str]]:
+    """Seal every stored credential again under the first GATEHOUSE_CREDENTIALS_KEY.
+
+    After a key is put first in the list, this leaves nothing in the database that needs the old
+    ones, so they can be removed. The secrets and their fingerprints stay the same. Returns
+    (resealed, unopenable), each as "server: fingerprint …"; an unopenable one is left as it is.
+    """
+    done, unopenable = [], []
+    for credential in Credential.objects.filter(kind=Credential.Kind.SEALED).select_related("server"):
+        try:
+            resealed = credentials.reseal(credential.sealed, settings.CREDENTIALS_KEY)
+        except credentials.CredentialError:
+            unopenable.append(str(credential))
+            continue
+        # Compare and set: of two runs at once, the second writes nothing over the first.
+        if Credential.objects.filter(pk=credential.pk, sealed=credential.sealed).update(sealed=resealed):
+            done.append(str(credential))
+    if done:
+        audit.record_admin_change(by, "credentials_resealed", before={}, after={"credentials": done})
+    return done, unopenable
+
+
 # -- tools and their discovery ----------------------------------------------------------------------
 @transaction.atomic
 def update_tool(tool: Tool, user, *, enabled: bool) -> set[str]:

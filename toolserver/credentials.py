@@ -103,6 +103,14 @@ def unseal(token: str, keys: str) -> str:
         raise CredentialError(f"the sealed credential does not open with {KEY_VARIABLE}") from None
 
 
+def reseal(token: str, keys: str) -> str:
+    """The same secret sealed under the first key, so the keys after it can be retired."""
+    try:
+        return _fernet(keys).rotate(token.encode()).decode()
+    except InvalidToken:
+        raise CredentialError(f"the sealed credential does not open with {KEY_VARIABLE}") from None
+
+
 def fingerprint(secret: str) -> str:
     """What a page or an audit record may show of a credential: enough to tell two apart, nothing to use.
 

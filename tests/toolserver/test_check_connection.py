@@ -1,15 +1,18 @@
 """"Check connection": the backend's health endpoint, called with the credential from a process of
 the server's own, says what is wrong in words an admin can act on, and never shows the secret."""
 
+from io import StringIO
 from urllib.parse import urlsplit
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from console import administration
+from investigations.models import AuditRecord
 from tests.support import free_port
 from toolserver.config import backend_of
-from toolserver.models import ToolServer
+from toolserver.models import Credential, ToolServer
 from toolserver.supervisor import check_connection
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -58,6 +61,33 @@ def test_the_button_shows_the_answer_on_the_servers_page(edr_response, admin_use
     response = client.post(reverse("manage:check", args=["edr-response"]), follow=True)
     assert "Check connection: reached" in response.content.decode()
     assert "with scopes edr:isolate" in response.content.decode()
+
+
+def test_a_sealing_key_is_retired_after_a_reseal_and_the_credential_still_reaches_the_backend(
+    edr_response, admin_user, lab, settings
+):
+    old, new = "old-credentials-key-" + "0" * 40, "new-credentials-key-" + "1" * 40
+    settings.CREDENTIALS_KEY = old
+    administration.set_credential(edr_response, admin_user, secret=lab.keys["edr-response"])
+    unopenable = ToolServer.objects.get(name="intel")
+    settings.CREDENTIALS_KEY = "a-key-nobody-has-any-more-" + "2" * 40
+    administration.set_credential(unopenable, admin_user, secret=lab.keys["intel"])
+    kept = Credential.objects.get(server=unopenable).sealed
+
+    settings.CREDENTIALS_KEY = f"{new},{old}"
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError, match="1 credential"):
+        call_command("reseal_credentials", stdout=out, stderr=err)
+    fingerprint = Credential.objects.get(server=edr_response).fingerprint
+    assert out.getvalue().split() == ["resealed", "edr-response:", "fingerprint", fingerprint]
+    assert err.getvalue().split()[:3] == ["not", "opened", "intel:"]
+    assert Credential.objects.get(server=unopenable).sealed == kept  # left as it was, for an admin to set again
+
+    settings.CREDENTIALS_KEY = new  # the old key removed
+    assert check_connection("edr-response")["ok"]
+    (record,) = AuditRecord.objects.filter(outcome="credentials_resealed")
+    assert record.actor == "manage.py reseal_credentials"
+    assert record.extra["after"] == {"credentials": [f"edr-response: fingerprint {fingerprint}"]}
 
 
 def host_of(server: ToolServer) -> str:

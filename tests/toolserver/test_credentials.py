@@ -62,6 +62,17 @@ def test_the_sealing_key_rotates_the_first_seals_and_every_one_opens():
         credentials.unseal(credentials.seal("after", rotated), KEY)
 
 
+def test_a_reseal_moves_a_secret_to_the_first_key_so_the_others_can_be_retired():
+    old = credentials.seal("kept-across-reseal", KEY)
+    new_key = "new-credentials-key-0123456789-0123456789-0123456789"
+    resealed = credentials.reseal(old, f"{new_key},{KEY}")
+    assert credentials.unseal(resealed, new_key) == "kept-across-reseal"
+    with pytest.raises(credentials.CredentialError):
+        credentials.unseal(resealed, KEY)
+    with pytest.raises(credentials.CredentialError, match="does not open"):
+        credentials.reseal(old, new_key)
+
+
 @pytest.mark.parametrize(
     "reference, problem",
     [
