@@ -9,9 +9,11 @@ and call these.
 
 from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
+from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import assign_perm, remove_perm
 
 from console.roles import ADMIN, has_role
@@ -78,6 +80,7 @@ def update_server(server: ToolServer, user, changes: dict) -> set[str]:
 def set_credential(server: ToolServer, user, *, secret: str = "", reference: str = "") -> Credential:
     """Set or rotate `server`'s credential: a secret, sealed here, or a reference to one kept elsewhere."""
     before = server.credential_shown
+    secret = secret.strip()
     if secret:
         try:
             sealed = credentials.seal(secret, settings.CREDENTIALS_KEY)
@@ -238,22 +241,24 @@ def revoke(user, permission: str, obj, holder: User | Group) -> None:
 
 def _record_grant(user, what: str, permission: str, obj, holder) -> None:
     held_by = f"group:{holder.name}" if isinstance(holder, Group) else f"user:{holder.get_username()}"
-    where = {"tool": obj.tool} if isinstance(obj, ToolPolicy) else {"server": obj.name} if isinstance(obj, ToolServer) else {}
-    if isinstance(obj, Investigation):
-        where["correlation_id"] = obj.correlation_id
+    if isinstance(obj, ToolPolicy):
+        where = {"tool": obj.tool}
+    elif isinstance(obj, ToolServer):
+        where = {"server": obj.name}
+    else:
+        where = {"correlation_id": obj.correlation_id}
     audit.record_admin_change(
         actor(user), what, before={}, after={"permission": permission, "object": str(obj), "holder": held_by}, **where
     )
 
 
-def grants(permission: str) -> list[dict]:
-    """Who holds `permission`, on what: [{"permission", "object", "holder"}], holders as group:<name> or user:<name>."""
-    from django.contrib.contenttypes.models import ContentType
-    from guardian.models import GroupObjectPermission, UserObjectPermission
-
-    codename = GRANTABLE[permission][0].split(".")[1]
-    _, model, field = GRANTABLE[permission]
-    where = {"permission__codename": codename, "content_type": ContentType.objects.get_for_model(model)}
+def grants(permission: str, on=None) -> list[dict]:
+    """Who holds `permission` (on `on` only, if given): [{"permission", "object", "holder"}],
+    holders as group:<name> or user:<name>."""
+    perm, model, field = GRANTABLE[permission]
+    where = {"permission__codename": perm.split(".")[1], "content_type": ContentType.objects.get_for_model(model)}
+    if on is not None:
+        where["object_pk"] = str(on.pk)
     links = [
         (link.object_pk, f"group:{link.group.name}")
         for link in GroupObjectPermission.objects.filter(**where).select_related("group")

@@ -94,7 +94,7 @@ def set_credential(request, name: str, body: CredentialIn):
             return Status(404, Problem(detail=f"No tool server {name!r}."))
         return Status(403, ADMINS_ONLY)
     try:
-        administration.set_credential(server, request.auth, secret=body.secret.strip(), reference=body.reference)
+        administration.set_credential(server, request.auth, secret=body.secret, reference=body.reference)
     except administration.Refused as exc:
         return Status(400, InvalidInput(detail=str(exc)))
     return _credential(server)

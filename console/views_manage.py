@@ -87,6 +87,8 @@ def _server_page(request, server, *, form=None, credential_form=None, status=200
 def server(request, server):
     if request.method != "POST":
         return _server_page(request, server)
+    # The form gets a copy of the row: a ModelForm writes what was typed into its instance, and
+    # administration compares it with the row as saved.
     form = ServerForm(request.POST, instance=ToolServer.objects.get(pk=server.pk))
     if not form.is_valid():
         return _server_page(request, server, form=form, status=400)
@@ -154,7 +156,7 @@ def _tool_page(request, tool, *, form=None, policy_form=None, grant_form=None, s
         "form": form or ToolForm(initial={"enabled": tool.enabled}),
         "policy": policy,
         "policy_form": policy_form or (PolicyForm(instance=policy) if policy else None),
-        "approvers": administration.grants("approve_tool") if policy else [],
+        "approvers": administration.grants("approve_tool", on=policy) if policy else [],
         "grant_form": grant_form or GrantForm(initial={"permission": "approve_tool", "object": tool.name}),
     }, status=status)
 
@@ -166,12 +168,12 @@ def tool(request, name):
         return _tool_page(request, tool)
     form = ToolForm(request.POST)
     policy = ToolPolicy.objects.filter(tool=tool.name).first()
-    policy_form = PolicyForm(request.POST, instance=policy) if policy else None
+    policy_form = PolicyForm(request.POST, instance=ToolPolicy.objects.get(pk=policy.pk)) if policy else None  # a copy, as above
     if not form.is_valid() or (policy_form is not None and not policy_form.is_valid()):
         return _tool_page(request, tool, form=form, policy_form=policy_form, status=400)
     changed = administration.update_tool(tool, request.user, enabled=form.cleaned_data["enabled"])
     if policy_form is not None:
-        changed |= administration.update_policy(ToolPolicy.objects.get(pk=policy.pk), request.user, policy_form.cleaned_data)
+        changed |= administration.update_policy(policy, request.user, policy_form.cleaned_data)
     messages.success(request, f"Saved: {', '.join(sorted(changed))}." if changed else "Nothing changed.")
     return redirect("manage:tool", tool.name)
 

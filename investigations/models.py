@@ -236,10 +236,7 @@ class Budgets(models.Model):
 
     @classmethod
     def current(cls) -> "Budgets":
-        defaults = settings.INVESTIGATION_BUDGETS
-        budgets, _ = cls.objects.get_or_create(
-            pk=1, defaults={"tool_calls": defaults["tool_calls"], "tokens": defaults["tokens"], "seconds": defaults["seconds"]}
-        )
+        budgets, _ = cls.objects.get_or_create(pk=1, defaults=settings.INVESTIGATION_BUDGETS)
         return budgets
 
 

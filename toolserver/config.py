@@ -29,16 +29,13 @@ def ensure_catalog() -> None:
     limits = settings.TOOLSERVER_RATE_LIMITS
     with transaction.atomic():
         known = set(ToolServer.objects.values_list("name", flat=True))
-        ToolServer.objects.bulk_create([
-            ToolServer(
-                name=spec.name,
-                adapter=settings.TOOLSERVER_BACKENDS[spec.name]["adapter"],
-                rate_limit_calls=limits.get(spec.name, limits["default"])[0],
-                rate_limit_window_s=limits.get(spec.name, limits["default"])[1],
-            )
-            for spec in SERVERS.values()
-            if spec.name not in known
-        ])
+        new_servers = []
+        for spec in SERVERS.values():
+            if spec.name not in known:
+                calls, window_s = limits.get(spec.name, limits["default"])
+                adapter = settings.TOOLSERVER_BACKENDS[spec.name]["adapter"]
+                new_servers.append(ToolServer(name=spec.name, adapter=adapter, rate_limit_calls=calls, rate_limit_window_s=window_s))
+        ToolServer.objects.bulk_create(new_servers)
         servers = dict(ToolServer.objects.values_list("name", "pk"))
         known = set(Tool.objects.values_list("name", flat=True))
         Tool.objects.bulk_create([

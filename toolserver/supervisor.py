@@ -13,10 +13,10 @@ import asyncio
 import atexit
 import concurrent.futures
 import logging
-import os
-import sys
 import json
+import os
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit

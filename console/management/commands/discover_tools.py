@@ -16,7 +16,7 @@ class Command(BaseCommand):
         failed = []
         for server in ToolServer.objects.all():
             try:
-                changed = administration.discover(server)
+                changed = administration.discover(server, by="manage.py discover_tools")
             except ServerDidNotStart as exc:
                 failed.append(server.name)
                 self.stderr.write(f"{server.name:13} {exc}")
