@@ -9,7 +9,7 @@ from django.contrib.auth.models import Group
 from console.roles import ADMIN, ANALYST, MANAGER
 from toolserver.catalog import SERVERS
 from toolserver.ratelimit import get_rate_limiter
-from tests.support import ConsoleProcess, console_env, database_url_of
+from tests.support import ConsoleProcess, console_env, database_url_of, story_alert
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -127,3 +127,36 @@ def lab(transactional_db, live_console, lab_credentials, settings):
         limiter.reset(server)
     yield lab
     faults.clear()
+
+
+# -- the lab's stories, investigated on the offline model ----------------------------------------
+@pytest.fixture
+def settings_offline(settings):
+    """The offline model, unpaced: what the tests run on."""
+    settings.ANTHROPIC_API_KEY = ""
+    settings.OFFLINE_MODEL_DELAY_MS = 0
+    return settings
+
+
+@pytest.fixture
+def received(lab, settings_offline):
+    """Receive a lab story's alert: (alert, investigation), queued."""
+    from investigations.intake import receive_alert
+
+    def receive(external_id: str, **overrides):
+        result = receive_alert(story_alert(external_id, **overrides))
+        return result.alert, result.investigation
+
+    return receive
+
+
+@pytest.fixture
+def waiting(received):
+    """The phishing story's investigation, suspended on its pending request to isolate WS-FIN-07."""
+    from investigations import agent
+
+    _, investigation = received("LAB-SIEM-1001")
+    agent.run(investigation.pk)
+    investigation.refresh_from_db()
+    assert investigation.status == "waiting"
+    return investigation, investigation.action_requests.get(state="pending", tool="isolate_host")

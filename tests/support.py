@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: subprocesses of the real console, free ports, waiting."""
+"""Helpers shared by the tests: subprocesses of the real console, free ports, waiting, the lab's stories."""
 
 import os
 import socket
@@ -101,3 +101,12 @@ class ConsoleProcess:
             self.process.kill()
             self.process.wait()
         self._log.close()
+
+
+def story_alert(external_id: str, **overrides):
+    """One of the lab's stories as its SIEM raises it: 1001 phishing, 1002 beacon, 1003 benign."""
+    from investigations.intake import AlertIn
+    from toolserver.lab import estate
+
+    alert = next(alert for alert in estate.demo_alerts() if alert["external_id"] == external_id)
+    return AlertIn(**(alert | overrides))

@@ -9,7 +9,6 @@ page. And each server process's environment holds its own canary and no other.
 
 import json
 import logging
-import secrets
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -22,13 +21,13 @@ from console import administration
 from investigations import actions, agent, llm
 from investigations.intake import receive_alert
 from investigations.models import AuditRecord, Event, Investigation
-from tests.investigations.conftest import story_alert
+from tests.support import story_alert
 from tests.investigations.test_websocket import socket
-from tests.toolserver.conftest import server_pids
+from tests.toolserver.conftest import read_environ, server_pids
 from toolserver.catalog import SERVERS
 from toolserver.lab import faults
-from toolserver.lab.keys import SERVER_SCOPES, hash_key
-from toolserver.lab.models import LabKey
+from toolserver.lab.keys import SERVER_SCOPES, issue_key
+from toolserver.lab.models import Ticket
 from toolserver.models import Tool, ToolServer
 from toolserver.supervisor import get_supervisor
 
@@ -37,9 +36,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def set_canaries(admin_user, tmp_path, monkeypatch) -> dict[str, str]:
     """A unique canary per server, accepted by the lab, set as that server's credential."""
-    canaries = {server: f"CANARY{server.upper().replace('-', '')}{secrets.token_hex(10)}" for server in SERVERS}
+    canaries = {server: issue_key(f"{server}-canary", SERVER_SCOPES[server]) for server in SERVERS}  # random: unique
     for server, canary in canaries.items():
-        LabKey.objects.create(name=f"{server}-canary", key_hash=hash_key(canary), scopes=SERVER_SCOPES[server])
         row = ToolServer.objects.get(name=server)
         if server == "edr-response":  # a reference to the deployment's environment
             monkeypatch.setenv("CANARY_EDR_RESPONSE", canary)
@@ -96,17 +94,21 @@ def every_page(users) -> list[str]:
     """The HTML (and JSON) of every page each role reaches, for every object there is."""
     urls = [reverse(name) for name in (
         "home", "investigations:list", "investigations:approvals", "investigations:new_alert", "investigations:audit",
-        "manage:index", "manage:permissions", "lab:admin", "admin:index",
+        "investigations:audit_digest", "manage:index", "manage:permissions", "lab:admin", "admin:index",
     )]
     urls += [reverse("investigations:detail", args=[pk]) for pk in Investigation.objects.values_list("pk", flat=True)]
     urls += [reverse("investigations:audit_timeline", args=[pk]) for pk in Investigation.objects.values_list("pk", flat=True)]
     urls += [reverse("investigations:action", args=[pk]) for pk in actions.ActionRequest.objects.values_list("pk", flat=True)]
     urls += [reverse("investigations:audit_record", args=[seq]) for seq in AuditRecord.objects.values_list("seq", flat=True)]
+    urls += [reverse("lab:ticket", args=[number]) for number in Ticket.objects.values_list("number", flat=True)]
     urls += [reverse("manage:server", args=[name]) for name in SERVERS]
     urls += [reverse("manage:tool", args=[name]) for name in Tool.objects.values_list("name", flat=True)]
     urls += [f"{reverse('investigations:audit_export')}?format={fmt}" for fmt in ("csv", "jsonl")]
     urls += ["/api/manage/servers", "/api/audit?limit=500", "/api/actions"]
-    urls += [reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist") for model in admin.site._registry]
+    for model in admin.site._registry:
+        prefix = f"admin:{model._meta.app_label}_{model._meta.model_name}"
+        urls += [reverse(f"{prefix}_changelist")]
+        urls += [reverse(f"{prefix}_change", args=[pk]) for pk in model.objects.values_list("pk", flat=True)]
     bodies = []
     for user in users:
         client = Client()
@@ -152,21 +154,21 @@ def test_no_credential_appears_anywhere_but_in_its_own_server_process(
     for server, canary in canaries.items():
         get_supervisor().list_tools(server)
         (pid,) = server_pids(server)
-        environ = open(f"/proc/{pid}/environ", "rb").read().decode()
-        assert f"GATEHOUSE_BACKEND_KEY={canary}\0" in environ
-        assert [other for other in SERVERS if other != server and canaries[other] in environ] == []
+        environ = read_environ(pid)
+        assert environ["GATEHOUSE_BACKEND_KEY"] == canary
+        assert [other for other in SERVERS if other != server and any(canaries[other] in v for v in environ.values())] == []
         assert "GATEHOUSE_CREDENTIALS_KEY" not in environ and "CANARY_EDR_RESPONSE" not in environ
 
-    captured = capfd.readouterr()
     haystacks = {
         "model requests": [json.dumps(list(llm.offline_model().requests))],
         "events": [json.dumps(list(Event.objects.values()), default=str)],
         "websocket frames": websocket_frames(ended, analyst),
         "audit records": [json.dumps(list(AuditRecord.objects.values()), default=str)],
         "database": database_dump(),
-        "logs": [caplog.text, captured.out, captured.err, live_console.log()],
         "pages": every_page([admin_user, manager, analyst]),
     }
+    captured = capfd.readouterr()  # last: what rendering the pages logged is searched too
+    haystacks["logs"] = [caplog.text, captured.out, captured.err, live_console.log()]
     assert len(haystacks["model requests"][0]) > 10_000 and len(haystacks["websocket frames"]) > 50
     assert sum(len(page) for page in haystacks["pages"]) > 100_000
     leaks = [

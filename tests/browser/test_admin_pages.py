@@ -7,7 +7,6 @@ the run started with is revoked: the investigation's other `edr` calls succeed o
 """
 
 import re
-import secrets
 
 import pytest
 from playwright.sync_api import expect
@@ -16,8 +15,7 @@ from console.roles import ADMIN, ANALYST
 from investigations.models import AuditRecord, Investigation
 from tests.browser.conftest import signed_in
 from tests.browser.test_investigation_live import raise_story_alert
-from toolserver.lab.keys import SERVER_SCOPES, hash_key, revoke_key
-from toolserver.lab.models import LabKey
+from toolserver.lab.keys import SERVER_SCOPES, issue_key, revoke_key
 from toolserver.models import Credential, Tool
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -31,8 +29,7 @@ def test_an_admin_sets_a_credential_disables_a_tool_and_the_investigation_is_ref
 ):
     make_user("ada-admin", ADMIN, is_staff=True)
     make_user("ana-admin-run", ANALYST)
-    secret = f"lab_rotated_{SERVER}_{secrets.token_urlsafe(24)}"
-    LabKey.objects.create(name=f"{SERVER}-rotated", key_hash=hash_key(secret), scopes=SERVER_SCOPES[SERVER])
+    secret = issue_key(f"{SERVER}-rotated", SERVER_SCOPES[SERVER])  # the EDR issues a second key
 
     # The server's page, from the navigation: it runs on the deployment's credential.
     admin = signed_in(page, console, "ada-admin")

@@ -22,11 +22,9 @@ from guardian.models import GroupObjectPermission, UserObjectPermission
 from console import urls_manage
 from console.api_manage import router as manage_api
 from console.roles import ANALYST, MANAGER
-from investigations import actions, agent
-from investigations.intake import receive_alert
+from investigations import actions
 from investigations.models import ActionApproval, ActionRequest, AuditRecord, Budgets, ToolPolicy
 from investigations.tokens import create_api_token
-from tests.investigations.conftest import story_alert
 from toolserver import credentials
 from toolserver.catalog import SERVERS
 from toolserver.config import backend_of
@@ -235,16 +233,6 @@ def test_an_admin_may_open_every_page(client, admin_user, configured):
 
 
 # -- 2. a grant decides who may approve ------------------------------------------------------------
-@pytest.fixture
-def pending_isolation(lab, settings):
-    """A real request to isolate WS-FIN-07: the offline model investigates the lab's phishing story until it asks."""
-    settings.ANTHROPIC_API_KEY = ""
-    settings.OFFLINE_MODEL_DELAY_MS = 0
-    investigation = receive_alert(story_alert("LAB-SIEM-1001")).investigation
-    agent.run(investigation.pk)
-    return investigation.action_requests.get(state="pending", tool=ISOLATE)
-
-
 def grant_rows(page: str, permission: str, on: str) -> list[str]:
     """The holders the grants page lists for `permission` on `on`."""
     return re.findall(rf'<tr data-permission="{permission}" data-object="{on}" data-holder="([^"]+)">', page)
@@ -255,8 +243,8 @@ def approve_on_page(client, request: ActionRequest):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_grant_to_a_group_lets_its_members_approve_and_nobody_else(client, make_user, admin_user, pending_isolation):
-    request = pending_isolation
+def test_a_grant_to_a_group_lets_its_members_approve_and_nobody_else(client, make_user, admin_user, waiting):
+    _, request = waiting  # a real request to isolate WS-FIN-07, from the lab's phishing story
     outsider = make_user("otto", ANALYST)
     assert actions.may_approve(outsider, ISOLATE)  # the default: every analyst
     client.force_login(admin_user)
@@ -272,7 +260,8 @@ def test_a_grant_to_a_group_lets_its_members_approve_and_nobody_else(client, mak
     grants_page = page_of(client, reverse("manage:permissions"))
     assert grant_rows(grants_page, "approve_tool", ISOLATE) == ["group:tier2"]
     assert grant_rows(grants_page, "approve_tool", "disable_account") == ["group:analyst"]  # other tools keep theirs
-    assert 'data-holder="group:tier2"' in page_of(client, reverse("manage:tool", args=[ISOLATE]))
+    tool_page = page_of(client, reverse("manage:tool", args=[ISOLATE]))
+    assert re.findall(r'<tr data-holder="([^"]+)">', tool_page) == ["group:tier2"]  # this tool's approvers only
 
     client.force_login(outsider)
     refused = approve_on_page(client, request)
@@ -293,13 +282,7 @@ def test_a_grant_to_a_group_lets_its_members_approve_and_nobody_else(client, mak
         assert record.extra["after"] == {"permission": "approve_tool", "object": ISOLATE, "holder": holder}
 
 
-# -- 3. bad input ----------------------------------------------------------------------------------
-@pytest.fixture
-def admin_client(client, admin_user):
-    client.force_login(admin_user)
-    return client
-
-
+# -- 3. bad input (admin_client: pytest-django's, signed in as tests/conftest.py's admin_user) ------
 @pytest.mark.parametrize("changes, field, message", [
     ({"adapter": "vendor-x"}, "adapter", "Unknown adapter 'vendor-x' for edr-response: choose one of lab."),
     ({"url": "https://admin:hunter2@edr.example.com/api"}, "url",
@@ -397,7 +380,8 @@ def test_the_api_refuses_a_credential_without_exactly_one_of_secret_and_referenc
     assert response.status_code == 400
     assert response.json()["detail"] == "Invalid credential."
     assert any(message in error["message"] for error in response.json()["errors"]), response.json()
-    assert "a-secret-value-1234" not in response.content.decode()
+    if body.get("secret", "").strip():
+        assert body["secret"] not in response.content.decode()
     assert not Credential.objects.exists()
 
 

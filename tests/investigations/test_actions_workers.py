@@ -23,7 +23,7 @@ from console.roles import ANALYST
 from investigations.intake import receive_alert
 from investigations.models import ActionApproval, ActionRequest, ActionTransition, Event, Investigation
 from investigations.tokens import create_api_token
-from tests.investigations.conftest import story_alert
+from tests.support import story_alert
 from tests.investigations.workers import WorkerProcess, worker_env
 from tests.support import ConsoleProcess, wait_until
 from toolserver.lab.models import LabWrite

@@ -10,14 +10,13 @@ from investigations import actions
 from tests.support import wait_until
 from tests.toolserver.conftest import read_environ, server_pids
 from toolserver.lab import estate
-from toolserver.lab.keys import SERVER_SCOPES, hash_key, revoke_key
-from toolserver.lab.models import LabKey, LabWrite
+from toolserver.lab.keys import SERVER_SCOPES, issue_key, revoke_key
+from toolserver.lab.models import LabWrite
 from toolserver.models import ToolServer
 from toolserver.supervisor import get_supervisor, restart_channel
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROTATED = "lab_edr_response_rotated_" + "0123456789abcdef" * 2
 
 
 def test_the_isolation_after_a_rotation_uses_the_new_key_and_the_old_one_is_refused_once_revoked(
@@ -30,8 +29,8 @@ def test_the_isolation_after_a_rotation_uses_the_new_key_and_the_old_one_is_refu
     assert read_environ(holder)["GATEHOUSE_BACKEND_KEY"] == old
 
     # The EDR issues a second key; the admin sets it in the console, mid-run.
-    LabKey.objects.create(name="edr-response-rotated", key_hash=hash_key(ROTATED), scopes=SERVER_SCOPES["edr-response"])
-    administration.set_credential(ToolServer.objects.get(name="edr-response"), admin_user, secret=ROTATED)
+    rotated = issue_key("edr-response-rotated", SERVER_SCOPES["edr-response"])
+    administration.set_credential(ToolServer.objects.get(name="edr-response"), admin_user, secret=rotated)
     assert server_pids("edr-response") == []  # the process holding the old key is gone at once
 
     actions.approve(request.pk, analyst)
@@ -41,11 +40,14 @@ def test_the_isolation_after_a_rotation_uses_the_new_key_and_the_old_one_is_refu
     (isolation,) = LabWrite.objects.filter(action="isolate_host")
     assert (isolation.key_name, isolation.outcome) == ("edr-response-rotated", "performed")  # the lab saw the new key
     (process,) = server_pids("edr-response")
-    assert read_environ(process)["GATEHOUSE_BACKEND_KEY"] == ROTATED
-    assert old not in open(f"/proc/{process}/environ", "rb").read().decode()
+    assert read_environ(process)["GATEHOUSE_BACKEND_KEY"] == rotated
+    assert not any(old in value for value in read_environ(process).values())
 
-    # Revoked at the EDR, the old key is refused there.
+    # The EDR still accepts the old key until it is revoked there; then it refuses it.
+    health = f"{lab.api_url}/health"
+    assert httpx2.get(health, headers={"Authorization": f"Bearer {old}"}).json()["key"] == "edr-response"
     assert revoke_key("edr-response") == 1
+    assert httpx2.get(health, headers={"Authorization": f"Bearer {old}"}).status_code == 401
     refused = httpx2.post(
         f"{lab.api_url}/edr/hosts/{estate.BEACON_HOST}/isolate",
         json={"reason": "with the old key"},

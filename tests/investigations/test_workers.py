@@ -12,7 +12,7 @@ from django.conf import settings
 from investigations import actions
 from investigations.intake import create_integration, receive_alert
 from investigations.models import ActionRequest, AuditRecord, Event, Investigation
-from tests.investigations.conftest import story_alert
+from tests.support import story_alert
 from tests.investigations.workers import WorkerProcess, worker_env
 from tests.support import wait_until
 from toolserver.lab import estate, faults
