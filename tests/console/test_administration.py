@@ -267,6 +267,10 @@ def test_a_grant_to_a_group_lets_its_members_approve_and_nobody_else(client, mak
     refused = approve_on_page(client, request)
     assert refused.status_code == 403
     assert f"You are not allowed to approve {ISOLATE}." in text_of(refused)
+    # Nor may the admin who made the grant (who cannot even see the request) or a manager.
+    for other, status in ((admin_user, 404), (make_user("mia", MANAGER), 403)):
+        client.force_login(other)
+        assert approve_on_page(client, request).status_code == status
     assert ActionRequest.objects.get(pk=request.pk).state == "pending"
     assert not ActionApproval.objects.exists()
 
