@@ -39,6 +39,7 @@ os.environ.update(
     REDIS_URL="redis://127.0.0.1:6379/13",
     GATEHOUSE_SECRET_KEY="bench-only-secret-key-0123456789-0123456789-0123456789",
     GATEHOUSE_AUDIT_HASH_KEY="bench-only-audit-hash-key-0123456789-0123456789-012345",
+    GATEHOUSE_AUDIT_SIGNING_KEY="bench-only-audit-signing-key-0123456789-0123456789-0123",
     GATEHOUSE_ALLOWED_HOSTS="127.0.0.1,localhost",
     GATEHOUSE_HTTPS="false",
     GATEHOUSE_LAB="true",

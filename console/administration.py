@@ -10,6 +10,7 @@ and call these.
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -25,8 +26,11 @@ from toolserver.catalog import find_tool
 from toolserver.models import Credential, Tool, ToolServer
 from toolserver.supervisor import get_supervisor, restart_everywhere
 
-SERVER_FIELDS = ("adapter", "url", "enabled", "rate_limit_calls", "rate_limit_window_s")
-RESTARTING_FIELDS = {"adapter", "url"}
+# What whoever holds `manage_toolserver` on a server may change; where it points, and its
+# credential, only the admin role may (a credential is bound to where it was set for).
+DELEGATED_SERVER_FIELDS = ("enabled", "rate_limit_calls", "rate_limit_window_s")
+BACKEND_FIELDS = ("adapter", "url")
+SERVER_FIELDS = BACKEND_FIELDS + DELEGATED_SERVER_FIELDS
 POLICY_FIELDS = ("requires_approval", "approvals_needed", "expiry_seconds")
 BUDGET_FIELDS = ("tool_calls", "tokens", "seconds")
 
@@ -42,6 +46,16 @@ def actor(user) -> str:
 def may_manage(user, server: ToolServer) -> bool:
     """The admin role manages every server; anyone else needs `manage_toolserver` on this one."""
     return has_role(user, ADMIN) or user.has_perm("toolserver.manage_toolserver", server)
+
+
+def may_change_backend(user) -> bool:
+    """Where a server points and the credential it holds: the admin role only."""
+    return has_role(user, ADMIN)
+
+
+def _require_backend_rights(user, server: ToolServer) -> None:
+    if not may_change_backend(user):
+        raise PermissionDenied(f"Only admins change where {server.name} points and its credential.")
 
 
 def _snapshot(row, fields) -> dict:
@@ -69,8 +83,14 @@ def _save_changes(row, user, what: str, changes: dict, fields, **where) -> dict:
 # -- servers and credentials ------------------------------------------------------------------------
 @transaction.atomic
 def update_server(server: ToolServer, user, changes: dict) -> set[str]:
+    """A server pointed elsewhere (adapter or URL) loses its credential: the admin sets it again."""
+    if any(changes.get(name, getattr(server, name)) != getattr(server, name) for name in BACKEND_FIELDS):
+        _require_backend_rights(user, server)
     changed = _save_changes(server, user, "server_changed", changes, SERVER_FIELDS, server=server.name)
-    if changed & RESTARTING_FIELDS:
+    if changed & set(BACKEND_FIELDS):
+        credential = server.credential
+        if credential is not None and not credential.revoked_at:
+            _revoke(server, credential, user, because="the server now points elsewhere")
         transaction.on_commit(lambda: restart_everywhere(server.name))
     return changed
 
@@ -78,26 +98,26 @@ def update_server(server: ToolServer, user, changes: dict) -> set[str]:
 @sensitive_variables("secret", "sealed")
 @transaction.atomic
 def set_credential(server: ToolServer, user, *, secret: str = "", reference: str = "") -> Credential:
-    """Set or rotate `server`'s credential: a secret, sealed here, or a reference to one kept elsewhere."""
+    """Set or rotate `server`'s credential: a secret, sealed here, or a reference to its own file in
+    the credentials folder. It is bound to where the server points now (adapter and URL)."""
+    _require_backend_rights(user, server)
     before = server.credential_shown
     secret = secret.strip()
+    bound = {"adapter": server.adapter, "url": server.url, "set_by": user.get_username()}
     if secret:
         try:
             sealed = credentials.seal(secret, settings.CREDENTIALS_KEY)
         except credentials.CredentialError as exc:
-            raise Refused(f"{exc}; set it, or give a reference (env:NAME or file:/path) instead") from None
+            raise Refused(f"{exc}; set it, or give a file in the credentials folder instead") from None
         credential = Credential.objects.create(
-            server=server, kind=Credential.Kind.SEALED, sealed=sealed,
-            fingerprint=credentials.fingerprint(secret), set_by=user.get_username(),
+            server=server, kind=Credential.Kind.SEALED, sealed=sealed, fingerprint=credentials.fingerprint(secret), **bound
         )
     else:
         try:
-            reference = credentials.check_reference(reference)
+            reference = credentials.check_reference(reference, server.name, settings.CREDENTIALS_DIR)
         except ValueError as exc:
             raise Refused(str(exc)) from None
-        credential = Credential.objects.create(
-            server=server, kind=Credential.Kind.REFERENCE, reference=reference, set_by=user.get_username()
-        )
+        credential = Credential.objects.create(server=server, kind=Credential.Kind.REFERENCE, reference=reference, **bound)
     server.credential = credential
     server.save(update_fields=["credential", "updated_at"])
     audit.record_admin_change(
@@ -111,16 +131,21 @@ def set_credential(server: ToolServer, user, *, secret: str = "", reference: str
 @transaction.atomic
 def revoke_credential(server: ToolServer, user) -> None:
     """The server gets no credential: its processes stop now, and it starts again only with a new one."""
+    _require_backend_rights(user, server)
     credential = server.credential
     if credential is None or credential.revoked_at:
         raise Refused(f"{server.name} has no credential set here to revoke")
+    _revoke(server, credential, user)
+    transaction.on_commit(lambda: restart_everywhere(server.name))
+
+
+def _revoke(server: ToolServer, credential: Credential, user, because: str = "") -> None:
     credential.revoked_at, credential.revoked_by = timezone.now(), user.get_username()
     credential.save(update_fields=["revoked_at", "revoked_by"])
+    after = {"credential": server.credential_shown, **({"because": because} if because else {})}
     audit.record_admin_change(
-        actor(user), "credential_revoked", server=server.name,
-        before={"credential": credential.shown}, after={"credential": server.credential_shown},
+        actor(user), "credential_revoked", server=server.name, before={"credential": credential.shown}, after=after
     )
-    transaction.on_commit(lambda: restart_everywhere(server.name))
 
 
 def reseal_credentials(by: str = "system") -> tuple[list[str], list[str]]:

@@ -33,7 +33,10 @@ class ServerOut(Schema):
 
 class CredentialIn(Schema):
     secret: str = Field("", max_length=4096, description="Sealed at once; never returned.")
-    reference: str = Field("", max_length=500, description="env:NAME or file:/path, resolved when the server starts.")
+    reference: str = Field(
+        "", max_length=500,
+        description="file:<server>.key or file:<server>/<name> in the credentials folder, resolved when the server starts.",
+    )
 
     @model_validator(mode="after")
     def one_of_them(self):
@@ -88,11 +91,11 @@ def list_servers(request):
             url_name="set_credential", operation_id="set_credential", summary="Set or rotate a credential")
 def set_credential(request, name: str, body: CredentialIn):
     """The server's processes restart with the new credential at once. The answer holds its fingerprint only."""
-    server = ToolServer.objects.filter(name=name).first()
-    if server is None or not administration.may_manage(request.auth, server):  # no names told to outsiders
-        if server is None and has_role(request.auth, ADMIN):
-            return Status(404, Problem(detail=f"No tool server {name!r}."))
+    if not administration.may_change_backend(request.auth):  # no names told to outsiders
         return Status(403, ADMINS_ONLY)
+    server = ToolServer.objects.select_related("credential").filter(name=name).first()
+    if server is None:
+        return Status(404, Problem(detail=f"No tool server {name!r}."))
     try:
         administration.set_credential(server, request.auth, secret=body.secret, reference=body.reference)
     except administration.Refused as exc:

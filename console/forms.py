@@ -6,10 +6,12 @@ from django import forms
 from django.contrib.auth.models import Group, User
 from django.core.validators import URLValidator
 
-from console.administration import GRANTABLE
+from console.administration import DELEGATED_SERVER_FIELDS, GRANTABLE, SERVER_FIELDS
 from investigations.models import Budgets, ToolPolicy
 from toolserver.adapters import ADAPTERS
+from toolserver import egress
 from toolserver.models import ToolServer
+from toolserver.supervisor import allowed_backend_hosts
 
 
 def check_backend_url(url: str) -> str:
@@ -27,11 +29,32 @@ def check_backend_url(url: str) -> str:
     return url.rstrip("/")
 
 
-class ServerForm(forms.ModelForm):
+def check_allowed_host(url: str, server: str) -> None:
+    """The URL's host passes the deployment's allow-list (toolserver.egress), said at once to the admin."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        egress.check_listed(egress.parse(allowed_backend_hosts(server)), parts.hostname, port)
+    except egress.EgressRefused as exc:
+        raise forms.ValidationError(f"{exc}: ask whoever deploys Gatehouse to list it.") from None
+
+
+class DelegatedServerForm(forms.ModelForm):
+    """What whoever holds `manage_toolserver` on a server may change (administration.DELEGATED_SERVER_FIELDS)."""
+
     class Meta:
         model = ToolServer
-        fields = ["adapter", "url", "enabled", "rate_limit_calls", "rate_limit_window_s"]
-        labels = {"url": "Backend URL", "rate_limit_calls": "Calls per window", "rate_limit_window_s": "Window (seconds)"}
+        fields = list(DELEGATED_SERVER_FIELDS)
+        labels = {"rate_limit_calls": "Calls per window", "rate_limit_window_s": "Window (seconds)"}
+
+
+class ServerForm(DelegatedServerForm):
+    """The admin's: where the server points too."""
+
+    class Meta(DelegatedServerForm.Meta):
+        fields = list(SERVER_FIELDS)
+        labels = {**DelegatedServerForm.Meta.labels, "url": "Backend URL"}
+        help_texts = {"url": "Changing the adapter or URL revokes the credential: set it again for the new backend."}
 
     def clean_adapter(self):
         adapter = self.cleaned_data["adapter"].strip()
@@ -43,7 +66,10 @@ class ServerForm(forms.ModelForm):
         return adapter
 
     def clean_url(self):
-        return check_backend_url(self.cleaned_data["url"])
+        url = check_backend_url(self.cleaned_data["url"])
+        if url:
+            check_allowed_host(url, self.instance.name)
+        return url
 
 
 class CredentialForm(forms.Form):
@@ -53,7 +79,7 @@ class CredentialForm(forms.Form):
     )
     reference = forms.CharField(
         required=False, strip=True, max_length=500,
-        help_text="Or where the secret lives: env:EDR_ISOLATE_KEY or file:/run/secrets/edr_isolate.",
+        help_text="Or the server's own file in the credentials folder: file:<server>.key or file:<server>/<name>.",
     )
 
     def clean(self):

@@ -64,9 +64,13 @@ def _secret(variable: str, filename: str, *, required: bool = True) -> str:
 SECRET_KEY = _secret("GATEHOUSE_SECRET_KEY", "secret_key")
 # Keys the hashes of sensitive tool arguments in the audit trail; never stored in the database.
 AUDIT_HASH_KEY = _secret("GATEHOUSE_AUDIT_HASH_KEY", "audit_hash_key")
-# Signs the audit chain's digest (Ed25519, derived with HKDF). Optional: by default it is derived
-# from the audit hash key under its own label, so the two keys are still distinct.
-AUDIT_SIGNING_KEY = env_str("GATEHOUSE_AUDIT_SIGNING_KEY") or f"derived:{AUDIT_HASH_KEY}"
+# Signs the audit chain's digest (Ed25519, derived with HKDF). Required in production, so it
+# is never derived from anything on disk; on the embedded default it is derived from the audit
+# hash key under its own label.
+AUDIT_SIGNING_KEY = env_str("GATEHOUSE_AUDIT_SIGNING_KEY")
+if PRODUCTION and not AUDIT_SIGNING_KEY:
+    raise ConfigError("GATEHOUSE_AUDIT_SIGNING_KEY", "required in production mode (50+ random characters)")
+AUDIT_SIGNING_KEY = AUDIT_SIGNING_KEY or f"derived:{AUDIT_HASH_KEY}"
 if len(AUDIT_SIGNING_KEY) < 50:
     raise ConfigError("GATEHOUSE_AUDIT_SIGNING_KEY", "too weak: use 50 or more random characters")
 
@@ -149,7 +153,7 @@ LAB_ENABLED = env_bool("GATEHOUSE_LAB", not PRODUCTION)
 # credential is read by the server's own process when it starts (toolserver.launch).
 LAB_API_URL = env_str("GATEHOUSE_LAB_URL") or f"http://127.0.0.1:{env_int('PORT', 8000)}/lab/api"
 # Seals the credentials an admin stores in the console (toolserver/credentials.py). Optional in
-# production: without it, credentials are references (env:NAME, file:/path). Comma-separated to
+# production: without it, credentials are files in CREDENTIALS_DIR. Comma-separated to
 # rotate it: the first seals, every one unseals.
 CREDENTIALS_KEY = _secret("GATEHOUSE_CREDENTIALS_KEY", "credentials_key", required=False)
 CREDENTIALS_DIR = Path(env_str("GATEHOUSE_CREDENTIALS_DIR") or DATA_DIR / "credentials")
@@ -157,6 +161,14 @@ TOOLSERVER_BACKENDS = {
     server: {"adapter": "lab", "url": LAB_API_URL, "credential": f"file:{CREDENTIALS_DIR / (server + '.key')}"}
     for server in TOOL_SERVERS
 }
+# Where tool servers may connect (toolserver/egress.py), besides the backends named above.
+BACKEND_ALLOWED_HOSTS = env_list("GATEHOUSE_BACKEND_ALLOWED_HOSTS", [])
+try:
+    from toolserver.egress import parse as _parse_allowed_hosts
+
+    _parse_allowed_hosts(BACKEND_ALLOWED_HOSTS)
+except ValueError as exc:
+    raise ConfigError("GATEHOUSE_BACKEND_ALLOWED_HOSTS", str(exc)) from None
 # Calls per window per server, shared by all workers.
 TOOLSERVER_RATE_LIMITS = {"default": (120, 60), "edr-response": (20, 60), "identity": (60, 60)}
 TOOLSERVER_AUDIT_SINK = "investigations.audit.record_tool_call"

@@ -1,8 +1,10 @@
 """The administration pages: tool servers and their credentials, tools and their policies, budgets, grants.
 
 The admin role only (403 for anyone else), except a server's own page, which whoever holds
-`manage_toolserver` on that server may use too. Each POST validates its form, calls one
-function of console.administration and redirects back with what happened.
+`manage_toolserver` on that server may use too: to switch it, set its rate limit, check its
+connection and discover its tools, never to change where it points or its credential. Who is
+asking is checked before any input is read. Each POST validates its form, calls one function of
+console.administration and redirects back with what happened.
 """
 
 from functools import wraps
@@ -16,7 +18,7 @@ from django.views.decorators.http import require_POST
 
 from console import administration
 from console.administration import Refused
-from console.forms import BudgetsForm, CredentialForm, GrantForm, PolicyForm, ServerForm, ToolForm
+from console.forms import BudgetsForm, CredentialForm, DelegatedServerForm, GrantForm, PolicyForm, ServerForm, ToolForm
 from console.roles import ADMIN, has_role
 from investigations.models import Budgets, ToolPolicy
 from toolserver.models import Tool, ToolServer
@@ -71,10 +73,15 @@ def budgets(request):
 
 
 # -- one server ---------------------------------------------------------------------------------
+def _server_form(request, server, data=None):
+    form = ServerForm if administration.may_change_backend(request.user) else DelegatedServerForm
+    return form(data, instance=server)
+
+
 def _server_page(request, server, *, form=None, credential_form=None, status=200):
     return render(request, "manage/server.html", {
         "server": server,
-        "form": form or ServerForm(instance=server),
+        "form": form or _server_form(request, server),
         "credential_form": credential_form or CredentialForm(),
         "credential": server.credential,
         "history": server.credentials.order_by("-id")[:10],
@@ -89,7 +96,7 @@ def server(request, server):
         return _server_page(request, server)
     # The form gets a copy of the row: a ModelForm writes what was typed into its instance, and
     # administration compares it with the row as saved.
-    form = ServerForm(request.POST, instance=ToolServer.objects.get(pk=server.pk))
+    form = _server_form(request, ToolServer.objects.get(pk=server.pk), request.POST)
     if not form.is_valid():
         return _server_page(request, server, form=form, status=400)
     changed = administration.update_server(server, request.user, form.cleaned_data)
@@ -97,8 +104,19 @@ def server(request, server):
     return redirect("manage:server", server.name)
 
 
+def backend_admin(view):
+    """Where a server points and its credential: the admin role only, asked before anything else."""
+
+    @admin_only
+    @wraps(view)
+    def check(request, name, *args, **kwargs):
+        return view(request, get_object_or_404(ToolServer.objects.select_related("credential"), name=name), *args, **kwargs)
+
+    return check
+
+
 @sensitive_post_parameters("secret")
-@server_manager
+@backend_admin
 @require_POST
 def set_credential(request, server):
     form = CredentialForm(request.POST)
@@ -113,7 +131,7 @@ def set_credential(request, server):
     return _server_page(request, server, credential_form=form, status=400)
 
 
-@server_manager
+@backend_admin
 @require_POST
 def revoke_credential(request, server):
     try:

@@ -121,6 +121,7 @@ def lab(transactional_db, live_console, lab_credentials, settings):
         server: {"adapter": "lab", "url": lab.api_url, "credential": f"file:{directory / (server + '.key')}"}
         for server in SERVERS
     }
+    settings.CREDENTIALS_DIR = directory
     settings.BACKEND_TIMEOUT_S = 2  # a lab "timeout" fault outlasts it
     limiter = get_rate_limiter()
     for server in SERVERS:

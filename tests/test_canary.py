@@ -1,7 +1,7 @@
 """Credentials never leave the server process that owns them (DESIGN.md rules 1 and 2).
 
-Every server's credential is a unique canary, set the three ways an admin can (sealed, env:,
-file:). Investigations run with successes, typed errors, approvals and a rejection. Then every
+Every server's credential is a unique canary, set the ways an admin can (sealed, a file of the
+server's own in the credentials folder, by name or in its folder). Investigations run with successes, typed errors, approvals and a rejection. Then every
 place a secret could leak is searched for every canary: the model's requests, the events, the
 websocket frames, the audit records, every table of the database, the logs and the HTML of every
 page. And each server process's environment holds its own canary and no other.
@@ -34,16 +34,15 @@ from toolserver.supervisor import get_supervisor
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def set_canaries(admin_user, tmp_path, monkeypatch) -> dict[str, str]:
+def set_canaries(admin_user, tmp_path, settings) -> dict[str, str]:
     """A unique canary per server, accepted by the lab, set as that server's credential."""
     canaries = {server: issue_key(f"{server}-canary", SERVER_SCOPES[server]) for server in SERVERS}  # random: unique
+    settings.CREDENTIALS_DIR = tmp_path
     for server, canary in canaries.items():
         row = ToolServer.objects.get(name=server)
-        if server == "edr-response":  # a reference to the deployment's environment
-            monkeypatch.setenv("CANARY_EDR_RESPONSE", canary)
-            administration.set_credential(row, admin_user, reference="env:CANARY_EDR_RESPONSE")
-        elif server == "ticketing":  # a reference to a mounted secret file
-            path = tmp_path / "ticketing.secret"
+        if server in ("edr-response", "ticketing"):  # a mounted secret file: <server>.key, or in <server>/
+            path = tmp_path / ("ticketing.key" if server == "ticketing" else "edr-response/mounted.secret")
+            path.parent.mkdir(exist_ok=True)
             path.write_text(canary)
             path.chmod(0o600)
             administration.set_credential(row, admin_user, reference=f"file:{path}")
@@ -133,11 +132,11 @@ def database_dump() -> list[str]:
 
 
 def test_no_credential_appears_anywhere_but_in_its_own_server_process(
-    caplog, capfd, lab, live_console, analyst, manager, admin_user, tmp_path, monkeypatch
+    caplog, capfd, lab, live_console, analyst, manager, admin_user, tmp_path, settings
 ):
     caplog.set_level(logging.DEBUG)
     llm.offline_model().requests.clear()
-    canaries = set_canaries(admin_user, tmp_path, monkeypatch)  # logged from here on, like all below
+    canaries = set_canaries(admin_user, tmp_path, settings)  # logged from here on, like all below
 
     ended = [drive("LAB-SIEM-1001", analyst)]  # reads, approved writes
     faults.inject("siem", "timeout", delay_ms=3000)
@@ -157,7 +156,7 @@ def test_no_credential_appears_anywhere_but_in_its_own_server_process(
         environ = read_environ(pid)
         assert environ["GATEHOUSE_BACKEND_KEY"] == canary
         assert [other for other in SERVERS if other != server and any(canaries[other] in v for v in environ.values())] == []
-        assert "GATEHOUSE_CREDENTIALS_KEY" not in environ and "CANARY_EDR_RESPONSE" not in environ
+        assert "GATEHOUSE_CREDENTIALS_KEY" not in environ and "GATEHOUSE_CREDENTIALS_DIR" not in environ
 
     haystacks = {
         "model requests": [json.dumps(list(llm.offline_model().requests))],

@@ -48,15 +48,22 @@ def ensure_catalog() -> None:
 
 
 def backend_of(server: ToolServer | str) -> Backend:
-    """How `server` starts. Given a row loaded with its credential (tool_row's), it costs no query."""
+    """How `server` starts. Given a row loaded with its credential (tool_row's), it costs no query.
+
+    A credential goes only where it was set for: the deployment's to the deployment's backend, an
+    admin's to the adapter and URL it was set with. Pointed anywhere else, the server has none.
+    """
     if isinstance(server, str):
         server = ToolServer.objects.select_related("credential").get(name=server)
     default = settings.TOOLSERVER_BACKENDS[server.name]
     credential = server.credential
     if credential is None:
-        reference = default["credential"]
+        on_default = (server.adapter, server.url) == (default["adapter"], "")
+        reference = default["credential"] if on_default else ""
+    elif credential.revoked_at or not credential.bound_to(server):
+        reference = ""
     else:
-        reference = "" if credential.revoked_at else credential.launch_reference
+        reference = credential.launch_reference
     return Backend(adapter=server.adapter, url=server.url or default["url"], credential_ref=reference)
 
 

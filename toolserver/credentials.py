@@ -1,9 +1,15 @@
 """Credential references: where a server's secret lives, resolved only when its process starts.
 
-  sealed:<token>                  a secret stored in the database, sealed with Fernet under
-                                  GATEHOUSE_CREDENTIALS_KEY (which never enters the database)
-  env:EDR_ISOLATE_KEY             an environment variable of the deployment
-  file:/run/secrets/edr_isolate   a mounted secret file
+  sealed:<token>                           a secret stored in the database, sealed with Fernet under
+                                           GATEHOUSE_CREDENTIALS_KEY (which never enters the database)
+  file:/run/gatehouse/credentials/edr-response.key
+                                           a mounted secret file in the credentials folder
+
+A file reference resolves only inside GATEHOUSE_CREDENTIALS_DIR, to the server's own file
+(`<server>.key`) or a file in the server's own folder (`<server>/…`), with symlinks resolved and
+`..` refused: whoever may set a reference cannot point one server at another's key, nor at any
+other file the console can read. There is no reference to an environment variable: a variable of
+the deployment sits in every process's environment, the worker that runs the model included.
 
 The server's launcher (toolserver.launch) resolves the reference in the child process, so the
 worker that runs the model never holds the secret in plain text. This module runs there without
@@ -14,10 +20,13 @@ import base64
 import hashlib
 import hmac
 import os
+from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 KEY_VARIABLE = "GATEHOUSE_CREDENTIALS_KEY"  # comma-separated: the first seals, all unseal (key rotation)
+DIR_VARIABLE = "GATEHOUSE_CREDENTIALS_DIR"
+SERVER_VARIABLE = "GATEHOUSE_SERVER"
 
 
 class CredentialError(Exception):
@@ -27,39 +36,56 @@ class CredentialError(Exception):
 def resolve(reference: str, environ=os.environ) -> str:
     scheme, _, rest = reference.partition(":")
     if scheme == "file":
+        path = credential_file(rest, environ.get(SERVER_VARIABLE, ""), environ.get(DIR_VARIABLE, ""))
         try:
-            with open(rest) as handle:
-                secret = handle.read().strip()
-        except OSError as exc:
-            raise CredentialError(f"cannot read credential file {rest} ({exc.strerror})") from None
+            secret = path.read_text().strip()
+        except (OSError, UnicodeError):  # one message whatever the cause: no oracle of which files exist
+            raise CredentialError(f"the credential file {rest} cannot be read") from None
     elif scheme == "env":
-        if rest not in environ:
-            raise CredentialError(f"the environment variable {rest} is not set")
-        secret = environ[rest].strip()
+        raise CredentialError("env: references are not accepted any more: set the secret, or a file in the credentials folder")
     elif scheme == "sealed":
         secret = unseal(rest, environ.get(KEY_VARIABLE, ""))
     else:
-        raise CredentialError("no credential (the server's credential was revoked or never set)")
+        raise CredentialError("no credential (the server's credential was revoked, never set, or set for another backend)")
     if not secret:
         raise CredentialError(f"the credential at {describe(reference)} is empty")
     return secret
 
 
-def check_reference(reference: str) -> str:
-    """A reference an admin may set: env:NAME or file:/absolute/path. Raises ValueError naming the problem."""
-    reference = reference.strip()
-    scheme, _, rest = reference.partition(":")
-    if scheme == "env":
-        if not rest or not all(c.isalnum() or c == "_" for c in rest) or rest[0].isdigit():
-            raise ValueError("env: needs a variable name of letters, digits and underscores, e.g. env:EDR_ISOLATE_KEY")
-        if rest.startswith("GATEHOUSE_") or rest in {"DATABASE_URL", "REDIS_URL", "ANTHROPIC_API_KEY"}:
-            raise ValueError(f"{rest} is Gatehouse's own setting, not a backend credential")
-    elif scheme == "file":
-        if not rest.startswith("/"):
-            raise ValueError("file: needs an absolute path, e.g. file:/run/secrets/edr_isolate")
-    else:
-        raise ValueError("expected env:NAME or file:/path (a secret itself goes in the secret field)")
-    return reference
+def credential_file(path: str, server: str, directory: str | os.PathLike) -> Path:
+    """The file `path` names, if it is `server`'s own in the credentials folder; else CredentialError."""
+    if not directory or not server:
+        raise CredentialError(f"file: references need {DIR_VARIABLE}")
+    folder = Path(os.path.abspath(directory))
+    given = Path(path) if os.path.isabs(path) else folder / path
+    if ".." in given.parts:
+        raise CredentialError("a file: reference may not contain '..'")
+    try:
+        inside = given.relative_to(folder).parts
+    except ValueError:
+        inside = ()
+    if inside not in ((f"{server}.key",),) and not (len(inside) > 1 and inside[0] == server):
+        raise CredentialError(
+            f"a file: reference names {server}.key or a file under {server}/ in the credentials folder ({folder})"
+        )
+    # Symlinks resolved: the file itself must be in the folder too.
+    if not Path(os.path.realpath(given)).is_relative_to(os.path.realpath(folder)):
+        raise CredentialError("a file: reference must stay inside the credentials folder")
+    return given
+
+
+def check_reference(reference: str, server: str, directory) -> str:
+    """A reference an admin may set for `server`: file:<its own file in the credentials folder>.
+
+    Returns it with an absolute path; raises ValueError naming the problem.
+    """
+    scheme, _, rest = reference.strip().partition(":")
+    if scheme != "file" or not rest:
+        raise ValueError(f"expected file:{server}.key (a file in the credentials folder); a secret itself goes in the secret field")
+    try:
+        return f"file:{credential_file(rest, server, directory)}"
+    except CredentialError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def describe(reference: str) -> str:

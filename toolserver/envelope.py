@@ -34,6 +34,7 @@ class BackendFailure(StrEnum):
     RATE_LIMITED = "rate_limited"
     FORBIDDEN = "forbidden"
     MALFORMED = "malformed_response"
+    NOT_ALLOWED = "not_allowed"  # its address is not on the deployment's allow-list
 
 
 # Transient failures may succeed on a retry; a write that failed transiently releases its
@@ -52,6 +53,8 @@ BACKEND_GUIDANCE = {
     "state that this could not be checked.",
     BackendFailure.MALFORMED: "The {backend} returned data Gatehouse could not read. This is not "
     "evidence either way; state that this could not be confirmed.",
+    BackendFailure.NOT_ALLOWED: "Gatehouse's configuration does not allow reaching this {backend}. Do not "
+    "retry; state that this could not be checked.",
 }
 
 

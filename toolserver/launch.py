@@ -1,10 +1,11 @@
 """Start one tool server process with its own credential, and nothing else, in its environment.
 
 The supervisor runs `python -m toolserver.launch` with the server's name, adapter, backend URL
-and a reference to its credential (`sealed:…`, `env:EDR_ISOLATE_KEY`, `file:/run/secrets/edr_isolate`).
+a reference to its credential (`sealed:…`, `file:<credentials folder>/edr-response.key`) and
+the backend hosts it may reach.
 This launcher resolves the reference here, in the child, then replaces itself with the server,
 whose environment holds exactly its own URL and credential: not the key that unsealed it, not
-the variable it came from. The worker that runs the model never reads the secret.
+the folder it came from. The worker that runs the model never reads the secret.
 
 `--check` starts the server in check mode: it calls the backend's health endpoint once and
 prints the answer (the console's "check connection").
@@ -17,7 +18,10 @@ from toolserver.credentials import CredentialError, resolve
 
 # What a server process may see: the basics a Python process needs, and its own backend.
 PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "PYTHONPATH")
-OWN = ("GATEHOUSE_SERVER", "GATEHOUSE_ADAPTER", "GATEHOUSE_BACKEND_URL", "GATEHOUSE_BACKEND_TIMEOUT_S")
+OWN = (
+    "GATEHOUSE_SERVER", "GATEHOUSE_ADAPTER", "GATEHOUSE_BACKEND_URL", "GATEHOUSE_BACKEND_TIMEOUT_S",
+    "GATEHOUSE_BACKEND_ALLOWED_HOSTS",  # egress.VARIABLE, not imported here: the launcher stays light
+)
 
 
 def main() -> None:

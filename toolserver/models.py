@@ -106,9 +106,12 @@ class Credential(models.Model):
     """A credential a tool server's process gets at start, as GATEHOUSE_BACKEND_KEY.
 
     Either sealed here (Fernet, under GATEHOUSE_CREDENTIALS_KEY, which never enters the database)
-    or a reference to a secret kept elsewhere (`env:NAME`, `file:/run/secrets/name`), read by the
-    server's launcher. The server's `credential` is the current one; older rows are its history.
+    or a reference to the server's own file in the credentials folder, read by the server's
+    launcher. The server's `credential` is the current one; older rows are its history.
     Nothing here can show the secret: a page shows the fingerprint, who set it and when.
+
+    It is bound to the backend it was set for (`adapter`, `url`): a server pointed anywhere else
+    starts without it (toolserver.config.backend_of), and changing where a server points revokes it.
     """
 
     class Kind(models.TextChoices):
@@ -120,6 +123,8 @@ class Credential(models.Model):
     sealed = models.TextField(blank=True, editable=False, help_text="The Fernet token.")
     reference = models.CharField(max_length=500, blank=True)
     fingerprint = models.CharField(max_length=16, blank=True, help_text="Keyed hash of a sealed secret.")
+    adapter = models.CharField(max_length=40, help_text="The server's adapter when it was set.")
+    url = models.CharField(max_length=500, blank=True, help_text="The server's URL when it was set (blank: the deployment's).")
     set_by = models.CharField(max_length=150)
     set_at = models.DateTimeField(auto_now_add=True)
     revoked_by = models.CharField(max_length=150, blank=True)
@@ -136,6 +141,10 @@ class Credential(models.Model):
     def shown(self) -> str:
         """What a page or an audit record may say about it."""
         return f"fingerprint {self.fingerprint}" if self.kind == self.Kind.SEALED else self.reference
+
+    def bound_to(self, server: ToolServer) -> bool:
+        """Whether `server` still points where this credential was set for."""
+        return (self.adapter, self.url) == (server.adapter, server.url)
 
     @property
     def launch_reference(self) -> str:

@@ -26,7 +26,7 @@ from mcp import Client, MCPError, StdioServerParameters, stdio_client
 from mcp.client.stdio import get_default_environment
 from mcp_types import CONNECTION_CLOSED
 
-from toolserver import credentials
+from toolserver import credentials, egress
 from toolserver.config import Backend, backend_of
 from toolserver.catalog import SERVERS
 from toolserver.envelope import BackendFailure, Reason, backend_error, error
@@ -44,26 +44,27 @@ class LaunchConfig:
     url: str
     credential_ref: str
     credential_version: str
+    credentials_dir: str
+    allowed_hosts: str
     timeout_s: float
 
     def environment(self) -> dict[str, str]:
-        """What the launcher gets: where the backend is and where its credential lives.
+        """What the launcher gets: where the backend is, where its credential lives, where it may connect.
 
-        A sealed credential comes with the key that opens it, and an env: reference with its one
-        variable; the launcher hands the server neither (toolserver.launch).
+        A sealed credential comes with the key that opens it; the launcher does not hand it on to
+        the server (toolserver.launch).
         """
         env = {
             "GATEHOUSE_SERVER": self.server,
             "GATEHOUSE_ADAPTER": self.adapter,
             "GATEHOUSE_BACKEND_URL": self.url,
             "GATEHOUSE_CREDENTIAL_REF": self.credential_ref,
+            credentials.DIR_VARIABLE: self.credentials_dir,
+            egress.VARIABLE: self.allowed_hosts,
             "GATEHOUSE_BACKEND_TIMEOUT_S": str(self.timeout_s),
         }
-        scheme, _, rest = self.credential_ref.partition(":")
-        if scheme == "sealed":
+        if self.credential_ref.startswith("sealed:"):
             env[credentials.KEY_VARIABLE] = settings.CREDENTIALS_KEY
-        elif scheme == "env" and rest in os.environ:
-            env[rest] = os.environ[rest]
         return env
 
 
@@ -75,8 +76,19 @@ def launch_config(server: str, backend: Backend | None = None) -> LaunchConfig:
         url=backend.url,
         credential_ref=backend.credential_ref,
         credential_version=credentials.version(backend.credential_ref),
+        credentials_dir=str(settings.CREDENTIALS_DIR),
+        allowed_hosts=",".join(allowed_backend_hosts(server)),
         timeout_s=float(settings.BACKEND_TIMEOUT_S),
     )
+
+
+def allowed_backend_hosts(server: str) -> list[str]:
+    """The deployment's allow-list, and the host of the server's own default backend (the
+    deployment named it in TOOLSERVER_BACKENDS: the lab, on the embedded default)."""
+    default = urlsplit(settings.TOOLSERVER_BACKENDS[server]["url"])
+    own = f"[{default.hostname}]" if ":" in (default.hostname or "") else default.hostname
+    port = default.port or (443 if default.scheme == "https" else 80)
+    return [*settings.BACKEND_ALLOWED_HOSTS, f"{own}:{port}"] if own else list(settings.BACKEND_ALLOWED_HOSTS)
 
 
 class ServerDidNotStart(RuntimeError):

@@ -172,13 +172,20 @@ def configuration() -> dict:
     }
 
 
+@pytest.fixture(autouse=True)
+def example_backends(settings, tmp_path):
+    """The hosts these tests point servers at are on the deployment's allow-list; a credentials folder of their own."""
+    settings.BACKEND_ALLOWED_HOSTS = ["edr.example.com", "changed.example.com"]
+    settings.CREDENTIALS_DIR = tmp_path
+
+
 @pytest.fixture
 def configured(admin_user):
     """Something for every refused POST to undo: a credential to revoke, a tool change waiting to be accepted."""
     from console import administration
 
     for server in ToolServer.objects.all():
-        administration.set_credential(server, admin_user, reference=f"env:{server.name.upper().replace('-', '_')}_KEY")
+        administration.set_credential(server, admin_user, reference=f"file:{server.name}.key")
     for tool in Tool.objects.all():
         tool.proposed = {"description": "Changed by its server.", "input_schema": {"type": "object"}}
         tool.save()
@@ -293,6 +300,9 @@ def test_a_grant_to_a_group_lets_its_members_approve_and_nobody_else(client, mak
      "Leave the user name and password out of the URL: set them as the credential."),
     ({"url": "ftp://edr.example.com/api"}, "url", "Enter the backend's base URL, e.g. https://edr.example.com/api"),
     ({"url": "https://edr.example.com/api?key=1"}, "url", "The base URL takes no query (?…) or fragment (#…)."),
+    ({"url": "https://capture.example.net/api"}, "url",
+     "capture.example.net:443 is not an allowed backend host (GATEHOUSE_BACKEND_ALLOWED_HOSTS): ask whoever deploys Gatehouse to list it."),
+    ({"url": "http://127.0.0.1:8999"}, "url", "127.0.0.1:8999 is not an allowed backend host"),
     ({"rate_limit_calls": 0}, "rate_limit_calls", "Ensure this value is greater than or equal to 1."),
     ({"rate_limit_window_s": 86_401}, "rate_limit_window_s", "Ensure this value is less than or equal to 86400."),
 ])
@@ -306,12 +316,14 @@ def test_a_bad_server_setting_is_refused_with_its_fields_message(admin_client, c
 
 
 @pytest.mark.parametrize("form, message", [
-    ({"secret": "a-secret-value-1234", "reference": "env:EDR_ISOLATE_KEY"}, "Give either the secret or a reference to it, not both."),
+    ({"secret": "a-secret-value-1234", "reference": "file:edr-response.key"}, "Give either the secret or a reference to it, not both."),
     ({}, "Give either the secret or a reference to it, not both."),
     ({"secret": "   ", "reference": ""}, "Give either the secret or a reference to it, not both."),
-    ({"reference": "foo:bar"}, "expected env:NAME or file:/path (a secret itself goes in the secret field)"),
-    ({"reference": "env:GATEHOUSE_SECRET_KEY"}, "GATEHOUSE_SECRET_KEY is Gatehouse's own setting, not a backend credential"),
-    ({"reference": "file:run/secrets/edr"}, "file: needs an absolute path, e.g. file:/run/secrets/edr_isolate"),
+    ({"reference": "foo:bar"}, "expected file:edr-response.key (a file in the credentials folder); a secret itself goes in the secret field"),
+    ({"reference": "env:GATEHOUSE_SECRET_KEY"}, "expected file:edr-response.key (a file in the credentials folder)"),
+    ({"reference": "file:/etc/passwd"}, "a file: reference names edr-response.key or a file under edr-response/ in the credentials folder"),
+    ({"reference": "file:siem.key"}, "a file: reference names edr-response.key or a file under edr-response/"),
+    ({"reference": "file:edr-response/../siem.key"}, "a file: reference may not contain '..'"),
 ])
 def test_a_bad_credential_is_refused_with_why_and_the_secret_is_not_echoed(admin_client, form, message):
     before = configuration()
@@ -377,7 +389,7 @@ def test_budgets_at_their_minimums_are_saved_and_recorded(admin_client):
 @pytest.mark.parametrize("body, message", [
     ({}, "give either secret or reference"),
     ({"secret": "  ", "reference": ""}, "give either secret or reference"),
-    ({"secret": "a-secret-value-1234", "reference": "env:EDR_ISOLATE_KEY"}, "give either secret or reference"),
+    ({"secret": "a-secret-value-1234", "reference": "file:edr-response.key"}, "give either secret or reference"),
 ])
 def test_the_api_refuses_a_credential_without_exactly_one_of_secret_and_reference(client, admin_user, body, message):
     response = call_api(client, "PUT", "/manage/servers/edr-response/credential", body, token_of(admin_user))
@@ -391,9 +403,9 @@ def test_the_api_refuses_a_credential_without_exactly_one_of_secret_and_referenc
 
 def test_the_api_refuses_a_bad_reference_and_an_unknown_server_or_tool(client, admin_user):
     token = token_of(admin_user)
-    own = call_api(client, "PUT", "/manage/servers/edr-response/credential", {"reference": "env:GATEHOUSE_SECRET_KEY"}, token)
+    own = call_api(client, "PUT", "/manage/servers/edr-response/credential", {"reference": "file:/etc/passwd"}, token)
     assert own.status_code == 400
-    assert own.json()["detail"] == "GATEHOUSE_SECRET_KEY is Gatehouse's own setting, not a backend credential"
+    assert own.json()["detail"].startswith("a file: reference names edr-response.key or a file under edr-response/")
     unknown = call_api(client, "PUT", "/manage/servers/nope/credential", {"secret": new_secret()}, token)
     assert unknown.status_code == 404 and unknown.json() == {"detail": "No tool server 'nope'."}
     no_tool = call_api(client, "PATCH", "/manage/tools/nope", {"enabled": False}, token)
@@ -438,12 +450,13 @@ def test_a_credential_set_on_the_page_is_sealed_and_only_its_fingerprint_is_ever
     assert backend_of("edr-response").credential_ref == f"sealed:{stored.sealed}"
 
 
-def test_a_reference_is_kept_as_the_reference(admin_client):
-    response = admin_client.post(reverse("manage:set_credential", args=["identity"]), {"reference": "env:IDENTITY_DISABLE_KEY"})
+def test_a_reference_is_kept_as_the_reference(admin_client, tmp_path):
+    response = admin_client.post(reverse("manage:set_credential", args=["identity"]), {"reference": "file:identity.key"})
     assert response.status_code == 302
-    assert "<code>env:IDENTITY_DISABLE_KEY</code>, set by ada" in page_of(admin_client, response.url)
-    assert backend_of("identity").credential_ref == "env:IDENTITY_DISABLE_KEY"
-    assert only_change("credential_set").extra["after"] == {"credential": "env:IDENTITY_DISABLE_KEY"}
+    reference = f"file:{tmp_path}/identity.key"
+    assert f"<code>{reference}</code>, set by ada" in page_of(admin_client, response.url)
+    assert backend_of("identity").credential_ref == reference
+    assert only_change("credential_set").extra["after"] == {"credential": reference}
 
 
 def test_a_revoked_credential_leaves_the_server_without_one(admin_client):
@@ -484,6 +497,7 @@ def test_a_server_change_on_the_page_records_only_the_fields_that_changed(admin_
         "after": {"rate_limit_calls": old_calls + 7, "url": "https://edr.example.com/api"},
     }
     assert backend_of("edr-response").url == "https://edr.example.com/api"
+    assert backend_of("edr-response").credential_ref == ""  # the deployment's credential stays with the deployment's backend
 
     again = admin_client.post(reverse("manage:server", args=[server.name]), server_form(server))
     assert "Nothing changed." in page_of(admin_client, again.url)
@@ -548,11 +562,19 @@ def test_a_grant_to_manage_a_server_opens_that_servers_page_and_no_other(admin_c
     grant_on_page(admin_client, "manage_toolserver", "edr-response", "user:edr-ops")
     client = Client()  # beside the admin's
     client.force_login(ops)
-    assert client.get(reverse("manage:server", args=["edr-response"])).status_code == 200
-    secret = new_secret()
-    response = client.post(reverse("manage:set_credential", args=["edr-response"]), {"secret": secret}, follow=True)
-    assert "Credential set" in text_of(response) and secret not in text_of(response)
-    assert only_change("credential_set").actor == "user:edr-ops"
+    page = page_of(client, reverse("manage:server", args=["edr-response"]))
+    assert 'name="rate_limit_calls"' in page and 'name="enabled"' in page
+    assert 'name="url"' not in page and 'name="adapter"' not in page and 'id="credential-form"' not in page
+    assert "Where it points and its credential are set by an admin." in text_of(client.get(reverse("manage:server", args=["edr-response"])))
+    server = ToolServer.objects.get(name="edr-response")
+    response = client.post(reverse("manage:server", args=["edr-response"]), server_form(server, rate_limit_calls=5, url="https://edr.example.com"))
+    assert response.status_code == 302
+    server.refresh_from_db()
+    assert (server.rate_limit_calls, server.url) == (5, "")  # what a delegated manager may change, and only that
+    assert only_change("server_changed").extra["after"] == {"rate_limit_calls": 5}
+    for url in (reverse("manage:set_credential", args=["edr-response"]), reverse("manage:revoke_credential", args=["edr-response"])):
+        assert client.post(url, {"secret": new_secret(), "reference": ""}).status_code == 403, url
+    assert not Credential.objects.exists()
     for url in (reverse("manage:server", args=["siem"]), reverse("manage:index"), reverse("manage:permissions"),
                 reverse("manage:tool", args=[ISOLATE])):
         assert client.get(url).status_code == 403, url

@@ -29,9 +29,11 @@ def test_a_working_backend_names_the_keys_scopes(edr_response):
     }
 
 
-def test_an_unreachable_url_is_named_by_host_and_port(edr_response, admin_user):
+def test_an_unreachable_url_is_named_by_host_and_port(edr_response, admin_user, lab, settings):
     port = free_port()
+    settings.BACKEND_ALLOWED_HOSTS = [f"127.0.0.1:{port}"]
     administration.update_server(edr_response, admin_user, {"url": f"http://127.0.0.1:{port}/api"})
+    administration.set_credential(edr_response, admin_user, secret=lab.keys["edr-response"])
     assert check_connection("edr-response") == {"ok": False, "detail": f"cannot reach 127.0.0.1:{port}"}
 
 
@@ -41,18 +43,20 @@ def test_a_key_the_backend_refuses_says_so_without_showing_it(edr_response, admi
     assert result == {"ok": False, "detail": f"{host_of(edr_response)} refused the credential (HTTP 401)"}
 
 
-def test_a_revoked_or_unresolvable_credential_is_named(edr_response, admin_user):
-    administration.set_credential(edr_response, admin_user, reference="env:EDR_KEY_NOT_SET_HERE")
+def test_a_revoked_or_unresolvable_credential_is_named(edr_response, admin_user, lab):
+    administration.set_credential(edr_response, admin_user, reference="file:edr-response/not-there.key")
     assert check_connection("edr-response") == {
-        "ok": False, "detail": "the environment variable EDR_KEY_NOT_SET_HERE is not set",
+        "ok": False, "detail": f"the credential file {lab.credentials_dir}/edr-response/not-there.key cannot be read",
     }
     administration.revoke_credential(edr_response, admin_user)
     result = check_connection("edr-response")
-    assert not result["ok"] and "revoked or never set" in result["detail"]
+    assert not result["ok"] and "was revoked, never set" in result["detail"]
 
 
-def test_an_adapter_the_server_does_not_have_is_named(edr_response):
+def test_an_adapter_the_server_does_not_have_is_named(edr_response, admin_user):
     ToolServer.objects.filter(pk=edr_response.pk).update(adapter="vendor-x")  # past the form, which refuses it
+    edr_response.refresh_from_db()
+    administration.set_credential(edr_response, admin_user, secret="a-key-for-vendor-x")
     assert check_connection("edr-response") == {"ok": False, "detail": "unknown server or adapter 'vendor-x'"}
 
 

@@ -1,22 +1,77 @@
 import os
+import re
 
 import pytest
 
 from toolserver import credentials
 
 
+def own(tmp_path, server="edr-response") -> dict:
+    """The environment a server's launcher gets: its name and the credentials folder."""
+    return {credentials.SERVER_VARIABLE: server, credentials.DIR_VARIABLE: str(tmp_path)}
+
+
 def test_a_file_reference_is_read_and_a_rotation_changes_its_version(tmp_path):
     path = tmp_path / "edr-response.key"
     path.write_text("first-secret\n")
     reference = f"file:{path}"
-    assert credentials.resolve(reference) == "first-secret"
+    assert credentials.resolve(reference, own(tmp_path)) == "first-secret"
     before = credentials.version(reference)
 
     replacement = tmp_path / "new.key"
     replacement.write_text("second-secret")
     os.replace(replacement, path)
-    assert credentials.resolve(reference) == "second-secret"
+    assert credentials.resolve(reference, own(tmp_path)) == "second-secret"
     assert credentials.version(reference) != before
+
+
+def test_a_file_in_the_servers_own_folder_resolves_through_a_symlink_inside_the_folder(tmp_path):
+    # How Kubernetes mounts a secret: <folder>/<name> -> ..data/<name> -> ..2026_12_04/<name>
+    (tmp_path / "edr-response" / "..2026_12_04").mkdir(parents=True)
+    (tmp_path / "edr-response" / "..2026_12_04" / "key").write_text("mounted-secret")
+    (tmp_path / "edr-response" / "..data").symlink_to("..2026_12_04")
+    (tmp_path / "edr-response" / "key").symlink_to("..data/key")
+    assert credentials.resolve(f"file:{tmp_path}/edr-response/key", own(tmp_path)) == "mounted-secret"
+
+
+@pytest.mark.parametrize("path, problem", [
+    ("/etc/hostname", "names edr-response.key or a file under edr-response/"),
+    ("{dir}/siem.key", "names edr-response.key or a file under edr-response/"),  # another server's key
+    ("{dir}/edr-response/../siem.key", "may not contain '..'"),
+    ("{dir}/edr-response/link", "must stay inside the credentials folder"),  # a symlink out of it
+    ("{dir}/../outside/edr-response.key", "may not contain '..'"),
+])
+def test_a_file_reference_resolves_only_to_the_servers_own_file_in_the_credentials_folder(tmp_path, path, problem):
+    folder = tmp_path / "credentials"
+    (folder / "edr-response").mkdir(parents=True)
+    (folder / "siem.key").write_text("the-siem-secret")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "edr-response.key").write_text("outside-secret")
+    (folder / "edr-response" / "link").symlink_to(tmp_path / "outside" / "edr-response.key")
+    reference = "file:" + path.format(dir=folder)
+    with pytest.raises(credentials.CredentialError, match=re.escape(problem)) as caught:
+        credentials.resolve(reference, own(folder))
+    assert "secret" not in str(caught.value)
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        credentials.check_reference(reference, "edr-response", folder)
+
+
+def test_an_unreadable_file_and_a_missing_one_say_the_same(tmp_path):
+    """No oracle of which files exist: the message never carries the OS error."""
+    (tmp_path / "edr-response").mkdir()
+    (tmp_path / "edr-response" / "a-folder").mkdir()  # exists, cannot be read as a file
+    messages = set()
+    for name in ("missing", "a-folder"):
+        with pytest.raises(credentials.CredentialError) as caught:
+            credentials.resolve(f"file:{tmp_path}/edr-response/{name}", own(tmp_path))
+        messages.add(str(caught.value).replace(name, "NAME"))
+    assert messages == {f"the credential file {tmp_path}/edr-response/NAME cannot be read"}
+
+
+def test_a_reference_to_the_deployments_environment_is_refused():
+    """A variable of the deployment sits in every process's environment, the model's worker's too."""
+    with pytest.raises(credentials.CredentialError, match="env: references are not accepted"):
+        credentials.resolve("env:EDR_ISOLATE_KEY", environ={"EDR_ISOLATE_KEY": "from-env"})
 
 
 KEY = "a-credentials-key-for-these-tests-0123456789-0123456789"
@@ -30,15 +85,9 @@ def test_unresolvable_references_raise_without_secrets(reference):
 
 
 def test_an_empty_secret_is_refused(tmp_path):
-    (tmp_path / "empty.key").write_text("")
+    (tmp_path / "edr-response.key").write_text(" \n")
     with pytest.raises(credentials.CredentialError, match="empty"):
-        credentials.resolve(f"file:{tmp_path / 'empty.key'}")
-    with pytest.raises(credentials.CredentialError, match="empty"):
-        credentials.resolve("env:EMPTY", environ={"EMPTY": " "})
-
-
-def test_an_env_reference_reads_its_one_variable():
-    assert credentials.resolve("env:EDR_ISOLATE_KEY", environ={"EDR_ISOLATE_KEY": "from-env\n"}) == "from-env"
+        credentials.resolve(f"file:{tmp_path / 'edr-response.key'}", own(tmp_path))
 
 
 def test_a_sealed_secret_opens_only_with_its_key_and_its_token_does_not_hold_it():
@@ -76,21 +125,19 @@ def test_a_reseal_moves_a_secret_to_the_first_key_so_the_others_can_be_retired()
 @pytest.mark.parametrize(
     "reference, problem",
     [
-        ("env:", "variable name"),
-        ("env:1ABC", "variable name"),
-        ("env:EDR KEY", "variable name"),
-        ("env:GATEHOUSE_SECRET_KEY", "Gatehouse's own setting"),
-        ("env:DATABASE_URL", "Gatehouse's own setting"),
-        ("file:relative/path", "absolute path"),
-        ("value:a-secret", "expected env:NAME or file:/path"),
-        ("sealed:abc", "expected env:NAME or file:/path"),
+        ("env:EDR_ISOLATE_KEY", "expected file:edr-response.key"),
+        ("file:", "expected file:edr-response.key"),
+        ("value:a-secret", "expected file:edr-response.key"),
+        ("sealed:abc", "expected file:edr-response.key"),
+        ("file:other.key", "names edr-response.key or a file under edr-response/"),
     ],
 )
-def test_an_admin_may_reference_only_an_env_variable_or_an_absolute_file(reference, problem):
-    with pytest.raises(ValueError, match=problem):
-        credentials.check_reference(reference)
-    assert credentials.check_reference(" env:EDR_ISOLATE_KEY ") == "env:EDR_ISOLATE_KEY"
-    assert credentials.check_reference("file:/run/secrets/edr") == "file:/run/secrets/edr"
+def test_an_admin_may_reference_only_the_servers_own_file(reference, problem, tmp_path):
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        credentials.check_reference(reference, "edr-response", tmp_path)
+    # A name in the folder is stored as its absolute path.
+    assert credentials.check_reference(" file:edr-response.key ", "edr-response", tmp_path) == f"file:{tmp_path}/edr-response.key"
+    assert credentials.check_reference(f"file:{tmp_path}/edr-response/k", "edr-response", tmp_path) == f"file:{tmp_path}/edr-response/k"
 
 
 def test_fingerprints_tell_secrets_apart_without_revealing_them(settings):

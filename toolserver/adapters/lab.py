@@ -6,7 +6,7 @@ from typing import Literal
 import httpx2
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from toolserver import schemas
+from toolserver import egress, schemas
 from toolserver.adapters.base import (
     BackendError,
     BackendRefused,
@@ -137,7 +137,7 @@ class LabHttp:
 
     def __init__(self, *, url: str, credential: str, timeout_s: float):
         super().__init__(url=url, credential=credential, timeout_s=timeout_s)
-        self._http = httpx2.AsyncClient(
+        self._http = egress.http_client(
             base_url=self.url,
             headers={"Authorization": f"Bearer {credential}"},
             timeout=timeout_s,

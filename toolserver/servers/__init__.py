@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from toolserver.adapters.base import Backend, BackendError, BackendRefused, Page, TargetNotFound, WriteContext
 from toolserver.catalog import ServerSpec, ToolSpec
+from toolserver.egress import EgressRefused
 from toolserver.envelope import BACKEND_NAMES, BackendFailure, Reason, backend_error, error, invalid_arguments, is_error, ok
 from toolserver.schemas import parse_arguments
 
@@ -86,6 +87,8 @@ async def run_tool(spec: ServerSpec, tool: ToolSpec, backend: Backend, raw: Any,
         ), "404"
     except BackendRefused as exc:
         return error(Reason.INVALID_ARGUMENTS, retryable=False, guidance=f"The {spec.backend} refused: {exc.detail}"), "400"
+    except EgressRefused:
+        return backend_error(spec.backend, BackendFailure.NOT_ALLOWED), "not_allowed"
     except Exception:
         # The class name only: an exception's text may carry a URL or a header.
         log.error("%s.%s failed unexpectedly", spec.name, tool.name, exc_info=False)
@@ -111,6 +114,8 @@ async def check_health(backend: Backend) -> dict:
         return {"ok": False, "detail": problem}
     except TargetNotFound:
         return {"ok": False, "detail": f"{where} has no health endpoint: is the URL the backend's base URL?"}
+    except EgressRefused as exc:
+        return {"ok": False, "detail": str(exc)}
     except Exception as exc:
         return {"ok": False, "detail": f"the check failed ({type(exc).__name__})"}
     finally:
