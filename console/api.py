@@ -8,6 +8,7 @@ from ninja.errors import ValidationError
 from console.api_manage import router as manage_router
 from investigations.api import TokenRejected
 from investigations.api import router as alerts_router
+from investigations.api_actions import Refused
 from investigations.api_actions import router as actions_router
 from investigations.api_audit import router as audit_router
 
@@ -52,6 +53,11 @@ def invalid_input(request, exc: ValidationError):
     errors = [{"field": _field(error.get("loc")), "message": error.get("msg", "Invalid value.")} for error in exc.errors]
     detail = INVALID_INPUT.get(operation, "Invalid request.")
     return api.create_response(request, {"detail": detail, "errors": errors}, status=400)
+
+
+@api.exception_handler(Refused)
+def refused(request, exc: Refused):
+    return api.create_response(request, {"detail": exc.detail}, status=exc.status)
 
 
 @api.exception_handler(TokenRejected)

@@ -7,11 +7,17 @@ from pydantic import model_validator
 from console import administration
 from console.roles import ADMIN, has_role
 from investigations.api import InvalidInput, Problem
-from investigations.api_actions import AUTH
+from investigations.api_actions import auth_for
 from toolserver.models import Tool, ToolServer
 
 router = Router(tags=["administration"])
-ADMINS_ONLY = Problem(detail="Only admins may manage tool servers.")
+
+
+def _admins(request, user):
+    return None if has_role(user, ADMIN) else (403, "Only admins may manage tool servers.")
+
+
+AUTH = auth_for(_admins)  # every endpoint here: who is asking is judged before the body is read
 
 
 class CredentialOut(Schema):
@@ -81,8 +87,6 @@ def _tool(tool: Tool) -> ToolOut:
 @router.get("/manage/servers", auth=AUTH, response={200: list[ServerOut], 401: Problem, 403: Problem},
             url_name="manage_servers", operation_id="manage_servers", summary="Tool servers")
 def list_servers(request):
-    if not has_role(request.auth, ADMIN):
-        return Status(403, ADMINS_ONLY)
     return [_server(server) for server in ToolServer.objects.select_related("credential").prefetch_related("tools")]
 
 
@@ -91,8 +95,6 @@ def list_servers(request):
             url_name="set_credential", operation_id="set_credential", summary="Set or rotate a credential")
 def set_credential(request, name: str, body: CredentialIn):
     """The server's processes restart with the new credential at once. The answer holds its fingerprint only."""
-    if not administration.may_change_backend(request.auth):  # no names told to outsiders
-        return Status(403, ADMINS_ONLY)
     server = ToolServer.objects.select_related("credential").filter(name=name).first()
     if server is None:
         return Status(404, Problem(detail=f"No tool server {name!r}."))
@@ -107,8 +109,6 @@ def set_credential(request, name: str, body: CredentialIn):
               response={200: ToolOut, 400: InvalidInput, 401: Problem, 403: Problem, 404: Problem},
               url_name="update_tool", operation_id="update_tool", summary="Enable or disable a tool")
 def update_tool(request, name: str, body: ToolIn):
-    if not has_role(request.auth, ADMIN):
-        return Status(403, ADMINS_ONLY)
     tool = Tool.objects.select_related("server").filter(name=name).first()
     if tool is None:
         return Status(404, Problem(detail=f"No tool {name!r}."))

@@ -31,7 +31,29 @@ StateName = Literal[tuple(ActionRequest.State.values)]  # pending, approved, exe
 
 
 # -- authentication -----------------------------------------------------------------------------
-class UserToken(HttpBearer):
+class Refused(Exception):
+    """Who is asking may not use this endpoint (or this object): said before anything they sent is read,
+    so nobody learns an endpoint's shape or behaviour without the right to use it."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+class Gated:
+    """After a scheme authenticates a person, the endpoint's rule judges them: `rule(request, user)`
+    answers None (allowed) or (status, detail). ninja runs authentication before it parses the path,
+    query or body, so a refusal always comes before a 400."""
+
+    rule = None
+
+    def judged(self, request, user):
+        if user is not None and self.rule is not None and (refusal := self.rule(request, user)):
+            raise Refused(*refusal)
+        return user
+
+
+class UserToken(Gated, HttpBearer):
     """A person's API token. It is tried first: a request that sends one is judged by it alone."""
 
     openapi_bearerFormat = f"{TOKEN_PREFIX}..."
@@ -39,6 +61,10 @@ class UserToken(HttpBearer):
         "A person's API token from `manage.py api_tokens create USERNAME --name NAME`. It acts with that "
         "person's permissions, checked on every request; no CSRF token is needed."
     )
+
+    def __init__(self, rule=None):
+        self.rule = rule
+        super().__init__()
 
     def __call__(self, request):
         header = request.headers.get("Authorization")
@@ -48,7 +74,7 @@ class UserToken(HttpBearer):
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise TokenRejected("Send your API token as the header  Authorization: Bearer <token>.")
-        return self.authenticate(request, token.strip())
+        return self.judged(request, self.authenticate(request, token.strip()))
 
     def authenticate(self, request, token: str):
         if token.startswith(INTEGRATION_TOKEN_PREFIX):
@@ -61,13 +87,17 @@ class UserToken(HttpBearer):
         return user
 
 
-class BrowserSession(SessionAuth):
+class BrowserSession(Gated, SessionAuth):
     """The console's session cookie, as in the browser; an unsafe method must pass Django's CSRF check."""
 
     openapi_description = (
         "The console's session cookie (sign in at /login/). A POST must also send the CSRF token in the "
         "X-CSRFToken header."
     )
+
+    def __init__(self, rule=None):
+        self.rule = rule
+        super().__init__()
 
     def __call__(self, request):
         user = request.user
@@ -76,10 +106,15 @@ class BrowserSession(SessionAuth):
             raise TokenRejected("Authentication required: sign in, or send Authorization: Bearer <your API token>.")
         if self.csrf and not getattr(request, "_ninja_csrf_exempt", False) and check_csrf(request) is not None:
             raise HttpError(403, "CSRF check failed: send the page's CSRF token in the X-CSRFToken header.")
-        return user
+        return self.judged(request, user)
 
 
-AUTH = [UserToken(), BrowserSession()]
+def auth_for(rule=None) -> list:
+    """The API's two schemes (a person's token, then the browser session), judged by `rule`."""
+    return [UserToken(rule), BrowserSession(rule)]
+
+
+AUTH = auth_for()
 
 
 # -- schemas --------------------------------------------------------------------------------------
@@ -262,6 +297,21 @@ def action_detail(request, id: int):
     }
 
 
+def may_decide(request, user):
+    """A decision's rule: 404 unless the request is theirs to see, 403 unless they may approve its tool.
+    (investigations.actions checks again inside the decision's own transaction.)"""
+    try:
+        action = _visible(user, int(request.resolver_match.kwargs["id"]))
+    except (KeyError, ValueError):
+        action = None
+    if action is None:
+        return 404, "No such action request."
+    if not actions.may_approve(user, action.tool):
+        return 403, f"You are not allowed to approve {action.tool}."
+    return None
+
+
+DECIDE = auth_for(may_decide)
 DECISION_RESPONSES = {
     200: ActionSummary, 400: InvalidInput, 401: Problem, 403: Problem, 404: Problem, 409: NotPendingProblem | Problem
 }
@@ -269,7 +319,7 @@ DECISION_RESPONSES = {
 
 @router.post(
     "/actions/{id}/approve",
-    auth=AUTH,
+    auth=DECIDE,
     response=DECISION_RESPONSES,
     url_name="approve_action",
     operation_id="approve_action",
@@ -285,7 +335,7 @@ def approve_action(request, id: int, decision: ApproveIn = None):
 
 @router.post(
     "/actions/{id}/reject",
-    auth=AUTH,
+    auth=DECIDE,
     response=DECISION_RESPONSES,
     url_name="reject_action",
     operation_id="reject_action",

@@ -6,11 +6,11 @@ Authentication as for the actions API: the browser session or a person's API tok
 
 from typing import Literal
 
-from ninja import Field, Query, Router, Schema, Status
+from ninja import Field, Query, Router, Schema
 
 from investigations import audit, audit_trail
 from investigations.api import InvalidInput, Problem
-from investigations.api_actions import AUTH
+from investigations.api_actions import auth_for
 
 router = Router(tags=["audit"])
 
@@ -60,37 +60,35 @@ class Digest(Schema):
     signature: str
 
 
-def _refused(user) -> Problem | None:
-    return None if audit_trail.may_read(user) else Problem(detail="You may not read the audit trail.")
+def _readers(request, user):
+    return None if audit_trail.may_read(user) else (403, "You may not read the audit trail.")
 
 
-@router.get("/audit", auth=AUTH, response={200: AuditPage, 400: InvalidInput, 401: Problem, 403: Problem},
+def _digest_readers(request, user):
+    return None if audit_trail.reads_all(user) else (403, "Only managers and admins may export the digest.")
+
+
+@router.get("/audit", auth=auth_for(_readers), response={200: AuditPage, 400: InvalidInput, 401: Problem, 403: Problem},
             url_name="list_audit", operation_id="list_audit", summary="List audit records")
 def list_audit(request, query: Query[AuditQuery]):
     """Audit records you may read, newest first, under the filters given."""
-    if (problem := _refused(request.auth)) is not None:
-        return Status(403, problem)
     records = audit_trail.reading(request.auth, "list", query)
     rows, older, _ = audit_trail.page(records, before=query.cursor, limit=query.limit)
     return {"items": [audit_trail.as_row(record) for record in rows], "next_cursor": older}
 
 
-@router.get("/audit/export", auth=AUTH, response={400: InvalidInput, 401: Problem, 403: Problem},
+@router.get("/audit/export", auth=auth_for(_readers), response={400: InvalidInput, 401: Problem, 403: Problem},
             url_name="export_audit", operation_id="export_audit", summary="Export audit records")
 def export_audit(request, query: Query[ExportQuery]):
     """The filtered records, oldest first, streamed as CSV or JSON Lines (one object per line, with
     `prev_hash` and `hash`, so `manage.py verify_audit --export` can check it offline)."""
-    if (problem := _refused(request.auth)) is not None:
-        return Status(403, problem)
     filters = audit_trail.AuditFilter(**query.model_dump(exclude={"format"}))
     return audit_trail.export_response(request, request.auth, filters, query.format)
 
 
-@router.get("/audit/digest", auth=AUTH, response={200: Digest, 401: Problem, 403: Problem},
+@router.get("/audit/digest", auth=auth_for(_digest_readers), response={200: Digest, 401: Problem, 403: Problem},
             url_name="audit_digest", operation_id="audit_digest", summary="The signed digest of the chain head")
 def audit_digest(request):
     """The chain's head (seq and hash), signed with the console's Ed25519 key. Managers and admins."""
-    if not audit_trail.reads_all(request.auth):
-        return Status(403, Problem(detail="Only managers and admins may export the digest."))
     audit_trail.reading(request.auth, "digest")
     return audit.signed_digest()

@@ -1,0 +1,80 @@
+"""Who is asking comes first (issue 14 item 3): on every API endpoint a person without the right gets
+403 (or 404 for an object they may not see) before anything they sent is parsed, so a malformed body or
+query tells them nothing about the endpoint. With the right, the same request is judged: 400."""
+
+import json
+
+import pytest
+from django.test import Client
+
+from console import administration
+from console.api import api
+from console.roles import ANALYST, MANAGER
+from investigations.tokens import create_api_token
+from toolserver.models import ToolServer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# (method, path, malformed body or query): each would be a 400 for someone with the right.
+MALFORMED = [
+    ("GET", "/api/audit?until=not-a-date", None),
+    ("GET", "/api/audit/export?format=xml", None),
+    ("PUT", "/api/manage/servers/edr-response/credential", {"secret": 5, "smuggled": True}),
+    ("PATCH", "/api/manage/tools/isolate_host", {"enabled": "maybe"}),
+    ("POST", "/api/actions/{id}/approve", {"reason": 5}),
+    ("POST", "/api/actions/{id}/reject", {}),
+]
+
+
+def call(user, method: str, path: str, body):
+    token = create_api_token(user, "tests")[1]
+    data = "" if body is None else json.dumps(body)
+    return Client().generic(method, path, data, content_type="application/json", headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.fixture
+def people(make_user, admin_user, waiting):
+    ops = make_user("edr-ops")  # manages one server, nothing else
+    administration.grant(admin_user, "manage_toolserver", ToolServer.objects.get(name="edr-response"), ops)
+    return {"analyst": make_user("ana", ANALYST), "manager": make_user("max", MANAGER), "ops": ops,
+            "nobody": make_user("nemo"), "admin": admin_user}
+
+
+def expected_refusal(who: str, path: str) -> int | None:
+    """The status each person gets on each endpoint, before their input is read: None when they have the right."""
+    if path.startswith("/api/manage/"):
+        return None if who == "admin" else 403
+    if path.startswith("/api/audit"):  # analysts read their own investigations' trails
+        return None if who in ("analyst", "manager", "admin") else 403
+    # Deciding: analysts approve write tools; a manager sees the request but may not decide; nobody sees nothing.
+    return {"analyst": None, "manager": 403, "admin": 404, "ops": 404, "nobody": 404}[who]
+
+
+@pytest.mark.parametrize("method, path, body", MALFORMED)
+def test_without_the_right_a_malformed_request_is_refused_before_it_is_read(people, waiting, method, path, body):
+    _, request = waiting
+    path = path.format(id=request.pk)
+    for who, user in people.items():
+        response = call(user, method, path, body)
+        refusal = expected_refusal(who, path)
+        assert response.status_code == (refusal or 400), (who, response.status_code, response.content)
+        if refusal:
+            assert set(response.json()) == {"detail"}  # nothing about the fields they sent
+    request.refresh_from_db()
+    assert request.state == "pending"
+
+
+def test_every_endpoint_that_needs_a_right_judges_the_person_before_the_input():
+    """An endpoint added later is checked here too: each operation names its rule, or says why it needs none."""
+    open_to_every_person = {"list_actions", "action_detail"}  # filtered to what each person may see (404 otherwise)
+    for router_path, router in api._routers:
+        for path, view in router.path_operations.items():
+            for operation in view.operations:
+                name = operation.operation_id
+                if name == "receive_alert":  # an integration's token; its sources are its own
+                    continue
+                rules = {getattr(scheme, "rule", "missing") for scheme in operation.auth_callbacks}
+                if name in open_to_every_person:
+                    assert rules == {None}, name
+                else:
+                    assert None not in rules and "missing" not in rules, f"{name} ({path}) reads input before judging who asks"
