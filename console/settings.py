@@ -17,6 +17,7 @@ from console.config import (
     env_bool,
     env_int,
     env_list,
+    env_rate,
     env_str,
     sqlite_database,
 )
@@ -185,6 +186,10 @@ INVESTIGATION_LEASE_S = env_int("GATEHOUSE_INVESTIGATION_LEASE_S", 60, minimum=1
 SWEEP_INTERVAL_S = env_int("GATEHOUSE_SWEEP_INTERVAL_S", 15, minimum=1)
 TEXT_FLUSH_MS = 100  # streamed text is saved and published at most this often per block
 ALERT_MAX_BYTES = 64 * 1024  # a larger alert body is refused with 413
+# Per integration: requests to POST /api/alerts per window (shared by every web process through
+# Redis in production), and investigations waiting for a worker; past either, 429.
+INTAKE_RATE = env_rate("GATEHOUSE_INTAKE_RATE", (60, 60))
+INTAKE_MAX_QUEUED = env_int("GATEHOUSE_INTAKE_MAX_QUEUED", 50, minimum=1)
 
 # Approvers are emailed about a request still undecided after this long (0: never).
 APPROVAL_NOTIFY_AFTER_S = env_int("GATEHOUSE_APPROVAL_NOTIFY_MINUTES", 10, minimum=0) * 60

@@ -23,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from investigations.models import AuditHead, AuditRecord
-from toolserver.audit import ToolCallAudit, canonical_json
+from toolserver.audit import Outcome, ToolCallAudit, canonical_json
 
 GENESIS = "0" * 64
 CHAIN = "gatehouse-audit"
@@ -73,6 +73,13 @@ def record_admin_change(actor: str, what: str, *, before: dict, after: dict, ser
     return append(
         kind=AuditRecord.Kind.ADMIN_CHANGE, outcome=what, actor=actor, server=server, tool=tool,
         correlation_id=correlation_id, extra={"before": before, "after": after},
+    )
+
+
+def record_intake_refused(integration: str, reason: str, **details) -> AuditRecord:
+    """An alert an integration may not send (another system's source): who tried, and what it claimed."""
+    return append(
+        kind=AuditRecord.Kind.INTAKE, outcome=Outcome.DENIED, reason=reason, actor=f"integration:{integration}", extra=details
     )
 
 
