@@ -8,6 +8,7 @@ Two modes from one file, chosen by the environment (README, "Configuration"):
 """
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from console.config import (
@@ -87,6 +88,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "guardian",
+    "axes",
     "django_htmx",
     "ninja",
     "toolserver",
@@ -105,6 +107,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns a locked-out sign-in into the lockout page
 ]
 
 ROOT_URLCONF = "console.urls"
@@ -129,6 +132,7 @@ TEMPLATES = [
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
+    "console.signin.SignInThrottle",  # first: a locked-out name or address is refused before its password is checked
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -140,6 +144,15 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# Sign-in throttling (django-axes, both the console's and the admin's sign-in): past this many
+# failures in a row for a user name, or from an address, its sign-ins are refused for a while.
+# Attempts are kept in the database, so every web process sees them; unlock with `manage.py axes_reset`.
+AXES_FAILURE_LIMIT = env_int("GATEHOUSE_SIGNIN_FAILURES", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("GATEHOUSE_SIGNIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own, not the pair
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_DISABLE_ACCESS_LOG = True  # sign-ins are recorded once, in the audit trail (console.signin)
 GUARDIAN_RAISE_403 = True
 ANONYMOUS_USER_NAME = None  # no object permissions for anonymous visitors
 

@@ -373,6 +373,7 @@ class AuditRecord(models.Model):
         ADMIN_CHANGE = "admin_change", "admin change"
         ACCESS = "access", "audit trail read"
         INTAKE = "intake", "alert refused"
+        SIGN_IN = "sign_in", "sign-in"
 
     seq = models.BigIntegerField(unique=True, help_text="Position in the hash chain, from 1, without gaps.")
     prev_hash = models.CharField(max_length=64)
