@@ -12,8 +12,8 @@ from django.core.asgi import get_asgi_application
 from django.core.management import call_command
 from django.utils import timezone
 
-from investigations import audit
-from investigations.intake import AlertIn, create_integration, rate_bucket
+from investigations import audit, intake
+from investigations.intake import AlertIn, create_integration
 from investigations.models import Alert, AuditRecord, Integration, Investigation
 from toolserver.ratelimit import get_rate_limiter
 
@@ -147,9 +147,9 @@ def test_a_token_in_use_is_recorded_as_used(client, integration_token):
 def fresh_rate(integration_token):
     """The integration's window starts empty (a production run's Redis outlives the test database and its ids)."""
     integration, _ = integration_token
-    get_rate_limiter().reset(rate_bucket(integration))
+    get_rate_limiter().reset(intake.rate_bucket(integration))
     yield
-    get_rate_limiter().reset(rate_bucket(integration))
+    get_rate_limiter().reset(intake.rate_bucket(integration))
 
 
 def test_past_the_intake_rate_an_integration_gets_429_with_retry_after(client, integration_token, fresh_rate, settings):
@@ -166,7 +166,7 @@ def test_past_the_intake_rate_an_integration_gets_429_with_retry_after(client, i
     assert post(client, "not json", token).status_code == 429  # counted before the body is read
     assert Alert.objects.count() == 3
     # Another integration has a window of its own.
-    get_rate_limiter().reset(rate_bucket(Integration.objects.get(name="other-siem")))
+    get_rate_limiter().reset(intake.rate_bucket(Integration.objects.get(name="other-siem")))
     assert post(client, an_alert(source="other-siem"), other_token).status_code == 201
 
 
