@@ -11,6 +11,7 @@ from investigations.api import router as alerts_router
 from investigations.api_actions import Refused
 from investigations.api_actions import router as actions_router
 from investigations.api_audit import router as audit_router
+from investigations.intake import Throttled
 
 api = NinjaAPI(
     title="Gatehouse API",
@@ -64,6 +65,13 @@ def refused(request, exc: Refused):
 def token_rejected(request, exc: TokenRejected):
     response = api.create_response(request, {"detail": exc.message}, status=401)
     response["WWW-Authenticate"] = exc.challenge
+    return response
+
+
+@api.exception_handler(Throttled)
+def throttled(request, exc: Throttled):
+    response = api.create_response(request, {"detail": str(exc)}, status=429)
+    response["Retry-After"] = str(exc.retry_after)
     return response
 
 

@@ -45,6 +45,21 @@ def env_int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def env_rate(name: str, default: tuple[int, int]) -> tuple[int, int]:
+    """A rate as CALLS/SECONDS, e.g. 60/60: (calls, seconds), both at least 1."""
+    raw = env_str(name)
+    if not raw:
+        return default
+    calls, slash, seconds = raw.partition("/")
+    try:
+        rate = (int(calls), int(seconds))
+    except ValueError:
+        rate = None
+    if not slash or rate is None or min(rate) < 1:
+        raise ConfigError(name, f"expected CALLS/SECONDS, e.g. 60/60, got {raw!r}")
+    return rate
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = env_str(name)
     if not raw:

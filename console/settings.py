@@ -8,6 +8,7 @@ Two modes from one file, chosen by the environment (README, "Configuration"):
 """
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from console.config import (
@@ -17,6 +18,7 @@ from console.config import (
     env_bool,
     env_int,
     env_list,
+    env_rate,
     env_str,
     sqlite_database,
 )
@@ -90,6 +92,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "guardian",
+    "axes",
     "django_htmx",
     "ninja",
     "toolserver",
@@ -108,6 +111,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns a locked-out sign-in into the lockout page
 ]
 
 ROOT_URLCONF = "console.urls"
@@ -132,6 +136,7 @@ TEMPLATES = [
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
+    "console.signin.SignInThrottle",  # first: a locked-out name or address is refused before its password is checked
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -143,6 +148,15 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# Sign-in throttling (django-axes, both the console's and the admin's sign-in): past this many
+# failures in a row for a user name, or from an address, its sign-ins are refused for a while.
+# Attempts are kept in the database, so every web process sees them; unlock with `manage.py axes_reset`.
+AXES_FAILURE_LIMIT = env_int("GATEHOUSE_SIGNIN_FAILURES", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("GATEHOUSE_SIGNIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own, not the pair
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_DISABLE_ACCESS_LOG = True  # sign-ins are recorded once, in the audit trail (console.signin)
 GUARDIAN_RAISE_403 = True
 ANONYMOUS_USER_NAME = None  # no object permissions for anonymous visitors
 
@@ -197,6 +211,10 @@ INVESTIGATION_LEASE_S = env_int("GATEHOUSE_INVESTIGATION_LEASE_S", 60, minimum=1
 SWEEP_INTERVAL_S = env_int("GATEHOUSE_SWEEP_INTERVAL_S", 15, minimum=1)
 TEXT_FLUSH_MS = 100  # streamed text is saved and published at most this often per block
 ALERT_MAX_BYTES = 64 * 1024  # a larger alert body is refused with 413
+# Per integration: requests to POST /api/alerts per window (shared by every web process through
+# Redis in production), and investigations waiting for a worker; past either, 429.
+INTAKE_RATE = env_rate("GATEHOUSE_INTAKE_RATE", (60, 60))
+INTAKE_MAX_QUEUED = env_int("GATEHOUSE_INTAKE_MAX_QUEUED", 50, minimum=1)
 
 # Approvers are emailed about a request still undecided after this long (0: never).
 APPROVAL_NOTIFY_AFTER_S = env_int("GATEHOUSE_APPROVAL_NOTIFY_MINUTES", 10, minimum=0) * 60

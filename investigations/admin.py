@@ -1,4 +1,4 @@
-"""The Django admin: integrations (browse and revoke), alerts and investigations (browse only).
+"""The Django admin: integrations (browse, with their sources, and revoke), alerts and investigations (browse only).
 
 AuditRecord is read-only here; Event stays out. Evidence is never edited.
 """
@@ -11,9 +11,10 @@ from investigations.models import Alert, AuditRecord, Integration, Investigation
 
 @admin.register(Integration)
 class IntegrationAdmin(admin.ModelAdmin):
-    list_display = ("name", "token_prefix", "created_at", "last_used_at", "revoked_at")
+    list_display = ("name", "sources", "token_prefix", "created_at", "last_used_at", "revoked_at")
     search_fields = ("name", "token_prefix")
-    fields = ("name", "token_prefix", "created_by", "created_at", "last_used_at", "revoked_at")  # not the hash
+    fields = ("name", "sources", "token_prefix", "created_by", "created_at", "last_used_at", "revoked_at")  # not the hash
+    # Sources change only through `manage.py integrations sources`, which audits the change.
     readonly_fields = fields
     actions = ["revoke"]
 

@@ -10,7 +10,7 @@ from ninja.decorators import decorate_view
 from ninja.errors import AuthenticationError
 from ninja.security import HttpBearer
 
-from investigations.intake import AlertIn, integration_for, receive_alert
+from investigations.intake import AlertIn, SourceNotAllowed, admit, integration_for, receive_alert
 
 router = Router(tags=["alerts"])
 
@@ -40,6 +40,7 @@ class IntegrationToken(HttpBearer):
         integration = integration_for(token)
         if integration is None:
             raise TokenRejected("The token is unknown or revoked.", invalid_token=True)
+        admit(integration)  # every request counts, a valid alert or not; past the rate: 429 (console/api.py)
         return integration
 
 
@@ -60,7 +61,9 @@ class InvalidInput(Schema):
 class AlertReceived(Schema):
     alert_id: int
     investigation_id: int
-    created: bool = Field(description="False when this source and external_id came before: nothing new was started.")
+    created: bool = Field(
+        description="False when this integration sent this source and external_id before: nothing new was started."
+    )
     status: str = Field(description="The investigation's status: queued, running, waiting, completed or failed.")
     investigation_url: str
 
@@ -102,7 +105,8 @@ def limit_body(run):
     "/alerts",
     auth=IntegrationToken(),
     response={
-        201: AlertReceived, 200: AlertReceived, 400: InvalidInput, 401: Problem, 409: Problem, 413: Problem, 415: Problem
+        201: AlertReceived, 200: AlertReceived, 400: InvalidInput, 401: Problem, 403: Problem, 413: Problem,
+        415: Problem, 429: Problem,
     },
     url_name="receive_alert",
     operation_id="receive_alert",
@@ -111,14 +115,18 @@ def limit_body(run):
 @decorate_view(limit_body)
 def receive(request, alert: AlertIn):
     """Save the alert and start its investigation (201). The same `source` and `external_id` again
-    returns the alert and investigation made the first time (200) and starts nothing; sent by
-    another integration, it is refused (409) and names nothing of the first.
+    from this integration returns the alert and investigation made the first time (200) and starts
+    nothing; another integration's alerts never count as this one's.
 
+    A `source` that is not one of this integration's (`manage.py integrations sources`) is refused
+    (403) and recorded in the audit trail. Past the integration's rate (GATEHOUSE_INTAKE_RATE) or
+    with too many of its investigations queued (GATEHOUSE_INTAKE_MAX_QUEUED): 429 with Retry-After.
     Invalid input is answered 400 with one error per field, never echoing what was sent.
     """
-    received = receive_alert(alert, integration=request.auth)
-    if not received.created and received.alert.integration_id != request.auth.pk:
-        return Status(409, Problem(detail="This source and external_id were received from another integration."))
+    try:
+        received = receive_alert(alert, integration=request.auth)
+    except SourceNotAllowed as refused:
+        return Status(403, Problem(detail=str(refused)))
     investigation = received.investigation
     return Status(
         201 if received.created else 200,

@@ -23,9 +23,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from investigations.models import AuditHead, AuditRecord
-from toolserver.audit import ToolCallAudit, canonical_json
+from toolserver.audit import Outcome, ToolCallAudit, canonical_json
 
 GENESIS = "0" * 64
+ACTOR_MAX = AuditRecord._meta.get_field("actor").max_length
 CHAIN = "gatehouse-audit"
 # The content a link's hash covers: every field but the hashes themselves and the search text.
 CONTENT_FIELDS = (
@@ -73,6 +74,20 @@ def record_admin_change(actor: str, what: str, *, before: dict, after: dict, ser
     return append(
         kind=AuditRecord.Kind.ADMIN_CHANGE, outcome=what, actor=actor, server=server, tool=tool,
         correlation_id=correlation_id, extra={"before": before, "after": after},
+    )
+
+
+def record_intake_refused(integration: str, reason: str, **details) -> AuditRecord:
+    """An alert an integration may not send (another system's source): who tried, and what it claimed."""
+    return append(
+        kind=AuditRecord.Kind.INTAKE, outcome=Outcome.DENIED, reason=reason, actor=f"integration:{integration}", extra=details
+    )
+
+
+def record_sign_in(what: str, username: str, address: str | None) -> AuditRecord:
+    """A sign-in, a failed one (`username` as typed) or a sign-out, and the address it came from; never a password."""
+    return append(
+        kind=AuditRecord.Kind.SIGN_IN, outcome=what, actor=f"user:{username}"[:ACTOR_MAX], extra={"address": address or ""}
     )
 
 

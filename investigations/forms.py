@@ -13,10 +13,10 @@ from django import forms
 from django.conf import settings
 from django.utils import timezone
 
+from investigations.intake import CONSOLE_SOURCE as SOURCE
 from investigations.intake import AlertIn
 from investigations.models import Alert
 
-SOURCE = "console"  # alerts typed in by an analyst
 DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
 
 # Clearer words than a regular expression for the identifiers AlertIn restricts.

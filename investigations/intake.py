@@ -1,23 +1,34 @@
 """Alert intake: the one way an alert enters, from the API (an integration) or the console form (an analyst).
 
-The same `source` + `external_id` is the same alert: sending it again returns the alert and
-investigation already made, and starts nothing new.
+The same `source` + `external_id` from the same integration is the same alert: sending it again
+returns the alert and investigation already made, and starts nothing new. An integration sends
+only its own sources (a foreign one is refused and audited), at most settings.INTAKE_RATE alerts
+per window, and while at most settings.INTAKE_MAX_QUEUED of its investigations wait for a worker.
 """
 
 import hashlib
+import math
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
+from investigations import audit
 from investigations.models import Alert, Integration, Investigation
 from investigations.services import start_investigation
+from toolserver.ratelimit import Limit, get_rate_limiter
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:@/#-]*$"  # identifiers: no spaces, nothing that reads as markup
+SOURCE_MAX = 64
+CONSOLE_SOURCE = "console"  # alerts typed in by an analyst: no integration may send it
+# A full queue drains as workers start investigations, at no time anyone can know: a hint.
+QUEUE_FULL_RETRY_AFTER_S = 30
 
 
 def _not_in_future(value: datetime) -> datetime:
@@ -31,7 +42,7 @@ class AlertIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    source: Annotated[str, Field(min_length=1, max_length=64, pattern=NAME, description="The sending system, e.g. `lab-siem`.")]
+    source: Annotated[str, Field(min_length=1, max_length=SOURCE_MAX, pattern=NAME, description="The sending system, e.g. `lab-siem`.")]
     external_id: Annotated[str, Field(min_length=1, max_length=128, pattern=NAME, description="The alert's id in that system.")]
     title: Annotated[str, Field(min_length=1, max_length=300)]
     severity: Literal["low", "medium", "high", "critical"]
@@ -48,10 +59,51 @@ class Received:
     created: bool
 
 
+class SourceNotAllowed(Exception):
+    """The integration sent an alert of a source that is not one of its own."""
+
+
+class Throttled(Exception):
+    """Too much from one integration: try again after `retry_after` seconds (HTTP 429)."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+
+def rate_bucket(integration: Integration) -> str:
+    return f"intake:{integration.pk}"
+
+
+def admit(integration: Integration) -> None:
+    """Count one request of `integration` against its rate, shared by every web process (Redis in production)."""
+    wait = get_rate_limiter().acquire(rate_bucket(integration), Limit(*settings.INTAKE_RATE))
+    if wait is not None:
+        calls, seconds = settings.INTAKE_RATE
+        raise Throttled(f"More than {calls} alerts in {seconds} s from this integration.", wait)
+
+
 def receive_alert(alert_in: AlertIn, *, integration: Integration | None = None, submitted_by=None) -> Received:
-    """Save the alert and start its investigation; the same alert again returns the first ones."""
+    """Save the alert and start its investigation; the same alert again returns the first ones.
+
+    From an integration: refused (SourceNotAllowed, audited) when the source is not its own, and
+    Throttled when a new alert would put more than INTAKE_MAX_QUEUED of its investigations in the queue.
+    """
+    if integration is not None and alert_in.source not in integration.sources:
+        audit.record_intake_refused(
+            integration.name, "source_not_allowed", source=alert_in.source, external_id=alert_in.external_id
+        )
+        raise SourceNotAllowed("This integration may not send alerts of this source.")
+    same = {"integration": integration, "source": alert_in.source, "external_id": alert_in.external_id}
     try:
         with transaction.atomic():
+            if integration is not None:
+                # One intake at a time per integration, so two requests cannot both take the last queue place.
+                Integration.objects.select_for_update().filter(pk=integration.pk).first()
+                alert = Alert.objects.filter(**same).first()
+                if alert is not None:
+                    return Received(alert, alert.investigations.order_by("created_at").first(), created=False)
+                _check_queue(integration)
             alert = Alert.objects.create(
                 source=alert_in.source,
                 external_id=alert_in.external_id,
@@ -66,9 +118,17 @@ def receive_alert(alert_in: AlertIn, *, integration: Integration | None = None, 
             )
             investigation = start_investigation(alert, requested_by=submitted_by)
     except IntegrityError:
-        alert = Alert.objects.get(source=alert_in.source, external_id=alert_in.external_id)
+        alert = Alert.objects.get(**same)
         return Received(alert, alert.investigations.order_by("created_at").first(), created=False)
     return Received(alert, investigation, created=True)
+
+
+def _check_queue(integration: Integration) -> None:
+    queued = Investigation.objects.filter(alert__integration=integration, status=Investigation.Status.QUEUED).count()
+    if queued >= settings.INTAKE_MAX_QUEUED:
+        raise Throttled(
+            f"{queued} investigations of this integration are waiting for a worker already.", QUEUE_FULL_RETRY_AFTER_S
+        )
 
 
 # -- integration tokens ---------------------------------------------------------------------
@@ -79,13 +139,58 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_integration(name: str, *, created_by=None) -> tuple[Integration, str]:
-    """A new integration and its token. The token is returned once and stored only as a hash."""
+@transaction.atomic
+def create_integration(name: str, *, created_by=None, by: str = "system") -> tuple[Integration, str]:
+    """A new integration and its token. The token is returned once and stored only as a hash.
+
+    Its source is its own name, when that is a source name no other live integration holds.
+    """
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    try:
+        sources = _checked_sources([name], _locked_live_integrations())
+    except ValueError:
+        sources = []
     integration = Integration.objects.create(
-        name=name, token_prefix=token[:10], token_hash=hash_token(token), created_by=created_by
+        name=name, sources=sources, token_prefix=token[:10], token_hash=hash_token(token), created_by=created_by
     )
+    audit.record_admin_change(by, "integration_created", before={}, after={"integration": name, "sources": sources})
     return integration, token
+
+
+@transaction.atomic
+def set_sources(integration: Integration, sources: list[str], *, by: str) -> bool:
+    """Give `integration` exactly these sources (ValueError says why not). Returns whether they changed."""
+    others = [other for other in _locked_live_integrations() if other.pk != integration.pk]
+    sources = _checked_sources(sources, others)
+    integration = Integration.objects.select_for_update().get(pk=integration.pk)
+    before = integration.sources
+    if sources == before:
+        return False
+    Integration.objects.filter(pk=integration.pk).update(sources=sources)
+    audit.record_admin_change(
+        by, "integration_sources",
+        before={"integration": integration.name, "sources": before},
+        after={"integration": integration.name, "sources": sources},
+    )
+    return True
+
+
+def _locked_live_integrations() -> list[Integration]:
+    """Every live integration, locked: what a source may not be taken from while it is given."""
+    return list(Integration.objects.select_for_update().filter(revoked_at__isnull=True))
+
+
+def _checked_sources(sources: list[str], others: list[Integration]) -> list[str]:
+    checked = sorted({source.strip() for source in sources})
+    for source in checked:
+        if not (len(source) <= SOURCE_MAX and re.fullmatch(NAME, source)):
+            raise ValueError(f'"{source}" is not a source name (1 to {SOURCE_MAX} letters, digits and ._:@/#-)')
+        if source == CONSOLE_SOURCE:
+            raise ValueError(f'"{source}" is the source of alerts typed in the console')
+        holder = next((other.name for other in others if source in other.sources), None)
+        if holder is not None:
+            raise ValueError(f'"{source}" is a source of the integration "{holder}" (revoke it, or change its sources, first)')
+    return checked
 
 
 def integration_for(token: str) -> Integration | None:

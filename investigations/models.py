@@ -10,9 +10,14 @@ from django.db.models import Q
 
 
 class Integration(models.Model):
-    """A system allowed to POST alerts (a SIEM webhook). Its token is shown once and kept only as a hash."""
+    """A system allowed to POST alerts (a SIEM webhook). Its token is shown once and kept only as a hash.
+
+    It may send alerts only of its `sources` (set with `manage.py integrations sources`): a source
+    belongs to one live integration, so no integration can speak for another system.
+    """
 
     name = models.CharField(max_length=80, unique=True)
+    sources = models.JSONField(default=list, blank=True, help_text="The alert sources it may send.")
     token_prefix = models.CharField(max_length=16, help_text="The token's first characters, to tell tokens apart.")
     token_hash = models.CharField(max_length=64, unique=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -65,7 +70,18 @@ class Alert(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["source", "external_id"], name="alert_unique_source_external_id")]
+        constraints = [
+            # An alert is the same alert only from the same integration: another one sending its
+            # ids first cannot make it a repeat. Alerts typed in the console have no integration.
+            models.UniqueConstraint(
+                fields=["integration", "source", "external_id"], condition=Q(integration__isnull=False),
+                name="alert_unique_per_integration",
+            ),
+            models.UniqueConstraint(
+                fields=["source", "external_id"], condition=Q(integration__isnull=True),
+                name="alert_unique_without_integration",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.source}:{self.external_id}"
@@ -356,6 +372,8 @@ class AuditRecord(models.Model):
         DECISION = "decision", "approval decision"
         ADMIN_CHANGE = "admin_change", "admin change"
         ACCESS = "access", "audit trail read"
+        INTAKE = "intake", "alert refused"
+        SIGN_IN = "sign_in", "sign-in"
 
     seq = models.BigIntegerField(unique=True, help_text="Position in the hash chain, from 1, without gaps.")
     prev_hash = models.CharField(max_length=64)

@@ -1,6 +1,6 @@
 import pytest
 
-from console.config import ConfigError, database_from_url, env_bool, env_int
+from console.config import ConfigError, database_from_url, env_bool, env_int, env_rate
 
 
 def test_postgres_url_becomes_a_database_entry():
@@ -49,3 +49,14 @@ def test_booleans_and_numbers_are_checked(monkeypatch):
     monkeypatch.setenv("GATEHOUSE_X", "0")
     with pytest.raises(ConfigError, match="at least 1"):
         env_int("GATEHOUSE_X", 5, minimum=1)
+
+
+@pytest.mark.parametrize("raw", ["60", "60/", "/60", "0/60", "60/0", "a/b", "60/60/60"])
+def test_a_rate_is_calls_per_seconds_and_a_bad_one_names_the_variable(monkeypatch, raw):
+    monkeypatch.setenv("GATEHOUSE_INTAKE_RATE", " 30/10 ")
+    assert env_rate("GATEHOUSE_INTAKE_RATE", (60, 60)) == (30, 10)
+    monkeypatch.delenv("GATEHOUSE_INTAKE_RATE")
+    assert env_rate("GATEHOUSE_INTAKE_RATE", (60, 60)) == (60, 60)
+    monkeypatch.setenv("GATEHOUSE_INTAKE_RATE", raw)
+    with pytest.raises(ConfigError, match="GATEHOUSE_INTAKE_RATE: expected CALLS/SECONDS"):
+        env_rate("GATEHOUSE_INTAKE_RATE", (60, 60))

@@ -1,4 +1,4 @@
-"""POST /api/alerts through the real URLconf: tokens, idempotent intake, 400/401/413/415, the schema."""
+"""POST /api/alerts through the real URLconf: tokens, idempotent intake, sources, throttles, 400/401/403/413/415/429, the schema."""
 
 import asyncio
 import json
@@ -12,8 +12,10 @@ from django.core.asgi import get_asgi_application
 from django.core.management import call_command
 from django.utils import timezone
 
+from investigations import audit, intake
 from investigations.intake import AlertIn, create_integration
-from investigations.models import Alert, Integration, Investigation
+from investigations.models import Alert, AuditRecord, Integration, Investigation
+from toolserver.ratelimit import get_rate_limiter
 
 URL = "/api/alerts"
 MARKER = "zq-attacker-text-7731"  # a submitted value no answer may echo
@@ -70,14 +72,55 @@ def test_a_new_alert_is_201_and_the_same_alert_again_is_200_with_the_same_ids(cl
     assert Alert.objects.get().title == "Beacon to a known C2 address"
 
 
-def test_the_same_alert_from_another_integration_is_refused_without_naming_the_first(client, integration_token):
-    _, token = integration_token
-    _, other_token = create_integration("other-siem")
-    post(client, an_alert(), token)
-    response = post(client, an_alert(), other_token)
-    assert response.status_code == 409
-    assert set(response.json()) == {"detail"}
-    assert (Alert.objects.count(), Investigation.objects.count()) == (1, 1)
+def test_another_integration_cannot_pre_send_ids_of_a_source_it_does_not_own(client, integration_token):
+    """The squatting: B sends A's next ids first; B is refused, and A's real alert is then investigated."""
+    integration, token = integration_token
+    _, squatter_token = create_integration("other-siem")
+
+    squatted = post(client, an_alert(), squatter_token)
+    assert squatted.status_code == 403
+    assert not Alert.objects.exists() and not Investigation.objects.exists()
+
+    real = post(client, an_alert(), token)
+    assert real.status_code == 201
+    assert real.json()["created"] is True
+    alert = Alert.objects.get()
+    assert alert.integration == integration
+    investigation = alert.investigations.get()
+    assert investigation.status == Investigation.Status.QUEUED
+    assert real.json()["investigation_id"] == investigation.pk
+
+
+def test_a_foreign_source_is_403_and_one_audit_record_naming_who_tried(client, integration_token):
+    _, squatter_token = create_integration("other-siem")
+    before = AuditRecord.objects.count()
+
+    response = post(client, an_alert(external_id=f"SIEM-{MARKER}"), squatter_token)
+    assert response.status_code == 403
+    assert set(response.json()) == {"detail"} and "source" in response.json()["detail"]
+    assert MARKER not in response.content.decode()
+
+    (record,) = AuditRecord.objects.filter(seq__gt=before)
+    assert (record.kind, record.outcome, record.reason) == ("intake", "denied", "source_not_allowed")
+    assert record.actor == "integration:other-siem"
+    assert record.extra == {"source": "lab-siem", "external_id": f"SIEM-{MARKER}"}
+    assert audit.verify_database()[1] is None
+    # Its own source is still welcome.
+    assert post(client, an_alert(source="other-siem"), squatter_token).status_code == 201
+
+
+def test_an_alert_is_unique_per_integration_not_across_them(client, integration_token):
+    """A new integration given a revoked one's source (a rotated SIEM) sends the same ids as new alerts."""
+    old, token = integration_token
+    assert post(client, an_alert(), token).status_code == 201
+    call_command("integrations", "revoke", "lab-siem", stdout=StringIO())
+    _, new_token = create_integration("lab-siem-2")
+    call_command("integrations", "sources", "lab-siem-2", "lab-siem", stdout=StringIO())
+
+    response = post(client, an_alert(), new_token)
+    assert response.status_code == 201 and response.json()["created"] is True
+    assert Alert.objects.filter(source="lab-siem", external_id="SIEM-42").count() == 2
+    assert Investigation.objects.count() == 2
 
 
 def test_another_external_id_is_another_alert(client, integration_token):
@@ -95,6 +138,51 @@ def test_a_token_in_use_is_recorded_as_used(client, integration_token):
     post(client, an_alert(), token)
     integration.refresh_from_db()
     assert integration.last_used_at is not None
+
+
+# -- throttles ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_rate(integration_token):
+    """The integration's window starts empty (a production run's Redis outlives the test database and its ids)."""
+    integration, _ = integration_token
+    get_rate_limiter().reset(intake.rate_bucket(integration))
+    yield
+    get_rate_limiter().reset(intake.rate_bucket(integration))
+
+
+def test_past_the_intake_rate_an_integration_gets_429_with_retry_after(client, integration_token, fresh_rate, settings):
+    _, token = integration_token
+    _, other_token = create_integration("other-siem")
+    settings.INTAKE_RATE = (3, 60)
+
+    answers = [post(client, an_alert(external_id=f"SIEM-{n}"), token).status_code for n in range(3)]
+    assert answers == [201, 201, 201]
+    throttled = post(client, an_alert(external_id="SIEM-3"), token)
+    assert throttled.status_code == 429
+    assert 1 <= int(throttled["Retry-After"]) <= 60
+    assert "3 alerts in 60 s" in throttled.json()["detail"]
+    assert post(client, "not json", token).status_code == 429  # counted before the body is read
+    assert Alert.objects.count() == 3
+    # Another integration has a window of its own.
+    get_rate_limiter().reset(intake.rate_bucket(Integration.objects.get(name="other-siem")))
+    assert post(client, an_alert(source="other-siem"), other_token).status_code == 201
+
+
+def test_past_the_queued_cap_an_integration_gets_429_until_one_starts(client, integration_token, fresh_rate, settings):
+    _, token = integration_token
+    settings.INTAKE_MAX_QUEUED = 2
+
+    assert [post(client, an_alert(external_id=f"SIEM-{n}"), token).status_code for n in range(2)] == [201, 201]
+    full = post(client, an_alert(external_id="SIEM-2"), token)
+    assert full.status_code == 429
+    assert int(full["Retry-After"]) >= 1
+    assert Investigation.objects.count() == 2
+    assert post(client, an_alert(external_id="SIEM-0"), token).status_code == 200  # a repeat starts nothing: not refused
+
+    Investigation.objects.filter(alert__external_id="SIEM-0").update(status=Investigation.Status.RUNNING)
+    assert post(client, an_alert(external_id="SIEM-2"), token).status_code == 201
 
 
 # -- authentication -------------------------------------------------------------------------
@@ -328,7 +416,7 @@ def test_the_openapi_schema_describes_the_endpoint(client, db):
     assert response.status_code == 200
     schema = response.json()
     operation = schema["paths"][URL]["post"]
-    assert {"200", "201", "400", "401", "413"} <= set(operation["responses"])
+    assert {"200", "201", "400", "401", "403", "413", "429"} <= set(operation["responses"])
     assert operation["security"] == [{"IntegrationToken": []}]
     scheme = schema["components"]["securitySchemes"]["IntegrationToken"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")

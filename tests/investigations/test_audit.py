@@ -195,15 +195,15 @@ def test_an_export_verifies_offline_against_the_signed_digest(tmp_path, client, 
     client.login(username="max", password=PASSWORD)
     digest = client.get("/api/audit/digest").json()  # first: the export then reaches the head it signs
     export = b"".join(client.get("/api/audit/export", {"format": "jsonl"}).streaming_content)
-    assert digest["seq"] == 5 and audit.check_digest(digest, audit.public_key())
+    assert digest["seq"] == 6 and audit.check_digest(digest, audit.public_key())
     (tmp_path / "audit.jsonl").write_bytes(export)
     (tmp_path / "digest.json").write_text(json.dumps(digest))
     out = io.StringIO()
     call_command("verify_audit", export=str(tmp_path / "audit.jsonl"), digest=str(tmp_path / "digest.json"),
                  public_key=audit.public_key(), stdout=out)
-    # The 4 calls and the digest's own access record; the export stops before its own.
-    assert out.getvalue().splitlines() == ["The signed digest of #5 (" + digest["signed_at"] + ") matches.",
-                                           "Audit chain intact: 5 records."]
+    # The 4 calls, the sign-in and the digest's own access record; the export stops before its own.
+    assert out.getvalue().splitlines() == ["The signed digest of #6 (" + digest["signed_at"] + ") matches.",
+                                           "Audit chain intact: 6 records."]
 
     lines = export.decode().splitlines()
     edited = json.loads(lines[1])

@@ -9,7 +9,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from investigations.models import Integration
+from investigations import audit
+from investigations.models import AuditRecord, Integration
 
 pytestmark = pytest.mark.django_db
 
@@ -34,9 +35,9 @@ def shown(moment) -> str:
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
 
 
-def post_alert(client, token: str, external_id: str = "SIEM-1"):
+def post_alert(client, token: str, external_id: str = "SIEM-1", source: str = "lab-siem"):
     alert = {
-        "source": "lab-siem",
+        "source": source,
         "external_id": external_id,
         "title": "Suspicious login",
         "severity": "medium",
@@ -117,3 +118,59 @@ def test_revoke_refuses_an_unknown_name():
     with pytest.raises(CommandError, match="no integration named"):
         integrations("revoke", "lab-sie")
     assert Integration.objects.get(name="lab-siem").revoked_at is None
+
+
+# -- sources --------------------------------------------------------------------------------
+
+
+def sources_changes() -> list[AuditRecord]:
+    return list(AuditRecord.objects.filter(kind="admin_change", outcome="integration_sources").order_by("seq"))
+
+
+def test_a_new_integration_sends_its_own_name_as_source_and_list_shows_it(client):
+    output = integrations("create", "lab-siem")
+    assert "lab-siem" in output.splitlines()[-1]
+    assert Integration.objects.get(name="lab-siem").sources == ["lab-siem"]
+    listing = integrations("list").splitlines()
+    row = next(index for index, line in enumerate(listing) if line.startswith("lab-siem"))
+    assert listing[row + 1].split() == ["sources:", "lab-siem"]
+
+
+def test_sources_sets_what_it_may_send_as_one_audited_change(client):
+    token = created_token("lab-siem")
+    assert "may send alerts of: splunk, zeek" in integrations("sources", "lab-siem", "zeek", "splunk")
+
+    assert Integration.objects.get(name="lab-siem").sources == ["splunk", "zeek"]
+    (change,) = sources_changes()
+    assert change.actor == "manage.py integrations"
+    assert change.extra == {
+        "before": {"integration": "lab-siem", "sources": ["lab-siem"]},
+        "after": {"integration": "lab-siem", "sources": ["splunk", "zeek"]},
+    }
+    assert post_alert(client, token, source="splunk").status_code == 201
+    assert post_alert(client, token, "SIEM-2", source="lab-siem").status_code == 403
+
+    assert "already sends" in integrations("sources", "lab-siem", "splunk", "zeek")
+    assert len(sources_changes()) == 1  # nothing changed, nothing recorded
+    assert audit.verify_database()[1] is None
+
+
+@pytest.mark.parametrize(
+    ("source", "why"),
+    [("other-siem", 'integration "other-siem"'), ("console", "typed in the console"), ("has space", "not a source name")],
+)
+def test_sources_refuses_another_integrations_source_the_consoles_and_a_bad_name(source, why):
+    created_token("lab-siem")
+    created_token("other-siem")
+    with pytest.raises(CommandError, match=why):
+        integrations("sources", "lab-siem", source)
+    assert Integration.objects.get(name="lab-siem").sources == ["lab-siem"]
+    assert not sources_changes()
+
+
+def test_a_revoked_integrations_source_may_be_given_to_its_successor():
+    created_token("lab-siem")
+    integrations("revoke", "lab-siem")
+    created_token("lab-siem-2")
+    integrations("sources", "lab-siem-2", "lab-siem")
+    assert Integration.objects.get(name="lab-siem-2").sources == ["lab-siem"]

@@ -2,29 +2,36 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from investigations.intake import create_integration
+from investigations.intake import create_integration, set_sources
 from investigations.models import Integration
 
 NAME_MAX = Integration._meta.get_field("name").max_length
+ACTOR = "manage.py integrations"  # how the audit trail names a change made here
 
 
 class Command(BaseCommand):
     help = (
         "Manage the integrations allowed to POST alerts to /api/alerts. `create NAME` prints its "
-        "token once (only a hash is kept); `list` shows them; `revoke NAME` stops its token working."
+        "token once (only a hash is kept); `list` shows them; `sources NAME SOURCE...` sets the alert "
+        "sources it may send (its own name at first); `revoke NAME` stops its token working."
     )
 
     def add_arguments(self, parser):
-        actions = parser.add_subparsers(dest="action", required=True, metavar="{create,list,revoke}")
+        actions = parser.add_subparsers(dest="action", required=True, metavar="{create,list,sources,revoke}")
         actions.add_parser("create", help="create an integration and print its token once").add_argument("name")
-        actions.add_parser("list", help="list integrations (never their tokens)")
+        actions.add_parser("list", help="list integrations and their sources (never their tokens)")
+        sources = actions.add_parser("sources", help="set the alert sources an integration may send (audited)")
+        sources.add_argument("name")
+        sources.add_argument("sources", nargs="+", metavar="SOURCE")
         actions.add_parser("revoke", help="revoke an integration's token").add_argument("name")
 
-    def handle(self, *args, action, name=None, **options):
+    def handle(self, *args, action, name=None, sources=None, **options):
         if action == "create":
             self._create(name)
         elif action == "list":
             self._list()
+        elif action == "sources":
+            self._sources(name, sources)
         else:
             self._revoke(name)
 
@@ -34,12 +41,28 @@ class Command(BaseCommand):
             raise CommandError(f"an integration's name is 1 to {NAME_MAX} characters")
         try:
             with transaction.atomic():
-                integration, token = create_integration(name)
+                integration, token = create_integration(name, by=ACTOR)
         except IntegrityError:
             raise CommandError(f'an integration named "{name}" already exists') from None
         self.stdout.write(f'Created integration "{integration.name}". Its token (it will not be shown again):')
         self.stdout.write(token)
         self.stdout.write("Send it as the header  Authorization: Bearer <token>  with POST /api/alerts.")
+        if integration.sources:
+            self.stdout.write(f"It may send alerts of the source: {', '.join(integration.sources)}.")
+        else:
+            self.stdout.write(f'It may send no source yet: set them with  manage.py integrations sources "{name}" SOURCE...')
+
+    def _sources(self, name: str, sources: list[str]) -> None:
+        integration = Integration.objects.filter(name=name).first()
+        if integration is None:
+            raise CommandError(f'no integration named "{name}"; see: manage.py integrations list')
+        try:
+            changed = set_sources(integration, sources, by=ACTOR)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        integration.refresh_from_db()
+        shown = ", ".join(integration.sources)
+        self.stdout.write(f'Integration "{name}" may send alerts of: {shown}.' if changed else f'Integration "{name}" already sends: {shown}.')
 
     def _list(self) -> None:
         integrations = Integration.objects.order_by("name")
@@ -58,6 +81,7 @@ class Command(BaseCommand):
                     _when(integration.revoked_at, "no"),
                 )
             )
+            self.stdout.write(f"  sources: {', '.join(integration.sources) or '(none)'}")
 
     def _revoke(self, name: str) -> None:
         integration = Integration.objects.filter(name=name).first()
