@@ -254,6 +254,9 @@ def grantable_object(permission: str, name: str):
 
 @transaction.atomic
 def grant(user, permission: str, obj, holder: User | Group) -> None:
+    """Separation of duties: nobody grants a right to themself (nor to a group of theirs); another admin must."""
+    if holder == user or (isinstance(holder, Group) and user.groups.filter(pk=holder.pk).exists()):
+        raise Refused(f"A grant to yourself needs another admin: ask one to grant {permission.replace('_', ' ')}.")
     assign_perm(GRANTABLE[permission][0], holder, obj)
     _record_grant(user, "permission_granted", permission, obj, holder)
 

@@ -235,9 +235,13 @@ def grant(request):
         except Refused as exc:
             form.add_error("object", str(exc))
         else:
-            administration.grant(request.user, data["permission"], obj, data["holder"])
-            messages.success(request, f"Granted {data['permission'].replace('_', ' ')} on {obj} to {request.POST['holder']}.")
-            return redirect(_back(request))
+            try:
+                administration.grant(request.user, data["permission"], obj, data["holder"])
+            except Refused as exc:
+                form.add_error("holder", str(exc))
+            else:
+                messages.success(request, f"Granted {data['permission'].replace('_', ' ')} on {obj} to {request.POST['holder']}.")
+                return redirect(_back(request))
     return permissions(request, grant_form=form, status=400)
 
 

@@ -6,11 +6,35 @@ AuditRecord is read-only here; Event stays out. Evidence is never edited.
 from django.contrib import admin, messages
 from django.utils import timezone
 
+from investigations import audit
 from investigations.models import Alert, AuditRecord, Integration, Investigation
 
 
+class AuditedAdmin(admin.ModelAdmin):
+    """Every change made in the Django admin is one admin_change record in the chain, as the console's
+    own pages' are (DESIGN.md rule 11): Django's LogEntry alone is a table anyone with rights can edit."""
+
+    def log_addition(self, request, obj, message):
+        self._record(request, "added", [obj], message)
+        return super().log_addition(request, obj, message)
+
+    def log_change(self, request, obj, message):
+        self._record(request, "changed", [obj], message)
+        return super().log_change(request, obj, message)
+
+    def log_deletions(self, request, queryset):
+        self._record(request, "deleted", list(queryset), "")
+        return super().log_deletions(request, queryset)
+
+    def _record(self, request, what: str, objects, message) -> None:
+        audit.record_admin_change(
+            f"user:{request.user.get_username()}", f"django_admin_{what}", before={},
+            after={"model": self.opts.label_lower, "objects": [str(obj) for obj in objects], "change": str(message or "")},
+        )
+
+
 @admin.register(Integration)
-class IntegrationAdmin(admin.ModelAdmin):
+class IntegrationAdmin(AuditedAdmin):
     list_display = ("name", "sources", "token_prefix", "created_at", "last_used_at", "revoked_at")
     search_fields = ("name", "token_prefix")
     fields = ("name", "sources", "token_prefix", "created_by", "created_at", "last_used_at", "revoked_at")  # not the hash
@@ -28,7 +52,9 @@ class IntegrationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected integrations", permissions=["change"])
     def revoke(self, request, queryset):
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        revoked = list(queryset.filter(revoked_at__isnull=True))
+        count = queryset.filter(pk__in=[row.pk for row in revoked]).update(revoked_at=timezone.now())
+        self._record(request, "changed", revoked, "revoked")
         self.message_user(request, f"Revoked {count} integration(s); their tokens are refused from now on.", messages.SUCCESS)
 
 

@@ -1,0 +1,45 @@
+"""The Django admin's people pages, as the admin role may use them.
+
+Who holds which role changes only on recorded paths (DESIGN.md rule 11). The admin role may
+create people, edit their names and switch them off here, but not make anyone a superuser or
+staff, not change groups (roles) or permissions, and not set another person's password: those stay
+with superusers (break-glass). Every change made here is an admin_change record in the chain.
+"""
+
+from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
+from django.core.exceptions import PermissionDenied
+
+from investigations.admin import AuditedAdmin
+
+# What only a superuser changes: who is a superuser or staff, roles and permissions.
+PRIVILEGE_FIELDS = ("is_superuser", "is_staff", "groups", "user_permissions")
+
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class PeopleAdmin(AuditedAdmin, UserAdmin):
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if request.user.is_superuser or obj is None:
+            return fieldsets
+        return [
+            (name, {**options, "fields": [field for field in options["fields"] if field not in PRIVILEGE_FIELDS]})
+            for name, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if request.user.is_superuser else ("last_login", "date_joined")
+
+    def user_change_password(self, request, id, form_url=""):
+        if not request.user.is_superuser and str(request.user.pk) != str(id):
+            raise PermissionDenied  # another person's password: theirs to change, or a superuser's
+        return super().user_change_password(request, id, form_url)
+
+
+@admin.register(Group)
+class RolesAdmin(AuditedAdmin, GroupAdmin):
+    pass

@@ -1,0 +1,98 @@
+"""Who-can-do-what changes only on recorded paths (issue 14 item 2, DESIGN.md rule 11).
+
+The admin role used to hold `auth.change_user` in the Django admin unrestricted: it could tick
+Superuser on itself, add itself to a role and set other people's passwords, none of it in the chain;
+and it could grant itself the right to approve a write and then decide it.
+"""
+
+import pytest
+from django.contrib.auth.models import Group
+from django.urls import reverse
+
+from console import administration
+from console.roles import ADMIN, ANALYST
+from investigations.models import AuditRecord, Integration, ToolPolicy
+from investigations.tokens import create_api_token  # noqa: F401  (the admin pages need the token models loaded)
+
+
+def admin_changes(outcome: str) -> list[AuditRecord]:
+    return list(AuditRecord.objects.filter(kind=AuditRecord.Kind.ADMIN_CHANGE, outcome=outcome).order_by("seq"))
+
+
+def user_form(user, **changes) -> dict:
+    return {"username": user.username, "first_name": user.first_name, "last_name": user.last_name,
+            "email": user.email, "is_active": "on"} | changes
+
+
+@pytest.mark.django_db
+def test_the_admin_role_cannot_make_itself_superuser_or_give_itself_a_role_in_the_django_admin(admin_client, admin_user):
+    analysts = Group.objects.get(name=ANALYST)
+    url = reverse("admin:auth_user_change", args=[admin_user.pk])
+    page = admin_client.get(url).content.decode()
+    assert 'name="is_superuser"' not in page and 'name="groups"' not in page and 'name="user_permissions"' not in page
+
+    response = admin_client.post(url, user_form(admin_user, is_superuser="on", is_staff="on", groups=[analysts.pk],
+                                                first_name="Ada"))
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    admin_user.refresh_from_db()
+    assert not admin_user.is_superuser
+    assert set(admin_user.groups.values_list("name", flat=True)) == {ADMIN}
+    assert admin_user.first_name == "Ada"  # what the role may change, changed
+    (record,) = admin_changes("django_admin_changed")
+    assert record.actor == "user:ada" and record.extra["after"]["objects"] == ["ada"]
+
+
+@pytest.mark.django_db
+def test_the_admin_role_cannot_set_another_persons_password(admin_client, make_user):
+    other = make_user("ana", ANALYST)
+    url = reverse("admin:auth_user_password_change", args=[other.pk])
+    assert admin_client.get(url).status_code == 403
+    response = admin_client.post(url, {"password1": "a-new-password-0123", "password2": "a-new-password-0123"})
+    assert response.status_code == 403
+    other.refresh_from_db()
+    assert other.check_password("correct-horse-battery-staple")
+
+
+@pytest.mark.django_db
+def test_switching_a_person_off_in_the_django_admin_is_one_chained_record(admin_client, make_user):
+    other = make_user("ana", ANALYST)
+    before = AuditRecord.objects.count()
+    response = admin_client.post(reverse("admin:auth_user_change", args=[other.pk]),
+                                 {k: v for k, v in user_form(other).items() if k != "is_active"})
+    assert response.status_code == 302
+    other.refresh_from_db()
+    assert not other.is_active
+    (record,) = admin_changes("django_admin_changed")
+    assert record.extra["after"]["model"] == "auth.user" and "Active" in record.extra["after"]["change"]
+    assert AuditRecord.objects.count() == before + 1
+
+
+@pytest.mark.django_db
+def test_revoking_an_integration_in_the_django_admin_is_recorded(admin_client, admin_user):
+    integration = Integration.objects.create(name="siem-test", token_prefix="ghi_x", token_hash="0" * 64)
+    response = admin_client.post(reverse("admin:investigations_integration_changelist"),
+                                 {"action": "revoke", "_selected_action": [integration.pk]})
+    assert response.status_code == 302
+    integration.refresh_from_db()
+    assert integration.revoked_at is not None
+    (record,) = admin_changes("django_admin_changed")
+    assert record.extra["after"] == {"model": "investigations.integration", "objects": ["siem-test"], "change": "revoked"}
+
+
+@pytest.mark.django_db
+def test_an_admin_cannot_grant_themself_a_right_but_another_admin_can(admin_client, admin_user, make_user):
+    policy = ToolPolicy.objects.get(tool="isolate_host")
+    with pytest.raises(administration.Refused, match="A grant to yourself needs another admin"):
+        administration.grant(admin_user, "approve_tool", policy, admin_user)
+    own_team = Group.objects.create(name="ada-team")
+    admin_user.groups.add(own_team)
+    response = admin_client.post(reverse("manage:grant"),
+                                 {"permission": "approve_tool", "object": "isolate_host", "holder": "group:ada-team"})
+    assert response.status_code == 400 and "A grant to yourself needs another admin" in response.content.decode()
+    assert not admin_user.has_perm("investigations.approve_tool", policy)
+    assert admin_changes("permission_granted") == []
+
+    second = make_user("bea", ADMIN, is_staff=True)
+    administration.grant(second, "approve_tool", policy, admin_user)
+    assert admin_user.has_perm("investigations.approve_tool", policy)
+    assert [record.actor for record in admin_changes("permission_granted")] == ["user:bea"]
