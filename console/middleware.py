@@ -3,6 +3,8 @@
 Static files never reach these: WhiteNoise, earlier in MIDDLEWARE, answers them first.
 """
 
+from csp.middleware import CSPMiddleware
+from django.core.exceptions import DisallowedHost
 from django.utils.cache import patch_cache_control
 from django.utils.deprecation import MiddlewareMixin
 
@@ -20,3 +22,23 @@ class NoStoreMiddleware(MiddlewareMixin):
     def process_response(self, request, response):
         patch_cache_control(response, no_store=True, private=True)
         return response
+
+
+class ContentSecurityPolicyMiddleware(CSPMiddleware):
+    """django-csp's middleware (CONTENT_SECURITY_POLICY in settings) with the console's own
+    websocket origin added to connect-src.
+
+    CSP 3 lets 'self' match ws:/wss: on the page's host, but not every browser in use does; the
+    origin is named outright, from the Host header Django has already checked against ALLOWED_HOSTS.
+    """
+
+    def get_policy_parts(self, request, response, report_only=False):
+        parts = super().get_policy_parts(request, response, report_only)
+        try:
+            host = request.get_host()
+        except DisallowedHost:  # the answer is the refusal of this very host: it gets no extra origin
+            return parts
+        scheme = "wss" if request.is_secure() else "ws"
+        parts.update = {**(parts.update or {})}
+        parts.update["connect-src"] = [*parts.update.get("connect-src", ()), f"{scheme}://{host}"]
+        return parts

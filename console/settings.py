@@ -10,6 +10,8 @@ Two modes from one file, chosen by the environment (README, "Configuration"):
 import secrets
 from pathlib import Path
 
+from csp.constants import NONE, SELF
+
 from console.config import (
     ConfigError,
     check_redis_url,
@@ -87,6 +89,7 @@ INSTALLED_APPS = [
     "channels",
     "guardian",
     "django_htmx",
+    "csp",  # its system checks flag settings in django-csp 3's old format
     "ninja",
     "toolserver",
     "toolserver.lab",
@@ -98,6 +101,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # answers static files before anything below
     "console.middleware.NoStoreMiddleware",
+    "console.middleware.ContentSecurityPolicyMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -233,6 +238,32 @@ CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Content-Security-Policy (django-csp 4's format): the console's own scripts, styles and images
+# only; no inline script, style or handler anywhere (templates/ and static/ keep to that). The
+# console's websocket origin is added to connect-src per request (console/middleware.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "frame-ancestors": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+    }
+}
+# Powerful browser features the console never uses, switched off for it and anything it embeds.
+PERMISSIONS_POLICY = {
+    feature: []
+    for feature in (
+        "accelerometer", "ambient-light-sensor", "autoplay", "bluetooth", "browsing-topics", "camera",
+        "display-capture", "encrypted-media", "geolocation", "gyroscope", "hid", "idle-detection",
+        "magnetometer", "microphone", "midi", "payment", "publickey-credentials-get", "screen-wake-lock",
+        "serial", "usb", "xr-spatial-tracking",
+    )
+}
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 
 # Celery: Redis in production; the memory broker, polled often, for the in-process worker.

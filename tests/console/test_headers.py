@@ -38,6 +38,38 @@ def test_every_page_and_api_answer_is_no_store_and_private(answers):
     assert cached == []
 
 
+def csp_directives(response) -> dict[str, set[str]]:
+    header = response.get("Content-Security-Policy", "")
+    return {name: set(values) for name, *values in (part.split() for part in header.split(";") if part.strip())}
+
+
+def test_every_page_and_api_answer_has_the_content_security_policy(answers):
+    expected = {
+        "default-src": {"'self'"}, "script-src": {"'self'"}, "object-src": {"'none'"}, "frame-ancestors": {"'none'"},
+        "base-uri": {"'none'"}, "form-action": {"'self'"},
+    }
+    wrong = [(who, url, response.get("Content-Security-Policy")) for who, url, response in answers
+             if any(csp_directives(response).get(name) != values for name, values in expected.items())]
+    assert wrong == []
+    # Nothing inline is allowed anywhere, for scripts or styles.
+    directives = csp_directives(answers[0][2])
+    assert not any("unsafe" in value for values in directives.values() for value in values)
+
+
+def test_connect_src_names_the_consoles_own_websocket_origin(client, analyst):
+    client.force_login(analyst)
+    assert csp_directives(client.get("/investigations/"))["connect-src"] == {"'self'", "ws://testserver"}
+    secure = csp_directives(client.get("/investigations/", secure=True, headers={"Host": "localhost"}))
+    assert secure["connect-src"] == {"'self'", "wss://localhost"}
+
+
+def test_every_page_and_api_answer_has_a_permissions_policy(answers):
+    missing = [(who, url) for who, url, response in answers
+               if not {"camera=()", "microphone=()", "geolocation=()", "usb=()", "payment=()"}
+               <= {part.strip() for part in response.get("Permissions-Policy", "").split(",")}]
+    assert missing == []
+
+
 def test_api_answers_to_a_bearer_token_and_an_integration_are_no_store(client, analyst):
     _, token = create_api_token(analyst, "script")
     response = client.get("/api/actions", headers={"Authorization": f"Bearer {token}"})
