@@ -14,10 +14,17 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
+from investigations import details as alert_details
 from investigations.models import Alert, Integration, Investigation
 from investigations.services import start_investigation
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:@/#-]*$"  # identifiers: no spaces, nothing that reads as markup
+
+
+def _bounded_details(value: dict) -> dict:
+    if (why := alert_details.problem(value)) is not None:
+        raise ValueError(why)
+    return value
 
 
 def _not_in_future(value: datetime) -> datetime:
@@ -38,7 +45,11 @@ class AlertIn(BaseModel):
     host: Annotated[str | None, Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] = None
     user: Annotated[str | None, Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@\\-]*$")] = None
     observed_at: Annotated[AwareDatetime, AfterValidator(_not_in_future), Field(description="ISO-8601 with a time zone.")]
-    details: dict[str, Any] = Field(default_factory=dict, description="Anything else the source knows: kept as data.")
+    details: Annotated[dict[str, Any], AfterValidator(_bounded_details)] = Field(
+        default_factory=dict,
+        description=f"Anything else the source knows: kept as data. At most {alert_details.MAX_DEPTH} levels deep and "
+        f"{alert_details.MAX_NODES} values.",
+    )
 
 
 @dataclass(frozen=True)
