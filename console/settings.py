@@ -73,6 +73,8 @@ if len(AUDIT_SIGNING_KEY) < 50:
     raise ConfigError("GATEHOUSE_AUDIT_SIGNING_KEY", "too weak: use 50 or more random characters")
 
 DEBUG = env_bool("GATEHOUSE_DEBUG", False)
+if PRODUCTION and DEBUG:  # DEBUG pages show settings, queries and source to anyone who hits an error
+    raise ConfigError("GATEHOUSE_DEBUG", "must be off in production mode")
 ALLOWED_HOSTS = env_list("GATEHOUSE_ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost"])
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ConfigError("GATEHOUSE_ALLOWED_HOSTS", "required in production mode (the console's host names)")
@@ -150,6 +152,11 @@ ANONYMOUS_USER_NAME = None  # no object permissions for anonymous visitors
 
 # The lab: a simulated SOC estate served at /lab/api/, the default backend of every tool server.
 LAB_ENABLED = env_bool("GATEHOUSE_LAB", not PRODUCTION)
+# The lab serves simulated tool backends and a fault page: never by accident in production, only
+# with this explicit opt-in (a demo or the tests' production mode).
+LAB_IN_PRODUCTION = env_bool("GATEHOUSE_LAB_IN_PRODUCTION", False)
+if PRODUCTION and LAB_ENABLED and not LAB_IN_PRODUCTION:
+    raise ConfigError("GATEHOUSE_LAB", "refused in production mode unless GATEHOUSE_LAB_IN_PRODUCTION=true")
 
 # Tool servers (toolserver/): each server's backend and where its credential lives. The
 # credential is read by the server's own process when it starts (toolserver.launch).
@@ -224,6 +231,10 @@ WHITENOISE_USE_FINDERS = True
 HTTPS = env_bool("GATEHOUSE_HTTPS", PRODUCTION)
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
+# __Host-: the browser keeps such a cookie only if Secure, for this host alone (no Domain) and
+# path /, so a sibling subdomain cannot plant or overwrite it.
+SESSION_COOKIE_NAME = "__Host-sessionid" if HTTPS else "sessionid"
+CSRF_COOKIE_NAME = "__Host-csrftoken" if HTTPS else "csrftoken"
 SECURE_SSL_REDIRECT = HTTPS
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = env_int("GATEHOUSE_HSTS_SECONDS", 31536000) if HTTPS else 0
@@ -238,6 +249,9 @@ CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Error reports (email to ADMINS, DEBUG pages) mask every setting that holds an address with
+# credentials in it: *_URL, the channel layer's and Celery's Redis.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "console.errors.ReporterFilter"
 # Content-Security-Policy (django-csp 4's format): the console's own scripts, styles and images
 # only; no inline script, style or handler anywhere (templates/ and static/ keep to that). The
 # console's websocket origin is added to connect-src per request (console/middleware.py).
