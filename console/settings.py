@@ -198,6 +198,8 @@ INVESTIGATION_LEASE_S = env_int("GATEHOUSE_INVESTIGATION_LEASE_S", 60, minimum=1
 SWEEP_INTERVAL_S = env_int("GATEHOUSE_SWEEP_INTERVAL_S", 15, minimum=1)
 TEXT_FLUSH_MS = 100  # streamed text is saved and published at most this often per block
 ALERT_MAX_BYTES = 64 * 1024  # a larger alert body is refused with 413
+# People's API tokens (investigations/tokens.py) stop working this long after they are made.
+API_TOKEN_DAYS = env_int("GATEHOUSE_API_TOKEN_DAYS", 90, minimum=1)
 
 # Approvers are emailed about a request still undecided after this long (0: never).
 APPROVAL_NOTIFY_AFTER_S = env_int("GATEHOUSE_APPROVAL_NOTIFY_MINUTES", 10, minimum=0) * 60

@@ -9,9 +9,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 @pytest.mark.parametrize(
     "role, expected",
     [
-        (ANALYST, ["Overview", "Investigations", "Approvals", "New alert", "Audit trail"]),
-        (MANAGER, ["Overview", "Investigations", "Approvals", "Audit trail"]),
-        (ADMIN, ["Overview", "Audit trail", "Tool servers", "Administration", "Lab"]),
+        (ANALYST, ["Overview", "Investigations", "Approvals", "New alert", "Audit trail", "Account"]),
+        (MANAGER, ["Overview", "Investigations", "Approvals", "Audit trail", "Account"]),
+        (ADMIN, ["Overview", "Audit trail", "Tool servers", "Administration", "Lab", "Account"]),
     ],
 )
 def test_each_role_signs_in_and_sees_its_navigation(make_user, sign_in, role, expected):
