@@ -24,9 +24,10 @@ NAVIGATION = [
     NavItem("Audit trail", "investigations:audit", frozenset({ANALYST, MANAGER, ADMIN})),
     NavItem("Tool servers", "manage:index", frozenset({ADMIN})),
     NavItem("Administration", "admin:index", frozenset({ADMIN})),
+    NavItem("Account", "account", frozenset({ANALYST, MANAGER, ADMIN})),
 ]
 if settings.LAB_ENABLED:  # the lab's URLs exist only then (console/urls.py)
-    NAVIGATION.append(NavItem("Lab", "lab:admin", frozenset({ADMIN})))
+    NAVIGATION.insert(-1, NavItem("Lab", "lab:admin", frozenset({ADMIN})))
 
 
 def items_for(user) -> list[dict]:

@@ -11,6 +11,8 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
+from csp.constants import NONE, SELF
+
 from console.config import (
     ConfigError,
     check_redis_url,
@@ -77,6 +79,8 @@ if len(AUDIT_SIGNING_KEY) < 50:
     raise ConfigError("GATEHOUSE_AUDIT_SIGNING_KEY", "too weak: use 50 or more random characters")
 
 DEBUG = env_bool("GATEHOUSE_DEBUG", False)
+if PRODUCTION and DEBUG:  # DEBUG pages show settings, queries and source to anyone who hits an error
+    raise ConfigError("GATEHOUSE_DEBUG", "must be off in production mode")
 ALLOWED_HOSTS = env_list("GATEHOUSE_ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost"])
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ConfigError("GATEHOUSE_ALLOWED_HOSTS", "required in production mode (the console's host names)")
@@ -94,6 +98,7 @@ INSTALLED_APPS = [
     "guardian",
     "axes",
     "django_htmx",
+    "csp",  # its system checks flag settings in django-csp 3's old format
     "ninja",
     "toolserver",
     "toolserver.lab",
@@ -103,7 +108,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # answers static files before anything below
+    "console.middleware.NoStoreMiddleware",
+    "console.middleware.ContentSecurityPolicyMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -162,6 +170,11 @@ ANONYMOUS_USER_NAME = None  # no object permissions for anonymous visitors
 
 # The lab: a simulated SOC estate served at /lab/api/, the default backend of every tool server.
 LAB_ENABLED = env_bool("GATEHOUSE_LAB", not PRODUCTION)
+# The lab serves simulated tool backends and a fault page: never by accident in production, only
+# with this explicit opt-in (a demo or the tests' production mode).
+LAB_IN_PRODUCTION = env_bool("GATEHOUSE_LAB_IN_PRODUCTION", False)
+if PRODUCTION and LAB_ENABLED and not LAB_IN_PRODUCTION:
+    raise ConfigError("GATEHOUSE_LAB", "refused in production mode unless GATEHOUSE_LAB_IN_PRODUCTION=true")
 
 # Tool servers (toolserver/): each server's backend and where its credential lives. The
 # credential is read by the server's own process when it starts (toolserver.launch).
@@ -215,6 +228,8 @@ ALERT_MAX_BYTES = 64 * 1024  # a larger alert body is refused with 413
 # Redis in production), and investigations waiting for a worker; past either, 429.
 INTAKE_RATE = env_rate("GATEHOUSE_INTAKE_RATE", (60, 60))
 INTAKE_MAX_QUEUED = env_int("GATEHOUSE_INTAKE_MAX_QUEUED", 50, minimum=1)
+# People's API tokens (investigations/tokens.py) stop working this long after they are made.
+API_TOKEN_DAYS = env_int("GATEHOUSE_API_TOKEN_DAYS", 90, minimum=1)
 
 # Approvers are emailed about a request still undecided after this long (0: never).
 APPROVAL_NOTIFY_AFTER_S = env_int("GATEHOUSE_APPROVAL_NOTIFY_MINUTES", 10, minimum=0) * 60
@@ -248,6 +263,10 @@ WHITENOISE_USE_FINDERS = True
 HTTPS = env_bool("GATEHOUSE_HTTPS", PRODUCTION)
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
+# __Host-: the browser keeps such a cookie only if Secure, for this host alone (no Domain) and
+# path /, so a sibling subdomain cannot plant or overwrite it.
+SESSION_COOKIE_NAME = "__Host-sessionid" if HTTPS else "sessionid"
+CSRF_COOKIE_NAME = "__Host-csrftoken" if HTTPS else "csrftoken"
 SECURE_SSL_REDIRECT = HTTPS
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = env_int("GATEHOUSE_HSTS_SECONDS", 31536000) if HTTPS else 0
@@ -262,6 +281,35 @@ CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Error reports (email to ADMINS, DEBUG pages) mask every setting that holds an address with
+# credentials in it: *_URL, the channel layer's and Celery's Redis.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "console.errors.ReporterFilter"
+# Content-Security-Policy (django-csp 4's format): the console's own scripts, styles and images
+# only; no inline script, style or handler anywhere (templates/ and static/ keep to that). The
+# console's websocket origin is added to connect-src per request (console/middleware.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "frame-ancestors": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+    }
+}
+# Powerful browser features the console never uses, switched off for it and anything it embeds.
+PERMISSIONS_POLICY = {
+    feature: []
+    for feature in (
+        "accelerometer", "ambient-light-sensor", "autoplay", "bluetooth", "browsing-topics", "camera",
+        "display-capture", "encrypted-media", "geolocation", "gyroscope", "hid", "idle-detection",
+        "magnetometer", "microphone", "midi", "payment", "publickey-credentials-get", "screen-wake-lock",
+        "serial", "usb", "xr-spatial-tracking",
+    )
+}
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 
 # Celery: Redis in production; the memory broker, polled often, for the in-process worker.

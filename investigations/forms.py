@@ -14,6 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from investigations.intake import CONSOLE_SOURCE as SOURCE
+from investigations import details as alert_details
 from investigations.intake import AlertIn
 from investigations.models import Alert
 
@@ -58,6 +59,10 @@ class AlertForm(forms.Form):
             value = json.loads(text)
         except ValueError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc}.", code="invalid_json") from None
+        except RecursionError:  # far past AlertIn's depth limit, which words the error
+            raise forms.ValidationError(
+                f"Nested deeper than {alert_details.MAX_DEPTH} levels.", code="too_deep"
+            ) from None
         if not isinstance(value, dict):
             raise forms.ValidationError("Must be a JSON object: {…}.", code="not_an_object")
         return value

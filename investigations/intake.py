@@ -20,6 +20,7 @@ from django.utils import timezone
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from investigations import audit
+from investigations import details as alert_details
 from investigations.models import Alert, Integration, Investigation
 from investigations.services import start_investigation
 from toolserver.ratelimit import Limit, get_rate_limiter
@@ -29,6 +30,12 @@ SOURCE_MAX = 64
 CONSOLE_SOURCE = "console"  # alerts typed in by an analyst: no integration may send it
 # A full queue drains as workers start investigations, at no time anyone can know: a hint.
 QUEUE_FULL_RETRY_AFTER_S = 30
+
+
+def _bounded_details(value: dict) -> dict:
+    if (why := alert_details.problem(value)) is not None:
+        raise ValueError(why)
+    return value
 
 
 def _not_in_future(value: datetime) -> datetime:
@@ -49,7 +56,11 @@ class AlertIn(BaseModel):
     host: Annotated[str | None, Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] = None
     user: Annotated[str | None, Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@\\-]*$")] = None
     observed_at: Annotated[AwareDatetime, AfterValidator(_not_in_future), Field(description="ISO-8601 with a time zone.")]
-    details: dict[str, Any] = Field(default_factory=dict, description="Anything else the source knows: kept as data.")
+    details: Annotated[dict[str, Any], AfterValidator(_bounded_details)] = Field(
+        default_factory=dict,
+        description=f"Anything else the source knows: kept as data. At most {alert_details.MAX_DEPTH} levels deep and "
+        f"{alert_details.MAX_NODES} values.",
+    )
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,13 @@
-"""People's API tokens: made once, shown once, kept only as a hash."""
+"""People's API tokens: made once, shown once, kept only as a hash; they expire, and die with their
+user's password or account."""
 
 import secrets
+from datetime import timedelta
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db.models.signals import pre_save
+from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from investigations.intake import hash_token
@@ -12,16 +18,60 @@ TOKEN_PREFIX = "ghu_"  # Gatehouse user: recognisable in a leaked-secret scan
 
 def create_api_token(user, name: str) -> tuple[ApiToken, str]:
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    api_token = ApiToken.objects.create(user=user, name=name, token_prefix=token[:10], token_hash=hash_token(token))
+    api_token = ApiToken.objects.create(
+        user=user, name=name, token_prefix=token[:10], token_hash=hash_token(token),
+        expires_at=timezone.now() + timedelta(days=settings.API_TOKEN_DAYS),
+    )
     return api_token, token
+
+
+def live(tokens=None):
+    """Tokens that still work: not revoked, not expired."""
+    return (tokens if tokens is not None else ApiToken.objects).filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
 
 
 def user_for(token: str):
     """The active user a live token belongs to, or None."""
     if not token.startswith(TOKEN_PREFIX):
         return None
-    api_token = ApiToken.objects.select_related("user").filter(token_hash=hash_token(token), revoked_at__isnull=True).first()
+    api_token = live().select_related("user").filter(token_hash=hash_token(token)).first()
     if api_token is None or not api_token.user.is_active:
         return None
     ApiToken.objects.filter(pk=api_token.pk).update(last_used_at=timezone.now())
     return api_token.user
+
+
+def tokens_of(user):
+    """A person's tokens, newest first, for their own page."""
+    return ApiToken.objects.filter(user=user).order_by("-created_at", "-pk")
+
+
+def revoke(user, pk: int) -> ApiToken:
+    """Revoke one of `user`'s own tokens (404 for anyone else's); revoking twice keeps the first time."""
+    api_token = get_object_or_404(ApiToken, pk=pk, user=user)
+    ApiToken.objects.filter(pk=api_token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    return api_token
+
+
+def revoke_all(user) -> int:
+    return ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def _revoke_on_password_change_or_deactivation(sender, instance, update_fields=None, raw=False, **kwargs):
+    """Whatever changes a password (the password page, the admin, changepassword) or deactivates
+    someone saves the user: their tokens are revoked in that save's transaction. Saves that touch
+    neither field (last_login at every sign-in) cost nothing."""
+    if raw or instance.pk is None:
+        return
+    if update_fields is not None and not {"password", "is_active"} & set(update_fields):
+        return
+    before = sender.objects.filter(pk=instance.pk).values("password", "is_active").first()
+    if before is None:
+        return
+    if before["password"] != instance.password or (before["is_active"] and not instance.is_active):
+        revoke_all(instance)
+
+
+def connect_signals() -> None:
+    pre_save.connect(_revoke_on_password_change_or_deactivation, sender=get_user_model(),
+                     dispatch_uid="api-tokens-die-with-password-or-account")

@@ -1,12 +1,11 @@
 """The investigation pages and the alert form. Each view: read the request, check who asks, call one function, render."""
 
-import json
-
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 
+from investigations import details as alert_details
 from investigations import selectors
 from investigations.forms import AlertForm
 from investigations.intake import receive_alert
@@ -34,7 +33,7 @@ def investigation_detail(request, pk: int):
     return render(request, "investigations/detail.html", {
         "investigation": investigation,
         "alert": alert,
-        "details_json": json.dumps(alert.details, indent=2, ensure_ascii=False),  # shown autoescaped
+        "details_json": alert_details.pretty(alert.details),  # shown autoescaped
         "events": events,
         "status_labels": dict(Investigation.Status.choices),  # for the script, as the list shows them
     })

@@ -110,3 +110,35 @@ def story_alert(external_id: str, **overrides):
 
     alert = next(alert for alert in estate.demo_alerts() if alert["external_id"] == external_id)
     return AlertIn(**(alert | overrides))
+
+
+def page_urls() -> list[str]:
+    """Every page of the console (and the API's lists), for every object there is: what the canary
+    searches and what the header tests check. A new page belongs here."""
+    from django.contrib import admin
+    from django.urls import reverse
+
+    from investigations.models import ActionRequest, AuditRecord, Investigation
+    from toolserver.catalog import SERVERS
+    from toolserver.lab.models import Ticket
+    from toolserver.models import Tool
+
+    urls = [reverse(name) for name in (
+        "home", "investigations:list", "investigations:approvals", "investigations:new_alert", "investigations:audit",
+        "investigations:audit_digest", "manage:index", "manage:permissions", "lab:admin", "admin:index",
+        "account", "password_change",
+    )]
+    urls += [reverse("investigations:detail", args=[pk]) for pk in Investigation.objects.values_list("pk", flat=True)]
+    urls += [reverse("investigations:audit_timeline", args=[pk]) for pk in Investigation.objects.values_list("pk", flat=True)]
+    urls += [reverse("investigations:action", args=[pk]) for pk in ActionRequest.objects.values_list("pk", flat=True)]
+    urls += [reverse("investigations:audit_record", args=[seq]) for seq in AuditRecord.objects.values_list("seq", flat=True)]
+    urls += [reverse("lab:ticket", args=[number]) for number in Ticket.objects.values_list("number", flat=True)]
+    urls += [reverse("manage:server", args=[name]) for name in SERVERS]
+    urls += [reverse("manage:tool", args=[name]) for name in Tool.objects.values_list("name", flat=True)]
+    urls += [f"{reverse('investigations:audit_export')}?format={fmt}" for fmt in ("csv", "jsonl")]
+    urls += ["/api/manage/servers", "/api/audit?limit=500", "/api/actions"]
+    for model in admin.site._registry:
+        prefix = f"admin:{model._meta.app_label}_{model._meta.model_name}"
+        urls += [reverse(f"{prefix}_changelist")]
+        urls += [reverse(f"{prefix}_change", args=[pk]) for pk in model.objects.values_list("pk", flat=True)]
+    return urls

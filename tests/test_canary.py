@@ -12,7 +12,6 @@ import logging
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.contrib import admin
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
@@ -21,13 +20,12 @@ from console import administration
 from investigations import actions, agent, llm
 from investigations.intake import receive_alert
 from investigations.models import AuditRecord, Event, Investigation
-from tests.support import story_alert
+from tests.support import page_urls, story_alert
 from tests.investigations.test_websocket import socket
 from tests.toolserver.conftest import read_environ, server_pids
 from toolserver.catalog import SERVERS
 from toolserver.lab import faults
 from toolserver.lab.keys import SERVER_SCOPES, issue_key
-from toolserver.lab.models import Ticket
 from toolserver.models import Tool, ToolServer
 from toolserver.supervisor import get_supervisor
 
@@ -91,23 +89,7 @@ def websocket_frames(investigations, user) -> list[str]:
 
 def every_page(users) -> list[str]:
     """The HTML (and JSON) of every page each role reaches, for every object there is."""
-    urls = [reverse(name) for name in (
-        "home", "investigations:list", "investigations:approvals", "investigations:new_alert", "investigations:audit",
-        "investigations:audit_digest", "manage:index", "manage:permissions", "lab:admin", "admin:index",
-    )]
-    urls += [reverse("investigations:detail", args=[pk]) for pk in Investigation.objects.values_list("pk", flat=True)]
-    urls += [reverse("investigations:audit_timeline", args=[pk]) for pk in Investigation.objects.values_list("pk", flat=True)]
-    urls += [reverse("investigations:action", args=[pk]) for pk in actions.ActionRequest.objects.values_list("pk", flat=True)]
-    urls += [reverse("investigations:audit_record", args=[seq]) for seq in AuditRecord.objects.values_list("seq", flat=True)]
-    urls += [reverse("lab:ticket", args=[number]) for number in Ticket.objects.values_list("number", flat=True)]
-    urls += [reverse("manage:server", args=[name]) for name in SERVERS]
-    urls += [reverse("manage:tool", args=[name]) for name in Tool.objects.values_list("name", flat=True)]
-    urls += [f"{reverse('investigations:audit_export')}?format={fmt}" for fmt in ("csv", "jsonl")]
-    urls += ["/api/manage/servers", "/api/audit?limit=500", "/api/actions"]
-    for model in admin.site._registry:
-        prefix = f"admin:{model._meta.app_label}_{model._meta.model_name}"
-        urls += [reverse(f"{prefix}_changelist")]
-        urls += [reverse(f"{prefix}_change", args=[pk]) for pk in model.objects.values_list("pk", flat=True)]
+    urls = page_urls()
     bodies = []
     for user in users:
         client = Client()

@@ -60,14 +60,37 @@ def console(django_db_setup, django_db_blocker, lab_credentials, tmp_path_factor
         yield console
 
 
+# Runs in every document before the page's own scripts (Playwright's init scripts are not
+# subject to the page's CSP): each violation is logged, so it reaches the console listener.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (e) => console.error(
+  `CSP violation: ${e.effectiveDirective} refused ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`));
+"""
+
+
+def csp_violations(page) -> list[str]:
+    """What the Content-Security-Policy refused on `page` so far (every document it showed)."""
+    return page.csp_violations
+
+
 @contextmanager
 def browser_page(browser):
-    """A page in a browser context of its own: one person's session."""
+    """A page in a browser context of its own: one person's session.
+
+    Every page of every browser test runs under the console's Content-Security-Policy: anything
+    the policy refuses (Chromium's own report or the securitypolicyviolation event) fails the test.
+    """
     context = browser.new_context()
+    context.add_init_script(script=REPORT_CSP_VIOLATIONS)
     page = context.new_page()
+    page.csp_violations = []
+    page.on("console", lambda message: page.csp_violations.append(message.text) if message.type == "error" and (
+        "Content Security Policy" in message.text or message.text.startswith("CSP violation")) else None)
     page.set_default_timeout(15_000)
     yield page
+    violations = list(page.csp_violations)
     context.close()
+    assert violations == [], "the Content-Security-Policy refused something"
 
 
 @pytest.fixture

@@ -56,8 +56,8 @@ class Command(BaseCommand):
         if not tokens:
             self.stdout.write("No API tokens. Create one with: manage.py api_tokens create USERNAME --name NAME")
             return
-        row = "{:>6} {:20} {:30} {:12} {:17} {:17} {}"
-        self.stdout.write(row.format("ID", "USER", "NAME", "TOKEN", "CREATED", "LAST USED", "REVOKED"))
+        row = "{:>6} {:20} {:30} {:12} {:17} {:17} {:17} {}"
+        self.stdout.write(row.format("ID", "USER", "NAME", "TOKEN", "CREATED", "LAST USED", "EXPIRES", "REVOKED"))
         for token in tokens:
             self.stdout.write(
                 row.format(
@@ -67,6 +67,7 @@ class Command(BaseCommand):
                     token.token_prefix,
                     _when(token.created_at),
                     _when(token.last_used_at, "never"),
+                    _when(token.expires_at),
                     _when(token.revoked_at, "no"),
                 )
             )

@@ -1,0 +1,76 @@
+"""Production refuses DEBUG and an unintended lab; error reports mask addresses; __Host- cookies
+under HTTPS; compose publishes on loopback; /healthz names no exception class (tests/console/test_healthz.py) (issue 14, item 7)."""
+
+import sys
+from pathlib import Path
+
+import yaml
+from django.test import RequestFactory
+from django.views.debug import ExceptionReporter
+
+from tests.console.test_start_errors import assert_one_line_naming, production_env
+from tests.support import ROOT, run_manage
+
+SHOW_SETTINGS = "from django.conf import settings as s; print(s.LAB_ENABLED, s.SESSION_COOKIE_NAME, s.CSRF_COOKIE_NAME)"
+
+
+def shown_settings(**changes) -> list[str]:
+    """LAB_ENABLED and the two cookie names of a production console started with these changes."""
+    result = run_manage("shell", "--verbosity", "0", "-c", SHOW_SETTINGS, env=production_env(**changes))
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_production_refuses_debug():
+    assert_one_line_naming(run_manage("check", env=production_env(GATEHOUSE_DEBUG="true")), "GATEHOUSE_DEBUG")
+
+
+def test_production_refuses_the_lab_without_the_opt_in():
+    env = production_env(GATEHOUSE_LAB="true", GATEHOUSE_LAB_IN_PRODUCTION=None)
+    result = run_manage("check", env=env)
+    assert_one_line_naming(result, "GATEHOUSE_LAB")
+    assert "GATEHOUSE_LAB_IN_PRODUCTION=true" in result.stderr
+
+
+def test_production_serves_the_lab_with_the_opt_in_and_not_by_default():
+    plain = {"GATEHOUSE_HTTPS": "false"}
+    assert shown_settings(GATEHOUSE_LAB="true", GATEHOUSE_LAB_IN_PRODUCTION="true", **plain)[0] == "True"
+    assert shown_settings(GATEHOUSE_LAB=None, GATEHOUSE_LAB_IN_PRODUCTION=None, **plain)[0] == "False"
+
+
+def test_cookies_are_named_host_only_under_https():
+    no_lab = {"GATEHOUSE_LAB": None, "GATEHOUSE_LAB_IN_PRODUCTION": None}
+    assert shown_settings(GATEHOUSE_HTTPS="true", **no_lab)[1:] == ["__Host-sessionid", "__Host-csrftoken"]
+    # A browser drops a __Host- cookie that is not Secure: plain names on plain HTTP.
+    assert shown_settings(GATEHOUSE_HTTPS="false", **no_lab)[1:] == ["sessionid", "csrftoken"]
+
+
+def error_report() -> tuple[str, str]:
+    """The text and HTML report of an error, from a frame holding nothing secret of its own."""
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        reporter = ExceptionReporter(RequestFactory().get("/"), *sys.exc_info())
+    return reporter.get_traceback_text(), reporter.get_traceback_html()
+
+
+def test_an_error_report_masks_every_url_and_the_redis_settings(settings):
+    password = "zq-redis-password-5521"
+    redis_url = f"redis://:{password}@redis.internal:6379/0"
+    settings.REDIS_URL = redis_url
+    settings.DATABASE_URL = f"postgres://gate:{password}@db.internal:5432/gatehouse"
+    settings.LAB_API_URL = f"https://lab:{password}@lab.internal/api"
+    settings.CELERY_BROKER_URL = redis_url
+    settings.CELERY_RESULT_BACKEND = redis_url
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                           "CONFIG": {"hosts": [{"address": redis_url}]}}}
+    text, html = error_report()
+    assert "REDIS_URL" in text and "CHANNEL_LAYERS" in text  # the settings are in the report...
+    assert password not in text and password not in html  # ...masked
+    assert "redis.internal" not in text and "redis.internal" not in html
+
+
+def test_compose_publishes_the_web_port_on_loopback_only():
+    compose = yaml.safe_load(Path(ROOT, "compose.yaml").read_text())
+    published = [port for service in compose["services"].values() for port in service.get("ports", [])]
+    assert published and all(str(port).startswith("127.0.0.1:") for port in published)
