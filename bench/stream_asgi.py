@@ -1,18 +1,20 @@
 """console.asgi's application plus `/ws/bare/<group>/`: the baseline of bench/stream.py.
 
 The bare consumer joins the group and forwards each message's text as-is. It sits behind the
-same AllowedHostsOriginValidator but not AuthMiddlewareStack: no session or user lookup, so no
-database at all. Either way only the handshake would differ, not the per-message path measured.
+same SameOriginValidator (console.sockets) but not AuthMiddlewareStack: no session or user lookup,
+so no database at all. The console's consumers also re-read who is listening before a message
+when their last check is older than SOCKET_RECHECK_SECONDS (3 s): a rare database read on the
+per-message path measured.
 
     uvicorn bench.stream_asgi:application   (from the repository root)
 """
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.routing import URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
 from console.asgi import application as console_application
+from console.sockets import SameOriginValidator
 
 
 class BareConsumer(AsyncWebsocketConsumer):
@@ -28,7 +30,7 @@ class BareConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=message["text"])
 
 
-bare = AllowedHostsOriginValidator(URLRouter([path("ws/bare/<str:group>/", BareConsumer.as_asgi())]))
+bare = SameOriginValidator(URLRouter([path("ws/bare/<str:group>/", BareConsumer.as_asgi())]))
 
 
 async def application(scope, receive, send):

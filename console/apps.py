@@ -7,14 +7,15 @@ class ConsoleConfig(AppConfig):
     verbose_name = "Gatehouse console"
 
     def ready(self):
-        from django.contrib.auth import signals
+        from django.contrib.auth import signals as auth_signals
 
-        from console import signin
+        from console import signals, signin
         from console.roles import grant_default_approvals, grant_role_permissions
 
-        signals.user_logged_in.connect(signin.logged_in, dispatch_uid="gatehouse-audit-logged-in")
-        signals.user_logged_out.connect(signin.logged_out, dispatch_uid="gatehouse-audit-logged-out")
-        signals.user_login_failed.connect(signin.login_failed, dispatch_uid="gatehouse-audit-login-failed")
+        auth_signals.user_logged_in.connect(signin.logged_in, dispatch_uid="gatehouse-audit-logged-in")
+        auth_signals.user_logged_out.connect(signin.logged_out, dispatch_uid="gatehouse-audit-logged-out")
+        auth_signals.user_login_failed.connect(signin.login_failed, dispatch_uid="gatehouse-audit-login-failed")
+        signals.connect()  # a change of anyone's access reaches their open sockets
 
         # Permissions exist only after every app has migrated, so roles get theirs here.
         post_migrate.connect(grant_role_permissions, dispatch_uid="gatehouse-role-permissions")

@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels with origin and auth checks.
+"""ASGI entry point: HTTP through Django, websockets through Channels with an exact origin check
+(console.sockets) and the session's user.
 
 Serve with `uvicorn console.asgi:application` (or `python manage.py serve`).
 """
@@ -22,15 +23,15 @@ except ConfigError as error:
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from console.live import ConsumerLoopMiddleware  # noqa: E402
 from console.routing import websocket_urlpatterns  # noqa: E402
+from console.sockets import SameOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
+        "websocket": SameOriginValidator(
             AuthMiddlewareStack(ConsumerLoopMiddleware(URLRouter(websocket_urlpatterns)))
         ),
     }

@@ -278,6 +278,9 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env_int("GATEHOUSE_SESSION_SECONDS", 8 * 3600, minimum=300)
 CSRF_COOKIE_HTTPONLY = True
+# How long a websocket trusts its last check of who is listening; a sign-out, deactivation or
+# role or grant change closes it at once anyway (console.sockets).
+SOCKET_RECHECK_SECONDS = env_int("GATEHOUSE_SOCKET_RECHECK_SECONDS", 3)
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

@@ -21,8 +21,8 @@ from investigations import actions, agent, llm
 from investigations.intake import receive_alert
 from investigations.models import AuditRecord, Event, Investigation
 from tests.support import page_urls, story_alert
-from tests.investigations.test_websocket import socket
 from tests.toolserver.conftest import read_environ, server_pids
+from tests.websockets import socket
 from toolserver.catalog import SERVERS
 from toolserver.lab import faults
 from toolserver.lab.keys import SERVER_SCOPES, issue_key

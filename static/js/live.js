@@ -8,7 +8,8 @@
 window.GatehouseLive = (function () {
   "use strict";
 
-  const INDICATOR_TEXT = { live: "live", connecting: "connecting…", offline: "offline" };
+  const INDICATOR_TEXT = { live: "live", connecting: "connecting…", offline: "offline", ended: "access ended: reload" };
+  const ACCESS_ENDED = 4403; // console/sockets.py: signed out, deactivated, or the role or grant is gone
 
   function setIndicator(state) {
     const indicator = document.getElementById("live-indicator");
@@ -44,9 +45,13 @@ window.GatehouseLive = (function () {
         }
         if (payload) options.onMessage(payload);
       });
-      ws.addEventListener("close", function () {
+      ws.addEventListener("close", function (event) {
         if (socket !== ws) return;
         socket = null;
+        if (event.code === ACCESS_ENDED) {
+          setIndicator("ended"); // reconnecting would be refused: a reload signs in again
+          return;
+        }
         setIndicator("offline");
         if (retryTimer !== null) return;
         const delay = Math.min(30000, 1000 * Math.pow(2, attempts)) * (0.5 + Math.random() / 2);

@@ -174,3 +174,21 @@ def test_a_dropped_socket_reconnects_from_the_latest_event(analyst_page, slow_co
     page.wait_for_function("() => document.getElementById('status').dataset.status === 'completed'", timeout=RUN_TIMEOUT_MS)
     assert page.evaluate("window.__loaded") is True, "the page reloaded"
     assert_page_shows_the_saved_transcript(page, Investigation.objects.get(pk=investigation_id))
+
+
+def test_signing_out_in_another_tab_ends_the_live_page_at_once(live_console, make_investigation, make_user, page):
+    """The sign-out closes the open page's sockets (4403) without waiting for an event, and the page
+    says so instead of reconnecting."""
+    make_user("ana-leaving", ANALYST)
+    investigation = make_investigation()
+    signed_in(page, live_console, "ana-leaving")
+    page.goto(f"{live_console.url}/investigations/{investigation.pk}/")
+    page.wait_for_function("() => document.getElementById('live-indicator').dataset.state === 'live'")
+
+    other_tab = page.context.new_page()
+    other_tab.goto(f"{live_console.url}/investigations/")
+    other_tab.click(".topbar form[action$='/logout/'] button")
+    other_tab.wait_for_load_state("load")
+
+    page.wait_for_function("() => document.getElementById('live-indicator').dataset.state === 'ended'", timeout=10_000)
+    assert page.locator("#live-indicator").text_content() == "access ended: reload"

@@ -11,9 +11,6 @@ from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.testing import WebsocketCommunicator
-from django.conf import settings
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
@@ -21,6 +18,7 @@ from guardian.shortcuts import assign_perm
 from console.roles import ANALYST, MANAGER
 from investigations import actions, agent, services
 from investigations.models import ActionApproval, ActionRequest, Investigation, ToolPolicy
+from tests.websockets import refused, socket
 from toolserver.lab.models import LabWrite
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -368,27 +366,6 @@ def test_the_agents_reason_is_escaped_everywhere(client, analyst, waiting):
 
 
 # -- the approvals socket --------------------------------------------------------------------------
-def session_of(user) -> bytes:
-    client = Client()
-    client.force_login(user)
-    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
-
-
-async def socket(path: str, user=None) -> WebsocketCommunicator:
-    from console.asgi import application  # its start-up checks reach the database: not at collection
-
-    headers = [(b"origin", b"http://127.0.0.1")]
-    if user is not None:
-        headers.append((b"cookie", await database_sync_to_async(session_of)(user)))
-    return WebsocketCommunicator(application, path, headers=headers)
-
-
-async def refused(communicator: WebsocketCommunicator) -> bool:
-    connected, _ = await communicator.connect()
-    await communicator.disconnect()
-    return not connected
-
-
 def make_request(investigation: Investigation, tool_use_id: str = "toolu_test0001") -> ActionRequest:
     """A pending request saved directly (these tests are about who hears of it, not about the agent)."""
     return ActionRequest.objects.create(

@@ -1,4 +1,5 @@
-"""The investigation websockets through the real ASGI application: who may listen, backlog then live."""
+"""The investigation websockets through the real ASGI application: who may listen, backlog then live,
+and that a socket ends with its user's access (sign-out, deactivation, role or grant removed)."""
 
 import threading
 
@@ -6,33 +7,17 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.contrib.auth.models import Group
+from django.contrib.sessions.models import Session
 from django.db import connection
-from django.test import Client
-from guardian.shortcuts import assign_perm
+from guardian.shortcuts import assign_perm, remove_perm
 
+from console.roles import ANALYST
 from investigations.events import record_event
+from tests.websockets import HOST, next_output, refused, signed_in, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ORIGIN = (b"origin", b"http://127.0.0.1")
-
-
-def session_of(user) -> bytes:
-    client = Client()
-    client.force_login(user)
-    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
-
-
-async def socket(path: str, user=None, origin=ORIGIN) -> WebsocketCommunicator:
-    from console.asgi import application  # its start-up checks reach the database: not at collection
-
-    headers = [origin] + ([(b"cookie", await database_sync_to_async(session_of)(user))] if user else [])
-    return WebsocketCommunicator(application, path, headers=headers)
-
-
-async def refused(communicator: WebsocketCommunicator) -> bool:
-    connected, _ = await communicator.connect()
-    await communicator.disconnect()
-    return not connected
+ACCESS_ENDED = {"type": "websocket.close", "code": 4403}
 
 
 @pytest.fixture
@@ -119,3 +104,147 @@ async def test_the_list_socket_sends_status_changes_only_of_visible_investigatio
     assert await as_member.receive_nothing(timeout=0.2)
     await as_member.disconnect()
     await as_manager.disconnect()
+
+
+# Access ends: the user's sockets are told at once, and close with 4403 before anything else is sent.
+
+
+async def opened(communicator: WebsocketCommunicator, messages: int = 0) -> WebsocketCommunicator:
+    """Connected, with the first `messages` (backlog or snapshot) read."""
+    assert (await communicator.connect())[0]
+    for _ in range(messages):
+        await communicator.receive_json_from(timeout=5)
+    return communicator
+
+
+async def ends_with_access(communicator: WebsocketCommunicator, investigation) -> None:
+    """Closed with 4403 at once (no event needed to notice), and nothing sent after it."""
+    assert await next_output(communicator) == ACCESS_ENDED
+    await database_sync_to_async(record_event)(investigation.pk, "status", {"status": "running", "message": "After."})
+    assert await communicator.receive_nothing(timeout=0.3)
+
+
+async def test_signing_out_ends_that_sessions_sockets_only(investigation, analyst):
+    browser, other_browser = await database_sync_to_async(signed_in)(analyst), await database_sync_to_async(signed_in)(analyst)
+    path = f"/ws/investigations/{investigation.pk}/"
+    signing_out = await opened(await socket(path, client=browser), messages=3)
+    staying = await opened(await socket(path, client=other_browser), messages=3)
+    response = await database_sync_to_async(browser.post)("/logout/")
+    assert response.status_code == 302
+    await ends_with_access(signing_out, investigation)
+    assert (await staying.receive_json_from(timeout=5))["event"]["seq"] == 4  # their other sign-in still listens
+    await staying.disconnect()
+
+
+async def test_deactivating_a_user_ends_their_sockets(investigation, analyst):
+    communicator = await opened(await socket(f"/ws/investigations/{investigation.pk}/", analyst), messages=3)
+    analyst.is_active = False
+    await database_sync_to_async(analyst.save)()
+    await ends_with_access(communicator, investigation)
+
+
+async def test_removing_the_role_ends_the_investigation_and_approval_sockets(investigation, analyst):
+    viewing = await opened(await socket(f"/ws/investigations/{investigation.pk}/", analyst), messages=3)
+    queue = await opened(await socket("/ws/approvals/?queue=1", analyst), messages=1)
+    group = await database_sync_to_async(Group.objects.get)(name=ANALYST)
+    await database_sync_to_async(analyst.groups.remove)(group)
+    assert await next_output(viewing) == ACCESS_ENDED
+    await ends_with_access(queue, investigation)
+    assert await viewing.receive_nothing(timeout=0.1)
+
+
+async def test_after_the_role_is_removed_the_list_sends_only_what_is_still_visible(investigation, analyst):
+    listening = await opened(await socket("/ws/investigations/", analyst))
+    group = await database_sync_to_async(Group.objects.get)(name=ANALYST)
+    await database_sync_to_async(analyst.groups.remove)(group)
+    await database_sync_to_async(record_event)(investigation.pk, "status", {"status": "running", "message": ""})
+    assert await listening.receive_nothing(timeout=0.3)
+    await listening.disconnect()
+
+
+async def test_revoking_a_users_grant_ends_their_socket(investigation, make_user):
+    member = await database_sync_to_async(make_user)("team-member")
+    await database_sync_to_async(assign_perm)("investigations.view_investigation", member, investigation)
+    communicator = await opened(await socket(f"/ws/investigations/{investigation.pk}/", member), messages=3)
+    await database_sync_to_async(remove_perm)("investigations.view_investigation", member, investigation)
+    await ends_with_access(communicator, investigation)
+
+
+async def test_revoking_a_teams_grant_ends_every_members_socket(investigation, make_user):
+    def team_of_two():
+        team = Group.objects.create(name="team-blue")
+        members = [make_user("blue-1"), make_user("blue-2")]
+        team.user_set.add(*members)
+        assign_perm("investigations.view_investigation", team, investigation)
+        return team, members
+
+    team, members = await database_sync_to_async(team_of_two)()
+    sockets = [await opened(await socket(f"/ws/investigations/{investigation.pk}/", member), messages=3) for member in members]
+    await database_sync_to_async(remove_perm)("investigations.view_investigation", team, investigation)
+    assert await next_output(sockets[0]) == ACCESS_ENDED
+    await ends_with_access(sockets[1], investigation)
+    assert await sockets[0].receive_nothing(timeout=0.1)
+
+
+async def test_leaving_the_team_ends_the_socket(investigation, make_user):
+    def member_of_team():
+        team = Group.objects.create(name="team-blue")
+        member = make_user("blue-1")
+        team.user_set.add(member)
+        assign_perm("investigations.view_investigation", team, investigation)
+        return team, member
+
+    team, member = await database_sync_to_async(member_of_team)()
+    communicator = await opened(await socket(f"/ws/investigations/{investigation.pk}/", member), messages=3)
+    await database_sync_to_async(team.user_set.remove)(member)  # from the group's side, as a team page would
+    await ends_with_access(communicator, investigation)
+
+
+async def test_a_session_ended_without_a_signal_is_noticed_before_the_next_message(investigation, analyst, settings):
+    """Sessions also end by expiry or clearsessions, which nobody announces: each send re-checks (no cache here)."""
+    settings.SOCKET_RECHECK_SECONDS = 0
+    browser = await database_sync_to_async(signed_in)(analyst)
+    communicator = await opened(await socket(f"/ws/investigations/{investigation.pk}/", client=browser), messages=3)
+    key = browser.cookies[settings.SESSION_COOKIE_NAME].value
+    await database_sync_to_async(Session.objects.filter(session_key=key).delete)()
+    await database_sync_to_async(record_event)(investigation.pk, "status", {"status": "running", "message": "Unseen."})
+    assert await next_output(communicator) == ACCESS_ENDED
+    assert await communicator.receive_nothing(timeout=0.3)
+
+
+# The origin: scheme, host and port exactly the console's own (as the browser reached it), or a configured one.
+
+
+@pytest.mark.parametrize(
+    "origin, host",
+    [
+        (b"http://127.0.0.1:8831.evil.example", HOST),  # malformed: the "port" is a foreign host name
+        (b"http://127.0.0.1:8831", HOST),  # another port of the same host: another origin
+        (b"http://127.0.0.1", b"127.0.0.1:8831"),
+        (b"https://127.0.0.1", HOST),  # another scheme
+        (b"http://127.0.0.1/some/path", HOST),  # an origin has no path
+        (b"http://someone@127.0.0.1", HOST),
+        (b"http://127.0.0.1.evil.example", HOST),
+        (b"null", HOST),
+        (b"http://evil.example", b"evil.example"),  # matching a Host that is not the console's
+    ],
+)
+async def test_only_the_consoles_own_origin_may_open_a_socket(investigation, analyst, origin, host):
+    assert await refused(await socket(f"/ws/investigations/{investigation.pk}/", analyst, origin=(b"origin", origin), host=host))
+
+
+@pytest.mark.parametrize("origin, host", [(b"http://127.0.0.1", HOST), (b"http://127.0.0.1:8831", b"127.0.0.1:8831"), (b"http://LOCALHOST:8831", b"localhost:8831")])
+async def test_the_same_origin_is_accepted(investigation, analyst, origin, host):
+    communicator = await socket(f"/ws/investigations/{investigation.pk}/", analyst, origin=(b"origin", origin), host=host)
+    assert (await communicator.connect())[0]
+    await communicator.disconnect()
+
+
+async def test_a_configured_origin_is_accepted_behind_a_proxy_that_changes_the_host(investigation, analyst, settings):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://soc.example.org"]
+    trusted = await socket(f"/ws/investigations/{investigation.pk}/", analyst, origin=(b"origin", b"https://soc.example.org"))
+    assert (await trusted.connect())[0]
+    await trusted.disconnect()
+    assert await refused(
+        await socket(f"/ws/investigations/{investigation.pk}/", analyst, origin=(b"origin", b"https://soc.example.org:8443"))
+    )

@@ -1,0 +1,45 @@
+"""Websockets of the real ASGI application as a browser opens them: its Host, its Origin, its session cookie."""
+
+import asyncio
+
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+
+HOST = b"127.0.0.1"  # what a browser sends as Host; the origin must match it exactly
+ORIGIN = (b"origin", b"http://127.0.0.1")
+
+
+def signed_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def cookie_of(client: Client) -> bytes:
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+
+
+async def socket(path: str, user=None, origin=ORIGIN, *, client: Client | None = None, host: bytes = HOST) -> WebsocketCommunicator:
+    """A socket for `user` (signed in anew) or for the sign-in of `client`."""
+    from console.asgi import application  # its start-up checks reach the database: not at collection
+
+    if user is not None and client is None:
+        client = await database_sync_to_async(signed_in)(user)
+    headers = [(b"host", host), origin] + ([(b"cookie", cookie_of(client))] if client else [])
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+async def refused(communicator: WebsocketCommunicator) -> bool:
+    connected, _ = await communicator.connect()
+    await communicator.disconnect()
+    return not connected
+
+
+async def next_output(communicator: WebsocketCommunicator, timeout: float = 5):
+    """What the server sends next, or None if it sends nothing within the timeout."""
+    try:
+        return await communicator.receive_output(timeout)
+    except asyncio.TimeoutError:
+        return None
