@@ -17,7 +17,8 @@ from django.views.decorators.debug import sensitive_variables
 from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import assign_perm, remove_perm
 
-from console.roles import ADMIN, has_role
+from console.models import RoleRequest
+from console.roles import ADMIN, ROLES, has_role
 from investigations import audit
 from investigations.models import Budgets, Investigation, ToolPolicy
 from toolserver import credentials
@@ -233,6 +234,64 @@ def update_policy(policy: ToolPolicy, user, changes: dict) -> set[str]:
 @transaction.atomic
 def update_budgets(user, changes: dict) -> set[str]:
     return _save_changes(Budgets.current(), user, "budgets_changed", changes, BUDGET_FIELDS)
+
+
+# -- roles ----------------------------------------------------------------------------------------------
+def people() -> list[dict]:
+    """Everyone active, with their roles and any admin role waiting for a second admin."""
+    waiting = {request.user_id: request for request in RoleRequest.objects.select_related("requested_by")}
+    return [
+        {"user": person, "roles": sorted(group.name for group in person.groups.all() if group.name in ROLES),
+         "waiting": waiting.get(person.pk)}
+        for person in User.objects.filter(is_active=True).prefetch_related("groups").order_by("username")
+    ]
+
+
+def _may_change_roles(user, person: User, role: str) -> None:
+    if not (has_role(user, ADMIN) or user.is_superuser):
+        raise PermissionDenied("Only admins change who holds a role.")
+    if role not in ROLES:
+        raise Refused(f"There is no role {role!r}: {', '.join(ROLES)}.")
+    if person.pk == user.pk:
+        raise Refused("A change of your own roles needs another admin.")
+
+
+def _role_record(user, what: str, person: User, role: str, **more) -> None:
+    audit.record_admin_change(actor(user), what, before={}, after={"user": person.get_username(), "role": role, **more})
+
+
+@transaction.atomic
+def grant_role(user, person: User, role: str) -> str:
+    """Give `person` a role; "granted", or "requested" for the admin role, which a second admin confirms."""
+    _may_change_roles(user, person, role)
+    if person.groups.filter(name=role).exists():
+        raise Refused(f"{person.get_username()} holds {role} already.")
+    if role == ADMIN:
+        waiting = RoleRequest.objects.select_for_update().filter(user=person, role=role).first()
+        if waiting is None:
+            RoleRequest.objects.create(user=person, role=role, requested_by=user)
+            _role_record(user, "role_requested", person, role)
+            return "requested"
+        if waiting.requested_by_id == user.pk:
+            raise Refused(f"You asked for {person.get_username()}'s admin role: another admin confirms it.")
+        waiting.delete()
+        person.groups.add(Group.objects.get(name=role))
+        _role_record(user, "role_granted", person, role, requested_by=waiting.requested_by.get_username())
+        return "granted"
+    person.groups.add(Group.objects.get(name=role))
+    _role_record(user, "role_granted", person, role)
+    return "granted"
+
+
+@transaction.atomic
+def revoke_role(user, person: User, role: str) -> None:
+    """Take a role (or an admin role still waiting) from `person`; their open sockets close (console.signals)."""
+    _may_change_roles(user, person, role)
+    waiting = RoleRequest.objects.filter(user=person, role=role).delete()[0]
+    if not person.groups.filter(name=role).exists() and not waiting:
+        raise Refused(f"{person.get_username()} does not hold {role}.")
+    person.groups.remove(Group.objects.get(name=role))
+    _role_record(user, "role_revoked", person, role)
 
 
 # -- object permissions -----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ class ConsoleConfig(AppConfig):
     def ready(self):
         from django.contrib.auth import signals as auth_signals
 
-        from console import signals, signin
+        from console import database, signals, signin
         from console.roles import grant_default_approvals, grant_role_permissions
 
         auth_signals.user_logged_in.connect(signin.logged_in, dispatch_uid="gatehouse-audit-logged-in")
@@ -20,3 +20,4 @@ class ConsoleConfig(AppConfig):
         # Permissions exist only after every app has migrated, so roles get theirs here.
         post_migrate.connect(grant_role_permissions, dispatch_uid="gatehouse-role-permissions")
         post_migrate.connect(grant_default_approvals, dispatch_uid="gatehouse-default-approvals")
+        post_migrate.connect(database.after_migrate, dispatch_uid="gatehouse-runtime-role")

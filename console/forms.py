@@ -7,6 +7,7 @@ from django.contrib.auth.models import Group, User
 from django.core.validators import URLValidator
 
 from console.administration import DELEGATED_SERVER_FIELDS, GRANTABLE, SERVER_FIELDS
+from console.roles import ROLES
 from investigations.models import Budgets, ToolPolicy
 from toolserver.adapters import ADAPTERS
 from toolserver import egress
@@ -123,3 +124,14 @@ class GrantForm(forms.Form):
         if holder is None:
             raise forms.ValidationError(f"There is no {kind} {name!r}.")
         return holder
+
+
+class RoleForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=[(role, role) for role in ROLES])
+
+    def clean_username(self):
+        person = User.objects.filter(username=self.cleaned_data["username"].strip(), is_active=True).first()
+        if person is None:
+            raise forms.ValidationError(f"There is no active user {self.cleaned_data['username']!r}.")
+        return person

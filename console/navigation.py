@@ -23,6 +23,7 @@ NAVIGATION = [
     NavItem("New alert", "investigations:new_alert", frozenset({ANALYST})),
     NavItem("Audit trail", "investigations:audit", frozenset({ANALYST, MANAGER, ADMIN})),
     NavItem("Tool servers", "manage:index", frozenset({ADMIN})),
+    NavItem("People", "manage:people", frozenset({ADMIN})),
     NavItem("Administration", "admin:index", frozenset({ADMIN})),
     NavItem("Account", "account", frozenset({ANALYST, MANAGER, ADMIN})),
 ]

@@ -38,6 +38,11 @@ DATABASES = {
     else sqlite_database(DATA_DIR / "gatehouse.sqlite3")
 }
 PRODUCTION = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+# The PostgreSQL role the console, workers and beat connect as, given its rights after each migrate
+# run by the owner (console/database.py). Set it where migrations run.
+DB_RUNTIME_ROLE = env_str("GATEHOUSE_DB_RUNTIME_ROLE")
+if DB_RUNTIME_ROLE and not DB_RUNTIME_ROLE.replace("_", "").isalnum():
+    raise ConfigError("GATEHOUSE_DB_RUNTIME_ROLE", "expected a role name of letters, digits and underscores")
 if PRODUCTION and not REDIS_URL:
     raise ConfigError("REDIS_URL", "required in production mode (DATABASE_URL is PostgreSQL)")
 if REDIS_URL and not PRODUCTION:

@@ -17,4 +17,7 @@ urlpatterns = [
     path("permissions/", views_manage.permissions, name="permissions"),
     path("permissions/grant", views_manage.grant, name="grant"),
     path("permissions/revoke", views_manage.revoke, name="revoke"),
+    path("people/", views_manage.people, name="people"),
+    path("people/grant", views_manage.grant_role, name="grant_role"),
+    path("people/revoke", views_manage.revoke_role, name="revoke_role"),
 ]

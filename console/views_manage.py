@@ -18,7 +18,9 @@ from django.views.decorators.http import require_POST
 
 from console import administration
 from console.administration import Refused
-from console.forms import BudgetsForm, CredentialForm, DelegatedServerForm, GrantForm, PolicyForm, ServerForm, ToolForm
+from console.forms import (
+    BudgetsForm, CredentialForm, DelegatedServerForm, GrantForm, PolicyForm, RoleForm, ServerForm, ToolForm,
+)
 from console.roles import ADMIN, has_role
 from investigations.models import Budgets, ToolPolicy
 from toolserver.models import Tool, ToolServer
@@ -261,3 +263,37 @@ def revoke(request):
         administration.revoke(request.user, data["permission"], obj, data["holder"])
         messages.success(request, f"Revoked {data['permission'].replace('_', ' ')} on {obj} from {request.POST['holder']}.")
     return redirect(_back(request))
+
+
+# -- people and their roles ---------------------------------------------------------------------
+@admin_only
+def people(request, role_form=None, status=200):
+    return render(request, "manage/people.html", {
+        "people": administration.people(), "role_form": role_form or RoleForm(), "me": request.user,
+    }, status=status)
+
+
+def _role_change(change, done: str):
+    @admin_only
+    @require_POST
+    def view(request):
+        form = RoleForm(request.POST)
+        if form.is_valid():
+            person, role = form.cleaned_data["username"], form.cleaned_data["role"]
+            try:
+                outcome = change(request.user, person, role)
+            except Refused as exc:
+                form.add_error(None, str(exc))
+            else:
+                if outcome == "requested":
+                    messages.success(request, f"Asked for {person.get_username()}'s admin role: a second admin confirms it here.")
+                else:
+                    messages.success(request, f"{done} {role} for {person.get_username()}.")
+                return redirect("manage:people")
+        return people(request, role_form=form, status=400)
+
+    return view
+
+
+grant_role = _role_change(administration.grant_role, "Granted")
+revoke_role = _role_change(administration.revoke_role, "Revoked")

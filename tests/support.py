@@ -125,7 +125,7 @@ def page_urls() -> list[str]:
 
     urls = [reverse(name) for name in (
         "home", "investigations:list", "investigations:approvals", "investigations:new_alert", "investigations:audit",
-        "investigations:audit_digest", "manage:index", "manage:permissions", "lab:admin", "admin:index",
+        "investigations:audit_digest", "manage:index", "manage:permissions", "manage:people", "lab:admin", "admin:index",
         "account", "password_change",
     )]
     urls += [reverse("investigations:detail", args=[pk]) for pk in Investigation.objects.values_list("pk", flat=True)]

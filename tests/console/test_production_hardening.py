@@ -74,3 +74,12 @@ def test_compose_publishes_the_web_port_on_loopback_only():
     compose = yaml.safe_load(Path(ROOT, "compose.yaml").read_text())
     published = [port for service in compose["services"].values() for port in service.get("ports", [])]
     assert published and all(str(port).startswith("127.0.0.1:") for port in published)
+
+
+def test_compose_migrates_as_the_owner_and_runs_everything_else_as_the_runtime_role():
+    services = yaml.safe_load(Path(ROOT, "compose.yaml").read_text())["services"]
+    migrate = services["migrate"]["environment"]
+    assert migrate["DATABASE_URL"].startswith("postgres://gatehouse:") and migrate["GATEHOUSE_DB_RUNTIME_ROLE"] == "gatehouse_app"
+    for name in ("web", "worker", "beat"):
+        assert services[name]["environment"]["DATABASE_URL"].startswith("postgres://gatehouse_app:"), name
+        assert "migrate" not in " ".join(services[name]["command"]), name

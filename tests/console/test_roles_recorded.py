@@ -96,3 +96,55 @@ def test_an_admin_cannot_grant_themself_a_right_but_another_admin_can(admin_clie
     administration.grant(second, "approve_tool", policy, admin_user)
     assert admin_user.has_perm("investigations.approve_tool", policy)
     assert [record.actor for record in admin_changes("permission_granted")] == ["user:bea"]
+
+
+# -- the People page: roles change only here, recorded ------------------------------------------------
+def role_change(client, action: str, username: str, role: str):
+    return client.post(reverse(f"manage:{action}_role"), {"username": username, "role": role})
+
+
+@pytest.mark.django_db
+def test_a_role_granted_and_revoked_on_the_people_page_is_one_chained_record_each(admin_client, make_user):
+    make_user("ana")
+    response = role_change(admin_client, "grant", "ana", ANALYST)
+    assert response.status_code == 302
+    assert "Granted analyst for ana." in admin_client.get(response.url).content.decode()
+    (granted,) = admin_changes("role_granted")
+    assert (granted.actor, granted.extra["after"]) == ("user:ada", {"user": "ana", "role": ANALYST})
+    assert role_change(admin_client, "revoke", "ana", ANALYST).status_code == 302
+    (revoked,) = admin_changes("role_revoked")
+    assert revoked.extra["after"] == {"user": "ana", "role": ANALYST}
+    assert not Group.objects.get(name=ANALYST).user_set.filter(username="ana").exists()
+
+
+@pytest.mark.django_db
+def test_nobody_changes_their_own_roles(admin_client, admin_user):
+    response = role_change(admin_client, "grant", "ada", ANALYST)
+    assert response.status_code == 400 and "A change of your own roles needs another admin." in response.content.decode()
+    assert role_change(admin_client, "revoke", "ada", ADMIN).status_code == 400
+    assert set(admin_user.groups.values_list("name", flat=True)) == {ADMIN}
+    assert admin_changes("role_granted") == admin_changes("role_revoked") == []
+
+
+@pytest.mark.django_db
+def test_the_admin_role_needs_a_second_admin_to_confirm_it(admin_client, admin_user, make_user):
+    make_user("ana", ANALYST)
+    assert role_change(admin_client, "grant", "ana", ADMIN).status_code == 302
+    assert not Group.objects.get(name=ADMIN).user_set.filter(username="ana").exists()  # asked, not given
+    again = role_change(admin_client, "grant", "ana", ADMIN)
+    assert again.status_code == 400 and "another admin confirms it" in again.content.decode()
+
+    second = make_user("bea", ADMIN, is_staff=True)
+    administration.grant_role(second, Group.objects.get(name=ADMIN).user_set.model.objects.get(username="ana"), ADMIN)
+    assert Group.objects.get(name=ADMIN).user_set.filter(username="ana").exists()
+    assert [r.extra["after"] for r in admin_changes("role_requested")] == [{"user": "ana", "role": ADMIN}]
+    (granted,) = admin_changes("role_granted")
+    assert (granted.actor, granted.extra["after"]) == ("user:bea", {"user": "ana", "role": ADMIN, "requested_by": "ada"})
+
+
+@pytest.mark.django_db
+def test_only_admins_reach_the_people_page(client, make_user):
+    client.force_login(make_user("max", "manager"))
+    assert client.get(reverse("manage:people")).status_code == 403
+    assert role_change(client, "grant", "max", ADMIN).status_code == 403
+    assert role_change(client, "grant", "nobody-here", "superuser").status_code == 403  # refused before the input is read
