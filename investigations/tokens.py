@@ -49,12 +49,26 @@ def tokens_of(user):
 def revoke(user, pk: int) -> ApiToken:
     """Revoke one of `user`'s own tokens (404 for anyone else's); revoking twice keeps the first time."""
     api_token = get_object_or_404(ApiToken, pk=pk, user=user)
-    ApiToken.objects.filter(pk=api_token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    if ApiToken.objects.filter(pk=api_token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+        _record_revoked(f"user:{user.get_username()}", user, [api_token.token_prefix], "revoked by its owner")
     return api_token
 
 
-def revoke_all(user) -> int:
-    return ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+def revoke_all(user, because: str = "") -> int:
+    live_ones = ApiToken.objects.filter(user=user, revoked_at__isnull=True)
+    prefixes = list(live_ones.values_list("token_prefix", flat=True))
+    count = live_ones.update(revoked_at=timezone.now())
+    if count:
+        _record_revoked("system", user, prefixes, because)
+    return count
+
+
+def _record_revoked(by: str, user, prefixes: list[str], because: str) -> None:
+    """Access that ends is a change of who can do what: one chained record, tokens named by prefix only."""
+    from investigations import audit
+
+    audit.record_admin_change(by, "api_tokens_revoked", before={},
+                              after={"user": user.get_username(), "tokens": prefixes, "because": because})
 
 
 def _revoke_on_password_change_or_deactivation(sender, instance, update_fields=None, raw=False, **kwargs):
@@ -68,8 +82,10 @@ def _revoke_on_password_change_or_deactivation(sender, instance, update_fields=N
     before = sender.objects.filter(pk=instance.pk).values("password", "is_active").first()
     if before is None:
         return
-    if before["password"] != instance.password or (before["is_active"] and not instance.is_active):
-        revoke_all(instance)
+    if before["password"] != instance.password:
+        revoke_all(instance, "the password changed")
+    elif before["is_active"] and not instance.is_active:
+        revoke_all(instance, "the account was deactivated")
 
 
 def connect_signals() -> None:

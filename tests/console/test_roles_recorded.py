@@ -148,3 +148,37 @@ def test_only_admins_reach_the_people_page(client, make_user):
     assert client.get(reverse("manage:people")).status_code == 403
     assert role_change(client, "grant", "max", ADMIN).status_code == 403
     assert role_change(client, "grant", "nobody-here", "superuser").status_code == 403  # refused before the input is read
+
+
+# -- access that ends is recorded too -------------------------------------------------------------------
+@pytest.mark.django_db
+def test_tokens_revoked_by_their_owner_or_with_a_deactivation_are_recorded(client, make_user):
+    from investigations.tokens import create_api_token
+
+    ana = make_user("ana", ANALYST)
+    first, _ = create_api_token(ana, "bot")
+    create_api_token(ana, "script")
+    client.force_login(ana)
+    assert client.post(reverse("revoke_api_token", args=[first.pk])).status_code == 302
+    (by_owner,) = admin_changes("api_tokens_revoked")
+    assert (by_owner.actor, by_owner.extra["after"]) == (
+        "user:ana", {"user": "ana", "tokens": [first.token_prefix], "because": "revoked by its owner"})
+
+    ana.is_active = False
+    ana.save()
+    automatic = admin_changes("api_tokens_revoked")[1]
+    assert automatic.actor == "system" and automatic.extra["after"]["because"] == "the account was deactivated"
+    assert len(automatic.extra["after"]["tokens"]) == 1
+
+
+@pytest.mark.django_db
+def test_revoking_an_integration_with_the_command_is_recorded():
+    from django.core.management import call_command
+
+    from investigations.intake import create_integration
+
+    create_integration("siem-prod")
+    call_command("integrations", "revoke", "siem-prod")
+    call_command("integrations", "revoke", "siem-prod")  # a second revoke changes nothing, records nothing
+    (record,) = admin_changes("integration_revoked")
+    assert record.actor == "manage.py integrations" and record.extra["after"]["integration"] == "siem-prod"

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from investigations import audit
 from investigations.intake import create_integration, set_sources
 from investigations.models import Integration
 
@@ -89,6 +90,8 @@ class Command(BaseCommand):
             raise CommandError(f'no integration named "{name}"; see: manage.py integrations list')
         # Guarded in the update itself, so a second revoke keeps the first time.
         if Integration.objects.filter(pk=integration.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+            audit.record_admin_change("manage.py integrations", "integration_revoked", before={},
+                                      after={"integration": name, "sources": integration.sources})
             self.stdout.write(f'Revoked integration "{name}": its token is refused from now on.')
         else:
             integration.refresh_from_db()
