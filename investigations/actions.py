@@ -12,7 +12,7 @@ even when a worker dies mid-way; the investigation then resumes with the result.
 import logging
 import re
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -177,12 +177,11 @@ def approve(request_id: int, user, reason: str = "") -> ActionRequest:
     """One approval; the last one needed approves the request and hands it to a worker."""
     from investigations.tasks import execute_action
 
-    _expire_if_due(request_id)  # past its time: expired now, so the decision below is refused
-    with _denial_recorded(user), transaction.atomic():
-        request = _pending_for_decision(request_id, user)
+    with _denial_recorded(user), _refused_when_expired(), transaction.atomic():
+        request, now = _pending_for_decision(request_id, user)
         if request.approvals.filter(user=user).exists():
             raise DecisionRefused("You have approved this request already; another person must approve it.", request)
-        ActionApproval.objects.create(request=request, user=user, reason=reason)
+        ActionApproval.objects.create(request=request, user=user, reason=reason, created_at=now)
         given = request.approvals.count()
         actor = f"user:{user.get_username()}"
         if given < request.approvals_needed:
@@ -199,9 +198,8 @@ def reject(request_id: int, user, reason: str) -> ActionRequest:
     if not reason:
         raise DecisionRefused("Say why you reject it: the agent is told your reason.")
     actor = f"user:{user.get_username()}"
-    _expire_if_due(request_id)
-    with _denial_recorded(user), transaction.atomic():
-        request = _pending_for_decision(request_id, user)
+    with _denial_recorded(user), _refused_when_expired(), transaction.atomic():
+        request, _ = _pending_for_decision(request_id, user)
         request.result = error(
             Reason.REJECTED_BY_ANALYST,
             retryable=False,
@@ -229,17 +227,41 @@ def _expire_if_due(request_id: int) -> bool:
         ).first()
         if request is None:
             return False
-        request.result = error(
-            Reason.EXPIRED,
-            retryable=False,
-            guidance="Nobody decided on this request in time, so it expired and was not performed. "
-            "Do not ask for it again; say in your summary that it is still recommended.",
-        )
-        request.outcome = "expired before anyone decided"
-        _move(request, State.PENDING, State.EXPIRED, "system", "not decided in time")
-        _record(request, Outcome.EXPIRED, "system")
+        _expire(request)
     _finished(request)
     return True
+
+
+def _expire(request: ActionRequest) -> None:
+    """Expire a pending request, locked by the caller's transaction."""
+    request.result = error(
+        Reason.EXPIRED,
+        retryable=False,
+        guidance="Nobody decided on this request in time, so it expired and was not performed. "
+        "Do not ask for it again; say in your summary that it is still recommended.",
+    )
+    request.outcome = "expired before anyone decided"
+    _move(request, State.PENDING, State.EXPIRED, "system", "not decided in time")
+    _record(request, Outcome.EXPIRED, "system")
+
+
+class _Expired(Exception):
+    """Raised inside a decision's transaction to leave it; the request is expired in a transaction of its own."""
+
+    def __init__(self, request_id: int):
+        self.request_id = request_id
+
+
+@contextmanager
+def _refused_when_expired():
+    """A decision that finds its request past expires_at changes nothing: the request is expired instead
+    (whoever runs first, one final state) and the decision refused as no longer pending."""
+    try:
+        yield
+    except _Expired as late:
+        _expire_if_due(late.request_id)
+        request = ActionRequest.objects.get(pk=late.request_id)
+        raise NotPending(f"This request {_STATE_PHRASES[request.state]}.", request) from None
 
 
 def notify_overdue() -> list[int]:
@@ -274,6 +296,19 @@ def notify_overdue() -> list[int]:
     return notified
 
 
+# How a 409 says what became of a request that is no longer pending.
+_STATE_PHRASES = {
+    State.PENDING: "is still pending",
+    State.APPROVED: "was approved already",
+    State.EXECUTING: "was approved already and is being carried out",
+    State.SUCCEEDED: "was approved and carried out already",
+    State.FAILED: "was approved already; carrying it out failed",
+    State.REJECTED: "was rejected already",
+    State.EXPIRED: "expired before anyone decided",
+    State.CANCELLED: "was cancelled",
+}
+
+
 @contextmanager
 def _denial_recorded(user):
     """A decision refused for want of permission is evidence too: recorded after its transaction rolled back."""
@@ -284,16 +319,21 @@ def _denial_recorded(user):
         raise
 
 
-def _pending_for_decision(request_id: int, user) -> ActionRequest:
-    """The request, locked, if it is still pending and `user` may decide it (checked now, not at page load)."""
+def _pending_for_decision(request_id: int, user) -> tuple[ActionRequest, datetime]:
+    """The request, locked, if it is still pending and `user` may decide it (checked now, not at page load),
+    and the moment of the decision: read after the lock, the one time the deadline is compared with and
+    the decision recorded at, so no decision is ever dated after expires_at."""
     request = ActionRequest.objects.select_for_update().filter(pk=request_id).first()
     if request is None:
         raise NotFound("No such action request.")
     if not may_approve(user, request.tool):
         raise NotAllowed(f"You are not allowed to approve {request.tool}.", request)
     if request.state != State.PENDING:
-        raise NotPending(f"This request is {request.state} already.", request)
-    return request
+        raise NotPending(f"This request {_STATE_PHRASES[request.state]}.", request)
+    now = timezone.now()
+    if now >= request.expires_at:
+        raise _Expired(request.pk)
+    return request, now
 
 
 # -- execution --------------------------------------------------------------------------------
@@ -372,7 +412,7 @@ def _move(request: ActionRequest, from_state: str, to_state: str, actor: str, re
     )
     if not moved:
         request.refresh_from_db(fields=["state"])  # the state that won, for the caller to report
-        raise NotPending(f"This request is {request.state} already.", request)
+        raise NotPending(f"This request {_STATE_PHRASES[request.state]}.", request)
     request.state = to_state
     _transition(request, from_state, to_state, actor, reason)
 

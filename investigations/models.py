@@ -6,6 +6,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.utils import timezone
 from django.db.models import Q
 
 
@@ -320,7 +321,8 @@ class ActionApproval(models.Model):
     request = models.ForeignKey(ActionRequest, on_delete=models.PROTECT, related_name="approvals")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     reason = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # Set by the decision to the moment it compared with the deadline (investigations.actions).
+    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["request", "user"], name="approval_once_per_user")]

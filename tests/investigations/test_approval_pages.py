@@ -182,7 +182,7 @@ def test_the_page_script_gets_json_answers(client, analyst, waiting):
     assert answer.json()["request"]["state"] == "approved" and answer.json()["request"]["id"] == request.pk
     again = decide(client, request, "approve", json=True)
     assert again.status_code == 409
-    assert again.json()["state"] == "approved" and again.json()["detail"] == "This request is approved already."
+    assert again.json()["state"] == "approved" and again.json()["detail"] == "This request was approved already."
 
 
 def test_rejected_with_a_reason_the_history_shows_it(client, analyst, waiting):
@@ -223,7 +223,7 @@ def test_a_decision_on_a_decided_request_says_so_and_shows_its_state(client, ana
     )
     page = response.content.decode()
     assert response.redirect_chain == [(reverse("investigations:approvals"), 302)]
-    assert "This request is rejected already." in page
+    assert "This request was rejected already." in page
     assert 'data-state="rejected"' in card(recent_section(page), request)
     assert state_of(request) == "rejected"
 
