@@ -19,9 +19,11 @@ def main():
 
         if not settings.PRODUCTION:
             raise
-        # A command that could not reach the database: name the variable, not a traceback.
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        exit_on_config_error(ConfigError("DATABASE_URL", f"cannot use the database ({first_line})"))
+        # A command that could not reach the database: name the variable and why, not a traceback.
+        from console.config import database_problem
+
+        reason = database_problem() or (str(error).strip().splitlines() or [type(error).__name__])[0]
+        exit_on_config_error(ConfigError("DATABASE_URL", f"cannot use the database ({reason})"))
 
 
 if __name__ == "__main__":

@@ -80,8 +80,13 @@ def sqlite_database(path) -> dict:
     return {"ENGINE": "django.db.backends.sqlite3", "NAME": path, "OPTIONS": dict(SQLITE_OPTIONS)}
 
 
-def database_from_url(url: str) -> dict:
-    """Django DATABASES entry for postgres://user:password@host:port/name or sqlite:///path."""
+def database_from_url(url: str, *, pool_size: int = 10, pool_timeout_s: int = 10) -> dict:
+    """Django DATABASES entry for postgres://user:password@host:port/name or sqlite:///path.
+
+    PostgreSQL connections come from a bounded pool per process (psycopg's, through Django): a
+    request or task borrows one and gives it back when it ends, so a burst of N requests needs
+    pool_size connections, not N; past pool_timeout_s waiting for one, the caller gets 503.
+    """
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         path = unquote(parts.path[1:])  # sqlite:////abs/path -> /abs/path
@@ -104,10 +109,10 @@ def database_from_url(url: str) -> dict:
         "PASSWORD": unquote(parts.password or ""),
         "HOST": parts.hostname,
         "PORT": str(port or 5432),
-        # Django's ASGI handler gives every request a thread of its own, where a kept
-        # connection would linger: connections close after each request and task.
+        # Django's ASGI handler gives every request a thread of its own: each borrows a pooled
+        # connection for the request and returns it after (a pool needs CONN_MAX_AGE 0).
         "CONN_MAX_AGE": 0,
-        "OPTIONS": {"connect_timeout": 5},
+        "OPTIONS": {"connect_timeout": 5, "pool": {"min_size": 1, "max_size": pool_size, "timeout": pool_timeout_s}},
     }
 
 
@@ -140,17 +145,31 @@ def preflight() -> None:
         pool.submit(_preflight).result()
 
 
-def _preflight() -> None:
-    from django.conf import settings
+def database_problem() -> str | None:
+    """Why the database cannot be reached (its first line), or None.
+
+    One connection of its own, not the pool's: a pool keeps retrying in the background and, once its
+    timeout passes, says only that it waited.
+    """
     from django.db import OperationalError, connection
 
     try:
-        connection.ensure_connection()
-    except OperationalError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError("DATABASE_URL", f"cannot connect to the database ({first_line})") from None
-    finally:
-        connection.close()
+        if connection.vendor == "postgresql":
+            connection.Database.connect(**connection.get_connection_params()).close()
+        else:
+            connection.ensure_connection()
+            connection.close()
+    except (OperationalError, connection.Database.Error) as exc:
+        return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return None
+
+
+def _preflight() -> None:
+    from django.conf import settings
+
+    problem = database_problem()
+    if problem:
+        raise ConfigError("DATABASE_URL", f"cannot connect to the database ({problem})")
     if settings.REDIS_URL:
         import redis
 

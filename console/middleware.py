@@ -3,10 +3,16 @@
 Static files never reach these: WhiteNoise, earlier in MIDDLEWARE, answers them first.
 """
 
+import logging
+
 from csp.middleware import CSPMiddleware
 from django.core.exceptions import DisallowedHost
+from django.db import OperationalError
+from django.http import JsonResponse
 from django.utils.cache import patch_cache_control
 from django.utils.deprecation import MiddlewareMixin
+
+log = logging.getLogger(__name__)
 
 
 class NoStoreMiddleware(MiddlewareMixin):
@@ -42,3 +48,23 @@ class ContentSecurityPolicyMiddleware(CSPMiddleware):
         parts.update = {**(parts.update or {})}
         parts.update["connect-src"] = [*parts.update.get("connect-src", ()), f"{scheme}://{host}"]
         return parts
+
+
+class ApiErrorsAsJson(MiddlewareMixin):
+    """Whatever goes wrong, an API caller gets JSON, never Django's HTML error page.
+
+    A database that cannot give a connection in time (every pooled connection busy past
+    GATEHOUSE_DB_POOL_TIMEOUT_S) is 503 with Retry-After: back-pressure a client can act on.
+    Anything else is a 500 that says nothing of the cause; the log has it.
+    """
+
+    def process_exception(self, request, exception):
+        if not request.path.startswith("/api/"):
+            return None
+        if isinstance(exception, OperationalError):
+            log.warning("API %s %s: the database is busy (%s)", request.method, request.path, type(exception).__name__)
+            response = JsonResponse({"detail": "The console is busy: try again in a moment."}, status=503)
+            response["Retry-After"] = "1"
+            return response
+        log.error("API %s %s failed", request.method, request.path, exc_info=exception)
+        return JsonResponse({"detail": "Internal error: the console's log says what happened."}, status=500)

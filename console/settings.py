@@ -33,7 +33,11 @@ DATA_DIR = Path(env_str("GATEHOUSE_DATA_DIR") or BASE_DIR / "var")
 DATABASE_URL = env_str("DATABASE_URL")
 REDIS_URL = env_str("REDIS_URL")
 DATABASES = {
-    "default": database_from_url(DATABASE_URL)
+    "default": database_from_url(
+        DATABASE_URL,
+        pool_size=env_int("GATEHOUSE_DB_POOL_SIZE", 10, minimum=1),
+        pool_timeout_s=env_int("GATEHOUSE_DB_POOL_TIMEOUT_S", 10, minimum=1),
+    )
     if DATABASE_URL
     else sqlite_database(DATA_DIR / "gatehouse.sqlite3")
 }
@@ -125,6 +129,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "axes.middleware.AxesMiddleware",  # turns a locked-out sign-in into the lockout page
+    "console.middleware.ApiErrorsAsJson",
 ]
 
 ROOT_URLCONF = "console.urls"
@@ -170,6 +175,7 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own, not the
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_DISABLE_ACCESS_LOG = True  # sign-ins are recorded once, in the audit trail (console.signin)
+AXES_VERBOSE = False  # its start-up banner and per-attempt lines: the audit trail records sign-ins
 GUARDIAN_RAISE_403 = True
 ANONYMOUS_USER_NAME = None  # no object permissions for anonymous visitors
 
@@ -364,5 +370,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx2": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+        # The pool retries an unreachable database in the background, a line per try; whoever waits
+        # for a connection gets the error (503 over the API, one line at start).
+        "psycopg.pool": {"level": "ERROR"},
+    },
 }

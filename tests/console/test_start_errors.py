@@ -12,6 +12,7 @@ PRODUCTION = {
     "REDIS_URL": "redis://127.0.0.1:6379/15",
     "GATEHOUSE_SECRET_KEY": "k7#Qz!9vLm2@Xr4$Tn8^Wp1&Yb6*Hd3(Jf5)Gs0_Ac-Ue+Oi=Ky",
     "GATEHOUSE_AUDIT_HASH_KEY": "Zq8#mV2!pL5@wR9$xT3^nB7&kD1*hF4(jG6)sA0_cE-uI+oY=t",
+    "GATEHOUSE_AUDIT_SIGNING_KEY": "Pw3$eR7!tY1@uI5#oP9%aS2^dF6&gH0*jK4(lZ8)xC-vB+nM=q",
     "GATEHOUSE_ALLOWED_HOSTS": "gatehouse.example.org",
 }
 
@@ -40,6 +41,8 @@ def assert_one_line_naming(result, variable):
         ({"GATEHOUSE_SECRET_KEY": "ab" * 40}, "GATEHOUSE_SECRET_KEY"),
         ({"GATEHOUSE_ALLOWED_HOSTS": ""}, "GATEHOUSE_ALLOWED_HOSTS"),
         ({"GATEHOUSE_AUDIT_HASH_KEY": ""}, "GATEHOUSE_AUDIT_HASH_KEY"),
+        ({"GATEHOUSE_AUDIT_SIGNING_KEY": ""}, "GATEHOUSE_AUDIT_SIGNING_KEY"),
+        ({"GATEHOUSE_BACKEND_ALLOWED_HOSTS": "http://siem.example"}, "GATEHOUSE_BACKEND_ALLOWED_HOSTS"),
         ({"GATEHOUSE_DEBUG": "perhaps"}, "GATEHOUSE_DEBUG"),
     ],
 )
