@@ -11,6 +11,7 @@ from investigations.api import router as alerts_router
 from investigations.api_actions import Refused
 from investigations.api_actions import router as actions_router
 from investigations.api_audit import router as audit_router
+from investigations.api_investigations import router as investigations_router
 from investigations.intake import Throttled
 
 api = NinjaAPI(
@@ -77,5 +78,6 @@ def throttled(request, exc: Throttled):
 
 api.add_router("", alerts_router)
 api.add_router("", actions_router)
+api.add_router("", investigations_router)
 api.add_router("", audit_router)
 api.add_router("", manage_router)

@@ -1,13 +1,17 @@
 """Administration over HTTP, for the admin role: the servers (credentials as fingerprints), setting a
 credential, switching a tool. The same functions and audit records as the pages (console.administration)."""
 
+from typing import Literal
+
+from django.db import transaction
 from ninja import Field, Router, Schema, Status
-from pydantic import model_validator
+from pydantic import ConfigDict, model_validator
 
 from console import administration
 from console.roles import ADMIN, has_role
 from investigations.api import InvalidInput, Problem
 from investigations.api_actions import auth_for
+from investigations.models import ToolPolicy
 from toolserver.models import Tool, ToolServer
 
 router = Router(tags=["administration"])
@@ -51,8 +55,21 @@ class CredentialIn(Schema):
         return self
 
 
+class PolicyOut(Schema):
+    requires_approval: bool
+    approvals_needed: Literal[1, 2] = Field(description="2 for four-eyes: two different people.")
+    expiry_seconds: int = Field(description="A request not decided by then expires.")
+
+
 class ToolIn(Schema):
-    enabled: bool
+    """What to change; a field left out stays as it is. The policy fields are for write tools only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool | None = None
+    requires_approval: bool | None = None
+    approvals_needed: Literal[1, 2] | None = None
+    expiry_seconds: int | None = Field(None, ge=60, le=7 * 86_400)
 
 
 class ToolOut(Schema):
@@ -61,6 +78,7 @@ class ToolOut(Schema):
     enabled: bool
     change_waiting: bool
     usable: bool
+    policy: PolicyOut | None = Field(description="The approval policy of a write tool; none for a read.")
 
 
 def _credential(server: ToolServer) -> CredentialOut:
@@ -80,8 +98,10 @@ def _server(server: ToolServer) -> ServerOut:
 
 
 def _tool(tool: Tool) -> ToolOut:
+    policy = ToolPolicy.objects.filter(tool=tool.name).first()
+    shown = None if policy is None else PolicyOut(**{name: getattr(policy, name) for name in administration.POLICY_FIELDS})
     return ToolOut(name=tool.name, server=tool.server.name, enabled=tool.enabled,
-                   change_waiting=tool.proposed is not None, usable=tool.usable)
+                   change_waiting=tool.proposed is not None, usable=tool.usable, policy=shown)
 
 
 @router.get("/manage/servers", auth=AUTH, response={200: list[ServerOut], 401: Problem, 403: Problem},
@@ -107,10 +127,19 @@ def set_credential(request, name: str, body: CredentialIn):
 
 @router.patch("/manage/tools/{name}", auth=AUTH,
               response={200: ToolOut, 400: InvalidInput, 401: Problem, 403: Problem, 404: Problem},
-              url_name="update_tool", operation_id="update_tool", summary="Enable or disable a tool")
+              url_name="update_tool", operation_id="update_tool", summary="Switch a tool, set its approval policy")
 def update_tool(request, name: str, body: ToolIn):
+    """Switch a tool, and set a write tool's approval policy: the same changes and audit records as its page."""
     tool = Tool.objects.select_related("server").filter(name=name).first()
     if tool is None:
         return Status(404, Problem(detail=f"No tool {name!r}."))
-    administration.update_tool(tool, request.auth, enabled=body.enabled)
+    policy_changes = body.model_dump(include=set(administration.POLICY_FIELDS), exclude_none=True)
+    policy = ToolPolicy.objects.filter(tool=tool.name).first()
+    if policy_changes and policy is None:
+        return Status(400, InvalidInput(detail=f"{tool.name} reads: it has no approval policy."))
+    with transaction.atomic():
+        if body.enabled is not None:
+            administration.update_tool(tool, request.auth, enabled=body.enabled)
+        if policy_changes:
+            administration.update_policy(policy, request.auth, policy_changes)
     return _tool(tool)

@@ -479,4 +479,5 @@ def summary(request: ActionRequest) -> dict:
         "approvals_needed": request.approvals_needed,
         "expires_at": request.expires_at.isoformat(),
         "outcome": request.outcome,
+        "idempotency_key": request.idempotency_key,
     }

@@ -140,6 +140,7 @@ class ActionSummary(Schema):
     approvals_needed: int = Field(description="2 for four-eyes: two different people.")
     expires_at: str = Field(json_schema_extra={"format": "date-time"}, description="Undecided by then, it expires.")
     outcome: str = Field(description="The result in a line once decided or executed, e.g. `WS-FIN-07 isolated`.")
+    idempotency_key: str = Field(description="The write's key (action, target, alert): the backend sees it once.")
 
 
 class ActionItem(ActionSummary):
@@ -194,6 +195,7 @@ class RejectIn(Schema):
 
 class ListFilter(Schema):
     status: StateName | None = Field(default=None, description="Only requests in this state, e.g. `pending`.")
+    investigation: int | None = Field(default=None, ge=1, description="Only the requests of this investigation.")
     limit: int = Field(default=50, ge=1, le=200)
     cursor: int | None = Field(default=None, ge=1, description="The `next_cursor` of the previous page.")
 
@@ -254,6 +256,8 @@ def list_actions(request, filters: Query[ListFilter]):
         requests = requests.filter(investigation__in=visible_investigations(user))
     if filters.status:
         requests = requests.filter(state=filters.status)
+    if filters.investigation:
+        requests = requests.filter(investigation_id=filters.investigation)
     if filters.cursor:
         requests = requests.filter(pk__lt=filters.cursor)
     page = list(requests[: filters.limit + 1])

@@ -44,6 +44,16 @@ def start_investigation(alert: Alert, *, requested_by=None) -> Investigation:
     return investigation
 
 
+def investigate_again(alert: Alert, *, requested_by) -> Investigation | None:
+    """A new investigation of `alert`, unless one is still in progress (None): one at a time per alert."""
+    with transaction.atomic():
+        Alert.objects.select_for_update().get(pk=alert.pk)  # two requests at once: one starts
+        in_progress = (Status.QUEUED, Status.RUNNING, Status.WAITING)
+        if alert.investigations.filter(status__in=in_progress).exists():
+            return None
+        return start_investigation(alert, requested_by=requested_by)
+
+
 def claim(investigation_id: int) -> str | None:
     """Take the lease of a queued investigation, or of a running one whose worker stopped renewing it.
 
