@@ -42,10 +42,20 @@ def tampering():
     """Lift the database's refusal, as someone with the table owner's rights could (the test's transaction undoes it)."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("ALTER TABLE investigations_auditrecord DISABLE TRIGGER audit_append_only")
+            cursor.execute("ALTER TABLE investigations_auditrecord DISABLE TRIGGER USER")
+            cursor.execute("ALTER TABLE investigations_audithead DISABLE TRIGGER USER")
         else:
             cursor.execute("DROP TRIGGER audit_append_only")
+            cursor.execute("DROP TRIGGER IF EXISTS audit_head_forward_only")
         yield cursor
+
+
+INSERT_RECORD = (
+    "INSERT INTO investigations_auditrecord (seq, prev_hash, hash, created_at, kind, server, tool, tool_use_id,"
+    " arguments, outcome, reason, idempotency_key, backend_status, latency_ms, correlation_id, actor, source,"
+    " extra, text) VALUES (%s, %s, %s, %s, 'tool_call', '', 'isolate_host', '', '{}', 'ok', '', '', '', 0,"
+    " '', 'agent', '', '{}', '')"
+)
 
 
 def seq_of(record_id: int) -> int:
@@ -173,17 +183,61 @@ def test_an_inserted_record_is_named():
     with tampering() as cursor:
         cursor.execute("UPDATE investigations_auditrecord SET seq = -seq - 1 WHERE seq >= 4")
         cursor.execute("UPDATE investigations_auditrecord SET seq = -seq WHERE seq < 0")
-        cursor.execute(
-            "INSERT INTO investigations_auditrecord (seq, prev_hash, hash, created_at, kind, server, tool, tool_use_id,"
-            " arguments, outcome, reason, idempotency_key, backend_status, latency_ms, correlation_id, actor, source,"
-            " extra, text) VALUES (%s, %s, %s, %s, 'tool_call', '', 'isolate_host', '', '{}', 'ok', '', '', '', 0,"
-            " '', 'agent', '', '{}', '')",
-            [4, forged.prev_hash, forged.hash, forged.created_at],
-        )
+        cursor.execute(INSERT_RECORD, [4, forged.prev_hash, forged.hash, forged.created_at])
     forged_id = AuditRecord.objects.get(seq=4).pk
     status, _, err = verify()
     assert status == 1
     assert f"inserted: record #4 (id {forged_id}) is not part of the chain: #5 links past it" in err
+
+
+# -- the head: only the chain's writer moves it ------------------------------------------------------------
+def forge_append(cursor, after: AuditRecord) -> AuditRecord:
+    """What a role with INSERT on the trail can do: append a record that links, as the scheme says."""
+    forged = AuditRecord(seq=after.seq + 1, prev_hash=after.hash, created_at=after.created_at, kind="tool_call",
+                         tool="isolate_host", outcome="ok", actor="agent", arguments={}, extra={})
+    forged.hash = audit.link_hash(forged.prev_hash, audit.content(forged))
+    cursor.execute(INSERT_RECORD, [forged.seq, forged.prev_hash, forged.hash, forged.created_at])
+    return forged
+
+
+def test_a_forged_append_with_a_moved_head_is_refused():
+    records = add(3)
+    with connection.cursor() as cursor:  # no guard lifted: only rights a runtime role has
+        forged = forge_append(cursor, records[-1])
+        cursor.execute("UPDATE investigations_audithead SET seq = %s, hash = %s", [forged.seq, forged.hash])
+    status, _, err = verify()
+    assert status == 1
+    assert "the chain head #4 was not moved by the chain's writer" in err
+    with pytest.raises(AuditRefused, match="not moved by the chain's writer"):
+        add()  # the console does not build on it
+    with pytest.raises(AuditRefused, match="not moved by the chain's writer"):
+        audit.signed_digest()  # nor vouch for it
+
+
+@pytest.mark.parametrize("seq, which", [(2, "back"), (3, "to a hash no record has")])
+def test_the_database_moves_the_head_only_forward_to_a_record(seq, which):
+    records = add(3)
+    target = records[1].hash if which == "back" else "f" * 64
+    with pytest.raises(DatabaseError, match="audit head"), connection.cursor() as cursor:
+        cursor.execute("UPDATE investigations_audithead SET seq = %s, hash = %s", [seq, target])
+
+
+def test_verify_checks_every_digest_given(tmp_path):
+    add(3)
+    earlier = audit.signed_digest()
+    with tampering() as cursor:  # the table's owner rewrites history from the start; the console builds on it
+        cursor.execute("DELETE FROM investigations_auditrecord")
+        cursor.execute("DELETE FROM investigations_audithead")
+    add(3, outcome="error")
+    later = audit.signed_digest()
+    (tmp_path / "earlier.json").write_text(json.dumps(earlier))
+    (tmp_path / "later.json").write_text(json.dumps(later))
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as exit:
+        call_command("verify_audit", "--digest", str(tmp_path / "earlier.json"), "--digest", str(tmp_path / "later.json"),
+                     public_key=audit.public_key(), stdout=io.StringIO(), stderr=err)
+    assert exit.value.code == 1
+    assert f"record #3 is not the one the signed digest of #3 ({earlier['signed_at']}) names" in err.getvalue()
 
 
 # -- the signed digest and offline verification -------------------------------------------------------------
@@ -199,7 +253,7 @@ def test_an_export_verifies_offline_against_the_signed_digest(tmp_path, client, 
     (tmp_path / "audit.jsonl").write_bytes(export)
     (tmp_path / "digest.json").write_text(json.dumps(digest))
     out = io.StringIO()
-    call_command("verify_audit", export=str(tmp_path / "audit.jsonl"), digest=str(tmp_path / "digest.json"),
+    call_command("verify_audit", export=str(tmp_path / "audit.jsonl"), digest=[str(tmp_path / "digest.json")],
                  public_key=audit.public_key(), stdout=out)
     # The 4 calls, the sign-in and the digest's own access record; the export stops before its own.
     assert out.getvalue().splitlines() == ["The signed digest of #6 (" + digest["signed_at"] + ") matches.",
