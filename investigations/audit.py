@@ -28,6 +28,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from investigations import merkle
 from investigations.models import AuditHead, AuditRecord, AuditRefused
 from toolserver.audit import Outcome, ToolCallAudit, canonical_json
 
@@ -283,9 +284,22 @@ def public_key() -> str:
 
 
 def signed_digest() -> dict:
-    """The chain head, signed: {chain, seq, hash, signed_at, public_key, signature}."""
-    head = _head()
-    body = {"chain": CHAIN, "seq": head[0], "hash": head[1], "signed_at": timezone.now().astimezone(UTC).isoformat()}
+    """The chain head, signed: {chain, seq, hash, root, signed_at, public_key, signature}."""
+    seq, head_hash = _head()
+    root, _ = chain_tree(seq)
+    return sign_head(seq, head_hash, root)
+
+
+def chain_tree(size: int, wanted=()) -> tuple[str, dict[int, list[str]]]:
+    """The Merkle tree head of records #1…#size and the inclusion proofs of the seqs `wanted`."""
+    hashes = AuditRecord.objects.filter(seq__lte=size).order_by("seq").values_list("hash", flat=True)
+    return merkle.tree(hashes.iterator(chunk_size=5000), size, wanted)
+
+
+def sign_head(seq: int, head_hash: str, root: str, **signed) -> dict:
+    """Sign the chain up to record #seq (its hash and tree head), and whatever else is `signed` with it."""
+    body = {"chain": CHAIN, "seq": seq, "hash": head_hash, "root": root,
+            "signed_at": timezone.now().astimezone(UTC).isoformat(), **signed}
     signature = _signing_key().sign(canonical_json(body))
     return body | {"public_key": public_key(), "signature": base64.b64encode(signature).decode()}
 
@@ -297,7 +311,7 @@ def check_digest(digest: dict, trusted_public_key: str | None = None) -> bool:
 
     try:
         key = Ed25519PublicKey.from_public_bytes(base64.b64decode(trusted_public_key or digest["public_key"]))
-        body = {name: digest[name] for name in ("chain", "seq", "hash", "signed_at")}
+        body = {name: value for name, value in digest.items() if name not in ("public_key", "signature")}
         key.verify(base64.b64decode(digest["signature"]), canonical_json(body))
     except (InvalidSignature, KeyError, ValueError, TypeError):
         return False

@@ -273,6 +273,75 @@ def test_an_export_verifies_offline_against_the_signed_digest(tmp_path, client, 
     assert not audit.check_digest(forged, audit.public_key())
 
 
+@pytest.fixture
+def exported(tmp_path, manager, client):
+    """Six calls (three get_host), a digest, then an export: (its lines, verify_audit on changed lines)."""
+    add(3, tool="get_host")
+    add(3, tool="get_user")
+    client.login(username="max", password=PASSWORD)
+    (tmp_path / "digest.json").write_text(json.dumps(client.get("/api/audit/digest").json()))  # signs #8
+
+    def export(**filters) -> list[str]:
+        body = b"".join(client.get("/api/audit/export", {"format": "jsonl", **filters}).streaming_content)
+        return body.decode().splitlines()
+
+    def check(lines: list[str]) -> tuple[int, str]:
+        (tmp_path / "export.jsonl").write_text("".join(line + "\n" for line in lines))
+        out, err = io.StringIO(), io.StringIO()
+        try:
+            call_command("verify_audit", "--export", str(tmp_path / "export.jsonl"), "--digest",
+                         str(tmp_path / "digest.json"), public_key=audit.public_key(), stdout=out, stderr=err)
+            status = 0
+        except SystemExit as exit:
+            status = exit.code
+        return status, out.getvalue() + err.getvalue()
+
+    return export, check
+
+
+def test_an_export_with_a_line_removed_from_the_middle_fails_naming_it(exported):
+    export, check = exported
+    lines = export()
+    assert check(lines)[0] == 0
+    del lines[3]  # record #4
+    status, output = check(lines)
+    assert status == 1 and "record #4 is missing before record #5" in output
+
+
+def test_an_export_with_an_edited_rehashed_line_and_its_successor_removed_fails(exported):
+    export, check = exported
+    lines = export()
+    forged = json.loads(lines[2])  # record #3
+    forged["outcome"] = "error"
+    forged["hash"] = audit.link_hash(forged["prev_hash"], audit.content(forged))
+    lines[2] = json.dumps(forged)
+    del lines[3]  # #4, which would no longer link to it
+    status, output = check(lines)
+    assert status == 1 and "record #4 is missing before record #5" in output
+
+
+def test_an_export_cut_before_the_digests_head_fails(exported):
+    export, check = exported
+    lines = export()
+    status, output = check(lines[:5])
+    assert status == 1 and "the export has no signed head after record #5: it was cut" in output
+    status, output = check(lines[:5] + lines[-1:])  # its signed head kept
+    assert status == 1 and "the export ends at record #5, before the signed head #8" in output
+
+
+def test_a_filtered_export_proves_each_records_membership(exported):
+    export, check = exported
+    lines = export(tool="get_host")
+    status, output = check(lines)
+    assert status == 0, output
+    assert "3 records of a filtered export, each proven a member of the chain signed at #8" in output
+    status, output = check(lines[:1] + lines[2:])  # #2 removed
+    assert status == 1 and "record #2 is missing from the filtered export" in output
+    other = export(tool="get_user")[0]  # a genuine record, but not one this export holds
+    status, output = check([*lines[:2], other, lines[-1]])  # #3 swapped for it
+    assert status == 1 and "record #4 is not one the export's signed head lists" in output
+
+
 # -- reading: filters, search, pages, export ---------------------------------------------------------------
 @pytest.fixture
 def trail(make_investigation):
@@ -346,7 +415,7 @@ def test_the_export_of_a_filtered_view_matches_the_filtered_list(trail, manager,
     rows = list(csv.DictReader(io.StringIO(b"".join(
         client.get("/api/audit/export", filters | {"format": "csv"}).streaming_content).decode())))
     assert listed == [3, 2, 1]
-    assert [json.loads(line)["seq"] for line in jsonl.splitlines()] == listed[::-1]  # chain order
+    assert [json.loads(line)["seq"] for line in jsonl.splitlines()[:-1]] == listed[::-1]  # chain order, then the head
     assert [int(row["seq"]) for row in rows] == listed[::-1]
     assert all(f'data-seq="{seq}"' in page for seq in listed) and 'data-seq="4"' not in page
     assert rows[2]["arguments"] == json.dumps({"username": keyed_hash("J.Doe")})
@@ -387,7 +456,7 @@ def test_an_analyst_sees_only_their_own_investigations_trail(trail, make_user, c
     assert client.get(f"/audit/investigations/{second.pk}/").status_code == 404
     assert client.get(f"/audit/investigations/{first.pk}/").status_code == 200
     exported = b"".join(client.get("/audit/export", {"format": "jsonl"}).streaming_content).decode()
-    assert {json.loads(line)["seq"] for line in exported.splitlines()} == {1, 2, 3, 4}
+    assert {json.loads(line)["seq"] for line in exported.splitlines()[:-1]} == {1, 2, 3, 4}
     assert client.get("/api/audit/digest").status_code == 403
 
 
