@@ -55,6 +55,7 @@ class Digest(Schema):
     chain: str
     seq: int
     hash: str
+    root: str = Field(description="The Merkle tree head (RFC 9162) of records #1 to #seq: proofs in filtered exports lead to it.")
     signed_at: str
     public_key: str = Field(description="Ed25519, base64: pin it to check digests offline.")
     signature: str

@@ -6,6 +6,11 @@ under the lock of the chain's head row, so concurrent writers (web processes, wo
 fork the chain; `seq` is unique as a backstop. Nothing else writes AuditRecord rows: the model
 refuses save, update and delete, and on PostgreSQL a trigger refuses UPDATE and DELETE.
 
+The head row moves only forward, to a record's hash (a database trigger), and carries `seal`, an
+HMAC by the console's key: the database cannot tell a runtime role's INSERT from the console's,
+so a head moved onto an appended forgery is found by its seal. The console neither builds on nor
+signs an unsealed head.
+
 `verify` walks the chain and names the first record that was edited, deleted, inserted or
 reordered. `signed_digest` signs the chain head (Ed25519) so an export can be checked offline
 against a head the console vouched for.
@@ -14,6 +19,7 @@ against a head the console vouched for.
 import base64
 import functools
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +28,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from investigations.models import AuditHead, AuditRecord
+from investigations import merkle
+from investigations.models import AuditHead, AuditRecord, AuditRefused
 from toolserver.audit import Outcome, ToolCallAudit, canonical_json
 
 GENESIS = "0" * 64
@@ -110,20 +117,39 @@ def append_many(entries, *, batch_size: int = 1000) -> list[AuditRecord]:
             prev_hash = record.hash
             records.append(record)
         AuditRecord.objects.all()._chain_insert(records, batch_size)
-        AuditHead.objects.filter(pk=1).update(seq=seq, hash=prev_hash)
+        AuditHead.objects.filter(pk=1).update(seq=seq, hash=prev_hash, seal=seal(seq, prev_hash))
     return records
 
 
+def seal(seq: int, hash_value: str) -> str:
+    """The head's seal: only the console, holding the signing key, moves the head."""
+    key = hashlib.sha256(b"gatehouse audit head seal v1\n" + settings.AUDIT_SIGNING_KEY.encode()).digest()
+    return hmac.new(key, f"{CHAIN}:{seq}:{hash_value}".encode(), hashlib.sha256).hexdigest()
+
+
+def unsealed(seq: int, hash_value: str, seal_value: str) -> str | None:
+    """Why the head cannot be trusted, or None (the empty chain needs no seal)."""
+    if (seq, hash_value) == (0, GENESIS) or hmac.compare_digest(seal_value, seal(seq, hash_value)):
+        return None
+    return f"the chain head #{seq} was not moved by the chain's writer (its seal does not match): records up to it may be forged"
+
+
 def _head() -> tuple[int, str]:
-    return AuditHead.objects.filter(pk=1).values_list("seq", "hash").first() or (0, GENESIS)
+    """The head as stored, refused when its seal does not match."""
+    seq, hash_value, seal_value = AuditHead.objects.filter(pk=1).values_list("seq", "hash", "seal").first() or (0, GENESIS, "")
+    if problem := unsealed(seq, hash_value, seal_value):
+        raise AuditRefused(problem)
+    return seq, hash_value
 
 
 def _locked_head() -> tuple[int, str]:
-    """Lock the head row (made on first use, e.g. after a test's flush) and read it."""
+    """Lock the head row (made on first use, e.g. after a test's flush), read it and check its seal."""
     head = AuditHead.objects.select_for_update().filter(pk=1).first()
     if head is None:
         AuditHead.objects.get_or_create(pk=1)
         head = AuditHead.objects.select_for_update().get(pk=1)
+    if problem := unsealed(head.seq, head.hash, head.seal):
+        raise AuditRefused(problem)
     return head.seq, head.hash
 
 
@@ -215,7 +241,12 @@ def verify(records, head: tuple[int, str] | None = None, *, owner_of=None) -> Br
 
 def verify_database(chunk_size: int = 5000) -> tuple[int, Break | None]:
     """The whole chain as stored: (records checked, first break or None)."""
-    head = _head()
+    try:
+        head = _head()
+    except AuditRefused as refused:  # the walk still names an earlier break first
+        head, moved = AuditHead.objects.values_list("seq", "hash").get(pk=1), str(refused)
+    else:
+        moved = None
     checked = 0
 
     def walk():
@@ -228,6 +259,8 @@ def verify_database(chunk_size: int = 5000) -> tuple[int, Break | None]:
         return AuditRecord.objects.filter(hash=hash_value).values_list("seq", "id").first()
 
     found = verify(walk(), head, owner_of=owner_of)
+    if found is None and moved:
+        found = Break("inserted", head[0], None, moved)
     return checked, found
 
 
@@ -251,9 +284,22 @@ def public_key() -> str:
 
 
 def signed_digest() -> dict:
-    """The chain head, signed: {chain, seq, hash, signed_at, public_key, signature}."""
-    head = _head()
-    body = {"chain": CHAIN, "seq": head[0], "hash": head[1], "signed_at": timezone.now().astimezone(UTC).isoformat()}
+    """The chain head, signed: {chain, seq, hash, root, signed_at, public_key, signature}."""
+    seq, head_hash = _head()
+    root, _ = chain_tree(seq)
+    return sign_head(seq, head_hash, root)
+
+
+def chain_tree(size: int, wanted=()) -> tuple[str, dict[int, list[str]]]:
+    """The Merkle tree head of records #1…#size and the inclusion proofs of the seqs `wanted`."""
+    hashes = AuditRecord.objects.filter(seq__lte=size).order_by("seq").values_list("hash", flat=True)
+    return merkle.tree(hashes.iterator(chunk_size=5000), size, wanted)
+
+
+def sign_head(seq: int, head_hash: str, root: str, **signed) -> dict:
+    """Sign the chain up to record #seq (its hash and tree head), and whatever else is `signed` with it."""
+    body = {"chain": CHAIN, "seq": seq, "hash": head_hash, "root": root,
+            "signed_at": timezone.now().astimezone(UTC).isoformat(), **signed}
     signature = _signing_key().sign(canonical_json(body))
     return body | {"public_key": public_key(), "signature": base64.b64encode(signature).decode()}
 
@@ -265,7 +311,7 @@ def check_digest(digest: dict, trusted_public_key: str | None = None) -> bool:
 
     try:
         key = Ed25519PublicKey.from_public_bytes(base64.b64decode(trusted_public_key or digest["public_key"]))
-        body = {name: digest[name] for name in ("chain", "seq", "hash", "signed_at")}
+        body = {name: value for name, value in digest.items() if name not in ("public_key", "signature")}
         key.verify(base64.b64decode(digest["signature"]), canonical_json(body))
     except (InvalidSignature, KeyError, ValueError, TypeError):
         return False

@@ -157,28 +157,43 @@ CSV_COLUMNS = [*audit.CONTENT_FIELDS, "investigation", "prev_hash", "hash"]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def export_lines(records, fmt: str):
-    """The export in chain order (oldest first), one batch of text at a time: constant memory.
+def export_lines(records, fmt: str, size: int = 0, complete: bool = True):
+    """The export in chain order (oldest first), one batch of text at a time.
 
-    Batches are read by keyset on seq, so no cursor stays open between them.
+    Batches are read by keyset on seq, so no cursor stays open between them. JSON Lines end with
+    the signed head of the chain up to the export (records #1…#`size`); a filtered export's
+    records each carry their inclusion proof against it, and the head signs which records it holds.
     """
-    last = 0
+    last, proofs = 0, {}
     if fmt == "csv":
         yield _csv_line(CSV_COLUMNS)
+    else:
+        wanted = [] if complete else list(records.order_by("seq").values_list("seq", flat=True))
+        root, proofs = audit.chain_tree(size, wanted)
     while True:
         batch = list(records.filter(seq__gt=last).order_by("seq")[:EXPORT_BATCH])
         if not batch:
-            return
+            break
         last = batch[-1].seq
         if fmt == "csv":
             yield "".join(_csv_line(_csv_cells(as_row(record))) for record in batch)
         else:
-            yield "".join(json.dumps(as_row(record), ensure_ascii=False) + "\n" for record in batch)
+            yield "".join(json.dumps(as_row(record) | ({"proof": proofs[record.seq]} if proofs else {}),
+                                     ensure_ascii=False) + "\n" for record in batch)
+    if fmt == "jsonl":
+        head_hash = AuditRecord.objects.filter(seq=size).values_list("hash", flat=True).first() or audit.GENESIS
+        held = {"export": "complete"} if complete else {"export": "filtered", "records": wanted}
+        yield json.dumps({"signed_head": audit.sign_head(size, head_hash, root, **held)}) + "\n"
 
 
-async def aexport_lines(records, fmt: str):
-    """export_lines for an ASGI response (which would otherwise read a sync iterator whole)."""
-    lines = export_lines(records, fmt)
+def exporting(user, filters: AuditFilter, fmt: str):
+    """Record the export and give its lines: complete (every record up to it) or filtered, with proofs."""
+    records, access = _reading(user, "export", filters, format=fmt)
+    return export_lines(records, fmt, size=access.seq - 1, complete=reads_all(user) and not filters.active())
+
+
+async def aexport_lines(lines):
+    """Export lines for an ASGI response (which would otherwise read a sync iterator whole)."""
     sentinel = object()
     while (chunk := await sync_to_async(next)(lines, sentinel)) is not sentinel:
         yield chunk
@@ -202,8 +217,8 @@ def _csv_line(cells: list[str]) -> str:
 
 def export_response(request, user, filters: AuditFilter, fmt: str) -> StreamingHttpResponse:
     """The streamed export of the pages and the API: asynchronous under ASGI, so it is never read whole."""
-    records = reading(user, "export", filters, format=fmt)
-    lines = aexport_lines(records, fmt) if isinstance(request, ASGIRequest) else export_lines(records, fmt)
+    lines = exporting(user, filters, fmt)
+    lines = aexport_lines(lines) if isinstance(request, ASGIRequest) else lines
     response = StreamingHttpResponse(lines, content_type=FORMATS[fmt])
     response["Content-Disposition"] = f'attachment; filename="gatehouse-audit-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{fmt}"'
     response["Cache-Control"] = "no-store"
@@ -213,7 +228,11 @@ def export_response(request, user, filters: AuditFilter, fmt: str) -> StreamingH
 def reading(user, what: str, filters: AuditFilter | None = None, **details):
     """Record that `user` reads the trail (`what`: list, record, timeline, export, digest) and
     return the records they may see under `filters`, up to just before that record."""
+    return _reading(user, what, filters, **details)[0]
+
+
+def _reading(user, what: str, filters: AuditFilter | None = None, **details):
     active = filters.active() if filters is not None else {}
     access = audit.record_access(user, what, **({"filters": active} if active else {}), **details)
     records = visible_records(user).filter(seq__lt=access.seq)
-    return filtered(records, filters) if filters is not None else records
+    return (filtered(records, filters) if filters is not None else records), access

@@ -434,11 +434,16 @@ class AuditRecord(models.Model):
 
 
 class AuditHead(models.Model):
-    """The chain's last link: one row, locked by each append so links are made one at a time."""
+    """The chain's last link: one row, locked by each append so links are made one at a time.
+
+    The database lets it move only forward, to a record's hash (migration 0011); `seal` is the
+    console's HMAC of (seq, hash), which a role with rights on the database alone cannot make.
+    """
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     seq = models.BigIntegerField(default=0)
     hash = models.CharField(max_length=64, default="0" * 64)
+    seal = models.CharField(max_length=64, blank=True)
 
     def __str__(self) -> str:
         return f"audit head #{self.seq}"

@@ -66,3 +66,20 @@ def test_check_deploy_warns_when_the_console_runs_as_the_owner_and_not_as_the_ru
     as_runtime = run_manage("check", "--deploy", env=console_env(DATABASE_URL=url.replace(f"//{user}@", f"//{runtime_role}@")))
     assert as_runtime.returncode == 0, as_runtime.stderr
     assert "gatehouse.W001" not in as_runtime.stderr + as_runtime.stdout
+
+
+def test_the_runtime_role_cannot_move_the_head_to_a_forged_append(runtime_role):
+    """Issue 13 item 11: INSERT a record that links, UPDATE the head to it; verify said intact."""
+    from tests.investigations.test_audit import INSERT_RECORD, verify
+
+    (last,) = [audit.record_admin_change("user:ada", "budgets_changed", before={}, after={})]
+    forged = AuditRecord(seq=2, prev_hash=last.hash, created_at=last.created_at, kind="tool_call",
+                         tool="isolate_host", outcome="ok", actor="agent", arguments={}, extra={})
+    forged.hash = audit.link_hash(forged.prev_hash, audit.content(forged))
+    with as_role(runtime_role) as conn:
+        conn.execute(INSERT_RECORD, [forged.seq, forged.prev_hash, forged.hash, forged.created_at])
+        with pytest.raises(psycopg.Error, match="audit head"):
+            conn.execute("UPDATE investigations_audithead SET seq = 1, hash = %s", ["f" * 64])  # nowhere
+        conn.execute("UPDATE investigations_audithead SET seq = 2, hash = %s", [forged.hash])  # a record, forward
+    status, _, err = verify()
+    assert status == 1 and "the chain head #2 was not moved by the chain's writer" in err

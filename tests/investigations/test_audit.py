@@ -42,10 +42,20 @@ def tampering():
     """Lift the database's refusal, as someone with the table owner's rights could (the test's transaction undoes it)."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("ALTER TABLE investigations_auditrecord DISABLE TRIGGER audit_append_only")
+            cursor.execute("ALTER TABLE investigations_auditrecord DISABLE TRIGGER USER")
+            cursor.execute("ALTER TABLE investigations_audithead DISABLE TRIGGER USER")
         else:
             cursor.execute("DROP TRIGGER audit_append_only")
+            cursor.execute("DROP TRIGGER IF EXISTS audit_head_forward_only")
         yield cursor
+
+
+INSERT_RECORD = (
+    "INSERT INTO investigations_auditrecord (seq, prev_hash, hash, created_at, kind, server, tool, tool_use_id,"
+    " arguments, outcome, reason, idempotency_key, backend_status, latency_ms, correlation_id, actor, source,"
+    " extra, text) VALUES (%s, %s, %s, %s, 'tool_call', '', 'isolate_host', '', '{}', 'ok', '', '', '', 0,"
+    " '', 'agent', '', '{}', '')"
+)
 
 
 def seq_of(record_id: int) -> int:
@@ -173,17 +183,61 @@ def test_an_inserted_record_is_named():
     with tampering() as cursor:
         cursor.execute("UPDATE investigations_auditrecord SET seq = -seq - 1 WHERE seq >= 4")
         cursor.execute("UPDATE investigations_auditrecord SET seq = -seq WHERE seq < 0")
-        cursor.execute(
-            "INSERT INTO investigations_auditrecord (seq, prev_hash, hash, created_at, kind, server, tool, tool_use_id,"
-            " arguments, outcome, reason, idempotency_key, backend_status, latency_ms, correlation_id, actor, source,"
-            " extra, text) VALUES (%s, %s, %s, %s, 'tool_call', '', 'isolate_host', '', '{}', 'ok', '', '', '', 0,"
-            " '', 'agent', '', '{}', '')",
-            [4, forged.prev_hash, forged.hash, forged.created_at],
-        )
+        cursor.execute(INSERT_RECORD, [4, forged.prev_hash, forged.hash, forged.created_at])
     forged_id = AuditRecord.objects.get(seq=4).pk
     status, _, err = verify()
     assert status == 1
     assert f"inserted: record #4 (id {forged_id}) is not part of the chain: #5 links past it" in err
+
+
+# -- the head: only the chain's writer moves it ------------------------------------------------------------
+def forge_append(cursor, after: AuditRecord) -> AuditRecord:
+    """What a role with INSERT on the trail can do: append a record that links, as the scheme says."""
+    forged = AuditRecord(seq=after.seq + 1, prev_hash=after.hash, created_at=after.created_at, kind="tool_call",
+                         tool="isolate_host", outcome="ok", actor="agent", arguments={}, extra={})
+    forged.hash = audit.link_hash(forged.prev_hash, audit.content(forged))
+    cursor.execute(INSERT_RECORD, [forged.seq, forged.prev_hash, forged.hash, forged.created_at])
+    return forged
+
+
+def test_a_forged_append_with_a_moved_head_is_refused():
+    records = add(3)
+    with connection.cursor() as cursor:  # no guard lifted: only rights a runtime role has
+        forged = forge_append(cursor, records[-1])
+        cursor.execute("UPDATE investigations_audithead SET seq = %s, hash = %s", [forged.seq, forged.hash])
+    status, _, err = verify()
+    assert status == 1
+    assert "the chain head #4 was not moved by the chain's writer" in err
+    with pytest.raises(AuditRefused, match="not moved by the chain's writer"):
+        add()  # the console does not build on it
+    with pytest.raises(AuditRefused, match="not moved by the chain's writer"):
+        audit.signed_digest()  # nor vouch for it
+
+
+@pytest.mark.parametrize("seq, which", [(2, "back"), (3, "to a hash no record has")])
+def test_the_database_moves_the_head_only_forward_to_a_record(seq, which):
+    records = add(3)
+    target = records[1].hash if which == "back" else "f" * 64
+    with pytest.raises(DatabaseError, match="audit head"), connection.cursor() as cursor:
+        cursor.execute("UPDATE investigations_audithead SET seq = %s, hash = %s", [seq, target])
+
+
+def test_verify_checks_every_digest_given(tmp_path):
+    add(3)
+    earlier = audit.signed_digest()
+    with tampering() as cursor:  # the table's owner rewrites history from the start; the console builds on it
+        cursor.execute("DELETE FROM investigations_auditrecord")
+        cursor.execute("DELETE FROM investigations_audithead")
+    add(3, outcome="error")
+    later = audit.signed_digest()
+    (tmp_path / "earlier.json").write_text(json.dumps(earlier))
+    (tmp_path / "later.json").write_text(json.dumps(later))
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as exit:
+        call_command("verify_audit", "--digest", str(tmp_path / "earlier.json"), "--digest", str(tmp_path / "later.json"),
+                     public_key=audit.public_key(), stdout=io.StringIO(), stderr=err)
+    assert exit.value.code == 1
+    assert f"record #3 is not the one the signed digest of #3 ({earlier['signed_at']}) names" in err.getvalue()
 
 
 # -- the signed digest and offline verification -------------------------------------------------------------
@@ -199,7 +253,7 @@ def test_an_export_verifies_offline_against_the_signed_digest(tmp_path, client, 
     (tmp_path / "audit.jsonl").write_bytes(export)
     (tmp_path / "digest.json").write_text(json.dumps(digest))
     out = io.StringIO()
-    call_command("verify_audit", export=str(tmp_path / "audit.jsonl"), digest=str(tmp_path / "digest.json"),
+    call_command("verify_audit", export=str(tmp_path / "audit.jsonl"), digest=[str(tmp_path / "digest.json")],
                  public_key=audit.public_key(), stdout=out)
     # The 4 calls, the sign-in and the digest's own access record; the export stops before its own.
     assert out.getvalue().splitlines() == ["The signed digest of #6 (" + digest["signed_at"] + ") matches.",
@@ -217,6 +271,75 @@ def test_an_export_verifies_offline_against_the_signed_digest(tmp_path, client, 
 
     forged = digest | {"hash": "0" * 64}
     assert not audit.check_digest(forged, audit.public_key())
+
+
+@pytest.fixture
+def exported(tmp_path, manager, client):
+    """Six calls (three get_host), a digest, then an export: (its lines, verify_audit on changed lines)."""
+    add(3, tool="get_host")
+    add(3, tool="get_user")
+    client.login(username="max", password=PASSWORD)
+    (tmp_path / "digest.json").write_text(json.dumps(client.get("/api/audit/digest").json()))  # signs #8
+
+    def export(**filters) -> list[str]:
+        body = b"".join(client.get("/api/audit/export", {"format": "jsonl", **filters}).streaming_content)
+        return body.decode().splitlines()
+
+    def check(lines: list[str]) -> tuple[int, str]:
+        (tmp_path / "export.jsonl").write_text("".join(line + "\n" for line in lines))
+        out, err = io.StringIO(), io.StringIO()
+        try:
+            call_command("verify_audit", "--export", str(tmp_path / "export.jsonl"), "--digest",
+                         str(tmp_path / "digest.json"), public_key=audit.public_key(), stdout=out, stderr=err)
+            status = 0
+        except SystemExit as exit:
+            status = exit.code
+        return status, out.getvalue() + err.getvalue()
+
+    return export, check
+
+
+def test_an_export_with_a_line_removed_from_the_middle_fails_naming_it(exported):
+    export, check = exported
+    lines = export()
+    assert check(lines)[0] == 0
+    del lines[3]  # record #4
+    status, output = check(lines)
+    assert status == 1 and "record #4 is missing before record #5" in output
+
+
+def test_an_export_with_an_edited_rehashed_line_and_its_successor_removed_fails(exported):
+    export, check = exported
+    lines = export()
+    forged = json.loads(lines[2])  # record #3
+    forged["outcome"] = "error"
+    forged["hash"] = audit.link_hash(forged["prev_hash"], audit.content(forged))
+    lines[2] = json.dumps(forged)
+    del lines[3]  # #4, which would no longer link to it
+    status, output = check(lines)
+    assert status == 1 and "record #4 is missing before record #5" in output
+
+
+def test_an_export_cut_before_the_digests_head_fails(exported):
+    export, check = exported
+    lines = export()
+    status, output = check(lines[:5])
+    assert status == 1 and "the export has no signed head after record #5: it was cut" in output
+    status, output = check(lines[:5] + lines[-1:])  # its signed head kept
+    assert status == 1 and "the export ends at record #5, before the signed head #8" in output
+
+
+def test_a_filtered_export_proves_each_records_membership(exported):
+    export, check = exported
+    lines = export(tool="get_host")
+    status, output = check(lines)
+    assert status == 0, output
+    assert "3 records of a filtered export, each proven a member of the chain signed at #8" in output
+    status, output = check(lines[:1] + lines[2:])  # #2 removed
+    assert status == 1 and "record #2 is missing from the filtered export" in output
+    other = export(tool="get_user")[0]  # a genuine record, but not one this export holds
+    status, output = check([*lines[:2], other, lines[-1]])  # #3 swapped for it
+    assert status == 1 and "record #4 is not one the export's signed head lists" in output
 
 
 # -- reading: filters, search, pages, export ---------------------------------------------------------------
@@ -292,7 +415,7 @@ def test_the_export_of_a_filtered_view_matches_the_filtered_list(trail, manager,
     rows = list(csv.DictReader(io.StringIO(b"".join(
         client.get("/api/audit/export", filters | {"format": "csv"}).streaming_content).decode())))
     assert listed == [3, 2, 1]
-    assert [json.loads(line)["seq"] for line in jsonl.splitlines()] == listed[::-1]  # chain order
+    assert [json.loads(line)["seq"] for line in jsonl.splitlines()[:-1]] == listed[::-1]  # chain order, then the head
     assert [int(row["seq"]) for row in rows] == listed[::-1]
     assert all(f'data-seq="{seq}"' in page for seq in listed) and 'data-seq="4"' not in page
     assert rows[2]["arguments"] == json.dumps({"username": keyed_hash("J.Doe")})
@@ -333,7 +456,7 @@ def test_an_analyst_sees_only_their_own_investigations_trail(trail, make_user, c
     assert client.get(f"/audit/investigations/{second.pk}/").status_code == 404
     assert client.get(f"/audit/investigations/{first.pk}/").status_code == 200
     exported = b"".join(client.get("/audit/export", {"format": "jsonl"}).streaming_content).decode()
-    assert {json.loads(line)["seq"] for line in exported.splitlines()} == {1, 2, 3, 4}
+    assert {json.loads(line)["seq"] for line in exported.splitlines()[:-1]} == {1, 2, 3, 4}
     assert client.get("/api/audit/digest").status_code == 403
 
 

@@ -1,0 +1,32 @@
+"""The Merkle tree over the chain against RFC 9162's definitions (section 2.1.1 and 2.1.3), written out directly."""
+
+import hashlib
+
+from investigations.merkle import leaf_hash, node_hash, proves, tree
+
+
+def mth(leaves: list[str]) -> bytes:
+    if len(leaves) == 1:
+        return leaf_hash(leaves[0])
+    k = 1 << (len(leaves) - 1).bit_length() - 1  # the largest power of two smaller than n
+    return node_hash(mth(leaves[:k]), mth(leaves[k:]))
+
+
+def path(m: int, leaves: list[str]) -> list[bytes]:
+    if len(leaves) == 1:
+        return []
+    k = 1 << (len(leaves) - 1).bit_length() - 1
+    return path(m, leaves[:k]) + [mth(leaves[k:])] if m < k else path(m - k, leaves[k:]) + [mth(leaves[:k])]
+
+
+def test_heads_and_proofs_are_rfc_9162s_for_every_size_and_leaf():
+    for size in range(1, 70):
+        hashes = [hashlib.sha256(str(n).encode()).hexdigest() for n in range(size)]
+        root, proofs = tree(iter(hashes), size, range(1, size + 1))
+        assert root == mth(hashes).hex()
+        for seq in range(1, size + 1):
+            assert proofs[seq] == [node.hex() for node in path(seq - 1, hashes)]
+            assert proves(hashes[seq - 1], seq, size, proofs[seq], root)
+            if size > 1:
+                assert not proves(hashes[seq % size], seq, size, proofs[seq], root)  # another record
+                assert not proves(hashes[seq - 1], seq % size + 1, size, proofs[seq], root)  # another place
