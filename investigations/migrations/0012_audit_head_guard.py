@@ -68,7 +68,7 @@ def unguard(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("investigations", "0010_api_token_expiry")]
+    dependencies = [("investigations", "0011_approval_time_is_the_decisions")]
 
     operations = [
         migrations.AddField(model_name="audithead", name="seal", field=models.CharField(blank=True, max_length=64)),
