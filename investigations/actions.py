@@ -104,6 +104,11 @@ def request_action(investigation: Investigation, use: dict, *, owner: str, gatew
     if row is None or not row.usable or args is None:  # the gateway refuses it, typed and audited
         return gateway.call(use["name"], use["input"], _context(investigation, actor="agent", tool_use_id=use["id"]))
     validated = args.model_dump(mode="json")
+    facts = _look_up_target(investigation, validated, gateway)
+    canonical = {field: facts[field] for field in ("host", "username") if facts and facts.get(field) and field in validated}
+    if canonical:  # one identity, one key: "H-1042" and "ws-fin-07" are the same host
+        args = parse_arguments(tool.arguments, validated | canonical)
+        validated = args.model_dump(mode="json")
     key = idempotency.write_key(tool, args, investigation.alert.trigger)
     policy = policy_for(tool.name)
     with transaction.atomic():
@@ -116,7 +121,7 @@ def request_action(investigation: Investigation, use: dict, *, owner: str, gatew
             target=key.target,
             reason=str(validated.get("reason", "")),
             evidence=_cited_evidence(investigation, validated),
-            risk=assess_risk(investigation, tool.name, validated),
+            risk=assess_risk(tool.name, validated, facts),
             idempotency_key=key.key,
             approvals_needed=policy.approvals_needed,
             expires_at=timezone.now() + timedelta(seconds=policy.expiry_seconds),
@@ -126,43 +131,50 @@ def request_action(investigation: Investigation, use: dict, *, owner: str, gatew
     return request
 
 
-def assess_risk(investigation: Investigation, tool: str, arguments: dict) -> list[str]:
-    """The blast radius, from what the investigation's own reads returned about the target."""
-    facts = _latest_data(investigation, "get_host", "host", arguments.get("host")) if "host" in arguments else None
-    account = _latest_data(investigation, "get_user", "username", arguments.get("username")) if "username" in arguments else None
+# The read that names a write's target, and how its answer names the target's one identity. A host
+# by its name: what the alert, the analyst and the outcome line speak of (the backend takes either).
+LOOK_UPS = {"host": ("get_host", "hostname"), "username": ("get_user", "username")}
+
+
+def _look_up_target(investigation: Investigation, arguments: dict, gateway: Gateway) -> dict | None:
+    """What the backend says of the write's target, looked up now (an audited read by "system"), so the
+    key and the risk note do not depend on what the model chose to read or how it spelled the target.
+    Returns the facts with the target's canonical value under its argument's name, or None."""
+    for field, (tool, identity) in LOOK_UPS.items():
+        if field in arguments:
+            result = gateway.call(tool, {field: arguments[field]}, _context(investigation, actor="system"))
+            data = result.get("data") if result.get("status") == "ok" else None
+            return {**data, field: data.get(identity)} if isinstance(data, dict) else None
+    return None
+
+
+def assess_risk(tool: str, arguments: dict, facts: dict | None) -> list[str]:
+    """The blast radius, from what the backend said of the target when the request was made."""
     risk = []
-    if facts is not None:
-        if facts.get("role") == "domain_controller":
-            risk.append("host is a domain controller: isolating it stops sign-ins across the domain")
-        if facts.get("criticality") in ("high", "critical"):
-            risk.append(f"host criticality is {facts['criticality']}")
-        if facts.get("isolated"):
-            risk.append("host is already isolated")
-        risk.append(f"host role: {facts.get('role', 'unknown')}")
-    elif "host" in arguments:
-        risk.append("no facts about this host were gathered: its role is unknown")
-    if account is not None:
-        if account.get("privileged"):
-            risk.append("account is privileged")
-        if account.get("disabled"):
-            risk.append("account is already disabled")
-    elif "username" in arguments:
-        risk.append("no facts about this account were gathered")
+    if "host" in arguments:
+        if facts is None:
+            risk.append("the host could not be looked up: its role is unknown")
+        else:
+            if facts.get("role") == "domain_controller":
+                risk.append("host is a domain controller: isolating it stops sign-ins across the domain")
+            if facts.get("criticality") in ("high", "critical"):
+                risk.append(f"host criticality is {facts['criticality']}")
+            if facts.get("isolated"):
+                risk.append("host is already isolated")
+            risk.append(f"host role: {facts.get('role', 'unknown')}")
+            if facts.get("host_id"):
+                risk.append(f"host id: {facts['host_id']}")
+    if "username" in arguments:
+        if facts is None:
+            risk.append("the account could not be looked up")
+        else:
+            if facts.get("privileged"):
+                risk.append("account is privileged")
+            if facts.get("disabled"):
+                risk.append("account is already disabled")
     if tool == "open_ticket":
         risk.append(f"opens a {arguments.get('severity', '')} ticket in the ticketing system")
     return risk
-
-
-def _latest_data(investigation: Investigation, tool: str, field: str, value) -> dict | None:
-    """The data of the latest successful `tool` call about `value`, from the saved transcript."""
-    calls = investigation.events.filter(kind=Event.Kind.TOOL_CALL, data__name=tool).order_by("-seq")
-    for call in calls:
-        if str(call.data.get("input", {}).get(field, "")).lower() != str(value).lower():
-            continue
-        result = investigation.events.filter(kind=Event.Kind.TOOL_RESULT, data__tool_use_id=call.data["tool_use_id"]).first()
-        if result and result.data["result"].get("status") == "ok" and isinstance(result.data["result"].get("data"), dict):
-            return result.data["result"]["data"]
-    return None
 
 
 def _cited_evidence(investigation: Investigation, arguments: dict) -> list[dict]:
