@@ -157,9 +157,12 @@ def _latest_data(investigation: Investigation, tool: str, field: str, value) -> 
     """The data of the latest successful `tool` call about `value`, from the saved transcript."""
     calls = investigation.events.filter(kind=Event.Kind.TOOL_CALL, data__name=tool).order_by("-seq")
     for call in calls:
-        if str(call.data.get("input", {}).get(field, "")).lower() != str(value).lower():
+        asked = call.data.get("input")
+        if not isinstance(asked, dict) or str(asked.get(field, "")).lower() != str(value).lower():
             continue
-        result = investigation.events.filter(kind=Event.Kind.TOOL_RESULT, data__tool_use_id=call.data["tool_use_id"]).first()
+        # This call's own result: an id can be reused by a hostile model, a call's position cannot.
+        own = {"data__call": call.data["call"]} if "call" in call.data else {"data__tool_use_id": call.data["tool_use_id"]}
+        result = investigation.events.filter(kind=Event.Kind.TOOL_RESULT, **own).first()
         if result and result.data["result"].get("status") == "ok" and isinstance(result.data["result"].get("data"), dict):
             return result.data["result"]["data"]
     return None
