@@ -219,6 +219,7 @@ BACKEND_TIMEOUT_S = env_int("GATEHOUSE_BACKEND_TIMEOUT_S", 10, minimum=1)
 # Investigations (investigations/): the model, and each investigation's budgets.
 # With no ANTHROPIC_API_KEY the offline model answers inside the SDK (investigations/offline_model.py).
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
+ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL")  # blank: the SDK's default, Anthropic's API
 MODEL = env_str("GATEHOUSE_MODEL", "claude-sonnet-5-5")
 MODEL_MAX_TOKENS = env_int("GATEHOUSE_MODEL_MAX_TOKENS", 4096, minimum=256)  # per model turn
 MODEL_TIMEOUT_S = env_int("GATEHOUSE_MODEL_TIMEOUT_S", 120, minimum=5)

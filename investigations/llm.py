@@ -37,7 +37,16 @@ def offline_model() -> OfflineModel:
         return _offline
 
 
-def client() -> anthropic.Anthropic:
+MAX_RETRIES = 2
+
+
+def client(*, time_left_s: float | None = None) -> anthropic.Anthropic:
+    """A client whose requests, retries included, end within `time_left_s` when it is given."""
     if is_offline():
         return offline_model().client()
-    return anthropic.Anthropic(api_key=settings.ANTHROPIC_API_KEY, timeout=settings.MODEL_TIMEOUT_S, max_retries=2)
+    timeout, retries = settings.MODEL_TIMEOUT_S, MAX_RETRIES
+    if time_left_s is not None:
+        timeout = max(0.1, min(timeout, time_left_s))
+        retries = max(0, min(retries, int(time_left_s // timeout) - 1))  # only attempts that fit in the time left
+    return anthropic.Anthropic(api_key=settings.ANTHROPIC_API_KEY, base_url=settings.ANTHROPIC_BASE_URL or None,
+                               timeout=timeout, max_retries=retries)

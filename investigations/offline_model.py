@@ -218,6 +218,7 @@ def _validate_messages(messages: Any) -> None:
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("messages: at least one message is required")
     pending: set[str] = set()  # tool_use ids the next message must answer
+    used: set[str] = set()  # every tool_use id so far
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
             raise InvalidRequest(f"messages.{i}.role: Input should be 'user' or 'assistant'")
@@ -243,7 +244,15 @@ def _validate_messages(messages: Any) -> None:
             )
         pending = set()
         if message["role"] == "assistant":
-            pending = {block.get("id") for block in blocks if block["type"] == "tool_use"}
+            for j, block in enumerate(blocks):
+                if block["type"] != "tool_use":
+                    continue
+                if not isinstance(block.get("input"), dict):
+                    raise InvalidRequest(f"messages.{i}.content.{j}.tool_use.input: Input should be a valid dictionary")
+                if block.get("id") in used or block.get("id") in pending:
+                    raise InvalidRequest(f"messages.{i}.content.{j}: `tool_use` ids must be unique")
+                pending.add(block.get("id"))
+            used |= pending
     if messages[-1]["role"] != "user":
         raise InvalidRequest("messages: the final message must have role `user`")
 

@@ -38,7 +38,8 @@ class Gateway:
         self.supervisor = supervisor
         self.rate_limiter = rate_limiter or get_rate_limiter()
 
-    def call(self, tool_name: str, arguments: dict, context: CallContext) -> dict:
+    def call(self, tool_name: str, arguments, context: CallContext) -> dict:
+        """`arguments` as the model sent them: any JSON value (only an object can be valid)."""
         started = time.perf_counter()
         found = find_tool(tool_name)
         if found is None:
@@ -49,6 +50,10 @@ class Gateway:
         if row is None or not row.usable:
             result = error(Reason.TOOL_DISABLED, retryable=False, guidance=_disabled_guidance(row))
             return self._audited(server, tool, _named_only(arguments, tool), result, context, started, Outcome.ERROR)
+        if not isinstance(arguments, dict):
+            result = error(Reason.INVALID_ARGUMENTS, retryable=False,
+                           guidance="Fix the arguments and call again: they must be a JSON object of named arguments.")
+            return self._audited(server, tool, {}, result, context, started, Outcome.ERROR)
         try:
             args = parse_arguments(tool.arguments, arguments)
         except ValidationError as exc:
@@ -82,6 +87,14 @@ class Gateway:
         result, backend_status = self._send(server, tool, validated, context, idempotency_key="", backend=backend)
         outcome = Outcome.ERROR if is_error(result) else Outcome.OK
         return self._audited(server, tool, validated, result, context, started, outcome, backend_status=backend_status)
+
+    def refuse(self, tool_name, arguments, context: CallContext, result: dict) -> dict:
+        """A call the agent loop refused before calling it (see investigations/agent.py): audited all the same."""
+        started = time.perf_counter()
+        found = find_tool(tool_name) if isinstance(tool_name, str) else None
+        server, tool = found or (None, None)
+        named = _named_only(arguments, tool) if tool else {}
+        return self._audited(server, tool, named, result, context, started, Outcome.ERROR)
 
     def _write(self, server: ServerSpec, tool: ToolSpec, args, validated: dict, context: CallContext, started: float,
                backend: config.Backend) -> dict:
@@ -162,6 +175,8 @@ def _disabled_guidance(row) -> str:
 
 def _named_only(arguments: dict, tool: ToolSpec) -> dict:
     """Rejected arguments are kept for the audit only when they name a known field."""
+    if not isinstance(arguments, dict):  # a list, a string, null: the model's input is not an object
+        return {}
     known = set(tool.arguments.model_fields)
     return {name: value for name, value in arguments.items() if name in known}
 
