@@ -1,6 +1,6 @@
 """The Django admin's people pages, as the admin role may use them.
 
-Who holds which role changes only on recorded paths (DESIGN.md rule 11). The admin role may
+Who holds which role changes only on recorded paths (architecture rule 11). The admin role may
 create people, edit their names and switch them off here, but not make anyone a superuser or
 staff, not change groups (roles) or permissions, and not set another person's password: those stay
 with superusers (break-glass). Every change made here is an admin_change record in the chain.

@@ -1,4 +1,4 @@
-"""The human gate (DESIGN.md rules 6 and 9): action requests, decisions, execution.
+"""The human gate (architecture rules 6 and 9): action requests, decisions, execution.
 
 A write the agent asks for becomes an ActionRequest and waits; nothing reaches the backend.
 Analysts allowed to approve its tool (the django-guardian permission `approve_tool` on its

@@ -12,7 +12,7 @@ from investigations.models import Alert, AuditRecord, Integration, Investigation
 
 class AuditedAdmin(admin.ModelAdmin):
     """Every change made in the Django admin is one admin_change record in the chain, as the console's
-    own pages' are (DESIGN.md rule 11): Django's LogEntry alone is a table anyone with rights can edit."""
+    own pages' are (architecture rule 11): Django's LogEntry alone is a table anyone with rights can edit."""
 
     def log_addition(self, request, obj, message):
         self._record(request, "added", [obj], message)

@@ -1,4 +1,4 @@
-"""The approval queue over HTTP: list and read action requests, approve or reject one (DESIGN.md rule 9).
+"""The approval queue over HTTP: list and read action requests, approve or reject one (architecture rule 9).
 
 A person authenticates with the console's session (a POST also carries the CSRF token) or with
 their own API token (`Authorization: Bearer ghu_...`, from `manage.py api_tokens create`), which

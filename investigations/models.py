@@ -92,7 +92,7 @@ class Alert(models.Model):
 
     @property
     def trigger(self) -> str:
-        """What a write's idempotency key names as its cause (DESIGN.md rule 6)."""
+        """What a write's idempotency key names as its cause (architecture rule 6)."""
         return f"{self.source}:{self.external_id}"
 
 
@@ -207,7 +207,7 @@ class Event(models.Model):
 
 
 class ToolPolicy(models.Model):
-    """How one write tool is gated (DESIGN.md rule 9). Who may approve: the object permission
+    """How one write tool is gated (architecture rule 9). Who may approve: the object permission
     `approve_tool` on this row (django-guardian), granted to users or groups."""
 
     tool = models.CharField(max_length=60, unique=True)
@@ -231,7 +231,7 @@ class ToolPolicy(models.Model):
 
 
 class Budgets(models.Model):
-    """What each new investigation may spend (DESIGN.md rule 7): one row, set by an admin.
+    """What each new investigation may spend (architecture rule 7): one row, set by an admin.
 
     Its first values come from the deployment (GATEHOUSE_BUDGET_*); a running investigation
     keeps the budgets it started with.

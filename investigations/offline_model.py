@@ -4,7 +4,7 @@ With no API key (the embedded default, the tests) Gatehouse still talks to "Clau
 official anthropic SDK. The SDK's HTTP layer is an httpx2.MockTransport whose handler answers
 POST /v1/messages as the real API does: request errors as 400 JSON, answers streamed as
 server-sent events (or as one JSON message when not streaming). The SDK's own request building
-and stream parsing therefore run unchanged (DESIGN.md, "The model").
+and stream parsing therefore run unchanged (docs/architecture.md, "The flow").
 
 What it says comes from a SOC triage playbook (Playbook) that reads everything from the request:
 the alert in the first user message, the tools offered and the tool results so far. It keeps no

@@ -1,6 +1,6 @@
 """What the model is told: the system prompt, and the first message carrying the alert.
 
-No credential, key or token ever goes into either (DESIGN.md rule 2): the alert is the only
+No credential, key or token ever goes into either (architecture rule 2): the alert is the only
 input, and it is wrapped as data.
 """
 

@@ -1,4 +1,4 @@
-"""Credentials never leave the server process that owns them (DESIGN.md rules 1 and 2).
+"""Credentials never leave the server process that owns them (architecture rules 1 and 2).
 
 Every server's credential is a unique canary, set the ways an admin can (sealed, a file of the
 server's own in the credentials folder, by name or in its folder). Investigations run with successes, typed errors, approvals and a rejection. Then every

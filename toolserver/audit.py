@@ -1,4 +1,4 @@
-"""Audit emission at the tool layer (DESIGN.md rule 8).
+"""Audit emission at the tool layer (architecture rule 8).
 
 Every call through the gateway — valid, rejected, rate-limited, failed — becomes one
 ToolCallAudit, handed to the sink named by settings.TOOLSERVER_AUDIT_SINK (the audit trail of

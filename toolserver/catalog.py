@@ -1,6 +1,6 @@
 """Every tool server and tool Gatehouse has: one table, read by the servers, the gateway and the pages.
 
-A server is one capability, run as its own process with its own credential (DESIGN.md rule 1).
+A server is one capability, run as its own process with its own credential (architecture rule 1).
 A write tool is privileged: it derives an idempotency key from its action, its target and its
 trigger (rule 6), and it waits for approval when its policy says so (rule 9).
 """

@@ -1,4 +1,4 @@
-"""The one envelope every tool returns, and the typed errors (DESIGN.md rules 4 and 5).
+"""The one envelope every tool returns, and the typed errors (architecture rules 4 and 5).
 
 Success: {"status": "ok", "data": ..., "truncated": bool, "source": "lab:siem"}
 Failure: {"status": "error", "reason": "siem_timeout", "retryable": true, "guidance": "..."}

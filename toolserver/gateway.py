@@ -61,7 +61,7 @@ class Gateway:
             return self._audited(server, tool, _named_only(arguments, tool), result, context, started, Outcome.ERROR)
 
         validated = args.model_dump(mode="json")
-        if tool.write and not context.approval:  # DESIGN.md rule 9, kept here whatever the caller does
+        if tool.write and not context.approval:  # architecture rule 9, kept here whatever the caller does
             result = error(
                 Reason.APPROVAL_REQUIRED,
                 retryable=False,

@@ -1,4 +1,4 @@
-"""Idempotent writes (DESIGN.md rule 6): one key per action, target and trigger.
+"""Idempotent writes (architecture rule 6): one key per action, target and trigger.
 
 claim() is race-safe across processes: the key is a unique column, so of many concurrent
 claims exactly one INSERT wins. The others see the winner's row: its result when done, a

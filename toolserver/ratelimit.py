@@ -1,4 +1,4 @@
-"""Per-server rate limits shared by every worker (DESIGN.md rule 7).
+"""Per-server rate limits shared by every worker (architecture rule 7).
 
 Production: a fixed window counter in Redis, so every worker process draws on one budget.
 Embedded default: the same window in process memory (there is only one worker process).

@@ -1,4 +1,4 @@
-"""Argument models of every tool: strict, bounded, no unknown keys (DESIGN.md rule 3).
+"""Argument models of every tool: strict, bounded, no unknown keys (architecture rule 3).
 
 These models are the boundary. The MCP servers validate every call against them, the
 gateway validates before it spends a rate-limit token or an idempotency key, and their JSON

@@ -1,4 +1,4 @@
-"""Who-can-do-what changes only on recorded paths (issue 14 item 2, DESIGN.md rule 11).
+"""Who-can-do-what changes only on recorded paths (issue 14 item 2, architecture rule 11).
 
 The admin role used to hold `auth.change_user` in the Django admin unrestricted: it could tick
 Superuser on itself, add itself to a role and set other people's passwords, none of it in the chain;

@@ -1,4 +1,4 @@
-"""A credential is bound to its backend (DESIGN.md rule 10, issue 14 item 1).
+"""A credential is bound to its backend (architecture rule 10, issue 14 item 1).
 
 The attack: whoever may manage a server points it at a host of their own (here a capture listener
 on 127.0.0.1), or at another server's key file, presses Check connection and reads the key from the
