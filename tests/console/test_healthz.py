@@ -50,3 +50,27 @@ def test_healthz_names_redis_dependencies_when_redis_goes_down(tmp_path):
             console.stop()
         if redis.poll() is None:
             redis.kill()
+
+
+@pytest.mark.production
+@pytest.mark.django_db(transaction=True)
+def test_healthz_answers_200_while_websockets_are_open(make_user):
+    """Open sockets keep the channel layer's receive busy; the check's own message still comes back,
+    again and again (a check that timed out once used to leave the next ones behind it)."""
+    from websockets.sync.client import connect
+
+    from console.roles import ANALYST
+    from tests.websockets import cookie_of, signed_in
+
+    cookie = cookie_of(signed_in(make_user("ana", ANALYST))).decode()
+    console = ConsoleProcess(console_env(DATABASE_URL=database_url_of(connection.settings_dict)))
+    try:
+        ws_url = console.url.replace("http://", "ws://")
+        headers = {"Cookie": cookie, "Origin": console.url}
+        with connect(f"{ws_url}/ws/investigations/", additional_headers=headers, open_timeout=10), \
+                connect(f"{ws_url}/ws/approvals/", additional_headers=headers, open_timeout=10):
+            for _ in range(5):
+                response = httpx.get(f"{console.url}/healthz", timeout=15)
+                assert (response.status_code, response.json()["down"]) == (200, [])
+    finally:
+        console.stop()
