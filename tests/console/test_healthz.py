@@ -6,7 +6,7 @@ import httpx2 as httpx
 import pytest
 from django.db import connection
 
-from tests.support import ConsoleProcess, console_env, database_url_of, free_port, wait_until
+from tests.support import STOP_S, ConsoleProcess, console_env, database_url_of, free_port, wait_until
 
 
 @pytest.mark.django_db
@@ -31,7 +31,7 @@ def test_healthz_names_redis_dependencies_when_redis_goes_down(tmp_path):
     console = None
     try:
         redis_url = f"redis://127.0.0.1:{port}/0"
-        wait_until(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).returncode == 0)
+        wait_until(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, timeout=10).returncode == 0)
         console = ConsoleProcess(console_env(DATABASE_URL=database_url_of(connection.settings_dict), REDIS_URL=redis_url))
         assert httpx.get(f"{console.url}/healthz").json()["status"] == "ok"
 
@@ -50,6 +50,7 @@ def test_healthz_names_redis_dependencies_when_redis_goes_down(tmp_path):
             console.stop()
         if redis.poll() is None:
             redis.kill()
+            redis.wait(timeout=STOP_S)
 
 
 @pytest.mark.production
