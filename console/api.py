@@ -1,9 +1,13 @@
 """The HTTP API: one django-ninja instance for every endpoint, its schema at /api/openapi.json."""
 
 import re
+from functools import wraps
 
 from ninja import NinjaAPI
 from ninja.errors import ValidationError
+from pydantic import BaseModel
+
+from console.inputs import nul_in
 
 from console.api_manage import router as manage_router
 from investigations.api import TokenRejected
@@ -55,6 +59,26 @@ def invalid_input(request, exc: ValidationError):
     errors = [{"field": _field(error.get("loc")), "message": error.get("msg", "Invalid value.")} for error in exc.errors]
     detail = INVALID_INPUT.get(operation, "Invalid request.")
     return api.create_response(request, {"detail": detail, "errors": errors}, status=400)
+
+
+def refuse_nul(view):
+    """400 for a NUL character anywhere in what an operation was given (path, query or body), on
+    either database: PostgreSQL cannot store or even compare one. After authentication and
+    validation, before the operation reads or writes anything."""
+
+    @wraps(view)
+    def checked(request, **values):
+        for name, value in values.items():
+            inside = value.model_dump() if isinstance(value, BaseModel) else value
+            where = nul_in(inside, () if isinstance(value, BaseModel) else (name,))
+            if where is not None:
+                raise ValidationError([{"loc": ("input", *where), "msg": "must not contain a NUL character"}])
+        return view(request, **values)
+
+    return checked
+
+
+api.add_decorator(refuse_nul, mode="operation")
 
 
 @api.exception_handler(Refused)

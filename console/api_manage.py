@@ -42,15 +42,23 @@ class ServerOut(Schema):
 
 
 class CredentialIn(Schema):
-    secret: str = Field("", max_length=4096, description="Sealed at once; never returned.")
+    """Exactly one of `secret` and `reference`, as the schema's oneOf says."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["secret"]}, {"required": ["reference"]}]},
+    )
+
+    # None: not given. A null sent is refused (the type is str), as the schema says.
+    secret: str = Field(None, min_length=1, max_length=4096, pattern=r"\S", description="Sealed at once; never returned.")
     reference: str = Field(
-        "", max_length=500,
+        None, min_length=1, max_length=500, pattern=r"\S",
         description="file:<server>.key or file:<server>/<name> in the credentials folder, resolved when the server starts.",
     )
 
     @model_validator(mode="after")
     def one_of_them(self):
-        if bool(self.secret.strip()) == bool(self.reference.strip()):
+        if (self.secret is None) == (self.reference is None):
             raise ValueError("give either secret or reference")
         return self
 
@@ -119,7 +127,7 @@ def set_credential(request, name: str, body: CredentialIn):
     if server is None:
         return Status(404, Problem(detail=f"No tool server {name!r}."))
     try:
-        administration.set_credential(server, request.auth, secret=body.secret, reference=body.reference)
+        administration.set_credential(server, request.auth, secret=body.secret or "", reference=body.reference or "")
     except administration.Refused as exc:
         return Status(400, InvalidInput(detail=str(exc)))
     return _credential(server)

@@ -12,6 +12,7 @@ from celery.worker import WorkController
 from django.conf import settings
 
 from console.celery import app
+from investigations import services
 from investigations.tasks import sweep_investigations
 
 log = logging.getLogger(__name__)
@@ -42,3 +43,11 @@ def start_embedded_worker() -> WorkController:
     sweep_investigations.delay(queued_for_s=0)
     log.info("embedded Celery worker started (%d threads)", settings.EMBEDDED_WORKER_CONCURRENCY)
     return worker
+
+
+def hand_back_embedded_work() -> None:
+    """The console is stopping (serve, on SIGTERM): give back the investigations the worker's threads
+    are running, for the next start's sweep to resume at once. Nothing waits for those threads."""
+    handed = services.hand_back()
+    if handed:
+        log.info("handed back %d running investigation(s): %s", len(handed), handed)

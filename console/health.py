@@ -30,10 +30,16 @@ def _broker_ok() -> None:
 
 
 async def _channel_layer_ok() -> None:
-    """A message sent to a fresh channel comes back: the layer carries traffic."""
+    """A message sent to a fresh channel comes back: the layer carries traffic.
+
+    A normal channel (no "!"), not a process-local one from new_channel(): channels_redis receives
+    every process-local channel under one lock per process, popping one Redis list per prefix, so a
+    "healthz." channel waited behind each open websocket's 5 s pop of the "specific." list, timed
+    out, and left its message behind for the next check to drain.
+    """
     layer = get_channel_layer()
-    channel = await layer.new_channel("healthz.")
     token = uuid.uuid4().hex
+    channel = f"healthz.{token}"
     await layer.send(channel, {"type": "healthz", "token": token})
     message = await layer.receive(channel)
     if message.get("token") != token:

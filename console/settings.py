@@ -369,6 +369,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"one_line_refusals": {"()": "console.logs.OneLineRefusals"}},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
     "loggers": {
@@ -377,5 +378,6 @@ LOGGING = {
         # The pool retries an unreachable database in the background, a line per try; whoever waits
         # for a connection gets the error (503 over the API, one line at start).
         "psycopg.pool": {"level": "ERROR"},
+        "django.request": {"filters": ["one_line_refusals"]},  # 4xx: one line, no traceback
     },
 }

@@ -445,12 +445,14 @@ class Heartbeat:
     owner: str
 
     def __enter__(self):
+        services.holding(self.investigation_id, self.owner)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"lease-{self.investigation_id}", daemon=True)
         self._thread.start()
         return self
 
     def __exit__(self, *exc):
+        services.holding(self.investigation_id, None)
         self._stop.set()
         self._thread.join()
 

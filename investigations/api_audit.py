@@ -78,8 +78,14 @@ def list_audit(request, query: Query[AuditQuery]):
     return {"items": [audit_trail.as_row(record) for record in rows], "next_cursor": older}
 
 
+EXPORTED = {"200": {"description": "The records, streamed.", "content": {
+    media.split(";")[0]: {"schema": {"type": "string"}} for media in audit_trail.FORMATS.values()
+}}}
+
+
 @router.get("/audit/export", auth=auth_for(_readers), response={400: InvalidInput, 401: Problem, 403: Problem},
-            url_name="export_audit", operation_id="export_audit", summary="Export audit records")
+            url_name="export_audit", operation_id="export_audit", summary="Export audit records",
+            openapi_extra={"responses": EXPORTED})
 def export_audit(request, query: Query[ExportQuery]):
     """The filtered records, oldest first, streamed as CSV or JSON Lines (one object per line, with
     `prev_hash` and `hash`, so `manage.py verify_audit --export` can check it offline)."""

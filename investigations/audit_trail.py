@@ -22,6 +22,7 @@ from guardian.shortcuts import get_objects_for_user
 from ninja import Field, Schema
 from pydantic import ConfigDict, StringConstraints, field_validator
 
+from console.inputs import FilterDateTime
 from console.roles import ANALYST, has_role
 from investigations import audit
 from investigations.models import ActionTransition, AuditRecord, Investigation
@@ -34,13 +35,20 @@ EXPORT_BATCH = 2000
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 
 
+def _blank_is_allowed(schema: dict) -> None:
+    """A blank filter is no filter (a page's empty field): the schema says so too."""
+    for prop in schema.get("properties", {}).values():
+        if "anyOf" in prop:  # an optional filter
+            prop["anyOf"].append({"type": "string", "maxLength": 0})
+
+
 class AuditFilter(Schema):
     """The filters of the list, the API and the export; every one is optional and they combine."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_blank_is_allowed)
 
-    since: datetime | None = Field(default=None, description="From this time (UTC when no offset is given).")
-    until: datetime | None = Field(default=None, description="Up to this time.")
+    since: FilterDateTime | None = Field(default=None, description="From this time (UTC when no offset is given).")
+    until: FilterDateTime | None = Field(default=None, description="Up to this time (UTC when no offset is given).")
     investigation: int | None = Field(default=None, ge=1, description="An investigation's id.")
     alert: Text | None = Field(default=None, description="An alert: its id, external id or `source:external_id`.")
     kind: Literal[tuple(AuditRecord.Kind.values)] | None = None

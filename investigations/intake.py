@@ -17,8 +17,9 @@ from typing import Annotated, Any, Literal
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from console.inputs import DateTime
 from investigations import audit
 from investigations import details as alert_details
 from investigations.models import Alert, Integration, Investigation
@@ -55,7 +56,7 @@ class AlertIn(BaseModel):
     severity: Literal["low", "medium", "high", "critical"]
     host: Annotated[str | None, Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] = None
     user: Annotated[str | None, Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@\\-]*$")] = None
-    observed_at: Annotated[AwareDatetime, AfterValidator(_not_in_future), Field(description="ISO-8601 with a time zone.")]
+    observed_at: Annotated[DateTime, AfterValidator(_not_in_future), Field(description="RFC 3339 with a time zone, e.g. `2026-11-25T09:30:00Z`.")]
     details: Annotated[dict[str, Any], AfterValidator(_bounded_details)] = Field(
         default_factory=dict,
         description=f"Anything else the source knows: kept as data. At most {alert_details.MAX_DEPTH} levels deep and "

@@ -8,6 +8,7 @@ lease token, so a worker that stalled and was replaced cannot write over its suc
 """
 
 import logging
+import threading
 import uuid
 from datetime import timedelta
 
@@ -23,6 +24,9 @@ from investigations.models import Alert, Budgets, Event, Investigation
 log = logging.getLogger(__name__)
 Status = Investigation.Status
 CLAIMABLE = Q(status=Status.QUEUED) | Q(status=Status.RUNNING)
+# The leases this process's workers hold now (investigation id -> lease token): what hand_back() gives back.
+_held: dict[int, str] = {}
+_held_lock = threading.Lock()
 
 
 def start_investigation(alert: Alert, *, requested_by=None) -> Investigation:
@@ -142,6 +146,33 @@ def resume(investigation_id: int) -> bool:
         events.record_event(investigation_id, Event.Kind.STATUS, {"status": Status.QUEUED, "message": "Decided: resuming."})
         transaction.on_commit(lambda: run_investigation.delay(investigation_id))
     return True
+
+
+def holding(investigation_id: int, owner: str | None) -> None:
+    """Note that this process works on it under `owner` (None: no longer)."""
+    with _held_lock:
+        if owner is None:
+            _held.pop(investigation_id, None)
+        else:
+            _held[investigation_id] = owner
+
+
+def hand_back() -> list[int]:
+    """The process is stopping: queue again what its workers are running, lease released, so the
+    next worker resumes each from its last saved step at once instead of after the lease.
+    The abandoned run's next write finds the lease gone (LeaseLost)."""
+    with _held_lock:
+        held = dict(_held)
+    handed = []
+    for investigation_id, owner in held.items():
+        with transaction.atomic():
+            if Investigation.objects.filter(pk=investigation_id, lease_owner=owner, status=Status.RUNNING).update(
+                status=Status.QUEUED, lease_owner="", lease_expires_at=None
+            ):
+                events.record_event(investigation_id, Event.Kind.STATUS,
+                                    {"status": Status.QUEUED, "message": "Handed back by a stopping worker."})
+                handed.append(investigation_id)
+    return handed
 
 
 def stalled(*, queued_for_s: float = 0) -> list[int]:

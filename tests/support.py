@@ -1,6 +1,7 @@
 """Helpers shared by the tests: subprocesses of the real console, free ports, waiting, the lab's stories."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -10,6 +11,11 @@ from pathlib import Path
 import httpx2 as httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+# Bounds on waits for other threads and processes, generous enough for a 2-core machine that is
+# busy with a second test run: a wait that runs out is a failure, never a hang.
+WAIT_S = 60  # one step of another thread or process (a barrier, a join, a worker's answer)
+READY_S = 180  # a console process from start to answering /healthz (migrations checked, the lab, the worker)
+STOP_S = 15  # a process asked to stop, before it is killed
 
 
 def free_port() -> int:
@@ -63,7 +69,12 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: s
 
 
 class ConsoleProcess:
-    """`manage.py serve` in a subprocess: the console as users run it."""
+    """`manage.py serve` in a subprocess: the console as users run it.
+
+    Ready once it answers /healthz with 200 (it listens, and its database, broker and channel layer
+    answer). If it does not get there, it is stopped before the error is raised. Use it in a `with`
+    block or call stop() in a `finally`/fixture teardown, so a failing test leaves no process behind.
+    """
 
     def __init__(self, env: dict[str, str], *, new_session: bool = False):
         self.port = free_port()
@@ -71,6 +82,7 @@ class ConsoleProcess:
         self.log_path = ROOT / "var" / f"console-{self.port}.log"
         self.log_path.parent.mkdir(exist_ok=True)
         self._log = open(self.log_path, "w")
+        self.new_session = new_session
         env = {**env, "PORT": str(self.port)}  # the lab's URL, for its own tool servers, follows the port
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "serve", "--port", str(self.port)],
@@ -80,13 +92,23 @@ class ConsoleProcess:
             stderr=subprocess.STDOUT,
             start_new_session=new_session,  # its own process group, to kill it with all it started
         )
-        wait_until(self._answers, what=f"the console on port {self.port} (log: {self.log_path})")
+        try:
+            wait_until(self._ready, timeout=READY_S, interval=0.2, what=f"the console on port {self.port} (log: {self.log_path})")
+        except BaseException:
+            self.stop()
+            raise
 
-    def _answers(self) -> bool:
+    def __enter__(self) -> "ConsoleProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _ready(self) -> bool:
         if self.process.poll() is not None:
             raise AssertionError(f"the console exited: {self.log_path.read_text()[-2000:]}")
         try:
-            return httpx.get(f"{self.url}/login/", timeout=1).status_code == 200
+            return httpx.get(f"{self.url}/healthz", timeout=10).status_code == 200
         except httpx.TransportError:
             return False
 
@@ -94,13 +116,26 @@ class ConsoleProcess:
         return self.log_path.read_text()
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        """SIGTERM (to its whole group, if it has one of its own), then SIGKILL after STOP_S."""
+        if self.process.poll() is None:
+            self._signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_S)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self.process.wait(timeout=STOP_S)
+        elif self.new_session:
+            self._signal(signal.SIGKILL)  # what it started may outlive it
         self._log.close()
+
+    def _signal(self, sig: int) -> None:
+        try:
+            if self.new_session:
+                os.killpg(self.process.pid, sig)
+            else:
+                self.process.send_signal(sig)
+        except ProcessLookupError:
+            pass
 
 
 def story_alert(external_id: str, **overrides):

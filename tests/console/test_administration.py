@@ -388,7 +388,8 @@ def test_budgets_at_their_minimums_are_saved_and_recorded(admin_client):
 
 @pytest.mark.parametrize("body, message", [
     ({}, "give either secret or reference"),
-    ({"secret": "  ", "reference": ""}, "give either secret or reference"),
+    ({"secret": "  "}, "should match pattern"),  # blank: no secret
+    ({"secret": "a-secret-value-1234", "reference": ""}, "at least 1 character"),  # given, so not blank
     ({"secret": "a-secret-value-1234", "reference": "file:edr-response.key"}, "give either secret or reference"),
 ])
 def test_the_api_refuses_a_credential_without_exactly_one_of_secret_and_reference(client, admin_user, body, message):

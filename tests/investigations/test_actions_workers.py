@@ -25,7 +25,7 @@ from investigations.models import ActionApproval, ActionRequest, ActionTransitio
 from investigations.tokens import create_api_token
 from tests.support import story_alert
 from tests.investigations.workers import WorkerProcess, worker_env
-from tests.support import ConsoleProcess, wait_until
+from tests.support import WAIT_S, ConsoleProcess, wait_until
 from toolserver.lab.models import LabWrite
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,9 +55,8 @@ def console_url(worker, lab):
     if worker.console:
         yield worker.console.url
         return
-    console = ConsoleProcess(worker_env(lab))
-    yield console.url
-    console.stop()
+    with ConsoleProcess(worker_env(lab)) as console:
+        yield console.url
 
 
 def waiting_request(investigation_id: int, tool: str) -> ActionRequest | None:
@@ -133,7 +132,7 @@ def test_fifty_people_approving_at_once_fire_it_once(worker, console_url):
 
     def approve_as(username: str) -> tuple[str, httpx.Response]:
         with httpx.Client() as client:
-            start.wait(timeout=30)
+            start.wait(timeout=WAIT_S)
             return username, approve(console_url, request.pk, tokens[username], client)
 
     with ThreadPoolExecutor(CONCURRENT) as pool:

@@ -279,7 +279,7 @@ def test_a_naive_time_is_refused_for_lacking_its_time_zone(client, integration_t
     naive = "2026-01-01T10:00:00"
     response = post(client, an_alert(observed_at=naive), token)
     assert response.status_code == 400
-    assert "timezone" in response.json()["errors"][0]["message"]
+    assert "time zone" in response.json()["errors"][0]["message"]
     assert naive not in response.content.decode()
 
 

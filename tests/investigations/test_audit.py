@@ -16,6 +16,7 @@ from console.roles import ANALYST
 from investigations import audit
 from investigations.models import AuditHead, AuditRecord, AuditRefused
 from tests.conftest import PASSWORD
+from tests.support import WAIT_S
 from toolserver.audit import keyed_hash
 
 pytestmark = pytest.mark.django_db
@@ -108,7 +109,7 @@ def test_concurrent_writers_make_one_unbroken_chain():
 
     def write(n: int):
         try:
-            start.wait()
+            start.wait(timeout=WAIT_S)
             for _ in range(each):
                 audit.append(kind="tool_call", tool="get_host", outcome="ok", actor=f"worker-{n}")
         finally:
@@ -118,7 +119,8 @@ def test_concurrent_writers_make_one_unbroken_chain():
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=WAIT_S)
+    assert not any(thread.is_alive() for thread in threads)
     assert list(AuditRecord.objects.order_by("seq").values_list("seq", flat=True)) == list(range(1, writers * each + 1))
     assert verify()[0] == 0
 

@@ -14,6 +14,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from console.roles import ANALYST
 from investigations.events import record_event
+from tests.support import WAIT_S
 from tests.websockets import HOST, next_output, refused, signed_in, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -76,7 +77,8 @@ async def test_an_event_recorded_by_a_worker_thread_reaches_the_viewer(investiga
     thread = threading.Thread(target=worker_step)
     thread.start()
     live = await communicator.receive_json_from(timeout=5)
-    thread.join()
+    thread.join(timeout=WAIT_S)
+    assert not thread.is_alive()
     assert (live["event"]["seq"], live["event"]["data"]["text"]) == (4, "from the worker")
     await communicator.disconnect()
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from django.conf import settings
 from django.db import connection
 
-from tests.support import ROOT, ConsoleProcess, console_env, database_url_of
+from tests.support import ROOT, STOP_S, ConsoleProcess, console_env, database_url_of
 
 
 def worker_env(lab, **overrides) -> dict[str, str]:
@@ -55,16 +55,22 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """SIGKILL to the worker and every process it started: nothing gets to clean up."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:  # the group is gone already
+            pass
+        self.process.wait(timeout=STOP_S)
 
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(timeout=15)
+                self.process.wait(timeout=STOP_S)
             except subprocess.TimeoutExpired:
-                self.kill()
+                pass
+        self.kill()  # and whatever it started that outlived it (its process group)
+        if self.console:
+            self.console.stop()
 
     def log(self) -> str:
         if self.console:
@@ -78,9 +84,9 @@ def console_and_worker(env: dict[str, str], tmp_path):
     `celery worker` beside it (reaching the console's lab) in production mode."""
     console = ConsoleProcess(env)
     worker = None
-    if settings.PRODUCTION:
-        worker = WorkerProcess({**env, "GATEHOUSE_LAB_URL": f"{console.url}/lab/api"}, tmp_path).start()
     try:
+        if settings.PRODUCTION:
+            worker = WorkerProcess({**env, "GATEHOUSE_LAB_URL": f"{console.url}/lab/api"}, tmp_path).start()
         yield console
     finally:
         if worker is not None:

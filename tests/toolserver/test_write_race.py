@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 
 from investigations.models import AuditRecord
-from tests.support import database_url_of, set_rate_limit
+from tests.support import STOP_S, WAIT_S, database_url_of, set_rate_limit
 from tests.toolserver.race_worker import ISOLATE, worker_process
 from toolserver.lab import estate
 from toolserver.lab.models import LabWrite
@@ -23,12 +23,19 @@ def test_fifty_concurrent_isolations_reach_the_backend_once(lab):
     results = context.Queue()
     set_rate_limit("edr-response", 1000)  # the race is about idempotency: room for every caller
     environment = {**lab.environment(), "DATABASE_URL": database_url_of(connection.settings_dict)}
-    processes = [context.Process(target=worker_process, args=(environment, THREADS, start, results)) for _ in range(PROCESSES)]
-    for process in processes:
-        process.start()
-    outcomes = [outcome for _ in processes for outcome in results.get(timeout=90)]
-    for process in processes:
-        process.join(timeout=30)
+    processes = [context.Process(target=worker_process, args=(environment, THREADS, start, results, WAIT_S))
+                 for _ in range(PROCESSES)]
+    try:
+        for process in processes:
+            process.start()
+        # Each process answers within its own bounded waits (start-up, barriers, calls): 3 x WAIT_S at most.
+        outcomes = [outcome for _ in processes for outcome in results.get(timeout=3 * WAIT_S)]
+    finally:
+        for process in processes:  # none is left for pytest to wait on at exit
+            process.join(timeout=STOP_S)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=STOP_S)
 
     assert len(outcomes) == PROCESSES * THREADS
     assert {outcome["status"] for outcome in outcomes} == {"ok"}, outcomes

@@ -1,8 +1,15 @@
+import logging
 import os
+import signal
+import sys
 
 import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
+
+# After SIGTERM, how long requests and sockets in flight may take before they are cancelled:
+# with the hand-back below, the process is gone well within the 5 s an orchestrator may allow.
+SHUTDOWN_GRACE_S = 3
 
 
 class Command(BaseCommand):
@@ -20,6 +27,10 @@ class Command(BaseCommand):
 
             start_embedded_worker()
         self.stdout.write(f"Gatehouse console on http://{host}:{port}/ ({'production' if settings.PRODUCTION else 'embedded default'})")
+        # uvicorn handles SIGTERM and SIGINT while it runs, then raises the signal again under the
+        # handler found before it: this one, so the process ends below rather than mid-way.
+        for stop_signal in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stop_signal, lambda *_: None)
         uvicorn.run(
             application,
             host=host,
@@ -28,4 +39,15 @@ class Command(BaseCommand):
             log_level=settings.LOG_LEVEL.lower(),
             proxy_headers=True,
             ws_max_size=256 * 1024,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )
+        if not settings.PRODUCTION:
+            from console.embedded import hand_back_embedded_work
+
+            hand_back_embedded_work()
+        # Exit now: a normal exit would join the worker's threads (an investigation runs for minutes)
+        # and any thread a cancelled request left behind; their work was handed back or is abandoned.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

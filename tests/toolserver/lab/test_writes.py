@@ -8,6 +8,7 @@ from django.test import Client
 
 from toolserver.lab import estate as lab_estate
 from toolserver.lab.keys import issue_key
+from tests.support import WAIT_S
 from toolserver.lab.models import Host, LabWrite, Ticket
 
 REASON = "Encoded PowerShell from Word and a payload intel rates malicious."
@@ -104,7 +105,7 @@ def _post_concurrently(n: int, path: str, token: str, body: dict, idempotency_ke
     def post(i: int) -> int:
         try:
             client = Client()
-            start.wait()
+            start.wait(timeout=WAIT_S)
             return client.post(path, body, content_type="application/json", headers={
                 "Authorization": f"Bearer {token}", "Idempotency-Key": idempotency_key(i),
             }).status_code

@@ -1,0 +1,79 @@
+"""Input types shared by the API's schemas: what both databases can store, said in the OpenAPI schema.
+
+PostgreSQL refuses a time-zone offset beyond ±15:59 and a NUL character in text; SQLite stores
+both. Refusing them here makes the two modes answer alike (400 naming the field, never 500).
+"""
+
+import re
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, WithJsonSchema
+
+# Years 1970-2999, and an offset PostgreSQL stores: nothing converts out of datetime's range either.
+_DATE = r"(19[7-9][0-9]|2[0-9]{3})-[0-9]{2}-[0-9]{2}"
+_OFFSET = r"(Z|[+-](0[0-9]|1[0-5]):[0-5][0-9])"
+DATE_TIME = rf"^{_DATE}T[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}(\.[0-9]{{1,6}})?{_OFFSET}$"
+# The pages' filters come from <input type="datetime-local">: no seconds, no offset (then UTC).
+LOOSE_DATE_TIME = rf"^{_DATE}T[0-9]{{2}}:[0-9]{{2}}(:[0-9]{{2}}(\.[0-9]{{1,6}})?)?{_OFFSET}?$"
+MAX_OFFSET = timedelta(hours=15, minutes=59)
+NUL = "\x00"
+
+
+def _text_matching(pattern: str, message: str):
+    compiled = re.compile(pattern)
+
+    def check(value):
+        if isinstance(value, datetime):  # from Python (a form): checked after parsing
+            return value
+        if not (isinstance(value, str) and compiled.match(value)):
+            raise ValueError(message)
+        return value
+
+    return check
+
+
+def _storable(value: datetime) -> datetime:
+    offset = value.utcoffset()
+    if offset is not None and abs(offset) > MAX_OFFSET:
+        raise ValueError("time-zone offset must be within ±15:59")
+    if not 1970 <= value.year <= 2999:
+        raise ValueError("must be between 1970 and 2999")
+    return value
+
+
+def _date_time(base: type, schema: dict, message: str):
+    return Annotated[
+        base,
+        BeforeValidator(_text_matching(schema["pattern"], message)),
+        AfterValidator(_storable),
+        WithJsonSchema({"type": "string", **schema}),
+    ]
+
+
+# An integer (a Unix time, which pydantic would take) is refused: the schema says a string.
+DateTime = _date_time(
+    AwareDatetime, {"format": "date-time", "pattern": DATE_TIME},
+    "must be a date and time with its time zone, like 2026-11-25T09:30:00Z",
+)
+# Not `format: date-time`, which needs seconds and an offset.
+FilterDateTime = _date_time(datetime, {"pattern": LOOSE_DATE_TIME}, "must be a date and time like 2026-11-25T09:30:00Z")
+
+
+def nul_in(value, path: tuple = ()) -> tuple | None:
+    """Where a NUL character is in a JSON-shaped value (a key or a string), or None."""
+    pending = [(value, path)]
+    while pending:
+        item, where = pending.pop()
+        if isinstance(item, str):
+            if NUL in item:
+                return where
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and NUL in key:
+                    return (*where, key)
+                pending.append((child, (*where, key)))
+        elif isinstance(item, (list, tuple)):
+            pending.extend((child, (*where, index)) for index, child in enumerate(item))
+    return None
+

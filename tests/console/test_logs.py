@@ -1,0 +1,32 @@
+"""What the console logs of a request it refuses: one line, no traceback."""
+
+import logging
+
+import pytest
+
+from console.roles import ANALYST
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/manage/servers/edr-response/", 403),  # PermissionDenied: an analyst is no admin
+    ("/manage/servers/no-such-server/", 404),  # Http404 from get_object_or_404
+])
+def test_a_refusal_is_logged_as_one_line_without_a_traceback(client, make_user, caplog, path, status):
+    client.force_login(make_user("ana", ANALYST))
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        assert client.get(path).status_code == status
+    (record,) = [record for record in caplog.records if record.name == "django.request"]
+    assert record.status_code == status
+    assert record.exc_info is None
+    assert "\n" not in logging.Formatter("%(message)s").format(record)
+    assert "Traceback" not in caplog.text
+
+
+def test_a_server_error_keeps_its_traceback(client, caplog):
+    logger = logging.getLogger("django.request")
+    with caplog.at_level(logging.ERROR, logger="django.request"):
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            logger.error("Internal Server Error: /x", exc_info=True, extra={"status_code": 500})
+    assert "Traceback" in caplog.text and "RuntimeError: boom" in caplog.text
