@@ -230,7 +230,8 @@ def test_an_anonymous_visitor_is_sent_to_sign_in_and_the_api_answers_401(client,
 def test_an_admin_may_open_every_page(client, admin_user, configured):
     """The other side of the refusals above: the same GETs work for an admin (POST-only URLs say 405)."""
     client.force_login(admin_user)
-    post_only = {"budgets", "set_credential", "revoke_credential", "check", "discover", "accept_change", "grant", "revoke"}
+    post_only = {"budgets", "set_credential", "revoke_credential", "check", "discover", "accept_change", "grant", "revoke",
+                 "grant_role", "revoke_role"}
     for url_name, url in manage_urls():
         assert client.get(url).status_code == (405 if url_name in post_only else 200), url
     for method, path in manage_endpoints():

@@ -27,7 +27,7 @@ def deep_text(depth: int) -> str:
     return '{"x":' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
 
 
-@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 900])
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 200])  # deeper than the parser goes: the next test
 def test_details_nested_too_deep_are_400_naming_the_field(client, integration_token, depth):
     _, token = integration_token
     response = post(client, an_alert(details=nested(depth)), token)
