@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
     [
         (ANALYST, ["Overview", "Investigations", "Approvals", "New alert", "Audit trail", "Account"]),
         (MANAGER, ["Overview", "Investigations", "Approvals", "Audit trail", "Account"]),
-        (ADMIN, ["Overview", "Audit trail", "Tool servers", "Administration", "Lab", "Account"]),
+        (ADMIN, ["Overview", "Audit trail", "Tool servers", "People", "Administration", "Lab", "Account"]),
     ],
 )
 def test_each_role_signs_in_and_sees_its_navigation(make_user, sign_in, role, expected):
