@@ -11,6 +11,7 @@ even when a worker dies mid-way; the investigation then resumes with the result.
 
 import logging
 import re
+import smtplib
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
@@ -289,21 +290,32 @@ def notify_overdue() -> list[int]:
     )
     notified = []
     for request in due.select_related("investigation__alert"):
-        if not ActionRequest.objects.filter(pk=request.pk, notified_at__isnull=True).update(notified_at=timezone.now()):
-            continue  # another sweep took it
+        # Claimed for a minute, not marked: only a mail that left marks the request notified.
+        now = timezone.now()
+        unclaimed = Q(notify_claimed_until__isnull=True) | Q(notify_claimed_until__lt=now)
+        if not ActionRequest.objects.filter(unclaimed, pk=request.pk, notified_at__isnull=True).update(
+            notify_claimed_until=now + timedelta(seconds=60)
+        ):
+            continue  # another sweep has it
         approvers = get_users_with_perms(
             policy_for(request.tool), with_group_users=True, only_with_perms_in=["approve_tool"]
         ).filter(is_active=True).exclude(email="")
         alert = request.investigation.alert
-        send_mail(
-            subject=f"[Gatehouse] {request.tool} on {request.target} is waiting for approval",
-            message=f"{request.tool} on {request.target}, for alert {alert.source}:{alert.external_id}, has waited "
-            f"since {request.created_at:%Y-%m-%d %H:%M} UTC and expires at {request.expires_at:%H:%M} UTC.\n\n"
-            f"Decide: {settings.CONSOLE_URL}/approvals/{request.pk}/\n",
-            from_email=None,
-            recipient_list=sorted({user.email for user in approvers}),
-            fail_silently=True,  # a mail server down must not stop the sweep; the queue still shows it
-        )
+        try:
+            send_mail(
+                subject=f"[Gatehouse] {request.tool} on {request.target} is waiting for approval",
+                message=f"{request.tool} on {request.target}, for alert {alert.source}:{alert.external_id}, has waited "
+                f"since {request.created_at:%Y-%m-%d %H:%M} UTC and expires at {request.expires_at:%H:%M} UTC.\n\n"
+                f"Decide: {settings.CONSOLE_URL}/approvals/{request.pk}/\n",
+                from_email=None,
+                recipient_list=sorted({user.email for user in approvers}),
+            )
+        except (OSError, smtplib.SMTPException) as exc:  # the mail server is away: the next sweep tries again
+            log.warning("approvers of action request %s not emailed (%s); retrying at the next sweep",
+                        request.pk, type(exc).__name__)
+            ActionRequest.objects.filter(pk=request.pk).update(notify_claimed_until=None)
+            continue
+        ActionRequest.objects.filter(pk=request.pk).update(notified_at=timezone.now(), notify_claimed_until=None)
         notified.append(request.pk)
     return notified
 

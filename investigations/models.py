@@ -298,6 +298,7 @@ class ActionRequest(models.Model):
     outcome = models.CharField(max_length=300, blank=True, help_text="The result in a line, for people.")
     lease_expires_at = models.DateTimeField(null=True, blank=True, help_text="While executing: when a stalled run may be retried.")
     notified_at = models.DateTimeField(null=True, blank=True, help_text="When approvers were told it is waiting long.")
+    notify_claimed_until = models.DateTimeField(null=True, blank=True, help_text="A sweep is emailing its approvers.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -6,7 +6,7 @@ import pytest
 from guardian.shortcuts import assign_perm
 
 from investigations import actions, agent
-from tests.support import set_rate_limit
+from tests.support import free_port, set_rate_limit
 from investigations.models import ActionRequest, AuditRecord, Event, Investigation, ToolPolicy
 from toolserver.lab.models import LabWrite
 
@@ -161,6 +161,27 @@ def test_approvers_are_emailed_once_about_a_request_that_waits_long(received, ma
     assert mail.to == ["oncall@soc.example"]
     assert "isolate_host on host=ws-fin-07" in mail.subject
     assert f"/approvals/{request.pk}/" in mail.body
+
+
+def test_a_mail_server_refusing_leaves_the_request_unnotified_logged_and_retried(
+    received, make_user, settings, mailoutbox, caplog
+):
+    settings.APPROVAL_NOTIFY_AFTER_S = 1
+    make_user("on-call", "analyst", email="oncall@soc.example")
+    _, investigation = received("LAB-SIEM-1001")
+    request = pending(run(investigation))
+    ActionRequest.objects.filter(pk=request.pk).update(created_at=request.created_at - timedelta(minutes=5))
+    # A real SMTP client against a port where nothing listens: the connection is refused.
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()
+    assert actions.notify_overdue() == []
+    request.refresh_from_db()
+    assert request.notified_at is None
+    assert f"approvers of action request {request.pk} not emailed (ConnectionRefusedError)" in caplog.text
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"  # the server is back
+    assert actions.notify_overdue() == [request.pk]
+    assert [mail.to for mail in mailoutbox] == [["oncall@soc.example"]]
 
 
 def test_an_approved_write_held_back_by_the_rate_limit_is_retried_not_failed(received, analyst, settings):
