@@ -277,6 +277,24 @@ def _refused_when_expired():
         raise NotPending(f"This request {_STATE_PHRASES[request.state]}.", request) from None
 
 
+def cancel_pending(investigation_id: int, why: str) -> list[int]:
+    """Its investigation ended: every request still pending is cancelled, in the caller's transaction,
+    so none waits to expire and the queue shows what became of it."""
+    cancelled = []
+    pending = ActionRequest.objects.select_for_update().filter(investigation_id=investigation_id, state=State.PENDING)
+    for request in pending:
+        request.result = error(
+            Reason.CANCELLED,
+            retryable=False,
+            guidance="The investigation ended before anyone decided on this request, so it was not performed.",
+        )
+        request.outcome = f"cancelled: {why}"
+        _move(request, State.PENDING, State.CANCELLED, "system", why)
+        _record(request, Outcome.CANCELLED, "system")
+        cancelled.append(request.pk)
+    return cancelled
+
+
 def notify_overdue() -> list[int]:
     """Email the people who may approve a request that has waited longer than APPROVAL_NOTIFY_AFTER_S (once)."""
     from django.core.mail import send_mail

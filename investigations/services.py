@@ -116,6 +116,9 @@ def finish(
             )
         message = end_reason or ("Completed." if status == Status.COMPLETED else "Failed.")
         events.record_event(investigation_id, Event.Kind.STATUS, {"status": status, "message": message})
+        from investigations.actions import cancel_pending  # the gate's module imports this one
+
+        cancel_pending(investigation_id, f"the investigation {status}: {message}")
 
 
 def suspend(investigation_id: int, owner: str, *, waiting_for: str, **fields) -> None:

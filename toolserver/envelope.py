@@ -24,6 +24,7 @@ class Reason(StrEnum):
     APPROVAL_REQUIRED = "approval_required"
     REJECTED_BY_ANALYST = "rejected_by_analyst"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"
     # Refused by the agent loop before any check: the model's turn did not finish (cut at
     # max_tokens, a stream cut off), or the call's id is malformed or names an earlier call.
     INCOMPLETE_TURN = "incomplete_turn"

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from guardian.shortcuts import assign_perm
 
-from investigations import actions, agent
+from investigations import actions, agent, services
 from tests.support import free_port, set_rate_limit
 from investigations.models import ActionRequest, AuditRecord, Event, Investigation, ToolPolicy
 from toolserver.lab.models import LabWrite
@@ -231,3 +231,16 @@ def test_a_write_tool_an_admin_disabled_makes_no_request_and_the_model_is_told(r
     assert (refused.outcome, refused.reason) == ("error", "tool_disabled")
     result = investigation.events.get(kind=Event.Kind.TOOL_RESULT, data__name="isolate_host").data["result"]
     assert result["reason"] == "tool_disabled"
+
+
+def test_an_investigation_that_fails_with_a_request_pending_cancels_it(waiting, analyst):
+    investigation, request = waiting
+    Investigation.objects.filter(pk=investigation.pk).update(status="running", lease_owner="worker-1")
+    services.finish(investigation.pk, "worker-1", status="failed", end_reason="Internal error (RuntimeError).")
+    request.refresh_from_db()
+    assert request.state == "cancelled"
+    assert request.result["reason"] == "cancelled"
+    assert request.outcome == "cancelled: the investigation failed: Internal error (RuntimeError)."
+    assert AuditRecord.objects.filter(tool="isolate_host", outcome="cancelled").count() == 1
+    with pytest.raises(actions.NotPending, match="was cancelled"):
+        actions.approve(request.pk, analyst)
