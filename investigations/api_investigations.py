@@ -6,12 +6,11 @@ from django.db.models import Prefetch
 from ninja import Field, Router, Schema, Status
 
 from console.roles import ANALYST, has_role
-from investigations import services
-from investigations.api import Problem
+from investigations import actions, services
+from investigations.api import InvalidInput, Problem
 from investigations.api_actions import ActionSummary, auth_for
 from investigations.models import ActionApproval, Investigation
 from investigations.selectors import can_view
-from investigations import actions
 
 router = Router(tags=["investigations"])
 NOT_FOUND = "No such investigation."
@@ -77,7 +76,7 @@ def _may_investigate(request, user):
     return None
 
 
-@router.get("/investigations/{id}", auth=auth_for(), response={200: InvestigationOut, 401: Problem, 404: Problem},
+@router.get("/investigations/{id}", auth=auth_for(), response={200: InvestigationOut, 400: InvalidInput, 401: Problem, 404: Problem},
             url_name="investigation_detail", operation_id="investigation_detail", summary="One investigation")
 def investigation_detail(request, id: int):
     """Its state, verdict, summary, usage and action requests."""
@@ -88,7 +87,7 @@ def investigation_detail(request, id: int):
 
 
 @router.post("/investigations/{id}/again", auth=auth_for(_may_investigate),
-             response={201: InvestigationOut, 401: Problem, 403: Problem, 404: Problem, 409: Problem},
+             response={201: InvestigationOut, 400: InvalidInput, 401: Problem, 403: Problem, 404: Problem, 409: Problem},
              url_name="investigate_again", operation_id="investigate_again", summary="Investigate its alert again")
 def investigate_again(request, id: int):
     """A new investigation of the same alert, queued for a worker (201). 409 while an investigation of

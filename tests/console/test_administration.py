@@ -546,7 +546,8 @@ def test_the_api_switches_a_tool_off_and_it_is_no_longer_usable(client, admin_us
     assert Tool.objects.get(name=ISOLATE).usable
     response = call_api(client, "PATCH", f"/manage/tools/{ISOLATE}", {"enabled": False}, token_of(admin_user))
     assert response.status_code == 200
-    assert response.json() == {"name": ISOLATE, "server": "edr-response", "enabled": False, "change_waiting": False, "usable": False}
+    assert response.json() == {"name": ISOLATE, "server": "edr-response", "enabled": False, "change_waiting": False, "usable": False,
+                               "policy": {"requires_approval": True, "approvals_needed": 1, "expiry_seconds": 3600}}
     assert not Tool.objects.select_related("server").get(name=ISOLATE).usable
     record = only_change("tool_changed")
     assert (record.actor, record.server, record.tool) == ("user:ada", "edr-response", ISOLATE)
