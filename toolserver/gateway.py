@@ -2,8 +2,8 @@
 
 In order, for every call: find the tool, refuse it if an admin disabled it, validate the
 arguments at the boundary, take a rate-limit token for its server, claim the idempotency key of
-a write, call the server process through the supervisor, settle the key, and emit exactly one
-audit record. Every failure comes back as a typed error envelope; nothing raises to the caller.
+a write, call the server process through the supervisor, settle the key, and emit one audit
+record (a write two: "dispatched" before it leaves, its outcome after). Every failure comes back as a typed error envelope; nothing raises to the caller.
 """
 
 import json
@@ -110,6 +110,7 @@ class Gateway:
             )
             return self._audited(server, tool, audit_args, result, context, started, Outcome.ERROR, key=key.key)
 
+        self._audited(server, tool, audit_args, {}, context, started, Outcome.DISPATCHED, key=key.key)
         result, backend_status = self._send(server, tool, validated, context, idempotency_key=key.key, backend=backend)
         if is_transient(result):
             idempotency.release(key, claim.token)
@@ -144,7 +145,7 @@ class Gateway:
                 tool_use_id=context.tool_use_id,
                 actor=context.actor,
                 source=result.get("source", ""),
-                extra={"result_sha256": audit.result_digest(result)},
+                extra={} if outcome == Outcome.DISPATCHED else {"result_sha256": audit.result_digest(result)},
             )
         )
         return result

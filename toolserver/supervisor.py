@@ -187,6 +187,7 @@ class Supervisor:
         self._servers: dict[str, ServerProcess] = {}
         self._listener = None
         if settings.REDIS_URL:
+            import redis.asyncio  # noqa: F401  here, not first in the loop's thread: two threads importing it at once deadlock
             self._listener = asyncio.run_coroutine_threadsafe(self._listen_for_restarts(settings.REDIS_URL), self._loop)
 
     def call(self, server: str, tool: str, arguments: dict, meta: dict, backend=None) -> tuple[dict, str]:
