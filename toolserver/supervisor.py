@@ -30,6 +30,7 @@ from toolserver import credentials, egress
 from toolserver.config import Backend, backend_of
 from toolserver.catalog import SERVERS
 from toolserver.envelope import BackendFailure, Reason, backend_error, error
+from toolserver.launch import PARENT_VARIABLE
 from toolserver.servers import META_BACKEND_STATUS
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,8 @@ class ServerProcess:
         params = StdioServerParameters(
             command=sys.executable,
             args=["-m", "toolserver.launch"],
-            env=self.config.environment(),
+            # The launcher checks that this process is still its parent after it asked to die with it.
+            env=self.config.environment() | {PARENT_VARIABLE: str(os.getpid())},
             cwd=str(settings.BASE_DIR),
         )
         while not self._stop.is_set():

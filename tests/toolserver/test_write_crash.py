@@ -30,8 +30,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class Writer:
-    def __init__(self, lab):
-        env = console_env(DATABASE_URL=database_url_of(connection.settings_dict), **lab.environment())
+    def __init__(self, lab, **environment: str):
+        env = console_env(DATABASE_URL=database_url_of(connection.settings_dict), **lab.environment(), **environment)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.toolserver.crash_writer"], cwd=ROOT, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
