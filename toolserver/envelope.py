@@ -24,6 +24,7 @@ class Reason(StrEnum):
     APPROVAL_REQUIRED = "approval_required"
     REJECTED_BY_ANALYST = "rejected_by_analyst"
     EXPIRED = "expired"
+    OUTCOME_UNKNOWN = "outcome_unknown"  # a write that may have happened: a person checks the backend
 
 
 class BackendFailure(StrEnum):

@@ -30,10 +30,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class Writer:
-    def __init__(self, lab, **environment: str):
+    def __init__(self, lab, *call: str, **environment: str):
         env = console_env(DATABASE_URL=database_url_of(connection.settings_dict), **lab.environment(), **environment)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.toolserver.crash_writer"], cwd=ROOT, env=env,
+            [sys.executable, "-m", "tests.toolserver.crash_writer", *call], cwd=ROOT, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,  # a group of its own: the kill reaches it and what it started
         )
@@ -49,8 +49,8 @@ def writer(lab):
     set_rate_limit("edr-response", 1000)
     started = []
 
-    def start() -> Writer:
-        started.append(Writer(lab))
+    def start(*call: str, **environment: str) -> Writer:
+        started.append(Writer(lab, *call, **environment))
         return started[-1]
 
     yield start
@@ -146,6 +146,14 @@ def someone_waits_on_a_lock() -> bool:
         return cursor.fetchone()[0] > 0
 
 
+def end_the_settling_update() -> None:
+    """The killed writer's settling UPDATE was sent before the kill and would commit once the lock is
+    free: end it, as if the kill had come before it left."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND wait_event_type = 'Lock' AND query LIKE 'UPDATE \"toolserver_idempotencyrecord\"%%'")
+
+
 def head_lock() -> RowLock:
     AuditHead.objects.get_or_create(pk=1)  # made on first use: a flush between tests removed it
     return RowLock("SELECT * FROM investigations_audithead WHERE id = 1 FOR UPDATE")
@@ -180,11 +188,7 @@ def test_killed_after_the_backend_answered_before_the_key_was_settled(writer):
         wait_until(lambda: received().exists() and someone_waits_on_a_lock(), timeout=60,
                    what="the lab's answer, and the writer waiting to settle the key")
         process.kill()
-        # The settling UPDATE was sent before the kill and would commit once the lock is free: end
-        # it, as if the kill had come before it left.
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-                           "AND wait_event_type = 'Lock' AND query LIKE 'UPDATE \"toolserver_idempotencyrecord\"%%'")
+        end_the_settling_update()
     assert_every_write_received_is_in_the_trail(1)
     assert IdempotencyRecord.objects.get().state == "running"
 
@@ -203,3 +207,58 @@ def test_killed_after_the_key_was_settled_before_the_outcome_record(writer):
         wait_until(IdempotencyRecord.objects.filter(state="succeeded").exists, timeout=60, what="the key to be settled")
         process.kill()
     assert_every_write_received_is_in_the_trail(1)
+
+
+# -- item 3: exactly once without the backend's help ---------------------------------------------
+TICKET = {"title": "Beaconing from SRV-APP-03", "severity": "high", "body": "C2 beacon every 60 s."}
+
+
+def crash_between_call_and_settle(writer, backend: RowLock, *call: str) -> None:
+    """The first writer's call reaches the lab, and it is killed before it settles the key.
+
+    `backend` is the row the lab's write locks first (the host, the ticket counter): held, it keeps
+    the call at the lab until the test holds the key's row too.
+    """
+    with locks(backend.acquire(), key_lock()) as (_, key):
+        process = writer(*call, GATEHOUSE_WRITE_LEASE_S="1")
+        wait_until(lambda: IdempotencyRecord.objects.exists() and someone_waits_on_a_lock(), timeout=60,
+                   what="the write to wait at the lab")
+        key.acquire()
+        backend.release()
+        wait_until(lambda: LabWrite.objects.exists() and someone_waits_on_a_lock(), timeout=60,
+                   what="the lab's answer, and the writer waiting to settle the key")
+        process.kill()
+        end_the_settling_update()
+    assert IdempotencyRecord.objects.get().state == "running"
+
+
+def recovered(writer, *call: str) -> dict:
+    """A second worker takes the abandoned key over (its lease of 1 s ran out) and finishes the write."""
+    output, _ = writer(*call, GATEHOUSE_WRITE_LEASE_S="1").process.communicate(timeout=90)
+    return json.loads(output.strip().splitlines()[-1])
+
+
+@pytest.mark.production
+def test_a_backend_that_does_not_deduplicate_sees_one_call_after_a_crash_between_call_and_settle(writer):
+    faults.inject("edr", "no_dedupe")  # the lab ignores Idempotency-Key, as an EDR without one would
+    crash_between_call_and_settle(writer, host_lock())
+    result = recovered(writer)
+
+    assert list(received().values_list("outcome", flat=True)) == ["performed"]  # one call, never a second
+    assert result["status"] == "ok" and result["data"]["found_done"], result
+    assert IdempotencyRecord.objects.get().state == "succeeded"
+    checked = AuditRecord.objects.filter(tool="isolate_host").order_by("seq").last()
+    assert (checked.outcome, checked.backend_status) == ("ok", "checked")  # recorded: found done, not sent again
+
+
+@pytest.mark.production
+def test_a_write_whose_backend_cannot_tell_goes_to_a_person_instead_of_again(writer):
+    call = ("open_ticket", json.dumps(TICKET))
+    faults.clear("ticketing")  # its row is what the lab locks to number tickets
+    ticket_counter = RowLock("SELECT * FROM lab_labfault WHERE backend = 'ticketing' FOR UPDATE")
+    crash_between_call_and_settle(writer, ticket_counter, *call)
+    result = recovered(writer, *call)
+
+    assert LabWrite.objects.filter(action="open_ticket").count() == 1
+    assert (result["status"], result.get("reason"), result.get("retryable")) == ("error", "outcome_unknown", False), result
+    assert IdempotencyRecord.objects.get().state == "failed"  # settled: every repeat gets outcome_unknown
