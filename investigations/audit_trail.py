@@ -110,6 +110,18 @@ def visible_records(user):
     return records.filter(correlation_id__in=[Investigation.correlation_id_of(pk) for pk in own_investigation_ids(user)])
 
 
+def outcome_of_dispatch(record: AuditRecord) -> AuditRecord | None:
+    """What became of a dispatched write: the next record of its key (its outcome, or a dispatch again).
+
+    None: nothing was recorded after it left, so its outcome is unknown (the process stopped).
+    """
+    if record.outcome != Outcome.DISPATCHED:
+        return None
+    return AuditRecord.objects.filter(
+        kind=AuditRecord.Kind.TOOL_CALL, idempotency_key=record.idempotency_key, seq__gt=record.seq
+    ).order_by("seq").first()
+
+
 # -- filters and pages -------------------------------------------------------------------------------
 def filtered(records, filters: AuditFilter):
     exact = {name: getattr(filters, name) for name in ("kind", "server", "tool", "outcome", "reason", "actor", "idempotency_key")}

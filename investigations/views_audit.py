@@ -83,6 +83,7 @@ def audit_record(request, seq: int):
         raise Http404("No such audit record.")
     return render(request, "audit/record.html", {
         "record": record,
+        "dispatch_outcome": audit_trail.outcome_of_dispatch(record),
         "arguments_json": json.dumps(record.arguments, indent=2, ensure_ascii=False),
         "extra_json": json.dumps(record.extra, indent=2, ensure_ascii=False),
     })

@@ -24,6 +24,9 @@ class Outcome(StrEnum):
     ERROR = "error"
     RATE_LIMITED = "rate_limited"
     REPLAYED = "replayed"
+    # A write on its way to its backend: recorded before it leaves, so a crash leaves this
+    # ("outcome unknown") rather than nothing; the outcome is a later record with its key.
+    DISPATCHED = "dispatched"
     PENDING_APPROVAL = "pending_approval"
     APPROVED = "approved"
     DENIED = "denied"  # someone not allowed to approve the tool tried to decide

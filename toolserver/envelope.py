@@ -29,6 +29,7 @@ class Reason(StrEnum):
     # max_tokens, a stream cut off), or the call's id is malformed or names an earlier call.
     INCOMPLETE_TURN = "incomplete_turn"
     INVALID_TOOL_USE_ID = "invalid_tool_use_id"
+    OUTCOME_UNKNOWN = "outcome_unknown"  # a write that may have happened: a person checks the backend
 
 
 class BackendFailure(StrEnum):

@@ -2,8 +2,8 @@
 
 In order, for every call: find the tool, refuse it if an admin disabled it, validate the
 arguments at the boundary, take a rate-limit token for its server, claim the idempotency key of
-a write, call the server process through the supervisor, settle the key, and emit exactly one
-audit record. Every failure comes back as a typed error envelope; nothing raises to the caller.
+a write, call the server process through the supervisor, settle the key, and emit one audit
+record (a write two: "dispatched" before it leaves, its outcome after). Every failure comes back as a typed error envelope; nothing raises to the caller.
 """
 
 import json
@@ -15,9 +15,10 @@ from pydantic import ValidationError
 from toolserver import audit, config, idempotency
 from toolserver.audit import Outcome, ToolCallAudit
 from toolserver.catalog import ServerSpec, ToolSpec, find_tool
-from toolserver.envelope import Reason, error, invalid_arguments, is_error, is_transient
+from toolserver.envelope import Reason, error, invalid_arguments, is_error, is_transient, ok
 from toolserver.ratelimit import get_rate_limiter, limit_of
 from toolserver.schemas import parse_arguments
+from toolserver.servers import META_CHECK_DONE, META_CORRELATION, META_IDEMPOTENCY_KEY, META_TRIGGER
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,13 @@ class Gateway:
             )
             return self._audited(server, tool, audit_args, result, context, started, Outcome.ERROR, key=key.key)
 
+        if claim.taken_over:  # its holder died: the write may have reached the backend already
+            checked = self._check_done(server, tool, validated, context, key, claim, backend)
+            if checked is not None:
+                result, outcome = checked
+                return self._audited(server, tool, audit_args, result, context, started, outcome, key=key.key,
+                                     backend_status="checked")
+        self._audited(server, tool, audit_args, {}, context, started, Outcome.DISPATCHED, key=key.key)
         result, backend_status = self._send(server, tool, validated, context, idempotency_key=key.key, backend=backend)
         if is_transient(result):
             idempotency.release(key, claim.token)
@@ -133,12 +141,37 @@ class Gateway:
             server, tool, audit_args, result, context, started, outcome, key=key.key, backend_status=backend_status
         )
 
+    def _check_done(self, server, tool, validated, context, key, claim, backend) -> tuple[dict, Outcome] | None:
+        """Before sending an abandoned write again: the backend's word on whether it happened.
+
+        None: it did not, send it. Otherwise the key is settled with what the backend says (done) or,
+        when it cannot tell, with outcome_unknown, for a person to check: never sent a second time.
+        """
+        answer, _ = self._send(server, tool, validated, context, idempotency_key=key.key, backend=backend, check=True)
+        check = answer.get("data") if not is_error(answer) and isinstance(answer.get("data"), dict) else {}
+        if check.get("check") == "not_done":
+            return None
+        if check.get("check") == "done":
+            result = ok(check.get("result") or {}, source=answer.get("source", ""))
+            idempotency.complete(key, claim.token, result, failed=False)
+            return result, Outcome.OK
+        result = error(
+            Reason.OUTCOME_UNKNOWN,
+            retryable=False,
+            guidance=f"{tool.name} was sent once and its worker stopped before the answer was recorded; the "
+            f"{server.backend} cannot say whether it took effect, so it was not sent again. An analyst must check "
+            "and confirm. Do not repeat it.",
+        )
+        idempotency.complete(key, claim.token, result, failed=True)
+        return result, Outcome.ERROR
+
     def _send(self, server: ServerSpec, tool: ToolSpec, validated: dict, context: CallContext, *, idempotency_key: str,
-              backend: config.Backend):
+              backend: config.Backend, check: bool = False):
         meta = {
-            "gatehouse/correlation_id": context.correlation_id,
-            "gatehouse/trigger": context.trigger,
-            "gatehouse/idempotency_key": idempotency_key,
+            META_CORRELATION: context.correlation_id,
+            META_TRIGGER: context.trigger,
+            META_IDEMPOTENCY_KEY: idempotency_key,
+            **({META_CHECK_DONE: True} if check else {}),
         }
         return self.supervisor.call(server.name, tool.name, validated, meta, backend)
 
@@ -157,7 +190,7 @@ class Gateway:
                 tool_use_id=context.tool_use_id,
                 actor=context.actor,
                 source=result.get("source", ""),
-                extra={"result_sha256": audit.result_digest(result)},
+                extra={} if outcome == Outcome.DISPATCHED else {"result_sha256": audit.result_digest(result)},
             )
         )
         return result

@@ -4,7 +4,8 @@ claim() is race-safe across processes: the key is a unique column, so of many co
 claims exactly one INSERT wins. The others see the winner's row: its result when done, a
 conflict when their arguments differ, or they wait a bounded time while it runs. A running
 claim whose lease ran out (its worker died) may be taken over by exactly one caller; the
-same key then reaches the backend, which deduplicates on it.
+taker first asks the backend whether the write already happened (toolserver.gateway), so exactly
+once does not rest on the backend deduplicating on the key.
 """
 
 import hashlib
@@ -35,6 +36,7 @@ class WriteKey:
 @dataclass(frozen=True)
 class Claimed:
     token: str
+    taken_over: bool = False  # from a dead holder, whose write may have reached the backend
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ def claim(server: ServerSpec, tool: ToolSpec, write: WriteKey, trigger: str, *, 
         if record.state != IdempotencyRecord.State.RUNNING:
             return Prior(record.result, record.completed_at)
         if record.lease_until < timezone.now() and _take_over(record, token, lease):
-            return Claimed(token)
+            return Claimed(token, taken_over=True)
         if time.monotonic() >= deadline:
             return InProgress()
         time.sleep(POLL_INTERVAL_S)

@@ -30,6 +30,7 @@ from toolserver import credentials, egress
 from toolserver.config import Backend, backend_of
 from toolserver.catalog import SERVERS
 from toolserver.envelope import BackendFailure, Reason, backend_error, error
+from toolserver.launch import PARENT_VARIABLE
 from toolserver.servers import META_BACKEND_STATUS
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,8 @@ class ServerProcess:
         params = StdioServerParameters(
             command=sys.executable,
             args=["-m", "toolserver.launch"],
-            env=self.config.environment(),
+            # The launcher checks that this process is still its parent after it asked to die with it.
+            env=self.config.environment() | {PARENT_VARIABLE: str(os.getpid())},
             cwd=str(settings.BASE_DIR),
         )
         while not self._stop.is_set():
@@ -187,6 +189,7 @@ class Supervisor:
         self._servers: dict[str, ServerProcess] = {}
         self._listener = None
         if settings.REDIS_URL:
+            import redis.asyncio  # noqa: F401  here, not first in the loop's thread: two threads importing it at once deadlock
             self._listener = asyncio.run_coroutine_threadsafe(self._listen_for_restarts(settings.REDIS_URL), self._loop)
 
     def call(self, server: str, tool: str, arguments: dict, meta: dict, backend=None) -> tuple[dict, str]:

@@ -19,9 +19,9 @@ def context():
     return CallContext(correlation_id="inv-test-1", trigger="alert-test-1", approval="test-approval")
 
 
-def server_pids(server: str) -> list[int]:
-    """Pids of this process's children running `server` (read from /proc)."""
-    me, found = os.getpid(), []
+def server_pids(server: str, parent: int | None = None) -> list[int]:
+    """Pids of this process's (or `parent`'s) children running `server` (read from /proc)."""
+    me, found = parent or os.getpid(), []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue

@@ -64,9 +64,9 @@ def test_a_failed_call_is_one_record_with_the_backend_status(gateway, context):
 def test_writes_record_their_key_and_a_replay(gateway, context):
     gateway.call("isolate_host", ISOLATE, context)
     gateway.call("isolate_host", ISOLATE, context)
-    first, second = AuditRecord.objects.order_by("id")
-    assert first.idempotency_key and first.idempotency_key == second.idempotency_key
-    assert (first.outcome, second.outcome) == ("ok", "replayed")
+    dispatched, first, second = AuditRecord.objects.order_by("id")
+    assert first.idempotency_key and dispatched.idempotency_key == first.idempotency_key == second.idempotency_key
+    assert (dispatched.outcome, first.outcome, second.outcome) == ("dispatched", "ok", "replayed")
 
 
 def test_a_write_without_an_approval_never_reaches_the_backend(gateway, context):
@@ -87,7 +87,9 @@ def test_over_the_rate_limit_the_backend_is_not_called(gateway, context):
     assert [result["status"] for result in results] == ["ok", "ok", "error"]
     assert results[2]["reason"] == "rate_limited" and 0 < results[2]["retry_after_s"] <= 60
     assert LabWrite.objects.count() == 2
-    assert list(AuditRecord.objects.order_by("id").values_list("outcome", flat=True)) == ["ok", "ok", "rate_limited"]
+    assert list(AuditRecord.objects.order_by("id").values_list("outcome", flat=True)) == [
+        "dispatched", "ok", "dispatched", "ok", "rate_limited",
+    ]
 
 
 def test_a_dead_server_process_is_restarted(gateway, context):
@@ -160,12 +162,17 @@ def test_every_kind_of_call_is_one_chained_record_naming_its_call(gateway, conte
     results = []
     for n, (tool, arguments, call_context, _, _) in enumerate(calls):
         results.append(gateway.call(tool, arguments, replace(call_context, tool_use_id=f"toolu_kind{n:04d}")))
-    records = list(AuditRecord.objects.order_by("seq"))
+    everything = list(AuditRecord.objects.order_by("seq"))
+    # A write that leaves for its backend is recorded before it leaves, too (#6 and #9 here).
+    assert [(r.seq, r.outcome, r.tool_use_id) for r in everything if r.outcome == "dispatched"] == [
+        (6, "dispatched", "toolu_kind0005"), (9, "dispatched", "toolu_kind0007"),
+    ]
+    records = [r for r in everything if r.outcome != "dispatched"]
     assert [(r.tool_use_id, r.outcome, r.reason) for r in records] == [
         (f"toolu_kind{n:04d}", outcome, reason) for n, (_, _, _, outcome, reason) in enumerate(calls)
     ]
-    assert [r.seq for r in records] == list(range(1, len(calls) + 1))
+    assert [r.seq for r in everything] == list(range(1, len(calls) + 3))
     assert all(r.kind == "tool_call" and r.correlation_id == "inv-test-1" and r.actor == "agent" for r in records)
     assert [r.extra["result_sha256"] for r in records] == [result_digest(result) for result in results]
     assert records[5].idempotency_key and records[5].idempotency_key == records[6].idempotency_key
-    assert audit_trail.verify_database() == (len(calls), None)
+    assert audit_trail.verify_database() == (len(calls) + 2, None)

@@ -27,6 +27,10 @@ class TargetNotFound(Exception):
         self.target = target
 
 
+class CannotTell(Exception):
+    """The backend cannot say whether a write already happened (Backend.already_done)."""
+
+
 class BackendRefused(Exception):
     """The backend refused the request as invalid (a 400): the arguments need changing."""
 
@@ -67,6 +71,12 @@ class Backend(ABC):
     @abstractmethod
     async def health(self) -> str:
         """Call the backend's health endpoint with the credential: what it says, for an admin to read."""
+
+    async def already_done(self, tool: str, args, write: WriteContext) -> dict | None:
+        """Whether the write `tool(args)` under `write.idempotency_key` already took effect: what it
+        did (a dict) or None. Asked before an abandoned write is sent again, so that exactly once does
+        not rest on the backend deduplicating; raise CannotTell when the backend cannot say."""
+        raise CannotTell(tool)
 
 
 class SiemBackend(Backend):

@@ -10,6 +10,7 @@ from toolserver import egress, schemas
 from toolserver.adapters.base import (
     BackendError,
     BackendRefused,
+    CannotTell,
     EdrBackend,
     EdrResponseBackend,
     IdentityBackend,
@@ -262,6 +263,17 @@ class LabEdrResponse(LabHttp, EdrResponseBackend):
     async def release_host(self, args: schemas.HostAction, write: WriteContext) -> dict:
         return await self._host_action("release", args, write)
 
+    async def already_done(self, tool: str, args, write: WriteContext) -> dict | None:
+        if tool not in ("isolate_host", "release_host"):
+            raise CannotTell(tool)
+        host = await self._request("GET", f"/edr/hosts/{args.host}/isolation", target=args.host)
+        isolated = tool == "isolate_host"
+        if not isinstance(host.get("isolated"), bool) or not isinstance(host.get("host_id"), str):
+            raise BackendError(BackendFailure.MALFORMED)
+        if host["isolated"] != isolated:
+            return None
+        return {"host_id": host["host_id"], "isolated": isolated, "action_id": "", "found_done": True}
+
     async def _host_action(self, action: str, args: schemas.HostAction, write: WriteContext) -> dict:
         body = await self._write(f"/edr/hosts/{args.host}/{action}", {"reason": args.reason}, write, target=args.host)
         return self._shape(Isolation, body)
@@ -278,6 +290,15 @@ class LabIdentity(LabHttp, IdentityBackend):
 
     async def enable_account(self, args: schemas.AccountAction, write: WriteContext) -> dict:
         return await self._account_action("enable", args, write)
+
+    async def already_done(self, tool: str, args, write: WriteContext) -> dict | None:
+        if tool not in ("disable_account", "enable_account"):
+            raise CannotTell(tool)
+        user = self._shape(User, await self._request("GET", f"/identity/users/{args.username}", target=args.username))
+        disabled = tool == "disable_account"
+        if user["disabled"] != disabled:
+            return None
+        return {"username": user["username"], "disabled": disabled, "already": True, "action_id": "", "found_done": True}
 
     async def _account_action(self, action: str, args: schemas.AccountAction, write: WriteContext) -> dict:
         path = f"/identity/users/{args.username}/{action}"

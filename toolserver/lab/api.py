@@ -92,6 +92,8 @@ def endpoint(method: str, *, backend: str | None = None, scope: str | None = Non
             fault = await sync_to_async(faults.take)(backend) if backend else None
             if fault is not None and fault.mode == "slow":
                 await asyncio.sleep(fault.delay_ms / 1000)  # then answer as usual
+            elif fault is not None and fault.mode == "no_dedupe":
+                write = write and replace(write, idempotency_key="")  # then act as a backend without the header
             elif fault is not None:
                 # Logged on arrival, before a timeout's wait: the caller may give up first.
                 answer = await refuse(_fault_answer(fault), LabWrite.Outcome.FAULT)
@@ -159,6 +161,14 @@ def edr_connections(request, key, host_ref):
 
 def _reason(request) -> None:
     params.text(params.body(request, {"reason"}), "reason", max_length=REASON_MAX)
+
+
+@endpoint("GET", backend="edr", scope="edr:isolate")
+def edr_isolation(request, key, host_ref):
+    """Whether a host is isolated now: what the response key may read (to tell whether a write happened)."""
+    params.query(request, set())
+    host = selectors.host(host_ref)
+    return {"host_id": host["host_id"], "hostname": host["hostname"], "isolated": host["isolated"]}
 
 
 @endpoint("POST", backend="edr", scope="edr:isolate", action="isolate_host", target="host_ref")

@@ -12,7 +12,8 @@ from django.db import transaction
 from toolserver.lab.models import LabFault
 
 BACKENDS = ("siem", "edr", "identity", "ticketing", "intel")
-MODES = ("none", "timeout", "error_5xx", "rate_limit", "slow", "malformed")
+MODES = ("none", "timeout", "error_5xx", "rate_limit", "slow", "malformed", "no_dedupe")
+# no_dedupe answers as usual but ignores Idempotency-Key, as a directory or an EDR without one would.
 DEFAULT_DELAY_MS = {"timeout": 30_000, "slow": 3_000}
 DEFAULT_RETRY_AFTER_S = 30
 MAX_DELAY_MS = 600_000

@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/edr/hosts/<str:host_ref>", api.edr_host, name="api-edr-host"),
     path("api/edr/hosts/<str:host_ref>/processes", api.edr_processes, name="api-edr-processes"),
     path("api/edr/hosts/<str:host_ref>/connections", api.edr_connections, name="api-edr-connections"),
+    path("api/edr/hosts/<str:host_ref>/isolation", api.edr_isolation, name="api-edr-isolation"),
     path("api/edr/hosts/<str:host_ref>/isolate", api.edr_isolate, name="api-edr-isolate"),
     path("api/edr/hosts/<str:host_ref>/release", api.edr_release, name="api-edr-release"),
     path("api/identity/users/<str:username>", api.identity_user, name="api-identity-user"),

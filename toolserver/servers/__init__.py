@@ -17,7 +17,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import ValidationError
 
-from toolserver.adapters.base import Backend, BackendError, BackendRefused, Page, TargetNotFound, WriteContext
+from toolserver.adapters.base import Backend, BackendError, BackendRefused, CannotTell, Page, TargetNotFound, WriteContext
 from toolserver.catalog import ServerSpec, ToolSpec
 from toolserver.egress import EgressRefused
 from toolserver.envelope import BACKEND_NAMES, BackendFailure, Reason, backend_error, error, invalid_arguments, is_error, ok
@@ -30,6 +30,8 @@ META_CORRELATION = "gatehouse/correlation_id"
 META_TRIGGER = "gatehouse/trigger"
 META_IDEMPOTENCY_KEY = "gatehouse/idempotency_key"
 META_BACKEND_STATUS = "gatehouse/backend_status"
+# Set on a write: do not act, say whether it already happened ({"check": "done"|"not_done"|"unknown"}).
+META_CHECK_DONE = "gatehouse/check_done"
 
 
 def build_server(spec: ServerSpec, backend: Backend) -> MCPServer:
@@ -73,7 +75,10 @@ async def run_tool(spec: ServerSpec, tool: ToolSpec, backend: Backend, raw: Any,
                     retryable=False,
                     guidance="A write must come through the Gatehouse gateway, with its idempotency key.",
                 ), ""
-            outcome = await handler(args, WriteContext(key, trigger, meta.get(META_CORRELATION) or ""))
+            write = WriteContext(key, trigger, meta.get(META_CORRELATION) or "")
+            if meta.get(META_CHECK_DONE):
+                return ok(await _check_done(backend, tool, args, write), source=backend.source), "checked"
+            outcome = await handler(args, write)
         else:
             outcome = await handler(args)
     except BackendError as exc:
@@ -96,6 +101,14 @@ async def run_tool(spec: ServerSpec, tool: ToolSpec, backend: Backend, raw: Any,
     if isinstance(outcome, Page):
         return ok(outcome.items, source=backend.source, truncated=outcome.truncated), "200"
     return ok(outcome, source=backend.source), "200"
+
+
+async def _check_done(backend: Backend, tool: ToolSpec, args, write: WriteContext) -> dict:
+    try:
+        done = await backend.already_done(tool.name, args, write)
+    except CannotTell:
+        return {"check": "unknown"}
+    return {"check": "not_done"} if done is None else {"check": "done", "result": done}
 
 
 async def check_health(backend: Backend) -> dict:
