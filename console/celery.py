@@ -24,8 +24,26 @@ def check_configuration_before_work(**kwargs):
 
 
 @worker_ready.connect
-def resume_stalled_investigations(**kwargs):
-    """A worker that starts takes over what no worker is running (queued while none ran, or orphaned)."""
-    from investigations.tasks import sweep_investigations
+def resume_stalled_work(**kwargs):
+    """A worker that starts takes over what no worker is running (queued while none ran, or orphaned),
+    then sweeps every SWEEP_INTERVAL_S itself: recovery does not wait for beat, nor, without it, for
+    the broker's visibility timeout. Sweeps from several workers at once are harmless: each hand-over
+    is guarded."""
+    import threading
+
+    from django.conf import settings
+
+    from investigations.tasks import sweep_actions, sweep_investigations
 
     sweep_investigations.delay(queued_for_s=0)
+    sweep_actions.delay()
+    if not settings.PRODUCTION:
+        return  # the embedded worker's console runs the periodic sweep already (console.embedded)
+
+    def sweep_periodically():
+        while not stopping.wait(settings.SWEEP_INTERVAL_S):
+            sweep_investigations.delay()
+            sweep_actions.delay()
+
+    stopping = threading.Event()
+    threading.Thread(target=sweep_periodically, name="gatehouse-sweep", daemon=True).start()

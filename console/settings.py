@@ -211,7 +211,7 @@ except ValueError as exc:
 TOOLSERVER_RATE_LIMITS = {"default": (120, 60), "edr-response": (20, 60), "identity": (60, 60)}
 TOOLSERVER_AUDIT_SINK = "investigations.audit.record_tool_call"
 # A running write (and an executing action) older than this was abandoned by a dead worker.
-TOOLSERVER_WRITE_LEASE_S = env_int("GATEHOUSE_WRITE_LEASE_S", 120, minimum=1)
+TOOLSERVER_WRITE_LEASE_S = env_int("GATEHOUSE_WRITE_LEASE_S", 30, minimum=1)  # renewed while it runs
 TOOLSERVER_WRITE_WAIT_S = 30  # how long a repeat waits for the first call of its key
 TOOLSERVER_CALL_TIMEOUT_S = env_int("GATEHOUSE_TOOL_TIMEOUT_S", 30, minimum=1)
 BACKEND_TIMEOUT_S = env_int("GATEHOUSE_BACKEND_TIMEOUT_S", 10, minimum=1)

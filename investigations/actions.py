@@ -12,11 +12,12 @@ even when a worker dies mid-way; the investigation then resumes with the result.
 import logging
 import re
 import smtplib
+import threading
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
@@ -396,7 +397,8 @@ def execute(request_id: int) -> None:
     approvers = ",".join(request.approvals.order_by("created_at").values_list("user__username", flat=True))
     context = _context(request.investigation, actor=f"user:{approvers}", approval=f"action-request-{request.pk}",
                        tool_use_id=request.tool_use_id)
-    result = Gateway().call(request.tool, request.arguments, context)
+    with _lease_renewed(request):
+        result = Gateway().call(request.tool, request.arguments, context)
     if is_error(result) and result.get("reason") in (Reason.IN_PROGRESS, Reason.RATE_LIMITED):
         # Not at the backend yet (throttled), or an earlier run still is: the sweep tries again later.
         retry_at = timezone.now() + timedelta(seconds=result.get("retry_after_s") or 0)
@@ -411,6 +413,30 @@ def execute(request_id: int) -> None:
         request.refresh_from_db()
         _transition(request, State.EXECUTING, state, "system", request.outcome)
     _finished(request)
+
+
+@contextmanager
+def _lease_renewed(request: ActionRequest):
+    """While its write runs, a live worker renews the request's lease and its key's every third of
+    GATEHOUSE_WRITE_LEASE_S: the lease can be short, since only a dead worker's run goes stale."""
+    stop = threading.Event()
+
+    def renew():
+        try:
+            while not stop.wait(settings.TOOLSERVER_WRITE_LEASE_S / 3):
+                until = timezone.now() + timedelta(seconds=settings.TOOLSERVER_WRITE_LEASE_S)
+                ActionRequest.objects.filter(pk=request.pk, state=State.EXECUTING).update(lease_expires_at=until)
+                idempotency.renew(request.idempotency_key)
+        finally:
+            connection.close()  # this thread's own connection
+
+    renewer = threading.Thread(target=renew, name=f"lease-renewal-{request.pk}", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join(timeout=10)
 
 
 def stalled_executions(*, approved_for_s: float) -> list[int]:

@@ -124,6 +124,12 @@ def _take_over(record: IdempotencyRecord, token: str, lease: timedelta) -> bool:
     return won == 1
 
 
+def renew(key: str) -> None:
+    """A running write's worker is alive: its claim stays its own for another lease."""
+    until = timezone.now() + timedelta(seconds=settings.TOOLSERVER_WRITE_LEASE_S)
+    IdempotencyRecord.objects.filter(key=key, state=IdempotencyRecord.State.RUNNING).update(lease_until=until)
+
+
 def complete(write: WriteKey, token: str, result: dict, *, failed: bool) -> None:
     """Store the outcome (success, or a permanent failure) for every repeat to receive."""
     IdempotencyRecord.objects.filter(key=write.key, claim_token=token).update(

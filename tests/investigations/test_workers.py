@@ -31,6 +31,16 @@ def worker(lab, tmp_path, settings_offline):
     process.stop()
 
 
+@pytest.fixture
+def worker_without_beat(lab, tmp_path, settings_offline):
+    """A production worker and no beat at all: the recovery must come from the workers themselves."""
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    process = WorkerProcess(worker_env(lab, GATEHOUSE_BACKEND_TIMEOUT_S="60", GATEHOUSE_WRITE_LEASE_S="3"), tmp_path,
+                            beat=False).start()
+    yield process
+    process.stop()
+
+
 def finished(investigation_id: int) -> Investigation | None:
     investigation = Investigation.objects.get(pk=investigation_id)
     return investigation if investigation.finished else None
@@ -98,3 +108,22 @@ def test_a_worker_killed_while_executing_an_approved_action_completes_it_exactly
     assert list(request.transitions.values_list("to_state", flat=True)) == [
         "pending", "approved", "executing", "executing", "succeeded",  # executed again after the kill
     ]
+
+
+@pytest.mark.production
+def test_without_beat_a_restarted_worker_completes_what_a_killed_one_was_executing_once(worker_without_beat, analyst):
+    """Before, only beat swept for abandoned executions; without it the task waited for Redis's
+    visibility timeout (an hour). Now every worker sweeps at start and every SWEEP_INTERVAL_S."""
+    worker = worker_without_beat
+    investigation = receive_alert(story_alert("LAB-SIEM-1001")).investigation
+    request = wait_until(lambda: ActionRequest.objects.filter(investigation=investigation, state="pending").first(),
+                         timeout=60, what="the isolation request")
+    faults.inject("edr", "slow", delay_ms=60_000, remaining=1)  # the isolation hangs at the lab
+    actions.approve(request.pk, analyst)
+    wait_until(lambda: LabFault.objects.get(backend="edr").applied == 1, timeout=60, what="the isolation to reach the lab")
+
+    worker.kill()
+    worker.start()
+    request = wait_until(lambda: ActionRequest.objects.filter(pk=request.pk, state="succeeded").first(),
+                         timeout=60, what="the isolation to complete after the restart, with no beat")
+    assert LabWrite.objects.filter(action="isolate_host", outcome="performed").count() == 1

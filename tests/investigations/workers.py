@@ -31,8 +31,8 @@ def worker_env(lab, **overrides) -> dict[str, str]:
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], tmp_path):
-        self.env, self.tmp_path = env, tmp_path
+    def __init__(self, env: dict[str, str], tmp_path, *, beat: bool = True):
+        self.env, self.tmp_path, self.beat = env, tmp_path, beat
         self.console: ConsoleProcess | None = None
         self.process: subprocess.Popen | None = None
         self.starts = 0
@@ -42,7 +42,8 @@ class WorkerProcess:
         if settings.PRODUCTION:
             log = open(self.tmp_path / f"worker-{self.starts}.log", "w")
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "console", "worker", "--pool=threads", "-c", "2", "-B",
+                [sys.executable, "-m", "celery", "-A", "console", "worker", "--pool=threads", "-c", "2",
+                 *(["-B"] if self.beat else []),
                  "--without-heartbeat", "--without-mingle",
                  "--without-gossip", "-l", "INFO"],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
