@@ -89,13 +89,19 @@ def test_a_killed_worker_is_replaced_and_no_completed_call_is_repeated(worker):
     assert len(tool_call_ids) == len(set(tool_call_ids))
 
 
-def test_a_worker_killed_while_executing_an_approved_action_completes_it_exactly_once(worker, analyst):
+def isolation_hanging_at_the_lab(analyst) -> ActionRequest:
+    """The phishing story's isolation, approved, and held at the lab: its worker is mid-write."""
     investigation = receive_alert(story_alert("LAB-SIEM-1001")).investigation
     request = wait_until(lambda: ActionRequest.objects.filter(investigation=investigation, state="pending").first(),
                          timeout=60, what="the isolation request")
     faults.inject("edr", "slow", delay_ms=60_000, remaining=1)  # the isolation hangs at the lab
     actions.approve(request.pk, analyst)
     wait_until(lambda: LabFault.objects.get(backend="edr").applied == 1, timeout=60, what="the isolation to reach the lab")
+    return request
+
+
+def test_a_worker_killed_while_executing_an_approved_action_completes_it_exactly_once(worker, analyst):
+    request = isolation_hanging_at_the_lab(analyst)
     assert ActionRequest.objects.get(pk=request.pk).state == "executing"
 
     worker.kill()
@@ -115,12 +121,7 @@ def test_without_beat_a_restarted_worker_completes_what_a_killed_one_was_executi
     """Before, only beat swept for abandoned executions; without it the task waited for Redis's
     visibility timeout (an hour). Now every worker sweeps at start and every SWEEP_INTERVAL_S."""
     worker = worker_without_beat
-    investigation = receive_alert(story_alert("LAB-SIEM-1001")).investigation
-    request = wait_until(lambda: ActionRequest.objects.filter(investigation=investigation, state="pending").first(),
-                         timeout=60, what="the isolation request")
-    faults.inject("edr", "slow", delay_ms=60_000, remaining=1)  # the isolation hangs at the lab
-    actions.approve(request.pk, analyst)
-    wait_until(lambda: LabFault.objects.get(backend="edr").applied == 1, timeout=60, what="the isolation to reach the lab")
+    request = isolation_hanging_at_the_lab(analyst)
 
     worker.kill()
     worker.start()
