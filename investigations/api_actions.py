@@ -218,9 +218,7 @@ def _when(moment) -> str:
 
 
 def _decide(user, request_id: int, decide) -> Status:
-    """Run one decision of the service and answer with its outcome."""
-    if _visible(user, request_id) is None:
-        return _not_found()
+    """Run one decision of the service and answer with its outcome (may_decide has judged the person)."""
     try:
         request = decide()
     except actions.NotAllowed as refused:

@@ -93,7 +93,8 @@ def investigate_again(request, id: int):
     """A new investigation of the same alert, queued for a worker (201). 409 while an investigation of
     that alert is still queued, running or waiting: one at a time. Writes it asks for carry the same
     alert, so an action already done for it is not done twice (the idempotency key)."""
-    started = services.investigate_again(_visible(request.auth, id).alert, requested_by=request.auth)
+    alert = Investigation.objects.select_related("alert").get(pk=id).alert  # visible: _may_investigate checked it
+    started = services.investigate_again(alert, requested_by=request.auth)
     if started is None:
         return Status(409, Problem(detail="An investigation of this alert is still in progress."))
     return Status(201, _out(Investigation.objects.select_related("alert").get(pk=started.pk)))

@@ -18,6 +18,7 @@ from django.urls import reverse
 from console import administration
 from investigations.models import AuditRecord
 from investigations.tokens import create_api_token
+from tests.console.test_administration import server_form
 from tests.toolserver.conftest import read_environ
 from toolserver.config import backend_of
 from toolserver.models import Credential, ToolServer
@@ -68,12 +69,6 @@ def signed_in(user) -> Client:
     client = Client()
     client.force_login(user)
     return client
-
-
-def server_form(server: ToolServer, **changes) -> dict:
-    data = {"adapter": server.adapter, "url": server.url, "enabled": "on",
-            "rate_limit_calls": server.rate_limit_calls, "rate_limit_window_s": server.rate_limit_window_s}
-    return data | changes
 
 
 def test_a_delegated_manager_can_neither_point_a_server_elsewhere_nor_reference_another_key(lab, capture, make_user, admin_user):
