@@ -123,7 +123,7 @@ def make_pending_requests(count: int, tag: str) -> list:
     says the host is not isolated, and the first approval isolates it. One at a time, each with
     room in every read server's window (the story makes at most 4 calls to any one server).
     """
-    from investigations.intake import AlertIn, receive_alert
+    from investigations.intake.services import AlertIn, receive_alert
     from investigations.models import ActionRequest, Investigation
     from toolserver.catalog import SERVERS
     from toolserver.lab.estate import demo_alerts
@@ -186,7 +186,13 @@ def cleanup(tag: str, username: str) -> None:
     The audit records stay: the trail is append-only, and this is the bench's own database."""
     from django.contrib.auth.models import User
 
-    from investigations.models import ActionApproval, ActionRequest, ActionTransition, Alert, Investigation
+    from investigations.models import (
+        ActionApproval,
+        ActionRequest,
+        ActionTransition,
+        Alert,
+        Investigation,
+    )
     from toolserver.models import IdempotencyRecord
 
     alerts = Alert.objects.filter(external_id__startswith=f"{STORY}-bench-{tag}-")

@@ -79,7 +79,7 @@ def fill(records: int) -> None:
     from django.contrib.auth.models import Group, User
     from django.utils import timezone
 
-    from investigations import audit
+    from investigations.audit import chain as audit
     from investigations.models import Alert, Investigation
     from toolserver.audit import keyed_hash
 
@@ -159,8 +159,8 @@ def export_child(fmt: str) -> None:
     """In a fresh process: stream the whole trail, count rows and bytes, report time and peak memory."""
     from django.contrib.auth.models import User
 
-    from investigations import audit_trail
-    from investigations.audit_trail import AuditFilter
+    from investigations.audit import trail as audit_trail
+    from investigations.audit.trail import AuditFilter
 
     manager = User.objects.get(username="bench-manager")
     baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -177,7 +177,7 @@ def export_child(fmt: str) -> None:
 
 
 def measure_verify() -> None:
-    from investigations import audit
+    from investigations.audit import chain as audit
 
     started = time.perf_counter()
     checked, found = audit.verify_database()

@@ -105,8 +105,8 @@ class Viewers:
 async def run_cases(port: int, investigation_id: int, cookie: str, events: int) -> dict:
     from channels.layers import get_channel_layer
 
-    from investigations.events import record_event
     from investigations.models import Investigation
+    from investigations.runs.events import record_event
 
     origin, base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
     layer = get_channel_layer()
@@ -228,7 +228,7 @@ def main() -> None:
     print(f"event delivery latency to websocket viewers, {events} events per case "
           f"(+{WARM_UP} warm-up), production mode (PostgreSQL, Redis channel layer)")
     print("  ours = record_event from a worker thread: event insert + seq update (one transaction), then")
-    print("         group_send via Redis (console.live: one long-lived sender loop per worker process),")
+    print("         group_send via Redis (core.live: one long-lived sender loop per worker process),")
     print("         InvestigationConsumer, websocket")
     print("  bare = group_send via Redis, a consumer forwarding the text, websocket")
     print("  samples: every delivered message, all viewers included")

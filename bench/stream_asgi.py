@@ -1,7 +1,7 @@
 """console.asgi's application plus `/ws/bare/<group>/`: the baseline of bench/stream.py.
 
 The bare consumer joins the group and forwards each message's text as-is. It sits behind the
-same SameOriginValidator (console.sockets) but not AuthMiddlewareStack: no session or user lookup,
+same SameOriginValidator (core.sockets) but not AuthMiddlewareStack: no session or user lookup,
 so no database at all. The console's consumers also re-read who is listening before a message
 when their last check is older than SOCKET_RECHECK_SECONDS (3 s): a rare database read on the
 per-message path measured.
@@ -14,7 +14,7 @@ from channels.routing import URLRouter
 from django.urls import path
 
 from console.asgi import application as console_application
-from console.sockets import SameOriginValidator
+from core.sockets import SameOriginValidator
 
 
 class BareConsumer(AsyncWebsocketConsumer):

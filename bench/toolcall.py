@@ -120,7 +120,7 @@ def rotation_timings(gateway, context, secret: str, rounds: int = 5) -> list[tup
     """(ms until set_credential returns with the old process stopped, ms of the next call)."""
     from django.contrib.auth.models import User
 
-    from console import administration
+    from console.manage import administration
     from toolserver.models import ToolServer
 
     admin, _ = User.objects.get_or_create(username="bench-admin")

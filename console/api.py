@@ -7,16 +7,15 @@ from ninja import NinjaAPI
 from ninja.errors import ValidationError
 from pydantic import BaseModel
 
-from console.inputs import nul_in
-
-from console.api_manage import router as manage_router
-from investigations.api import TokenRejected
-from investigations.api import router as alerts_router
-from investigations.api_actions import Refused
-from investigations.api_actions import router as actions_router
-from investigations.api_audit import router as audit_router
-from investigations.api_investigations import router as investigations_router
-from investigations.intake import Throttled
+from console.manage.api import router as manage_router
+from core.inputs import nul_in
+from core.problems import TokenRejected
+from investigations.api_auth import Refused
+from investigations.approvals.api import router as actions_router
+from investigations.audit.api import router as audit_router
+from investigations.intake.api import router as alerts_router
+from investigations.intake.services import Throttled
+from investigations.runs.api import router as investigations_router
 
 api = NinjaAPI(
     title="Gatehouse API",

@@ -10,7 +10,7 @@ class ConsoleConfig(AppConfig):
         from django.contrib.auth import signals as auth_signals
 
         from console import database, signals, signin
-        from console.roles import grant_default_approvals, grant_role_permissions
+        from core.roles import grant_role_permissions
 
         auth_signals.user_logged_in.connect(signin.logged_in, dispatch_uid="gatehouse-audit-logged-in")
         auth_signals.user_logged_out.connect(signin.logged_out, dispatch_uid="gatehouse-audit-logged-out")
@@ -19,5 +19,17 @@ class ConsoleConfig(AppConfig):
 
         # Permissions exist only after every app has migrated, so roles get theirs here.
         post_migrate.connect(grant_role_permissions, dispatch_uid="gatehouse-role-permissions")
-        post_migrate.connect(grant_default_approvals, dispatch_uid="gatehouse-default-approvals")
+        post_migrate.connect(_grant_default_approvals, dispatch_uid="gatehouse-default-approvals")
         post_migrate.connect(database.after_migrate, dispatch_uid="gatehouse-runtime-role")
+
+
+def _grant_default_approvals(app_config, **kwargs):
+    """post_migrate receiver, after the roles: every catalog server and tool has its row, every write
+    tool a policy, approved by analysts by default."""
+    if app_config.label != "console":
+        return
+    from investigations.approvals.services import ensure_policies
+    from toolserver.config import ensure_catalog
+
+    ensure_catalog()
+    ensure_policies()

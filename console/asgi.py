@@ -1,5 +1,5 @@
 """ASGI entry point: HTTP through Django, websockets through Channels with an exact origin check
-(console.sockets) and the session's user.
+(core.sockets) and the session's user.
 
 Serve with `uvicorn console.asgi:application` (or `python manage.py serve`).
 """
@@ -24,9 +24,9 @@ except ConfigError as error:
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from console.live import ConsumerLoopMiddleware  # noqa: E402
 from console.routing import websocket_urlpatterns  # noqa: E402
-from console.sockets import SameOriginValidator  # noqa: E402
+from core.live import ConsumerLoopMiddleware  # noqa: E402
+from core.sockets import SameOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

@@ -3,14 +3,14 @@ from functools import cached_property
 from django.utils.functional import SimpleLazyObject
 
 from console.navigation import items_for
-from console.roles import roles_of
+from core.roles import roles_of
 
 
 def navigation(request):
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {"pending_approvals": 0}
-    from investigations.views_approvals import pending_count
+    from investigations.approvals.views import pending_count
 
     items = items_for(user)
     return {
@@ -34,7 +34,7 @@ class ApprovableTools:
 
     @cached_property
     def tools(self) -> list[str]:
-        from investigations import actions
+        from investigations.approvals import services as actions
 
         return [tool for tool in sorted(actions.write_tools()) if actions.may_approve(self.user, tool)]
 

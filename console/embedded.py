@@ -12,7 +12,7 @@ from celery.worker import WorkController
 from django.conf import settings
 
 from console.celery import app
-from investigations import services
+from investigations.runs import services
 from investigations.tasks import sweep_investigations
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
-"""Accounts are Django's users and groups (roles: console.roles), changed on the People page
-(console.administration), never silently.
+"""Accounts are Django's users and groups (roles: core.roles), changed on the People page
+(console.manage.administration), never silently.
 
 This module also makes the console app send post_migrate, which keeps the roles' permissions.
 """

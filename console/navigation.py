@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.urls import reverse
 
-from console.roles import ADMIN, ANALYST, MANAGER, roles_of
+from core.roles import ADMIN, ANALYST, MANAGER, roles_of
 
 
 @dataclass(frozen=True)

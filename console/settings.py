@@ -209,7 +209,7 @@ except ValueError as exc:
     raise ConfigError("GATEHOUSE_BACKEND_ALLOWED_HOSTS", str(exc)) from None
 # Calls per window per server, shared by all workers.
 TOOLSERVER_RATE_LIMITS = {"default": (120, 60), "edr-response": (20, 60), "identity": (60, 60)}
-TOOLSERVER_AUDIT_SINK = "investigations.audit.record_tool_call"
+TOOLSERVER_AUDIT_SINK = "investigations.audit.chain.record_tool_call"
 # A running write (and an executing action) older than this was abandoned by a dead worker.
 TOOLSERVER_WRITE_LEASE_S = env_int("GATEHOUSE_WRITE_LEASE_S", 30, minimum=1)  # renewed while it runs
 TOOLSERVER_WRITE_WAIT_S = 30  # how long a repeat waits for the first call of its key
@@ -217,7 +217,7 @@ TOOLSERVER_CALL_TIMEOUT_S = env_int("GATEHOUSE_TOOL_TIMEOUT_S", 30, minimum=1)
 BACKEND_TIMEOUT_S = env_int("GATEHOUSE_BACKEND_TIMEOUT_S", 10, minimum=1)
 
 # Investigations (investigations/): the model, and each investigation's budgets.
-# With no ANTHROPIC_API_KEY the offline model answers inside the SDK (investigations/offline_model.py).
+# With no ANTHROPIC_API_KEY the offline model answers inside the SDK (investigations/runs/offline_model/).
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
 ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL")  # blank: the SDK's default, Anthropic's API
 MODEL = env_str("GATEHOUSE_MODEL", "claude-sonnet-5-5")
@@ -291,7 +291,7 @@ SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env_int("GATEHOUSE_SESSION_SECONDS", 8 * 3600, minimum=300)
 CSRF_COOKIE_HTTPONLY = True
 # How long a websocket trusts its last check of who is listening; a sign-out, deactivation or
-# role or grant change closes it at once anyway (console.sockets).
+# role or grant change closes it at once anyway (core.sockets).
 SOCKET_RECHECK_SECONDS = env_int("GATEHOUSE_SOCKET_RECHECK_SECONDS", 3)
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -1,4 +1,4 @@
-"""Every change that can end someone's access tells that person's open sockets (console.sockets),
+"""Every change that can end someone's access tells that person's open sockets (core.sockets),
 wherever it is made: the pages, the Django admin, a shell, a future role page."""
 
 from django.contrib.auth import get_user_model, user_logged_out
@@ -6,7 +6,7 @@ from django.contrib.auth.models import Group
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
-from console.sockets import tell_sockets_of
+from core.sockets import tell_sockets_of
 
 # pre_clear, not post_clear: once cleared, nobody knows who was in it.
 M2M_ACTIONS = {"post_add", "post_remove", "pre_clear"}

@@ -8,7 +8,7 @@ attempt's credentials are read for the user name only (Django has already masked
 from axes.backends import AxesStandaloneBackend
 from axes.helpers import get_client_ip_address
 
-from investigations import audit
+from investigations.audit import chain as audit
 
 
 def _address(request) -> str | None:

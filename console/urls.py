@@ -1,6 +1,6 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.conf import settings
 from django.urls import include, path
 
 from console import views
@@ -16,7 +16,7 @@ urlpatterns = [
     path("account/password/", views.PasswordChange.as_view(), name="password_change"),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
-    path("manage/", include("console.urls_manage")),
+    path("manage/", include("console.manage.urls")),
     path("", include("investigations.urls")),
 ]
 

@@ -6,7 +6,7 @@ AuditRecord is read-only here; Event stays out. Evidence is never edited.
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from investigations import audit
+from investigations.audit import chain as audit
 from investigations.models import Alert, AuditRecord, Integration, Investigation
 
 

@@ -1,9 +1,13 @@
 from django.urls import path
 
-from investigations import consumers
+from investigations.approvals.consumers import ApprovalsConsumer
+from investigations.runs.consumers import (
+    InvestigationConsumer,
+    InvestigationListConsumer,
+)
 
 websocket_urlpatterns = [
-    path("ws/investigations/", consumers.InvestigationListConsumer.as_asgi()),
-    path("ws/investigations/<int:pk>/", consumers.InvestigationConsumer.as_asgi()),
-    path("ws/approvals/", consumers.ApprovalsConsumer.as_asgi()),
+    path("ws/investigations/", InvestigationListConsumer.as_asgi()),
+    path("ws/investigations/<int:pk>/", InvestigationConsumer.as_asgi()),
+    path("ws/approvals/", ApprovalsConsumer.as_asgi()),
 ]

@@ -5,7 +5,8 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from investigations import actions, agent, services
+from investigations.approvals import services as actions
+from investigations.runs import agent, services
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from django.db.models.signals import pre_save
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from investigations.intake import hash_token
+from investigations.intake.services import hash_token
 from investigations.models import ApiToken
 
 TOKEN_PREFIX = "ghu_"  # Gatehouse user: recognisable in a leaked-secret scan
@@ -65,7 +65,7 @@ def revoke_all(user, because: str = "") -> int:
 
 def _record_revoked(by: str, user, prefixes: list[str], because: str) -> None:
     """Access that ends is a change of who can do what: one chained record, tokens named by prefix only."""
-    from investigations import audit
+    from investigations.audit import chain as audit
 
     audit.record_admin_change(by, "api_tokens_revoked", before={},
                               after={"user": user.get_username(), "tokens": prefixes, "because": because})

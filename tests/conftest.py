@@ -6,10 +6,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
-from console.roles import ADMIN, ANALYST, MANAGER
+from core.roles import ADMIN, ANALYST, MANAGER
+from tests.support import ConsoleProcess, console_env, database_url_of, story_alert
 from toolserver.catalog import SERVERS
 from toolserver.ratelimit import get_rate_limiter
-from tests.support import ConsoleProcess, console_env, database_url_of, story_alert
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -142,7 +142,7 @@ def settings_offline(settings):
 @pytest.fixture
 def received(lab, settings_offline):
     """Receive a lab story's alert: (alert, investigation), queued."""
-    from investigations.intake import receive_alert
+    from investigations.intake.services import receive_alert
 
     def receive(external_id: str, **overrides):
         result = receive_alert(story_alert(external_id, **overrides))
@@ -154,7 +154,7 @@ def received(lab, settings_offline):
 @pytest.fixture
 def waiting(received):
     """The phishing story's investigation, suspended on its pending request to isolate WS-FIN-07."""
-    from investigations import agent
+    from investigations.runs import agent
 
     _, investigation = received("LAB-SIEM-1001")
     agent.run(investigation.pk)

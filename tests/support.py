@@ -33,7 +33,7 @@ def database_url_of(settings_dict: dict) -> str:
 
 
 def set_rate_limit(server: str, calls: int, window_s: int = 60) -> None:
-    """As an admin sets it (console/administration.py), without the audit record."""
+    """As an admin sets it (console/manage/administration.py), without the audit record."""
     from toolserver.models import ToolServer
 
     ToolServer.objects.filter(name=server).update(rate_limit_calls=calls, rate_limit_window_s=window_s)
@@ -140,7 +140,7 @@ class ConsoleProcess:
 
 def story_alert(external_id: str, **overrides):
     """One of the lab's stories as its SIEM raises it: 1001 phishing, 1002 beacon, 1003 benign."""
-    from investigations.intake import AlertIn
+    from investigations.intake.services import AlertIn
     from toolserver.lab import estate
 
     alert = next(alert for alert in estate.demo_alerts() if alert["external_id"] == external_id)

@@ -16,10 +16,11 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from console import administration
-from investigations import actions, agent, llm
-from investigations.intake import receive_alert
+from console.manage import administration
+from investigations.approvals import services as actions
+from investigations.intake.services import receive_alert
 from investigations.models import AuditRecord, Event, Investigation
+from investigations.runs import agent, llm
 from tests.support import page_urls, story_alert
 from tests.toolserver.conftest import read_environ, server_pids
 from tests.websockets import socket

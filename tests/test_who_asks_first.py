@@ -7,9 +7,9 @@ import json
 import pytest
 from django.test import Client
 
-from console import administration
 from console.api import api
-from console.roles import ANALYST, MANAGER
+from console.manage import administration
+from core.roles import ANALYST, MANAGER
 from investigations.tokens import create_api_token
 from toolserver.models import ToolServer
 

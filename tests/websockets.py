@@ -23,7 +23,9 @@ def cookie_of(client: Client) -> bytes:
 
 async def socket(path: str, user=None, origin=ORIGIN, *, client: Client | None = None, host: bytes = HOST) -> WebsocketCommunicator:
     """A socket for `user` (signed in anew) or for the sign-in of `client`."""
-    from console.asgi import application  # its start-up checks reach the database: not at collection
+    from console.asgi import (
+        application,  # its start-up checks reach the database: not at collection
+    )
 
     if user is not None and client is None:
         client = await database_sync_to_async(signed_in)(user)

@@ -32,7 +32,7 @@ SQLITE_UNGUARD = f"DROP TRIGGER IF EXISTS {GUARD_TRIGGER};"
 
 
 def link_existing(apps, schema_editor):
-    from investigations.audit import GENESIS, content, link_hash, search_text
+    from investigations.audit.chain import GENESIS, content, link_hash, search_text
 
     AuditRecord = apps.get_model("investigations", "AuditRecord")
     AuditHead = apps.get_model("investigations", "AuditHead")

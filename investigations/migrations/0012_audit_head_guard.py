@@ -3,7 +3,7 @@
 A role with only DML rights (the runtime role) could UPDATE the head: append a record that links
 and move the head onto it, and verify said intact. Now the database refuses any other move of the
 head (a trigger; on SQLite for UPDATE, as Django's test flush deletes rows there), and the head
-carries an HMAC only the console's key makes (investigations.audit.seal): the database cannot tell
+carries an HMAC only the console's key makes (investigations.audit.chain.seal): the database cannot tell
 the runtime role's INSERT from the console's, the seal can.
 """
 
@@ -44,7 +44,7 @@ SQLITE_UNGUARD = f"DROP TRIGGER IF EXISTS {TRIGGER};"
 
 
 def seal_head(apps, schema_editor):
-    from investigations.audit import seal
+    from investigations.audit.chain import seal
 
     AuditHead = apps.get_model("investigations", "AuditHead")
     for head in AuditHead.objects.all():

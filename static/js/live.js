@@ -9,7 +9,7 @@ window.GatehouseLive = (function () {
   "use strict";
 
   const INDICATOR_TEXT = { live: "live", connecting: "connecting…", offline: "offline", ended: "access ended: reload" };
-  const ACCESS_ENDED = 4403; // console/sockets.py: signed out, deactivated, or the role or grant is gone
+  const ACCESS_ENDED = 4403; // core/sockets.py: signed out, deactivated, or the role or grant is gone
 
   function setIndicator(state) {
     const indicator = document.getElementById("live-indicator");

@@ -11,7 +11,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from console.roles import ADMIN, ANALYST
+from core.roles import ADMIN, ANALYST
 from investigations.models import AuditRecord, Investigation
 from tests.browser.conftest import signed_in
 from tests.browser.test_investigation_live import raise_story_alert

@@ -15,7 +15,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from console.roles import ANALYST
+from core.roles import ANALYST
 from investigations.models import ActionRequest
 from tests.browser.conftest import signed_in
 from toolserver.lab import estate

@@ -5,8 +5,8 @@ import io
 
 import pytest
 
-from console.roles import MANAGER
-from investigations import audit
+from core.roles import MANAGER
+from investigations.audit import chain as audit
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

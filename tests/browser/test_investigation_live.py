@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from django.utils import timezone
 
-from console.roles import ANALYST
+from core.roles import ANALYST
 from investigations.models import Event, Investigation
 from tests.browser.conftest import console_with_worker, signed_in
 from toolserver.lab import estate

@@ -1,6 +1,6 @@
 import pytest
 
-from console.roles import ADMIN, ANALYST, MANAGER
+from core.roles import ADMIN, ANALYST, MANAGER
 from tests.browser.conftest import csp_violations
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -19,11 +19,17 @@ from django.test import Client
 from django.urls import reverse
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
-from console import urls_manage
-from console.api_manage import router as manage_api
-from console.roles import ANALYST, MANAGER
-from investigations import actions
-from investigations.models import ActionApproval, ActionRequest, AuditRecord, Budgets, ToolPolicy
+from console.manage import urls as urls_manage
+from console.manage.api import router as manage_api
+from core.roles import ANALYST, MANAGER
+from investigations.approvals import services as actions
+from investigations.models import (
+    ActionApproval,
+    ActionRequest,
+    AuditRecord,
+    Budgets,
+    ToolPolicy,
+)
 from investigations.tokens import create_api_token
 from toolserver import credentials
 from toolserver.catalog import SERVERS
@@ -182,7 +188,7 @@ def example_backends(settings, tmp_path):
 @pytest.fixture
 def configured(admin_user):
     """Something for every refused POST to undo: a credential to revoke, a tool change waiting to be accepted."""
-    from console import administration
+    from console.manage import administration
 
     for server in ToolServer.objects.all():
         administration.set_credential(server, admin_user, reference=f"file:{server.name}.key")

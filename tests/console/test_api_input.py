@@ -10,13 +10,14 @@ from django.core import signals
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from django.utils import timezone
-from hypothesis import HealthCheck, given, settings as hypothesis_settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi import checks
 
-from console.roles import ADMIN, ANALYST, MANAGER
-from investigations.intake import create_integration, rate_bucket
+from core.roles import ADMIN, ANALYST, MANAGER
+from investigations.intake.services import create_integration, rate_bucket
 from investigations.tokens import create_api_token
 from toolserver.ratelimit import get_rate_limiter
 

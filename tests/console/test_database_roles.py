@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from console.database import grant_runtime_role
-from investigations import audit
+from investigations.audit import chain as audit
 from investigations.models import AuditRecord
 from tests.support import console_env, database_url_of, run_manage
 

@@ -4,8 +4,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from investigations import audit
-from investigations.intake import AlertIn, create_integration, receive_alert
+from investigations.audit import chain as audit
+from investigations.intake.services import AlertIn, create_integration, receive_alert
 from investigations.tokens import create_api_token
 from tests.support import page_urls
 

@@ -6,7 +6,14 @@ import httpx2 as httpx
 import pytest
 from django.db import connection
 
-from tests.support import STOP_S, ConsoleProcess, console_env, database_url_of, free_port, wait_until
+from tests.support import (
+    STOP_S,
+    ConsoleProcess,
+    console_env,
+    database_url_of,
+    free_port,
+    wait_until,
+)
 
 
 @pytest.mark.django_db
@@ -60,7 +67,7 @@ def test_healthz_answers_200_while_websockets_are_open(make_user):
     again and again (a check that timed out once used to leave the next ones behind it)."""
     from websockets.sync.client import connect
 
-    from console.roles import ANALYST
+    from core.roles import ANALYST
     from tests.websockets import cookie_of, signed_in
 
     cookie = cookie_of(signed_in(make_user("ana", ANALYST))).decode()

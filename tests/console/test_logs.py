@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from console.roles import ANALYST
+from core.roles import ANALYST
 
 
 @pytest.mark.parametrize("path, status", [

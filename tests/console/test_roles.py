@@ -1,7 +1,7 @@
 from django.contrib.auth.models import Group
 
 from console.navigation import items_for
-from console.roles import ADMIN, ANALYST, MANAGER, ROLE_PERMISSIONS, has_role
+from core.roles import ADMIN, ANALYST, MANAGER, ROLE_PERMISSIONS, has_role
 
 
 def test_the_three_roles_exist_as_groups(db):

@@ -9,8 +9,8 @@ import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
-from console import administration
-from console.roles import ADMIN, ANALYST
+from console.manage import administration
+from core.roles import ADMIN, ANALYST
 from investigations.models import AuditRecord, Integration, ToolPolicy
 from investigations.tokens import create_api_token  # noqa: F401  (the admin pages need the token models loaded)
 
@@ -153,7 +153,6 @@ def test_only_admins_reach_the_people_page(client, make_user):
 # -- access that ends is recorded too -------------------------------------------------------------------
 @pytest.mark.django_db
 def test_tokens_revoked_by_their_owner_or_with_a_deactivation_are_recorded(client, make_user):
-    from investigations.tokens import create_api_token
 
     ana = make_user("ana", ANALYST)
     first, _ = create_api_token(ana, "bot")
@@ -175,7 +174,7 @@ def test_tokens_revoked_by_their_owner_or_with_a_deactivation_are_recorded(clien
 def test_revoking_an_integration_with_the_command_is_recorded():
     from django.core.management import call_command
 
-    from investigations.intake import create_integration
+    from investigations.intake.services import create_integration
 
     create_integration("siem-prod")
     call_command("integrations", "revoke", "siem-prod")

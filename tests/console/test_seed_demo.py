@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
 
-from console.roles import ROLES, roles_of
+from core.roles import ROLES, roles_of
 
 
 @pytest.fixture(autouse=True)

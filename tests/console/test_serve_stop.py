@@ -11,10 +11,16 @@ from django.conf import settings
 from django.db import connection
 from websockets.sync.client import connect
 
-from console.roles import ANALYST
-from investigations.intake import receive_alert
+from core.roles import ANALYST
+from investigations.intake.services import receive_alert
 from investigations.models import Investigation
-from tests.support import ConsoleProcess, console_env, database_url_of, story_alert, wait_until
+from tests.support import (
+    ConsoleProcess,
+    console_env,
+    database_url_of,
+    story_alert,
+    wait_until,
+)
 from tests.websockets import cookie_of, signed_in
 
 STOP_WITHIN_S = 5

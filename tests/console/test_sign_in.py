@@ -7,7 +7,7 @@ import httpx2 as httpx
 import pytest
 from django.forms.models import model_to_dict
 
-from investigations import audit
+from investigations.audit import chain as audit
 from investigations.models import AuditRecord
 from tests.conftest import PASSWORD
 

@@ -2,7 +2,7 @@
 answers each request with the next scripted turn, reached by the agent loop through the
 anthropic SDK (ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL set in the settings).
 
-It validates every request as the offline model does (investigations/offline_model.py), so a
+It validates every request as the offline model does (investigations/runs/offline_model/), so a
 conversation the real API would refuse gets the real API's 400. When the script runs out it
 ends the investigation with an inconclusive verdict.
 
@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from investigations.offline_model import InvalidRequest, sse, validate_request
+from investigations.runs.offline_model import InvalidRequest, sse, validate_request
 
 VERDICT = '<verdict>{"verdict": "inconclusive", "summary": "The script ended.", "evidence": []}</verdict>'
 

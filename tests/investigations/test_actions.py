@@ -5,9 +5,16 @@ from datetime import timedelta
 import pytest
 from guardian.shortcuts import assign_perm
 
-from investigations import actions, agent, services
+from investigations.approvals import services as actions
+from investigations.models import (
+    ActionRequest,
+    AuditRecord,
+    Event,
+    Investigation,
+    ToolPolicy,
+)
+from investigations.runs import agent, services
 from tests.support import free_port, set_rate_limit
-from investigations.models import ActionRequest, AuditRecord, Event, Investigation, ToolPolicy
 from toolserver.lab.models import LabWrite
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -220,7 +227,7 @@ def test_a_write_whose_policy_needs_no_approval_fires_without_a_request(received
 
 
 def test_a_write_tool_an_admin_disabled_makes_no_request_and_the_model_is_told(received, admin_user):
-    from console import administration
+    from console.manage import administration
     from toolserver.models import Tool
 
     administration.update_tool(Tool.objects.get(name="isolate_host"), admin_user, enabled=False)

@@ -16,9 +16,16 @@ from django.test import Client
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
-from investigations import actions, agent
-from investigations.intake import create_integration
-from investigations.models import ActionApproval, ActionRequest, ActionTransition, ApiToken, ToolPolicy
+from investigations.approvals import services as actions
+from investigations.intake.services import create_integration
+from investigations.models import (
+    ActionApproval,
+    ActionRequest,
+    ActionTransition,
+    ApiToken,
+    ToolPolicy,
+)
+from investigations.runs import agent
 from investigations.tokens import create_api_token
 from toolserver.lab.models import LabWrite
 

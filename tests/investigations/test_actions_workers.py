@@ -19,13 +19,18 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
-from console.roles import ANALYST
-from investigations.intake import receive_alert
-from investigations.models import ActionApproval, ActionRequest, ActionTransition, Event, Investigation
+from core.roles import ANALYST
+from investigations.intake.services import receive_alert
+from investigations.models import (
+    ActionApproval,
+    ActionRequest,
+    ActionTransition,
+    Event,
+    Investigation,
+)
 from investigations.tokens import create_api_token
-from tests.support import story_alert
 from tests.investigations.workers import WorkerProcess, worker_env
-from tests.support import WAIT_S, ConsoleProcess, wait_until
+from tests.support import WAIT_S, ConsoleProcess, story_alert, wait_until
 from toolserver.lab.models import LabWrite
 
 pytestmark = pytest.mark.django_db(transaction=True)

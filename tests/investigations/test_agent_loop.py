@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from investigations import actions, agent, llm
+from investigations.approvals import services as actions
 from investigations.models import AuditRecord, Budgets, Event, Investigation
+from investigations.runs import agent, llm
 from toolserver.lab import faults
 from toolserver.lab.models import LabWrite
 
@@ -97,7 +98,7 @@ def test_a_siem_timeout_is_reported_as_unconfirmed_and_the_verdict_is_not_benign
 
 
 def set_budgets(**values) -> None:
-    """As an admin sets them (console/administration.py), for investigations started from now on."""
+    """As an admin sets them (console/manage/administration.py), for investigations started from now on."""
     Budgets.current()
     Budgets.objects.filter(pk=1).update(**values)
 

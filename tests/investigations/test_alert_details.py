@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from investigations.details import MAX_DEPTH, MAX_NODES
+from investigations.intake.details import MAX_DEPTH, MAX_NODES
 from investigations.models import Alert, Investigation
 from tests.investigations.test_alerts_api import an_alert, integration_token, post  # noqa: F401 (a fixture)
 from tests.investigations.test_pages import form_data

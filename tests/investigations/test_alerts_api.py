@@ -12,8 +12,9 @@ from django.core.asgi import get_asgi_application
 from django.core.management import call_command
 from django.utils import timezone
 
-from investigations import audit, intake
-from investigations.intake import AlertIn, create_integration
+from investigations.audit import chain as audit
+from investigations.intake import services as intake
+from investigations.intake.services import AlertIn, create_integration
 from investigations.models import Alert, AuditRecord, Integration, Investigation
 from toolserver.ratelimit import get_rate_limiter
 

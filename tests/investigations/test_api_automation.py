@@ -6,7 +6,7 @@ import json
 import pytest
 from django.test import Client
 
-from console.roles import MANAGER
+from core.roles import MANAGER
 from investigations.models import AuditRecord, Investigation, ToolPolicy
 from investigations.tokens import create_api_token
 

@@ -15,9 +15,15 @@ from django.urls import reverse
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
-from console.roles import ANALYST, MANAGER
-from investigations import actions, agent, services
-from investigations.models import ActionApproval, ActionRequest, Investigation, ToolPolicy
+from core.roles import ANALYST, MANAGER
+from investigations.approvals import services as actions
+from investigations.models import (
+    ActionApproval,
+    ActionRequest,
+    Investigation,
+    ToolPolicy,
+)
+from investigations.runs import agent, services
 from tests.websockets import refused, socket
 from toolserver.lab.models import LabWrite
 

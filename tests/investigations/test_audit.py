@@ -12,8 +12,8 @@ from django.core.management import call_command
 from django.db import DatabaseError, connection, connections
 from django.utils import timezone
 
-from console.roles import ANALYST
-from investigations import audit
+from core.roles import ANALYST
+from investigations.audit import chain as audit
 from investigations.models import AuditHead, AuditRecord, AuditRefused
 from tests.conftest import PASSWORD
 from tests.support import WAIT_S
@@ -509,7 +509,7 @@ def test_the_pages_show_records_and_a_timeline(trail, manager, admin_user, clien
 
 
 def test_a_refused_decision_is_recorded_as_denied(waiting, make_user):
-    from investigations import actions
+    from investigations.approvals import services as actions
     from tests.conftest import MANAGER
 
     investigation, request = waiting

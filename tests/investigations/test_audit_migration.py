@@ -5,7 +5,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from investigations import audit
+from investigations.audit import chain as audit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BEFORE = [("investigations", "0005_action_request_notified_at")]

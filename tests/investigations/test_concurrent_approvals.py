@@ -14,7 +14,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.db import connection
 
-from console.roles import ANALYST
+from core.roles import ANALYST
 from investigations.models import ActionApproval
 from investigations.tokens import create_api_token
 from tests.support import ConsoleProcess, console_env, database_url_of

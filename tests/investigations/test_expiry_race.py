@@ -13,7 +13,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from investigations import actions
+from investigations.approvals import services as actions
 from investigations.models import ActionApproval, ActionRequest
 from tests.support import wait_until
 

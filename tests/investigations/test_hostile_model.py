@@ -8,8 +8,9 @@ import logging
 
 import pytest
 
-from investigations import actions, agent
+from investigations.approvals import services as actions
 from investigations.models import ActionRequest, AuditRecord, Event, Investigation
+from investigations.runs import agent
 from tests.investigations.hostile_model import (
     HostileModel,
     Turn,

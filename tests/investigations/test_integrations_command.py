@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from investigations import audit
+from investigations.audit import chain as audit
 from investigations.models import AuditRecord, Integration
 
 pytestmark = pytest.mark.django_db

@@ -2,7 +2,7 @@
 
 import hashlib
 
-from investigations.merkle import leaf_hash, node_hash, proves, tree
+from investigations.audit.merkle import leaf_hash, node_hash, proves, tree
 
 
 def mth(leaves: list[str]) -> bytes:

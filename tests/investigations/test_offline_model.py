@@ -14,14 +14,14 @@ import anthropic
 import pytest
 from anthropic.types import ToolUseBlock
 
-from investigations.offline_model import (
+from investigations.runs.offline_model import (
     OFFLINE_BASE_URL,
     OFFLINE_MODEL_ID,
     OFFLINE_MODEL_NAME,
     OfflineModel,
     offline_client,
-    parse_verdict,
 )
+from investigations.runs.verdict import parse_verdict
 from toolserver.catalog import SERVERS, find_tool
 from toolserver.envelope import BackendFailure, backend_error, error, ok
 from toolserver.schemas import parse_arguments

@@ -17,7 +17,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from investigations.intake import receive_alert
+from investigations.intake.services import receive_alert
 from tests.investigations.workers import WorkerProcess, worker_env
 from tests.support import story_alert, wait_until
 from tests.toolserver.conftest import read_environ

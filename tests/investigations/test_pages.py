@@ -10,8 +10,8 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
 from console.navigation import items_for
-from console.roles import ADMIN, ANALYST, MANAGER
-from investigations.intake import AlertIn, receive_alert
+from core.roles import ADMIN, ANALYST, MANAGER
+from investigations.intake.services import AlertIn, receive_alert
 from investigations.models import Alert, Event, Investigation
 
 pytestmark = pytest.mark.django_db

@@ -5,8 +5,8 @@ import asyncio
 import httpx2
 import pytest
 
-from console import administration
-from investigations import actions
+from console.manage import administration
+from investigations.approvals import services as actions
 from tests.support import wait_until
 from tests.toolserver.conftest import read_environ, server_pids
 from toolserver.lab import estate

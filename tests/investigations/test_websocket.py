@@ -6,14 +6,13 @@ import threading
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
 from django.contrib.auth.models import Group
 from django.contrib.sessions.models import Session
 from django.db import connection
 from guardian.shortcuts import assign_perm, remove_perm
 
-from console.roles import ANALYST
-from investigations.events import record_event
+from core.roles import ANALYST
+from investigations.runs.events import record_event
 from tests.support import WAIT_S
 from tests.websockets import HOST, next_output, refused, signed_in, socket
 

@@ -3,8 +3,9 @@ risk note comes from the backend, not from whatever the model chose to read firs
 
 import pytest
 
-from investigations import actions, services
+from investigations.approvals import services as actions
 from investigations.models import Investigation
+from investigations.runs import services
 from toolserver.gateway import Gateway
 from toolserver.lab import estate
 from toolserver.lab.models import LabWrite

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from console import administration
+from console.manage import administration
 from investigations.models import AuditRecord
 from tests.support import free_port
 from toolserver.config import backend_of

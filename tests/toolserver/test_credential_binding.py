@@ -15,7 +15,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from console import administration
+from console.manage import administration
 from investigations.models import AuditRecord
 from investigations.tokens import create_api_token
 from tests.console.test_administration import server_form

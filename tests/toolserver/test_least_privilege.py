@@ -5,10 +5,10 @@ import os
 import httpx2
 import pytest
 
+from tests.toolserver.conftest import read_environ, server_pids
 from toolserver.catalog import SERVERS
 from toolserver.lab import estate
 from toolserver.supervisor import get_supervisor
-from tests.toolserver.conftest import read_environ, server_pids
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,7 +7,12 @@ the same paths run over stdio against the lab in test_servers_stdio.py.
 import pytest
 from mcp import Client
 
-from toolserver.adapters.base import BackendError, BackendRefused, IntelBackend, TargetNotFound
+from toolserver.adapters.base import (
+    BackendError,
+    BackendRefused,
+    IntelBackend,
+    TargetNotFound,
+)
 from toolserver.catalog import SERVERS
 from toolserver.envelope import BackendFailure
 from toolserver.servers import META_BACKEND_STATUS, build_server

@@ -3,7 +3,7 @@ And a disabled tool (or server) answers a typed tool_disabled error, never its b
 
 import pytest
 
-from console import administration
+from console.manage import administration
 from investigations.models import AuditRecord
 from toolserver import config
 from toolserver.catalog import SERVERS

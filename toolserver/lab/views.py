@@ -6,7 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 
-from console.roles import ADMIN, ROLES, has_role
+from core.roles import ADMIN, ROLES, has_role
 from toolserver.lab import estate, faults, selectors
 from toolserver.lab.forms import FaultForm
 from toolserver.lab.models import LabWrite

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from console import administration
+from console.manage import administration
 from toolserver.models import ToolServer
 from toolserver.supervisor import ServerDidNotStart
 

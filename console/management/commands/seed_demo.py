@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from console.roles import ROLES, ADMIN
+from core.roles import ADMIN, ROLES
 
 
 class Command(BaseCommand):
@@ -32,7 +32,7 @@ class Command(BaseCommand):
             self.stdout.write(f"  {line}")
 
     def _demo_investigation(self) -> None:
-        from investigations.intake import AlertIn, receive_alert
+        from investigations.intake.services import AlertIn, receive_alert
         from toolserver.lab.estate import demo_alerts
 
         received = receive_alert(AlertIn(**demo_alerts()[0]))  # the phishing story

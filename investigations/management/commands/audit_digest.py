@@ -4,7 +4,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from investigations import audit
+from investigations.audit import chain as audit
 
 
 class Command(BaseCommand):

@@ -2,8 +2,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from investigations import audit
-from investigations.intake import create_integration, set_sources
+from investigations.audit import chain as audit
+from investigations.intake.services import create_integration, set_sources
 from investigations.models import Integration
 
 NAME_MAX = Integration._meta.get_field("name").max_length

@@ -12,7 +12,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from investigations import audit, merkle
+from investigations.audit import chain as audit
+from investigations.audit import merkle
 
 
 class Command(BaseCommand):

@@ -8,7 +8,17 @@ from django.forms.models import model_to_dict
 
 from toolserver.lab import estate as lab_estate
 from toolserver.lab import faults
-from toolserver.lab.models import Account, Host, LabKey, LabWrite, Login, NetworkEvent, ProcessEvent, SiemEvent, Ticket
+from toolserver.lab.models import (
+    Account,
+    Host,
+    LabKey,
+    LabWrite,
+    Login,
+    NetworkEvent,
+    ProcessEvent,
+    SiemEvent,
+    Ticket,
+)
 
 
 def last_day(estate) -> str:

@@ -1,6 +1,6 @@
 import pytest
 
-from console.roles import ANALYST
+from core.roles import ANALYST
 from toolserver.lab.models import Ticket
 
 TICKET = {"title": "Phishing on WS-FIN-07", "body": "Encoded PowerShell after a click.", "severity": "high", "alert_ref": "LAB-SIEM-1001"}

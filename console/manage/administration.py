@@ -1,0 +1,360 @@
+"""What an admin changes: tool servers, their credentials, tools, approval policies, budgets and grants.
+
+Each change is one function here: it saves the change, records it in the audit trail (who,
+what, before and after; a credential only as its fingerprint or reference), and when it changes
+how a server starts (adapter, URL, credential) it stops the processes that run the old
+configuration once the change is committed. Views and the API validate input (console.manage.forms)
+and call these.
+"""
+
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+from guardian.models import GroupObjectPermission, UserObjectPermission
+from guardian.shortcuts import assign_perm, remove_perm
+
+from console.models import RoleRequest
+from core.roles import ADMIN, ROLES, has_role
+from investigations.audit import chain as audit
+from investigations.models import Budgets, Investigation, ToolPolicy
+from toolserver import credentials
+from toolserver.audit import result_digest
+from toolserver.catalog import find_tool
+from toolserver.models import Credential, Tool, ToolServer
+from toolserver.supervisor import get_supervisor, restart_everywhere
+
+# What whoever holds `manage_toolserver` on a server may change; where it points, and its
+# credential, only the admin role may (a credential is bound to where it was set for).
+DELEGATED_SERVER_FIELDS = ("enabled", "rate_limit_calls", "rate_limit_window_s")
+BACKEND_FIELDS = ("adapter", "url")
+SERVER_FIELDS = BACKEND_FIELDS + DELEGATED_SERVER_FIELDS
+POLICY_FIELDS = ("requires_approval", "approvals_needed", "expiry_seconds")
+BUDGET_FIELDS = ("tool_calls", "tokens", "seconds")
+
+
+class Refused(Exception):
+    """A change that cannot be made; the message says why, for the admin."""
+
+
+def actor(user) -> str:
+    return f"user:{user.get_username()}"
+
+
+def may_manage(user, server: ToolServer) -> bool:
+    """The admin role manages every server; anyone else needs `manage_toolserver` on this one."""
+    return has_role(user, ADMIN) or user.has_perm("toolserver.manage_toolserver", server)
+
+
+def may_change_backend(user) -> bool:
+    """Where a server points and the credential it holds: the admin role only."""
+    return has_role(user, ADMIN)
+
+
+def _require_backend_rights(user, server: ToolServer) -> None:
+    if not may_change_backend(user):
+        raise PermissionDenied(f"Only admins change where {server.name} points and its credential.")
+
+
+def _snapshot(row, fields) -> dict:
+    return {name: getattr(row, name) for name in fields}
+
+
+def _save_changes(row, user, what: str, changes: dict, fields, **where) -> dict:
+    """Apply `changes` to `row`; record the fields that changed. Returns them (empty: nothing changed)."""
+    before = _snapshot(row, fields)
+    for name, value in changes.items():
+        setattr(row, name, value)
+    after = _snapshot(row, fields)
+    changed = {name for name in fields if before[name] != after[name]}
+    if changed:  # only these fields: a concurrent change of another (a credential set meanwhile) stands
+        row.save(update_fields=[*sorted(changed), "updated_at"])
+        audit.record_admin_change(
+            actor(user), what,
+            before={name: before[name] for name in sorted(changed)},
+            after={name: after[name] for name in sorted(changed)},
+            **where,
+        )
+    return changed
+
+
+# -- servers and credentials ------------------------------------------------------------------------
+@transaction.atomic
+def update_server(server: ToolServer, user, changes: dict) -> set[str]:
+    """A server pointed elsewhere (adapter or URL) loses its credential: the admin sets it again."""
+    if any(changes.get(name, getattr(server, name)) != getattr(server, name) for name in BACKEND_FIELDS):
+        _require_backend_rights(user, server)
+    changed = _save_changes(server, user, "server_changed", changes, SERVER_FIELDS, server=server.name)
+    if changed & set(BACKEND_FIELDS):
+        credential = server.credential
+        if credential is not None and not credential.revoked_at:
+            _revoke(server, credential, user, because="the server now points elsewhere")
+        transaction.on_commit(lambda: restart_everywhere(server.name))
+    return changed
+
+
+@sensitive_variables("secret", "sealed")
+@transaction.atomic
+def set_credential(server: ToolServer, user, *, secret: str = "", reference: str = "") -> Credential:
+    """Set or rotate `server`'s credential: a secret, sealed here, or a reference to its own file in
+    the credentials folder. It is bound to where the server points now (adapter and URL)."""
+    _require_backend_rights(user, server)
+    before = server.credential_shown
+    secret = secret.strip()
+    bound = {"adapter": server.adapter, "url": server.url, "set_by": user.get_username()}
+    if secret:
+        try:
+            sealed = credentials.seal(secret, settings.CREDENTIALS_KEY)
+        except credentials.CredentialError as exc:
+            raise Refused(f"{exc}; set it, or give a file in the credentials folder instead") from None
+        credential = Credential.objects.create(
+            server=server, kind=Credential.Kind.SEALED, sealed=sealed, fingerprint=credentials.fingerprint(secret), **bound
+        )
+    else:
+        try:
+            reference = credentials.check_reference(reference, server.name, settings.CREDENTIALS_DIR)
+        except ValueError as exc:
+            raise Refused(str(exc)) from None
+        credential = Credential.objects.create(server=server, kind=Credential.Kind.REFERENCE, reference=reference, **bound)
+    server.credential = credential
+    server.save(update_fields=["credential", "updated_at"])
+    audit.record_admin_change(
+        actor(user), "credential_set", server=server.name,
+        before={"credential": before}, after={"credential": server.credential_shown},
+    )
+    transaction.on_commit(lambda: restart_everywhere(server.name))
+    return credential
+
+
+@transaction.atomic
+def revoke_credential(server: ToolServer, user) -> None:
+    """The server gets no credential: its processes stop now, and it starts again only with a new one."""
+    _require_backend_rights(user, server)
+    credential = server.credential
+    if credential is None or credential.revoked_at:
+        raise Refused(f"{server.name} has no credential set here to revoke")
+    _revoke(server, credential, user)
+    transaction.on_commit(lambda: restart_everywhere(server.name))
+
+
+def _revoke(server: ToolServer, credential: Credential, user, because: str = "") -> None:
+    credential.revoked_at, credential.revoked_by = timezone.now(), user.get_username()
+    credential.save(update_fields=["revoked_at", "revoked_by"])
+    after = {"credential": server.credential_shown, **({"because": because} if because else {})}
+    audit.record_admin_change(
+        actor(user), "credential_revoked", server=server.name, before={"credential": credential.shown}, after=after
+    )
+
+
+def reseal_credentials(by: str = "system") -> tuple[list[str], list[str]]:
+    """Seal every stored credential again under the first GATEHOUSE_CREDENTIALS_KEY.
+
+    After a key is put first in the list, this leaves nothing in the database that needs the old
+    ones, so they can be removed. The secrets and their fingerprints stay the same. Returns
+    (resealed, unopenable), each as "server: fingerprint …"; an unopenable one is left as it is.
+    """
+    done, unopenable = [], []
+    for credential in Credential.objects.filter(kind=Credential.Kind.SEALED).select_related("server"):
+        try:
+            resealed = credentials.reseal(credential.sealed, settings.CREDENTIALS_KEY)
+        except credentials.CredentialError:
+            unopenable.append(str(credential))
+            continue
+        # Compare and set: of two runs at once, the second writes nothing over the first.
+        if Credential.objects.filter(pk=credential.pk, sealed=credential.sealed).update(sealed=resealed):
+            done.append(str(credential))
+    if done:
+        audit.record_admin_change(by, "credentials_resealed", before={}, after={"credentials": done})
+    return done, unopenable
+
+
+# -- tools and their discovery ----------------------------------------------------------------------
+@transaction.atomic
+def update_tool(tool: Tool, user, *, enabled: bool) -> set[str]:
+    return _save_changes(tool, user, "tool_changed", {"enabled": enabled}, ("enabled",), server=tool.server.name, tool=tool.name)
+
+
+@transaction.atomic
+def accept_tool_change(tool: Tool, user) -> None:
+    """The server's new description and schema become what the model is offered."""
+    if tool.proposed is None:
+        raise Refused(f"{tool.name} has no change waiting")
+    before = {"description": tool.description, "input_schema_sha256": result_digest(tool.input_schema)}
+    tool.description = tool.proposed["description"]
+    tool.input_schema = tool.proposed["input_schema"]
+    tool.proposed = None
+    tool.save()
+    audit.record_admin_change(
+        actor(user), "tool_change_accepted", server=tool.server.name, tool=tool.name, before=before,
+        after={"description": tool.description, "input_schema_sha256": result_digest(tool.input_schema)},
+    )
+
+
+def discover(server: ToolServer, by: str = "system") -> list[str]:
+    """List `server`'s tools from a process of its own and compare them with what was accepted.
+
+    A tool whose description or schema changed, or one not seen before, waits for an admin, and
+    answers tool_disabled until then. Returns the names of the tools found changed or new.
+    """
+    listed = get_supervisor().list_tools(server.name, keep_running=False)
+    found = []
+    with transaction.atomic():
+        for advertised in listed:
+            offered = {"description": advertised["description"] or "", "input_schema": advertised["input_schema"]}
+            tool = Tool.objects.select_for_update().filter(name=advertised["name"]).first()
+            if tool is None:
+                tool = Tool.objects.create(server=server, name=advertised["name"], description="", input_schema={})
+            tool.discovered_at = timezone.now()
+            unchanged = tool.description == offered["description"] and tool.input_schema == offered["input_schema"]
+            if unchanged or tool.proposed == offered:
+                tool.proposed = None if unchanged else tool.proposed
+                tool.save(update_fields=["discovered_at", "proposed", "updated_at"])
+                continue
+            tool.proposed = offered
+            tool.save(update_fields=["discovered_at", "proposed", "updated_at"])
+            found.append(tool.name)
+            audit.record_admin_change(
+                by, "tool_change_found", server=server.name, tool=tool.name,
+                before={"description": tool.description, "input_schema_sha256": result_digest(tool.input_schema)},
+                after={"description": offered["description"], "input_schema_sha256": result_digest(offered["input_schema"])},
+            )
+    return found
+
+
+# -- policies and budgets ---------------------------------------------------------------------------
+@transaction.atomic
+def update_policy(policy: ToolPolicy, user, changes: dict) -> set[str]:
+    server, _ = find_tool(policy.tool)
+    return _save_changes(policy, user, "policy_changed", changes, POLICY_FIELDS, server=server.name, tool=policy.tool)
+
+
+@transaction.atomic
+def update_budgets(user, changes: dict) -> set[str]:
+    return _save_changes(Budgets.current(), user, "budgets_changed", changes, BUDGET_FIELDS)
+
+
+# -- roles ----------------------------------------------------------------------------------------------
+def people() -> list[dict]:
+    """Everyone active, with their roles and any admin role waiting for a second admin."""
+    waiting = {request.user_id: request for request in RoleRequest.objects.select_related("requested_by")}
+    return [
+        {"user": person, "roles": sorted(group.name for group in person.groups.all() if group.name in ROLES),
+         "waiting": waiting.get(person.pk)}
+        for person in User.objects.filter(is_active=True).prefetch_related("groups").order_by("username")
+    ]
+
+
+def _may_change_roles(user, person: User, role: str) -> None:
+    if not (has_role(user, ADMIN) or user.is_superuser):
+        raise PermissionDenied("Only admins change who holds a role.")
+    if role not in ROLES:
+        raise Refused(f"There is no role {role!r}: {', '.join(ROLES)}.")
+    if person.pk == user.pk:
+        raise Refused("A change of your own roles needs another admin.")
+
+
+def _role_record(user, what: str, person: User, role: str, **more) -> None:
+    audit.record_admin_change(actor(user), what, before={}, after={"user": person.get_username(), "role": role, **more})
+
+
+@transaction.atomic
+def grant_role(user, person: User, role: str) -> str:
+    """Give `person` a role; "granted", or "requested" for the admin role, which a second admin confirms."""
+    _may_change_roles(user, person, role)
+    if person.groups.filter(name=role).exists():
+        raise Refused(f"{person.get_username()} holds {role} already.")
+    if role == ADMIN:
+        waiting = RoleRequest.objects.select_for_update().filter(user=person, role=role).first()
+        if waiting is None:
+            RoleRequest.objects.create(user=person, role=role, requested_by=user)
+            _role_record(user, "role_requested", person, role)
+            return "requested"
+        if waiting.requested_by_id == user.pk:
+            raise Refused(f"You asked for {person.get_username()}'s admin role: another admin confirms it.")
+        waiting.delete()
+        person.groups.add(Group.objects.get(name=role))
+        _role_record(user, "role_granted", person, role, requested_by=waiting.requested_by.get_username())
+        return "granted"
+    person.groups.add(Group.objects.get(name=role))
+    _role_record(user, "role_granted", person, role)
+    return "granted"
+
+
+@transaction.atomic
+def revoke_role(user, person: User, role: str) -> None:
+    """Take a role (or an admin role still waiting) from `person`; their open sockets close (console.signals)."""
+    _may_change_roles(user, person, role)
+    waiting = RoleRequest.objects.filter(user=person, role=role).delete()[0]
+    if not person.groups.filter(name=role).exists() and not waiting:
+        raise Refused(f"{person.get_username()} does not hold {role}.")
+    person.groups.remove(Group.objects.get(name=role))
+    _role_record(user, "role_revoked", person, role)
+
+
+# -- object permissions -----------------------------------------------------------------------------
+# What an admin grants per object: the permission, the model it is on, and how a page names one.
+GRANTABLE = {
+    "approve_tool": ("investigations.approve_tool", ToolPolicy, "tool"),
+    "view_investigation": ("investigations.view_investigation", Investigation, "pk"),
+    "manage_toolserver": ("toolserver.manage_toolserver", ToolServer, "name"),
+}
+
+
+def grantable_object(permission: str, name: str):
+    _, model, field = GRANTABLE[permission]
+    try:
+        return model.objects.get(**{field: name})
+    except (model.DoesNotExist, ValueError):
+        raise Refused(f"there is no {model._meta.verbose_name} {name!r}") from None
+
+
+@transaction.atomic
+def grant(user, permission: str, obj, holder: User | Group) -> None:
+    """Separation of duties: nobody grants a right to themself (nor to a group of theirs); another admin must."""
+    if holder == user or (isinstance(holder, Group) and user.groups.filter(pk=holder.pk).exists()):
+        raise Refused(f"A grant to yourself needs another admin: ask one to grant {permission.replace('_', ' ')}.")
+    assign_perm(GRANTABLE[permission][0], holder, obj)
+    _record_grant(user, "permission_granted", permission, obj, holder)
+
+
+@transaction.atomic
+def revoke(user, permission: str, obj, holder: User | Group) -> None:
+    remove_perm(GRANTABLE[permission][0], holder, obj)
+    _record_grant(user, "permission_revoked", permission, obj, holder)
+
+
+def _record_grant(user, what: str, permission: str, obj, holder) -> None:
+    held_by = f"group:{holder.name}" if isinstance(holder, Group) else f"user:{holder.get_username()}"
+    if isinstance(obj, ToolPolicy):
+        where = {"tool": obj.tool}
+    elif isinstance(obj, ToolServer):
+        where = {"server": obj.name}
+    else:
+        where = {"correlation_id": obj.correlation_id}
+    audit.record_admin_change(
+        actor(user), what, before={}, after={"permission": permission, "object": str(obj), "holder": held_by}, **where
+    )
+
+
+def grants(permission: str, on=None) -> list[dict]:
+    """Who holds `permission` (on `on` only, if given): [{"permission", "object", "holder"}],
+    holders as group:<name> or user:<name>."""
+    perm, model, field = GRANTABLE[permission]
+    where = {"permission__codename": perm.split(".")[1], "content_type": ContentType.objects.get_for_model(model)}
+    if on is not None:
+        where["object_pk"] = str(on.pk)
+    links = [
+        (link.object_pk, f"group:{link.group.name}")
+        for link in GroupObjectPermission.objects.filter(**where).select_related("group")
+    ] + [
+        (link.object_pk, f"user:{link.user.get_username()}")
+        for link in UserObjectPermission.objects.filter(**where).select_related("user")
+    ]
+    names = dict(model.objects.filter(pk__in={int(pk) for pk, _ in links}).values_list("pk", field))
+    return sorted(
+        ({"permission": permission, "object": str(names[int(pk)]), "holder": holder} for pk, holder in links if int(pk) in names),
+        key=lambda row: (row["object"], row["holder"]),
+    )

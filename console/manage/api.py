@@ -1,0 +1,153 @@
+"""Administration over HTTP, for the admin role: the servers (credentials as fingerprints), setting a
+credential, switching a tool. The same functions and audit records as the pages (console.manage.administration)."""
+
+from typing import Literal
+
+from django.db import transaction
+from ninja import Field, Router, Schema, Status
+from pydantic import ConfigDict, model_validator
+
+from console.manage import administration
+from core.problems import InvalidInput, Problem
+from core.roles import ADMIN, has_role
+from investigations.api_auth import auth_for
+from investigations.models import ToolPolicy
+from toolserver.models import Tool, ToolServer
+
+router = Router(tags=["administration"])
+
+
+def _admins(request, user):
+    return None if has_role(user, ADMIN) else (403, "Only admins may manage tool servers.")
+
+
+AUTH = auth_for(_admins)  # every endpoint here: who is asking is judged before the body is read
+
+
+class CredentialOut(Schema):
+    shown: str = Field(description="`fingerprint <hex>` of a sealed secret, the reference, `revoked` or `deployment default`.")
+    set_by: str = ""
+    set_at: str | None = None
+
+
+class ServerOut(Schema):
+    name: str
+    adapter: str
+    url: str
+    enabled: bool
+    rate_limit_calls: int
+    rate_limit_window_s: int
+    credential: CredentialOut
+    tools: list[str]
+
+
+class CredentialIn(Schema):
+    """Exactly one of `secret` and `reference`, as the schema's oneOf says."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["secret"]}, {"required": ["reference"]}]},
+    )
+
+    # None: not given. A null sent is refused (the type is str), as the schema says.
+    secret: str = Field(None, min_length=1, max_length=4096, pattern=r"\S", description="Sealed at once; never returned.")
+    reference: str = Field(
+        None, min_length=1, max_length=500, pattern=r"\S",
+        description="file:<server>.key or file:<server>/<name> in the credentials folder, resolved when the server starts.",
+    )
+
+    @model_validator(mode="after")
+    def one_of_them(self):
+        if (self.secret is None) == (self.reference is None):
+            raise ValueError("give either secret or reference")
+        return self
+
+
+class PolicyOut(Schema):
+    requires_approval: bool
+    approvals_needed: Literal[1, 2] = Field(description="2 for four-eyes: two different people.")
+    expiry_seconds: int = Field(description="A request not decided by then expires.")
+
+
+class ToolIn(Schema):
+    """What to change; a field left out stays as it is. The policy fields are for write tools only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool | None = None
+    requires_approval: bool | None = None
+    approvals_needed: Literal[1, 2] | None = None
+    expiry_seconds: int | None = Field(None, ge=60, le=7 * 86_400)
+
+
+class ToolOut(Schema):
+    name: str
+    server: str
+    enabled: bool
+    change_waiting: bool
+    usable: bool
+    policy: PolicyOut | None = Field(description="The approval policy of a write tool; none for a read.")
+
+
+def _credential(server: ToolServer) -> CredentialOut:
+    credential = server.credential
+    if credential is None:
+        return CredentialOut(shown=server.credential_shown)
+    by, at = (credential.revoked_by, credential.revoked_at) if credential.revoked_at else (credential.set_by, credential.set_at)
+    return CredentialOut(shown=server.credential_shown, set_by=by, set_at=at.isoformat())
+
+
+def _server(server: ToolServer) -> ServerOut:
+    return ServerOut(
+        name=server.name, adapter=server.adapter, url=server.url, enabled=server.enabled,
+        rate_limit_calls=server.rate_limit_calls, rate_limit_window_s=server.rate_limit_window_s,
+        credential=_credential(server), tools=[tool.name for tool in server.tools.all()],
+    )
+
+
+def _tool(tool: Tool) -> ToolOut:
+    policy = ToolPolicy.objects.filter(tool=tool.name).first()
+    shown = None if policy is None else PolicyOut(**{name: getattr(policy, name) for name in administration.POLICY_FIELDS})
+    return ToolOut(name=tool.name, server=tool.server.name, enabled=tool.enabled,
+                   change_waiting=tool.proposed is not None, usable=tool.usable, policy=shown)
+
+
+@router.get("/manage/servers", auth=AUTH, response={200: list[ServerOut], 401: Problem, 403: Problem},
+            url_name="manage_servers", operation_id="manage_servers", summary="Tool servers")
+def list_servers(request):
+    return [_server(server) for server in ToolServer.objects.select_related("credential").prefetch_related("tools")]
+
+
+@router.put("/manage/servers/{name}/credential", auth=AUTH,
+            response={200: CredentialOut, 400: InvalidInput, 401: Problem, 403: Problem, 404: Problem},
+            url_name="set_credential", operation_id="set_credential", summary="Set or rotate a credential")
+def set_credential(request, name: str, body: CredentialIn):
+    """The server's processes restart with the new credential at once. The answer holds its fingerprint only."""
+    server = ToolServer.objects.select_related("credential").filter(name=name).first()
+    if server is None:
+        return Status(404, Problem(detail=f"No tool server {name!r}."))
+    try:
+        administration.set_credential(server, request.auth, secret=body.secret or "", reference=body.reference or "")
+    except administration.Refused as exc:
+        return Status(400, InvalidInput(detail=str(exc)))
+    return _credential(server)
+
+
+@router.patch("/manage/tools/{name}", auth=AUTH,
+              response={200: ToolOut, 400: InvalidInput, 401: Problem, 403: Problem, 404: Problem},
+              url_name="update_tool", operation_id="update_tool", summary="Switch a tool, set its approval policy")
+def update_tool(request, name: str, body: ToolIn):
+    """Switch a tool, and set a write tool's approval policy: the same changes and audit records as its page."""
+    tool = Tool.objects.select_related("server").filter(name=name).first()
+    if tool is None:
+        return Status(404, Problem(detail=f"No tool {name!r}."))
+    policy_changes = body.model_dump(include=set(administration.POLICY_FIELDS), exclude_none=True)
+    policy = ToolPolicy.objects.filter(tool=tool.name).first()
+    if policy_changes and policy is None:
+        return Status(400, InvalidInput(detail=f"{tool.name} reads: it has no approval policy."))
+    with transaction.atomic():
+        if body.enabled is not None:
+            administration.update_tool(tool, request.auth, enabled=body.enabled)
+        if policy_changes:
+            administration.update_policy(policy, request.auth, policy_changes)
+    return _tool(tool)

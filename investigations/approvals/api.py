@@ -1,0 +1,262 @@
+"""The approval queue over HTTP: list and read action requests, approve or reject one (architecture rule 9).
+
+A person authenticates with the console's session (a POST also carries the CSRF token) or with
+their own API token (`Authorization: Bearer ghu_...`, from `manage.py api_tokens create`), which
+acts with that person's permissions, looked up afresh on every request. Everything here is limited
+to the investigations the person may view: any other request is answered 404, as an unknown one is.
+Whether they may decide is not settled here: investigations.approvals.services checks `approve_tool` again
+inside the decision's own transaction, so a permission revoked a moment ago already counts.
+"""
+
+from typing import Annotated, Literal
+
+from django.db.models import Prefetch
+from ninja import Field, Query, Router, Schema, Status
+from pydantic import ConfigDict, StringConstraints
+
+from core.problems import InvalidInput, Problem
+from investigations.api_auth import AUTH, auth_for
+from investigations.approvals import services as actions
+from investigations.models import ActionApproval, ActionRequest
+from investigations.runs.selectors import (
+    can_view,
+    sees_all_investigations,
+    visible_investigations,
+)
+
+router = Router(tags=["actions"])
+
+REASON_MAX = 1000
+StateName = Literal[tuple(ActionRequest.State.values)]  # pending, approved, executing, ...
+
+
+# -- schemas --------------------------------------------------------------------------------------
+class EvidenceRef(Schema):
+    seq: int = Field(description="The transcript event holding the cited tool result.")
+    tool_use_id: str
+    tool: str
+
+
+class ActionSummary(Schema):
+    """What investigations.approvals.services.summary() says of a request: the same keys the pages and sockets get."""
+
+    id: int
+    investigation_id: int
+    tool_use_id: str
+    tool: str = Field(description="The write tool, e.g. `isolate_host`.")
+    target: str = Field(description="What it acts on, e.g. `host=ws-fin-07`.")
+    state: StateName
+    reason: str = Field(description="The agent's stated reason: untrusted text, show it escaped.")
+    risk: list[str] = Field(description="Blast-radius notes, e.g. `host is a domain controller`.")
+    evidence: list[EvidenceRef]
+    approvals: int = Field(description="Approvals given so far.")
+    approvals_needed: int = Field(description="2 for four-eyes: two different people.")
+    expires_at: str = Field(json_schema_extra={"format": "date-time"}, description="Undecided by then, it expires.")
+    outcome: str = Field(description="The result in a line once decided or executed, e.g. `WS-FIN-07 isolated`.")
+    idempotency_key: str = Field(description="The write's key (action, target, alert): the backend sees it once.")
+
+
+class ActionItem(ActionSummary):
+    may_approve: bool = Field(description="Whether you may approve or reject this tool's requests now.")
+
+
+class ActionPage(Schema):
+    items: list[ActionItem]
+    next_cursor: int | None = Field(description="Pass as `cursor` for the next (older) page; null on the last page.")
+
+
+class TransitionOut(Schema):
+    from_state: str = Field(description="Empty for the request's creation.")
+    to_state: StateName
+    actor: str = Field(description="`agent`, `system` or `user:<username>`.")
+    reason: str
+    at: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class ApprovalOut(Schema):
+    username: str
+    reason: str
+    at: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class ActionDetail(ActionItem):
+    transitions: list[TransitionOut] = Field(description="Every change of state, oldest first.")
+    approved_by: list[ApprovalOut] = Field(description="Who approved, oldest first (`approvals` counts them).")
+
+
+class NotPendingProblem(Schema):
+    detail: str
+    state: StateName = Field(description="The request's state now: what happened to it instead.")
+    request: ActionSummary
+
+
+class ApproveIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=REASON_MAX)] = Field(
+        default="", description="Optional; recorded with your approval."
+    )
+
+
+class RejectIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=REASON_MAX)] = Field(
+        description="Required: the agent is told it, and it is kept in the audit trail."
+    )
+
+
+class ListFilter(Schema):
+    status: StateName | None = Field(default=None, description="Only requests in this state, e.g. `pending`.")
+    investigation: int | None = Field(default=None, ge=1, description="Only the requests of this investigation.")
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: int | None = Field(default=None, ge=1, description="The `next_cursor` of the previous page.")
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def _visible(user, request_id: int) -> ActionRequest | None:
+    """The request, if it exists and `user` may view its investigation; None is answered 404 either way."""
+    request = ActionRequest.objects.select_related("investigation").filter(pk=request_id).first()
+    if request is None or not can_view(user, request.investigation):
+        return None
+    return request
+
+
+def _not_found() -> Status:
+    return Status(404, Problem(detail="No such action request."))
+
+
+def _when(moment) -> str:
+    return moment.isoformat()
+
+
+def _decide(user, request_id: int, decide) -> Status:
+    """Run one decision of the service and answer with its outcome (may_decide has judged the person)."""
+    try:
+        request = decide()
+    except actions.NotAllowed as refused:
+        return Status(403, Problem(detail=str(refused)))
+    except actions.NotPending as refused:
+        current = refused.request
+        return Status(409, NotPendingProblem(detail=str(refused), state=current.state, request=actions.summary(current)))
+    except actions.NotFound:
+        return _not_found()
+    except actions.DecisionRefused as refused:
+        return Status(409, Problem(detail=str(refused)))
+    return Status(200, actions.summary(request))
+
+
+# -- endpoints ------------------------------------------------------------------------------------
+@router.get(
+    "/actions",
+    auth=AUTH,
+    response={200: ActionPage, 400: InvalidInput, 401: Problem},
+    url_name="list_actions",
+    operation_id="list_actions",
+    summary="List action requests",
+)
+def list_actions(request, filters: Query[ListFilter]):
+    """The action requests of the investigations you may view, newest first; `status=pending` is
+    the approval queue. Each says whether you may decide it (`may_approve`). Pages hold `limit`
+    requests; pass `next_cursor` back as `cursor` for the next one."""
+    user = request.auth
+    requests = ActionRequest.objects.prefetch_related(  # summary() counts them: one query for the page
+        Prefetch("approvals", queryset=ActionApproval.objects.only("pk", "request_id"))
+    ).order_by("-id")  # ids follow creation: newest first, and a stable cursor
+    if not sees_all_investigations(user):
+        requests = requests.filter(investigation__in=visible_investigations(user))
+    if filters.status:
+        requests = requests.filter(state=filters.status)
+    if filters.investigation:
+        requests = requests.filter(investigation_id=filters.investigation)
+    if filters.cursor:
+        requests = requests.filter(pk__lt=filters.cursor)
+    page = list(requests[: filters.limit + 1])
+    more, page = len(page) > filters.limit, page[: filters.limit]
+    allowed: dict[str, bool] = {}  # one permission check per tool, not per row
+    items = []
+    for action in page:
+        if action.tool not in allowed:
+            allowed[action.tool] = actions.may_approve(user, action.tool)
+        items.append(actions.summary(action) | {"may_approve": allowed[action.tool]})
+    return {"items": items, "next_cursor": page[-1].pk if more else None}
+
+
+@router.get(
+    "/actions/{id}",
+    auth=AUTH,
+    response={200: ActionDetail, 400: InvalidInput, 401: Problem, 404: Problem},
+    url_name="action_detail",
+    operation_id="action_detail",
+    summary="Read an action request",
+)
+def action_detail(request, id: int):
+    """One request with every transition and approval. 404 when it does not exist or you may not
+    view its investigation."""
+    user = request.auth
+    action = _visible(user, id)
+    if action is None:
+        return _not_found()
+    transitions = [
+        {"from_state": t.from_state, "to_state": t.to_state, "actor": t.actor, "reason": t.reason, "at": _when(t.at)}
+        for t in action.transitions.order_by("at", "id")
+    ]
+    approved_by = [
+        {"username": a.user.get_username(), "reason": a.reason, "at": _when(a.created_at)}
+        for a in action.approvals.select_related("user").order_by("created_at", "id")
+    ]
+    return actions.summary(action) | {
+        "may_approve": actions.may_approve(user, action.tool),
+        "transitions": transitions,
+        "approved_by": approved_by,
+    }
+
+
+def may_decide(request, user):
+    """A decision's rule: 404 unless the request is theirs to see, 403 unless they may approve its tool.
+    (investigations.approvals.services checks again inside the decision's own transaction.)"""
+    try:
+        action = _visible(user, int(request.resolver_match.kwargs["id"]))
+    except (KeyError, ValueError):
+        action = None
+    if action is None:
+        return 404, "No such action request."
+    if not actions.may_approve(user, action.tool):
+        return 403, f"You are not allowed to approve {action.tool}."
+    return None
+
+
+DECIDE = auth_for(may_decide)
+DECISION_RESPONSES = {
+    200: ActionSummary, 400: InvalidInput, 401: Problem, 403: Problem, 404: Problem, 409: NotPendingProblem | Problem
+}
+
+
+@router.post(
+    "/actions/{id}/approve",
+    auth=DECIDE,
+    response=DECISION_RESPONSES,
+    url_name="approve_action",
+    operation_id="approve_action",
+    summary="Approve an action request",
+)
+def approve_action(request, id: int, decision: ApproveIn = None):
+    """Give your approval (optionally with a reason). The last approval needed approves the request
+    and a worker fires it, once. 403 if you may not approve this tool; 409 if it is no longer
+    pending (`state` says what it is now) or you approved it already (four-eyes needs another person)."""
+    reason = decision.reason if decision is not None else ""
+    return _decide(request.auth, id, lambda: actions.approve(id, request.auth, reason))
+
+
+@router.post(
+    "/actions/{id}/reject",
+    auth=DECIDE,
+    response=DECISION_RESPONSES,
+    url_name="reject_action",
+    operation_id="reject_action",
+    summary="Reject an action request",
+)
+def reject_action(request, id: int, decision: RejectIn):
+    """Reject it with a reason (required, at most 1000 characters): nothing reaches the backend, and
+    the agent is told your reason. 403 if you may not decide this tool; 409 if it is no longer pending."""
+    return _decide(request.auth, id, lambda: actions.reject(id, request.auth, decision.reason))

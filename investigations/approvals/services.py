@@ -1,0 +1,559 @@
+"""The human gate (architecture rules 6 and 9): action requests, decisions, execution.
+
+A write the agent asks for becomes an ActionRequest and waits; nothing reaches the backend.
+Analysts allowed to approve its tool (the django-guardian permission `approve_tool` on its
+ToolPolicy, checked again at every decision) approve or reject it; a periodic sweep expires
+it. Every transition is one guarded, atomic update recorded as an ActionTransition, an audit
+record and an event of the investigation. An approved request is executed by a Celery task
+through the gateway with the write's idempotency key, so it reaches the backend exactly once
+even when a worker dies mid-way; the investigation then resumes with the result.
+"""
+
+import logging
+import re
+import smtplib
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+from pydantic import ValidationError
+
+from core import live
+from investigations.audit import chain as audit_trail
+from investigations.models import (
+    ActionApproval,
+    ActionRequest,
+    ActionTransition,
+    AuditRecord,
+    Event,
+    Investigation,
+    ToolPolicy,
+)
+from investigations.runs import events, services
+from toolserver import audit, config, idempotency
+from toolserver.audit import Outcome
+from toolserver.catalog import SERVERS, find_tool
+from toolserver.envelope import Reason, error, is_error
+from toolserver.gateway import CallContext, Gateway
+from toolserver.schemas import parse_arguments
+
+log = logging.getLogger(__name__)
+State = ActionRequest.State
+APPROVE = "investigations.approve_tool"
+APPROVALS_GROUP = "approvals"  # every change of any request, for the queue and the navigation count
+TOOL_USE_ID = re.compile(r"toolu_[A-Za-z0-9]{8,}")
+
+
+class DecisionRefused(Exception):
+    """A decision that cannot be taken; `status` is the HTTP status an API answers with."""
+
+    status = 409
+
+    def __init__(self, message: str, request: ActionRequest | None = None):
+        super().__init__(message)
+        self.request = request
+
+
+class NotAllowed(DecisionRefused):
+    status = 403
+
+
+class NotPending(DecisionRefused):
+    """The request was decided (or expired) already: its current state says what happened."""
+
+
+class NotFound(DecisionRefused):
+    status = 404
+
+
+# -- policies ---------------------------------------------------------------------------------
+def write_tools() -> list[str]:
+    return [tool.name for server in SERVERS.values() for tool in server.tools if tool.write]
+
+
+def policy_for(tool: str) -> ToolPolicy:
+    policy, _ = ToolPolicy.objects.get_or_create(tool=tool)
+    return policy
+
+
+def ensure_policies() -> None:
+    """Every write tool has a policy; a new one may be approved by the analyst role."""
+    from django.contrib.auth.models import Group
+    from guardian.shortcuts import assign_perm
+
+    analysts = Group.objects.filter(name="analyst").first()
+    for tool in write_tools():
+        policy, created = ToolPolicy.objects.get_or_create(tool=tool)
+        if created and analysts is not None:
+            assign_perm("approve_tool", analysts, policy)
+
+
+def may_approve(user, tool: str) -> bool:
+    return bool(user.is_authenticated and user.is_active and user.has_perm(APPROVE, policy_for(tool)))
+
+
+# -- requests ---------------------------------------------------------------------------------
+def request_action(investigation: Investigation, use: dict, *, owner: str, gateway: Gateway) -> ActionRequest | dict:
+    """The request for this tool call (made now, or before a restart); an error envelope for a tool
+    an admin disabled or for invalid arguments."""
+    existing = ActionRequest.objects.filter(investigation=investigation, tool_use_id=use["id"]).first()
+    if existing is not None:
+        return existing
+    server, tool = find_tool(use["name"])
+    row = config.tool_row(tool.name)
+    try:
+        args = parse_arguments(tool.arguments, use["input"])
+    except ValidationError:
+        args = None
+    if row is None or not row.usable or args is None:  # the gateway refuses it, typed and audited
+        return gateway.call(use["name"], use["input"], _context(investigation, actor="agent", tool_use_id=use["id"]))
+    validated = args.model_dump(mode="json")
+    facts = _look_up_target(investigation, validated, gateway)
+    canonical = {field: facts[field] for field in ("host", "username") if facts and facts.get(field) and field in validated}
+    if canonical:  # one identity, one key: "H-1042" and "ws-fin-07" are the same host
+        args = parse_arguments(tool.arguments, validated | canonical)
+        validated = args.model_dump(mode="json")
+    key = idempotency.write_key(tool, args, investigation.alert.trigger)
+    policy = policy_for(tool.name)
+    with transaction.atomic():
+        request = ActionRequest.objects.create(
+            investigation=investigation,
+            tool_use_id=use["id"],
+            tool=tool.name,
+            server=server.name,
+            arguments=validated,
+            target=key.target,
+            reason=str(validated.get("reason", "")),
+            evidence=_cited_evidence(investigation, validated),
+            risk=assess_risk(tool.name, validated, facts),
+            idempotency_key=key.key,
+            approvals_needed=policy.approvals_needed,
+            expires_at=timezone.now() + timedelta(seconds=policy.expiry_seconds),
+        )
+        _transition(request, "", State.PENDING, "agent", request.reason)
+        _record(request, Outcome.PENDING_APPROVAL, "agent", owner=owner)
+    return request
+
+
+# The read that names a write's target, and how its answer names the target's one identity. A host
+# by its name: what the alert, the analyst and the outcome line speak of (the backend takes either).
+LOOK_UPS = {"host": ("get_host", "hostname"), "username": ("get_user", "username")}
+
+
+def _look_up_target(investigation: Investigation, arguments: dict, gateway: Gateway) -> dict | None:
+    """What the backend says of the write's target, looked up now (an audited read by "system"), so the
+    key and the risk note do not depend on what the model chose to read or how it spelled the target.
+    Returns the facts with the target's canonical value under its argument's name, or None."""
+    for field, (tool, identity) in LOOK_UPS.items():
+        if field in arguments:
+            result = gateway.call(tool, {field: arguments[field]}, _context(investigation, actor="system"))
+            data = result.get("data") if result.get("status") == "ok" else None
+            return {**data, field: data.get(identity)} if isinstance(data, dict) else None
+    return None
+
+
+def assess_risk(tool: str, arguments: dict, facts: dict | None) -> list[str]:
+    """The blast radius, from what the backend said of the target when the request was made."""
+    risk = []
+    if "host" in arguments:
+        if facts is None:
+            risk.append("the host could not be looked up: its role is unknown")
+        else:
+            if facts.get("role") == "domain_controller":
+                risk.append("host is a domain controller: isolating it stops sign-ins across the domain")
+            if facts.get("criticality") in ("high", "critical"):
+                risk.append(f"host criticality is {facts['criticality']}")
+            if facts.get("isolated"):
+                risk.append("host is already isolated")
+            risk.append(f"host role: {facts.get('role', 'unknown')}")
+            if facts.get("host_id"):
+                risk.append(f"host id: {facts['host_id']}")
+    if "username" in arguments:
+        if facts is None:
+            risk.append("the account could not be looked up")
+        else:
+            if facts.get("privileged"):
+                risk.append("account is privileged")
+            if facts.get("disabled"):
+                risk.append("account is already disabled")
+    if tool == "open_ticket":
+        risk.append(f"opens a {arguments.get('severity', '')} ticket in the ticketing system")
+    return risk
+
+
+def _cited_evidence(investigation: Investigation, arguments: dict) -> list[dict]:
+    """The tool results the agent's reason cites by tool_use id."""
+    cited = TOOL_USE_ID.findall(" ".join(str(value) for value in arguments.values()))
+    results = investigation.events.filter(kind=Event.Kind.TOOL_RESULT, data__tool_use_id__in=cited)
+    return [{"seq": event.seq, "tool_use_id": event.data["tool_use_id"], "tool": event.data["name"]} for event in results]
+
+
+# -- decisions --------------------------------------------------------------------------------
+def approve(request_id: int, user, reason: str = "") -> ActionRequest:
+    """One approval; the last one needed approves the request and hands it to a worker."""
+    from investigations.tasks import execute_action
+
+    with _denial_recorded(user), _refused_when_expired(), transaction.atomic():
+        request, now = _pending_for_decision(request_id, user)
+        if request.approvals.filter(user=user).exists():
+            raise DecisionRefused("You have approved this request already; another person must approve it.", request)
+        ActionApproval.objects.create(request=request, user=user, reason=reason, created_at=now)
+        given = request.approvals.count()
+        actor = f"user:{user.get_username()}"
+        if given < request.approvals_needed:
+            _transition(request, State.PENDING, State.PENDING, actor, f"approval {given} of {request.approvals_needed}: {reason}")
+        else:
+            _move(request, State.PENDING, State.APPROVED, actor, reason)
+            transaction.on_commit(lambda: execute_action.delay(request.pk))
+        _record(request, Outcome.APPROVED, actor)
+    return request
+
+
+def reject(request_id: int, user, reason: str) -> ActionRequest:
+    reason = (reason or "").strip()
+    if not reason:
+        raise DecisionRefused("Say why you reject it: the agent is told your reason.")
+    actor = f"user:{user.get_username()}"
+    with _denial_recorded(user), _refused_when_expired(), transaction.atomic():
+        request, _ = _pending_for_decision(request_id, user)
+        request.result = error(
+            Reason.REJECTED_BY_ANALYST,
+            retryable=False,
+            guidance="An analyst rejected this request, so it was not performed. Do not ask for it again; "
+            "continue without it and say so in your summary.",
+            analyst_reason=reason[:1000],
+        )
+        request.outcome = f"rejected by {user.get_username()}: {reason[:200]}"
+        _move(request, State.PENDING, State.REJECTED, actor, reason)
+        _record(request, Outcome.REJECTED, actor)
+    _finished(request)
+    return request
+
+
+def expire_due() -> list[int]:
+    """Expire every pending request past its time (the periodic sweep; no ETA tasks)."""
+    due = ActionRequest.objects.filter(state=State.PENDING, expires_at__lte=timezone.now())
+    return [request_id for request_id in due.values_list("pk", flat=True) if _expire_if_due(request_id)]
+
+
+def _expire_if_due(request_id: int) -> bool:
+    with transaction.atomic():
+        request = ActionRequest.objects.select_for_update().filter(
+            pk=request_id, state=State.PENDING, expires_at__lte=timezone.now()
+        ).first()
+        if request is None:
+            return False
+        _expire(request)
+    _finished(request)
+    return True
+
+
+def _expire(request: ActionRequest) -> None:
+    """Expire a pending request, locked by the caller's transaction."""
+    request.result = error(
+        Reason.EXPIRED,
+        retryable=False,
+        guidance="Nobody decided on this request in time, so it expired and was not performed. "
+        "Do not ask for it again; say in your summary that it is still recommended.",
+    )
+    request.outcome = "expired before anyone decided"
+    _move(request, State.PENDING, State.EXPIRED, "system", "not decided in time")
+    _record(request, Outcome.EXPIRED, "system")
+
+
+class _Expired(Exception):
+    """Raised inside a decision's transaction to leave it; the request is expired in a transaction of its own."""
+
+    def __init__(self, request_id: int):
+        self.request_id = request_id
+
+
+@contextmanager
+def _refused_when_expired():
+    """A decision that finds its request past expires_at changes nothing: the request is expired instead
+    (whoever runs first, one final state) and the decision refused as no longer pending."""
+    try:
+        yield
+    except _Expired as late:
+        _expire_if_due(late.request_id)
+        request = ActionRequest.objects.get(pk=late.request_id)
+        raise NotPending(f"This request {_STATE_PHRASES[request.state]}.", request) from None
+
+
+def cancel_pending(investigation_id: int, why: str) -> list[int]:
+    """Its investigation ended: every request still pending is cancelled, in the caller's transaction,
+    so none waits to expire and the queue shows what became of it."""
+    cancelled = []
+    pending = ActionRequest.objects.select_for_update().filter(investigation_id=investigation_id, state=State.PENDING)
+    for request in pending:
+        request.result = error(
+            Reason.CANCELLED,
+            retryable=False,
+            guidance="The investigation ended before anyone decided on this request, so it was not performed.",
+        )
+        request.outcome = f"cancelled: {why}"
+        _move(request, State.PENDING, State.CANCELLED, "system", why)
+        _record(request, Outcome.CANCELLED, "system")
+        cancelled.append(request.pk)
+    return cancelled
+
+
+def notify_overdue() -> list[int]:
+    """Email the people who may approve a request that has waited longer than APPROVAL_NOTIFY_AFTER_S (once)."""
+    from django.core.mail import send_mail
+    from guardian.shortcuts import get_users_with_perms
+
+    if not settings.APPROVAL_NOTIFY_AFTER_S:
+        return []
+    due = ActionRequest.objects.filter(
+        state=State.PENDING, notified_at__isnull=True,
+        created_at__lte=timezone.now() - timedelta(seconds=settings.APPROVAL_NOTIFY_AFTER_S),
+    )
+    notified = []
+    for request in due.select_related("investigation__alert"):
+        # Claimed for a minute, not marked: only a mail that left marks the request notified.
+        now = timezone.now()
+        unclaimed = Q(notify_claimed_until__isnull=True) | Q(notify_claimed_until__lt=now)
+        if not ActionRequest.objects.filter(unclaimed, pk=request.pk, notified_at__isnull=True).update(
+            notify_claimed_until=now + timedelta(seconds=60)
+        ):
+            continue  # another sweep has it
+        approvers = get_users_with_perms(
+            policy_for(request.tool), with_group_users=True, only_with_perms_in=["approve_tool"]
+        ).filter(is_active=True).exclude(email="")
+        alert = request.investigation.alert
+        try:
+            send_mail(
+                subject=f"[Gatehouse] {request.tool} on {request.target} is waiting for approval",
+                message=f"{request.tool} on {request.target}, for alert {alert.source}:{alert.external_id}, has waited "
+                f"since {request.created_at:%Y-%m-%d %H:%M} UTC and expires at {request.expires_at:%H:%M} UTC.\n\n"
+                f"Decide: {settings.CONSOLE_URL}/approvals/{request.pk}/\n",
+                from_email=None,
+                recipient_list=sorted({user.email for user in approvers}),
+            )
+        except (OSError, smtplib.SMTPException) as exc:  # the mail server is away: the next sweep tries again
+            log.warning("approvers of action request %s not emailed (%s); retrying at the next sweep",
+                        request.pk, type(exc).__name__)
+            ActionRequest.objects.filter(pk=request.pk).update(notify_claimed_until=None)
+            continue
+        ActionRequest.objects.filter(pk=request.pk).update(notified_at=timezone.now(), notify_claimed_until=None)
+        notified.append(request.pk)
+    return notified
+
+
+# How a 409 says what became of a request that is no longer pending.
+_STATE_PHRASES = {
+    State.PENDING: "is still pending",
+    State.APPROVED: "was approved already",
+    State.EXECUTING: "was approved already and is being carried out",
+    State.SUCCEEDED: "was approved and carried out already",
+    State.FAILED: "was approved already; carrying it out failed",
+    State.REJECTED: "was rejected already",
+    State.EXPIRED: "expired before anyone decided",
+    State.CANCELLED: "was cancelled",
+}
+
+
+@contextmanager
+def _denial_recorded(user):
+    """A decision refused for want of permission is evidence too: recorded after its transaction rolled back."""
+    try:
+        yield
+    except NotAllowed as refused:
+        _audit_decision(refused.request, Outcome.DENIED, f"user:{user.get_username()}")
+        raise
+
+
+def _pending_for_decision(request_id: int, user) -> tuple[ActionRequest, datetime]:
+    """The request, locked, if it is still pending and `user` may decide it (checked now, not at page load),
+    and the moment of the decision: read after the lock, the one time the deadline is compared with and
+    the decision recorded at, so no decision is ever dated after expires_at."""
+    request = ActionRequest.objects.select_for_update().filter(pk=request_id).first()
+    if request is None:
+        raise NotFound("No such action request.")
+    if not may_approve(user, request.tool):
+        raise NotAllowed(f"You are not allowed to approve {request.tool}.", request)
+    if request.state != State.PENDING:
+        raise NotPending(f"This request {_STATE_PHRASES[request.state]}.", request)
+    now = timezone.now()
+    if now >= request.expires_at:
+        raise _Expired(request.pk)
+    return request, now
+
+
+# -- execution --------------------------------------------------------------------------------
+def execute(request_id: int) -> None:
+    """Fire an approved request once (Celery task). Safe to run again: the key keeps it to one write."""
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.TOOLSERVER_WRITE_LEASE_S)
+    rows = ActionRequest.objects.filter(pk=request_id)
+    if rows.filter(state=State.APPROVED).update(state=State.EXECUTING, lease_expires_at=lease):
+        from_state, why = State.APPROVED, ""
+    elif rows.filter(state=State.EXECUTING, lease_expires_at__lt=now).update(lease_expires_at=lease):
+        from_state, why = State.EXECUTING, "again: the previous run stopped (the idempotency key keeps it to one write)"
+    else:
+        return  # decided otherwise, or another worker is running it
+    request = ActionRequest.objects.select_related("investigation__alert").get(pk=request_id)
+    _transition(request, from_state, State.EXECUTING, "system", why)
+    _action_event(request)
+    approvers = ",".join(request.approvals.order_by("created_at").values_list("user__username", flat=True))
+    context = _context(request.investigation, actor=f"user:{approvers}", approval=f"action-request-{request.pk}",
+                       tool_use_id=request.tool_use_id)
+    with _lease_renewed(request):
+        result = Gateway().call(request.tool, request.arguments, context)
+    if is_error(result) and result.get("reason") in (Reason.IN_PROGRESS, Reason.RATE_LIMITED):
+        # Not at the backend yet (throttled), or an earlier run still is: the sweep tries again later.
+        retry_at = timezone.now() + timedelta(seconds=result.get("retry_after_s") or 0)
+        ActionRequest.objects.filter(pk=request_id, state=State.EXECUTING).update(lease_expires_at=retry_at)
+        return
+    state = State.FAILED if is_error(result) else State.SUCCEEDED
+    with transaction.atomic():
+        if not ActionRequest.objects.filter(pk=request_id, state=State.EXECUTING).update(
+            state=state, result=result, outcome=describe_outcome(request, result), lease_expires_at=None
+        ):
+            return
+        request.refresh_from_db()
+        _transition(request, State.EXECUTING, state, "system", request.outcome)
+    _finished(request)
+
+
+@contextmanager
+def _lease_renewed(request: ActionRequest):
+    """While its write runs, a live worker renews the request's lease and its key's every third of
+    GATEHOUSE_WRITE_LEASE_S: the lease can be short, since only a dead worker's run goes stale."""
+    stop = threading.Event()
+
+    def renew():
+        try:
+            while not stop.wait(settings.TOOLSERVER_WRITE_LEASE_S / 3):
+                until = timezone.now() + timedelta(seconds=settings.TOOLSERVER_WRITE_LEASE_S)
+                ActionRequest.objects.filter(pk=request.pk, state=State.EXECUTING).update(lease_expires_at=until)
+                idempotency.renew(request.idempotency_key)
+        finally:
+            connection.close()  # this thread's own connection
+
+    renewer = threading.Thread(target=renew, name=f"lease-renewal-{request.pk}", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join(timeout=10)
+
+
+def stalled_executions(*, approved_for_s: float) -> list[int]:
+    """Approved requests no worker took, and executions whose worker died."""
+    now = timezone.now()
+    approved = Q(state=State.APPROVED, updated_at__lte=now - timedelta(seconds=approved_for_s))
+    abandoned = Q(state=State.EXECUTING, lease_expires_at__lt=now)
+    return list(ActionRequest.objects.filter(approved | abandoned).values_list("pk", flat=True))
+
+
+def describe_outcome(request: ActionRequest, result: dict) -> str:
+    """The result in a line, for the analyst: "WS-FIN-07 isolated", "ticket #4471 opened"."""
+    if is_error(result) and result.get("reason") == Reason.OUTCOME_UNKNOWN:
+        return "outcome unknown — check and confirm: it was sent once, its worker stopped, and the backend cannot say whether it happened"
+    if is_error(result):
+        return f"failed: {result.get('reason', 'error')}"
+    data = result.get("data") if isinstance(result.get("data"), dict) else {}
+    host, username = request.arguments.get("host"), request.arguments.get("username")
+    again = " (already done for this alert: the first result)" if data.get("replayed") else ""
+    if request.tool == "isolate_host":
+        return f"{host} {'was already isolated' if data.get('already_isolated') else 'isolated'}{again}"
+    if request.tool == "release_host":
+        return f"{host} released{again}"
+    if request.tool in ("disable_account", "enable_account"):
+        verb = "disabled" if request.tool == "disable_account" else "enabled"
+        return f"{username} {'was already ' + verb if data.get('already') else verb}{again}"
+    if request.tool == "open_ticket":
+        return f"ticket #{data.get('ticket_id', '?')} opened{again}"
+    return f"{request.tool} succeeded{again}"
+
+
+# -- shared steps ------------------------------------------------------------------------------
+def _context(investigation: Investigation, *, actor: str, approval: str = "", tool_use_id: str = "") -> CallContext:
+    return CallContext(
+        investigation.correlation_id, investigation.alert.trigger, actor=actor, approval=approval, tool_use_id=tool_use_id
+    )
+
+
+def _move(request: ActionRequest, from_state: str, to_state: str, actor: str, reason: str) -> None:
+    """One guarded transition: the WHERE clause holds the state it must come from."""
+    moved = ActionRequest.objects.filter(pk=request.pk, state=from_state).update(
+        state=to_state, result=request.result, outcome=request.outcome, updated_at=timezone.now()
+    )
+    if not moved:
+        request.refresh_from_db(fields=["state"])  # the state that won, for the caller to report
+        raise NotPending(f"This request {_STATE_PHRASES[request.state]}.", request)
+    request.state = to_state
+    _transition(request, from_state, to_state, actor, reason)
+
+
+def _transition(request: ActionRequest, from_state: str, to_state: str, actor: str, reason: str) -> None:
+    ActionTransition.objects.create(request=request, from_state=from_state, to_state=to_state, actor=actor, reason=reason)
+
+
+def _record(request: ActionRequest, outcome: Outcome, actor: str, *, owner: str | None = None) -> None:
+    """The decision as an audit record of the tool call it gates, and as an event of the investigation."""
+    _audit_decision(request, outcome, actor)
+    transaction.on_commit(lambda: _action_event(request, owner=owner))
+
+
+def _audit_decision(request: ActionRequest, outcome: Outcome, actor: str) -> None:
+    _, tool = find_tool(request.tool)
+    audit_trail.append(
+        kind=AuditRecord.Kind.DECISION,
+        server=request.server,
+        tool=request.tool,
+        tool_use_id=request.tool_use_id,
+        arguments=audit.redact(tool, request.arguments),
+        outcome=outcome,
+        idempotency_key=request.idempotency_key,
+        correlation_id=request.investigation.correlation_id,
+        actor=actor,
+        extra={"action_request": request.pk},
+    )
+
+
+def _action_event(request: ActionRequest, *, owner: str | None = None) -> None:
+    entry = summary(request)
+    events.record_event(request.investigation_id, Event.Kind.ACTION, entry, owner=owner)
+    _notify(entry)
+
+
+def _finished(request: ActionRequest) -> None:
+    """A final state: tell the viewers, and hand the investigation back to a worker."""
+    if request.state not in (State.REJECTED, State.EXPIRED):  # those recorded their event with the audit
+        _action_event(request)
+    services.resume(request.investigation_id)
+
+
+def _notify(entry: dict) -> None:
+    try:
+        live.group_send((APPROVALS_GROUP, {"type": "approvals.changed", "request": entry}))
+    except Exception:
+        log.warning("could not publish the change of action request %s", entry["id"], exc_info=True)
+
+
+def summary(request: ActionRequest) -> dict:
+    """What the pages and sockets show of a request."""
+    return {
+        "id": request.pk,
+        "investigation_id": request.investigation_id,
+        "tool_use_id": request.tool_use_id,
+        "tool": request.tool,
+        "target": request.target,
+        "state": request.state,
+        "reason": request.reason,
+        "risk": request.risk,
+        "evidence": request.evidence,
+        "approvals": request.approvals.count(),
+        "approvals_needed": request.approvals_needed,
+        "expires_at": request.expires_at.isoformat(),
+        "outcome": request.outcome,
+        "idempotency_key": request.idempotency_key,
+    }

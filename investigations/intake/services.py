@@ -1,0 +1,215 @@
+"""Alert intake: the one way an alert enters, from the API (an integration) or the console form (an analyst).
+
+The same `source` + `external_id` from the same integration is the same alert: sending it again
+returns the alert and investigation already made, and starts nothing new. An integration sends
+only its own sources (a foreign one is refused and audited), at most settings.INTAKE_RATE alerts
+per window, and while at most settings.INTAKE_MAX_QUEUED of its investigations wait for a worker.
+"""
+
+import hashlib
+import math
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from core.inputs import DateTime
+from investigations.audit import chain as audit
+from investigations.intake import details as alert_details
+from investigations.models import Alert, Integration, Investigation
+from investigations.runs.services import start_investigation
+from toolserver.ratelimit import Limit, get_rate_limiter
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._:@/#-]*$"  # identifiers: no spaces, nothing that reads as markup
+SOURCE_MAX = 64
+CONSOLE_SOURCE = "console"  # alerts typed in by an analyst: no integration may send it
+# A full queue drains as workers start investigations, at no time anyone can know: a hint.
+QUEUE_FULL_RETRY_AFTER_S = 30
+
+
+def _bounded_details(value: dict) -> dict:
+    if (why := alert_details.problem(value)) is not None:
+        raise ValueError(why)
+    return value
+
+
+def _not_in_future(value: datetime) -> datetime:
+    if value > timezone.now() + timedelta(minutes=5):
+        raise ValueError("must not be in the future")
+    return value
+
+
+class AlertIn(BaseModel):
+    """An alert as a SIEM sends it. Unknown fields are refused, not dropped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    source: Annotated[str, Field(min_length=1, max_length=SOURCE_MAX, pattern=NAME, description="The sending system, e.g. `lab-siem`.")]
+    external_id: Annotated[str, Field(min_length=1, max_length=128, pattern=NAME, description="The alert's id in that system.")]
+    title: Annotated[str, Field(min_length=1, max_length=300)]
+    severity: Literal["low", "medium", "high", "critical"]
+    host: Annotated[str | None, Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] = None
+    user: Annotated[str | None, Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@\\-]*$")] = None
+    observed_at: Annotated[DateTime, AfterValidator(_not_in_future), Field(description="RFC 3339 with a time zone, e.g. `2026-11-25T09:30:00Z`.")]
+    details: Annotated[dict[str, Any], AfterValidator(_bounded_details)] = Field(
+        default_factory=dict,
+        description=f"Anything else the source knows: kept as data. At most {alert_details.MAX_DEPTH} levels deep and "
+        f"{alert_details.MAX_NODES} values.",
+    )
+
+
+@dataclass(frozen=True)
+class Received:
+    alert: Alert
+    investigation: Investigation
+    created: bool
+
+
+class SourceNotAllowed(Exception):
+    """The integration sent an alert of a source that is not one of its own."""
+
+
+class Throttled(Exception):
+    """Too much from one integration: try again after `retry_after` seconds (HTTP 429)."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+
+def rate_bucket(integration: Integration) -> str:
+    return f"intake:{integration.pk}"
+
+
+def admit(integration: Integration) -> None:
+    """Count one request of `integration` against its rate, shared by every web process (Redis in production)."""
+    wait = get_rate_limiter().acquire(rate_bucket(integration), Limit(*settings.INTAKE_RATE))
+    if wait is not None:
+        calls, seconds = settings.INTAKE_RATE
+        raise Throttled(f"More than {calls} alerts in {seconds} s from this integration.", wait)
+
+
+def receive_alert(alert_in: AlertIn, *, integration: Integration | None = None, submitted_by=None) -> Received:
+    """Save the alert and start its investigation; the same alert again returns the first ones.
+
+    From an integration: refused (SourceNotAllowed, audited) when the source is not its own, and
+    Throttled when a new alert would put more than INTAKE_MAX_QUEUED of its investigations in the queue.
+    """
+    if integration is not None and alert_in.source not in integration.sources:
+        audit.record_intake_refused(
+            integration.name, "source_not_allowed", source=alert_in.source, external_id=alert_in.external_id
+        )
+        raise SourceNotAllowed("This integration may not send alerts of this source.")
+    same = {"integration": integration, "source": alert_in.source, "external_id": alert_in.external_id}
+    try:
+        with transaction.atomic():
+            if integration is not None:
+                # One intake at a time per integration, so two requests cannot both take the last queue place.
+                Integration.objects.select_for_update().filter(pk=integration.pk).first()
+                alert = Alert.objects.filter(**same).first()
+                if alert is not None:
+                    return Received(alert, alert.investigations.order_by("created_at").first(), created=False)
+                _check_queue(integration)
+            alert = Alert.objects.create(
+                source=alert_in.source,
+                external_id=alert_in.external_id,
+                title=alert_in.title,
+                severity=alert_in.severity,
+                host=alert_in.host or "",
+                account=alert_in.user or "",
+                observed_at=alert_in.observed_at,
+                details=alert_in.details,
+                integration=integration,
+                submitted_by=submitted_by,
+            )
+            investigation = start_investigation(alert, requested_by=submitted_by)
+    except IntegrityError:
+        alert = Alert.objects.get(**same)
+        return Received(alert, alert.investigations.order_by("created_at").first(), created=False)
+    return Received(alert, investigation, created=True)
+
+
+def _check_queue(integration: Integration) -> None:
+    queued = Investigation.objects.filter(alert__integration=integration, status=Investigation.Status.QUEUED).count()
+    if queued >= settings.INTAKE_MAX_QUEUED:
+        raise Throttled(
+            f"{queued} investigations of this integration are waiting for a worker already.", QUEUE_FULL_RETRY_AFTER_S
+        )
+
+
+# -- integration tokens ---------------------------------------------------------------------
+TOKEN_PREFIX = "ghi_"  # Gatehouse integration: recognisable in a leaked-secret scan
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@transaction.atomic
+def create_integration(name: str, *, created_by=None, by: str = "system") -> tuple[Integration, str]:
+    """A new integration and its token. The token is returned once and stored only as a hash.
+
+    Its source is its own name, when that is a source name no other live integration holds.
+    """
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    try:
+        sources = _checked_sources([name], _locked_live_integrations())
+    except ValueError:
+        sources = []
+    integration = Integration.objects.create(
+        name=name, sources=sources, token_prefix=token[:10], token_hash=hash_token(token), created_by=created_by
+    )
+    audit.record_admin_change(by, "integration_created", before={}, after={"integration": name, "sources": sources})
+    return integration, token
+
+
+@transaction.atomic
+def set_sources(integration: Integration, sources: list[str], *, by: str) -> bool:
+    """Give `integration` exactly these sources (ValueError says why not). Returns whether they changed."""
+    others = [other for other in _locked_live_integrations() if other.pk != integration.pk]
+    sources = _checked_sources(sources, others)
+    integration = Integration.objects.select_for_update().get(pk=integration.pk)
+    before = integration.sources
+    if sources == before:
+        return False
+    Integration.objects.filter(pk=integration.pk).update(sources=sources)
+    audit.record_admin_change(
+        by, "integration_sources",
+        before={"integration": integration.name, "sources": before},
+        after={"integration": integration.name, "sources": sources},
+    )
+    return True
+
+
+def _locked_live_integrations() -> list[Integration]:
+    """Every live integration, locked: what a source may not be taken from while it is given."""
+    return list(Integration.objects.select_for_update().filter(revoked_at__isnull=True))
+
+
+def _checked_sources(sources: list[str], others: list[Integration]) -> list[str]:
+    checked = sorted({source.strip() for source in sources})
+    for source in checked:
+        if not (len(source) <= SOURCE_MAX and re.fullmatch(NAME, source)):
+            raise ValueError(f'"{source}" is not a source name (1 to {SOURCE_MAX} letters, digits and ._:@/#-)')
+        if source == CONSOLE_SOURCE:
+            raise ValueError(f'"{source}" is the source of alerts typed in the console')
+        holder = next((other.name for other in others if source in other.sources), None)
+        if holder is not None:
+            raise ValueError(f'"{source}" is a source of the integration "{holder}" (revoke it, or change its sources, first)')
+    return checked
+
+
+def integration_for(token: str) -> Integration | None:
+    """The live integration a bearer token belongs to, or None."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    integration = Integration.objects.filter(token_hash=hash_token(token), revoked_at__isnull=True).first()
+    if integration is not None:
+        Integration.objects.filter(pk=integration.pk).update(last_used_at=timezone.now())
+    return integration

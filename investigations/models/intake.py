@@ -1,0 +1,73 @@
+"""What comes in: the integrations that send alerts, and the alerts."""
+
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Integration(models.Model):
+    """A system allowed to POST alerts (a SIEM webhook). Its token is shown once and kept only as a hash.
+
+    It may send alerts only of its `sources` (set with `manage.py integrations sources`): a source
+    belongs to one live integration, so no integration can speak for another system.
+    """
+
+    name = models.CharField(max_length=80, unique=True)
+    sources = models.JSONField(default=list, blank=True, help_text="The alert sources it may send.")
+    token_prefix = models.CharField(max_length=16, help_text="The token's first characters, to tell tokens apart.")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+
+
+class Alert(models.Model):
+    """An alert as received. Its free text is untrusted data: shown escaped, given to the model as data."""
+
+    class Severity(models.TextChoices):
+        LOW = "low"
+        MEDIUM = "medium"
+        HIGH = "high"
+        CRITICAL = "critical"
+
+    source = models.CharField(max_length=64)
+    external_id = models.CharField(max_length=128)
+    title = models.CharField(max_length=300)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    host = models.CharField(max_length=64, blank=True)
+    account = models.CharField(max_length=64, blank=True, help_text="The user the alert names.")
+    observed_at = models.DateTimeField()
+    details = models.JSONField(default=dict, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    integration = models.ForeignKey(Integration, null=True, blank=True, on_delete=models.PROTECT, related_name="alerts")
+    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            # An alert is the same alert only from the same integration: another one sending its
+            # ids first cannot make it a repeat. Alerts typed in the console have no integration.
+            models.UniqueConstraint(
+                fields=["integration", "source", "external_id"], condition=Q(integration__isnull=False),
+                name="alert_unique_per_integration",
+            ),
+            models.UniqueConstraint(
+                fields=["source", "external_id"], condition=Q(integration__isnull=True),
+                name="alert_unique_without_integration",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.external_id}"
+
+    @property
+    def trigger(self) -> str:
+        """What a write's idempotency key names as its cause (architecture rule 6)."""
+        return f"{self.source}:{self.external_id}"

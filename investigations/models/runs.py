@@ -1,0 +1,150 @@
+"""Investigations, the events each one streams, and their budgets."""
+
+import uuid
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from investigations.models.intake import Alert
+
+
+class Investigation(models.Model):
+    """One agent run over one alert, with its conversation saved after every step.
+
+    `messages` is the conversation as the Messages API takes it; `tool_results` holds the
+    results of the last assistant turn's tool calls as each one completes, so a worker that
+    dies mid-turn is followed by one that repeats none of them. The lease says which worker
+    runs it now: a worker that stops renewing it has died, and another takes over.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        WAITING = "waiting", "waiting for approval"
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    class Verdict(models.TextChoices):
+        MALICIOUS = "malicious"
+        BENIGN = "benign"
+        INCONCLUSIVE = "inconclusive"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    alert = models.ForeignKey(Alert, on_delete=models.PROTECT, related_name="investigations")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    verdict = models.CharField(max_length=12, choices=Verdict.choices, blank=True)
+    summary = models.TextField(blank=True)
+    evidence = models.JSONField(default=list, blank=True)
+    end_reason = models.CharField(max_length=200, blank=True, help_text="Why it ended early: a budget, a failure.")
+    model = models.CharField(max_length=80, help_text="The model id the investigation runs on.")
+
+    messages = models.JSONField(default=list, blank=True)
+    tool_results = models.JSONField(default=dict, blank=True)
+    tool_calls_used = models.PositiveIntegerField(default=0)
+    tokens_used = models.PositiveIntegerField(default=0)
+    budget_tool_calls = models.PositiveIntegerField()
+    budget_tokens = models.PositiveIntegerField()
+    budget_seconds = models.PositiveIntegerField()
+
+    lease_owner = models.CharField(max_length=32, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    last_seq = models.PositiveIntegerField(default=0, help_text="The seq of its latest event.")
+
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Time spent waiting for analysts does not count against the time budget.
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    waited_seconds = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["completed"]) | Q(verdict=""), name="investigation_verdict_only_when_completed"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Investigation {self.pk} of {self.alert}"
+
+    @property
+    def correlation_id(self) -> str:
+        """What the audit records of its tool calls carry."""
+        return self.correlation_id_of(self.pk)
+
+    @staticmethod
+    def correlation_id_of(pk: int) -> str:
+        return f"investigation-{pk}"
+
+    @property
+    def model_name(self) -> str:
+        from investigations.runs.llm import display_name
+
+        return display_name(self.model)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.COMPLETED, self.Status.FAILED)
+
+
+class Event(models.Model):
+    """One step of an investigation as the transcript shows it, numbered in order."""
+
+    class Kind(models.TextChoices):
+        TEXT = "text"
+        TOOL_CALL = "tool_call"
+        TOOL_RESULT = "tool_result"
+        STATUS = "status"
+        VERDICT = "verdict"
+        ACTION = "action"  # an action request was made or changed state
+
+    investigation = models.ForeignKey(Investigation, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["investigation", "seq"]
+        constraints = [models.UniqueConstraint(fields=["investigation", "seq"], name="event_unique_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.investigation_id}#{self.seq} {self.kind}"
+
+    def as_message(self) -> dict:
+        """The event as the websocket sends it and the page renders it."""
+        return {"seq": self.seq, "kind": self.kind, "at": self.created_at.isoformat(), "data": self.data}
+
+
+class Budgets(models.Model):
+    """What each new investigation may spend (architecture rule 7): one row, set by an admin.
+
+    Its first values come from the deployment (GATEHOUSE_BUDGET_*); a running investigation
+    keeps the budgets it started with.
+    """
+
+    tool_calls = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    tokens = models.PositiveIntegerField(validators=[MinValueValidator(1000)])
+    seconds = models.PositiveIntegerField(validators=[MinValueValidator(10)])
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "budgets"
+        constraints = [
+            models.CheckConstraint(condition=Q(pk=1), name="budgets_single_row"),
+            models.CheckConstraint(
+                condition=Q(tool_calls__gte=1, tokens__gte=1000, seconds__gte=10), name="budgets_minimums"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool_calls} tool calls, {self.tokens} tokens, {self.seconds} s"
+
+    @classmethod
+    def current(cls) -> "Budgets":
+        budgets, _ = cls.objects.get_or_create(pk=1, defaults=settings.INVESTIGATION_BUDGETS)
+        return budgets

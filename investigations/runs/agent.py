@@ -1,0 +1,468 @@
+"""The agent loop: one investigation, step by step, with its state saved after every step.
+
+A step is either one model turn (streamed; its text saved and published as it arrives) or one
+tool call of the turn before. After each step the conversation, the tool results so far and
+the budgets used are saved, fenced by the worker's lease. A worker that takes over a stalled
+investigation therefore resumes from the last saved step and repeats no tool call that had
+completed.
+
+The control layer, not the model, enforces the budgets (tool calls, tokens, wall time): when
+one runs out, the investigation ends as inconclusive, with the reason. The wall time holds during
+a turn too: at the deadline the model's connection is shut, however slowly it streams.
+
+Whatever the model sends is answered, never acted on blindly: a tool call runs only when its turn
+finished asking for tools (stop reason "tool_use"), under an id no other call in the conversation
+has; any other call is answered with a typed error, audited like every call and counted against
+the budget. A reused id is refused even with the same arguments: the id ties a call to its
+transcript entry, its audit record and its action request, so an earlier call's result is never
+handed out as this one's (and a read now may differ from a read then). The conversation is saved
+as the model sent it; `as_sent` makes the request the API accepts from it.
+"""
+
+import json
+import logging
+import re
+import socket
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+
+import anthropic
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from investigations.approvals import services as actions
+from investigations.models import Event, Investigation
+from investigations.runs import llm, services
+from investigations.runs.events import LeaseLost, record_event
+from investigations.runs.prompts import SYSTEM_PROMPT, first_message
+from investigations.runs.verdict import parse_verdict
+from toolserver import config
+from toolserver.catalog import find_tool
+from toolserver.envelope import Reason, error
+from toolserver.gateway import CallContext, Gateway
+
+log = logging.getLogger(__name__)
+Status, Verdict, Kind = Investigation.Status, Investigation.Verdict, Event.Kind
+
+
+def run(investigation_id: int) -> None:
+    """Run (or resume) an investigation, if no live worker holds it. Safe to call twice."""
+    owner = services.claim(investigation_id)
+    if owner is None:
+        return
+    with Heartbeat(investigation_id, owner):
+        try:
+            Agent(investigation_id, owner).run()
+        except LeaseLost:
+            log.warning("investigation %s: lease lost to another worker; stopping here", investigation_id)
+        except anthropic.APIError as exc:
+            _fail(investigation_id, owner, f"The model could not be reached ({type(exc).__name__}).")
+        except Exception as exc:
+            # Where it failed, not the message: a message can quote the model's raw tool arguments,
+            # which the audit trail keeps only as a hash.
+            log.error("investigation %s failed: %s\n%s", investigation_id, type(exc).__name__,
+                      "".join(traceback.format_tb(exc.__traceback__)).rstrip())
+            _fail(investigation_id, owner, f"Internal error ({type(exc).__name__}); see the worker log.")
+
+
+def _fail(investigation_id: int, owner: str, reason: str) -> None:
+    try:
+        services.finish(investigation_id, owner, status=Status.FAILED, end_reason=reason)
+    except LeaseLost:
+        pass
+
+
+class Agent:
+    def __init__(self, investigation_id: int, owner: str):
+        self.owner = owner
+        self.investigation = Investigation.objects.select_related("alert").get(pk=investigation_id)
+        self.gateway = Gateway()
+        self.context = CallContext(
+            correlation_id=self.investigation.correlation_id, trigger=self.investigation.alert.trigger, actor="agent"
+        )
+
+    @property
+    def id(self) -> int:
+        return self.investigation.pk
+
+    def run(self) -> None:
+        investigation = self.investigation
+        if investigation.started_at is None:
+            self._save(started_at=timezone.now(), messages=[first_message(investigation.alert)])
+            self._event(Kind.STATUS, {"status": Status.RUNNING, "message": f"Investigating with the {investigation.model_name}."})
+        else:
+            self._event(Kind.STATUS, {"status": Status.RUNNING, "message": "Resumed from the last saved step."})
+        while True:
+            last = investigation.messages[-1]
+            if last["role"] == "assistant":
+                uses = [block for block in last["content"] if block.get("type") == "tool_use"]
+                if not uses:
+                    return self._conclude(last)
+                if not self._call_tools(uses):
+                    return
+            else:
+                if stop := self._over_budget(tokens=True):
+                    return self._stop(stop)
+                if not self._model_turn():
+                    return
+
+    # -- steps --------------------------------------------------------------------------------
+    def _model_turn(self) -> bool:
+        """One streamed turn, saved. False when the time budget ran out during it (and it stopped)."""
+        investigation = self.investigation
+        messages = investigation.messages
+        text = TextStream(lambda chunk, block: self._event(Kind.TEXT, {"text": chunk, "block": f"{len(messages)}.{block}"}))
+        max_tokens = min(settings.MODEL_MAX_TOKENS, investigation.budget_tokens - investigation.tokens_used)
+        deadline = Deadline(self._time_left())
+        final = None
+        try:
+            with deadline, llm.client(time_left_s=deadline.seconds).messages.stream(
+                model=investigation.model,
+                max_tokens=max_tokens,
+                system=SYSTEM_PROMPT,
+                tools=config.offered_tools(),
+                messages=as_sent(messages),
+            ) as stream, deadline.watching(stream.response):
+                for event in stream:
+                    if deadline.expired:
+                        break
+                    if event.type == "content_block_start":
+                        text.start(event.index)
+                    elif event.type == "text":
+                        text.add(event.text)
+                    elif event.type == "content_block_stop":
+                        text.flush()
+                if not deadline.expired:
+                    final = stream.get_final_message()
+        except Exception:
+            if not (deadline.expired or self._time_left() <= 0):  # else it is the shut connection or the timeout
+                raise
+        text.flush()
+        if deadline.expired or final is None:
+            self._stop(self._time_budget_reason())
+            return False
+        content = [_as_saved(block) for block in final.content]
+        content = [block for block in content if block.get("type") != "text" or block.get("text")]
+        turn = {"role": "assistant", "content": content or [{"type": "text", "text": "(no answer)"}],
+                "stop_reason": final.stop_reason}
+        self._save(
+            messages=[*messages, turn],
+            tool_results={},
+            tokens_used=investigation.tokens_used + _tokens(final),
+        )
+        return True
+
+    def _call_tools(self, uses: list[dict]) -> bool:
+        """Answer the last turn's tool calls, skipping those answered before a restart. False when it stopped."""
+        investigation = self.investigation
+        turn = len(investigation.messages) - 1
+        refusals = _refusals(investigation.messages)
+        results = dict(investigation.tool_results)
+        keys = _result_keys(uses)
+        for position, (use, key, refusal) in enumerate(zip(uses, keys, refusals)):
+            if key in results:
+                continue
+            found = find_tool(use["name"]) if isinstance(use["name"], str) else None
+            gated = refusal is None and bool(found and found[1].write)
+            asked_before = gated and investigation.action_requests.filter(tool_use_id=use["id"]).exists()
+            if not asked_before and (stop := self._over_budget(tool_calls=True)):
+                self._stop(stop)
+                return False
+            call = f"{turn}.{position}"  # this call, even when its id is not its own
+            tool_use_id = str(use["id"])[:64]
+            if not investigation.events.filter(kind=Kind.TOOL_CALL, data__call=call).exists():
+                self._event(Kind.TOOL_CALL, {
+                    "tool_use_id": tool_use_id,
+                    "call": call,
+                    "name": use["name"],
+                    "server": found[0].name if found else "",
+                    "write": bool(found and found[1].write),
+                    "input": use["input"],
+                })
+            context = replace(self.context, tool_use_id=tool_use_id)
+            if refusal is not None:
+                result = self.gateway.refuse(use["name"], use["input"], context, refusal)
+            elif gated:
+                result = self._gated(use)
+            else:
+                result = self.gateway.call(use["name"], use["input"], context)
+            if result is None:  # an analyst decides first: this worker is released until then
+                services.suspend(self.id, self.owner, waiting_for=f"Waiting for an analyst to decide on {use['name']}.",
+                                 tool_results=results)
+                return False
+            results[key] = result
+            self._save(tool_results=results, tool_calls_used=investigation.tool_calls_used + 1)
+            self._event(Kind.TOOL_RESULT, {"tool_use_id": tool_use_id, "call": call, "name": use["name"], "result": result})
+        answers = [
+            {
+                "type": "tool_result",
+                "tool_use_id": use["id"],
+                "content": json.dumps(results[key]),
+                "is_error": results[key].get("status") == "error",
+            }
+            for use, key in zip(uses, keys)
+        ]
+        self._save(messages=[*investigation.messages, {"role": "user", "content": answers}], tool_results={})
+        return True
+
+    def _gated(self, use: dict) -> dict | None:
+        """A write: its result once an analyst decided (or its policy needs no approval), else None."""
+        if not actions.policy_for(use["name"]).requires_approval:
+            return self.gateway.call(use["name"], use["input"], replace(self.context, approval=f"policy:{use['name']}", tool_use_id=use["id"]))
+        request = actions.request_action(self.investigation, use, owner=self.owner, gateway=self.gateway)
+        if isinstance(request, dict):  # refused at the boundary: invalid arguments
+            return request
+        return request.result if request.is_final else None
+
+    def _conclude(self, last: dict) -> None:
+        text = "".join(block.get("text", "") for block in last["content"] if block.get("type") == "text")
+        verdict = parse_verdict(text)
+        if verdict is None:
+            reason = "The model ended without a verdict."
+            if not _finished(last, "end_turn", "stop_sequence"):
+                reason = f"The model's answer ended ({_stop_reason(last)}) before a verdict."
+            return services.finish(self.id, self.owner, status=Status.COMPLETED, verdict=Verdict.INCONCLUSIVE,
+                                   summary=reason, end_reason=reason)
+        evidence = verdict.get("evidence") if isinstance(verdict.get("evidence"), list) else []
+        services.finish(
+            self.id,
+            self.owner,
+            status=Status.COMPLETED,
+            verdict=verdict["verdict"],
+            summary=str(verdict.get("summary") or "")[:4000],
+            evidence=[str(item)[:500] for item in evidence[:50]],
+        )
+
+    # -- budgets ------------------------------------------------------------------------------
+    def _over_budget(self, *, tokens: bool = False, tool_calls: bool = False) -> str | None:
+        investigation = self.investigation
+        if tokens and investigation.tokens_used >= investigation.budget_tokens:
+            return f"The token budget ({investigation.budget_tokens} tokens) is exhausted."
+        if tool_calls and investigation.tool_calls_used >= investigation.budget_tool_calls:
+            return f"The tool-call budget ({investigation.budget_tool_calls} calls) is exhausted."
+        if self._time_left() <= 0:
+            return self._time_budget_reason()
+        return None
+
+    def _time_left(self) -> float:
+        investigation = self.investigation
+        elapsed = (timezone.now() - investigation.started_at).total_seconds() - investigation.waited_seconds
+        return investigation.budget_seconds - elapsed
+
+    def _time_budget_reason(self) -> str:
+        return f"The time budget ({self.investigation.budget_seconds} s) is exhausted."
+
+    def _stop(self, reason: str) -> None:
+        summary = f"Stopped before a conclusion: {reason[0].lower()}{reason[1:]} The transcript shows what was established."
+        services.finish(self.id, self.owner, status=Status.COMPLETED, verdict=Verdict.INCONCLUSIVE,
+                        summary=summary, end_reason=reason)
+
+    # -- state --------------------------------------------------------------------------------
+    def _save(self, **fields) -> None:
+        services.save(self.id, self.owner, **fields)
+        for name, value in fields.items():
+            setattr(self.investigation, name, value)
+
+    def _event(self, kind: str, data: dict) -> None:
+        record_event(self.id, kind, data, owner=self.owner)
+
+
+# -- what the model sent, and what the API is sent ----------------------------------------------
+TOOL_USE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # the API's shape of an id, and what the audit record holds
+
+
+def _as_saved(block) -> dict:
+    """A content block as JSON; a tool call's input kept exactly as sent (a list, a string, null)."""
+    if block.type != "tool_use":
+        return block.model_dump(mode="json", exclude_none=True)
+    saved = block.model_dump(mode="json", exclude_none=True, exclude={"input"})
+    return {**saved, **{name: getattr(block, name, None) for name in ("id", "name", "input")}}
+
+
+def _tokens(message) -> int:
+    usage = getattr(message, "usage", None)
+    return (getattr(usage, "input_tokens", 0) or 0) + (getattr(usage, "output_tokens", 0) or 0)
+
+
+def _finished(turn: dict, *stop_reasons: str) -> bool:
+    return turn.get("stop_reason", stop_reasons[0]) in stop_reasons  # turns saved before stop reasons were: finished
+
+
+def _stop_reason(turn: dict) -> str:
+    return f"stop reason {turn['stop_reason']}" if turn.get("stop_reason") else "cut off without a stop reason"
+
+
+def _result_keys(uses: list[dict]) -> list[str]:
+    """Where each call's result is kept: its id, or its position when the turn used the id already."""
+    seen, keys = set(), []
+    for position, use in enumerate(uses):
+        ident = use["id"] if isinstance(use["id"], str) else None
+        keys.append(ident if ident is not None and ident not in seen else f"#{position}")
+        seen.add(ident)
+    return keys
+
+
+def _refusals(messages: list[dict]) -> list[dict | None]:
+    """For each tool call of the last turn: None to make it, or the typed error that answers it instead."""
+    last = messages[-1]
+    earlier = {block.get("id") for message in messages[:-1] if message["role"] == "assistant"
+               for block in message["content"] if block.get("type") == "tool_use" and isinstance(block.get("id"), str)}
+    refusals = []
+    for use in (block for block in last["content"] if block.get("type") == "tool_use"):
+        ident = use["id"]
+        if not _finished(last, "tool_use"):
+            refusals.append(error(
+                Reason.INCOMPLETE_TURN, retryable=True,
+                guidance=f"Your turn ended ({_stop_reason(last)}) before it finished asking for tools, so this call "
+                "was not made: its arguments may be incomplete. If you still need it, call it again, briefly.",
+            ))
+        elif not isinstance(ident, str) or not TOOL_USE_ID.match(ident):
+            refusals.append(error(
+                Reason.INVALID_TOOL_USE_ID, retryable=True,
+                guidance="This call's tool_use id is malformed, so it was not made. If you still need it, call it again.",
+            ))
+        elif ident in earlier:
+            refusals.append(error(
+                Reason.INVALID_TOOL_USE_ID, retryable=True,
+                guidance="This call reused the tool_use id of an earlier call, so it was not made, and that call's "
+                "result is not its result. If you still need it, call it again.",
+            ))
+        else:
+            refusals.append(None)
+        if isinstance(ident, str):
+            earlier.add(ident)
+    return refusals
+
+
+def as_sent(messages: list[dict]) -> list[dict]:
+    """The saved conversation as the API accepts it: role and content only, every tool input an
+    object, every tool_use id well formed and used once (a bad one renamed, with its result)."""
+    sent, renamed, seen = [], [], set()
+    for i, message in enumerate(messages):
+        content = message["content"]
+        if isinstance(content, list):
+            content = [dict(block) for block in content]
+            if message["role"] == "user":  # results answer the turn before's calls in order
+                results = [block for block in content if block.get("type") == "tool_result"]
+                for block, new_id in zip(results, renamed):
+                    block["tool_use_id"] = new_id or block["tool_use_id"]
+            renamed = []
+            for j, block in enumerate(content):
+                if block.get("type") != "tool_use":
+                    continue
+                if not isinstance(block.get("input"), dict):
+                    block["input"] = {}
+                ident = block.get("id")
+                bad = not isinstance(ident, str) or not TOOL_USE_ID.match(ident) or ident in seen
+                renamed.append(f"toolu_gatehouse_{i}_{j}" if bad else None)
+                block["id"] = renamed[-1] or ident
+                if not bad:
+                    seen.add(ident)
+        sent.append({"role": message["role"], "content": content})
+    return sent
+
+
+class Deadline:
+    """The time budget during a model turn: when it runs out the model's connection is shut, so a
+    stream that stalls, trickles or pings ends then, not when the model stops sending."""
+
+    def __init__(self, seconds: float):
+        self.seconds = max(0.0, seconds)
+        self.expired = False
+        self._socket = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(self.seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self):
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._timer.cancel()
+
+    @contextmanager
+    def watching(self, response):
+        """Shut this response's socket at the deadline (the offline model has none: checked per event)."""
+        network = response.extensions.get("network_stream")
+        with self._lock:
+            self._socket = network.get_extra_info("socket") if network is not None else None
+            if self.expired:
+                self._shut()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._socket = None  # its connection goes back to the pool: never shut it later
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            self._shut()
+
+    def _shut(self) -> None:
+        if self._socket is not None:
+            try:
+                self._socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class TextStream:
+    """Streamed text, saved and published in pieces at most every TEXT_FLUSH_MS per block."""
+
+    def __init__(self, emit):
+        self.emit = emit
+        self.block = 0
+        self.pending: list[str] = []
+        self.flushed_at = time.monotonic()
+
+    def start(self, block: int) -> None:
+        self.flush()
+        self.block = block
+
+    def add(self, text: str) -> None:
+        self.pending.append(text)
+        if (time.monotonic() - self.flushed_at) * 1000 >= settings.TEXT_FLUSH_MS:
+            self.flush()
+
+    def flush(self) -> None:
+        chunk = "".join(self.pending)
+        self.pending = []
+        self.flushed_at = time.monotonic()
+        if chunk:
+            self.emit(chunk, self.block)
+
+
+@dataclass
+class Heartbeat:
+    """Renews the worker's lease while it works, so only a dead worker's investigation is taken over."""
+
+    investigation_id: int
+    owner: str
+
+    def __enter__(self):
+        services.holding(self.investigation_id, self.owner)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{self.investigation_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        services.holding(self.investigation_id, None)
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        try:
+            while not self._stop.wait(settings.INVESTIGATION_LEASE_S / 3):
+                if not services.renew(self.investigation_id, self.owner):
+                    return
+        except Exception:
+            log.warning("could not renew the lease of investigation %s", self.investigation_id, exc_info=True)
+        finally:
+            connection.close()

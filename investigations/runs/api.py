@@ -1,0 +1,102 @@
+"""Investigations over HTTP, for automation: one investigation's state, verdict and action requests, and
+a new investigation of the same alert. The same authorisation as the pages: an investigation you may
+not view is 404, as an unknown one is."""
+
+from django.db.models import Prefetch
+from ninja import Field, Router, Schema, Status
+
+from core.problems import InvalidInput, Problem
+from core.roles import ANALYST, has_role
+from investigations.api_auth import auth_for
+from investigations.approvals import services as actions
+from investigations.approvals.api import ActionSummary
+from investigations.models import ActionApproval, Investigation
+from investigations.runs import services
+from investigations.runs.selectors import can_view
+
+router = Router(tags=["investigations"])
+NOT_FOUND = "No such investigation."
+
+
+class AlertOut(Schema):
+    id: int
+    source: str
+    external_id: str
+    title: str
+    severity: str
+
+
+class InvestigationOut(Schema):
+    id: int
+    status: str = Field(description="queued, running, waiting (for an approval), completed or failed.")
+    verdict: str = Field(description="malicious, benign or inconclusive once completed; empty before.")
+    summary: str = Field(description="The agent's summary: untrusted text, show it escaped.")
+    end_reason: str = Field(description="Why it ended early (a budget, a failure), if it did.")
+    model: str
+    alert: AlertOut
+    tool_calls_used: int
+    tokens_used: int
+    created_at: str = Field(json_schema_extra={"format": "date-time"})
+    finished_at: str | None = Field(None, json_schema_extra={"format": "date-time"})
+    requests: list[ActionSummary] = Field(description="Its action requests, oldest first.")
+
+
+def _visible(user, investigation_id: int) -> Investigation | None:
+    investigation = (
+        Investigation.objects.select_related("alert")
+        .prefetch_related(Prefetch("action_requests__approvals", queryset=ActionApproval.objects.only("pk", "request_id")))
+        .filter(pk=investigation_id)
+        .first()
+    )
+    return investigation if investigation is not None and can_view(user, investigation) else None
+
+
+def _out(investigation: Investigation) -> dict:
+    alert = investigation.alert
+    return {
+        "id": investigation.pk, "status": investigation.status, "verdict": investigation.verdict,
+        "summary": investigation.summary, "end_reason": investigation.end_reason, "model": investigation.model,
+        "alert": {"id": alert.pk, "source": alert.source, "external_id": alert.external_id, "title": alert.title,
+                  "severity": alert.severity},
+        "tool_calls_used": investigation.tool_calls_used, "tokens_used": investigation.tokens_used,
+        "created_at": investigation.created_at.isoformat(),
+        "finished_at": investigation.finished_at.isoformat() if investigation.finished_at else None,
+        "requests": [actions.summary(request) for request in investigation.action_requests.order_by("pk")],
+    }
+
+
+def _may_investigate(request, user):
+    """Starting one is an analyst's; the investigation must be theirs to see."""
+    if not has_role(user, ANALYST):
+        return 403, "Only analysts start investigations."
+    try:
+        investigation_id = int(request.resolver_match.kwargs["id"])
+    except (KeyError, ValueError):
+        return 404, NOT_FOUND
+    if _visible(user, investigation_id) is None:
+        return 404, NOT_FOUND
+    return None
+
+
+@router.get("/investigations/{id}", auth=auth_for(), response={200: InvestigationOut, 400: InvalidInput, 401: Problem, 404: Problem},
+            url_name="investigation_detail", operation_id="investigation_detail", summary="One investigation")
+def investigation_detail(request, id: int):
+    """Its state, verdict, summary, usage and action requests."""
+    investigation = _visible(request.auth, id)
+    if investigation is None:
+        return Status(404, Problem(detail=NOT_FOUND))
+    return _out(investigation)
+
+
+@router.post("/investigations/{id}/again", auth=auth_for(_may_investigate),
+             response={201: InvestigationOut, 400: InvalidInput, 401: Problem, 403: Problem, 404: Problem, 409: Problem},
+             url_name="investigate_again", operation_id="investigate_again", summary="Investigate its alert again")
+def investigate_again(request, id: int):
+    """A new investigation of the same alert, queued for a worker (201). 409 while an investigation of
+    that alert is still queued, running or waiting: one at a time. Writes it asks for carry the same
+    alert, so an action already done for it is not done twice (the idempotency key)."""
+    alert = Investigation.objects.select_related("alert").get(pk=id).alert  # visible: _may_investigate checked it
+    started = services.investigate_again(alert, requested_by=request.auth)
+    if started is None:
+        return Status(409, Problem(detail="An investigation of this alert is still in progress."))
+    return Status(201, _out(Investigation.objects.select_related("alert").get(pk=started.pk)))

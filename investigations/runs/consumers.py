@@ -1,0 +1,70 @@
+"""Websockets of investigations: one investigation's transcript and the list's status changes.
+
+Each checks who is asking before accepting (a refused handshake is a 403) and again before each
+message it sends, and closes with 4403 once their access has ended (core.sockets); foreign
+origins are refused before this by console.asgi's SameOriginValidator.
+"""
+
+from channels.db import database_sync_to_async
+
+from core.sockets import AccessCheckedConsumer
+from investigations.runs import selectors
+from investigations.runs.events import LIST_GROUP, group_name
+
+
+class InvestigationConsumer(AccessCheckedConsumer):
+    """Sends the events after `?after=<seq>` (the backlog), then each new one as it is saved.
+
+    It joins the group before reading the backlog, so nothing published in between is missed;
+    an event that arrives both ways is sent once, in seq order.
+    """
+
+    def may_listen(self, user) -> bool:
+        return selectors.can_view_id(user, self.investigation_id)
+
+    async def connect(self):
+        self.investigation_id = int(self.scope["url_route"]["kwargs"]["pk"])
+        if not await self.admit():
+            return
+        self.last_seq = _after(self.scope.get("query_string", b""))
+        await self.join(group_name(self.investigation_id))
+        await self.accept()
+        for event in await database_sync_to_async(selectors.events_after)(self.investigation_id, self.last_seq):
+            await self._send_event(event)
+
+    async def investigation_event(self, message):
+        await self._send_event(message["event"])
+
+    async def _send_event(self, event: dict):
+        if event["seq"] <= self.last_seq or not await self.still_allowed():
+            return
+        self.last_seq = event["seq"]
+        await self.send_json({"type": "event", "event": event})
+
+
+class InvestigationListConsumer(AccessCheckedConsumer):
+    """Status changes for the investigations list, filtered to what the user may see."""
+
+    def may_listen(self, user) -> bool:
+        self.sees_all = selectors.sees_all_investigations(user)
+        return True  # any signed-in user has the list; what it is sent is filtered
+
+    async def connect(self):
+        if not await self.admit():
+            return
+        await self.join(LIST_GROUP)
+        await self.accept()
+
+    async def investigation_status(self, message):
+        entry = message["investigation"]
+        if not await self.still_allowed():
+            return
+        if self.sees_all or await database_sync_to_async(selectors.can_view_id)(self.scope["user"], entry["id"]):
+            await self.send_json({"type": "status", "investigation": entry})
+
+
+def _after(query_string: bytes) -> int:
+    from urllib.parse import parse_qs
+
+    values = parse_qs(query_string.decode("latin-1")).get("after", ["0"])
+    return int(values[0]) if values[0].isdigit() else 0

@@ -1,0 +1,67 @@
+"""The one place investigation events are written: saved in order, then published live.
+
+Each event gets the next `seq` of its investigation inside the transaction that saves it, so
+the saved transcript has no gaps or duplicates, and a page that loads the backlog and then
+listens live can drop what it has already shown. Publishing happens after the commit: what a
+viewer receives is always in the database already.
+
+A worker passes its lease token as `owner`: a worker that lost its lease (it stalled and
+another took over) cannot add to the transcript.
+"""
+
+import logging
+
+from django.db import transaction
+from django.db.models import F
+
+from core import live
+from investigations.models import Event, Investigation
+
+log = logging.getLogger(__name__)
+
+LIST_GROUP = "investigations"  # status changes of every investigation, for the list page
+
+
+class LeaseLost(Exception):
+    """This worker no longer runs the investigation: another one took it over."""
+
+
+def group_name(investigation_id: int) -> str:
+    return f"investigation-{investigation_id}"
+
+
+def record_event(investigation_id: int, kind: str, data: dict, *, owner: str | None = None) -> Event:
+    with transaction.atomic():
+        rows = Investigation.objects.filter(pk=investigation_id)
+        if owner is not None:
+            rows = rows.filter(lease_owner=owner)
+        if not rows.update(last_seq=F("last_seq") + 1):
+            raise LeaseLost(investigation_id)
+        seq = Investigation.objects.filter(pk=investigation_id).values_list("last_seq", flat=True).get()
+        event = Event.objects.create(investigation_id=investigation_id, seq=seq, kind=kind, data=data)
+    # After the outermost commit: an event recorded inside a caller's transaction (finish,
+    # suspend) is not visible to a viewer before it is visible in the database.
+    transaction.on_commit(lambda: publish(event))
+    return event
+
+
+def publish(event: Event) -> None:
+    """Send a saved event to the investigation's viewers; a status change also to the list's."""
+    messages = [(group_name(event.investigation_id), {"type": "investigation.event", "event": event.as_message()})]
+    if event.kind in (Event.Kind.STATUS, Event.Kind.VERDICT):
+        messages.append((LIST_GROUP, {"type": "investigation.status", "investigation": list_entry(event.investigation_id)}))
+    try:
+        live.group_send(*messages)
+    except Exception:  # the event is saved; a viewer that missed it reads it from the backlog
+        log.warning("could not publish event %s of investigation %s", event.seq, event.investigation_id, exc_info=True)
+
+
+def list_entry(investigation_id: int) -> dict:
+    """What the list page shows of an investigation, live."""
+    investigation = Investigation.objects.select_related("alert").get(pk=investigation_id)
+    return {
+        "id": investigation.pk,
+        "status": investigation.status,
+        "status_label": investigation.get_status_display(),
+        "verdict": investigation.verdict,
+    }

@@ -1,0 +1,56 @@
+"""Which model investigations talk to, and the anthropic client that reaches it.
+
+With ANTHROPIC_API_KEY set, Claude through the official SDK. Without it, the offline model
+answers the same Messages API inside the SDK's HTTP layer (one per worker process, so its
+captured requests can be inspected), and it is named "offline model" wherever it shows.
+"""
+
+import threading
+
+import anthropic
+from django.conf import settings
+
+from investigations.runs.offline_model import (
+    OFFLINE_MODEL_ID,
+    OFFLINE_MODEL_NAME,
+    OfflineModel,
+)
+
+_offline: OfflineModel | None = None
+_lock = threading.Lock()
+
+
+def is_offline() -> bool:
+    return not settings.ANTHROPIC_API_KEY
+
+
+def model_id() -> str:
+    """The model an investigation started now runs on."""
+    return OFFLINE_MODEL_ID if is_offline() else settings.MODEL
+
+
+def display_name(model: str) -> str:
+    return OFFLINE_MODEL_NAME if model == OFFLINE_MODEL_ID else model
+
+
+def offline_model() -> OfflineModel:
+    global _offline
+    with _lock:
+        if _offline is None:
+            _offline = OfflineModel(delay_s=settings.OFFLINE_MODEL_DELAY_MS / 1000)
+        return _offline
+
+
+MAX_RETRIES = 2
+
+
+def client(*, time_left_s: float | None = None) -> anthropic.Anthropic:
+    """A client whose requests, retries included, end within `time_left_s` when it is given."""
+    if is_offline():
+        return offline_model().client()
+    timeout, retries = settings.MODEL_TIMEOUT_S, MAX_RETRIES
+    if time_left_s is not None:
+        timeout = max(0.1, min(timeout, time_left_s))
+        retries = max(0, min(retries, int(time_left_s // timeout) - 1))  # only attempts that fit in the time left
+    return anthropic.Anthropic(api_key=settings.ANTHROPIC_API_KEY, base_url=settings.ANTHROPIC_BASE_URL or None,
+                               timeout=timeout, max_retries=retries)

@@ -1,0 +1,192 @@
+"""The investigation's state machine: each transition one guarded, atomic database update.
+
+    queued --claim--> running --finish--> completed | failed
+    running --(worker dies; lease expires)--> claimed again by the next worker
+
+A worker claims an investigation by taking its lease; every later write is fenced by the
+lease token, so a worker that stalled and was replaced cannot write over its successor.
+"""
+
+import logging
+import threading
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from investigations.models import Alert, Budgets, Event, Investigation
+from investigations.runs import events
+from investigations.runs.events import LeaseLost
+
+log = logging.getLogger(__name__)
+Status = Investigation.Status
+CLAIMABLE = Q(status=Status.QUEUED) | Q(status=Status.RUNNING)
+# The leases this process's workers hold now (investigation id -> lease token): what hand_back() gives back.
+_held: dict[int, str] = {}
+_held_lock = threading.Lock()
+
+
+def start_investigation(alert: Alert, *, requested_by=None) -> Investigation:
+    """A queued investigation of `alert`, handed to a worker once the transaction commits."""
+    from investigations.runs.llm import model_id
+    from investigations.tasks import run_investigation
+
+    budgets = Budgets.current()
+    investigation = Investigation.objects.create(
+        alert=alert,
+        model=model_id(),
+        budget_tool_calls=budgets.tool_calls,
+        budget_tokens=budgets.tokens,
+        budget_seconds=budgets.seconds,
+        requested_by=requested_by,
+    )
+    events.record_event(investigation.pk, Event.Kind.STATUS, {"status": Status.QUEUED, "message": "Queued for a worker."})
+    transaction.on_commit(lambda: run_investigation.delay(investigation.pk))
+    return investigation
+
+
+def investigate_again(alert: Alert, *, requested_by) -> Investigation | None:
+    """A new investigation of `alert`, unless one is still in progress (None): one at a time per alert."""
+    with transaction.atomic():
+        Alert.objects.select_for_update().get(pk=alert.pk)  # two requests at once: one starts
+        in_progress = (Status.QUEUED, Status.RUNNING, Status.WAITING)
+        if alert.investigations.filter(status__in=in_progress).exists():
+            return None
+        return start_investigation(alert, requested_by=requested_by)
+
+
+def claim(investigation_id: int) -> str | None:
+    """Take the lease of a queued investigation, or of a running one whose worker stopped renewing it.
+
+    Returns the lease token, or None when it is finished, waiting, or held by a live worker.
+    """
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    claimed = (
+        Investigation.objects.filter(CLAIMABLE, pk=investigation_id)
+        .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+        .update(status=Status.RUNNING, lease_owner=token, lease_expires_at=now + _lease())
+    )
+    return token if claimed else None
+
+
+def renew(investigation_id: int, owner: str) -> bool:
+    expires = timezone.now() + _lease()
+    return bool(Investigation.objects.filter(pk=investigation_id, lease_owner=owner).update(lease_expires_at=expires))
+
+
+def save(investigation_id: int, owner: str, **fields) -> None:
+    """Write the lease holder's progress; raises LeaseLost when another worker holds it now."""
+    if not Investigation.objects.filter(pk=investigation_id, lease_owner=owner).update(**fields):
+        raise LeaseLost(investigation_id)
+
+
+def finish(
+    investigation_id: int,
+    owner: str,
+    *,
+    status: str,
+    verdict: str = "",
+    summary: str = "",
+    evidence: list | None = None,
+    end_reason: str = "",
+) -> None:
+    """End the investigation, release its lease, and tell its viewers."""
+    with transaction.atomic():
+        save(
+            investigation_id,
+            owner,
+            status=status,
+            verdict=verdict,
+            summary=summary,
+            evidence=evidence or [],
+            end_reason=end_reason,
+            finished_at=timezone.now(),
+            lease_owner="",
+            lease_expires_at=None,
+        )
+        if status == Status.COMPLETED:
+            events.record_event(
+                investigation_id,
+                Event.Kind.VERDICT,
+                {"verdict": verdict, "summary": summary, "evidence": evidence or [], "end_reason": end_reason},
+            )
+        message = end_reason or ("Completed." if status == Status.COMPLETED else "Failed.")
+        events.record_event(investigation_id, Event.Kind.STATUS, {"status": status, "message": message})
+        from investigations.approvals.services import (
+            cancel_pending,  # the gate's module imports this one
+        )
+
+        cancel_pending(investigation_id, f"the investigation {status}: {message}")
+
+
+def suspend(investigation_id: int, owner: str, *, waiting_for: str, **fields) -> None:
+    """Wait for an analyst's decision: release the worker, keep the state. Resumes at once if decided already."""
+    with transaction.atomic():
+        save(investigation_id, owner, status=Status.WAITING, lease_owner="", lease_expires_at=None,
+             waiting_since=timezone.now(), **fields)
+        events.record_event(investigation_id, Event.Kind.STATUS, {"status": Status.WAITING, "message": waiting_for})
+    resume(investigation_id)  # a decision taken before we suspended found nothing to resume
+
+
+def resume(investigation_id: int) -> bool:
+    """Queue a waiting investigation again once none of its action requests is undecided or running."""
+    from investigations.models import ActionRequest
+    from investigations.tasks import run_investigation
+
+    with transaction.atomic():
+        undecided = ActionRequest.objects.filter(investigation_id=investigation_id).exclude(state__in=ActionRequest.FINAL)
+        if undecided.exists():
+            return False
+        waiting = Investigation.objects.select_for_update().filter(pk=investigation_id, status=Status.WAITING).first()
+        if waiting is None:
+            return False
+        waited = (timezone.now() - waiting.waiting_since).total_seconds() if waiting.waiting_since else 0
+        Investigation.objects.filter(pk=investigation_id).update(
+            status=Status.QUEUED, waiting_since=None, waited_seconds=waiting.waited_seconds + waited
+        )
+        events.record_event(investigation_id, Event.Kind.STATUS, {"status": Status.QUEUED, "message": "Decided: resuming."})
+        transaction.on_commit(lambda: run_investigation.delay(investigation_id))
+    return True
+
+
+def holding(investigation_id: int, owner: str | None) -> None:
+    """Note that this process works on it under `owner` (None: no longer)."""
+    with _held_lock:
+        if owner is None:
+            _held.pop(investigation_id, None)
+        else:
+            _held[investigation_id] = owner
+
+
+def hand_back() -> list[int]:
+    """The process is stopping: queue again what its workers are running, lease released, so the
+    next worker resumes each from its last saved step at once instead of after the lease.
+    The abandoned run's next write finds the lease gone (LeaseLost)."""
+    with _held_lock:
+        held = dict(_held)
+    handed = []
+    for investigation_id, owner in held.items():
+        with transaction.atomic():
+            if Investigation.objects.filter(pk=investigation_id, lease_owner=owner, status=Status.RUNNING).update(
+                status=Status.QUEUED, lease_owner="", lease_expires_at=None
+            ):
+                events.record_event(investigation_id, Event.Kind.STATUS,
+                                    {"status": Status.QUEUED, "message": "Handed back by a stopping worker."})
+                handed.append(investigation_id)
+    return handed
+
+
+def stalled(*, queued_for_s: float = 0) -> list[int]:
+    """Investigations no worker is running: queued for a while, or running under an expired lease."""
+    now = timezone.now()
+    queued = Q(status=Status.QUEUED, created_at__lte=now - timedelta(seconds=queued_for_s))
+    abandoned = Q(status=Status.RUNNING, lease_expires_at__lt=now)
+    return list(Investigation.objects.filter(queued | abandoned).order_by("created_at").values_list("pk", flat=True))
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.INVESTIGATION_LEASE_S)

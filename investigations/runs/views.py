@@ -1,0 +1,37 @@
+"""The investigation pages. Each view: read the request, check who asks, call one function, render."""
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, render
+
+from investigations.intake import details as alert_details
+from investigations.models import Investigation
+from investigations.runs import selectors
+
+PAGE_SIZE = 50
+
+
+@login_required
+def investigation_list(request):
+    investigations = selectors.visible_investigations(request.user).order_by("-created_at", "-id")
+    page = Paginator(investigations, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "investigations/list.html", {"page": page})
+
+
+@login_required
+def investigation_detail(request, pk: int):
+    investigation = get_object_or_404(Investigation.objects.select_related("alert"), pk=pk)
+    if not selectors.can_view(request.user, investigation):
+        raise PermissionDenied
+    # Read after the investigation: the events are at least as new as its row, and the page's
+    # script brings status and verdict up to date from them.
+    events = selectors.events_after(investigation.pk, 0)
+    alert = investigation.alert
+    return render(request, "investigations/detail.html", {
+        "investigation": investigation,
+        "alert": alert,
+        "details_json": alert_details.pretty(alert.details),  # shown autoescaped
+        "events": events,
+        "status_labels": dict(Investigation.Status.choices),  # for the script, as the list shows them
+    })
