@@ -243,9 +243,24 @@ INTAKE_MAX_QUEUED = env_int("GATEHOUSE_INTAKE_MAX_QUEUED", 50, minimum=1)
 # People's API tokens (investigations/tokens.py) stop working this long after they are made.
 API_TOKEN_DAYS = env_int("GATEHOUSE_API_TOKEN_DAYS", 90, minimum=1)
 
+# Approval channels (investigations/approvals/channels/): the enabled ones, by name.
+APPROVAL_CHANNELS = env_list("GATEHOUSE_APPROVAL_CHANNELS", ["email"])
 # Approvers are emailed about a request still undecided after this long (0: never).
 APPROVAL_NOTIFY_AFTER_S = env_int("GATEHOUSE_APPROVAL_NOTIFY_MINUTES", 10, minimum=0) * 60
-CONSOLE_URL = env_str("GATEHOUSE_CONSOLE_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}").rstrip("/")  # for links in email
+CONSOLE_URL = env_str("GATEHOUSE_CONSOLE_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}").rstrip("/")  # for links in messages
+# The signed-webhook channel: its secret (signs both ways), where it posts changes (optional), how old
+# a callback may be, and which platform user ids act as which Gatehouse users ("U123=ana,U456=bob").
+APPROVAL_WEBHOOK_SECRET = env_str("GATEHOUSE_APPROVAL_WEBHOOK_SECRET")
+APPROVAL_WEBHOOK_URL = env_str("GATEHOUSE_APPROVAL_WEBHOOK_URL")
+APPROVAL_WEBHOOK_MAX_AGE_S = env_int("GATEHOUSE_APPROVAL_WEBHOOK_MAX_AGE_S", 300, minimum=1)
+APPROVAL_WEBHOOK_USERS = {}
+for _link in env_list("GATEHOUSE_APPROVAL_WEBHOOK_USERS", []):
+    _platform_user, _, _username = (part.strip() for part in _link.partition("="))
+    if not (_platform_user and _username):
+        raise ConfigError("GATEHOUSE_APPROVAL_WEBHOOK_USERS", f"expected platform-id=username pairs, got {_link!r}")
+    APPROVAL_WEBHOOK_USERS[_platform_user] = _username
+if "webhook" in APPROVAL_CHANNELS and (len(APPROVAL_WEBHOOK_SECRET) < 32 or len(set(APPROVAL_WEBHOOK_SECRET)) < 5):
+    raise ConfigError("GATEHOUSE_APPROVAL_WEBHOOK_SECRET", "required for the webhook channel: 32 or more random characters")
 EMAIL_BACKEND = env_str(
     "GATEHOUSE_EMAIL_BACKEND",
     "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",

@@ -6,6 +6,7 @@ from celery import shared_task
 from django.conf import settings
 
 from investigations.approvals import services as actions
+from investigations.approvals.channels import deliveries
 from investigations.runs import agent, services
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,18 @@ def execute_action(request_id: int) -> None:
 
 
 @shared_task(ignore_result=True)
+def deliver_notifications(delivery_ids: list[int]) -> list[int]:
+    """Send the approval channels' deliveries of a change just committed (the sweep retries the failed)."""
+    return deliveries.deliver(delivery_ids)
+
+
+@shared_task(ignore_result=True)
 def sweep_actions() -> dict:
-    """Expire undecided requests past their time; hand approved requests no worker ran to one."""
+    """Expire undecided requests past their time; tell the approval channels of overdue requests and
+    send the deliveries due (failed ones again, after their backoff); hand approved requests no worker
+    ran to one."""
     expired = actions.expire_due()
-    actions.notify_overdue()
+    deliveries.sweep()
     stalled = actions.stalled_executions(approved_for_s=settings.SWEEP_INTERVAL_S)
     for request_id in stalled:
         execute_action.delay(request_id)

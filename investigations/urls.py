@@ -1,6 +1,7 @@
 from django.urls import path
 
 from investigations.approvals import views as approvals
+from investigations.approvals.channels import views as channels
 from investigations.audit import views as audit
 from investigations.intake import views as intake
 from investigations.runs import views as runs
@@ -15,6 +16,7 @@ urlpatterns: list = [
     path("approvals/<int:pk>/", approvals.action_detail, name="action"),
     path("approvals/<int:pk>/approve", approvals.approve, name="approve"),
     path("approvals/<int:pk>/reject", approvals.reject, name="reject"),
+    path("channels/<slug:channel>/callback", channels.callback, name="channel_callback"),
     path("audit/", audit.audit_list, name="audit"),
     path("audit/records/<int:seq>/", audit.audit_record, name="audit_record"),
     path("audit/investigations/<int:pk>/", audit.timeline, name="audit_timeline"),

@@ -6,12 +6,13 @@ ToolPolicy, checked again at every decision) approve or reject it; a periodic sw
 it. Every transition is one guarded, atomic update recorded as an ActionTransition, an audit
 record and an event of the investigation. An approved request is executed by a Celery task
 through the gateway with the write's idempotency key, so it reaches the backend exactly once
-even when a worker dies mid-way; the investigation then resumes with the result.
+even when a worker dies mid-way; the investigation then resumes with the result. Every transition
+is announced to the enabled approval channels once its transaction commits
+(investigations/approvals/channels/): a decision taken through a channel is taken here, the same way.
 """
 
 import logging
 import re
-import smtplib
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from core import live
+from investigations.approvals.channels import deliveries as channel_deliveries
 from investigations.audit import chain as audit_trail
 from investigations.models import (
     ActionApproval,
@@ -193,11 +195,12 @@ def _cited_evidence(investigation: Investigation, arguments: dict) -> list[dict]
 
 
 # -- decisions --------------------------------------------------------------------------------
-def approve(request_id: int, user, reason: str = "") -> ActionRequest:
-    """One approval; the last one needed approves the request and hands it to a worker."""
+def approve(request_id: int, user, reason: str = "", *, channel: str = "") -> ActionRequest:
+    """One approval; the last one needed approves the request and hands it to a worker. `channel`: the
+    approval channel it came through (investigations/approvals/channels/), named in the audit record."""
     from investigations.tasks import execute_action
 
-    with _denial_recorded(user), _refused_when_expired(), transaction.atomic():
+    with _denial_recorded(user, channel), _refused_when_expired(), transaction.atomic():
         request, now = _pending_for_decision(request_id, user)
         if request.approvals.filter(user=user).exists():
             raise DecisionRefused("You have approved this request already; another person must approve it.", request)
@@ -209,16 +212,16 @@ def approve(request_id: int, user, reason: str = "") -> ActionRequest:
         else:
             _move(request, State.PENDING, State.APPROVED, actor, reason)
             transaction.on_commit(lambda: execute_action.delay(request.pk))
-        _record(request, Outcome.APPROVED, actor)
+        _record(request, Outcome.APPROVED, actor, channel=channel)
     return request
 
 
-def reject(request_id: int, user, reason: str) -> ActionRequest:
+def reject(request_id: int, user, reason: str, *, channel: str = "") -> ActionRequest:
     reason = (reason or "").strip()
     if not reason:
         raise DecisionRefused("Say why you reject it: the agent is told your reason.")
     actor = f"user:{user.get_username()}"
-    with _denial_recorded(user), _refused_when_expired(), transaction.atomic():
+    with _denial_recorded(user, channel), _refused_when_expired(), transaction.atomic():
         request, _ = _pending_for_decision(request_id, user)
         request.result = error(
             Reason.REJECTED_BY_ANALYST,
@@ -229,7 +232,7 @@ def reject(request_id: int, user, reason: str) -> ActionRequest:
         )
         request.outcome = f"rejected by {user.get_username()}: {reason[:200]}"
         _move(request, State.PENDING, State.REJECTED, actor, reason)
-        _record(request, Outcome.REJECTED, actor)
+        _record(request, Outcome.REJECTED, actor, channel=channel)
     _finished(request)
     return request
 
@@ -302,49 +305,6 @@ def cancel_pending(investigation_id: int, why: str) -> list[int]:
     return cancelled
 
 
-def notify_overdue() -> list[int]:
-    """Email the people who may approve a request that has waited longer than APPROVAL_NOTIFY_AFTER_S (once)."""
-    from django.core.mail import send_mail
-    from guardian.shortcuts import get_users_with_perms
-
-    if not settings.APPROVAL_NOTIFY_AFTER_S:
-        return []
-    due = ActionRequest.objects.filter(
-        state=State.PENDING, notified_at__isnull=True,
-        created_at__lte=timezone.now() - timedelta(seconds=settings.APPROVAL_NOTIFY_AFTER_S),
-    )
-    notified = []
-    for request in due.select_related("investigation__alert"):
-        # Claimed for a minute, not marked: only a mail that left marks the request notified.
-        now = timezone.now()
-        unclaimed = Q(notify_claimed_until__isnull=True) | Q(notify_claimed_until__lt=now)
-        if not ActionRequest.objects.filter(unclaimed, pk=request.pk, notified_at__isnull=True).update(
-            notify_claimed_until=now + timedelta(seconds=60)
-        ):
-            continue  # another sweep has it
-        approvers = get_users_with_perms(
-            policy_for(request.tool), with_group_users=True, only_with_perms_in=["approve_tool"]
-        ).filter(is_active=True).exclude(email="")
-        alert = request.investigation.alert
-        try:
-            send_mail(
-                subject=f"[Gatehouse] {request.tool} on {request.target} is waiting for approval",
-                message=f"{request.tool} on {request.target}, for alert {alert.source}:{alert.external_id}, has waited "
-                f"since {request.created_at:%Y-%m-%d %H:%M} UTC and expires at {request.expires_at:%H:%M} UTC.\n\n"
-                f"Decide: {settings.CONSOLE_URL}/approvals/{request.pk}/\n",
-                from_email=None,
-                recipient_list=sorted({user.email for user in approvers}),
-            )
-        except (OSError, smtplib.SMTPException) as exc:  # the mail server is away: the next sweep tries again
-            log.warning("approvers of action request %s not emailed (%s); retrying at the next sweep",
-                        request.pk, type(exc).__name__)
-            ActionRequest.objects.filter(pk=request.pk).update(notify_claimed_until=None)
-            continue
-        ActionRequest.objects.filter(pk=request.pk).update(notified_at=timezone.now(), notify_claimed_until=None)
-        notified.append(request.pk)
-    return notified
-
-
 # How a 409 says what became of a request that is no longer pending.
 _STATE_PHRASES = {
     State.PENDING: "is still pending",
@@ -359,12 +319,12 @@ _STATE_PHRASES = {
 
 
 @contextmanager
-def _denial_recorded(user):
+def _denial_recorded(user, channel: str = ""):
     """A decision refused for want of permission is evidence too: recorded after its transaction rolled back."""
     try:
         yield
     except NotAllowed as refused:
-        _audit_decision(refused.request, Outcome.DENIED, f"user:{user.get_username()}")
+        _audit_decision(refused.request, Outcome.DENIED, f"user:{user.get_username()}", channel=channel)
         raise
 
 
@@ -494,16 +454,19 @@ def _move(request: ActionRequest, from_state: str, to_state: str, actor: str, re
 
 
 def _transition(request: ActionRequest, from_state: str, to_state: str, actor: str, reason: str) -> None:
+    """One recorded transition, announced to the approval channels once it commits."""
     ActionTransition.objects.create(request=request, from_state=from_state, to_state=to_state, actor=actor, reason=reason)
+    channel_deliveries.announce_on_commit(request.pk, from_state, to_state)
 
 
-def _record(request: ActionRequest, outcome: Outcome, actor: str, *, owner: str | None = None) -> None:
+def _record(request: ActionRequest, outcome: Outcome, actor: str, *, owner: str | None = None, channel: str = "") -> None:
     """The decision as an audit record of the tool call it gates, and as an event of the investigation."""
-    _audit_decision(request, outcome, actor)
+    _audit_decision(request, outcome, actor, channel=channel)
     transaction.on_commit(lambda: _action_event(request, owner=owner))
 
 
-def _audit_decision(request: ActionRequest, outcome: Outcome, actor: str) -> None:
+def _audit_decision(request: ActionRequest, outcome: Outcome, actor: str, *, channel: str = "") -> None:
+    """A decision taken through an approval channel names it: `source` "channel:<name>" and extra["channel"]."""
     _, tool = find_tool(request.tool)
     audit_trail.append(
         kind=AuditRecord.Kind.DECISION,
@@ -515,7 +478,8 @@ def _audit_decision(request: ActionRequest, outcome: Outcome, actor: str) -> Non
         idempotency_key=request.idempotency_key,
         correlation_id=request.investigation.correlation_id,
         actor=actor,
-        extra={"action_request": request.pk},
+        source=f"channel:{channel}" if channel else "",
+        extra={"action_request": request.pk} | ({"channel": channel} if channel else {}),
     )
 
 

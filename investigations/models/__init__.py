@@ -5,6 +5,7 @@ from investigations.models.approvals import (
     ActionApproval,
     ActionRequest,
     ActionTransition,
+    ChannelDelivery,
     ToolPolicy,
 )
 from investigations.models.audit import (
@@ -28,6 +29,7 @@ __all__ = [
     "AuditRecord",
     "AuditRefused",
     "Budgets",
+    "ChannelDelivery",
     "Event",
     "Integration",
     "Investigation",

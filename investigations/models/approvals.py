@@ -71,8 +71,6 @@ class ActionRequest(models.Model):
     result = models.JSONField(null=True, blank=True, help_text="The envelope the model receives.")
     outcome = models.CharField(max_length=300, blank=True, help_text="The result in a line, for people.")
     lease_expires_at = models.DateTimeField(null=True, blank=True, help_text="While executing: when a stalled run may be retried.")
-    notified_at = models.DateTimeField(null=True, blank=True, help_text="When approvers were told it is waiting long.")
-    notify_claimed_until = models.DateTimeField(null=True, blank=True, help_text="A sweep is emailing its approvers.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -115,3 +113,38 @@ class ActionTransition(models.Model):
 
     class Meta:
         ordering = ["at", "id"]
+
+
+class ChannelDelivery(models.Model):
+    """One approval channel telling of one change of one request, and how that went
+    (investigations/approvals/channels/deliveries.py).
+
+    One row per (request, channel, kind): a change is told once. `sent` only after the channel
+    said it left; a failure is `failed` with its one-line reason and the time of the next try;
+    `dropped` when it need not be sent any more (the request was decided first, nobody to tell).
+    `next_attempt_at` is also the claim: a sweep moves it forward before it sends.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"
+        DROPPED = "dropped"
+
+    request = models.ForeignKey(ActionRequest, on_delete=models.PROTECT, related_name="deliveries")
+    channel = models.CharField(max_length=40, help_text="The channel's registered name, e.g. 'email'.")
+    kind = models.CharField(max_length=10, help_text="The change told: waiting, overdue, decided, finished.")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True, help_text="Why the last try failed, in a line; no secrets.")
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True, help_text="Null once sent, dropped or given up.")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["request", "channel", "kind"], name="delivery_once_per_change"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.kind} of request {self.request_id} ({self.state})"

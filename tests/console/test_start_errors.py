@@ -44,6 +44,10 @@ def assert_one_line_naming(result, variable):
         ({"GATEHOUSE_AUDIT_SIGNING_KEY": ""}, "GATEHOUSE_AUDIT_SIGNING_KEY"),
         ({"GATEHOUSE_BACKEND_ALLOWED_HOSTS": "http://siem.example"}, "GATEHOUSE_BACKEND_ALLOWED_HOSTS"),
         ({"GATEHOUSE_DEBUG": "perhaps"}, "GATEHOUSE_DEBUG"),
+        ({"GATEHOUSE_APPROVAL_CHANNELS": "email,webhook"}, "GATEHOUSE_APPROVAL_WEBHOOK_SECRET"),
+        ({"GATEHOUSE_APPROVAL_CHANNELS": "webhook", "GATEHOUSE_APPROVAL_WEBHOOK_SECRET": "short"},
+         "GATEHOUSE_APPROVAL_WEBHOOK_SECRET"),
+        ({"GATEHOUSE_APPROVAL_WEBHOOK_USERS": "U123=ana,U456"}, "GATEHOUSE_APPROVAL_WEBHOOK_USERS"),
     ],
 )
 def test_malformed_setting_fails_at_start(changes, variable):

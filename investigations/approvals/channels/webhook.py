@@ -1,0 +1,118 @@
+"""The signed-webhook channel: a generic chat bridge, both ways, signed like Slack's v0 scheme.
+
+Every message either way carries `X-Gatehouse-Timestamp` (Unix seconds) and
+`X-Gatehouse-Signature: v0=<hex HMAC-SHA256 of "v0:<timestamp>:<raw body>" keyed with the secret>`,
+the secret being GATEHOUSE_APPROVAL_WEBHOOK_SECRET (one per channel, 32+ characters).
+
+- Out: when GATEHOUSE_APPROVAL_WEBHOOK_URL is set, each new request waiting, each decision and each
+  outcome is POSTed there as JSON `{"kind", "request": <the request's summary>, "url"}`.
+- In: POST /channels/webhook/callback with JSON `{"user", "request", "decision": "approve"|"reject",
+  "reason"}`. The signature is checked over the raw body before anything in it is read, a timestamp
+  older (or newer) than GATEHOUSE_APPROVAL_WEBHOOK_MAX_AGE_S is refused (no replays after that), and
+  `user`, the platform's user id, must be linked to a Gatehouse user in GATEHOUSE_APPROVAL_WEBHOOK_USERS.
+
+The secret is compared in constant time and never logged, shown, audited or put in an exception.
+"""
+
+import hashlib
+import hmac
+import json
+import time
+import urllib.error
+import urllib.request
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.http import HttpRequest
+
+from investigations.approvals.channels.base import (
+    Change,
+    DeliveryFailed,
+    Identity,
+    InboundChannel,
+    Kind,
+    OutboundChannel,
+    Refused,
+    register,
+)
+
+TIMESTAMP_HEADER = "X-Gatehouse-Timestamp"
+SIGNATURE_HEADER = "X-Gatehouse-Signature"
+VERSION = "v0"
+REASON_MAX = 1000
+SEND_TIMEOUT_S = 5
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The signature header's value for this body at this time."""
+    base = f"{VERSION}:{timestamp}:".encode() + body
+    return f"{VERSION}=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def signed_headers(secret: str, body: bytes, *, now: float | None = None) -> dict[str, str]:
+    timestamp = str(int(time.time() if now is None else now))
+    return {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(secret, timestamp, body)}
+
+
+@register
+class WebhookChannel(OutboundChannel, InboundChannel):
+    name = "webhook"
+
+    def __init__(self):
+        self.url = settings.APPROVAL_WEBHOOK_URL
+        self.wants = frozenset({Kind.WAITING, Kind.DECIDED, Kind.FINISHED}) if self.url else frozenset()
+
+    # -- out ------------------------------------------------------------------------------------
+    def notify(self, change: Change) -> None:
+        from investigations.approvals.services import summary
+
+        request = change.request
+        body = json.dumps({
+            "kind": str(change.kind),
+            "request": summary(request),
+            "url": f"{settings.CONSOLE_URL}/approvals/{request.pk}/",
+        }).encode()
+        headers = {"Content-Type": "application/json", **signed_headers(settings.APPROVAL_WEBHOOK_SECRET, body)}
+        post = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(post, timeout=SEND_TIMEOUT_S) as answer:
+                answer.read(1024)
+        except urllib.error.HTTPError as exc:
+            raise DeliveryFailed(f"HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError) as exc:  # the URL's text may hold a token: the type only
+            cause = exc.reason if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, Exception) else exc
+            raise DeliveryFailed(type(cause).__name__) from None
+
+    # -- in -------------------------------------------------------------------------------------
+    def authenticate(self, request: HttpRequest) -> Identity:
+        timestamp = request.headers.get(TIMESTAMP_HEADER, "")
+        signature = request.headers.get(SIGNATURE_HEADER, "")
+        if not (timestamp.isascii() and timestamp.isdigit()) or not signature:
+            raise Refused("The callback is not signed.")
+        if abs(time.time() - int(timestamp)) > settings.APPROVAL_WEBHOOK_MAX_AGE_S:
+            raise Refused("The callback's timestamp is too old or too far ahead.")
+        if not hmac.compare_digest(sign(settings.APPROVAL_WEBHOOK_SECRET, timestamp, request.body).encode(), signature.encode()):
+            raise Refused("The callback's signature does not match.")
+        # Signed by the platform: only now is the body read.
+        try:
+            data = json.loads(request.body)
+        except (ValueError, UnicodeDecodeError):
+            raise Refused("The callback's body is not JSON.", 400) from None
+        if not isinstance(data, dict):
+            raise Refused("The callback's body is not a JSON object.", 400)
+        user, request_id, decision, reason = data.get("user"), data.get("request"), data.get("decision"), data.get("reason", "")
+        if not isinstance(user, str) or not user or len(user) > 200:
+            raise Refused("`user` must be the platform's user id.", 400)
+        if not isinstance(request_id, int) or isinstance(request_id, bool) or request_id < 1:
+            raise Refused("`request` must be an action request's id.", 400)
+        if decision not in ("approve", "reject"):
+            raise Refused("`decision` must be approve or reject.", 400)
+        if not isinstance(reason, str) or len(reason) > REASON_MAX or "\x00" in reason:
+            raise Refused(f"`reason` must be text of at most {REASON_MAX} characters.", 400)
+        return Identity(platform_user=user, request_id=request_id, decision=decision, reason=reason.strip())
+
+    def user_for(self, identity: Identity):
+        username = settings.APPROVAL_WEBHOOK_USERS.get(identity.platform_user)
+        if not username:
+            return None
+        return get_user_model().objects.filter(username=username, is_active=True).first()

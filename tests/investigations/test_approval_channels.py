@@ -1,0 +1,335 @@
+"""Approval channels (issue 15): email behind the outbound interface, every delivery recorded and retried,
+changes told only once committed, and a signed webhook whose decisions go through the same gate.
+
+On real parts: the lab and its MCP servers behind the requests, a real SMTP server on 127.0.0.1 (which
+refuses, then accepts), a real HTTP receiver for the webhook's posts, the console's own callback view.
+"""
+
+import json
+import logging
+import socketserver
+import threading
+import time
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.db import transaction
+from django.test import Client
+from django.utils import timezone
+
+from investigations.approvals import services as actions
+from investigations.approvals.channels import deliveries
+from investigations.approvals.channels.webhook import sign, signed_headers
+from investigations.models import ActionApproval, ActionRequest, AuditRecord, ChannelDelivery, Investigation
+from investigations.runs import services
+from toolserver.gateway import Gateway
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SECRET = "webhook-test-secret-Qm9yZWFsaXMtNzc0MS1rZXktZm9yLXRlc3Rz"
+CALLBACK = "/channels/webhook/callback"
+
+
+# -- a real SMTP server that refuses the message, until told to take it ---------------------------
+class SmtpServer(socketserver.ThreadingTCPServer):
+    """Speaks just enough SMTP for Django's backend; answers DATA with 554 while `refusing`."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), SmtpSession)
+        self.refusing = True
+        self.received: list[tuple[list[str], str]] = []
+        self.refused = 0
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+
+class SmtpSession(socketserver.StreamRequestHandler):
+    def handle(self):
+        server: SmtpServer = self.server
+        recipients: list[str] = []
+        self.say("220 test.smtp ready")
+        while line := self.rfile.readline():
+            command = line.decode().strip().upper()
+            if command.startswith(("EHLO", "HELO")):
+                self.say("250 test.smtp")
+            elif command.startswith("MAIL FROM"):
+                self.say("250 ok")
+            elif command.startswith("RCPT TO"):
+                recipients.append(line.decode().strip()[8:].strip("<> \r\n"))
+                self.say("250 ok")
+            elif command == "DATA":
+                if server.refusing:
+                    server.refused += 1
+                    self.say("554 5.7.1 not accepting mail now")
+                    continue
+                self.say("354 go ahead")
+                body = b""
+                while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                    body += chunk
+                server.received.append((recipients, body.decode()))
+                self.say("250 queued")
+            elif command == "QUIT":
+                self.say("221 bye")
+                return
+            else:
+                self.say("250 ok")  # RSET, NOOP
+
+    def say(self, line: str) -> None:
+        self.wfile.write(line.encode() + b"\r\n")
+        self.wfile.flush()
+
+
+@pytest.fixture
+def smtp(settings):
+    server = SmtpServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", server.port, 10
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+# -- a real HTTP receiver for the webhook's posts ---------------------------------------------------
+class Receiver(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), ReceiverHandler)
+        self.posts: list[tuple[dict, bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+
+class ReceiverHandler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.posts.append(({key.lower(): value for key, value in self.headers.items()}, body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook(settings):
+    """The webhook channel enabled beside email, posting to a real local receiver; `chat-ana` is ana."""
+    receiver = Receiver()
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    settings.APPROVAL_CHANNELS = ["email", "webhook"]
+    settings.APPROVAL_WEBHOOK_SECRET = SECRET
+    settings.APPROVAL_WEBHOOK_URL = receiver.url
+    settings.APPROVAL_WEBHOOK_USERS = {"chat-ana": "ana", "chat-max": "max", "chat-ghost": "nobody-here"}
+    yield receiver
+    receiver.shutdown()
+    receiver.server_close()
+
+
+def overdue(request: ActionRequest, settings) -> None:
+    settings.APPROVAL_NOTIFY_AFTER_S = 60
+    ActionRequest.objects.filter(pk=request.pk).update(created_at=request.created_at - timedelta(minutes=5))
+
+
+def later(delivery: ChannelDelivery) -> None:
+    """Time passes: the delivery's backoff is over."""
+    ChannelDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+
+
+# -- email --------------------------------------------------------------------------------------
+def test_approvers_are_emailed_once_about_a_request_that_waits_long(waiting, make_user, settings, mailoutbox):
+    _, request = waiting
+    make_user("on-call", "analyst", email="oncall@soc.example")
+    make_user("boss", "manager", email="boss@soc.example")  # may not approve: not told
+    assert deliveries.sweep() == []  # not overdue yet
+    overdue(request, settings)
+    (sent,) = deliveries.sweep()
+    assert deliveries.sweep() == []
+    (mail,) = mailoutbox
+    assert mail.to == ["oncall@soc.example"]
+    assert "isolate_host on host=ws-fin-07" in mail.subject
+    assert f"/approvals/{request.pk}/" in mail.body
+    delivery = ChannelDelivery.objects.get(pk=sent)
+    assert (delivery.request_id, delivery.channel, delivery.kind, delivery.state, delivery.attempts) == (
+        request.pk, "email", "overdue", "sent", 1)
+
+
+def test_a_mail_server_refusing_leaves_the_request_untold_logged_once_and_the_next_sweep_sends_it(
+    waiting, make_user, settings, smtp, caplog
+):
+    _, request = waiting
+    make_user("on-call", "analyst", email="oncall@soc.example")
+    overdue(request, settings)
+    with caplog.at_level(logging.WARNING, logger=deliveries.__name__):
+        assert deliveries.sweep() == []
+    assert smtp.refused == 1 and smtp.received == []
+    delivery = ChannelDelivery.objects.get(request=request, channel="email")
+    assert (delivery.state, delivery.attempts, delivery.sent_at) == ("failed", 1, None)
+    assert delivery.last_error == "SMTPDataError 554"
+    assert delivery.next_attempt_at > timezone.now() + timedelta(seconds=20)  # backed off
+    (line,) = [record.getMessage() for record in caplog.records if record.name == deliveries.__name__]
+    assert line == (f"approval channel email: overdue notice of action request {request.pk} not sent "
+                    "(SMTPDataError 554), attempt 1; retrying in 30 s")
+
+    assert deliveries.sweep() == [] and smtp.refused == 1  # within the backoff: not tried again
+    smtp.refusing = False  # the mail server is back, and the backoff is over
+    later(delivery)
+    assert deliveries.sweep() == [delivery.pk]
+    ((recipients, body),) = smtp.received
+    assert recipients == ["oncall@soc.example"] and f"/approvals/{request.pk}/" in body
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts, delivery.last_error, delivery.next_attempt_at) == ("sent", 2, "", None)
+    assert deliveries.sweep() == [] and len(smtp.received) == 1  # told once
+
+
+def test_an_overdue_notice_not_sent_before_the_decision_is_dropped_not_sent_late(
+    waiting, analyst, settings, smtp
+):
+    _, request = waiting
+    analyst.email = "ana@soc.example"
+    analyst.save()
+    overdue(request, settings)
+    deliveries.sweep()
+    actions.reject(request.pk, analyst, "not now")
+    smtp.refusing = False
+    delivery = ChannelDelivery.objects.get(request=request, channel="email")
+    later(delivery)
+    assert deliveries.sweep() == []
+    delivery.refresh_from_db()
+    assert delivery.state == "dropped" and smtp.received == []
+
+
+# -- told once committed -------------------------------------------------------------------------
+def ask(investigation: Investigation, tool_use_id: str) -> ActionRequest:
+    """The request the agent makes to isolate the phished host, as the worker holding the investigation."""
+    owner = services.claim(investigation.pk) or Investigation.objects.get(pk=investigation.pk).lease_owner
+    use = {"id": tool_use_id, "name": "isolate_host", "input": {"host": "ws-fin-07", "reason": "Beaconing."}}
+    return actions.request_action(investigation, use, owner=owner, gateway=Gateway())
+
+
+def test_a_new_request_is_told_to_the_webhook_once_committed_and_a_rolled_back_one_never(received, analyst, webhook):
+    _, investigation = received("LAB-SIEM-1001")
+
+    class Undone(Exception):
+        pass
+
+    with pytest.raises(Undone), transaction.atomic():
+        ask(investigation, "toolu_rolledback1")
+        raise Undone
+    assert not ActionRequest.objects.exists() and not ChannelDelivery.objects.exists()
+
+    request = ask(investigation, "toolu_committed01")
+    (delivery,) = ChannelDelivery.objects.filter(request=request)
+    assert (delivery.channel, delivery.kind, delivery.state) == ("webhook", "waiting", "pending")
+    assert deliveries.deliver([delivery.pk]) == [delivery.pk]  # what the deliver_notifications task does
+    ((headers, body),) = webhook.posts
+    assert headers["x-gatehouse-signature"] == sign(SECRET, headers["x-gatehouse-timestamp"], body)
+    told = json.loads(body)
+    assert (told["kind"], told["request"]["id"], told["request"]["state"]) == ("waiting", request.pk, "pending")
+    assert deliveries.deliver([delivery.pk]) == [] and len(webhook.posts) == 1
+
+    actions.reject(request.pk, analyst, "not now")  # its decision is told too
+    decided = ChannelDelivery.objects.get(request=request, kind="decided")
+    assert deliveries.deliver([decided.pk]) == [decided.pk]
+    assert json.loads(webhook.posts[-1][1])["request"]["state"] == "rejected"
+
+
+# -- the signed webhook's callbacks ----------------------------------------------------------------
+def call(decision: dict, *, secret: str = SECRET, at: float | None = None, signature: str | None = None):
+    body = json.dumps(decision).encode()
+    headers = signed_headers(secret, body, now=at)
+    if signature is not None:
+        headers["X-Gatehouse-Signature"] = signature
+    return Client().post(CALLBACK, body, content_type="application/json", headers=headers)
+
+
+def decisions_of(request: ActionRequest) -> list[AuditRecord]:
+    return list(AuditRecord.objects.filter(kind=AuditRecord.Kind.DECISION, extra__action_request=request.pk)
+                .exclude(outcome="pending_approval"))
+
+
+def test_a_signed_approval_from_a_linked_approver_goes_through_the_gate_and_the_audit_names_the_channel(
+    waiting, analyst, webhook, caplog
+):
+    _, request = waiting
+    response = call({"user": "chat-ana", "request": request.pk, "decision": "approve", "reason": "seen in chat"})
+    assert response.status_code == 200, response.content
+    request.refresh_from_db()
+    assert request.state == "approved"
+    assert ActionApproval.objects.get(request=request).user == analyst
+    (record,) = decisions_of(request)
+    assert (record.outcome, record.actor, record.source, record.extra["channel"]) == (
+        "approved", "user:ana", "channel:webhook", "webhook")
+    # The secret is nowhere it could leak.
+    assert SECRET not in response.content.decode() + caplog.text
+    assert not any(SECRET in json.dumps([r.arguments, r.extra, r.text]) for r in AuditRecord.objects.all())
+
+
+def test_a_signed_rejection_is_the_gates_rejection_with_the_reason(waiting, analyst, webhook):
+    _, request = waiting
+    response = call({"user": "chat-ana", "request": request.pk, "decision": "reject", "reason": "month-end close"})
+    assert response.status_code == 200, response.content
+    request.refresh_from_db()
+    assert request.state == "rejected" and request.result["analyst_reason"] == "month-end close"
+    assert decisions_of(request)[0].source == "channel:webhook"
+
+
+@pytest.mark.parametrize("how, status", [
+    ("bad signature", 401),
+    ("signed with another secret", 401),
+    ("stale timestamp", 401),
+    ("from the future", 401),
+    ("unsigned", 401),
+    ("unlinked platform user", 403),
+    ("linked to no Gatehouse user", 403),
+    ("linked user may not approve", 403),
+])
+def test_a_callback_that_is_not_a_linked_approvers_is_refused_and_nothing_is_decided(
+    waiting, analyst, manager, webhook, caplog, how, status
+):
+    _, request = waiting
+    decision = {"user": "chat-ana", "request": request.pk, "decision": "approve"}
+    if how == "bad signature":
+        response = call(decision, signature="v0=" + "0" * 64)
+    elif how == "signed with another secret":
+        response = call(decision, secret=SECRET[::-1])
+    elif how == "stale timestamp":
+        response = call(decision, at=time.time() - 301)
+    elif how == "from the future":
+        response = call(decision, at=time.time() + 301)
+    elif how == "unsigned":
+        response = Client().post(CALLBACK, json.dumps(decision), content_type="application/json")
+    elif how == "unlinked platform user":
+        response = call(decision | {"user": "chat-stranger"})
+    elif how == "linked to no Gatehouse user":
+        response = call(decision | {"user": "chat-ghost"})
+    else:
+        response = call(decision | {"user": "chat-max"})  # a manager: sees the request, may not approve it
+    assert response.status_code == status, response.content
+    request.refresh_from_db()
+    assert request.state == "pending" and not request.approvals.exists()
+    refusals = decisions_of(request)
+    if how == "linked user may not approve":  # the gate recorded its denial, naming the channel
+        assert [(r.outcome, r.actor, r.source) for r in refusals] == [("denied", "user:max", "channel:webhook")]
+    else:
+        assert refusals == []
+    assert SECRET not in response.content.decode() + caplog.text
+
+
+def test_a_channel_not_enabled_answers_404(waiting, analyst, settings):
+    settings.APPROVAL_WEBHOOK_SECRET = SECRET  # configured, but not enabled
+    _, request = waiting
+    response = call({"user": "chat-ana", "request": request.pk, "decision": "approve"})
+    assert response.status_code == 404
+    request.refresh_from_db()
+    assert request.state == "pending"
