@@ -143,7 +143,8 @@ class GuardedNetwork(httpcore2.AsyncNetworkBackend):
         self._entries = entries
         self._inner = httpcore2.AnyIOBackend()
 
-    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+    # The signatures are httpcore's AsyncNetworkBackend's, timeout included.
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):  # noqa: ASYNC109
         try:
             with anyio.fail_after(timeout):
                 infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -157,7 +158,7 @@ class GuardedNetwork(httpcore2.AsyncNetworkBackend):
             addresses[0], port, timeout=timeout, local_address=local_address, socket_options=socket_options
         )
 
-    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
+    async def connect_unix_socket(self, path, timeout=None, socket_options=None):  # noqa: ASYNC109
         raise EgressRefused("a backend is reached over TCP only")
 
     async def sleep(self, seconds: float) -> None:

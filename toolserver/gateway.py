@@ -3,7 +3,8 @@
 In order, for every call: find the tool, refuse it if an admin disabled it, validate the
 arguments at the boundary, take a rate-limit token for its server, claim the idempotency key of
 a write, call the server process through the supervisor, settle the key, and emit one audit
-record (a write two: "dispatched" before it leaves, its outcome after). Every failure comes back as a typed error envelope; nothing raises to the caller.
+record (a write two: "dispatched" before it leaves, its outcome after). Every failure comes back
+as a typed error envelope; nothing raises to the caller.
 """
 
 import json

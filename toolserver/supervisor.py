@@ -12,8 +12,8 @@ Callers are synchronous (Celery tasks) and get an envelope back, never an except
 import asyncio
 import atexit
 import concurrent.futures
-import logging
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -27,8 +27,8 @@ from mcp.client.stdio import get_default_environment
 from mcp_types import CONNECTION_CLOSED
 
 from toolserver import credentials, egress
-from toolserver.config import Backend, backend_of
 from toolserver.catalog import SERVERS
+from toolserver.config import Backend, backend_of
 from toolserver.envelope import BackendFailure, Reason, backend_error, error
 from toolserver.launch import PARENT_VARIABLE
 from toolserver.servers import META_BACKEND_STATUS
@@ -124,7 +124,7 @@ class ServerProcess:
                     self._client, self._failure = client, None
                     self._ready.set()
                     await _first(self._stop.wait(), self._restart.wait())
-            except Exception as exc:  # the process would not start: say so to waiting callers
+            except Exception as exc:  # noqa: BLE001 - the process would not start: say so to waiting callers
                 log.warning("tool server %s did not start (%s)", self.config.server, type(exc).__name__)
                 self._failure = type(exc).__name__
                 self._ready.set()
@@ -249,7 +249,7 @@ class Supervisor:
                     async for message in pubsub.listen():
                         if message["type"] == "message" and message["data"].decode() in SERVERS:
                             await self._stop_server(message["data"].decode())
-            except Exception as exc:  # Redis away: calls still compare their configuration; listen again soon
+            except Exception as exc:  # noqa: BLE001 - Redis away: calls still compare their configuration; listen again soon
                 log.warning("tool server restarts: not listening (%s)", type(exc).__name__)
                 await asyncio.sleep(RESTART_PAUSE_S * 5)
             finally:

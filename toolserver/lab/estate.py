@@ -132,7 +132,8 @@ DEPARTMENT_SUBNETS = {"finance": 30, "sales": 40, "engineering": 50, "hr": 60, "
 
 # Everyday software: image -> (parent image, command line template, typical domains)
 WORKSTATION_APPS = [
-    (r"C:\Program Files\Google\Chrome\Application\chrome.exe", '"chrome.exe" --profile-directory=Default', ["www.google.com", "www.bbc.co.uk", "corp.sharepoint.com"]),
+    (r"C:\Program Files\Google\Chrome\Application\chrome.exe", '"chrome.exe" --profile-directory=Default',
+     ["www.google.com", "www.bbc.co.uk", "corp.sharepoint.com"]),
     (r"C:\Program Files\Microsoft Office\root\Office16\OUTLOOK.EXE", '"OUTLOOK.EXE"', ["outlook.office365.com"]),
     (r"C:\Users\{user}\AppData\Local\Microsoft\Teams\current\Teams.exe", '"Teams.exe" --system-initiated', ["teams.microsoft.com"]),
     (r"C:\Program Files\Microsoft Office\root\Office16\EXCEL.EXE", '"EXCEL.EXE" "C:\\Users\\{user}\\Documents\\{doc}.xlsx"', []),
@@ -193,7 +194,7 @@ class _Builder:
 
     def __init__(self, now: datetime, seed: int):
         self.now = now
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # noqa: S311 - a reproducible made-up estate, not a secret
         self.hosts: dict[str, Host] = {}
         self.accounts: dict[str, Account] = {}
         self.logins: list[Login] = []
