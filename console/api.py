@@ -7,9 +7,8 @@ from ninja import NinjaAPI
 from ninja.errors import ValidationError
 from pydantic import BaseModel
 
-from console.inputs import nul_in
-
 from console.api_manage import router as manage_router
+from console.inputs import nul_in
 from investigations.api import TokenRejected
 from investigations.api import router as alerts_router
 from investigations.api_actions import Refused

@@ -9,8 +9,8 @@ from django.core.validators import URLValidator
 from console.administration import DELEGATED_SERVER_FIELDS, GRANTABLE, SERVER_FIELDS
 from console.roles import ROLES
 from investigations.models import Budgets, ToolPolicy
-from toolserver.adapters import ADAPTERS
 from toolserver import egress
+from toolserver.adapters import ADAPTERS
 from toolserver.models import ToolServer
 from toolserver.supervisor import allowed_backend_hosts
 

@@ -19,7 +19,14 @@ from django.views.decorators.http import require_POST
 from console import administration
 from console.administration import Refused
 from console.forms import (
-    BudgetsForm, CredentialForm, DelegatedServerForm, GrantForm, PolicyForm, RoleForm, ServerForm, ToolForm,
+    BudgetsForm,
+    CredentialForm,
+    DelegatedServerForm,
+    GrantForm,
+    PolicyForm,
+    RoleForm,
+    ServerForm,
+    ToolForm,
 )
 from console.roles import ADMIN, has_role
 from investigations.models import Budgets, ToolPolicy

@@ -26,7 +26,13 @@ from console import live
 from investigations import audit as audit_trail
 from investigations import events, services
 from investigations.models import (
-    ActionApproval, ActionRequest, ActionTransition, AuditRecord, Event, Investigation, ToolPolicy,
+    ActionApproval,
+    ActionRequest,
+    ActionTransition,
+    AuditRecord,
+    Event,
+    Investigation,
+    ToolPolicy,
 )
 from toolserver import audit, config, idempotency
 from toolserver.audit import Outcome

@@ -13,8 +13,8 @@ from django import forms
 from django.conf import settings
 from django.utils import timezone
 
-from investigations.intake import CONSOLE_SOURCE as SOURCE
 from investigations import details as alert_details
+from investigations.intake import CONSOLE_SOURCE as SOURCE
 from investigations.intake import AlertIn
 from investigations.models import Alert
 

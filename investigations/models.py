@@ -6,8 +6,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
-from django.utils import timezone
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Integration(models.Model):
@@ -328,6 +328,9 @@ class ActionApproval(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["request", "user"], name="approval_once_per_user")]
 
+    def __str__(self) -> str:
+        return f"approval of request {self.request_id} by user {self.user_id}"
+
 
 class ActionTransition(models.Model):
     """Who moved a request from one state to another, when and why."""
@@ -341,6 +344,9 @@ class ActionTransition(models.Model):
 
     class Meta:
         ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"request {self.request_id}: {self.from_state or '-'} -> {self.to_state} by {self.actor}"
 
 
 class AuditRefused(Exception):

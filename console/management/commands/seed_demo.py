@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from console.roles import ROLES, ADMIN
+from console.roles import ADMIN, ROLES
 
 
 class Command(BaseCommand):
