@@ -7,9 +7,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from console.roles import ADMIN, ANALYST, MANAGER
+from tests.support import ConsoleProcess, console_env, database_url_of, story_alert
 from toolserver.catalog import SERVERS
 from toolserver.ratelimit import get_rate_limiter
-from tests.support import ConsoleProcess, console_env, database_url_of, story_alert
 
 PASSWORD = "correct-horse-battery-staple"
 

@@ -1,5 +1,5 @@
-from tests.support import console_env, run_manage
 from tests.console.test_start_errors import PRODUCTION
+from tests.support import console_env, run_manage
 
 
 def test_check_deploy_is_clean_in_production_mode():

@@ -6,8 +6,8 @@ import pytest
 from guardian.shortcuts import assign_perm
 
 from investigations import actions, agent, services
-from tests.support import free_port, set_rate_limit
 from investigations.models import ActionRequest, AuditRecord, Event, Investigation, ToolPolicy
+from tests.support import free_port, set_rate_limit
 from toolserver.lab.models import LabWrite
 
 pytestmark = pytest.mark.django_db(transaction=True)

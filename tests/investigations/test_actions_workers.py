@@ -23,9 +23,8 @@ from console.roles import ANALYST
 from investigations.intake import receive_alert
 from investigations.models import ActionApproval, ActionRequest, ActionTransition, Event, Investigation
 from investigations.tokens import create_api_token
-from tests.support import story_alert
 from tests.investigations.workers import WorkerProcess, worker_env
-from tests.support import WAIT_S, ConsoleProcess, wait_until
+from tests.support import WAIT_S, ConsoleProcess, story_alert, wait_until
 from toolserver.lab.models import LabWrite
 
 pytestmark = pytest.mark.django_db(transaction=True)

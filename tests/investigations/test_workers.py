@@ -12,9 +12,8 @@ from django.conf import settings
 from investigations import actions
 from investigations.intake import create_integration, receive_alert
 from investigations.models import ActionRequest, AuditRecord, Event, Investigation
-from tests.support import story_alert
 from tests.investigations.workers import WorkerProcess, worker_env
-from tests.support import wait_until
+from tests.support import story_alert, wait_until
 from toolserver.lab import estate, faults
 from toolserver.lab.models import LabFault, LabWrite
 

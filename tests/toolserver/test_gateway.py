@@ -6,13 +6,13 @@ import signal
 import pytest
 
 from investigations.models import AuditRecord
+from tests.support import set_rate_limit
+from tests.toolserver.conftest import server_pids
 from toolserver.audit import keyed_hash
 from toolserver.gateway import CallContext
 from toolserver.lab import estate, faults
 from toolserver.lab.models import LabWrite
 from toolserver.supervisor import get_supervisor
-from tests.support import set_rate_limit
-from tests.toolserver.conftest import server_pids
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -105,9 +105,9 @@ def test_a_dead_server_process_is_restarted(gateway, context):
 
 
 def test_a_rotated_credential_restarts_the_server_with_the_new_one(gateway, context, lab):
+    from tests.toolserver.conftest import read_environ
     from toolserver.lab.keys import hash_key, revoke_key
     from toolserver.lab.models import LabKey
-    from tests.toolserver.conftest import read_environ
 
     assert gateway.call("lookup_indicator", {"kind": "ip", "value": estate.ATTACKER_IP}, context)["status"] == "ok"
     (before,) = server_pids("intel")

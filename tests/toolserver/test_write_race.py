@@ -7,8 +7,7 @@ from django.db import connection
 
 from investigations.models import AuditRecord
 from tests.support import STOP_S, WAIT_S, database_url_of, set_rate_limit
-from tests.toolserver.race_worker import ISOLATE, worker_process
-from toolserver.lab import estate
+from tests.toolserver.race_worker import worker_process
 from toolserver.lab.models import LabWrite
 from toolserver.models import IdempotencyRecord
 

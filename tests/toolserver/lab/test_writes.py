@@ -6,9 +6,9 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from tests.support import WAIT_S
 from toolserver.lab import estate as lab_estate
 from toolserver.lab.keys import issue_key
-from tests.support import WAIT_S
 from toolserver.lab.models import Host, LabWrite, Ticket
 
 REASON = "Encoded PowerShell from Word and a payload intel rates malicious."
