@@ -106,6 +106,8 @@ def check(entries: tuple[Entry, ...], host: str, port: int, addresses: list[str]
         raise EgressRefused(f"{_where(host, port)} has no address")
     for text in addresses:
         address = _address(text)
+        if address is None:  # not an address at all: nothing vouches for it
+            raise EgressRefused(f"{_where(host, port)} resolved to {text!r}, which is not an address")
         if not address.is_global and not any(entry.covers(address, port) for entry in entries):
             raise EgressRefused(f"{_where(host, port)} resolves to {address}, which is not an allowed address ({VARIABLE})")
 

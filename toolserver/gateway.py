@@ -207,7 +207,7 @@ def _disabled_guidance(row) -> str:
     return f"This tool cannot be used now: {why}. Do not retry it. This is not evidence either way: say that the check could not be made."
 
 
-def _named_only(arguments: dict, tool: ToolSpec) -> dict:
+def _named_only(arguments: object, tool: ToolSpec) -> dict:
     """Rejected arguments are kept for the audit only when they name a known field."""
     if not isinstance(arguments, dict):  # a list, a string, null: the model's input is not an object
         return {}

@@ -19,12 +19,13 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from mcp import Client, MCPError, StdioServerParameters, stdio_client
 from mcp.client.stdio import get_default_environment
-from mcp_types import CONNECTION_CLOSED
+from mcp_types import CONNECTION_CLOSED, RequestParamsMeta
 
 from toolserver import credentials, egress
 from toolserver.catalog import SERVERS
@@ -120,7 +121,8 @@ class ServerProcess:
             self._restart.clear()  # a restart asked for before this attempt is this attempt
             try:
                 # The real stderr: a Celery worker replaces sys.stderr with a logging proxy that has no fileno.
-                async with Client(stdio_client(params, errlog=sys.__stderr__)) as client:
+                errlog = sys.__stderr__ if sys.__stderr__ is not None else sys.stderr
+                async with Client(stdio_client(params, errlog=errlog)) as client:
                     self._client, self._failure = client, None
                     self._ready.set()
                     await _first(self._stop.wait(), self._restart.wait())
@@ -146,7 +148,9 @@ class ServerProcess:
             self._restart.set()
             return None
         try:
-            return await client.call_tool(tool, arguments, read_timeout_seconds=timeout_s, meta=meta)
+            # An open map (extra_items=Any): the gatehouse/* keys are its extra items, as mcp casts them itself.
+            meta_sent = cast(RequestParamsMeta, meta)
+            return await client.call_tool(tool, arguments, read_timeout_seconds=timeout_s, meta=meta_sent)
         except MCPError as exc:
             if exc.code == CONNECTION_CLOSED and client is self._client:
                 log.warning("tool server %s died; restarting", self.config.server)
