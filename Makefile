@@ -1,4 +1,4 @@
-# Gatehouse: `make run` serves the console on the embedded default; `make test` runs every test.
+# Gatehouse: `make run` serves the console on the embedded default; `make test` lints, then runs every test.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -16,7 +16,7 @@ TEST_PRODUCTION_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
 	GATEHOUSE_HTTPS=false
 TEST_EMBEDDED_ENV := DATABASE_URL= REDIS_URL= GATEHOUSE_DATA_DIR=$(CURDIR)/var/test-embedded
 
-.PHONY: run test test-production test-embedded install static services chromium clean
+.PHONY: run test test-production test-embedded lint format install static services chromium clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,9 +40,18 @@ services:
 chromium:
 	scripts/chromium.sh
 
+# ruff (rules in pyproject.toml) over everything, mypy over toolserver/. `make test` runs it first.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+# Rewrites files in place: run it on a tree with nothing else in flight.
+format: install
+	$(BIN)/ruff format .
+
 # The two modes share nothing (PostgreSQL + Redis db 15, SQLite under var/test-embedded), so they
 # run side by side; each one's output is printed whole when it ends.
-test: static services chromium
+test: lint static services chromium
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-production test-embedded
 
 test-production:

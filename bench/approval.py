@@ -17,6 +17,7 @@ as a bench database; the lab is re-seeded) and Redis db 13 (flushed when done). 
 """
 
 import argparse
+import io
 import os
 import shutil
 import signal
@@ -134,7 +135,7 @@ def make_pending_requests(count: int, tag: str) -> list:
         wait_for_room({server: READS_PER_SERVER for server in SERVERS if server != "edr-response"})
         investigation = receive_alert(AlertIn(**{**story, "external_id": f"{STORY}-bench-{tag}-{i:03d}"})).investigation
 
-        def pending():
+        def pending(investigation=investigation):
             ended = Investigation.objects.filter(pk=investigation.pk, status__in=("completed", "failed")).first()
             if ended is not None:
                 raise SystemExit(f"investigation {ended.pk} ended ({ended.status}: {ended.end_reason or ended.summary}) "
@@ -228,9 +229,9 @@ def main() -> None:
     from investigations.tokens import create_api_token
 
     call_command("migrate", verbosity=0)
-    call_command("seed_lab", verbosity=0, stdout=open(os.devnull, "w"))  # WS-FIN-07 not isolated; write log empty
+    call_command("seed_lab", verbosity=0, stdout=io.StringIO())  # WS-FIN-07 not isolated; write log empty
     credentials = Path(tempfile.mkdtemp(prefix="bench-approval-"))  # mode 0700
-    call_command("lab_keys", write_dir=credentials, stdout=open(os.devnull, "w"))
+    call_command("lab_keys", write_dir=credentials, stdout=io.StringIO())
     store = redis.Redis.from_url(settings.REDIS_URL)
     store.flushdb()
     policy = ToolPolicy.objects.get(tool="isolate_host")

@@ -12,6 +12,7 @@ mode when DATABASE_URL and REDIS_URL are set.
 
 import argparse
 import asyncio
+import io
 import os
 import statistics
 import subprocess
@@ -64,8 +65,8 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    call_command("seed_lab", verbosity=0, stdout=open(os.devnull, "w"))
-    call_command("lab_keys", write_dir=credentials, stdout=open(os.devnull, "w"))
+    call_command("seed_lab", verbosity=0, stdout=io.StringIO())
+    call_command("lab_keys", write_dir=credentials, stdout=io.StringIO())
     from toolserver.models import Credential, ToolServer
 
     ToolServer.objects.filter(name="edr").update(rate_limit_calls=calls * 10, rate_limit_window_s=60)
@@ -110,7 +111,7 @@ def main() -> None:
     print(f"  full stack get_host against the lab   p50 {full_p50:7.2f} ms   p99 {full_p99:7.2f} ms")
     print(f"  bare mcp echo over stdio              p50 {bare_p50:7.2f} ms   p99 {bare_p99:7.2f} ms")
     print(f"  ratio full/bare                       p50 {full_p50 / bare_p50:7.1f} x    p99 {full_p99 / bare_p99:7.1f} x")
-    stopped, first_call = (statistics.median(samples) for samples in zip(*rotation))
+    stopped, first_call = (statistics.median(samples) for samples in zip(*rotation, strict=True))
     print(f"credential rotation (admin sets it, sealed), median of {len(rotation)}:")
     print(f"  until the old server process is gone   {stopped:7.1f} ms")
     print(f"  then the first call on the new one     {first_call:7.1f} ms (a new process starts)")

@@ -8,7 +8,7 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
-from console.config import ConfigError, exit_on_config_error  # noqa: E402
+from console.config import ConfigError, exit_on_config_error
 
 try:
     from django.core.asgi import get_asgi_application
@@ -21,12 +21,12 @@ try:
 except ConfigError as error:
     exit_on_config_error(error)
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.auth import AuthMiddlewareStack
+from channels.routing import ProtocolTypeRouter, URLRouter
 
-from console.routing import websocket_urlpatterns  # noqa: E402
-from core.live import ConsumerLoopMiddleware  # noqa: E402
-from core.sockets import SameOriginValidator  # noqa: E402
+from console.routing import websocket_urlpatterns
+from core.live import ConsumerLoopMiddleware
+from core.sockets import SameOriginValidator
 
 application = ProtocolTypeRouter(
     {

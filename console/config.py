@@ -121,7 +121,7 @@ def check_redis_url(url: str) -> str:
     if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
         raise ConfigError("REDIS_URL", "expected redis://host:port/db")
     try:
-        parts.port
+        _ = parts.port  # reading it raises ValueError when it is not a number
     except ValueError:
         raise ConfigError("REDIS_URL", "the port is not a number") from None
     return url

@@ -252,6 +252,8 @@ CONSOLE_URL = env_str("GATEHOUSE_CONSOLE_URL", f"http://127.0.0.1:{env_int('PORT
 # a callback may be, and which platform user ids act as which Gatehouse users ("U123=ana,U456=bob").
 APPROVAL_WEBHOOK_SECRET = env_str("GATEHOUSE_APPROVAL_WEBHOOK_SECRET")
 APPROVAL_WEBHOOK_URL = env_str("GATEHOUSE_APPROVAL_WEBHOOK_URL")
+if APPROVAL_WEBHOOK_URL and not APPROVAL_WEBHOOK_URL.startswith(("https://", "http://")):
+    raise ConfigError("GATEHOUSE_APPROVAL_WEBHOOK_URL", "expected an http(s):// URL")
 APPROVAL_WEBHOOK_MAX_AGE_S = env_int("GATEHOUSE_APPROVAL_WEBHOOK_MAX_AGE_S", 300, minimum=1)
 APPROVAL_WEBHOOK_USERS = {}
 for _link in env_list("GATEHOUSE_APPROVAL_WEBHOOK_USERS", []):

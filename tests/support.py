@@ -81,7 +81,7 @@ class ConsoleProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = ROOT / "var" / f"console-{self.port}.log"
         self.log_path.parent.mkdir(exist_ok=True)
-        self._log = open(self.log_path, "w")
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - the process writes it until stop() closes it
         self.new_session = new_session
         env = {**env, "PORT": str(self.port)}  # the lab's URL, for its own tool servers, follows the port
         self.process = subprocess.Popen(

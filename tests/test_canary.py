@@ -1,10 +1,10 @@
 """Credentials never leave the server process that owns them (architecture rules 1 and 2).
 
 Every server's credential is a unique canary, set the ways an admin can (sealed, a file of the
-server's own in the credentials folder, by name or in its folder). Investigations run with successes, typed errors, approvals and a rejection. Then every
-place a secret could leak is searched for every canary: the model's requests, the events, the
-websocket frames, the audit records, every table of the database, the logs and the HTML of every
-page. And each server process's environment holds its own canary and no other.
+server's own in the credentials folder, by name or in its folder). Investigations run with
+successes, typed errors, approvals and a rejection. Then every place a secret could leak is
+searched for every canary: the model's requests, the events, the websocket frames, the audit
+records, every table of the database, the logs and the HTML of every page. And each server process's environment holds its own canary and no other.
 """
 
 import json
@@ -107,7 +107,7 @@ def database_dump() -> list[str]:
         tables = connection.introspection.table_names(cursor)
         dump = []
         for table in tables:
-            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
+            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")  # noqa: S608 - the database's own names
             dump += [repr([bytes(value).decode(errors="replace") if isinstance(value, (bytes, memoryview)) else value
                            for value in row]) for row in cursor.fetchall()]
     assert "toolserver_credential" in tables and "investigations_auditrecord" in tables

@@ -67,7 +67,7 @@ def test_without_the_right_a_malformed_request_is_refused_before_it_is_read(peop
 def test_every_endpoint_that_needs_a_right_judges_the_person_before_the_input():
     """An endpoint added later is checked here too: each operation names its rule, or says why it needs none."""
     open_to_every_person = {"list_actions", "action_detail", "investigation_detail"}  # filtered to what each person may see (404 otherwise)
-    for router_path, router in api._routers:
+    for _, router in api._routers:
         for path, view in router.path_operations.items():
             for operation in view.operations:
                 name = operation.operation_id

@@ -1,7 +1,5 @@
 """Websockets of the real ASGI application as a browser opens them: its Host, its Origin, its session cookie."""
 
-import asyncio
-
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
@@ -39,9 +37,9 @@ async def refused(communicator: WebsocketCommunicator) -> bool:
     return not connected
 
 
-async def next_output(communicator: WebsocketCommunicator, timeout: float = 5):
+async def next_output(communicator: WebsocketCommunicator, timeout: float = 5):  # noqa: ASYNC109 - channels' timeout
     """What the server sends next, or None if it sends nothing within the timeout."""
     try:
         return await communicator.receive_output(timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return None

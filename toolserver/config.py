@@ -54,7 +54,7 @@ def backend_of(server: ToolServer | str) -> Backend:
     admin's to the adapter and URL it was set with. Pointed anywhere else, the server has none.
     """
     if isinstance(server, str):
-        server = ToolServer.objects.select_related("credential").get(name=server)
+        return backend_of(ToolServer.objects.select_related("credential").get(name=server))
     default = settings.TOOLSERVER_BACKENDS[server.name]
     credential = server.credential
     if credential is None:

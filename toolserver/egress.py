@@ -106,6 +106,8 @@ def check(entries: tuple[Entry, ...], host: str, port: int, addresses: list[str]
         raise EgressRefused(f"{_where(host, port)} has no address")
     for text in addresses:
         address = _address(text)
+        if address is None:  # not an address at all: nothing vouches for it
+            raise EgressRefused(f"{_where(host, port)} resolved to {text!r}, which is not an address")
         if not address.is_global and not any(entry.covers(address, port) for entry in entries):
             raise EgressRefused(f"{_where(host, port)} resolves to {address}, which is not an allowed address ({VARIABLE})")
 
@@ -143,7 +145,8 @@ class GuardedNetwork(httpcore2.AsyncNetworkBackend):
         self._entries = entries
         self._inner = httpcore2.AnyIOBackend()
 
-    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+    # The signatures are httpcore's AsyncNetworkBackend's, timeout included.
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):  # noqa: ASYNC109
         try:
             with anyio.fail_after(timeout):
                 infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -157,7 +160,7 @@ class GuardedNetwork(httpcore2.AsyncNetworkBackend):
             addresses[0], port, timeout=timeout, local_address=local_address, socket_options=socket_options
         )
 
-    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
+    async def connect_unix_socket(self, path, timeout=None, socket_options=None):  # noqa: ASYNC109
         raise EgressRefused("a backend is reached over TCP only")
 
     async def sleep(self, seconds: float) -> None:

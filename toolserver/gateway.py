@@ -3,7 +3,8 @@
 In order, for every call: find the tool, refuse it if an admin disabled it, validate the
 arguments at the boundary, take a rate-limit token for its server, claim the idempotency key of
 a write, call the server process through the supervisor, settle the key, and emit one audit
-record (a write two: "dispatched" before it leaves, its outcome after). Every failure comes back as a typed error envelope; nothing raises to the caller.
+record (a write two: "dispatched" before it leaves, its outcome after). Every failure comes back
+as a typed error envelope; nothing raises to the caller.
 """
 
 import json
@@ -206,7 +207,7 @@ def _disabled_guidance(row) -> str:
     return f"This tool cannot be used now: {why}. Do not retry it. This is not evidence either way: say that the check could not be made."
 
 
-def _named_only(arguments: dict, tool: ToolSpec) -> dict:
+def _named_only(arguments: object, tool: ToolSpec) -> dict:
     """Rejected arguments are kept for the audit only when they name a known field."""
     if not isinstance(arguments, dict):  # a list, a string, null: the model's input is not an object
         return {}

@@ -12,23 +12,24 @@ Callers are synchronous (Celery tasks) and get an envelope back, never an except
 import asyncio
 import atexit
 import concurrent.futures
-import logging
 import json
+import logging
 import os
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from mcp import Client, MCPError, StdioServerParameters, stdio_client
 from mcp.client.stdio import get_default_environment
-from mcp_types import CONNECTION_CLOSED
+from mcp_types import CONNECTION_CLOSED, RequestParamsMeta
 
 from toolserver import credentials, egress
-from toolserver.config import Backend, backend_of
 from toolserver.catalog import SERVERS
+from toolserver.config import Backend, backend_of
 from toolserver.envelope import BackendFailure, Reason, backend_error, error
 from toolserver.launch import PARENT_VARIABLE
 from toolserver.servers import META_BACKEND_STATUS
@@ -120,11 +121,12 @@ class ServerProcess:
             self._restart.clear()  # a restart asked for before this attempt is this attempt
             try:
                 # The real stderr: a Celery worker replaces sys.stderr with a logging proxy that has no fileno.
-                async with Client(stdio_client(params, errlog=sys.__stderr__)) as client:
+                errlog = sys.__stderr__ if sys.__stderr__ is not None else sys.stderr
+                async with Client(stdio_client(params, errlog=errlog)) as client:
                     self._client, self._failure = client, None
                     self._ready.set()
                     await _first(self._stop.wait(), self._restart.wait())
-            except Exception as exc:  # the process would not start: say so to waiting callers
+            except Exception as exc:  # noqa: BLE001 - the process would not start: say so to waiting callers
                 log.warning("tool server %s did not start (%s)", self.config.server, type(exc).__name__)
                 self._failure = type(exc).__name__
                 self._ready.set()
@@ -146,7 +148,9 @@ class ServerProcess:
             self._restart.set()
             return None
         try:
-            return await client.call_tool(tool, arguments, read_timeout_seconds=timeout_s, meta=meta)
+            # An open map (extra_items=Any): the gatehouse/* keys are its extra items, as mcp casts them itself.
+            meta_sent = cast(RequestParamsMeta, meta)
+            return await client.call_tool(tool, arguments, read_timeout_seconds=timeout_s, meta=meta_sent)
         except MCPError as exc:
             if exc.code == CONNECTION_CLOSED and client is self._client:
                 log.warning("tool server %s died; restarting", self.config.server)
@@ -249,7 +253,7 @@ class Supervisor:
                     async for message in pubsub.listen():
                         if message["type"] == "message" and message["data"].decode() in SERVERS:
                             await self._stop_server(message["data"].decode())
-            except Exception as exc:  # Redis away: calls still compare their configuration; listen again soon
+            except Exception as exc:  # noqa: BLE001 - Redis away: calls still compare their configuration; listen again soon
                 log.warning("tool server restarts: not listening (%s)", type(exc).__name__)
                 await asyncio.sleep(RESTART_PAUSE_S * 5)
             finally:

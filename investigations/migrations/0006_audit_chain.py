@@ -6,7 +6,7 @@ SQLite a trigger refuses UPDATE (Django's test flush deletes rows there). A trig
 the free-text search on PostgreSQL when the pg_trgm extension can be created.
 """
 
-from django.db import migrations, models, transaction
+from django.db import DatabaseError, migrations, models, transaction
 
 GUARD_FUNCTION = "gatehouse_audit_append_only"
 GUARD_TRIGGER = "audit_append_only"
@@ -58,7 +58,7 @@ def guard(apps, schema_editor):
                 schema_editor.execute(
                     "CREATE INDEX audit_text_trgm ON investigations_auditrecord USING gin (text gin_trgm_ops)"
                 )
-        except Exception:
+        except DatabaseError:  # no privilege or no pg_trgm: searches scan instead
             pass
     elif vendor == "sqlite":
         schema_editor.execute(SQLITE_GUARD)

@@ -100,6 +100,9 @@ class ActionApproval(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["request", "user"], name="approval_once_per_user")]
 
+    def __str__(self) -> str:
+        return f"approval of request {self.request_id} by user {self.user_id}"
+
 
 class ActionTransition(models.Model):
     """Who moved a request from one state to another, when and why."""
@@ -113,6 +116,9 @@ class ActionTransition(models.Model):
 
     class Meta:
         ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"request {self.request_id}: {self.from_state or '-'} -> {self.to_state} by {self.actor}"
 
 
 class ChannelDelivery(models.Model):

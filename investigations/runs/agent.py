@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 
 import anthropic
@@ -61,7 +61,7 @@ def run(investigation_id: int) -> None:
             log.warning("investigation %s: lease lost to another worker; stopping here", investigation_id)
         except anthropic.APIError as exc:
             _fail(investigation_id, owner, f"The model could not be reached ({type(exc).__name__}).")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever else failed, the investigation fails with it
             # Where it failed, not the message: a message can quote the model's raw tool arguments,
             # which the audit trail keeps only as a hash.
             log.error("investigation %s failed: %s\n%s", investigation_id, type(exc).__name__,
@@ -70,10 +70,8 @@ def run(investigation_id: int) -> None:
 
 
 def _fail(investigation_id: int, owner: str, reason: str) -> None:
-    try:
+    with suppress(LeaseLost):
         services.finish(investigation_id, owner, status=Status.FAILED, end_reason=reason)
-    except LeaseLost:
-        pass
 
 
 class Agent:
@@ -163,7 +161,7 @@ class Agent:
         refusals = _refusals(investigation.messages)
         results = dict(investigation.tool_results)
         keys = _result_keys(uses)
-        for position, (use, key, refusal) in enumerate(zip(uses, keys, refusals)):
+        for position, (use, key, refusal) in enumerate(zip(uses, keys, refusals, strict=True)):
             if key in results:
                 continue
             found = find_tool(use["name"]) if isinstance(use["name"], str) else None
@@ -204,7 +202,7 @@ class Agent:
                 "content": json.dumps(results[key]),
                 "is_error": results[key].get("status") == "error",
             }
-            for use, key in zip(uses, keys)
+            for use, key in zip(uses, keys, strict=True)
         ]
         self._save(messages=[*investigation.messages, {"role": "user", "content": answers}], tool_results={})
         return True
@@ -348,7 +346,7 @@ def as_sent(messages: list[dict]) -> list[dict]:
             content = [dict(block) for block in content]
             if message["role"] == "user":  # results answer the turn before's calls in order
                 results = [block for block in content if block.get("type") == "tool_result"]
-                for block, new_id in zip(results, renamed):
+                for block, new_id in zip(results, renamed, strict=False):  # results past the calls stay as sent
                     block["tool_use_id"] = new_id or block["tool_use_id"]
             renamed = []
             for j, block in enumerate(content):
@@ -406,10 +404,8 @@ class Deadline:
 
     def _shut(self) -> None:
         if self._socket is not None:
-            try:
+            with suppress(OSError):
                 self._socket.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class TextStream:

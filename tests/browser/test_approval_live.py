@@ -91,7 +91,8 @@ def test_a_request_arrives_live_and_its_approval_shows_the_outcome_on_the_card(q
     expect(card.locator(".decision-form")).to_be_hidden()
     expect(card.locator(".trail-state")).to_have_text(["pending", "approved", "executing", "succeeded"])
     assert investigation_page.evaluate("window.__loaded") is True, "the investigation page reloaded"
-    expect(investigation_page.locator(f'#transcript .action-line[data-action-id="{request_id}"][data-state="succeeded"] .action-outcome')).to_have_text(" — WS-FIN-07 isolated")
+    outcome = f'#transcript .action-line[data-action-id="{request_id}"][data-state="succeeded"] .action-outcome'
+    expect(investigation_page.locator(outcome)).to_have_text(" — WS-FIN-07 isolated")
 
     # The queue moved it below, with its outcome; it never reloaded either.
     decided = queue.locator(f"#approval-recent #action-{request_id}")

@@ -40,7 +40,7 @@ def test_a_manager_filters_the_trail_exports_it_and_opens_a_timeline(make_user, 
 
     with page.expect_download() as download:
         page.click("#export-csv")
-    exported = list(csv.DictReader(io.StringIO(open(download.value.path()).read())))
+    exported = list(csv.DictReader(io.StringIO(download.value.path().read_text())))
     assert [row["seq"] for row in exported] == ["2", "4"]  # the same records, in chain order
     assert {row["tool"] for row in exported} == {"get_host"}
 

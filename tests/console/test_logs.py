@@ -28,5 +28,5 @@ def test_a_server_error_keeps_its_traceback(client, caplog):
         try:
             raise RuntimeError("boom")
         except RuntimeError:
-            logger.error("Internal Server Error: /x", exc_info=True, extra={"status_code": 500})
+            logger.error("Internal Server Error: /x", exc_info=True, extra={"status_code": 500})  # noqa: G201 - as Django logs it
     assert "Traceback" in caplog.text and "RuntimeError: boom" in caplog.text

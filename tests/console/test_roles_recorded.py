@@ -12,7 +12,7 @@ from django.urls import reverse
 from console.manage import administration
 from core.roles import ADMIN, ANALYST
 from investigations.models import AuditRecord, Integration, ToolPolicy
-from investigations.tokens import create_api_token  # noqa: F401  (the admin pages need the token models loaded)
+from investigations.tokens import create_api_token
 
 
 def admin_changes(outcome: str) -> list[AuditRecord]:
@@ -153,7 +153,6 @@ def test_only_admins_reach_the_people_page(client, make_user):
 # -- access that ends is recorded too -------------------------------------------------------------------
 @pytest.mark.django_db
 def test_tokens_revoked_by_their_owner_or_with_a_deactivation_are_recorded(client, make_user):
-
     ana = make_user("ana", ANALYST)
     first, _ = create_api_token(ana, "bot")
     create_api_token(ana, "script")

@@ -90,7 +90,7 @@ def test_sign_ins_failures_and_sign_outs_are_chained_audit_records_without_the_p
 def test_the_running_console_answers_a_paused_sign_in_with_the_lockout_page(live_console, admin_user, settings):
     """Through uvicorn and Django's async middleware chain, as people reach it."""
     with httpx.Client(base_url=live_console.url, timeout=10) as browser:
-        for attempt in range(settings.AXES_FAILURE_LIMIT):  # the console's own limit: this run's settings are its
+        for _ in range(settings.AXES_FAILURE_LIMIT):  # the console's own limit: this run's settings are its
             form = browser.get("/login/").text
             token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
             answer = browser.post("/login/", data={"csrfmiddlewaretoken": token, "username": "ada", "password": WRONG})

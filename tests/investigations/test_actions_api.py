@@ -326,7 +326,7 @@ def test_a_malformed_authorization_header_is_401_not_a_fallback_to_the_session(p
 
 
 def test_a_user_who_may_not_view_the_investigation_sees_nothing_of_it(client, waiting, make_user, make_investigation):
-    investigation, pending = waiting
+    _, pending = waiting
     outsider = make_user("outsider")  # no role
     own = make_investigation("TEAM-1")
     visible = make_action(own, 1)

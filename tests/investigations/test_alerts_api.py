@@ -112,7 +112,7 @@ def test_a_foreign_source_is_403_and_one_audit_record_naming_who_tried(client, i
 
 def test_an_alert_is_unique_per_integration_not_across_them(client, integration_token):
     """A new integration given a revoked one's source (a rotated SIEM) sends the same ids as new alerts."""
-    old, token = integration_token
+    _, token = integration_token
     assert post(client, an_alert(), token).status_code == 201
     call_command("integrations", "revoke", "lab-siem", stdout=StringIO())
     _, new_token = create_integration("lab-siem-2")
@@ -251,7 +251,7 @@ def test_the_token_is_stored_only_as_a_hash_and_a_prefix(client, integration_tok
         (an_alert(title=None), "title"),
         (an_alert(title="   "), "title"),
         (an_alert(severity=MARKER), "severity"),
-        (an_alert(**{"colour": MARKER}), "colour"),
+        (an_alert(colour=MARKER), "colour"),
         (an_alert(**{f"<script>{MARKER}</script>": 1}), "?"),  # a made-up key is attacker text too
         (an_alert(observed_at=(timezone.now() - timedelta(hours=1)).replace(tzinfo=None).isoformat()), "observed_at"),
         (an_alert(observed_at=(timezone.now() + timedelta(days=1)).isoformat()), "observed_at"),

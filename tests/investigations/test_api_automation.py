@@ -33,7 +33,7 @@ def test_an_investigation_reads_as_json_with_its_requests_and_their_keys(waiting
 
 
 def test_the_actions_of_one_investigation(waiting, analyst, make_investigation):
-    investigation, request = waiting
+    investigation, _ = waiting
     other = make_investigation("OTHER-1")
     mine = call(analyst, "GET", f"/actions?investigation={investigation.pk}").json()["items"]
     assert {item["id"] for item in mine} == set(investigation.action_requests.values_list("pk", flat=True))

@@ -223,9 +223,13 @@ def test_a_new_request_is_told_to_the_webhook_once_committed_and_a_rolled_back_o
     class Undone(Exception):
         pass
 
-    with pytest.raises(Undone), transaction.atomic():
-        ask(investigation, "toolu_rolledback1")
-        raise Undone
+    def ask_then_roll_back():
+        with transaction.atomic():
+            ask(investigation, "toolu_rolledback1")
+            raise Undone
+
+    with pytest.raises(Undone):
+        ask_then_roll_back()
     assert not ActionRequest.objects.exists() and not ChannelDelivery.objects.exists()
 
     request = ask(investigation, "toolu_committed01")

@@ -132,7 +132,7 @@ def test_the_queue_lists_oldest_first_and_moves_a_decided_request_below_with_its
     decided = card(recent_section(page), first)
     assert 'data-state="rejected"' in decided
     assert '<p class="decision-outcome">rejected by ana: Finance server: isolate after month-end close.</p>' in decided
-    assert '<form class="decision-form" method="post" action="/approvals/%d/approve" hidden>' % first.pk in decided
+    assert f'<form class="decision-form" method="post" action="/approvals/{first.pk}/approve" hidden>' in decided
 
 
 # -- deciding ----------------------------------------------------------------------------------

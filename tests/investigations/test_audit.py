@@ -6,6 +6,7 @@ import json
 import threading
 from contextlib import contextmanager
 from datetime import timedelta
+from itertools import pairwise
 
 import pytest
 from django.core.management import call_command
@@ -68,7 +69,7 @@ def test_records_form_one_chain_that_verifies():
     records = add(5)
     assert [r.seq for r in records] == [1, 2, 3, 4, 5]
     assert records[0].prev_hash == audit.GENESIS
-    assert all(later.prev_hash == earlier.hash for earlier, later in zip(records, records[1:]))
+    assert all(later.prev_hash == earlier.hash for earlier, later in pairwise(records))
     assert AuditHead.objects.values_list("seq", "hash").get() == (5, records[-1].hash)
     assert verify()[:2] == (0, "Audit chain intact: 5 records.\n")
 
@@ -158,7 +159,7 @@ def test_a_deleted_record_is_named():
 
 
 def test_records_deleted_from_the_end_are_found_by_the_head():
-    records = add(6)
+    add(6)
     with tampering() as cursor:
         cursor.execute("DELETE FROM investigations_auditrecord WHERE seq >= 5")
     status, _, err = verify()

@@ -111,7 +111,7 @@ def test_a_reused_tool_use_id_with_the_same_arguments_is_refused_too(hostile):
     """The id is the call's identity in the transcript, the trail and the action requests: a repeat
     is a new call that needs an id of its own, and a read now is not the read then."""
     look = ("toolu_same", "get_host", {"host": "WS-FIN-07"})
-    model, investigation = hostile(tool_turn(look), tool_turn(look))
+    _, investigation = hostile(tool_turn(look), tool_turn(look))
     first, second = calls_of(investigation)
     assert (first.outcome, second.outcome, second.reason) == ("ok", "error", "invalid_tool_use_id")
     assert investigation.events.filter(kind=Event.Kind.TOOL_CALL).count() == 2

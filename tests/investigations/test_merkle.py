@@ -16,7 +16,7 @@ def path(m: int, leaves: list[str]) -> list[bytes]:
     if len(leaves) == 1:
         return []
     k = 1 << (len(leaves) - 1).bit_length() - 1
-    return path(m, leaves[:k]) + [mth(leaves[k:])] if m < k else path(m - k, leaves[k:]) + [mth(leaves[:k])]
+    return [*path(m, leaves[:k]), mth(leaves[k:])] if m < k else [*path(m - k, leaves[k:]), mth(leaves[:k])]
 
 
 def test_heads_and_proofs_are_rfc_9162s_for_every_size_and_leaf():

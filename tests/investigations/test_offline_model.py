@@ -424,7 +424,7 @@ def test_non_streaming_create_returns_a_message_with_a_tool_use(client):
 
 
 def test_the_same_request_gets_the_same_answer(client):
-    ask = dict(model=OFFLINE_MODEL_ID, max_tokens=1024, tools=TOOLS, messages=[first_message(alert())])
+    ask = {"model": OFFLINE_MODEL_ID, "max_tokens": 1024, "tools": TOOLS, "messages": [first_message(alert())]}
     assert client.messages.create(**ask).model_dump() == client.messages.create(**ask).model_dump()
 
 
@@ -460,9 +460,11 @@ def test_a_tool_result_for_an_unknown_tool_use_gets_a_400(client):
         {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_real", "name": "get_host", "input": {"host": HOST}}]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_made_up", "content": "{}"}]},
     ]
-    with pytest.raises(anthropic.BadRequestError, match="unexpected `tool_use_id`"):
-        with client.messages.stream(model=OFFLINE_MODEL_ID, max_tokens=100, tools=TOOLS, messages=messages) as stream:
-            stream.until_done()
+    with (
+        pytest.raises(anthropic.BadRequestError, match="unexpected `tool_use_id`"),
+        client.messages.stream(model=OFFLINE_MODEL_ID, max_tokens=100, tools=TOOLS, messages=messages) as stream,
+    ):
+        stream.until_done()
 
 
 def test_a_conversation_ending_with_the_assistant_gets_a_400(client):

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_the_isolation_after_a_rotation_uses_the_new_key_and_the_old_one_is_refused_once_revoked(
     waiting, lab, analyst, admin_user
 ):
-    investigation, request = waiting  # suspended on isolate_host WS-FIN-07, on the deployment's key
+    _, request = waiting  # suspended on isolate_host WS-FIN-07, on the deployment's key
     old = lab.keys["edr-response"]
     get_supervisor().list_tools("edr-response")
     (holder,) = server_pids("edr-response")

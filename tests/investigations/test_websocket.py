@@ -234,7 +234,9 @@ async def test_only_the_consoles_own_origin_may_open_a_socket(investigation, ana
     assert await refused(await socket(f"/ws/investigations/{investigation.pk}/", analyst, origin=(b"origin", origin), host=host))
 
 
-@pytest.mark.parametrize("origin, host", [(b"http://127.0.0.1", HOST), (b"http://127.0.0.1:8831", b"127.0.0.1:8831"), (b"http://LOCALHOST:8831", b"localhost:8831")])
+@pytest.mark.parametrize("origin, host", [
+    (b"http://127.0.0.1", HOST), (b"http://127.0.0.1:8831", b"127.0.0.1:8831"), (b"http://LOCALHOST:8831", b"localhost:8831"),
+])
 async def test_the_same_origin_is_accepted(investigation, analyst, origin, host):
     communicator = await socket(f"/ws/investigations/{investigation.pk}/", analyst, origin=(b"origin", origin), host=host)
     assert (await communicator.connect())[0]

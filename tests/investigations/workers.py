@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from django.conf import settings
 from django.db import connection
@@ -40,15 +40,15 @@ class WorkerProcess:
     def start(self) -> "WorkerProcess":
         self.starts += 1
         if settings.PRODUCTION:
-            log = open(self.tmp_path / f"worker-{self.starts}.log", "w")
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "console", "worker", "--pool=threads", "-c", "2",
-                 *(["-B"] if self.beat else []),
-                 "--without-heartbeat", "--without-mingle",
-                 "--without-gossip", "-l", "INFO"],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: the tool servers it starts die with it
-            )
+            with open(self.tmp_path / f"worker-{self.starts}.log", "w") as log:  # the worker holds its own copy
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "celery", "-A", "console", "worker", "--pool=threads", "-c", "2",
+                     *(["-B"] if self.beat else []),
+                     "--without-heartbeat", "--without-mingle",
+                     "--without-gossip", "-l", "INFO"],
+                    cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group: the tool servers it starts die with it
+                )
         else:
             self.console = ConsoleProcess(self.env, new_session=True)
             self.process = self.console.process
@@ -56,19 +56,15 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """SIGKILL to the worker and every process it started: nothing gets to clean up."""
-        try:
+        with suppress(ProcessLookupError):  # the group is gone already
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:  # the group is gone already
-            pass
         self.process.wait(timeout=STOP_S)
 
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=STOP_S)
-            except subprocess.TimeoutExpired:
-                pass
         self.kill()  # and whatever it started that outlived it (its process group)
         if self.console:
             self.console.stop()

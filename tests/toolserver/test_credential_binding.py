@@ -10,6 +10,7 @@ import json
 import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -197,6 +198,6 @@ def test_no_gatehouse_process_but_a_servers_own_holds_a_backend_credential(lab, 
         (environ.get("GATEHOUSE_SERVER"), server)
         for pid, environ in processes.items()
         for server, key in lab.keys.items()
-        if key in open(f"/proc/{pid}/environ", "rb").read().decode(errors="replace")
+        if key in Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
     }
     assert holders == {(server, server) for server in lab.keys}  # each server's own process, its own key only

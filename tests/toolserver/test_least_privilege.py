@@ -1,6 +1,7 @@
 """Rule 1: each server process holds its own credential and no other; the model's process none."""
 
 import os
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -28,7 +29,7 @@ def test_each_server_process_holds_its_own_credential_and_no_other(lab):
         assert environ["GATEHOUSE_BACKEND_KEY"] == lab.keys[server]
         assert environ["GATEHOUSE_BACKEND_URL"] == lab.api_url
         assert set(environ) <= ALLOWED_NAMES, set(environ) - ALLOWED_NAMES
-        raw = open(f"/proc/{pid}/environ", "rb").read().decode()
+        raw = Path(f"/proc/{pid}/environ").read_bytes().decode()
         for other, key in lab.keys.items():
             if other != server:
                 assert key not in raw, f"{server} holds {other}'s credential"
@@ -38,7 +39,7 @@ def test_each_server_process_holds_its_own_credential_and_no_other(lab):
 
 def test_the_process_that_runs_the_model_holds_no_backend_credential(lab):
     get_supervisor().list_tools("edr-response")
-    own = open(f"/proc/{os.getpid()}/environ", "rb").read().decode()
+    own = Path(f"/proc/{os.getpid()}/environ").read_bytes().decode()
     assert not [server for server, key in lab.keys.items() if key in own or key in str(os.environ)]
 
 

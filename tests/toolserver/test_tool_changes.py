@@ -89,6 +89,6 @@ def test_the_command_reports_each_server_and_the_changes_it_found(lab):
     out = StringIO()
     call_command("discover_tools", stdout=out)
     lines = dict(line.split(maxsplit=1) for line in out.getvalue().splitlines())
-    assert lines == {name: "as accepted" for name in SERVERS} | {"ticketing": "changed, disabled until accepted: open_ticket"}
+    assert lines == dict.fromkeys(SERVERS, "as accepted") | {"ticketing": "changed, disabled until accepted: open_ticket"}
     found = AuditRecord.objects.get(kind="admin_change", outcome="tool_change_found")
     assert (found.actor, found.tool) == ("manage.py discover_tools", "open_ticket")

@@ -65,7 +65,7 @@ class Backend(ABC):
     def __repr__(self) -> str:  # never the credential
         return f"{type(self).__name__}(url={self.url!r})"
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional, not abstract
         """Release connections; adapters that hold none need not override."""
 
     @abstractmethod

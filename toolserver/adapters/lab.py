@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from toolserver import egress, schemas
 from toolserver.adapters.base import (
+    Backend,
     BackendError,
     BackendRefused,
     CannotTell,
@@ -131,7 +132,7 @@ def _since(hours: int) -> str:
     return (datetime.now(UTC) - timedelta(hours=hours)).isoformat()
 
 
-class LabHttp:
+class LabHttp(Backend):
     """HTTP to the lab, with every failure mapped to the typed failures of adapters.base."""
 
     source: str

@@ -60,6 +60,10 @@ def endpoint(method: str, *, backend: str | None = None, scope: str | None = Non
     its service, and every refusal on the way (401, 403, fault, 400, 404) is logged as a LabWrite.
     """
 
+    if action and not backend:
+        raise ValueError(f"{action}: a write names its backend")
+    written_to = backend or ""  # a write's backend, named whenever `action` is (just checked)
+
     def decorate(handler):
         @csrf_exempt
         @wraps(handler)
@@ -69,7 +73,7 @@ def endpoint(method: str, *, backend: str | None = None, scope: str | None = Non
             write = None
             if action:
                 write = WriteRequest(
-                    backend=backend, action=action, target=kwargs.get(target, "") if target else "",
+                    backend=written_to, action=action, target=kwargs.get(target, "") if target else "",
                     key_name="", idempotency_key=request.headers.get("Idempotency-Key", "").strip()[:MAX_IDEMPOTENCY_KEY],
                     payload=params.recorded_payload(request), received_at=timezone.now(),
                 )
@@ -91,14 +95,14 @@ def endpoint(method: str, *, backend: str | None = None, scope: str | None = Non
 
             fault = await sync_to_async(faults.take)(backend) if backend else None
             if fault is not None and fault.mode == "slow":
-                await asyncio.sleep(fault.delay_ms / 1000)  # then answer as usual
+                await asyncio.sleep((fault.delay_ms or 0) / 1000)  # then answer as usual
             elif fault is not None and fault.mode == "no_dedupe":
                 write = write and replace(write, idempotency_key="")  # then act as a backend without the header
             elif fault is not None:
                 # Logged on arrival, before a timeout's wait: the caller may give up first.
                 answer = await refuse(_fault_answer(fault), LabWrite.Outcome.FAULT)
                 if fault.mode == "timeout":
-                    await asyncio.sleep(fault.delay_ms / 1000)
+                    await asyncio.sleep((fault.delay_ms or 0) / 1000)
                 return answer
 
             try:

@@ -130,20 +130,22 @@ SERVERS = [
 FIRST_WORKSTATION_ID = 1036  # WS-FIN-07, the seventh workstation, is H-1042
 DEPARTMENT_SUBNETS = {"finance": 30, "sales": 40, "engineering": 50, "hr": 60, "it": 70, "legal": 80, "marketing": 90}
 
-# Everyday software: image -> (parent image, command line template, typical domains)
-WORKSTATION_APPS = [
-    (r"C:\Program Files\Google\Chrome\Application\chrome.exe", '"chrome.exe" --profile-directory=Default', ["www.google.com", "www.bbc.co.uk", "corp.sharepoint.com"]),
+# Everyday software: (image, command line template, typical domains)
+App = tuple[str, str, list[str]]
+WORKSTATION_APPS: list[App] = [
+    (r"C:\Program Files\Google\Chrome\Application\chrome.exe", '"chrome.exe" --profile-directory=Default',
+     ["www.google.com", "www.bbc.co.uk", "corp.sharepoint.com"]),
     (r"C:\Program Files\Microsoft Office\root\Office16\OUTLOOK.EXE", '"OUTLOOK.EXE"', ["outlook.office365.com"]),
     (r"C:\Users\{user}\AppData\Local\Microsoft\Teams\current\Teams.exe", '"Teams.exe" --system-initiated', ["teams.microsoft.com"]),
     (r"C:\Program Files\Microsoft Office\root\Office16\EXCEL.EXE", '"EXCEL.EXE" "C:\\Users\\{user}\\Documents\\{doc}.xlsx"', []),
     (r"C:\Program Files\Microsoft Office\root\Office16\WINWORD.EXE", '"WINWORD.EXE" /n "C:\\Users\\{user}\\Documents\\{doc}.docx"', []),
     (r"C:\Program Files\Microsoft OneDrive\OneDrive.exe", '"OneDrive.exe" /background', ["onedrive.live.com"]),
 ]
-ENGINEERING_APPS = [
+ENGINEERING_APPS: list[App] = [
     (r"C:\Program Files\Git\cmd\git.exe", "git fetch origin", ["github.com"]),
     (r"C:\Users\{user}\AppData\Local\Programs\Microsoft VS Code\Code.exe", '"Code.exe"', ["update.code.visualstudio.com"]),
 ]
-SERVER_APPS = {
+SERVER_APPS: dict[str, list[App]] = {
     "domain_controller": [(r"C:\Windows\System32\dcdiag.exe", "dcdiag /q", [])],
     "app": [(r"C:\Windows\System32\inetsrv\w3wp.exe", "w3wp.exe -ap \"orders\" -v \"v4.0\"", ["api.stripe.com"])],
     "db": [(r"C:\Program Files\Microsoft SQL Server\MSSQL16.MSSQLSERVER\MSSQL\Binn\sqlservr.exe", "sqlservr.exe -sMSSQLSERVER", [])],
@@ -193,7 +195,7 @@ class _Builder:
 
     def __init__(self, now: datetime, seed: int):
         self.now = now
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # noqa: S311 - a reproducible made-up estate, not a secret
         self.hosts: dict[str, Host] = {}
         self.accounts: dict[str, Account] = {}
         self.logins: list[Login] = []

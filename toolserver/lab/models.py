@@ -141,6 +141,9 @@ class Login(models.Model):
     result = models.CharField(max_length=10)
     method = models.CharField(max_length=30)
 
+    def __str__(self) -> str:
+        return f"{self.username} on {self.hostname}: {self.result}"
+
 
 class SiemEvent(models.Model):
     at = models.DateTimeField(db_index=True)
@@ -148,6 +151,9 @@ class SiemEvent(models.Model):
     hostname = models.CharField(max_length=63, blank=True, db_index=True)
     username = models.CharField(max_length=64, blank=True, db_index=True)
     summary = models.TextField()
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.summary[:80]}"
 
 
 class ProcessEvent(models.Model):
@@ -163,6 +169,9 @@ class ProcessEvent(models.Model):
     class Meta:
         indexes = [models.Index(fields=["host", "at"])]
 
+    def __str__(self) -> str:
+        return f"{self.image} (pid {self.pid})"
+
 
 class NetworkEvent(models.Model):
     host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="connections")
@@ -176,6 +185,9 @@ class NetworkEvent(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["host", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.image} -> {self.remote_domain or self.remote_ip}:{self.remote_port}"
 
 
 class Indicator(models.Model):
@@ -192,6 +204,9 @@ class Indicator(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["kind", "value"], name="lab_one_indicator_per_value")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.value} ({self.verdict})"
 
 
 class Ticket(models.Model):
@@ -221,6 +236,9 @@ class TicketComment(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"comment on ticket {self.ticket_id} by {self.created_by}"
 
 
 class LabEstate(models.Model):

@@ -1,6 +1,7 @@
 """Parsing what callers send the lab API: query strings and JSON bodies. Anything off is a 400."""
 
 import json
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 from toolserver.lab.errors import BadRequest
@@ -76,9 +77,9 @@ def text(data: dict, name: str, *, max_length: int, required: bool = True) -> st
     return value.strip()
 
 
-def choice(data: dict, name: str, choices) -> str:
+def choice(data: dict, name: str, choices: Collection[str]) -> str:
     value = data.get(name)
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise BadRequest(f"{name}: one of {', '.join(choices)}")
     return value
 

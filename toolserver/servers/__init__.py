@@ -17,10 +17,27 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import ValidationError
 
-from toolserver.adapters.base import Backend, BackendError, BackendRefused, CannotTell, Page, TargetNotFound, WriteContext
+from toolserver.adapters.base import (
+    Backend,
+    BackendError,
+    BackendRefused,
+    CannotTell,
+    Page,
+    TargetNotFound,
+    WriteContext,
+)
 from toolserver.catalog import ServerSpec, ToolSpec
 from toolserver.egress import EgressRefused
-from toolserver.envelope import BACKEND_NAMES, BackendFailure, Reason, backend_error, error, invalid_arguments, is_error, ok
+from toolserver.envelope import (
+    BACKEND_NAMES,
+    BackendFailure,
+    Reason,
+    backend_error,
+    error,
+    invalid_arguments,
+    is_error,
+    ok,
+)
 from toolserver.schemas import parse_arguments
 
 log = logging.getLogger("toolserver")
@@ -94,7 +111,7 @@ async def run_tool(spec: ServerSpec, tool: ToolSpec, backend: Backend, raw: Any,
         return error(Reason.INVALID_ARGUMENTS, retryable=False, guidance=f"The {spec.backend} refused: {exc.detail}"), "400"
     except EgressRefused:
         return backend_error(spec.backend, BackendFailure.NOT_ALLOWED), "not_allowed"
-    except Exception:
+    except Exception:  # noqa: BLE001 - a tool's failure is an envelope, never a crashed server
         # The class name only: an exception's text may carry a URL or a header.
         log.error("%s.%s failed unexpectedly", spec.name, tool.name, exc_info=False)
         return error(Reason.INTERNAL_ERROR, retryable=False, guidance="The tool failed unexpectedly; do not retry."), "error"
@@ -129,7 +146,7 @@ async def check_health(backend: Backend) -> dict:
         return {"ok": False, "detail": f"{where} has no health endpoint: is the URL the backend's base URL?"}
     except EgressRefused as exc:
         return {"ok": False, "detail": str(exc)}
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the check reports any failure
         return {"ok": False, "detail": f"the check failed ({type(exc).__name__})"}
     finally:
         await backend.aclose()

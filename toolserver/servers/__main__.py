@@ -34,7 +34,7 @@ def main() -> None:
     )
     if "--check" in sys.argv[1:]:
         report = asyncio.run(check_health(backend))
-        print(json.dumps(report))
+        print(json.dumps(report))  # noqa: T201 - --check answers on stdout
         raise SystemExit(0 if report["ok"] else 1)
     build_server(spec, backend).run()
 

@@ -62,7 +62,7 @@ def announce(request_id: int, kind: Kind) -> list[int]:
     if ids:
         try:
             deliver_notifications.delay(ids)
-        except Exception:  # no broker now: the sweep sends them
+        except Exception:  # noqa: BLE001 - no broker now, whatever the reason: the sweep sends them
             log.warning("could not hand %d delivery(ies) of action request %s to a worker; the sweep sends them",
                         len(ids), request_id)
     return ids

@@ -12,7 +12,14 @@ from django.conf import settings
 from django.core.mail import send_mail
 from guardian.shortcuts import get_users_with_perms
 
-from investigations.approvals.channels.base import Change, DeliveryFailed, Kind, OutboundChannel, Undeliverable, register
+from investigations.approvals.channels.base import (
+    Change,
+    DeliveryFailed,
+    Kind,
+    OutboundChannel,
+    Undeliverable,
+    register,
+)
 from investigations.models import ToolPolicy
 
 

@@ -73,9 +73,9 @@ class WebhookChannel(OutboundChannel, InboundChannel):
             "url": f"{settings.CONSOLE_URL}/approvals/{request.pk}/",
         }).encode()
         headers = {"Content-Type": "application/json", **signed_headers(settings.APPROVAL_WEBHOOK_SECRET, body)}
-        post = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        post = urllib.request.Request(self.url, data=body, headers=headers, method="POST")  # noqa: S310 - http(s) only, checked in settings
         try:
-            with urllib.request.urlopen(post, timeout=SEND_TIMEOUT_S) as answer:
+            with urllib.request.urlopen(post, timeout=SEND_TIMEOUT_S) as answer:  # noqa: S310 - as above
                 answer.read(1024)
         except urllib.error.HTTPError as exc:
             raise DeliveryFailed(f"HTTP {exc.code}") from None

@@ -98,7 +98,7 @@ def test_only_the_hash_of_a_key_is_stored(lab_keys):
 
 
 def test_unknown_scopes_are_refused_when_issuing(db):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown scopes: siem:write"):
         issue_key("oops", ["siem:write"])
 
 

@@ -1,6 +1,8 @@
 """The estate and its stories, found the way an investigator would: through the API."""
 
 from datetime import datetime, timedelta
+from io import StringIO
+from itertools import pairwise
 from statistics import median
 
 from django.core.management import call_command
@@ -89,7 +91,7 @@ def test_beacon_connects_about_every_minute_to_its_c2(estate, lab):
     assert {(c["remote_ip"], c["remote_port"]) for c in beacons} == {(estate.BEACON_IP, 443)}
     assert {c["image"].rsplit("\\", 1)[-1] for c in beacons} == {"svchost_update.exe"}
     moments = sorted(datetime.fromisoformat(c["at"]) for c in beacons)
-    gaps = [(later - earlier).total_seconds() for earlier, later in zip(moments, moments[1:])]
+    gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(moments)]
     assert 55 <= median(gaps) <= 65 and max(gaps) <= 70
 
 
@@ -168,7 +170,7 @@ def test_seed_lab_rebuilds_the_estate_but_keeps_keys(estate, lab):
     faults.inject("siem", "error_5xx")
     keys_before = list(LabKey.objects.values_list("key_hash", flat=True))
 
-    call_command("seed_lab", stdout=open("/dev/null", "w"))
+    call_command("seed_lab", stdout=StringIO())
     assert list(LabKey.objects.values_list("key_hash", flat=True)) == keys_before
     assert lab.get("health", "siem").status_code == 200
     assert Host.objects.get(hostname=estate.PHISHED_HOST).isolated is False

@@ -52,7 +52,7 @@ def test_malformed_answers_200_with_a_body_of_the_wrong_shape(estate, lab):
     faults.inject("siem", "malformed")
     truncated = lab.get("siem/logins", "siem")
     assert truncated.status_code == 200
-    with pytest.raises(ValueError):
+    with pytest.raises(json.JSONDecodeError):
         json.loads(truncated.content)
     wrong_shape = lab.get("siem/logins", "siem")
     assert wrong_shape.status_code == 200
@@ -100,15 +100,15 @@ def test_clear_one_or_every_backend(estate, lab):
     assert {fault.mode for fault in faults.current().values()} == {"none"}
 
 
-@pytest.mark.parametrize("args, kwargs", [
-    (("mainframe", "error_5xx"), {}),
-    (("siem", "explode"), {}),
-    (("siem", "error_5xx"), {"remaining": 0}),
-    (("siem", "timeout"), {"delay_ms": -1}),
-    (("siem", "rate_limit"), {"retry_after_s": 0}),
+@pytest.mark.parametrize("args, kwargs, refusal", [
+    (("mainframe", "error_5xx"), {}, "unknown backend"),
+    (("siem", "explode"), {}, "unknown fault mode"),
+    (("siem", "error_5xx"), {"remaining": 0}, "remaining must be at least 1"),
+    (("siem", "timeout"), {"delay_ms": -1}, "delay_ms must be between"),
+    (("siem", "rate_limit"), {"retry_after_s": 0}, "retry_after_s must be between"),
 ])
-def test_inject_refuses_what_it_cannot_do(db, args, kwargs):
-    with pytest.raises(ValueError):
+def test_inject_refuses_what_it_cannot_do(db, args, kwargs, refusal):
+    with pytest.raises(ValueError, match=refusal):
         faults.inject(*args, **kwargs)
 
 
