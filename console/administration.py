@@ -124,7 +124,7 @@ def _set_secret_params(server: ToolServer, user, values: dict, *, replace: bool 
     if values:
         after["set_now"] = sorted(values)
     audit.record_admin_change(
-        actor(user), "secret_params_set" if values else "secret_params_revoked", server=server.name,
+        actor(user), "secret_params_set" if values else "secret_params_unset", server=server.name,
         before={"secret_params": before}, after=after,
     )
 

@@ -63,6 +63,7 @@ def test_a_class_missing_a_method_is_refused_at_import_naming_the_class_and_the_
         ("class Bad(Ok):\n params = (Param('org', 'Org', pattern='[a-'),)", "parameter 'org' has a pattern that does not compile"),
         ("class Bad(Ok):\n params = ('org',)", "its `params` is not a tuple of Param"),
     ],
+    ids=["missing", "sync", "signature", "source", "interface", "param-name", "param-twice", "param-pattern", "params"],
 )
 def test_each_breach_of_the_contract_is_refused_and_named(body, problem):
     class Ok(IntelBackend):
