@@ -79,6 +79,18 @@ def live_console(django_db_setup, django_db_blocker, lab_credentials):
     console.stop()
 
 
+@pytest.fixture
+def vault_adapter():
+    """A vendor adapter with declared parameters (tests/toolserver/vault.py), registered as the
+    intel server's "vault" for this test only."""
+    from tests.toolserver.vault import VaultIntel
+    from toolserver.adapters.registry import registry
+
+    registry.register("intel", "vault")(VaultIntel)
+    yield VaultIntel
+    registry.unregister("intel", "vault")
+
+
 @dataclass
 class Lab:
     api_url: str

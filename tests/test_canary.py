@@ -5,6 +5,7 @@ server's own in the credentials folder, by name or in its folder). Investigation
 successes, typed errors, approvals and a rejection. Then every place a secret could leak is
 searched for every canary: the model's requests, the events, the websocket frames, the audit
 records, every table of the database, the logs and the HTML of every page. And each server process's environment holds its own canary and no other.
+An adapter's secret parameter gets the same search: pages, audit records, the database, the logs.
 """
 
 import json
@@ -166,3 +167,39 @@ def test_no_credential_appears_anywhere_but_in_its_own_server_process(
     index = client.get(reverse("manage:index")).content.decode()
     for server in ("siem", "edr", "identity", "intel"):
         assert ToolServer.objects.get(name=server).credential.fingerprint in index
+
+
+def test_no_secret_parameter_of_an_adapter_appears_in_a_page_an_audit_record_the_database_or_the_logs(
+    caplog, capfd, vault_adapter, admin_user, manager, settings
+):
+    """An adapter's secret parameter is set the way an admin sets it (the server's page), changed,
+    kept, and revoked by pointing the server elsewhere; it shows nowhere but sealed."""
+    caplog.set_level(logging.DEBUG)
+    settings.BACKEND_ALLOWED_HOSTS = ["vault.example"]
+    canary, rotated = issue_key("param-canary", ()), issue_key("param-canary-2", ())
+    client = Client()
+    client.force_login(admin_user)
+    url = reverse("manage:server", args=["intel"])
+    form = {"adapter": "vault", "url": "", "enabled": "on", "rate_limit_calls": 30, "rate_limit_window_s": 60,
+            "param_collection": "ioc-main", "param_region": ""}
+    assert client.post(url, form | {"param_api_secret": canary}).status_code == 302
+    assert client.post(url, form | {"param_collection": "Not Valid", "param_api_secret": rotated}).status_code == 400
+    assert client.post(url, form | {"param_api_secret": rotated}).status_code == 302
+    assert client.post(url, form | {"param_api_secret": ""}).status_code == 302  # kept
+    sealed = ToolServer.objects.get(name="intel").secret_params
+    assert set(sealed) == {"api_secret"}
+    haystacks = {
+        "audit records": [json.dumps(list(AuditRecord.objects.values()), default=str)],
+        "database": database_dump(),
+        "pages": every_page([admin_user, manager]),
+    }
+    assert client.post(url, form | {"url": "https://vault.example/api", "param_api_secret": ""}).status_code == 400
+    administration.update_server(ToolServer.objects.get(name="intel"), admin_user, {"url": "https://vault.example/api"})
+    assert ToolServer.objects.get(name="intel").secret_params == {}
+    haystacks["audit records"].append(json.dumps(list(AuditRecord.objects.values()), default=str))
+    captured = capfd.readouterr()
+    haystacks["logs"] = [caplog.text, captured.out, captured.err]
+    assert "secret_params_set" in haystacks["audit records"][0] and any("ioc-main" in page for page in haystacks["pages"])
+    leaks = [(where, which) for where, texts in haystacks.items() for which, secret in (("first", canary), ("rotated", rotated))
+             if any(secret in text or secret.lower() in text.lower() for text in texts)]
+    assert leaks == []

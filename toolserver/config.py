@@ -5,6 +5,7 @@ what rate) and the agent (which tools, described how, the model is offered). A s
 with a blank URL, or without any credential set, uses the deployment's TOOLSERVER_BACKENDS.
 """
 
+import json
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -19,6 +20,8 @@ class Backend:
     adapter: str
     url: str
     credential_ref: str  # "" when the credential was revoked: the server will not start
+    params: str = "{}"  # the adapter's plain parameters, a JSON object
+    sealed_params: str = ""  # its secret parameters, {name: Fernet token} as JSON; "" when none
 
 
 def ensure_catalog() -> None:
@@ -52,6 +55,8 @@ def backend_of(server: ToolServer | str) -> Backend:
 
     A credential goes only where it was set for: the deployment's to the deployment's backend, an
     admin's to the adapter and URL it was set with. Pointed anywhere else, the server has none.
+    The adapter's parameters come as set; the secret ones still sealed (only the launcher opens
+    them), and cleared whenever the server is pointed elsewhere (console.administration).
     """
     if isinstance(server, str):
         return backend_of(ToolServer.objects.select_related("credential").get(name=server))
@@ -64,7 +69,13 @@ def backend_of(server: ToolServer | str) -> Backend:
         reference = ""
     else:
         reference = credential.launch_reference
-    return Backend(adapter=server.adapter, url=server.url or default["url"], credential_ref=reference)
+    return Backend(
+        adapter=server.adapter,
+        url=server.url or default["url"],
+        credential_ref=reference,
+        params=json.dumps(server.params, sort_keys=True),
+        sealed_params=json.dumps(server.secret_params, sort_keys=True) if server.secret_params else "",
+    )
 
 
 def tool_row(name: str) -> Tool | None:

@@ -2,10 +2,12 @@
 
 The supervisor runs `python -m toolserver.launch` with the server's name, adapter, backend URL
 a reference to its credential (`sealed:…`, `file:<credentials folder>/edr-response.key`) and
-the backend hosts it may reach.
-This launcher resolves the reference here, in the child, then replaces itself with the server,
-whose environment holds exactly its own URL and credential: not the key that unsealed it, not
-the folder it came from. The worker that runs the model never reads the secret.
+the backend hosts it may reach, and its adapter's parameters: the plain ones (a JSON object) and
+the secret ones, each sealed like a credential.
+This launcher resolves the reference and unseals the secret parameters here, in the child, then
+replaces itself with the server, whose environment holds exactly its own URL, credential and
+parameters: not the key that unsealed them, not the folder it came from. The worker that runs the
+model never reads a secret.
 
 On Linux the server dies with the worker that started it (PR_SET_PDEATHSIG, kept across the
 exec): a server left running after its worker was killed could still finish a write that
@@ -16,18 +18,22 @@ prints the answer (the console's "check connection").
 """
 
 import ctypes
+import json
 import os
 import signal
 import sys
 
-from toolserver.credentials import CredentialError, resolve
+from toolserver.credentials import KEY_VARIABLE, CredentialError, resolve, unseal
 
 # What a server process may see: the basics a Python process needs, and its own backend.
 PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "PYTHONPATH")
 OWN = (
     "GATEHOUSE_SERVER", "GATEHOUSE_ADAPTER", "GATEHOUSE_BACKEND_URL", "GATEHOUSE_BACKEND_TIMEOUT_S",
     "GATEHOUSE_BACKEND_ALLOWED_HOSTS",  # egress.VARIABLE, not imported here: the launcher stays light
+    "GATEHOUSE_BACKEND_PARAMS",
 )
+SEALED_PARAMS_VARIABLE = "GATEHOUSE_SEALED_PARAMS"  # {name: Fernet token}, set by the supervisor
+SECRET_PARAMS_VARIABLE = "GATEHOUSE_BACKEND_SECRET_PARAMS"  # noqa: S105 - a variable name. {name: value}, what the server gets
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -46,15 +52,39 @@ def die_with_parent() -> None:
         raise SystemExit(3)
 
 
+def server_environment(environ) -> dict[str, str]:
+    """The server's whole environment: its own variables, its credential and its parameters resolved.
+
+    Raises CredentialError (naming a reference or a parameter, never a secret).
+    """
+    credential = resolve(environ.get("GATEHOUSE_CREDENTIAL_REF", ""), environ)
+    env = {name: environ[name] for name in PASSED_THROUGH + OWN if name in environ}
+    env["GATEHOUSE_BACKEND_KEY"] = credential
+    sealed = environ.get(SEALED_PARAMS_VARIABLE, "")
+    if sealed:
+        try:
+            tokens = json.loads(sealed)
+        except ValueError:
+            tokens = None
+        if not isinstance(tokens, dict):
+            raise CredentialError("the sealed parameters are not a JSON object")
+        secrets = {}
+        for name, token in tokens.items():
+            try:
+                secrets[name] = unseal(str(token), environ.get(KEY_VARIABLE, ""))
+            except CredentialError:
+                raise CredentialError(f"the secret parameter {name!r} does not open with {KEY_VARIABLE}") from None
+        env[SECRET_PARAMS_VARIABLE] = json.dumps(secrets)
+    return env
+
+
 def main() -> None:
     die_with_parent()
     try:
-        credential = resolve(os.environ.get("GATEHOUSE_CREDENTIAL_REF", ""))
+        env = server_environment(os.environ)
     except CredentialError as exc:
         sys.stderr.write(f"toolserver: {os.environ.get('GATEHOUSE_SERVER', '?')}: {exc}\n")
         raise SystemExit(3) from None
-    env = {name: os.environ[name] for name in PASSED_THROUGH + OWN if name in os.environ}
-    env["GATEHOUSE_BACKEND_KEY"] = credential
     args = [sys.executable, "-m", "toolserver.servers", *(["--check"] if "--check" in sys.argv[1:] else [])]
     os.execve(sys.executable, args, env)  # noqa: S606 - this interpreter, a fixed module, no shell
 

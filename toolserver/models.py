@@ -47,6 +47,13 @@ class ToolServer(models.Model):
     # The credential it starts with (revoked: none); null: the deployment's default. Read with the
     # server in one query on every call, so a change takes effect without a cache to expire.
     credential = models.ForeignKey("Credential", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The adapter's declared parameters (toolserver.adapters.base.Param): the plain ones by value;
+    # the secret ones each sealed like a credential, shown only by name, bound like the credential
+    # (pointing the server elsewhere clears them: console.administration.update_server).
+    params = models.JSONField(default=dict, blank=True, help_text="{name: value} of the adapter's plain parameters.")
+    secret_params = models.JSONField(
+        default=dict, blank=True, editable=False, help_text="{name: Fernet token} of the adapter's secret parameters."
+    )
     rate_limit_calls = models.PositiveIntegerField(
         validators=[MinValueValidator(1)], help_text="Calls allowed per window, shared by every worker."
     )
@@ -65,6 +72,11 @@ class ToolServer(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def secret_params_set(self) -> list[str]:
+        """What a page, the API or an audit record may say of its secret parameters: which are set."""
+        return sorted(self.secret_params)
 
     @property
     def credential_shown(self) -> str:

@@ -3,7 +3,7 @@
 The supervisor owns an asyncio loop in a thread of its own; each server's stdio session is
 owned by one task on it (mcp's client must be entered and left in the same task). A server
 is (re)started on first use, when its process dies, and when its launch configuration
-(toolserver.config: adapter, URL, credential) differs from the one it was started with, so no
+(toolserver.config: adapter, URL, parameters, credential) differs from the one it was started with, so no
 call ever runs on an old credential. An admin's change also stops the old processes at once,
 in every worker: restart_everywhere() (over Redis pub/sub in production).
 Callers are synchronous (Celery tasks) and get an envelope back, never an exception.
@@ -31,7 +31,7 @@ from toolserver import credentials, egress
 from toolserver.catalog import SERVERS
 from toolserver.config import Backend, backend_of
 from toolserver.envelope import BackendFailure, Reason, backend_error, error
-from toolserver.launch import PARENT_VARIABLE
+from toolserver.launch import PARENT_VARIABLE, SEALED_PARAMS_VARIABLE
 from toolserver.servers import META_BACKEND_STATUS
 
 log = logging.getLogger(__name__)
@@ -49,11 +49,14 @@ class LaunchConfig:
     credentials_dir: str
     allowed_hosts: str
     timeout_s: float
+    params: str = "{}"
+    sealed_params: str = ""
 
     def environment(self) -> dict[str, str]:
-        """What the launcher gets: where the backend is, where its credential lives, where it may connect.
+        """What the launcher gets: where the backend is, where its credential lives, where it may
+        connect, and its adapter's parameters (the secret ones sealed).
 
-        A sealed credential comes with the key that opens it; the launcher does not hand it on to
+        A sealed credential or parameter comes with the key that opens it; the launcher does not hand it on to
         the server (toolserver.launch).
         """
         env = {
@@ -64,8 +67,11 @@ class LaunchConfig:
             credentials.DIR_VARIABLE: self.credentials_dir,
             egress.VARIABLE: self.allowed_hosts,
             "GATEHOUSE_BACKEND_TIMEOUT_S": str(self.timeout_s),
+            "GATEHOUSE_BACKEND_PARAMS": self.params,
         }
-        if self.credential_ref.startswith("sealed:"):
+        if self.sealed_params:
+            env[SEALED_PARAMS_VARIABLE] = self.sealed_params
+        if self.credential_ref.startswith("sealed:") or self.sealed_params:
             env[credentials.KEY_VARIABLE] = settings.CREDENTIALS_KEY
         return env
 
@@ -81,6 +87,8 @@ def launch_config(server: str, backend: Backend | None = None) -> LaunchConfig:
         credentials_dir=str(settings.CREDENTIALS_DIR),
         allowed_hosts=",".join(allowed_backend_hosts(server)),
         timeout_s=float(settings.BACKEND_TIMEOUT_S),
+        params=backend.params,
+        sealed_params=backend.sealed_params,
     )
 
 

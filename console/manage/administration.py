@@ -1,10 +1,10 @@
 """What an admin changes: tool servers, their credentials, tools, approval policies, budgets and grants.
 
 Each change is one function here: it saves the change, records it in the audit trail (who,
-what, before and after; a credential only as its fingerprint or reference), and when it changes
-how a server starts (adapter, URL, credential) it stops the processes that run the old
-configuration once the change is committed. Views and the API validate input (console.manage.forms)
-and call these.
+what, before and after; a credential only as its fingerprint or reference, a secret parameter
+only by name), and when it changes how a server starts (adapter, URL, parameters, credential) it
+stops the processes that run the old configuration once the change is committed. Views and the
+API validate input (console.manage.forms) and call these.
 """
 
 from django.conf import settings
@@ -82,18 +82,51 @@ def _save_changes(row, user, what: str, changes: dict, fields, **where) -> dict:
 
 
 # -- servers and credentials ------------------------------------------------------------------------
+@sensitive_variables("changes", "secret_params")
 @transaction.atomic
 def update_server(server: ToolServer, user, changes: dict) -> set[str]:
-    """A server pointed elsewhere (adapter or URL) loses its credential: the admin sets it again."""
-    if any(changes.get(name, getattr(server, name)) != getattr(server, name) for name in BACKEND_FIELDS):
+    """A server pointed elsewhere (adapter or URL) loses its credential and its secret parameters:
+    the admin sets them again. Its adapter's parameters (`params`, and `secret_params` typed now,
+    sealed here) are the admin role's to change, like where it points."""
+    changes = dict(changes)
+    secret_params = changes.pop("secret_params", None) or {}
+    if secret_params or any(changes.get(name, getattr(server, name)) != getattr(server, name) for name in (*BACKEND_FIELDS, "params")):
         _require_backend_rights(user, server)
-    changed = _save_changes(server, user, "server_changed", changes, SERVER_FIELDS, server=server.name)
+    changed = _save_changes(server, user, "server_changed", changes, (*SERVER_FIELDS, "params"), server=server.name)
     if changed & set(BACKEND_FIELDS):
         credential = server.credential
         if credential is not None and not credential.revoked_at:
             _revoke(server, credential, user, because="the server now points elsewhere")
+        if server.secret_params:
+            _set_secret_params(server, user, {}, replace=True, because="the server now points elsewhere")
+    if secret_params:
+        _set_secret_params(server, user, secret_params)
+        changed = changed | {"secret parameters"}
+    if changed & {*BACKEND_FIELDS, "params", "secret parameters"}:
         transaction.on_commit(lambda: restart_everywhere(server.name))
     return changed
+
+
+@sensitive_variables("values", "sealed")
+def _set_secret_params(server: ToolServer, user, values: dict, *, replace: bool = False, because: str = "") -> None:
+    """Seal `values` ({name: secret}) into the server's secret parameters (all of them, when `replace`).
+
+    The audit record names the parameters set before and after, never a value nor its token.
+    """
+    before = server.secret_params_set
+    try:
+        sealed = {name: credentials.seal(value, settings.CREDENTIALS_KEY) for name, value in values.items()}
+    except credentials.CredentialError as exc:
+        raise Refused(f"{exc}: secret parameters cannot be stored") from None
+    server.secret_params = sealed if replace else {**server.secret_params, **sealed}
+    server.save(update_fields=["secret_params", "updated_at"])
+    after = {"secret_params": server.secret_params_set, **({"because": because} if because else {})}
+    if values:
+        after["set_now"] = sorted(values)
+    audit.record_admin_change(
+        actor(user), "secret_params_set" if values else "secret_params_unset", server=server.name,
+        before={"secret_params": before}, after=after,
+    )
 
 
 @sensitive_variables("secret", "sealed")
@@ -150,7 +183,7 @@ def _revoke(server: ToolServer, credential: Credential, user, because: str = "")
 
 
 def reseal_credentials(by: str = "system") -> tuple[list[str], list[str]]:
-    """Seal every stored credential again under the first GATEHOUSE_CREDENTIALS_KEY.
+    """Seal every stored credential (and secret parameter) again under the first GATEHOUSE_CREDENTIALS_KEY.
 
     After a key is put first in the list, this leaves nothing in the database that needs the old
     ones, so they can be removed. The secrets and their fingerprints stay the same. Returns
@@ -166,6 +199,14 @@ def reseal_credentials(by: str = "system") -> tuple[list[str], list[str]]:
         # Compare and set: of two runs at once, the second writes nothing over the first.
         if Credential.objects.filter(pk=credential.pk, sealed=credential.sealed).update(sealed=resealed):
             done.append(str(credential))
+    for server in ToolServer.objects.exclude(secret_params={}):
+        try:
+            resealed = {name: credentials.reseal(token, settings.CREDENTIALS_KEY) for name, token in server.secret_params.items()}
+        except credentials.CredentialError:
+            unopenable.append(f"{server.name}: secret parameters")
+            continue
+        if ToolServer.objects.filter(pk=server.pk, secret_params=server.secret_params).update(secret_params=resealed):
+            done.append(f"{server.name}: secret parameters {', '.join(sorted(resealed))}")
     if done:
         audit.record_admin_change(by, "credentials_resealed", before={}, after={"credentials": done})
     return done, unopenable

@@ -14,7 +14,7 @@ from console.manage.administration import (
 from core.roles import ROLES
 from investigations.models import Budgets, ToolPolicy
 from toolserver import egress
-from toolserver.adapters import ADAPTERS
+from toolserver.adapters import adapter_class, adapter_names
 from toolserver.models import ToolServer
 from toolserver.supervisor import allowed_backend_hosts
 
@@ -54,19 +54,51 @@ class DelegatedServerForm(forms.ModelForm):
 
 
 class ServerForm(DelegatedServerForm):
-    """The admin's: where the server points too."""
+    """The admin's: where the server points too, and the parameters its adapter declares.
+
+    Each declared parameter (toolserver.adapters.base.Param) is a field `param_<name>`, for the
+    adapter being saved (the one typed, when it is known). A secret one is write-only: never
+    rendered back, kept when left blank. cleaned_data carries them as `params` (every plain one)
+    and `secret_params` (only the secret ones typed now), for administration.update_server.
+    """
+
+    PREFIX = "param_"
 
     class Meta(DelegatedServerForm.Meta):
         fields = list(SERVER_FIELDS)
         labels = {**DelegatedServerForm.Meta.labels, "url": "Backend URL"}
-        help_texts = {"url": "Changing the adapter or URL revokes the credential: set it again for the new backend."}
+        help_texts = {
+            "url": "Changing the adapter or URL revokes the credential and the secret parameters: set them again for the new backend."
+        }
+
+    def __init__(self, data=None, *args, instance: ToolServer, **kwargs):
+        super().__init__(data, *args, instance=instance, **kwargs)
+        typed = (data or {}).get("adapter", "").strip()
+        self.adapter = adapter_class(instance.name, typed) or adapter_class(instance.name, instance.adapter)
+        for param in self.declared:
+            if param.secret:
+                kept = param.name in instance.secret_params and typed in ("", instance.adapter)
+                self.fields[self.PREFIX + param.name] = forms.CharField(
+                    label=param.label, required=False, strip=True,
+                    widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+                    help_text=("Set; leave blank to keep it. " if kept else "Secret: sealed, never shown again. ") + param.help,
+                )
+            else:
+                self.fields[self.PREFIX + param.name] = forms.CharField(
+                    label=param.label, required=False, strip=True, max_length=param.max_length,
+                    initial=instance.params.get(param.name, ""), help_text=param.help,
+                )
+
+    @property
+    def declared(self):
+        return self.adapter.params if self.adapter is not None else ()
 
     def clean_adapter(self):
         adapter = self.cleaned_data["adapter"].strip()
-        known = ADAPTERS.get(self.instance.name, {})
+        known = adapter_names(self.instance.name)
         if adapter not in known:
             raise forms.ValidationError(
-                f"Unknown adapter {adapter!r} for {self.instance.name}: choose one of {', '.join(sorted(known))}."
+                f"Unknown adapter {adapter!r} for {self.instance.name}: choose one of {', '.join(known)}."
             )
         return adapter
 
@@ -75,6 +107,30 @@ class ServerForm(DelegatedServerForm):
         if url:
             check_allowed_host(url, self.instance.name)
         return url
+
+    def clean(self):
+        data = super().clean()
+        # A secret set before stays only while the server points where it was set for.
+        same_backend = (data.get("adapter"), data.get("url")) == (self.instance.adapter, self.instance.url)
+        params, secret_params = {}, {}
+        for param in self.declared:
+            field = self.PREFIX + param.name
+            value = data.pop(field, None)
+            if value is None:  # the field has its own error already
+                continue
+            try:
+                if param.secret:
+                    kept = param.name in self.instance.secret_params and same_backend
+                    if value or not kept:
+                        checked = param.check(value)
+                        if checked:
+                            secret_params[param.name] = checked
+                else:
+                    params[param.name] = param.check(value)
+            except ValueError as exc:
+                self.add_error(field, str(exc))
+        data["params"], data["secret_params"] = params, secret_params
+        return data
 
 
 class CredentialForm(forms.Form):

@@ -99,6 +99,7 @@ def _server_page(request, server, *, form=None, credential_form=None, status=200
     }, status=status)
 
 
+@sensitive_post_parameters()  # a secret parameter of the adapter may be among them
 @server_manager
 def server(request, server):
     if request.method != "POST":

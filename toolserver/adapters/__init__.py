@@ -1,32 +1,18 @@
-"""Backends behind the tool servers. One interface per capability (base.py); the lab is the
-first implementation (lab.py). A Splunk, CrowdStrike, Okta, Jira or MISP adapter is one new
-class implementing the same interface, registered in ADAPTERS."""
+"""Backends behind the tool servers (architecture rule 1 keeps each in its own process).
 
-from toolserver.adapters import lab
-from toolserver.adapters.base import (
-    EdrBackend,
-    EdrResponseBackend,
-    IdentityBackend,
-    IntelBackend,
-    SiemBackend,
-    TicketingBackend,
-)
+- base.py: the contract: one interface per capability, the failures an adapter raises, the
+  parameters it may declare (Param); shapes.py: what each method returns.
+- http.py: HttpBackend, the generic HTTP client (egress guard, status -> failure mapping).
+- registry.py: register(server, name), which refuses a class that breaks the contract at import,
+  and adapter_class() / adapter_names(), which callers use to find one.
+- lab.py: the lab's adapters, the first implementation.
 
-# server name -> adapter name -> class
-ADAPTERS: dict[str, dict[str, type]] = {
-    "siem": {"lab": lab.LabSiem},
-    "edr": {"lab": lab.LabEdr},
-    "edr-response": {"lab": lab.LabEdrResponse},
-    "identity": {"lab": lab.LabIdentity},
-    "ticketing": {"lab": lab.LabTicketing},
-    "intel": {"lab": lab.LabIntel},
-}
+A new backend (a Splunk SIEM, say) is one module here: its classes, each decorated with
+@register("siem", "splunk"), and one import line below so that it registers.
+"""
 
-INTERFACES: dict[str, type] = {
-    "siem": SiemBackend,
-    "edr": EdrBackend,
-    "edr-response": EdrResponseBackend,
-    "identity": IdentityBackend,
-    "ticketing": TicketingBackend,
-    "intel": IntelBackend,
-}
+# Each import registers that module's adapters.
+from toolserver.adapters import lab  # noqa: F401
+from toolserver.adapters.registry import adapter_class, adapter_names, register, registered
+
+__all__ = ["adapter_class", "adapter_names", "register", "registered"]

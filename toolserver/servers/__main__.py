@@ -1,7 +1,9 @@
 """`python -m toolserver.servers`: one tool server over stdio, configured by its environment.
 
 Started by toolserver.launch, which leaves exactly these variables: GATEHOUSE_SERVER,
-GATEHOUSE_ADAPTER, GATEHOUSE_BACKEND_URL, GATEHOUSE_BACKEND_KEY, GATEHOUSE_BACKEND_TIMEOUT_S.
+GATEHOUSE_ADAPTER, GATEHOUSE_BACKEND_URL, GATEHOUSE_BACKEND_KEY, GATEHOUSE_BACKEND_TIMEOUT_S,
+GATEHOUSE_BACKEND_PARAMS and GATEHOUSE_BACKEND_SECRET_PARAMS (the adapter's declared parameters,
+JSON objects; the secret ones unsealed by the launcher).
 With `--check` it calls the backend's health endpoint once, prints {"ok", "detail"} and exits.
 """
 
@@ -15,28 +17,63 @@ import sys
 # stdout carries the protocol.
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
 
-from toolserver.adapters import ADAPTERS  # noqa: E402
+from toolserver.adapters import adapter_class  # noqa: E402
+from toolserver.adapters.base import Backend, ParamError  # noqa: E402
 from toolserver.catalog import SERVERS  # noqa: E402
 from toolserver.servers import build_server, check_health  # noqa: E402
+
+PARAMS_VARIABLE = "GATEHOUSE_BACKEND_PARAMS"
+SECRET_PARAMS_VARIABLE = "GATEHOUSE_BACKEND_SECRET_PARAMS"  # noqa: S105 - a variable name, not a secret
+
+
+class CannotStart(Exception):
+    """Said on stderr as `toolserver: <server>: <message>`; it names no secret."""
+
+
+def backend_from(environ) -> Backend:
+    """The adapter `environ` names, built with its URL, credential and parameters.
+
+    The credential and the secret parameters are taken out of `environ` (os.environ: a process
+    this one started would not inherit them).
+    """
+    name, adapter = environ.get("GATEHOUSE_SERVER", ""), environ.get("GATEHOUSE_ADAPTER", "")
+    cls = adapter_class(name, adapter) if name in SERVERS else None
+    if cls is None:
+        raise CannotStart(f"unknown server or adapter {adapter!r}")
+    try:
+        params = {**_json_object(environ.get(PARAMS_VARIABLE, "")), **_json_object(environ.pop(SECRET_PARAMS_VARIABLE, ""))}
+    except ValueError:
+        raise CannotStart("its parameters are not a JSON object of strings") from None
+    try:
+        return cls(
+            url=environ["GATEHOUSE_BACKEND_URL"],
+            credential=environ.pop("GATEHOUSE_BACKEND_KEY", ""),
+            timeout_s=float(environ.get("GATEHOUSE_BACKEND_TIMEOUT_S", "10")),
+            params=params,
+        )
+    except ParamError as exc:
+        raise CannotStart(f"adapter {adapter!r}: {exc}") from None
+
+
+def _json_object(text: str) -> dict[str, str]:
+    value = json.loads(text) if text else {}
+    if not isinstance(value, dict) or not all(isinstance(item, str) for item in value.values()):
+        raise ValueError("not a JSON object of strings")
+    return value
 
 
 def main() -> None:
     name = os.environ.get("GATEHOUSE_SERVER", "")
-    spec = SERVERS.get(name)
-    adapter = ADAPTERS.get(name, {}).get(os.environ.get("GATEHOUSE_ADAPTER", ""))
-    if spec is None or adapter is None:
-        sys.stderr.write(f"toolserver: {name}: unknown server or adapter {os.environ.get('GATEHOUSE_ADAPTER', '')!r}\n")
-        raise SystemExit(3)
-    backend = adapter(
-        url=os.environ["GATEHOUSE_BACKEND_URL"],
-        credential=os.environ.pop("GATEHOUSE_BACKEND_KEY", ""),
-        timeout_s=float(os.environ.get("GATEHOUSE_BACKEND_TIMEOUT_S", "10")),
-    )
+    try:
+        backend = backend_from(os.environ)
+    except CannotStart as exc:
+        sys.stderr.write(f"toolserver: {name}: {exc}\n")
+        raise SystemExit(3) from None
     if "--check" in sys.argv[1:]:
         report = asyncio.run(check_health(backend))
         print(json.dumps(report))  # noqa: T201 - --check answers on stdout
         raise SystemExit(0 if report["ok"] else 1)
-    build_server(spec, backend).run()
+    build_server(SERVERS[name], backend).run()
 
 
 if __name__ == "__main__":

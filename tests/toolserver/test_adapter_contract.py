@@ -1,0 +1,253 @@
+"""One contract, run over every registered adapter (toolserver.adapters.registry).
+
+For each (server, adapter): it implements every method of its server's interface and every tool
+of its server is one of them; it declares its parameters validly; against its backend, every
+method returns the shape its interface names (adapters.shapes), writes included; and every HTTP
+failure becomes the failure adapters.http promises, never a raw error.
+
+A new adapter gets a contract backend below (the lab's is the running lab; a vendor's would be a
+recorded stand-in of its API): without one its contract test fails, naming it.
+"""
+
+import asyncio
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import pytest
+
+from toolserver import egress, schemas
+from toolserver.adapters import registered
+from toolserver.adapters.base import (
+    BackendError,
+    BackendRefused,
+    Page,
+    Param,
+    TargetNotFound,
+    WriteContext,
+    interface_methods,
+)
+from toolserver.adapters.registry import INTERFACES, refusals
+from toolserver.catalog import SERVERS
+from toolserver.envelope import BackendFailure
+from toolserver.lab import estate
+
+ADAPTERS = [pytest.param(server, name, cls, id=f"{server}-{name}") for server, name, cls in registered()]
+
+# Arguments for each tool, in the catalog's order; a later tool may use an earlier one's result.
+SAMPLES = {
+    "search_logins": lambda done: schemas.SearchLogins(user=estate.PHISHED_USER, lookback_hours=168),
+    "search_events": lambda done: schemas.SearchEvents(user=estate.PHISHED_USER, lookback_hours=168),
+    "get_host": lambda done: schemas.GetHost(host=estate.PHISHED_HOST),
+    "get_process_tree": lambda done: schemas.HostActivity(host=estate.PHISHED_HOST, lookback_hours=168),
+    "get_network_connections": lambda done: schemas.HostActivity(host=estate.PHISHED_HOST, lookback_hours=168),
+    "isolate_host": lambda done: schemas.HostAction(host=estate.PHISHED_HOST, reason="Contract test: isolate the host."),
+    "release_host": lambda done: schemas.HostAction(host=estate.PHISHED_HOST, reason="Contract test: release the host."),
+    "get_user": lambda done: schemas.GetUser(username=estate.PHISHED_USER),
+    "disable_account": lambda done: schemas.AccountAction(username=estate.PHISHED_USER, reason="Contract test: disable it."),
+    "enable_account": lambda done: schemas.AccountAction(username=estate.PHISHED_USER, reason="Contract test: enable it."),
+    "open_ticket": lambda done: schemas.OpenTicket(title="Contract test ticket", body="Opened by the contract test.", severity="low"),
+    "add_comment": lambda done: schemas.AddComment(ticket_id=done.get("open_ticket", {}).get("ticket_id", "1"), body="A comment."),
+    "lookup_indicator": lambda done: schemas.LookupIndicator(kind="ip", value=estate.ATTACKER_IP),
+}
+
+
+def lab_backend(request, server: str) -> dict:
+    lab = request.getfixturevalue("lab")
+    return {"url": lab.api_url, "credential": lab.keys[server], "params": {}}
+
+
+# adapter name -> how its contract test reaches a backend: {"url", "credential", "params"}.
+CONTRACT_BACKENDS = {"lab": lab_backend}
+
+
+def allow(monkeypatch, url: str) -> None:
+    """This test process may connect to `url`'s host, as a server process on that allow-list would."""
+    parts = urlsplit(url)
+    monkeypatch.setenv(egress.VARIABLE, f"{parts.hostname}:{parts.port}")
+
+
+def build(cls, url: str, credential: str = "contract-test-key", params: dict | None = None, timeout_s: float = 5):
+    values = params if params is not None else {param.name: example(param) for param in cls.params}
+    return cls(url=url, credential=credential, timeout_s=timeout_s, params=values)
+
+
+def example(param: Param) -> str:
+    """A value for a parameter of an adapter whose contract backend ignores it (the failure mapping)."""
+    return "contract-test" if not param.pattern else ""
+
+
+def write_context(tool: str) -> WriteContext:
+    return WriteContext(idempotency_key=f"contract-{tool}", trigger="CONTRACT-1", correlation_id="contract")
+
+
+async def call(backend, tool: str, args):
+    handler = getattr(backend, tool)
+    return await (handler(args, write_context(tool)) if SERVERS_TOOLS[tool].write else handler(args))
+
+
+SERVERS_TOOLS = {tool.name: tool for spec in SERVERS.values() for tool in spec.tools}
+
+
+@pytest.mark.parametrize("server, name, cls", ADAPTERS)
+def test_it_implements_every_method_of_its_interface_for_every_tool_of_its_server(server, name, cls):
+    interface = INTERFACES[server]
+    assert issubclass(cls, interface) and not cls.__abstractmethods__
+    assert refusals(server, cls) == []
+    assert set(interface_methods(interface)) == {"health"} | {tool.name for tool in SERVERS[server].tools}
+    assert all(getattr(interface, tool.name).returns for tool in SERVERS[server].tools)  # each names its shape
+
+
+@pytest.mark.parametrize("server, name, cls", ADAPTERS)
+def test_it_declares_its_parameters_validly(server, name, cls):
+    assert isinstance(cls.params, tuple) and all(isinstance(param, Param) for param in cls.params)
+    assert [problem for param in cls.params for problem in param.problems()] == []
+    assert len({param.name for param in cls.params}) == len(cls.params)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("server, name, cls", ADAPTERS)
+def test_against_its_backend_every_method_returns_its_declared_shape(server, name, cls, request, monkeypatch):
+    assert name in CONTRACT_BACKENDS, f"adapter {name!r} of {server} has no contract backend in {__name__}.CONTRACT_BACKENDS"
+    reach = CONTRACT_BACKENDS[name](request, server)
+    allow(monkeypatch, reach["url"])
+    interface = INTERFACES[server]
+
+    async def run() -> dict:
+        backend = build(cls, reach["url"], reach["credential"], reach["params"])
+        done = {}
+        try:
+            assert isinstance(await backend.health(), str)
+            for tool in SERVERS[server].tools:
+                shape, paged = getattr(interface, tool.name).returns
+                outcome = await call(backend, tool.name, SAMPLES[tool.name](done))
+                if paged:
+                    assert isinstance(outcome, Page) and outcome.items, (tool.name, outcome)
+                    items = outcome.items
+                else:
+                    assert isinstance(outcome, dict), (tool.name, outcome)
+                    items = [outcome]
+                for item in items:
+                    assert set(item) == set(shape.model_fields), (tool.name, item)
+                    assert shape.model_validate(item).model_dump() == item
+                done[tool.name] = outcome
+        finally:
+            await backend.aclose()
+        return done
+
+    done = asyncio.run(run())
+    assert set(done) == {tool.name for tool in SERVERS[server].tools}
+
+
+class Answering:
+    """A stand-in for a backend that answers every request with one status (and body, and headers)."""
+
+    def __init__(self):
+        self.answer = (200, b"{}", {})
+        answering = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self):
+                status, body, headers = answering.answer
+                self.send_response(status)
+                for header, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(header, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/api"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self):
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="module")
+def answering():
+    backend = Answering()
+    yield backend
+    backend.close()
+
+
+DETAIL = json.dumps({"detail": "limit is out of range"}).encode()
+FAILURES = [
+    pytest.param((401, b"{}", {}), (BackendError, BackendFailure.FORBIDDEN), id="401"),
+    pytest.param((403, b"{}", {}), (BackendError, BackendFailure.FORBIDDEN), id="403"),
+    pytest.param((429, b"{}", {"Retry-After": "7"}), (BackendError, BackendFailure.RATE_LIMITED), id="429"),
+    pytest.param((500, b"{}", {}), (BackendError, BackendFailure.UNAVAILABLE), id="500"),
+    pytest.param((503, b"{}", {}), (BackendError, BackendFailure.UNAVAILABLE), id="503"),
+    pytest.param((504, b"{}", {}), (BackendError, BackendFailure.TIMEOUT), id="504"),
+    pytest.param((200, b"<html>not json</html>", {}), (BackendError, BackendFailure.MALFORMED), id="200-not-json"),
+    pytest.param((200, b"[]", {}), (BackendError, BackendFailure.MALFORMED), id="200-not-an-object"),
+    pytest.param((200, b"{}", {}), (BackendError, BackendFailure.MALFORMED), id="200-not-the-shape"),
+    pytest.param((404, b"{}", {}), (TargetNotFound, None), id="404"),
+    pytest.param((400, DETAIL, {}), (BackendRefused, None), id="400"),
+    pytest.param((409, DETAIL, {}), (BackendRefused, None), id="409"),
+]
+
+
+@pytest.mark.parametrize("server, name, cls", ADAPTERS)
+@pytest.mark.parametrize("answer, expected", FAILURES)
+def test_every_http_failure_becomes_a_typed_failure(server, name, cls, answer, expected, answering, monkeypatch):
+    answering.answer = answer
+    allow(monkeypatch, answering.url)
+    kind, failure = expected
+
+    async def run() -> list:
+        backend = build(cls, answering.url)
+        raised = []
+        try:
+            methods = ["health", *(tool.name for tool in SERVERS[server].tools)]
+            for method in methods:
+                try:
+                    if method == "health":
+                        await backend.health()
+                    else:
+                        await call(backend, method, SAMPLES[method]({}))
+                except Exception as exc:  # noqa: BLE001 - what was raised is the point
+                    raised.append((method, exc))
+                else:
+                    raised.append((method, None))
+        finally:
+            await backend.aclose()
+        return raised
+
+    for method, exc in asyncio.run(run()):
+        if answer[0] == 404 and method == "health":
+            assert isinstance(exc, TargetNotFound), (method, exc)
+            continue
+        assert isinstance(exc, kind), (method, exc)
+        if failure is not None:
+            assert exc.failure == failure, (method, exc.failure)
+        if answer[0] == 429:
+            assert exc.retry_after_s == 7
+        if kind is BackendRefused:
+            assert exc.detail == "limit is out of range"
+
+
+@pytest.mark.parametrize("server, name, cls", ADAPTERS)
+def test_an_unreachable_or_unlisted_backend_is_a_typed_failure(server, name, cls, answering, monkeypatch):
+    monkeypatch.setenv(egress.VARIABLE, "127.0.0.1:1")  # listed, and nothing listens there
+
+    async def health(url):
+        backend = build(cls, url)
+        try:
+            await backend.health()
+        finally:
+            await backend.aclose()
+
+    with pytest.raises(BackendError) as refused:
+        asyncio.run(health("http://127.0.0.1:1/api"))
+    assert refused.value.failure == BackendFailure.UNAVAILABLE
+    with pytest.raises(egress.EgressRefused):  # not listed: never connected to
+        asyncio.run(health(answering.url))

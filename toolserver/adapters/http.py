@@ -1,0 +1,94 @@
+"""HttpBackend: the generic HTTP part of an adapter whose backend speaks JSON over HTTP.
+
+Every connection goes through the egress guard (toolserver.egress: only hosts on the deployment's
+allow-list, checked after resolving), and every failure becomes one of adapters.base's:
+
+  transport timeout, 504            BackendError(TIMEOUT)
+  connection failed, other 5xx      BackendError(UNAVAILABLE)
+  401, 403                          BackendError(FORBIDDEN)
+  429                               BackendError(RATE_LIMITED), retry_after_s from Retry-After
+  404                               TargetNotFound(target)
+  400, 409                          BackendRefused(the body's `detail`, at most 300 characters)
+  a body that is not a JSON object  BackendError(MALFORMED)
+
+An adapter subclasses it beside its capability's interface (`class LabSiem(LabBackend,
+SiemBackend)`) and keeps only what is its backend's own: paths, payloads, how it pages, how it
+authenticates (auth_headers()). This module runs in the server process without Django.
+"""
+
+import httpx2
+
+from toolserver import egress
+from toolserver.adapters.base import Backend, BackendError, BackendRefused, TargetNotFound, WriteContext
+from toolserver.envelope import BackendFailure
+
+DEFAULT_RETRY_AFTER_S = 30
+
+
+class HttpBackend(Backend):
+    def __init__(self, *, url: str, credential: str, timeout_s: float, params=None):
+        super().__init__(url=url, credential=credential, timeout_s=timeout_s, params=params)
+        self._http = egress.http_client(
+            base_url=self.url,
+            headers=self.auth_headers(),
+            timeout=timeout_s,
+            follow_redirects=False,  # a redirect could carry the credential to another host
+        )
+
+    def auth_headers(self) -> dict[str, str]:
+        """How the credential is presented; a bearer token unless the adapter says otherwise."""
+        return {"Authorization": f"Bearer {self._credential}"}
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(
+        self, method: str, path: str, *, target: str = "", params=None, json=None, idempotency_key: str = ""
+    ) -> dict:
+        """One request; its JSON object, or the failure it maps to. None-valued query params are left out."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        params = {key: value for key, value in (params or {}).items() if value is not None}
+        try:
+            response = await self._http.request(method, path, params=params, json=json, headers=headers)
+        except httpx2.TimeoutException:
+            raise BackendError(BackendFailure.TIMEOUT) from None
+        except httpx2.TransportError:
+            raise BackendError(BackendFailure.UNAVAILABLE) from None
+        status = response.status_code
+        if status == 404:
+            raise TargetNotFound(target or path)
+        if status in (400, 409):  # 409: the backend saw this idempotency key for another action
+            raise BackendRefused(self._detail(response))
+        if status in (401, 403):
+            raise BackendError(BackendFailure.FORBIDDEN, status=status)
+        if status == 429:
+            raise BackendError(BackendFailure.RATE_LIMITED, status=status, retry_after_s=self._retry_after(response))
+        if status == 504:
+            raise BackendError(BackendFailure.TIMEOUT, status=status)
+        if status >= 500:
+            raise BackendError(BackendFailure.UNAVAILABLE, status=status)
+        try:
+            body = response.json()
+        except ValueError:
+            raise BackendError(BackendFailure.MALFORMED, status=status) from None
+        if not isinstance(body, dict):
+            raise BackendError(BackendFailure.MALFORMED, status=status)
+        return body
+
+    async def _write(self, path: str, payload: dict, write: WriteContext, *, target: str) -> dict:
+        """A privileged write, carrying its idempotency key so the backend deduplicates too."""
+        return await self._request("POST", path, target=target, json=payload, idempotency_key=write.idempotency_key)
+
+    @staticmethod
+    def _retry_after(response: httpx2.Response) -> int:
+        try:
+            return max(1, int(response.headers.get("Retry-After", str(DEFAULT_RETRY_AFTER_S))))
+        except ValueError:
+            return DEFAULT_RETRY_AFTER_S
+
+    @staticmethod
+    def _detail(response: httpx2.Response) -> str:
+        try:
+            return str(response.json().get("detail", "the backend refused the request"))[:300]
+        except (ValueError, AttributeError):
+            return "the backend refused the request"
