@@ -56,7 +56,7 @@ def backend_of(server: ToolServer | str) -> Backend:
     A credential goes only where it was set for: the deployment's to the deployment's backend, an
     admin's to the adapter and URL it was set with. Pointed anywhere else, the server has none.
     The adapter's parameters come as set; the secret ones still sealed (only the launcher opens
-    them), and cleared whenever the server is pointed elsewhere (console.administration).
+    them), and cleared whenever the server is pointed elsewhere (console.manage.administration).
     """
     if isinstance(server, str):
         return backend_of(ToolServer.objects.select_related("credential").get(name=server))

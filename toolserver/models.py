@@ -49,7 +49,7 @@ class ToolServer(models.Model):
     credential = models.ForeignKey("Credential", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # The adapter's declared parameters (toolserver.adapters.base.Param): the plain ones by value;
     # the secret ones each sealed like a credential, shown only by name, bound like the credential
-    # (pointing the server elsewhere clears them: console.administration.update_server).
+    # (pointing the server elsewhere clears them: console.manage.administration.update_server).
     params = models.JSONField(default=dict, blank=True, help_text="{name: value} of the adapter's plain parameters.")
     secret_params = models.JSONField(
         default=dict, blank=True, editable=False, help_text="{name: Fernet token} of the adapter's secret parameters."

@@ -13,7 +13,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from console import administration
+from console.manage import administration
 from investigations.models import AuditRecord
 from tests.console.test_administration import server_form
 from toolserver import launch
