@@ -18,11 +18,6 @@ from core.problems import InvalidInput, Problem
 from investigations.api_auth import AUTH, auth_for
 from investigations.approvals import services as actions
 from investigations.models import ActionApproval, ActionRequest
-from investigations.runs.selectors import (
-    can_view,
-    sees_all_investigations,
-    visible_investigations,
-)
 
 router = Router(tags=["actions"])
 
@@ -116,10 +111,7 @@ class ListFilter(Schema):
 # -- helpers --------------------------------------------------------------------------------------
 def _visible(user, request_id: int) -> ActionRequest | None:
     """The request, if it exists and `user` may view its investigation; None is answered 404 either way."""
-    request = ActionRequest.objects.select_related("investigation").filter(pk=request_id).first()
-    if request is None or not can_view(user, request.investigation):
-        return None
-    return request
+    return ActionRequest.objects.visible_to(user).select_related("investigation").filter(pk=request_id).first()
 
 
 def _not_found() -> Status:
@@ -160,11 +152,9 @@ def list_actions(request, filters: Query[ListFilter]):
     the approval queue. Each says whether you may decide it (`may_approve`). Pages hold `limit`
     requests; pass `next_cursor` back as `cursor` for the next one."""
     user = request.auth
-    requests = ActionRequest.objects.prefetch_related(  # summary() counts them: one query for the page
+    requests = ActionRequest.objects.visible_to(user).prefetch_related(  # summary() counts them: one query for the page
         Prefetch("approvals", queryset=ActionApproval.objects.only("pk", "request_id"))
     ).order_by("-id")  # ids follow creation: newest first, and a stable cursor
-    if not sees_all_investigations(user):
-        requests = requests.filter(investigation__in=visible_investigations(user))
     if filters.status:
         requests = requests.filter(state=filters.status)
     if filters.investigation:

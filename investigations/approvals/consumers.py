@@ -9,7 +9,7 @@ from channels.db import database_sync_to_async
 from core.sockets import AccessCheckedConsumer, query_flag
 from investigations.approvals import views as views_approvals
 from investigations.approvals.services import APPROVALS_GROUP
-from investigations.runs import selectors
+from investigations.models import sees_any_investigation
 
 
 class ApprovalsConsumer(AccessCheckedConsumer):
@@ -21,8 +21,7 @@ class ApprovalsConsumer(AccessCheckedConsumer):
     """
 
     def may_listen(self, user) -> bool:
-        self.sees_all = selectors.sees_all_investigations(user)
-        return self.sees_all or views_approvals.sees_any_investigation(user)
+        return sees_any_investigation(user)
 
     async def connect(self):
         if not await self.admit():
@@ -35,8 +34,6 @@ class ApprovalsConsumer(AccessCheckedConsumer):
     async def approvals_changed(self, message):
         if not await self.still_allowed():
             return
-        entry = await database_sync_to_async(views_approvals.live_entry)(
-            self.scope["user"], message["request"], sees_all=self.sees_all
-        )
+        entry = await database_sync_to_async(views_approvals.live_entry)(self.scope["user"], message["request"])
         if entry is not None:
             await self.send_json(entry)

@@ -5,7 +5,8 @@ card) post here as plain HTML forms; the pages' script posts the same forms with
 `Accept: application/json` to stay on the page, and gets the request's summary back. Who may
 decide is checked again by `actions` at every decision, whatever the page showed.
 
-A user sees a request only if they may view its investigation: anywhere else it is a 404.
+A user sees a request only if they may view its investigation (`ActionRequest.objects.visible_to`):
+anywhere else it is a 404.
 """
 
 import json
@@ -21,31 +22,16 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from investigations.approvals import services as actions
-from investigations.models import ActionRequest
-from investigations.runs import selectors
+from investigations.models import ActionRequest, sees_any_investigation
 
 RECENT = 20  # decided requests shown below the queue
 REASON_MAX = 1000
 
 
 # -- what the pages and the approvals socket read ------------------------------------------------
-def visible_requests(user):
-    """The requests of the investigations `user` may view."""
-    requests = ActionRequest.objects.all()
-    if selectors.sees_all_investigations(user):
-        return requests
-    return requests.filter(investigation__in=selectors.visible_investigations(user).values("pk"))
-
-
 def pending_count(user) -> int:
-    """The navigation's badge: one count query."""
-    if not (user.is_authenticated and user.is_active):
-        return 0
-    return visible_requests(user).filter(state=ActionRequest.State.PENDING).count()
-
-
-def sees_any_investigation(user) -> bool:
-    return selectors.sees_all_investigations(user) or selectors.visible_investigations(user).exists()
+    """The navigation's badge: one count query (none for a signed-out user)."""
+    return ActionRequest.objects.visible_to(user).filter(state=ActionRequest.State.PENDING).count()
 
 
 def alert_of(request: ActionRequest) -> dict:
@@ -53,11 +39,9 @@ def alert_of(request: ActionRequest) -> dict:
     return {"title": alert.title, "source": alert.source, "external_id": alert.external_id}
 
 
-def live_entry(user, summary: dict, *, sees_all: bool) -> dict | None:
+def live_entry(user, summary: dict) -> dict | None:
     """What the approvals socket sends `user` about a changed request; None if it is not theirs to see."""
-    if not (sees_all or selectors.can_view_id(user, summary["investigation_id"])):
-        return None
-    request = ActionRequest.objects.select_related("investigation__alert").filter(pk=summary["id"]).first()
+    request = ActionRequest.objects.visible_to(user).select_related("investigation__alert").filter(pk=summary["id"]).first()
     if request is None:
         return None
     return {"type": "request", "request": summary, "alert": alert_of(request), "pending": pending_count(user)}
@@ -78,7 +62,7 @@ def snapshot(user, *, with_requests: bool) -> dict:
 
 def _queue(user) -> tuple[list[ActionRequest], list[ActionRequest]]:
     """Pending requests oldest first, and the latest decided ones, newest decision first."""
-    visible = visible_requests(user).select_related("investigation__alert").prefetch_related("approvals", "transitions")
+    visible = ActionRequest.objects.visible_to(user).select_related("investigation__alert").prefetch_related("approvals", "transitions")
     pending = list(visible.filter(state=ActionRequest.State.PENDING).order_by("created_at", "id"))
     recent = list(
         visible.exclude(state=ActionRequest.State.PENDING)
@@ -90,12 +74,13 @@ def _queue(user) -> tuple[list[ActionRequest], list[ActionRequest]]:
 
 def _visible_or_404(user, pk: int) -> ActionRequest:
     request = (
-        ActionRequest.objects.select_related("investigation__alert")
+        ActionRequest.objects.visible_to(user)
+        .select_related("investigation__alert")
         .prefetch_related("approvals__user", "transitions")
         .filter(pk=pk)
         .first()
     )
-    if request is None or not selectors.can_view(user, request.investigation):
+    if request is None:
         raise Http404("No such action request.")
     return request
 

@@ -12,6 +12,7 @@ from core.problems import InvalidInput, Problem
 from investigations.api_auth import auth_for
 from investigations.audit import chain as audit
 from investigations.audit import trail as audit_trail
+from investigations.models import may_read_trail, reads_whole_trail
 
 router = Router(tags=["audit"])
 
@@ -63,11 +64,11 @@ class Digest(Schema):
 
 
 def _readers(request, user):
-    return None if audit_trail.may_read(user) else (403, "You may not read the audit trail.")
+    return None if may_read_trail(user) else (403, "You may not read the audit trail.")
 
 
 def _digest_readers(request, user):
-    return None if audit_trail.reads_all(user) else (403, "Only managers and admins may export the digest.")
+    return None if reads_whole_trail(user) else (403, "Only managers and admins may export the digest.")
 
 
 @router.get("/audit", auth=auth_for(_readers), response={200: AuditPage, 400: InvalidInput, 401: Problem, 403: Problem},

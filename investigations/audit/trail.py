@@ -1,9 +1,10 @@
-"""Reading the audit trail: who sees which records, the filters, keyset pages and streamed exports.
+"""Reading the audit trail: the filters, keyset pages and streamed exports.
 
-The pages and the API share all of it. Managers and admins (the model permission
-`view_auditrecord`) see every record; an analyst sees the trails of their own investigations:
-those of alerts they raised, those they decided an action in, and those granted to them or their
-team (the django-guardian object permission `view_investigation`). Every read is itself recorded
+The pages and the API share all of it. Who reads which records is the model's rule
+(`AuditRecord.objects.visible_to`, investigations/models/audit.py): managers and admins (the model
+permission `view_auditrecord`) read every record; an analyst the trails of their own
+investigations: those of alerts they raised, those they decided an action in, and those granted
+to them or their team (the django-guardian object permission `view_investigation`). Every read is itself recorded
 (investigations.audit.chain.record_access) and a listing or an export stops just before its own record,
 so the two agree.
 """
@@ -18,18 +19,14 @@ from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.db.models import Q
 from django.http import StreamingHttpResponse
-from guardian.shortcuts import get_objects_for_user
 from ninja import Field, Schema
 from pydantic import ConfigDict, StringConstraints, field_validator
 
 from core.inputs import FilterDateTime
-from core.roles import ANALYST, has_role
 from investigations.audit import chain as audit
-from investigations.models import ActionTransition, AuditRecord, Investigation
-from investigations.runs.selectors import VIEW
+from investigations.models import AuditRecord, Investigation, reads_whole_trail
 from toolserver.audit import Outcome, keyed_hash
 
-READ_ALL = "investigations.view_auditrecord"
 PAGE_SIZE = 50
 EXPORT_BATCH = 2000
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
@@ -81,33 +78,6 @@ class AuditFilter(Schema):
         """The filters given, as strings: what the access record and the page's links carry."""
         return {name: value.isoformat() if isinstance(value, datetime) else value
                 for name, value in self.model_dump(exclude_none=True).items()}
-
-
-# -- who sees what ---------------------------------------------------------------------------------
-def reads_all(user) -> bool:
-    return user.is_authenticated and user.is_active and user.has_perm(READ_ALL)
-
-
-def may_read(user) -> bool:
-    """Managers and admins read the whole trail; analysts their own investigations' trails."""
-    return reads_all(user) or (user.is_authenticated and user.is_active and has_role(user, ANALYST))
-
-
-def own_investigation_ids(user) -> set[int]:
-    granted = get_objects_for_user(user, VIEW, Investigation, accept_global_perms=False, with_superuser=False)
-    raised = Investigation.objects.filter(Q(alert__submitted_by=user) | Q(requested_by=user))
-    decided = ActionTransition.objects.filter(actor=f"user:{user.get_username()}").values("request__investigation")
-    ids = set(granted.values_list("pk", flat=True)) | set(raised.values_list("pk", flat=True))
-    return ids | set(Investigation.objects.filter(pk__in=decided).values_list("pk", flat=True))
-
-
-def visible_records(user):
-    records = AuditRecord.objects.all()
-    if reads_all(user):
-        return records
-    if not may_read(user):
-        return records.none()
-    return records.filter(correlation_id__in=[Investigation.correlation_id_of(pk) for pk in own_investigation_ids(user)])
 
 
 def outcome_of_dispatch(record: AuditRecord) -> AuditRecord | None:
@@ -209,7 +179,7 @@ def export_lines(records, fmt: str, size: int = 0, complete: bool = True):
 def exporting(user, filters: AuditFilter, fmt: str):
     """Record the export and give its lines: complete (every record up to it) or filtered, with proofs."""
     records, access = _reading(user, "export", filters, format=fmt)
-    return export_lines(records, fmt, size=access.seq - 1, complete=reads_all(user) and not filters.active())
+    return export_lines(records, fmt, size=access.seq - 1, complete=reads_whole_trail(user) and not filters.active())
 
 
 async def aexport_lines(lines):
@@ -254,5 +224,5 @@ def reading(user, what: str, filters: AuditFilter | None = None, **details):
 def _reading(user, what: str, filters: AuditFilter | None = None, **details):
     active = filters.active() if filters is not None else {}
     access = audit.record_access(user, what, **({"filters": active} if active else {}), **details)
-    records = visible_records(user).filter(seq__lt=access.seq)
+    records = AuditRecord.objects.visible_to(user).filter(seq__lt=access.seq)
     return (filtered(records, filters) if filters is not None else records), access

@@ -1,7 +1,7 @@
 """The audit trail pages: the filtered list, one record, an investigation's timeline, exports, the digest.
 
-Managers and admins read everything; analysts their own investigations' trails (audit_trail);
-anyone else gets 403. Every read is recorded before it is answered.
+Managers and admins read everything; analysts their own investigations' trails
+(`AuditRecord.objects.visible_to`); anyone else gets 403. Every read is recorded before it is answered.
 """
 
 import json
@@ -15,7 +15,15 @@ from django.utils.http import urlencode
 
 from investigations.audit import chain as audit
 from investigations.audit import trail as audit_trail
-from investigations.models import ActionRequest, AuditRecord, Event, Investigation
+from investigations.models import (
+    ActionRequest,
+    AuditRecord,
+    Event,
+    Investigation,
+    may_read_trail,
+    reads_whole_trail,
+    trails_visible_to,
+)
 from toolserver.audit import Outcome, result_digest
 from toolserver.catalog import SERVERS
 
@@ -27,7 +35,7 @@ def _reader(view):
 
     @login_required
     def check(request, *args, **kwargs):
-        if not audit_trail.may_read(request.user):
+        if not may_read_trail(request.user):
             raise PermissionDenied
         return view(request, *args, **kwargs)
 
@@ -73,7 +81,7 @@ def _list_context(request, filters) -> dict:
         "outcomes": [outcome.value for outcome in Outcome],
         "servers": list(SERVERS),
         "tools": sorted(tool.name for server in SERVERS.values() for tool in server.tools),
-        "reads_all": audit_trail.reads_all(request.user),
+        "reads_all": reads_whole_trail(request.user),
     }
 
 
@@ -93,7 +101,7 @@ def audit_record(request, seq: int):
 @_reader
 def timeline(request, pk: int):
     investigation = get_object_or_404(Investigation.objects.select_related("alert"), pk=pk)
-    if not (audit_trail.reads_all(request.user) or pk in audit_trail.own_investigation_ids(request.user)):
+    if not trails_visible_to(request.user).contains(investigation):
         raise Http404("No such investigation trail.")
     records = list(
         audit_trail.reading(request.user, "timeline", investigation=pk)
@@ -166,7 +174,7 @@ def export(request):
 
 @_reader
 def digest(request):
-    if not audit_trail.reads_all(request.user):
+    if not reads_whole_trail(request.user):
         raise PermissionDenied
     audit_trail.reading(request.user, "digest")
     body = audit.signed_digest()

@@ -1,5 +1,9 @@
 """The investigations app's models, one module per room; all under the one app label
-`investigations`, so moving them here moved no table."""
+`investigations`, so moving them here moved no table.
+
+Who may see what is each model's queryset method `visible_to(user)`: `Investigation.objects`,
+`ActionRequest.objects` and `AuditRecord.objects` (architecture rule 12).
+"""
 
 from investigations.models.approvals import (
     ActionApproval,
@@ -13,9 +17,18 @@ from investigations.models.audit import (
     AuditQuerySet,
     AuditRecord,
     AuditRefused,
+    may_read_trail,
+    reads_whole_trail,
+    trails_visible_to,
 )
 from investigations.models.intake import Alert, Integration
-from investigations.models.runs import Budgets, Event, Investigation
+from investigations.models.runs import (
+    Budgets,
+    Event,
+    Investigation,
+    sees_any_investigation,
+    sees_every_investigation,
+)
 from investigations.models.tokens import ApiToken
 
 __all__ = [
@@ -34,4 +47,9 @@ __all__ = [
     "Integration",
     "Investigation",
     "ToolPolicy",
+    "may_read_trail",
+    "reads_whole_trail",
+    "sees_any_investigation",
+    "sees_every_investigation",
+    "trails_visible_to",
 ]

@@ -34,6 +34,13 @@ class ToolPolicy(models.Model):
         return self.tool
 
 
+class ActionRequestQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """The requests `user` may see: those of the investigations they may see (the investigation's
+        rule, InvestigationQuerySet.visibility, applied through the foreign key; architecture rule 12)."""
+        return self.filter(Investigation.objects.visibility(user, through="investigation"))
+
+
 class ActionRequest(models.Model):
     """A privileged write the agent asked for, waiting for (or past) an analyst's decision.
 
@@ -73,6 +80,8 @@ class ActionRequest(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True, help_text="While executing: when a stalled run may be retried.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ActionRequestQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -1,8 +1,44 @@
-"""The audit trail: one hash-chained record per tool call, decision and change, and its head."""
+"""The audit trail: one hash-chained record per tool call, decision and change, its head; and who reads which records."""
 
 from datetime import timedelta
 
 from django.db import models
+from django.db.models import Q
+
+from core.roles import ANALYST, has_role
+from investigations.models.approvals import ActionTransition
+from investigations.models.runs import Investigation
+
+READ_ALL = "investigations.view_auditrecord"
+
+
+def reads_whole_trail(user) -> bool:
+    """Managers and admins (the model permission `view_auditrecord`) read every record."""
+    return bool(user.is_authenticated and user.is_active and user.has_perm(READ_ALL))
+
+
+def may_read_trail(user) -> bool:
+    """Managers and admins read the whole trail; analysts their own investigations' trails; nobody else any."""
+    return reads_whole_trail(user) or bool(user.is_authenticated and user.is_active and has_role(user, ANALYST))
+
+
+def trails_visible_to(user):
+    """The investigations whose trails `user` reads: every one for a reader of the whole trail; for an
+    analyst their own: those granted to them or their team (the investigation's rule,
+    InvestigationQuerySet.granted_to), those they raised (submitted the alert, asked for the
+    investigation) and those they decided an action in; none for anyone else."""
+    investigations = Investigation.objects.all()
+    if reads_whole_trail(user):
+        return investigations
+    if not may_read_trail(user):
+        return investigations.none()
+    decided = ActionTransition.objects.filter(actor=f"user:{user.get_username()}").values("request__investigation")
+    return investigations.filter(
+        Q(pk__in=Investigation.objects.granted_to(user).values("pk"))
+        | Q(alert__submitted_by=user)
+        | Q(requested_by=user)
+        | Q(pk__in=decided)
+    )
 
 
 class AuditRefused(Exception):
@@ -10,6 +46,15 @@ class AuditRefused(Exception):
 
 
 class AuditQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """The records `user` may read (architecture rule 12): every one for a reader of the whole
+        trail; else the records of the investigations whose trails they read (`trails_visible_to`),
+        matched by correlation id. Records of no investigation (admin changes, sign-ins, reads of
+        the trail) are only the whole trail's."""
+        if reads_whole_trail(user):
+            return self.all()
+        return self.filter(correlation_id__in=trails_visible_to(user).correlation_ids())
+
     def update(self, **kwargs):
         raise AuditRefused("Audit records cannot be changed.")
 

@@ -1,13 +1,70 @@
-"""Investigations, the events each one streams, and their budgets."""
+"""Investigations, the events each one streams, and their budgets; and who may see an investigation."""
 
 import uuid
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import CharField, Q, Value
+from django.db.models.functions import Cast, Concat
 
 from investigations.models.intake import Alert
+
+VIEW = "investigations.view_investigation"
+CORRELATION_PREFIX = "investigation-"  # an investigation's audit records carry "investigation-<pk>"
+
+
+def sees_every_investigation(user) -> bool:
+    """Whether `user` sees every investigation: the roles holding the model permission
+    `view_investigation` (analysts, managers), and superusers, while signed in and active."""
+    return bool(user.is_authenticated and user.is_active and user.has_perm(VIEW))
+
+
+def sees_any_investigation(user) -> bool:
+    """Whether `user` sees some investigation now, or every one (so also before the first)."""
+    return sees_every_investigation(user) or Investigation.objects.visible_to(user).exists()
+
+
+class InvestigationQuerySet(models.QuerySet):
+    """Who may see which investigation, written once (architecture rule 12).
+
+    Every page, API call, socket and export asks `visible_to`; the rules of the models that
+    belong to an investigation (its action requests, its audit records) are built from
+    `visibility` and `granted_to`, never restated.
+    """
+
+    @staticmethod
+    def visibility(user, *, through: str = "") -> Q:
+        """The rule, as a condition on an investigation reached from another model through the
+        foreign key `through` ("investigation"), or on the investigation itself.
+
+        Nobody signed out or deactivated sees any; a user who sees every investigation (see
+        `sees_every_investigation`) sees all; anyone else sees those granted to them or to a team
+        of theirs (`granted_to`). The condition holds no superfluous filter for those who see all.
+        """
+        pk_in = f"{through}__pk__in" if through else "pk__in"
+        if not (user.is_authenticated and user.is_active):
+            return Q(**{pk_in: []})  # empty: answered without a query
+        if sees_every_investigation(user):
+            return Q()
+        return Q(**{pk_in: Investigation.objects.granted_to(user).values("pk")})
+
+    def visible_to(self, user):
+        """The investigations of this queryset that `user` may see."""
+        return self.filter(self.visibility(user))
+
+    def granted_to(self, user):
+        """Those granted to `user` or a team of theirs: the django-guardian object permission
+        `view_investigation` on the investigation (a model permission or superuser status is not
+        a grant)."""
+        from guardian.shortcuts import get_objects_for_user  # guardian's models load after ours
+
+        return get_objects_for_user(user, VIEW, self, accept_global_perms=False, with_superuser=False)
+
+    def correlation_ids(self):
+        """Their correlation ids (`Investigation.correlation_id`), as a subquery."""
+        as_text = Concat(Value(CORRELATION_PREFIX), Cast("pk", CharField()), output_field=CharField())
+        return self.order_by().annotate(correlation=as_text).values("correlation")
 
 
 class Investigation(models.Model):
@@ -60,6 +117,8 @@ class Investigation(models.Model):
     waiting_since = models.DateTimeField(null=True, blank=True)
     waited_seconds = models.FloatField(default=0)
 
+    objects = InvestigationQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
@@ -78,7 +137,7 @@ class Investigation(models.Model):
 
     @staticmethod
     def correlation_id_of(pk: int) -> str:
-        return f"investigation-{pk}"
+        return f"{CORRELATION_PREFIX}{pk}"
 
     @property
     def model_name(self) -> str:

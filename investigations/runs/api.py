@@ -12,7 +12,6 @@ from investigations.approvals import services as actions
 from investigations.approvals.api import ActionSummary
 from investigations.models import ActionApproval, Investigation
 from investigations.runs import services
-from investigations.runs.selectors import can_view
 
 router = Router(tags=["investigations"])
 NOT_FOUND = "No such investigation."
@@ -42,13 +41,13 @@ class InvestigationOut(Schema):
 
 
 def _visible(user, investigation_id: int) -> Investigation | None:
-    investigation = (
-        Investigation.objects.select_related("alert")
+    return (
+        Investigation.objects.visible_to(user)
+        .select_related("alert")
         .prefetch_related(Prefetch("action_requests__approvals", queryset=ActionApproval.objects.only("pk", "request_id")))
         .filter(pk=investigation_id)
         .first()
     )
-    return investigation if investigation is not None and can_view(user, investigation) else None
 
 
 def _out(investigation: Investigation) -> dict:

@@ -8,6 +8,7 @@ origins are refused before this by console.asgi's SameOriginValidator.
 from channels.db import database_sync_to_async
 
 from core.sockets import AccessCheckedConsumer
+from investigations.models import Investigation, sees_every_investigation
 from investigations.runs import selectors
 from investigations.runs.events import LIST_GROUP, group_name
 
@@ -20,7 +21,7 @@ class InvestigationConsumer(AccessCheckedConsumer):
     """
 
     def may_listen(self, user) -> bool:
-        return selectors.can_view_id(user, self.investigation_id)
+        return _sees(user, self.investigation_id)
 
     async def connect(self):
         self.investigation_id = int(self.scope["url_route"]["kwargs"]["pk"])
@@ -46,7 +47,7 @@ class InvestigationListConsumer(AccessCheckedConsumer):
     """Status changes for the investigations list, filtered to what the user may see."""
 
     def may_listen(self, user) -> bool:
-        self.sees_all = selectors.sees_all_investigations(user)
+        self.sees_all = sees_every_investigation(user)
         return True  # any signed-in user has the list; what it is sent is filtered
 
     async def connect(self):
@@ -59,8 +60,12 @@ class InvestigationListConsumer(AccessCheckedConsumer):
         entry = message["investigation"]
         if not await self.still_allowed():
             return
-        if self.sees_all or await database_sync_to_async(selectors.can_view_id)(self.scope["user"], entry["id"]):
+        if self.sees_all or await database_sync_to_async(_sees)(self.scope["user"], entry["id"]):
             await self.send_json({"type": "status", "investigation": entry})
+
+
+def _sees(user, investigation_id: int) -> bool:
+    return Investigation.objects.visible_to(user).filter(pk=investigation_id).exists()
 
 
 def _after(query_string: bytes) -> int:

@@ -1,36 +1,7 @@
-"""Who may see which investigation, and what the pages and sockets read."""
+"""What the investigation pages and sockets read. Who may see an investigation is the model's rule
+(`Investigation.objects.visible_to`), asked before anything here is read."""
 
-from guardian.shortcuts import get_objects_for_user
-
-from investigations.models import Event, Investigation
-
-VIEW = "investigations.view_investigation"
-
-
-def sees_all_investigations(user) -> bool:
-    """The analyst and manager roles (and superusers) see every investigation."""
-    return user.is_authenticated and user.is_active and user.has_perm(VIEW)
-
-
-def can_view(user, investigation: Investigation) -> bool:
-    """A role that sees all, or a django-guardian object permission on this one (a team's)."""
-    if not (user.is_authenticated and user.is_active):
-        return False
-    return user.has_perm(VIEW) or user.has_perm(VIEW, investigation)
-
-
-def can_view_id(user, investigation_id: int) -> bool:
-    investigation = Investigation.objects.filter(pk=investigation_id).first()
-    return investigation is not None and can_view(user, investigation)
-
-
-def visible_investigations(user):
-    investigations = Investigation.objects.select_related("alert")
-    if sees_all_investigations(user):
-        return investigations
-    if not (user.is_authenticated and user.is_active):
-        return investigations.none()
-    return get_objects_for_user(user, VIEW, investigations, accept_global_perms=False)
+from investigations.models import Event
 
 
 def events_after(investigation_id: int, seq: int) -> list[dict]:

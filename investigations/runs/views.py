@@ -14,7 +14,7 @@ PAGE_SIZE = 50
 
 @login_required
 def investigation_list(request):
-    investigations = selectors.visible_investigations(request.user).order_by("-created_at", "-id")
+    investigations = Investigation.objects.visible_to(request.user).select_related("alert").order_by("-created_at", "-id")
     page = Paginator(investigations, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "investigations/list.html", {"page": page})
 
@@ -22,7 +22,7 @@ def investigation_list(request):
 @login_required
 def investigation_detail(request, pk: int):
     investigation = get_object_or_404(Investigation.objects.select_related("alert"), pk=pk)
-    if not selectors.can_view(request.user, investigation):
+    if not Investigation.objects.visible_to(request.user).contains(investigation):
         raise PermissionDenied
     # Read after the investigation: the events are at least as new as its row, and the page's
     # script brings status and verdict up to date from them.

@@ -19,7 +19,6 @@ from django.views.decorators.http import require_POST
 from investigations.approvals import services as actions
 from investigations.approvals.channels import base
 from investigations.models import ActionRequest
-from investigations.runs.selectors import can_view
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +38,8 @@ def callback(request, channel: str):
     if user is None:
         log.warning("approval channel %s: callback from an unlinked platform user refused", inbound.name)
         return _answer(403, "This platform user is not linked to an active Gatehouse user.")
-    action = ActionRequest.objects.select_related("investigation").filter(pk=identity.request_id).first()
-    if action is None or not can_view(user, action.investigation):
+    action = ActionRequest.objects.visible_to(user).filter(pk=identity.request_id).first()
+    if action is None:
         return _answer(404, "No such action request.")
     try:
         if identity.decision == "approve":
