@@ -3,6 +3,7 @@ from functools import cached_property
 from django.utils.functional import SimpleLazyObject
 
 from console.navigation import items_for
+from core import transitions
 from core.roles import roles_of
 
 
@@ -11,6 +12,7 @@ def navigation(request):
     if user is None or not user.is_authenticated:
         return {"pending_approvals": 0}
     from investigations.approvals.views import pending_count
+    from investigations.models import ActionRequest
 
     items = items_for(user)
     return {
@@ -20,6 +22,8 @@ def navigation(request):
         "pending_approvals": SimpleLazyObject(lambda: pending_count(user)),
         "approvals_live": any(item["badge"] == "pending_approvals" for item in items),
         "approvable_tools": ApprovableTools(user),
+        # The request's state machine (ActionRequest.TRANSITIONS), for the decision cards' script.
+        "request_states": transitions.as_page_data(ActionRequest.TRANSITIONS, ActionRequest.INITIAL),
     }
 
 
