@@ -152,3 +152,22 @@ def test_the_gate_services_make_every_move_of_the_table_and_no_other(waiting, an
     moves = set(ActionTransition.objects.filter(request__investigation=investigation).values_list("from_state", "to_state"))
     assert ("", ActionRequest.INITIAL) in moves
     assert moves - {("", ActionRequest.INITIAL)} == pairs(ActionRequest.TRANSITIONS)
+
+
+@pytest.mark.django_db
+def test_a_requests_page_shows_the_states_it_can_still_become_and_hands_the_table_to_the_script(
+    client, analyst, make_investigation
+):
+    investigation = make_investigation()
+    client.force_login(analyst)
+    page = client.get(f"/approvals/{new_request(investigation).pk}/").content.decode()
+    line = page[page.index('class="can-become"'):]
+    line = line[:line.index("</p>")]
+    shown = [state for state in State.values if f'data-state="{state}"' in line]
+    assert shown == ["approved", "executing", "succeeded", "failed", "rejected", "expired", "cancelled"]
+    assert 'id="request-states"' in page and '"pending": ["pending"]' in page  # the trails, from the table
+
+    page = client.get(f"/approvals/{new_request(investigation, State.EXPIRED).pk}/").content.decode()
+    line = page[page.index('class="can-become"'):]
+    line = line[:line.index("</p>")]
+    assert 'data-state=' not in line and "its state is final" in line and "hidden" not in line
