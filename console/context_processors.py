@@ -3,6 +3,7 @@ from functools import cached_property
 from django.utils.functional import SimpleLazyObject
 
 from console.navigation import items_for
+from core import transitions
 from core.roles import roles_of
 
 
@@ -11,6 +12,7 @@ def navigation(request):
     if user is None or not user.is_authenticated:
         return {"pending_approvals": 0}
     from investigations.approvals.views import pending_count
+    from investigations.models import ActionRequest
 
     items = items_for(user)
     return {
@@ -20,11 +22,13 @@ def navigation(request):
         "pending_approvals": SimpleLazyObject(lambda: pending_count(user)),
         "approvals_live": any(item["badge"] == "pending_approvals" for item in items),
         "approvable_tools": ApprovableTools(user),
+        # The request's state machine (ActionRequest.TRANSITIONS), for the decision cards' script.
+        "request_states": transitions.as_page_data(ActionRequest.TRANSITIONS, ActionRequest.INITIAL),
     }
 
 
 class ApprovableTools:
-    """The write tools `user` may approve (`actions.may_approve`), worked out only if a page asks.
+    """The write tools `user` may approve (`investigations.approvals.services.may_approve`), worked out only if a page asks.
 
     Pages show a decision's buttons disabled for the others; the decision itself checks again.
     """
@@ -34,9 +38,9 @@ class ApprovableTools:
 
     @cached_property
     def tools(self) -> list[str]:
-        from investigations.approvals import services as actions
+        from investigations.approvals.services import may_approve, write_tools
 
-        return [tool for tool in sorted(actions.write_tools()) if actions.may_approve(self.user, tool)]
+        return [tool for tool in sorted(write_tools()) if may_approve(self.user, tool)]
 
     def __contains__(self, tool) -> bool:
         return tool in self.tools

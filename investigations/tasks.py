@@ -5,8 +5,8 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from investigations.approvals import services as actions
 from investigations.approvals.channels import deliveries
+from investigations.approvals.services import execute, expire_due, stalled_executions
 from investigations.runs import agent, services
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def sweep_investigations(queued_for_s: float | None = None) -> list[int]:
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def execute_action(request_id: int) -> None:
-    actions.execute(request_id)
+    execute(request_id)
 
 
 @shared_task(ignore_result=True)
@@ -51,9 +51,9 @@ def sweep_actions() -> dict:
     """Expire undecided requests past their time; tell the approval channels of overdue requests and
     send the deliveries due (failed ones again, after their backoff); hand approved requests no worker
     ran to one."""
-    expired = actions.expire_due()
+    expired = expire_due()
     deliveries.sweep()
-    stalled = actions.stalled_executions(approved_for_s=settings.SWEEP_INTERVAL_S)
+    stalled = stalled_executions(approved_for_s=settings.SWEEP_INTERVAL_S)
     for request_id in stalled:
         execute_action.delay(request_id)
     return {"expired": expired, "executing": stalled}

@@ -18,7 +18,7 @@ from django.test import Client
 from django.urls import reverse
 
 from console.manage import administration
-from investigations.approvals import services as actions
+from investigations.approvals import services as approvals
 from investigations.intake.services import receive_alert
 from investigations.models import AuditRecord, Event, Investigation
 from investigations.runs import agent, llm
@@ -61,10 +61,10 @@ def drive(external_id: str, analyst, *, reject: bool = False) -> Investigation:
             return investigation
         for request in investigation.action_requests.filter(state="pending"):
             if reject:
-                actions.reject(request.pk, analyst, "Not this one: a change freeze is on.")
+                approvals.reject(request.pk, analyst, "Not this one: a change freeze is on.")
             else:
-                actions.approve(request.pk, analyst)
-                actions.execute(request.pk)
+                approvals.approve(request.pk, analyst)
+                approvals.execute(request.pk)
     raise AssertionError(f"{external_id} did not end")
 
 

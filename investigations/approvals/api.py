@@ -16,7 +16,7 @@ from pydantic import ConfigDict, StringConstraints
 
 from core.problems import InvalidInput, Problem
 from investigations.api_auth import AUTH, auth_for
-from investigations.approvals import services as actions
+from investigations.approvals import services
 from investigations.models import ActionApproval, ActionRequest
 
 router = Router(tags=["actions"])
@@ -126,16 +126,16 @@ def _decide(user, request_id: int, decide) -> Status:
     """Run one decision of the service and answer with its outcome (may_decide has judged the person)."""
     try:
         request = decide()
-    except actions.NotAllowed as refused:
+    except services.NotAllowed as refused:
         return Status(403, Problem(detail=str(refused)))
-    except actions.NotPending as refused:
+    except services.NotPending as refused:
         current = refused.request
-        return Status(409, NotPendingProblem(detail=str(refused), state=current.state, request=actions.summary(current)))
-    except actions.NotFound:
+        return Status(409, NotPendingProblem(detail=str(refused), state=current.state, request=services.summary(current)))
+    except services.NotFound:
         return _not_found()
-    except actions.DecisionRefused as refused:
+    except services.DecisionRefused as refused:
         return Status(409, Problem(detail=str(refused)))
-    return Status(200, actions.summary(request))
+    return Status(200, services.summary(request))
 
 
 # -- endpoints ------------------------------------------------------------------------------------
@@ -167,8 +167,8 @@ def list_actions(request, filters: Query[ListFilter]):
     items = []
     for action in page:
         if action.tool not in allowed:
-            allowed[action.tool] = actions.may_approve(user, action.tool)
-        items.append(actions.summary(action) | {"may_approve": allowed[action.tool]})
+            allowed[action.tool] = services.may_approve(user, action.tool)
+        items.append(services.summary(action) | {"may_approve": allowed[action.tool]})
     return {"items": items, "next_cursor": page[-1].pk if more else None}
 
 
@@ -195,8 +195,8 @@ def action_detail(request, id: int):
         {"username": a.user.get_username(), "reason": a.reason, "at": _when(a.created_at)}
         for a in action.approvals.select_related("user").order_by("created_at", "id")
     ]
-    return actions.summary(action) | {
-        "may_approve": actions.may_approve(user, action.tool),
+    return services.summary(action) | {
+        "may_approve": services.may_approve(user, action.tool),
         "transitions": transitions,
         "approved_by": approved_by,
     }
@@ -211,7 +211,7 @@ def may_decide(request, user):
         action = None
     if action is None:
         return 404, "No such action request."
-    if not actions.may_approve(user, action.tool):
+    if not services.may_approve(user, action.tool):
         return 403, f"You are not allowed to approve {action.tool}."
     return None
 
@@ -235,7 +235,7 @@ def approve_action(request, id: int, decision: ApproveIn = None):
     and a worker fires it, once. 403 if you may not approve this tool; 409 if it is no longer
     pending (`state` says what it is now) or you approved it already (four-eyes needs another person)."""
     reason = decision.reason if decision is not None else ""
-    return _decide(request.auth, id, lambda: actions.approve(id, request.auth, reason))
+    return _decide(request.auth, id, lambda: services.approve(id, request.auth, reason))
 
 
 @router.post(
@@ -249,4 +249,4 @@ def approve_action(request, id: int, decision: ApproveIn = None):
 def reject_action(request, id: int, decision: RejectIn):
     """Reject it with a reason (required, at most 1000 characters): nothing reaches the backend, and
     the agent is told your reason. 403 if you may not decide this tool; 409 if it is no longer pending."""
-    return _decide(request.auth, id, lambda: actions.reject(id, request.auth, decision.reason))
+    return _decide(request.auth, id, lambda: services.reject(id, request.auth, decision.reason))

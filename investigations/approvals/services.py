@@ -23,7 +23,7 @@ from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
 
-from core import live
+from core import live, transitions
 from investigations.approvals.channels import deliveries as channel_deliveries
 from investigations.audit import chain as audit_trail
 from investigations.models import (
@@ -350,10 +350,9 @@ def execute(request_id: int) -> None:
     """Fire an approved request once (Celery task). Safe to run again: the key keeps it to one write."""
     now = timezone.now()
     lease = now + timedelta(seconds=settings.TOOLSERVER_WRITE_LEASE_S)
-    rows = ActionRequest.objects.filter(pk=request_id)
-    if rows.filter(state=State.APPROVED).update(state=State.EXECUTING, lease_expires_at=lease):
+    if _moved(request_id, State.APPROVED, State.EXECUTING, lease_expires_at=lease):
         from_state, why = State.APPROVED, ""
-    elif rows.filter(state=State.EXECUTING, lease_expires_at__lt=now).update(lease_expires_at=lease):
+    elif _moved(request_id, State.EXECUTING, State.EXECUTING, Q(lease_expires_at__lt=now), lease_expires_at=lease):
         from_state, why = State.EXECUTING, "again: the previous run stopped (the idempotency key keeps it to one write)"
     else:
         return  # decided otherwise, or another worker is running it
@@ -372,9 +371,8 @@ def execute(request_id: int) -> None:
         return
     state = State.FAILED if is_error(result) else State.SUCCEEDED
     with transaction.atomic():
-        if not ActionRequest.objects.filter(pk=request_id, state=State.EXECUTING).update(
-            state=state, result=result, outcome=describe_outcome(request, result), lease_expires_at=None
-        ):
+        if not _moved(request_id, State.EXECUTING, state,
+                      result=result, outcome=describe_outcome(request, result), lease_expires_at=None):
             return
         request.refresh_from_db()
         _transition(request, State.EXECUTING, state, "system", request.outcome)
@@ -441,12 +439,18 @@ def _context(investigation: Investigation, *, actor: str, approval: str = "", to
     )
 
 
+def _moved(request_id: int, from_state: str, to_state: str, when: Q | None = None, **fields) -> bool:
+    """One guarded update, and whether it moved the row: a move ActionRequest.TRANSITIONS does not allow
+    raises IllegalTransition before the row is touched; the WHERE clause holds the state it must come from
+    (and `when`). Every change of a request's state goes through here."""
+    transitions.check(ActionRequest.TRANSITIONS, from_state, to_state, what="an action request")
+    rows = ActionRequest.objects.filter(when or Q(), pk=request_id, state=from_state)
+    return bool(rows.update(state=to_state, updated_at=timezone.now(), **fields))
+
+
 def _move(request: ActionRequest, from_state: str, to_state: str, actor: str, reason: str) -> None:
-    """One guarded transition: the WHERE clause holds the state it must come from."""
-    moved = ActionRequest.objects.filter(pk=request.pk, state=from_state).update(
-        state=to_state, result=request.result, outcome=request.outcome, updated_at=timezone.now()
-    )
-    if not moved:
+    """One guarded transition of a decision (_moved), recorded; NotPending when another got there first."""
+    if not _moved(request.pk, from_state, to_state, result=request.result, outcome=request.outcome):
         request.refresh_from_db(fields=["state"])  # the state that won, for the caller to report
         raise NotPending(f"This request {_STATE_PHRASES[request.state]}.", request)
     request.state = to_state
@@ -454,7 +458,10 @@ def _move(request: ActionRequest, from_state: str, to_state: str, actor: str, re
 
 
 def _transition(request: ActionRequest, from_state: str, to_state: str, actor: str, reason: str) -> None:
-    """One recorded transition, announced to the approval channels once it commits."""
+    """One recorded transition, announced to the approval channels once it commits; a step the table
+    does not allow is refused, a new request's first ("" -> its initial state) included."""
+    if from_state or to_state != ActionRequest.INITIAL:
+        transitions.check(ActionRequest.TRANSITIONS, from_state, to_state, what="an action request")
     ActionTransition.objects.create(request=request, from_state=from_state, to_state=to_state, actor=actor, reason=reason)
     channel_deliveries.announce_on_commit(request.pk, from_state, to_state)
 

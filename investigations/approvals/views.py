@@ -3,7 +3,7 @@
 The decision forms (on the queue, on a request's page and on the investigation page's decision
 card) post here as plain HTML forms; the pages' script posts the same forms with
 `Accept: application/json` to stay on the page, and gets the request's summary back. Who may
-decide is checked again by `actions` at every decision, whatever the page showed.
+decide is checked again by its services at every decision, whatever the page showed.
 
 A user sees a request only if they may view its investigation (`ActionRequest.objects.visible_to`):
 anywhere else it is a 404.
@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from investigations.approvals import services as actions
+from investigations.approvals import services
 from investigations.models import ActionRequest, sees_any_investigation
 
 RECENT = 20  # decided requests shown below the queue
@@ -54,7 +54,7 @@ def snapshot(user, *, with_requests: bool) -> dict:
     if with_requests:
         pending, recent = _queue(user)
         message["requests"] = [
-            {"request": actions.summary(request), "alert": alert_of(request)} for request in [*reversed(recent), *pending]
+            {"request": services.summary(request), "alert": alert_of(request)} for request in [*reversed(recent), *pending]
         ]
         message["pending_ids"] = [request.pk for request in pending]
     return message
@@ -132,10 +132,10 @@ def _decide(request, pk: int, decision: str):
         return _refused(request, action, "Say why you reject it: the agent is told your reason.", 400)
     try:
         if decision == "approve":
-            decided = actions.approve(action.pk, request.user, reason)
+            decided = services.approve(action.pk, request.user, reason)
         else:
-            decided = actions.reject(action.pk, request.user, reason)
-    except actions.DecisionRefused as refused:
+            decided = services.reject(action.pk, request.user, reason)
+    except services.DecisionRefused as refused:
         return _refused(request, action, str(refused), refused.status)
     # As the decision left it: a worker may have moved it on already, and the sockets say so.
     if decided.state == ActionRequest.State.PENDING:
@@ -145,7 +145,7 @@ def _decide(request, pk: int, decision: str):
     else:
         done = f"Rejected {decided.tool} on {decided.target}: the agent is told your reason."
     if _wants_json(request):
-        return JsonResponse({"detail": done, "request": actions.summary(decided)})
+        return JsonResponse({"detail": done, "request": services.summary(decided)})
     messages.success(request, done)
     return redirect(_next_url(request, decided))
 
@@ -154,7 +154,7 @@ def _refused(request, action: ActionRequest, detail: str, status: int):
     """A decision that was not taken: say why, and show the request as it is now."""
     current = ActionRequest.objects.get(pk=action.pk)
     if _wants_json(request):
-        return JsonResponse({"detail": detail, "state": current.state, "request": actions.summary(current)}, status=status)
+        return JsonResponse({"detail": detail, "state": current.state, "request": services.summary(current)}, status=status)
     if status == 403:
         messages.error(request, detail)
         return _render_action(request, _visible_or_404(request.user, action.pk), status=403)

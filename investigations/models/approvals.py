@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from core import transitions
 from investigations.models.runs import Investigation
 
 
@@ -47,7 +48,9 @@ class ActionRequest(models.Model):
         pending -> approved -> executing -> succeeded | failed
         pending -> rejected | expired | cancelled
 
-    Each transition is one guarded update (investigations/approvals/services.py) and one ActionTransition.
+    TRANSITIONS is that machine, the one place it is written: each move is one guarded update
+    (investigations/approvals/services.py, which refuses a move not in it before touching the row)
+    and one ActionTransition; the pages get it from the same table (core/transitions.py).
     """
 
     class State(models.TextChoices):
@@ -60,7 +63,20 @@ class ActionRequest(models.Model):
         EXPIRED = "expired"
         CANCELLED = "cancelled"
 
-    FINAL = (State.SUCCEEDED, State.FAILED, State.REJECTED, State.EXPIRED, State.CANCELLED)
+    # Where each state may go (architecture rule 9). A state listing itself records a step without
+    # changing: one approval of two; an execution taken over after its worker died.
+    TRANSITIONS: dict[str, set[str]] = {
+        State.PENDING: {State.PENDING, State.APPROVED, State.REJECTED, State.EXPIRED, State.CANCELLED},
+        State.APPROVED: {State.EXECUTING},
+        State.EXECUTING: {State.EXECUTING, State.SUCCEEDED, State.FAILED},
+        State.SUCCEEDED: set(),
+        State.FAILED: set(),
+        State.REJECTED: set(),
+        State.EXPIRED: set(),
+        State.CANCELLED: set(),
+    }
+    INITIAL = State.PENDING
+    FINAL = transitions.final(TRANSITIONS)
 
     investigation = models.ForeignKey(Investigation, on_delete=models.PROTECT, related_name="action_requests")
     tool_use_id = models.CharField(max_length=100)
@@ -95,6 +111,11 @@ class ActionRequest(models.Model):
     @property
     def is_final(self) -> bool:
         return self.state in self.FINAL
+
+    @property
+    def can_become(self) -> list[str]:
+        """The states it can still reach from where it is (shown on its page)."""
+        return transitions.reachable(self.TRANSITIONS, self.state)
 
 
 class ActionApproval(models.Model):

@@ -1,13 +1,12 @@
 """Investigations, the events each one streams, and their budgets; and who may see an investigation."""
 
-import uuid
-
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import CharField, Q, Value
 from django.db.models.functions import Cast, Concat
 
+from core import transitions
 from investigations.models.intake import Alert
 
 VIEW = "investigations.view_investigation"
@@ -83,12 +82,24 @@ class Investigation(models.Model):
         COMPLETED = "completed"
         FAILED = "failed"
 
+    # Where each status may go, the one place it is written: investigations/runs/services.py checks
+    # every move against it before touching the row. A worker that died leaves it running under an
+    # expired lease, and the next worker claims it running again.
+    TRANSITIONS: dict[str, set[str]] = {
+        Status.QUEUED: {Status.RUNNING},
+        Status.RUNNING: {Status.RUNNING, Status.WAITING, Status.QUEUED, Status.COMPLETED, Status.FAILED},
+        Status.WAITING: {Status.QUEUED},
+        Status.COMPLETED: set(),
+        Status.FAILED: set(),
+    }
+    INITIAL = Status.QUEUED
+    FINAL = transitions.final(TRANSITIONS)
+
     class Verdict(models.TextChoices):
         MALICIOUS = "malicious"
         BENIGN = "benign"
         INCONCLUSIVE = "inconclusive"
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     alert = models.ForeignKey(Alert, on_delete=models.PROTECT, related_name="investigations")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     verdict = models.CharField(max_length=12, choices=Verdict.choices, blank=True)
@@ -147,7 +158,7 @@ class Investigation(models.Model):
 
     @property
     def finished(self) -> bool:
-        return self.status in (self.Status.COMPLETED, self.Status.FAILED)
+        return self.status in self.FINAL
 
 
 class Event(models.Model):

@@ -34,7 +34,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from investigations.approvals import services as actions
+from investigations.approvals.services import policy_for, request_action
 from investigations.models import Event, Investigation
 from investigations.runs import llm, services
 from investigations.runs.events import LeaseLost, record_event
@@ -209,9 +209,9 @@ class Agent:
 
     def _gated(self, use: dict) -> dict | None:
         """A write: its result once an analyst decided (or its policy needs no approval), else None."""
-        if not actions.policy_for(use["name"]).requires_approval:
+        if not policy_for(use["name"]).requires_approval:
             return self.gateway.call(use["name"], use["input"], replace(self.context, approval=f"policy:{use['name']}", tool_use_id=use["id"]))
-        request = actions.request_action(self.investigation, use, owner=self.owner, gateway=self.gateway)
+        request = request_action(self.investigation, use, owner=self.owner, gateway=self.gateway)
         if isinstance(request, dict):  # refused at the boundary: invalid arguments
             return request
         return request.result if request.is_final else None

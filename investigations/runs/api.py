@@ -8,8 +8,8 @@ from ninja import Field, Router, Schema, Status
 from core.problems import InvalidInput, Problem
 from core.roles import ANALYST, has_role
 from investigations.api_auth import auth_for
-from investigations.approvals import services as actions
 from investigations.approvals.api import ActionSummary
+from investigations.approvals.services import summary
 from investigations.models import ActionApproval, Investigation
 from investigations.runs import services
 
@@ -60,7 +60,7 @@ def _out(investigation: Investigation) -> dict:
         "tool_calls_used": investigation.tool_calls_used, "tokens_used": investigation.tokens_used,
         "created_at": investigation.created_at.isoformat(),
         "finished_at": investigation.finished_at.isoformat() if investigation.finished_at else None,
-        "requests": [actions.summary(request) for request in investigation.action_requests.order_by("pk")],
+        "requests": [summary(request) for request in investigation.action_requests.order_by("pk")],
     }
 
 

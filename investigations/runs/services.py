@@ -1,7 +1,11 @@
 """The investigation's state machine: each transition one guarded, atomic database update.
 
     queued --claim--> running --finish--> completed | failed
+    running --suspend--> waiting --resume--> queued;  running --hand_back--> queued
     running --(worker dies; lease expires)--> claimed again by the next worker
+
+Investigation.TRANSITIONS is that machine: every function here that changes a status checks the
+move against it (_check) before touching the row, and its WHERE clause holds the status it comes from.
 
 A worker claims an investigation by taking its lease; every later write is fenced by the
 lease token, so a worker that stalled and was replaced cannot write over its successor.
@@ -17,13 +21,14 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core import transitions
 from investigations.models import Alert, Budgets, Event, Investigation
 from investigations.runs import events
 from investigations.runs.events import LeaseLost
 
 log = logging.getLogger(__name__)
 Status = Investigation.Status
-CLAIMABLE = Q(status=Status.QUEUED) | Q(status=Status.RUNNING)
+CLAIMABLE = (Status.QUEUED, Status.RUNNING)
 # The leases this process's workers hold now (investigation id -> lease token): what hand_back() gives back.
 _held: dict[int, str] = {}
 _held_lock = threading.Lock()
@@ -52,8 +57,7 @@ def investigate_again(alert: Alert, *, requested_by) -> Investigation | None:
     """A new investigation of `alert`, unless one is still in progress (None): one at a time per alert."""
     with transaction.atomic():
         Alert.objects.select_for_update().get(pk=alert.pk)  # two requests at once: one starts
-        in_progress = (Status.QUEUED, Status.RUNNING, Status.WAITING)
-        if alert.investigations.filter(status__in=in_progress).exists():
+        if alert.investigations.exclude(status__in=Investigation.FINAL).exists():
             return None
         return start_investigation(alert, requested_by=requested_by)
 
@@ -63,10 +67,12 @@ def claim(investigation_id: int) -> str | None:
 
     Returns the lease token, or None when it is finished, waiting, or held by a live worker.
     """
+    for status in CLAIMABLE:
+        _check(status, Status.RUNNING)
     token = uuid.uuid4().hex
     now = timezone.now()
     claimed = (
-        Investigation.objects.filter(CLAIMABLE, pk=investigation_id)
+        Investigation.objects.filter(pk=investigation_id, status__in=CLAIMABLE)
         .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
         .update(status=Status.RUNNING, lease_owner=token, lease_expires_at=now + _lease())
     )
@@ -79,8 +85,15 @@ def renew(investigation_id: int, owner: str) -> bool:
 
 
 def save(investigation_id: int, owner: str, **fields) -> None:
-    """Write the lease holder's progress; raises LeaseLost when another worker holds it now."""
-    if not Investigation.objects.filter(pk=investigation_id, lease_owner=owner).update(**fields):
+    """Write the lease holder's progress; raises LeaseLost when another worker holds it now.
+
+    A lease is held only while running, so a new status is a move from running (checked, and held
+    in the WHERE clause)."""
+    rows = Investigation.objects.filter(pk=investigation_id, lease_owner=owner)
+    if "status" in fields:
+        _check(Status.RUNNING, fields["status"])
+        rows = rows.filter(status=Status.RUNNING)
+    if not rows.update(**fields):
         raise LeaseLost(investigation_id)
 
 
@@ -145,7 +158,8 @@ def resume(investigation_id: int) -> bool:
         if waiting is None:
             return False
         waited = (timezone.now() - waiting.waiting_since).total_seconds() if waiting.waiting_since else 0
-        Investigation.objects.filter(pk=investigation_id).update(
+        _check(Status.WAITING, Status.QUEUED)
+        Investigation.objects.filter(pk=investigation_id, status=Status.WAITING).update(
             status=Status.QUEUED, waiting_since=None, waited_seconds=waiting.waited_seconds + waited
         )
         events.record_event(investigation_id, Event.Kind.STATUS, {"status": Status.QUEUED, "message": "Decided: resuming."})
@@ -169,6 +183,7 @@ def hand_back() -> list[int]:
     with _held_lock:
         held = dict(_held)
     handed = []
+    _check(Status.RUNNING, Status.QUEUED)
     for investigation_id, owner in held.items():
         with transaction.atomic():
             if Investigation.objects.filter(pk=investigation_id, lease_owner=owner, status=Status.RUNNING).update(
@@ -186,6 +201,11 @@ def stalled(*, queued_for_s: float = 0) -> list[int]:
     queued = Q(status=Status.QUEUED, created_at__lte=now - timedelta(seconds=queued_for_s))
     abandoned = Q(status=Status.RUNNING, lease_expires_at__lt=now)
     return list(Investigation.objects.filter(queued | abandoned).order_by("created_at").values_list("pk", flat=True))
+
+
+def _check(from_status: str, to_status: str) -> None:
+    """Refuse (IllegalTransition) a move Investigation.TRANSITIONS does not allow, before any row is touched."""
+    transitions.check(Investigation.TRANSITIONS, from_status, to_status, what="an investigation")
 
 
 def _lease() -> timedelta:

@@ -6,8 +6,9 @@
  * the user's pending count; on (re)connect it sends a snapshot, so a page catches up after a drop.
  * Cards the server rendered are updated in place; a request that arrives live gets a card built
  * here with the class names of templates/investigations/_decision_card.html. A card only moves
- * forward (pending -> approved -> executing -> a final state), so a late or repeated message, from
- * this socket or from an investigation's own, never undoes a newer one.
+ * to a state its state can still become (ActionRequest.TRANSITIONS, which base.html hands over as
+ * #request-states), so a late or repeated message, from this socket or from an investigation's
+ * own, never undoes a newer one.
  *
  * The decision forms are plain HTML forms; here they are posted with fetch (the server answers
  * JSON) and the answer is shown on the card, so the page stays. Request data (the agent's
@@ -25,19 +26,12 @@
 
   if (window.GatehouseDecisions) return; // both the base page and a page of cards may load this
 
-  const RANK = { pending: 0, approved: 1, executing: 2, succeeded: 3, failed: 3, rejected: 3, expired: 3, cancelled: 3 };
-  // The states a request has passed through to reach each state (models.ActionRequest's machine): the
-  // card's trail follows from its state, whichever messages arrived and in whatever order.
-  const PATH = {
-    pending: ["pending"],
-    approved: ["pending", "approved"],
-    executing: ["pending", "approved", "executing"],
-    succeeded: ["pending", "approved", "executing", "succeeded"],
-    failed: ["pending", "approved", "executing", "failed"],
-    rejected: ["pending", "rejected"],
-    expired: ["pending", "expired"],
-    cancelled: ["pending", "cancelled"],
-  };
+  // The request's state machine (models.ActionRequest.TRANSITIONS, via core/transitions.py): per state,
+  // the states it can still become, and the trail that led to it, so the card's trail follows from its
+  // state whichever messages arrived and in whatever order.
+  const STATES = readJSON("request-states", {});
+  const REACHABLE = STATES.reachable || {};
+  const TRAIL = STATES.trail || {};
   const TICK_MS = 15000;
   const handlers = [];
 
@@ -207,15 +201,27 @@
     return card;
   }
 
+  /* A request page's line of the states the request can still become (templates/investigations/action.html). */
+  function showReachable(line, state) {
+    const next = REACHABLE[state] || [];
+    line.querySelector(".can-become-none").hidden = next.length > 0;
+    line.querySelector(".can-become-states").replaceChildren(
+      ...next.map(function (later) {
+        const step = make("span", "trail-state", later);
+        step.dataset.state = later;
+        return step;
+      })
+    );
+  }
+
   /* A newer summary than the card shows: moves it forward. Returns whether it did. */
   function update(card, summary) {
-    const next = RANK[summary.state];
-    const shown = RANK[card.dataset.state];
-    if (next === undefined) return false;
-    if (shown !== undefined) {
-      if (next < shown) return false;
-      if (next === shown && summary.state !== card.dataset.state) return false; // two final states: the first stands
-      if (summary.state === "pending" && card.dataset.state === "pending" && Number(summary.approvals) < Number(card.dataset.approvals)) return false;
+    const next = String(summary.state);
+    const shown = card.dataset.state;
+    if (!(next in REACHABLE)) return false;
+    if (shown in REACHABLE) {
+      if (next !== shown && !REACHABLE[shown].includes(next)) return false; // older, or another final state: the first stands
+      if (next === shown && Number(summary.approvals) < Number(card.dataset.approvals)) return false;
     }
     fill(card, summary);
     return true;
@@ -230,7 +236,7 @@
     badge.dataset.state = state;
     badge.textContent = label(state);
     card.querySelector(".decision-trail").replaceChildren(
-      ...(PATH[state] || [state]).map(function (passed) {
+      ...(TRAIL[state] || [state]).map(function (passed) {
         const step = make("span", "trail-state", passed);
         step.dataset.state = passed;
         return step;
@@ -241,6 +247,8 @@
     outcome.hidden = !summary.outcome;
     card.querySelector(".approvals-given").textContent = String(summary.approvals);
     card.querySelector(".approvals-needed").textContent = String(summary.approvals_needed);
+
+    document.querySelectorAll('.can-become[data-action-id="' + card.dataset.actionId + '"]').forEach((line) => showReachable(line, state));
 
     const pending = state === "pending";
     card.querySelectorAll(".decision-expiry").forEach((element) => (element.hidden = !pending));

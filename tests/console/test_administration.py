@@ -22,7 +22,7 @@ from guardian.models import GroupObjectPermission, UserObjectPermission
 from console.manage import urls as urls_manage
 from console.manage.api import router as manage_api
 from core.roles import ANALYST, MANAGER
-from investigations.approvals import services as actions
+from investigations.approvals import services as approvals
 from investigations.models import (
     ActionApproval,
     ActionRequest,
@@ -260,7 +260,7 @@ def approve_on_page(client, request: ActionRequest):
 def test_a_grant_to_a_group_lets_its_members_approve_and_nobody_else(client, make_user, admin_user, waiting):
     _, request = waiting  # a real request to isolate WS-FIN-07, from the lab's phishing story
     outsider = make_user("otto", ANALYST)
-    assert actions.may_approve(outsider, ISOLATE)  # the default: every analyst
+    assert approvals.may_approve(outsider, ISOLATE)  # the default: every analyst
     client.force_login(admin_user)
 
     revoked = client.post(reverse("manage:revoke"), {"permission": "approve_tool", "object": ISOLATE, "holder": "group:analyst"})

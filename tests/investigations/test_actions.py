@@ -3,7 +3,7 @@
 import pytest
 from guardian.shortcuts import assign_perm
 
-from investigations.approvals import services as actions
+from investigations.approvals import services as approvals
 from investigations.models import (
     ActionRequest,
     AuditRecord,
@@ -29,8 +29,8 @@ def pending(investigation: Investigation) -> ActionRequest:
 
 
 def approve_and_execute(request: ActionRequest, user) -> ActionRequest:
-    actions.approve(request.pk, user)
-    actions.execute(request.pk)  # what the execute_action task does in a worker
+    approvals.approve(request.pk, user)
+    approvals.execute(request.pk)  # what the execute_action task does in a worker
     request.refresh_from_db()
     return request
 
@@ -66,7 +66,7 @@ def test_approved_it_fires_once_and_the_investigation_resumes_with_the_result(re
 def test_rejected_the_model_is_told_why_and_the_lab_has_no_write(received, analyst):
     _, investigation = received("LAB-SIEM-1001")
     request = pending(run(investigation))
-    actions.reject(request.pk, analyst, "Finance server: isolate after month-end close.")
+    approvals.reject(request.pk, analyst, "Finance server: isolate after month-end close.")
     investigation = run(investigation)
     assert "The analyst rejected the isolation of WS-FIN-07: Finance server: isolate after month-end close" in transcript(investigation)
     assert not LabWrite.objects.exists()
@@ -78,8 +78,8 @@ def test_rejected_the_model_is_told_why_and_the_lab_has_no_write(received, analy
 def test_a_rejection_needs_a_reason(received, analyst):
     _, investigation = received("LAB-SIEM-1001")
     request = pending(run(investigation))
-    with pytest.raises(actions.DecisionRefused):
-        actions.reject(request.pk, analyst, "  ")
+    with pytest.raises(approvals.DecisionRefused):
+        approvals.reject(request.pk, analyst, "  ")
     assert ActionRequest.objects.get(pk=request.pk).state == "pending"
 
 
@@ -87,7 +87,7 @@ def test_undecided_it_expires_the_model_is_told_and_nothing_fires(received):
     ToolPolicy.objects.filter(tool="isolate_host").update(expiry_seconds=0)
     _, investigation = received("LAB-SIEM-1001")
     request = pending(run(investigation))
-    assert actions.expire_due() == [request.pk]
+    assert approvals.expire_due() == [request.pk]
     request.refresh_from_db()
     assert (request.state, request.result["reason"]) == ("expired", "expired")
     investigation = run(investigation)
@@ -99,8 +99,8 @@ def test_a_decision_after_the_expiry_is_refused_and_the_request_expires_then(rec
     ToolPolicy.objects.filter(tool="isolate_host").update(expiry_seconds=0)
     _, investigation = received("LAB-SIEM-1001")
     request = pending(run(investigation))  # the sweep has not run
-    with pytest.raises(actions.NotPending) as refused:
-        actions.approve(request.pk, analyst)
+    with pytest.raises(approvals.NotPending) as refused:
+        approvals.approve(request.pk, analyst)
     assert refused.value.request.state == "expired" == ActionRequest.objects.get(pk=request.pk).state
     assert not LabWrite.objects.exists()
 
@@ -108,10 +108,10 @@ def test_a_decision_after_the_expiry_is_refused_and_the_request_expires_then(rec
 def test_after_a_decision_the_request_is_no_longer_pending(received, analyst, make_user):
     _, investigation = received("LAB-SIEM-1001")
     request = pending(run(investigation))
-    actions.reject(request.pk, analyst, "not now")
+    approvals.reject(request.pk, analyst, "not now")
     other = make_user("second-analyst", "analyst")
-    with pytest.raises(actions.NotPending) as refused:
-        actions.approve(request.pk, other)
+    with pytest.raises(approvals.NotPending) as refused:
+        approvals.approve(request.pk, other)
     assert refused.value.request.state == "rejected"
 
 
@@ -119,10 +119,10 @@ def test_four_eyes_needs_two_different_people(received, analyst, make_user):
     ToolPolicy.objects.filter(tool="isolate_host").update(approvals_needed=2)
     _, investigation = received("LAB-SIEM-1001")
     request = pending(run(investigation))
-    actions.approve(request.pk, analyst)
-    with pytest.raises(actions.DecisionRefused):
-        actions.approve(request.pk, analyst)  # the same person twice
-    actions.execute(request.pk)  # nothing to execute yet
+    approvals.approve(request.pk, analyst)
+    with pytest.raises(approvals.DecisionRefused):
+        approvals.approve(request.pk, analyst)  # the same person twice
+    approvals.execute(request.pk)  # nothing to execute yet
     assert ActionRequest.objects.get(pk=request.pk).state == "pending"
     assert not LabWrite.objects.exists()
     request = approve_and_execute(request, make_user("second-analyst", "analyst"))
@@ -133,8 +133,8 @@ def test_four_eyes_needs_two_different_people(received, analyst, make_user):
 def test_only_those_granted_the_tool_may_approve_it(received, manager, make_user):
     _, investigation = received("LAB-SIEM-1001")
     request = pending(run(investigation))
-    with pytest.raises(actions.NotAllowed):
-        actions.approve(request.pk, manager)
+    with pytest.raises(approvals.NotAllowed):
+        approvals.approve(request.pk, manager)
     responder = make_user("responder")  # no role: granted this one tool
     assign_perm("investigations.approve_tool", responder, ToolPolicy.objects.get(tool="isolate_host"))
     assert approve_and_execute(request, responder).state == "succeeded"
@@ -142,7 +142,7 @@ def test_only_those_granted_the_tool_may_approve_it(received, manager, make_user
 
 def test_the_same_alert_investigated_twice_isolates_once(received, analyst):
     alert, first = received("LAB-SIEM-1001")
-    second = actions.services.start_investigation(alert)
+    second = approvals.services.start_investigation(alert)
     first_request, second_request = pending(run(first)), pending(run(second))
     assert approve_and_execute(first_request, analyst).outcome == "WS-FIN-07 isolated"
     replay = approve_and_execute(second_request, analyst)
@@ -169,7 +169,7 @@ def test_an_approved_write_held_back_by_the_rate_limit_is_retried_not_failed(rec
 
     get_rate_limiter().reset("edr-response")  # the window has passed
     ActionRequest.objects.filter(pk=request.pk).update(lease_expires_at=timezone.now())
-    actions.execute(request.pk)  # what the sweep hands to a worker
+    approvals.execute(request.pk)  # what the sweep hands to a worker
     request.refresh_from_db()
     assert request.state == "succeeded"
     assert LabWrite.objects.filter(action="isolate_host").count() == 1
@@ -181,7 +181,7 @@ def test_a_write_whose_policy_needs_no_approval_fires_without_a_request(received
     _, investigation = received("LAB-SIEM-1001")
     investigation = run(investigation)
     while investigation.status == "waiting":  # the two that still need approval expire undecided
-        actions.expire_due()
+        approvals.expire_due()
         investigation = run(investigation)
     assert not investigation.action_requests.filter(tool="open_ticket").exists()
     assert list(LabWrite.objects.values_list("action", "outcome")) == [("open_ticket", "performed")]
@@ -211,5 +211,5 @@ def test_an_investigation_that_fails_with_a_request_pending_cancels_it(waiting, 
     assert request.result["reason"] == "cancelled"
     assert request.outcome == "cancelled: the investigation failed: Internal error (RuntimeError)."
     assert AuditRecord.objects.filter(tool="isolate_host", outcome="cancelled").count() == 1
-    with pytest.raises(actions.NotPending, match="was cancelled"):
-        actions.approve(request.pk, analyst)
+    with pytest.raises(approvals.NotPending, match="was cancelled"):
+        approvals.approve(request.pk, analyst)

@@ -16,7 +16,7 @@ from django.test import Client
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
-from investigations.approvals import services as actions
+from investigations.approvals import services as approvals
 from investigations.intake.services import create_integration
 from investigations.models import (
     ActionApproval,
@@ -71,7 +71,7 @@ def state_of(request: ActionRequest) -> str:
 
 
 def summary_now(request: ActionRequest) -> dict:
-    return actions.summary(ActionRequest.objects.get(pk=request.pk))
+    return approvals.summary(ActionRequest.objects.get(pk=request.pk))
 
 
 def api_tokens(*args: str) -> str:

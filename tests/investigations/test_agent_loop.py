@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from investigations.approvals import services as actions
+from investigations.approvals import services as approvals
 from investigations.models import AuditRecord, Budgets, Event, Investigation
 from investigations.runs import agent, llm
 from toolserver.lab import faults
@@ -25,7 +25,7 @@ def run_rejecting(investigation: Investigation, analyst) -> Investigation:
     investigation = run(investigation)
     while investigation.status == "waiting":
         for request in investigation.action_requests.filter(state="pending"):
-            actions.reject(request.pk, analyst, "Not in this test.")
+            approvals.reject(request.pk, analyst, "Not in this test.")
         investigation = run(investigation)
     return investigation
 
@@ -77,7 +77,7 @@ def test_each_write_waits_for_a_decision_and_the_investigation_is_released_meanw
     while investigation.status == "waiting":
         (request,) = investigation.action_requests.filter(state="pending")
         asked.append(request.tool)
-        actions.reject(request.pk, analyst, "Not in this test.")
+        approvals.reject(request.pk, analyst, "Not in this test.")
         investigation = run(investigation)
     assert asked == ["isolate_host", "disable_account", "open_ticket"]
     assert not LabWrite.objects.exists()

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
-from investigations.approvals import services as actions
+from investigations.approvals import services as approvals
 from investigations.approvals.channels import deliveries
 from investigations.approvals.channels.webhook import sign, signed_headers
 from investigations.models import ActionApproval, ActionRequest, AuditRecord, ChannelDelivery, Investigation
@@ -200,7 +200,7 @@ def test_an_overdue_notice_not_sent_before_the_decision_is_dropped_not_sent_late
     analyst.save()
     overdue(request, settings)
     deliveries.sweep()
-    actions.reject(request.pk, analyst, "not now")
+    approvals.reject(request.pk, analyst, "not now")
     smtp.refusing = False
     delivery = ChannelDelivery.objects.get(request=request, channel="email")
     later(delivery)
@@ -214,7 +214,7 @@ def ask(investigation: Investigation, tool_use_id: str) -> ActionRequest:
     """The request the agent makes to isolate the phished host, as the worker holding the investigation."""
     owner = services.claim(investigation.pk) or Investigation.objects.get(pk=investigation.pk).lease_owner
     use = {"id": tool_use_id, "name": "isolate_host", "input": {"host": "ws-fin-07", "reason": "Beaconing."}}
-    return actions.request_action(investigation, use, owner=owner, gateway=Gateway())
+    return approvals.request_action(investigation, use, owner=owner, gateway=Gateway())
 
 
 def test_a_new_request_is_told_to_the_webhook_once_committed_and_a_rolled_back_one_never(received, analyst, webhook):
@@ -242,7 +242,7 @@ def test_a_new_request_is_told_to_the_webhook_once_committed_and_a_rolled_back_o
     assert (told["kind"], told["request"]["id"], told["request"]["state"]) == ("waiting", request.pk, "pending")
     assert deliveries.deliver([delivery.pk]) == [] and len(webhook.posts) == 1
 
-    actions.reject(request.pk, analyst, "not now")  # its decision is told too
+    approvals.reject(request.pk, analyst, "not now")  # its decision is told too
     decided = ChannelDelivery.objects.get(request=request, kind="decided")
     assert deliveries.deliver([decided.pk]) == [decided.pk]
     assert json.loads(webhook.posts[-1][1])["request"]["state"] == "rejected"

@@ -2,7 +2,7 @@
 
 The requests are real: the offline model investigates the lab's phishing story (LAB-SIEM-1001)
 through the real tool servers until it asks to isolate WS-FIN-07 and waits. Decisions go through
-the pages' forms; `actions.execute` then does what a worker does.
+the pages' forms; `approvals.execute` then does what a worker does.
 """
 
 import html
@@ -16,7 +16,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
 from core.roles import ANALYST, MANAGER
-from investigations.approvals import services as actions
+from investigations.approvals import services as approvals
 from investigations.models import (
     ActionApproval,
     ActionRequest,
@@ -160,7 +160,7 @@ def test_approved_it_runs_and_the_history_shows_every_step_and_the_outcome(clien
     assert state_of(request) == "approved"
     assert not LabWrite.objects.exists()  # the worker fires it, not the page
 
-    actions.execute(request.pk)  # what the worker's execute_action task does
+    approvals.execute(request.pk)  # what the worker's execute_action task does
     assert LabWrite.objects.filter(action="isolate_host").count() == 1
     page = page_of(client, reverse("investigations:action", args=[request.pk]))
     steps = re.findall(r'<tr data-from="(\w*)" data-to="(\w+)">.*?<td class="actor">(.*?)</td>\s*<td class="why">(.*?)</td>', page, re.S)
@@ -414,7 +414,7 @@ async def test_the_socket_sends_each_viewer_only_the_requests_they_may_see(make_
 
     heard = []
     for request in (other_request, mine_request):  # each heard before the next: its count is of that moment
-        await database_sync_to_async(actions.reject)(request.pk, analyst, "not this one")
+        await database_sync_to_async(approvals.reject)(request.pk, analyst, "not this one")
         heard.append(await as_analyst.receive_json_from(timeout=5))
     assert [(m["type"], m["request"]["id"], m["request"]["state"]) for m in heard] == [
         ("request", other_request.pk, "rejected"), ("request", mine_request.pk, "rejected"),

@@ -510,13 +510,13 @@ def test_the_pages_show_records_and_a_timeline(trail, manager, admin_user, clien
 
 
 def test_a_refused_decision_is_recorded_as_denied(waiting, make_user):
-    from investigations.approvals import services as actions
+    from investigations.approvals import services as approvals
     from tests.conftest import MANAGER
 
     investigation, request = waiting
     boss = make_user("boss", MANAGER)
-    with pytest.raises(actions.NotAllowed):
-        actions.approve(request.pk, boss)
+    with pytest.raises(approvals.NotAllowed):
+        approvals.approve(request.pk, boss)
     denied = AuditRecord.objects.get(outcome="denied")
     assert (denied.kind, denied.actor, denied.tool, denied.correlation_id) == (
         "decision", "user:boss", "isolate_host", investigation.correlation_id)

@@ -13,7 +13,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from investigations.approvals import services as actions
+from investigations.approvals import services as approvals
 from investigations.models import ActionApproval, ActionRequest
 from tests.support import wait_until
 
@@ -45,11 +45,11 @@ def test_a_decision_that_waited_past_the_deadline_for_the_lock_is_refused_and_th
     def decide():
         try:
             if decision == "approve":
-                actions.approve(request.pk, analyst, "looks right")
+                approvals.approve(request.pk, analyst, "looks right")
             else:
-                actions.reject(request.pk, analyst, "not now")
+                approvals.reject(request.pk, analyst, "not now")
             outcome["result"] = "decided"
-        except actions.NotPending as refused:
+        except approvals.NotPending as refused:
             outcome["result"] = str(refused)
         finally:
             connection.close()
@@ -74,7 +74,7 @@ def test_a_decision_that_waited_past_the_deadline_for_the_lock_is_refused_and_th
 
 def test_an_approval_is_dated_when_its_deadline_was_checked(waiting, analyst):
     _, request = waiting
-    actions.approve(request.pk, analyst)
+    approvals.approve(request.pk, analyst)
     (approval,) = ActionApproval.objects.filter(request=request)
     request.refresh_from_db()
     assert approval.created_at < request.expires_at

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from investigations.approvals import services as actions
+from investigations.approvals import services as approvals
 from investigations.models import ActionRequest, AuditRecord, Event, Investigation
 from investigations.runs import agent
 from tests.investigations.hostile_model import (
@@ -90,7 +90,7 @@ def test_a_reused_tool_use_id_with_another_target_is_refused_audited_and_never_t
     )
     assert investigation.status == "waiting"
     (request,) = investigation.action_requests.all()
-    actions.reject(request.pk, analyst, "Not in this test.")
+    approvals.reject(request.pk, analyst, "Not in this test.")
     investigation = run(investigation)
 
     assert (investigation.status, investigation.summary) == ("completed", "The script ended.")

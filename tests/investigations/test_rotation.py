@@ -6,7 +6,7 @@ import httpx2
 import pytest
 
 from console.manage import administration
-from investigations.approvals import services as actions
+from investigations.approvals import services as approvals
 from tests.support import wait_until
 from tests.toolserver.conftest import read_environ, server_pids
 from toolserver.lab import estate
@@ -33,8 +33,8 @@ def test_the_isolation_after_a_rotation_uses_the_new_key_and_the_old_one_is_refu
     administration.set_credential(ToolServer.objects.get(name="edr-response"), admin_user, secret=rotated)
     assert server_pids("edr-response") == []  # the process holding the old key is gone at once
 
-    actions.approve(request.pk, analyst)
-    actions.execute(request.pk)
+    approvals.approve(request.pk, analyst)
+    approvals.execute(request.pk)
     request.refresh_from_db()
     assert request.state == "succeeded"
     (isolation,) = LabWrite.objects.filter(action="isolate_host")

@@ -28,7 +28,7 @@ from django.test import Client
 from guardian.shortcuts import assign_perm
 
 from core.roles import ADMIN, ANALYST, MANAGER
-from investigations.approvals import services as actions
+from investigations.approvals import services as approvals
 from investigations.audit import chain
 from investigations.models import ActionRequest, Alert, AuditRecord, Investigation
 from investigations.runs.events import record_event
@@ -69,7 +69,7 @@ TABLE = [
 def build(make_user, make_investigation) -> dict:
     """The investigations A-F, one pending request and one tool-call record each; E's request
     rejected by ana; the users of the table (and blue's team grant)."""
-    actions.ensure_policies()  # analysts may approve the write tools
+    approvals.ensure_policies()  # analysts may approve the write tools
     users = {row.username: make_user(row.username, *row.roles, **row.fields) for row in TABLE if row.username}
     blue = Group.objects.create(name="blue")
     users["blue-member"].groups.add(blue)
@@ -83,7 +83,7 @@ def build(make_user, make_investigation) -> dict:
     for investigation in investigations.values():
         chain.record_tool_call(ToolCallAudit(server="edr", tool="get_host", arguments={"host": "WS-1"},
                                              outcome=Outcome.OK, correlation_id=investigation.correlation_id))
-    actions.reject(requests["E"].pk, users["ana"], "not this one")
+    approvals.reject(requests["E"].pk, users["ana"], "not this one")
     return {"users": users, "investigations": investigations, "requests": requests,
             "letter": {investigation.pk: letter for letter, investigation in investigations.items()}}
 
@@ -206,7 +206,7 @@ async def test_each_user_sees_exactly_the_rule_through_every_page_api_export_and
     for letter, investigation in world["investigations"].items():
         await database_sync_to_async(record_event)(investigation.pk, "status", {"status": "running", "message": ""})
         if letter != "E":  # E's was decided already
-            await database_sync_to_async(actions.reject)(world["requests"][letter].pk, decider, "no")
+            await database_sync_to_async(approvals.reject)(world["requests"][letter].pk, decider, "no")
     if list_open or queue_open:
         await database_sync_to_async(client.logout)()
     if list_open:

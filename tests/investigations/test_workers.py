@@ -9,7 +9,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from investigations.approvals import services as actions
+from investigations.approvals import services as approvals
 from investigations.intake.services import create_integration, receive_alert
 from investigations.models import ActionRequest, AuditRecord, Event, Investigation
 from tests.investigations.workers import WorkerProcess, worker_env
@@ -94,7 +94,7 @@ def isolation_hanging_at_the_lab(analyst) -> ActionRequest:
     request = wait_until(lambda: ActionRequest.objects.filter(investigation=investigation, state="pending").first(),
                          timeout=60, what="the isolation request")
     faults.inject("edr", "slow", delay_ms=60_000, remaining=1)  # the isolation hangs at the lab
-    actions.approve(request.pk, analyst)
+    approvals.approve(request.pk, analyst)
     wait_until(lambda: LabFault.objects.get(backend="edr").applied == 1, timeout=60, what="the isolation to reach the lab")
     return request
 

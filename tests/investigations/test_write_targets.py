@@ -3,7 +3,7 @@ risk note comes from the backend, not from whatever the model chose to read firs
 
 import pytest
 
-from investigations.approvals import services as actions
+from investigations.approvals import services as approvals
 from investigations.models import Investigation
 from investigations.runs import services
 from toolserver.gateway import Gateway
@@ -17,7 +17,7 @@ def ask(investigation, tool_use_id: str, tool: str, **arguments):
     """The request the agent makes for this tool call, as a worker holding the investigation's lease."""
     owner = services.claim(investigation.pk) or Investigation.objects.get(pk=investigation.pk).lease_owner
     use = {"id": tool_use_id, "name": tool, "input": {**arguments, "reason": "Seen beaconing in this alert."}}
-    return actions.request_action(investigation, use, owner=owner, gateway=Gateway())
+    return approvals.request_action(investigation, use, owner=owner, gateway=Gateway())
 
 
 def test_a_hosts_id_and_its_name_in_another_case_give_one_key_and_one_isolation(received, analyst):
@@ -27,8 +27,8 @@ def test_a_hosts_id_and_its_name_in_another_case_give_one_key_and_one_isolation(
     assert by_id.idempotency_key == by_name.idempotency_key
     assert by_id.target == by_name.target == "host=ws-fin-07"
     for request in (by_id, by_name):
-        actions.approve(request.pk, analyst)
-        actions.execute(request.pk)
+        approvals.approve(request.pk, analyst)
+        approvals.execute(request.pk)
     assert LabWrite.objects.count() == 1  # the second reached no backend: its key was already done
 
 

@@ -16,7 +16,7 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from investigations.approvals import services as actions
+from investigations.approvals import services
 from investigations.approvals.channels import base
 from investigations.models import ActionRequest
 
@@ -43,14 +43,14 @@ def callback(request, channel: str):
         return _answer(404, "No such action request.")
     try:
         if identity.decision == "approve":
-            decided = actions.approve(action.pk, user, identity.reason, channel=inbound.name)
+            decided = services.approve(action.pk, user, identity.reason, channel=inbound.name)
         else:
-            decided = actions.reject(action.pk, user, identity.reason, channel=inbound.name)
-    except actions.DecisionRefused as refused:
+            decided = services.reject(action.pk, user, identity.reason, channel=inbound.name)
+    except services.DecisionRefused as refused:
         current = refused.request or action
         current.refresh_from_db(fields=["state"])
         return JsonResponse({"detail": str(refused), "state": current.state}, status=refused.status)
-    return JsonResponse({"detail": f"Your {identity.decision} decision is recorded.", "request": actions.summary(decided)})
+    return JsonResponse({"detail": f"Your {identity.decision} decision is recorded.", "request": services.summary(decided)})
 
 
 def _answer(status: int, detail: str) -> JsonResponse:
