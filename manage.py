@@ -8,7 +8,7 @@ def main():
     from django.core.management import execute_from_command_line
     from django.db import OperationalError
 
-    from console.config import ConfigError, exit_on_config_error
+    from console.environment import ConfigError, exit_on_config_error
 
     try:
         execute_from_command_line(sys.argv)
@@ -20,7 +20,7 @@ def main():
         if not settings.PRODUCTION:
             raise
         # A command that could not reach the database: name the variable and why, not a traceback.
-        from console.config import database_problem
+        from console.environment import database_problem
 
         reason = database_problem() or (str(error).strip().splitlines() or [type(error).__name__])[0]
         exit_on_config_error(ConfigError("DATABASE_URL", f"cannot use the database ({reason})"))

@@ -8,14 +8,14 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
-from console.config import ConfigError, exit_on_config_error
+from console.environment import ConfigError, exit_on_config_error
 
 try:
     from django.core.asgi import get_asgi_application
 
     django_asgi_app = get_asgi_application()
 
-    from console.config import preflight
+    from console.environment import preflight
 
     preflight()
 except ConfigError as error:

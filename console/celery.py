@@ -15,7 +15,7 @@ app.autodiscover_tasks()
 @worker_init.connect
 def check_configuration_before_work(**kwargs):
     """A worker with a wrong DATABASE_URL or REDIS_URL stops at once, with one line."""
-    from console.config import ConfigError, exit_on_config_error, preflight
+    from console.environment import ConfigError, exit_on_config_error, preflight
 
     try:
         preflight()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from csp.constants import NONE, SELF
 
-from console.config import (
+from console.environment import (
     ConfigError,
     check_redis_url,
     database_from_url,

@@ -16,7 +16,9 @@ from toolserver.models import Tool, ToolServer
 
 
 @dataclass(frozen=True)
-class Backend:
+class BackendBinding:
+    """Which adapter, URL, credential and parameters a server is bound to: how its process starts."""
+
     adapter: str
     url: str
     credential_ref: str  # "" when the credential was revoked: the server will not start
@@ -50,7 +52,7 @@ def ensure_catalog() -> None:
         ])
 
 
-def backend_of(server: ToolServer | str) -> Backend:
+def binding_of(server: ToolServer | str) -> BackendBinding:
     """How `server` starts. Given a row loaded with its credential (tool_row's), it costs no query.
 
     A credential goes only where it was set for: the deployment's to the deployment's backend, an
@@ -59,7 +61,7 @@ def backend_of(server: ToolServer | str) -> Backend:
     them), and cleared whenever the server is pointed elsewhere (console.manage.administration).
     """
     if isinstance(server, str):
-        return backend_of(ToolServer.objects.select_related("credential").get(name=server))
+        return binding_of(ToolServer.objects.select_related("credential").get(name=server))
     default = settings.TOOLSERVER_BACKENDS[server.name]
     credential = server.credential
     if credential is None:
@@ -69,7 +71,7 @@ def backend_of(server: ToolServer | str) -> Backend:
         reference = ""
     else:
         reference = credential.launch_reference
-    return Backend(
+    return BackendBinding(
         adapter=server.adapter,
         url=server.url or default["url"],
         credential_ref=reference,

@@ -83,7 +83,7 @@ class Gateway:
             )
             return self._audited(server, tool, validated, result, context, started, Outcome.RATE_LIMITED)
 
-        backend = config.backend_of(row.server)
+        backend = config.binding_of(row.server)
         if tool.write:
             return self._write(server, tool, args, validated, context, started, backend)
         result, backend_status = self._send(server, tool, validated, context, idempotency_key="", backend=backend)
@@ -99,7 +99,7 @@ class Gateway:
         return self._audited(server, tool, named, result, context, started, Outcome.ERROR)
 
     def _write(self, server: ServerSpec, tool: ToolSpec, args, validated: dict, context: CallContext, started: float,
-               backend: config.Backend) -> dict:
+               backend: config.BackendBinding) -> dict:
         if not context.trigger:
             raise ValueError("a write needs the alert that triggered it")
         key = idempotency.write_key(tool, args, context.trigger)
@@ -167,7 +167,7 @@ class Gateway:
         return result, Outcome.ERROR
 
     def _send(self, server: ServerSpec, tool: ToolSpec, validated: dict, context: CallContext, *, idempotency_key: str,
-              backend: config.Backend, check: bool = False):
+              backend: config.BackendBinding, check: bool = False):
         meta = {
             META_CORRELATION: context.correlation_id,
             META_TRIGGER: context.trigger,

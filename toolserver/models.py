@@ -123,7 +123,7 @@ class Credential(models.Model):
     Nothing here can show the secret: a page shows the fingerprint, who set it and when.
 
     It is bound to the backend it was set for (`adapter`, `url`): a server pointed anywhere else
-    starts without it (toolserver.config.backend_of), and changing where a server points revokes it.
+    starts without it (toolserver.config.binding_of), and changing where a server points revokes it.
     """
 
     class Kind(models.TextChoices):

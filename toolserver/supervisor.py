@@ -29,7 +29,7 @@ from mcp_types import CONNECTION_CLOSED, RequestParamsMeta
 
 from toolserver import credentials, egress
 from toolserver.catalog import SERVERS
-from toolserver.config import Backend, backend_of
+from toolserver.config import BackendBinding, binding_of
 from toolserver.envelope import BackendFailure, Reason, backend_error, error
 from toolserver.launch import PARENT_VARIABLE, SEALED_PARAMS_VARIABLE
 from toolserver.servers import META_BACKEND_STATUS
@@ -76,8 +76,8 @@ class LaunchConfig:
         return env
 
 
-def launch_config(server: str, backend: Backend | None = None) -> LaunchConfig:
-    backend = backend or backend_of(server)
+def launch_config(server: str, backend: BackendBinding | None = None) -> LaunchConfig:
+    backend = backend or binding_of(server)
     return LaunchConfig(
         server=server,
         adapter=backend.adapter,

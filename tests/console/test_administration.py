@@ -33,7 +33,7 @@ from investigations.models import (
 from investigations.tokens import create_api_token
 from toolserver import credentials
 from toolserver.catalog import SERVERS
-from toolserver.config import backend_of
+from toolserver.config import binding_of
 from toolserver.models import Credential, Tool, ToolServer
 
 ISOLATE = "isolate_host"
@@ -455,7 +455,7 @@ def test_a_credential_set_on_the_page_is_sealed_and_only_its_fingerprint_is_ever
     assert stored.kind == "sealed" and stored.fingerprint == second
     assert rotated not in repr(list(Credential.objects.values()))
     assert credentials.unseal(stored.sealed, settings.CREDENTIALS_KEY) == rotated  # sealed, not lost
-    assert backend_of("edr-response").credential_ref == f"sealed:{stored.sealed}"
+    assert binding_of("edr-response").credential_ref == f"sealed:{stored.sealed}"
 
 
 def test_a_reference_is_kept_as_the_reference(admin_client, tmp_path):
@@ -463,14 +463,14 @@ def test_a_reference_is_kept_as_the_reference(admin_client, tmp_path):
     assert response.status_code == 302
     reference = f"file:{tmp_path}/identity.key"
     assert f"<code>{reference}</code>, set by ada" in page_of(admin_client, response.url)
-    assert backend_of("identity").credential_ref == reference
+    assert binding_of("identity").credential_ref == reference
     assert only_change("credential_set").extra["after"] == {"credential": reference}
 
 
 def test_a_revoked_credential_leaves_the_server_without_one(admin_client):
     secret = new_secret()
     set_on_page(admin_client, "edr-response", secret)
-    assert backend_of("edr-response").credential_ref.startswith("sealed:")
+    assert binding_of("edr-response").credential_ref.startswith("sealed:")
 
     response = admin_client.post(reverse("manage:revoke_credential", args=["edr-response"]))
     assert response.status_code == 302 and response.url == reverse("manage:server", args=["edr-response"])
@@ -478,7 +478,7 @@ def test_a_revoked_credential_leaves_the_server_without_one(admin_client):
     assert "Credential revoked: edr-response is stopped until a new one is set." in page
     assert re.search(r'<p id="current-credential"><span class="credential" data-kind="sealed"><strong class="error">revoked</strong> by ada', page)
     assert 'id="revoke-form"' not in page
-    assert backend_of("edr-response").credential_ref == ""
+    assert binding_of("edr-response").credential_ref == ""
     record = only_change("credential_revoked")
     assert record.extra == {"before": {"credential": f"fingerprint {credentials.fingerprint(secret)}"}, "after": {"credential": "revoked"}}
 
@@ -504,8 +504,8 @@ def test_a_server_change_on_the_page_records_only_the_fields_that_changed(admin_
         "before": {"rate_limit_calls": old_calls, "url": old_url},
         "after": {"rate_limit_calls": old_calls + 7, "url": "https://edr.example.com/api"},
     }
-    assert backend_of("edr-response").url == "https://edr.example.com/api"
-    assert backend_of("edr-response").credential_ref == ""  # the deployment's credential stays with the deployment's backend
+    assert binding_of("edr-response").url == "https://edr.example.com/api"
+    assert binding_of("edr-response").credential_ref == ""  # the deployment's credential stays with the deployment's backend
 
     again = admin_client.post(reverse("manage:server", args=[server.name]), server_form(server))
     assert "Nothing changed." in page_of(admin_client, again.url)

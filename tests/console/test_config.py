@@ -1,6 +1,6 @@
 import pytest
 
-from console.config import ConfigError, database_from_url, env_bool, env_int, env_rate
+from console.environment import ConfigError, database_from_url, env_bool, env_int, env_rate
 
 
 def test_postgres_url_becomes_a_database_entry():

@@ -11,7 +11,7 @@ from django.urls import reverse
 from console.manage import administration
 from investigations.models import AuditRecord
 from tests.support import free_port
-from toolserver.config import backend_of
+from toolserver.config import binding_of
 from toolserver.models import Credential, ToolServer
 from toolserver.supervisor import check_connection
 
@@ -95,5 +95,5 @@ def test_a_sealing_key_is_retired_after_a_reseal_and_the_credential_still_reache
 
 
 def host_of(server: ToolServer) -> str:
-    parts = urlsplit(backend_of(server.name).url)
+    parts = urlsplit(binding_of(server.name).url)
     return f"{parts.hostname}:{parts.port}"

@@ -21,7 +21,7 @@ from investigations.models import AuditRecord
 from investigations.tokens import create_api_token
 from tests.console.test_administration import server_form
 from tests.toolserver.conftest import read_environ
-from toolserver.config import backend_of
+from toolserver.config import binding_of
 from toolserver.models import Credential, ToolServer
 from toolserver.supervisor import check_connection, get_supervisor
 
@@ -128,7 +128,7 @@ def test_a_credential_is_not_sent_where_it_was_not_set_for_even_when_the_row_is_
     administration.set_credential(edr_response, admin_user, secret=lab.keys["edr-response"])
     ToolServer.objects.filter(pk=edr_response.pk).update(url=capture.url)  # a bug elsewhere, or a database edit
 
-    assert backend_of("edr-response").credential_ref == ""
+    assert binding_of("edr-response").credential_ref == ""
     assert not check_connection("edr-response")["ok"]
     assert capture.seen == []
 

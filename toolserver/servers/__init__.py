@@ -156,7 +156,7 @@ async def check_health(backend: Backend) -> dict:
 def _endpoint(url: str) -> str:
     """host:port of the backend, for messages: not a path's token nor a userinfo part.
 
-    (console.config has the same for the console's own URLs; a server process does not import the console.)
+    (console.environment has the same for the console's own URLs; a server process does not import the console.)
     """
     parts = urlsplit(url)
     return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
