@@ -316,6 +316,18 @@ class LabTicketing(LabHttp, TicketingBackend):
         path = f"/tickets/{args.ticket_id}/comments"
         return self._shape(Comment, await self._write(path, {"body": args.body}, write, target=f"ticket {args.ticket_id}"))
 
+    async def already_done(self, tool: str, args, write: WriteContext) -> dict | None:
+        """The ticket (or comment) carries the write's idempotency key: found, the write happened."""
+        if tool not in ("open_ticket", "add_comment"):
+            raise CannotTell(tool)
+        body = await self._request("GET", "/tickets/search", params={"idempotency_key": write.idempotency_key})
+        found = body.get("tickets" if tool == "open_ticket" else "comments")
+        if not isinstance(found, list) or not all(isinstance(item, dict) for item in found):
+            raise BackendError(BackendFailure.MALFORMED)
+        if not found:
+            return None
+        return {**self._shape(Ticket if tool == "open_ticket" else Comment, found[0]), "found_done": True}
+
 
 class LabIntel(LabHttp, IntelBackend):
     source = "lab:intel"
