@@ -38,10 +38,10 @@ def visible_requests(user):
 
 
 def pending_count(user) -> int:
-    """The navigation's badge: one count query."""
+    """The navigation's badge: what waits for a person (a decision, or a check of an unknown outcome); one query."""
     if not (user.is_authenticated and user.is_active):
         return 0
-    return visible_requests(user).filter(state=ActionRequest.State.PENDING).count()
+    return visible_requests(user).filter(state__in=ActionRequest.NEEDS_A_PERSON).count()
 
 
 def sees_any_investigation(user) -> bool:
@@ -77,11 +77,12 @@ def snapshot(user, *, with_requests: bool) -> dict:
 
 
 def _queue(user) -> tuple[list[ActionRequest], list[ActionRequest]]:
-    """Pending requests oldest first, and the latest decided ones, newest decision first."""
+    """What waits for a person (pending, or unconfirmed: its outcome to check) oldest first, and the latest
+    decided ones, newest decision first."""
     visible = visible_requests(user).select_related("investigation__alert").prefetch_related("approvals", "transitions")
-    pending = list(visible.filter(state=ActionRequest.State.PENDING).order_by("created_at", "id"))
+    pending = list(visible.filter(state__in=ActionRequest.NEEDS_A_PERSON).order_by("created_at", "id"))
     recent = list(
-        visible.exclude(state=ActionRequest.State.PENDING)
+        visible.exclude(state__in=ActionRequest.NEEDS_A_PERSON)
         .annotate(decided_at=Max("transitions__at"))
         .order_by("-decided_at", "-id")[:RECENT]
     )
@@ -122,6 +123,7 @@ def _render_action(request, action: ActionRequest, *, status: int = 200):
         "result_json": json.dumps(action.result, indent=2, ensure_ascii=False) if action.result is not None else "",
         "transitions": action.transitions.all(),
         "approvals": action.approvals.all(),
+        "may_confirm": action.state == ActionRequest.State.UNCONFIRMED and actions.may_approve(request.user, action.tool),
     }, status=status)
 
 
@@ -136,6 +138,33 @@ def approve(request, pk: int):
 @require_POST
 def reject(request, pk: int):
     return _decide(request, pk, "reject")
+
+
+@login_required
+@require_POST
+def confirm(request, pk: int):
+    """The check of an unknown outcome: `happened` ("yes" or "no") and a reason, both required."""
+    action = _visible_or_404(request.user, pk)
+    reason = request.POST.get("reason", "").strip()
+    happened = {"yes": True, "no": False}.get(request.POST.get("happened", ""))
+    if happened is None:
+        return _refused(request, action, "Say whether it happened: yes or no.", 400)
+    if not reason:
+        return _refused(request, action, "Say what you checked: the agent is told, and it is kept in the audit trail.", 400)
+    if len(reason) > REASON_MAX:
+        return _refused(request, action, f"Keep the reason under {REASON_MAX} characters.", 400)
+    try:
+        decided = actions.confirm_outcome(action.pk, request.user, happened, reason)
+    except actions.DecisionRefused as refused:
+        return _refused(request, action, str(refused), refused.status)
+    if happened:
+        done = f"Confirmed: {decided.tool} on {decided.target} took effect. The agent is told."
+    else:
+        done = f"Confirmed: {decided.tool} on {decided.target} did not happen. The agent is told it may ask again."
+    if _wants_json(request):
+        return JsonResponse({"detail": done, "request": actions.summary(decided)})
+    messages.success(request, done)
+    return redirect(reverse("investigations:action", args=[decided.pk]))
 
 
 def _decide(request, pk: int, decision: str):

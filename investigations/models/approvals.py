@@ -38,8 +38,12 @@ class ActionRequest(models.Model):
     """A privileged write the agent asked for, waiting for (or past) an analyst's decision.
 
         pending -> approved -> executing -> succeeded | failed
+        executing -> unconfirmed -> succeeded | failed   (a person checked the backend and said)
         pending -> rejected | expired | cancelled
 
+    `unconfirmed`: the write was sent once, its worker died before the answer was recorded, and the
+    backend cannot say whether it took effect. It is not final: the investigation waits on it, and
+    only a person allowed to approve the tool ends it (approvals.services.confirm_outcome).
     Each transition is one guarded update (investigations/approvals/services.py) and one ActionTransition.
     """
 
@@ -52,8 +56,11 @@ class ActionRequest(models.Model):
         REJECTED = "rejected"
         EXPIRED = "expired"
         CANCELLED = "cancelled"
+        UNCONFIRMED = "unconfirmed", "Outcome unknown: check and confirm"
 
     FINAL = (State.SUCCEEDED, State.FAILED, State.REJECTED, State.EXPIRED, State.CANCELLED)
+    # What waits for a person: the queue, its live updates and the navigation's count show these.
+    NEEDS_A_PERSON = (State.PENDING, State.UNCONFIRMED)
 
     investigation = models.ForeignKey(Investigation, on_delete=models.PROTECT, related_name="action_requests")
     tool_use_id = models.CharField(max_length=100)
@@ -65,7 +72,7 @@ class ActionRequest(models.Model):
     evidence = models.JSONField(default=list, blank=True, help_text="The transcript events the request rests on.")
     risk = models.JSONField(default=list, blank=True, help_text="Blast radius notes, e.g. 'host is a domain controller'.")
     idempotency_key = models.CharField(max_length=64)
-    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING, db_index=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING, db_index=True)
     approvals_needed = models.PositiveSmallIntegerField(default=1)
     expires_at = models.DateTimeField(db_index=True)
     result = models.JSONField(null=True, blank=True, help_text="The envelope the model receives.")
@@ -107,8 +114,8 @@ class ActionTransition(models.Model):
     """Who moved a request from one state to another, when and why."""
 
     request = models.ForeignKey(ActionRequest, on_delete=models.PROTECT, related_name="transitions")
-    from_state = models.CharField(max_length=10, blank=True)
-    to_state = models.CharField(max_length=10)
+    from_state = models.CharField(max_length=20, blank=True)
+    to_state = models.CharField(max_length=20)
     actor = models.CharField(max_length=150, help_text="'agent', 'system' or 'user:<username>'.")
     reason = models.TextField(blank=True)
     at = models.DateTimeField(auto_now_add=True)

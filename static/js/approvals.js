@@ -6,7 +6,7 @@
  * the user's pending count; on (re)connect it sends a snapshot, so a page catches up after a drop.
  * Cards the server rendered are updated in place; a request that arrives live gets a card built
  * here with the class names of templates/investigations/_decision_card.html. A card only moves
- * forward (pending -> approved -> executing -> a final state), so a late or repeated message, from
+ * forward (pending -> approved -> executing [-> unconfirmed] -> a final state), so a late or repeated message, from
  * this socket or from an investigation's own, never undoes a newer one.
  *
  * The decision forms are plain HTML forms; here they are posted with fetch (the server answers
@@ -25,13 +25,17 @@
 
   if (window.GatehouseDecisions) return; // both the base page and a page of cards may load this
 
-  const RANK = { pending: 0, approved: 1, executing: 2, succeeded: 3, failed: 3, rejected: 3, expired: 3, cancelled: 3 };
+  // unconfirmed: its outcome unknown, waiting for a person to check and confirm (then succeeded or failed).
+  const RANK = { pending: 0, approved: 1, executing: 2, unconfirmed: 3, succeeded: 4, failed: 4, rejected: 4, expired: 4, cancelled: 4 };
+  const WAITS_FOR_A_PERSON = new Set(["pending", "unconfirmed"]); // in the queue, and counted
+  const LABELS = { unconfirmed: "Outcome unknown: check and confirm" };
   // The states a request has passed through to reach each state (models.ActionRequest's machine): the
   // card's trail follows from its state, whichever messages arrived and in whatever order.
   const PATH = {
     pending: ["pending"],
     approved: ["pending", "approved"],
     executing: ["pending", "approved", "executing"],
+    unconfirmed: ["pending", "approved", "executing", "unconfirmed"],
     succeeded: ["pending", "approved", "executing", "succeeded"],
     failed: ["pending", "approved", "executing", "failed"],
     rejected: ["pending", "rejected"],
@@ -49,7 +53,7 @@
 
   function label(state) {
     const text = String(state || "");
-    return text.charAt(0).toUpperCase() + text.slice(1);
+    return LABELS[text] || text.charAt(0).toUpperCase() + text.slice(1);
   }
 
   function approvableTools() {
@@ -344,7 +348,7 @@
   function placeInQueue(summary, alert) {
     let card = cardsOf(summary.id)[0];
     if (!card) card = build(summary, alert);
-    if (card.dataset.state === "pending") {
+    if (WAITS_FOR_A_PERSON.has(card.dataset.state)) {
       if (card.parentElement !== queueList) queueList.appendChild(card);
     } else if (card.parentElement !== recentList) {
       recentList.prepend(card);
