@@ -5,7 +5,8 @@ claims exactly one INSERT wins. The others see the winner's row: its result when
 conflict when their arguments differ, or they wait a bounded time while it runs. A running
 claim whose lease ran out (its worker died) may be taken over by exactly one caller; the
 taker first asks the backend whether the write already happened (toolserver.gateway), so exactly
-once does not rest on the backend deduplicating on the key.
+once does not rest on the backend deduplicating on the key. A key settled `outcome_unknown` (the
+backend could not tell) changes only by a person's word: confirm_done() or confirm_not_done().
 """
 
 import hashlib
