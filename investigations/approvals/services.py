@@ -239,7 +239,8 @@ def reject(request_id: int, user, reason: str) -> ActionRequest:
 def confirm_outcome(request_id: int, user, happened: bool, reason: str) -> ActionRequest:
     """A person checked the backend for an `unconfirmed` write (its outcome unknown) and says whether it happened.
 
-    Allowed to those who may approve the tool, judged inside the transaction as approve() is; one
+    Architecture rules 6 and 9: the write is never sent again on the way here, and only someone allowed
+    to approve the tool ends it, judged inside the transaction as approve() is; one
     final state whatever races (the second of two confirmations finds the first's state: NotPending).
     One audit record (who, what they said, why) and one transition. Happened: the request succeeds and
     its idempotency key holds the confirmed result, so a repeat of the action for the alert replays it.
