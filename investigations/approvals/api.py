@@ -287,4 +287,5 @@ def confirm_action(request, id: int, decision: ConfirmIn):
     `succeeded` (a repeat of the action for the alert gets this result); `false` ends it `failed` and the
     agent may ask for the action again, which needs an approval again. Either way the investigation
     resumes with your answer. 403 if you may not approve this tool; 409 if it is not `unconfirmed`."""
-    return _decide(request.auth, id, lambda: actions.confirm_outcome(id, request.auth, decision.happened, decision.reason))
+    user = request.auth
+    return _decide(user, id, lambda: actions.confirm_outcome(id, user, decision.happened, decision.reason))

@@ -402,7 +402,8 @@ _STATE_PHRASES = {
     State.REJECTED: "was rejected already",
     State.EXPIRED: "expired before anyone decided",
     State.CANCELLED: "was cancelled",
-    State.UNCONFIRMED: "was carried out, but whether it took effect is unknown: it waits for a person to check and confirm",
+    State.UNCONFIRMED: "was carried out, but whether it took effect is unknown: "
+    "it waits for a person to check and confirm",
 }
 
 

@@ -123,7 +123,8 @@ def _render_action(request, action: ActionRequest, *, status: int = 200):
         "result_json": json.dumps(action.result, indent=2, ensure_ascii=False) if action.result is not None else "",
         "transitions": action.transitions.all(),
         "approvals": action.approvals.all(),
-        "may_confirm": action.state == ActionRequest.State.UNCONFIRMED and actions.may_approve(request.user, action.tool),
+        "may_confirm": action.state == ActionRequest.State.UNCONFIRMED
+        and actions.may_approve(request.user, action.tool),
     }, status=status)
 
 
@@ -150,7 +151,8 @@ def confirm(request, pk: int):
     if happened is None:
         return _refused(request, action, "Say whether it happened: yes or no.", 400)
     if not reason:
-        return _refused(request, action, "Say what you checked: the agent is told, and it is kept in the audit trail.", 400)
+        return _refused(request, action, "Say what you checked: the agent is told, and it is kept in the audit trail.",
+                        400)
     if len(reason) > REASON_MAX:
         return _refused(request, action, f"Keep the reason under {REASON_MAX} characters.", 400)
     try:

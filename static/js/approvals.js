@@ -26,7 +26,10 @@
   if (window.GatehouseDecisions) return; // both the base page and a page of cards may load this
 
   // unconfirmed: its outcome unknown, waiting for a person to check and confirm (then succeeded or failed).
-  const RANK = { pending: 0, approved: 1, executing: 2, unconfirmed: 3, succeeded: 4, failed: 4, rejected: 4, expired: 4, cancelled: 4 };
+  const RANK = {
+    pending: 0, approved: 1, executing: 2, unconfirmed: 3,
+    succeeded: 4, failed: 4, rejected: 4, expired: 4, cancelled: 4,
+  };
   const WAITS_FOR_A_PERSON = new Set(["pending", "unconfirmed"]); // in the queue, and counted
   const LABELS = { unconfirmed: "Outcome unknown: check and confirm" };
   // The states a request has passed through to reach each state (models.ActionRequest's machine): the

@@ -16,6 +16,7 @@ from datetime import timedelta
 
 import httpx2 as httpx
 import pytest
+from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import connection
@@ -28,6 +29,7 @@ from investigations.models import ActionRequest, AuditRecord, Event, Investigati
 from investigations.runs import agent, services
 from investigations.tokens import create_api_token
 from tests.support import WAIT_S, ConsoleProcess, console_env, database_url_of
+from tests.websockets import socket
 from toolserver import idempotency
 from toolserver.catalog import find_tool
 from toolserver.gateway import Gateway
@@ -263,6 +265,20 @@ def test_the_page_shows_the_unknown_outcome_and_the_form_to_those_who_may_confir
     request.refresh_from_db()
     assert (request.state, request.outcome) == ("failed", f"confirmed not done by ana: {NOT_THERE}")
     assert 'class="confirm-form"' not in client.get(f"/approvals/{request.pk}/").content.decode()
+
+
+async def test_the_queue_socket_counts_an_unknown_outcome_as_waiting_and_sends_its_confirmation(unconfirmed, analyst):
+    _, request = unconfirmed
+    communicator = await socket("/ws/approvals/?queue=1", analyst)
+    assert (await communicator.connect())[0]
+    snapshot = await communicator.receive_json_from(timeout=WAIT_S)
+    assert (snapshot["pending"], snapshot["pending_ids"]) == (1, [request.pk])
+    assert [entry["request"]["state"] for entry in snapshot["requests"]] == ["unconfirmed"]
+
+    await database_sync_to_async(actions.confirm_outcome)(request.pk, analyst, False, NOT_THERE)
+    message = await communicator.receive_json_from(timeout=WAIT_S)
+    assert (message["type"], message["request"]["state"], message["pending"]) == ("request", "failed", 0)
+    await communicator.disconnect()
 
 
 # -- a race ------------------------------------------------------------------------------------------
