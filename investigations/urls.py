@@ -16,6 +16,7 @@ urlpatterns: list = [
     path("approvals/<int:pk>/", approvals.action_detail, name="action"),
     path("approvals/<int:pk>/approve", approvals.approve, name="approve"),
     path("approvals/<int:pk>/reject", approvals.reject, name="reject"),
+    path("approvals/<int:pk>/confirm", approvals.confirm, name="confirm"),
     path("channels/<slug:channel>/callback", channels.callback, name="channel_callback"),
     path("audit/", audit.audit_list, name="audit"),
     path("audit/records/<int:seq>/", audit.audit_record, name="audit_record"),

@@ -23,6 +23,7 @@ MALFORMED = [
     ("PATCH", "/api/manage/tools/isolate_host", {"enabled": "maybe"}),
     ("POST", "/api/actions/{id}/approve", {"reason": 5}),
     ("POST", "/api/actions/{id}/reject", {}),
+    ("POST", "/api/actions/{id}/confirm", {"happened": "maybe", "reason": ""}),
 ]
 
 

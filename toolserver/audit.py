@@ -33,6 +33,9 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
+    # A person checked the backend for a write whose outcome was unknown, and said what they found.
+    CONFIRMED_DONE = "confirmed_done"
+    CONFIRMED_NOT_DONE = "confirmed_not_done"
 
 
 @dataclass(frozen=True)

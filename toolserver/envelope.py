@@ -30,6 +30,7 @@ class Reason(StrEnum):
     INCOMPLETE_TURN = "incomplete_turn"
     INVALID_TOOL_USE_ID = "invalid_tool_use_id"
     OUTCOME_UNKNOWN = "outcome_unknown"  # a write that may have happened: a person checks the backend
+    CONFIRMED_NOT_DONE = "confirmed_not_done"  # a person checked: that write did not happen; it may be asked again
 
 
 class BackendFailure(StrEnum):

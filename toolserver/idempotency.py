@@ -5,7 +5,8 @@ claims exactly one INSERT wins. The others see the winner's row: its result when
 conflict when their arguments differ, or they wait a bounded time while it runs. A running
 claim whose lease ran out (its worker died) may be taken over by exactly one caller; the
 taker first asks the backend whether the write already happened (toolserver.gateway), so exactly
-once does not rest on the backend deduplicating on the key.
+once does not rest on the backend deduplicating on the key. A key settled `outcome_unknown` (the
+backend could not tell) changes only by a person's word: confirm_done() or confirm_not_done().
 """
 
 import hashlib
@@ -20,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from toolserver.catalog import ServerSpec, ToolSpec
+from toolserver.envelope import Reason
 from toolserver.models import IdempotencyRecord
 from toolserver.schemas import StrictArgs
 
@@ -142,3 +144,24 @@ def complete(write: WriteKey, token: str, result: dict, *, failed: bool) -> None
 def release(write: WriteKey, token: str) -> None:
     """A transient failure: free the key so that a retry can run."""
     IdempotencyRecord.objects.filter(key=write.key, claim_token=token, state=IdempotencyRecord.State.RUNNING).delete()
+
+
+def _outcome_unknown(key: str):
+    """The key, if it was settled as outcome_unknown (toolserver.gateway): the one state a person's word changes."""
+    return IdempotencyRecord.objects.filter(
+        key=key, state=IdempotencyRecord.State.FAILED, result__reason=Reason.OUTCOME_UNKNOWN
+    )
+
+
+def confirm_done(key: str, result: dict) -> bool:
+    """A person checked the backend: the write whose outcome was unknown happened. The key now holds
+    `result`, which every repeat of the action receives, as if the write had been settled at the time."""
+    return bool(_outcome_unknown(key).update(state=IdempotencyRecord.State.SUCCEEDED, result=result,
+                                             completed_at=timezone.now()))
+
+
+def confirm_not_done(key: str) -> bool:
+    """A person checked the backend: the write did not happen. The key is freed, so the action may be
+    asked for again (through the gate and a fresh approval), and then sent once."""
+    deleted, _ = _outcome_unknown(key).delete()
+    return bool(deleted)

@@ -1,4 +1,5 @@
-"""The approval queue over HTTP: list and read action requests, approve or reject one (architecture rule 9).
+"""The approval queue over HTTP: list and read action requests, approve or reject one, confirm the outcome
+of one whose outcome is unknown (architecture rule 9).
 
 A person authenticates with the console's session (a POST also carries the CSRF token) or with
 their own API token (`Authorization: Bearer ghu_...`, from `manage.py api_tokens create`), which
@@ -12,7 +13,7 @@ from typing import Annotated, Literal
 
 from django.db.models import Prefetch
 from ninja import Field, Query, Router, Schema, Status
-from pydantic import ConfigDict, StringConstraints
+from pydantic import ConfigDict, StrictBool, StringConstraints
 
 from core.problems import InvalidInput, Problem
 from investigations.api_auth import AUTH, auth_for
@@ -98,6 +99,16 @@ class RejectIn(Schema):
 
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=REASON_MAX)] = Field(
         description="Required: the agent is told it, and it is kept in the audit trail."
+    )
+
+
+class ConfirmIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    happened: StrictBool = Field(description="true: you checked the backend and the action took effect; "
+                                 "false: it did not (the agent may ask for it again).")
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=REASON_MAX)] = Field(
+        description="Required: what you checked. The agent is told it, and it is kept in the audit trail."
     )
 
 
@@ -250,3 +261,21 @@ def reject_action(request, id: int, decision: RejectIn):
     """Reject it with a reason (required, at most 1000 characters): nothing reaches the backend, and
     the agent is told your reason. 403 if you may not decide this tool; 409 if it is no longer pending."""
     return _decide(request.auth, id, lambda: services.reject(id, request.auth, decision.reason))
+
+
+@router.post(
+    "/actions/{id}/confirm",
+    auth=DECIDE,
+    response=DECISION_RESPONSES,
+    url_name="confirm_action",
+    operation_id="confirm_action",
+    summary="Confirm the outcome of an action request whose outcome is unknown",
+)
+def confirm_action(request, id: int, decision: ConfirmIn):
+    """For a request in state `unconfirmed` (it was sent once, its worker stopped, and the backend cannot
+    say whether it took effect): say whether it happened, and what you checked. `happened: true` ends it
+    `succeeded` (a repeat of the action for the alert gets this result); `false` ends it `failed` and the
+    agent may ask for the action again, which needs an approval again. Either way the investigation
+    resumes with your answer. 403 if you may not approve this tool; 409 if it is not `unconfirmed`."""
+    user = request.auth
+    return _decide(user, id, lambda: services.confirm_outcome(id, user, decision.happened, decision.reason))

@@ -9,6 +9,9 @@ through the gateway with the write's idempotency key, so it reaches the backend 
 even when a worker dies mid-way; the investigation then resumes with the result. Every transition
 is announced to the enabled approval channels once its transaction commits
 (investigations/approvals/channels/): a decision taken through a channel is taken here, the same way.
+A write whose outcome nobody can tell (its worker died while it was at a backend that cannot say
+whether it happened) waits, `unconfirmed`, for a person allowed to approve its tool to check and
+confirm.
 """
 
 import logging
@@ -39,7 +42,7 @@ from investigations.runs import events, services
 from toolserver import audit, config, idempotency
 from toolserver.audit import Outcome
 from toolserver.catalog import SERVERS, find_tool
-from toolserver.envelope import Reason, error, is_error
+from toolserver.envelope import Reason, error, is_error, ok
 from toolserver.gateway import CallContext, Gateway
 from toolserver.schemas import parse_arguments
 
@@ -237,6 +240,51 @@ def reject(request_id: int, user, reason: str, *, channel: str = "") -> ActionRe
     return request
 
 
+def confirm_outcome(request_id: int, user, happened: bool, reason: str) -> ActionRequest:
+    """A person checked the backend for an `unconfirmed` write (its outcome unknown) and says whether it happened.
+
+    Architecture rules 6 and 9: the write is never sent again on the way here, and only someone allowed
+    to approve the tool ends it, judged inside the transaction as approve() is; one
+    final state whatever races (the second of two confirmations finds the first's state: NotPending).
+    One audit record (who, what they said, why) and one transition. Happened: the request succeeds and
+    its idempotency key holds the confirmed result, so a repeat of the action for the alert replays it.
+    Not happened: the request fails and its key is freed, so the agent may ask for the action again,
+    through the gate and a fresh approval. Either way the investigation resumes with the answer.
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise DecisionRefused("Say what you checked: the agent is told, and it is kept in the audit trail.")
+    name = user.get_username()
+    actor = f"user:{name}"
+    with _denial_recorded(user), transaction.atomic():
+        request = _locked_for(request_id, user, State.UNCONFIRMED)
+        if happened:
+            request.result = ok(
+                {"confirmed_by_person": True, "confirmed_by": name, "analyst_reason": reason[:1000],
+                 "note": f"{request.tool} on {request.target} was sent once and its outcome was unknown; an analyst "
+                 "checked the backend and confirmed that it took effect. Do not repeat it."},
+                source="analyst",
+            )
+            request.outcome = f"confirmed done by {name}: {reason[:200]}"
+            idempotency.confirm_done(request.idempotency_key, request.result)
+            to_state, outcome = State.SUCCEEDED, Outcome.CONFIRMED_DONE
+        else:
+            request.result = error(
+                Reason.CONFIRMED_NOT_DONE,
+                retryable=False,
+                guidance=f"An analyst checked the backend: {request.tool} on {request.target} did not happen. "
+                "If it is still needed, you may request it again; it needs an analyst's approval again.",
+                analyst_reason=reason[:1000],
+            )
+            request.outcome = f"confirmed not done by {name}: {reason[:200]}"
+            idempotency.confirm_not_done(request.idempotency_key)
+            to_state, outcome = State.FAILED, Outcome.CONFIRMED_NOT_DONE
+        _move(request, State.UNCONFIRMED, to_state, actor, reason)
+        _audit_decision(request, outcome, actor, said={"happened": happened, "reason": reason[:1000]})
+    _finished(request)
+    return request
+
+
 def expire_due() -> list[int]:
     """Expire every pending request past its time (the periodic sweep; no ETA tasks)."""
     due = ActionRequest.objects.filter(state=State.PENDING, expires_at__lte=timezone.now())
@@ -315,6 +363,8 @@ _STATE_PHRASES = {
     State.REJECTED: "was rejected already",
     State.EXPIRED: "expired before anyone decided",
     State.CANCELLED: "was cancelled",
+    State.UNCONFIRMED: "was carried out, but whether it took effect is unknown: "
+    "it waits for a person to check and confirm",
 }
 
 
@@ -328,17 +378,24 @@ def _denial_recorded(user, channel: str = ""):
         raise
 
 
-def _pending_for_decision(request_id: int, user) -> tuple[ActionRequest, datetime]:
-    """The request, locked, if it is still pending and `user` may decide it (checked now, not at page load),
-    and the moment of the decision: read after the lock, the one time the deadline is compared with and
-    the decision recorded at, so no decision is ever dated after expires_at."""
+def _locked_for(request_id: int, user, state: str) -> ActionRequest:
+    """The request, locked, if `user` may decide on its tool (checked now, inside the decision's transaction,
+    not at page load) and it is in `state`: of two decisions at once, the second finds the first's state."""
     request = ActionRequest.objects.select_for_update().filter(pk=request_id).first()
     if request is None:
         raise NotFound("No such action request.")
     if not may_approve(user, request.tool):
         raise NotAllowed(f"You are not allowed to approve {request.tool}.", request)
-    if request.state != State.PENDING:
+    if request.state != state:
         raise NotPending(f"This request {_STATE_PHRASES[request.state]}.", request)
+    return request
+
+
+def _pending_for_decision(request_id: int, user) -> tuple[ActionRequest, datetime]:
+    """The request, locked, if it is still pending and `user` may decide it (_locked_for), and the moment
+    of the decision: read after the lock, the one time the deadline is compared with and the decision
+    recorded at, so no decision is ever dated after expires_at."""
+    request = _locked_for(request_id, user, State.PENDING)
     now = timezone.now()
     if now >= request.expires_at:
         raise _Expired(request.pk)
@@ -369,14 +426,17 @@ def execute(request_id: int) -> None:
         retry_at = timezone.now() + timedelta(seconds=result.get("retry_after_s") or 0)
         ActionRequest.objects.filter(pk=request_id, state=State.EXECUTING).update(lease_expires_at=retry_at)
         return
-    state = State.FAILED if is_error(result) else State.SUCCEEDED
+    if is_error(result) and result.get("reason") == Reason.OUTCOME_UNKNOWN:
+        state = State.UNCONFIRMED  # not final: a person checks the backend (confirm_outcome)
+    else:
+        state = State.FAILED if is_error(result) else State.SUCCEEDED
     with transaction.atomic():
         if not _moved(request_id, State.EXECUTING, state,
                       result=result, outcome=describe_outcome(request, result), lease_expires_at=None):
             return
         request.refresh_from_db()
         _transition(request, State.EXECUTING, state, "system", request.outcome)
-    _finished(request)
+    _finished(request)  # unconfirmed: the viewers are told; the investigation keeps waiting
 
 
 @contextmanager
@@ -472,8 +532,10 @@ def _record(request: ActionRequest, outcome: Outcome, actor: str, *, owner: str 
     transaction.on_commit(lambda: _action_event(request, owner=owner))
 
 
-def _audit_decision(request: ActionRequest, outcome: Outcome, actor: str, *, channel: str = "") -> None:
-    """A decision taken through an approval channel names it: `source` "channel:<name>" and extra["channel"]."""
+def _audit_decision(request: ActionRequest, outcome: Outcome, actor: str, *, channel: str = "",
+                    said: dict | None = None) -> None:
+    """A decision taken through an approval channel names it: `source` "channel:<name>" and extra["channel"];
+    `said`: what the person said with their decision (confirm_outcome), kept in the record."""
     _, tool = find_tool(request.tool)
     audit_trail.append(
         kind=AuditRecord.Kind.DECISION,
@@ -486,7 +548,7 @@ def _audit_decision(request: ActionRequest, outcome: Outcome, actor: str, *, cha
         correlation_id=request.investigation.correlation_id,
         actor=actor,
         source=f"channel:{channel}" if channel else "",
-        extra={"action_request": request.pk} | ({"channel": channel} if channel else {}),
+        extra={"action_request": request.pk, **({"channel": channel} if channel else {}), **(said or {})},
     )
 
 
@@ -497,7 +559,8 @@ def _action_event(request: ActionRequest, *, owner: str | None = None) -> None:
 
 
 def _finished(request: ActionRequest) -> None:
-    """A final state: tell the viewers, and hand the investigation back to a worker."""
+    """A final state (or unconfirmed): tell the viewers, and hand the investigation back to a worker
+    once none of its requests is undecided (runs.services.resume: an unconfirmed one keeps it waiting)."""
     if request.state not in (State.REJECTED, State.EXPIRED):  # those recorded their event with the audit
         _action_event(request)
     services.resume(request.investigation_id)

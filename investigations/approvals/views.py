@@ -30,8 +30,9 @@ REASON_MAX = 1000
 
 # -- what the pages and the approvals socket read ------------------------------------------------
 def pending_count(user) -> int:
-    """The navigation's badge: one count query (none for a signed-out user)."""
-    return ActionRequest.objects.visible_to(user).filter(state=ActionRequest.State.PENDING).count()
+    """The navigation's badge: what waits for a person (a decision, or a check of an unknown outcome);
+    one count query (none for a signed-out user)."""
+    return ActionRequest.objects.visible_to(user).filter(state__in=ActionRequest.NEEDS_A_PERSON).count()
 
 
 def alert_of(request: ActionRequest) -> dict:
@@ -61,11 +62,12 @@ def snapshot(user, *, with_requests: bool) -> dict:
 
 
 def _queue(user) -> tuple[list[ActionRequest], list[ActionRequest]]:
-    """Pending requests oldest first, and the latest decided ones, newest decision first."""
+    """What waits for a person (pending, or unconfirmed: its outcome to check) oldest first, and the latest
+    decided ones, newest decision first."""
     visible = ActionRequest.objects.visible_to(user).select_related("investigation__alert").prefetch_related("approvals", "transitions")
-    pending = list(visible.filter(state=ActionRequest.State.PENDING).order_by("created_at", "id"))
+    pending = list(visible.filter(state__in=ActionRequest.NEEDS_A_PERSON).order_by("created_at", "id"))
     recent = list(
-        visible.exclude(state=ActionRequest.State.PENDING)
+        visible.exclude(state__in=ActionRequest.NEEDS_A_PERSON)
         .annotate(decided_at=Max("transitions__at"))
         .order_by("-decided_at", "-id")[:RECENT]
     )
@@ -107,6 +109,8 @@ def _render_action(request, action: ActionRequest, *, status: int = 200):
         "result_json": json.dumps(action.result, indent=2, ensure_ascii=False) if action.result is not None else "",
         "transitions": action.transitions.all(),
         "approvals": action.approvals.all(),
+        "may_confirm": action.state == ActionRequest.State.UNCONFIRMED
+        and services.may_approve(request.user, action.tool),
     }, status=status)
 
 
@@ -121,6 +125,34 @@ def approve(request, pk: int):
 @require_POST
 def reject(request, pk: int):
     return _decide(request, pk, "reject")
+
+
+@login_required
+@require_POST
+def confirm(request, pk: int):
+    """The check of an unknown outcome: `happened` ("yes" or "no") and a reason, both required."""
+    action = _visible_or_404(request.user, pk)
+    reason = request.POST.get("reason", "").strip()
+    happened = {"yes": True, "no": False}.get(request.POST.get("happened", ""))
+    if happened is None:
+        return _refused(request, action, "Say whether it happened: yes or no.", 400)
+    if not reason:
+        return _refused(request, action, "Say what you checked: the agent is told, and it is kept in the audit trail.",
+                        400)
+    if len(reason) > REASON_MAX:
+        return _refused(request, action, f"Keep the reason under {REASON_MAX} characters.", 400)
+    try:
+        decided = services.confirm_outcome(action.pk, request.user, happened, reason)
+    except services.DecisionRefused as refused:
+        return _refused(request, action, str(refused), refused.status)
+    if happened:
+        done = f"Confirmed: {decided.tool} on {decided.target} took effect. The agent is told."
+    else:
+        done = f"Confirmed: {decided.tool} on {decided.target} did not happen. The agent is told it may ask again."
+    if _wants_json(request):
+        return JsonResponse({"detail": done, "request": services.summary(decided)})
+    messages.success(request, done)
+    return redirect(reverse("investigations:action", args=[decided.pk]))
 
 
 def _decide(request, pk: int, decision: str):

@@ -46,8 +46,12 @@ class ActionRequest(models.Model):
     """A privileged write the agent asked for, waiting for (or past) an analyst's decision.
 
         pending -> approved -> executing -> succeeded | failed
+        executing -> unconfirmed -> succeeded | failed   (a person checked the backend and said)
         pending -> rejected | expired | cancelled
 
+    `unconfirmed`: the write was sent once, its worker died before the answer was recorded, and the
+    backend cannot say whether it took effect. It is not final: the investigation waits on it, and
+    only a person allowed to approve the tool ends it (approvals.services.confirm_outcome).
     TRANSITIONS is that machine, the one place it is written: each move is one guarded update
     (investigations/approvals/services.py, which refuses a move not in it before touching the row)
     and one ActionTransition; the pages get it from the same table (core/transitions.py).
@@ -62,13 +66,15 @@ class ActionRequest(models.Model):
         REJECTED = "rejected"
         EXPIRED = "expired"
         CANCELLED = "cancelled"
+        UNCONFIRMED = "unconfirmed", "Outcome unknown: check and confirm"
 
     # Where each state may go (architecture rule 9). A state listing itself records a step without
     # changing: one approval of two; an execution taken over after its worker died.
     TRANSITIONS: dict[str, set[str]] = {
         State.PENDING: {State.PENDING, State.APPROVED, State.REJECTED, State.EXPIRED, State.CANCELLED},
         State.APPROVED: {State.EXECUTING},
-        State.EXECUTING: {State.EXECUTING, State.SUCCEEDED, State.FAILED},
+        State.EXECUTING: {State.EXECUTING, State.SUCCEEDED, State.FAILED, State.UNCONFIRMED},
+        State.UNCONFIRMED: {State.SUCCEEDED, State.FAILED},
         State.SUCCEEDED: set(),
         State.FAILED: set(),
         State.REJECTED: set(),
@@ -77,6 +83,8 @@ class ActionRequest(models.Model):
     }
     INITIAL = State.PENDING
     FINAL = transitions.final(TRANSITIONS)
+    # What waits for a person: the queue, its live updates and the navigation's count show these.
+    NEEDS_A_PERSON = (State.PENDING, State.UNCONFIRMED)
 
     investigation = models.ForeignKey(Investigation, on_delete=models.PROTECT, related_name="action_requests")
     tool_use_id = models.CharField(max_length=100)
@@ -88,7 +96,7 @@ class ActionRequest(models.Model):
     evidence = models.JSONField(default=list, blank=True, help_text="The transcript events the request rests on.")
     risk = models.JSONField(default=list, blank=True, help_text="Blast radius notes, e.g. 'host is a domain controller'.")
     idempotency_key = models.CharField(max_length=64)
-    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING, db_index=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING, db_index=True)
     approvals_needed = models.PositiveSmallIntegerField(default=1)
     expires_at = models.DateTimeField(db_index=True)
     result = models.JSONField(null=True, blank=True, help_text="The envelope the model receives.")
@@ -138,8 +146,8 @@ class ActionTransition(models.Model):
     """Who moved a request from one state to another, when and why."""
 
     request = models.ForeignKey(ActionRequest, on_delete=models.PROTECT, related_name="transitions")
-    from_state = models.CharField(max_length=10, blank=True)
-    to_state = models.CharField(max_length=10)
+    from_state = models.CharField(max_length=20, blank=True)
+    to_state = models.CharField(max_length=20)
     actor = models.CharField(max_length=150, help_text="'agent', 'system' or 'user:<username>'.")
     reason = models.TextField(blank=True)
     at = models.DateTimeField(auto_now_add=True)

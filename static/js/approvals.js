@@ -32,6 +32,8 @@
   const STATES = readJSON("request-states", {});
   const REACHABLE = STATES.reachable || {};
   const TRAIL = STATES.trail || {};
+  const WAITS_FOR_A_PERSON = new Set(["pending", "unconfirmed"]); // in the queue, and counted
+  const LABELS = { unconfirmed: "Outcome unknown: check and confirm" };
   const TICK_MS = 15000;
   const handlers = [];
 
@@ -43,7 +45,7 @@
 
   function label(state) {
     const text = String(state || "");
-    return text.charAt(0).toUpperCase() + text.slice(1);
+    return LABELS[text] || text.charAt(0).toUpperCase() + text.slice(1);
   }
 
   function approvableTools() {
@@ -352,7 +354,7 @@
   function placeInQueue(summary, alert) {
     let card = cardsOf(summary.id)[0];
     if (!card) card = build(summary, alert);
-    if (card.dataset.state === "pending") {
+    if (WAITS_FOR_A_PERSON.has(card.dataset.state)) {
       if (card.parentElement !== queueList) queueList.appendChild(card);
     } else if (card.parentElement !== recentList) {
       recentList.prepend(card);

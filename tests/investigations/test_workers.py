@@ -3,6 +3,7 @@ verdict, and a worker killed mid-investigation is replaced without repeating com
 
 import json
 from collections import Counter
+from contextlib import nullcontext
 
 import httpx2 as httpx
 import pytest
@@ -12,8 +13,9 @@ from django.conf import settings
 from investigations.approvals import services as approvals
 from investigations.intake.services import create_integration, receive_alert
 from investigations.models import ActionRequest, AuditRecord, Event, Investigation
+from investigations.tokens import create_api_token
 from tests.investigations.workers import WorkerProcess, worker_env
-from tests.support import story_alert, wait_until
+from tests.support import ConsoleProcess, story_alert, wait_until
 from toolserver.lab import estate, faults
 from toolserver.lab.models import LabFault, LabWrite
 
@@ -127,3 +129,38 @@ def test_without_beat_a_restarted_worker_completes_what_a_killed_one_was_executi
     request = wait_until(lambda: ActionRequest.objects.filter(pk=request.pk, state="succeeded").first(),
                          timeout=60, what="the isolation to complete after the restart, with no beat")
     assert LabWrite.objects.filter(action="isolate_host", outcome="performed").count() == 1
+
+
+def test_a_worker_killed_mid_write_on_a_backend_that_cannot_tell_waits_for_a_person_then_resumes(worker, analyst, lab):
+    """Issue 13 item 3: the restarted worker asks the EDR whether the isolation happened; the EDR cannot
+    answer, so the request waits `unconfirmed` (not sent again, the investigation still waiting) until an
+    analyst confirms over the API; then the investigation resumes with the confirmed result."""
+    request = isolation_hanging_at_the_lab(analyst)
+    worker.kill()
+    faults.inject("edr", "error_5xx", remaining=1)  # the restarted worker's question: the EDR cannot say
+    worker.start()
+    request = wait_until(lambda: ActionRequest.objects.filter(pk=request.pk, state="unconfirmed").first(),
+                         timeout=60, what="the restarted worker to find the outcome unknown")
+    assert not LabWrite.objects.filter(action="isolate_host", outcome="performed").exists()  # not sent again
+    investigation = Investigation.objects.get(pk=request.investigation_id)
+    assert investigation.status == "waiting"
+
+    _, token = create_api_token(analyst, "tests")
+    # On the embedded default the worker's broker lives in its console: decide there.
+    with nullcontext(worker.console) if worker.console else ConsoleProcess(worker_env(lab)) as console:
+        response = httpx.post(f"{console.url}/api/actions/{request.pk}/confirm",
+                              json={"happened": True, "reason": "EDR console: WS-FIN-07 isolated at 10:02"},
+                              headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        assert response.status_code == 200, response.text
+        assert response.json()["state"] == "succeeded"
+
+        answered = investigation.events.filter(kind=Event.Kind.TOOL_RESULT, data__tool_use_id=request.tool_use_id)
+        result = wait_until(answered.first, timeout=60, what="the resumed investigation to receive the confirmed result")
+        assert result.data["result"]["status"] == "ok" and result.data["result"]["data"]["confirmed_by_person"] is True
+        following = wait_until(
+            lambda: ActionRequest.objects.filter(investigation=investigation, tool="disable_account", state="pending").first(),
+            timeout=60, what="the investigation's next request")
+    assert following.pk != request.pk
+    assert list(request.transitions.values_list("to_state", flat=True)) == [
+        "pending", "approved", "executing", "executing", "unconfirmed", "succeeded",
+    ]

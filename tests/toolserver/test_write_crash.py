@@ -23,7 +23,7 @@ from investigations.models import AuditHead, AuditRecord
 from tests.support import ROOT, console_env, database_url_of, set_rate_limit, wait_until
 from tests.toolserver.crash_writer import ISOLATE
 from toolserver.lab import faults
-from toolserver.lab.models import LabFault, LabWrite
+from toolserver.lab.models import LabFault, LabWrite, Ticket
 from toolserver.models import IdempotencyRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -251,14 +251,38 @@ def test_a_backend_that_does_not_deduplicate_sees_one_call_after_a_crash_between
     assert (checked.outcome, checked.backend_status) == ("ok", "checked")  # recorded: found done, not sent again
 
 
+def ticket_counter() -> RowLock:
+    """The row the lab locks to number tickets: held, it keeps an open_ticket at the lab."""
+    LabFault.objects.get_or_create(backend="ticketing")
+    return RowLock("SELECT * FROM lab_labfault WHERE backend = 'ticketing' FOR UPDATE")
+
+
+@pytest.mark.production
+def test_an_open_ticket_crash_between_call_and_settle_finds_the_ticket_instead_of_opening_another(writer):
+    """The ticket carries the write's idempotency key: the next worker asks the ticketing system for it
+    (even one that does not deduplicate on the key) and records the ticket it finds, sending nothing."""
+    call = ("open_ticket", json.dumps(TICKET))
+    faults.inject("ticketing", "no_dedupe")  # a ticketing system that would open a second ticket
+    crash_between_call_and_settle(writer, ticket_counter(), *call)
+    result = recovered(writer, *call)
+
+    assert list(LabWrite.objects.filter(action="open_ticket").values_list("outcome", flat=True)) == ["performed"]
+    assert Ticket.objects.count() == 1
+    assert result["status"] == "ok" and result["data"]["found_done"], result
+    assert result["data"]["ticket_id"] == str(Ticket.objects.get().number)
+    assert IdempotencyRecord.objects.get().state == "succeeded"  # a repeat replays the ticket found
+    checked = AuditRecord.objects.filter(tool="open_ticket").order_by("seq").last()
+    assert (checked.outcome, checked.backend_status) == ("ok", "checked")
+
+
 @pytest.mark.production
 def test_a_write_whose_backend_cannot_tell_goes_to_a_person_instead_of_again(writer):
     call = ("open_ticket", json.dumps(TICKET))
-    faults.clear("ticketing")  # its row is what the lab locks to number tickets
-    ticket_counter = RowLock("SELECT * FROM lab_labfault WHERE backend = 'ticketing' FOR UPDATE")
-    crash_between_call_and_settle(writer, ticket_counter, *call)
+    faults.clear("ticketing")
+    crash_between_call_and_settle(writer, ticket_counter(), *call)
+    faults.inject("ticketing", "error_5xx", remaining=1)  # the ticketing system cannot answer whether it happened
     result = recovered(writer, *call)
 
     assert LabWrite.objects.filter(action="open_ticket").count() == 1
     assert (result["status"], result.get("reason"), result.get("retryable")) == ("error", "outcome_unknown", False), result
-    assert IdempotencyRecord.objects.get().state == "failed"  # settled: every repeat gets outcome_unknown
+    assert IdempotencyRecord.objects.get().state == "failed"  # settled until a person confirms (approvals.services)

@@ -164,6 +164,18 @@ class LabTicketing(LabBackend, TicketingBackend):
         path = f"/tickets/{args.ticket_id}/comments"
         return shaped(Comment, await self._write(path, {"body": args.body}, write, target=f"ticket {args.ticket_id}"))
 
+    async def already_done(self, tool: str, args, write: WriteContext) -> dict | None:
+        """The ticket (or comment) carries the write's idempotency key: found, the write happened."""
+        if tool not in ("open_ticket", "add_comment"):
+            raise CannotTell(tool)
+        body = await self._request("GET", "/tickets/search", params={"idempotency_key": write.idempotency_key})
+        found = body.get("tickets" if tool == "open_ticket" else "comments")
+        if not isinstance(found, list) or not all(isinstance(item, dict) for item in found):
+            raise BackendError(BackendFailure.MALFORMED)
+        if not found:
+            return None
+        return {**shaped(Ticket if tool == "open_ticket" else Comment, found[0]), "found_done": True}
+
 
 @register("intel", "lab")
 class LabIntel(LabBackend, IntelBackend):

@@ -72,10 +72,11 @@ def endpoint(method: str, *, backend: str | None = None, scope: str | None = Non
                 return _json(405, {"error": "method_not_allowed", "detail": f"use {method}"}, {"Allow": method})
             write = None
             if action:
+                sent_key = request.headers.get("Idempotency-Key", "").strip()[:MAX_IDEMPOTENCY_KEY]
                 write = WriteRequest(
                     backend=written_to, action=action, target=kwargs.get(target, "") if target else "",
-                    key_name="", idempotency_key=request.headers.get("Idempotency-Key", "").strip()[:MAX_IDEMPOTENCY_KEY],
-                    payload=params.recorded_payload(request), received_at=timezone.now(),
+                    key_name="", idempotency_key=sent_key,
+                    payload=params.recorded_payload(request), received_at=timezone.now(), sent_key=sent_key,
                 )
 
             async def refuse(response: HttpResponse, outcome: str = LabWrite.Outcome.REJECTED) -> HttpResponse:
@@ -213,6 +214,15 @@ def tickets_open(request, key, write):
     severity = params.choice(data, "severity", Ticket.SEVERITIES)
     alert_ref = params.text(data, "alert_ref", max_length=200, required=False)
     return services.open_ticket(replace(write, target=alert_ref), title=title, body=body, severity=severity)
+
+
+@endpoint("GET", backend="ticketing", scope="tickets:write")
+def tickets_search(request, key):
+    """The tickets and comments a write under this Idempotency-Key created: what the ticketing key may read
+    (to tell whether a write happened), whether or not the lab deduplicates on the key."""
+    query = params.query(request, {"idempotency_key"})
+    written = params.text(query, "idempotency_key", max_length=MAX_IDEMPOTENCY_KEY)
+    return selectors.written_under(written)
 
 
 @endpoint("POST", backend="ticketing", scope="tickets:write", action="add_comment", target="ticket_id")

@@ -220,6 +220,9 @@ class Ticket(models.Model):
     alert_ref = models.CharField(max_length=200, blank=True)
     created_by = models.CharField(max_length=60, help_text="The name of the key that opened it.")
     created_at = models.DateTimeField(auto_now_add=True)
+    # As a real ticketing system's custom field would: the write's Idempotency-Key, kept whether or not the
+    # backend deduplicates on it, so a caller can ask whether its write already happened (tickets/search).
+    idempotency_key = models.CharField(max_length=200, blank=True, db_index=True)
 
     class Meta:
         ordering = ["-number"]
@@ -233,6 +236,7 @@ class TicketComment(models.Model):
     body = models.TextField()
     created_by = models.CharField(max_length=60)
     created_at = models.DateTimeField(auto_now_add=True)
+    idempotency_key = models.CharField(max_length=200, blank=True, db_index=True)  # as on Ticket
 
     class Meta:
         ordering = ["created_at", "id"]

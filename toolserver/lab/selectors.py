@@ -5,11 +5,12 @@ import re
 from datetime import UTC, datetime
 
 from django.db.models import Count, F, Q
+from django.urls import reverse
 
 from toolserver.lab import faults
 from toolserver.lab.errors import BadRequest, NotFound
 from toolserver.lab.estate import EVENT_KINDS
-from toolserver.lab.models import Account, Host, Indicator, LabKey, LabWrite, Login, SiemEvent, Ticket
+from toolserver.lab.models import Account, Host, Indicator, LabKey, LabWrite, Login, SiemEvent, Ticket, TicketComment
 
 HASH = re.compile(r"^(?:[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64})$")
 DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -188,9 +189,20 @@ def indicator(kind: str, value: str) -> dict:
     }
 
 
-# ticketing (for the ticket page) -------------------------------------------------------
+# ticketing ----------------------------------------------------------------------------
 def ticket(number: int) -> Ticket | None:
+    """For the ticket page."""
     return Ticket.objects.prefetch_related("comments").filter(number=number).first()
+
+
+def written_under(idempotency_key: str) -> dict:
+    """The tickets and comments that writes under this Idempotency-Key created, oldest first."""
+    tickets = Ticket.objects.filter(idempotency_key=idempotency_key).order_by("number")
+    comments = TicketComment.objects.filter(idempotency_key=idempotency_key).select_related("ticket").order_by("id")
+    return {
+        "tickets": [{"ticket_id": str(t.number), "url": reverse("lab:ticket", args=[t.number])} for t in tickets],
+        "comments": [{"ticket_id": str(c.ticket.number), "comment_id": str(c.pk)} for c in comments],
+    }
 
 
 # the admin page -----------------------------------------------------------------------

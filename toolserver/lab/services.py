@@ -29,9 +29,10 @@ class WriteRequest:
     action: str
     target: str
     key_name: str
-    idempotency_key: str
+    idempotency_key: str  # what the lab deduplicates on: blank when it acts as a backend that does not
     payload: object
     received_at: datetime
+    sent_key: str = ""  # the Idempotency-Key as sent, which what the write creates carries (a ticket) either way
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def open_ticket(write: WriteRequest, *, title: str, body: str, severity: str) ->
         last = Ticket.objects.order_by("-number").values_list("number", flat=True).first()
         ticket = Ticket.objects.create(
             number=(last or Ticket.FIRST_NUMBER - 1) + 1, title=title, body=body, severity=severity,
-            alert_ref=write.target, created_by=write.key_name,
+            alert_ref=write.target, created_by=write.key_name, idempotency_key=write.sent_key,
         )
         return 201, {"ticket_id": str(ticket.number), "url": reverse("lab:ticket", args=[ticket.number])}, LabWrite.Outcome.PERFORMED
 
@@ -127,7 +128,8 @@ def _lock_ticket_numbers(alert_ref: str) -> tuple[LabFault, str]:
 
 def add_comment(write: WriteRequest, *, body: str) -> Answer:
     def comment(ticket, write):
-        created = TicketComment.objects.create(ticket=ticket, body=body, created_by=write.key_name)
+        created = TicketComment.objects.create(ticket=ticket, body=body, created_by=write.key_name,
+                                               idempotency_key=write.sent_key)
         return 201, {"ticket_id": str(ticket.number), "comment_id": str(created.pk)}, LabWrite.Outcome.PERFORMED
 
     return _once(write, _lock_ticket, comment)

@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/identity/users/<str:username>/disable", api.identity_disable, name="api-identity-disable"),
     path("api/identity/users/<str:username>/enable", api.identity_enable, name="api-identity-enable"),
     path("api/tickets", api.tickets_open, name="api-tickets"),
+    path("api/tickets/search", api.tickets_search, name="api-tickets-search"),
     path("api/tickets/<str:ticket_id>/comments", api.tickets_comment, name="api-ticket-comments"),
     path("api/intel/lookup", api.intel_lookup, name="api-intel-lookup"),
     re_path(r"^api/(?P<rest>.*)$", api.not_found),  # anything else under api/ is a JSON 404

@@ -65,3 +65,41 @@ def test_the_ticket_page_needs_a_role(estate, lab, client, make_user):
     assert client.get("/lab/tickets/4471").status_code == 302  # to the sign-in page
     client.force_login(make_user("nobody"))
     assert client.get("/lab/tickets/4471").status_code == 403
+
+
+# -- the key a ticket carries (issue 13 item 3: exactly once must not rest on the backend deduplicating) ----
+def test_a_ticket_and_a_comment_carry_the_writes_idempotency_key_and_are_found_by_it(estate, lab):
+    lab.post("tickets", "ticketing", TICKET, idempotency_key="key-ticket")
+    lab.post("tickets/4471/comments", "ticketing", {"body": "Host isolated."}, idempotency_key="key-comment")
+    lab.post("tickets", "ticketing", {**TICKET, "alert_ref": "LAB-SIEM-1002"}, idempotency_key="key-other")
+
+    found = lab.get("tickets/search", "ticketing", idempotency_key="key-ticket")
+    assert found.status_code == 200
+    assert found.json() == {"tickets": [{"ticket_id": "4471", "url": "/lab/tickets/4471"}], "comments": []}
+    comment = Ticket.objects.get(number=4471).comments.get()
+    assert lab.get("tickets/search", "ticketing", idempotency_key="key-comment").json() == {
+        "tickets": [], "comments": [{"ticket_id": "4471", "comment_id": str(comment.pk)}],
+    }
+    assert lab.get("tickets/search", "ticketing", idempotency_key="never-sent").json() == {"tickets": [], "comments": []}
+
+
+def test_a_ticketing_system_that_does_not_deduplicate_still_carries_the_key(estate, lab):
+    """As a real ticketing system's custom field: no deduplication on it, but what was written is findable."""
+    from toolserver.lab import faults
+
+    faults.inject("ticketing", "no_dedupe")
+    lab.post("tickets", "ticketing", TICKET, idempotency_key="key-twice")
+    lab.post("tickets", "ticketing", TICKET, idempotency_key="key-twice")  # not deduplicated: a second ticket
+    found = lab.get("tickets/search", "ticketing", idempotency_key="key-twice").json()
+    assert [ticket["ticket_id"] for ticket in found["tickets"]] == ["4471", "4472"]
+
+
+@pytest.mark.parametrize("query", [{}, {"idempotency_key": ""}, {"idempotency_key": "k", "title": "x"}])
+def test_a_search_needs_exactly_a_key(estate, lab, query):
+    response = lab.get("tickets/search", "ticketing", **query)
+    assert response.status_code == 400 and response.json()["error"] == "bad_request"
+
+
+def test_only_the_ticketing_key_may_search_tickets(estate, lab):
+    assert lab.get("tickets/search", "siem", idempotency_key="k").status_code == 403
+    assert lab.get("tickets/search", token="", idempotency_key="k").status_code == 401
