@@ -24,7 +24,7 @@ def navigation(request):
 
 
 class ApprovableTools:
-    """The write tools `user` may approve (`actions.may_approve`), worked out only if a page asks.
+    """The write tools `user` may approve (`actions.approvable_tools`), worked out only if a page asks.
 
     Pages show a decision's buttons disabled for the others; the decision itself checks again.
     """
@@ -36,7 +36,7 @@ class ApprovableTools:
     def tools(self) -> list[str]:
         from investigations.approvals import services as actions
 
-        return [tool for tool in sorted(actions.write_tools()) if actions.may_approve(self.user, tool)]
+        return actions.approvable_tools(self.user)
 
     def __contains__(self, tool) -> bool:
         return tool in self.tools

@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
 
-from core import live
+from investigations import live_messages
 from investigations.audit import chain as audit_trail
 from investigations.models import (
     ActionApproval,
@@ -44,7 +44,6 @@ from toolserver.schemas import parse_arguments
 log = logging.getLogger(__name__)
 State = ActionRequest.State
 APPROVE = "investigations.approve_tool"
-APPROVALS_GROUP = "approvals"  # every change of any request, for the queue and the navigation count
 TOOL_USE_ID = re.compile(r"toolu_[A-Za-z0-9]{8,}")
 
 
@@ -94,6 +93,12 @@ def ensure_policies() -> None:
 
 def may_approve(user, tool: str) -> bool:
     return bool(user.is_authenticated and user.is_active and user.has_perm(APPROVE, policy_for(tool)))
+
+
+def approvable_tools(user) -> list[str]:
+    """The write tools `user` may approve now, sorted: the pages' and the sockets' decision cards show
+    their buttons usable for these only (the decision itself checks again)."""
+    return [tool for tool in sorted(write_tools()) if may_approve(user, tool)]
 
 
 # -- requests ---------------------------------------------------------------------------------
@@ -520,9 +525,10 @@ def _audit_decision(request: ActionRequest, outcome: Outcome, actor: str) -> Non
 
 
 def _action_event(request: ActionRequest, *, owner: str | None = None) -> None:
-    entry = summary(request)
-    events.record_event(request.investigation_id, Event.Kind.ACTION, entry, owner=owner)
-    _notify(entry)
+    events.record_event(request.investigation_id, Event.Kind.ACTION, summary(request), owner=owner)
+    from investigations.approvals import live  # it reads the queue's selectors, which use this module
+
+    live.publish(request.pk)
 
 
 def _finished(request: ActionRequest) -> None:
@@ -532,28 +538,6 @@ def _finished(request: ActionRequest) -> None:
     services.resume(request.investigation_id)
 
 
-def _notify(entry: dict) -> None:
-    try:
-        live.group_send((APPROVALS_GROUP, {"type": "approvals.changed", "request": entry}))
-    except Exception:
-        log.warning("could not publish the change of action request %s", entry["id"], exc_info=True)
-
-
 def summary(request: ActionRequest) -> dict:
-    """What the pages and sockets show of a request."""
-    return {
-        "id": request.pk,
-        "investigation_id": request.investigation_id,
-        "tool_use_id": request.tool_use_id,
-        "tool": request.tool,
-        "target": request.target,
-        "state": request.state,
-        "reason": request.reason,
-        "risk": request.risk,
-        "evidence": request.evidence,
-        "approvals": request.approvals.count(),
-        "approvals_needed": request.approvals_needed,
-        "expires_at": request.expires_at.isoformat(),
-        "outcome": request.outcome,
-        "idempotency_key": request.idempotency_key,
-    }
+    """What the pages, the API, the transcript and the sockets show of a request (live_messages.ActionSummary)."""
+    return live_messages.request_summary(request)

@@ -2,7 +2,8 @@
 
 The decision forms (on the queue, on a request's page and on the investigation page's decision
 card) post here as plain HTML forms; the pages' script posts the same forms with
-`Accept: application/json` to stay on the page, and gets the request's summary back. Who may
+`Accept: application/json` to stay on the page, and gets the request's summary and its card,
+rendered for them from the one partial, back. Who may
 decide is checked again by `actions` at every decision, whatever the page showed.
 
 A user sees a request only if they may view its investigation: anywhere else it is a 404.
@@ -16,10 +17,12 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Max
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from investigations import live_messages
 from investigations.approvals import services as actions
 from investigations.models import ActionRequest
 from investigations.runs import selectors
@@ -28,7 +31,7 @@ RECENT = 20  # decided requests shown below the queue
 REASON_MAX = 1000
 
 
-# -- what the pages and the approvals socket read ------------------------------------------------
+# -- what the pages and the approvals socket (approvals/live.py) read ------------------------------
 def visible_requests(user):
     """The requests of the investigations `user` may view."""
     requests = ActionRequest.objects.all()
@@ -48,35 +51,7 @@ def sees_any_investigation(user) -> bool:
     return selectors.sees_all_investigations(user) or selectors.visible_investigations(user).exists()
 
 
-def alert_of(request: ActionRequest) -> dict:
-    alert = request.investigation.alert
-    return {"title": alert.title, "source": alert.source, "external_id": alert.external_id}
-
-
-def live_entry(user, summary: dict, *, sees_all: bool) -> dict | None:
-    """What the approvals socket sends `user` about a changed request; None if it is not theirs to see."""
-    if not (sees_all or selectors.can_view_id(user, summary["investigation_id"])):
-        return None
-    request = ActionRequest.objects.select_related("investigation__alert").filter(pk=summary["id"]).first()
-    if request is None:
-        return None
-    return {"type": "request", "request": summary, "alert": alert_of(request), "pending": pending_count(user)}
-
-
-def snapshot(user, *, with_requests: bool) -> dict:
-    """Sent when the socket opens (and so again after a reconnect): the count, and for the queue its contents
-    (the decided ones oldest first, so that a page putting each on top ends with the newest on top)."""
-    message = {"type": "snapshot", "pending": pending_count(user)}
-    if with_requests:
-        pending, recent = _queue(user)
-        message["requests"] = [
-            {"request": actions.summary(request), "alert": alert_of(request)} for request in [*reversed(recent), *pending]
-        ]
-        message["pending_ids"] = [request.pk for request in pending]
-    return message
-
-
-def _queue(user) -> tuple[list[ActionRequest], list[ActionRequest]]:
+def queue(user) -> tuple[list[ActionRequest], list[ActionRequest]]:
     """Pending requests oldest first, and the latest decided ones, newest decision first."""
     visible = visible_requests(user).select_related("investigation__alert").prefetch_related("approvals", "transitions")
     pending = list(visible.filter(state=ActionRequest.State.PENDING).order_by("created_at", "id"))
@@ -105,7 +80,7 @@ def _visible_or_404(user, pk: int) -> ActionRequest:
 def approval_queue(request):
     if not sees_any_investigation(request.user):
         raise PermissionDenied
-    pending, recent = _queue(request.user)
+    pending, recent = queue(request.user)
     return render(request, "investigations/approvals.html", {"pending": pending, "recent": recent, "recent_limit": RECENT})
 
 
@@ -160,7 +135,7 @@ def _decide(request, pk: int, decision: str):
     else:
         done = f"Rejected {decided.tool} on {decided.target}: the agent is told your reason."
     if _wants_json(request):
-        return JsonResponse({"detail": done, "request": actions.summary(decided)})
+        return JsonResponse({"detail": done, **_as_shown(request, decided.pk)})
     messages.success(request, done)
     return redirect(_next_url(request, decided))
 
@@ -169,12 +144,20 @@ def _refused(request, action: ActionRequest, detail: str, status: int):
     """A decision that was not taken: say why, and show the request as it is now."""
     current = ActionRequest.objects.get(pk=action.pk)
     if _wants_json(request):
-        return JsonResponse({"detail": detail, "state": current.state, "request": actions.summary(current)}, status=status)
+        return JsonResponse({"detail": detail, "state": current.state, **_as_shown(request, action.pk)}, status=status)
     if status == 403:
         messages.error(request, detail)
         return _render_action(request, _visible_or_404(request.user, action.pk), status=403)
     messages.error(request, detail)  # the page it goes back to shows the request's state now
     return redirect(_next_url(request, current))
+
+
+def _as_shown(request, pk: int) -> dict:
+    """For the page's script: the request's summary and its decision card as the one partial renders it
+    for this user, now (what the socket sends is the same card)."""
+    action = _visible_or_404(request.user, pk)
+    card = render_to_string(live_messages.CARD_TEMPLATE, {"action": action, "return_to": _next_url(request, action)}, request=request)
+    return {"request": actions.summary(action), "card": card}
 
 
 def _wants_json(request) -> bool:

@@ -1,6 +1,6 @@
 """Who may see which investigation, and what the pages and sockets read."""
 
-from guardian.shortcuts import get_objects_for_user
+from guardian.shortcuts import get_objects_for_user, get_users_with_perms
 
 from investigations.models import Event, Investigation
 
@@ -31,6 +31,16 @@ def visible_investigations(user):
     if not (user.is_authenticated and user.is_active):
         return investigations.none()
     return get_objects_for_user(user, VIEW, investigations, accept_global_perms=False)
+
+
+def granted_viewer_ids(investigation_id: int) -> list[int]:
+    """The active users who may view this investigation through an object permission of their own or
+    of a team (whoever also sees all is among them if granted; live_messages sends them one copy)."""
+    investigation = Investigation.objects.filter(pk=investigation_id).first()
+    if investigation is None:
+        return []
+    users = get_users_with_perms(investigation, with_group_users=True, only_with_perms_in=[VIEW.split(".")[1]])
+    return list(users.filter(is_active=True).values_list("pk", flat=True).order_by("pk"))
 
 
 def events_after(investigation_id: int, seq: int) -> list[dict]:
