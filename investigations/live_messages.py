@@ -19,11 +19,12 @@ variant from the tools its user may approve, read at the same access check. The 
 no CSRF token and no return address: the page's script posts with the token of its own page.
 """
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from django.template.loader import render_to_string
 from ninja import Field, Schema
 from pydantic import BaseModel, ConfigDict
+from pydantic import Field as PydanticField
 
 from investigations.models import ActionRequest, Event, Investigation
 
@@ -56,13 +57,77 @@ class Message(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-class EventEntry(Message):
-    """A saved event of an investigation (models.Event.as_message)."""
+class TextData(Message):
+    text: str
+    block: str  # "<turn>.<block>": the chunks of one block of the model's text share it
 
+
+class ToolCallData(Message):
+    tool_use_id: str
+    call: str  # "<turn>.<position>"
+    name: str
+    server: str
+    write: bool
+    input: dict
+
+
+class ToolResultData(Message):
+    tool_use_id: str
+    call: str
+    name: str
+    result: dict  # the envelope, or a typed error (architecture rules 4 and 5)
+
+
+class StatusData(Message):
+    status: Investigation.Status
+    message: str
+
+
+class VerdictData(Message):
+    verdict: Investigation.Verdict
+    summary: str
+    evidence: list[str]
+    end_reason: str
+
+
+class _Event(Message):
     seq: int
-    kind: Event.Kind
     at: str
-    data: dict
+
+
+class TextEvent(_Event):
+    kind: Literal["text"]
+    data: TextData
+
+
+class ToolCallEvent(_Event):
+    kind: Literal["tool_call"]
+    data: ToolCallData
+
+
+class ToolResultEvent(_Event):
+    kind: Literal["tool_result"]
+    data: ToolResultData
+
+
+class StatusEvent(_Event):
+    kind: Literal["status"]
+    data: StatusData
+
+
+class VerdictEvent(_Event):
+    kind: Literal["verdict"]
+    data: VerdictData
+
+
+class ActionEvent(_Event):
+    kind: Literal["action"]
+    data: "ActionSummary"  # a request of the investigation made or changed
+
+
+EventEntry = Annotated[
+    TextEvent | ToolCallEvent | ToolResultEvent | StatusEvent | VerdictEvent | ActionEvent, PydanticField(discriminator="kind")
+]  # a saved event (models.Event.as_message), one data shape per kind
 
 
 class EventMessage(Message):
@@ -146,7 +211,7 @@ class SnapshotMessage(Message):
 
 # -- building them -----------------------------------------------------------------------------------
 def event_message(event: dict) -> dict:
-    return EventMessage(event=EventEntry(**event)).as_json()
+    return EventMessage(event=event).as_json()
 
 
 def status_message(entry: dict) -> dict:
@@ -214,3 +279,7 @@ def layer_request(summary: dict, variants: dict[str, str], pending: int, audienc
 def meant_for(message: dict, sees_all: bool) -> bool:
     """Whether a consumer whose user sees all (or not) sends this layer message on."""
     return (message["audience"] == "all") == sees_all
+
+
+ActionEvent.model_rebuild()
+EventMessage.model_rebuild()
