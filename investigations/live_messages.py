@@ -26,7 +26,7 @@ from ninja import Field, Schema
 from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PydanticField
 
-from investigations.models import ActionRequest, Event, Investigation
+from investigations.models import ActionRequest, Investigation
 
 CARD_TEMPLATE = "investigations/_decision_card.html"
 
@@ -125,6 +125,7 @@ class ActionEvent(_Event):
     data: "ActionSummary"  # a request of the investigation made or changed
 
 
+EVENT_SCHEMAS = (TextEvent, ToolCallEvent, ToolResultEvent, StatusEvent, VerdictEvent, ActionEvent)  # one per Event.Kind
 EventEntry = Annotated[
     TextEvent | ToolCallEvent | ToolResultEvent | StatusEvent | VerdictEvent | ActionEvent, PydanticField(discriminator="kind")
 ]  # a saved event (models.Event.as_message), one data shape per kind

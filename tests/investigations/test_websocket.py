@@ -14,7 +14,8 @@ from guardian.shortcuts import assign_perm, remove_perm
 from core.roles import ANALYST
 from investigations.runs.events import record_event
 from tests.support import WAIT_S
-from investigations.live_messages import EventMessage, StatusMessage
+from investigations.live_messages import EVENT_SCHEMAS, EventMessage, StatusMessage
+from investigations.models import Event
 from tests.websockets import HOST, next_output, queries_made, received, refused, signed_in, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,6 +28,10 @@ def investigation(make_investigation):
     for n in range(3):
         record_event(investigation.pk, "text", {"text": f"chunk {n + 1}", "block": "1.0"})
     return investigation
+
+
+def test_every_kind_of_event_has_its_schema():
+    assert sorted(schema.model_fields["kind"].annotation.__args__[0] for schema in EVENT_SCHEMAS) == sorted(Event.Kind.values)
 
 
 async def test_anonymous_users_are_refused(investigation):
