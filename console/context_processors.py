@@ -28,7 +28,7 @@ def navigation(request):
 
 
 class ApprovableTools:
-    """The write tools `user` may approve (`investigations.approvals.services.may_approve`), worked out only if a page asks.
+    """The write tools `user` may approve (`investigations.approvals.services.approvable_tools`), worked out only if a page asks.
 
     Pages show a decision's buttons disabled for the others; the decision itself checks again.
     """
@@ -38,9 +38,9 @@ class ApprovableTools:
 
     @cached_property
     def tools(self) -> list[str]:
-        from investigations.approvals.services import may_approve, write_tools
+        from investigations.approvals.services import approvable_tools
 
-        return [tool for tool in sorted(write_tools()) if may_approve(self.user, tool)]
+        return approvable_tools(self.user)
 
     def __contains__(self, tool) -> bool:
         return tool in self.tools

@@ -106,7 +106,6 @@ INSTALLED_APPS = [
     "channels",
     "guardian",
     "axes",
-    "django_htmx",
     "csp",  # its system checks flag settings in django-csp 3's old format
     "ninja",
     "toolserver",
@@ -127,7 +126,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
     "axes.middleware.AxesMiddleware",  # turns a locked-out sign-in into the lockout page
     "console.middleware.ApiErrorsAsJson",
 ]

@@ -20,6 +20,7 @@ from django.urls import reverse
 from console.manage import administration
 from investigations.approvals import services as approvals
 from investigations.intake.services import receive_alert
+from investigations.live_messages import EventMessage, SnapshotMessage
 from investigations.models import AuditRecord, Event, Investigation
 from investigations.runs import agent, llm
 from tests.support import page_urls, story_alert
@@ -69,7 +70,8 @@ def drive(external_id: str, analyst, *, reject: bool = False) -> Investigation:
 
 
 def websocket_frames(investigations, user) -> list[str]:
-    """What the sockets send: each investigation's events (its backlog) and the approvals snapshot."""
+    """What the sockets send: each investigation's events (its backlog) and the approvals snapshot, each
+    exactly its schema (every kind of event a real investigation records)."""
 
     backlogs = {investigation.pk: investigation.events.count() for investigation in investigations}
 
@@ -79,10 +81,13 @@ def websocket_frames(investigations, user) -> list[str]:
             communicator = await socket(f"/ws/investigations/{pk}/", user)
             assert (await communicator.connect())[0]
             frames += [await communicator.receive_from(timeout=10) for _ in range(events)]
+            for frame in frames[-events:]:
+                assert EventMessage.model_validate_json(frame).as_json() == json.loads(frame), frame
             await communicator.disconnect()
         communicator = await socket("/ws/approvals/", user)
         assert (await communicator.connect())[0]
         frames.append(await communicator.receive_from(timeout=10))
+        assert SnapshotMessage.model_validate_json(frames[-1]).as_json() == json.loads(frames[-1])
         await communicator.disconnect()
         return frames
 

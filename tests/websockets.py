@@ -43,3 +43,26 @@ async def next_output(communicator: WebsocketCommunicator, timeout: float = 5): 
         return await communicator.receive_output(timeout)
     except TimeoutError:
         return None
+
+
+async def received(communicator: WebsocketCommunicator, schema, timeout: float = 5) -> dict:  # noqa: ASYNC109 - as the communicator's own
+    """The next message, asserted to be exactly one of investigations.live_messages' schemas: it
+    validates, and read back it is the same message (no field unknown to the schema, none missing)."""
+    message = await communicator.receive_json_from(timeout=timeout)
+    assert schema.model_validate(message).as_json() == message, message
+    return message
+
+
+def queries_made(monkeypatch) -> list[str]:
+    """Every SQL statement run from now on, in any thread (Django's cursor, wrapped: the library's, not ours)."""
+    from django.db.backends import utils
+
+    made: list[str] = []
+    execute = utils.CursorWrapper._execute_with_wrappers
+
+    def counted(self, sql, *args, **kwargs):
+        made.append(sql)
+        return execute(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(utils.CursorWrapper, "_execute_with_wrappers", counted)
+    return made

@@ -9,7 +9,7 @@ Whether they may decide is not settled here: investigations.approvals.services c
 inside the decision's own transaction, so a permission revoked a moment ago already counts.
 """
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from django.db.models import Prefetch
 from ninja import Field, Query, Router, Schema, Status
@@ -18,40 +18,15 @@ from pydantic import ConfigDict, StrictBool, StringConstraints
 from core.problems import InvalidInput, Problem
 from investigations.api_auth import AUTH, auth_for
 from investigations.approvals import services
+from investigations.live_messages import ActionSummary, StateName
 from investigations.models import ActionApproval, ActionRequest
 
 router = Router(tags=["actions"])
 
 REASON_MAX = 1000
-StateName = Literal[tuple(ActionRequest.State.values)]  # pending, approved, executing, ...
 
 
-# -- schemas --------------------------------------------------------------------------------------
-class EvidenceRef(Schema):
-    seq: int = Field(description="The transcript event holding the cited tool result.")
-    tool_use_id: str
-    tool: str
-
-
-class ActionSummary(Schema):
-    """What investigations.approvals.services.summary() says of a request: the same keys the pages and sockets get."""
-
-    id: int
-    investigation_id: int
-    tool_use_id: str
-    tool: str = Field(description="The write tool, e.g. `isolate_host`.")
-    target: str = Field(description="What it acts on, e.g. `host=ws-fin-07`.")
-    state: StateName
-    reason: str = Field(description="The agent's stated reason: untrusted text, show it escaped.")
-    risk: list[str] = Field(description="Blast-radius notes, e.g. `host is a domain controller`.")
-    evidence: list[EvidenceRef]
-    approvals: int = Field(description="Approvals given so far.")
-    approvals_needed: int = Field(description="2 for four-eyes: two different people.")
-    expires_at: str = Field(json_schema_extra={"format": "date-time"}, description="Undecided by then, it expires.")
-    outcome: str = Field(description="The result in a line once decided or executed, e.g. `WS-FIN-07 isolated`.")
-    idempotency_key: str = Field(description="The write's key (action, target, alert): the backend sees it once.")
-
-
+# -- schemas (a request's summary is live_messages.ActionSummary: the sockets send the same) -------------
 class ActionItem(ActionSummary):
     may_approve: bool = Field(description="Whether you may approve or reject this tool's requests now.")
 

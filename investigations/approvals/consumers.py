@@ -1,39 +1,53 @@
 """The approval queue's websocket: changes of action requests as they happen.
 
 It checks who is asking before accepting and again before each message it sends, and closes with
-4403 once their access has ended (core.sockets).
+4403 once their access has ended (core.sockets). What it sends is live_messages' schemas only.
 """
 
 from channels.db import database_sync_to_async
 
 from core.sockets import AccessCheckedConsumer, query_flag
-from investigations.approvals import views as views_approvals
-from investigations.approvals.services import APPROVALS_GROUP
-from investigations.models import sees_any_investigation
+from investigations import live_messages
+from investigations.approvals import live
+from investigations.approvals.services import approvable_tools
+from investigations.models import sees_any_investigation, sees_every_investigation
 
 
 class ApprovalsConsumer(AccessCheckedConsumer):
     """Changes of action requests, for the approval queue, the decision cards and the navigation count.
 
-    Only users who see some investigation may listen, and each one is sent only the requests of
-    investigations they may view, with their own pending count. On connect it sends a snapshot
-    (the count; with `?queue=1` also the queue's requests), so a reconnect catches up.
+    Only users who see some investigation may listen. The publisher (approvals/live.py) chose who
+    hears of each change and counted their pending requests; this socket hears both the group of
+    those who see all and its user's own group, and sends on what is meant for its user as last
+    checked (live_messages.meant_for), with the card's variant for the tools they may approve then:
+    nothing is queried per change. On connect it sends a snapshot (the count; with `?queue=1` also
+    the queue's requests), so a reconnect catches up.
     """
 
+    sees_all = False
+    approvable: frozenset[str] = frozenset()
+
     def may_listen(self, user) -> bool:
-        return sees_any_investigation(user)
+        self.sees_all = sees_every_investigation(user)
+        if not sees_any_investigation(user):
+            return False
+        self.approvable = frozenset(approvable_tools(user))
+        return True
 
     async def connect(self):
         if not await self.admit():
             return
-        await self.join(APPROVALS_GROUP)
+        await self.join(live_messages.APPROVALS_ALL)
+        await self.join(live_messages.approvals_user_group(self.scope["user"].pk))
         await self.accept()
         with_requests = query_flag(self.scope.get("query_string", b""), "queue")
-        await self.send_json(await database_sync_to_async(views_approvals.snapshot)(self.scope["user"], with_requests=with_requests))
+        await self.send_json(
+            await database_sync_to_async(live.snapshot)(self.scope["user"], self.approvable, with_requests=with_requests)
+        )
 
     async def approvals_changed(self, message):
-        if not await self.still_allowed():
+        if not await self.still_allowed() or not live_messages.meant_for(message, self.sees_all):
             return
-        entry = await database_sync_to_async(views_approvals.live_entry)(self.scope["user"], message["request"])
-        if entry is not None:
-            await self.send_json(entry)
+        summary = message["request"]
+        card = live_messages.card_for(message["cards"], summary["tool"], self.approvable)
+        await self.send_json(live_messages.request_message(summary, card, message["pending"]))

@@ -26,7 +26,8 @@ from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
 
-from core import live, transitions
+from core import transitions
+from investigations import live_messages
 from investigations.approvals.channels import deliveries as channel_deliveries
 from investigations.audit import chain as audit_trail
 from investigations.models import (
@@ -49,7 +50,6 @@ from toolserver.schemas import parse_arguments
 log = logging.getLogger(__name__)
 State = ActionRequest.State
 APPROVE = "investigations.approve_tool"
-APPROVALS_GROUP = "approvals"  # every change of any request, for the queue and the navigation count
 TOOL_USE_ID = re.compile(r"toolu_[A-Za-z0-9]{8,}")
 
 
@@ -99,6 +99,12 @@ def ensure_policies() -> None:
 
 def may_approve(user, tool: str) -> bool:
     return bool(user.is_authenticated and user.is_active and user.has_perm(APPROVE, policy_for(tool)))
+
+
+def approvable_tools(user) -> list[str]:
+    """The write tools `user` may approve now, sorted: the pages' and the sockets' decision cards show
+    their buttons usable for these only (the decision itself checks again)."""
+    return [tool for tool in sorted(write_tools()) if may_approve(user, tool)]
 
 
 # -- requests ---------------------------------------------------------------------------------
@@ -553,9 +559,10 @@ def _audit_decision(request: ActionRequest, outcome: Outcome, actor: str, *, cha
 
 
 def _action_event(request: ActionRequest, *, owner: str | None = None) -> None:
-    entry = summary(request)
-    events.record_event(request.investigation_id, Event.Kind.ACTION, entry, owner=owner)
-    _notify(entry)
+    events.record_event(request.investigation_id, Event.Kind.ACTION, summary(request), owner=owner)
+    from investigations.approvals import live  # it reads the queue's selectors, which use this module
+
+    live.publish(request.pk)
 
 
 def _finished(request: ActionRequest) -> None:
@@ -566,28 +573,6 @@ def _finished(request: ActionRequest) -> None:
     services.resume(request.investigation_id)
 
 
-def _notify(entry: dict) -> None:
-    try:
-        live.group_send((APPROVALS_GROUP, {"type": "approvals.changed", "request": entry}))
-    except Exception:
-        log.warning("could not publish the change of action request %s", entry["id"], exc_info=True)
-
-
 def summary(request: ActionRequest) -> dict:
-    """What the pages and sockets show of a request."""
-    return {
-        "id": request.pk,
-        "investigation_id": request.investigation_id,
-        "tool_use_id": request.tool_use_id,
-        "tool": request.tool,
-        "target": request.target,
-        "state": request.state,
-        "reason": request.reason,
-        "risk": request.risk,
-        "evidence": request.evidence,
-        "approvals": request.approvals.count(),
-        "approvals_needed": request.approvals_needed,
-        "expires_at": request.expires_at.isoformat(),
-        "outcome": request.outcome,
-        "idempotency_key": request.idempotency_key,
-    }
+    """What the pages, the API, the transcript and the sockets show of a request (live_messages.ActionSummary)."""
+    return live_messages.request_summary(request)

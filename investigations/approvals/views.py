@@ -2,7 +2,8 @@
 
 The decision forms (on the queue, on a request's page and on the investigation page's decision
 card) post here as plain HTML forms; the pages' script posts the same forms with
-`Accept: application/json` to stay on the page, and gets the request's summary back. Who may
+`Accept: application/json` to stay on the page, and gets the request's summary and its card,
+rendered for them from the one partial, back. Who may
 decide is checked again by its services at every decision, whatever the page showed.
 
 A user sees a request only if they may view its investigation (`ActionRequest.objects.visible_to`):
@@ -17,10 +18,12 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Max
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from investigations import live_messages
 from investigations.approvals import services
 from investigations.models import ActionRequest, sees_any_investigation
 
@@ -28,40 +31,14 @@ RECENT = 20  # decided requests shown below the queue
 REASON_MAX = 1000
 
 
-# -- what the pages and the approvals socket read ------------------------------------------------
+# -- what the pages and the approvals socket (approvals/live.py) read ------------------------------
 def pending_count(user) -> int:
     """The navigation's badge: what waits for a person (a decision, or a check of an unknown outcome);
     one count query (none for a signed-out user)."""
     return ActionRequest.objects.visible_to(user).filter(state__in=ActionRequest.NEEDS_A_PERSON).count()
 
 
-def alert_of(request: ActionRequest) -> dict:
-    alert = request.investigation.alert
-    return {"title": alert.title, "source": alert.source, "external_id": alert.external_id}
-
-
-def live_entry(user, summary: dict) -> dict | None:
-    """What the approvals socket sends `user` about a changed request; None if it is not theirs to see."""
-    request = ActionRequest.objects.visible_to(user).select_related("investigation__alert").filter(pk=summary["id"]).first()
-    if request is None:
-        return None
-    return {"type": "request", "request": summary, "alert": alert_of(request), "pending": pending_count(user)}
-
-
-def snapshot(user, *, with_requests: bool) -> dict:
-    """Sent when the socket opens (and so again after a reconnect): the count, and for the queue its contents
-    (the decided ones oldest first, so that a page putting each on top ends with the newest on top)."""
-    message = {"type": "snapshot", "pending": pending_count(user)}
-    if with_requests:
-        pending, recent = _queue(user)
-        message["requests"] = [
-            {"request": services.summary(request), "alert": alert_of(request)} for request in [*reversed(recent), *pending]
-        ]
-        message["pending_ids"] = [request.pk for request in pending]
-    return message
-
-
-def _queue(user) -> tuple[list[ActionRequest], list[ActionRequest]]:
+def queue(user) -> tuple[list[ActionRequest], list[ActionRequest]]:
     """What waits for a person (pending, or unconfirmed: its outcome to check) oldest first, and the latest
     decided ones, newest decision first."""
     visible = ActionRequest.objects.visible_to(user).select_related("investigation__alert").prefetch_related("approvals", "transitions")
@@ -92,7 +69,7 @@ def _visible_or_404(user, pk: int) -> ActionRequest:
 def approval_queue(request):
     if not sees_any_investigation(request.user):
         raise PermissionDenied
-    pending, recent = _queue(request.user)
+    pending, recent = queue(request.user)
     return render(request, "investigations/approvals.html", {"pending": pending, "recent": recent, "recent_limit": RECENT})
 
 
@@ -150,7 +127,7 @@ def confirm(request, pk: int):
     else:
         done = f"Confirmed: {decided.tool} on {decided.target} did not happen. The agent is told it may ask again."
     if _wants_json(request):
-        return JsonResponse({"detail": done, "request": services.summary(decided)})
+        return JsonResponse({"detail": done, **_as_shown(request, decided.pk)})
     messages.success(request, done)
     return redirect(reverse("investigations:action", args=[decided.pk]))
 
@@ -177,7 +154,7 @@ def _decide(request, pk: int, decision: str):
     else:
         done = f"Rejected {decided.tool} on {decided.target}: the agent is told your reason."
     if _wants_json(request):
-        return JsonResponse({"detail": done, "request": services.summary(decided)})
+        return JsonResponse({"detail": done, **_as_shown(request, decided.pk)})
     messages.success(request, done)
     return redirect(_next_url(request, decided))
 
@@ -186,12 +163,20 @@ def _refused(request, action: ActionRequest, detail: str, status: int):
     """A decision that was not taken: say why, and show the request as it is now."""
     current = ActionRequest.objects.get(pk=action.pk)
     if _wants_json(request):
-        return JsonResponse({"detail": detail, "state": current.state, "request": services.summary(current)}, status=status)
+        return JsonResponse({"detail": detail, "state": current.state, **_as_shown(request, action.pk)}, status=status)
     if status == 403:
         messages.error(request, detail)
         return _render_action(request, _visible_or_404(request.user, action.pk), status=403)
     messages.error(request, detail)  # the page it goes back to shows the request's state now
     return redirect(_next_url(request, current))
+
+
+def _as_shown(request, pk: int) -> dict:
+    """For the page's script: the request's summary and its decision card as the one partial renders it
+    for this user, now (what the socket sends is the same card)."""
+    action = _visible_or_404(request.user, pk)
+    card = render_to_string(live_messages.CARD_TEMPLATE, {"action": action, "return_to": _next_url(request, action)}, request=request)
+    return {"request": services.summary(action), "card": card}
 
 
 def _wants_json(request) -> bool:

@@ -8,9 +8,9 @@ origins are refused before this by console.asgi's SameOriginValidator.
 from channels.db import database_sync_to_async
 
 from core.sockets import AccessCheckedConsumer
+from investigations import live_messages
 from investigations.models import Investigation, sees_every_investigation
 from investigations.runs import selectors
-from investigations.runs.events import LIST_GROUP, group_name
 
 
 class InvestigationConsumer(AccessCheckedConsumer):
@@ -28,7 +28,7 @@ class InvestigationConsumer(AccessCheckedConsumer):
         if not await self.admit():
             return
         self.last_seq = _after(self.scope.get("query_string", b""))
-        await self.join(group_name(self.investigation_id))
+        await self.join(live_messages.investigation_group(self.investigation_id))
         await self.accept()
         for event in await database_sync_to_async(selectors.events_after)(self.investigation_id, self.last_seq):
             await self._send_event(event)
@@ -40,11 +40,18 @@ class InvestigationConsumer(AccessCheckedConsumer):
         if event["seq"] <= self.last_seq or not await self.still_allowed():
             return
         self.last_seq = event["seq"]
-        await self.send_json({"type": "event", "event": event})
+        await self.send_json(live_messages.event_message(event))
 
 
 class InvestigationListConsumer(AccessCheckedConsumer):
-    """Status changes for the investigations list, filtered to what the user may see."""
+    """Status changes for the investigations list, of what the user may see.
+
+    The publisher (runs/events.py) chose who hears of each change: the group of those who see all,
+    and the own group of each user granted the investigation. This socket hears both and sends on
+    what is meant for its user as last checked (live_messages.meant_for): nothing is queried per change.
+    """
+
+    sees_all = False
 
     def may_listen(self, user) -> bool:
         self.sees_all = sees_every_investigation(user)
@@ -53,15 +60,13 @@ class InvestigationListConsumer(AccessCheckedConsumer):
     async def connect(self):
         if not await self.admit():
             return
-        await self.join(LIST_GROUP)
+        await self.join(live_messages.LIST_ALL)
+        await self.join(live_messages.list_user_group(self.scope["user"].pk))
         await self.accept()
 
     async def investigation_status(self, message):
-        entry = message["investigation"]
-        if not await self.still_allowed():
-            return
-        if self.sees_all or await database_sync_to_async(_sees)(self.scope["user"], entry["id"]):
-            await self.send_json({"type": "status", "investigation": entry})
+        if await self.still_allowed() and live_messages.meant_for(message, self.sees_all):
+            await self.send_json(live_messages.status_message(message["investigation"]))
 
 
 def _sees(user, investigation_id: int) -> bool:

@@ -15,19 +15,15 @@ from django.db import transaction
 from django.db.models import F
 
 from core import live
+from investigations import live_messages
 from investigations.models import Event, Investigation
+from investigations.runs import selectors
 
 log = logging.getLogger(__name__)
-
-LIST_GROUP = "investigations"  # status changes of every investigation, for the list page
 
 
 class LeaseLost(Exception):
     """This worker no longer runs the investigation: another one took it over."""
-
-
-def group_name(investigation_id: int) -> str:
-    return f"investigation-{investigation_id}"
 
 
 def record_event(investigation_id: int, kind: str, data: dict, *, owner: str | None = None) -> Event:
@@ -46,11 +42,18 @@ def record_event(investigation_id: int, kind: str, data: dict, *, owner: str | N
 
 
 def publish(event: Event) -> None:
-    """Send a saved event to the investigation's viewers; a status change also to the list's."""
-    messages = [(group_name(event.investigation_id), {"type": "investigation.event", "event": event.as_message()})]
-    if event.kind in (Event.Kind.STATUS, Event.Kind.VERDICT):
-        messages.append((LIST_GROUP, {"type": "investigation.status", "investigation": list_entry(event.investigation_id)}))
+    """Send a saved event to the investigation's viewers; a status change also to the list pages of
+    those who may see it, chosen here (live_messages: everyone who sees all, and each user with a
+    grant on this investigation)."""
+    messages = [(live_messages.investigation_group(event.investigation_id), live_messages.layer_event(event.as_message()))]
     try:
+        if event.kind in (Event.Kind.STATUS, Event.Kind.VERDICT):
+            entry = list_entry(event.investigation_id)
+            messages.append((live_messages.LIST_ALL, live_messages.layer_status(entry, "all")))
+            messages += [
+                (live_messages.list_user_group(user_id), live_messages.layer_status(entry, "user"))
+                for user_id in selectors.granted_viewer_ids(event.investigation_id)
+            ]
         live.group_send(*messages)
     except Exception:  # the event is saved; a viewer that missed it reads it from the backlog
         log.warning("could not publish event %s of investigation %s", event.seq, event.investigation_id, exc_info=True)
@@ -58,7 +61,7 @@ def publish(event: Event) -> None:
 
 def list_entry(investigation_id: int) -> dict:
     """What the list page shows of an investigation, live."""
-    investigation = Investigation.objects.select_related("alert").get(pk=investigation_id)
+    investigation = Investigation.objects.get(pk=investigation_id)
     return {
         "id": investigation.pk,
         "status": investigation.status,

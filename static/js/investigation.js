@@ -8,8 +8,8 @@
  *
  * Each event's element is anchored as #event-<seq> (a request's evidence links there). An
  * "action" event (a request of this investigation made or changed: its summary) is drawn as the
- * request's state line and handed to the decision cards (static/js/approvals.js), which also
- * hear from the approvals socket; a request new to the page gets its card here.
+ * request's state line. The decision cards are the server's, kept current by the approvals
+ * socket (static/js/approvals.js); a request new to the page gets the card it sent placed here.
  */
 (function () {
   "use strict";
@@ -29,9 +29,6 @@
   const decisions = document.getElementById("decisions");
   const decisionCards = document.getElementById("decision-cards");
   const Decisions = window.GatehouseDecisions || null;
-  const ALERT = decisions
-    ? { title: decisions.dataset.alertTitle, source: decisions.dataset.alertSource, external_id: decisions.dataset.alertExternalId }
-    : null;
 
   const STATUS_LABELS = readJSON("status-labels", {});
 
@@ -215,7 +212,7 @@
     return line;
   }
 
-  /* A request made or changed: its state line here, and its decision card brought up to date. */
+  /* A request made or changed: its state line (its card is the approvals socket's). */
   function renderAction(data) {
     const state = String(data.state || "");
     const line = make("p", "action-line");
@@ -233,16 +230,16 @@
     line.appendChild(document.createTextNode(" "));
     line.appendChild(card);
     transcript.appendChild(line);
-    if (Decisions) Decisions.apply(data, ALERT);
     return line;
   }
 
-  /* A request of this investigation that has no card yet (made since the page loaded): pending
-   * cards go before the decided ones. */
-  function addDecisionCard(summary, alert) {
+  /* A request of this investigation that has no card yet (made since the page loaded): its card as
+   * the server sent it; pending cards go before the decided ones. */
+  function addDecisionCard(summary, html) {
     if (!Decisions || !decisionCards || String(summary.investigation_id) !== String(investigationId)) return;
     if (document.getElementById("action-" + summary.id)) return;
-    const card = Decisions.build(summary, alert || ALERT);
+    const card = Decisions.card(html);
+    if (!card) return;
     const firstDecided = Array.from(decisionCards.children).find((other) => other.dataset.state !== "pending");
     if (summary.state === "pending" && firstDecided) decisionCards.insertBefore(card, firstDecided);
     else decisionCards.appendChild(card);

@@ -17,6 +17,7 @@ from guardian.shortcuts import assign_perm
 
 from core.roles import ANALYST, MANAGER
 from investigations.approvals import services as approvals
+from investigations.live_messages import RequestMessage, SnapshotMessage
 from investigations.models import (
     ActionApproval,
     ActionRequest,
@@ -24,7 +25,7 @@ from investigations.models import (
     ToolPolicy,
 )
 from investigations.runs import agent, services
-from tests.websockets import refused, socket
+from tests.websockets import queries_made, received, refused, socket
 from toolserver.lab.models import LabWrite
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -186,9 +187,12 @@ def test_the_page_script_gets_json_answers(client, analyst, waiting):
     answer = decide(client, request, "approve", json=True)
     assert answer.status_code == 200
     assert answer.json()["request"]["state"] == "approved" and answer.json()["request"]["id"] == request.pk
+    shown = card(answer.json()["card"], request)  # the card as it is now, from the one partial, for this user
+    assert 'data-state="approved"' in shown and 'data-may-approve="true"' in shown
     again = decide(client, request, "approve", json=True)
     assert again.status_code == 409
     assert again.json()["state"] == "approved" and again.json()["detail"] == "This request was approved already."
+    assert 'data-state="approved"' in card(again.json()["card"], request)
 
 
 def test_rejected_with_a_reason_the_history_shows_it(client, analyst, waiting):
@@ -342,7 +346,7 @@ def test_the_investigation_page_shows_the_decision_card(client, analyst, manager
     assert 'data-state="pending"' in shown and "disabled" not in shown
     assert f'formaction="/approvals/{request.pk}/approve"' in shown and f'formaction="/approvals/{request.pk}/reject"' in shown
     assert f'<input type="hidden" name="next" value="/investigations/{investigation.pk}/">' in shown
-    assert '<script id="approvable-tools" type="application/json">' in page
+    assert 'data-may-approve="true"' in shown
 
     client.force_login(manager)
     shown = card(page_of(client, reverse("investigations:detail", args=[investigation.pk])), request)
@@ -406,22 +410,79 @@ async def test_the_socket_sends_each_viewer_only_the_requests_they_may_see(make_
     as_member = await socket("/ws/approvals/?queue=1", member)
     as_analyst = await socket("/ws/approvals/", analyst)
     assert (await as_member.connect())[0] and (await as_analyst.connect())[0]
-    snapshot = await as_member.receive_json_from(timeout=5)
+    snapshot = await received(as_member, SnapshotMessage)
     assert snapshot["type"] == "snapshot" and snapshot["pending"] == 1
     assert [entry["request"]["id"] for entry in snapshot["requests"]] == snapshot["pending_ids"] == [mine_request.pk]
-    assert snapshot["requests"][0]["alert"] == {"title": "Test alert", "source": "test", "external_id": "A"}
-    assert await as_analyst.receive_json_from(timeout=5) == {"type": "snapshot", "pending": 2}
+    assert "Test alert</a> <code>test:A</code>" in card(snapshot["requests"][0]["card"], mine_request)
+    assert await received(as_analyst, SnapshotMessage) == {"type": "snapshot", "pending": 2}
 
     heard = []
     for request in (other_request, mine_request):  # each heard before the next: its count is of that moment
         await database_sync_to_async(approvals.reject)(request.pk, analyst, "not this one")
-        heard.append(await as_analyst.receive_json_from(timeout=5))
+        heard.append(await received(as_analyst, RequestMessage))
     assert [(m["type"], m["request"]["id"], m["request"]["state"]) for m in heard] == [
         ("request", other_request.pk, "rejected"), ("request", mine_request.pk, "rejected"),
     ]
     assert [m["pending"] for m in heard] == [1, 0]
-    only = await as_member.receive_json_from(timeout=5)
+    only = await received(as_member, RequestMessage)
     assert (only["request"]["id"], only["request"]["outcome"], only["pending"]) == (mine_request.pk, "rejected by ana: not this one", 0)
+    assert 'data-state="rejected"' in card(only["card"], mine_request)
     assert await as_member.receive_nothing(timeout=0.3)
     await as_member.disconnect()
     await as_analyst.disconnect()
+
+
+async def test_the_socket_sends_the_card_escaped_in_the_variant_of_who_sees_it(make_investigation, analyst, manager):
+    """The agent's reason arrives escaped (the partial's autoescape); the analyst, who may approve
+    isolate_host, gets the card with usable buttons, the manager, who may not, the one that says so."""
+
+    def waiting_with_a_hostile_reason():
+        request = make_request(make_investigation("A"))
+        ActionRequest.objects.filter(pk=request.pk).update(reason=f"isolate now {XSS}")
+        return ActionRequest.objects.get(pk=request.pk)
+
+    request = await database_sync_to_async(waiting_with_a_hostile_reason)()
+    as_analyst, as_manager = await socket("/ws/approvals/?queue=1", analyst), await socket("/ws/approvals/?queue=1", manager)
+    assert (await as_analyst.connect())[0] and (await as_manager.connect())[0]
+    snapshots = [await received(as_analyst, SnapshotMessage), await received(as_manager, SnapshotMessage)]
+    await database_sync_to_async(approvals.approve)(request.pk, analyst)
+    changes = [await received(as_analyst, RequestMessage), await received(as_manager, RequestMessage)]
+    for analysts, managers in ((snapshots[0]["requests"][0], snapshots[1]["requests"][0]), (changes[0], changes[1])):
+        for shown in (analysts["card"], managers["card"]):
+            assert XSS not in shown
+            assert "isolate now &lt;script&gt;alert(&#x27;owned&#x27;)&lt;/script&gt;" in card(shown, request)
+        assert 'data-may-approve="true"' in analysts["card"] and '<p class="decision-note" hidden>' in analysts["card"]
+        assert 'data-may-approve="false"' in managers["card"]
+        assert '<p class="decision-note">You are not allowed to approve isolate_host.</p>' in managers["card"]
+    assert [m["request"]["state"] for m in changes] == ["approved", "approved"]
+    await as_analyst.disconnect()
+    await as_manager.disconnect()
+
+
+async def test_the_sockets_are_sent_what_the_publisher_chose_without_a_query_per_socket(
+    make_user, make_investigation, analyst, manager, settings, monkeypatch
+):
+    """Who hears of a change, and their pending count, are worked out once when it is published; the
+    open sockets only pass it on (once each, even to a user who both sees all and holds a grant)."""
+    settings.SOCKET_RECHECK_SECONDS = 3600  # no access re-check falls due during the test: only per-change work counts
+    investigation = await database_sync_to_async(make_investigation)("A")
+    members = [await database_sync_to_async(make_user)(f"team-member-{n}") for n in range(3)]
+    for user in (*members, analyst):
+        await database_sync_to_async(assign_perm)("investigations.view_investigation", user, investigation)
+    request = await database_sync_to_async(make_request)(investigation)
+    await database_sync_to_async(make_request)(await database_sync_to_async(make_investigation)("B"), "toolu_test0002")
+    sockets = [await socket("/ws/approvals/", user) for user in (*members, manager, analyst)]
+    for communicator in sockets:
+        assert (await communicator.connect())[0]
+        await received(communicator, SnapshotMessage)
+    queries = queries_made(monkeypatch)
+    await database_sync_to_async(approvals.reject)(request.pk, analyst, "not this one")
+    queries.clear()  # the decision's and the publisher's
+    heard = [await received(communicator, RequestMessage) for communicator in sockets]
+    assert queries == []
+    assert [(m["request"]["id"], m["request"]["state"], m["pending"]) for m in heard] == (
+        [(request.pk, "rejected", 0)] * 3 + [(request.pk, "rejected", 1)] * 2  # the members see none pending; the others B's
+    )
+    for communicator in sockets:
+        assert await communicator.receive_nothing(timeout=0.1)
+        await communicator.disconnect()

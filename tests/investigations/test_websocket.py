@@ -12,9 +12,11 @@ from django.db import connection
 from guardian.shortcuts import assign_perm, remove_perm
 
 from core.roles import ANALYST
+from investigations.live_messages import EVENT_SCHEMAS, EventMessage, StatusMessage
+from investigations.models import Event
 from investigations.runs.events import record_event
 from tests.support import WAIT_S
-from tests.websockets import HOST, next_output, refused, signed_in, socket
+from tests.websockets import HOST, next_output, queries_made, received, refused, signed_in, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ACCESS_ENDED = {"type": "websocket.close", "code": 4403}
@@ -26,6 +28,10 @@ def investigation(make_investigation):
     for n in range(3):
         record_event(investigation.pk, "text", {"text": f"chunk {n + 1}", "block": "1.0"})
     return investigation
+
+
+def test_every_kind_of_event_has_its_schema():
+    assert sorted(schema.model_fields["kind"].annotation.__args__[0] for schema in EVENT_SCHEMAS) == sorted(Event.Kind.values)
 
 
 async def test_anonymous_users_are_refused(investigation):
@@ -53,10 +59,10 @@ async def test_the_backlog_after_a_seq_then_live_events_each_once_in_order(inves
     communicator = await socket(f"/ws/investigations/{investigation.pk}/?after=1", analyst)
     connected, _ = await communicator.connect()
     assert connected
-    backlog = [await communicator.receive_json_from(timeout=5) for _ in range(2)]
+    backlog = [await received(communicator, EventMessage) for _ in range(2)]
     assert [(m["event"]["seq"], m["event"]["data"]["text"]) for m in backlog] == [(2, "chunk 2"), (3, "chunk 3")]
     await database_sync_to_async(record_event)(investigation.pk, "status", {"status": "running", "message": "Live."})
-    live = await communicator.receive_json_from(timeout=5)
+    live = await received(communicator, EventMessage)
     assert (live["type"], live["event"]["seq"], live["event"]["kind"]) == ("event", 4, "status")
     assert await communicator.receive_nothing(timeout=0.2)
     await communicator.disconnect()
@@ -75,7 +81,7 @@ async def test_an_event_recorded_by_a_worker_thread_reaches_the_viewer(investiga
 
     thread = threading.Thread(target=worker_step)
     thread.start()
-    live = await communicator.receive_json_from(timeout=5)
+    live = await received(communicator, EventMessage)
     thread.join(timeout=WAIT_S)
     assert not thread.is_alive()
     assert (live["event"]["seq"], live["event"]["data"]["text"]) == (4, "from the worker")
@@ -88,7 +94,7 @@ async def test_a_team_member_with_the_object_permission_may_listen(investigation
     communicator = await socket(f"/ws/investigations/{investigation.pk}/", member)
     connected, _ = await communicator.connect()
     assert connected
-    assert (await communicator.receive_json_from(timeout=5))["event"]["seq"] == 1
+    assert (await received(communicator, EventMessage))["event"]["seq"] == 1
     await communicator.disconnect()
 
 
@@ -100,11 +106,47 @@ async def test_the_list_socket_sends_status_changes_only_of_visible_investigatio
     assert (await as_member.connect())[0] and (await as_manager.connect())[0]
     for investigation in (other, mine):
         await database_sync_to_async(record_event)(investigation.pk, "status", {"status": "running", "message": ""})
-    assert [(await as_manager.receive_json_from(timeout=5))["investigation"]["id"] for _ in range(2)] == [other.pk, mine.pk]
-    assert (await as_member.receive_json_from(timeout=5))["investigation"]["id"] == mine.pk
+    assert [(await received(as_manager, StatusMessage))["investigation"]["id"] for _ in range(2)] == [other.pk, mine.pk]
+    assert (await received(as_member, StatusMessage))["investigation"]["id"] == mine.pk
     assert await as_member.receive_nothing(timeout=0.2)
     await as_member.disconnect()
     await as_manager.disconnect()
+
+
+async def test_the_list_sockets_are_sent_what_the_publisher_chose_without_a_query_per_socket(
+    make_investigation, make_user, manager, analyst, settings, monkeypatch
+):
+    """Who hears of a status change is chosen when it is published (those who see all, and each user
+    granted the investigation); the open sockets only pass it on, once each, even to a user who both
+    sees all and holds a grant."""
+    settings.SOCKET_RECHECK_SECONDS = 3600  # no access re-check falls due during the test: only per-change work counts
+    investigation = await database_sync_to_async(make_investigation)("A")
+    members = [await database_sync_to_async(make_user)(f"team-member-{n}") for n in range(3)]
+    for user in (*members, analyst):
+        await database_sync_to_async(assign_perm)("investigations.view_investigation", user, investigation)
+    sockets = [await socket("/ws/investigations/", user) for user in (*members, manager, analyst)]
+    for communicator in sockets:
+        assert (await communicator.connect())[0]
+    queries = queries_made(monkeypatch)
+    await database_sync_to_async(record_event)(investigation.pk, "status", {"status": "running", "message": ""})
+    queries.clear()  # the publisher's
+    heard = [await received(communicator, StatusMessage) for communicator in sockets]
+    assert [m["investigation"]["id"] for m in heard] == [investigation.pk] * 5
+    assert queries == []
+    for communicator in sockets:
+        assert await communicator.receive_nothing(timeout=0.1)
+        await communicator.disconnect()
+
+
+async def test_after_the_role_is_removed_a_granted_user_still_hears_of_their_investigation(investigation, analyst):
+    await database_sync_to_async(assign_perm)("investigations.view_investigation", analyst, investigation)
+    listening = await opened(await socket("/ws/investigations/", analyst))
+    group = await database_sync_to_async(Group.objects.get)(name=ANALYST)
+    await database_sync_to_async(analyst.groups.remove)(group)
+    await database_sync_to_async(record_event)(investigation.pk, "status", {"status": "running", "message": ""})
+    assert (await received(listening, StatusMessage))["investigation"]["id"] == investigation.pk
+    assert await listening.receive_nothing(timeout=0.3)
+    await listening.disconnect()
 
 
 # Access ends: the user's sockets are told at once, and close with 4403 before anything else is sent.
@@ -133,7 +175,7 @@ async def test_signing_out_ends_that_sessions_sockets_only(investigation, analys
     response = await database_sync_to_async(browser.post)("/logout/")
     assert response.status_code == 302
     await ends_with_access(signing_out, investigation)
-    assert (await staying.receive_json_from(timeout=5))["event"]["seq"] == 4  # their other sign-in still listens
+    assert (await received(staying, EventMessage))["event"]["seq"] == 4  # their other sign-in still listens
     await staying.disconnect()
 
 
