@@ -91,6 +91,19 @@ def vault_adapter():
     registry.unregister("intel", "vault")
 
 
+@pytest.fixture
+def slapd(tmp_path):
+    """A real OpenLDAP slapd of this test's own, on a loopback port, loaded with people and a
+    service account (tests/toolserver/slapd.py); stopped, with its process group, after the test."""
+    from tests.toolserver.slapd import Slapd
+
+    folder = tmp_path / "slapd"
+    folder.mkdir()
+    directory = Slapd(folder)
+    yield directory
+    directory.stop()
+
+
 @dataclass
 class Lab:
     api_url: str

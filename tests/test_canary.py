@@ -208,3 +208,44 @@ def test_no_secret_parameter_of_an_adapter_appears_in_a_page_an_audit_record_the
     leaks = [(where, which) for where, texts in haystacks.items() for which, secret in (("first", canary), ("rotated", rotated))
              if any(secret in text or secret.lower() in text.lower() for text in texts)]
     assert leaks == []
+
+
+def test_no_ldap_bind_password_appears_in_a_result_an_audit_record_a_page_the_database_or_the_logs(
+    caplog, capfd, slapd, admin_user, manager, settings
+):
+    """The identity server on a real slapd (toolserver/adapters/ldap.py): its bind password, a
+    unique canary, is set as an admin sets it, used for reads, a write, a refused write and a check
+    connection, then searched for everywhere outside the server's process."""
+    from toolserver.gateway import CallContext, Gateway
+    from toolserver.supervisor import check_connection
+
+    caplog.set_level(logging.DEBUG)
+    canary = slapd.service_password
+    settings.BACKEND_ALLOWED_HOSTS = [f"127.0.0.1:{slapd.port}"]
+    identity = ToolServer.objects.get(name="identity")
+    administration.update_server(identity, admin_user, {"adapter": "ldap", "url": slapd.url, "params": slapd.params()})
+    administration.set_credential(identity, admin_user, secret=canary)
+    gateway, context = Gateway(), CallContext(correlation_id="inv-canary", trigger="alert-canary", approval="canary-approval")
+    results = [
+        gateway.call("get_user", {"username": "j.doe"}, context),
+        gateway.call("get_user", {"username": "nobody"}, context),
+        gateway.call("disable_account", {"username": "j.doe", "reason": "Canary: disable it."}, context),
+        gateway.call("disable_account", {"username": "j.doe", "reason": "Canary: disable it."}, context),
+    ]
+    assert [result["status"] for result in results] == ["ok", "error", "ok", "ok"]
+    checks = [check_connection("identity")]
+    slapd.stop()
+    results.append(gateway.call("enable_account", {"username": "j.doe", "reason": "Canary: enable it."}, context))
+    assert results[-1]["reason"] == "identity_unavailable"
+    checks.append(check_connection("identity"))
+    assert [check["ok"] for check in checks] == [True, False]
+    haystacks = {
+        "results": [json.dumps(results + checks)],
+        "audit records": [json.dumps(list(AuditRecord.objects.values()), default=str)],
+        "database": database_dump(),
+        "pages": every_page([admin_user, manager]),
+    }
+    captured = capfd.readouterr()
+    haystacks["logs"] = [caplog.text, captured.out, captured.err]
+    assert any("ldap" in page for page in haystacks["pages"])
+    assert [where for where, texts in haystacks.items() if any(canary.lower() in text.lower() for text in texts)] == []

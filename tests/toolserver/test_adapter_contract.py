@@ -6,7 +6,9 @@ method returns the shape its interface names (adapters.shapes), writes included;
 failure becomes the failure adapters.http promises, never a raw error.
 
 A new adapter gets a contract backend below (the lab's is the running lab; a vendor's would be a
-recorded stand-in of its API): without one its contract test fails, naming it.
+recorded stand-in of its API; LDAP's is a real slapd the test starts): without one its contract
+test fails, naming it. The HTTP failure mapping is run over the adapters built on HttpBackend;
+the LDAP adapters' own mapping is tested against slapd (tests/toolserver/test_ldap_identity.py).
 """
 
 import asyncio
@@ -17,6 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.toolserver.slapd import AD_PEOPLE, PEOPLE, SERVICE_DN
 from toolserver import egress, schemas
 from toolserver.adapters import registered
 from toolserver.adapters.base import (
@@ -28,12 +31,14 @@ from toolserver.adapters.base import (
     WriteContext,
     interface_methods,
 )
+from toolserver.adapters.http import HttpBackend
 from toolserver.adapters.registry import INTERFACES, refusals
 from toolserver.catalog import SERVERS
 from toolserver.envelope import BackendFailure
 from toolserver.lab import estate
 
 ADAPTERS = [pytest.param(server, name, cls, id=f"{server}-{name}") for server, name, cls in registered()]
+HTTP_ADAPTERS = [pytest.param(server, name, cls, id=f"{server}-{name}") for server, name, cls in registered() if issubclass(cls, HttpBackend)]
 
 # Arguments for each tool, in the catalog's order; a later tool may use an earlier one's result.
 SAMPLES = {
@@ -58,8 +63,22 @@ def lab_backend(request, server: str) -> dict:
     return {"url": lab.api_url, "credential": lab.keys[server], "params": {}}
 
 
+def slapd_backend(request, server: str, *, active_directory: bool = False) -> dict:
+    slapd = request.getfixturevalue("slapd")
+    return {"url": slapd.url, "credential": slapd.service_password, "params": slapd.params(active_directory=active_directory)}
+
+
 # adapter name -> how its contract test reaches a backend: {"url", "credential", "params"}.
-CONTRACT_BACKENDS = {"lab": lab_backend}
+CONTRACT_BACKENDS = {
+    "lab": lab_backend,
+    "ldap": slapd_backend,
+    "active-directory": lambda request, server: slapd_backend(request, server, active_directory=True),
+}
+# adapter name -> (URL scheme, parameters) where the stand-in failure tests' http and example() do not fit.
+STAND_INS = {
+    "ldap": ("ldap", {"base_dn": PEOPLE, "bind_dn": SERVICE_DN}),
+    "active-directory": ("ldap", {"base_dn": AD_PEOPLE, "bind_dn": SERVICE_DN}),
+}
 
 
 def allow(monkeypatch, url: str) -> None:
@@ -196,7 +215,7 @@ FAILURES = [
 ]
 
 
-@pytest.mark.parametrize("server, name, cls", ADAPTERS)
+@pytest.mark.parametrize("server, name, cls", HTTP_ADAPTERS)
 @pytest.mark.parametrize("answer, expected", FAILURES)
 def test_every_http_failure_becomes_a_typed_failure(server, name, cls, answer, expected, answering, monkeypatch):
     answering.answer = answer
@@ -238,16 +257,17 @@ def test_every_http_failure_becomes_a_typed_failure(server, name, cls, answer, e
 @pytest.mark.parametrize("server, name, cls", ADAPTERS)
 def test_an_unreachable_or_unlisted_backend_is_a_typed_failure(server, name, cls, answering, monkeypatch):
     monkeypatch.setenv(egress.VARIABLE, "127.0.0.1:1")  # listed, and nothing listens there
+    scheme, params = STAND_INS.get(name, ("http", None))
 
     async def health(url):
-        backend = build(cls, url)
+        backend = build(cls, url, params=params)
         try:
             await backend.health()
         finally:
             await backend.aclose()
 
     with pytest.raises(BackendError) as refused:
-        asyncio.run(health("http://127.0.0.1:1/api"))
+        asyncio.run(health(f"{scheme}://127.0.0.1:1/api"))
     assert refused.value.failure == BackendFailure.UNAVAILABLE
     with pytest.raises(egress.EgressRefused):  # not listed: never connected to
-        asyncio.run(health(answering.url))
+        asyncio.run(health(answering.url.replace("http", scheme, 1)))
