@@ -115,7 +115,7 @@ class _PatternReader(InspectionListener):
         super().__init__()
         self.conjunction = False
 
-    def exitComparisonExpressionAnd(self, ctx):  # noqa: N802 - the ANTLR listener's name
+    def exitComparisonExpressionAnd(self, ctx):  # the ANTLR listener's name
         if ctx.AND():
             self.conjunction = True
 
@@ -199,9 +199,9 @@ def read_indicator(obj) -> Known | None:
         indicator = stix2.parse(obj, allow_custom=True, version="2.1")
     except (stix2.exceptions.STIXError, ValueError, TypeError, KeyError):
         return None
-    if indicator.get("pattern_type") != "stix":
-        keys, networks = frozenset(), ()
-    else:
+    keys: frozenset[Key] = frozenset()
+    networks: tuple[Network, ...] = ()
+    if indicator.get("pattern_type") == "stix":
         keys, networks = pattern_keys(indicator.pattern)
     types = [str(kind) for kind in indicator.get("indicator_types", [])]
     labels = [str(label) for label in indicator.get("labels", [])]
