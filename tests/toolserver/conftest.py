@@ -5,12 +5,21 @@ import os
 
 import pytest
 
+from tests.toolserver.taxii_server import Medallion
 from toolserver.gateway import CallContext, Gateway
 
 
 @pytest.fixture
 def gateway(lab):
     return Gateway()
+
+
+@pytest.fixture
+def taxii_server(tmp_path):
+    """A real TAXII 2.1 server (medallion) of this test's own, two objects a page; stopped after it."""
+    server = Medallion(tmp_path, page_size=2)
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -63,6 +63,15 @@ def lab_backend(request, server: str) -> dict:
     return {"url": lab.api_url, "credential": lab.keys[server], "params": {}}
 
 
+def taxii_backend(request, server: str) -> dict:
+    """A real TAXII 2.1 server (medallion, tests/toolserver/taxii_server.py) with the sample's indicator on it."""
+    from tests.toolserver.taxii_server import READER_PASSWORD, indicator
+
+    taxii = request.getfixturevalue("taxii_server")
+    taxii.publish(indicator(f"[ipv4-addr:value = '{estate.ATTACKER_IP}']", name="Contract test", confidence=70))
+    return {"url": taxii.url, "credential": READER_PASSWORD, "params": taxii.params()}
+
+
 def slapd_backend(request, server: str, *, active_directory: bool = False) -> dict:
     slapd = request.getfixturevalue("slapd")
     return {"url": slapd.url, "credential": slapd.service_password, "params": slapd.params(active_directory=active_directory)}
@@ -71,6 +80,7 @@ def slapd_backend(request, server: str, *, active_directory: bool = False) -> di
 # adapter name -> how its contract test reaches a backend: {"url", "credential", "params"}.
 CONTRACT_BACKENDS = {
     "lab": lab_backend,
+    "taxii": taxii_backend,
     "ldap": slapd_backend,
     "active-directory": lambda request, server: slapd_backend(request, server, active_directory=True),
 }

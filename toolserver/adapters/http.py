@@ -46,7 +46,21 @@ class HttpBackend(Backend):
         self, method: str, path: str, *, target: str = "", params=None, json=None, idempotency_key: str = ""
     ) -> dict:
         """One request; its JSON object, or the failure it maps to. None-valued query params are left out."""
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        response = await self._response(method, path, target=target, params=params, json=json, idempotency_key=idempotency_key)
+        return self._json_object(response)
+
+    async def _response(
+        self, method: str, path: str, *, target: str = "", params=None, json=None, headers=None, idempotency_key: str = ""
+    ) -> httpx2.Response:
+        """One request; its response when the status is a success, or the failure it maps to.
+
+        For an adapter that needs more of the answer than a JSON object (its media type, its
+        headers); it reads the body with _json_object(), so a body that is not one is MALFORMED
+        here too.
+        """
+        headers = dict(headers or {})
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
         params = {key: value for key, value in (params or {}).items() if value is not None}
         try:
             response = await self._http.request(method, path, params=params, json=json, headers=headers)
@@ -67,12 +81,17 @@ class HttpBackend(Backend):
             raise BackendError(BackendFailure.TIMEOUT, status=status)
         if status >= 500:
             raise BackendError(BackendFailure.UNAVAILABLE, status=status)
+        return response
+
+    @staticmethod
+    def _json_object(response: httpx2.Response) -> dict:
+        """The response's body as a JSON object; BackendError(MALFORMED) when it is not one."""
         try:
             body = response.json()
         except ValueError:
-            raise BackendError(BackendFailure.MALFORMED, status=status) from None
+            raise BackendError(BackendFailure.MALFORMED, status=response.status_code) from None
         if not isinstance(body, dict):
-            raise BackendError(BackendFailure.MALFORMED, status=status)
+            raise BackendError(BackendFailure.MALFORMED, status=response.status_code)
         return body
 
     async def _write(self, path: str, payload: dict, write: WriteContext, *, target: str) -> dict:
