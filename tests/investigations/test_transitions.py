@@ -16,7 +16,11 @@ from investigations.approvals import services as approvals
 from investigations.models import ActionRequest, ActionTransition, Investigation
 from investigations.runs import agent
 from investigations.runs import services as runs
+from toolserver import idempotency
+from toolserver.catalog import find_tool
 from toolserver.lab import faults
+from toolserver.models import IdempotencyRecord
+from toolserver.schemas import parse_arguments
 
 State, Status = ActionRequest.State, Investigation.Status
 
@@ -33,6 +37,19 @@ def new_request(investigation, state=State.PENDING, **fields) -> ActionRequest:
         arguments={"host": "ws-fin-07", "reason": "walk"}, target="host=ws-fin-07", idempotency_key=f"walk-{number}",
         state=state, expires_at=timezone.now() + timedelta(hours=1), **fields,
     )
+
+
+def left_unconfirmable(investigation, host: str) -> ActionRequest:
+    """An isolation of `host` being executed by a worker that died with it at the backend: the request
+    executing past its lease, its key claimed and abandoned (setup, not a move)."""
+    arguments = {"host": host, "reason": "walk"}
+    server, tool = find_tool("isolate_host")
+    key = idempotency.write_key(tool, parse_arguments(tool.arguments, arguments), investigation.alert.trigger)
+    request = new_request(investigation, State.EXECUTING, lease_expires_at=timezone.now() - timedelta(seconds=1))
+    ActionRequest.objects.filter(pk=request.pk).update(arguments=arguments, target=f"host={host}", idempotency_key=key.key)
+    assert isinstance(idempotency.claim(server, tool, key, investigation.alert.trigger), idempotency.Claimed)
+    IdempotencyRecord.objects.filter(key=key.key).update(lease_until=timezone.now() - timedelta(seconds=1))
+    return request
 
 
 def test_the_tables_name_every_state_and_their_final_states_are_those_nothing_leaves():
@@ -140,6 +157,15 @@ def test_the_gate_services_make_every_move_of_the_table_and_no_other(waiting, an
     approvals.execute(second.pk)
     assert ActionRequest.objects.get(pk=second.pk).state == State.FAILED
 
+    # Writes nobody can tell about (their worker died with them at the EDR, whose check fails too):
+    # unconfirmed, until a person says it happened (succeeded) or not (failed).
+    for host, happened in (("ws-eng-02", True), ("ws-hr-03", False)):
+        unknown = left_unconfirmable(investigation, host)
+        faults.inject("edr", "error_5xx", remaining=1)
+        approvals.execute(unknown.pk)
+        assert ActionRequest.objects.get(pk=unknown.pk).state == State.UNCONFIRMED
+        approvals.confirm_outcome(unknown.pk, analyst, happened, "walk")
+
     rejected, expired, cancelled = (new_request(investigation) for _ in range(3))
     for request in (rejected, expired, cancelled):
         approvals._transition(request, "", State.PENDING, "agent", "walk")
@@ -164,7 +190,7 @@ def test_a_requests_page_shows_the_states_it_can_still_become_and_hands_the_tabl
     line = page[page.index('class="can-become"'):]
     line = line[:line.index("</p>")]
     shown = [state for state in State.values if f'data-state="{state}"' in line]
-    assert shown == ["approved", "executing", "succeeded", "failed", "rejected", "expired", "cancelled"]
+    assert shown == ["approved", "executing", "succeeded", "failed", "rejected", "expired", "cancelled", "unconfirmed"]
     assert 'id="request-states"' in page and '"pending": ["pending"]' in page  # the trails, from the table
 
     page = client.get(f"/approvals/{new_request(investigation, State.EXPIRED).pk}/").content.decode()

@@ -23,7 +23,7 @@ from django.db import connection
 from django.utils import timezone
 
 from core.roles import ANALYST
-from investigations.approvals import services as actions
+from investigations.approvals import services as approvals
 from investigations.approvals.views import pending_count
 from investigations.models import ActionRequest, AuditRecord, Event, Investigation
 from investigations.runs import agent, services
@@ -58,10 +58,10 @@ def unconfirmed(waiting, analyst):
     """The phishing story's isolation, approved and executed after its first worker died mid-write, on an
     EDR that cannot say whether it happened: (investigation, request)."""
     investigation, request = waiting
-    actions.approve(request.pk, analyst)
+    approvals.approve(request.pk, analyst)
     left_by_a_dead_worker(request)
     faults.inject("edr", "error_5xx", remaining=1)  # the check's answer: the EDR cannot say
-    actions.execute(request.pk)  # what the execute_action task does in a worker
+    approvals.execute(request.pk)  # what the execute_action task does in a worker
     request.refresh_from_db()
     return investigation, request
 
@@ -83,10 +83,10 @@ def transcript(investigation: Investigation) -> str:
 def the_same_action_asked_again(investigation: Investigation, request: ActionRequest, analyst) -> ActionRequest:
     """The model asks for the same isolation again (a new tool call), an analyst approves it, a worker runs it."""
     use = {"id": "toolu_askedagain01", "name": request.tool, "input": dict(request.arguments)}
-    again = actions.request_action(investigation, use, owner=None, gateway=Gateway())
+    again = approvals.request_action(investigation, use, owner=None, gateway=Gateway())
     assert again.idempotency_key == request.idempotency_key and again.state == "pending"  # through the gate again
-    actions.approve(again.pk, analyst)
-    actions.execute(again.pk)
+    approvals.approve(again.pk, analyst)
+    approvals.execute(again.pk)
     again.refresh_from_db()
     return again
 
@@ -109,7 +109,7 @@ def test_a_write_nobody_can_tell_about_waits_unconfirmed_and_its_investigation_k
 # -- the person's word -------------------------------------------------------------------------------
 def test_confirmed_done_the_request_succeeds_the_key_holds_it_and_the_investigation_resumes_with_it(unconfirmed, analyst):
     investigation, request = unconfirmed
-    decided = actions.confirm_outcome(request.pk, analyst, True, CHECKED)
+    decided = approvals.confirm_outcome(request.pk, analyst, True, CHECKED)
 
     assert (decided.state, decided.outcome) == ("succeeded", f"confirmed done by ana: {CHECKED}")
     assert list(request.transitions.values_list("from_state", "to_state", "actor", "reason"))[-1] == (
@@ -138,7 +138,7 @@ def test_confirmed_done_the_request_succeeds_the_key_holds_it_and_the_investigat
 
 def test_confirmed_not_done_the_key_is_freed_and_the_action_asked_again_fires_once(unconfirmed, analyst):
     investigation, request = unconfirmed
-    decided = actions.confirm_outcome(request.pk, analyst, False, NOT_THERE)
+    decided = approvals.confirm_outcome(request.pk, analyst, False, NOT_THERE)
 
     assert (decided.state, decided.outcome) == ("failed", f"confirmed not done by ana: {NOT_THERE}")
     assert AuditRecord.objects.get(tool="isolate_host", outcome="confirmed_not_done").extra["happened"] is False
@@ -157,8 +157,8 @@ def test_confirmed_not_done_the_key_is_freed_and_the_action_asked_again_fires_on
 
 def test_only_a_person_who_may_approve_the_tool_may_confirm_and_a_refusal_is_recorded(unconfirmed, manager):
     _, request = unconfirmed
-    with pytest.raises(actions.NotAllowed):
-        actions.confirm_outcome(request.pk, manager, True, CHECKED)  # a manager sees it, may not approve it
+    with pytest.raises(approvals.NotAllowed):
+        approvals.confirm_outcome(request.pk, manager, True, CHECKED)  # a manager sees it, may not approve it
     request.refresh_from_db()
     assert request.state == "unconfirmed"
     assert AuditRecord.objects.filter(tool="isolate_host", outcome="denied", actor="user:max").count() == 1
@@ -167,19 +167,19 @@ def test_only_a_person_who_may_approve_the_tool_may_confirm_and_a_refusal_is_rec
 
 def test_a_confirmation_needs_a_reason_and_an_unknown_outcome(unconfirmed, waiting, analyst):
     _, request = unconfirmed
-    with pytest.raises(actions.DecisionRefused, match="Say what you checked"):
-        actions.confirm_outcome(request.pk, analyst, True, "   ")
-    actions.confirm_outcome(request.pk, analyst, True, CHECKED)
-    with pytest.raises(actions.NotPending) as second:
-        actions.confirm_outcome(request.pk, analyst, False, NOT_THERE)
+    with pytest.raises(approvals.DecisionRefused, match="Say what you checked"):
+        approvals.confirm_outcome(request.pk, analyst, True, "   ")
+    approvals.confirm_outcome(request.pk, analyst, True, CHECKED)
+    with pytest.raises(approvals.NotPending) as second:
+        approvals.confirm_outcome(request.pk, analyst, False, NOT_THERE)
     assert second.value.request.state == "succeeded"
     assert AuditRecord.objects.filter(tool="isolate_host", outcome__startswith="confirmed").count() == 1
 
 
 def test_approve_and_reject_do_not_apply_to_an_unknown_outcome(unconfirmed, analyst):
     _, request = unconfirmed
-    for decide in (lambda: actions.approve(request.pk, analyst), lambda: actions.reject(request.pk, analyst, "no")):
-        with pytest.raises(actions.NotPending) as refused:
+    for decide in (lambda: approvals.approve(request.pk, analyst), lambda: approvals.reject(request.pk, analyst, "no")):
+        with pytest.raises(approvals.NotPending) as refused:
             decide()
         assert refused.value.request.state == "unconfirmed"
 
@@ -275,7 +275,7 @@ async def test_the_queue_socket_counts_an_unknown_outcome_as_waiting_and_sends_i
     assert (snapshot["pending"], snapshot["pending_ids"]) == (1, [request.pk])
     assert [entry["request"]["state"] for entry in snapshot["requests"]] == ["unconfirmed"]
 
-    await database_sync_to_async(actions.confirm_outcome)(request.pk, analyst, False, NOT_THERE)
+    await database_sync_to_async(approvals.confirm_outcome)(request.pk, analyst, False, NOT_THERE)
     message = await communicator.receive_json_from(timeout=WAIT_S)
     assert (message["type"], message["request"]["state"], message["pending"]) == ("request", "failed", 0)
     await communicator.disconnect()
