@@ -186,7 +186,7 @@ FORMAT_RESPONSES = {
     summary="Receive alerts in a sender's own format",
 )
 @decorate_view(limit_body)
-def receive_formatted(request, format: Format, payload: Body[dict[str, Any]], query: Query[SourceQuery]):  # noqa: A002 - the path's name
+def receive_formatted(request, format: Format, payload: Body[dict[str, Any]], query: Query[SourceQuery]):
     """The payload another system sends, as it sends it: `splunk` (webhook alert action), `alertmanager`
     (webhook_config, version 4), `wazuh` (an alert, as integrations/wazuh/custom-gatehouse posts it) or
     `ocsf` (a Detection Finding, class 2004). Each alert it holds is received as POST /api/alerts receives

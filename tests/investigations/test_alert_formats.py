@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from investigations.intake import services as intake
 from investigations.intake.formats import base
 from investigations.intake.services import create_integration
 from investigations.models import Alert, AuditRecord, Event, Integration, Investigation
+from toolserver.ratelimit import get_rate_limiter
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alerts"
 MARKER = "zq-attacker-text-7731"
@@ -22,8 +24,26 @@ def fixture(name: str) -> dict:
 
 
 @pytest.fixture
-def integration_token(db):
-    return create_integration("lab-siem")
+def fresh_rates(db):
+    """Each integration's window starts empty: the embedded mode's limiter lives in this process and
+    the ids of a rolled-back test's integrations come again."""
+    created = []
+    real_create = intake.create_integration
+
+    def create(*args, **kwargs):
+        integration, token = real_create(*args, **kwargs)
+        get_rate_limiter().reset(intake.rate_bucket(integration))
+        created.append(integration)
+        return integration, token
+
+    yield create
+    for integration in created:
+        get_rate_limiter().reset(intake.rate_bucket(integration))
+
+
+@pytest.fixture
+def integration_token(fresh_rates):
+    return fresh_rates("lab-siem")
 
 
 def post(client, format_name: str, body, token: str | None = None, query: str = ""):
@@ -224,7 +244,7 @@ def test_a_source_the_integration_does_not_own_is_403_audited_and_nothing_stored
 
 
 def test_an_integration_with_several_sources_names_one(client, integration_token):
-    integration, token = integration_token
+    _, token = integration_token
     call_command("integrations", "sources", "lab-siem", "lab-siem", "wazuh-eu", stdout=None)
     assert post(client, "wazuh", fixture("wazuh"), token, query="?source=wazuh-eu").status_code == 201
     assert Alert.objects.get().source == "wazuh-eu"

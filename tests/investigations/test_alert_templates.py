@@ -10,9 +10,10 @@ import chevron
 import chevron.renderer
 import pytest
 
-from investigations.intake.services import create_integration
+from investigations.intake import services as intake
 from investigations.models import Alert
 from tests.support import ROOT
+from toolserver.ratelimit import get_rate_limiter
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alerts"
 ELASTIC = ROOT / "integrations" / "elastic" / "webhook-body.mustache"
@@ -96,6 +97,26 @@ def render_as_logic_apps(template: dict, trigger_body: dict):
 # -- the tests ----------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def fresh_rates(db):
+    """Each integration's window starts empty: the embedded mode's limiter lives in this process and
+    the ids of a rolled-back test's integrations come again."""
+    created = []
+    real_create = intake.create_integration
+
+    def create(*args, **kwargs):
+        integration, token = real_create(*args, **kwargs)
+        get_rate_limiter().reset(intake.rate_bucket(integration))
+        created.append(integration)
+        return integration, token
+
+    yield create
+    for integration in created:
+        get_rate_limiter().reset(intake.rate_bucket(integration))
+
+
+
+
 def readme() -> str:
     return (ROOT / "README.md").read_text()
 
@@ -105,8 +126,8 @@ def test_the_readme_documents_the_templates_as_shipped():
     assert SENTINEL.read_text().strip() in readme()
 
 
-def test_the_elastic_template_rendered_with_a_documented_alert_is_an_alert_gatehouse_takes(client, db, monkeypatch):
-    integration, token = create_integration("elastic")
+def test_the_elastic_template_rendered_with_a_documented_alert_is_an_alert_gatehouse_takes(client, fresh_rates, monkeypatch):
+    integration, token = fresh_rates("elastic")
     variables = json.loads((FIXTURES / "elastic_alert.json").read_text())
     body = render_as_kibana(ELASTIC.read_text(), variables, monkeypatch)
     response = client.post("/api/alerts", body, content_type="application/json", headers={"Authorization": f"Bearer {token}"})
@@ -119,8 +140,8 @@ def test_the_elastic_template_rendered_with_a_documented_alert_is_an_alert_gateh
     assert alert.observed_at.isoformat() == "2026-11-25T09:30:12.345000+00:00"
 
 
-def test_the_elastic_template_without_a_host_or_user_leaves_them_out(client, db, monkeypatch):
-    _, token = create_integration("elastic")
+def test_the_elastic_template_without_a_host_or_user_leaves_them_out(client, fresh_rates, monkeypatch):
+    _, token = fresh_rates("elastic")
     variables = json.loads((FIXTURES / "elastic_alert.json").read_text())
     del variables["context"]["alerts"][0]["host"], variables["context"]["alerts"][0]["user"]
     body = render_as_kibana(ELASTIC.read_text(), variables, monkeypatch)
@@ -130,8 +151,8 @@ def test_the_elastic_template_without_a_host_or_user_leaves_them_out(client, db,
 
 
 @pytest.mark.parametrize(("severity", "expected"), [("Informational", "low"), ("High", "high")])
-def test_the_sentinel_template_evaluated_with_a_documented_incident_is_an_alert_gatehouse_takes(client, db, severity, expected):
-    integration, token = create_integration("sentinel")
+def test_the_sentinel_template_evaluated_with_a_documented_incident_is_an_alert_gatehouse_takes(client, fresh_rates, severity, expected):
+    integration, token = fresh_rates("sentinel")
     incident = json.loads((FIXTURES / "sentinel_incident.json").read_text())
     incident["object"]["properties"]["severity"] = severity
     body = render_as_logic_apps(json.loads(SENTINEL.read_text()), incident)

@@ -13,7 +13,18 @@ investigation of the alert it ends.
 
 from datetime import UTC
 
-from investigations.intake.formats.base import Context, FormatError, Mapped, Mapping, get, host, text, time_of, title, user
+from investigations.intake.formats.base import (
+    Context,
+    FormatError,
+    Mapped,
+    Mapping,
+    get,
+    host,
+    text,
+    time_of,
+    title,
+    user,
+)
 
 NAME = "alertmanager"
 SEVERITY = {
@@ -24,7 +35,7 @@ SEVERITY = {
 }
 
 
-def map(payload: dict, context: Context) -> Mapping:  # noqa: A001 - every format module's entry point
+def map(payload: dict, context: Context) -> Mapping:
     version = text(payload, "version")
     if version is not None and version != "4":
         raise FormatError("version", "must be 4 (Alertmanager's webhook payload version)")

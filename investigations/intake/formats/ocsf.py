@@ -9,7 +9,18 @@ received is the same alert; a Close (activity 3) is no new alert but the end of 
 its open investigation.
 """
 
-from investigations.intake.formats.base import Context, FormatError, Mapped, Mapping, get, host, text, time_of, title, user
+from investigations.intake.formats.base import (
+    Context,
+    FormatError,
+    Mapped,
+    Mapping,
+    get,
+    host,
+    text,
+    time_of,
+    title,
+    user,
+)
 
 NAME = "ocsf"
 CLASS_UID = 2004
@@ -18,7 +29,7 @@ CLOSE = 3
 SEVERITY = {"1": "low", "2": "low", "3": "medium", "4": "high", "5": "critical", "6": "critical"}
 
 
-def map(payload: dict, context: Context) -> Mapping:  # noqa: A001 - every format module's entry point
+def map(payload: dict, context: Context) -> Mapping:
     class_uid = _integer(payload, "class_uid")
     if class_uid != CLASS_UID:
         raise FormatError("class_uid", f"must be {CLASS_UID} (Detection Finding)")

@@ -12,7 +12,19 @@ same alert.
 import hashlib
 import json
 
-from investigations.intake.formats.base import EXTERNAL_ID_MAX, Context, FormatError, Mapped, Mapping, get, host, text, time_of, title, user
+from investigations.intake.formats.base import (
+    EXTERNAL_ID_MAX,
+    Context,
+    FormatError,
+    Mapped,
+    Mapping,
+    get,
+    host,
+    text,
+    time_of,
+    title,
+    user,
+)
 
 NAME = "splunk"
 # `severity` (a saved search's custom field) or `urgency` (Splunk Enterprise Security) of the row.
@@ -24,7 +36,7 @@ SEVERITY = {
 }
 
 
-def map(payload: dict, context: Context) -> Mapping:  # noqa: A001 - every format module's entry point
+def map(payload: dict, context: Context) -> Mapping:
     sid = text(payload, "sid", required=True)
     result = get(payload, "result")
     if result is None:

@@ -8,7 +8,18 @@ Documented alert: https://documentation.wazuh.com/current/user-manual/manager/in
 12-14 high, 15 critical (an integration may map levels otherwise: `wazuh:LEVEL=SEVERITY`).
 """
 
-from investigations.intake.formats.base import Context, FormatError, Mapped, Mapping, get, host, text, time_of, title, user
+from investigations.intake.formats.base import (
+    Context,
+    FormatError,
+    Mapped,
+    Mapping,
+    get,
+    host,
+    text,
+    time_of,
+    title,
+    user,
+)
 
 NAME = "wazuh"
 SEVERITY = {str(level): "low" for level in range(7)} | {str(level): "medium" for level in range(7, 12)} | {
@@ -16,7 +27,7 @@ SEVERITY = {str(level): "low" for level in range(7)} | {str(level): "medium" for
 }
 
 
-def map(payload: dict, context: Context) -> Mapping:  # noqa: A001 - every format module's entry point
+def map(payload: dict, context: Context) -> Mapping:
     external_id = text(payload, "id", required=True)
     level = get(payload, "rule.level")
     if level is None:
