@@ -161,6 +161,8 @@ def source_for(integration: Integration, requested: str | None) -> str:
 def read_format(name: str, payload: dict, *, integration: Integration, source: str) -> tuple[list[AlertIn], list[str]]:
     """The alerts (as AlertIn, validated like POST /api/alerts) and the resolved external ids of a
     payload in the format `name` (investigations/intake/formats/); InvalidPayload when it is not one."""
+    if not (len(source) <= SOURCE_MAX and re.match(NAME, source)):
+        raise InvalidPayload([{"field": "source", "message": "is not a source name"}])
     context = formats.Context(source=source, received_at=timezone.now(), severity_map=integration.severity_map or {})
     try:
         mapping = formats.FORMATS[name](payload, context)
@@ -178,8 +180,6 @@ def read_format(name: str, payload: dict, *, integration: Integration, source: s
     for external_id in mapping.resolved:
         if not (len(external_id) <= EXTERNAL_ID_MAX and re.match(NAME, external_id)):
             errors.append({"field": None, "message": "a resolved alert's id is not an external id"})
-    if not (len(source) <= SOURCE_MAX and re.match(NAME, source)):
-        errors.append({"field": "source", "message": "is not a source name"})
     if errors:
         raise InvalidPayload(errors)
     return alerts, mapping.resolved

@@ -376,6 +376,23 @@ def test_a_payload_nested_past_the_details_limit_is_400(client, integration_toke
     assert not Alert.objects.exists()
 
 
+def test_a_source_that_is_no_source_name_is_400_naming_it(client, integration_token):
+    _, token = integration_token
+    response = post(client, "wazuh", fixture("wazuh"), token, query="?source=two%20words")
+    assert response.status_code == 400 and fields(response) == ["source"]
+    assert not Alert.objects.exists()
+
+
+def test_a_nul_character_anywhere_in_the_payload_is_400(client, integration_token):
+    _, token = integration_token
+    payload = fixture("wazuh")
+    payload["full_log"] = "before\u0000after"
+    payload["rule"]["description"] = "sshd\u0000"
+    response = post(client, "wazuh", payload, token)
+    assert response.status_code == 400, response.content
+    assert not Alert.objects.exists()
+
+
 def test_an_unknown_format_is_400_naming_it(client, integration_token):
     _, token = integration_token
     response = post(client, "qradar", fixture("wazuh"), token)
