@@ -16,7 +16,7 @@ TEST_PRODUCTION_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
 	GATEHOUSE_HTTPS=false
 TEST_EMBEDDED_ENV := DATABASE_URL= REDIS_URL= GATEHOUSE_DATA_DIR=$(CURDIR)/var/test-embedded
 
-.PHONY: run test test-production test-embedded lint format install static services chromium slapd clean
+.PHONY: run test test-production test-embedded lint format install static services chromium slapd alertmanager clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ chromium:
 slapd:
 	scripts/slapd.sh
 
+# The Alertmanager test starts its own from Debian's package (never the system service).
+alertmanager:
+	scripts/alertmanager.sh
+
 # ruff (rules in pyproject.toml) over everything, mypy over toolserver/. `make test` runs it first.
 lint: install
 	$(BIN)/ruff check .
@@ -55,7 +59,7 @@ format: install
 
 # The two modes share nothing (PostgreSQL + Redis db 15, SQLite under var/test-embedded), so they
 # run side by side; each one's output is printed whole when it ends.
-test: lint static services chromium slapd
+test: lint static services chromium slapd alertmanager
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-production test-embedded
 
 test-production:

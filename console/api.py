@@ -27,6 +27,8 @@ api = NinjaAPI(
 # The `detail` of a 400, per operation (its url_name); any other operation says "Invalid request.".
 INVALID_INPUT = {
     "receive_alert": "Invalid alert.",
+    "receive_formatted_alert": "Invalid alert.",
+    "receive_splunk_alert": "Invalid alert.",
     "list_actions": "Invalid filter.",
     "approve_action": "Invalid decision.",
     "reject_action": "Invalid decision.",

@@ -1,6 +1,7 @@
 """Logging filters (settings.LOGGING)."""
 
 import logging
+import re
 
 
 class OneLineRefusals(logging.Filter):
@@ -10,4 +11,33 @@ class OneLineRefusals(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "status_code", 500) < 500:
             record.exc_info = record.exc_text = None
+        return True
+
+
+class RedactTokens(logging.Filter):
+    """No token in a log line (architecture rule 2): Splunk's integration token travels in the URL
+    (POST /api/alerts/splunk/{token}), which the request log (uvicorn.access) and Django's one-line
+    refusals (django.request) print. Cut, in the message and in each of its arguments (uvicorn's
+    access formatter reads them by position, so their number stays): whatever follows
+    /api/alerts/splunk/ up to the next separator, and anything shaped like a token (ghi_..., ghu_...)."""
+
+    PATTERNS = (
+        (re.compile(r"(/api/alerts/splunk/)[^/\s?#\"']+"), r"\1[redacted]"),
+        (re.compile(r"\bgh[iu]_[A-Za-z0-9_-]{8,}"), "[redacted]"),
+    )
+
+    @classmethod
+    def redact(cls, value):
+        if not isinstance(value, str):
+            return value
+        for pattern, replacement in cls.PATTERNS:
+            value = pattern.sub(replacement, value)
+        return value
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.redact(arg) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {key: self.redact(arg) for key, arg in record.args.items()}
         return True

@@ -10,6 +10,7 @@ from django.test import Client
 from console.api import api
 from console.manage import administration
 from core.roles import ANALYST, MANAGER
+from investigations.intake.api import IntegrationToken, PathToken
 from investigations.tokens import create_api_token
 from toolserver.models import ToolServer
 
@@ -72,7 +73,9 @@ def test_every_endpoint_that_needs_a_right_judges_the_person_before_the_input():
         for path, view in router.path_operations.items():
             for operation in view.operations:
                 name = operation.operation_id
-                if name == "receive_alert":  # an integration's token; its sources are its own
+                if name in ("receive_alert", "receive_formatted_alert", "receive_splunk_alert"):
+                    # An integration's token (a header, or Splunk's in the path), judged before the body; its sources are its own.
+                    assert all(isinstance(scheme, (IntegrationToken, PathToken)) for scheme in operation.auth_callbacks), name
                     continue
                 rules = {getattr(scheme, "rule", "missing") for scheme in operation.auth_callbacks}
                 if name in open_to_every_person:

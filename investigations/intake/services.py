@@ -17,12 +17,15 @@ from typing import Annotated, Any, Literal
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from core.inputs import DateTime
 from investigations.audit import chain as audit
 from investigations.intake import details as alert_details
-from investigations.models import Alert, Integration, Investigation
+from investigations.intake import formats
+from investigations.intake.formats.base import EXTERNAL_ID_MAX
+from investigations.models import Alert, Event, Integration, Investigation
+from investigations.runs import events
 from investigations.runs.services import start_investigation
 from toolserver.ratelimit import Limit, get_rate_limiter
 
@@ -51,7 +54,7 @@ class AlertIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     source: Annotated[str, Field(min_length=1, max_length=SOURCE_MAX, pattern=NAME, description="The sending system, e.g. `lab-siem`.")]
-    external_id: Annotated[str, Field(min_length=1, max_length=128, pattern=NAME, description="The alert's id in that system.")]
+    external_id: Annotated[str, Field(min_length=1, max_length=EXTERNAL_ID_MAX, pattern=NAME, description="The alert's id in that system.")]
     title: Annotated[str, Field(min_length=1, max_length=300)]
     severity: Literal["low", "medium", "high", "critical"]
     host: Annotated[str | None, Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] = None
@@ -101,11 +104,8 @@ def receive_alert(alert_in: AlertIn, *, integration: Integration | None = None, 
     From an integration: refused (SourceNotAllowed, audited) when the source is not its own, and
     Throttled when a new alert would put more than INTAKE_MAX_QUEUED of its investigations in the queue.
     """
-    if integration is not None and alert_in.source not in integration.sources:
-        audit.record_intake_refused(
-            integration.name, "source_not_allowed", source=alert_in.source, external_id=alert_in.external_id
-        )
-        raise SourceNotAllowed("This integration may not send alerts of this source.")
+    if integration is not None:
+        _check_source(integration, alert_in.source, alert_in.external_id)
     same = {"integration": integration, "source": alert_in.source, "external_id": alert_in.external_id}
     try:
         with transaction.atomic():
@@ -133,6 +133,107 @@ def receive_alert(alert_in: AlertIn, *, integration: Integration | None = None, 
         alert = Alert.objects.get(**same)
         return Received(alert, alert.investigations.order_by("created_at").first(), created=False)
     return Received(alert, investigation, created=True)
+
+
+def _check_source(integration: Integration, source: str, external_id: str) -> None:
+    if source not in integration.sources:
+        audit.record_intake_refused(integration.name, "source_not_allowed", source=source, external_id=external_id)
+        raise SourceNotAllowed("This integration may not send alerts of this source.")
+
+
+class InvalidPayload(Exception):
+    """A sender's payload that is not its format (400): `errors`, one {field, message} per problem,
+    each field a dotted path in the sender's payload (None: the payload as a whole), never a value."""
+
+    def __init__(self, errors: list[dict]):
+        super().__init__(f"{len(errors)} invalid field(s)")
+        self.errors = errors
+
+
+def source_for(integration: Integration, requested: str | None) -> str:
+    """The source of a format's alerts: the one asked for (`?source=`), else the integration's only
+    source, else its name (refused later, audited, if it is not one of its sources)."""
+    if requested:
+        return requested
+    return integration.sources[0] if len(integration.sources) == 1 else integration.name
+
+
+def read_format(name: str, payload: dict, *, integration: Integration, source: str) -> tuple[list[AlertIn], list[str]]:
+    """The alerts (as AlertIn, validated like POST /api/alerts) and the resolved external ids of a
+    payload in the format `name` (investigations/intake/formats/); InvalidPayload when it is not one."""
+    if not (len(source) <= SOURCE_MAX and re.match(NAME, source)):
+        raise InvalidPayload([{"field": "source", "message": "is not a source name"}])
+    context = formats.Context(source=source, received_at=timezone.now(), severity_map=integration.severity_map or {})
+    try:
+        mapping = formats.FORMATS[name](payload, context)
+    except formats.FormatError as error:
+        raise InvalidPayload([{"field": error.field, "message": error.message}]) from None
+    alerts, errors = [], []
+    for mapped in mapping.alerts:
+        try:
+            alerts.append(AlertIn(source=source, **mapped.fields))
+        except ValidationError as invalid:
+            for error in invalid.errors():
+                field = str(error["loc"][0]) if error.get("loc") else None
+                where = "source" if field == "source" else mapped.origins.get(field)
+                errors.append({"field": where, "message": error.get("msg", "Invalid value.")})
+    for external_id in mapping.resolved:
+        if not (len(external_id) <= EXTERNAL_ID_MAX and re.match(NAME, external_id)):
+            errors.append({"field": None, "message": "a resolved alert's id is not an external id"})
+    if errors:
+        raise InvalidPayload(errors)
+    return alerts, mapping.resolved
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A sender's word that an alert is over: noted on its open investigation, if it has one."""
+
+    external_id: str
+    investigation: Investigation | None  # the investigation it was noted on; None: no open one (or no such alert)
+
+
+def receive_batch(
+    alerts: list[AlertIn], *, integration: Integration, source: str, resolved: list[str] = ()
+) -> tuple[list[Received], list[Resolved]]:
+    """Several alerts of one request (POST /api/alerts/{format}), all or none: each as receive_alert
+    takes it (its own integration's source, deduplicated, the queue's cap), in one transaction, so a
+    refusal part-way (429) stores nothing and the sender's retry is judged whole. `resolved`: the
+    external ids the sender says are over, noted on their alerts' open investigations.
+
+    Sources are checked before the transaction: a refusal's audit record is not rolled back with it.
+    """
+    for alert_in in alerts:
+        _check_source(integration, alert_in.source, alert_in.external_id)
+    for external_id in resolved:
+        _check_source(integration, source, external_id)
+    with transaction.atomic():
+        received = [receive_alert(alert_in, integration=integration) for alert_in in alerts]
+        noted = [Resolved(external_id, note_resolved(integration, source, external_id)) for external_id in resolved]
+    return received, noted
+
+
+def note_resolved(integration: Integration, source: str, external_id: str) -> Investigation | None:
+    """Say on the open investigation of this integration's alert that its sender resolved it: one
+    status event (the investigation's status unchanged), once however often the sender repeats it.
+    Returns that investigation; None when the alert is unknown or none of its investigations is open."""
+    alert = Alert.objects.filter(integration=integration, source=source, external_id=external_id).first()
+    if alert is None:
+        return None
+    with transaction.atomic():
+        investigation = (
+            Investigation.objects.select_for_update()  # its status cannot move while it is read and written
+            .filter(alert=alert).exclude(status__in=Investigation.FINAL).order_by("-created_at").first()
+        )
+        if investigation is None:
+            return None
+        if not investigation.events.filter(kind=Event.Kind.STATUS, data__resolved=external_id).exists():
+            events.record_event(investigation.pk, Event.Kind.STATUS, {
+                "status": investigation.status,
+                "message": f"The source ({source}) reports this alert resolved.",
+                "resolved": external_id,
+            })
+    return investigation
 
 
 def _check_queue(integration: Integration) -> None:
@@ -183,6 +284,38 @@ def set_sources(integration: Integration, sources: list[str], *, by: str) -> boo
         by, "integration_sources",
         before={"integration": integration.name, "sources": before},
         after={"integration": integration.name, "sources": sources},
+    )
+    return True
+
+
+SEVERITY_KEY = re.compile(r"^(default|[a-z]+:[^\s=]{1,64})$")
+
+
+@transaction.atomic
+def set_severity_map(integration: Integration, severity_map: dict[str, str], *, by: str) -> bool:
+    """Give `integration` exactly this severity map (ValueError says why not). Returns whether it changed.
+
+    Keys: "default" (a sender's severity no mapping knows) or "FORMAT:VALUE", e.g. "wazuh:10" or
+    "alertmanager:warning" (values in lower case, as the formats compare them); each maps to one of
+    low, medium, high, critical. Recorded in the trail like the integration's sources (architecture rule 11).
+    """
+    checked = {}
+    for key, severity in severity_map.items():
+        key = key.strip().lower()
+        if not SEVERITY_KEY.match(key) or (key != "default" and key.split(":", 1)[0] not in formats.FORMATS):
+            raise ValueError(f'"{key}" is not "default" or FORMAT:VALUE with a format of {", ".join(sorted(formats.FORMATS))}')
+        if severity not in Alert.Severity.values:
+            raise ValueError(f'"{severity}" is not a severity ({", ".join(Alert.Severity.values)})')
+        checked[key] = severity
+    integration = Integration.objects.select_for_update().get(pk=integration.pk)
+    before = integration.severity_map
+    if checked == before:
+        return False
+    Integration.objects.filter(pk=integration.pk).update(severity_map=checked)
+    audit.record_admin_change(
+        by, "integration_severity",
+        before={"integration": integration.name, "severity_map": before},
+        after={"integration": integration.name, "severity_map": checked},
     )
     return True
 

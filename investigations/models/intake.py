@@ -10,11 +10,17 @@ class Integration(models.Model):
     """A system allowed to POST alerts (a SIEM webhook). Its token is shown once and kept only as a hash.
 
     It may send alerts only of its `sources` (set with `manage.py integrations sources`): a source
-    belongs to one live integration, so no integration can speak for another system.
+    belongs to one live integration, so no integration can speak for another system. Its
+    `severity_map` (`manage.py integrations severity`) overrides how the formats of
+    POST /api/alerts/{format} turn a sender's severity into ours (investigations/intake/formats/).
     """
 
     name = models.CharField(max_length=80, unique=True)
     sources = models.JSONField(default=list, blank=True, help_text="The alert sources it may send.")
+    severity_map = models.JSONField(
+        default=dict, blank=True,
+        help_text='How its senders\' severities become ours: "FORMAT:VALUE" or "default" -> low, medium, high or critical.',
+    )
     token_prefix = models.CharField(max_length=16, help_text="The token's first characters, to tell tokens apart.")
     token_hash = models.CharField(max_length=64, unique=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -3,7 +3,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from investigations.audit import chain as audit
-from investigations.intake.services import create_integration, set_sources
+from investigations.intake.services import create_integration, set_severity_map, set_sources
 from investigations.models import Integration
 
 NAME_MAX = Integration._meta.get_field("name").max_length
@@ -18,21 +18,30 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        actions = parser.add_subparsers(dest="action", required=True, metavar="{create,list,sources,revoke}")
+        actions = parser.add_subparsers(dest="action", required=True, metavar="{create,list,sources,severity,revoke}")
         actions.add_parser("create", help="create an integration and print its token once").add_argument("name")
         actions.add_parser("list", help="list integrations and their sources (never their tokens)")
         sources = actions.add_parser("sources", help="set the alert sources an integration may send (audited)")
         sources.add_argument("name")
         sources.add_argument("sources", nargs="+", metavar="SOURCE")
+        severity = actions.add_parser(
+            "severity",
+            help="set the integration's severity map (audited): default=SEVERITY and FORMAT:VALUE=SEVERITY, "
+            "e.g. wazuh:10=high alertmanager:warning=low; none to clear it",
+        )
+        severity.add_argument("name")
+        severity.add_argument("entries", nargs="*", metavar="KEY=SEVERITY")
         actions.add_parser("revoke", help="revoke an integration's token").add_argument("name")
 
-    def handle(self, *args, action, name=None, sources=None, **options):
+    def handle(self, *args, action, name=None, sources=None, entries=None, **options):
         if action == "create":
             self._create(name)
         elif action == "list":
             self._list()
         elif action == "sources":
             self._sources(name, sources)
+        elif action == "severity":
+            self._severity(name, entries)
         else:
             self._revoke(name)
 
@@ -64,6 +73,24 @@ class Command(BaseCommand):
         integration.refresh_from_db()
         shown = ", ".join(integration.sources)
         self.stdout.write(f'Integration "{name}" may send alerts of: {shown}.' if changed else f'Integration "{name}" already sends: {shown}.')
+
+    def _severity(self, name: str, entries: list[str]) -> None:
+        integration = Integration.objects.filter(name=name).first()
+        if integration is None:
+            raise CommandError(f'no integration named "{name}"; see: manage.py integrations list')
+        severity_map = {}
+        for entry in entries:
+            key, equals, severity = entry.rpartition("=")
+            if not equals or not key:
+                raise CommandError(f'"{entry}" is not KEY=SEVERITY')
+            severity_map[key] = severity.strip().lower()
+        try:
+            changed = set_severity_map(integration, severity_map, by=ACTOR)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        integration.refresh_from_db()
+        shown = ", ".join(f"{key}={value}" for key, value in integration.severity_map.items()) or "none (the formats' own)"
+        self.stdout.write(f'Integration "{name}" maps severities: {shown}.' if changed else f'Integration "{name}" already maps: {shown}.')
 
     def _list(self) -> None:
         integrations = Integration.objects.order_by("name")
