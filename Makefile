@@ -48,9 +48,10 @@ slapd:
 alertmanager:
 	scripts/alertmanager.sh
 
-# ruff (rules in pyproject.toml) over everything, mypy over toolserver/. `make test` runs it first.
+# ruff (rules and format in pyproject.toml) over everything, mypy over toolserver/. `make test` runs it first.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 # Rewrites files in place: run it on a tree with nothing else in flight.

@@ -66,8 +66,9 @@ def ms_between(t0: float, moment: datetime) -> float:
 
 
 def ensure_database() -> None:
-    created = subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", "gatehouse_bench"],
-                             capture_output=True, text=True)
+    created = subprocess.run(
+        ["createdb", "-h", "127.0.0.1", "-U", "postgres", "gatehouse_bench"], capture_output=True, text=True
+    )
     if created.returncode and "already exists" not in created.stderr:
         raise SystemExit(f"createdb failed: {created.stderr.strip()}")
 
@@ -75,7 +76,10 @@ def ensure_database() -> None:
 def start_worker(env: dict, log_path: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "console", "worker", "--pool=threads", "-c", "4", "-B", "-l", "INFO"],
-        cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: the tool servers it starts stop with it
     )
 
@@ -138,9 +142,13 @@ def make_pending_requests(count: int, tag: str) -> list:
         def pending(investigation=investigation):
             ended = Investigation.objects.filter(pk=investigation.pk, status__in=("completed", "failed")).first()
             if ended is not None:
-                raise SystemExit(f"investigation {ended.pk} ended ({ended.status}: {ended.end_reason or ended.summary}) "
-                                 "without asking to isolate the host; see var/bench-approval-worker.log")
-            return ActionRequest.objects.filter(investigation=investigation, tool="isolate_host", state="pending").first()
+                raise SystemExit(
+                    f"investigation {ended.pk} ended ({ended.status}: {ended.end_reason or ended.summary}) "
+                    "without asking to isolate the host; see var/bench-approval-worker.log"
+                )
+            return ActionRequest.objects.filter(
+                investigation=investigation, tool="isolate_host", state="pending"
+            ).first()
 
         requests.append(wait_until(pending, timeout=60, interval=0.05, what=f"investigation {investigation.pk} to ask"))
     return requests
@@ -162,13 +170,19 @@ def approve_and_measure(client, request) -> dict:
         current = ActionRequest.objects.get(pk=request.pk)
         if current.state in ("failed", "rejected", "expired", "cancelled"):
             raise SystemExit(f"request {request.pk} {current.state}: {current.outcome} {current.result}")
-        event = (Event.objects.filter(investigation=investigation, seq__gt=investigation.last_seq)
-                 .exclude(kind__in=("action", "status")).order_by("seq").first())
+        event = (
+            Event.objects.filter(investigation=investigation, seq__gt=investigation.last_seq)
+            .exclude(kind__in=("action", "status"))
+            .order_by("seq")
+            .first()
+        )
         settled = Investigation.objects.filter(pk=investigation.pk, status__in=SETTLED).exists()
         return event if event is not None and settled else None
 
     event = wait_until(next_event, timeout=30, interval=POLL_S, what=f"the next event after approving {request.pk}")
-    write = LabWrite.objects.filter(action="isolate_host", idempotency_key=request.idempotency_key).order_by("id").first()
+    write = (
+        LabWrite.objects.filter(action="isolate_host", idempotency_key=request.idempotency_key).order_by("id").first()
+    )
     if write is None:
         raise SystemExit(f"request {request.pk} succeeded but the lab logged no isolate_host with its key")
     is_result = event.kind == "tool_result" and event.data.get("tool_use_id") == request.tool_use_id
@@ -236,8 +250,10 @@ def main() -> None:
     store.flushdb()
     policy = ToolPolicy.objects.get(tool="isolate_host")
     if not policy.requires_approval or policy.approvals_needed != 1:
-        raise SystemExit(f"the isolate_host policy must need one approval (it has: {policy.approvals_needed}, "
-                         f"requires_approval={policy.requires_approval})")
+        raise SystemExit(
+            f"the isolate_host policy must need one approval (it has: {policy.approvals_needed}, "
+            f"requires_approval={policy.requires_approval})"
+        )
 
     load_before = os.getloadavg()[0]  # the machine may be shared: say how busy it was
     tag = uuid.uuid4().hex[:8]
@@ -250,13 +266,15 @@ def main() -> None:
     worker_log = ROOT / "var" / "bench-approval-worker.log"
     try:
         console = ConsoleProcess(env)
-        worker = start_worker({**env, "PORT": str(console.port), "GATEHOUSE_LAB_URL": f"{console.url}/lab/api"},
-                              worker_log)
+        worker = start_worker(
+            {**env, "PORT": str(console.port), "GATEHOUSE_LAB_URL": f"{console.url}/lab/api"}, worker_log
+        )
         noop_round_trip_ms(timeout_s=60)  # the worker is up and consuming
 
         requests = make_pending_requests(count, tag)
-        client = httpx2.Client(base_url=console.url, headers={"Authorization": f"Bearer {token}"},
-                               timeout=10, trust_env=False)
+        client = httpx2.Client(
+            base_url=console.url, headers={"Authorization": f"Bearer {token}"}, timeout=10, trust_env=False
+        )
         # No-op round trips after each settled approval: both see the same machine (it may be shared).
         per_approval = max(1, options.noops // options.approvals)
         samples, noops = [], []
@@ -265,8 +283,8 @@ def main() -> None:
             samples.append(approve_and_measure(client, request))
             noops.append([noop_round_trip_ms() for _ in range(per_approval)])
         client.close()
-        samples = samples[options.warm_up:]
-        noops = [ms for batch in noops[options.warm_up:] for ms in batch]
+        samples = samples[options.warm_up :]
+        noops = [ms for batch in noops[options.warm_up :] for ms in batch]
         load_after = os.getloadavg()[0]
     finally:
         if worker is not None:
@@ -279,19 +297,27 @@ def main() -> None:
 
     write, event, post = (percentiles([s[key] for s in samples]) for key in ("write", "event", "post"))
     noop = percentiles(noops)
-    outcomes = {outcome: sum(s["outcome"] == outcome for s in samples) for outcome in sorted({s["outcome"] for s in samples})}
-    print(f"approval latency, {len(samples)} approvals (+{options.warm_up} warm-up, not counted), {len(noops)} no-op "
-          f"round trips, production mode (PostgreSQL, Redis), one worker --pool=threads -c 4 -B")
-    print(f"  machine        = {os.cpu_count()} CPUs, 1-min load average {load_before:.2f} before, {load_after:.2f} after")
+    outcomes = {
+        outcome: sum(s["outcome"] == outcome for s in samples) for outcome in sorted({s["outcome"] for s in samples})
+    }
+    print(
+        f"approval latency, {len(samples)} approvals (+{options.warm_up} warm-up, not counted), {len(noops)} no-op "
+        f"round trips, production mode (PostgreSQL, Redis), one worker --pool=threads -c 4 -B"
+    )
+    print(
+        f"  machine        = {os.cpu_count()} CPUs, 1-min load average {load_before:.2f} before, {load_after:.2f} after"
+    )
     print("  t0             = time.time() in the bench just before POST /api/actions/<id>/approve (bearer token)")
     print("  backend write  = the lab's LabWrite.received_at for the isolate_host with the request's idempotency key:")
     print("                   timezone.now() taken by the lab's view on arrival, before auth and the write transaction")
     print("  next event     = Event.created_at of the investigation's first event after t0 of a kind other than")
     print("                   action/status, taken by the worker when the resumed agent records it")
-    print(f"                   (the tool_result of the approved call in {sum(s['is_result'] for s in samples)} of {len(samples)})")
+    print(
+        f"                   (the tool_result of the approved call in {sum(s['is_result'] for s in samples)} of {len(samples)})"
+    )
     print("  no-op          = app.send_task('celery.accumulate', [1]).get(): the same worker, result via Redis;")
     print(f"                   {per_approval} after each approval had settled")
-    print(f"  lab outcomes   = {outcomes} (\"already\": WS-FIN-07 isolated by an earlier sample; the same call")
+    print(f'  lab outcomes   = {outcomes} ("already": WS-FIN-07 isolated by an earlier sample; the same call')
     print("                   to the lab, locking the host row and logging the write, minus one UPDATE)")
     print(f"  {'':<34}{'p50 ms':>10}{'p99 ms':>10}")
     print(f"  {'approve POST answered':<34}{post[0]:>10.2f}{post[1]:>10.2f}")

@@ -42,16 +42,32 @@ INVESTIGATIONS = 20_000
 BATCH = 10_000
 USERS = [f"user{n:04d}" for n in range(500)]
 # (tool, server, write) as the catalog has them, weighted as an agent calls them.
-CALLS = [("search_logins", "siem", 30), ("get_host", "edr", 25), ("get_user", "identity", 15),
-         ("lookup_indicator", "intel", 15), ("list_processes", "edr", 10), ("isolate_host", "edr-response", 3),
-         ("open_ticket", "ticketing", 2)]
-OUTCOMES = [("ok", "", 85), ("error", "siem_timeout", 4), ("error", "invalid_arguments", 3),
-            ("error", "intel_unavailable", 2), ("rate_limited", "rate_limited", 3), ("replayed", "", 1),
-            ("approved", "", 1), ("denied", "", 1)]
+CALLS = [
+    ("search_logins", "siem", 30),
+    ("get_host", "edr", 25),
+    ("get_user", "identity", 15),
+    ("lookup_indicator", "intel", 15),
+    ("list_processes", "edr", 10),
+    ("isolate_host", "edr-response", 3),
+    ("open_ticket", "ticketing", 2),
+]
+OUTCOMES = [
+    ("ok", "", 85),
+    ("error", "siem_timeout", 4),
+    ("error", "invalid_arguments", 3),
+    ("error", "intel_unavailable", 2),
+    ("rate_limited", "rate_limited", 3),
+    ("replayed", "", 1),
+    ("approved", "", 1),
+    ("denied", "", 1),
+]
 # The filtered views measured: (label, our query string, the admin's query string).
 CASES = [
-    ("tool + outcome (0.5 %)", "tool=lookup_indicator&outcome=error&reason=intel_unavailable",
-     "tool__exact=lookup_indicator&outcome__exact=error&reason__exact=intel_unavailable"),
+    (
+        "tool + outcome (0.5 %)",
+        "tool=lookup_indicator&outcome=error&reason=intel_unavailable",
+        "tool__exact=lookup_indicator&outcome__exact=error&reason__exact=intel_unavailable",
+    ),
     ("server + kind (common)", "server=edr&kind=tool_call", "server__exact=edr&kind__exact=tool_call"),
     ("outcome, rare (1 %)", "outcome=denied", "outcome__exact=denied"),
 ]
@@ -90,7 +106,8 @@ def fill(records: int) -> None:
         for n in range(INVESTIGATIONS)
     )
     investigations = Investigation.objects.bulk_create(
-        Investigation(alert=alert, model="bench", budget_tool_calls=1, budget_tokens=1, budget_seconds=1) for alert in alerts
+        Investigation(alert=alert, model="bench", budget_tool_calls=1, budget_tokens=1, budget_seconds=1)
+        for alert in alerts
     )
     correlation_ids = [investigation.correlation_id for investigation in investigations]
     hashed_users = [keyed_hash(user) for user in USERS]
@@ -106,14 +123,19 @@ def fill(records: int) -> None:
         return {
             "created_at": start + step * n,
             "kind": "decision" if decision else "tool_call",
-            "server": server, "tool": tool, "tool_use_id": f"toolu_{n:012d}",
+            "server": server,
+            "tool": tool,
+            "tool_use_id": f"toolu_{n:012d}",
             "arguments": {"username": rng.choice(hashed_users), "lookback_hours": rng.choice((1, 6, 12, 24))},
-            "outcome": outcome, "reason": reason,
+            "outcome": outcome,
+            "reason": reason,
             "idempotency_key": f"{n:064x}" if write else "",
             "backend_status": "200" if outcome == "ok" else "",
-            "latency_ms": rng.uniform(5, 400), "correlation_id": rng.choice(correlation_ids),
+            "latency_ms": rng.uniform(5, 400),
+            "correlation_id": rng.choice(correlation_ids),
             "actor": f"user:{rng.choice(USERS)}" if decision else "agent",
-            "source": f"lab:{server}", "extra": {},
+            "source": f"lab:{server}",
+            "extra": {},
         }
 
     started = time.perf_counter()
@@ -142,7 +164,10 @@ def measure_pages(samples: int) -> None:
     print(f"{'filter':<26} {'ours p50':>9} {'ours p95':>9} {'admin p50':>10} {'admin p95':>10}")
     for label, our_query, admin_query in CASES:
         figures = []
-        for client, url in ((ours, f"/audit/?{our_query}"), (admin, f"/admin/investigations/auditrecord/?{admin_query}")):
+        for client, url in (
+            (ours, f"/audit/?{our_query}"),
+            (admin, f"/admin/investigations/auditrecord/?{admin_query}"),
+        ):
             timings = []
             for sample in range(samples + 3):
                 started = time.perf_counter()
@@ -172,8 +197,10 @@ def export_child(fmt: str) -> None:
     elapsed = time.perf_counter() - started
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rows -= 1  # the header line, the signed head
-    print(f"{fmt:<6} {rows:>10,} rows {size / 1e6:>8.0f} MB {elapsed:>7.1f} s {rows / elapsed:>10,.0f} rows/s "
-          f"peak RSS {peak_kb / 1024:>6.0f} MB (+{(peak_kb - baseline_kb) / 1024:.0f} MB while exporting)")
+    print(
+        f"{fmt:<6} {rows:>10,} rows {size / 1e6:>8.0f} MB {elapsed:>7.1f} s {rows / elapsed:>10,.0f} rows/s "
+        f"peak RSS {peak_kb / 1024:>6.0f} MB (+{(peak_kb - baseline_kb) / 1024:.0f} MB while exporting)"
+    )
 
 
 def measure_verify() -> None:
@@ -182,8 +209,10 @@ def measure_verify() -> None:
     started = time.perf_counter()
     checked, found = audit.verify_database()
     elapsed = time.perf_counter() - started
-    print(f"\nverify_audit: {checked:,} records in {elapsed:.0f} s ({checked / elapsed:,.0f} records/s), "
-          f"{'intact' if found is None else found}")
+    print(
+        f"\nverify_audit: {checked:,} records in {elapsed:.0f} s ({checked / elapsed:,.0f} records/s), "
+        f"{'intact' if found is None else found}"
+    )
 
 
 def main() -> None:

@@ -85,8 +85,9 @@ class Viewers:
         try:
             await asyncio.wait_for(self.arrived.wait(), TIMEOUT_S)
         except TimeoutError:
-            raise SystemExit(f"{self.pending} viewer(s) did not get a message in {TIMEOUT_S} s "
-                             "(see var/bench-stream-server.log)") from None
+            raise SystemExit(
+                f"{self.pending} viewer(s) did not get a message in {TIMEOUT_S} s (see var/bench-stream-server.log)"
+            ) from None
 
     async def measure(self, publish, events: int) -> list[float]:
         for _ in range(WARM_UP):
@@ -128,8 +129,11 @@ async def run_cases(port: int, investigation_id: int, cookie: str, events: int) 
             lambda: Investigation.objects.values_list("last_seq", flat=True).get(pk=investigation_id)
         )
         cases = {
-            "ours": (f"{base}/ws/investigations/{investigation_id}/?after={last_seq}", publish_ours,
-                     lambda message: message["event"]["data"]["t0"]),
+            "ours": (
+                f"{base}/ws/investigations/{investigation_id}/?after={last_seq}",
+                publish_ours,
+                lambda message: message["event"]["data"]["t0"],
+            ),
             "bare": (f"{base}/ws/bare/{bare_group}/", publish_bare, lambda message: message["t0"]),
         }
         for case, (url, publish, t0_of) in cases.items():
@@ -143,8 +147,9 @@ async def run_cases(port: int, investigation_id: int, cookie: str, events: int) 
 
 
 def ensure_database() -> None:
-    created = subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", "gatehouse_bench"],
-                             capture_output=True, text=True)
+    created = subprocess.run(
+        ["createdb", "-h", "127.0.0.1", "-U", "postgres", "gatehouse_bench"], capture_output=True, text=True
+    )
     if created.returncode and "already exists" not in created.stderr:
         raise SystemExit(f"createdb failed: {created.stderr.strip()}")
 
@@ -177,11 +182,13 @@ def main() -> None:
     tag = uuid.uuid4().hex[:8]
     user = User.objects.create_user(f"bench-stream-{tag}", password=uuid.uuid4().hex)
     user.groups.add(Group.objects.get(name="analyst"))
-    alert = Alert.objects.create(source="bench", external_id=f"stream-{tag}", title="bench stream",
-                                 severity="low", observed_at=timezone.now())
+    alert = Alert.objects.create(
+        source="bench", external_id=f"stream-{tag}", title="bench stream", severity="low", observed_at=timezone.now()
+    )
     # Made directly, not through intake: that would enqueue a run for a worker.
-    investigation = Investigation.objects.create(alert=alert, model="bench", budget_tool_calls=1,
-                                                 budget_tokens=1000, budget_seconds=10)
+    investigation = Investigation.objects.create(
+        alert=alert, model="bench", budget_tool_calls=1, budget_tokens=1000, budget_seconds=10
+    )
     client = Client()
     client.force_login(user)
     session_key = client.cookies[settings.SESSION_COOKIE_NAME].value
@@ -191,8 +198,20 @@ def main() -> None:
     server_log.parent.mkdir(exist_ok=True)
     log = server_log.open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bench.stream_asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--lifespan", "off", "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.stream_asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+        ],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -225,8 +244,10 @@ def main() -> None:
         user.delete()
         store.flushdb()
 
-    print(f"event delivery latency to websocket viewers, {events} events per case "
-          f"(+{WARM_UP} warm-up), production mode (PostgreSQL, Redis channel layer)")
+    print(
+        f"event delivery latency to websocket viewers, {events} events per case "
+        f"(+{WARM_UP} warm-up), production mode (PostgreSQL, Redis channel layer)"
+    )
     print("  ours = record_event from a worker thread: event insert + seq update (one transaction), then")
     print("         group_send via Redis (core.live: one long-lived sender loop per worker process),")
     print("         InvestigationConsumer, websocket")

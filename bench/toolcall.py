@@ -110,7 +110,9 @@ def main() -> None:
     print(f"tool call latency, {calls} calls each, {mode}")
     print(f"  full stack get_host against the lab   p50 {full_p50:7.2f} ms   p99 {full_p99:7.2f} ms")
     print(f"  bare mcp echo over stdio              p50 {bare_p50:7.2f} ms   p99 {bare_p99:7.2f} ms")
-    print(f"  ratio full/bare                       p50 {full_p50 / bare_p50:7.1f} x    p99 {full_p99 / bare_p99:7.1f} x")
+    print(
+        f"  ratio full/bare                       p50 {full_p50 / bare_p50:7.1f} x    p99 {full_p99 / bare_p99:7.1f} x"
+    )
     stopped, first_call = (statistics.median(samples) for samples in zip(*rotation, strict=True))
     print(f"credential rotation (admin sets it, sealed), median of {len(rotation)}:")
     print(f"  until the old server process is gone   {stopped:7.1f} ms")

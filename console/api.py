@@ -57,7 +57,9 @@ def _field(loc) -> str | None:
 def invalid_input(request, exc: ValidationError):
     """400 rather than ninja's 422, with only where and what: never the submitted value (pydantic's `input`)."""
     operation = request.resolver_match.url_name if request.resolver_match else ""
-    errors = [{"field": _field(error.get("loc")), "message": error.get("msg", "Invalid value.")} for error in exc.errors]
+    errors = [
+        {"field": _field(error.get("loc")), "message": error.get("msg", "Invalid value.")} for error in exc.errors
+    ]
     detail = INVALID_INPUT.get(operation, "Invalid request.")
     return api.create_response(request, {"detail": detail, "errors": errors}, status=400)
 

@@ -31,8 +31,6 @@ from core.sockets import SameOriginValidator
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": SameOriginValidator(
-            AuthMiddlewareStack(ConsumerLoopMiddleware(URLRouter(websocket_urlpatterns)))
-        ),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(ConsumerLoopMiddleware(URLRouter(websocket_urlpatterns)))),
     }
 )

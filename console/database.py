@@ -52,11 +52,13 @@ def runtime_role_owns_nothing(app_configs=None, **kwargs):
         )
         row = cursor.fetchone()
     if row and row[0]:
-        return [checks.Warning(
-            "The console connects to PostgreSQL as the owner of the audit table (or a superuser), who can "
-            "disable its append-only trigger or TRUNCATE it.",
-            hint="Migrate as the owner with GATEHOUSE_DB_RUNTIME_ROLE set, and run the console, workers and "
-            "beat with a DATABASE_URL of that runtime role (README, 'Running in production').",
-            id="gatehouse.W001",
-        )]
+        return [
+            checks.Warning(
+                "The console connects to PostgreSQL as the owner of the audit table (or a superuser), who can "
+                "disable its append-only trigger or TRUNCATE it.",
+                hint="Migrate as the owner with GATEHOUSE_DB_RUNTIME_ROLE set, and run the console, workers and "
+                "beat with a DATABASE_URL of that runtime role (README, 'Running in production').",
+                id="gatehouse.W001",
+            )
+        ]
     return []

@@ -245,7 +245,9 @@ API_TOKEN_DAYS = env_int("GATEHOUSE_API_TOKEN_DAYS", 90, minimum=1)
 APPROVAL_CHANNELS = env_list("GATEHOUSE_APPROVAL_CHANNELS", ["email"])
 # Approvers are emailed about a request still undecided after this long (0: never).
 APPROVAL_NOTIFY_AFTER_S = env_int("GATEHOUSE_APPROVAL_NOTIFY_MINUTES", 10, minimum=0) * 60
-CONSOLE_URL = env_str("GATEHOUSE_CONSOLE_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}").rstrip("/")  # for links in messages
+CONSOLE_URL = env_str("GATEHOUSE_CONSOLE_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}").rstrip(
+    "/"
+)  # for links in messages
 # The signed-webhook channel: its secret (signs both ways), where it posts changes (optional), how old
 # a callback may be, and which platform user ids act as which Gatehouse users ("U123=ana,U456=bob").
 APPROVAL_WEBHOOK_SECRET = env_str("GATEHOUSE_APPROVAL_WEBHOOK_SECRET")
@@ -260,7 +262,9 @@ for _link in env_list("GATEHOUSE_APPROVAL_WEBHOOK_USERS", []):
         raise ConfigError("GATEHOUSE_APPROVAL_WEBHOOK_USERS", f"expected platform-id=username pairs, got {_link!r}")
     APPROVAL_WEBHOOK_USERS[_platform_user] = _username
 if "webhook" in APPROVAL_CHANNELS and (len(APPROVAL_WEBHOOK_SECRET) < 32 or len(set(APPROVAL_WEBHOOK_SECRET)) < 5):
-    raise ConfigError("GATEHOUSE_APPROVAL_WEBHOOK_SECRET", "required for the webhook channel: 32 or more random characters")
+    raise ConfigError(
+        "GATEHOUSE_APPROVAL_WEBHOOK_SECRET", "required for the webhook channel: 32 or more random characters"
+    )
 EMAIL_BACKEND = env_str(
     "GATEHOUSE_EMAIL_BACKEND",
     "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",
@@ -334,10 +338,27 @@ CONTENT_SECURITY_POLICY = {
 PERMISSIONS_POLICY = {
     feature: []
     for feature in (
-        "accelerometer", "ambient-light-sensor", "autoplay", "bluetooth", "browsing-topics", "camera",
-        "display-capture", "encrypted-media", "geolocation", "gyroscope", "hid", "idle-detection",
-        "magnetometer", "microphone", "midi", "payment", "publickey-credentials-get", "screen-wake-lock",
-        "serial", "usb", "xr-spatial-tracking",
+        "accelerometer",
+        "ambient-light-sensor",
+        "autoplay",
+        "bluetooth",
+        "browsing-topics",
+        "camera",
+        "display-capture",
+        "encrypted-media",
+        "geolocation",
+        "gyroscope",
+        "hid",
+        "idle-detection",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "publickey-credentials-get",
+        "screen-wake-lock",
+        "serial",
+        "usb",
+        "xr-spatial-tracking",
     )
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024

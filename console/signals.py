@@ -73,6 +73,10 @@ def connect() -> None:
         signal.connect(user_grant_changed, sender=UserObjectPermission, dispatch_uid="gatehouse-sockets-user-grant")
         signal.connect(group_grant_changed, sender=GroupObjectPermission, dispatch_uid="gatehouse-sockets-group-grant")
     m2m_changed.connect(users_changed, sender=user.groups.through, dispatch_uid="gatehouse-sockets-groups")
-    m2m_changed.connect(users_changed, sender=user.user_permissions.through, dispatch_uid="gatehouse-sockets-user-perms")
-    m2m_changed.connect(group_permissions_changed, sender=Group.permissions.through, dispatch_uid="gatehouse-sockets-group-perms")
+    m2m_changed.connect(
+        users_changed, sender=user.user_permissions.through, dispatch_uid="gatehouse-sockets-user-perms"
+    )
+    m2m_changed.connect(
+        group_permissions_changed, sender=Group.permissions.through, dispatch_uid="gatehouse-sockets-group-perms"
+    )
     pre_delete.connect(group_deleted, sender=Group, dispatch_uid="gatehouse-sockets-group-deleted")

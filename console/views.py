@@ -32,9 +32,15 @@ async def healthz(request):
 @login_required
 def account(request):
     """The signed-in person's own API tokens (to revoke) and the way to change their password."""
-    return render(request, "account/tokens.html", {
-        "tokens": tokens.tokens_of(request.user), "now": timezone.now(), "token_days": settings.API_TOKEN_DAYS,
-    })
+    return render(
+        request,
+        "account/tokens.html",
+        {
+            "tokens": tokens.tokens_of(request.user),
+            "now": timezone.now(),
+            "token_days": settings.API_TOKEN_DAYS,
+        },
+    )
 
 
 @login_required

@@ -53,7 +53,8 @@ def _date_time(base: type, schema: dict, message: str):
 
 # An integer (a Unix time, which pydantic would take) is refused: the schema says a string.
 DateTime = _date_time(
-    AwareDatetime, {"format": "date-time", "pattern": DATE_TIME},
+    AwareDatetime,
+    {"format": "date-time", "pattern": DATE_TIME},
     "must be a date and time with its time zone, like 2026-11-25T09:30:00Z",
 )
 # Not `format: date-time`, which needs seconds and an offset.
@@ -76,4 +77,3 @@ def nul_in(value, path: tuple = ()) -> tuple | None:
         elif isinstance(item, (list, tuple)):
             pending.extend((child, (*where, index)) for index, child in enumerate(item))
     return None
-

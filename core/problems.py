@@ -24,4 +24,6 @@ class FieldProblem(Schema):
 
 class InvalidInput(Schema):
     detail: str
-    errors: list[FieldProblem] = Field(default=[], description="One per invalid field; absent when the body is not JSON.")
+    errors: list[FieldProblem] = Field(
+        default=[], description="One per invalid field; absent when the body is not JSON."
+    )

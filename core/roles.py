@@ -63,9 +63,9 @@ def grant_role_permissions(app_config, using="default", apps=None, **kwargs):
         wanted = []
         for name in names:
             app_label, codename = name.split(".")
-            permission = Permission.objects.using(using).filter(
-                content_type__app_label=app_label, codename=codename
-            ).first()
+            permission = (
+                Permission.objects.using(using).filter(content_type__app_label=app_label, codename=codename).first()
+            )
             if permission is not None:
                 wanted.append(permission)
         group.permissions.add(*wanted)

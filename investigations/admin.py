@@ -28,8 +28,14 @@ class AuditedAdmin(admin.ModelAdmin):
 
     def _record(self, request, what: str, objects, message) -> None:
         audit.record_admin_change(
-            f"user:{request.user.get_username()}", f"django_admin_{what}", before={},
-            after={"model": self.opts.label_lower, "objects": [str(obj) for obj in objects], "change": str(message or "")},
+            f"user:{request.user.get_username()}",
+            f"django_admin_{what}",
+            before={},
+            after={
+                "model": self.opts.label_lower,
+                "objects": [str(obj) for obj in objects],
+                "change": str(message or ""),
+            },
         )
 
 
@@ -37,7 +43,15 @@ class AuditedAdmin(admin.ModelAdmin):
 class IntegrationAdmin(AuditedAdmin):
     list_display = ("name", "sources", "token_prefix", "created_at", "last_used_at", "revoked_at")
     search_fields = ("name", "token_prefix")
-    fields = ("name", "sources", "token_prefix", "created_by", "created_at", "last_used_at", "revoked_at")  # not the hash
+    fields = (
+        "name",
+        "sources",
+        "token_prefix",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )  # not the hash
     # Sources change only through `manage.py integrations sources`, which audits the change.
     readonly_fields = fields
     actions = ["revoke"]
@@ -55,7 +69,9 @@ class IntegrationAdmin(AuditedAdmin):
         revoked = list(queryset.filter(revoked_at__isnull=True))
         count = queryset.filter(pk__in=[row.pk for row in revoked]).update(revoked_at=timezone.now())
         self._record(request, "changed", revoked, "revoked")
-        self.message_user(request, f"Revoked {count} integration(s); their tokens are refused from now on.", messages.SUCCESS)
+        self.message_user(
+            request, f"Revoked {count} integration(s); their tokens are refused from now on.", messages.SUCCESS
+        )
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

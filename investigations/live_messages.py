@@ -125,9 +125,17 @@ class ActionEvent(_Event):
     data: "ActionSummary"  # a request of the investigation made or changed
 
 
-EVENT_SCHEMAS = (TextEvent, ToolCallEvent, ToolResultEvent, StatusEvent, VerdictEvent, ActionEvent)  # one per Event.Kind
+EVENT_SCHEMAS = (
+    TextEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+    StatusEvent,
+    VerdictEvent,
+    ActionEvent,
+)  # one per Event.Kind
 EventEntry = Annotated[
-    TextEvent | ToolCallEvent | ToolResultEvent | StatusEvent | VerdictEvent | ActionEvent, PydanticField(discriminator="kind")
+    TextEvent | ToolCallEvent | ToolResultEvent | StatusEvent | VerdictEvent | ActionEvent,
+    PydanticField(discriminator="kind"),
 ]  # a saved event (models.Event.as_message), one data shape per kind
 
 
@@ -243,7 +251,9 @@ def card(request: ActionRequest, *, may_approve: bool) -> str:
     """The decision card of a request (its alert, approvals and transitions read: prefetch them) for
     someone who may approve its tool or not; autoescaped like every page."""
     tools = [request.tool] if may_approve else []
-    return render_to_string(CARD_TEMPLATE, {"action": request, "approvable_tools": tools, "return_to": "", "csrf_token": ""})
+    return render_to_string(
+        CARD_TEMPLATE, {"action": request, "approvable_tools": tools, "return_to": "", "csrf_token": ""}
+    )
 
 
 def cards(request: ActionRequest) -> dict[str, str]:
@@ -259,7 +269,9 @@ def request_message(summary: dict, card: str, pending: int) -> dict:
     return RequestMessage(request=ActionSummary(**summary), card=card, pending=pending).as_json()
 
 
-def snapshot_message(pending: int, entries: list[tuple[dict, str]] | None = None, pending_ids: list[int] | None = None) -> dict:
+def snapshot_message(
+    pending: int, entries: list[tuple[dict, str]] | None = None, pending_ids: list[int] | None = None
+) -> dict:
     requests = None if entries is None else [QueueEntry(request=ActionSummary(**s), card=c) for s, c in entries]
     return SnapshotMessage(pending=pending, requests=requests, pending_ids=pending_ids).as_json()
 
@@ -274,7 +286,13 @@ def layer_status(entry: dict, audience: Audience) -> dict:
 
 
 def layer_request(summary: dict, variants: dict[str, str], pending: int, audience: Audience) -> dict:
-    return {"type": "approvals.changed", "audience": audience, "request": summary, "cards": variants, "pending": pending}
+    return {
+        "type": "approvals.changed",
+        "audience": audience,
+        "request": summary,
+        "cards": variants,
+        "pending": pending,
+    }
 
 
 def meant_for(message: dict, sees_all: bool) -> bool:

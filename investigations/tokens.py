@@ -19,7 +19,10 @@ TOKEN_PREFIX = "ghu_"  # noqa: S105 - a prefix. Gatehouse user: recognisable in 
 def create_api_token(user, name: str) -> tuple[ApiToken, str]:
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     api_token = ApiToken.objects.create(
-        user=user, name=name, token_prefix=token[:10], token_hash=hash_token(token),
+        user=user,
+        name=name,
+        token_prefix=token[:10],
+        token_hash=hash_token(token),
         expires_at=timezone.now() + timedelta(days=settings.API_TOKEN_DAYS),
     )
     return api_token, token
@@ -27,7 +30,9 @@ def create_api_token(user, name: str) -> tuple[ApiToken, str]:
 
 def live(tokens=None):
     """Tokens that still work: not revoked, not expired."""
-    return (tokens if tokens is not None else ApiToken.objects).filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
+    return (tokens if tokens is not None else ApiToken.objects).filter(
+        revoked_at__isnull=True, expires_at__gt=timezone.now()
+    )
 
 
 def user_for(token: str):
@@ -67,8 +72,9 @@ def _record_revoked(by: str, user, prefixes: list[str], because: str) -> None:
     """Access that ends is a change of who can do what: one chained record, tokens named by prefix only."""
     from investigations.audit import chain as audit
 
-    audit.record_admin_change(by, "api_tokens_revoked", before={},
-                              after={"user": user.get_username(), "tokens": prefixes, "because": because})
+    audit.record_admin_change(
+        by, "api_tokens_revoked", before={}, after={"user": user.get_username(), "tokens": prefixes, "because": because}
+    )
 
 
 def _revoke_on_password_change_or_deactivation(sender, instance, update_fields=None, raw=False, **kwargs):
@@ -89,5 +95,8 @@ def _revoke_on_password_change_or_deactivation(sender, instance, update_fields=N
 
 
 def connect_signals() -> None:
-    pre_save.connect(_revoke_on_password_change_or_deactivation, sender=get_user_model(),
-                     dispatch_uid="api-tokens-die-with-password-or-account")
+    pre_save.connect(
+        _revoke_on_password_change_or_deactivation,
+        sender=get_user_model(),
+        dispatch_uid="api-tokens-die-with-password-or-account",
+    )

@@ -53,7 +53,12 @@ def make_investigation(db):
             source="test", external_id=external_id, title="Test alert", severity="high", observed_at=timezone.now()
         )
         return Investigation.objects.create(
-            alert=alert, model="gatehouse-offline-1", budget_tool_calls=10, budget_tokens=10_000, budget_seconds=60, **fields
+            alert=alert,
+            model="gatehouse-offline-1",
+            budget_tool_calls=10,
+            budget_tokens=10_000,
+            budget_seconds=60,
+            **fields,
         )
 
     return make

@@ -93,7 +93,12 @@ class ConsoleProcess:
             start_new_session=new_session,  # its own process group, to kill it with all it started
         )
         try:
-            wait_until(self._ready, timeout=READY_S, interval=0.2, what=f"the console on port {self.port} (log: {self.log_path})")
+            wait_until(
+                self._ready,
+                timeout=READY_S,
+                interval=0.2,
+                what=f"the console on port {self.port} (log: {self.log_path})",
+            )
         except BaseException:
             self.stop()
             raise
@@ -158,15 +163,32 @@ def page_urls() -> list[str]:
     from toolserver.lab.models import Ticket
     from toolserver.models import Tool
 
-    urls = [reverse(name) for name in (
-        "home", "investigations:list", "investigations:approvals", "investigations:new_alert", "investigations:audit",
-        "investigations:audit_digest", "manage:index", "manage:permissions", "manage:people", "lab:admin", "admin:index",
-        "account", "password_change",
-    )]
+    urls = [
+        reverse(name)
+        for name in (
+            "home",
+            "investigations:list",
+            "investigations:approvals",
+            "investigations:new_alert",
+            "investigations:audit",
+            "investigations:audit_digest",
+            "manage:index",
+            "manage:permissions",
+            "manage:people",
+            "lab:admin",
+            "admin:index",
+            "account",
+            "password_change",
+        )
+    ]
     urls += [reverse("investigations:detail", args=[pk]) for pk in Investigation.objects.values_list("pk", flat=True)]
-    urls += [reverse("investigations:audit_timeline", args=[pk]) for pk in Investigation.objects.values_list("pk", flat=True)]
+    urls += [
+        reverse("investigations:audit_timeline", args=[pk]) for pk in Investigation.objects.values_list("pk", flat=True)
+    ]
     urls += [reverse("investigations:action", args=[pk]) for pk in ActionRequest.objects.values_list("pk", flat=True)]
-    urls += [reverse("investigations:audit_record", args=[seq]) for seq in AuditRecord.objects.values_list("seq", flat=True)]
+    urls += [
+        reverse("investigations:audit_record", args=[seq]) for seq in AuditRecord.objects.values_list("seq", flat=True)
+    ]
     urls += [reverse("lab:ticket", args=[number]) for number in Ticket.objects.values_list("number", flat=True)]
     urls += [reverse("manage:server", args=[name]) for name in SERVERS]
     urls += [reverse("manage:tool", args=[name]) for name in Tool.objects.values_list("name", flat=True)]

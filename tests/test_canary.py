@@ -114,8 +114,15 @@ def database_dump() -> list[str]:
         dump = []
         for table in tables:
             cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")  # noqa: S608 - the database's own names
-            dump += [repr([bytes(value).decode(errors="replace") if isinstance(value, (bytes, memoryview)) else value
-                           for value in row]) for row in cursor.fetchall()]
+            dump += [
+                repr(
+                    [
+                        bytes(value).decode(errors="replace") if isinstance(value, (bytes, memoryview)) else value
+                        for value in row
+                    ]
+                )
+                for row in cursor.fetchall()
+            ]
     assert "toolserver_credential" in tables and "investigations_auditrecord" in tables
     return dump
 
@@ -144,7 +151,9 @@ def test_no_credential_appears_anywhere_but_in_its_own_server_process(
         (pid,) = server_pids(server)
         environ = read_environ(pid)
         assert environ["GATEHOUSE_BACKEND_KEY"] == canary
-        assert [other for other in SERVERS if other != server and any(canaries[other] in v for v in environ.values())] == []
+        assert [
+            other for other in SERVERS if other != server and any(canaries[other] in v for v in environ.values())
+        ] == []
         assert "GATEHOUSE_CREDENTIALS_KEY" not in environ and "GATEHOUSE_CREDENTIALS_DIR" not in environ
 
     haystacks = {
@@ -185,8 +194,15 @@ def test_no_secret_parameter_of_an_adapter_appears_in_a_page_an_audit_record_the
     client = Client()
     client.force_login(admin_user)
     url = reverse("manage:server", args=["intel"])
-    form = {"adapter": "vault", "url": "", "enabled": "on", "rate_limit_calls": 30, "rate_limit_window_s": 60,
-            "param_collection": "ioc-main", "param_region": ""}
+    form = {
+        "adapter": "vault",
+        "url": "",
+        "enabled": "on",
+        "rate_limit_calls": 30,
+        "rate_limit_window_s": 60,
+        "param_collection": "ioc-main",
+        "param_region": "",
+    }
     assert client.post(url, form | {"param_api_secret": canary}).status_code == 302
     assert client.post(url, form | {"param_collection": "Not Valid", "param_api_secret": rotated}).status_code == 400
     assert client.post(url, form | {"param_api_secret": rotated}).status_code == 302
@@ -204,9 +220,15 @@ def test_no_secret_parameter_of_an_adapter_appears_in_a_page_an_audit_record_the
     haystacks["audit records"].append(json.dumps(list(AuditRecord.objects.values()), default=str))
     captured = capfd.readouterr()
     haystacks["logs"] = [caplog.text, captured.out, captured.err]
-    assert "secret_params_set" in haystacks["audit records"][0] and any("ioc-main" in page for page in haystacks["pages"])
-    leaks = [(where, which) for where, texts in haystacks.items() for which, secret in (("first", canary), ("rotated", rotated))
-             if any(secret in text or secret.lower() in text.lower() for text in texts)]
+    assert "secret_params_set" in haystacks["audit records"][0] and any(
+        "ioc-main" in page for page in haystacks["pages"]
+    )
+    leaks = [
+        (where, which)
+        for where, texts in haystacks.items()
+        for which, secret in (("first", canary), ("rotated", rotated))
+        if any(secret in text or secret.lower() in text.lower() for text in texts)
+    ]
     assert leaks == []
 
 
@@ -225,7 +247,10 @@ def test_no_ldap_bind_password_appears_in_a_result_an_audit_record_a_page_the_da
     identity = ToolServer.objects.get(name="identity")
     administration.update_server(identity, admin_user, {"adapter": "ldap", "url": slapd.url, "params": slapd.params()})
     administration.set_credential(identity, admin_user, secret=canary)
-    gateway, context = Gateway(), CallContext(correlation_id="inv-canary", trigger="alert-canary", approval="canary-approval")
+    gateway, context = (
+        Gateway(),
+        CallContext(correlation_id="inv-canary", trigger="alert-canary", approval="canary-approval"),
+    )
     results = [
         gateway.call("get_user", {"username": "j.doe"}, context),
         gateway.call("get_user", {"username": "nobody"}, context),

@@ -27,6 +27,7 @@ def test_a_console_that_is_not_ready_in_time_is_stopped(monkeypatch):
     before = consoles_running()
     monkeypatch.setattr(support, "READY_S", 0.01)  # far shorter than any console takes to start
     with pytest.raises(AssertionError, match="timed out"):
-        support.ConsoleProcess(support.console_env(DATABASE_URL=support.database_url_of(connection.settings_dict)),
-                               new_session=True)
+        support.ConsoleProcess(
+            support.console_env(DATABASE_URL=support.database_url_of(connection.settings_dict)), new_session=True
+        )
     assert consoles_running() == before

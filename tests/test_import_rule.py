@@ -56,7 +56,7 @@ def cycle_in(edges: dict[str, set[str]]) -> list[str] | None:
         state[node] = "open"
         for nxt in sorted(edges.get(node, ())):
             if state.get(nxt) == "open":
-                return [*path[path.index(nxt):], nxt] if nxt in path else [node, nxt]
+                return [*path[path.index(nxt) :], nxt] if nxt in path else [node, nxt]
             if nxt not in state and (found := visit(nxt, [*path, nxt])):
                 return found
         state[node] = "done"

@@ -31,15 +31,22 @@ MALFORMED = [
 def call(user, method: str, path: str, body):
     token = create_api_token(user, "tests")[1]
     data = "" if body is None else json.dumps(body)
-    return Client().generic(method, path, data, content_type="application/json", headers={"Authorization": f"Bearer {token}"})
+    return Client().generic(
+        method, path, data, content_type="application/json", headers={"Authorization": f"Bearer {token}"}
+    )
 
 
 @pytest.fixture
 def people(make_user, admin_user, waiting):
     ops = make_user("edr-ops")  # manages one server, nothing else
     administration.grant(admin_user, "manage_toolserver", ToolServer.objects.get(name="edr-response"), ops)
-    return {"analyst": make_user("ana", ANALYST), "manager": make_user("max", MANAGER), "ops": ops,
-            "nobody": make_user("nemo"), "admin": admin_user}
+    return {
+        "analyst": make_user("ana", ANALYST),
+        "manager": make_user("max", MANAGER),
+        "ops": ops,
+        "nobody": make_user("nemo"),
+        "admin": admin_user,
+    }
 
 
 def expected_refusal(who: str, path: str) -> int | None:
@@ -68,17 +75,25 @@ def test_without_the_right_a_malformed_request_is_refused_before_it_is_read(peop
 
 def test_every_endpoint_that_needs_a_right_judges_the_person_before_the_input():
     """An endpoint added later is checked here too: each operation names its rule, or says why it needs none."""
-    open_to_every_person = {"list_actions", "action_detail", "investigation_detail"}  # filtered to what each person may see (404 otherwise)
+    open_to_every_person = {
+        "list_actions",
+        "action_detail",
+        "investigation_detail",
+    }  # filtered to what each person may see (404 otherwise)
     for _, router in api._routers:
         for path, view in router.path_operations.items():
             for operation in view.operations:
                 name = operation.operation_id
                 if name in ("receive_alert", "receive_formatted_alert", "receive_splunk_alert"):
                     # An integration's token (a header, or Splunk's in the path), judged before the body; its sources are its own.
-                    assert all(isinstance(scheme, (IntegrationToken, PathToken)) for scheme in operation.auth_callbacks), name
+                    assert all(
+                        isinstance(scheme, (IntegrationToken, PathToken)) for scheme in operation.auth_callbacks
+                    ), name
                     continue
                 rules = {getattr(scheme, "rule", "missing") for scheme in operation.auth_callbacks}
                 if name in open_to_every_person:
                     assert rules == {None}, name
                 else:
-                    assert None not in rules and "missing" not in rules, f"{name} ({path}) reads input before judging who asks"
+                    assert None not in rules and "missing" not in rules, (
+                        f"{name} ({path}) reads input before judging who asks"
+                    )

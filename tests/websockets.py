@@ -19,7 +19,9 @@ def cookie_of(client: Client) -> bytes:
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
 
 
-async def socket(path: str, user=None, origin=ORIGIN, *, client: Client | None = None, host: bytes = HOST) -> WebsocketCommunicator:
+async def socket(
+    path: str, user=None, origin=ORIGIN, *, client: Client | None = None, host: bytes = HOST
+) -> WebsocketCommunicator:
     """A socket for `user` (signed in anew) or for the sign-in of `client`."""
     from console.asgi import (
         application,  # its start-up checks reach the database: not at collection

@@ -54,8 +54,7 @@ SERVERS: dict[str, ServerSpec] = {
                     schemas.SearchLogins,
                     "Sign-in attempts (success and failure) for a user and/or host, newest first, with "
                     "source IP and country. Use it to check for impossible travel, password spraying or "
-                    "a login from an attacker's IP. A good first query: the alert's user, 24 hours."
-                    + READ_GUIDANCE,
+                    "a login from an attacker's IP. A good first query: the alert's user, 24 hours." + READ_GUIDANCE,
                     sensitive=("user",),
                 ),
                 ToolSpec(
@@ -89,8 +88,7 @@ SERVERS: dict[str, ServerSpec] = {
                     "get_network_connections",
                     schemas.HostActivity,
                     "Outbound connections from a host, newest first, with the process, remote IP, domain, "
-                    "port and bytes sent. Regular intervals to one destination suggest beaconing."
-                    + READ_GUIDANCE,
+                    "port and bytes sent. Regular intervals to one destination suggest beaconing." + READ_GUIDANCE,
                 ),
             ),
         ),

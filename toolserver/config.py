@@ -39,17 +39,25 @@ def ensure_catalog() -> None:
             if spec.name not in known:
                 calls, window_s = limits.get(spec.name, limits["default"])
                 adapter = settings.TOOLSERVER_BACKENDS[spec.name]["adapter"]
-                new_servers.append(ToolServer(name=spec.name, adapter=adapter, rate_limit_calls=calls, rate_limit_window_s=window_s))
+                new_servers.append(
+                    ToolServer(name=spec.name, adapter=adapter, rate_limit_calls=calls, rate_limit_window_s=window_s)
+                )
         ToolServer.objects.bulk_create(new_servers)
         servers = dict(ToolServer.objects.values_list("name", "pk"))
         known = set(Tool.objects.values_list("name", flat=True))
-        Tool.objects.bulk_create([
-            Tool(server_id=servers[spec.name], name=tool.name, description=tool.description,
-                 input_schema=tool.input_schema())
-            for spec in SERVERS.values()
-            for tool in spec.tools
-            if tool.name not in known
-        ])
+        Tool.objects.bulk_create(
+            [
+                Tool(
+                    server_id=servers[spec.name],
+                    name=tool.name,
+                    description=tool.description,
+                    input_schema=tool.input_schema(),
+                )
+                for spec in SERVERS.values()
+                for tool in spec.tools
+                if tool.name not in known
+            ]
+        )
 
 
 def binding_of(server: ToolServer | str) -> BackendBinding:

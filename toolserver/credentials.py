@@ -42,11 +42,15 @@ def resolve(reference: str, environ=os.environ) -> str:
         except (OSError, UnicodeError):  # one message whatever the cause: no oracle of which files exist
             raise CredentialError(f"the credential file {rest} cannot be read") from None
     elif scheme == "env":
-        raise CredentialError("env: references are not accepted any more: set the secret, or a file in the credentials folder")
+        raise CredentialError(
+            "env: references are not accepted any more: set the secret, or a file in the credentials folder"
+        )
     elif scheme == "sealed":
         secret = unseal(rest, environ.get(KEY_VARIABLE, ""))
     else:
-        raise CredentialError("no credential (the server's credential was revoked, never set, or set for another backend)")
+        raise CredentialError(
+            "no credential (the server's credential was revoked, never set, or set for another backend)"
+        )
     if not secret:
         raise CredentialError(f"the credential at {describe(reference)} is empty")
     return secret
@@ -81,7 +85,9 @@ def check_reference(reference: str, server: str, directory) -> str:
     """
     scheme, _, rest = reference.strip().partition(":")
     if scheme != "file" or not rest:
-        raise ValueError(f"expected file:{server}.key (a file in the credentials folder); a secret itself goes in the secret field")
+        raise ValueError(
+            f"expected file:{server}.key (a file in the credentials folder); a secret itself goes in the secret field"
+        )
     try:
         return f"file:{credential_file(rest, server, directory)}"
     except CredentialError as exc:

@@ -109,7 +109,9 @@ def check(entries: tuple[Entry, ...], host: str, port: int, addresses: list[str]
         if address is None:  # not an address at all: nothing vouches for it
             raise EgressRefused(f"{_where(host, port)} resolved to {text!r}, which is not an address")
         if not address.is_global and not any(entry.covers(address, port) for entry in entries):
-            raise EgressRefused(f"{_where(host, port)} resolves to {address}, which is not an allowed address ({VARIABLE})")
+            raise EgressRefused(
+                f"{_where(host, port)} resolves to {address}, which is not an allowed address ({VARIABLE})"
+            )
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -53,8 +53,11 @@ class Gateway:
             result = error(Reason.TOOL_DISABLED, retryable=False, guidance=_disabled_guidance(row))
             return self._audited(server, tool, _named_only(arguments, tool), result, context, started, Outcome.ERROR)
         if not isinstance(arguments, dict):
-            result = error(Reason.INVALID_ARGUMENTS, retryable=False,
-                           guidance="Fix the arguments and call again: they must be a JSON object of named arguments.")
+            result = error(
+                Reason.INVALID_ARGUMENTS,
+                retryable=False,
+                guidance="Fix the arguments and call again: they must be a JSON object of named arguments.",
+            )
             return self._audited(server, tool, {}, result, context, started, Outcome.ERROR)
         try:
             args = parse_arguments(tool.arguments, arguments)
@@ -98,8 +101,16 @@ class Gateway:
         named = _named_only(arguments, tool) if tool else {}
         return self._audited(server, tool, named, result, context, started, Outcome.ERROR)
 
-    def _write(self, server: ServerSpec, tool: ToolSpec, args, validated: dict, context: CallContext, started: float,
-               backend: config.BackendBinding) -> dict:
+    def _write(
+        self,
+        server: ServerSpec,
+        tool: ToolSpec,
+        args,
+        validated: dict,
+        context: CallContext,
+        started: float,
+        backend: config.BackendBinding,
+    ) -> dict:
         if not context.trigger:
             raise ValueError("a write needs the alert that triggered it")
         key = idempotency.write_key(tool, args, context.trigger)
@@ -129,8 +140,9 @@ class Gateway:
             checked = self._check_done(server, tool, validated, context, key, claim, backend)
             if checked is not None:
                 result, outcome = checked
-                return self._audited(server, tool, audit_args, result, context, started, outcome, key=key.key,
-                                     backend_status="checked")
+                return self._audited(
+                    server, tool, audit_args, result, context, started, outcome, key=key.key, backend_status="checked"
+                )
         self._audited(server, tool, audit_args, {}, context, started, Outcome.DISPATCHED, key=key.key)
         result, backend_status = self._send(server, tool, validated, context, idempotency_key=key.key, backend=backend)
         if is_transient(result):
@@ -166,8 +178,17 @@ class Gateway:
         idempotency.complete(key, claim.token, result, failed=True)
         return result, Outcome.ERROR
 
-    def _send(self, server: ServerSpec, tool: ToolSpec, validated: dict, context: CallContext, *, idempotency_key: str,
-              backend: config.BackendBinding, check: bool = False):
+    def _send(
+        self,
+        server: ServerSpec,
+        tool: ToolSpec,
+        validated: dict,
+        context: CallContext,
+        *,
+        idempotency_key: str,
+        backend: config.BackendBinding,
+        check: bool = False,
+    ):
         meta = {
             META_CORRELATION: context.correlation_id,
             META_TRIGGER: context.trigger,
@@ -224,4 +245,6 @@ def _replayed(prior: dict) -> dict:
 def _summary(result: dict | None) -> str:
     if not result:
         return "still running"
-    return json.dumps(result.get("data") if not is_error(result) else {"error": result.get("reason")}, default=str)[:200]
+    return json.dumps(result.get("data") if not is_error(result) else {"error": result.get("reason")}, default=str)[
+        :200
+    ]

@@ -156,8 +156,11 @@ def _outcome_unknown(key: str):
 def confirm_done(key: str, result: dict) -> bool:
     """A person checked the backend: the write whose outcome was unknown happened. The key now holds
     `result`, which every repeat of the action receives, as if the write had been settled at the time."""
-    return bool(_outcome_unknown(key).update(state=IdempotencyRecord.State.SUCCEEDED, result=result,
-                                             completed_at=timezone.now()))
+    return bool(
+        _outcome_unknown(key).update(
+            state=IdempotencyRecord.State.SUCCEEDED, result=result, completed_at=timezone.now()
+        )
+    )
 
 
 def confirm_not_done(key: str) -> bool:

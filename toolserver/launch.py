@@ -28,7 +28,10 @@ from toolserver.credentials import KEY_VARIABLE, CredentialError, resolve, unsea
 # What a server process may see: the basics a Python process needs, and its own backend.
 PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "PYTHONPATH")
 OWN = (
-    "GATEHOUSE_SERVER", "GATEHOUSE_ADAPTER", "GATEHOUSE_BACKEND_URL", "GATEHOUSE_BACKEND_TIMEOUT_S",
+    "GATEHOUSE_SERVER",
+    "GATEHOUSE_ADAPTER",
+    "GATEHOUSE_BACKEND_URL",
+    "GATEHOUSE_BACKEND_TIMEOUT_S",
     "GATEHOUSE_BACKEND_ALLOWED_HOSTS",  # egress.VARIABLE, not imported here: the launcher stays light
     "GATEHOUSE_BACKEND_PARAMS",
 )

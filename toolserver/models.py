@@ -41,8 +41,12 @@ class ToolServer(models.Model):
     """
 
     name = models.CharField(max_length=40, unique=True)
-    adapter = models.CharField(max_length=40, default="lab", help_text="The backend implementation (toolserver.adapters).")
-    url = models.CharField(max_length=500, blank=True, help_text="The backend's base URL; blank: the deployment's default.")
+    adapter = models.CharField(
+        max_length=40, default="lab", help_text="The backend implementation (toolserver.adapters)."
+    )
+    url = models.CharField(
+        max_length=500, blank=True, help_text="The backend's base URL; blank: the deployment's default."
+    )
     enabled = models.BooleanField(default=True, help_text="Off: every tool of this server answers tool_disabled.")
     # The credential it starts with (revoked: none); null: the deployment's default. Read with the
     # server in one query on every call, so a change takes effect without a cache to expire.
@@ -67,7 +71,9 @@ class ToolServer(models.Model):
         permissions = [("manage_toolserver", "Can manage this tool server and its credential")]
         constraints = [
             models.CheckConstraint(condition=models.Q(rate_limit_calls__gte=1), name="toolserver_rate_calls_positive"),
-            models.CheckConstraint(condition=models.Q(rate_limit_window_s__gte=1), name="toolserver_rate_window_positive"),
+            models.CheckConstraint(
+                condition=models.Q(rate_limit_window_s__gte=1), name="toolserver_rate_window_positive"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -136,7 +142,9 @@ class Credential(models.Model):
     reference = models.CharField(max_length=500, blank=True)
     fingerprint = models.CharField(max_length=16, blank=True, help_text="Keyed hash of a sealed secret.")
     adapter = models.CharField(max_length=40, help_text="The server's adapter when it was set.")
-    url = models.CharField(max_length=500, blank=True, help_text="The server's URL when it was set (blank: the deployment's).")
+    url = models.CharField(
+        max_length=500, blank=True, help_text="The server's URL when it was set (blank: the deployment's)."
+    )
     set_by = models.CharField(max_length=150)
     set_at = models.DateTimeField(auto_now_add=True)
     revoked_by = models.CharField(max_length=150, blank=True)

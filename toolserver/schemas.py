@@ -48,7 +48,9 @@ Reason = Annotated[
     StringConstraints(min_length=10, max_length=500, strict=True),
     Field(description="Why, in one or two sentences citing the evidence; shown to the analyst who approves."),
 ]
-TicketId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,10}$", strict=True), Field(description="The ticket number, e.g. 4471.")]
+TicketId = Annotated[
+    str, StringConstraints(pattern=r"^[0-9]{1,10}$", strict=True), Field(description="The ticket number, e.g. 4471.")
+]
 Severity = Literal["low", "medium", "high", "critical"]
 
 
@@ -125,14 +127,24 @@ class AccountAction(StrictArgs):
 
 # ticketing ----------------------------------------------------------------------------
 class OpenTicket(StrictArgs):
-    title: Annotated[str, StringConstraints(min_length=5, max_length=200, strict=True), Field(description="One line: what happened, where.")]
-    body: Annotated[str, StringConstraints(min_length=10, max_length=5000, strict=True), Field(description="Findings so far, with the evidence.")]
+    title: Annotated[
+        str,
+        StringConstraints(min_length=5, max_length=200, strict=True),
+        Field(description="One line: what happened, where."),
+    ]
+    body: Annotated[
+        str,
+        StringConstraints(min_length=10, max_length=5000, strict=True),
+        Field(description="Findings so far, with the evidence."),
+    ]
     severity: Severity = Field(description="low, medium, high or critical.")
 
 
 class AddComment(StrictArgs):
     ticket_id: TicketId
-    body: Annotated[str, StringConstraints(min_length=2, max_length=5000, strict=True), Field(description="The comment.")]
+    body: Annotated[
+        str, StringConstraints(min_length=2, max_length=5000, strict=True), Field(description="The comment.")
+    ]
 
 
 # intel --------------------------------------------------------------------------------
@@ -141,8 +153,14 @@ _DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+
 
 
 class LookupIndicator(StrictArgs):
-    kind: Literal["hash", "ip", "domain"] = Field(description="hash (md5, sha1 or sha256 hex), ip (v4 or v6) or domain.")
-    value: Annotated[str, StringConstraints(min_length=1, max_length=253, strict=True), Field(description="The indicator, lower-case.")]
+    kind: Literal["hash", "ip", "domain"] = Field(
+        description="hash (md5, sha1 or sha256 hex), ip (v4 or v6) or domain."
+    )
+    value: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=253, strict=True),
+        Field(description="The indicator, lower-case."),
+    ]
 
     @model_validator(mode="after")
     def value_matches_kind(self):

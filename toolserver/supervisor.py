@@ -202,6 +202,7 @@ class Supervisor:
         self._listener = None
         if settings.REDIS_URL:
             import redis.asyncio  # noqa: F401  here, not first in the loop's thread: two threads importing it at once deadlock
+
             self._listener = asyncio.run_coroutine_threadsafe(self._listen_for_restarts(settings.REDIS_URL), self._loop)
 
     def call(self, server: str, tool: str, arguments: dict, meta: dict, backend=None) -> tuple[dict, str]:
@@ -235,7 +236,9 @@ class Supervisor:
         tools = asyncio.run_coroutine_threadsafe(listed(), self._loop).result(timeout=START_TIMEOUT_S + 5)
         if tools is None:
             raise ServerDidNotStart(f"the {server} tool server did not start (is its credential set?)")
-        return [{"name": tool.name, "description": tool.description, "input_schema": tool.input_schema} for tool in tools]
+        return [
+            {"name": tool.name, "description": tool.description, "input_schema": tool.input_schema} for tool in tools
+        ]
 
     def restart(self, server: str) -> None:
         """Stop this process's `server` now: it starts again, with its current configuration, on its next call."""

@@ -73,7 +73,8 @@ def _save_changes(row, user, what: str, changes: dict, fields, **where) -> dict:
     if changed:  # only these fields: a concurrent change of another (a credential set meanwhile) stands
         row.save(update_fields=[*sorted(changed), "updated_at"])
         audit.record_admin_change(
-            actor(user), what,
+            actor(user),
+            what,
             before={name: before[name] for name in sorted(changed)},
             after={name: after[name] for name in sorted(changed)},
             **where,
@@ -90,7 +91,9 @@ def update_server(server: ToolServer, user, changes: dict) -> set[str]:
     sealed here) are the admin role's to change, like where it points."""
     changes = dict(changes)
     secret_params = changes.pop("secret_params", None) or {}
-    if secret_params or any(changes.get(name, getattr(server, name)) != getattr(server, name) for name in (*BACKEND_FIELDS, "params")):
+    if secret_params or any(
+        changes.get(name, getattr(server, name)) != getattr(server, name) for name in (*BACKEND_FIELDS, "params")
+    ):
         _require_backend_rights(user, server)
     changed = _save_changes(server, user, "server_changed", changes, (*SERVER_FIELDS, "params"), server=server.name)
     if changed & set(BACKEND_FIELDS):
@@ -124,8 +127,11 @@ def _set_secret_params(server: ToolServer, user, values: dict, *, replace: bool 
     if values:
         after["set_now"] = sorted(values)
     audit.record_admin_change(
-        actor(user), "secret_params_set" if values else "secret_params_unset", server=server.name,
-        before={"secret_params": before}, after=after,
+        actor(user),
+        "secret_params_set" if values else "secret_params_unset",
+        server=server.name,
+        before={"secret_params": before},
+        after=after,
     )
 
 
@@ -144,19 +150,28 @@ def set_credential(server: ToolServer, user, *, secret: str = "", reference: str
         except credentials.CredentialError as exc:
             raise Refused(f"{exc}; set it, or give a file in the credentials folder instead") from None
         credential = Credential.objects.create(
-            server=server, kind=Credential.Kind.SEALED, sealed=sealed, fingerprint=credentials.fingerprint(secret), **bound
+            server=server,
+            kind=Credential.Kind.SEALED,
+            sealed=sealed,
+            fingerprint=credentials.fingerprint(secret),
+            **bound,
         )
     else:
         try:
             reference = credentials.check_reference(reference, server.name, settings.CREDENTIALS_DIR)
         except ValueError as exc:
             raise Refused(str(exc)) from None
-        credential = Credential.objects.create(server=server, kind=Credential.Kind.REFERENCE, reference=reference, **bound)
+        credential = Credential.objects.create(
+            server=server, kind=Credential.Kind.REFERENCE, reference=reference, **bound
+        )
     server.credential = credential
     server.save(update_fields=["credential", "updated_at"])
     audit.record_admin_change(
-        actor(user), "credential_set", server=server.name,
-        before={"credential": before}, after={"credential": server.credential_shown},
+        actor(user),
+        "credential_set",
+        server=server.name,
+        before={"credential": before},
+        after={"credential": server.credential_shown},
     )
     transaction.on_commit(lambda: restart_everywhere(server.name))
     return credential
@@ -201,7 +216,10 @@ def reseal_credentials(by: str = "system") -> tuple[list[str], list[str]]:
             done.append(str(credential))
     for server in ToolServer.objects.exclude(secret_params={}):
         try:
-            resealed = {name: credentials.reseal(token, settings.CREDENTIALS_KEY) for name, token in server.secret_params.items()}
+            resealed = {
+                name: credentials.reseal(token, settings.CREDENTIALS_KEY)
+                for name, token in server.secret_params.items()
+            }
         except credentials.CredentialError:
             unopenable.append(f"{server.name}: secret parameters")
             continue
@@ -215,7 +233,9 @@ def reseal_credentials(by: str = "system") -> tuple[list[str], list[str]]:
 # -- tools and their discovery ----------------------------------------------------------------------
 @transaction.atomic
 def update_tool(tool: Tool, user, *, enabled: bool) -> set[str]:
-    return _save_changes(tool, user, "tool_changed", {"enabled": enabled}, ("enabled",), server=tool.server.name, tool=tool.name)
+    return _save_changes(
+        tool, user, "tool_changed", {"enabled": enabled}, ("enabled",), server=tool.server.name, tool=tool.name
+    )
 
 
 @transaction.atomic
@@ -229,7 +249,11 @@ def accept_tool_change(tool: Tool, user) -> None:
     tool.proposed = None
     tool.save()
     audit.record_admin_change(
-        actor(user), "tool_change_accepted", server=tool.server.name, tool=tool.name, before=before,
+        actor(user),
+        "tool_change_accepted",
+        server=tool.server.name,
+        tool=tool.name,
+        before=before,
         after={"description": tool.description, "input_schema_sha256": result_digest(tool.input_schema)},
     )
 
@@ -258,9 +282,15 @@ def discover(server: ToolServer, by: str = "system") -> list[str]:
             tool.save(update_fields=["discovered_at", "proposed", "updated_at"])
             found.append(tool.name)
             audit.record_admin_change(
-                by, "tool_change_found", server=server.name, tool=tool.name,
+                by,
+                "tool_change_found",
+                server=server.name,
+                tool=tool.name,
                 before={"description": tool.description, "input_schema_sha256": result_digest(tool.input_schema)},
-                after={"description": offered["description"], "input_schema_sha256": result_digest(offered["input_schema"])},
+                after={
+                    "description": offered["description"],
+                    "input_schema_sha256": result_digest(offered["input_schema"]),
+                },
             )
     return found
 
@@ -282,8 +312,11 @@ def people() -> list[dict]:
     """Everyone active, with their roles and any admin role waiting for a second admin."""
     waiting = {request.user_id: request for request in RoleRequest.objects.select_related("requested_by")}
     return [
-        {"user": person, "roles": sorted(group.name for group in person.groups.all() if group.name in ROLES),
-         "waiting": waiting.get(person.pk)}
+        {
+            "user": person,
+            "roles": sorted(group.name for group in person.groups.all() if group.name in ROLES),
+            "waiting": waiting.get(person.pk),
+        }
         for person in User.objects.filter(is_active=True).prefetch_related("groups").order_by("username")
     ]
 
@@ -396,6 +429,10 @@ def grants(permission: str, on=None) -> list[dict]:
     ]
     names = dict(model.objects.filter(pk__in={int(pk) for pk, _ in links}).values_list("pk", field))
     return sorted(
-        ({"permission": permission, "object": str(names[int(pk)]), "holder": holder} for pk, holder in links if int(pk) in names),
+        (
+            {"permission": permission, "object": str(names[int(pk)]), "holder": holder}
+            for pk, holder in links
+            if int(pk) in names
+        ),
         key=lambda row: (row["object"], row["holder"]),
     )

@@ -25,7 +25,9 @@ AUTH = auth_for(_admins)  # every endpoint here: who is asking is judged before 
 
 
 class CredentialOut(Schema):
-    shown: str = Field(description="`fingerprint <hex>` of a sealed secret, the reference, `revoked` or `deployment default`.")
+    shown: str = Field(
+        description="`fingerprint <hex>` of a sealed secret, the reference, `revoked` or `deployment default`."
+    )
     set_by: str = ""
     set_at: str | None = None
 
@@ -50,9 +52,14 @@ class CredentialIn(Schema):
     )
 
     # None: not given. A null sent is refused (the type is str), as the schema says.
-    secret: str = Field(None, min_length=1, max_length=4096, pattern=r"\S", description="Sealed at once; never returned.")
+    secret: str = Field(
+        None, min_length=1, max_length=4096, pattern=r"\S", description="Sealed at once; never returned."
+    )
     reference: str = Field(
-        None, min_length=1, max_length=500, pattern=r"\S",
+        None,
+        min_length=1,
+        max_length=500,
+        pattern=r"\S",
         description="file:<server>.key or file:<server>/<name> in the credentials folder, resolved when the server starts.",
     )
 
@@ -93,34 +100,62 @@ def _credential(server: ToolServer) -> CredentialOut:
     credential = server.credential
     if credential is None:
         return CredentialOut(shown=server.credential_shown)
-    by, at = (credential.revoked_by, credential.revoked_at) if credential.revoked_at else (credential.set_by, credential.set_at)
+    by, at = (
+        (credential.revoked_by, credential.revoked_at)
+        if credential.revoked_at
+        else (credential.set_by, credential.set_at)
+    )
     return CredentialOut(shown=server.credential_shown, set_by=by, set_at=at.isoformat())
 
 
 def _server(server: ToolServer) -> ServerOut:
     return ServerOut(
-        name=server.name, adapter=server.adapter, url=server.url, enabled=server.enabled,
-        rate_limit_calls=server.rate_limit_calls, rate_limit_window_s=server.rate_limit_window_s,
-        credential=_credential(server), tools=[tool.name for tool in server.tools.all()],
+        name=server.name,
+        adapter=server.adapter,
+        url=server.url,
+        enabled=server.enabled,
+        rate_limit_calls=server.rate_limit_calls,
+        rate_limit_window_s=server.rate_limit_window_s,
+        credential=_credential(server),
+        tools=[tool.name for tool in server.tools.all()],
     )
 
 
 def _tool(tool: Tool) -> ToolOut:
     policy = ToolPolicy.objects.filter(tool=tool.name).first()
-    shown = None if policy is None else PolicyOut(**{name: getattr(policy, name) for name in administration.POLICY_FIELDS})
-    return ToolOut(name=tool.name, server=tool.server.name, enabled=tool.enabled,
-                   change_waiting=tool.proposed is not None, usable=tool.usable, policy=shown)
+    shown = (
+        None if policy is None else PolicyOut(**{name: getattr(policy, name) for name in administration.POLICY_FIELDS})
+    )
+    return ToolOut(
+        name=tool.name,
+        server=tool.server.name,
+        enabled=tool.enabled,
+        change_waiting=tool.proposed is not None,
+        usable=tool.usable,
+        policy=shown,
+    )
 
 
-@router.get("/manage/servers", auth=AUTH, response={200: list[ServerOut], 401: Problem, 403: Problem},
-            url_name="manage_servers", operation_id="manage_servers", summary="Tool servers")
+@router.get(
+    "/manage/servers",
+    auth=AUTH,
+    response={200: list[ServerOut], 401: Problem, 403: Problem},
+    url_name="manage_servers",
+    operation_id="manage_servers",
+    summary="Tool servers",
+)
 def list_servers(request):
     return [_server(server) for server in ToolServer.objects.select_related("credential").prefetch_related("tools")]
 
 
-@router.put("/manage/servers/{name}/credential", auth=AUTH,
-            response={200: CredentialOut, 400: InvalidInput, 401: Problem, 403: Problem, 404: Problem},
-            url_name="set_credential", operation_id="set_credential", summary="Set or rotate a credential")
+@router.put(
+    "/manage/servers/{name}/credential",
+    auth=AUTH,
+    response={200: CredentialOut, 400: InvalidInput, 401: Problem, 403: Problem, 404: Problem},
+    url_name="set_credential",
+    operation_id="set_credential",
+    summary="Set or rotate a credential",
+)
 def set_credential(request, name: str, body: CredentialIn):
     """The server's processes restart with the new credential at once. The answer holds its fingerprint only."""
     server = ToolServer.objects.select_related("credential").filter(name=name).first()
@@ -133,9 +168,14 @@ def set_credential(request, name: str, body: CredentialIn):
     return _credential(server)
 
 
-@router.patch("/manage/tools/{name}", auth=AUTH,
-              response={200: ToolOut, 400: InvalidInput, 401: Problem, 403: Problem, 404: Problem},
-              url_name="update_tool", operation_id="update_tool", summary="Switch a tool, set its approval policy")
+@router.patch(
+    "/manage/tools/{name}",
+    auth=AUTH,
+    response={200: ToolOut, 400: InvalidInput, 401: Problem, 403: Problem, 404: Problem},
+    url_name="update_tool",
+    operation_id="update_tool",
+    summary="Switch a tool, set its approval policy",
+)
 def update_tool(request, name: str, body: ToolIn):
     """Switch a tool, and set a write tool's approval policy: the same changes and audit records as its page."""
     tool = Tool.objects.select_related("server").filter(name=name).first()

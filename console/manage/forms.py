@@ -25,7 +25,9 @@ def check_backend_url(url: str) -> str:
     url = url.strip()
     if not url:
         return ""
-    URLValidator(schemes=["http", "https"], message="Enter the backend's base URL, e.g. https://edr.example.com/api")(url)
+    URLValidator(schemes=["http", "https"], message="Enter the backend's base URL, e.g. https://edr.example.com/api")(
+        url
+    )
     parts = urlsplit(url)
     if parts.username or parts.password:
         raise forms.ValidationError("Leave the user name and password out of the URL: set them as the credential.")
@@ -79,14 +81,21 @@ class ServerForm(DelegatedServerForm):
             if param.secret:
                 kept = param.name in instance.secret_params and typed in ("", instance.adapter)
                 self.fields[self.PREFIX + param.name] = forms.CharField(
-                    label=param.label, required=False, strip=True,
+                    label=param.label,
+                    required=False,
+                    strip=True,
                     widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
-                    help_text=("Set; leave blank to keep it. " if kept else "Secret: sealed, never shown again. ") + param.help,
+                    help_text=("Set; leave blank to keep it. " if kept else "Secret: sealed, never shown again. ")
+                    + param.help,
                 )
             else:
                 self.fields[self.PREFIX + param.name] = forms.CharField(
-                    label=param.label, required=False, strip=True, max_length=param.max_length,
-                    initial=instance.params.get(param.name, ""), help_text=param.help,
+                    label=param.label,
+                    required=False,
+                    strip=True,
+                    max_length=param.max_length,
+                    initial=instance.params.get(param.name, ""),
+                    help_text=param.help,
                 )
 
     @property
@@ -135,11 +144,15 @@ class ServerForm(DelegatedServerForm):
 
 class CredentialForm(forms.Form):
     secret = forms.CharField(
-        required=False, strip=True, widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         help_text="Stored sealed; it is never shown again, only its fingerprint.",
     )
     reference = forms.CharField(
-        required=False, strip=True, max_length=500,
+        required=False,
+        strip=True,
+        max_length=500,
         help_text="Or the server's own file in the credentials folder: file:<server>.key or file:<server>/<name>.",
     )
 

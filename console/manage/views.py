@@ -63,11 +63,16 @@ def server_manager(view):
 def index(request, budgets_form=None, status=200):
     servers = ToolServer.objects.select_related("credential")
     policies = {policy.tool: policy for policy in ToolPolicy.objects.all()}
-    return render(request, "manage/index.html", {
-        "servers": servers,
-        "tools": [(tool, policies.get(tool.name)) for tool in Tool.objects.select_related("server")],
-        "budgets_form": budgets_form or BudgetsForm(instance=Budgets.current()),
-    }, status=status)
+    return render(
+        request,
+        "manage/index.html",
+        {
+            "servers": servers,
+            "tools": [(tool, policies.get(tool.name)) for tool in Tool.objects.select_related("server")],
+            "budgets_form": budgets_form or BudgetsForm(instance=Budgets.current()),
+        },
+        status=status,
+    )
 
 
 @admin_only
@@ -88,15 +93,20 @@ def _server_form(request, server, data=None):
 
 
 def _server_page(request, server, *, form=None, credential_form=None, status=200):
-    return render(request, "manage/server.html", {
-        "server": server,
-        "form": form or _server_form(request, server),
-        "credential_form": credential_form or CredentialForm(),
-        "credential": server.credential,
-        "history": server.credentials.order_by("-id")[:10],
-        "tools": server.tools.all(),
-        "is_admin": has_role(request.user, ADMIN),
-    }, status=status)
+    return render(
+        request,
+        "manage/server.html",
+        {
+            "server": server,
+            "form": form or _server_form(request, server),
+            "credential_form": credential_form or CredentialForm(),
+            "credential": server.credential,
+            "history": server.credentials.order_by("-id")[:10],
+            "tools": server.tools.all(),
+            "is_admin": has_role(request.user, ADMIN),
+        },
+        status=status,
+    )
 
 
 @sensitive_post_parameters()  # a secret parameter of the adapter may be among them
@@ -120,7 +130,9 @@ def backend_admin(view):
     @admin_only
     @wraps(view)
     def check(request, name, *args, **kwargs):
-        return view(request, get_object_or_404(ToolServer.objects.select_related("credential"), name=name), *args, **kwargs)
+        return view(
+            request, get_object_or_404(ToolServer.objects.select_related("credential"), name=name), *args, **kwargs
+        )
 
     return check
 
@@ -179,14 +191,19 @@ def discover(request, server):
 # -- one tool -----------------------------------------------------------------------------------
 def _tool_page(request, tool, *, form=None, policy_form=None, grant_form=None, status=200):
     policy = ToolPolicy.objects.filter(tool=tool.name).first()
-    return render(request, "manage/tool.html", {
-        "tool": tool,
-        "form": form or ToolForm(initial={"enabled": tool.enabled}),
-        "policy": policy,
-        "policy_form": policy_form or (PolicyForm(instance=policy) if policy else None),
-        "approvers": administration.grants("approve_tool", on=policy) if policy else [],
-        "grant_form": grant_form or GrantForm(initial={"permission": "approve_tool", "object": tool.name}),
-    }, status=status)
+    return render(
+        request,
+        "manage/tool.html",
+        {
+            "tool": tool,
+            "form": form or ToolForm(initial={"enabled": tool.enabled}),
+            "policy": policy,
+            "policy_form": policy_form or (PolicyForm(instance=policy) if policy else None),
+            "approvers": administration.grants("approve_tool", on=policy) if policy else [],
+            "grant_form": grant_form or GrantForm(initial={"permission": "approve_tool", "object": tool.name}),
+        },
+        status=status,
+    )
 
 
 @admin_only
@@ -196,7 +213,9 @@ def tool(request, name):
         return _tool_page(request, tool)
     form = ToolForm(request.POST)
     policy = ToolPolicy.objects.filter(tool=tool.name).first()
-    policy_form = PolicyForm(request.POST, instance=ToolPolicy.objects.get(pk=policy.pk)) if policy else None  # a copy, as above
+    policy_form = (
+        PolicyForm(request.POST, instance=ToolPolicy.objects.get(pk=policy.pk)) if policy else None
+    )  # a copy, as above
     if not form.is_valid() or (policy_form is not None and not policy_form.is_valid()):
         return _tool_page(request, tool, form=form, policy_form=policy_form, status=400)
     changed = administration.update_tool(tool, request.user, enabled=form.cleaned_data["enabled"])
@@ -228,10 +247,15 @@ def _back(request) -> str:
 
 @admin_only
 def permissions(request, grant_form=None, status=200):
-    return render(request, "manage/permissions.html", {
-        "grant_form": grant_form or GrantForm(),
-        "grants": [row for permission in administration.GRANTABLE for row in administration.grants(permission)],
-    }, status=status)
+    return render(
+        request,
+        "manage/permissions.html",
+        {
+            "grant_form": grant_form or GrantForm(),
+            "grants": [row for permission in administration.GRANTABLE for row in administration.grants(permission)],
+        },
+        status=status,
+    )
 
 
 @admin_only
@@ -250,7 +274,9 @@ def grant(request):
             except Refused as exc:
                 form.add_error("holder", str(exc))
             else:
-                messages.success(request, f"Granted {data['permission'].replace('_', ' ')} on {obj} to {request.POST['holder']}.")
+                messages.success(
+                    request, f"Granted {data['permission'].replace('_', ' ')} on {obj} to {request.POST['holder']}."
+                )
                 return redirect(_back(request))
     return permissions(request, grant_form=form, status=400)
 
@@ -269,16 +295,25 @@ def revoke(request):
         messages.error(request, str(exc))
     else:
         administration.revoke(request.user, data["permission"], obj, data["holder"])
-        messages.success(request, f"Revoked {data['permission'].replace('_', ' ')} on {obj} from {request.POST['holder']}.")
+        messages.success(
+            request, f"Revoked {data['permission'].replace('_', ' ')} on {obj} from {request.POST['holder']}."
+        )
     return redirect(_back(request))
 
 
 # -- people and their roles ---------------------------------------------------------------------
 @admin_only
 def people(request, role_form=None, status=200):
-    return render(request, "manage/people.html", {
-        "people": administration.people(), "role_form": role_form or RoleForm(), "me": request.user,
-    }, status=status)
+    return render(
+        request,
+        "manage/people.html",
+        {
+            "people": administration.people(),
+            "role_form": role_form or RoleForm(),
+            "me": request.user,
+        },
+        status=status,
+    )
 
 
 def _role_change(change, done: str):
@@ -294,7 +329,9 @@ def _role_change(change, done: str):
                 form.add_error(None, str(exc))
             else:
                 if outcome == "requested":
-                    messages.success(request, f"Asked for {person.get_username()}'s admin role: a second admin confirms it here.")
+                    messages.success(
+                        request, f"Asked for {person.get_username()}'s admin role: a second admin confirms it here."
+                    )
                 else:
                     messages.success(request, f"{done} {role} for {person.get_username()}.")
                 return redirect("manage:people")

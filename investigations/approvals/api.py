@@ -80,8 +80,10 @@ class RejectIn(Schema):
 class ConfirmIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    happened: StrictBool = Field(description="true: you checked the backend and the action took effect; "
-                                 "false: it did not (the agent may ask for it again).")
+    happened: StrictBool = Field(
+        description="true: you checked the backend and the action took effect; "
+        "false: it did not (the agent may ask for it again)."
+    )
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=REASON_MAX)] = Field(
         description="Required: what you checked. The agent is told it, and it is kept in the audit trail."
     )
@@ -116,7 +118,9 @@ def _decide(user, request_id: int, decide) -> Status:
         return Status(403, Problem(detail=str(refused)))
     except services.NotPending as refused:
         current = refused.request
-        return Status(409, NotPendingProblem(detail=str(refused), state=current.state, request=services.summary(current)))
+        return Status(
+            409, NotPendingProblem(detail=str(refused), state=current.state, request=services.summary(current))
+        )
     except services.NotFound:
         return _not_found()
     except services.DecisionRefused as refused:
@@ -138,9 +142,13 @@ def list_actions(request, filters: Query[ListFilter]):
     the approval queue. Each says whether you may decide it (`may_approve`). Pages hold `limit`
     requests; pass `next_cursor` back as `cursor` for the next one."""
     user = request.auth
-    requests = ActionRequest.objects.visible_to(user).prefetch_related(  # summary() counts them: one query for the page
-        Prefetch("approvals", queryset=ActionApproval.objects.only("pk", "request_id"))
-    ).order_by("-id")  # ids follow creation: newest first, and a stable cursor
+    requests = (
+        ActionRequest.objects.visible_to(user)
+        .prefetch_related(  # summary() counts them: one query for the page
+            Prefetch("approvals", queryset=ActionApproval.objects.only("pk", "request_id"))
+        )
+        .order_by("-id")
+    )  # ids follow creation: newest first, and a stable cursor
     if filters.status:
         requests = requests.filter(state=filters.status)
     if filters.investigation:
@@ -204,7 +212,12 @@ def may_decide(request, user):
 
 DECIDE = auth_for(may_decide)
 DECISION_RESPONSES = {
-    200: ActionSummary, 400: InvalidInput, 401: Problem, 403: Problem, 404: Problem, 409: NotPendingProblem | Problem
+    200: ActionSummary,
+    400: InvalidInput,
+    401: Problem,
+    403: Problem,
+    404: Problem,
+    409: NotPendingProblem | Problem,
 }
 
 

@@ -42,7 +42,9 @@ class ApprovalsConsumer(AccessCheckedConsumer):
         await self.accept()
         with_requests = query_flag(self.scope.get("query_string", b""), "queue")
         await self.send_json(
-            await database_sync_to_async(live.snapshot)(self.scope["user"], self.approvable, with_requests=with_requests)
+            await database_sync_to_async(live.snapshot)(
+                self.scope["user"], self.approvable, with_requests=with_requests
+            )
         )
 
     async def approvals_changed(self, message):

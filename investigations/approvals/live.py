@@ -22,13 +22,20 @@ log = logging.getLogger(__name__)
 def publish(request_id: int) -> None:
     """Tell the queues, the decision cards and the navigation counts of a request's change, as it is now."""
     try:
-        request = ActionRequest.objects.select_related("investigation__alert").prefetch_related("approvals", "transitions").get(pk=request_id)
+        request = (
+            ActionRequest.objects.select_related("investigation__alert")
+            .prefetch_related("approvals", "transitions")
+            .get(pk=request_id)
+        )
         summary, variants = live_messages.request_summary(request), live_messages.cards(request)
         everyone = ActionRequest.objects.filter(state__in=ActionRequest.NEEDS_A_PERSON).count()
         messages = [(live_messages.APPROVALS_ALL, live_messages.layer_request(summary, variants, everyone, "all"))]
         granted = get_user_model().objects.filter(pk__in=selectors.granted_viewer_ids(request.investigation_id))
         messages += [
-            (live_messages.approvals_user_group(user.pk), live_messages.layer_request(summary, variants, pending_count(user), "user"))
+            (
+                live_messages.approvals_user_group(user.pk),
+                live_messages.layer_request(summary, variants, pending_count(user), "user"),
+            )
             for user in granted
         ]
         live.group_send(*messages)

@@ -124,7 +124,9 @@ def request_action(investigation: Investigation, use: dict, *, owner: str, gatew
         return gateway.call(use["name"], use["input"], _context(investigation, actor="agent", tool_use_id=use["id"]))
     validated = args.model_dump(mode="json")
     facts = _look_up_target(investigation, validated, gateway)
-    canonical = {field: facts[field] for field in ("host", "username") if facts and facts.get(field) and field in validated}
+    canonical = {
+        field: facts[field] for field in ("host", "username") if facts and facts.get(field) and field in validated
+    }
     if canonical:  # one identity, one key: "H-1042" and "ws-fin-07" are the same host
         args = parse_arguments(tool.arguments, validated | canonical)
         validated = args.model_dump(mode="json")
@@ -200,7 +202,9 @@ def _cited_evidence(investigation: Investigation, arguments: dict) -> list[dict]
     """The tool results the agent's reason cites by tool_use id."""
     cited = TOOL_USE_ID.findall(" ".join(str(value) for value in arguments.values()))
     results = investigation.events.filter(kind=Event.Kind.TOOL_RESULT, data__tool_use_id__in=cited)
-    return [{"seq": event.seq, "tool_use_id": event.data["tool_use_id"], "tool": event.data["name"]} for event in results]
+    return [
+        {"seq": event.seq, "tool_use_id": event.data["tool_use_id"], "tool": event.data["name"]} for event in results
+    ]
 
 
 # -- decisions --------------------------------------------------------------------------------
@@ -217,7 +221,13 @@ def approve(request_id: int, user, reason: str = "", *, channel: str = "") -> Ac
         given = request.approvals.count()
         actor = f"user:{user.get_username()}"
         if given < request.approvals_needed:
-            _transition(request, State.PENDING, State.PENDING, actor, f"approval {given} of {request.approvals_needed}: {reason}")
+            _transition(
+                request,
+                State.PENDING,
+                State.PENDING,
+                actor,
+                f"approval {given} of {request.approvals_needed}: {reason}",
+            )
         else:
             _move(request, State.PENDING, State.APPROVED, actor, reason)
             transaction.on_commit(lambda: execute_action.delay(request.pk))
@@ -266,9 +276,13 @@ def confirm_outcome(request_id: int, user, happened: bool, reason: str) -> Actio
         request = _locked_for(request_id, user, State.UNCONFIRMED)
         if happened:
             request.result = ok(
-                {"confirmed_by_person": True, "confirmed_by": name, "analyst_reason": reason[:1000],
-                 "note": f"{request.tool} on {request.target} was sent once and its outcome was unknown; an analyst "
-                 "checked the backend and confirmed that it took effect. Do not repeat it."},
+                {
+                    "confirmed_by_person": True,
+                    "confirmed_by": name,
+                    "analyst_reason": reason[:1000],
+                    "note": f"{request.tool} on {request.target} was sent once and its outcome was unknown; an analyst "
+                    "checked the backend and confirmed that it took effect. Do not repeat it.",
+                },
                 source="analyst",
             )
             request.outcome = f"confirmed done by {name}: {reason[:200]}"
@@ -299,9 +313,11 @@ def expire_due() -> list[int]:
 
 def _expire_if_due(request_id: int) -> bool:
     with transaction.atomic():
-        request = ActionRequest.objects.select_for_update().filter(
-            pk=request_id, state=State.PENDING, expires_at__lte=timezone.now()
-        ).first()
+        request = (
+            ActionRequest.objects.select_for_update()
+            .filter(pk=request_id, state=State.PENDING, expires_at__lte=timezone.now())
+            .first()
+        )
         if request is None:
             return False
         _expire(request)
@@ -423,8 +439,12 @@ def execute(request_id: int) -> None:
     _transition(request, from_state, State.EXECUTING, "system", why)
     _action_event(request)
     approvers = ",".join(request.approvals.order_by("created_at").values_list("user__username", flat=True))
-    context = _context(request.investigation, actor=f"user:{approvers}", approval=f"action-request-{request.pk}",
-                       tool_use_id=request.tool_use_id)
+    context = _context(
+        request.investigation,
+        actor=f"user:{approvers}",
+        approval=f"action-request-{request.pk}",
+        tool_use_id=request.tool_use_id,
+    )
     with _lease_renewed(request):
         result = Gateway().call(request.tool, request.arguments, context)
     if is_error(result) and result.get("reason") in (Reason.IN_PROGRESS, Reason.RATE_LIMITED):
@@ -437,8 +457,14 @@ def execute(request_id: int) -> None:
     else:
         state = State.FAILED if is_error(result) else State.SUCCEEDED
     with transaction.atomic():
-        if not _moved(request_id, State.EXECUTING, state,
-                      result=result, outcome=describe_outcome(request, result), lease_expires_at=None):
+        if not _moved(
+            request_id,
+            State.EXECUTING,
+            state,
+            result=result,
+            outcome=describe_outcome(request, result),
+            lease_expires_at=None,
+        ):
             return
         request.refresh_from_db()
         _transition(request, State.EXECUTING, state, "system", request.outcome)
@@ -501,7 +527,11 @@ def describe_outcome(request: ActionRequest, result: dict) -> str:
 # -- shared steps ------------------------------------------------------------------------------
 def _context(investigation: Investigation, *, actor: str, approval: str = "", tool_use_id: str = "") -> CallContext:
     return CallContext(
-        investigation.correlation_id, investigation.alert.trigger, actor=actor, approval=approval, tool_use_id=tool_use_id
+        investigation.correlation_id,
+        investigation.alert.trigger,
+        actor=actor,
+        approval=approval,
+        tool_use_id=tool_use_id,
     )
 
 
@@ -528,18 +558,23 @@ def _transition(request: ActionRequest, from_state: str, to_state: str, actor: s
     does not allow is refused, a new request's first ("" -> its initial state) included."""
     if from_state or to_state != ActionRequest.INITIAL:
         transitions.check(ActionRequest.TRANSITIONS, from_state, to_state, what="an action request")
-    ActionTransition.objects.create(request=request, from_state=from_state, to_state=to_state, actor=actor, reason=reason)
+    ActionTransition.objects.create(
+        request=request, from_state=from_state, to_state=to_state, actor=actor, reason=reason
+    )
     channel_deliveries.announce_on_commit(request.pk, from_state, to_state)
 
 
-def _record(request: ActionRequest, outcome: Outcome, actor: str, *, owner: str | None = None, channel: str = "") -> None:
+def _record(
+    request: ActionRequest, outcome: Outcome, actor: str, *, owner: str | None = None, channel: str = ""
+) -> None:
     """The decision as an audit record of the tool call it gates, and as an event of the investigation."""
     _audit_decision(request, outcome, actor, channel=channel)
     transaction.on_commit(lambda: _action_event(request, owner=owner))
 
 
-def _audit_decision(request: ActionRequest, outcome: Outcome, actor: str, *, channel: str = "",
-                    said: dict | None = None) -> None:
+def _audit_decision(
+    request: ActionRequest, outcome: Outcome, actor: str, *, channel: str = "", said: dict | None = None
+) -> None:
     """A decision taken through an approval channel names it: `source` "channel:<name>" and extra["channel"];
     `said`: what the person said with their decision (confirm_outcome), kept in the record."""
     _, tool = find_tool(request.tool)

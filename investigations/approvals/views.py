@@ -41,7 +41,11 @@ def pending_count(user) -> int:
 def queue(user) -> tuple[list[ActionRequest], list[ActionRequest]]:
     """What waits for a person (pending, or unconfirmed: its outcome to check) oldest first, and the latest
     decided ones, newest decision first."""
-    visible = ActionRequest.objects.visible_to(user).select_related("investigation__alert").prefetch_related("approvals", "transitions")
+    visible = (
+        ActionRequest.objects.visible_to(user)
+        .select_related("investigation__alert")
+        .prefetch_related("approvals", "transitions")
+    )
     pending = list(visible.filter(state__in=ActionRequest.NEEDS_A_PERSON).order_by("created_at", "id"))
     recent = list(
         visible.exclude(state__in=ActionRequest.NEEDS_A_PERSON)
@@ -70,7 +74,9 @@ def approval_queue(request):
     if not sees_any_investigation(request.user):
         raise PermissionDenied
     pending, recent = queue(request.user)
-    return render(request, "investigations/approvals.html", {"pending": pending, "recent": recent, "recent_limit": RECENT})
+    return render(
+        request, "investigations/approvals.html", {"pending": pending, "recent": recent, "recent_limit": RECENT}
+    )
 
 
 @login_required
@@ -79,16 +85,21 @@ def action_detail(request, pk: int):
 
 
 def _render_action(request, action: ActionRequest, *, status: int = 200):
-    return render(request, "investigations/action.html", {
-        "action": action,
-        "alert": action.investigation.alert,
-        "arguments_json": json.dumps(action.arguments, indent=2, ensure_ascii=False),  # shown autoescaped
-        "result_json": json.dumps(action.result, indent=2, ensure_ascii=False) if action.result is not None else "",
-        "transitions": action.transitions.all(),
-        "approvals": action.approvals.all(),
-        "may_confirm": action.state == ActionRequest.State.UNCONFIRMED
-        and services.may_approve(request.user, action.tool),
-    }, status=status)
+    return render(
+        request,
+        "investigations/action.html",
+        {
+            "action": action,
+            "alert": action.investigation.alert,
+            "arguments_json": json.dumps(action.arguments, indent=2, ensure_ascii=False),  # shown autoescaped
+            "result_json": json.dumps(action.result, indent=2, ensure_ascii=False) if action.result is not None else "",
+            "transitions": action.transitions.all(),
+            "approvals": action.approvals.all(),
+            "may_confirm": action.state == ActionRequest.State.UNCONFIRMED
+            and services.may_approve(request.user, action.tool),
+        },
+        status=status,
+    )
 
 
 # -- decisions ---------------------------------------------------------------------------------------
@@ -114,8 +125,9 @@ def confirm(request, pk: int):
     if happened is None:
         return _refused(request, action, "Say whether it happened: yes or no.", 400)
     if not reason:
-        return _refused(request, action, "Say what you checked: the agent is told, and it is kept in the audit trail.",
-                        400)
+        return _refused(
+            request, action, "Say what you checked: the agent is told, and it is kept in the audit trail.", 400
+        )
     if len(reason) > REASON_MAX:
         return _refused(request, action, f"Keep the reason under {REASON_MAX} characters.", 400)
     try:
@@ -175,7 +187,9 @@ def _as_shown(request, pk: int) -> dict:
     """For the page's script: the request's summary and its decision card as the one partial renders it
     for this user, now (what the socket sends is the same card)."""
     action = _visible_or_404(request.user, pk)
-    card = render_to_string(live_messages.CARD_TEMPLATE, {"action": action, "return_to": _next_url(request, action)}, request=request)
+    card = render_to_string(
+        live_messages.CARD_TEMPLATE, {"action": action, "return_to": _next_url(request, action)}, request=request
+    )
     return {"request": services.summary(action), "card": card}
 
 
@@ -186,6 +200,8 @@ def _wants_json(request) -> bool:
 def _next_url(request, action: ActionRequest) -> str:
     """Back to the page the form was on, if it is one of ours; else the request's own page."""
     target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         return target
     return reverse("investigations:action", args=[action.pk])

@@ -57,7 +57,9 @@ class Digest(Schema):
     chain: str
     seq: int
     hash: str
-    root: str = Field(description="The Merkle tree head (RFC 9162) of records #1 to #seq: proofs in filtered exports lead to it.")
+    root: str = Field(
+        description="The Merkle tree head (RFC 9162) of records #1 to #seq: proofs in filtered exports lead to it."
+    )
     signed_at: str
     public_key: str = Field(description="Ed25519, base64: pin it to check digests offline.")
     signature: str
@@ -71,8 +73,14 @@ def _digest_readers(request, user):
     return None if reads_whole_trail(user) else (403, "Only managers and admins may export the digest.")
 
 
-@router.get("/audit", auth=auth_for(_readers), response={200: AuditPage, 400: InvalidInput, 401: Problem, 403: Problem},
-            url_name="list_audit", operation_id="list_audit", summary="List audit records")
+@router.get(
+    "/audit",
+    auth=auth_for(_readers),
+    response={200: AuditPage, 400: InvalidInput, 401: Problem, 403: Problem},
+    url_name="list_audit",
+    operation_id="list_audit",
+    summary="List audit records",
+)
 def list_audit(request, query: Query[AuditQuery]):
     """Audit records you may read, newest first, under the filters given."""
     records = audit_trail.reading(request.auth, "list", query)
@@ -80,14 +88,23 @@ def list_audit(request, query: Query[AuditQuery]):
     return {"items": [audit_trail.as_row(record) for record in rows], "next_cursor": older}
 
 
-EXPORTED = {"200": {"description": "The records, streamed.", "content": {
-    media.split(";")[0]: {"schema": {"type": "string"}} for media in audit_trail.FORMATS.values()
-}}}
+EXPORTED = {
+    "200": {
+        "description": "The records, streamed.",
+        "content": {media.split(";")[0]: {"schema": {"type": "string"}} for media in audit_trail.FORMATS.values()},
+    }
+}
 
 
-@router.get("/audit/export", auth=auth_for(_readers), response={400: InvalidInput, 401: Problem, 403: Problem},
-            url_name="export_audit", operation_id="export_audit", summary="Export audit records",
-            openapi_extra={"responses": EXPORTED})
+@router.get(
+    "/audit/export",
+    auth=auth_for(_readers),
+    response={400: InvalidInput, 401: Problem, 403: Problem},
+    url_name="export_audit",
+    operation_id="export_audit",
+    summary="Export audit records",
+    openapi_extra={"responses": EXPORTED},
+)
 def export_audit(request, query: Query[ExportQuery]):
     """The filtered records, oldest first, streamed as CSV or JSON Lines (one object per line, with
     `prev_hash` and `hash`, so `manage.py verify_audit --export` can check it offline)."""
@@ -95,8 +112,14 @@ def export_audit(request, query: Query[ExportQuery]):
     return audit_trail.export_response(request, request.auth, filters, query.format)
 
 
-@router.get("/audit/digest", auth=auth_for(_digest_readers), response={200: Digest, 401: Problem, 403: Problem},
-            url_name="audit_digest", operation_id="audit_digest", summary="The signed digest of the chain head")
+@router.get(
+    "/audit/digest",
+    auth=auth_for(_digest_readers),
+    response={200: Digest, 401: Problem, 403: Problem},
+    url_name="audit_digest",
+    operation_id="audit_digest",
+    summary="The signed digest of the chain head",
+)
 def audit_digest(request):
     """The chain's head (seq and hash), signed with the console's Ed25519 key. Managers and admins."""
     audit_trail.reading(request.auth, "digest")

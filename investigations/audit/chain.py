@@ -37,13 +37,35 @@ ACTOR_MAX = AuditRecord._meta.get_field("actor").max_length
 CHAIN = "gatehouse-audit"
 # The content a link's hash covers: every field but the hashes themselves and the search text.
 CONTENT_FIELDS = (
-    "seq", "created_at", "kind", "server", "tool", "tool_use_id", "arguments", "outcome", "reason",
-    "idempotency_key", "backend_status", "latency_ms", "correlation_id", "actor", "source", "extra",
+    "seq",
+    "created_at",
+    "kind",
+    "server",
+    "tool",
+    "tool_use_id",
+    "arguments",
+    "outcome",
+    "reason",
+    "idempotency_key",
+    "backend_status",
+    "latency_ms",
+    "correlation_id",
+    "actor",
+    "source",
+    "extra",
 )
 # Shown in the list, the export and the free-text search.
 SEARCHED_FIELDS = (
-    "kind", "server", "tool", "outcome", "reason", "idempotency_key", "backend_status", "correlation_id",
-    "actor", "source",
+    "kind",
+    "server",
+    "tool",
+    "outcome",
+    "reason",
+    "idempotency_key",
+    "backend_status",
+    "correlation_id",
+    "actor",
+    "source",
 )
 
 
@@ -70,31 +92,42 @@ def record_tool_call(event: ToolCallAudit) -> AuditRecord:
 
 def record_access(user, what: str, **details) -> AuditRecord:
     """Reading or exporting the trail is itself evidence: who looked at what, with which filters."""
-    return append(
-        kind=AuditRecord.Kind.ACCESS, outcome=what, actor=f"user:{user.get_username()}", extra=details
-    )
+    return append(kind=AuditRecord.Kind.ACCESS, outcome=what, actor=f"user:{user.get_username()}", extra=details)
 
 
-def record_admin_change(actor: str, what: str, *, before: dict, after: dict, server: str = "", tool: str = "",
-                        correlation_id: str = "") -> AuditRecord:
+def record_admin_change(
+    actor: str, what: str, *, before: dict, after: dict, server: str = "", tool: str = "", correlation_id: str = ""
+) -> AuditRecord:
     """A change of configuration, permissions or credentials (credentials as fingerprints only)."""
     return append(
-        kind=AuditRecord.Kind.ADMIN_CHANGE, outcome=what, actor=actor, server=server, tool=tool,
-        correlation_id=correlation_id, extra={"before": before, "after": after},
+        kind=AuditRecord.Kind.ADMIN_CHANGE,
+        outcome=what,
+        actor=actor,
+        server=server,
+        tool=tool,
+        correlation_id=correlation_id,
+        extra={"before": before, "after": after},
     )
 
 
 def record_intake_refused(integration: str, reason: str, **details) -> AuditRecord:
     """An alert an integration may not send (another system's source): who tried, and what it claimed."""
     return append(
-        kind=AuditRecord.Kind.INTAKE, outcome=Outcome.DENIED, reason=reason, actor=f"integration:{integration}", extra=details
+        kind=AuditRecord.Kind.INTAKE,
+        outcome=Outcome.DENIED,
+        reason=reason,
+        actor=f"integration:{integration}",
+        extra=details,
     )
 
 
 def record_sign_in(what: str, username: str, address: str | None) -> AuditRecord:
     """A sign-in, a failed one (`username` as typed) or a sign-out, and the address it came from; never a password."""
     return append(
-        kind=AuditRecord.Kind.SIGN_IN, outcome=what, actor=f"user:{username}"[:ACTOR_MAX], extra={"address": address or ""}
+        kind=AuditRecord.Kind.SIGN_IN,
+        outcome=what,
+        actor=f"user:{username}"[:ACTOR_MAX],
+        extra={"address": address or ""},
     )
 
 
@@ -136,7 +169,11 @@ def unsealed(seq: int, hash_value: str, seal_value: str) -> str | None:
 
 def _head() -> tuple[int, str]:
     """The head as stored, refused when its seal does not match."""
-    seq, hash_value, seal_value = AuditHead.objects.filter(pk=1).values_list("seq", "hash", "seal").first() or (0, GENESIS, "")
+    seq, hash_value, seal_value = AuditHead.objects.filter(pk=1).values_list("seq", "hash", "seal").first() or (
+        0,
+        GENESIS,
+        "",
+    )
     if problem := unsealed(seq, hash_value, seal_value):
         raise AuditRefused(problem)
     return seq, hash_value
@@ -211,31 +248,64 @@ def verify(records, head: tuple[int, str] | None = None, *, owner_of=None) -> Br
         if record.seq != expected_seq:
             if record.seq > expected_seq and content_ok:
                 missing = f"#{expected_seq}" if record.seq == expected_seq + 1 else f"#{expected_seq}–#{record.seq - 1}"
-                return Break("deleted", expected_seq, None, f"record {missing} is missing before record #{record.seq} (id {record.id})")
-            return Break("reordered", record.seq, record.id, f"record #{record.seq} (id {record.id}) is out of place after #{expected_seq - 1}")
+                return Break(
+                    "deleted",
+                    expected_seq,
+                    None,
+                    f"record {missing} is missing before record #{record.seq} (id {record.id})",
+                )
+            return Break(
+                "reordered",
+                record.seq,
+                record.id,
+                f"record #{record.seq} (id {record.id}) is out of place after #{expected_seq - 1}",
+            )
         if not (content_ok and linked):
             owner = owner_of(record.prev_hash) if owner_of and not linked else None
             if owner and owner[0] > record.seq:
-                return Break("reordered", record.seq, record.id,
-                             f"record #{record.seq} (id {record.id}) links to #{owner[0]}, which comes after it")
+                return Break(
+                    "reordered",
+                    record.seq,
+                    record.id,
+                    f"record #{record.seq} (id {record.id}) links to #{owner[0]}, which comes after it",
+                )
             if not linked and record.prev_hash == before_prev_hash and previous is not None:
-                return Break("inserted", previous.seq, previous.id,
-                             f"record #{previous.seq} (id {previous.id}) is not part of the chain: #{record.seq} links past it")
+                return Break(
+                    "inserted",
+                    previous.seq,
+                    previous.id,
+                    f"record #{previous.seq} (id {previous.id}) is not part of the chain: #{record.seq} links past it",
+                )
             if not linked and content_ok and previous is not None:
-                return Break("edited", previous.seq, previous.id,
-                             f"record #{previous.seq} (id {previous.id}) was changed and re-hashed: #{record.seq} still links to its original hash")
-            return Break("edited", record.seq, record.id,
-                         f"record #{record.seq} (id {record.id}) no longer matches its hash")
+                return Break(
+                    "edited",
+                    previous.seq,
+                    previous.id,
+                    f"record #{previous.seq} (id {previous.id}) was changed and re-hashed: #{record.seq} still links to its original hash",
+                )
+            return Break(
+                "edited", record.seq, record.id, f"record #{record.seq} (id {record.id}) no longer matches its hash"
+            )
         expected_seq, before_prev_hash, prev_hash, previous = record.seq + 1, prev_hash, record.hash, record
     last_seq = expected_seq - 1
     if head is not None:
         head_seq, head_hash = head
         if head_seq > last_seq:
-            return Break("deleted", last_seq + 1, None, f"records #{last_seq + 1}–#{head_seq} are missing from the end of the chain")
+            return Break(
+                "deleted",
+                last_seq + 1,
+                None,
+                f"records #{last_seq + 1}–#{head_seq} are missing from the end of the chain",
+            )
         if head_seq < last_seq:
             return Break("inserted", head_seq + 1, None, f"records after #{head_seq} are beyond the chain's head")
         if head_seq and head_hash != prev_hash:
-            return Break("edited", last_seq, previous.id if previous else None, f"record #{last_seq} does not match the chain's head")
+            return Break(
+                "edited",
+                last_seq,
+                previous.id if previous else None,
+                f"record #{last_seq} does not match the chain's head",
+            )
     return None
 
 
@@ -298,8 +368,14 @@ def chain_tree(size: int, wanted=()) -> tuple[str, dict[int, list[str]]]:
 
 def sign_head(seq: int, head_hash: str, root: str, **signed) -> dict:
     """Sign the chain up to record #seq (its hash and tree head), and whatever else is `signed` with it."""
-    body = {"chain": CHAIN, "seq": seq, "hash": head_hash, "root": root,
-            "signed_at": timezone.now().astimezone(UTC).isoformat(), **signed}
+    body = {
+        "chain": CHAIN,
+        "seq": seq,
+        "hash": head_hash,
+        "root": root,
+        "signed_at": timezone.now().astimezone(UTC).isoformat(),
+        **signed,
+    }
     signature = _signing_key().sign(canonical_json(body))
     return body | {"public_key": public_key(), "signature": base64.b64encode(signature).decode()}
 

@@ -76,8 +76,10 @@ class AuditFilter(Schema):
 
     def active(self) -> dict:
         """The filters given, as strings: what the access record and the page's links carry."""
-        return {name: value.isoformat() if isinstance(value, datetime) else value
-                for name, value in self.model_dump(exclude_none=True).items()}
+        return {
+            name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in self.model_dump(exclude_none=True).items()
+        }
 
 
 def outcome_of_dispatch(record: AuditRecord) -> AuditRecord | None:
@@ -87,14 +89,21 @@ def outcome_of_dispatch(record: AuditRecord) -> AuditRecord | None:
     """
     if record.outcome != Outcome.DISPATCHED:
         return None
-    return AuditRecord.objects.filter(
-        kind=AuditRecord.Kind.TOOL_CALL, idempotency_key=record.idempotency_key, seq__gt=record.seq
-    ).order_by("seq").first()
+    return (
+        AuditRecord.objects.filter(
+            kind=AuditRecord.Kind.TOOL_CALL, idempotency_key=record.idempotency_key, seq__gt=record.seq
+        )
+        .order_by("seq")
+        .first()
+    )
 
 
 # -- filters and pages -------------------------------------------------------------------------------
 def filtered(records, filters: AuditFilter):
-    exact = {name: getattr(filters, name) for name in ("kind", "server", "tool", "outcome", "reason", "actor", "idempotency_key")}
+    exact = {
+        name: getattr(filters, name)
+        for name in ("kind", "server", "tool", "outcome", "reason", "actor", "idempotency_key")
+    }
     records = records.filter(**{name: value for name, value in exact.items() if value is not None})
     if filters.since:
         records = records.filter(created_at__gte=filters.since)
@@ -115,7 +124,9 @@ def _alert_correlation_ids(alert: str) -> list[str]:
     match = Q(alert__external_id=alert) | (Q(alert__source=source, alert__external_id=external_id) if source else Q())
     if alert.isdigit():
         match |= Q(alert_id=int(alert))
-    return [Investigation.correlation_id_of(pk) for pk in Investigation.objects.filter(match).values_list("pk", flat=True)]
+    return [
+        Investigation.correlation_id_of(pk) for pk in Investigation.objects.filter(match).values_list("pk", flat=True)
+    ]
 
 
 def page(records, *, before: int | None = None, after: int | None = None, limit: int = PAGE_SIZE):
@@ -137,8 +148,11 @@ def page(records, *, before: int | None = None, after: int | None = None, limit:
 
 def as_row(record: AuditRecord) -> dict:
     """A record as the API and the exports give it: its hashed content, its investigation, the hashes."""
-    return audit.content(record) | {"investigation": record.investigation_id, "prev_hash": record.prev_hash,
-                                    "hash": record.hash}
+    return audit.content(record) | {
+        "investigation": record.investigation_id,
+        "prev_hash": record.prev_hash,
+        "hash": record.hash,
+    }
 
 
 # -- exports -------------------------------------------------------------------------------------------
@@ -168,8 +182,11 @@ def export_lines(records, fmt: str, size: int = 0, complete: bool = True):
         if fmt == "csv":
             yield "".join(_csv_line(_csv_cells(as_row(record))) for record in batch)
         else:
-            yield "".join(json.dumps(as_row(record) | ({"proof": proofs[record.seq]} if proofs else {}),
-                                     ensure_ascii=False) + "\n" for record in batch)
+            yield "".join(
+                json.dumps(as_row(record) | ({"proof": proofs[record.seq]} if proofs else {}), ensure_ascii=False)
+                + "\n"
+                for record in batch
+            )
     if fmt == "jsonl":
         head_hash = AuditRecord.objects.filter(seq=size).values_list("hash", flat=True).first() or audit.GENESIS
         held = {"export": "complete"} if complete else {"export": "filtered", "records": wanted}
@@ -193,7 +210,13 @@ def _csv_cells(row: dict) -> list[str]:
     cells = []
     for name in CSV_COLUMNS:
         value = row[name]
-        text = json.dumps(value, ensure_ascii=False, sort_keys=True) if isinstance(value, dict) else "" if value is None else str(value)
+        text = (
+            json.dumps(value, ensure_ascii=False, sort_keys=True)
+            if isinstance(value, dict)
+            else ""
+            if value is None
+            else str(value)
+        )
         # A spreadsheet runs a cell starting like a formula: agent-written text must not.
         cells.append("'" + text if text.startswith(FORMULA_START) else text)
     return cells

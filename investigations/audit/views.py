@@ -67,9 +67,17 @@ def audit_list(request):
     rows, older, newer = audit_trail.page(
         records, before=_cursor(request.GET, "before"), after=_cursor(request.GET, "after")
     )
-    return render(request, "audit/list.html", _list_context(request, filters) | {
-        "rows": rows, "older": older, "newer": newer, "is_first_page": not (request.GET.get("before") or request.GET.get("after")),
-    })
+    return render(
+        request,
+        "audit/list.html",
+        _list_context(request, filters)
+        | {
+            "rows": rows,
+            "older": older,
+            "newer": newer,
+            "is_first_page": not (request.GET.get("before") or request.GET.get("after")),
+        },
+    )
 
 
 def _list_context(request, filters) -> dict:
@@ -90,12 +98,16 @@ def audit_record(request, seq: int):
     record = audit_trail.reading(request.user, "record", seq=seq).filter(seq=seq).first()
     if record is None:
         raise Http404("No such audit record.")
-    return render(request, "audit/record.html", {
-        "record": record,
-        "dispatch_outcome": audit_trail.outcome_of_dispatch(record),
-        "arguments_json": json.dumps(record.arguments, indent=2, ensure_ascii=False),
-        "extra_json": json.dumps(record.extra, indent=2, ensure_ascii=False),
-    })
+    return render(
+        request,
+        "audit/record.html",
+        {
+            "record": record,
+            "dispatch_outcome": audit_trail.outcome_of_dispatch(record),
+            "arguments_json": json.dumps(record.arguments, indent=2, ensure_ascii=False),
+            "extra_json": json.dumps(record.extra, indent=2, ensure_ascii=False),
+        },
+    )
 
 
 @_reader
@@ -105,15 +117,22 @@ def timeline(request, pk: int):
         raise Http404("No such investigation trail.")
     records = list(
         audit_trail.reading(request.user, "timeline", investigation=pk)
-        .filter(correlation_id=investigation.correlation_id).order_by("seq")
+        .filter(correlation_id=investigation.correlation_id)
+        .order_by("seq")
     )
-    return render(request, "audit/timeline.html", {
-        "investigation": investigation,
-        "alert": investigation.alert,
-        "calls": _timeline_calls(investigation, records),
-        "chart": _chart(records),
-        "requests": ActionRequest.objects.filter(investigation=investigation).prefetch_related("transitions", "approvals__user"),
-    })
+    return render(
+        request,
+        "audit/timeline.html",
+        {
+            "investigation": investigation,
+            "alert": investigation.alert,
+            "calls": _timeline_calls(investigation, records),
+            "chart": _chart(records),
+            "requests": ActionRequest.objects.filter(investigation=investigation).prefetch_related(
+                "transitions", "approvals__user"
+            ),
+        },
+    )
 
 
 def _timeline_calls(investigation, records) -> list[dict]:
@@ -126,13 +145,15 @@ def _timeline_calls(investigation, records) -> list[dict]:
     for record in records:
         result = results.get(record.tool_use_id) if record.kind == AuditRecord.Kind.TOOL_CALL else None
         digest = record.extra.get("result_sha256")
-        calls.append({
-            "record": record,
-            "arguments_json": json.dumps(record.arguments, ensure_ascii=False, sort_keys=True),
-            "result_json": json.dumps(result, indent=2, ensure_ascii=False) if result is not None else "",
-            # Whether the transcript's copy of the result is the one the gateway returned.
-            "result_matches": bool(digest and result is not None and result_digest(result) == digest),
-        })
+        calls.append(
+            {
+                "record": record,
+                "arguments_json": json.dumps(record.arguments, ensure_ascii=False, sort_keys=True),
+                "result_json": json.dumps(result, indent=2, ensure_ascii=False) if result is not None else "",
+                # Whether the transcript's copy of the result is the one the gateway returned.
+                "result_matches": bool(digest and result is not None and result_digest(result) == digest),
+            }
+        )
     return calls
 
 
@@ -147,16 +168,18 @@ def _chart(records) -> dict:
     bars = []
     for row, record in enumerate(records):
         offset_ms = (record.started_at - start).total_seconds() * 1000
-        bars.append({
-            "seq": record.seq,
-            "x": round(offset_ms * scale, 1),
-            "y": row * 22 + 4,
-            "width": round(max(record.latency_ms * scale, 3), 1),
-            "label": record.tool or record.kind,
-            "outcome": record.outcome,
-            "title": f"#{record.seq} {record.tool or record.kind} {record.outcome} {record.reason} "
-                     f"at +{offset_ms:.0f} ms, {record.latency_ms:.0f} ms",
-        })
+        bars.append(
+            {
+                "seq": record.seq,
+                "x": round(offset_ms * scale, 1),
+                "y": row * 22 + 4,
+                "width": round(max(record.latency_ms * scale, 3), 1),
+                "label": record.tool or record.kind,
+                "outcome": record.outcome,
+                "title": f"#{record.seq} {record.tool or record.kind} {record.outcome} {record.reason} "
+                f"at +{offset_ms:.0f} ms, {record.latency_ms:.0f} ms",
+            }
+        )
     return {"bars": bars, "height": len(records) * 22 + 8, "span_ms": round(span_ms), "width": TIMELINE_WIDTH}
 
 

@@ -112,8 +112,14 @@ def limit_body(run):
     "/alerts",
     auth=IntegrationToken(),
     response={
-        201: AlertReceived, 200: AlertReceived, 400: InvalidInput, 401: Problem, 403: Problem, 413: Problem,
-        415: Problem, 429: Problem,
+        201: AlertReceived,
+        200: AlertReceived,
+        400: InvalidInput,
+        401: Problem,
+        403: Problem,
+        413: Problem,
+        415: Problem,
+        429: Problem,
     },
     url_name="receive_alert",
     operation_id="receive_alert",
@@ -161,19 +167,28 @@ class ResolvedNoted(Schema):
 
 class FormatReceived(Schema):
     alerts: list[AlertReceived] = Field(description="One per alert the payload holds (Alertmanager: per firing entry).")
-    resolved: list[ResolvedNoted] = Field(description="Alerts the sender reports over (Alertmanager: resolved entries; OCSF: Close).")
+    resolved: list[ResolvedNoted] = Field(
+        description="Alerts the sender reports over (Alertmanager: resolved entries; OCSF: Close)."
+    )
 
 
 class SourceQuery(Schema):
     source: str | None = Field(
-        None, max_length=64,
+        None,
+        max_length=64,
         description="The alerts' source, one of the integration's; by default its only source (or its name).",
     )
 
 
 FORMAT_RESPONSES = {
-    201: FormatReceived, 200: FormatReceived, 400: InvalidInput, 401: Problem, 403: Problem, 413: Problem,
-    415: Problem, 429: Problem,
+    201: FormatReceived,
+    200: FormatReceived,
+    400: InvalidInput,
+    401: Problem,
+    403: Problem,
+    413: Problem,
+    415: Problem,
+    429: Problem,
 }
 
 
@@ -227,7 +242,9 @@ def _receive(request, format_name: str, payload: dict, requested_source: str | N
         201 if any(one.created for one in received) else 200,
         FormatReceived(
             alerts=[_answer(one) for one in received],
-            resolved=[ResolvedNoted(external_id=one.external_id, investigation_id=one.investigation and one.investigation.pk)
-                      for one in noted],
+            resolved=[
+                ResolvedNoted(external_id=one.external_id, investigation_id=one.investigation and one.investigation.pk)
+                for one in noted
+            ],
         ),
     )

@@ -45,7 +45,9 @@ class AlertForm(forms.Form):
     )
     details = forms.CharField(
         required=False,
-        widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "placeholder": '{"rule": "…", "command_line": "…"}'}),
+        widget=forms.Textarea(
+            attrs={"rows": 8, "spellcheck": "false", "placeholder": '{"rule": "…", "command_line": "…"}'}
+        ),
         help_text="Optional: anything else known about the alert, as a JSON object.",
     )
 
@@ -93,5 +95,5 @@ def _message(field: str, error: dict) -> str:
     message = error["msg"]
     prefix = "Value error, "
     if message.startswith(prefix):
-        message = message[len(prefix):]
+        message = message[len(prefix) :]
     return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")

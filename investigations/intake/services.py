@@ -53,13 +53,22 @@ class AlertIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    source: Annotated[str, Field(min_length=1, max_length=SOURCE_MAX, pattern=NAME, description="The sending system, e.g. `lab-siem`.")]
-    external_id: Annotated[str, Field(min_length=1, max_length=EXTERNAL_ID_MAX, pattern=NAME, description="The alert's id in that system.")]
+    source: Annotated[
+        str,
+        Field(min_length=1, max_length=SOURCE_MAX, pattern=NAME, description="The sending system, e.g. `lab-siem`."),
+    ]
+    external_id: Annotated[
+        str, Field(min_length=1, max_length=EXTERNAL_ID_MAX, pattern=NAME, description="The alert's id in that system.")
+    ]
     title: Annotated[str, Field(min_length=1, max_length=300)]
     severity: Literal["low", "medium", "high", "critical"]
     host: Annotated[str | None, Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] = None
     user: Annotated[str | None, Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@\\-]*$")] = None
-    observed_at: Annotated[DateTime, AfterValidator(_not_in_future), Field(description="RFC 3339 with a time zone, e.g. `2026-11-25T09:30:00Z`.")]
+    observed_at: Annotated[
+        DateTime,
+        AfterValidator(_not_in_future),
+        Field(description="RFC 3339 with a time zone, e.g. `2026-11-25T09:30:00Z`."),
+    ]
     details: Annotated[dict[str, Any], AfterValidator(_bounded_details)] = Field(
         default_factory=dict,
         description=f"Anything else the source knows: kept as data. At most {alert_details.MAX_DEPTH} levels deep and "
@@ -223,16 +232,23 @@ def note_resolved(integration: Integration, source: str, external_id: str) -> In
     with transaction.atomic():
         investigation = (
             Investigation.objects.select_for_update()  # its status cannot move while it is read and written
-            .filter(alert=alert).exclude(status__in=Investigation.FINAL).order_by("-created_at").first()
+            .filter(alert=alert)
+            .exclude(status__in=Investigation.FINAL)
+            .order_by("-created_at")
+            .first()
         )
         if investigation is None:
             return None
         if not investigation.events.filter(kind=Event.Kind.STATUS, data__resolved=external_id).exists():
-            events.record_event(investigation.pk, Event.Kind.STATUS, {
-                "status": investigation.status,
-                "message": f"The source ({source}) reports this alert resolved.",
-                "resolved": external_id,
-            })
+            events.record_event(
+                investigation.pk,
+                Event.Kind.STATUS,
+                {
+                    "status": investigation.status,
+                    "message": f"The source ({source}) reports this alert resolved.",
+                    "resolved": external_id,
+                },
+            )
     return investigation
 
 
@@ -281,7 +297,8 @@ def set_sources(integration: Integration, sources: list[str], *, by: str) -> boo
         return False
     Integration.objects.filter(pk=integration.pk).update(sources=sources)
     audit.record_admin_change(
-        by, "integration_sources",
+        by,
+        "integration_sources",
         before={"integration": integration.name, "sources": before},
         after={"integration": integration.name, "sources": sources},
     )
@@ -303,7 +320,9 @@ def set_severity_map(integration: Integration, severity_map: dict[str, str], *, 
     for key, severity in severity_map.items():
         key = key.strip().lower()
         if not SEVERITY_KEY.match(key) or (key != "default" and key.split(":", 1)[0] not in formats.FORMATS):
-            raise ValueError(f'"{key}" is not "default" or FORMAT:VALUE with a format of {", ".join(sorted(formats.FORMATS))}')
+            raise ValueError(
+                f'"{key}" is not "default" or FORMAT:VALUE with a format of {", ".join(sorted(formats.FORMATS))}'
+            )
         if severity not in Alert.Severity.values:
             raise ValueError(f'"{severity}" is not a severity ({", ".join(Alert.Severity.values)})')
         checked[key] = severity
@@ -313,7 +332,8 @@ def set_severity_map(integration: Integration, severity_map: dict[str, str], *, 
         return False
     Integration.objects.filter(pk=integration.pk).update(severity_map=checked)
     audit.record_admin_change(
-        by, "integration_severity",
+        by,
+        "integration_severity",
         before={"integration": integration.name, "severity_map": before},
         after={"integration": integration.name, "severity_map": checked},
     )
@@ -334,7 +354,9 @@ def _checked_sources(sources: list[str], others: list[Integration]) -> list[str]
             raise ValueError(f'"{source}" is the source of alerts typed in the console')
         holder = next((other.name for other in others if source in other.sources), None)
         if holder is not None:
-            raise ValueError(f'"{source}" is a source of the integration "{holder}" (revoke it, or change its sources, first)')
+            raise ValueError(
+                f'"{source}" is a source of the integration "{holder}" (revoke it, or change its sources, first)'
+            )
     return checked
 
 

@@ -1,6 +1,5 @@
 """The human gate: per-tool approval policies, the requests the agent makes, their approvals and history."""
 
-
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -94,14 +93,18 @@ class ActionRequest(models.Model):
     target = models.CharField(max_length=200, help_text="What it acts on, for people: 'host=ws-fin-07'.")
     reason = models.TextField(blank=True, help_text="The agent's stated reason (untrusted text).")
     evidence = models.JSONField(default=list, blank=True, help_text="The transcript events the request rests on.")
-    risk = models.JSONField(default=list, blank=True, help_text="Blast radius notes, e.g. 'host is a domain controller'.")
+    risk = models.JSONField(
+        default=list, blank=True, help_text="Blast radius notes, e.g. 'host is a domain controller'."
+    )
     idempotency_key = models.CharField(max_length=64)
     state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING, db_index=True)
     approvals_needed = models.PositiveSmallIntegerField(default=1)
     expires_at = models.DateTimeField(db_index=True)
     result = models.JSONField(null=True, blank=True, help_text="The envelope the model receives.")
     outcome = models.CharField(max_length=300, blank=True, help_text="The result in a line, for people.")
-    lease_expires_at = models.DateTimeField(null=True, blank=True, help_text="While executing: when a stalled run may be retried.")
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="While executing: when a stalled run may be retried."
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -180,8 +183,12 @@ class ChannelDelivery(models.Model):
     kind = models.CharField(max_length=10, help_text="The change told: waiting, overdue, decided, finished.")
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
-    last_error = models.CharField(max_length=300, blank=True, help_text="Why the last try failed, in a line; no secrets.")
-    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True, help_text="Null once sent, dropped or given up.")
+    last_error = models.CharField(
+        max_length=300, blank=True, help_text="Why the last try failed, in a line; no secrets."
+    )
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, db_index=True, help_text="Null once sent, dropped or given up."
+    )
     sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 

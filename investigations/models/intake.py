@@ -1,6 +1,5 @@
 """What comes in: the integrations that send alerts, and the alerts."""
 
-
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -18,20 +17,21 @@ class Integration(models.Model):
     name = models.CharField(max_length=80, unique=True)
     sources = models.JSONField(default=list, blank=True, help_text="The alert sources it may send.")
     severity_map = models.JSONField(
-        default=dict, blank=True,
+        default=dict,
+        blank=True,
         help_text='How its senders\' severities become ours: "FORMAT:VALUE" or "default" -> low, medium, high or critical.',
     )
     token_prefix = models.CharField(max_length=16, help_text="The token's first characters, to tell tokens apart.")
     token_hash = models.CharField(max_length=64, unique=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.name
-
-
 
 
 class Alert(models.Model):
@@ -53,7 +53,9 @@ class Alert(models.Model):
     details = models.JSONField(default=dict, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
     integration = models.ForeignKey(Integration, null=True, blank=True, on_delete=models.PROTECT, related_name="alerts")
-    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]
@@ -61,11 +63,13 @@ class Alert(models.Model):
             # An alert is the same alert only from the same integration: another one sending its
             # ids first cannot make it a repeat. Alerts typed in the console have no integration.
             models.UniqueConstraint(
-                fields=["integration", "source", "external_id"], condition=Q(integration__isnull=False),
+                fields=["integration", "source", "external_id"],
+                condition=Q(integration__isnull=False),
                 name="alert_unique_per_integration",
             ),
             models.UniqueConstraint(
-                fields=["source", "external_id"], condition=Q(integration__isnull=True),
+                fields=["source", "external_id"],
+                condition=Q(integration__isnull=True),
                 name="alert_unique_without_integration",
             ),
         ]

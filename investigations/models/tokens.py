@@ -1,6 +1,5 @@
 """People's API tokens."""
 
-
 from django.conf import settings
 from django.db import models
 

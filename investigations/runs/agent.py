@@ -64,8 +64,12 @@ def run(investigation_id: int) -> None:
         except Exception as exc:  # noqa: BLE001 - whatever else failed, the investigation fails with it
             # Where it failed, not the message: a message can quote the model's raw tool arguments,
             # which the audit trail keeps only as a hash.
-            log.error("investigation %s failed: %s\n%s", investigation_id, type(exc).__name__,
-                      "".join(traceback.format_tb(exc.__traceback__)).rstrip())
+            log.error(
+                "investigation %s failed: %s\n%s",
+                investigation_id,
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
+            )
             _fail(investigation_id, owner, f"Internal error ({type(exc).__name__}); see the worker log.")
 
 
@@ -91,7 +95,10 @@ class Agent:
         investigation = self.investigation
         if investigation.started_at is None:
             self._save(started_at=timezone.now(), messages=[first_message(investigation.alert)])
-            self._event(Kind.STATUS, {"status": Status.RUNNING, "message": f"Investigating with the {investigation.model_name}."})
+            self._event(
+                Kind.STATUS,
+                {"status": Status.RUNNING, "message": f"Investigating with the {investigation.model_name}."},
+            )
         else:
             self._event(Kind.STATUS, {"status": Status.RUNNING, "message": "Resumed from the last saved step."})
         while True:
@@ -113,18 +120,24 @@ class Agent:
         """One streamed turn, saved. False when the time budget ran out during it (and it stopped)."""
         investigation = self.investigation
         messages = investigation.messages
-        text = TextStream(lambda chunk, block: self._event(Kind.TEXT, {"text": chunk, "block": f"{len(messages)}.{block}"}))
+        text = TextStream(
+            lambda chunk, block: self._event(Kind.TEXT, {"text": chunk, "block": f"{len(messages)}.{block}"})
+        )
         max_tokens = min(settings.MODEL_MAX_TOKENS, investigation.budget_tokens - investigation.tokens_used)
         deadline = Deadline(self._time_left())
         final = None
         try:
-            with deadline, llm.client(time_left_s=deadline.seconds).messages.stream(
-                model=investigation.model,
-                max_tokens=max_tokens,
-                system=SYSTEM_PROMPT,
-                tools=config.offered_tools(),
-                messages=as_sent(messages),
-            ) as stream, deadline.watching(stream.response):
+            with (
+                deadline,
+                llm.client(time_left_s=deadline.seconds).messages.stream(
+                    model=investigation.model,
+                    max_tokens=max_tokens,
+                    system=SYSTEM_PROMPT,
+                    tools=config.offered_tools(),
+                    messages=as_sent(messages),
+                ) as stream,
+                deadline.watching(stream.response),
+            ):
                 for event in stream:
                     if deadline.expired:
                         break
@@ -145,8 +158,11 @@ class Agent:
             return False
         content = [_as_saved(block) for block in final.content]
         content = [block for block in content if block.get("type") != "text" or block.get("text")]
-        turn = {"role": "assistant", "content": content or [{"type": "text", "text": "(no answer)"}],
-                "stop_reason": final.stop_reason}
+        turn = {
+            "role": "assistant",
+            "content": content or [{"type": "text", "text": "(no answer)"}],
+            "stop_reason": final.stop_reason,
+        }
         self._save(
             messages=[*messages, turn],
             tool_results={},
@@ -173,14 +189,17 @@ class Agent:
             call = f"{turn}.{position}"  # this call, even when its id is not its own
             tool_use_id = str(use["id"])[:64]
             if not investigation.events.filter(kind=Kind.TOOL_CALL, data__call=call).exists():
-                self._event(Kind.TOOL_CALL, {
-                    "tool_use_id": tool_use_id,
-                    "call": call,
-                    "name": use["name"],
-                    "server": found[0].name if found else "",
-                    "write": bool(found and found[1].write),
-                    "input": use["input"],
-                })
+                self._event(
+                    Kind.TOOL_CALL,
+                    {
+                        "tool_use_id": tool_use_id,
+                        "call": call,
+                        "name": use["name"],
+                        "server": found[0].name if found else "",
+                        "write": bool(found and found[1].write),
+                        "input": use["input"],
+                    },
+                )
             context = replace(self.context, tool_use_id=tool_use_id)
             if refusal is not None:
                 result = self.gateway.refuse(use["name"], use["input"], context, refusal)
@@ -189,12 +208,18 @@ class Agent:
             else:
                 result = self.gateway.call(use["name"], use["input"], context)
             if result is None:  # an analyst decides first: this worker is released until then
-                services.suspend(self.id, self.owner, waiting_for=f"Waiting for an analyst to decide on {use['name']}.",
-                                 tool_results=results)
+                services.suspend(
+                    self.id,
+                    self.owner,
+                    waiting_for=f"Waiting for an analyst to decide on {use['name']}.",
+                    tool_results=results,
+                )
                 return False
             results[key] = result
             self._save(tool_results=results, tool_calls_used=investigation.tool_calls_used + 1)
-            self._event(Kind.TOOL_RESULT, {"tool_use_id": tool_use_id, "call": call, "name": use["name"], "result": result})
+            self._event(
+                Kind.TOOL_RESULT, {"tool_use_id": tool_use_id, "call": call, "name": use["name"], "result": result}
+            )
         answers = [
             {
                 "type": "tool_result",
@@ -210,7 +235,11 @@ class Agent:
     def _gated(self, use: dict) -> dict | None:
         """A write: its result once an analyst decided (or its policy needs no approval), else None."""
         if not policy_for(use["name"]).requires_approval:
-            return self.gateway.call(use["name"], use["input"], replace(self.context, approval=f"policy:{use['name']}", tool_use_id=use["id"]))
+            return self.gateway.call(
+                use["name"],
+                use["input"],
+                replace(self.context, approval=f"policy:{use['name']}", tool_use_id=use["id"]),
+            )
         request = request_action(self.investigation, use, owner=self.owner, gateway=self.gateway)
         if isinstance(request, dict):  # refused at the boundary: invalid arguments
             return request
@@ -223,8 +252,14 @@ class Agent:
             reason = "The model ended without a verdict."
             if not _finished(last, "end_turn", "stop_sequence"):
                 reason = f"The model's answer ended ({_stop_reason(last)}) before a verdict."
-            return services.finish(self.id, self.owner, status=Status.COMPLETED, verdict=Verdict.INCONCLUSIVE,
-                                   summary=reason, end_reason=reason)
+            return services.finish(
+                self.id,
+                self.owner,
+                status=Status.COMPLETED,
+                verdict=Verdict.INCONCLUSIVE,
+                summary=reason,
+                end_reason=reason,
+            )
         evidence = verdict.get("evidence") if isinstance(verdict.get("evidence"), list) else []
         services.finish(
             self.id,
@@ -255,9 +290,17 @@ class Agent:
         return f"The time budget ({self.investigation.budget_seconds} s) is exhausted."
 
     def _stop(self, reason: str) -> None:
-        summary = f"Stopped before a conclusion: {reason[0].lower()}{reason[1:]} The transcript shows what was established."
-        services.finish(self.id, self.owner, status=Status.COMPLETED, verdict=Verdict.INCONCLUSIVE,
-                        summary=summary, end_reason=reason)
+        summary = (
+            f"Stopped before a conclusion: {reason[0].lower()}{reason[1:]} The transcript shows what was established."
+        )
+        services.finish(
+            self.id,
+            self.owner,
+            status=Status.COMPLETED,
+            verdict=Verdict.INCONCLUSIVE,
+            summary=summary,
+            end_reason=reason,
+        )
 
     # -- state --------------------------------------------------------------------------------
     def _save(self, **fields) -> None:
@@ -307,28 +350,42 @@ def _result_keys(uses: list[dict]) -> list[str]:
 def _refusals(messages: list[dict]) -> list[dict | None]:
     """For each tool call of the last turn: None to make it, or the typed error that answers it instead."""
     last = messages[-1]
-    earlier = {block.get("id") for message in messages[:-1] if message["role"] == "assistant"
-               for block in message["content"] if block.get("type") == "tool_use" and isinstance(block.get("id"), str)}
+    earlier = {
+        block.get("id")
+        for message in messages[:-1]
+        if message["role"] == "assistant"
+        for block in message["content"]
+        if block.get("type") == "tool_use" and isinstance(block.get("id"), str)
+    }
     refusals = []
     for use in (block for block in last["content"] if block.get("type") == "tool_use"):
         ident = use["id"]
         if not _finished(last, "tool_use"):
-            refusals.append(error(
-                Reason.INCOMPLETE_TURN, retryable=True,
-                guidance=f"Your turn ended ({_stop_reason(last)}) before it finished asking for tools, so this call "
-                "was not made: its arguments may be incomplete. If you still need it, call it again, briefly.",
-            ))
+            refusals.append(
+                error(
+                    Reason.INCOMPLETE_TURN,
+                    retryable=True,
+                    guidance=f"Your turn ended ({_stop_reason(last)}) before it finished asking for tools, so this call "
+                    "was not made: its arguments may be incomplete. If you still need it, call it again, briefly.",
+                )
+            )
         elif not isinstance(ident, str) or not TOOL_USE_ID.match(ident):
-            refusals.append(error(
-                Reason.INVALID_TOOL_USE_ID, retryable=True,
-                guidance="This call's tool_use id is malformed, so it was not made. If you still need it, call it again.",
-            ))
+            refusals.append(
+                error(
+                    Reason.INVALID_TOOL_USE_ID,
+                    retryable=True,
+                    guidance="This call's tool_use id is malformed, so it was not made. If you still need it, call it again.",
+                )
+            )
         elif ident in earlier:
-            refusals.append(error(
-                Reason.INVALID_TOOL_USE_ID, retryable=True,
-                guidance="This call reused the tool_use id of an earlier call, so it was not made, and that call's "
-                "result is not its result. If you still need it, call it again.",
-            ))
+            refusals.append(
+                error(
+                    Reason.INVALID_TOOL_USE_ID,
+                    retryable=True,
+                    guidance="This call reused the tool_use id of an earlier call, so it was not made, and that call's "
+                    "result is not its result. If you still need it, call it again.",
+                )
+            )
         else:
             refusals.append(None)
         if isinstance(ident, str):

@@ -44,7 +44,9 @@ def _visible(user, investigation_id: int) -> Investigation | None:
     return (
         Investigation.objects.visible_to(user)
         .select_related("alert")
-        .prefetch_related(Prefetch("action_requests__approvals", queryset=ActionApproval.objects.only("pk", "request_id")))
+        .prefetch_related(
+            Prefetch("action_requests__approvals", queryset=ActionApproval.objects.only("pk", "request_id"))
+        )
         .filter(pk=investigation_id)
         .first()
     )
@@ -53,11 +55,21 @@ def _visible(user, investigation_id: int) -> Investigation | None:
 def _out(investigation: Investigation) -> dict:
     alert = investigation.alert
     return {
-        "id": investigation.pk, "status": investigation.status, "verdict": investigation.verdict,
-        "summary": investigation.summary, "end_reason": investigation.end_reason, "model": investigation.model,
-        "alert": {"id": alert.pk, "source": alert.source, "external_id": alert.external_id, "title": alert.title,
-                  "severity": alert.severity},
-        "tool_calls_used": investigation.tool_calls_used, "tokens_used": investigation.tokens_used,
+        "id": investigation.pk,
+        "status": investigation.status,
+        "verdict": investigation.verdict,
+        "summary": investigation.summary,
+        "end_reason": investigation.end_reason,
+        "model": investigation.model,
+        "alert": {
+            "id": alert.pk,
+            "source": alert.source,
+            "external_id": alert.external_id,
+            "title": alert.title,
+            "severity": alert.severity,
+        },
+        "tool_calls_used": investigation.tool_calls_used,
+        "tokens_used": investigation.tokens_used,
         "created_at": investigation.created_at.isoformat(),
         "finished_at": investigation.finished_at.isoformat() if investigation.finished_at else None,
         "requests": [summary(request) for request in investigation.action_requests.order_by("pk")],
@@ -77,8 +89,14 @@ def _may_investigate(request, user):
     return None
 
 
-@router.get("/investigations/{id}", auth=auth_for(), response={200: InvestigationOut, 400: InvalidInput, 401: Problem, 404: Problem},
-            url_name="investigation_detail", operation_id="investigation_detail", summary="One investigation")
+@router.get(
+    "/investigations/{id}",
+    auth=auth_for(),
+    response={200: InvestigationOut, 400: InvalidInput, 401: Problem, 404: Problem},
+    url_name="investigation_detail",
+    operation_id="investigation_detail",
+    summary="One investigation",
+)
 def investigation_detail(request, id: int):
     """Its state, verdict, summary, usage and action requests."""
     investigation = _visible(request.auth, id)
@@ -87,9 +105,14 @@ def investigation_detail(request, id: int):
     return _out(investigation)
 
 
-@router.post("/investigations/{id}/again", auth=auth_for(_may_investigate),
-             response={201: InvestigationOut, 400: InvalidInput, 401: Problem, 403: Problem, 404: Problem, 409: Problem},
-             url_name="investigate_again", operation_id="investigate_again", summary="Investigate its alert again")
+@router.post(
+    "/investigations/{id}/again",
+    auth=auth_for(_may_investigate),
+    response={201: InvestigationOut, 400: InvalidInput, 401: Problem, 403: Problem, 404: Problem, 409: Problem},
+    url_name="investigate_again",
+    operation_id="investigate_again",
+    summary="Investigate its alert again",
+)
 def investigate_again(request, id: int):
     """A new investigation of the same alert, queued for a worker (201). 409 while an investigation of
     that alert is still queued, running or waiting: one at a time. Writes it asks for carry the same

@@ -45,7 +45,9 @@ def publish(event: Event) -> None:
     """Send a saved event to the investigation's viewers; a status change also to the list pages of
     those who may see it, chosen here (live_messages: everyone who sees all, and each user with a
     grant on this investigation)."""
-    messages = [(live_messages.investigation_group(event.investigation_id), live_messages.layer_event(event.as_message()))]
+    messages = [
+        (live_messages.investigation_group(event.investigation_id), live_messages.layer_event(event.as_message()))
+    ]
     try:
         if event.kind in (Event.Kind.STATUS, Event.Kind.VERDICT):
             entry = list_entry(event.investigation_id)

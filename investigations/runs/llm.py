@@ -52,5 +52,9 @@ def client(*, time_left_s: float | None = None) -> anthropic.Anthropic:
     if time_left_s is not None:
         timeout = max(0.1, min(timeout, time_left_s))
         retries = max(0, min(retries, int(time_left_s // timeout) - 1))  # only attempts that fit in the time left
-    return anthropic.Anthropic(api_key=settings.ANTHROPIC_API_KEY, base_url=settings.ANTHROPIC_BASE_URL or None,
-                               timeout=timeout, max_retries=retries)
+    return anthropic.Anthropic(
+        api_key=settings.ANTHROPIC_API_KEY,
+        base_url=settings.ANTHROPIC_BASE_URL or None,
+        timeout=timeout,
+        max_retries=retries,
+    )

@@ -48,7 +48,9 @@ def start_investigation(alert: Alert, *, requested_by=None) -> Investigation:
         budget_seconds=budgets.seconds,
         requested_by=requested_by,
     )
-    events.record_event(investigation.pk, Event.Kind.STATUS, {"status": Status.QUEUED, "message": "Queued for a worker."})
+    events.record_event(
+        investigation.pk, Event.Kind.STATUS, {"status": Status.QUEUED, "message": "Queued for a worker."}
+    )
     transaction.on_commit(lambda: run_investigation.delay(investigation.pk))
     return investigation
 
@@ -139,8 +141,15 @@ def finish(
 def suspend(investigation_id: int, owner: str, *, waiting_for: str, **fields) -> None:
     """Wait for an analyst's decision: release the worker, keep the state. Resumes at once if decided already."""
     with transaction.atomic():
-        save(investigation_id, owner, status=Status.WAITING, lease_owner="", lease_expires_at=None,
-             waiting_since=timezone.now(), **fields)
+        save(
+            investigation_id,
+            owner,
+            status=Status.WAITING,
+            lease_owner="",
+            lease_expires_at=None,
+            waiting_since=timezone.now(),
+            **fields,
+        )
         events.record_event(investigation_id, Event.Kind.STATUS, {"status": Status.WAITING, "message": waiting_for})
     resume(investigation_id)  # a decision taken before we suspended found nothing to resume
 
@@ -151,7 +160,9 @@ def resume(investigation_id: int) -> bool:
     from investigations.tasks import run_investigation
 
     with transaction.atomic():
-        undecided = ActionRequest.objects.filter(investigation_id=investigation_id).exclude(state__in=ActionRequest.FINAL)
+        undecided = ActionRequest.objects.filter(investigation_id=investigation_id).exclude(
+            state__in=ActionRequest.FINAL
+        )
         if undecided.exists():
             return False
         waiting = Investigation.objects.select_for_update().filter(pk=investigation_id, status=Status.WAITING).first()
@@ -162,7 +173,9 @@ def resume(investigation_id: int) -> bool:
         Investigation.objects.filter(pk=investigation_id, status=Status.WAITING).update(
             status=Status.QUEUED, waiting_since=None, waited_seconds=waiting.waited_seconds + waited
         )
-        events.record_event(investigation_id, Event.Kind.STATUS, {"status": Status.QUEUED, "message": "Decided: resuming."})
+        events.record_event(
+            investigation_id, Event.Kind.STATUS, {"status": Status.QUEUED, "message": "Decided: resuming."}
+        )
         transaction.on_commit(lambda: run_investigation.delay(investigation_id))
     return True
 
@@ -189,8 +202,11 @@ def hand_back() -> list[int]:
             if Investigation.objects.filter(pk=investigation_id, lease_owner=owner, status=Status.RUNNING).update(
                 status=Status.QUEUED, lease_owner="", lease_expires_at=None
             ):
-                events.record_event(investigation_id, Event.Kind.STATUS,
-                                    {"status": Status.QUEUED, "message": "Handed back by a stopping worker."})
+                events.record_event(
+                    investigation_id,
+                    Event.Kind.STATUS,
+                    {"status": Status.QUEUED, "message": "Handed back by a stopping worker."},
+                )
                 handed.append(investigation_id)
     return handed
 

@@ -14,7 +14,9 @@ PAGE_SIZE = 50
 
 @login_required
 def investigation_list(request):
-    investigations = Investigation.objects.visible_to(request.user).select_related("alert").order_by("-created_at", "-id")
+    investigations = (
+        Investigation.objects.visible_to(request.user).select_related("alert").order_by("-created_at", "-id")
+    )
     page = Paginator(investigations, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "investigations/list.html", {"page": page})
 
@@ -28,10 +30,14 @@ def investigation_detail(request, pk: int):
     # script brings status and verdict up to date from them.
     events = selectors.events_after(investigation.pk, 0)
     alert = investigation.alert
-    return render(request, "investigations/detail.html", {
-        "investigation": investigation,
-        "alert": alert,
-        "details_json": alert_details.pretty(alert.details),  # shown autoescaped
-        "events": events,
-        "status_labels": dict(Investigation.Status.choices),  # for the script, as the list shows them
-    })
+    return render(
+        request,
+        "investigations/detail.html",
+        {
+            "investigation": investigation,
+            "alert": alert,
+            "details_json": alert_details.pretty(alert.details),  # shown autoescaped
+            "events": events,
+            "status_labels": dict(Investigation.Status.choices),  # for the script, as the list shows them
+        },
+    )

@@ -84,8 +84,15 @@ def browser_page(browser):
     context.add_init_script(script=REPORT_CSP_VIOLATIONS)
     page = context.new_page()
     page.csp_violations = []
-    page.on("console", lambda message: page.csp_violations.append(message.text) if message.type == "error" and (
-        "Content Security Policy" in message.text or message.text.startswith("CSP violation")) else None)
+    page.on(
+        "console",
+        lambda message: (
+            page.csp_violations.append(message.text)
+            if message.type == "error"
+            and ("Content Security Policy" in message.text or message.text.startswith("CSP violation"))
+            else None
+        ),
+    )
     page.set_default_timeout(15_000)
     yield page
     violations = list(page.csp_violations)

@@ -73,7 +73,8 @@ def test_an_admin_sets_a_credential_disables_a_tool_and_the_investigation_is_ref
 
     changes = AuditRecord.objects.filter(kind="admin_change", actor="user:ada-admin")
     assert sorted(changes.values_list("outcome", "server", "tool")) == [
-        ("credential_set", SERVER, ""), ("tool_changed", SERVER, DISABLED)
+        ("credential_set", SERVER, ""),
+        ("tool_changed", SERVER, DISABLED),
     ]
     assert not any(secret in str(record.extra) for record in changes)
 

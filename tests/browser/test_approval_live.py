@@ -73,7 +73,9 @@ def test_a_request_arrives_live_and_its_approval_shows_the_outcome_on_the_card(q
     expect(waiting.locator(".decision-target")).to_have_text("host=ws-fin-07")
     expect(waiting.locator(".decision-reason")).to_have_text(request.reason)
     expect(waiting.locator(".decision-evidence a")).to_have_count(len(request.evidence))
-    expect(waiting.locator(".decision-alert code")).to_have_text(request.investigation.alert.trigger)  # console:<generated id>
+    expect(waiting.locator(".decision-alert code")).to_have_text(
+        request.investigation.alert.trigger
+    )  # console:<generated id>
     expect(waiting.locator(".time-left")).to_have_text("in 59 min")
     expect(queue.locator("#nav-approvals-count")).to_have_text("1")
     expect(queue).to_have_title("(1) Approvals · Gatehouse")
@@ -82,7 +84,9 @@ def test_a_request_arrives_live_and_its_approval_shows_the_outcome_on_the_card(q
     # The investigation page, open since the alert was raised: the card is there (it arrives live if it came after the load).
     card = investigation_page.locator(f"#decision-cards #action-{request_id}")
     expect(card).to_have_attribute("data-state", "pending", timeout=RUN_TIMEOUT_MS)
-    expect(investigation_page.locator(f'#transcript .action-line[data-action-id="{request_id}"][data-state="pending"]')).to_have_count(1)
+    expect(
+        investigation_page.locator(f'#transcript .action-line[data-action-id="{request_id}"][data-state="pending"]')
+    ).to_have_count(1)
     card.locator("textarea[name=reason]").fill("Confirmed with the finance team lead.")
     card.locator("button.approve").click()
 
@@ -107,7 +111,9 @@ def test_a_request_arrives_live_and_its_approval_shows_the_outcome_on_the_card(q
     # The investigation resumed with the result and asks for the next action: a new card on both
     # pages, live. Waiting for the investigation to wait again also lets the worker go idle before
     # the test's database is emptied.
-    following = investigation_page.locator('#decision-cards .decision-card[data-tool="disable_account"][data-state="pending"]')
+    following = investigation_page.locator(
+        '#decision-cards .decision-card[data-tool="disable_account"][data-state="pending"]'
+    )
     following.wait_for(timeout=RUN_TIMEOUT_MS)
     expect(investigation_page.locator("#status")).to_have_attribute("data-status", "waiting", timeout=RUN_TIMEOUT_MS)
     expect(queue.locator('#approval-queue .decision-card[data-tool="disable_account"]')).to_have_count(1)

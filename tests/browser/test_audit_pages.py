@@ -20,14 +20,28 @@ def test_a_manager_filters_the_trail_exports_it_and_opens_a_timeline(make_user, 
         ("lookup_indicator", "intel", "error", "intel_unavailable", 900.0),
         ("get_host", "edr", "ok", "", 35.0),
     ]:
-        audit.append(kind="tool_call", server=server, tool=tool, outcome=outcome, reason=reason, actor="agent",
-                     latency_ms=latency, correlation_id=investigation.correlation_id)
-    audit.append(kind="tool_call", server="edr", tool="get_host", outcome="ok", actor="agent",
-                 correlation_id=other.correlation_id)
+        audit.append(
+            kind="tool_call",
+            server=server,
+            tool=tool,
+            outcome=outcome,
+            reason=reason,
+            actor="agent",
+            latency_ms=latency,
+            correlation_id=investigation.correlation_id,
+        )
+    audit.append(
+        kind="tool_call",
+        server="edr",
+        tool="get_host",
+        outcome="ok",
+        actor="agent",
+        correlation_id=other.correlation_id,
+    )
     make_user("max", MANAGER)
 
     page = sign_in("max")
-    page.locator("[data-nav=\"investigations:audit\"]").click()
+    page.locator('[data-nav="investigations:audit"]').click()
     page.wait_for_selector("#audit-records")
     assert page.locator("#audit-records tbody tr").count() >= 5
 

@@ -21,7 +21,9 @@ from toolserver.lab import estate
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-TEXT_LENGTH = "Array.from(document.querySelectorAll('#transcript .text-block')).reduce((n, p) => n + p.textContent.length, 0)"
+TEXT_LENGTH = (
+    "Array.from(document.querySelectorAll('#transcript .text-block')).reduce((n, p) => n + p.textContent.length, 0)"
+)
 LAST_SEQ = "Number(document.getElementById('investigation').dataset.lastSeq || 0)"
 RUN_TIMEOUT_MS = 120_000  # the whole paced story, with room for a slow machine
 
@@ -76,7 +78,9 @@ def assert_page_shows_the_saved_transcript(page, investigation: Investigation) -
     assert "Verdict: benign." in shown[-1]
 
     calls = [event.data for event in events if event.kind == Event.Kind.TOOL_CALL]
-    results = {event.data["tool_use_id"]: event.data["result"] for event in events if event.kind == Event.Kind.TOOL_RESULT}
+    results = {
+        event.data["tool_use_id"]: event.data["result"] for event in events if event.kind == Event.Kind.TOOL_RESULT
+    }
     entries = page.locator("#transcript .tool-call[data-tool-use-id]")
     assert entries.evaluate_all("els => els.map(e => e.dataset.toolUseId)") == [call["tool_use_id"] for call in calls]
     for call in calls:  # each result attached to its call, as ok or as a typed error
@@ -110,7 +114,9 @@ def test_the_transcript_streams_into_the_page_without_a_reload(analyst_page, slo
     page.wait_for_function(f"() => {TEXT_LENGTH} > {at_load}", timeout=RUN_TIMEOUT_MS)
     page.wait_for_function("() => document.getElementById('live-indicator').dataset.state === 'live'")
     page.wait_for_selector("#verdict[data-verdict]", timeout=RUN_TIMEOUT_MS)
-    page.wait_for_function("() => document.getElementById('status').dataset.status === 'completed'", timeout=RUN_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => document.getElementById('status').dataset.status === 'completed'", timeout=RUN_TIMEOUT_MS
+    )
 
     assert page.evaluate("window.__loaded") is True, "the page reloaded"
     assert page.evaluate(TEXT_LENGTH) > at_load
@@ -171,7 +177,9 @@ def test_a_dropped_socket_reconnects_from_the_latest_event(analyst_page, slow_co
     assert len(relay.urls) == 2
     assert after_of(relay.urls[1]) == dropped_at
 
-    page.wait_for_function("() => document.getElementById('status').dataset.status === 'completed'", timeout=RUN_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => document.getElementById('status').dataset.status === 'completed'", timeout=RUN_TIMEOUT_MS
+    )
     assert page.evaluate("window.__loaded") is True, "the page reloaded"
     assert_page_shows_the_saved_transcript(page, Investigation.objects.get(pk=investigation_id))
 

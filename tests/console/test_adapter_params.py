@@ -48,7 +48,9 @@ def changes_recorded() -> list[dict]:
 
 
 def test_the_page_shows_the_adapters_parameters_and_refuses_bad_values_naming_the_field(vault_adapter, admin_client):
-    response = post(admin_client, adapter="vault", param_collection="Not Valid", param_region="eu west", param_api_secret="")
+    response = post(
+        admin_client, adapter="vault", param_collection="Not Valid", param_region="eu west", param_api_secret=""
+    )
     assert response.status_code == 400
     page = response.content.decode()
     for field in ("param_collection", "param_region", "param_api_secret"):
@@ -60,14 +62,22 @@ def test_the_page_shows_the_adapters_parameters_and_refuses_bad_values_naming_th
 
 
 def test_plain_parameters_are_stored_and_a_secret_one_sealed_recorded_by_name_only(vault_adapter, admin_client):
-    response = post(admin_client, adapter="vault", param_collection="ioc-main", param_region="", param_api_secret=SECRET)
+    response = post(
+        admin_client, adapter="vault", param_collection="ioc-main", param_region="", param_api_secret=SECRET
+    )
     assert response.status_code == 302
     intel = ToolServer.objects.get(name="intel")
-    assert (intel.adapter, intel.params, intel.secret_params_set) == ("vault", {"collection": "ioc-main", "region": ""}, ["api_secret"])
+    assert (intel.adapter, intel.params, intel.secret_params_set) == (
+        "vault",
+        {"collection": "ioc-main", "region": ""},
+        ["api_secret"],
+    )
     assert SECRET not in json.dumps(intel.secret_params)
     recorded = changes_recorded()
     assert recorded[-1] == {
-        "what": "secret_params_set", "before": {"secret_params": []}, "after": {"secret_params": ["api_secret"], "set_now": ["api_secret"]},
+        "what": "secret_params_set",
+        "before": {"secret_params": []},
+        "after": {"secret_params": ["api_secret"], "set_now": ["api_secret"]},
     }
     assert recorded[0]["after"] == {"adapter": "vault", "params": {"collection": "ioc-main", "region": ""}}
     assert SECRET not in json.dumps(recorded)
@@ -81,10 +91,14 @@ def test_plain_parameters_are_stored_and_a_secret_one_sealed_recorded_by_name_on
     assert changes_recorded()[-1]["what"] == "server_changed"
 
 
-def test_pointing_the_server_elsewhere_revokes_the_secret_parameters_like_the_credential(vault_adapter, admin_client, settings):
+def test_pointing_the_server_elsewhere_revokes_the_secret_parameters_like_the_credential(
+    vault_adapter, admin_client, settings
+):
     settings.BACKEND_ALLOWED_HOSTS = ["vault.example"]
     post(admin_client, adapter="vault", param_collection="ioc-main", param_region="", param_api_secret=SECRET)
-    response = post(admin_client, url="https://vault.example/api", param_collection="ioc-main", param_region="", param_api_secret="")
+    response = post(
+        admin_client, url="https://vault.example/api", param_collection="ioc-main", param_region="", param_api_secret=""
+    )
     assert response.status_code == 400  # required again: the one set was for the old URL
     assert "API secret is required." in response.content.decode()
 
@@ -93,7 +107,8 @@ def test_pointing_the_server_elsewhere_revokes_the_secret_parameters_like_the_cr
     intel.refresh_from_db()
     assert intel.secret_params == {}
     assert changes_recorded()[-1] == {
-        "what": "secret_params_unset", "before": {"secret_params": ["api_secret"]},
+        "what": "secret_params_unset",
+        "before": {"secret_params": ["api_secret"]},
         "after": {"secret_params": [], "because": "the server now points elsewhere"},
     }
 
@@ -134,7 +149,11 @@ def test_the_parameters_reach_the_adapters_constructor_and_the_secret_only_the_s
     # What the server builds: the adapter with its parameters; the secrets leave the environment.
     backend = backend_from(server_env)
     assert isinstance(backend, vault_adapter)
-    assert (backend.param("collection"), backend.param("region"), backend.param("api_secret")) == ("ioc-main", "eu-west", SECRET)
+    assert (backend.param("collection"), backend.param("region"), backend.param("api_secret")) == (
+        "ioc-main",
+        "eu-west",
+        SECRET,
+    )
     assert launch.SECRET_PARAMS_VARIABLE not in server_env and "GATEHOUSE_BACKEND_KEY" not in server_env
     assert SECRET not in repr(backend)
 
@@ -144,8 +163,12 @@ def test_the_parameters_reach_the_adapters_constructor_and_the_secret_only_the_s
 
 
 def test_a_server_whose_parameters_do_not_fit_its_adapter_does_not_start_and_says_which(vault_adapter):
-    environ = {"GATEHOUSE_SERVER": "intel", "GATEHOUSE_ADAPTER": "vault", "GATEHOUSE_BACKEND_URL": "http://vault",
-               "GATEHOUSE_BACKEND_PARAMS": json.dumps({"collection": "Bad Value", "colour": "blue"})}
+    environ = {
+        "GATEHOUSE_SERVER": "intel",
+        "GATEHOUSE_ADAPTER": "vault",
+        "GATEHOUSE_BACKEND_URL": "http://vault",
+        "GATEHOUSE_BACKEND_PARAMS": json.dumps({"collection": "Bad Value", "colour": "blue"}),
+    }
     with pytest.raises(CannotStart) as refused:
         backend_from(environ)
     assert str(refused.value) == (

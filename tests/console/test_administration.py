@@ -57,7 +57,9 @@ def text_of(response) -> str:
 
 def field_block(page: str, field: str) -> str:
     """What a form page shows for `field`, its errors included; the field must be marked as wrong."""
-    match = re.search(rf'<div class="field has-error" data-field="{field}">(.*?)(?=<div class="field|</form>)', page, re.S)
+    match = re.search(
+        rf'<div class="field has-error" data-field="{field}">(.*?)(?=<div class="field|</form>)', page, re.S
+    )
     assert match, f"{field} is not marked as having an error"
     return html.unescape(match.group(1))
 
@@ -87,8 +89,11 @@ def fingerprint_on(page: str) -> str:
 def server_form(server: ToolServer, **changes) -> dict:
     """The server form as the page posts it: the row's values, with `changes`; an unticked box is left out."""
     data = {
-        "adapter": server.adapter, "url": server.url, "enabled": server.enabled,
-        "rate_limit_calls": server.rate_limit_calls, "rate_limit_window_s": server.rate_limit_window_s,
+        "adapter": server.adapter,
+        "url": server.url,
+        "enabled": server.enabled,
+        "rate_limit_calls": server.rate_limit_calls,
+        "rate_limit_window_s": server.rate_limit_window_s,
     } | changes
     if data["enabled"]:
         data["enabled"] = "on"
@@ -151,7 +156,12 @@ def manage_endpoints() -> list[tuple[str, str]]:
 def posted(url_name: str, who: str) -> dict:
     """A valid form for each POST: were a refused request let through, it would change something."""
     return {
-        "server": {"adapter": "lab", "url": "https://changed.example.com", "rate_limit_calls": 1, "rate_limit_window_s": 1},
+        "server": {
+            "adapter": "lab",
+            "url": "https://changed.example.com",
+            "rate_limit_calls": 1,
+            "rate_limit_window_s": 1,
+        },
         "set_credential": {"secret": new_secret()},
         "tool": {"requires_approval": "", "approvals_needed": 2, "expiry_seconds": 60},  # enabled left out: off
         "budgets": {"tool_calls": 1, "tokens": 1000, "seconds": 10},
@@ -236,8 +246,18 @@ def test_an_anonymous_visitor_is_sent_to_sign_in_and_the_api_answers_401(client,
 def test_an_admin_may_open_every_page(client, admin_user, configured):
     """The other side of the refusals above: the same GETs work for an admin (POST-only URLs say 405)."""
     client.force_login(admin_user)
-    post_only = {"budgets", "set_credential", "revoke_credential", "check", "discover", "accept_change", "grant", "revoke",
-                 "grant_role", "revoke_role"}
+    post_only = {
+        "budgets",
+        "set_credential",
+        "revoke_credential",
+        "check",
+        "discover",
+        "accept_change",
+        "grant",
+        "revoke",
+        "grant_role",
+        "revoke_role",
+    }
     for url_name, url in manage_urls():
         assert client.get(url).status_code == (405 if url_name in post_only else 200), url
     for method, path in manage_endpoints():
@@ -263,12 +283,16 @@ def test_a_grant_to_a_group_lets_its_members_approve_and_nobody_else(client, mak
     assert approvals.may_approve(outsider, ISOLATE)  # the default: every analyst
     client.force_login(admin_user)
 
-    revoked = client.post(reverse("manage:revoke"), {"permission": "approve_tool", "object": ISOLATE, "holder": "group:analyst"})
+    revoked = client.post(
+        reverse("manage:revoke"), {"permission": "approve_tool", "object": ISOLATE, "holder": "group:analyst"}
+    )
     assert revoked.status_code == 302 and revoked.url == reverse("manage:permissions")
     tier2 = Group.objects.create(name="tier2")
     member = make_user("tia", ANALYST)
     member.groups.add(tier2)
-    granted = client.post(reverse("manage:grant"), {"permission": "approve_tool", "object": ISOLATE, "holder": "group:tier2"})
+    granted = client.post(
+        reverse("manage:grant"), {"permission": "approve_tool", "object": ISOLATE, "holder": "group:tier2"}
+    )
     assert granted.status_code == 302 and granted.url == reverse("manage:permissions")
 
     grants_page = page_of(client, reverse("manage:permissions"))
@@ -301,18 +325,27 @@ def test_a_grant_to_a_group_lets_its_members_approve_and_nobody_else(client, mak
 
 
 # -- 3. bad input (admin_client: pytest-django's, signed in as tests/conftest.py's admin_user) ------
-@pytest.mark.parametrize("changes, field, message", [
-    ({"adapter": "vendor-x"}, "adapter", "Unknown adapter 'vendor-x' for edr-response: choose one of lab."),
-    ({"url": "https://admin:hunter2@edr.example.com/api"}, "url",
-     "Leave the user name and password out of the URL: set them as the credential."),
-    ({"url": "ftp://edr.example.com/api"}, "url", "Enter the backend's base URL, e.g. https://edr.example.com/api"),
-    ({"url": "https://edr.example.com/api?key=1"}, "url", "The base URL takes no query (?…) or fragment (#…)."),
-    ({"url": "https://capture.example.net/api"}, "url",
-     "capture.example.net:443 is not an allowed backend host (GATEHOUSE_BACKEND_ALLOWED_HOSTS): ask whoever deploys Gatehouse to list it."),
-    ({"url": "http://127.0.0.1:8999"}, "url", "127.0.0.1:8999 is not an allowed backend host"),
-    ({"rate_limit_calls": 0}, "rate_limit_calls", "Ensure this value is greater than or equal to 1."),
-    ({"rate_limit_window_s": 86_401}, "rate_limit_window_s", "Ensure this value is less than or equal to 86400."),
-])
+@pytest.mark.parametrize(
+    "changes, field, message",
+    [
+        ({"adapter": "vendor-x"}, "adapter", "Unknown adapter 'vendor-x' for edr-response: choose one of lab."),
+        (
+            {"url": "https://admin:hunter2@edr.example.com/api"},
+            "url",
+            "Leave the user name and password out of the URL: set them as the credential.",
+        ),
+        ({"url": "ftp://edr.example.com/api"}, "url", "Enter the backend's base URL, e.g. https://edr.example.com/api"),
+        ({"url": "https://edr.example.com/api?key=1"}, "url", "The base URL takes no query (?…) or fragment (#…)."),
+        (
+            {"url": "https://capture.example.net/api"},
+            "url",
+            "capture.example.net:443 is not an allowed backend host (GATEHOUSE_BACKEND_ALLOWED_HOSTS): ask whoever deploys Gatehouse to list it.",
+        ),
+        ({"url": "http://127.0.0.1:8999"}, "url", "127.0.0.1:8999 is not an allowed backend host"),
+        ({"rate_limit_calls": 0}, "rate_limit_calls", "Ensure this value is greater than or equal to 1."),
+        ({"rate_limit_window_s": 86_401}, "rate_limit_window_s", "Ensure this value is less than or equal to 86400."),
+    ],
+)
 def test_a_bad_server_setting_is_refused_with_its_fields_message(admin_client, changes, field, message):
     server = ToolServer.objects.get(name="edr-response")
     before = configuration()
@@ -322,16 +355,31 @@ def test_a_bad_server_setting_is_refused_with_its_fields_message(admin_client, c
     assert configuration() == before
 
 
-@pytest.mark.parametrize("form, message", [
-    ({"secret": "a-secret-value-1234", "reference": "file:edr-response.key"}, "Give either the secret or a reference to it, not both."),
-    ({}, "Give either the secret or a reference to it, not both."),
-    ({"secret": "   ", "reference": ""}, "Give either the secret or a reference to it, not both."),
-    ({"reference": "foo:bar"}, "expected file:edr-response.key (a file in the credentials folder); a secret itself goes in the secret field"),
-    ({"reference": "env:GATEHOUSE_SECRET_KEY"}, "expected file:edr-response.key (a file in the credentials folder)"),
-    ({"reference": "file:/etc/passwd"}, "a file: reference names edr-response.key or a file under edr-response/ in the credentials folder"),
-    ({"reference": "file:siem.key"}, "a file: reference names edr-response.key or a file under edr-response/"),
-    ({"reference": "file:edr-response/../siem.key"}, "a file: reference may not contain '..'"),
-])
+@pytest.mark.parametrize(
+    "form, message",
+    [
+        (
+            {"secret": "a-secret-value-1234", "reference": "file:edr-response.key"},
+            "Give either the secret or a reference to it, not both.",
+        ),
+        ({}, "Give either the secret or a reference to it, not both."),
+        ({"secret": "   ", "reference": ""}, "Give either the secret or a reference to it, not both."),
+        (
+            {"reference": "foo:bar"},
+            "expected file:edr-response.key (a file in the credentials folder); a secret itself goes in the secret field",
+        ),
+        (
+            {"reference": "env:GATEHOUSE_SECRET_KEY"},
+            "expected file:edr-response.key (a file in the credentials folder)",
+        ),
+        (
+            {"reference": "file:/etc/passwd"},
+            "a file: reference names edr-response.key or a file under edr-response/ in the credentials folder",
+        ),
+        ({"reference": "file:siem.key"}, "a file: reference names edr-response.key or a file under edr-response/"),
+        ({"reference": "file:edr-response/../siem.key"}, "a file: reference may not contain '..'"),
+    ],
+)
 def test_a_bad_credential_is_refused_with_why_and_the_secret_is_not_echoed(admin_client, form, message):
     before = configuration()
     response = admin_client.post(reverse("manage:set_credential", args=["edr-response"]), form)
@@ -343,14 +391,25 @@ def test_a_bad_credential_is_refused_with_why_and_the_secret_is_not_echoed(admin
     assert configuration() == before
 
 
-@pytest.mark.parametrize("form, field, message", [
-    ({"holder": "group:nobody-here"}, "holder", "There is no group 'nobody-here'."),
-    ({"holder": "user:ghost"}, "holder", "There is no user 'ghost'."),
-    ({"holder": "analyst"}, "holder", "Say group:<name> or user:<username>."),
-    ({"object": "no_such_tool"}, "object", "there is no tool policy 'no_such_tool'"),
-    ({"object": "search_logins"}, "object", "there is no tool policy 'search_logins'"),  # a read tool: nothing to approve
-    ({"permission": "be_root"}, "permission", "Select a valid choice. be_root is not one of the available choices."),
-])
+@pytest.mark.parametrize(
+    "form, field, message",
+    [
+        ({"holder": "group:nobody-here"}, "holder", "There is no group 'nobody-here'."),
+        ({"holder": "user:ghost"}, "holder", "There is no user 'ghost'."),
+        ({"holder": "analyst"}, "holder", "Say group:<name> or user:<username>."),
+        ({"object": "no_such_tool"}, "object", "there is no tool policy 'no_such_tool'"),
+        (
+            {"object": "search_logins"},
+            "object",
+            "there is no tool policy 'search_logins'",
+        ),  # a read tool: nothing to approve
+        (
+            {"permission": "be_root"},
+            "permission",
+            "Select a valid choice. be_root is not one of the available choices.",
+        ),
+    ],
+)
 def test_a_bad_grant_is_refused_with_its_fields_message(admin_client, form, field, message):
     before = configuration()
     data = {"permission": "approve_tool", "object": ISOLATE, "holder": "group:analyst"} | form
@@ -376,10 +435,14 @@ def test_budgets_below_their_minimums_get_each_fields_message(admin_client):
 
 
 def test_an_approval_expiry_under_a_minute_is_refused(admin_client):
-    response = admin_client.post(reverse("manage:tool", args=[ISOLATE]),
-                                 {"enabled": "on", "requires_approval": "on", "approvals_needed": 1, "expiry_seconds": 0})
+    response = admin_client.post(
+        reverse("manage:tool", args=[ISOLATE]),
+        {"enabled": "on", "requires_approval": "on", "approvals_needed": 1, "expiry_seconds": 0},
+    )
     assert response.status_code == 400
-    assert "Ensure this value is greater than or equal to 60." in field_block(response.content.decode(), "expiry_seconds")
+    assert "Ensure this value is greater than or equal to 60." in field_block(
+        response.content.decode(), "expiry_seconds"
+    )
     assert ToolPolicy.objects.get(tool=ISOLATE).expiry_seconds == 3600
 
 
@@ -393,12 +456,15 @@ def test_budgets_at_their_minimums_are_saved_and_recorded(admin_client):
     assert record.extra["after"] == {"tool_calls": 1, "tokens": 1000, "seconds": 10}
 
 
-@pytest.mark.parametrize("body, message", [
-    ({}, "give either secret or reference"),
-    ({"secret": "  "}, "should match pattern"),  # blank: no secret
-    ({"secret": "a-secret-value-1234", "reference": ""}, "at least 1 character"),  # given, so not blank
-    ({"secret": "a-secret-value-1234", "reference": "file:edr-response.key"}, "give either secret or reference"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({}, "give either secret or reference"),
+        ({"secret": "  "}, "should match pattern"),  # blank: no secret
+        ({"secret": "a-secret-value-1234", "reference": ""}, "at least 1 character"),  # given, so not blank
+        ({"secret": "a-secret-value-1234", "reference": "file:edr-response.key"}, "give either secret or reference"),
+    ],
+)
 def test_the_api_refuses_a_credential_without_exactly_one_of_secret_and_reference(client, admin_user, body, message):
     response = call_api(client, "PUT", "/manage/servers/edr-response/credential", body, token_of(admin_user))
     assert response.status_code == 400
@@ -445,8 +511,16 @@ def test_a_credential_set_on_the_page_is_sealed_and_only_its_fingerprint_is_ever
         assert secret not in shown and rotated not in shown
     records = admin_changes("credential_set")
     assert [(record.actor, record.server, record.extra) for record in records] == [
-        ("user:ada", "edr-response", {"before": {"credential": "deployment default"}, "after": {"credential": f"fingerprint {first}"}}),
-        ("user:ada", "edr-response", {"before": {"credential": f"fingerprint {first}"}, "after": {"credential": f"fingerprint {second}"}}),
+        (
+            "user:ada",
+            "edr-response",
+            {"before": {"credential": "deployment default"}, "after": {"credential": f"fingerprint {first}"}},
+        ),
+        (
+            "user:ada",
+            "edr-response",
+            {"before": {"credential": f"fingerprint {first}"}, "after": {"credential": f"fingerprint {second}"}},
+        ),
     ]
     trail = repr(list(AuditRecord.objects.values()))  # extra, text and every other field
     assert secret not in trail and rotated not in trail
@@ -459,7 +533,9 @@ def test_a_credential_set_on_the_page_is_sealed_and_only_its_fingerprint_is_ever
 
 
 def test_a_reference_is_kept_as_the_reference(admin_client, tmp_path):
-    response = admin_client.post(reverse("manage:set_credential", args=["identity"]), {"reference": "file:identity.key"})
+    response = admin_client.post(
+        reverse("manage:set_credential", args=["identity"]), {"reference": "file:identity.key"}
+    )
     assert response.status_code == 302
     reference = f"file:{tmp_path}/identity.key"
     assert f"<code>{reference}</code>, set by ada" in page_of(admin_client, response.url)
@@ -476,11 +552,17 @@ def test_a_revoked_credential_leaves_the_server_without_one(admin_client):
     assert response.status_code == 302 and response.url == reverse("manage:server", args=["edr-response"])
     page = page_of(admin_client, response.url)
     assert "Credential revoked: edr-response is stopped until a new one is set." in page
-    assert re.search(r'<p id="current-credential"><span class="credential" data-kind="sealed"><strong class="error">revoked</strong> by ada', page)
+    assert re.search(
+        r'<p id="current-credential"><span class="credential" data-kind="sealed"><strong class="error">revoked</strong> by ada',
+        page,
+    )
     assert 'id="revoke-form"' not in page
     assert binding_of("edr-response").credential_ref == ""
     record = only_change("credential_revoked")
-    assert record.extra == {"before": {"credential": f"fingerprint {credentials.fingerprint(secret)}"}, "after": {"credential": "revoked"}}
+    assert record.extra == {
+        "before": {"credential": f"fingerprint {credentials.fingerprint(secret)}"},
+        "after": {"credential": "revoked"},
+    }
 
     again = admin_client.post(reverse("manage:revoke_credential", args=["edr-response"]))
     assert "edr-response has no credential set here to revoke" in page_of(admin_client, again.url)
@@ -505,7 +587,9 @@ def test_a_server_change_on_the_page_records_only_the_fields_that_changed(admin_
         "after": {"rate_limit_calls": old_calls + 7, "url": "https://edr.example.com/api"},
     }
     assert binding_of("edr-response").url == "https://edr.example.com/api"
-    assert binding_of("edr-response").credential_ref == ""  # the deployment's credential stays with the deployment's backend
+    assert (
+        binding_of("edr-response").credential_ref == ""
+    )  # the deployment's credential stays with the deployment's backend
 
     again = admin_client.post(reverse("manage:server", args=[server.name]), server_form(server))
     assert "Nothing changed." in page_of(admin_client, again.url)
@@ -552,8 +636,14 @@ def test_the_api_switches_a_tool_off_and_it_is_no_longer_usable(client, admin_us
     assert Tool.objects.get(name=ISOLATE).usable
     response = call_api(client, "PATCH", f"/manage/tools/{ISOLATE}", {"enabled": False}, token_of(admin_user))
     assert response.status_code == 200
-    assert response.json() == {"name": ISOLATE, "server": "edr-response", "enabled": False, "change_waiting": False, "usable": False,
-                               "policy": {"requires_approval": True, "approvals_needed": 1, "expiry_seconds": 3600}}
+    assert response.json() == {
+        "name": ISOLATE,
+        "server": "edr-response",
+        "enabled": False,
+        "change_waiting": False,
+        "usable": False,
+        "policy": {"requires_approval": True, "approvals_needed": 1, "expiry_seconds": 3600},
+    }
     assert not Tool.objects.select_related("server").get(name=ISOLATE).usable
     record = only_change("tool_changed")
     assert (record.actor, record.server, record.tool) == ("user:ada", "edr-response", ISOLATE)
@@ -574,18 +664,30 @@ def test_a_grant_to_manage_a_server_opens_that_servers_page_and_no_other(admin_c
     page = page_of(client, reverse("manage:server", args=["edr-response"]))
     assert 'name="rate_limit_calls"' in page and 'name="enabled"' in page
     assert 'name="url"' not in page and 'name="adapter"' not in page and 'id="credential-form"' not in page
-    assert "Where it points and its credential are set by an admin." in text_of(client.get(reverse("manage:server", args=["edr-response"])))
+    assert "Where it points and its credential are set by an admin." in text_of(
+        client.get(reverse("manage:server", args=["edr-response"]))
+    )
     server = ToolServer.objects.get(name="edr-response")
-    response = client.post(reverse("manage:server", args=["edr-response"]), server_form(server, rate_limit_calls=5, url="https://edr.example.com"))
+    response = client.post(
+        reverse("manage:server", args=["edr-response"]),
+        server_form(server, rate_limit_calls=5, url="https://edr.example.com"),
+    )
     assert response.status_code == 302
     server.refresh_from_db()
     assert (server.rate_limit_calls, server.url) == (5, "")  # what a delegated manager may change, and only that
     assert only_change("server_changed").extra["after"] == {"rate_limit_calls": 5}
-    for url in (reverse("manage:set_credential", args=["edr-response"]), reverse("manage:revoke_credential", args=["edr-response"])):
+    for url in (
+        reverse("manage:set_credential", args=["edr-response"]),
+        reverse("manage:revoke_credential", args=["edr-response"]),
+    ):
         assert client.post(url, {"secret": new_secret(), "reference": ""}).status_code == 403, url
     assert not Credential.objects.exists()
-    for url in (reverse("manage:server", args=["siem"]), reverse("manage:index"), reverse("manage:permissions"),
-                reverse("manage:tool", args=[ISOLATE])):
+    for url in (
+        reverse("manage:server", args=["siem"]),
+        reverse("manage:index"),
+        reverse("manage:permissions"),
+        reverse("manage:tool", args=[ISOLATE]),
+    ):
         assert client.get(url).status_code == 403, url
 
 
@@ -602,4 +704,7 @@ def test_a_grant_to_view_an_investigation_opens_its_trail_to_the_team(admin_clie
     grant_on_page(admin_client, "view_investigation", str(investigation.pk), "group:night-shift")
     assert client.get(timeline).status_code == 200
     change = only_change("permission_granted")
-    assert (change.correlation_id, change.extra["after"]["holder"]) == (investigation.correlation_id, "group:night-shift")
+    assert (change.correlation_id, change.extra["after"]["holder"]) == (
+        investigation.correlation_id,
+        "group:night-shift",
+    )

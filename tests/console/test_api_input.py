@@ -35,31 +35,39 @@ def tokens(make_user, settings):
 
 def an_alert(**overrides) -> dict:
     return {
-        "source": "lab-siem", "external_id": "SIEM-1", "title": "Beacon", "severity": "high",
-        "observed_at": (timezone.now() - timedelta(minutes=10)).isoformat(), "details": {},
+        "source": "lab-siem",
+        "external_id": "SIEM-1",
+        "title": "Beacon",
+        "severity": "high",
+        "observed_at": (timezone.now() - timedelta(minutes=10)).isoformat(),
+        "details": {},
     } | overrides
 
 
 def post_alert(client, token, body):
-    return client.post("/api/alerts", json.dumps(body), content_type="application/json",
-                       headers={"Authorization": f"Bearer {token}"})
+    return client.post(
+        "/api/alerts", json.dumps(body), content_type="application/json", headers={"Authorization": f"Bearer {token}"}
+    )
 
 
 def fields_of(response) -> list:
     return [error["field"] for error in response.json()["errors"]]
 
 
-@pytest.mark.parametrize("overrides, field", [
-    ({"observed_at": "2026-01-01T00:00:00+16:00"}, "observed_at"),  # PostgreSQL stores up to ±15:59
-    ({"observed_at": "2026-01-01T00:00:00-23:59"}, "observed_at"),
-    ({"observed_at": "0001-01-01T00:00:00+01:00"}, "observed_at"),  # out of range once in UTC
-    ({"observed_at": 1767225600}, "observed_at"),  # the schema says a date-time string
-    ({"observed_at": "1767225600"}, "observed_at"),
-    ({"title": "Beacon\x00"}, "title"),
-    ({"details": {"note": "a\x00b"}}, "details"),
-    ({"details": {"k\x00": 1}}, "details"),
-    ({"details": {"list": [1, "\x00"]}}, "details"),
-])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"observed_at": "2026-01-01T00:00:00+16:00"}, "observed_at"),  # PostgreSQL stores up to ±15:59
+        ({"observed_at": "2026-01-01T00:00:00-23:59"}, "observed_at"),
+        ({"observed_at": "0001-01-01T00:00:00+01:00"}, "observed_at"),  # out of range once in UTC
+        ({"observed_at": 1767225600}, "observed_at"),  # the schema says a date-time string
+        ({"observed_at": "1767225600"}, "observed_at"),
+        ({"title": "Beacon\x00"}, "title"),
+        ({"details": {"note": "a\x00b"}}, "details"),
+        ({"details": {"k\x00": 1}}, "details"),
+        ({"details": {"list": [1, "\x00"]}}, "details"),
+    ],
+)
 def test_an_alert_postgresql_cannot_store_is_400_naming_the_field(client, tokens, overrides, field):
     response = post_alert(client, tokens[0], an_alert(**overrides))
     assert response.status_code == 400, response.content
@@ -71,15 +79,18 @@ def test_an_offset_within_15_59_is_stored(client, tokens):
     assert response.status_code == 201, response.content
 
 
-@pytest.mark.parametrize("query, field", [
-    ("until=2026-01-01T00:00:00%2B23:00", "until"),
-    ("until=0001-01-01T00:00:00%2B01:00", "until"),
-    ("until=9999-12-31T23:59:59-01:00", "until"),
-    ("until=12345678901234567890", "until"),
-    ("since=true", "since"),
-    ("tool=isolate%00host", "tool"),
-    ("q=%00", "q"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("until=2026-01-01T00:00:00%2B23:00", "until"),
+        ("until=0001-01-01T00:00:00%2B01:00", "until"),
+        ("until=9999-12-31T23:59:59-01:00", "until"),
+        ("until=12345678901234567890", "until"),
+        ("since=true", "since"),
+        ("tool=isolate%00host", "tool"),
+        ("q=%00", "q"),
+    ],
+)
 def test_an_audit_filter_of_the_wrong_type_is_400_naming_it(client, tokens, query, field):
     response = client.get(f"/api/audit?{query}", headers={"Authorization": f"Bearer {tokens[1]}"})
     assert response.status_code == 400, response.content
@@ -87,19 +98,31 @@ def test_an_audit_filter_of_the_wrong_type_is_400_naming_it(client, tokens, quer
 
 
 def test_the_audit_filter_still_takes_what_the_pages_send(client, tokens):
-    response = client.get("/api/audit?since=2026-01-01T10:00&until=2026-01-02T10:00:00Z",
-                          headers={"Authorization": f"Bearer {tokens[1]}"})
+    response = client.get(
+        "/api/audit?since=2026-01-01T10:00&until=2026-01-02T10:00:00Z", headers={"Authorization": f"Bearer {tokens[1]}"}
+    )
     assert response.status_code == 200, response.content
 
 
-@pytest.mark.parametrize("body, status", [
-    ({}, 400), ({"secret": "s", "reference": "file:edr-response.key"}, 400), ({"secret": None}, 400),
-    ({"secret": "   "}, 400), ({"secret": "s\x00"}, 400), ({"secret": "a-new-secret-value"}, 200),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({}, 400),
+        ({"secret": "s", "reference": "file:edr-response.key"}, 400),
+        ({"secret": None}, 400),
+        ({"secret": "   "}, 400),
+        ({"secret": "s\x00"}, 400),
+        ({"secret": "a-new-secret-value"}, 200),
+    ],
+)
 def test_a_credential_is_a_secret_or_a_reference_and_the_schema_says_so(client, tokens, settings, body, status):
     settings.CREDENTIALS_KEY = "test-only-credentials-key-0123456789-0123456789-0123"
-    response = client.put("/api/manage/servers/edr-response/credential", json.dumps(body),
-                          content_type="application/json", headers={"Authorization": f"Bearer {tokens[1]}"})
+    response = client.put(
+        "/api/manage/servers/edr-response/credential",
+        json.dumps(body),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {tokens[1]}"},
+    )
     assert response.status_code == status, response.content
     schema = client.get("/api/openapi.json").json()["components"]["schemas"]["CredentialIn"]
     assert schema["oneOf"] == [{"required": ["secret"]}, {"required": ["reference"]}]
@@ -107,8 +130,12 @@ def test_a_credential_is_a_secret_or_a_reference_and_the_schema_says_so(client, 
 
 
 def test_a_nul_in_a_path_parameter_is_400(client, tokens):
-    response = client.patch("/api/manage/tools/isolate%00host", json.dumps({"enabled": True}),
-                            content_type="application/json", headers={"Authorization": f"Bearer {tokens[1]}"})
+    response = client.patch(
+        "/api/manage/tools/isolate%00host",
+        json.dumps({"enabled": True}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {tokens[1]}"},
+    )
     assert response.status_code == 400, response.content
     assert fields_of(response) == ["name"]
 
@@ -147,8 +174,13 @@ def test_fuzzing_every_operation_finds_no_500_and_no_schema_mismatch(tokens, wsg
         operation = result.ok()
         token = integration if operation.path.startswith("/api/alerts") else person
 
-        @hypothesis_settings(max_examples=EXAMPLES, deadline=DEADLINE_MS, database=None, derandomize=True,
-                             suppress_health_check=list(HealthCheck))
+        @hypothesis_settings(
+            max_examples=EXAMPLES,
+            deadline=DEADLINE_MS,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=operation.as_strategy(generation_mode=mode))
         def fuzz(case):
             case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=CHECKS)  # noqa: B023 - run at once

@@ -30,8 +30,10 @@ UNDOING_THE_GUARD = [
 @pytest.fixture
 def runtime_role():
     with connection.cursor() as cursor:
-        cursor.execute(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ROLE}') "
-                       f"THEN CREATE ROLE {ROLE} LOGIN; END IF; END $$")
+        cursor.execute(
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ROLE}') "
+            f"THEN CREATE ROLE {ROLE} LOGIN; END IF; END $$"
+        )
     grant_runtime_role(ROLE)
     yield ROLE
     with connection.cursor() as cursor:
@@ -41,7 +43,9 @@ def runtime_role():
 
 def as_role(role: str) -> psycopg.Connection:
     settings = connection.settings_dict
-    return psycopg.connect(host=settings["HOST"], port=settings["PORT"], dbname=settings["NAME"], user=role, autocommit=True)
+    return psycopg.connect(
+        host=settings["HOST"], port=settings["PORT"], dbname=settings["NAME"], user=role, autocommit=True
+    )
 
 
 def test_the_runtime_role_appends_to_the_trail_but_cannot_truncate_disable_or_rewrite_it(runtime_role):
@@ -63,7 +67,9 @@ def test_check_deploy_warns_when_the_console_runs_as_the_owner_and_not_as_the_ru
     as_owner = run_manage("check", "--deploy", env=console_env(DATABASE_URL=url))
     assert "gatehouse.W001" in as_owner.stderr + as_owner.stdout
     user = connection.settings_dict["USER"]
-    as_runtime = run_manage("check", "--deploy", env=console_env(DATABASE_URL=url.replace(f"//{user}@", f"//{runtime_role}@")))
+    as_runtime = run_manage(
+        "check", "--deploy", env=console_env(DATABASE_URL=url.replace(f"//{user}@", f"//{runtime_role}@"))
+    )
     assert as_runtime.returncode == 0, as_runtime.stderr
     assert "gatehouse.W001" not in as_runtime.stderr + as_runtime.stdout
 
@@ -73,8 +79,17 @@ def test_the_runtime_role_cannot_move_the_head_to_a_forged_append(runtime_role):
     from tests.investigations.test_audit import INSERT_RECORD, verify
 
     (last,) = [audit.record_admin_change("user:ada", "budgets_changed", before={}, after={})]
-    forged = AuditRecord(seq=2, prev_hash=last.hash, created_at=last.created_at, kind="tool_call",
-                         tool="isolate_host", outcome="ok", actor="agent", arguments={}, extra={})
+    forged = AuditRecord(
+        seq=2,
+        prev_hash=last.hash,
+        created_at=last.created_at,
+        kind="tool_call",
+        tool="isolate_host",
+        outcome="ok",
+        actor="agent",
+        arguments={},
+        extra={},
+    )
     forged.hash = audit.link_hash(forged.prev_hash, audit.content(forged))
     with as_role(runtime_role) as conn:
         conn.execute(INSERT_RECORD, [forged.seq, forged.prev_hash, forged.hash, forged.created_at])

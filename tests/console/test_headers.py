@@ -19,7 +19,13 @@ def cache_directives(response) -> set[str]:
 @pytest.fixture
 def answers(analyst, manager, admin_user):
     """Every page each role reaches, with one object of each kind there is to show."""
-    alert = {"source": "lab-siem", "external_id": "H-1", "title": "Headers", "severity": "low", "observed_at": timezone.now()}
+    alert = {
+        "source": "lab-siem",
+        "external_id": "H-1",
+        "title": "Headers",
+        "severity": "low",
+        "observed_at": timezone.now(),
+    }
     receive_alert(AlertIn(**alert))
     audit.record_access(analyst, "headers test")
     answered = []
@@ -33,8 +39,11 @@ def answers(analyst, manager, admin_user):
 
 
 def test_every_page_and_api_answer_is_no_store_and_private(answers):
-    cached = [(who, url, response.get("Cache-Control")) for who, url, response in answers
-              if not {"no-store", "private"} <= cache_directives(response)]
+    cached = [
+        (who, url, response.get("Cache-Control"))
+        for who, url, response in answers
+        if not {"no-store", "private"} <= cache_directives(response)
+    ]
     assert cached == []
 
 
@@ -45,11 +54,18 @@ def csp_directives(response) -> dict[str, set[str]]:
 
 def test_every_page_and_api_answer_has_the_content_security_policy(answers):
     expected = {
-        "default-src": {"'self'"}, "script-src": {"'self'"}, "object-src": {"'none'"}, "frame-ancestors": {"'none'"},
-        "base-uri": {"'none'"}, "form-action": {"'self'"},
+        "default-src": {"'self'"},
+        "script-src": {"'self'"},
+        "object-src": {"'none'"},
+        "frame-ancestors": {"'none'"},
+        "base-uri": {"'none'"},
+        "form-action": {"'self'"},
     }
-    wrong = [(who, url, response.get("Content-Security-Policy")) for who, url, response in answers
-             if any(csp_directives(response).get(name) != values for name, values in expected.items())]
+    wrong = [
+        (who, url, response.get("Content-Security-Policy"))
+        for who, url, response in answers
+        if any(csp_directives(response).get(name) != values for name, values in expected.items())
+    ]
     assert wrong == []
     # Nothing inline is allowed anywhere, for scripts or styles.
     directives = csp_directives(answers[0][2])
@@ -64,9 +80,12 @@ def test_connect_src_names_the_consoles_own_websocket_origin(client, analyst):
 
 
 def test_every_page_and_api_answer_has_a_permissions_policy(answers):
-    missing = [(who, url) for who, url, response in answers
-               if not {"camera=()", "microphone=()", "geolocation=()", "usb=()", "payment=()"}
-               <= {part.strip() for part in response.get("Permissions-Policy", "").split(",")}]
+    missing = [
+        (who, url)
+        for who, url, response in answers
+        if not {"camera=()", "microphone=()", "geolocation=()", "usb=()", "payment=()"}
+        <= {part.strip() for part in response.get("Permissions-Policy", "").split(",")}
+    ]
     assert missing == []
 
 
@@ -77,10 +96,16 @@ def test_api_answers_to_a_bearer_token_and_an_integration_are_no_store(client, a
     assert {"no-store", "private"} <= cache_directives(response)
 
     _, integration_token = create_integration("siem-h")
-    alert = {"source": "siem-h", "external_id": "H-2", "title": "Headers", "severity": "low",
-             "observed_at": timezone.now().isoformat()}
-    response = client.post("/api/alerts", alert, content_type="application/json",
-                           headers={"Authorization": f"Bearer {integration_token}"})
+    alert = {
+        "source": "siem-h",
+        "external_id": "H-2",
+        "title": "Headers",
+        "severity": "low",
+        "observed_at": timezone.now().isoformat(),
+    }
+    response = client.post(
+        "/api/alerts", alert, content_type="application/json", headers={"Authorization": f"Bearer {integration_token}"}
+    )
     assert response.status_code == 201
     assert {"no-store", "private"} <= cache_directives(response)
 

@@ -38,8 +38,14 @@ def test_healthz_names_redis_dependencies_when_redis_goes_down(tmp_path):
     console = None
     try:
         redis_url = f"redis://127.0.0.1:{port}/0"
-        wait_until(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, timeout=10).returncode == 0)
-        console = ConsoleProcess(console_env(DATABASE_URL=database_url_of(connection.settings_dict), REDIS_URL=redis_url))
+        wait_until(
+            lambda: (
+                subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, timeout=10).returncode == 0
+            )
+        )
+        console = ConsoleProcess(
+            console_env(DATABASE_URL=database_url_of(connection.settings_dict), REDIS_URL=redis_url)
+        )
         assert httpx.get(f"{console.url}/healthz").json()["status"] == "ok"
 
         redis.terminate()
@@ -75,8 +81,10 @@ def test_healthz_answers_200_while_websockets_are_open(make_user):
     try:
         ws_url = console.url.replace("http://", "ws://")
         headers = {"Cookie": cookie, "Origin": console.url}
-        with connect(f"{ws_url}/ws/investigations/", additional_headers=headers, open_timeout=10), \
-                connect(f"{ws_url}/ws/approvals/", additional_headers=headers, open_timeout=10):
+        with (
+            connect(f"{ws_url}/ws/investigations/", additional_headers=headers, open_timeout=10),
+            connect(f"{ws_url}/ws/approvals/", additional_headers=headers, open_timeout=10),
+        ):
             for _ in range(5):
                 response = httpx.get(f"{console.url}/healthz", timeout=15)
                 assert (response.status_code, response.json()["down"]) == (200, [])

@@ -7,10 +7,13 @@ import pytest
 from core.roles import ANALYST
 
 
-@pytest.mark.parametrize("path, status", [
-    ("/manage/servers/edr-response/", 403),  # PermissionDenied: an analyst is no admin
-    ("/manage/servers/no-such-server/", 404),  # Http404 from get_object_or_404
-])
+@pytest.mark.parametrize(
+    "path, status",
+    [
+        ("/manage/servers/edr-response/", 403),  # PermissionDenied: an analyst is no admin
+        ("/manage/servers/no-such-server/", 404),  # Http404 from get_object_or_404
+    ],
+)
 def test_a_refusal_is_logged_as_one_line_without_a_traceback(client, make_user, caplog, path, status):
     client.force_login(make_user("ana", ANALYST))
     with caplog.at_level(logging.WARNING, logger="django.request"):

@@ -62,8 +62,9 @@ def test_an_error_report_masks_every_url_and_the_redis_settings(settings):
     settings.LAB_API_URL = f"https://lab:{password}@lab.internal/api"
     settings.CELERY_BROKER_URL = redis_url
     settings.CELERY_RESULT_BACKEND = redis_url
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                                           "CONFIG": {"hosts": [{"address": redis_url}]}}}
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [{"address": redis_url}]}}
+    }
     text, html = error_report()
     assert "REDIS_URL" in text and "CHANNEL_LAYERS" in text  # the settings are in the report...
     assert password not in text and password not in html  # ...masked
@@ -79,7 +80,10 @@ def test_compose_publishes_the_web_port_on_loopback_only():
 def test_compose_migrates_as_the_owner_and_runs_everything_else_as_the_runtime_role():
     services = yaml.safe_load(Path(ROOT, "compose.yaml").read_text())["services"]
     migrate = services["migrate"]["environment"]
-    assert migrate["DATABASE_URL"].startswith("postgres://gatehouse:") and migrate["GATEHOUSE_DB_RUNTIME_ROLE"] == "gatehouse_app"
+    assert (
+        migrate["DATABASE_URL"].startswith("postgres://gatehouse:")
+        and migrate["GATEHOUSE_DB_RUNTIME_ROLE"] == "gatehouse_app"
+    )
     for name in ("web", "worker", "beat"):
         assert services[name]["environment"]["DATABASE_URL"].startswith("postgres://gatehouse_app:"), name
         assert "migrate" not in " ".join(services[name]["command"]), name

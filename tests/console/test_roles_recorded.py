@@ -20,19 +20,27 @@ def admin_changes(outcome: str) -> list[AuditRecord]:
 
 
 def user_form(user, **changes) -> dict:
-    return {"username": user.username, "first_name": user.first_name, "last_name": user.last_name,
-            "email": user.email, "is_active": "on"} | changes
+    return {
+        "username": user.username,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "email": user.email,
+        "is_active": "on",
+    } | changes
 
 
 @pytest.mark.django_db
-def test_the_admin_role_cannot_make_itself_superuser_or_give_itself_a_role_in_the_django_admin(admin_client, admin_user):
+def test_the_admin_role_cannot_make_itself_superuser_or_give_itself_a_role_in_the_django_admin(
+    admin_client, admin_user
+):
     analysts = Group.objects.get(name=ANALYST)
     url = reverse("admin:auth_user_change", args=[admin_user.pk])
     page = admin_client.get(url).content.decode()
     assert 'name="is_superuser"' not in page and 'name="groups"' not in page and 'name="user_permissions"' not in page
 
-    response = admin_client.post(url, user_form(admin_user, is_superuser="on", is_staff="on", groups=[analysts.pk],
-                                                first_name="Ada"))
+    response = admin_client.post(
+        url, user_form(admin_user, is_superuser="on", is_staff="on", groups=[analysts.pk], first_name="Ada")
+    )
     assert response.status_code == 302, response.content.decode()[-2000:]
     admin_user.refresh_from_db()
     assert not admin_user.is_superuser
@@ -57,8 +65,10 @@ def test_the_admin_role_cannot_set_another_persons_password(admin_client, make_u
 def test_switching_a_person_off_in_the_django_admin_is_one_chained_record(admin_client, make_user):
     other = make_user("ana", ANALYST)
     before = AuditRecord.objects.count()
-    response = admin_client.post(reverse("admin:auth_user_change", args=[other.pk]),
-                                 {k: v for k, v in user_form(other).items() if k != "is_active"})
+    response = admin_client.post(
+        reverse("admin:auth_user_change", args=[other.pk]),
+        {k: v for k, v in user_form(other).items() if k != "is_active"},
+    )
     assert response.status_code == 302
     other.refresh_from_db()
     assert not other.is_active
@@ -70,13 +80,19 @@ def test_switching_a_person_off_in_the_django_admin_is_one_chained_record(admin_
 @pytest.mark.django_db
 def test_revoking_an_integration_in_the_django_admin_is_recorded(admin_client, admin_user):
     integration = Integration.objects.create(name="siem-test", token_prefix="ghi_x", token_hash="0" * 64)
-    response = admin_client.post(reverse("admin:investigations_integration_changelist"),
-                                 {"action": "revoke", "_selected_action": [integration.pk]})
+    response = admin_client.post(
+        reverse("admin:investigations_integration_changelist"),
+        {"action": "revoke", "_selected_action": [integration.pk]},
+    )
     assert response.status_code == 302
     integration.refresh_from_db()
     assert integration.revoked_at is not None
     (record,) = admin_changes("django_admin_changed")
-    assert record.extra["after"] == {"model": "investigations.integration", "objects": ["siem-test"], "change": "revoked"}
+    assert record.extra["after"] == {
+        "model": "investigations.integration",
+        "objects": ["siem-test"],
+        "change": "revoked",
+    }
 
 
 @pytest.mark.django_db
@@ -86,8 +102,9 @@ def test_an_admin_cannot_grant_themself_a_right_but_another_admin_can(admin_clie
         administration.grant(admin_user, "approve_tool", policy, admin_user)
     own_team = Group.objects.create(name="ada-team")
     admin_user.groups.add(own_team)
-    response = admin_client.post(reverse("manage:grant"),
-                                 {"permission": "approve_tool", "object": "isolate_host", "holder": "group:ada-team"})
+    response = admin_client.post(
+        reverse("manage:grant"), {"permission": "approve_tool", "object": "isolate_host", "holder": "group:ada-team"}
+    )
     assert response.status_code == 400 and "A grant to yourself needs another admin" in response.content.decode()
     assert not admin_user.has_perm("investigations.approve_tool", policy)
     assert admin_changes("permission_granted") == []
@@ -120,7 +137,9 @@ def test_a_role_granted_and_revoked_on_the_people_page_is_one_chained_record_eac
 @pytest.mark.django_db
 def test_nobody_changes_their_own_roles(admin_client, admin_user):
     response = role_change(admin_client, "grant", "ada", ANALYST)
-    assert response.status_code == 400 and "A change of your own roles needs another admin." in response.content.decode()
+    assert (
+        response.status_code == 400 and "A change of your own roles needs another admin." in response.content.decode()
+    )
     assert role_change(admin_client, "revoke", "ada", ADMIN).status_code == 400
     assert set(admin_user.groups.values_list("name", flat=True)) == {ADMIN}
     assert admin_changes("role_granted") == admin_changes("role_revoked") == []
@@ -139,7 +158,10 @@ def test_the_admin_role_needs_a_second_admin_to_confirm_it(admin_client, admin_u
     assert Group.objects.get(name=ADMIN).user_set.filter(username="ana").exists()
     assert [r.extra["after"] for r in admin_changes("role_requested")] == [{"user": "ana", "role": ADMIN}]
     (granted,) = admin_changes("role_granted")
-    assert (granted.actor, granted.extra["after"]) == ("user:bea", {"user": "ana", "role": ADMIN, "requested_by": "ada"})
+    assert (granted.actor, granted.extra["after"]) == (
+        "user:bea",
+        {"user": "ana", "role": ADMIN, "requested_by": "ada"},
+    )
 
 
 @pytest.mark.django_db
@@ -147,7 +169,9 @@ def test_only_admins_reach_the_people_page(client, make_user):
     client.force_login(make_user("max", "manager"))
     assert client.get(reverse("manage:people")).status_code == 403
     assert role_change(client, "grant", "max", ADMIN).status_code == 403
-    assert role_change(client, "grant", "nobody-here", "superuser").status_code == 403  # refused before the input is read
+    assert (
+        role_change(client, "grant", "nobody-here", "superuser").status_code == 403
+    )  # refused before the input is read
 
 
 # -- access that ends is recorded too -------------------------------------------------------------------
@@ -160,7 +184,9 @@ def test_tokens_revoked_by_their_owner_or_with_a_deactivation_are_recorded(clien
     assert client.post(reverse("revoke_api_token", args=[first.pk])).status_code == 302
     (by_owner,) = admin_changes("api_tokens_revoked")
     assert (by_owner.actor, by_owner.extra["after"]) == (
-        "user:ana", {"user": "ana", "tokens": [first.token_prefix], "because": "revoked by its owner"})
+        "user:ana",
+        {"user": "ana", "tokens": [first.token_prefix], "because": "revoked by its owner"},
+    )
 
     ana.is_active = False
     ana.save()

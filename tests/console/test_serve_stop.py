@@ -31,8 +31,10 @@ def stalled_upload(sock: socket.socket, port: int) -> None:
     server's "100 Continue" says the application is waiting for the rest."""
     sock.settimeout(10)
     sock.connect(("127.0.0.1", port))
-    sock.sendall(b"POST /api/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: 1000\r\nExpect: 100-continue\r\n\r\n")
+    sock.sendall(
+        b"POST /api/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\nExpect: 100-continue\r\n\r\n"
+    )
     assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
     sock.sendall(b'{"source": ')
 
@@ -41,19 +43,27 @@ def stalled_upload(sock: socket.socket, port: int) -> None:
 def test_serve_exits_within_5_s_of_sigterm_with_sockets_open_and_an_investigation_running(make_user):
     cookie = cookie_of(signed_in(make_user("ana", ANALYST))).decode()
     investigation = receive_alert(story_alert("LAB-SIEM-1001")).investigation
-    console = ConsoleProcess(console_env(
-        DATABASE_URL=database_url_of(connection.settings_dict),
-        GATEHOUSE_OFFLINE_MODEL_DELAY_MS="200",  # the model streams for a while: still running when the signal comes
-    ), new_session=True)
+    console = ConsoleProcess(
+        console_env(
+            DATABASE_URL=database_url_of(connection.settings_dict),
+            GATEHOUSE_OFFLINE_MODEL_DELAY_MS="200",  # the model streams for a while: still running when the signal comes
+        ),
+        new_session=True,
+    )
     stalled = socket.socket()
     try:
         ws_url = console.url.replace("http://", "ws://")
         headers = {"Cookie": cookie, "Origin": console.url}
-        with connect(f"{ws_url}/ws/investigations/", additional_headers=headers, open_timeout=10), \
-                connect(f"{ws_url}/ws/investigations/{investigation.pk}/", additional_headers=headers, open_timeout=10):
+        with (
+            connect(f"{ws_url}/ws/investigations/", additional_headers=headers, open_timeout=10),
+            connect(f"{ws_url}/ws/investigations/{investigation.pk}/", additional_headers=headers, open_timeout=10),
+        ):
             if not settings.PRODUCTION:  # the console's own worker runs it (production: a Celery worker would)
-                wait_until(lambda: Investigation.objects.get(pk=investigation.pk).status == "running",
-                           timeout=60, what="the embedded worker to start the investigation")
+                wait_until(
+                    lambda: Investigation.objects.get(pk=investigation.pk).status == "running",
+                    timeout=60,
+                    what="the embedded worker to start the investigation",
+                )
             stalled_upload(stalled, console.port)
             console.process.send_signal(signal.SIGTERM)
             started = time.monotonic()

@@ -37,7 +37,9 @@ def assert_paused(response):
 
 
 @pytest.mark.parametrize("view", VIEWS)
-def test_after_n_failures_for_a_user_name_its_sign_in_is_paused_from_any_address(client, admin_user, make_user, limit, view):
+def test_after_n_failures_for_a_user_name_its_sign_in_is_paused_from_any_address(
+    client, admin_user, make_user, limit, view
+):
     answers = [sign_in(client, view, "ada", WRONG, f"10.0.0.{n}") for n in range(1, limit + 1)]
     assert [answer.status_code for answer in answers[:-1]] == [200] * (limit - 1)
     assert_paused(answers[-1])

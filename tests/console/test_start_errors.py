@@ -45,8 +45,10 @@ def assert_one_line_naming(result, variable):
         ({"GATEHOUSE_BACKEND_ALLOWED_HOSTS": "http://siem.example"}, "GATEHOUSE_BACKEND_ALLOWED_HOSTS"),
         ({"GATEHOUSE_DEBUG": "perhaps"}, "GATEHOUSE_DEBUG"),
         ({"GATEHOUSE_APPROVAL_CHANNELS": "email,webhook"}, "GATEHOUSE_APPROVAL_WEBHOOK_SECRET"),
-        ({"GATEHOUSE_APPROVAL_CHANNELS": "webhook", "GATEHOUSE_APPROVAL_WEBHOOK_SECRET": "short"},
-         "GATEHOUSE_APPROVAL_WEBHOOK_SECRET"),
+        (
+            {"GATEHOUSE_APPROVAL_CHANNELS": "webhook", "GATEHOUSE_APPROVAL_WEBHOOK_SECRET": "short"},
+            "GATEHOUSE_APPROVAL_WEBHOOK_SECRET",
+        ),
         ({"GATEHOUSE_APPROVAL_WEBHOOK_USERS": "U123=ana,U456"}, "GATEHOUSE_APPROVAL_WEBHOOK_USERS"),
     ],
 )
@@ -60,13 +62,18 @@ def test_unreachable_database_fails_migrate_with_one_line():
 
 
 def test_unreachable_redis_fails_serve_with_one_line():
-    result = run_manage("serve", "--port", str(free_port()), env=production_env(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"))
+    result = run_manage(
+        "serve", "--port", str(free_port()), env=production_env(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    )
     assert_one_line_naming(result, "REDIS_URL")
 
 
 def test_unreachable_database_fails_serve_with_one_line():
     result = run_manage(
-        "serve", "--port", str(free_port()), env=production_env(DATABASE_URL=f"postgres://postgres@127.0.0.1:{free_port()}/x")
+        "serve",
+        "--port",
+        str(free_port()),
+        env=production_env(DATABASE_URL=f"postgres://postgres@127.0.0.1:{free_port()}/x"),
     )
     assert_one_line_naming(result, "DATABASE_URL")
 

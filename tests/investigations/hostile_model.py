@@ -29,23 +29,43 @@ class Turn:
 
 
 def _start() -> bytes:
-    message = {"id": "msg_hostile", "type": "message", "role": "assistant", "model": "hostile-1", "content": [],
-               "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 10, "output_tokens": 1}}
+    message = {
+        "id": "msg_hostile",
+        "type": "message",
+        "role": "assistant",
+        "model": "hostile-1",
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 10, "output_tokens": 1},
+    }
     return sse("message_start", {"type": "message_start", "message": message})
 
 
 def _end(stop_reason: str | None) -> list[bytes]:
     return [
-        sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                              "usage": {"output_tokens": 5}}),
+        sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "usage": {"output_tokens": 5},
+            },
+        ),
         sse("message_stop", {"type": "message_stop"}),
     ]
 
 
 def _text(index: int, text: str) -> list[bytes]:
     return [
-        sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
-        sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}),
+        sse(
+            "content_block_start",
+            {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
+        ),
+        sse(
+            "content_block_delta",
+            {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}},
+        ),
         sse("content_block_stop", {"type": "content_block_stop", "index": index}),
     ]
 
@@ -55,8 +75,16 @@ def _tool_use(index: int, tool_use_id: str, name: str, partial_json: str, *, sto
     frames = [sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": opened})]
     for i in range(0, len(partial_json), 8):  # the input in JSON fragments, as the API sends it
         piece = partial_json[i : i + 8]
-        frames.append(sse("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                  "delta": {"type": "input_json_delta", "partial_json": piece}}))
+        frames.append(
+            sse(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": piece},
+                },
+            )
+        )
     if stop:
         frames.append(sse("content_block_stop", {"type": "content_block_stop", "index": index}))
     return frames
@@ -72,8 +100,14 @@ def tool_turn(*uses: tuple[str, str, object], text: str = "Checking.") -> Turn:
 
 def truncated_turn(tool_use_id: str, name: str, partial_json: str) -> Turn:
     """A turn cut at max_tokens in the middle of a tool call's input."""
-    return Turn([_start(), *_text(0, "Checking."), *_tool_use(1, tool_use_id, name, partial_json, stop=False),
-                 *_end("max_tokens")])
+    return Turn(
+        [
+            _start(),
+            *_text(0, "Checking."),
+            *_tool_use(1, tool_use_id, name, partial_json, stop=False),
+            *_end("max_tokens"),
+        ]
+    )
 
 
 def verdict_turn() -> Turn:
@@ -82,8 +116,14 @@ def verdict_turn() -> Turn:
 
 def slow_turn(*, kind: str, frames: int, pace_s: float) -> Turn:
     """A turn that keeps streaming, a frame every pace_s: text the client sees, or pings the SDK swallows."""
-    opened = sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
-    delta = sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Still thinking. "}})
+    opened = sse(
+        "content_block_start",
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    )
+    delta = sse(
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Still thinking. "}},
+    )
     frame = delta if kind == "text" else sse("ping", {"type": "ping"})
     return Turn([_start(), opened, *[frame] * frames, *_end("end_turn")], pace_s=pace_s)
 
@@ -132,7 +172,9 @@ def _handler(model: HostileModel):
             except InvalidRequest as exc:
                 with model._lock:
                     model.requests.append(body)
-                return self._json(400, {"type": "error", "error": {"type": "invalid_request_error", "message": str(exc)}})
+                return self._json(
+                    400, {"type": "error", "error": {"type": "invalid_request_error", "message": str(exc)}}
+                )
             turn = model.next_turn(body)
             self.send_response(200)
             self.send_header("content-type", "text/event-stream; charset=utf-8")

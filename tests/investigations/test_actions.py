@@ -68,10 +68,14 @@ def test_rejected_the_model_is_told_why_and_the_lab_has_no_write(received, analy
     request = pending(run(investigation))
     approvals.reject(request.pk, analyst, "Finance server: isolate after month-end close.")
     investigation = run(investigation)
-    assert "The analyst rejected the isolation of WS-FIN-07: Finance server: isolate after month-end close" in transcript(investigation)
+    assert (
+        "The analyst rejected the isolation of WS-FIN-07: Finance server: isolate after month-end close"
+        in transcript(investigation)
+    )
     assert not LabWrite.objects.exists()
     assert list(request.transitions.values_list("from_state", "to_state", "actor")) == [
-        ("", "pending", "agent"), ("pending", "rejected", "user:ana"),
+        ("", "pending", "agent"),
+        ("pending", "rejected", "user:ana"),
     ]
 
 
@@ -162,7 +166,9 @@ def test_an_approved_write_held_back_by_the_rate_limit_is_retried_not_failed(rec
     set_rate_limit("edr-response", 1)
     _, investigation = received("LAB-SIEM-1001")
     request = pending(run(investigation))
-    assert get_rate_limiter().acquire("edr-response", limit_of(ToolServer.objects.get(name="edr-response"))) is None  # the window's one call
+    assert (
+        get_rate_limiter().acquire("edr-response", limit_of(ToolServer.objects.get(name="edr-response"))) is None
+    )  # the window's one call
     request = approve_and_execute(request, analyst)
     assert request.state == "executing" and request.lease_expires_at > timezone.now()  # retried after the wait
     assert not LabWrite.objects.exists()

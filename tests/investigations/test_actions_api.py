@@ -145,8 +145,13 @@ def test_one_request_shows_its_transitions_and_approvals(client, pending, analys
     assert before.json() == summary_now(pending) | {
         "may_approve": True,
         "transitions": [
-            {"from_state": "", "to_state": "pending", "actor": "agent", "reason": pending.reason,
-             "at": pending.transitions.get().at.isoformat()},
+            {
+                "from_state": "",
+                "to_state": "pending",
+                "actor": "agent",
+                "reason": pending.reason,
+                "at": pending.transitions.get().at.isoformat(),
+            },
         ],
         "approved_by": [],
     }
@@ -202,7 +207,10 @@ def test_a_rejection_needs_a_reason_and_then_stops_the_request(client, pending, 
     assert response.status_code == 200, response.content
     assert response.json()["state"] == "rejected"
     assert response.json()["outcome"] == "rejected by ana: Finance server: isolate after month-end close."
-    assert ActionRequest.objects.get(pk=pending.pk).result["analyst_reason"] == "Finance server: isolate after month-end close."
+    assert (
+        ActionRequest.objects.get(pk=pending.pk).result["analyst_reason"]
+        == "Finance server: isolate after month-end close."
+    )
 
     again = approve(client, pending, token)
     assert (again.status_code, again.json()["state"]) == (409, "rejected")
@@ -246,7 +254,9 @@ def test_a_user_granted_the_tool_through_guardian_may_approve_it(client, waiting
     ]
     response = approve(client, pending, token)
     assert (response.status_code, response.json()["state"]) == (200, "approved")
-    assert list(ActionApproval.objects.filter(request=pending).values_list("user__username", flat=True)) == ["responder"]
+    assert list(ActionApproval.objects.filter(request=pending).values_list("user__username", flat=True)) == [
+        "responder"
+    ]
 
 
 def test_a_permission_withdrawn_after_the_page_loaded_is_checked_at_the_decision(client, pending, make_user):
@@ -406,7 +416,9 @@ def test_the_openapi_schema_shows_both_ways_of_signing_in(client, db):
     schemes = schema["components"]["securitySchemes"]
     assert (schemes["UserToken"]["type"], schemes["UserToken"]["scheme"]) == ("http", "bearer")
     assert (schemes["BrowserSession"]["type"], schemes["BrowserSession"]["in"]) == ("apiKey", "cookie")
-    reject_body = schema["paths"]["/api/actions/{id}/reject"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    reject_body = schema["paths"]["/api/actions/{id}/reject"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]
     reject_in = schema["components"]["schemas"][reject_body["$ref"].rsplit("/", 1)[1]]
     assert reject_in["additionalProperties"] is False and reject_in["required"] == ["reason"]
     assert reject_in["properties"]["reason"]["maxLength"] == 1000

@@ -76,13 +76,20 @@ def settled(request_id: int) -> ActionRequest | None:
 def isolation_pending() -> ActionRequest:
     """Receive the phishing story's alert and let the worker run it until it asks to isolate WS-FIN-07."""
     investigation = receive_alert(story_alert("LAB-SIEM-1001")).investigation
-    return wait_until(lambda: waiting_request(investigation.pk, "isolate_host"), timeout=120,
-                      what="the worker to ask for the isolation")
+    return wait_until(
+        lambda: waiting_request(investigation.pk, "isolate_host"),
+        timeout=120,
+        what="the worker to ask for the isolation",
+    )
 
 
 def approve(console_url: str, request_id: int, token: str, client=httpx) -> httpx.Response:
-    return client.post(f"{console_url}/api/actions/{request_id}/approve", json={"reason": "phishing confirmed"},
-                       headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    return client.post(
+        f"{console_url}/api/actions/{request_id}/approve",
+        json={"reason": "phishing confirmed"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
 
 
 def test_approved_over_http_the_worker_isolates_once_and_the_investigation_resumes(worker, console_url, analyst):
@@ -105,11 +112,17 @@ def test_approved_over_http_the_worker_isolates_once_and_the_investigation_resum
     assert result.seq > succeeded.seq
     assert result.data["result"]["status"] == "ok"
     # ... and went on to its next step: it now waits for another request, not this one.
-    following = wait_until(lambda: waiting_request(investigation.pk, "disable_account"), timeout=60,
-                           what="the investigation's next request")
+    following = wait_until(
+        lambda: waiting_request(investigation.pk, "disable_account"),
+        timeout=60,
+        what="the investigation's next request",
+    )
     assert following.pk != request.pk
-    investigation = wait_until(Investigation.objects.filter(pk=investigation.pk, status="waiting").first, timeout=60,
-                               what="the investigation to wait again")
+    investigation = wait_until(
+        Investigation.objects.filter(pk=investigation.pk, status="waiting").first,
+        timeout=60,
+        what="the investigation to wait again",
+    )
     last_status = investigation.events.filter(kind=Event.Kind.STATUS).order_by("-seq").first()
     assert last_status.data["message"] == "Waiting for an analyst to decide on disable_account."
     assert last_status.seq > result.seq
@@ -144,7 +157,9 @@ def test_fifty_people_approving_at_once_fire_it_once(worker, console_url):
         answers = list(pool.map(approve_as, tokens))
 
     statuses = Counter(response.status_code for _, response in answers)
-    unexpected = [(response.status_code, response.text) for _, response in answers if response.status_code not in (200, 409)]
+    unexpected = [
+        (response.status_code, response.text) for _, response in answers if response.status_code not in (200, 409)
+    ]
     assert statuses == {200: 1, 409: CONCURRENT - 1}, unexpected
     [(winner, accepted)] = [(username, response) for username, response in answers if response.status_code == 200]
     assert accepted.json()["state"] == "approved"
@@ -159,5 +174,8 @@ def test_fifty_people_approving_at_once_fire_it_once(worker, console_url):
     assert LabWrite.objects.filter(action="isolate_host").count() == 1
     assert list(ActionApproval.objects.filter(request=request).values_list("user__username", flat=True)) == [winner]
     assert list(ActionTransition.objects.filter(request=request).values_list("from_state", "to_state")) == [
-        ("", "pending"), ("pending", "approved"), ("approved", "executing"), ("executing", "succeeded"),
+        ("", "pending"),
+        ("pending", "approved"),
+        ("approved", "executing"),
+        ("executing", "succeeded"),
     ]

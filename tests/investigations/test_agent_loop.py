@@ -144,9 +144,13 @@ def test_resuming_repeats_no_tool_call_that_had_completed(received):
     first_result = messages[turn + 1]["content"][0]
     # The saved state of a worker that died after the first call: the turn, and one result of two.
     Investigation.objects.filter(pk=investigation.pk).update(
-        status="running", verdict="", messages=[*messages[:turn], {**messages[turn], "content": [*messages[turn]["content"], second_use]}],
+        status="running",
+        verdict="",
+        messages=[*messages[:turn], {**messages[turn], "content": [*messages[turn]["content"], second_use]}],
         tool_results={first_use["id"]: json.loads(first_result["content"])},
-        lease_owner="dead-worker", lease_expires_at=None, finished_at=None,
+        lease_owner="dead-worker",
+        lease_expires_at=None,
+        finished_at=None,
     )
     before = calls_of(investigation).filter(tool=first_use["name"]).count()
     investigation = run(investigation)

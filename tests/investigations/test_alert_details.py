@@ -72,8 +72,9 @@ def test_the_form_refuses_details_nested_too_deep_on_the_field(client, analyst, 
 def show(client, details: dict) -> tuple[str, int]:
     """The investigation page of an alert stored with these details as they are (as a row from
     before the limits would be), and the size of the details as compact JSON."""
-    alert = Alert.objects.create(source="t", external_id="big", title="Big", severity="low",
-                                 observed_at=timezone.now(), details=details)
+    alert = Alert.objects.create(
+        source="t", external_id="big", title="Big", severity="low", observed_at=timezone.now(), details=details
+    )
     investigation = Investigation.objects.create(
         alert=alert, model="gatehouse-offline-1", budget_tool_calls=1, budget_tokens=1000, budget_seconds=60
     )
@@ -94,4 +95,4 @@ def test_the_page_of_a_large_nested_body_stays_small(client, analyst):
 def test_details_within_the_limits_are_shown_indented(client, analyst):
     client.force_login(analyst)
     page, _ = show(client, {"rule": "c2", "path": nested(3)})
-    assert '\n  &quot;rule&quot;: &quot;c2&quot;' in page
+    assert "\n  &quot;rule&quot;: &quot;c2&quot;" in page

@@ -82,7 +82,12 @@ def test_splunk_fields_of_the_row_are_mapped(client, integration_token):
     payload["result"] |= {"host": "dc-01", "user": "CORP\\j.doe", "urgency": "critical", "_time": "1733220000.000"}
     assert post(client, "splunk", payload, token).status_code == 201
     alert = Alert.objects.get()
-    assert (alert.title, alert.severity, alert.host, alert.account) == ("Brute force on a domain account", "critical", "dc-01", "j.doe@corp")
+    assert (alert.title, alert.severity, alert.host, alert.account) == (
+        "Brute force on a domain account",
+        "critical",
+        "dc-01",
+        "j.doe@corp",
+    )
     assert alert.observed_at.timestamp() == 1733220000
 
 
@@ -131,7 +136,9 @@ def test_alertmanager_a_resend_is_the_same_alert_and_each_firing_entry_its_own(c
     assert (added.host, added.severity) == ("db-2", "medium")
 
 
-def test_alertmanager_a_resolved_entry_is_noted_on_the_open_investigation_once_and_no_new_alert(client, integration_token):
+def test_alertmanager_a_resolved_entry_is_noted_on_the_open_investigation_once_and_no_new_alert(
+    client, integration_token
+):
     _, token = integration_token
     payload = fixture("alertmanager")
     investigation_id = post(client, "alertmanager", payload, token).json()["alerts"][0]["investigation_id"]
@@ -143,7 +150,9 @@ def test_alertmanager_a_resolved_entry_is_noted_on_the_open_investigation_once_a
         assert response.status_code == 200, response.content
         assert response.json() == {
             "alerts": [],
-            "resolved": [{"external_id": "1a30ba71cca2921f/2023-02-06T13:08:45.828000Z", "investigation_id": investigation_id}],
+            "resolved": [
+                {"external_id": "1a30ba71cca2921f/2023-02-06T13:08:45.828000Z", "investigation_id": investigation_id}
+            ],
         }
     assert Alert.objects.count() == 1 and Investigation.objects.count() == 1
     (note,) = Event.objects.filter(investigation_id=investigation_id, data__resolved__isnull=False)
@@ -175,7 +184,10 @@ def test_wazuh_documented_alert_maps_level_host_and_user(client, integration_tok
     assert alert.details["raw"] == payload and alert.details["rule_id"] == "5716"
 
 
-@pytest.mark.parametrize(("level", "severity"), [(0, "low"), (6, "low"), (7, "medium"), (11, "medium"), (12, "high"), (14, "high"), (15, "critical")])
+@pytest.mark.parametrize(
+    ("level", "severity"),
+    [(0, "low"), (6, "low"), (7, "medium"), (11, "medium"), (12, "high"), (14, "high"), (15, "critical")],
+)
 def test_wazuh_rule_level_to_severity(client, integration_token, level, severity):
     _, token = integration_token
     payload = fixture("wazuh")
@@ -189,7 +201,11 @@ def test_ocsf_documented_detection_finding_maps_and_an_update_is_the_same_alert(
     payload = fixture("ocsf")
     assert post(client, "ocsf", payload, token).status_code == 201
     alert = Alert.objects.get()
-    assert (alert.external_id, alert.title, alert.severity) == ("finding-7f3c2a91", "Credential dumping tool executed", "high")
+    assert (alert.external_id, alert.title, alert.severity) == (
+        "finding-7f3c2a91",
+        "Credential dumping tool executed",
+        "high",
+    )
     assert (alert.host, alert.account) == ("ws-0142", "j.doe@corp")
     assert alert.observed_at.timestamp() == 1733220000
     update = payload | {"activity_id": 2, "severity_id": 5}
@@ -216,15 +232,18 @@ def test_fields_a_format_does_not_use_are_ignored_and_kept(client, integration_t
 # -- user names ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "domain", "expected"), [
-    ("CORP\\j.doe", None, "j.doe@corp"),
-    ("j.doe@Corp.Example.com", None, "j.doe@corp.example.com"),
-    ("j.doe", "CORP", "j.doe@corp"),
-    ("root", None, "root"),
-    ("  ", None, None),
-    ("CORP\\", None, None),
-    ("j doe", None, None),  # does not fit: left out, the raw payload keeps it
-])
+@pytest.mark.parametrize(
+    ("value", "domain", "expected"),
+    [
+        ("CORP\\j.doe", None, "j.doe@corp"),
+        ("j.doe@Corp.Example.com", None, "j.doe@corp.example.com"),
+        ("j.doe", "CORP", "j.doe@corp"),
+        ("root", None, "root"),
+        ("  ", None, None),
+        ("CORP\\", None, None),
+        ("j doe", None, None),  # does not fit: left out, the raw payload keeps it
+    ],
+)
 def test_domain_user_and_user_at_domain_are_one_form_the_domain_kept(value, domain, expected):
     assert base.user(value, domain) == expected
 
@@ -267,7 +286,10 @@ def test_the_integration_severity_map_overrides_the_format_and_sets_the_default(
     assert integration.severity_map == {"wazuh:5": "critical", "default": "high"}
     (record,) = AuditRecord.objects.filter(outcome="integration_severity")
     assert record.actor == "manage.py integrations"
-    assert record.extra["after"] == {"integration": "lab-siem", "severity_map": {"wazuh:5": "critical", "default": "high"}}
+    assert record.extra["after"] == {
+        "integration": "lab-siem",
+        "severity_map": {"wazuh:5": "critical", "default": "high"},
+    }
 
     assert post(client, "wazuh", fixture("wazuh"), token).status_code == 201  # level 5: low, mapped to critical here
     assert post(client, "splunk", fixture("splunk"), token).status_code == 201  # no severity: the integration's default
@@ -337,8 +359,14 @@ MALFORMED = [
 ]
 
 
-@pytest.mark.parametrize(("format_name", "payload", "field"), MALFORMED, ids=[f"{f}-{field}-{n}" for n, (f, _, field) in enumerate(MALFORMED)])
-def test_a_malformed_or_partial_payload_is_400_naming_the_field_and_nothing_is_stored(client, integration_token, format_name, payload, field):
+@pytest.mark.parametrize(
+    ("format_name", "payload", "field"),
+    MALFORMED,
+    ids=[f"{f}-{field}-{n}" for n, (f, _, field) in enumerate(MALFORMED)],
+)
+def test_a_malformed_or_partial_payload_is_400_naming_the_field_and_nothing_is_stored(
+    client, integration_token, format_name, payload, field
+):
     _, token = integration_token
     response = post(client, format_name, payload, token)
     assert response.status_code == 400, response.content
@@ -411,7 +439,9 @@ def test_without_a_valid_token_it_is_401_before_the_body_is_read(client, integra
 
 def test_splunk_token_in_the_path(client, integration_token):
     integration, token = integration_token
-    response = client.post(f"/api/alerts/splunk/{token}", json.dumps(fixture("splunk")), content_type="application/json")
+    response = client.post(
+        f"/api/alerts/splunk/{token}", json.dumps(fixture("splunk")), content_type="application/json"
+    )
     assert response.status_code == 201, response.content
     assert token not in response.content.decode()
     assert Alert.objects.get().integration == integration
@@ -420,7 +450,12 @@ def test_splunk_token_in_the_path(client, integration_token):
     refused = client.post(f"/api/alerts/splunk/{wrong}", "not json", content_type="application/json")
     assert refused.status_code == 401 and wrong not in refused.content.decode()
     Integration.objects.update(revoked_at=Integration.objects.get().created_at)
-    assert client.post(f"/api/alerts/splunk/{token}", json.dumps(fixture("splunk")), content_type="application/json").status_code == 401
+    assert (
+        client.post(
+            f"/api/alerts/splunk/{token}", json.dumps(fixture("splunk")), content_type="application/json"
+        ).status_code
+        == 401
+    )
 
 
 def test_the_openapi_schema_describes_the_format_routes(client, db):

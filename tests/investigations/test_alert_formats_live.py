@@ -28,7 +28,11 @@ def test_the_wazuh_integrator_script_posts_a_documented_alert_file(live_console)
     sent = run_script(str(FIXTURES / "wazuh.json"), token, hook_url)
     assert sent.returncode == 0, sent.stderr
     alert = Alert.objects.get(integration=integration)
-    assert (alert.source, alert.external_id, alert.title) == ("wazuh", "1689175961.1157", "sshd: authentication failed.")
+    assert (alert.source, alert.external_id, alert.title) == (
+        "wazuh",
+        "1689175961.1157",
+        "sshd: authentication failed.",
+    )
     assert alert.investigations.count() == 1
 
     assert run_script(str(FIXTURES / "wazuh.json"), token, hook_url).returncode == 0  # Wazuh sends it again: 200
@@ -50,9 +54,24 @@ def test_splunks_token_in_the_url_is_in_no_log_line(live_console):
     accepted = httpx.post(f"{live_console.url}/api/alerts/splunk/{token}", content=body, headers=headers, timeout=30)
     assert accepted.status_code == 201, accepted.text
     # Refusals, each one line in the log (Django's "Unauthorized: <path>", "Bad Request: <path>"):
-    assert httpx.post(f"{live_console.url}/api/alerts/splunk/{wrong}", content=body, headers=headers, timeout=30).status_code == 401
-    assert httpx.post(f"{live_console.url}/api/alerts/splunk/{token}", content=b"[1]", headers=headers, timeout=30).status_code == 400
-    assert httpx.post(f"{live_console.url}/api/alerts/splunk/{token}?source=x", content=body, headers=headers, timeout=30).status_code == 403
+    assert (
+        httpx.post(
+            f"{live_console.url}/api/alerts/splunk/{wrong}", content=body, headers=headers, timeout=30
+        ).status_code
+        == 401
+    )
+    assert (
+        httpx.post(
+            f"{live_console.url}/api/alerts/splunk/{token}", content=b"[1]", headers=headers, timeout=30
+        ).status_code
+        == 400
+    )
+    assert (
+        httpx.post(
+            f"{live_console.url}/api/alerts/splunk/{token}?source=x", content=body, headers=headers, timeout=30
+        ).status_code
+        == 403
+    )
     # The log is written by the process as it answers: the last answer's request line is the mark that it has.
     marker = f"/healthz?after-{integration.pk}"
     httpx.get(f"{live_console.url}{marker}", timeout=30)

@@ -47,7 +47,9 @@ def render_as_kibana(template: str, variables: dict, monkeypatch) -> str:
 
 
 # -- Logic Apps' evaluation of whole-value expressions (the subset the template uses) ---------
-TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z]+)\(|(?P<string>'[^']*')|(?P<access>\?\['[^']*'\])|(?P<close>\))|(?P<comma>,))")
+TOKEN = re.compile(
+    r"\s*(?:(?P<name>[A-Za-z]+)\(|(?P<string>'[^']*')|(?P<access>\?\['[^']*'\])|(?P<close>\))|(?P<comma>,))"
+)
 
 
 def evaluate(expression: str, trigger_body: dict):
@@ -115,8 +117,6 @@ def fresh_rates(db):
         get_rate_limiter().reset(intake.rate_bucket(integration))
 
 
-
-
 def readme() -> str:
     return (ROOT / "README.md").read_text()
 
@@ -126,15 +126,22 @@ def test_the_readme_documents_the_templates_as_shipped():
     assert SENTINEL.read_text().strip() in readme()
 
 
-def test_the_elastic_template_rendered_with_a_documented_alert_is_an_alert_gatehouse_takes(client, fresh_rates, monkeypatch):
+def test_the_elastic_template_rendered_with_a_documented_alert_is_an_alert_gatehouse_takes(
+    client, fresh_rates, monkeypatch
+):
     integration, token = fresh_rates("elastic")
     variables = json.loads((FIXTURES / "elastic_alert.json").read_text())
     body = render_as_kibana(ELASTIC.read_text(), variables, monkeypatch)
-    response = client.post("/api/alerts", body, content_type="application/json", headers={"Authorization": f"Bearer {token}"})
+    response = client.post(
+        "/api/alerts", body, content_type="application/json", headers={"Authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 201, (response.content, body)
     alert = Alert.objects.get()
     assert (alert.integration, alert.external_id) == (integration, variables["alert"]["id"])
-    assert (alert.title, alert.severity) == ('Suspicious PowerShell "EncodedCommand"', "high")  # a quote, escaped for JSON
+    assert (alert.title, alert.severity) == (
+        'Suspicious PowerShell "EncodedCommand"',
+        "high",
+    )  # a quote, escaped for JSON
     assert (alert.host, alert.account) == ("ws-0142", "j.doe")
     assert alert.details["alerts"][0]["process"]["name"] == "powershell.exe"
     assert alert.observed_at.isoformat() == "2026-11-25T09:30:12.345000+00:00"
@@ -145,18 +152,24 @@ def test_the_elastic_template_without_a_host_or_user_leaves_them_out(client, fre
     variables = json.loads((FIXTURES / "elastic_alert.json").read_text())
     del variables["context"]["alerts"][0]["host"], variables["context"]["alerts"][0]["user"]
     body = render_as_kibana(ELASTIC.read_text(), variables, monkeypatch)
-    response = client.post("/api/alerts", body, content_type="application/json", headers={"Authorization": f"Bearer {token}"})
+    response = client.post(
+        "/api/alerts", body, content_type="application/json", headers={"Authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 201, (response.content, body)
     assert (Alert.objects.get().host, Alert.objects.get().account) == ("", "")
 
 
 @pytest.mark.parametrize(("severity", "expected"), [("Informational", "low"), ("High", "high")])
-def test_the_sentinel_template_evaluated_with_a_documented_incident_is_an_alert_gatehouse_takes(client, fresh_rates, severity, expected):
+def test_the_sentinel_template_evaluated_with_a_documented_incident_is_an_alert_gatehouse_takes(
+    client, fresh_rates, severity, expected
+):
     integration, token = fresh_rates("sentinel")
     incident = json.loads((FIXTURES / "sentinel_incident.json").read_text())
     incident["object"]["properties"]["severity"] = severity
     body = render_as_logic_apps(json.loads(SENTINEL.read_text()), incident)
-    response = client.post("/api/alerts", json.dumps(body), content_type="application/json", headers={"Authorization": f"Bearer {token}"})
+    response = client.post(
+        "/api/alerts", json.dumps(body), content_type="application/json", headers={"Authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 201, (response.content, body)
     alert = Alert.objects.get()
     assert (alert.integration, alert.external_id) == (integration, "6e7a4d1c-2b3f-4a5e-8c9d-0f1e2d3c4b5a")

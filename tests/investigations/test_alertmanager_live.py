@@ -48,9 +48,15 @@ receivers:
 """)
     log = open(tmp_path / "alertmanager.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        ["/usr/bin/prometheus-alertmanager", f"--config.file={config}", f"--storage.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            "/usr/bin/prometheus-alertmanager",
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
 
@@ -75,15 +81,21 @@ receivers:
 
 
 def amtool(url: str, *args: str) -> None:
-    subprocess.run(["/usr/bin/amtool", f"--alertmanager.url={url}", "alert", "add", *args], check=True,
-                   capture_output=True, timeout=WAIT_S)
+    subprocess.run(
+        ["/usr/bin/amtool", f"--alertmanager.url={url}", "alert", "add", *args],
+        check=True,
+        capture_output=True,
+        timeout=WAIT_S,
+    )
 
 
 def test_a_real_alertmanager_alert_arrives_once_and_its_resolve_is_noted(alertmanager, live_console):
     url, token = alertmanager
     amtool(url, *LABELS, "--annotation=summary=Disk /var is 97% full")
 
-    alert = wait_until(lambda: Alert.objects.filter(source="alertmanager").first(), timeout=WAIT_S, what="the alert to arrive")
+    alert = wait_until(
+        lambda: Alert.objects.filter(source="alertmanager").first(), timeout=WAIT_S, what="the alert to arrive"
+    )
     assert alert.title == "DiskAlmostFull: Disk /var is 97% full"
     assert (alert.host, alert.severity) == ("db-7", "medium")
     assert alert.details["raw"]["alert"]["labels"]["job"] == "node"
@@ -97,8 +109,11 @@ def test_a_real_alertmanager_alert_arrives_once_and_its_resolve_is_noted(alertma
 
     # The same labels, ended now: Alertmanager sends it resolved.
     amtool(url, *LABELS, f"--end={datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}")
-    note = wait_until(lambda: Event.objects.filter(investigation=investigation, data__resolved=alert.external_id).first(),
-                      timeout=WAIT_S, what="the resolve to be noted")
+    note = wait_until(
+        lambda: Event.objects.filter(investigation=investigation, data__resolved=alert.external_id).first(),
+        timeout=WAIT_S,
+        what="the resolve to be noted",
+    )
     assert "resolved" in note.data["message"]
     assert Alert.objects.filter(source="alertmanager").count() == 1
     assert token not in live_console.log()

@@ -180,7 +180,9 @@ def test_past_the_queued_cap_an_integration_gets_429_until_one_starts(client, in
     assert full.status_code == 429
     assert int(full["Retry-After"]) >= 1
     assert Investigation.objects.count() == 2
-    assert post(client, an_alert(external_id="SIEM-0"), token).status_code == 200  # a repeat starts nothing: not refused
+    assert (
+        post(client, an_alert(external_id="SIEM-0"), token).status_code == 200
+    )  # a repeat starts nothing: not refused
 
     Investigation.objects.filter(alert__external_id="SIEM-0").update(status=Investigation.Status.RUNNING)
     assert post(client, an_alert(external_id="SIEM-2"), token).status_code == 201
@@ -259,8 +261,18 @@ def test_the_token_is_stored_only_as_a_hash_and_a_prefix(client, integration_tok
         (an_alert(details=MARKER), "details"),
         (an_alert(host=f"ws 0142 {MARKER}"), "host"),
     ],
-    ids=["no-title", "blank-title", "bad-severity", "unknown-field", "unknown-odd-key", "naive-time",
-         "future-time", "not-a-time", "details-not-object", "host-pattern"],
+    ids=[
+        "no-title",
+        "blank-title",
+        "bad-severity",
+        "unknown-field",
+        "unknown-odd-key",
+        "naive-time",
+        "future-time",
+        "not-a-time",
+        "details-not-object",
+        "host-pattern",
+    ],
 )
 def test_invalid_alert_is_400_naming_the_field_and_never_the_value(client, integration_token, alert, field):
     _, token = integration_token
@@ -307,7 +319,9 @@ def test_a_body_that_is_not_json_is_400(client, integration_token, raw):
 def test_an_empty_json_body_is_400(client, integration_token):
     _, token = integration_token
     # The test client sends no Content-Type without data: set it, as `curl -H` would.
-    response = client.generic("POST", URL, b"", headers={"Authorization": f"Bearer {token}"}, CONTENT_TYPE="application/json")
+    response = client.generic(
+        "POST", URL, b"", headers={"Authorization": f"Bearer {token}"}, CONTENT_TYPE="application/json"
+    )
     assert response.status_code == 400
     assert "empty" in response.json()["detail"]
 

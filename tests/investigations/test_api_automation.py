@@ -16,8 +16,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def call(user, method: str, path: str, body=None):
     token = create_api_token(user, "automation")[1]
     data = "" if body is None else json.dumps(body)
-    return Client().generic(method, f"/api{path}", data, content_type="application/json",
-                            headers={"Authorization": f"Bearer {token}"})
+    return Client().generic(
+        method, f"/api{path}", data, content_type="application/json", headers={"Authorization": f"Bearer {token}"}
+    )
 
 
 def test_an_investigation_reads_as_json_with_its_requests_and_their_keys(waiting, analyst, make_user):
@@ -66,5 +67,7 @@ def test_an_alert_is_investigated_again_once_the_last_investigation_ended(waitin
     again = call(analyst, "POST", path)
     assert again.status_code == 201, again.content
     body = again.json()
-    assert body["id"] != investigation.pk and body["status"] == "queued" and body["alert"]["id"] == investigation.alert_id
+    assert (
+        body["id"] != investigation.pk and body["status"] == "queued" and body["alert"]["id"] == investigation.alert_id
+    )
     assert Investigation.objects.get(pk=body["id"]).requested_by == analyst

@@ -56,9 +56,14 @@ def test_a_password_change_on_the_page_kills_every_token_and_keeps_the_session(c
     _, second = create_api_token(analyst, "two")
     client.force_login(analyst)
     assert client.get(reverse("password_change")).status_code == 200
-    response = client.post(reverse("password_change"), {
-        "old_password": PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD,
-    })
+    response = client.post(
+        reverse("password_change"),
+        {
+            "old_password": PASSWORD,
+            "new_password1": NEW_PASSWORD,
+            "new_password2": NEW_PASSWORD,
+        },
+    )
     assert response.status_code == 302 and response["Location"] == reverse("account")
     assert not works(client, first) and not works(client, second)
     assert client.get(reverse("account")).status_code == 200  # still signed in
@@ -67,9 +72,14 @@ def test_a_password_change_on_the_page_kills_every_token_and_keeps_the_session(c
 def test_a_wrong_old_password_changes_nothing(client, analyst):
     _, token = create_api_token(analyst, "one")
     client.force_login(analyst)
-    response = client.post(reverse("password_change"), {
-        "old_password": "not-it", "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD,
-    })
+    response = client.post(
+        reverse("password_change"),
+        {
+            "old_password": "not-it",
+            "new_password1": NEW_PASSWORD,
+            "new_password2": NEW_PASSWORD,
+        },
+    )
     assert response.status_code == 200 and "old_password" in response.context["form"].errors
     assert works(client, token)
 

@@ -161,7 +161,12 @@ def test_approvers_are_emailed_once_about_a_request_that_waits_long(waiting, mak
     assert f"/approvals/{request.pk}/" in mail.body
     delivery = ChannelDelivery.objects.get(pk=sent)
     assert (delivery.request_id, delivery.channel, delivery.kind, delivery.state, delivery.attempts) == (
-        request.pk, "email", "overdue", "sent", 1)
+        request.pk,
+        "email",
+        "overdue",
+        "sent",
+        1,
+    )
 
 
 def test_a_mail_server_refusing_leaves_the_request_untold_logged_once_and_the_next_sweep_sends_it(
@@ -178,8 +183,10 @@ def test_a_mail_server_refusing_leaves_the_request_untold_logged_once_and_the_ne
     assert delivery.last_error == "SMTPDataError 554"
     assert delivery.next_attempt_at > timezone.now() + timedelta(seconds=20)  # backed off
     (line,) = [record.getMessage() for record in caplog.records if record.name == deliveries.__name__]
-    assert line == (f"approval channel email: overdue notice of action request {request.pk} not sent "
-                    "(SMTPDataError 554), attempt 1; retrying in 30 s")
+    assert line == (
+        f"approval channel email: overdue notice of action request {request.pk} not sent "
+        "(SMTPDataError 554), attempt 1; retrying in 30 s"
+    )
 
     assert deliveries.sweep() == [] and smtp.refused == 1  # within the backoff: not tried again
     smtp.refusing = False  # the mail server is back, and the backoff is over
@@ -192,9 +199,7 @@ def test_a_mail_server_refusing_leaves_the_request_untold_logged_once_and_the_ne
     assert deliveries.sweep() == [] and len(smtp.received) == 1  # told once
 
 
-def test_an_overdue_notice_not_sent_before_the_decision_is_dropped_not_sent_late(
-    waiting, analyst, settings, smtp
-):
+def test_an_overdue_notice_not_sent_before_the_decision_is_dropped_not_sent_late(waiting, analyst, settings, smtp):
     _, request = waiting
     analyst.email = "ana@soc.example"
     analyst.save()
@@ -258,8 +263,11 @@ def call(decision: dict, *, secret: str = SECRET, at: float | None = None, signa
 
 
 def decisions_of(request: ActionRequest) -> list[AuditRecord]:
-    return list(AuditRecord.objects.filter(kind=AuditRecord.Kind.DECISION, extra__action_request=request.pk)
-                .exclude(outcome="pending_approval"))
+    return list(
+        AuditRecord.objects.filter(kind=AuditRecord.Kind.DECISION, extra__action_request=request.pk).exclude(
+            outcome="pending_approval"
+        )
+    )
 
 
 def test_a_signed_approval_from_a_linked_approver_goes_through_the_gate_and_the_audit_names_the_channel(
@@ -273,7 +281,11 @@ def test_a_signed_approval_from_a_linked_approver_goes_through_the_gate_and_the_
     assert ActionApproval.objects.get(request=request).user == analyst
     (record,) = decisions_of(request)
     assert (record.outcome, record.actor, record.source, record.extra["channel"]) == (
-        "approved", "user:ana", "channel:webhook", "webhook")
+        "approved",
+        "user:ana",
+        "channel:webhook",
+        "webhook",
+    )
     # The secret is nowhere it could leak.
     assert SECRET not in response.content.decode() + caplog.text
     assert not any(SECRET in json.dumps([r.arguments, r.extra, r.text]) for r in AuditRecord.objects.all())
@@ -288,16 +300,19 @@ def test_a_signed_rejection_is_the_gates_rejection_with_the_reason(waiting, anal
     assert decisions_of(request)[0].source == "channel:webhook"
 
 
-@pytest.mark.parametrize("how, status", [
-    ("bad signature", 401),
-    ("signed with another secret", 401),
-    ("stale timestamp", 401),
-    ("from the future", 401),
-    ("unsigned", 401),
-    ("unlinked platform user", 403),
-    ("linked to no Gatehouse user", 403),
-    ("linked user may not approve", 403),
-])
+@pytest.mark.parametrize(
+    "how, status",
+    [
+        ("bad signature", 401),
+        ("signed with another secret", 401),
+        ("stale timestamp", 401),
+        ("from the future", 401),
+        ("unsigned", 401),
+        ("unlinked platform user", 403),
+        ("linked to no Gatehouse user", 403),
+        ("linked user may not approve", 403),
+    ],
+)
 def test_a_callback_that_is_not_a_linked_approvers_is_refused_and_nothing_is_decided(
     waiting, analyst, manager, webhook, caplog, how, status
 ):

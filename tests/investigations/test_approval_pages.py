@@ -164,7 +164,11 @@ def test_approved_it_runs_and_the_history_shows_every_step_and_the_outcome(clien
     approvals.execute(request.pk)  # what the worker's execute_action task does
     assert LabWrite.objects.filter(action="isolate_host").count() == 1
     page = page_of(client, reverse("investigations:action", args=[request.pk]))
-    steps = re.findall(r'<tr data-from="(\w*)" data-to="(\w+)">.*?<td class="actor">(.*?)</td>\s*<td class="why">(.*?)</td>', page, re.S)
+    steps = re.findall(
+        r'<tr data-from="(\w*)" data-to="(\w+)">.*?<td class="actor">(.*?)</td>\s*<td class="why">(.*?)</td>',
+        page,
+        re.S,
+    )
     assert [(f, t, actor) for f, t, actor, _ in steps] == [
         ("", "pending", "agent"),
         ("pending", "approved", "user:ana"),
@@ -176,7 +180,9 @@ def test_approved_it_runs_and_the_history_shows_every_step_and_the_outcome(clien
     assert '<p class="decision-outcome">WS-FIN-07 isolated</p>' in page
     assert "&quot;already_isolated&quot;: false" in page  # the result envelope
     assert "&quot;host&quot;: &quot;WS-FIN-07&quot;" in page  # the arguments
-    assert re.search(r"<li><strong>ana</strong> <time [^>]+>[^<]+</time>: Confirmed with the finance team lead.</li>", page)
+    assert re.search(
+        r"<li><strong>ana</strong> <time [^>]+>[^<]+</time>: Confirmed with the finance team lead.</li>", page
+    )
     trail = re.search(r'<p class="decision-trail"[^>]*>(.*?)</p>', page).group(1)
     assert re.findall(r'data-state="(\w+)"', trail) == ["pending", "approved", "executing", "succeeded"]
 
@@ -204,7 +210,9 @@ def test_rejected_with_a_reason_the_history_shows_it(client, analyst, waiting):
     assert "Rejected isolate_host on host=ws-fin-07: the agent is told your reason." in page  # the message
     assert re.search(
         r'<tr data-from="pending" data-to="rejected">.*?<td class="actor">user:ana</td>\s*'
-        r'<td class="why">Finance server: isolate after month-end close.</td>', page, re.S
+        r'<td class="why">Finance server: isolate after month-end close.</td>',
+        page,
+        re.S,
     )
     assert "rejected by ana: Finance server: isolate after month-end close." in page
     assert "&quot;reason&quot;: &quot;rejected_by_analyst&quot;" in page
@@ -216,7 +224,9 @@ def test_a_rejection_without_a_reason_is_refused_and_it_stays_pending(client, an
     client.force_login(analyst)
     answer = decide(client, request, "reject", "   ", json=True)
     assert answer.status_code == 400 and "Say why you reject it" in answer.json()["detail"]
-    page = client.post(reverse("investigations:reject", args=[request.pk]), {"reason": ""}, follow=True).content.decode()
+    page = client.post(
+        reverse("investigations:reject", args=[request.pk]), {"reason": ""}, follow=True
+    ).content.decode()
     assert "Say why you reject it: the agent is told your reason." in page
     assert state_of(request) == "pending"
 
@@ -279,7 +289,9 @@ def test_a_user_without_a_role_sees_nothing_and_cannot_decide(client, make_user,
     assert state_of(request) == "pending"
 
 
-def test_a_team_member_sees_only_the_requests_of_investigations_granted_to_them(client, make_user, waiting, make_investigation):
+def test_a_team_member_sees_only_the_requests_of_investigations_granted_to_them(
+    client, make_user, waiting, make_investigation
+):
     _, request = waiting
     member = make_user("team-member")
     assign_perm("investigations.view_investigation", member, make_investigation("OTHER-1"))
@@ -344,7 +356,10 @@ def test_the_investigation_page_shows_the_decision_card(client, analyst, manager
     page = page_of(client, reverse("investigations:detail", args=[investigation.pk]))
     shown = card(section(page, "decisions", 'id="verdict"'), request)
     assert 'data-state="pending"' in shown and "disabled" not in shown
-    assert f'formaction="/approvals/{request.pk}/approve"' in shown and f'formaction="/approvals/{request.pk}/reject"' in shown
+    assert (
+        f'formaction="/approvals/{request.pk}/approve"' in shown
+        and f'formaction="/approvals/{request.pk}/reject"' in shown
+    )
     assert f'<input type="hidden" name="next" value="/investigations/{investigation.pk}/">' in shown
     assert 'data-may-approve="true"' in shown
 
@@ -363,7 +378,9 @@ def test_an_investigation_without_requests_hides_the_decisions(client, analyst, 
 
 def test_the_agents_reason_is_escaped_everywhere(client, analyst, waiting):
     investigation, request = waiting
-    ActionRequest.objects.filter(pk=request.pk).update(reason=f"isolate now {XSS}", arguments={"host": "WS-FIN-07", "reason": XSS})
+    ActionRequest.objects.filter(pk=request.pk).update(
+        reason=f"isolate now {XSS}", arguments={"host": "WS-FIN-07", "reason": XSS}
+    )
     client.force_login(analyst)
     for url in (
         reverse("investigations:approvals"),
@@ -401,7 +418,10 @@ async def test_the_socket_refuses_anonymous_users_and_users_who_see_no_investiga
 
 
 async def test_the_socket_sends_each_viewer_only_the_requests_they_may_see(make_user, make_investigation, analyst):
-    mine, other = await database_sync_to_async(make_investigation)("A"), await database_sync_to_async(make_investigation)("B")
+    mine, other = (
+        await database_sync_to_async(make_investigation)("A"),
+        await database_sync_to_async(make_investigation)("B"),
+    )
     member = await database_sync_to_async(make_user)("team-member")
     await database_sync_to_async(assign_perm)("investigations.view_investigation", member, mine)
     mine_request = await database_sync_to_async(make_request)(mine)
@@ -421,11 +441,16 @@ async def test_the_socket_sends_each_viewer_only_the_requests_they_may_see(make_
         await database_sync_to_async(approvals.reject)(request.pk, analyst, "not this one")
         heard.append(await received(as_analyst, RequestMessage))
     assert [(m["type"], m["request"]["id"], m["request"]["state"]) for m in heard] == [
-        ("request", other_request.pk, "rejected"), ("request", mine_request.pk, "rejected"),
+        ("request", other_request.pk, "rejected"),
+        ("request", mine_request.pk, "rejected"),
     ]
     assert [m["pending"] for m in heard] == [1, 0]
     only = await received(as_member, RequestMessage)
-    assert (only["request"]["id"], only["request"]["outcome"], only["pending"]) == (mine_request.pk, "rejected by ana: not this one", 0)
+    assert (only["request"]["id"], only["request"]["outcome"], only["pending"]) == (
+        mine_request.pk,
+        "rejected by ana: not this one",
+        0,
+    )
     assert 'data-state="rejected"' in card(only["card"], mine_request)
     assert await as_member.receive_nothing(timeout=0.3)
     await as_member.disconnect()
@@ -442,7 +467,10 @@ async def test_the_socket_sends_the_card_escaped_in_the_variant_of_who_sees_it(m
         return ActionRequest.objects.get(pk=request.pk)
 
     request = await database_sync_to_async(waiting_with_a_hostile_reason)()
-    as_analyst, as_manager = await socket("/ws/approvals/?queue=1", analyst), await socket("/ws/approvals/?queue=1", manager)
+    as_analyst, as_manager = (
+        await socket("/ws/approvals/?queue=1", analyst),
+        await socket("/ws/approvals/?queue=1", manager),
+    )
     assert (await as_analyst.connect())[0] and (await as_manager.connect())[0]
     snapshots = [await received(as_analyst, SnapshotMessage), await received(as_manager, SnapshotMessage)]
     await database_sync_to_async(approvals.approve)(request.pk, analyst)
@@ -481,7 +509,8 @@ async def test_the_sockets_are_sent_what_the_publisher_chose_without_a_query_per
     heard = [await received(communicator, RequestMessage) for communicator in sockets]
     assert queries == []
     assert [(m["request"]["id"], m["request"]["state"], m["pending"]) for m in heard] == (
-        [(request.pk, "rejected", 0)] * 3 + [(request.pk, "rejected", 1)] * 2  # the members see none pending; the others B's
+        [(request.pk, "rejected", 0)] * 3
+        + [(request.pk, "rejected", 1)] * 2  # the members see none pending; the others B's
     )
     for communicator in sockets:
         assert await communicator.receive_nothing(timeout=0.1)

@@ -142,8 +142,9 @@ def test_an_edited_and_rehashed_record_is_named():
     forged.outcome = "error"
     forged_hash = audit.link_hash(forged.prev_hash, audit.content(forged))
     with tampering() as cursor:
-        cursor.execute("UPDATE investigations_auditrecord SET outcome = 'error', hash = %s WHERE id = %s",
-                       [forged_hash, forged.pk])
+        cursor.execute(
+            "UPDATE investigations_auditrecord SET outcome = 'error', hash = %s WHERE id = %s", [forged_hash, forged.pk]
+        )
     status, _, err = verify()
     assert status == 1
     assert f"edited: record #3 (id {forged.pk}) was changed and re-hashed" in err
@@ -180,8 +181,17 @@ def test_two_swapped_records_are_named():
 
 def test_an_inserted_record_is_named():
     records = add(6)
-    forged = AuditRecord(seq=4, prev_hash=records[2].hash, created_at=records[2].created_at, kind="tool_call",
-                         tool="isolate_host", outcome="ok", actor="agent", arguments={}, extra={})
+    forged = AuditRecord(
+        seq=4,
+        prev_hash=records[2].hash,
+        created_at=records[2].created_at,
+        kind="tool_call",
+        tool="isolate_host",
+        outcome="ok",
+        actor="agent",
+        arguments={},
+        extra={},
+    )
     forged.hash = audit.link_hash(forged.prev_hash, audit.content(forged))  # the attacker knows the scheme
     with tampering() as cursor:
         cursor.execute("UPDATE investigations_auditrecord SET seq = -seq - 1 WHERE seq >= 4")
@@ -196,8 +206,17 @@ def test_an_inserted_record_is_named():
 # -- the head: only the chain's writer moves it ------------------------------------------------------------
 def forge_append(cursor, after: AuditRecord) -> AuditRecord:
     """What a role with INSERT on the trail can do: append a record that links, as the scheme says."""
-    forged = AuditRecord(seq=after.seq + 1, prev_hash=after.hash, created_at=after.created_at, kind="tool_call",
-                         tool="isolate_host", outcome="ok", actor="agent", arguments={}, extra={})
+    forged = AuditRecord(
+        seq=after.seq + 1,
+        prev_hash=after.hash,
+        created_at=after.created_at,
+        kind="tool_call",
+        tool="isolate_host",
+        outcome="ok",
+        actor="agent",
+        arguments={},
+        extra={},
+    )
     forged.hash = audit.link_hash(forged.prev_hash, audit.content(forged))
     cursor.execute(INSERT_RECORD, [forged.seq, forged.prev_hash, forged.hash, forged.created_at])
     return forged
@@ -237,8 +256,16 @@ def test_verify_checks_every_digest_given(tmp_path):
     (tmp_path / "later.json").write_text(json.dumps(later))
     err = io.StringIO()
     with pytest.raises(SystemExit) as exit:
-        call_command("verify_audit", "--digest", str(tmp_path / "earlier.json"), "--digest", str(tmp_path / "later.json"),
-                     public_key=audit.public_key(), stdout=io.StringIO(), stderr=err)
+        call_command(
+            "verify_audit",
+            "--digest",
+            str(tmp_path / "earlier.json"),
+            "--digest",
+            str(tmp_path / "later.json"),
+            public_key=audit.public_key(),
+            stdout=io.StringIO(),
+            stderr=err,
+        )
     assert exit.value.code == 1
     assert f"record #3 is not the one the signed digest of #3 ({earlier['signed_at']}) names" in err.getvalue()
 
@@ -256,11 +283,18 @@ def test_an_export_verifies_offline_against_the_signed_digest(tmp_path, client, 
     (tmp_path / "audit.jsonl").write_bytes(export)
     (tmp_path / "digest.json").write_text(json.dumps(digest))
     out = io.StringIO()
-    call_command("verify_audit", export=str(tmp_path / "audit.jsonl"), digest=[str(tmp_path / "digest.json")],
-                 public_key=audit.public_key(), stdout=out)
+    call_command(
+        "verify_audit",
+        export=str(tmp_path / "audit.jsonl"),
+        digest=[str(tmp_path / "digest.json")],
+        public_key=audit.public_key(),
+        stdout=out,
+    )
     # The 4 calls, the sign-in and the digest's own access record; the export stops before its own.
-    assert out.getvalue().splitlines() == ["The signed digest of #6 (" + digest["signed_at"] + ") matches.",
-                                           "Audit chain intact: 6 records."]
+    assert out.getvalue().splitlines() == [
+        "The signed digest of #6 (" + digest["signed_at"] + ") matches.",
+        "Audit chain intact: 6 records.",
+    ]
 
     lines = export.decode().splitlines()
     edited = json.loads(lines[1])
@@ -292,8 +326,16 @@ def exported(tmp_path, manager, client):
         (tmp_path / "export.jsonl").write_text("".join(line + "\n" for line in lines))
         out, err = io.StringIO(), io.StringIO()
         try:
-            call_command("verify_audit", "--export", str(tmp_path / "export.jsonl"), "--digest",
-                         str(tmp_path / "digest.json"), public_key=audit.public_key(), stdout=out, stderr=err)
+            call_command(
+                "verify_audit",
+                "--export",
+                str(tmp_path / "export.jsonl"),
+                "--digest",
+                str(tmp_path / "digest.json"),
+                public_key=audit.public_key(),
+                stdout=out,
+                stderr=err,
+            )
             status = 0
         except SystemExit as exit:
             status = exit.code
@@ -351,28 +393,44 @@ def trail(make_investigation):
     """Two investigations' calls of every outcome, and a decision by a person."""
     first, second = make_investigation("AUD-1"), make_investigation("AUD-2")
     add(2, correlation_id=first.correlation_id, tool="get_host", server="edr")
-    add(1, correlation_id=first.correlation_id, tool="get_user", server="identity",
-        arguments={"username": keyed_hash("J.Doe")})
+    add(
+        1,
+        correlation_id=first.correlation_id,
+        tool="get_user",
+        server="identity",
+        arguments={"username": keyed_hash("J.Doe")},
+    )
     add(1, correlation_id=first.correlation_id, outcome="error", reason="siem_timeout")
     add(1, correlation_id=second.correlation_id, outcome="rate_limited", reason="rate_limited")
-    add(1, correlation_id=second.correlation_id, kind="decision", server="edr-response", tool="isolate_host",
-        outcome="approved", actor="user:ana", idempotency_key="k" * 64)
+    add(
+        1,
+        correlation_id=second.correlation_id,
+        kind="decision",
+        server="edr-response",
+        tool="isolate_host",
+        outcome="approved",
+        actor="user:ana",
+        idempotency_key="k" * 64,
+    )
     return first, second
 
 
-@pytest.mark.parametrize("filters, expected", [
-    ({"tool": "get_host"}, [2, 1]),
-    ({"server": "identity"}, [3]),
-    ({"outcome": "error", "reason": "siem_timeout"}, [4]),
-    ({"outcome": "rate_limited"}, [5]),
-    ({"actor": "user:ana"}, [6]),
-    ({"kind": "decision"}, [6]),
-    ({"idempotency_key": "k" * 64}, [6]),
-    ({"alert": "test:AUD-2"}, [6, 5]),
-    ({"alert": "AUD-1", "tool": "get_user"}, [3]),
-    ({"q": "J.Doe"}, [3]),  # a sensitive value, found by its keyed hash
-    ({"q": "SIEM_TIMEOUT"}, [4]),
-])
+@pytest.mark.parametrize(
+    "filters, expected",
+    [
+        ({"tool": "get_host"}, [2, 1]),
+        ({"server": "identity"}, [3]),
+        ({"outcome": "error", "reason": "siem_timeout"}, [4]),
+        ({"outcome": "rate_limited"}, [5]),
+        ({"actor": "user:ana"}, [6]),
+        ({"kind": "decision"}, [6]),
+        ({"idempotency_key": "k" * 64}, [6]),
+        ({"alert": "test:AUD-2"}, [6, 5]),
+        ({"alert": "AUD-1", "tool": "get_user"}, [3]),
+        ({"q": "J.Doe"}, [3]),  # a sensitive value, found by its keyed hash
+        ({"q": "SIEM_TIMEOUT"}, [4]),
+    ],
+)
 def test_each_filter_narrows_the_list(trail, manager, client, filters, expected):
     client.login(username="max", password=PASSWORD)
     response = client.get("/api/audit", filters)
@@ -402,7 +460,9 @@ def test_keyset_pages_walk_the_whole_trail_once(manager, client):
     client.login(username="max", password=PASSWORD)
     seen, cursor = [], None
     while True:
-        body = client.get("/api/audit", {"limit": 5, "kind": "tool_call"} | ({"cursor": cursor} if cursor else {})).json()
+        body = client.get(
+            "/api/audit", {"limit": 5, "kind": "tool_call"} | ({"cursor": cursor} if cursor else {})
+        ).json()
         seen += [item["seq"] for item in body["items"]]
         if not (cursor := body["next_cursor"]):
             break
@@ -415,8 +475,13 @@ def test_the_export_of_a_filtered_view_matches_the_filtered_list(trail, manager,
     listed = [item["seq"] for item in client.get("/api/audit", filters).json()["items"]]
     page = client.get("/audit/", filters).content.decode()
     jsonl = b"".join(client.get("/audit/export", filters | {"format": "jsonl"}).streaming_content).decode()
-    rows = list(csv.DictReader(io.StringIO(b"".join(
-        client.get("/api/audit/export", filters | {"format": "csv"}).streaming_content).decode())))
+    rows = list(
+        csv.DictReader(
+            io.StringIO(
+                b"".join(client.get("/api/audit/export", filters | {"format": "csv"}).streaming_content).decode()
+            )
+        )
+    )
     assert listed == [3, 2, 1]
     assert [json.loads(line)["seq"] for line in jsonl.splitlines()[:-1]] == listed[::-1]  # chain order, then the head
     assert [int(row["seq"]) for row in rows] == listed[::-1]
@@ -427,8 +492,13 @@ def test_the_export_of_a_filtered_view_matches_the_filtered_list(trail, manager,
 def test_csv_cells_that_look_like_formulas_are_neutralised(manager, client):
     add(1, source="=cmd|' /C calc'!A0", arguments={"reason": '=HYPERLINK("http://x")'})
     client.login(username="max", password=PASSWORD)
-    rows = list(csv.DictReader(io.StringIO(b"".join(
-        client.get("/audit/export", {"format": "csv", "kind": "tool_call"}).streaming_content).decode())))
+    rows = list(
+        csv.DictReader(
+            io.StringIO(
+                b"".join(client.get("/audit/export", {"format": "csv", "kind": "tool_call"}).streaming_content).decode()
+            )
+        )
+    )
     assert rows[0]["source"] == "'=cmd|' /C calc'!A0"  # shown as text, never run
     assert json.loads(rows[0]["arguments"]) == {"reason": '=HYPERLINK("http://x")'}  # inside JSON: inert as is
     assert rows[0]["outcome"] == "ok"
@@ -519,6 +589,10 @@ def test_a_refused_decision_is_recorded_as_denied(waiting, make_user):
         approvals.approve(request.pk, boss)
     denied = AuditRecord.objects.get(outcome="denied")
     assert (denied.kind, denied.actor, denied.tool, denied.correlation_id) == (
-        "decision", "user:boss", "isolate_host", investigation.correlation_id)
+        "decision",
+        "user:boss",
+        "isolate_host",
+        investigation.correlation_id,
+    )
     assert denied.tool_use_id == request.tool_use_id
     assert verify()[0] == 0

@@ -28,8 +28,15 @@ def test_requests_already_emailed_stay_told_and_the_others_are_told_once(setting
         alert=alert, model="gatehouse-offline-1", budget_tool_calls=10, budget_tokens=10_000, budget_seconds=60
     )
     Request = old.get_model("investigations", "ActionRequest")
-    common = {"investigation": investigation, "tool": "isolate_host", "server": "edr-response", "arguments": {},
-                  "target": "host=ws-fin-07", "idempotency_key": "k" * 64, "expires_at": now + timedelta(hours=1)}
+    common = {
+        "investigation": investigation,
+        "tool": "isolate_host",
+        "server": "edr-response",
+        "arguments": {},
+        "target": "host=ws-fin-07",
+        "idempotency_key": "k" * 64,
+        "expires_at": now + timedelta(hours=1),
+    }
     emailed = Request.objects.create(tool_use_id="toolu_emailed01", notified_at=now - timedelta(minutes=1), **common)
     untold = Request.objects.create(tool_use_id="toolu_untold001", notify_claimed_until=now, **common)
     Request.objects.filter(pk__in=[emailed.pk, untold.pk]).update(created_at=now - timedelta(minutes=30))

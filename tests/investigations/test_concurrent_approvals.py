@@ -41,12 +41,16 @@ async def approve_all(url: str, tokens: list[str]) -> list[httpx.Response | Exce
 def test_every_loser_of_a_200_way_approval_race_gets_409_in_json(waiting, lab):
     _, request = waiting
     tokens = many_analysts(ANALYSTS)
-    console = ConsoleProcess(console_env(
-        DATABASE_URL=database_url_of(connection.settings_dict), GATEHOUSE_DB_POOL_SIZE="5",
-        # The race, not the machine's speed, is under test: on a loaded 2-core machine 200 requests
-        # through 5 connections can wait past the default 10 s, and those would (rightly) get 503.
-        GATEHOUSE_DB_POOL_TIMEOUT_S="120", **lab.environment(),
-    ))
+    console = ConsoleProcess(
+        console_env(
+            DATABASE_URL=database_url_of(connection.settings_dict),
+            GATEHOUSE_DB_POOL_SIZE="5",
+            # The race, not the machine's speed, is under test: on a loaded 2-core machine 200 requests
+            # through 5 connections can wait past the default 10 s, and those would (rightly) get 503.
+            GATEHOUSE_DB_POOL_TIMEOUT_S="120",
+            **lab.environment(),
+        )
+    )
     try:
         answers = asyncio.run(approve_all(f"{console.url}/api/actions/{request.pk}/approve", tokens))
     finally:

@@ -22,12 +22,16 @@ pytestmark = [pytest.mark.production, pytest.mark.django_db(transaction=True)]
 
 def waiting_for_a_lock() -> bool:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
         return cursor.fetchone()[0] > 0
 
 
 @pytest.mark.parametrize("decision", ["approve", "reject"])
-def test_a_decision_that_waited_past_the_deadline_for_the_lock_is_refused_and_the_request_expires(waiting, analyst, decision):
+def test_a_decision_that_waited_past_the_deadline_for_the_lock_is_refused_and_the_request_expires(
+    waiting, analyst, decision
+):
     _, request = waiting
     deadline = timezone.now() + timedelta(seconds=1)
     ActionRequest.objects.filter(pk=request.pk).update(expires_at=deadline)

@@ -66,11 +66,18 @@ def envelope(answer: dict) -> dict:
     ("tool", "tool_input"),
     [("get_host", ["DC-01"]), ("get_host", "DC-01"), ("get_host", None), ("get_host", 7), ("isolate_host", ["DC-01"])],
 )
-def test_a_tool_input_that_is_not_an_object_is_answered_with_a_typed_error_and_one_audit_record(hostile, tool, tool_input):
+def test_a_tool_input_that_is_not_an_object_is_answered_with_a_typed_error_and_one_audit_record(
+    hostile, tool, tool_input
+):
     model, investigation = hostile(tool_turn(("toolu_notobject", tool, tool_input)))
     assert (investigation.status, investigation.summary) == ("completed", "The script ended.")
     (record,) = calls_of(investigation)
-    assert (record.tool, record.tool_use_id, record.outcome, record.reason) == (tool, "toolu_notobject", "error", "invalid_arguments")
+    assert (record.tool, record.tool_use_id, record.outcome, record.reason) == (
+        tool,
+        "toolu_notobject",
+        "error",
+        "invalid_arguments",
+    )
     assert record.arguments == {}
     (answer,) = answers_in(model.requests[1])
     assert answer["is_error"] and envelope(answer)["reason"] == "invalid_arguments"
@@ -121,10 +128,17 @@ def test_a_reused_tool_use_id_with_the_same_arguments_is_refused_too(hostile):
 # -- 7. stop_reason ---------------------------------------------------------------------------------
 def test_a_turn_cut_at_max_tokens_mid_tool_call_is_not_acted_on_and_the_model_is_asked_again(hostile):
     # Cut while writing 12: the SDK's partial parse reads a complete-looking {"user": "j.doe", "lookback_hours": 1}.
-    model, investigation = hostile(truncated_turn("toolu_cut", "search_logins", '{"user": "j.doe", "lookback_hours": 1'))
+    model, investigation = hostile(
+        truncated_turn("toolu_cut", "search_logins", '{"user": "j.doe", "lookback_hours": 1')
+    )
     assert (investigation.status, investigation.summary) == ("completed", "The script ended.")
     (record,) = calls_of(investigation)
-    assert (record.tool_use_id, record.outcome, record.reason, record.backend_status) == ("toolu_cut", "error", "incomplete_turn", "")
+    assert (record.tool_use_id, record.outcome, record.reason, record.backend_status) == (
+        "toolu_cut",
+        "error",
+        "incomplete_turn",
+        "",
+    )
     (answer,) = answers_in(model.requests[1])
     assert answer["is_error"] and "max_tokens" in envelope(answer)["guidance"]
     assert investigation.messages[1]["stop_reason"] == "max_tokens"
@@ -151,7 +165,9 @@ def test_the_time_budget_holds_during_a_slow_turn(hostile, kind):
 # -- 15. a crash logs where, never the raw tool arguments ------------------------------------------
 def test_a_crash_logs_where_it_failed_but_never_the_raw_tool_arguments(hostile, caplog):
     secret = "CANARY-ARGUMENT-5e1d"
-    unreadable = Turn([_start(), *_tool_use(0, "toolu_bad", "get_host", '{"host": "' + secret + '", :'), *_end("tool_use")])
+    unreadable = Turn(
+        [_start(), *_tool_use(0, "toolu_bad", "get_host", '{"host": "' + secret + '", :'), *_end("tool_use")]
+    )
     with caplog.at_level(logging.INFO):
         _, investigation = hostile(unreadable)
     assert investigation.status == "failed"

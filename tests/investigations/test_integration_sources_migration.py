@@ -15,7 +15,10 @@ def test_each_integration_is_given_its_name_and_the_sources_only_it_sent():
     executor = MigrationExecutor(connection)
     executor.migrate(BEFORE)
     apps = executor.loader.project_state(BEFORE).apps
-    old_integration, old_alert = apps.get_model("investigations", "Integration"), apps.get_model("investigations", "Alert")
+    old_integration, old_alert = (
+        apps.get_model("investigations", "Integration"),
+        apps.get_model("investigations", "Alert"),
+    )
     made = {}
     for name, revoked, sent in [
         ("lab-siem", False, ["lab-siem", "splunk"]),
@@ -26,8 +29,14 @@ def test_each_integration_is_given_its_name_and_the_sources_only_it_sent():
             name=name, token_prefix=name, token_hash=name.ljust(64, "0"), revoked_at=timezone.now() if revoked else None
         )
         for source in sent:
-            old_alert.objects.create(source=source, external_id=f"{name}-1", title="t", severity="low",
-                                     observed_at=timezone.now(), integration=made[name])
+            old_alert.objects.create(
+                source=source,
+                external_id=f"{name}-1",
+                title="t",
+                severity="low",
+                observed_at=timezone.now(),
+                integration=made[name],
+            )
 
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()

@@ -43,8 +43,9 @@ def post_alert(client, token: str, external_id: str = "SIEM-1", source: str = "l
         "severity": "medium",
         "observed_at": (timezone.now() - timedelta(minutes=5)).isoformat(),
     }
-    return client.post("/api/alerts", json.dumps(alert), content_type="application/json",
-                       headers={"Authorization": f"Bearer {token}"})
+    return client.post(
+        "/api/alerts", json.dumps(alert), content_type="application/json", headers={"Authorization": f"Bearer {token}"}
+    )
 
 
 def test_create_prints_a_working_token_once_and_keeps_only_its_hash(client):
@@ -157,7 +158,11 @@ def test_sources_sets_what_it_may_send_as_one_audited_change(client):
 
 @pytest.mark.parametrize(
     ("source", "why"),
-    [("other-siem", 'integration "other-siem"'), ("console", "typed in the console"), ("has space", "not a source name")],
+    [
+        ("other-siem", 'integration "other-siem"'),
+        ("console", "typed in the console"),
+        ("has space", "not a source name"),
+    ],
 )
 def test_sources_refuses_another_integrations_source_the_consoles_and_a_bad_name(source, why):
     created_token("lab-siem")

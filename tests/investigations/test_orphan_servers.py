@@ -69,18 +69,25 @@ def test_a_killed_worker_takes_its_tool_servers_with_it(lab, tmp_path, settings_
     if settings.PRODUCTION:  # tasks left by other tests' in-process runs are not this test's business
         redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
     faults.inject("edr", "slow", delay_ms=60_000, remaining=1)  # get_host hangs at the lab ...
-    worker = WorkerProcess(worker_env(lab, GATEHOUSE_BACKEND_TIMEOUT_S="90"), tmp_path).start()  # ... and its server waits
+    worker = WorkerProcess(
+        worker_env(lab, GATEHOUSE_BACKEND_TIMEOUT_S="90"), tmp_path
+    ).start()  # ... and its server waits
     servers = []
     try:
         receive_alert(story_alert("LAB-SIEM-1001"))
-        wait_until(LabFault.objects.filter(backend="edr", applied=1).exists, timeout=120, what="get_host to reach the lab")
+        wait_until(
+            LabFault.objects.filter(backend="edr", applied=1).exists, timeout=120, what="get_host to reach the lab"
+        )
         servers = tool_servers(worker.process.pid)
         assert len(servers) >= 3, servers  # siem, identity and edr at least
         for pid in servers:
             os.kill(pid, signal.SIGSTOP)  # not reading their stdin, as in a blocking call
         worker.kill()
-        wait_until(lambda: not any(alive(pid) for pid in servers), timeout=10,
-                   what=f"the worker's tool servers {[pid for pid in servers if alive(pid)]} to die with it")
+        wait_until(
+            lambda: not any(alive(pid) for pid in servers),
+            timeout=10,
+            what=f"the worker's tool servers {[pid for pid in servers if alive(pid)]} to die with it",
+        )
     finally:
         worker.stop()
         for pid in filter(alive, servers):

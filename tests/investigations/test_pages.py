@@ -43,7 +43,9 @@ def listed_ids(response) -> list[int]:
 
 
 def embedded_events(response) -> list[dict]:
-    match = re.search(r'<script id="investigation-events" type="application/json">(.*?)</script>', response.content.decode(), re.S)
+    match = re.search(
+        r'<script id="investigation-events" type="application/json">(.*?)</script>', response.content.decode(), re.S
+    )
     assert match, "the page embeds its saved events"
     return json.loads(match.group(1))
 
@@ -138,7 +140,9 @@ def test_the_investigation_page_names_the_offline_model(client, analyst):
 
 def test_the_page_embeds_the_saved_events_for_its_script(client, analyst):
     investigation = raise_alert("A-1")
-    Event.objects.create(investigation=investigation, seq=2, kind="text", data={"text": "I'll check </script> first", "block": "1.0"})
+    Event.objects.create(
+        investigation=investigation, seq=2, kind="text", data={"text": "I'll check </script> first", "block": "1.0"}
+    )
     client.force_login(analyst)
     response = client.get(reverse("investigations:detail", args=[investigation.pk]))
     saved = [event.as_message() for event in investigation.events.all()]
@@ -150,7 +154,10 @@ def test_the_page_embeds_the_saved_events_for_its_script(client, analyst):
 def test_a_finished_investigation_shows_its_verdict_card(client, analyst):
     investigation = raise_alert("A-1")
     Investigation.objects.filter(pk=investigation.pk).update(
-        status="completed", verdict="malicious", summary="Confirmed by intel.", evidence=["toolu_1: domain is malicious"]
+        status="completed",
+        verdict="malicious",
+        summary="Confirmed by intel.",
+        evidence=["toolu_1: domain is malicious"],
     )
     client.force_login(analyst)
     page = client.get(reverse("investigations:detail", args=[investigation.pk])).content.decode()
@@ -194,7 +201,12 @@ def test_an_analyst_raises_an_alert_and_is_taken_to_its_investigation(client, an
     assert response.status_code == 302
     assert response.url == reverse("investigations:detail", args=[investigation.pk])
     assert alert.source == "console" and re.fullmatch(r"console-[0-9a-f]{32}", alert.external_id)
-    assert (alert.title, alert.severity, alert.host, alert.account) == ("Suspicious PowerShell on WS-FIN-07", "high", "WS-FIN-07", "j.doe")
+    assert (alert.title, alert.severity, alert.host, alert.account) == (
+        "Suspicious PowerShell on WS-FIN-07",
+        "high",
+        "WS-FIN-07",
+        "j.doe",
+    )
     assert alert.details == {"rule": "Office child process", "pid": 8572}
     assert alert.submitted_by == analyst and investigation.requested_by == analyst
     assert investigation.status == "queued"

@@ -18,7 +18,6 @@ from toolserver.supervisor import get_supervisor, restart_channel
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-
 def test_the_isolation_after_a_rotation_uses_the_new_key_and_the_old_one_is_refused_once_revoked(
     waiting, lab, analyst, admin_user
 ):

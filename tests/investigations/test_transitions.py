@@ -33,9 +33,16 @@ def new_request(investigation, state=State.PENDING, **fields) -> ActionRequest:
     """A request row saved in `state`, as a move there would have left it (setup, not a move)."""
     number = ActionRequest.objects.count() + 1
     return ActionRequest.objects.create(
-        investigation=investigation, tool_use_id=f"toolu_walk{number:08d}", tool="isolate_host", server="edr-response",
-        arguments={"host": "ws-fin-07", "reason": "walk"}, target="host=ws-fin-07", idempotency_key=f"walk-{number}",
-        state=state, expires_at=timezone.now() + timedelta(hours=1), **fields,
+        investigation=investigation,
+        tool_use_id=f"toolu_walk{number:08d}",
+        tool="isolate_host",
+        server="edr-response",
+        arguments={"host": "ws-fin-07", "reason": "walk"},
+        target="host=ws-fin-07",
+        idempotency_key=f"walk-{number}",
+        state=state,
+        expires_at=timezone.now() + timedelta(hours=1),
+        **fields,
     )
 
 
@@ -46,7 +53,9 @@ def left_unconfirmable(investigation, host: str) -> ActionRequest:
     server, tool = find_tool("isolate_host")
     key = idempotency.write_key(tool, parse_arguments(tool.arguments, arguments), investigation.alert.trigger)
     request = new_request(investigation, State.EXECUTING, lease_expires_at=timezone.now() - timedelta(seconds=1))
-    ActionRequest.objects.filter(pk=request.pk).update(arguments=arguments, target=f"host={host}", idempotency_key=key.key)
+    ActionRequest.objects.filter(pk=request.pk).update(
+        arguments=arguments, target=f"host={host}", idempotency_key=key.key
+    )
     assert isinstance(idempotency.claim(server, tool, key, investigation.alert.trigger), idempotency.Claimed)
     IdempotencyRecord.objects.filter(key=key.key).update(lease_until=timezone.now() - timedelta(seconds=1))
     return request
@@ -118,7 +127,9 @@ def test_the_investigation_services_make_every_move_of_the_table_and_no_other(ma
     investigation = make_investigation()  # queued, as start_investigation leaves it
     pk = investigation.pk
     owner = step(pk, runs.claim, pk)
-    Investigation.objects.filter(pk=pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))  # its worker died
+    Investigation.objects.filter(pk=pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )  # its worker died
     owner = step(pk, runs.claim, pk)
     undecided = new_request(investigation)  # what it waits for
     step(pk, runs.suspend, pk, owner, waiting_for="walk")
@@ -175,7 +186,9 @@ def test_the_gate_services_make_every_move_of_the_table_and_no_other(waiting, an
     with transaction.atomic():
         assert approvals.cancel_pending(investigation.pk, "walk") == [cancelled.pk]
 
-    moves = set(ActionTransition.objects.filter(request__investigation=investigation).values_list("from_state", "to_state"))
+    moves = set(
+        ActionTransition.objects.filter(request__investigation=investigation).values_list("from_state", "to_state")
+    )
     assert ("", ActionRequest.INITIAL) in moves
     assert moves - {("", ActionRequest.INITIAL)} == pairs(ActionRequest.TRANSITIONS)
 
@@ -187,13 +200,13 @@ def test_a_requests_page_shows_the_states_it_can_still_become_and_hands_the_tabl
     investigation = make_investigation()
     client.force_login(analyst)
     page = client.get(f"/approvals/{new_request(investigation).pk}/").content.decode()
-    line = page[page.index('class="can-become"'):]
-    line = line[:line.index("</p>")]
+    line = page[page.index('class="can-become"') :]
+    line = line[: line.index("</p>")]
     shown = [state for state in State.values if f'data-state="{state}"' in line]
     assert shown == ["approved", "executing", "succeeded", "failed", "rejected", "expired", "cancelled", "unconfirmed"]
     assert 'id="request-states"' in page and '"pending": ["pending"]' in page  # the trails, from the table
 
     page = client.get(f"/approvals/{new_request(investigation, State.EXPIRED).pk}/").content.decode()
-    line = page[page.index('class="can-become"'):]
-    line = line[:line.index("</p>")]
-    assert 'data-state=' not in line and "its state is final" in line and "hidden" not in line
+    line = page[page.index('class="can-become"') :]
+    line = line[: line.index("</p>")]
+    assert "data-state=" not in line and "its state is final" in line and "hidden" not in line

@@ -47,7 +47,9 @@ NOT_THERE = "Checked the EDR console: WS-FIN-07 is not isolated, no isolation in
 def left_by_a_dead_worker(request: ActionRequest) -> None:
     """The write's key claimed by a worker that died with the write at the backend: running, lease run out."""
     server, tool = find_tool(request.tool)
-    key = idempotency.write_key(tool, parse_arguments(tool.arguments, request.arguments), request.investigation.alert.trigger)
+    key = idempotency.write_key(
+        tool, parse_arguments(tool.arguments, request.arguments), request.investigation.alert.trigger
+    )
     assert key.key == request.idempotency_key
     assert isinstance(idempotency.claim(server, tool, key, request.investigation.alert.trigger), idempotency.Claimed)
     IdempotencyRecord.objects.filter(key=key.key).update(lease_until=timezone.now() - timedelta(seconds=1))
@@ -96,7 +98,12 @@ def test_a_write_nobody_can_tell_about_waits_unconfirmed_and_its_investigation_k
     investigation, request = unconfirmed
     assert request.state == "unconfirmed"
     assert request.outcome.startswith("outcome unknown — check and confirm")
-    assert list(request.transitions.values_list("to_state", flat=True)) == ["pending", "approved", "executing", "unconfirmed"]
+    assert list(request.transitions.values_list("to_state", flat=True)) == [
+        "pending",
+        "approved",
+        "executing",
+        "unconfirmed",
+    ]
     assert not LabWrite.objects.filter(action="isolate_host").exists()  # never sent a second time
     assert IdempotencyRecord.objects.get(key=request.idempotency_key).result["reason"] == "outcome_unknown"
 
@@ -107,16 +114,26 @@ def test_a_write_nobody_can_tell_about_waits_unconfirmed_and_its_investigation_k
 
 
 # -- the person's word -------------------------------------------------------------------------------
-def test_confirmed_done_the_request_succeeds_the_key_holds_it_and_the_investigation_resumes_with_it(unconfirmed, analyst):
+def test_confirmed_done_the_request_succeeds_the_key_holds_it_and_the_investigation_resumes_with_it(
+    unconfirmed, analyst
+):
     investigation, request = unconfirmed
     decided = approvals.confirm_outcome(request.pk, analyst, True, CHECKED)
 
     assert (decided.state, decided.outcome) == ("succeeded", f"confirmed done by ana: {CHECKED}")
     assert list(request.transitions.values_list("from_state", "to_state", "actor", "reason"))[-1] == (
-        "unconfirmed", "succeeded", "user:ana", CHECKED)
+        "unconfirmed",
+        "succeeded",
+        "user:ana",
+        CHECKED,
+    )
     [record] = AuditRecord.objects.filter(tool="isolate_host", outcome="confirmed_done")
     assert (record.actor, record.extra["happened"], record.extra["reason"], record.idempotency_key) == (
-        "user:ana", True, CHECKED, request.idempotency_key)
+        "user:ana",
+        True,
+        CHECKED,
+        request.idempotency_key,
+    )
     key = IdempotencyRecord.objects.get(key=request.idempotency_key)
     assert (key.state, key.result) == ("succeeded", decided.result)
 
@@ -187,8 +204,12 @@ def test_approve_and_reject_do_not_apply_to_an_unknown_outcome(unconfirmed, anal
 # -- over HTTP: the API and the page -----------------------------------------------------------------
 def confirm_api(client, request_id: int, user, body) -> object:
     token = create_api_token(user, "tests")[1]
-    return client.post(f"/api/actions/{request_id}/confirm", json.dumps(body), content_type="application/json",
-                       headers={"Authorization": f"Bearer {token}"})
+    return client.post(
+        f"/api/actions/{request_id}/confirm",
+        json.dumps(body),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
 
 
 def test_the_api_confirms_an_unknown_outcome(unconfirmed, analyst, client):
@@ -202,14 +223,17 @@ def test_the_api_confirms_an_unknown_outcome(unconfirmed, analyst, client):
     assert again.json()["state"] == "succeeded" and again.json()["request"]["id"] == request.pk
 
 
-@pytest.mark.parametrize("body", [
-    {"happened": "yes", "reason": CHECKED},  # a boolean, not a word
-    {"happened": 1, "reason": CHECKED},
-    {"happened": True},
-    {"happened": True, "reason": "   "},
-    {"happened": True, "reason": "x" * 1001},
-    {"happened": True, "reason": CHECKED, "ticket": "4471"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"happened": "yes", "reason": CHECKED},  # a boolean, not a word
+        {"happened": 1, "reason": CHECKED},
+        {"happened": True},
+        {"happened": True, "reason": "   "},
+        {"happened": True, "reason": "x" * 1001},
+        {"happened": True, "reason": CHECKED, "ticket": "4471"},
+    ],
+)
 def test_the_api_refuses_a_malformed_confirmation_with_400(unconfirmed, analyst, client, body):
     _, request = unconfirmed
     assert confirm_api(client, request.pk, analyst, body).status_code == 400
@@ -218,7 +242,8 @@ def test_the_api_refuses_a_malformed_confirmation_with_400(unconfirmed, analyst,
 
 
 def test_the_api_answers_404_to_those_who_may_not_see_it_and_409_when_the_outcome_is_known(
-        waiting, analyst, make_user, client):
+    waiting, analyst, make_user, client
+):
     _, request = waiting  # pending: its outcome is not unknown
     response = confirm_api(client, request.pk, analyst, {"happened": True, "reason": CHECKED})
     assert response.status_code == 409 and response.json()["state"] == "pending"
@@ -238,7 +263,9 @@ def test_the_openapi_schema_has_the_confirmation(client):
     assert "unconfirmed" in schema["components"]["schemas"]["ActionSummary"]["properties"]["state"]["enum"]
 
 
-def test_the_page_shows_the_unknown_outcome_and_the_form_to_those_who_may_confirm(unconfirmed, analyst, manager, client):
+def test_the_page_shows_the_unknown_outcome_and_the_form_to_those_who_may_confirm(
+    unconfirmed, analyst, manager, client
+):
     _, request = unconfirmed
     client.force_login(manager)
     page = client.get(f"/approvals/{request.pk}/").content.decode()
@@ -250,7 +277,7 @@ def test_the_page_shows_the_unknown_outcome_and_the_form_to_those_who_may_confir
     page = client.get(f"/approvals/{request.pk}/").content.decode()
     assert 'class="confirm-form"' in page and f'action="/approvals/{request.pk}/confirm"' in page
     queue = client.get("/approvals/").content.decode()
-    waiting_list = queue[queue.index('id="approval-queue"'):queue.index('id="recent-heading"')]
+    waiting_list = queue[queue.index('id="approval-queue"') : queue.index('id="recent-heading"')]
     assert f'id="action-{request.pk}"' in waiting_list  # the queue shows it as needing a person
     assert 'id="nav-approvals-count" class="badge" data-count="1"' in queue
 
@@ -300,9 +327,11 @@ def test_people_confirming_at_once_get_one_decision_and_409s(unconfirmed, lab):
     def confirm_as(number: int, console_url: str) -> httpx.Response:
         with httpx.Client(timeout=60) as http:
             start.wait(timeout=WAIT_S)
-            return http.post(f"{console_url}/api/actions/{request.pk}/confirm",
-                             json={"happened": number % 2 == 0, "reason": f"checked by checker-{number}"},
-                             headers={"Authorization": f"Bearer {tokens[f'checker-{number}']}"})
+            return http.post(
+                f"{console_url}/api/actions/{request.pk}/confirm",
+                json={"happened": number % 2 == 0, "reason": f"checked by checker-{number}"},
+                headers={"Authorization": f"Bearer {tokens[f'checker-{number}']}"},
+            )
 
     # A console of its own (see test_actions_workers.console_url): its permission checks see this test's rows.
     env = console_env(DATABASE_URL=database_url_of(connection.settings_dict), **lab.environment())

@@ -81,11 +81,22 @@ def build(make_user, make_investigation) -> dict:
     Investigation.objects.filter(pk=investigations["D"].pk).update(requested_by=users["ana"])
     requests = {letter: make_request(investigation) for letter, investigation in investigations.items()}
     for investigation in investigations.values():
-        chain.record_tool_call(ToolCallAudit(server="edr", tool="get_host", arguments={"host": "WS-1"},
-                                             outcome=Outcome.OK, correlation_id=investigation.correlation_id))
+        chain.record_tool_call(
+            ToolCallAudit(
+                server="edr",
+                tool="get_host",
+                arguments={"host": "WS-1"},
+                outcome=Outcome.OK,
+                correlation_id=investigation.correlation_id,
+            )
+        )
     approvals.reject(requests["E"].pk, users["ana"], "not this one")
-    return {"users": users, "investigations": investigations, "requests": requests,
-            "letter": {investigation.pk: letter for letter, investigation in investigations.items()}}
+    return {
+        "users": users,
+        "investigations": investigations,
+        "requests": requests,
+        "letter": {investigation.pk: letter for letter, investigation in investigations.items()},
+    }
 
 
 def client_of(user) -> Client:
@@ -96,7 +107,11 @@ def client_of(user) -> Client:
 
 
 def ids(pattern: str, response) -> set[int]:
-    return {int(found) for found in re.findall(pattern, response.content.decode())} if response.status_code == 200 else set()
+    return (
+        {int(found) for found in re.findall(pattern, response.content.decode())}
+        if response.status_code == 200
+        else set()
+    )
 
 
 def shown(client, urls: dict[int, str]) -> set[int]:
@@ -146,8 +161,14 @@ def through_pages_and_api(world: dict, user) -> None:
     assert exported(client.get("/api/audit/export", {"format": "jsonl"})) == before
     data_records = set(AuditRecord.objects.exclude(correlation_id="").values_list("seq", flat=True))
     assert shown(client, {seq: f"/audit/records/{seq}/" for seq in data_records}) == data_records & before
-    trails = {pk for pk in every_investigation if readable(user) & set(
-        AuditRecord.objects.filter(correlation_id=Investigation.correlation_id_of(pk)).values_list("seq", flat=True))}
+    trails = {
+        pk
+        for pk in every_investigation
+        if readable(user)
+        & set(
+            AuditRecord.objects.filter(correlation_id=Investigation.correlation_id_of(pk)).values_list("seq", flat=True)
+        )
+    }
     assert shown(client, {pk: f"/audit/investigations/{pk}/" for pk in every_investigation}) == trails
 
 
@@ -173,7 +194,9 @@ async def heard_until_closed(communicator) -> list[dict]:
 
 
 @pytest.mark.parametrize("row", TABLE, ids=[row.username or "signed-out" for row in TABLE])
-async def test_each_user_sees_exactly_the_rule_through_every_page_api_export_and_socket(make_user, make_investigation, row):
+async def test_each_user_sees_exactly_the_rule_through_every_page_api_export_and_socket(
+    make_user, make_investigation, row
+):
     world = await database_sync_to_async(build)(make_user, make_investigation)
     user = world["users"][row.username] if row.username else AnonymousUser()
     if row.username:
@@ -181,8 +204,12 @@ async def test_each_user_sees_exactly_the_rule_through_every_page_api_export_and
     await database_sync_to_async(the_rule_is_the_table)(world, row, user)
     await database_sync_to_async(through_pages_and_api)(world, user)
 
-    visible = await database_sync_to_async(lambda: set(Investigation.objects.visible_to(user).values_list("pk", flat=True)))()
-    requests = await database_sync_to_async(lambda: set(ActionRequest.objects.visible_to(user).values_list("pk", flat=True)))()
+    visible = await database_sync_to_async(
+        lambda: set(Investigation.objects.visible_to(user).values_list("pk", flat=True))
+    )()
+    requests = await database_sync_to_async(
+        lambda: set(ActionRequest.objects.visible_to(user).values_list("pk", flat=True))
+    )()
     client = await database_sync_to_async(client_of)(row.username and user)
 
     # One investigation's socket: opened exactly for the visible ones.
@@ -213,6 +240,8 @@ async def test_each_user_sees_exactly_the_rule_through_every_page_api_export_and
         assert {m["investigation"]["id"] for m in await heard_until_closed(as_list) if m["type"] == "status"} == visible
     if queue_open:
         changed = {world["requests"][letter].pk for letter in LETTERS if letter != "E"}
-        assert {m["request"]["id"] for m in await heard_until_closed(as_queue) if m["type"] == "request"} == requests & changed
+        assert {
+            m["request"]["id"] for m in await heard_until_closed(as_queue) if m["type"] == "request"
+        } == requests & changed
     await as_list.disconnect()
     await as_queue.disconnect()

@@ -31,7 +31,9 @@ def investigation(make_investigation):
 
 
 def test_every_kind_of_event_has_its_schema():
-    assert sorted(schema.model_fields["kind"].annotation.__args__[0] for schema in EVENT_SCHEMAS) == sorted(Event.Kind.values)
+    assert sorted(schema.model_fields["kind"].annotation.__args__[0] for schema in EVENT_SCHEMAS) == sorted(
+        Event.Kind.values
+    )
 
 
 async def test_anonymous_users_are_refused(investigation):
@@ -98,8 +100,13 @@ async def test_a_team_member_with_the_object_permission_may_listen(investigation
     await communicator.disconnect()
 
 
-async def test_the_list_socket_sends_status_changes_only_of_visible_investigations(make_investigation, make_user, manager):
-    mine, other = await database_sync_to_async(make_investigation)("A"), await database_sync_to_async(make_investigation)("B")
+async def test_the_list_socket_sends_status_changes_only_of_visible_investigations(
+    make_investigation, make_user, manager
+):
+    mine, other = (
+        await database_sync_to_async(make_investigation)("A"),
+        await database_sync_to_async(make_investigation)("B"),
+    )
     member = await database_sync_to_async(make_user)("team-member")
     await database_sync_to_async(assign_perm)("investigations.view_investigation", member, mine)
     as_member, as_manager = await socket("/ws/investigations/", member), await socket("/ws/investigations/", manager)
@@ -168,7 +175,10 @@ async def ends_with_access(communicator: WebsocketCommunicator, investigation) -
 
 
 async def test_signing_out_ends_that_sessions_sockets_only(investigation, analyst):
-    browser, other_browser = await database_sync_to_async(signed_in)(analyst), await database_sync_to_async(signed_in)(analyst)
+    browser, other_browser = (
+        await database_sync_to_async(signed_in)(analyst),
+        await database_sync_to_async(signed_in)(analyst),
+    )
     path = f"/ws/investigations/{investigation.pk}/"
     signing_out = await opened(await socket(path, client=browser), messages=3)
     staying = await opened(await socket(path, client=other_browser), messages=3)
@@ -222,7 +232,9 @@ async def test_revoking_a_teams_grant_ends_every_members_socket(investigation, m
         return team, members
 
     team, members = await database_sync_to_async(team_of_two)()
-    sockets = [await opened(await socket(f"/ws/investigations/{investigation.pk}/", member), messages=3) for member in members]
+    sockets = [
+        await opened(await socket(f"/ws/investigations/{investigation.pk}/", member), messages=3) for member in members
+    ]
     await database_sync_to_async(remove_perm)("investigations.view_investigation", team, investigation)
     assert await next_output(sockets[0]) == ACCESS_ENDED
     await ends_with_access(sockets[1], investigation)
@@ -273,23 +285,36 @@ async def test_a_session_ended_without_a_signal_is_noticed_before_the_next_messa
     ],
 )
 async def test_only_the_consoles_own_origin_may_open_a_socket(investigation, analyst, origin, host):
-    assert await refused(await socket(f"/ws/investigations/{investigation.pk}/", analyst, origin=(b"origin", origin), host=host))
+    assert await refused(
+        await socket(f"/ws/investigations/{investigation.pk}/", analyst, origin=(b"origin", origin), host=host)
+    )
 
 
-@pytest.mark.parametrize("origin, host", [
-    (b"http://127.0.0.1", HOST), (b"http://127.0.0.1:8831", b"127.0.0.1:8831"), (b"http://LOCALHOST:8831", b"localhost:8831"),
-])
+@pytest.mark.parametrize(
+    "origin, host",
+    [
+        (b"http://127.0.0.1", HOST),
+        (b"http://127.0.0.1:8831", b"127.0.0.1:8831"),
+        (b"http://LOCALHOST:8831", b"localhost:8831"),
+    ],
+)
 async def test_the_same_origin_is_accepted(investigation, analyst, origin, host):
-    communicator = await socket(f"/ws/investigations/{investigation.pk}/", analyst, origin=(b"origin", origin), host=host)
+    communicator = await socket(
+        f"/ws/investigations/{investigation.pk}/", analyst, origin=(b"origin", origin), host=host
+    )
     assert (await communicator.connect())[0]
     await communicator.disconnect()
 
 
 async def test_a_configured_origin_is_accepted_behind_a_proxy_that_changes_the_host(investigation, analyst, settings):
     settings.CSRF_TRUSTED_ORIGINS = ["https://soc.example.org"]
-    trusted = await socket(f"/ws/investigations/{investigation.pk}/", analyst, origin=(b"origin", b"https://soc.example.org"))
+    trusted = await socket(
+        f"/ws/investigations/{investigation.pk}/", analyst, origin=(b"origin", b"https://soc.example.org")
+    )
     assert (await trusted.connect())[0]
     await trusted.disconnect()
     assert await refused(
-        await socket(f"/ws/investigations/{investigation.pk}/", analyst, origin=(b"origin", b"https://soc.example.org:8443"))
+        await socket(
+            f"/ws/investigations/{investigation.pk}/", analyst, origin=(b"origin", b"https://soc.example.org:8443")
+        )
     )

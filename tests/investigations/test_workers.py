@@ -27,7 +27,9 @@ def worker(lab, tmp_path, settings_offline):
     if settings.PRODUCTION:  # tasks left by other tests' in-process runs are not this test's business
         redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
     # The lab's slow fault must outlast nothing but the kill: no backend timeout in between.
-    process = WorkerProcess(worker_env(lab, GATEHOUSE_BACKEND_TIMEOUT_S="60", GATEHOUSE_WRITE_LEASE_S="3"), tmp_path).start()
+    process = WorkerProcess(
+        worker_env(lab, GATEHOUSE_BACKEND_TIMEOUT_S="60", GATEHOUSE_WRITE_LEASE_S="3"), tmp_path
+    ).start()
     yield process
     process.stop()
 
@@ -36,8 +38,9 @@ def worker(lab, tmp_path, settings_offline):
 def worker_without_beat(lab, tmp_path, settings_offline):
     """A production worker and no beat at all: the recovery must come from the workers themselves."""
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
-    process = WorkerProcess(worker_env(lab, GATEHOUSE_BACKEND_TIMEOUT_S="60", GATEHOUSE_WRITE_LEASE_S="3"), tmp_path,
-                            beat=False).start()
+    process = WorkerProcess(
+        worker_env(lab, GATEHOUSE_BACKEND_TIMEOUT_S="60", GATEHOUSE_WRITE_LEASE_S="3"), tmp_path, beat=False
+    ).start()
     yield process
     process.stop()
 
@@ -57,7 +60,9 @@ def test_an_alert_posted_to_the_api_ends_in_a_saved_verdict(worker, live_console
     # On the embedded default the worker's broker lives in its console: post there.
     base_url = worker.console.url if worker.console else live_console.url
     alert = estate.demo_alerts()[2]  # the travelling manager: benign, no action to wait for
-    response = httpx.post(f"{base_url}/api/alerts", json=alert, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    response = httpx.post(
+        f"{base_url}/api/alerts", json=alert, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
     assert response.status_code == 201, response.text
     investigation = wait_until(lambda: finished(response.json()["investigation_id"]), timeout=120, what="the verdict")
     assert (investigation.status, investigation.verdict) == ("completed", "benign"), investigation.end_reason
@@ -78,26 +83,40 @@ def test_a_killed_worker_is_replaced_and_no_completed_call_is_repeated(worker):
 
     worker.kill()
     worker.start()
-    investigation = wait_until(lambda: waiting(investigation.pk), timeout=120, what="the resumed investigation to ask for isolation")
+    investigation = wait_until(
+        lambda: waiting(investigation.pk), timeout=120, what="the resumed investigation to ask for isolation"
+    )
 
     assert investigation.action_requests.get().tool == "isolate_host"
-    calls = Counter((record.tool, json.dumps(record.arguments, sort_keys=True)) for record in audit.filter(actor="agent"))
+    calls = Counter(
+        (record.tool, json.dumps(record.arguments, sort_keys=True)) for record in audit.filter(actor="agent")
+    )
     assert all(count == 1 for count in calls.values()), calls  # no call made twice
     assert [tool for tool, _ in calls].count("get_host") == 1  # the one in flight was made again, once (the
     # gate's own look-up of the target, by "system", is a call of its own)
-    assert investigation.events.filter(kind=Event.Kind.STATUS, data__message="Resumed from the last saved step.").count() == 1
-    tool_call_ids = list(investigation.events.filter(kind=Event.Kind.TOOL_CALL).values_list("data__tool_use_id", flat=True))
+    assert (
+        investigation.events.filter(kind=Event.Kind.STATUS, data__message="Resumed from the last saved step.").count()
+        == 1
+    )
+    tool_call_ids = list(
+        investigation.events.filter(kind=Event.Kind.TOOL_CALL).values_list("data__tool_use_id", flat=True)
+    )
     assert len(tool_call_ids) == len(set(tool_call_ids))
 
 
 def isolation_hanging_at_the_lab(analyst) -> ActionRequest:
     """The phishing story's isolation, approved, and held at the lab: its worker is mid-write."""
     investigation = receive_alert(story_alert("LAB-SIEM-1001")).investigation
-    request = wait_until(lambda: ActionRequest.objects.filter(investigation=investigation, state="pending").first(),
-                         timeout=60, what="the isolation request")
+    request = wait_until(
+        lambda: ActionRequest.objects.filter(investigation=investigation, state="pending").first(),
+        timeout=60,
+        what="the isolation request",
+    )
     faults.inject("edr", "slow", delay_ms=60_000, remaining=1)  # the isolation hangs at the lab
     approvals.approve(request.pk, analyst)
-    wait_until(lambda: LabFault.objects.get(backend="edr").applied == 1, timeout=60, what="the isolation to reach the lab")
+    wait_until(
+        lambda: LabFault.objects.get(backend="edr").applied == 1, timeout=60, what="the isolation to reach the lab"
+    )
     return request
 
 
@@ -107,13 +126,20 @@ def test_a_worker_killed_while_executing_an_approved_action_completes_it_exactly
 
     worker.kill()
     worker.start()
-    request = wait_until(lambda: ActionRequest.objects.filter(pk=request.pk, state="succeeded").first(),
-                         timeout=60, what="the isolation to complete after the restart")
+    request = wait_until(
+        lambda: ActionRequest.objects.filter(pk=request.pk, state="succeeded").first(),
+        timeout=60,
+        what="the isolation to complete after the restart",
+    )
 
     assert request.outcome.startswith("WS-FIN-07 ")
     assert LabWrite.objects.filter(action="isolate_host", outcome="performed").count() == 1
     assert list(request.transitions.values_list("to_state", flat=True)) == [
-        "pending", "approved", "executing", "executing", "succeeded",  # executed again after the kill
+        "pending",
+        "approved",
+        "executing",
+        "executing",
+        "succeeded",  # executed again after the kill
     ]
 
 
@@ -126,8 +152,11 @@ def test_without_beat_a_restarted_worker_completes_what_a_killed_one_was_executi
 
     worker.kill()
     worker.start()
-    request = wait_until(lambda: ActionRequest.objects.filter(pk=request.pk, state="succeeded").first(),
-                         timeout=60, what="the isolation to complete after the restart, with no beat")
+    request = wait_until(
+        lambda: ActionRequest.objects.filter(pk=request.pk, state="succeeded").first(),
+        timeout=60,
+        what="the isolation to complete after the restart, with no beat",
+    )
     assert LabWrite.objects.filter(action="isolate_host", outcome="performed").count() == 1
 
 
@@ -139,8 +168,11 @@ def test_a_worker_killed_mid_write_on_a_backend_that_cannot_tell_waits_for_a_per
     worker.kill()
     faults.inject("edr", "error_5xx", remaining=1)  # the restarted worker's question: the EDR cannot say
     worker.start()
-    request = wait_until(lambda: ActionRequest.objects.filter(pk=request.pk, state="unconfirmed").first(),
-                         timeout=60, what="the restarted worker to find the outcome unknown")
+    request = wait_until(
+        lambda: ActionRequest.objects.filter(pk=request.pk, state="unconfirmed").first(),
+        timeout=60,
+        what="the restarted worker to find the outcome unknown",
+    )
     assert not LabWrite.objects.filter(action="isolate_host", outcome="performed").exists()  # not sent again
     investigation = Investigation.objects.get(pk=request.investigation_id)
     assert investigation.status == "waiting"
@@ -148,19 +180,33 @@ def test_a_worker_killed_mid_write_on_a_backend_that_cannot_tell_waits_for_a_per
     _, token = create_api_token(analyst, "tests")
     # On the embedded default the worker's broker lives in its console: decide there.
     with nullcontext(worker.console) if worker.console else ConsoleProcess(worker_env(lab)) as console:
-        response = httpx.post(f"{console.url}/api/actions/{request.pk}/confirm",
-                              json={"happened": True, "reason": "EDR console: WS-FIN-07 isolated at 10:02"},
-                              headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        response = httpx.post(
+            f"{console.url}/api/actions/{request.pk}/confirm",
+            json={"happened": True, "reason": "EDR console: WS-FIN-07 isolated at 10:02"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
         assert response.status_code == 200, response.text
         assert response.json()["state"] == "succeeded"
 
         answered = investigation.events.filter(kind=Event.Kind.TOOL_RESULT, data__tool_use_id=request.tool_use_id)
-        result = wait_until(answered.first, timeout=60, what="the resumed investigation to receive the confirmed result")
+        result = wait_until(
+            answered.first, timeout=60, what="the resumed investigation to receive the confirmed result"
+        )
         assert result.data["result"]["status"] == "ok" and result.data["result"]["data"]["confirmed_by_person"] is True
         following = wait_until(
-            lambda: ActionRequest.objects.filter(investigation=investigation, tool="disable_account", state="pending").first(),
-            timeout=60, what="the investigation's next request")
+            lambda: ActionRequest.objects.filter(
+                investigation=investigation, tool="disable_account", state="pending"
+            ).first(),
+            timeout=60,
+            what="the investigation's next request",
+        )
     assert following.pk != request.pk
     assert list(request.transitions.values_list("to_state", flat=True)) == [
-        "pending", "approved", "executing", "executing", "unconfirmed", "succeeded",
+        "pending",
+        "approved",
+        "executing",
+        "executing",
+        "unconfirmed",
+        "succeeded",
     ]

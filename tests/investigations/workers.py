@@ -42,11 +42,27 @@ class WorkerProcess:
         if settings.PRODUCTION:
             with open(self.tmp_path / f"worker-{self.starts}.log", "w") as log:  # the worker holds its own copy
                 self.process = subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "console", "worker", "--pool=threads", "-c", "2",
-                     *(["-B"] if self.beat else []),
-                     "--without-heartbeat", "--without-mingle",
-                     "--without-gossip", "-l", "INFO"],
-                    cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                    [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "console",
+                        "worker",
+                        "--pool=threads",
+                        "-c",
+                        "2",
+                        *(["-B"] if self.beat else []),
+                        "--without-heartbeat",
+                        "--without-mingle",
+                        "--without-gossip",
+                        "-l",
+                        "INFO",
+                    ],
+                    cwd=ROOT,
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                     start_new_session=True,  # its own process group: the tool servers it starts die with it
                 )
         else:

@@ -27,7 +27,9 @@ def worker_process(environment: dict, threads: int, start, results, wait_s: floa
 
         def call():
             ready.wait(timeout=wait_s)
-            outcomes.append(gateway.call("isolate_host", ISOLATE, CallContext("inv-race", "alert-race", approval="race-approval")))
+            outcomes.append(
+                gateway.call("isolate_host", ISOLATE, CallContext("inv-race", "alert-race", approval="race-approval"))
+            )
 
         start.wait(timeout=wait_s)
         workers = [threading.Thread(target=call, daemon=True) for _ in range(threads)]

@@ -158,24 +158,59 @@ class Slapd:
         conn = self.root()
         entries = [
             (SUFFIX, ["dcObject", "organization"], {"dc": "example", "o": "Example"}),
-            *[(f"ou={ou},{SUFFIX}", ["organizationalUnit"], {"ou": ou}) for ou in ("people", "ad-users", "services", "policies")],
-            (POLICY_DN, ["organizationalRole", "pwdPolicy"],
-             {"cn": "default", "pwdAttribute": "userPassword", "pwdLockout": "TRUE", "pwdMaxFailure": "0"}),
-            (SERVICE_DN, ["organizationalRole", "simpleSecurityObject"], {"cn": "gatehouse", "userPassword": self.service_password}),
+            *[
+                (f"ou={ou},{SUFFIX}", ["organizationalUnit"], {"ou": ou})
+                for ou in ("people", "ad-users", "services", "policies")
+            ],
+            (
+                POLICY_DN,
+                ["organizationalRole", "pwdPolicy"],
+                {"cn": "default", "pwdAttribute": "userPassword", "pwdLockout": "TRUE", "pwdMaxFailure": "0"},
+            ),
+            (
+                SERVICE_DN,
+                ["organizationalRole", "simpleSecurityObject"],
+                {"cn": "gatehouse", "userPassword": self.service_password},
+            ),
         ]
         for person in PEOPLE_LOADED:
             _first, _, last = person.display_name.partition(" ")
-            entries.append((f"uid={person.uid},{PEOPLE}", ["inetOrgPerson"], {
-                "uid": person.uid, "cn": person.display_name, "sn": last, "displayName": person.display_name,
-                "mail": person.mail, "departmentNumber": person.department, "title": person.title,
-                "userPassword": person.password,
-            }))
-            entries.append((f"cn={person.display_name},{AD_PEOPLE}", ["user"], {
-                "cn": person.display_name, "sn": last, "sAMAccountName": person.uid, "displayName": person.display_name,
-                "mail": person.mail, "department": person.department, "title": person.title,
-                "userAccountControl": str(AD_CONTROL), "accountExpires": AD_EXPIRES, "lastLogonTimestamp": AD_LAST_LOGON,
-                "adminCount": "1" if person.department == "IT" else "0", "userPassword": person.password,
-            }))
+            entries.append(
+                (
+                    f"uid={person.uid},{PEOPLE}",
+                    ["inetOrgPerson"],
+                    {
+                        "uid": person.uid,
+                        "cn": person.display_name,
+                        "sn": last,
+                        "displayName": person.display_name,
+                        "mail": person.mail,
+                        "departmentNumber": person.department,
+                        "title": person.title,
+                        "userPassword": person.password,
+                    },
+                )
+            )
+            entries.append(
+                (
+                    f"cn={person.display_name},{AD_PEOPLE}",
+                    ["user"],
+                    {
+                        "cn": person.display_name,
+                        "sn": last,
+                        "sAMAccountName": person.uid,
+                        "displayName": person.display_name,
+                        "mail": person.mail,
+                        "department": person.department,
+                        "title": person.title,
+                        "userAccountControl": str(AD_CONTROL),
+                        "accountExpires": AD_EXPIRES,
+                        "lastLogonTimestamp": AD_LAST_LOGON,
+                        "adminCount": "1" if person.department == "IT" else "0",
+                        "userPassword": person.password,
+                    },
+                )
+            )
         for dn, classes, attributes in entries:
             assert conn.add(dn, classes, attributes), (dn, conn.result)
         conn.unbind()

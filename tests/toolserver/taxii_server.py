@@ -32,20 +32,37 @@ class Medallion:
         self.url = f"http://127.0.0.1:{self.port}"
         data, config = directory / "taxii-data.json", directory / "taxii-config.json"
         data.write_text(json.dumps(_data(self.url)))
-        config.write_text(json.dumps({
-            "backend": {"module": "medallion.backends.memory_backend", "module_class": "MemoryBackend", "filename": str(data)},
-            "users": {READER: READER_PASSWORD, PUBLISHER: PUBLISHER_PASSWORD},
-            "taxii": {"max_page_size": page_size},
-        }))
+        config.write_text(
+            json.dumps(
+                {
+                    "backend": {
+                        "module": "medallion.backends.memory_backend",
+                        "module_class": "MemoryBackend",
+                        "filename": str(data),
+                    },
+                    "users": {READER: READER_PASSWORD, PUBLISHER: PUBLISHER_PASSWORD},
+                    "taxii": {"max_page_size": page_size},
+                }
+            )
+        )
         self.log_path = directory / "medallion.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - the process writes it until stop() closes it
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "medallion"), "--host", "127.0.0.1", "--port", str(self.port), str(config)],
+            [
+                str(Path(sys.executable).parent / "medallion"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                str(config),
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_until(self._ready, timeout=READY_S, interval=0.05, what=f"medallion on port {self.port} ({self.log_path})")
+            wait_until(
+                self._ready, timeout=READY_S, interval=0.05, what=f"medallion on port {self.port} ({self.log_path})"
+            )
         except BaseException:
             self.stop()
             raise
@@ -77,7 +94,9 @@ class Medallion:
         )
         assert response.status_code == 202, response.text
         status = response.json()
-        assert (status["status"], status["success_count"], status["failure_count"]) == ("complete", len(objects), 0), status
+        assert (status["status"], status["success_count"], status["failure_count"]) == ("complete", len(objects), 0), (
+            status
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:

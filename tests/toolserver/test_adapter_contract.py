@@ -38,7 +38,11 @@ from toolserver.envelope import BackendFailure
 from toolserver.lab import estate
 
 ADAPTERS = [pytest.param(server, name, cls, id=f"{server}-{name}") for server, name, cls in registered()]
-HTTP_ADAPTERS = [pytest.param(server, name, cls, id=f"{server}-{name}") for server, name, cls in registered() if issubclass(cls, HttpBackend)]
+HTTP_ADAPTERS = [
+    pytest.param(server, name, cls, id=f"{server}-{name}")
+    for server, name, cls in registered()
+    if issubclass(cls, HttpBackend)
+]
 
 # Arguments for each tool, in the catalog's order; a later tool may use an earlier one's result.
 SAMPLES = {
@@ -47,13 +51,25 @@ SAMPLES = {
     "get_host": lambda done: schemas.GetHost(host=estate.PHISHED_HOST),
     "get_process_tree": lambda done: schemas.HostActivity(host=estate.PHISHED_HOST, lookback_hours=168),
     "get_network_connections": lambda done: schemas.HostActivity(host=estate.PHISHED_HOST, lookback_hours=168),
-    "isolate_host": lambda done: schemas.HostAction(host=estate.PHISHED_HOST, reason="Contract test: isolate the host."),
-    "release_host": lambda done: schemas.HostAction(host=estate.PHISHED_HOST, reason="Contract test: release the host."),
+    "isolate_host": lambda done: schemas.HostAction(
+        host=estate.PHISHED_HOST, reason="Contract test: isolate the host."
+    ),
+    "release_host": lambda done: schemas.HostAction(
+        host=estate.PHISHED_HOST, reason="Contract test: release the host."
+    ),
     "get_user": lambda done: schemas.GetUser(username=estate.PHISHED_USER),
-    "disable_account": lambda done: schemas.AccountAction(username=estate.PHISHED_USER, reason="Contract test: disable it."),
-    "enable_account": lambda done: schemas.AccountAction(username=estate.PHISHED_USER, reason="Contract test: enable it."),
-    "open_ticket": lambda done: schemas.OpenTicket(title="Contract test ticket", body="Opened by the contract test.", severity="low"),
-    "add_comment": lambda done: schemas.AddComment(ticket_id=done.get("open_ticket", {}).get("ticket_id", "1"), body="A comment."),
+    "disable_account": lambda done: schemas.AccountAction(
+        username=estate.PHISHED_USER, reason="Contract test: disable it."
+    ),
+    "enable_account": lambda done: schemas.AccountAction(
+        username=estate.PHISHED_USER, reason="Contract test: enable it."
+    ),
+    "open_ticket": lambda done: schemas.OpenTicket(
+        title="Contract test ticket", body="Opened by the contract test.", severity="low"
+    ),
+    "add_comment": lambda done: schemas.AddComment(
+        ticket_id=done.get("open_ticket", {}).get("ticket_id", "1"), body="A comment."
+    ),
     "lookup_indicator": lambda done: schemas.LookupIndicator(kind="ip", value=estate.ATTACKER_IP),
 }
 
@@ -74,7 +90,11 @@ def taxii_backend(request, server: str) -> dict:
 
 def slapd_backend(request, server: str, *, active_directory: bool = False) -> dict:
     slapd = request.getfixturevalue("slapd")
-    return {"url": slapd.url, "credential": slapd.service_password, "params": slapd.params(active_directory=active_directory)}
+    return {
+        "url": slapd.url,
+        "credential": slapd.service_password,
+        "params": slapd.params(active_directory=active_directory),
+    }
 
 
 # adapter name -> how its contract test reaches a backend: {"url", "credential", "params"}.
@@ -138,7 +158,9 @@ def test_it_declares_its_parameters_validly(server, name, cls):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("server, name, cls", ADAPTERS)
 def test_against_its_backend_every_method_returns_its_declared_shape(server, name, cls, request, monkeypatch):
-    assert name in CONTRACT_BACKENDS, f"adapter {name!r} of {server} has no contract backend in {__name__}.CONTRACT_BACKENDS"
+    assert name in CONTRACT_BACKENDS, (
+        f"adapter {name!r} of {server} has no contract backend in {__name__}.CONTRACT_BACKENDS"
+    )
     reach = CONTRACT_BACKENDS[name](request, server)
     allow(monkeypatch, reach["url"])
     interface = INTERFACES[server]

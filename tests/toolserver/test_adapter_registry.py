@@ -24,7 +24,8 @@ class HalfSiem(SiemBackend):
 
 
 def test_a_class_missing_a_method_is_refused_at_import_naming_the_class_and_the_method(tmp_path, monkeypatch):
-    (tmp_path / "vendor_siem.py").write_text(textwrap.dedent("""
+    (tmp_path / "vendor_siem.py").write_text(
+        textwrap.dedent("""
         from toolserver.adapters import register
         from toolserver.adapters.base import SiemBackend
 
@@ -36,11 +37,15 @@ def test_a_class_missing_a_method_is_refused_at_import_naming_the_class_and_the_
                 return "ok"
 
             async def search_logins(self, args): ...
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(TypeError) as refused:
         importlib.import_module("vendor_siem")
-    assert str(refused.value) == "adapter vendor_siem.VendorSiem cannot serve 'siem': it does not implement search_events of SiemBackend"
+    assert (
+        str(refused.value)
+        == "adapter vendor_siem.VendorSiem cannot serve 'siem': it does not implement search_events of SiemBackend"
+    )
     assert adapter_class("siem", "vendor") is None  # nothing half-registered
     sys.modules.pop("vendor_siem", None)
 
@@ -48,19 +53,35 @@ def test_a_class_missing_a_method_is_refused_at_import_naming_the_class_and_the_
 @pytest.mark.parametrize(
     "body, problem",
     [
-        ("class Bad(IntelBackend):\n source = 'x:intel'\n async def health(self): ...",
-         "it does not implement lookup_indicator of IntelBackend"),
-        ("class Bad(IntelBackend):\n source = 'x:intel'\n async def health(self): ...\n def lookup_indicator(self, args): ...",
-         "lookup_indicator is not async"),
-        ("class Bad(IntelBackend):\n source = 'x:intel'\n async def health(self): ...\n async def lookup_indicator(self): ...",
-         "lookup_indicator takes (), not (args)"),
-        ("class Bad(IntelBackend):\n async def health(self): ...\n async def lookup_indicator(self, args): ...",
-         "it has no `source` (e.g. 'lab:siem'), which every envelope names"),
+        (
+            "class Bad(IntelBackend):\n source = 'x:intel'\n async def health(self): ...",
+            "it does not implement lookup_indicator of IntelBackend",
+        ),
+        (
+            "class Bad(IntelBackend):\n source = 'x:intel'\n async def health(self): ...\n def lookup_indicator(self, args): ...",
+            "lookup_indicator is not async",
+        ),
+        (
+            "class Bad(IntelBackend):\n source = 'x:intel'\n async def health(self): ...\n async def lookup_indicator(self): ...",
+            "lookup_indicator takes (), not (args)",
+        ),
+        (
+            "class Bad(IntelBackend):\n async def health(self): ...\n async def lookup_indicator(self, args): ...",
+            "it has no `source` (e.g. 'lab:siem'), which every envelope names",
+        ),
         ("class Bad(SiemBackend):\n source = 'x:siem'", "it does not subclass IntelBackend"),
-        ("class Bad(Ok):\n params = (Param('Org Id', 'Org'),)",
-         "parameter name 'Org Id' is not lower-case letters, digits and _ (at most 40)"),
-        ("class Bad(Ok):\n params = (Param('org', 'Org'), Param('org', 'Org again'))", "parameter 'org' is declared twice"),
-        ("class Bad(Ok):\n params = (Param('org', 'Org', pattern='[a-'),)", "parameter 'org' has a pattern that does not compile"),
+        (
+            "class Bad(Ok):\n params = (Param('Org Id', 'Org'),)",
+            "parameter name 'Org Id' is not lower-case letters, digits and _ (at most 40)",
+        ),
+        (
+            "class Bad(Ok):\n params = (Param('org', 'Org'), Param('org', 'Org again'))",
+            "parameter 'org' is declared twice",
+        ),
+        (
+            "class Bad(Ok):\n params = (Param('org', 'Org', pattern='[a-'),)",
+            "parameter 'org' has a pattern that does not compile",
+        ),
         ("class Bad(Ok):\n params = ('org',)", "its `params` is not a tuple of Param"),
     ],
     ids=["missing", "sync", "signature", "source", "interface", "param-name", "param-twice", "param-pattern", "params"],

@@ -1,4 +1,4 @@
-""""Check connection": the backend's health endpoint, called with the credential from a process of
+""" "Check connection": the backend's health endpoint, called with the credential from a process of
 the server's own, says what is wrong in words an admin can act on, and never shows the secret."""
 
 from io import StringIO
@@ -25,7 +25,8 @@ def edr_response(lab):
 
 def test_a_working_backend_names_the_keys_scopes(edr_response):
     assert check_connection("edr-response") == {
-        "ok": True, "detail": f"reached {host_of(edr_response)}; the key is valid, with scopes edr:isolate",
+        "ok": True,
+        "detail": f"reached {host_of(edr_response)}; the key is valid, with scopes edr:isolate",
     }
 
 
@@ -46,7 +47,8 @@ def test_a_key_the_backend_refuses_says_so_without_showing_it(edr_response, admi
 def test_a_revoked_or_unresolvable_credential_is_named(edr_response, admin_user, lab):
     administration.set_credential(edr_response, admin_user, reference="file:edr-response/not-there.key")
     assert check_connection("edr-response") == {
-        "ok": False, "detail": f"the credential file {lab.credentials_dir}/edr-response/not-there.key cannot be read",
+        "ok": False,
+        "detail": f"the credential file {lab.credentials_dir}/edr-response/not-there.key cannot be read",
     }
     administration.revoke_credential(edr_response, admin_user)
     result = check_connection("edr-response")

@@ -72,7 +72,9 @@ def signed_in(user) -> Client:
     return client
 
 
-def test_a_delegated_manager_can_neither_point_a_server_elsewhere_nor_reference_another_key(lab, capture, make_user, admin_user):
+def test_a_delegated_manager_can_neither_point_a_server_elsewhere_nor_reference_another_key(
+    lab, capture, make_user, admin_user
+):
     ops = make_user("siem-ops")
     siem = ToolServer.objects.get(name="siem")
     administration.grant(admin_user, "manage_toolserver", siem, ops)
@@ -82,8 +84,12 @@ def test_a_delegated_manager_can_neither_point_a_server_elsewhere_nor_reference_
     stolen = f"file:{lab.credentials_dir}/edr-response.key"
     assert client.post(reverse("manage:set_credential", args=["siem"]), {"reference": stolen}).status_code == 403
     token = create_api_token(ops, "tests")[1]
-    api = client.put("/api/manage/servers/siem/credential", json.dumps({"reference": stolen}),
-                     content_type="application/json", headers={"Authorization": f"Bearer {token}"})
+    api = client.put(
+        "/api/manage/servers/siem/credential",
+        json.dumps({"reference": stolen}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert api.status_code == 403
     assert client.post(reverse("manage:check", args=["siem"])).status_code == 302  # the check itself is theirs to press
 
@@ -100,13 +106,18 @@ def test_an_admin_pointing_a_server_elsewhere_revokes_its_credential_and_the_che
     administration.set_credential(edr_response, admin_user, secret=lab.keys["edr-response"])
     assert check_connection("edr-response")["ok"]
 
-    response = admin_client.post(reverse("manage:server", args=["edr-response"]), server_form(edr_response, url=capture.url))
+    response = admin_client.post(
+        reverse("manage:server", args=["edr-response"]), server_form(edr_response, url=capture.url)
+    )
     assert response.status_code == 302
     revoked = AuditRecord.objects.get(kind=AuditRecord.Kind.ADMIN_CHANGE, outcome="credential_revoked")
     assert revoked.extra["after"] == {"credential": "revoked", "because": "the server now points elsewhere"}
 
     result = check_connection("edr-response")
-    assert result == {"ok": False, "detail": "no credential (the server's credential was revoked, never set, or set for another backend)"}
+    assert result == {
+        "ok": False,
+        "detail": "no credential (the server's credential was revoked, never set, or set for another backend)",
+    }
     # The deployment's own credential (a server with no credential row) does not follow a new URL either.
     siem = ToolServer.objects.get(name="siem")
     administration.update_server(siem, admin_user, {"url": capture.url})
@@ -139,7 +150,8 @@ def test_a_host_off_the_allow_list_is_never_connected_to_even_with_a_credential_
     administration.set_credential(edr, admin_user, reference=f"file:{lab.credentials_dir}/edr.key")
 
     assert check_connection("edr") == {
-        "ok": False, "detail": f"127.0.0.1:{capture.port} is not an allowed backend host (GATEHOUSE_BACKEND_ALLOWED_HOSTS)",
+        "ok": False,
+        "detail": f"127.0.0.1:{capture.port} is not an allowed backend host (GATEHOUSE_BACKEND_ALLOWED_HOSTS)",
     }
     envelope, status = get_supervisor().call("edr", "get_host", {"host": "WS-FIN-07"}, {})
     assert (envelope["reason"], envelope["retryable"], status) == ("edr_not_allowed", False, "not_allowed")
@@ -159,8 +171,12 @@ def test_a_listed_name_does_not_vouch_for_a_loopback_address(lab, capture, admin
 
 def test_another_servers_key_file_cannot_be_referenced_even_by_an_admin(lab, admin_user):
     siem = ToolServer.objects.get(name="siem")
-    for reference in (f"file:{lab.credentials_dir}/edr-response.key", "file:edr-response.key", "file:/etc/hostname",
-                      f"file:{lab.credentials_dir}/siem/../edr-response.key"):
+    for reference in (
+        f"file:{lab.credentials_dir}/edr-response.key",
+        "file:edr-response.key",
+        "file:/etc/hostname",
+        f"file:{lab.credentials_dir}/siem/../edr-response.key",
+    ):
         with pytest.raises(administration.Refused):
             administration.set_credential(siem, admin_user, reference=reference)
     assert not Credential.objects.exists()

@@ -34,13 +34,16 @@ def test_a_file_in_the_servers_own_folder_resolves_through_a_symlink_inside_the_
     assert credentials.resolve(f"file:{tmp_path}/edr-response/key", own(tmp_path)) == "mounted-secret"
 
 
-@pytest.mark.parametrize("path, problem", [
-    ("/etc/hostname", "names edr-response.key or a file under edr-response/"),
-    ("{dir}/siem.key", "names edr-response.key or a file under edr-response/"),  # another server's key
-    ("{dir}/edr-response/../siem.key", "may not contain '..'"),
-    ("{dir}/edr-response/link", "must stay inside the credentials folder"),  # a symlink out of it
-    ("{dir}/../outside/edr-response.key", "may not contain '..'"),
-])
+@pytest.mark.parametrize(
+    "path, problem",
+    [
+        ("/etc/hostname", "names edr-response.key or a file under edr-response/"),
+        ("{dir}/siem.key", "names edr-response.key or a file under edr-response/"),  # another server's key
+        ("{dir}/edr-response/../siem.key", "may not contain '..'"),
+        ("{dir}/edr-response/link", "must stay inside the credentials folder"),  # a symlink out of it
+        ("{dir}/../outside/edr-response.key", "may not contain '..'"),
+    ],
+)
 def test_a_file_reference_resolves_only_to_the_servers_own_file_in_the_credentials_folder(tmp_path, path, problem):
     folder = tmp_path / "credentials"
     (folder / "edr-response").mkdir(parents=True)
@@ -136,8 +139,14 @@ def test_an_admin_may_reference_only_the_servers_own_file(reference, problem, tm
     with pytest.raises(ValueError, match=re.escape(problem)):
         credentials.check_reference(reference, "edr-response", tmp_path)
     # A name in the folder is stored as its absolute path.
-    assert credentials.check_reference(" file:edr-response.key ", "edr-response", tmp_path) == f"file:{tmp_path}/edr-response.key"
-    assert credentials.check_reference(f"file:{tmp_path}/edr-response/k", "edr-response", tmp_path) == f"file:{tmp_path}/edr-response/k"
+    assert (
+        credentials.check_reference(" file:edr-response.key ", "edr-response", tmp_path)
+        == f"file:{tmp_path}/edr-response.key"
+    )
+    assert (
+        credentials.check_reference(f"file:{tmp_path}/edr-response/k", "edr-response", tmp_path)
+        == f"file:{tmp_path}/edr-response/k"
+    )
 
 
 def test_fingerprints_tell_secrets_apart_without_revealing_them(settings):

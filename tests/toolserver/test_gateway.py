@@ -28,9 +28,19 @@ def test_a_successful_read_is_one_record_with_sensitive_values_hashed(gateway, c
     gateway.call("search_logins", {"user": estate.PHISHED_USER, "lookback_hours": 12}, context)
     record = only_record()
     assert (record.server, record.tool, record.outcome, record.reason) == ("siem", "search_logins", "ok", "")
-    assert record.arguments == {"user": keyed_hash(estate.PHISHED_USER), "host": None, "lookback_hours": 12, "limit": 50}
+    assert record.arguments == {
+        "user": keyed_hash(estate.PHISHED_USER),
+        "host": None,
+        "lookback_hours": 12,
+        "limit": 50,
+    }
     assert estate.PHISHED_USER not in str(record.arguments)
-    assert (record.correlation_id, record.actor, record.backend_status, record.source) == ("inv-test-1", "agent", "200", "lab:siem")
+    assert (record.correlation_id, record.actor, record.backend_status, record.source) == (
+        "inv-test-1",
+        "agent",
+        "200",
+        "lab:siem",
+    )
     assert record.latency_ms > 0 and record.idempotency_key == ""
 
 
@@ -75,7 +85,12 @@ def test_a_write_without_an_approval_never_reaches_the_backend(gateway, context)
     assert (result["status"], result["reason"], result["retryable"]) == ("error", "approval_required", False)
     assert not LabWrite.objects.exists()
     record = only_record()
-    assert (record.tool, record.outcome, record.reason, record.idempotency_key) == ("isolate_host", "error", "approval_required", "")
+    assert (record.tool, record.outcome, record.reason, record.idempotency_key) == (
+        "isolate_host",
+        "error",
+        "approval_required",
+        "",
+    )
 
 
 def test_over_the_rate_limit_the_backend_is_not_called(gateway, context):
@@ -88,7 +103,11 @@ def test_over_the_rate_limit_the_backend_is_not_called(gateway, context):
     assert results[2]["reason"] == "rate_limited" and 0 < results[2]["retry_after_s"] <= 60
     assert LabWrite.objects.count() == 2
     assert list(AuditRecord.objects.order_by("id").values_list("outcome", flat=True)) == [
-        "dispatched", "ok", "dispatched", "ok", "rate_limited",
+        "dispatched",
+        "ok",
+        "dispatched",
+        "ok",
+        "rate_limited",
     ]
 
 
@@ -156,8 +175,20 @@ def test_every_kind_of_call_is_one_chained_record_naming_its_call(gateway, conte
         ("isolate_host", ISOLATE, replace(context, approval=""), "error", "approval_required"),
         ("isolate_host", ISOLATE, context, "ok", ""),
         ("isolate_host", ISOLATE, context, "replayed", ""),
-        ("open_ticket", {"title": "Phishing at finance", "severity": "high", "body": "Findings so far."}, context, "ok", ""),
-        ("open_ticket", {"title": "Phishing at finance 2", "severity": "high", "body": "Findings so far."}, context, "rate_limited", "rate_limited"),
+        (
+            "open_ticket",
+            {"title": "Phishing at finance", "severity": "high", "body": "Findings so far."},
+            context,
+            "ok",
+            "",
+        ),
+        (
+            "open_ticket",
+            {"title": "Phishing at finance 2", "severity": "high", "body": "Findings so far."},
+            context,
+            "rate_limited",
+            "rate_limited",
+        ),
     ]
     results = []
     for n, (tool, arguments, call_context, _, _) in enumerate(calls):
@@ -165,7 +196,8 @@ def test_every_kind_of_call_is_one_chained_record_naming_its_call(gateway, conte
     everything = list(AuditRecord.objects.order_by("seq"))
     # A write that leaves for its backend is recorded before it leaves, too (#6 and #9 here).
     assert [(r.seq, r.outcome, r.tool_use_id) for r in everything if r.outcome == "dispatched"] == [
-        (6, "dispatched", "toolu_kind0005"), (9, "dispatched", "toolu_kind0007"),
+        (6, "dispatched", "toolu_kind0005"),
+        (9, "dispatched", "toolu_kind0007"),
     ]
     records = [r for r in everything if r.outcome != "dispatched"]
     assert [(r.tool_use_id, r.outcome, r.reason) for r in records] == [

@@ -47,8 +47,15 @@ def enable(backend, username="j.doe"):
 # -- OpenLDAP ---------------------------------------------------------------------------------------
 def test_get_user_answers_the_user_shape_from_the_directory(slapd, allowed):
     assert run(adapter(slapd).get_user(schemas.GetUser(username="j.doe"))) == {
-        "username": "j.doe", "display_name": "Jane Doe", "email": "j.doe@example.org", "department": "Finance",
-        "title": "Accountant", "privileged": False, "disabled": False, "mfa": False, "last_login": None,
+        "username": "j.doe",
+        "display_name": "Jane Doe",
+        "email": "j.doe@example.org",
+        "department": "Finance",
+        "title": "Accountant",
+        "privileged": False,
+        "disabled": False,
+        "mfa": False,
+        "last_login": None,
     }
 
 
@@ -104,7 +111,11 @@ def test_already_done_reads_the_lock(slapd, allowed):
     assert run(backend.already_done("enable_account", args, WRITE))["found_done"] is True
     disable(backend)
     assert run(backend.already_done("disable_account", args, WRITE)) == {
-        "username": "j.doe", "disabled": True, "already": True, "action_id": "", "found_done": True,
+        "username": "j.doe",
+        "disabled": True,
+        "already": True,
+        "action_id": "",
+        "found_done": True,
     }
     assert run(backend.already_done("enable_account", args, WRITE)) is None
 
@@ -154,13 +165,21 @@ def test_a_host_not_on_the_allow_list_is_refused_before_any_connection(slapd, mo
     listener.close()
     monkeypatch.setenv(egress.VARIABLE, "localhost")  # a listed name vouches for public addresses only
     with pytest.raises(egress.EgressRefused):
-        run(LdapIdentity(url=f"ldap://localhost:{slapd.port}", credential="x", timeout_s=2, params=slapd.params()).health())
+        run(
+            LdapIdentity(
+                url=f"ldap://localhost:{slapd.port}", credential="x", timeout_s=2, params=slapd.params()
+            ).health()
+        )
 
 
 def test_the_parameters_are_checked_naming_the_parameter_never_the_value(slapd):
     with pytest.raises(ParamError) as refused:
-        LdapIdentity(url=slapd.url, credential="x", timeout_s=1,
-                     params={"base_dn": "people at example", "bind_dn": SERVICE_DN, "start_tls": "maybe"})
+        LdapIdentity(
+            url=slapd.url,
+            credential="x",
+            timeout_s=1,
+            params={"base_dn": "people at example", "bind_dn": SERVICE_DN, "start_tls": "maybe"},
+        )
     message = str(refused.value)
     assert "not a distinguished name" in message and "StartTLS is not in the expected form" in message
     assert "people at example" not in message
@@ -170,8 +189,11 @@ def test_the_parameters_are_checked_naming_the_parameter_never_the_value(slapd):
 
 def test_a_name_shared_by_two_entries_is_refused_and_nothing_changes(slapd, allowed):
     root = slapd.root()
-    assert root.add(f"uid=j.doe,ou=services,{PEOPLE.split(',', 1)[1]}", ["inetOrgPerson"],
-                    {"uid": "j.doe", "cn": "Other Doe", "sn": "Doe"}), root.result
+    assert root.add(
+        f"uid=j.doe,ou=services,{PEOPLE.split(',', 1)[1]}",
+        ["inetOrgPerson"],
+        {"uid": "j.doe", "cn": "Other Doe", "sn": "Doe"},
+    ), root.result
     root.unbind()
     with pytest.raises(BackendRefused, match="more than one"):
         disable(adapter(slapd, base_dn=PEOPLE.split(",", 1)[1]))
@@ -182,8 +204,14 @@ def test_a_name_shared_by_two_entries_is_refused_and_nothing_changes(slapd, allo
 def test_contract_ad_get_user_reads_samaccountname_admincount_and_lastlogontimestamp(slapd, allowed):
     backend = adapter(slapd, ActiveDirectoryIdentity)
     assert run(backend.get_user(schemas.GetUser(username="m.smith"))) == {
-        "username": "m.smith", "display_name": "Mark Smith", "email": "m.smith@example.org", "department": "IT",
-        "title": "Administrator", "privileged": True, "disabled": False, "mfa": False,
+        "username": "m.smith",
+        "display_name": "Mark Smith",
+        "email": "m.smith@example.org",
+        "department": "IT",
+        "title": "Administrator",
+        "privileged": True,
+        "disabled": False,
+        "mfa": False,
         "last_login": "2024-05-01T12:00:00+00:00",
     }
     assert run(backend.get_user(schemas.GetUser(username="J.DOE")))["privileged"] is False  # AD names match case-blind
@@ -200,7 +228,8 @@ def test_contract_ad_disable_sets_only_accountdisable_and_leaves_accountexpires(
     assert slapd.read(DOE_AD, "entryCSN") == before  # no second modify
     assert enable(backend)["already"] is False
     assert slapd.read(DOE_AD, "userAccountControl", "accountExpires") == {
-        "userAccountControl": [str(AD_CONTROL)], "accountExpires": [AD_EXPIRES],
+        "userAccountControl": [str(AD_CONTROL)],
+        "accountExpires": [AD_EXPIRES],
     }
 
 

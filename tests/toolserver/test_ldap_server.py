@@ -41,8 +41,12 @@ def test_disable_account_reaches_the_directory_once_with_its_audit_record(identi
     assert (read["status"], read["source"], read["data"]["disabled"]) == ("ok", "ldap:identity", False)
 
     first = gateway.call("disable_account", DISABLE, context)
-    assert first == {"status": "ok", "data": {"username": "j.doe", "disabled": True, "already": False, "action_id": ""},
-                     "truncated": False, "source": "ldap:identity"}
+    assert first == {
+        "status": "ok",
+        "data": {"username": "j.doe", "disabled": True, "already": False, "action_id": ""},
+        "truncated": False,
+        "source": "ldap:identity",
+    }
     assert slapd.bind_as("j.doe", "jdoe-password-1") == (False, 49)  # invalidCredentials: locked
     written = slapd.read(f"uid=j.doe,{PEOPLE}", "entryCSN")
 
@@ -75,7 +79,8 @@ def test_the_bind_password_reaches_only_the_identity_servers_process(identity_on
 def test_check_connection_binds_and_says_when_the_directory_refuses(identity_on_slapd, admin_user):
     slapd = identity_on_slapd
     assert check_connection("identity") == {
-        "ok": True, "detail": f"reached 127.0.0.1:{slapd.port}; bound as {slapd.params()['bind_dn']}",
+        "ok": True,
+        "detail": f"reached 127.0.0.1:{slapd.port}; bound as {slapd.params()['bind_dn']}",
     }
     administration.set_credential(ToolServer.objects.get(name="identity"), admin_user, secret="not-the-bind-password")
     result = check_connection("identity")

@@ -14,10 +14,24 @@ from toolserver.supervisor import get_supervisor
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ALLOWED_NAMES = {
-    "PATH", "HOME", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "LOGNAME", "USER", "SHELL", "TERM",
-    "GATEHOUSE_SERVER", "GATEHOUSE_ADAPTER", "GATEHOUSE_BACKEND_URL", "GATEHOUSE_BACKEND_TIMEOUT_S",
-    "GATEHOUSE_BACKEND_KEY", "GATEHOUSE_BACKEND_ALLOWED_HOSTS",
-    "GATEHOUSE_BACKEND_PARAMS", "GATEHOUSE_BACKEND_SECRET_PARAMS",  # its adapter's parameters, when it declares any
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "PYTHONPATH",
+    "LOGNAME",
+    "USER",
+    "SHELL",
+    "TERM",
+    "GATEHOUSE_SERVER",
+    "GATEHOUSE_ADAPTER",
+    "GATEHOUSE_BACKEND_URL",
+    "GATEHOUSE_BACKEND_TIMEOUT_S",
+    "GATEHOUSE_BACKEND_KEY",
+    "GATEHOUSE_BACKEND_ALLOWED_HOSTS",
+    "GATEHOUSE_BACKEND_PARAMS",
+    "GATEHOUSE_BACKEND_SECRET_PARAMS",  # its adapter's parameters, when it declares any
 }
 
 
@@ -56,6 +70,8 @@ def test_the_siem_key_cannot_isolate_a_host(lab):
 
 def test_the_edr_response_key_cannot_read_the_siem(lab):
     response = httpx2.get(
-        f"{lab.api_url}/siem/logins", params={"user": estate.PHISHED_USER}, headers={"Authorization": f"Bearer {lab.keys['edr-response']}"}
+        f"{lab.api_url}/siem/logins",
+        params={"user": estate.PHISHED_USER},
+        headers={"Authorization": f"Bearer {lab.keys['edr-response']}"},
     )
     assert response.status_code == 403

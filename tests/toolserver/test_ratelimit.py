@@ -36,7 +36,9 @@ def test_redis_limiter_is_shared_across_processes():
     bucket = f"test-{uuid.uuid4().hex}"
     queue = multiprocessing.get_context("spawn").Queue()
     processes = [
-        multiprocessing.get_context("spawn").Process(target=_acquire_in_another_process, args=(settings.REDIS_URL, bucket, queue))
+        multiprocessing.get_context("spawn").Process(
+            target=_acquire_in_another_process, args=(settings.REDIS_URL, bucket, queue)
+        )
         for _ in range(3)
     ]
     for process in processes:

@@ -25,10 +25,20 @@ PROBES = {
     "edr": ("get_host", {"host": estate.PHISHED_HOST}),
     "edr-response": ("isolate_host", {"host": estate.BEACON_HOST, "reason": "Beaconing every 60 s to a C2 domain."}),
     "identity": ("get_user", {"username": estate.PHISHED_USER}),
-    "ticketing": ("open_ticket", {"title": "Beaconing on SRV-APP-03", "body": "Cobalt Strike beacon.", "severity": "high"}),
+    "ticketing": (
+        "open_ticket",
+        {"title": "Beaconing on SRV-APP-03", "body": "Cobalt Strike beacon.", "severity": "high"},
+    ),
     "intel": ("lookup_indicator", {"kind": "domain", "value": estate.BEACON_DOMAIN}),
 }
-BACKEND_OF = {"siem": "siem", "edr": "edr", "edr-response": "edr", "identity": "identity", "ticketing": "ticketing", "intel": "intel"}
+BACKEND_OF = {
+    "siem": "siem",
+    "edr": "edr",
+    "edr-response": "edr",
+    "identity": "identity",
+    "ticketing": "ticketing",
+    "intel": "intel",
+}
 
 
 def test_every_server_advertises_its_tools_over_stdio(lab):
@@ -61,7 +71,9 @@ def test_the_stories_are_visible_through_the_tools(gateway, context):
 
 
 def test_a_capped_result_says_it_was_truncated(gateway, context):
-    result = gateway.call("get_network_connections", {"host": estate.BEACON_HOST, "lookback_hours": 24, "limit": 5}, context)
+    result = gateway.call(
+        "get_network_connections", {"host": estate.BEACON_HOST, "lookback_hours": 24, "limit": 5}, context
+    )
     assert len(result["data"]) == 5 and result["truncated"] is True
 
 
@@ -101,7 +113,9 @@ def test_malformed_arguments_are_typed_errors_and_never_reach_the_backend(gatewa
 
 def test_a_server_refuses_malformed_arguments_on_its_own_boundary(lab):
     """Past the gateway too: the server process validates what reaches it."""
-    envelope, status = get_supervisor().call("intel", "lookup_indicator", {"kind": "ip", "value": "1.1.1.1", "x": 1}, {})
+    envelope, status = get_supervisor().call(
+        "intel", "lookup_indicator", {"kind": "ip", "value": "1.1.1.1", "x": 1}, {}
+    )
     assert envelope["reason"] == "invalid_arguments" and status == ""
 
 

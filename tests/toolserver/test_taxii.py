@@ -36,7 +36,10 @@ def lookups(backend: TaxiiIntel, *wanted: tuple[str, str]) -> list[dict]:
 
     async def run():
         try:
-            return [await backend.lookup_indicator(schemas.LookupIndicator(kind=kind, value=value)) for kind, value in wanted]
+            return [
+                await backend.lookup_indicator(schemas.LookupIndicator(kind=kind, value=value))
+                for kind, value in wanted
+            ]
         finally:
             await backend.aclose()
 
@@ -49,28 +52,49 @@ def verdicts(results: list[dict]) -> list[str]:
 
 def test_a_domain_an_ip_and_a_hash_on_the_feed_answer_malicious_and_others_unknown(allowed):
     allowed.publish(
-        indicator("[domain-name:value = 'c2.evil.example']", name="Cobalt Strike C2", indicator_types=["malicious-activity"],
-                  labels=["cobalt-strike"], confidence=85),
+        indicator(
+            "[domain-name:value = 'c2.evil.example']",
+            name="Cobalt Strike C2",
+            indicator_types=["malicious-activity"],
+            labels=["cobalt-strike"],
+            confidence=85,
+        ),
         indicator("[ipv4-addr:value = '203.0.113.7'] OR [ipv6-addr:value = '2001:db8::7']", confidence=60),
         indicator(f"[file:hashes.'SHA-256' = '{SHA256.upper()}' OR file:hashes.MD5 = '{MD5}']", name="Dropper"),
         indicator("[ipv4-addr:value = '198.51.100.0/24']", name="Bulletproof hosting range"),
     )
     results = lookups(
         adapter(allowed),
-        ("domain", "c2.evil.example"), ("ip", "203.0.113.7"), ("ip", "2001:db8::7"), ("hash", SHA256), ("hash", MD5),
+        ("domain", "c2.evil.example"),
+        ("ip", "203.0.113.7"),
+        ("ip", "2001:db8::7"),
+        ("hash", SHA256),
+        ("hash", MD5),
         ("ip", "198.51.100.23"),
-        ("domain", "evil.example"), ("ip", "203.0.113.8"), ("hash", "0" * 64), ("ip", "198.51.101.1"),
+        ("domain", "evil.example"),
+        ("ip", "203.0.113.8"),
+        ("hash", "0" * 64),
+        ("ip", "198.51.101.1"),
     )
     assert verdicts(results) == ["malicious"] * 6 + ["unknown"] * 4
     assert results[0] == {
-        "kind": "domain", "value": "c2.evil.example", "verdict": "malicious", "confidence": 85,
-        "tags": ["Cobalt Strike C2", "malicious-activity", "cobalt-strike"], "first_seen": results[0]["first_seen"],
+        "kind": "domain",
+        "value": "c2.evil.example",
+        "verdict": "malicious",
+        "confidence": 85,
+        "tags": ["Cobalt Strike C2", "malicious-activity", "cobalt-strike"],
+        "first_seen": results[0]["first_seen"],
         "source": f"taxii:{COLLECTION_ID}",
     }
     assert datetime.fromisoformat(results[0]["first_seen"]) <= datetime.now(UTC)
     assert (results[1]["confidence"], results[3]["tags"]) == (60, ["Dropper", "confidence not stated"])
     assert results[6] == {
-        "kind": "domain", "value": "evil.example", "verdict": "unknown", "confidence": 0, "tags": [], "first_seen": None,
+        "kind": "domain",
+        "value": "evil.example",
+        "verdict": "unknown",
+        "confidence": 0,
+        "tags": [],
+        "first_seen": None,
         "source": f"taxii:{COLLECTION_ID}",
     }
 
@@ -102,7 +126,11 @@ def test_revoked_expired_and_not_yet_valid_indicators_do_not_count_and_types_gra
     revoked = indicator("[domain-name:value = 'revoked.example']", confidence=80)
     allowed.publish(
         revoked,
-        indicator("[domain-name:value = 'expired.example']", valid_from=now - timedelta(days=30), valid_until=now - timedelta(days=1)),
+        indicator(
+            "[domain-name:value = 'expired.example']",
+            valid_from=now - timedelta(days=30),
+            valid_until=now - timedelta(days=1),
+        ),
         indicator("[domain-name:value = 'future.example']", valid_from=now + timedelta(days=1)),
         indicator("[domain-name:value = 'cdn.example']", indicator_types=["benign"]),
         indicator("[ipv4-addr:value = '192.0.2.9']", indicator_types=["anonymization"], name="Tor exit"),
@@ -120,8 +148,13 @@ def test_revoked_expired_and_not_yet_valid_indicators_do_not_count_and_types_gra
 
     before, after = asyncio.run(run())
     assert (before["verdict"], after["verdict"]) == ("malicious", "unknown")
-    results = lookups(adapter(allowed), ("domain", "expired.example"), ("domain", "future.example"), ("domain", "cdn.example"),
-                      ("ip", "192.0.2.9"))
+    results = lookups(
+        adapter(allowed),
+        ("domain", "expired.example"),
+        ("domain", "future.example"),
+        ("domain", "cdn.example"),
+        ("ip", "192.0.2.9"),
+    )
     assert verdicts(results) == ["unknown", "unknown", "benign", "suspicious"]
 
 
@@ -129,10 +162,16 @@ def test_revoked_expired_and_not_yet_valid_indicators_do_not_count_and_types_gra
     "pattern, keys",
     [
         ("[domain-name:value = 'Evil.Example.']", {("domain", "evil.example")}),
-        ("[domain-name:value = 'a.example' OR domain-name:value = 'b.example']", {("domain", "a.example"), ("domain", "b.example")}),
+        (
+            "[domain-name:value = 'a.example' OR domain-name:value = 'b.example']",
+            {("domain", "a.example"), ("domain", "b.example")},
+        ),
         ("[ipv6-addr:value = '2001:DB8:0:0::1']", {("ip", "2001:db8::1")}),
         ("[ipv4-addr:value = '10.1.2.3/32']", {("ip", "10.1.2.3")}),
-        ("[file:hashes.'SHA-1' = 'DA39A3EE5E6B4B0D3255BFEF95601890AFD80709']", {("hash", "da39a3ee5e6b4b0d3255bfef95601890afd80709")}),
+        (
+            "[file:hashes.'SHA-1' = 'DA39A3EE5E6B4B0D3255BFEF95601890AFD80709']",
+            {("hash", "da39a3ee5e6b4b0d3255bfef95601890afd80709")},
+        ),
         # More than the value is needed, or the comparison is not equality: not indexed.
         ("[domain-name:value = 'a.example' AND domain-name:value = 'b.example']", set()),
         ("[file:hashes.MD5 = 'd41d8cd98f00b204e9800998ecf8427e' AND file:name = 'x.exe']", set()),
@@ -215,7 +254,9 @@ def test_through_the_intel_server_process_a_lookup_is_the_envelope_with_the_verd
     taxii_server.publish(indicator("[domain-name:value = 'c2.evil.example']", name="C2", confidence=75))
     settings.BACKEND_ALLOWED_HOSTS = [f"127.0.0.1:{taxii_server.port}"]
     intel = ToolServer.objects.get(name="intel")
-    administration.update_server(intel, admin_user, {"adapter": "taxii", "url": taxii_server.url, "params": taxii_server.params()})
+    administration.update_server(
+        intel, admin_user, {"adapter": "taxii", "url": taxii_server.url, "params": taxii_server.params()}
+    )
     administration.set_credential(ToolServer.objects.get(name="intel"), admin_user, secret=READER_PASSWORD)
 
     assert check_connection("intel") == {
@@ -226,8 +267,15 @@ def test_through_the_intel_server_process_a_lookup_is_the_envelope_with_the_verd
     result = Gateway().call("lookup_indicator", {"kind": "domain", "value": "c2.evil.example"}, context)
     assert result == {
         "status": "ok",
-        "data": {"kind": "domain", "value": "c2.evil.example", "verdict": "malicious", "confidence": 75, "tags": ["C2"],
-                 "first_seen": result["data"]["first_seen"], "source": f"taxii:{COLLECTION_ID}"},
+        "data": {
+            "kind": "domain",
+            "value": "c2.evil.example",
+            "verdict": "malicious",
+            "confidence": 75,
+            "tags": ["C2"],
+            "first_seen": result["data"]["first_seen"],
+            "source": f"taxii:{COLLECTION_ID}",
+        },
         "truncated": False,
         "source": "taxii:intel",
     }
@@ -236,6 +284,12 @@ def test_through_the_intel_server_process_a_lookup_is_the_envelope_with_the_verd
 
     # The feed's password (the canary of tests/test_canary.py, for this credential): only in its server's process.
     captured = capfd.readouterr()
-    places = [json.dumps(result), json.dumps(list(AuditRecord.objects.values()), default=str), caplog.text, captured.out,
-              captured.err, *database_dump()]
+    places = [
+        json.dumps(result),
+        json.dumps(list(AuditRecord.objects.values()), default=str),
+        caplog.text,
+        captured.out,
+        captured.err,
+        *database_dump(),
+    ]
     assert not [place for place in places if READER_PASSWORD in place]

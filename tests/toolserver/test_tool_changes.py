@@ -40,7 +40,9 @@ def test_a_changed_description_is_disabled_and_kept_from_the_model_until_accepte
     assert refused["reason"] == "tool_disabled" and "not yet accepted" in refused["guidance"]
     found = AuditRecord.objects.get(kind="admin_change", outcome="tool_change_found")
     assert (found.actor, found.tool, found.extra["before"]["description"]) == (
-        "system", "lookup_indicator", "Accepted words from an earlier release.",
+        "system",
+        "lookup_indicator",
+        "Accepted words from an earlier release.",
     )
 
     assert administration.discover(intel) == []  # the same change is not found twice
@@ -48,7 +50,9 @@ def test_a_changed_description_is_disabled_and_kept_from_the_model_until_accepte
     assert Tool.objects.get(name="lookup_indicator").usable
     assert offered("lookup_indicator")["description"] == SERVERS["intel"].tool("lookup_indicator").description
     assert gateway.call("lookup_indicator", LOOKUP, context)["status"] == "ok"
-    assert AuditRecord.objects.filter(kind="admin_change", outcome="tool_change_accepted", actor="user:ada").count() == 1
+    assert (
+        AuditRecord.objects.filter(kind="admin_change", outcome="tool_change_accepted", actor="user:ada").count() == 1
+    )
 
 
 def test_a_changed_schema_is_a_change_too(gateway, context):
@@ -71,7 +75,8 @@ def test_a_disabled_tool_or_server_answers_tool_disabled_and_never_reaches_its_s
     assert result["reason"] == "tool_disabled" and "switched off its server, edr" in result["guidance"]
     records = AuditRecord.objects.filter(kind="tool_call", reason="tool_disabled").order_by("seq")
     assert [(record.tool, record.outcome, record.backend_status) for record in records] == [
-        ("get_host", "error", ""), ("get_process_tree", "error", ""),
+        ("get_host", "error", ""),
+        ("get_process_tree", "error", ""),
     ]
     changes = AuditRecord.objects.filter(kind="admin_change").order_by("seq")
     assert [(change.outcome, change.extra) for change in changes] == [
@@ -89,6 +94,8 @@ def test_the_command_reports_each_server_and_the_changes_it_found(lab):
     out = StringIO()
     call_command("discover_tools", stdout=out)
     lines = dict(line.split(maxsplit=1) for line in out.getvalue().splitlines())
-    assert lines == dict.fromkeys(SERVERS, "as accepted") | {"ticketing": "changed, disabled until accepted: open_ticket"}
+    assert lines == dict.fromkeys(SERVERS, "as accepted") | {
+        "ticketing": "changed, disabled until accepted: open_ticket"
+    }
     found = AuditRecord.objects.get(kind="admin_change", outcome="tool_change_found")
     assert (found.actor, found.tool) == ("manage.py discover_tools", "open_ticket")

@@ -33,8 +33,12 @@ class Writer:
     def __init__(self, lab, *call: str, **environment: str):
         env = console_env(DATABASE_URL=database_url_of(connection.settings_dict), **lab.environment(), **environment)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.toolserver.crash_writer", *call], cwd=ROOT, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [sys.executable, "-m", "tests.toolserver.crash_writer", *call],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             start_new_session=True,  # a group of its own: the kill reaches it and what it started
         )
 
@@ -71,7 +75,9 @@ def received():
 def assert_every_write_received_is_in_the_trail(expected: int) -> None:
     assert received().count() == expected
     assert dispatched().count() == received().count()
-    assert set(received().values_list("idempotency_key", flat=True)) <= set(dispatched().values_list("idempotency_key", flat=True))
+    assert set(received().values_list("idempotency_key", flat=True)) <= set(
+        dispatched().values_list("idempotency_key", flat=True)
+    )
 
 
 def test_killed_while_the_write_is_at_the_backend_the_trail_says_outcome_unknown(writer, client, manager):
@@ -84,7 +90,9 @@ def test_killed_while_the_write_is_at_the_backend_the_trail_says_outcome_unknown
     # The lab had the request (its fault held it); whether it still acted once its caller was gone
     # is the backend's business: the trail must say that a write left, and that its outcome is unknown.
     assert dispatched().count() == 1
-    assert set(received().values_list("idempotency_key", flat=True)) <= set(dispatched().values_list("idempotency_key", flat=True))
+    assert set(received().values_list("idempotency_key", flat=True)) <= set(
+        dispatched().values_list("idempotency_key", flat=True)
+    )
     assert not AuditRecord.objects.filter(tool="isolate_host").exclude(outcome="dispatched").exists()
     client.force_login(manager)
     page = client.get(f"/audit/records/{dispatched().get().seq}/").content.decode()
@@ -95,8 +103,11 @@ def test_killed_while_the_write_is_at_the_backend_the_trail_says_outcome_unknown
 def test_killed_while_the_backend_acts_the_trail_has_the_write(writer):
     with locks(host_lock().acquire()) as (host,):
         process = writer()
-        wait_until(lambda: dispatched().exists() and someone_waits_on_a_lock(), timeout=60,
-                   what="the lab to wait on the host with the isolation")
+        wait_until(
+            lambda: dispatched().exists() and someone_waits_on_a_lock(),
+            timeout=60,
+            what="the lab to wait on the host with the isolation",
+        )
         process.kill()
         host.release()  # the lab's handler carries on without its caller
         wait_until(received().exists, timeout=30, what="the lab to carry out the isolation")
@@ -142,7 +153,9 @@ def locks(*held: RowLock):
 
 def someone_waits_on_a_lock() -> bool:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
         return cursor.fetchone()[0] > 0
 
 
@@ -150,8 +163,10 @@ def end_the_settling_update() -> None:
     """The killed writer's settling UPDATE was sent before the kill and would commit once the lock is
     free: end it, as if the kill had come before it left."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND wait_event_type = 'Lock' AND query LIKE 'UPDATE \"toolserver_idempotencyrecord\"%%'")
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query LIKE 'UPDATE \"toolserver_idempotencyrecord\"%%'"
+        )
 
 
 def head_lock() -> RowLock:
@@ -171,8 +186,11 @@ def key_lock() -> RowLock:
 def test_killed_after_the_claim_before_the_dispatch_record_nothing_reached_the_backend(writer):
     with locks(head_lock().acquire()):
         process = writer()
-        wait_until(lambda: IdempotencyRecord.objects.exists() and someone_waits_on_a_lock(), timeout=60,
-                   what="the writer to claim the key and wait to record the dispatch")
+        wait_until(
+            lambda: IdempotencyRecord.objects.exists() and someone_waits_on_a_lock(),
+            timeout=60,
+            what="the writer to claim the key and wait to record the dispatch",
+        )
         process.kill()
     assert_every_write_received_is_in_the_trail(0)
 
@@ -181,12 +199,18 @@ def test_killed_after_the_claim_before_the_dispatch_record_nothing_reached_the_b
 def test_killed_after_the_backend_answered_before_the_key_was_settled(writer):
     with locks(head_lock().acquire(), key_lock()) as (head, key):
         process = writer()
-        wait_until(lambda: IdempotencyRecord.objects.exists() and someone_waits_on_a_lock(), timeout=60,
-                   what="the writer to claim the key")
+        wait_until(
+            lambda: IdempotencyRecord.objects.exists() and someone_waits_on_a_lock(),
+            timeout=60,
+            what="the writer to claim the key",
+        )
         key.acquire()
         head.release()  # the dispatch is recorded, the lab acts, the key's settlement waits
-        wait_until(lambda: received().exists() and someone_waits_on_a_lock(), timeout=60,
-                   what="the lab's answer, and the writer waiting to settle the key")
+        wait_until(
+            lambda: received().exists() and someone_waits_on_a_lock(),
+            timeout=60,
+            what="the lab's answer, and the writer waiting to settle the key",
+        )
         process.kill()
         end_the_settling_update()
     assert_every_write_received_is_in_the_trail(1)
@@ -197,11 +221,17 @@ def test_killed_after_the_backend_answered_before_the_key_was_settled(writer):
 def test_killed_after_the_key_was_settled_before_the_outcome_record(writer):
     with locks(host_lock().acquire(), head_lock().acquire()) as (host, head):
         process = writer()
-        wait_until(lambda: IdempotencyRecord.objects.exists() and someone_waits_on_a_lock(), timeout=60,
-                   what="the writer to claim the key")
+        wait_until(
+            lambda: IdempotencyRecord.objects.exists() and someone_waits_on_a_lock(),
+            timeout=60,
+            what="the writer to claim the key",
+        )
         head.release()
-        wait_until(lambda: dispatched().exists() and someone_waits_on_a_lock(), timeout=60,
-                   what="the dispatch record, and the lab waiting on the host")
+        wait_until(
+            lambda: dispatched().exists() and someone_waits_on_a_lock(),
+            timeout=60,
+            what="the dispatch record, and the lab waiting on the host",
+        )
         head.acquire()
         host.release()  # the lab acts, the writer settles the key, the outcome record waits
         wait_until(IdempotencyRecord.objects.filter(state="succeeded").exists, timeout=60, what="the key to be settled")
@@ -221,12 +251,18 @@ def crash_between_call_and_settle(writer, backend: RowLock, *call: str) -> None:
     """
     with locks(backend.acquire(), key_lock()) as (_, key):
         process = writer(*call, GATEHOUSE_WRITE_LEASE_S="1")
-        wait_until(lambda: IdempotencyRecord.objects.exists() and someone_waits_on_a_lock(), timeout=60,
-                   what="the write to wait at the lab")
+        wait_until(
+            lambda: IdempotencyRecord.objects.exists() and someone_waits_on_a_lock(),
+            timeout=60,
+            what="the write to wait at the lab",
+        )
         key.acquire()
         backend.release()
-        wait_until(lambda: LabWrite.objects.exists() and someone_waits_on_a_lock(), timeout=60,
-                   what="the lab's answer, and the writer waiting to settle the key")
+        wait_until(
+            lambda: LabWrite.objects.exists() and someone_waits_on_a_lock(),
+            timeout=60,
+            what="the lab's answer, and the writer waiting to settle the key",
+        )
         process.kill()
         end_the_settling_update()
     assert IdempotencyRecord.objects.get().state == "running"
@@ -284,5 +320,7 @@ def test_a_write_whose_backend_cannot_tell_goes_to_a_person_instead_of_again(wri
     result = recovered(writer, *call)
 
     assert LabWrite.objects.filter(action="open_ticket").count() == 1
-    assert (result["status"], result.get("reason"), result.get("retryable")) == ("error", "outcome_unknown", False), result
+    assert (result["status"], result.get("reason"), result.get("retryable")) == ("error", "outcome_unknown", False), (
+        result
+    )
     assert IdempotencyRecord.objects.get().state == "failed"  # settled until a person confirms (approvals.services)

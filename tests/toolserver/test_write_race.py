@@ -22,8 +22,10 @@ def test_fifty_concurrent_isolations_reach_the_backend_once(lab):
     results = context.Queue()
     set_rate_limit("edr-response", 1000)  # the race is about idempotency: room for every caller
     environment = {**lab.environment(), "DATABASE_URL": database_url_of(connection.settings_dict)}
-    processes = [context.Process(target=worker_process, args=(environment, THREADS, start, results, WAIT_S))
-                 for _ in range(PROCESSES)]
+    processes = [
+        context.Process(target=worker_process, args=(environment, THREADS, start, results, WAIT_S))
+        for _ in range(PROCESSES)
+    ]
     try:
         for process in processes:
             process.start()

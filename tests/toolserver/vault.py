@@ -29,5 +29,7 @@ class VaultIntel(HttpBackend, IntelBackend):
         return f"collection {self.param('collection')}"
 
     async def lookup_indicator(self, args: schemas.LookupIndicator) -> dict:
-        body = await self._request("GET", f"/collections/{self.param('collection')}/indicators", params={"value": args.value})
+        body = await self._request(
+            "GET", f"/collections/{self.param('collection')}/indicators", params={"value": args.value}
+        )
         return shaped(Indicator, body)

@@ -46,11 +46,21 @@ class HttpBackend(Backend):
         self, method: str, path: str, *, target: str = "", params=None, json=None, idempotency_key: str = ""
     ) -> dict:
         """One request; its JSON object, or the failure it maps to. None-valued query params are left out."""
-        response = await self._response(method, path, target=target, params=params, json=json, idempotency_key=idempotency_key)
+        response = await self._response(
+            method, path, target=target, params=params, json=json, idempotency_key=idempotency_key
+        )
         return self._json_object(response)
 
     async def _response(
-        self, method: str, path: str, *, target: str = "", params=None, json=None, headers=None, idempotency_key: str = ""
+        self,
+        method: str,
+        path: str,
+        *,
+        target: str = "",
+        params=None,
+        json=None,
+        headers=None,
+        idempotency_key: str = "",
     ) -> httpx2.Response:
         """One request; its response when the status is a success, or the failure it maps to.
 

@@ -77,7 +77,13 @@ class LabSiem(LabBackend, SiemBackend):
         return self._page(Login, body)
 
     async def search_events(self, args: schemas.SearchEvents) -> Page:
-        params = {"user": args.user, "host": args.host, "kind": args.kind, "since": _since(args.lookback_hours), "limit": args.limit}
+        params = {
+            "user": args.user,
+            "host": args.host,
+            "kind": args.kind,
+            "since": _since(args.lookback_hours),
+            "limit": args.limit,
+        }
         return self._page(SiemEvent, await self._request("GET", "/siem/events", params=params))
 
 
@@ -145,7 +151,13 @@ class LabIdentity(LabBackend, IdentityBackend):
         disabled = tool == "disable_account"
         if user["disabled"] != disabled:
             return None
-        return {"username": user["username"], "disabled": disabled, "already": True, "action_id": "", "found_done": True}
+        return {
+            "username": user["username"],
+            "disabled": disabled,
+            "already": True,
+            "action_id": "",
+            "found_done": True,
+        }
 
     async def _account_action(self, action: str, args: schemas.AccountAction, write: WriteContext) -> dict:
         path = f"/identity/users/{args.username}/{action}"

@@ -105,11 +105,33 @@ class LdapBackend(IdentityBackend):
     extra_attributes: tuple[str, ...] = ()
 
     params = (
-        Param("base_dn", "Base DN", required=True, validator=_parses_as_dn, help="Where users are searched, e.g. ou=people,dc=example,dc=org."),
-        Param("bind_dn", "Bind DN", required=True, validator=_parses_as_dn, help="The service account's DN; its password is the credential."),
-        Param("user_attribute", "User name attribute", pattern=r"[A-Za-z][A-Za-z0-9-]{0,63}", help="an attribute name, e.g. uid or sAMAccountName"),
+        Param(
+            "base_dn",
+            "Base DN",
+            required=True,
+            validator=_parses_as_dn,
+            help="Where users are searched, e.g. ou=people,dc=example,dc=org.",
+        ),
+        Param(
+            "bind_dn",
+            "Bind DN",
+            required=True,
+            validator=_parses_as_dn,
+            help="The service account's DN; its password is the credential.",
+        ),
+        Param(
+            "user_attribute",
+            "User name attribute",
+            pattern=r"[A-Za-z][A-Za-z0-9-]{0,63}",
+            help="an attribute name, e.g. uid or sAMAccountName",
+        ),
         Param("start_tls", "StartTLS", pattern=r"(?i)true|false|yes|no|on|off|1|0", help="true or false"),
-        Param("ca_file", "CA file", validator=_absolute_path, help="The CA certificate (PEM) that signed the directory's certificate."),
+        Param(
+            "ca_file",
+            "CA file",
+            validator=_absolute_path,
+            help="The CA certificate (PEM) that signed the directory's certificate.",
+        ),
     )
 
     def __init__(self, *, url: str, credential: str, timeout_s: float, params=None):
@@ -184,7 +206,12 @@ class LdapBackend(IdentityBackend):
         egress.check(self._egress, self._host, self._port, addresses)
         try:
             server = Server(
-                addresses[0], port=self._port, use_ssl=self._tls_only, tls=self._tls(), get_info=NONE, connect_timeout=self.timeout_s
+                addresses[0],
+                port=self._port,
+                use_ssl=self._tls_only,
+                tls=self._tls(),
+                get_info=NONE,
+                connect_timeout=self.timeout_s,
             )
             connection = Connection(
                 server,
@@ -222,7 +249,14 @@ class LdapBackend(IdentityBackend):
         """The one entry whose user attribute equals `username` (escaped: compared, never parsed)."""
         query = f"(&{self.person_filter}({self.user_attribute}={escape_filter_chars(username)}))"
         attributes = [self.user_attribute, *self.extra_attributes]
-        conn.search(self.param("base_dn"), query, SUBTREE, attributes=attributes, size_limit=2, time_limit=int(self.timeout_s) or 1)
+        conn.search(
+            self.param("base_dn"),
+            query,
+            SUBTREE,
+            attributes=attributes,
+            size_limit=2,
+            time_limit=int(self.timeout_s) or 1,
+        )
         code = conn.result.get("result")
         entries = [entry for entry in conn.response or [] if entry.get("type") == "searchResEntry"]
         if code not in (SUCCESS, SIZE_LIMIT):
@@ -230,7 +264,9 @@ class LdapBackend(IdentityBackend):
         if not entries:
             raise TargetNotFound(username)
         if len(entries) > 1:
-            raise BackendRefused(f"more than one directory entry has {self.user_attribute} {username!r}; none was changed")
+            raise BackendRefused(
+                f"more than one directory entry has {self.user_attribute} {username!r}; none was changed"
+            )
         entry = entries[0]
         raw = entry.get("raw_attributes") or {}
         return Found(
@@ -280,7 +316,16 @@ class LdapIdentity(LdapBackend):
 
     source = "ldap:identity"
     state_attribute = "pwdAccountLockedTime"
-    extra_attributes = ("cn", "displayName", "mail", "departmentNumber", "ou", "title", "pwdAccountLockedTime", "pwdLastSuccess")
+    extra_attributes = (
+        "cn",
+        "displayName",
+        "mail",
+        "departmentNumber",
+        "ou",
+        "title",
+        "pwdAccountLockedTime",
+        "pwdLastSuccess",
+    )
 
     def is_disabled(self, found: Found) -> bool:
         return found.get("pwdAccountLockedTime") == PERMANENT_LOCK
@@ -312,7 +357,16 @@ class ActiveDirectoryIdentity(LdapBackend):
     default_user_attribute = "sAMAccountName"
     person_filter = "(objectClass=user)"
     state_attribute = "userAccountControl"
-    extra_attributes = ("cn", "displayName", "mail", "department", "title", "userAccountControl", "adminCount", "lastLogonTimestamp")
+    extra_attributes = (
+        "cn",
+        "displayName",
+        "mail",
+        "department",
+        "title",
+        "userAccountControl",
+        "adminCount",
+        "lastLogonTimestamp",
+    )
 
     def is_disabled(self, found: Found) -> bool:
         return bool(_control(found) & ACCOUNTDISABLE)
@@ -368,5 +422,3 @@ def _filetime(value: str) -> str | None:
     if ticks <= 0:
         return None
     return (datetime(1601, 1, 1, tzinfo=UTC) + timedelta(microseconds=ticks // 10)).isoformat()
-
-

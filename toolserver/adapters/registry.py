@@ -51,12 +51,18 @@ class Registry:
         def add(cls: type) -> type:
             problems = refusals(server, cls)
             if problems:
-                raise TypeError(f"adapter {cls.__module__}.{cls.__qualname__} cannot serve {server!r}: {'; '.join(problems)}")
+                raise TypeError(
+                    f"adapter {cls.__module__}.{cls.__qualname__} cannot serve {server!r}: {'; '.join(problems)}"
+                )
             if not name or not name.replace("-", "").replace("_", "").isalnum() or len(name) > 40:
-                raise TypeError(f"adapter {cls.__qualname__}: {name!r} is not a name (letters, digits, - and _, at most 40)")
+                raise TypeError(
+                    f"adapter {cls.__qualname__}: {name!r} is not a name (letters, digits, - and _, at most 40)"
+                )
             known = self._adapters[server].get(name)
             if known is not None and known is not cls:
-                raise TypeError(f"adapter {cls.__qualname__}: {server!r} already has an adapter {name!r} ({known.__qualname__})")
+                raise TypeError(
+                    f"adapter {cls.__qualname__}: {server!r} already has an adapter {name!r} ({known.__qualname__})"
+                )
             self._adapters[server][name] = cls
             return cls
 
@@ -94,7 +100,9 @@ def refusals(server: str, cls: type) -> list[str]:
         if not inspect.iscoroutinefunction(implemented):
             problems.append(f"{method_name} is not async")
         elif _positional(implemented) != _positional(declared):
-            problems.append(f"{method_name} takes ({', '.join(_positional(implemented))}), not ({', '.join(_positional(declared))})")
+            problems.append(
+                f"{method_name} takes ({', '.join(_positional(implemented))}), not ({', '.join(_positional(declared))})"
+            )
     if not isinstance(getattr(cls, "source", None), str) or not cls.source:
         problems.append("it has no `source` (e.g. 'lab:siem'), which every envelope names")
     problems += _param_problems(cls.params)
@@ -114,7 +122,9 @@ def _param_problems(params) -> list[str]:
         return ["its `params` is not a tuple of Param"]
     problems = [problem for param in params for problem in param.problems()]
     names = [param.name for param in params]
-    problems += [f"parameter {name!r} is declared twice" for name in sorted({name for name in names if names.count(name) > 1})]
+    problems += [
+        f"parameter {name!r} is declared twice" for name in sorted({name for name in names if names.count(name) > 1})
+    ]
     return problems
 
 

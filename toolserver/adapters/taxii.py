@@ -288,7 +288,15 @@ class IndicatorIndex:
 def answer(kind: str, value: str, found: list[Known], source: str) -> dict:
     """The Indicator shape for a lookup, from the live indicators that match it."""
     if not found:
-        return {"kind": kind, "value": value, "verdict": "unknown", "confidence": 0, "tags": [], "first_seen": None, "source": source}
+        return {
+            "kind": kind,
+            "value": value,
+            "verdict": "unknown",
+            "confidence": 0,
+            "tags": [],
+            "first_seen": None,
+            "source": source,
+        }
     found = sorted(found, key=lambda known: (-(known.confidence or 0), known.id))
     stated = [known.confidence for known in found if known.confidence is not None]
     tags: list[str] = []
@@ -312,12 +320,28 @@ def answer(kind: str, value: str, found: list[Known], source: str) -> dict:
 class TaxiiIntel(HttpBackend, IntelBackend):
     source = "taxii:intel"
     params = (
-        Param("collection_id", "Collection ID", required=True, validator=_check_collection, max_length=100,
-              help="The collection's identifier, as the feed's discovery lists it."),
-        Param("api_root", "API root", validator=_check_api_root, max_length=300,
-              help="The API root's path on the URL's server, e.g. api1; blank when the URL is the API root."),
-        Param("username", "Username", validator=_check_username, max_length=200,
-              help="The feed account (HTTP basic, the credential its password); blank: the credential is a bearer token."),
+        Param(
+            "collection_id",
+            "Collection ID",
+            required=True,
+            validator=_check_collection,
+            max_length=100,
+            help="The collection's identifier, as the feed's discovery lists it.",
+        ),
+        Param(
+            "api_root",
+            "API root",
+            validator=_check_api_root,
+            max_length=300,
+            help="The API root's path on the URL's server, e.g. api1; blank when the URL is the API root.",
+        ),
+        Param(
+            "username",
+            "Username",
+            validator=_check_username,
+            max_length=200,
+            help="The feed account (HTTP basic, the credential its password); blank: the credential is a bearer token.",
+        ),
     )
 
     def __init__(self, *, url: str, credential: str, timeout_s: float, params=None):
@@ -386,8 +410,9 @@ class TaxiiIntel(HttpBackend, IntelBackend):
 
     async def _page(self, query: dict) -> tuple[dict, str | None]:
         """One page of the collection's objects: the envelope (objects, more, next) and its X-TAXII-Date-Added-Last."""
-        response = await self._response("GET", f"{self._collection}/objects/", target=self._target, params=query,
-                                        headers={"Accept": MEDIA_TYPE})
+        response = await self._response(
+            "GET", f"{self._collection}/objects/", target=self._target, params=query, headers={"Accept": MEDIA_TYPE}
+        )
         body = self._taxii_json(response)
         objects, more, following = body.get("objects", []), body.get("more", False), body.get("next")
         if not isinstance(objects, list) or not isinstance(more, bool) or not isinstance(following, str | None):

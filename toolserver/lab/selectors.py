@@ -47,15 +47,19 @@ def logins(*, user="", host="", since=None, until=None, limit=50) -> dict:
         rows = rows.filter(username__iexact=user)
     if host:
         rows = rows.filter(hostname__iexact=_hostname(host))
-    return _page(rows.order_by("-at", "-id"), limit, lambda login: {
-        "at": iso(login.at),
-        "user": login.username,
-        "host": login.hostname,
-        "source_ip": login.source_ip,
-        "source_country": login.source_country,
-        "result": login.result,
-        "method": login.method,
-    })
+    return _page(
+        rows.order_by("-at", "-id"),
+        limit,
+        lambda login: {
+            "at": iso(login.at),
+            "user": login.username,
+            "host": login.hostname,
+            "source_ip": login.source_ip,
+            "source_country": login.source_country,
+            "result": login.result,
+            "method": login.method,
+        },
+    )
 
 
 def events(*, host="", user="", kind="", since=None, until=None, limit=50) -> dict:
@@ -68,13 +72,17 @@ def events(*, host="", user="", kind="", since=None, until=None, limit=50) -> di
         rows = rows.filter(username__iexact=user)
     if kind:
         rows = rows.filter(kind=kind)
-    return _page(rows.order_by("-at", "-id"), limit, lambda event: {
-        "at": iso(event.at),
-        "kind": event.kind,
-        "host": event.hostname or None,
-        "user": event.username or None,
-        "summary": event.summary,
-    })
+    return _page(
+        rows.order_by("-at", "-id"),
+        limit,
+        lambda event: {
+            "at": iso(event.at),
+            "kind": event.kind,
+            "host": event.hostname or None,
+            "user": event.username or None,
+            "summary": event.summary,
+        },
+    )
 
 
 # edr ----------------------------------------------------------------------------------
@@ -106,28 +114,36 @@ def host(ref: str) -> dict:
 
 def processes(ref: str, *, since=None, limit=50) -> dict:
     rows = _in_window(find_host(ref).processes.all(), since, None)
-    return _page(rows.order_by("-at", "-id"), limit, lambda process: {
-        "at": iso(process.at),
-        "pid": process.pid,
-        "ppid": process.ppid,
-        "image": process.image,
-        "command_line": process.command_line,
-        "user": process.username or None,
-        "sha256": process.sha256 or None,
-    })
+    return _page(
+        rows.order_by("-at", "-id"),
+        limit,
+        lambda process: {
+            "at": iso(process.at),
+            "pid": process.pid,
+            "ppid": process.ppid,
+            "image": process.image,
+            "command_line": process.command_line,
+            "user": process.username or None,
+            "sha256": process.sha256 or None,
+        },
+    )
 
 
 def connections(ref: str, *, since=None, limit=50) -> dict:
     rows = _in_window(find_host(ref).connections.all(), since, None)
-    return _page(rows.order_by("-at", "-id"), limit, lambda connection: {
-        "at": iso(connection.at),
-        "pid": connection.pid,
-        "image": connection.image,
-        "remote_ip": connection.remote_ip,
-        "remote_domain": connection.remote_domain or None,
-        "remote_port": connection.remote_port,
-        "bytes_out": connection.bytes_out,
-    })
+    return _page(
+        rows.order_by("-at", "-id"),
+        limit,
+        lambda connection: {
+            "at": iso(connection.at),
+            "pid": connection.pid,
+            "image": connection.image,
+            "remote_ip": connection.remote_ip,
+            "remote_domain": connection.remote_domain or None,
+            "remote_port": connection.remote_port,
+            "bytes_out": connection.bytes_out,
+        },
+    )
 
 
 # identity -----------------------------------------------------------------------------
@@ -177,7 +193,15 @@ def indicator(kind: str, value: str) -> dict:
     value = normalise_indicator(kind, value)
     found = Indicator.objects.filter(kind=kind, value=value).first()
     if found is None:  # not knowing an indicator is an answer, not an error
-        return {"kind": kind, "value": value, "verdict": "unknown", "confidence": 0, "tags": [], "first_seen": None, "source": "lab-intel"}
+        return {
+            "kind": kind,
+            "value": value,
+            "verdict": "unknown",
+            "confidence": 0,
+            "tags": [],
+            "first_seen": None,
+            "source": "lab-intel",
+        }
     return {
         "kind": kind,
         "value": value,
@@ -209,11 +233,16 @@ def written_under(idempotency_key: str) -> dict:
 def write_counts() -> list[dict]:
     """LabWrite counts per backend and outcome, every backend and outcome present."""
     outcomes = LabWrite.Outcome.values
-    counts = {(row["backend"], row["outcome"]): row["n"] for row in
-              LabWrite.objects.values("backend", "outcome").annotate(n=Count("id")).order_by()}
+    counts = {
+        (row["backend"], row["outcome"]): row["n"]
+        for row in LabWrite.objects.values("backend", "outcome").annotate(n=Count("id")).order_by()
+    }
     return [
-        {"backend": backend, "counts": [counts.get((backend, outcome), 0) for outcome in outcomes],
-         "total": sum(counts.get((backend, outcome), 0) for outcome in outcomes)}
+        {
+            "backend": backend,
+            "counts": [counts.get((backend, outcome), 0) for outcome in outcomes],
+            "total": sum(counts.get((backend, outcome), 0) for outcome in outcomes),
+        }
         for backend in faults.BACKENDS
     ]
 

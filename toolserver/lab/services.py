@@ -112,10 +112,19 @@ def open_ticket(write: WriteRequest, *, title: str, body: str, severity: str) ->
     def create(_lock, write):
         last = Ticket.objects.order_by("-number").values_list("number", flat=True).first()
         ticket = Ticket.objects.create(
-            number=(last or Ticket.FIRST_NUMBER - 1) + 1, title=title, body=body, severity=severity,
-            alert_ref=write.target, created_by=write.key_name, idempotency_key=write.sent_key,
+            number=(last or Ticket.FIRST_NUMBER - 1) + 1,
+            title=title,
+            body=body,
+            severity=severity,
+            alert_ref=write.target,
+            created_by=write.key_name,
+            idempotency_key=write.sent_key,
         )
-        return 201, {"ticket_id": str(ticket.number), "url": reverse("lab:ticket", args=[ticket.number])}, LabWrite.Outcome.PERFORMED
+        return (
+            201,
+            {"ticket_id": str(ticket.number), "url": reverse("lab:ticket", args=[ticket.number])},
+            LabWrite.Outcome.PERFORMED,
+        )
 
     return _once(write, _lock_ticket_numbers, create)
 
@@ -128,8 +137,9 @@ def _lock_ticket_numbers(alert_ref: str) -> tuple[LabFault, str]:
 
 def add_comment(write: WriteRequest, *, body: str) -> Answer:
     def comment(ticket, write):
-        created = TicketComment.objects.create(ticket=ticket, body=body, created_by=write.key_name,
-                                               idempotency_key=write.sent_key)
+        created = TicketComment.objects.create(
+            ticket=ticket, body=body, created_by=write.key_name, idempotency_key=write.sent_key
+        )
         return 201, {"ticket_id": str(ticket.number), "comment_id": str(created.pk)}, LabWrite.Outcome.PERFORMED
 
     return _once(write, _lock_ticket, comment)
@@ -176,9 +186,11 @@ def _once(write: WriteRequest, lock, act) -> Answer:
 def _first_answer(write: WriteRequest) -> LabWrite | None:
     if not write.idempotency_key:
         return None
-    return LabWrite.objects.filter(
-        backend=write.backend, idempotency_key=write.idempotency_key, outcome__in=ANSWERED
-    ).order_by("id").first()
+    return (
+        LabWrite.objects.filter(backend=write.backend, idempotency_key=write.idempotency_key, outcome__in=ANSWERED)
+        .order_by("id")
+        .first()
+    )
 
 
 def _replay(write: WriteRequest, first: LabWrite) -> Answer:

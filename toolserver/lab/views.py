@@ -18,8 +18,16 @@ def admin_page(request):
         raise PermissionDenied
     current = faults.current()
     forms = {
-        name: FaultForm(auto_id=False, initial={"backend": name, "mode": fault.mode, "delay_ms": fault.delay_ms,
-                                 "retry_after_s": fault.retry_after_s, "remaining": fault.remaining})
+        name: FaultForm(
+            auto_id=False,
+            initial={
+                "backend": name,
+                "mode": fault.mode,
+                "delay_ms": fault.delay_ms,
+                "retry_after_s": fault.retry_after_s,
+                "remaining": fault.remaining,
+            },
+        )
         for name, fault in current.items()
     }
     status = 200
@@ -31,7 +39,9 @@ def admin_page(request):
         form = FaultForm(request.POST, auto_id=False)
         if form.is_valid():
             fault = form.save()
-            messages.success(request, f"{fault.backend}: {fault.mode}." if fault.mode != "none" else f"{fault.backend}: cleared.")
+            messages.success(
+                request, f"{fault.backend}: {fault.mode}." if fault.mode != "none" else f"{fault.backend}: cleared."
+            )
             return redirect("lab:admin")
         if form.data.get("backend") in forms:
             forms[form.data["backend"]] = form  # show the errors beside the backend they belong to

@@ -108,13 +108,17 @@ async def run_tool(spec: ServerSpec, tool: ToolSpec, backend: Backend, raw: Any,
             "Check the name against the alert; do not guess.",
         ), "404"
     except BackendRefused as exc:
-        return error(Reason.INVALID_ARGUMENTS, retryable=False, guidance=f"The {spec.backend} refused: {exc.detail}"), "400"
+        return error(
+            Reason.INVALID_ARGUMENTS, retryable=False, guidance=f"The {spec.backend} refused: {exc.detail}"
+        ), "400"
     except EgressRefused:
         return backend_error(spec.backend, BackendFailure.NOT_ALLOWED), "not_allowed"
     except Exception:  # noqa: BLE001 - a tool's failure is an envelope, never a crashed server
         # The class name only: an exception's text may carry a URL or a header.
         log.error("%s.%s failed unexpectedly", spec.name, tool.name, exc_info=False)
-        return error(Reason.INTERNAL_ERROR, retryable=False, guidance="The tool failed unexpectedly; do not retry."), "error"
+        return error(
+            Reason.INTERNAL_ERROR, retryable=False, guidance="The tool failed unexpectedly; do not retry."
+        ), "error"
     if isinstance(outcome, Page):
         return ok(outcome.items, source=backend.source, truncated=outcome.truncated), "200"
     return ok(outcome, source=backend.source), "200"

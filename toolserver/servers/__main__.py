@@ -41,7 +41,10 @@ def backend_from(environ) -> Backend:
     if cls is None:
         raise CannotStart(f"unknown server or adapter {adapter!r}")
     try:
-        params = {**_json_object(environ.get(PARAMS_VARIABLE, "")), **_json_object(environ.pop(SECRET_PARAMS_VARIABLE, ""))}
+        params = {
+            **_json_object(environ.get(PARAMS_VARIABLE, "")),
+            **_json_object(environ.pop(SECRET_PARAMS_VARIABLE, "")),
+        }
     except ValueError:
         raise CannotStart("its parameters are not a JSON object of strings") from None
     try:

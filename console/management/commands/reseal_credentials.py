@@ -18,4 +18,6 @@ class Command(BaseCommand):
         for credential in unopenable:
             self.stderr.write(f"not opened   {credential}")
         if unopenable:
-            raise CommandError(f"{len(unopenable)} credential(s) open with none of the keys: set them again on the Tool servers page")
+            raise CommandError(
+                f"{len(unopenable)} credential(s) open with none of the keys: set them again on the Tool servers page"
+            )

@@ -26,7 +26,9 @@ class Command(BaseCommand):
             from console.embedded import start_embedded_worker
 
             start_embedded_worker()
-        self.stdout.write(f"Gatehouse console on http://{host}:{port}/ ({'production' if settings.PRODUCTION else 'embedded default'})")
+        self.stdout.write(
+            f"Gatehouse console on http://{host}:{port}/ ({'production' if settings.PRODUCTION else 'embedded default'})"
+        )
         # uvicorn handles SIGTERM and SIGINT while it runs, then raises the signal again under the
         # handler found before it: this one, so the process ends below rather than mid-way.
         for stop_signal in (signal.SIGTERM, signal.SIGINT):

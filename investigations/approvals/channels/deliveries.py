@@ -63,8 +63,11 @@ def announce(request_id: int, kind: Kind) -> list[int]:
         try:
             deliver_notifications.delay(ids)
         except Exception:  # noqa: BLE001 - no broker now, whatever the reason: the sweep sends them
-            log.warning("could not hand %d delivery(ies) of action request %s to a worker; the sweep sends them",
-                        len(ids), request_id)
+            log.warning(
+                "could not hand %d delivery(ies) of action request %s to a worker; the sweep sends them",
+                len(ids),
+                request_id,
+            )
     return ids
 
 
@@ -74,8 +77,11 @@ def _record(request_id: int, kind: Kind, channels: list[str]) -> list[int]:
         [Delivery(request_id=request_id, channel=name, kind=kind, next_attempt_at=now) for name in channels],
         ignore_conflicts=True,  # told once: a change announced again is not sent again
     )
-    return list(Delivery.objects.filter(request_id=request_id, kind=kind, channel__in=channels, state=State.PENDING)
-                .values_list("pk", flat=True))
+    return list(
+        Delivery.objects.filter(
+            request_id=request_id, kind=kind, channel__in=channels, state=State.PENDING
+        ).values_list("pk", flat=True)
+    )
 
 
 def sweep() -> list[int]:
@@ -94,7 +100,9 @@ def _record_overdue() -> None:
         if Kind.OVERDUE not in channel.wants:
             continue
         told = Delivery.objects.filter(request=OuterRef("pk"), channel=channel.name, kind=Kind.OVERDUE)
-        due = ActionRequest.objects.filter(state=ActionRequest.State.PENDING, created_at__lte=waited).exclude(Exists(told))
+        due = ActionRequest.objects.filter(state=ActionRequest.State.PENDING, created_at__lte=waited).exclude(
+            Exists(told)
+        )
         for request_id in due.values_list("pk", flat=True):
             _record(request_id, Kind.OVERDUE, [channel.name])
 
@@ -138,8 +146,15 @@ def _attempt(delivery: ChannelDelivery, channel: base.OutboundChannel) -> bool:
         else:
             wait = min(RETRY_FIRST_S * 2 ** (attempts - 1), RETRY_MAX_S)
             retry_at, then = timezone.now() + timedelta(seconds=wait), f"retrying in {wait} s"
-        log.warning("approval channel %s: %s notice of action request %s not sent (%s), attempt %d; %s",
-                    channel.name, delivery.kind, request.pk, why, attempts, then)
+        log.warning(
+            "approval channel %s: %s notice of action request %s not sent (%s), attempt %d; %s",
+            channel.name,
+            delivery.kind,
+            request.pk,
+            why,
+            attempts,
+            then,
+        )
         Delivery.objects.filter(pk=delivery.pk).update(
             state=State.FAILED, attempts=attempts, last_error=why, next_attempt_at=retry_at
         )

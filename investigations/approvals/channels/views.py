@@ -50,7 +50,9 @@ def callback(request, channel: str):
         current = refused.request or action
         current.refresh_from_db(fields=["state"])
         return JsonResponse({"detail": str(refused), "state": current.state}, status=refused.status)
-    return JsonResponse({"detail": f"Your {identity.decision} decision is recorded.", "request": services.summary(decided)})
+    return JsonResponse(
+        {"detail": f"Your {identity.decision} decision is recorded.", "request": services.summary(decided)}
+    )
 
 
 def _answer(status: int, detail: str) -> JsonResponse:

@@ -67,11 +67,13 @@ class WebhookChannel(OutboundChannel, InboundChannel):
         from investigations.approvals.services import summary
 
         request = change.request
-        body = json.dumps({
-            "kind": str(change.kind),
-            "request": summary(request),
-            "url": f"{settings.CONSOLE_URL}/approvals/{request.pk}/",
-        }).encode()
+        body = json.dumps(
+            {
+                "kind": str(change.kind),
+                "request": summary(request),
+                "url": f"{settings.CONSOLE_URL}/approvals/{request.pk}/",
+            }
+        ).encode()
         headers = {"Content-Type": "application/json", **signed_headers(settings.APPROVAL_WEBHOOK_SECRET, body)}
         post = urllib.request.Request(self.url, data=body, headers=headers, method="POST")  # noqa: S310 - http(s) only, checked in settings
         try:
@@ -91,7 +93,9 @@ class WebhookChannel(OutboundChannel, InboundChannel):
             raise Refused("The callback is not signed.")
         if abs(time.time() - int(timestamp)) > settings.APPROVAL_WEBHOOK_MAX_AGE_S:
             raise Refused("The callback's timestamp is too old or too far ahead.")
-        if not hmac.compare_digest(sign(settings.APPROVAL_WEBHOOK_SECRET, timestamp, request.body).encode(), signature.encode()):
+        if not hmac.compare_digest(
+            sign(settings.APPROVAL_WEBHOOK_SECRET, timestamp, request.body).encode(), signature.encode()
+        ):
             raise Refused("The callback's signature does not match.")
         # Signed by the platform: only now is the body read.
         try:
@@ -100,7 +104,12 @@ class WebhookChannel(OutboundChannel, InboundChannel):
             raise Refused("The callback's body is not JSON.", 400) from None
         if not isinstance(data, dict):
             raise Refused("The callback's body is not a JSON object.", 400)
-        user, request_id, decision, reason = data.get("user"), data.get("request"), data.get("decision"), data.get("reason", "")
+        user, request_id, decision, reason = (
+            data.get("user"),
+            data.get("request"),
+            data.get("decision"),
+            data.get("reason", ""),
+        )
         if not isinstance(user, str) or not user or len(user) > 200:
             raise Refused("`user` must be the platform's user id.", 400)
         if not isinstance(request_id, int) or isinstance(request_id, bool) or request_id < 1:

@@ -28,10 +28,20 @@ from investigations.intake.formats.base import (
 
 NAME = "alertmanager"
 SEVERITY = {
-    "critical": "critical", "page": "critical", "emergency": "critical",
-    "error": "high", "high": "high", "major": "high",
-    "warning": "medium", "warn": "medium", "medium": "medium", "minor": "medium",
-    "info": "low", "informational": "low", "low": "low", "none": "low",
+    "critical": "critical",
+    "page": "critical",
+    "emergency": "critical",
+    "error": "high",
+    "high": "high",
+    "major": "high",
+    "warning": "medium",
+    "warn": "medium",
+    "medium": "medium",
+    "minor": "medium",
+    "info": "low",
+    "informational": "low",
+    "low": "low",
+    "none": "low",
 }
 
 
@@ -62,18 +72,26 @@ def map(payload: dict, context: Context) -> Mapping:
         annotations = _strings(entry, "annotations", at)
         name = labels.get("alertname") or "Alertmanager alert"
         summary = annotations.get("summary")
-        alerts.append(Mapped(
-            fields={
-                "external_id": external_id,
-                "title": title(f"{name}: {summary}" if summary else name),
-                "severity": context.severity(NAME, labels.get("severity"), SEVERITY),
-                "host": host(labels.get("host") or labels.get("hostname") or labels.get("nodename") or labels.get("instance")),
-                "user": user(labels.get("user")),
-                "observed_at": starts_at,
-                "details": {"format": NAME, "raw": group | {"alert": entry}},
-            },
-            origins={"external_id": f"{at}.fingerprint", "title": f"{at}.labels.alertname", "observed_at": f"{at}.startsAt"},
-        ))
+        alerts.append(
+            Mapped(
+                fields={
+                    "external_id": external_id,
+                    "title": title(f"{name}: {summary}" if summary else name),
+                    "severity": context.severity(NAME, labels.get("severity"), SEVERITY),
+                    "host": host(
+                        labels.get("host") or labels.get("hostname") or labels.get("nodename") or labels.get("instance")
+                    ),
+                    "user": user(labels.get("user")),
+                    "observed_at": starts_at,
+                    "details": {"format": NAME, "raw": group | {"alert": entry}},
+                },
+                origins={
+                    "external_id": f"{at}.fingerprint",
+                    "title": f"{at}.labels.alertname",
+                    "observed_at": f"{at}.startsAt",
+                },
+            )
+        )
     return Mapping(alerts=alerts, resolved=resolved)
 
 

@@ -48,7 +48,9 @@ class Context:
 
     source: str  # the alerts' source: one of the integration's own
     received_at: datetime  # when the request arrived: the time of an alert that carries none
-    severity_map: dict[str, str] = field(default_factory=dict)  # the integration's: "format:value" or "default" -> severity
+    severity_map: dict[str, str] = field(
+        default_factory=dict
+    )  # the integration's: "format:value" or "default" -> severity
 
     def severity(self, format_name: str, value: Any, defaults: dict[str, str]) -> str:
         """The integration's mapping of this sender's value, else the format's, else the integration's default."""

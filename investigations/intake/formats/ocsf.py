@@ -44,18 +44,22 @@ def map(payload: dict, context: Context) -> Mapping:
     if isinstance(time, bool) or not isinstance(time, (int, float, str)):
         raise FormatError("time", "must be a time in milliseconds since 1970")
     observed = time_of(time / 1000, "time") if isinstance(time, (int, float)) else time_of(time, "time")
-    return Mapping(alerts=[Mapped(
-        fields={
-            "external_id": external_id,
-            "title": title(name),
-            "severity": context.severity(NAME, severity_id, SEVERITY),
-            "host": host(text(payload, "device.hostname") or text(payload, "device.name")),
-            "user": user(text(payload, "actor.user.name"), text(payload, "actor.user.domain")),
-            "observed_at": observed,
-            "details": {"format": NAME, "raw": payload},
-        },
-        origins={"external_id": "finding_info.uid", "title": "finding_info.title", "observed_at": "time"},
-    )])
+    return Mapping(
+        alerts=[
+            Mapped(
+                fields={
+                    "external_id": external_id,
+                    "title": title(name),
+                    "severity": context.severity(NAME, severity_id, SEVERITY),
+                    "host": host(text(payload, "device.hostname") or text(payload, "device.name")),
+                    "user": user(text(payload, "actor.user.name"), text(payload, "actor.user.domain")),
+                    "observed_at": observed,
+                    "details": {"format": NAME, "raw": payload},
+                },
+                origins={"external_id": "finding_info.uid", "title": "finding_info.title", "observed_at": "time"},
+            )
+        ]
+    )
 
 
 def _integer(payload: dict, path: str) -> int:

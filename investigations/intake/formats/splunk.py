@@ -29,10 +29,17 @@ from investigations.intake.formats.base import (
 NAME = "splunk"
 # `severity` (a saved search's custom field) or `urgency` (Splunk Enterprise Security) of the row.
 SEVERITY = {
-    "informational": "low", "info": "low", "low": "low", "1": "low", "2": "low",
-    "medium": "medium", "3": "medium",
-    "high": "high", "4": "high",
-    "critical": "critical", "5": "critical",
+    "informational": "low",
+    "info": "low",
+    "low": "low",
+    "1": "low",
+    "2": "low",
+    "medium": "medium",
+    "3": "medium",
+    "high": "high",
+    "4": "high",
+    "critical": "critical",
+    "5": "critical",
 }
 
 
@@ -46,17 +53,23 @@ def map(payload: dict, context: Context) -> Mapping:
     digest = hashlib.sha256(json.dumps(result, sort_keys=True).encode()).hexdigest()[:12]
     external_id = f"{sid[: EXTERNAL_ID_MAX - len(digest) - 1]}#{digest}"
     name = text(payload, "search_name") or f"Splunk alert {sid}"
-    observed = time_of(result["_time"], "result._time") if result.get("_time") not in (None, "") else context.received_at
+    observed = (
+        time_of(result["_time"], "result._time") if result.get("_time") not in (None, "") else context.received_at
+    )
     severity_value = text(result, "severity") or text(result, "urgency")
-    return Mapping(alerts=[Mapped(
-        fields={
-            "external_id": external_id,
-            "title": title(name),
-            "severity": context.severity(NAME, severity_value, SEVERITY),
-            "host": host(text(result, "host") or text(result, "dest") or text(result, "src")),
-            "user": user(text(result, "user") or text(result, "src_user")),
-            "observed_at": observed,
-            "details": {"format": NAME, "results_link": text(payload, "results_link"), "raw": payload},
-        },
-        origins={"external_id": "sid", "title": "search_name", "observed_at": "result._time"},
-    )])
+    return Mapping(
+        alerts=[
+            Mapped(
+                fields={
+                    "external_id": external_id,
+                    "title": title(name),
+                    "severity": context.severity(NAME, severity_value, SEVERITY),
+                    "host": host(text(result, "host") or text(result, "dest") or text(result, "src")),
+                    "user": user(text(result, "user") or text(result, "src_user")),
+                    "observed_at": observed,
+                    "details": {"format": NAME, "results_link": text(payload, "results_link"), "raw": payload},
+                },
+                origins={"external_id": "sid", "title": "search_name", "observed_at": "result._time"},
+            )
+        ]
+    )

@@ -22,9 +22,17 @@ from investigations.intake.formats.base import (
 )
 
 NAME = "wazuh"
-SEVERITY = {str(level): "low" for level in range(7)} | {str(level): "medium" for level in range(7, 12)} | {
-    "12": "high", "13": "high", "14": "high", "15": "critical", "16": "critical",
-}
+SEVERITY = (
+    {str(level): "low" for level in range(7)}
+    | {str(level): "medium" for level in range(7, 12)}
+    | {
+        "12": "high",
+        "13": "high",
+        "14": "high",
+        "15": "critical",
+        "16": "critical",
+    }
+)
 
 
 def map(payload: dict, context: Context) -> Mapping:
@@ -43,15 +51,19 @@ def map(payload: dict, context: Context) -> Mapping:
         or user(text(payload, "data.dstuser"))
         or user(text(payload, "data.srcuser"))
     )
-    return Mapping(alerts=[Mapped(
-        fields={
-            "external_id": external_id,
-            "title": title(description),
-            "severity": context.severity(NAME, level, SEVERITY),
-            "host": host(text(payload, "agent.name")),
-            "user": account,
-            "observed_at": observed,
-            "details": {"format": NAME, "rule_id": text(payload, "rule.id"), "raw": payload},
-        },
-        origins={"external_id": "id", "title": "rule.description", "observed_at": "timestamp"},
-    )])
+    return Mapping(
+        alerts=[
+            Mapped(
+                fields={
+                    "external_id": external_id,
+                    "title": title(description),
+                    "severity": context.severity(NAME, level, SEVERITY),
+                    "host": host(text(payload, "agent.name")),
+                    "user": account,
+                    "observed_at": observed,
+                    "details": {"format": NAME, "rule_id": text(payload, "rule.id"), "raw": payload},
+                },
+                origins={"external_id": "id", "title": "rule.description", "observed_at": "timestamp"},
+            )
+        ]
+    )

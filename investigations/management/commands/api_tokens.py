@@ -45,9 +45,13 @@ class Command(BaseCommand):
         if not user.is_active:
             raise CommandError(f'user "{username}" is inactive: its tokens would be refused')
         api_token, token = create_api_token(user, name)
-        self.stdout.write(f'Created token {api_token.pk} "{name}" for {username}. The token (it will not be shown again):')
+        self.stdout.write(
+            f'Created token {api_token.pk} "{name}" for {username}. The token (it will not be shown again):'
+        )
         self.stdout.write(token)
-        self.stdout.write(f"It acts with {username}'s permissions. Send it as the header  Authorization: Bearer <token>.")
+        self.stdout.write(
+            f"It acts with {username}'s permissions. Send it as the header  Authorization: Bearer <token>."
+        )
 
     def _list(self, username: str | None) -> None:
         tokens = ApiToken.objects.select_related("user").order_by("user__username", "created_at", "pk")

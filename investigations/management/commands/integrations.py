@@ -60,7 +60,9 @@ class Command(BaseCommand):
         if integration.sources:
             self.stdout.write(f"It may send alerts of the source: {', '.join(integration.sources)}.")
         else:
-            self.stdout.write(f'It may send no source yet: set them with  manage.py integrations sources "{name}" SOURCE...')
+            self.stdout.write(
+                f'It may send no source yet: set them with  manage.py integrations sources "{name}" SOURCE...'
+            )
 
     def _sources(self, name: str, sources: list[str]) -> None:
         integration = Integration.objects.filter(name=name).first()
@@ -72,7 +74,11 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         integration.refresh_from_db()
         shown = ", ".join(integration.sources)
-        self.stdout.write(f'Integration "{name}" may send alerts of: {shown}.' if changed else f'Integration "{name}" already sends: {shown}.')
+        self.stdout.write(
+            f'Integration "{name}" may send alerts of: {shown}.'
+            if changed
+            else f'Integration "{name}" already sends: {shown}.'
+        )
 
     def _severity(self, name: str, entries: list[str]) -> None:
         integration = Integration.objects.filter(name=name).first()
@@ -89,8 +95,14 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         integration.refresh_from_db()
-        shown = ", ".join(f"{key}={value}" for key, value in integration.severity_map.items()) or "none (the formats' own)"
-        self.stdout.write(f'Integration "{name}" maps severities: {shown}.' if changed else f'Integration "{name}" already maps: {shown}.')
+        shown = (
+            ", ".join(f"{key}={value}" for key, value in integration.severity_map.items()) or "none (the formats' own)"
+        )
+        self.stdout.write(
+            f'Integration "{name}" maps severities: {shown}.'
+            if changed
+            else f'Integration "{name}" already maps: {shown}.'
+        )
 
     def _list(self) -> None:
         integrations = Integration.objects.order_by("name")
@@ -117,8 +129,12 @@ class Command(BaseCommand):
             raise CommandError(f'no integration named "{name}"; see: manage.py integrations list')
         # Guarded in the update itself, so a second revoke keeps the first time.
         if Integration.objects.filter(pk=integration.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
-            audit.record_admin_change("manage.py integrations", "integration_revoked", before={},
-                                      after={"integration": name, "sources": integration.sources})
+            audit.record_admin_change(
+                "manage.py integrations",
+                "integration_revoked",
+                before={},
+                after={"integration": name, "sources": integration.sources},
+            )
             self.stdout.write(f'Revoked integration "{name}": its token is refused from now on.')
         else:
             integration.refresh_from_db()

@@ -21,9 +21,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--export", help="Check this JSON Lines export instead of the database.")
-        parser.add_argument("--digest", action="append", default=[],
-                            help="A signed digest (from the console or `audit_digest`) to check too; repeat it for several.")
-        parser.add_argument("--public-key", help="The console's public key to trust (base64); default: the digest's own.")
+        parser.add_argument(
+            "--digest",
+            action="append",
+            default=[],
+            help="A signed digest (from the console or `audit_digest`) to check too; repeat it for several.",
+        )
+        parser.add_argument(
+            "--public-key", help="The console's public key to trust (base64); default: the digest's own."
+        )
 
     def handle(self, *args, export=None, digest=(), public_key=None, **options):
         signed = [self._digest(path, public_key) for path in digest]
@@ -39,8 +45,10 @@ class Command(BaseCommand):
             self.stderr.write(f"Audit chain broken after checking {checked} records: {found}")
             raise SystemExit(1)
         if head and head["export"] == "filtered":
-            self.stdout.write(f"Audit chain intact: {checked} records of a filtered export, each proven a member "
-                              f"of the chain signed at #{head['seq']}.")
+            self.stdout.write(
+                f"Audit chain intact: {checked} records of a filtered export, each proven a member "
+                f"of the chain signed at #{head['seq']}."
+            )
         else:
             self.stdout.write(f"Audit chain intact: {checked} records.")
 
@@ -69,16 +77,36 @@ class Command(BaseCommand):
                 checked += 1
                 seq, after = row["seq"], previous["seq"] if previous else 0
                 if audit.link_hash(row["prev_hash"], audit.content(row)) != row["hash"]:
-                    return checked, audit.Break("edited", seq, None, f"record #{seq} no longer matches its hash"), hashes, head
+                    return (
+                        checked,
+                        audit.Break("edited", seq, None, f"record #{seq} no longer matches its hash"),
+                        hashes,
+                        head,
+                    )
                 if seq <= after:
-                    return checked, audit.Break("reordered", seq, None, f"record #{seq} comes after #{after}"), hashes, head
+                    return (
+                        checked,
+                        audit.Break("reordered", seq, None, f"record #{seq} comes after #{after}"),
+                        hashes,
+                        head,
+                    )
                 if "proof" in row:  # a filtered export: checked against the signed tree below
                     proven.append(row)
                 elif seq != after + 1:
                     missing = f"#{after + 1}" if seq == after + 2 else f"#{after + 1}–#{seq - 1}"
-                    return checked, audit.Break("deleted", after + 1, None, f"record {missing} is missing before record #{seq}"), hashes, head
+                    return (
+                        checked,
+                        audit.Break("deleted", after + 1, None, f"record {missing} is missing before record #{seq}"),
+                        hashes,
+                        head,
+                    )
                 elif row["prev_hash"] != (previous["hash"] if previous else audit.GENESIS):
-                    return checked, audit.Break("edited", after, None, f"record #{seq} does not link to #{after}"), hashes, head
+                    return (
+                        checked,
+                        audit.Break("edited", after, None, f"record #{seq} does not link to #{after}"),
+                        hashes,
+                        head,
+                    )
                 hashes[seq] = row["hash"]
                 previous = row
         last = previous["seq"] if previous else 0
@@ -87,13 +115,19 @@ class Command(BaseCommand):
     def _against_own_head(self, head: dict | None, public_key: str | None, hashes: dict, proven: list, last: int):
         """The export's records against the head the console signed for it."""
         if head is None:
-            return audit.Break("deleted", last + 1, None, f"the export has no signed head after record #{last}: it was cut")
+            return audit.Break(
+                "deleted", last + 1, None, f"the export has no signed head after record #{last}: it was cut"
+            )
         if not audit.check_digest(head, public_key):
-            return audit.Break("edited", head.get("seq", 0), None, "the export's signed head was not signed by that key")
+            return audit.Break(
+                "edited", head.get("seq", 0), None, "the export's signed head was not signed by that key"
+            )
         size, root = head["seq"], head["root"]
         if head["export"] == "complete":
             if last < size:
-                return audit.Break("deleted", last + 1, None, f"the export ends at record #{last}, before the signed head #{size}")
+                return audit.Break(
+                    "deleted", last + 1, None, f"the export ends at record #{last}, before the signed head #{size}"
+                )
             if missing := next((seq for seq in range(1, size + 1) if seq not in hashes), None):
                 return audit.Break("deleted", missing, None, f"record #{missing} is missing from the complete export")
             if last > size:
@@ -104,9 +138,13 @@ class Command(BaseCommand):
         listed = set(head["records"])
         for row in proven:
             if row["seq"] not in listed:
-                return audit.Break("inserted", row["seq"], None, f"record #{row['seq']} is not one the export's signed head lists")
+                return audit.Break(
+                    "inserted", row["seq"], None, f"record #{row['seq']} is not one the export's signed head lists"
+                )
             if not merkle.proves(row["hash"], row["seq"], size, row["proof"], root):
-                return audit.Break("edited", row["seq"], None, f"record #{row['seq']} is not a member of the chain signed at #{size}")
+                return audit.Break(
+                    "edited", row["seq"], None, f"record #{row['seq']} is not a member of the chain signed at #{size}"
+                )
         if missing := sorted(listed - {row["seq"] for row in proven}):
             return audit.Break("deleted", missing[0], None, f"record #{missing[0]} is missing from the filtered export")
         return None
@@ -121,17 +159,28 @@ class Command(BaseCommand):
                 held = None
         elif head["export"] == "complete":
             if seq > head["seq"]:
-                return audit.Break("deleted", head["seq"] + 1, None,
-                                   f"the export ends at record #{head['seq']}, before the signed head #{seq} ({when})")
+                return audit.Break(
+                    "deleted",
+                    head["seq"] + 1,
+                    None,
+                    f"the export ends at record #{head['seq']}, before the signed head #{seq} ({when})",
+                )
             held = hashes.get(seq, audit.GENESIS)
             if "root" in signed and merkle.tree((hashes[n] for n in range(1, seq + 1)), seq)[0] != signed["root"]:
                 held = None
         elif seq != head["seq"]:  # proving that one tree extends another needs the records between them
-            return audit.Break("deleted", seq, None, f"a filtered export proves its records against its own head #{head['seq']}; "
-                                                     f"check the digest of #{seq} against a complete export")
+            return audit.Break(
+                "deleted",
+                seq,
+                None,
+                f"a filtered export proves its records against its own head #{head['seq']}; "
+                f"check the digest of #{seq} against a complete export",
+            )
         else:
             held = head["hash"] if signed.get("root") == head["root"] else None
         if held != signed["hash"]:
-            return audit.Break("edited", seq, None, f"record #{seq} is not the one the signed digest of #{seq} ({when}) names")
+            return audit.Break(
+                "edited", seq, None, f"record #{seq} is not the one the signed digest of #{seq} ({when}) names"
+            )
         self.stdout.write(f"The signed digest of #{seq} ({when}) matches.")
         return None

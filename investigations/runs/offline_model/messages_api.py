@@ -279,11 +279,17 @@ def stream_events(message: dict) -> Iterator[bytes]:
         for delta in deltas:
             yield sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
         yield sse("content_block_stop", {"type": "content_block_stop", "index": index})
-    yield sse("message_delta", {
-        "type": "message_delta",
-        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-        "usage": {"input_tokens": message["usage"]["input_tokens"], "output_tokens": message["usage"]["output_tokens"]},
-    })
+    yield sse(
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+            "usage": {
+                "input_tokens": message["usage"]["input_tokens"],
+                "output_tokens": message["usage"]["output_tokens"],
+            },
+        },
+    )
     yield sse("message_stop", {"type": "message_stop"})
 
 
@@ -298,5 +304,3 @@ def _json_pieces(value: dict, size: int = 24) -> Iterator[str]:
     text = json.dumps(value)
     for i in range(0, len(text), size):
         yield text[i : i + size]
-
-

@@ -28,7 +28,6 @@ REPEATED_CONNECTIONS = 5  # this many connections to one domain is worth a reput
 ALERT_OPEN, ALERT_CLOSE = "<alert>", "</alert>"
 
 
-
 # ======================================================================================
 # Reading the conversation
 # ======================================================================================
@@ -135,8 +134,14 @@ def read_envelope(content: Any) -> dict:
     Anything that is not an envelope counts as a failed check: an unreadable answer is not
     evidence, least of all evidence that nothing was found (rule 5).
     """
-    text = content if isinstance(content, str) else "".join(
-        block.get("text", "") for block in content_blocks(content) if isinstance(block, dict) and block.get("type") == "text"
+    text = (
+        content
+        if isinstance(content, str)
+        else "".join(
+            block.get("text", "")
+            for block in content_blocks(content)
+            if isinstance(block, dict) and block.get("type") == "text"
+        )
     )
     try:
         envelope = json.loads(text)
@@ -199,7 +204,13 @@ OFFICE_APPS = {"winword.exe", "excel.exe", "outlook.exe", "powerpnt.exe", "oneno
 POWERSHELL = {"powershell.exe", "pwsh.exe"}
 # Where droppers stage payloads; installed software lives elsewhere.
 STAGING_DIRS = (
-    "\\temp\\", "\\tmp\\", "\\downloads\\", "\\programdata\\", "\\users\\public\\", "\\appdata\\roaming\\", "\\$recycle.bin\\",
+    "\\temp\\",
+    "\\tmp\\",
+    "\\downloads\\",
+    "\\programdata\\",
+    "\\users\\public\\",
+    "\\appdata\\roaming\\",
+    "\\$recycle.bin\\",
 )
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -274,10 +285,13 @@ def _usual_country(successes: list[dict]) -> str | None:
     tied = sorted(country for country, n in counts.items() if n == top)
     if len(tied) == 1:
         return tied[0]
-    inside = sorted({
-        _token(item.get("source_country")) for item in successes
-        if _ip(item.get("source_ip")) and not _is_public(_ip(item.get("source_ip")))
-    })
+    inside = sorted(
+        {
+            _token(item.get("source_country"))
+            for item in successes
+            if _ip(item.get("source_ip")) and not _is_public(_ip(item.get("source_ip")))
+        }
+    )
     inside = [country for country in inside if country in tied]
     return inside[0] if len(inside) == 1 else None  # undecided: every outside sign-in is then a lead
 
@@ -322,14 +336,16 @@ def _processes(call: Call) -> Finding:
             continue
         flagged.add(item.get("pid"))
         sha256 = _hash(item.get("sha256"))
-        leads.append(Lead(
-            f"{image} {' '.join(reasons)} on {host}",
-            "host",
-            call.id,
-            ("hash", sha256) if sha256 else None,
-            clears_if_benign=not behaviour,
-            priority=2 if behaviour else 1,  # a dropped payload's hash says more than powershell.exe's
-        ))
+        leads.append(
+            Lead(
+                f"{image} {' '.join(reasons)} on {host}",
+                "host",
+                call.id,
+                ("hash", sha256) if sha256 else None,
+                clears_if_benign=not behaviour,
+                priority=2 if behaviour else 1,  # a dropped payload's hash says more than powershell.exe's
+            )
+        )
     text = f"{_count(len(items), 'process', 'processes')} on {host} in the window."
     if leads:
         text += " Suspicious: " + "; ".join(lead.why for lead in leads) + "."
@@ -400,7 +416,9 @@ def _lookup(call: Call) -> Finding:
     data = call.data if isinstance(call.data, dict) else {}
     tags = ", ".join(_token(tag) for tag in (data.get("tags") or [])[:4] if isinstance(tag, str))
     confidence = data.get("confidence")
-    detail = "; ".join(part for part in (f"confidence {confidence}" if isinstance(confidence, int) else "", tags) if part)
+    detail = "; ".join(
+        part for part in (f"confidence {confidence}" if isinstance(confidence, int) else "", tags) if part
+    )
     text = f"Intel rates {_describe_lookup(call)} {_verdict_of(call)}"
     return Finding(text + (f" ({detail})." if detail else "."))
 
@@ -597,22 +615,52 @@ class Playbook:
         steps = []
         if user:
             steps += [
-                Step("search_logins", {"user": user, **window}, "the login history",
-                     f"I'll check {user}'s sign-ins over the last {LOOKBACK_HOURS} hours.", ("user", "host")),
-                Step("get_user", {"username": user}, f"{user}'s account details", f"Next, {user}'s account.", ("username",)),
+                Step(
+                    "search_logins",
+                    {"user": user, **window},
+                    "the login history",
+                    f"I'll check {user}'s sign-ins over the last {LOOKBACK_HOURS} hours.",
+                    ("user", "host"),
+                ),
+                Step(
+                    "get_user",
+                    {"username": user},
+                    f"{user}'s account details",
+                    f"Next, {user}'s account.",
+                    ("username",),
+                ),
             ]
         if host:
             steps += [
-                Step("get_host", {"host": host}, f"the facts about {host}", f"Next, the facts about {host}.", ("host",)),
-                Step("get_process_tree", {"host": host, **window}, "the process tree",
-                     f"Next, the processes started on {host}.", ("host",)),
-                Step("get_network_connections", {"host": host, **window}, "the network connections",
-                     f"Next, {host}'s outbound connections.", ("host",)),
+                Step(
+                    "get_host", {"host": host}, f"the facts about {host}", f"Next, the facts about {host}.", ("host",)
+                ),
+                Step(
+                    "get_process_tree",
+                    {"host": host, **window},
+                    "the process tree",
+                    f"Next, the processes started on {host}.",
+                    ("host",),
+                ),
+                Step(
+                    "get_network_connections",
+                    {"host": host, **window},
+                    "the network connections",
+                    f"Next, {host}'s outbound connections.",
+                    ("host",),
+                ),
             ]
         if user or host:
             subject = {key: value for key, value in (("host", host), ("user", user)) if value}
-            steps.append(Step("search_events", {**subject, **window}, "the security events",
-                              f"Next, the security events for {' and '.join(subject.values())}.", ("host", "user", "kind")))
+            steps.append(
+                Step(
+                    "search_events",
+                    {**subject, **window},
+                    "the security events",
+                    f"Next, the security events for {' and '.join(subject.values())}.",
+                    ("host", "user", "kind"),
+                )
+            )
         return [step for step in steps if step.tool in self.conversation.offered]
 
     def lookup_steps(self) -> list[Step]:
@@ -624,8 +672,15 @@ class Playbook:
         for lead in leads[:MAX_LOOKUPS]:
             kind, value = lead.indicator
             described = _describe_indicator(kind, value)
-            steps.append(Step("lookup_indicator", {"kind": kind, "value": value}, f"the reputation of {described}",
-                              f"Next, the reputation of {described} ({lead.why}).", ("kind", "value")))
+            steps.append(
+                Step(
+                    "lookup_indicator",
+                    {"kind": kind, "value": value},
+                    f"the reputation of {described}",
+                    f"Next, the reputation of {described} ({lead.why}).",
+                    ("kind", "value"),
+                )
+            )
         return steps
 
     def containment_steps(self, assessment: Assessment) -> list[Step]:
@@ -634,16 +689,26 @@ class Playbook:
         host_facts, user_facts = self._data("get_host"), self._data("get_user")
         on_host, on_account = assessment.confirmed_in("host"), assessment.confirmed_in("account")
         if alert.host and on_host and not host_facts.get("isolated"):
-            steps.append(Step(
-                "isolate_host", {"host": alert.host, "reason": self._reason(on_host)}, f"the isolation of {alert.host}",
-                f"That is compromise on {alert.host}, so I am asking to isolate it; an analyst has to approve.", ("host",),
-            ))
+            steps.append(
+                Step(
+                    "isolate_host",
+                    {"host": alert.host, "reason": self._reason(on_host)},
+                    f"the isolation of {alert.host}",
+                    f"That is compromise on {alert.host}, so I am asking to isolate it; an analyst has to approve.",
+                    ("host",),
+                )
+            )
         if alert.user and on_account and not user_facts.get("disabled"):
-            steps.append(Step(
-                "disable_account", {"username": alert.user, "reason": self._reason(on_account)}, f"disabling {alert.user}",
-                f"{alert.user}'s password is in an attacker's hands, so I am asking to disable the account; "
-                "an analyst has to approve.", ("username",),
-            ))
+            steps.append(
+                Step(
+                    "disable_account",
+                    {"username": alert.user, "reason": self._reason(on_account)},
+                    f"disabling {alert.user}",
+                    f"{alert.user}'s password is in an attacker's hands, so I am asking to disable the account; "
+                    "an analyst has to approve.",
+                    ("username",),
+                )
+            )
         steps = [step for step in steps if step.tool in self.conversation.offered]
         critical = (
             bool(on_host and on_account)
@@ -651,11 +716,15 @@ class Playbook:
             or host_facts.get("role") == "domain_controller"
         )
         ticket = {
-            "title": clip(f"Malicious activity on {alert.host or alert.user or 'an alerted asset'} ({alert.name})", 200),
+            "title": clip(
+                f"Malicious activity on {alert.host or alert.user or 'an alerted asset'} ({alert.name})", 200
+            ),
             "body": self._ticket_body(assessment, steps),
             "severity": "critical" if critical else "high",
         }
-        steps.append(Step("open_ticket", ticket, "the incident ticket", "I'll open the incident ticket with the findings."))
+        steps.append(
+            Step("open_ticket", ticket, "the incident ticket", "I'll open the incident ticket with the findings.")
+        )
         return [step for step in steps if step.tool in self.conversation.offered]
 
     def leads(self) -> list[Lead]:
@@ -673,8 +742,11 @@ class Playbook:
         for step in self.read_steps() + self.lookup_steps():
             if (outcome := self._outcome(step)) is not None:
                 (assessment.passed if outcome.ok else assessment.failed).append((step, outcome))
-        lookups = {(call.input.get("kind"), call.input.get("value")): call for _, call in assessment.passed
-                   if call.name == "lookup_indicator"}
+        lookups = {
+            (call.input.get("kind"), call.input.get("value")): call
+            for _, call in assessment.passed
+            if call.name == "lookup_indicator"
+        }
         for lead in self.leads():
             lookup = lookups.get(lead.indicator)
             verdict = _verdict_of(lookup) if lookup else None
@@ -728,7 +800,9 @@ class Playbook:
             alert = self.alert
             subjects = [f"host {alert.host}"] * bool(alert.host) + [f"user {alert.user}"] * bool(alert.user)
             severity = f" (severity {alert.severity})" if alert.severity else ""
-            return f"{_sentence(alert.name)}{severity} involves {' and '.join(subjects) or 'no host or user I can query'}."
+            return (
+                f"{_sentence(alert.name)}{severity} involves {' and '.join(subjects) or 'no host or user I can query'}."
+            )
         return " ".join(self._comment(call) for call in self.conversation.latest) or "Continuing the investigation."
 
     def _comment(self, call: Call) -> str:
@@ -748,12 +822,16 @@ class Playbook:
             conclude = {"malicious": self._malicious, "benign": self._benign, "inconclusive": self._inconclusive}
             verdict, summary, evidence = conclude[assessment.verdict](assessment)
         summary = clip(summary, 1500)
-        return Turn(f"{self._opening()}\n\nVerdict: {verdict}. {summary}\n\n" + verdict_block(verdict, summary, evidence))
+        return Turn(
+            f"{self._opening()}\n\nVerdict: {verdict}. {summary}\n\n" + verdict_block(verdict, summary, evidence)
+        )
 
     # Each conclusion: (verdict, summary, evidence); an evidence string starts with its tool_use id.
     def _malicious(self, assessment: Assessment) -> tuple[str, str, list[str]]:
         writes = [call for call in self.conversation.calls if call.name in WRITE_TOOLS]
-        summary = "Confirmed: " + "; ".join(_confirmed_text(lead, lookup) for lead, lookup in assessment.confirmed) + "."
+        summary = (
+            "Confirmed: " + "; ".join(_confirmed_text(lead, lookup) for lead, lookup in assessment.confirmed) + "."
+        )
         summary = " ".join([summary, *(_write_outcome(call) for call in writes), *_unchecked(assessment)])
         evidence = _evidence(assessment) + [f"{call.id}: {_write_outcome(call)}" for call in writes]
         return "malicious", summary, evidence
@@ -765,7 +843,8 @@ class Playbook:
             cleared = ", ".join(_describe_lookup(lookup) for _, lookup in assessment.cleared)
             summary += f" Intel rates {cleared} benign."
         evidence = [
-            f"{call.id}: {_describe_lookup(call)} is {_verdict_of(call)}" if call.name == "lookup_indicator"
+            f"{call.id}: {_describe_lookup(call)} is {_verdict_of(call)}"
+            if call.name == "lookup_indicator"
             else f"{call.id}: {step.topic} checked"
             for step, call in assessment.passed
         ]
@@ -774,9 +853,15 @@ class Playbook:
     def _inconclusive(self, assessment: Assessment) -> tuple[str, str, list[str]]:
         parts = _unchecked(assessment)
         if assessment.failed:
-            parts.append("An error is not a negative finding: the evidence is incomplete, so I cannot call this benign.")
+            parts.append(
+                "An error is not a negative finding: the evidence is incomplete, so I cannot call this benign."
+            )
         if assessment.unconfirmed:
-            parts.append("Suspicious but not confirmed by intel: " + "; ".join(lead.why for lead, _ in assessment.unconfirmed) + ".")
+            parts.append(
+                "Suspicious but not confirmed by intel: "
+                + "; ".join(lead.why for lead, _ in assessment.unconfirmed)
+                + "."
+            )
         if not assessment.passed:
             parts.append("No check for this alert could be completed, so there is no evidence either way.")
         return "inconclusive", " ".join(parts), _evidence(assessment)
@@ -785,7 +870,11 @@ class Playbook:
         """The budget ran out: stop now, and say what was established so far."""
         summary = "The investigation budget is exhausted, so I stop here with the evidence incomplete."
         if assessment.confirmed:
-            summary += " Found so far: " + "; ".join(_confirmed_text(lead, lookup) for lead, lookup in assessment.confirmed) + "."
+            summary += (
+                " Found so far: "
+                + "; ".join(_confirmed_text(lead, lookup) for lead, lookup in assessment.confirmed)
+                + "."
+            )
         return "inconclusive", " ".join([summary, *_unchecked(assessment)]), _evidence(assessment)
 
     def _reason(self, confirmed: list[tuple[Lead, Call]]) -> str:
@@ -798,13 +887,19 @@ class Playbook:
         alert = self.alert
         about = [f"severity {alert.severity}"] * bool(alert.severity) + [f"host {alert.host}"] * bool(alert.host)
         about += [f"user {alert.user}"] * bool(alert.user)
-        lines = [f"{_sentence(alert.name)}" + (f" ({', '.join(about)})" if about else "") + ".",
-                 f"Verdict of the {OFFLINE_MODEL_NAME}: malicious.", "", "Confirmed by intel:"]
+        lines = [
+            f"{_sentence(alert.name)}" + (f" ({', '.join(about)})" if about else "") + ".",
+            f"Verdict of the {OFFLINE_MODEL_NAME}: malicious.",
+            "",
+            "Confirmed by intel:",
+        ]
         lines += [f"- {_confirmed_text(lead, lookup)} (evidence {lookup.id})" for lead, lookup in assessment.confirmed]
         if assessment.unconfirmed:
             lines += ["", "Suspicious, not confirmed:"] + [f"- {lead.why}" for lead, _ in assessment.unconfirmed]
         if assessment.failed:
-            lines += ["", "Could not be checked:"] + [f"- {step.topic} ({call.reason})" for step, call in assessment.failed]
+            lines += ["", "Could not be checked:"] + [
+                f"- {step.topic} ({call.reason})" for step, call in assessment.failed
+            ]
         lines += ["", "Containment:"]
         for step in containment:
             outcome = self._outcome(step)
@@ -862,8 +957,10 @@ def _write_outcome(call: Call) -> str:
         return f"{_sentence(name)} succeeded."
     if call.reason == "rejected_by_analyst":
         result = call.result or {}
-        words = next((result[key] for key in ANALYST_REASON_KEYS if isinstance(result.get(key), str) and result[key].strip()),
-                     "no reason given")
+        words = next(
+            (result[key] for key in ANALYST_REASON_KEYS if isinstance(result.get(key), str) and result[key].strip()),
+            "no reason given",
+        )
         return f"The analyst rejected {name}: {clip(words, 200).rstrip('.')}. I will not retry it."
     if call.reason == "expired":
         return f"The request for {name} expired before anyone decided. I will not retry it."
@@ -872,5 +969,3 @@ def _write_outcome(call: Call) -> str:
     if call.reason == "cancelled":
         return f"The request for {name} was cancelled. I will not retry it."
     return f"The request for {name} failed ({call.reason}), so it has not happened. I will not retry it."
-
-

@@ -33,8 +33,16 @@ class LabApi:
     def get(self, path: str, server: str | None = None, *, token: str | None = None, **query):
         return self.client.get(f"/lab/api/{path}", query, headers=self._auth(server, token))
 
-    def post(self, path: str, server: str | None = None, body=None, *, token: str | None = None,
-             idempotency_key: str = "", raw: bytes | None = None):
+    def post(
+        self,
+        path: str,
+        server: str | None = None,
+        body=None,
+        *,
+        token: str | None = None,
+        idempotency_key: str = "",
+        raw: bytes | None = None,
+    ):
         headers = self._auth(server, token)
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key

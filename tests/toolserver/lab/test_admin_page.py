@@ -28,8 +28,19 @@ def test_the_admin_page_shows_faults_writes_and_keys_but_no_key(estate, lab, cli
     response = client.get("/lab/")
     assert response.status_code == 200
     page = response.content.decode()
-    for text in ("siem", "edr", "identity", "ticketing", "intel", "timeout", "1500 ms", "3 more requests", "isolate_host",
-                 "edr-response", "intel:read"):
+    for text in (
+        "siem",
+        "edr",
+        "identity",
+        "ticketing",
+        "intel",
+        "timeout",
+        "1500 ms",
+        "3 more requests",
+        "isolate_host",
+        "edr-response",
+        "intel:read",
+    ):
         assert text in page, text
     for key in lab.keys.values():
         assert key not in page

@@ -54,7 +54,9 @@ def test_connections_shape(estate, lab):
         assert set(item) == {"at", "pid", "image", "remote_ip", "remote_domain", "remote_port", "bytes_out"}
 
 
-@pytest.mark.parametrize("query", [{"since": "last week"}, {"limit": "0"}, {"limit": "1000"}, {"until": "2025-01-01T00:00:00Z"}])
+@pytest.mark.parametrize(
+    "query", [{"since": "last week"}, {"limit": "0"}, {"limit": "1000"}, {"until": "2025-01-01T00:00:00Z"}]
+)
 def test_bad_activity_queries_are_400(estate, lab, query):
     for path in ("edr/hosts/WS-FIN-07/processes", "edr/hosts/WS-FIN-07/connections"):
         response = lab.get(path, "edr", **query)
@@ -73,7 +75,11 @@ def test_isolate_then_release(estate, lab):
     assert again["already_isolated"] is True and again["isolated"] is True and again["action_id"] != body["action_id"]
 
     released = lab.post("edr/hosts/H-1042/release", "edr-response", {"reason": REASON}).json()
-    assert released["isolated"] is False and released["already_released"] is False and released["action_id"].startswith("REL-")
+    assert (
+        released["isolated"] is False
+        and released["already_released"] is False
+        and released["action_id"].startswith("REL-")
+    )
     assert lab.post("edr/hosts/H-1042/release", "edr-response", {"reason": REASON}).json()["already_released"] is True
     assert lab.get("edr/hosts/H-1042", "edr").json()["isolated"] is False
 

@@ -31,13 +31,16 @@ def test_the_estate_has_its_inventory(estate):
     assert Host.objects.count() == 36
     assert Account.objects.count() == 30
     assert set(Host.objects.filter(role="domain_controller").values_list("hostname", "criticality")) == {
-        ("DC-01", "critical"), ("DC-02", "critical")
+        ("DC-01", "critical"),
+        ("DC-02", "critical"),
     }
     assert Host.objects.filter(role="workstation", hostname__startswith="WS-").count() == 23
     assert Host.objects.get(hostname=estate.PHISHED_HOST).host_id == estate.PHISHED_HOST_ID
     first, last = Login.objects.order_by("at").first().at, Login.objects.order_by("at").last().at
     assert timedelta(days=6) < last - first <= timedelta(days=7)
-    assert ProcessEvent.objects.count() > 500 and NetworkEvent.objects.count() > 1000 and SiemEvent.objects.count() > 300
+    assert (
+        ProcessEvent.objects.count() > 500 and NetworkEvent.objects.count() > 1000 and SiemEvent.objects.count() > 300
+    )
 
 
 def test_a_last_24_hours_search_finds_ordinary_activity(estate, lab):
@@ -48,25 +51,34 @@ def test_a_last_24_hours_search_finds_ordinary_activity(estate, lab):
 
 # Story 1: the phished user ------------------------------------------------------------
 def test_phish_the_click_is_in_the_siem(estate, lab):
-    clicks = lab.get("siem/events", "siem", user=estate.PHISHED_USER, kind="email_click", since=last_day(estate)).json()["items"]
+    clicks = lab.get(
+        "siem/events", "siem", user=estate.PHISHED_USER, kind="email_click", since=last_day(estate)
+    ).json()["items"]
     assert any(estate.PHISH_DOMAIN in click["summary"] and click["host"] == estate.PHISHED_HOST for click in clicks)
 
 
 def test_phish_word_started_encoded_powershell_which_fetched_a_known_payload(estate, lab):
-    items = lab.get(f"edr/hosts/{estate.PHISHED_HOST}/processes", "edr", since=last_day(estate), limit=500).json()["items"]
+    items = lab.get(f"edr/hosts/{estate.PHISHED_HOST}/processes", "edr", since=last_day(estate), limit=500).json()[
+        "items"
+    ]
     by_pid = {item["pid"]: item for item in items}
     payload = next(item for item in items if item["sha256"] == estate.PAYLOAD_SHA256)
     shell = by_pid[payload["ppid"]]
     word = by_pid[shell["ppid"]]
     assert shell["image"].lower().endswith("powershell.exe") and " -enc " in shell["command_line"]
     assert word["image"].upper().endswith("WINWORD.EXE")
-    connections = lab.get(f"edr/hosts/{estate.PHISHED_HOST}/connections", "edr", since=last_day(estate), limit=500).json()["items"]
+    connections = lab.get(
+        f"edr/hosts/{estate.PHISHED_HOST}/connections", "edr", since=last_day(estate), limit=500
+    ).json()["items"]
     assert any(c["pid"] == shell["pid"] and c["remote_domain"] == estate.PHISH_DOMAIN for c in connections)
 
 
 def test_phish_intel_rates_payload_domain_and_attacker_malicious(estate, lab):
-    for kind, value, tag in (("hash", estate.PAYLOAD_SHA256, None), ("domain", estate.PHISH_DOMAIN, "phishing"),
-                             ("ip", estate.ATTACKER_IP, "tor-exit")):
+    for kind, value, tag in (
+        ("hash", estate.PAYLOAD_SHA256, None),
+        ("domain", estate.PHISH_DOMAIN, "phishing"),
+        ("ip", estate.ATTACKER_IP, "tor-exit"),
+    ):
         answer = lab.get("intel/lookup", "intel", kind=kind, value=value).json()
         assert answer["verdict"] == "malicious", value
         assert tag is None or tag in answer["tags"]
@@ -74,13 +86,18 @@ def test_phish_intel_rates_payload_domain_and_attacker_malicious(estate, lab):
 
 def test_phish_the_attacker_signed_in_as_the_user_after_failures(estate, lab):
     logins = lab.get("siem/logins", "siem", user=estate.PHISHED_USER, since=last_day(estate), limit=500).json()["items"]
-    from_attacker = sorted((item for item in logins if item["source_ip"] == estate.ATTACKER_IP), key=lambda item: item["at"])
+    from_attacker = sorted(
+        (item for item in logins if item["source_ip"] == estate.ATTACKER_IP), key=lambda item: item["at"]
+    )
     results = [item["result"] for item in from_attacker]
     assert results[:4] == ["failure"] * 4 and "success" in results
     assert {item["source_country"] for item in from_attacker} == {estate.ATTACKER_COUNTRY}
     # Nobody else signs in from there.
-    assert {item["user"] for item in lab.get("siem/logins", "siem", limit=500).json()["items"]
-            if item["source_ip"] == estate.ATTACKER_IP} == {estate.PHISHED_USER}
+    assert {
+        item["user"]
+        for item in lab.get("siem/logins", "siem", limit=500).json()["items"]
+        if item["source_ip"] == estate.ATTACKER_IP
+    } == {estate.PHISHED_USER}
 
 
 # Story 2: the beaconing host ----------------------------------------------------------
@@ -96,7 +113,9 @@ def test_beacon_connects_about_every_minute_to_its_c2(estate, lab):
 
 
 def test_beacon_binary_and_c2_are_cobaltstrike(estate, lab):
-    processes = lab.get(f"edr/hosts/{estate.BEACON_HOST}/processes", "edr", since=last_day(estate), limit=500).json()["items"]
+    processes = lab.get(f"edr/hosts/{estate.BEACON_HOST}/processes", "edr", since=last_day(estate), limit=500).json()[
+        "items"
+    ]
     assert any(p["sha256"] == estate.BEACON_SHA256 for p in processes)
     for kind, value in (("hash", estate.BEACON_SHA256), ("domain", estate.BEACON_DOMAIN), ("ip", estate.BEACON_IP)):
         answer = lab.get("intel/lookup", "intel", kind=kind, value=value).json()
@@ -137,8 +156,9 @@ def test_demo_alerts_point_at_the_stories(estate):
         assert Host.objects.filter(hostname=alert["host"]).exists()
     first = alerts[0]
     assert first["user"] == estate.PHISHED_USER
-    assert SiemEvent.objects.filter(kind="process_start", hostname=estate.PHISHED_HOST,
-                                    at=datetime.fromisoformat(first["observed_at"])).exists()
+    assert SiemEvent.objects.filter(
+        kind="process_start", hostname=estate.PHISHED_HOST, at=datetime.fromisoformat(first["observed_at"])
+    ).exists()
 
 
 # Seeding ------------------------------------------------------------------------------
@@ -146,7 +166,9 @@ def _snapshot():
     def rows(model, *exclude):
         return sorted(str(model_to_dict(row, exclude=["id", *exclude])) for row in model.objects.all())
 
-    return {model.__name__: rows(model, "host") for model in (Host, Account, Login, SiemEvent, ProcessEvent, NetworkEvent)}
+    return {
+        model.__name__: rows(model, "host") for model in (Host, Account, Login, SiemEvent, ProcessEvent, NetworkEvent)
+    }
 
 
 def test_seeding_is_deterministic(db):
@@ -165,7 +187,11 @@ def test_seeding_follows_the_clock(db):
 
 
 def test_seed_lab_rebuilds_the_estate_but_keeps_keys(estate, lab):
-    lab.post(f"edr/hosts/{estate.PHISHED_HOST}/isolate", "edr-response", {"reason": "Encoded PowerShell from Word, known-bad payload."})
+    lab.post(
+        f"edr/hosts/{estate.PHISHED_HOST}/isolate",
+        "edr-response",
+        {"reason": "Encoded PowerShell from Word, known-bad payload."},
+    )
     lab.post("tickets", "ticketing", {"title": "Phish", "body": "Details", "severity": "high"})
     faults.inject("siem", "error_5xx")
     keys_before = list(LabKey.objects.values_list("key_hash", flat=True))

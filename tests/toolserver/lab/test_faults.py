@@ -28,7 +28,9 @@ def test_rate_limit_says_when_to_retry(estate, lab):
 
 def test_rate_limit_has_a_default_retry_after(estate, lab):
     faults.inject("intel", "rate_limit")
-    assert lab.get("intel/lookup", "intel", kind="ip", value="1.1.1.1")["Retry-After"] == str(faults.DEFAULT_RETRY_AFTER_S)
+    assert lab.get("intel/lookup", "intel", kind="ip", value="1.1.1.1")["Retry-After"] == str(
+        faults.DEFAULT_RETRY_AFTER_S
+    )
 
 
 def test_timeout_hangs_for_the_delay_then_504(estate, lab):
@@ -100,13 +102,16 @@ def test_clear_one_or_every_backend(estate, lab):
     assert {fault.mode for fault in faults.current().values()} == {"none"}
 
 
-@pytest.mark.parametrize("args, kwargs, refusal", [
-    (("mainframe", "error_5xx"), {}, "unknown backend"),
-    (("siem", "explode"), {}, "unknown fault mode"),
-    (("siem", "error_5xx"), {"remaining": 0}, "remaining must be at least 1"),
-    (("siem", "timeout"), {"delay_ms": -1}, "delay_ms must be between"),
-    (("siem", "rate_limit"), {"retry_after_s": 0}, "retry_after_s must be between"),
-])
+@pytest.mark.parametrize(
+    "args, kwargs, refusal",
+    [
+        (("mainframe", "error_5xx"), {}, "unknown backend"),
+        (("siem", "explode"), {}, "unknown fault mode"),
+        (("siem", "error_5xx"), {"remaining": 0}, "remaining must be at least 1"),
+        (("siem", "timeout"), {"delay_ms": -1}, "delay_ms must be between"),
+        (("siem", "rate_limit"), {"retry_after_s": 0}, "retry_after_s must be between"),
+    ],
+)
 def test_inject_refuses_what_it_cannot_do(db, args, kwargs, refusal):
     with pytest.raises(ValueError, match=refusal):
         faults.inject(*args, **kwargs)

@@ -7,7 +7,17 @@ def test_a_user_has_the_documented_shape(estate, lab):
     response = lab.get("identity/users/j.doe", "identity")
     assert response.status_code == 200
     user = response.json()
-    assert set(user) == {"username", "display_name", "email", "department", "title", "privileged", "disabled", "mfa", "last_login"}
+    assert set(user) == {
+        "username",
+        "display_name",
+        "email",
+        "department",
+        "title",
+        "privileged",
+        "disabled",
+        "mfa",
+        "last_login",
+    }
     assert (user["username"], user["department"], user["disabled"]) == ("j.doe", "finance", False)
     assert user["last_login"].endswith("Z")
 

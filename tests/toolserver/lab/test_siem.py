@@ -50,15 +50,18 @@ def test_timestamps_with_offsets_and_fractions_are_accepted(estate, lab):
     assert lab.get("siem/logins", "siem", since=plus_two).status_code == 200
 
 
-@pytest.mark.parametrize("query, detail", [
-    ({"since": "yesterday"}, "since"),
-    ({"until": "2025-13-40T00:00:00Z"}, "until"),
-    ({"since": "2025-02-02T00:00:00Z", "until": "2025-02-01T00:00:00Z"}, "after"),
-    ({"limit": "0"}, "limit"),
-    ({"limit": "501"}, "limit"),
-    ({"limit": "ten"}, "limit"),
-    ({"usr": "j.doe"}, "usr"),
-])
+@pytest.mark.parametrize(
+    "query, detail",
+    [
+        ({"since": "yesterday"}, "since"),
+        ({"until": "2025-13-40T00:00:00Z"}, "until"),
+        ({"since": "2025-02-02T00:00:00Z", "until": "2025-02-01T00:00:00Z"}, "after"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "501"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"usr": "j.doe"}, "usr"),
+    ],
+)
 def test_bad_login_queries_are_400(estate, lab, query, detail):
     response = lab.get("siem/logins", "siem", **query)
     assert response.status_code == 400
@@ -89,5 +92,7 @@ def test_events_window(estate, lab):
     now = estate.seeded_at()
     recent = lab.get("siem/events", "siem", since=ts(now - timedelta(hours=1)), limit=500).json()
     assert all(parse(item["at"]) >= now - timedelta(hours=1) for item in recent["items"])
-    long_ago = lab.get("siem/events", "siem", since=ts(datetime(2000, 1, 1, tzinfo=UTC)), until=ts(datetime(2000, 1, 2, tzinfo=UTC)))
+    long_ago = lab.get(
+        "siem/events", "siem", since=ts(datetime(2000, 1, 1, tzinfo=UTC)), until=ts(datetime(2000, 1, 2, tzinfo=UTC))
+    )
     assert long_ago.json() == {"items": [], "total": 0}

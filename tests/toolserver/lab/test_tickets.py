@@ -3,7 +3,12 @@ import pytest
 from core.roles import ANALYST
 from toolserver.lab.models import Ticket
 
-TICKET = {"title": "Phishing on WS-FIN-07", "body": "Encoded PowerShell after a click.", "severity": "high", "alert_ref": "LAB-SIEM-1001"}
+TICKET = {
+    "title": "Phishing on WS-FIN-07",
+    "body": "Encoded PowerShell after a click.",
+    "severity": "high",
+    "alert_ref": "LAB-SIEM-1001",
+}
 
 
 def test_tickets_are_numbered_from_4471(estate, lab):
@@ -21,9 +26,17 @@ def test_alert_ref_may_be_left_out(estate, lab):
     assert lab.post("tickets", "ticketing", body).status_code == 201
 
 
-@pytest.mark.parametrize("change", [
-    {"severity": "urgent"}, {"severity": None}, {"title": ""}, {"title": None}, {"body": 7}, {"priority": "p1"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"severity": "urgent"},
+        {"severity": None},
+        {"title": ""},
+        {"title": None},
+        {"body": 7},
+        {"priority": "p1"},
+    ],
+)
 def test_bad_tickets_are_400(estate, lab, change):
     body = {key: value for key, value in {**TICKET, **change}.items() if value is not None}
     response = lab.post("tickets", "ticketing", body)
@@ -78,9 +91,13 @@ def test_a_ticket_and_a_comment_carry_the_writes_idempotency_key_and_are_found_b
     assert found.json() == {"tickets": [{"ticket_id": "4471", "url": "/lab/tickets/4471"}], "comments": []}
     comment = Ticket.objects.get(number=4471).comments.get()
     assert lab.get("tickets/search", "ticketing", idempotency_key="key-comment").json() == {
-        "tickets": [], "comments": [{"ticket_id": "4471", "comment_id": str(comment.pk)}],
+        "tickets": [],
+        "comments": [{"ticket_id": "4471", "comment_id": str(comment.pk)}],
     }
-    assert lab.get("tickets/search", "ticketing", idempotency_key="never-sent").json() == {"tickets": [], "comments": []}
+    assert lab.get("tickets/search", "ticketing", idempotency_key="never-sent").json() == {
+        "tickets": [],
+        "comments": [],
+    }
 
 
 def test_a_ticketing_system_that_does_not_deduplicate_still_carries_the_key(estate, lab):

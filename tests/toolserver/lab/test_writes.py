@@ -19,7 +19,9 @@ def outcomes() -> Counter:
 
 
 def test_a_performed_write_is_recorded_in_full(estate, lab):
-    response = lab.post("edr/hosts/WS-FIN-07/isolate", "edr-response", {"reason": REASON}, idempotency_key="iso:H-1042:A-1")
+    response = lab.post(
+        "edr/hosts/WS-FIN-07/isolate", "edr-response", {"reason": REASON}, idempotency_key="iso:H-1042:A-1"
+    )
     write = LabWrite.objects.get()
     assert write.backend == "edr" and write.action == "isolate_host"
     assert write.target == "H-1042"  # however the host was named in the path
@@ -106,9 +108,15 @@ def _post_concurrently(n: int, path: str, token: str, body: dict, idempotency_ke
         try:
             client = Client()
             start.wait(timeout=WAIT_S)
-            return client.post(path, body, content_type="application/json", headers={
-                "Authorization": f"Bearer {token}", "Idempotency-Key": idempotency_key(i),
-            }).status_code
+            return client.post(
+                path,
+                body,
+                content_type="application/json",
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Idempotency-Key": idempotency_key(i),
+                },
+            ).status_code
         finally:
             connection.close()
 
@@ -123,7 +131,10 @@ def test_fifty_concurrent_isolations_perform_exactly_once(same_key):
     lab_estate.seed()
     token = issue_key("edr-response", ["edr:isolate"])
     statuses = _post_concurrently(
-        50, f"/lab/api/edr/hosts/{lab_estate.PHISHED_HOST}/isolate", token, {"reason": REASON},
+        50,
+        f"/lab/api/edr/hosts/{lab_estate.PHISHED_HOST}/isolate",
+        token,
+        {"reason": REASON},
         (lambda i: "iso:H-1042:LAB-SIEM-1001") if same_key else (lambda i: f"iso:H-1042:attempt-{i}"),
     )
     assert statuses == [200] * 50
@@ -139,7 +150,11 @@ def test_fifty_concurrent_tickets_get_one_number_each_or_one_ticket(same_key):
     token = issue_key("ticketing", ["tickets:write"])
     body = {"title": "Phish", "body": "Details", "severity": "high", "alert_ref": "LAB-SIEM-1001"}
     statuses = _post_concurrently(
-        50, "/lab/api/tickets", token, body, (lambda i: "ticket:LAB-SIEM-1001") if same_key else (lambda i: f"ticket-{i}"),
+        50,
+        "/lab/api/tickets",
+        token,
+        body,
+        (lambda i: "ticket:LAB-SIEM-1001") if same_key else (lambda i: f"ticket-{i}"),
     )
     assert statuses == [201] * 50
     numbers = sorted(Ticket.objects.values_list("number", flat=True))

@@ -15,8 +15,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--write-dir", required=True, type=Path, help="directory for the key files (created 0700)")
-        parser.add_argument("servers", nargs="*", metavar="SERVER",
-                            help=f"only these servers (default: all of {', '.join(SERVER_SCOPES)})")
+        parser.add_argument(
+            "servers",
+            nargs="*",
+            metavar="SERVER",
+            help=f"only these servers (default: all of {', '.join(SERVER_SCOPES)})",
+        )
 
     def handle(self, *args, write_dir: Path, servers, **options):
         unknown = sorted(set(servers) - set(SERVER_SCOPES))
