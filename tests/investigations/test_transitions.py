@@ -49,7 +49,7 @@ def new_request(investigation, state=State.PENDING, **fields) -> ActionRequest:
 def left_unconfirmable(investigation, host: str) -> ActionRequest:
     """An isolation of `host` being executed by a worker that died with it at the backend: the request
     executing past its lease, its key claimed and abandoned (setup, not a move)."""
-    arguments = {"host": host, "reason": "walk"}
+    arguments = {"host": host, "reason": "Beaconing to a known C2 address."}
     server, tool = find_tool("isolate_host")
     key = idempotency.write_key(tool, parse_arguments(tool.arguments, arguments), investigation.alert.trigger)
     request = new_request(investigation, State.EXECUTING, lease_expires_at=timezone.now() - timedelta(seconds=1))
