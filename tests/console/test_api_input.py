@@ -97,6 +97,24 @@ def test_an_audit_filter_of_the_wrong_type_is_400_naming_it(client, tokens, quer
     assert fields_of(response) == [field]
 
 
+@pytest.mark.parametrize(
+    "path, field",
+    [
+        ("/api/audit/export?actor=ana&actor=bob&format=csv", "actor"),  # found by the negative fuzzing
+        ("/api/audit?tool=isolate_host&tool=disable_account", "tool"),
+        ("/api/actions?investigation=1&investigation=2", "investigation"),
+    ],
+)
+def test_a_query_field_given_twice_is_400_naming_it_not_its_last_value(client, tokens, path, field):
+    response = client.get(path, headers={"Authorization": f"Bearer {tokens[1]}"})
+    assert response.status_code == 400, response.content
+    assert fields_of(response) == [field]
+
+
+def test_a_query_field_given_twice_by_a_stranger_is_401_first(client):
+    assert client.get("/api/audit/export?actor=ana&actor=bob&format=csv").status_code == 401
+
+
 def test_the_audit_filter_still_takes_what_the_pages_send(client, tokens):
     response = client.get(
         "/api/audit?since=2026-01-01T10:00&until=2026-01-02T10:00:00Z", headers={"Authorization": f"Bearer {tokens[1]}"}
