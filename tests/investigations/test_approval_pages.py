@@ -515,3 +515,19 @@ async def test_the_sockets_are_sent_what_the_publisher_chose_without_a_query_per
     for communicator in sockets:
         assert await communicator.receive_nothing(timeout=0.1)
         await communicator.disconnect()
+
+
+def test_the_tools_a_user_may_approve_are_read_in_one_query_and_agree_with_each_decisions_check(
+    analyst, manager, make_user, django_assert_max_num_queries
+):
+    # An approvals socket asks this again at every access re-check: once per tool was a query per write tool.
+    approvals.ensure_policies()
+    one_tool = make_user("one-tool")
+    assign_perm("investigations.approve_tool", one_tool, ToolPolicy.objects.get(tool="isolate_host"))
+    for user in (analyst, manager, one_tool):
+        user = type(user).objects.get(pk=user.pk)  # no permission cache from an earlier check
+        with django_assert_max_num_queries(2):
+            tools = approvals.approvable_tools(user)
+        assert tools == [tool for tool in sorted(approvals.write_tools()) if approvals.may_approve(user, tool)]
+    assert approvals.approvable_tools(one_tool) == ["isolate_host"]
+    assert approvals.approvable_tools(manager) == []
