@@ -291,18 +291,7 @@ def set_sources(integration: Integration, sources: list[str], *, by: str) -> boo
     """Give `integration` exactly these sources (ValueError says why not). Returns whether they changed."""
     others = [other for other in _locked_live_integrations() if other.pk != integration.pk]
     sources = _checked_sources(sources, others)
-    integration = Integration.objects.select_for_update().get(pk=integration.pk)
-    before = integration.sources
-    if sources == before:
-        return False
-    Integration.objects.filter(pk=integration.pk).update(sources=sources)
-    audit.record_admin_change(
-        by,
-        "integration_sources",
-        before={"integration": integration.name, "sources": before},
-        after={"integration": integration.name, "sources": sources},
-    )
-    return True
+    return _changed(integration, "sources", sources, what="integration_sources", by=by)
 
 
 SEVERITY_KEY = re.compile(r"^(default|[a-z]+:[^\s=]{1,64})$")
@@ -326,16 +315,22 @@ def set_severity_map(integration: Integration, severity_map: dict[str, str], *, 
         if severity not in Alert.Severity.values:
             raise ValueError(f'"{severity}" is not a severity ({", ".join(Alert.Severity.values)})')
         checked[key] = severity
+    return _changed(integration, "severity_map", checked, what="integration_severity", by=by)
+
+
+def _changed(integration: Integration, field: str, value, *, what: str, by: str) -> bool:
+    """Set one field of `integration` under its row lock, recorded in the trail (architecture rule 11)
+    when it changed; whether it did."""
     integration = Integration.objects.select_for_update().get(pk=integration.pk)
-    before = integration.severity_map
-    if checked == before:
+    before = getattr(integration, field)
+    if value == before:
         return False
-    Integration.objects.filter(pk=integration.pk).update(severity_map=checked)
+    Integration.objects.filter(pk=integration.pk).update(**{field: value})
     audit.record_admin_change(
         by,
-        "integration_severity",
-        before={"integration": integration.name, "severity_map": before},
-        after={"integration": integration.name, "severity_map": checked},
+        what,
+        before={"integration": integration.name, field: before},
+        after={"integration": integration.name, field: value},
     )
     return True
 
