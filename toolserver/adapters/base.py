@@ -198,6 +198,7 @@ class Param:
 class Backend(ABC):
     source: ClassVar[str]  # e.g. "lab:siem": named in every envelope
     params: ClassVar[tuple[Param, ...]] = ()
+    status_kind: ClassVar[str] = "HTTP"  # what a BackendError's `status` is, as an admin reads it
 
     def __init__(self, *, url: str, credential: str, timeout_s: float, params: Mapping[str, str] | None = None):
         self.url = url.rstrip("/")

@@ -139,8 +139,9 @@ async def check_health(backend: Backend) -> dict:
         answer = await backend.health()
     except BackendError as exc:
         problem = {
-            BackendFailure.UNAVAILABLE: f"cannot reach {where}" + (f" (HTTP {exc.status})" if exc.status else ""),
-            BackendFailure.FORBIDDEN: f"{where} refused the credential (HTTP {exc.status})",
+            BackendFailure.UNAVAILABLE: f"cannot reach {where}"
+            + (f" ({backend.status_kind} {exc.status})" if exc.status else ""),
+            BackendFailure.FORBIDDEN: f"{where} refused the credential ({backend.status_kind} {exc.status})",
             BackendFailure.TIMEOUT: f"{where} did not answer within {backend.timeout_s:g} s",
             BackendFailure.RATE_LIMITED: f"{where} is throttling requests (HTTP 429); try again later",
             BackendFailure.MALFORMED: f"{where} answered, but not as this adapter's backend does",
