@@ -121,26 +121,34 @@ class ConsoleProcess:
         return self.log_path.read_text()
 
     def stop(self) -> None:
-        """SIGTERM (to its whole group, if it has one of its own), then SIGKILL after STOP_S."""
-        if self.process.poll() is None:
-            self._signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_S)
-            except subprocess.TimeoutExpired:
-                self._signal(signal.SIGKILL)
-                self.process.wait(timeout=STOP_S)
-        elif self.new_session:
-            self._signal(signal.SIGKILL)  # what it started may outlive it
+        stop_process(self.process, group=self.new_session)
         self._log.close()
 
-    def _signal(self, sig: int) -> None:
+
+def stop_process(process: subprocess.Popen, *, group: bool = False) -> None:
+    """SIGTERM (to its whole process group with `group`: one it started with start_new_session), then
+    SIGKILL after STOP_S. A group is killed even when its leader has gone: what it started may outlive it.
+    A stopped (SIGSTOPped) process is continued first, so that it can hear the SIGTERM."""
+
+    def send(sig: int) -> None:
         try:
-            if self.new_session:
-                os.killpg(self.process.pid, sig)
+            if group:
+                os.killpg(process.pid, sig)
             else:
-                self.process.send_signal(sig)
+                process.send_signal(sig)
         except ProcessLookupError:
             pass
+
+    if process.poll() is None:
+        send(signal.SIGCONT)
+        send(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_S)
+        except subprocess.TimeoutExpired:
+            send(signal.SIGKILL)
+            process.wait(timeout=STOP_S)
+    elif group:
+        send(signal.SIGKILL)
 
 
 def story_alert(external_id: str, **overrides):

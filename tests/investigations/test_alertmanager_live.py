@@ -14,7 +14,7 @@ import pytest
 
 from investigations.intake.services import create_integration
 from investigations.models import Alert, Event
-from tests.support import STOP_S, WAIT_S, free_port, wait_until
+from tests.support import WAIT_S, free_port, stop_process, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.production]
 LABELS = ["alertname=DiskAlmostFull", "instance=db-7:9100", "severity=warning", "job=node"]
@@ -71,12 +71,7 @@ receivers:
         wait_until(ready, timeout=WAIT_S, interval=0.1, what="Alertmanager to be ready")
         yield url, token
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_S)
+        stop_process(process)
         log.close()
 
 

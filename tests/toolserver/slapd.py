@@ -22,7 +22,7 @@ from pathlib import Path
 from ldap3 import BASE, NONE, Connection, Server
 from ldap3.core.exceptions import LDAPException
 
-from tests.support import free_port, wait_until
+from tests.support import free_port, stop_process, wait_until
 
 SLAPD = "/usr/sbin/slapd"
 SCHEMAS = Path("/etc/ldap/schema")
@@ -238,16 +238,7 @@ class Slapd:
         os.killpg(self.process.pid, signal.SIGCONT)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGCONT)
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-            except ProcessLookupError:
-                pass
+        stop_process(self.process, group=True)
         if self.process.stderr:
             self.process.stderr.close()
 

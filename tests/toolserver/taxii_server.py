@@ -8,7 +8,6 @@ producer would: STIX 2.1 objects from stix2, POSTed in an envelope with the TAXI
 """
 
 import json
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import httpx2 as httpx
 import stix2
 
-from tests.support import STOP_S, free_port, wait_until
+from tests.support import free_port, stop_process, wait_until
 
 MEDIA_TYPE = "application/taxii+json;version=2.1"
 API_ROOT = "feeds"
@@ -99,13 +98,7 @@ class Medallion:
         )
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=STOP_S)
+        stop_process(self.process)
         self._log.close()
 
 
