@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from core.roles import ADMIN, ANALYST, MANAGER
+from investigations.intake import services as intake
 from tests.support import ConsoleProcess, console_env, database_url_of, story_alert
 from toolserver.catalog import SERVERS
 from toolserver.ratelimit import get_rate_limiter
@@ -39,6 +40,24 @@ def manager(make_user):
 @pytest.fixture
 def admin_user(make_user):
     return make_user("ada", ADMIN, is_staff=True)
+
+
+@pytest.fixture
+def fresh_rates(db):
+    """Each integration's window starts empty: the embedded mode's limiter lives in this process and
+    the ids of a rolled-back test's integrations come again."""
+    created = []
+    real_create = intake.create_integration
+
+    def create(*args, **kwargs):
+        integration, token = real_create(*args, **kwargs)
+        get_rate_limiter().reset(intake.rate_bucket(integration))
+        created.append(integration)
+        return integration, token
+
+    yield create
+    for integration in created:
+        get_rate_limiter().reset(intake.rate_bucket(integration))
 
 
 @pytest.fixture

@@ -9,11 +9,9 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from investigations.intake import services as intake
 from investigations.intake.formats import base
 from investigations.intake.services import create_integration
 from investigations.models import Alert, AuditRecord, Event, Integration, Investigation
-from toolserver.ratelimit import get_rate_limiter
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alerts"
 MARKER = "zq-attacker-text-7731"
@@ -21,24 +19,6 @@ MARKER = "zq-attacker-text-7731"
 
 def fixture(name: str) -> dict:
     return json.loads((FIXTURES / f"{name}.json").read_text())
-
-
-@pytest.fixture
-def fresh_rates(db):
-    """Each integration's window starts empty: the embedded mode's limiter lives in this process and
-    the ids of a rolled-back test's integrations come again."""
-    created = []
-    real_create = intake.create_integration
-
-    def create(*args, **kwargs):
-        integration, token = real_create(*args, **kwargs)
-        get_rate_limiter().reset(intake.rate_bucket(integration))
-        created.append(integration)
-        return integration, token
-
-    yield create
-    for integration in created:
-        get_rate_limiter().reset(intake.rate_bucket(integration))
 
 
 @pytest.fixture

@@ -10,10 +10,8 @@ import chevron
 import chevron.renderer
 import pytest
 
-from investigations.intake import services as intake
 from investigations.models import Alert
 from tests.support import ROOT
-from toolserver.ratelimit import get_rate_limiter
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alerts"
 ELASTIC = ROOT / "integrations" / "elastic" / "webhook-body.mustache"
@@ -97,24 +95,6 @@ def render_as_logic_apps(template: dict, trigger_body: dict):
 
 
 # -- the tests ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def fresh_rates(db):
-    """Each integration's window starts empty: the embedded mode's limiter lives in this process and
-    the ids of a rolled-back test's integrations come again."""
-    created = []
-    real_create = intake.create_integration
-
-    def create(*args, **kwargs):
-        integration, token = real_create(*args, **kwargs)
-        get_rate_limiter().reset(intake.rate_bucket(integration))
-        created.append(integration)
-        return integration, token
-
-    yield create
-    for integration in created:
-        get_rate_limiter().reset(intake.rate_bucket(integration))
 
 
 def readme() -> str:
