@@ -261,7 +261,7 @@ def test_no_ldap_bind_password_appears_in_a_result_an_audit_record_a_page_the_da
     checks = [check_connection("identity")]
     slapd.stop()
     results.append(gateway.call("enable_account", {"username": "j.doe", "reason": "Canary: enable it."}, context))
-    assert results[-1]["reason"] == "identity_unavailable"
+    assert results[-1]["reason"] == "ldap_unavailable"
     checks.append(check_connection("identity"))
     assert [check["ok"] for check in checks] == [True, False]
     haystacks = {

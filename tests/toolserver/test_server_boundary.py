@@ -93,6 +93,20 @@ async def test_each_failure_is_a_typed_error(intel, value, reason, retryable):
     assert SECRET not in text and "Traceback" not in text
 
 
+class VendorIntel(ScriptedIntel):
+    vendor = "taxii"
+
+
+@pytest.mark.parametrize(
+    "value, reason", [("10.0.0.1", "taxii_timeout"), ("10.0.0.2", "taxii_unavailable"), ("10.0.0.4", "taxii_forbidden")]
+)
+async def test_an_adapter_that_names_its_system_names_the_failure_after_it(value, reason):
+    server = build_server(SERVERS["intel"], VendorIntel(url="http://intel", credential=SECRET, timeout_s=1))
+    _, body = await lookup(server, value)
+    assert body["reason"] == reason
+    assert "threat-intel service" in body["guidance"]
+
+
 async def test_backend_rate_limit_passes_on_its_wait(intel):
     _, body = await lookup(intel, "10.0.0.3")
     assert body["retry_after_s"] == 7

@@ -197,6 +197,9 @@ class Param:
 # -- the interfaces -------------------------------------------------------------------------------
 class Backend(ABC):
     source: ClassVar[str]  # e.g. "lab:siem": named in every envelope
+    # The system's name in a failure's reason ("ldap_unavailable", "splunk_forbidden"); "" names the
+    # capability instead ("siem_timeout"), as the lab does.
+    vendor: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
     status_kind: ClassVar[str] = "HTTP"  # what a BackendError's `status` is, as an admin reads it
 

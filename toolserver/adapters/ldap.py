@@ -100,6 +100,7 @@ class LdapBackend(IdentityBackend):
     """What OpenLDAP and Active Directory share: the connection, the search, the failure mapping."""
 
     default_user_attribute = "uid"
+    vendor = "ldap"
     status_kind = "LDAP result code"  # a BackendError's status is the directory's, not HTTP's
     person_filter = "(|(objectClass=person)(objectClass=posixAccount))"
     state_attribute = ""  # the attribute that says whether the account is disabled

@@ -319,6 +319,7 @@ def answer(kind: str, value: str, found: list[Known], source: str) -> dict:
 @register("intel", "taxii")
 class TaxiiIntel(HttpBackend, IntelBackend):
     source = "taxii:intel"
+    vendor = "taxii"
     params = (
         Param(
             "collection_id",

@@ -99,7 +99,9 @@ async def run_tool(spec: ServerSpec, tool: ToolSpec, backend: Backend, raw: Any,
         else:
             outcome = await handler(args)
     except BackendError as exc:
-        return backend_error(spec.backend, exc.failure, retry_after_s=exc.retry_after_s), str(exc.status or exc.failure)
+        return backend_error(
+            spec.backend, exc.failure, retry_after_s=exc.retry_after_s, vendor=backend.vendor
+        ), str(exc.status or exc.failure)
     except TargetNotFound as exc:
         return error(
             Reason.NOT_FOUND,
@@ -112,7 +114,7 @@ async def run_tool(spec: ServerSpec, tool: ToolSpec, backend: Backend, raw: Any,
             Reason.INVALID_ARGUMENTS, retryable=False, guidance=f"The {spec.backend} refused: {exc.detail}"
         ), "400"
     except EgressRefused:
-        return backend_error(spec.backend, BackendFailure.NOT_ALLOWED), "not_allowed"
+        return backend_error(spec.backend, BackendFailure.NOT_ALLOWED, vendor=backend.vendor), "not_allowed"
     except Exception:  # noqa: BLE001 - a tool's failure is an envelope, never a crashed server
         # The class name only: an exception's text may carry a URL or a header.
         log.error("%s.%s failed unexpectedly", spec.name, tool.name, exc_info=False)
