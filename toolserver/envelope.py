@@ -96,9 +96,7 @@ def error(reason: str, *, retryable: bool, guidance: str, **details) -> dict:
     return {"status": "error", "reason": str(reason), "retryable": retryable, "guidance": guidance, **details}
 
 
-def backend_error(
-    backend: str, failure: BackendFailure, *, retry_after_s: int | None = None, vendor: str = ""
-) -> dict:
+def backend_error(backend: str, failure: BackendFailure, *, retry_after_s: int | None = None, vendor: str = "") -> dict:
     """`vendor`, when the adapter names one (Backend.vendor: "ldap", "taxii", "splunk"), names the reason
     ("ldap_unavailable"), so an analyst reading it knows which system failed; otherwise the server's
     backend does ("siem_timeout"). The guidance speaks of the capability either way."""

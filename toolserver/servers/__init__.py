@@ -99,9 +99,9 @@ async def run_tool(spec: ServerSpec, tool: ToolSpec, backend: Backend, raw: Any,
         else:
             outcome = await handler(args)
     except BackendError as exc:
-        return backend_error(
-            spec.backend, exc.failure, retry_after_s=exc.retry_after_s, vendor=backend.vendor
-        ), str(exc.status or exc.failure)
+        return backend_error(spec.backend, exc.failure, retry_after_s=exc.retry_after_s, vendor=backend.vendor), str(
+            exc.status or exc.failure
+        )
     except TargetNotFound as exc:
         return error(
             Reason.NOT_FOUND,
