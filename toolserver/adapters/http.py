@@ -43,11 +43,22 @@ class HttpBackend(Backend):
         await self._http.aclose()
 
     async def _request(
-        self, method: str, path: str, *, target: str = "", params=None, json=None, idempotency_key: str = ""
+        self,
+        method: str,
+        path: str,
+        *,
+        target: str = "",
+        params=None,
+        json=None,
+        data=None,
+        idempotency_key: str = "",
     ) -> dict:
-        """One request; its JSON object, or the failure it maps to. None-valued query params are left out."""
+        """One request; its JSON object, or the failure it maps to. None-valued query params are left out.
+
+        `data` is a form body (application/x-www-form-urlencoded), as Splunk's REST API takes.
+        """
         response = await self._response(
-            method, path, target=target, params=params, json=json, idempotency_key=idempotency_key
+            method, path, target=target, params=params, json=json, data=data, idempotency_key=idempotency_key
         )
         return self._json_object(response)
 
@@ -59,6 +70,7 @@ class HttpBackend(Backend):
         target: str = "",
         params=None,
         json=None,
+        data=None,
         headers=None,
         idempotency_key: str = "",
     ) -> httpx2.Response:
@@ -73,7 +85,7 @@ class HttpBackend(Backend):
             headers["Idempotency-Key"] = idempotency_key
         params = {key: value for key, value in (params or {}).items() if value is not None}
         try:
-            response = await self._http.request(method, path, params=params, json=json, headers=headers)
+            response = await self._http.request(method, path, params=params, json=json, data=data, headers=headers)
         except httpx2.TimeoutException:
             raise BackendError(BackendFailure.TIMEOUT) from None
         except httpx2.TransportError:
