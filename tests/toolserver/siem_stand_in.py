@@ -134,6 +134,9 @@ class StandIn:
         return [seen for seen in self.requests if seen.method == "POST"]
 
     def close(self) -> None:
+        """Stop answering (a second call does nothing); a stalled answer is let go first."""
         self._released.set()
-        self._server.shutdown()
-        self._server.server_close()
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(STALL_LIMIT_S)
