@@ -168,6 +168,14 @@ def test_contract_splunk_answers_at_most_limit_results_and_says_it_truncated(spl
     assert [seen.form["count"] for seen in splunk.searches()] == [["3"], ["4"]]
 
 
+def test_contract_a_splunk_login_without_a_user_is_kept_with_an_empty_user_not_a_failed_page(splunk):
+    body = json.loads(recorded("splunk_oneshot_logins.json"))
+    del body["results"][0]["user"]
+    splunk.override_body["splunk_oneshot_logins.json"] = json.dumps(body).encode()
+    (page,) = calls(splunk_adapter(splunk), ("search_logins", schemas.SearchLogins(host="WS-FIN-07")))
+    assert [item["user"] for item in page.items] == ["", "j.doe", "j.doe"]
+
+
 def test_contract_splunk_check_connection_reads_server_info_with_the_token(splunk):
     (said,) = calls(splunk_adapter(splunk), ("health", None))
     assert said == "Splunk 9.2.1 (splunk-sh1), the token is valid"
@@ -235,7 +243,7 @@ def test_contract_elastic_logins_are_one_ecs_search_over_the_window_mapped_to_lo
     assert seen.json == {
         "size": 20,
         "track_total_hits": 21,
-        "sort": [{"@timestamp": {"order": "desc"}}],
+        "sort": [{"@timestamp": {"order": "desc", "unmapped_type": "date"}}],
         "_source": [
             "@timestamp",
             "user.name",

@@ -19,7 +19,7 @@ What the searches read (Elastic Common Schema):
   logins   event.category authentication, event.outcome success / failure; user.name,
            host.name (else host.hostname, host.id), source.ip, source.geo.country_iso_code,
            event.action as the method
-  events   event.action as the kind (else event.category), user.name, host.name, message
+  events   event.action as the kind (else event.category, event.kind), user.name, host.name, message
            (its first 500 characters) as the summary; `kind` filters on event.action
 
 Check connection searches the index pattern for nothing (`size` 0): it proves the key reads
@@ -90,7 +90,8 @@ def search_body(query_filters: list[dict], fields: list[str], limit: int) -> dic
     return {
         "size": limit,
         "track_total_hits": limit + 1,
-        "sort": [{"@timestamp": {"order": "desc"}}],
+        # unmapped_type: an index of the pattern without @timestamp sorts as empty instead of failing the search
+        "sort": [{"@timestamp": {"order": "desc", "unmapped_type": "date"}}],
         "_source": fields,
         "query": {"bool": {"filter": query_filters}},
     }
@@ -129,7 +130,7 @@ def _host(document: dict) -> str | None:
 def login_of(document: dict) -> dict:
     return {
         "at": field(document, "@timestamp"),
-        "user": field(document, "user.name"),
+        "user": field(document, "user.name") or "",
         "host": _host(document) or "",
         "source_ip": field(document, "source.ip") or "",
         "source_country": field(document, "source.geo.country_iso_code") or "",
@@ -141,7 +142,7 @@ def login_of(document: dict) -> dict:
 def event_of(document: dict) -> dict:
     return {
         "at": field(document, "@timestamp"),
-        "kind": field(document, "event.action") or field(document, "event.category"),
+        "kind": field(document, "event.action") or field(document, "event.category") or field(document, "event.kind"),
         "host": _host(document),
         "user": field(document, "user.name"),
         "summary": (field(document, "message") or "")[:MAX_SUMMARY],

@@ -104,7 +104,7 @@ def login_of(result: dict) -> dict:
     action = _first(result.get("action"))
     return {
         "at": _first(result.get("_time")),
-        "user": _first(result.get("user")),
+        "user": _first(result.get("user")) or "",
         "host": _first(result.get("dest")) or _first(result.get("host")) or "",
         "source_ip": _first(result.get("src")) or "",
         "source_country": _first(result.get("Country")) or "",
