@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 
-from toolserver.catalog import SERVERS
+from toolserver import external
+from toolserver.catalog import SERVERS, ServerSpec, ToolSpec
+from toolserver.catalog import find_tool as find_builtin
 from toolserver.models import Tool, ToolServer
 
 
@@ -24,6 +26,8 @@ class BackendBinding:
     credential_ref: str  # "" when the credential was revoked: the server will not start
     params: str = "{}"  # the adapter's plain parameters, a JSON object
     sealed_params: str = ""  # its secret parameters, {name: Fernet token} as JSON; "" when none
+    external: str = ""  # an external server's launch (toolserver.launch.EXTERNAL_VARIABLE); "" for a built-in
+    timeout_s: float = 0  # an external server's own call timeout; 0: the deployment's
 
 
 def ensure_catalog() -> None:
@@ -70,6 +74,8 @@ def binding_of(server: ToolServer | str) -> BackendBinding:
     """
     if isinstance(server, str):
         return binding_of(ToolServer.objects.select_related("credential").get(name=server))
+    if server.kind == ToolServer.Kind.EXTERNAL:
+        return _external_binding(server)
     default = settings.TOOLSERVER_BACKENDS[server.name]
     credential = server.credential
     if credential is None:
@@ -86,6 +92,44 @@ def binding_of(server: ToolServer | str) -> BackendBinding:
         params=json.dumps(server.params, sort_keys=True),
         sealed_params=json.dumps(server.secret_params, sort_keys=True) if server.secret_params else "",
     )
+
+
+def _external_binding(server: ToolServer) -> BackendBinding:
+    """An external server's credential is bound the same way: to the launch it was set for."""
+    credential = server.credential
+    usable = credential is not None and not credential.revoked_at and credential.bound_to(server)
+    launch = {
+        "transport": server.transport,
+        "command": server.command,
+        "args": server.args,
+        "cwd": server.cwd,
+        "env": server.env,
+        "credential_env": server.credential_env,
+        "credential_header": server.credential_header,
+    }
+    return BackendBinding(
+        adapter=server.adapter,
+        url=server.url,
+        credential_ref=credential.launch_reference if usable and credential else "",
+        external=json.dumps(launch, sort_keys=True),
+        timeout_s=float(server.timeout_s),
+    )
+
+
+def find_tool(name: str) -> tuple[ServerSpec, ToolSpec] | None:
+    """A built-in tool from the catalog, or an external one as its row stands (toolserver.external)."""
+    found = find_builtin(name)
+    if found is not None or external.SEPARATOR not in name:
+        return found
+    row = Tool.objects.select_related("server").filter(name=name, server__kind=ToolServer.Kind.EXTERNAL).first()
+    return external.spec_of(row) if row is not None else None
+
+
+def write_tool_names() -> list[str]:
+    """Every write tool: the catalog's, and every external tool not accepted as a read."""
+    builtin = [tool.name for server in SERVERS.values() for tool in server.tools if tool.write]
+    outside = Tool.objects.filter(server__kind=ToolServer.Kind.EXTERNAL).exclude(access=Tool.Access.READ)
+    return builtin + list(outside.values_list("name", flat=True))
 
 
 def tool_row(name: str) -> Tool | None:
@@ -105,4 +149,9 @@ def offered_tools() -> list[dict]:
             row = rows.get(spec.name)
             if row is not None and row.description:
                 offered.append({"name": row.name, "description": row.description, "input_schema": row.input_schema})
+    accepted = Tool.objects.filter(server__kind=ToolServer.Kind.EXTERNAL).exclude(input_schema={}).order_by("name")
+    for row in accepted:  # an external tool is offered once an admin accepted it (its schema then set)
+        offered.append(
+            {"name": row.name, "description": row.description, "input_schema": external.strict_schema(row.input_schema)}
+        )
     return offered

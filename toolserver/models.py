@@ -40,7 +40,34 @@ class ToolServer(models.Model):
     Who may change it: the admin role, or whoever holds `manage_toolserver` on this row.
     """
 
+    class Kind(models.TextChoices):
+        BUILTIN = "builtin"  # one of catalog.SERVERS, run by toolserver.servers
+        EXTERNAL = "external"  # an MCP server an admin registered: a vendor's or the SOC's own
+
+    class Transport(models.TextChoices):
+        STDIO = "stdio"
+        HTTP = "http"  # Streamable HTTP, at `url`
+
     name = models.CharField(max_length=40, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.BUILTIN)
+    # An external server's transport (toolserver.external). Its credential is the same sealed,
+    # bound Credential as a built-in's; only how its process receives it differs.
+    transport = models.CharField(max_length=10, choices=Transport.choices, default=Transport.STDIO)
+    command = models.CharField(max_length=500, blank=True, help_text="stdio: the program to run.")
+    args = models.JSONField(default=list, blank=True, help_text="stdio: its arguments, a list of strings.")
+    cwd = models.CharField(max_length=500, blank=True, help_text="stdio: its working directory.")
+    env = models.JSONField(
+        default=dict, blank=True, help_text="stdio: {NAME: value}, the only variables it gets besides PATH."
+    )
+    credential_env = models.CharField(
+        max_length=100, blank=True, help_text="stdio: the variable the server reads its credential from."
+    )
+    credential_header = models.CharField(
+        max_length=100, blank=True, help_text="HTTP: the header its credential is sent in."
+    )
+    timeout_s = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1), MaxValueValidator(600)], help_text="Per call, in seconds."
+    )
     adapter = models.CharField(
         max_length=40, default="lab", help_text="The backend implementation (toolserver.adapters)."
     )
@@ -101,11 +128,32 @@ class Tool(models.Model):
     """
 
     server = models.ForeignKey(ToolServer, on_delete=models.CASCADE, related_name="tools")
+
+    class Access(models.TextChoices):
+        UNCLASSIFIED = ""  # treated as a write
+        READ = "read"
+        WRITE = "write"
+
+    # An external server's tool is named "<server>__<its name>" (the Anthropic tool-name pattern;
+    # 60 at most, the width of every column that names a tool).
     name = models.CharField(max_length=60, unique=True)
     description = models.TextField()
     input_schema = models.JSONField()
     enabled = models.BooleanField(default=True)
-    proposed = models.JSONField(null=True, blank=True, help_text="{description, input_schema} awaiting acceptance.")
+    proposed = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="{description, input_schema[, output_schema, annotations]} awaiting acceptance.",
+    )
+    # External tools only: the name its server knows it by, what it declared, and what an admin
+    # decided at acceptance (its hints are shown, never trusted: unclassified is a write).
+    remote_name = models.CharField(max_length=200, blank=True)
+    output_schema = models.JSONField(null=True, blank=True)
+    annotations = models.JSONField(default=dict, blank=True)
+    access = models.CharField(max_length=10, choices=Access.choices, default=Access.UNCLASSIFIED, blank=True)
+    target_args = models.JSONField(
+        default=list, blank=True, help_text="A write's arguments naming its target: part of its idempotency key."
+    )
     discovered_at = models.DateTimeField(null=True, blank=True, help_text="The last time its server listed it.")
     updated_at = models.DateTimeField(auto_now=True)
 
