@@ -7,6 +7,8 @@ stops the processes that run the old configuration once the change is committed.
 API validate input (console.manage.forms) and call these.
 """
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.contrib.contenttypes.models import ContentType
@@ -21,17 +23,20 @@ from console.models import RoleRequest
 from core.roles import ADMIN, ROLES, has_role
 from investigations.audit import chain as audit
 from investigations.models import Budgets, Investigation, ToolPolicy
-from toolserver import credentials
+from toolserver import credentials, egress, external
 from toolserver.audit import result_digest
-from toolserver.catalog import find_tool
+from toolserver.config import find_tool
 from toolserver.models import Credential, Tool, ToolServer
-from toolserver.supervisor import get_supervisor, restart_everywhere
+from toolserver.supervisor import allowed_backend_hosts, get_supervisor, restart_everywhere
 
 # What whoever holds `manage_toolserver` on a server may change; where it points, and its
 # credential, only the admin role may (a credential is bound to where it was set for).
 DELEGATED_SERVER_FIELDS = ("enabled", "rate_limit_calls", "rate_limit_window_s")
 BACKEND_FIELDS = ("adapter", "url")
 SERVER_FIELDS = BACKEND_FIELDS + DELEGATED_SERVER_FIELDS
+# How an external server starts: changing any of these is pointing it elsewhere (its credential is revoked).
+EXTERNAL_LAUNCH_FIELDS = ("transport", "command", "args", "cwd", "env", "credential_env", "credential_header")
+EXTERNAL_FIELDS = (*EXTERNAL_LAUNCH_FIELDS, "timeout_s")
 POLICY_FIELDS = ("requires_approval", "approvals_needed", "expiry_seconds")
 BUDGET_FIELDS = ("tool_calls", "tokens", "seconds")
 
@@ -63,6 +68,11 @@ def _snapshot(row, fields) -> dict:
     return {name: getattr(row, name) for name in fields}
 
 
+def _recorded(name: str, value):
+    """An external server's variables are recorded by name: a value an admin typed there stays out of the trail."""
+    return sorted(value) if name == "env" and isinstance(value, dict) else value
+
+
 def _save_changes(row, user, what: str, changes: dict, fields, **where) -> dict:
     """Apply `changes` to `row`; record the fields that changed. Returns them (empty: nothing changed)."""
     before = _snapshot(row, fields)
@@ -75,8 +85,8 @@ def _save_changes(row, user, what: str, changes: dict, fields, **where) -> dict:
         audit.record_admin_change(
             actor(user),
             what,
-            before={name: before[name] for name in sorted(changed)},
-            after={name: after[name] for name in sorted(changed)},
+            before={name: _recorded(name, before[name]) for name in sorted(changed)},
+            after={name: _recorded(name, after[name]) for name in sorted(changed)},
             **where,
         )
     return changed
@@ -91,12 +101,20 @@ def update_server(server: ToolServer, user, changes: dict) -> set[str]:
     sealed here) are the admin role's to change, like where it points."""
     changes = dict(changes)
     secret_params = changes.pop("secret_params", None) or {}
+    backend_fields = (*BACKEND_FIELDS, *EXTERNAL_FIELDS) if server.kind == ToolServer.Kind.EXTERNAL else BACKEND_FIELDS
     if secret_params or any(
-        changes.get(name, getattr(server, name)) != getattr(server, name) for name in (*BACKEND_FIELDS, "params")
+        changes.get(name, getattr(server, name)) != getattr(server, name) for name in (*backend_fields, "params")
     ):
         _require_backend_rights(user, server)
-    changed = _save_changes(server, user, "server_changed", changes, (*SERVER_FIELDS, "params"), server=server.name)
-    if changed & set(BACKEND_FIELDS):
+    if server.kind == ToolServer.Kind.EXTERNAL:
+        _check_external(
+            server.name, {name: changes.get(name, getattr(server, name)) for name in (*EXTERNAL_FIELDS, "url")}
+        )
+    elif set(changes) & set(EXTERNAL_FIELDS):
+        raise Refused(f"{server.name} is a built-in server: it has no command, transport or variables to set")
+    fields = (*SERVER_FIELDS, "params", *EXTERNAL_FIELDS)
+    changed = _save_changes(server, user, "server_changed", changes, fields, server=server.name)
+    if changed & {*BACKEND_FIELDS, *EXTERNAL_LAUNCH_FIELDS}:
         credential = server.credential
         if credential is not None and not credential.revoked_at:
             _revoke(server, credential, user, because="the server now points elsewhere")
@@ -105,9 +123,89 @@ def update_server(server: ToolServer, user, changes: dict) -> set[str]:
     if secret_params:
         _set_secret_params(server, user, secret_params)
         changed = changed | {"secret parameters"}
-    if changed & {*BACKEND_FIELDS, "params", "secret parameters"}:
+    if changed & {*BACKEND_FIELDS, *EXTERNAL_FIELDS, "params", "secret parameters"}:
         transaction.on_commit(lambda: restart_everywhere(server.name))
     return changed
+
+
+@transaction.atomic
+def register_external_server(user, fields: dict) -> ToolServer:
+    """An admin registers an MCP server of their own: a command over stdio or a Streamable HTTP URL.
+
+    It starts with no tools the model may use: discover() pins what it lists, and each tool waits for
+    an admin to accept and classify it (accept_external_tool). Its credential is set like a built-in's
+    (set_credential), bound to this launch.
+    """
+    if not may_change_backend(user):
+        raise PermissionDenied("Only admins register tool servers.")
+    name = str(fields.get("name", ""))
+    if not external.SERVER_NAME.match(name):
+        raise Refused("A server's name is 1-32 of a-z, 0-9 and '-', starting and ending with a letter or digit.")
+    if ToolServer.objects.filter(name=name).exists():
+        raise Refused(f"There is already a tool server named {name}.")
+    values = {
+        "transport": ToolServer.Transport.STDIO,
+        "args": [],
+        "env": {},
+        "rate_limit_calls": 60,
+        "rate_limit_window_s": 60,
+        **{key: value for key, value in fields.items() if key != "name"},
+    }
+    unknown = set(values) - {*EXTERNAL_FIELDS, *DELEGATED_SERVER_FIELDS, "url"}
+    if unknown:
+        raise Refused(f"Not a setting of an external server: {', '.join(sorted(unknown))}")
+    _check_external(name, values)
+    server = ToolServer(name=name, kind=ToolServer.Kind.EXTERNAL, adapter=f"mcp-{values['transport']}", **values)
+    server.full_clean(exclude=["credential"])
+    server.save()
+    audit.record_admin_change(
+        actor(user),
+        "server_registered",
+        server=name,
+        before={},
+        after={
+            field: _recorded(field, getattr(server, field)) for field in ("kind", "url", *EXTERNAL_FIELDS, "enabled")
+        },
+    )
+    return server
+
+
+def _check_external(name: str, values: dict) -> None:
+    """An external server's launch, refused (Refused, naming the field) unless it is one we can run safely."""
+    transport = values.get("transport")
+    if transport == ToolServer.Transport.STDIO:
+        if not str(values.get("command") or "").strip():
+            raise Refused("A stdio server needs its command.")
+        args = values.get("args") or []
+        if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
+            raise Refused("Its arguments are a list of strings.")
+        env = values.get("env") or {}
+        if not isinstance(env, dict) or not all(isinstance(value, str) for value in env.values()):
+            raise Refused("Its variables are {NAME: value}, each value a string.")
+        for variable in [*env, *([values["credential_env"]] if values.get("credential_env") else [])]:
+            problem = external.env_name_problem(str(variable))
+            if problem:
+                raise Refused(problem)
+        if values.get("credential_env") in env:
+            raise Refused(f"{values['credential_env']} is its credential's variable: set the credential instead.")
+    elif transport == ToolServer.Transport.HTTP:
+        url = str(values.get("url") or "")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+            raise Refused("A Streamable HTTP server needs its http(s) URL, with no user or password in it.")
+        try:
+            egress.check_listed(
+                egress.parse(allowed_backend_hosts(name)),
+                parts.hostname,
+                parts.port or (443 if parts.scheme == "https" else 80),
+            )
+        except egress.EgressRefused as exc:
+            raise Refused(f"{exc}: ask whoever deploys Gatehouse to list it.") from None
+        header = str(values.get("credential_header") or "")
+        if header and not external.HEADER_NAME.match(header):
+            raise Refused(f"{header!r} is not a header name.")
+    else:
+        raise Refused("The transport is stdio or http.")
 
 
 @sensitive_variables("values", "sealed")
@@ -258,6 +356,56 @@ def accept_tool_change(tool: Tool, user) -> None:
     )
 
 
+@transaction.atomic
+def accept_external_tool(tool: Tool, user, *, access: str, target_args: list[str] | tuple[str, ...] = ()) -> None:
+    """An external tool as its server listed it becomes what the model is offered, read or write as
+    the admin says (the server's hints were shown, not trusted). A write names the arguments that
+    identify its target: with the action and the alert they make its idempotency key; none: the alert."""
+    _require_backend_rights(user, tool.server)
+    if tool.server.kind != ToolServer.Kind.EXTERNAL:
+        raise Refused(f"{tool.name} is a built-in tool: accept its change with accept_tool_change")
+    if tool.proposed is None:
+        raise Refused(f"{tool.name} has no listing waiting")
+    if access not in (Tool.Access.READ, Tool.Access.WRITE):
+        raise Refused("Classify the tool as read or write.")
+    problem = external.schema_problem(tool.proposed["input_schema"])
+    if problem:
+        raise Refused(f"{tool.name}: {problem}")
+    properties = set((tool.proposed["input_schema"] or {}).get("properties") or {})
+    targets = list(target_args) if access == Tool.Access.WRITE else []
+    if set(targets) - properties:
+        raise Refused(f"Not an argument of {tool.name}: {', '.join(sorted(set(targets) - properties))}")
+    before = _external_shown(tool)
+    tool.description = tool.proposed["description"]
+    tool.input_schema = tool.proposed["input_schema"]
+    tool.output_schema = tool.proposed.get("output_schema")
+    tool.annotations = tool.proposed.get("annotations") or {}
+    tool.access, tool.target_args, tool.proposed = access, targets, None
+    tool.save()
+    audit.record_admin_change(
+        actor(user),
+        "tool_accepted",
+        server=tool.server.name,
+        tool=tool.name,
+        before=before,
+        after=_external_shown(tool),
+    )
+    if access == Tool.Access.WRITE:  # its approval policy, approvable by analysts like every write's
+        from investigations.approvals.services import ensure_policies
+
+        ensure_policies()
+
+
+def _external_shown(tool: Tool) -> dict:
+    return {
+        "description": tool.description,
+        "input_schema_sha256": result_digest(tool.input_schema),
+        "access": tool.access or "unclassified (a write)",
+        "target_args": tool.target_args,
+        "hints": external.hints(tool.annotations),
+    }
+
+
 def discover(server: ToolServer, by: str = "system") -> list[str]:
     """List `server`'s tools from a process of its own and compare them with what was accepted.
 
@@ -265,6 +413,8 @@ def discover(server: ToolServer, by: str = "system") -> list[str]:
     answers tool_disabled until then. Returns the names of the tools found changed or new.
     """
     listed = get_supervisor().list_tools(server.name, keep_running=False)
+    if server.kind == ToolServer.Kind.EXTERNAL:
+        return _discover_external(server, listed, by)
     found = []
     with transaction.atomic():
         for advertised in listed:
@@ -292,6 +442,63 @@ def discover(server: ToolServer, by: str = "system") -> list[str]:
                     "input_schema_sha256": result_digest(offered["input_schema"]),
                 },
             )
+    return found
+
+
+@transaction.atomic
+def _discover_external(server: ToolServer, listed: list[dict], by: str) -> list[str]:
+    """Pin what an external server lists: name, description, input and output schemas, annotations.
+
+    A new tool, or one whose listing differs from what was accepted, waits in `proposed` and is not
+    usable until an admin accepts it (the page shows the difference). A tool whose name would not be
+    a valid tool name is skipped, and said so in the audit record."""
+    found, skipped = [], []
+    for advertised in listed:
+        name = external.tool_name(server.name, advertised["name"])
+        if name is None:
+            skipped.append(str(advertised["name"])[:100])
+            continue
+        offered = {
+            "description": advertised["description"] or "",
+            "input_schema": advertised["input_schema"] or {},
+            "output_schema": advertised.get("output_schema"),
+            "annotations": advertised.get("annotations") or {},
+        }
+        tool = Tool.objects.select_for_update().filter(name=name, server=server).first()
+        if tool is None:
+            tool = Tool.objects.create(
+                server=server, name=name, remote_name=advertised["name"], description="", input_schema={}
+            )
+        tool.discovered_at = timezone.now()
+        accepted = {
+            "description": tool.description,
+            "input_schema": tool.input_schema,
+            "output_schema": tool.output_schema,
+            "annotations": tool.annotations,
+        }
+        if accepted == offered or tool.proposed == offered:
+            tool.proposed = None if accepted == offered else tool.proposed
+            tool.save(update_fields=["discovered_at", "proposed", "updated_at"])
+            continue
+        tool.proposed = offered
+        tool.save(update_fields=["discovered_at", "proposed", "updated_at"])
+        found.append(tool.name)
+        audit.record_admin_change(
+            by,
+            "tool_change_found",
+            server=server.name,
+            tool=tool.name,
+            before=_external_shown(tool),
+            after={
+                "description": offered["description"],
+                "input_schema_sha256": result_digest(offered["input_schema"]),
+                "hints": external.hints(offered["annotations"]),
+            },
+        )
+    if skipped:
+        audit.record_admin_change(
+            by, "tools_skipped", server=server.name, before={}, after={"invalid_tool_names": skipped}
+        )
     return found
 
 
