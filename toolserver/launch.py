@@ -13,6 +13,11 @@ On Linux the server dies with the worker that started it (PR_SET_PDEATHSIG, kept
 exec): a server left running after its worker was killed could still finish a write that
 recovery then sends again.
 
+An external server (toolserver.external) starts the same way, but the launcher then runs the
+server's own command (GATEHOUSE_EXTERNAL: command, args, cwd, env, credential_env) with an
+environment of exactly PATH, the variables the admin allow-listed for it, and its credential under
+the variable it expects: nothing of Gatehouse's, not even the variables built-in servers get.
+
 `--check` starts the server in check mode: it calls the backend's health endpoint once and
 prints the answer (the console's "check connection").
 """
@@ -38,6 +43,8 @@ OWN = (
 SEALED_PARAMS_VARIABLE = "GATEHOUSE_SEALED_PARAMS"  # {name: Fernet token}, set by the supervisor
 SECRET_PARAMS_VARIABLE = "GATEHOUSE_BACKEND_SECRET_PARAMS"  # noqa: S105 - a variable name. {name: value}, what the server gets
 
+
+EXTERNAL_VARIABLE = "GATEHOUSE_EXTERNAL"  # an external server's launch, as JSON (toolserver.external)
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 PARENT_VARIABLE = "GATEHOUSE_PARENT_PID"  # the worker's pid, set by the supervisor
@@ -81,8 +88,32 @@ def server_environment(environ) -> dict[str, str]:
     return env
 
 
+def external_launch(environ) -> tuple[list[str], dict[str, str], str]:
+    """(argv, environment, working directory) of an external server: PATH, its own variables, its credential.
+
+    Raises CredentialError (naming a reference, never a secret).
+    """
+    spec = json.loads(environ[EXTERNAL_VARIABLE])
+    if spec.get("transport") != "stdio":  # Streamable HTTP: registered, not yet connected (issue 16)
+        raise CredentialError("only stdio external servers can be started yet")
+    env = {"PATH": environ.get("PATH", os.defpath)}
+    env.update({str(name): str(value) for name, value in (spec.get("env") or {}).items()})
+    if spec.get("credential_env"):
+        env[spec["credential_env"]] = resolve(environ.get("GATEHOUSE_CREDENTIAL_REF", ""), environ)
+    return [spec["command"], *[str(arg) for arg in spec.get("args") or []]], env, spec.get("cwd") or ""
+
+
 def main() -> None:
     die_with_parent()
+    if EXTERNAL_VARIABLE in os.environ:
+        try:
+            argv, env, cwd = external_launch(os.environ)
+            if cwd:
+                os.chdir(cwd)
+        except (CredentialError, OSError) as exc:
+            sys.stderr.write(f"toolserver: {os.environ.get('GATEHOUSE_SERVER', '?')}: {exc}\n")
+            raise SystemExit(3) from None
+        os.execvpe(argv[0], argv, env)  # noqa: S606 - the admin's registered command, no shell
     try:
         env = server_environment(os.environ)
     except CredentialError as exc:

@@ -25,13 +25,13 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from mcp import Client, MCPError, StdioServerParameters, stdio_client
 from mcp.client.stdio import get_default_environment
-from mcp_types import CONNECTION_CLOSED, RequestParamsMeta
+from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT, RequestParamsMeta
 
-from toolserver import credentials, egress
+from toolserver import credentials, egress, external
 from toolserver.catalog import SERVERS
 from toolserver.config import BackendBinding, binding_of
 from toolserver.envelope import BackendFailure, Reason, backend_error, error
-from toolserver.launch import PARENT_VARIABLE, SEALED_PARAMS_VARIABLE
+from toolserver.launch import EXTERNAL_VARIABLE, PARENT_VARIABLE, SEALED_PARAMS_VARIABLE
 from toolserver.servers import META_BACKEND_STATUS
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class LaunchConfig:
     timeout_s: float
     params: str = "{}"
     sealed_params: str = ""
+    external: str = ""  # an external server's launch (toolserver.launch runs its command instead of ours)
 
     def environment(self) -> dict[str, str]:
         """What the launcher gets: where the backend is, where its credential lives, where it may
@@ -71,6 +72,8 @@ class LaunchConfig:
         }
         if self.sealed_params:
             env[SEALED_PARAMS_VARIABLE] = self.sealed_params
+        if self.external:
+            env[EXTERNAL_VARIABLE] = self.external
         if self.credential_ref.startswith("sealed:") or self.sealed_params:
             env[credentials.KEY_VARIABLE] = settings.CREDENTIALS_KEY
         return env
@@ -86,15 +89,18 @@ def launch_config(server: str, backend: BackendBinding | None = None) -> LaunchC
         credential_version=credentials.version(backend.credential_ref),
         credentials_dir=str(settings.CREDENTIALS_DIR),
         allowed_hosts=",".join(allowed_backend_hosts(server)),
-        timeout_s=float(settings.BACKEND_TIMEOUT_S),
+        timeout_s=backend.timeout_s or float(settings.BACKEND_TIMEOUT_S),
         params=backend.params,
         sealed_params=backend.sealed_params,
+        external=backend.external,
     )
 
 
 def allowed_backend_hosts(server: str) -> list[str]:
     """The deployment's allow-list, and the host of the server's own default backend (the
     deployment named it in TOOLSERVER_BACKENDS: the lab, on the embedded default)."""
+    if server not in settings.TOOLSERVER_BACKENDS:  # an external server: the deployment's list only
+        return list(settings.BACKEND_ALLOWED_HOSTS)
     default = urlsplit(settings.TOOLSERVER_BACKENDS[server]["url"])
     own = f"[{default.hostname}]" if ":" in (default.hostname or "") else default.hostname
     port = default.port or (443 if default.scheme == "https" else 80)
@@ -207,14 +213,16 @@ class Supervisor:
 
     def call(self, server: str, tool: str, arguments: dict, meta: dict, backend=None) -> tuple[dict, str]:
         """(envelope, backend status) of one call, from this worker's process for `server`."""
-        timeout_s = float(settings.TOOLSERVER_CALL_TIMEOUT_S)
         config = launch_config(server, backend)
+        timeout_s = config.timeout_s if config.external else float(settings.TOOLSERVER_CALL_TIMEOUT_S)
         future = asyncio.run_coroutine_threadsafe(self._call(config, tool, arguments, meta, timeout_s), self._loop)
         try:
             return future.result(timeout=timeout_s + START_TIMEOUT_S + 5)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            return _unavailable(server), "toolserver_timeout"
+            return (
+                external.failure(server, "timeout") if config.external else _unavailable(server)
+            ), "toolserver_timeout"
 
     def list_tools(self, server: str, *, keep_running: bool = True) -> list[dict]:
         """The tools `server` itself advertises: name, description and input schema.
@@ -237,7 +245,16 @@ class Supervisor:
         if tools is None:
             raise ServerDidNotStart(f"the {server} tool server did not start (is its credential set?)")
         return [
-            {"name": tool.name, "description": tool.description, "input_schema": tool.input_schema} for tool in tools
+            {
+                "name": tool.name,
+                "description": tool.description,
+                "input_schema": tool.input_schema,
+                "output_schema": tool.output_schema,
+                "annotations": tool.annotations.model_dump(by_alias=True, exclude_none=True)
+                if tool.annotations
+                else {},
+            }
+            for tool in tools
         ]
 
     def restart(self, server: str) -> None:
@@ -262,7 +279,7 @@ class Supervisor:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(restart_channel(url))
                     async for message in pubsub.listen():
-                        if message["type"] == "message" and message["data"].decode() in SERVERS:
+                        if message["type"] == "message" and external.SERVER_NAME.match(message["data"].decode()):
                             await self._stop_server(message["data"].decode())
             except Exception as exc:  # noqa: BLE001 - Redis away: calls still compare their configuration; listen again soon
                 log.warning("tool server restarts: not listening (%s)", type(exc).__name__)
@@ -272,6 +289,8 @@ class Supervisor:
 
     async def _call(self, config: LaunchConfig, tool: str, arguments: dict, meta: dict, timeout_s: float):
         process = await self._process(config)
+        if config.external:
+            return await self._call_external(process, tool, arguments, timeout_s)
         backend = SERVERS[config.server].backend
         try:
             result = await process.call(tool, arguments, meta, timeout_s)
@@ -285,6 +304,23 @@ class Supervisor:
         if not isinstance(envelope, dict) or envelope.get("status") not in {"ok", "error"}:
             return error(Reason.INTERNAL_ERROR, retryable=False, guidance="The tool answered out of protocol."), ""
         return envelope, str((result.meta or {}).get(META_BACKEND_STATUS, ""))
+
+    async def _call_external(self, process: "ServerProcess", tool: str, arguments: dict, timeout_s: float):
+        """An external server's answer as the one envelope; its failures typed with its name.
+
+        It gets no _meta of ours: the investigation and the alert are not a third party's business."""
+        server = process.config.server
+        try:
+            result = await process.call(tool, arguments, {}, timeout_s)
+        except MCPError as exc:
+            if exc.code == CONNECTION_CLOSED:
+                return external.failure(server, "unavailable"), "toolserver_died"
+            if exc.code == REQUEST_TIMEOUT:
+                return external.failure(server, "timeout"), "toolserver_timeout"
+            return external.normalise_protocol_error(server, exc.code), f"mcp_error {exc.code}"
+        if result is None:
+            return external.failure(server, "unavailable"), "toolserver_not_started"
+        return external.normalise(server, result), "is_error" if result.is_error else "ok"
 
     async def _process(self, config: LaunchConfig) -> ServerProcess:
         running = self._servers.get(config.server)
