@@ -10,12 +10,14 @@ as a typed error envelope; nothing raises to the caller.
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
-from toolserver import audit, config, idempotency
+from toolserver import audit, config, external, idempotency
 from toolserver.audit import Outcome, ToolCallAudit
-from toolserver.catalog import ServerSpec, ToolSpec, find_tool
+from toolserver.catalog import ServerSpec, ToolSpec
+from toolserver.config import find_tool
 from toolserver.envelope import Reason, error, invalid_arguments, is_error, is_transient, ok
 from toolserver.ratelimit import get_rate_limiter, limit_of
 from toolserver.schemas import parse_arguments
@@ -160,7 +162,11 @@ class Gateway:
         None: it did not, send it. Otherwise the key is settled with what the backend says (done) or,
         when it cannot tell, with outcome_unknown, for a person to check: never sent a second time.
         """
-        answer, _ = self._send(server, tool, validated, context, idempotency_key=key.key, backend=backend, check=True)
+        answer: Any = {}  # an external server cannot be asked whether it already did it: cannot tell
+        if not external.is_external(tool):
+            answer, _ = self._send(
+                server, tool, validated, context, idempotency_key=key.key, backend=backend, check=True
+            )
         check = answer.get("data") if not is_error(answer) and isinstance(answer.get("data"), dict) else {}
         if check.get("check") == "not_done":
             return None
@@ -195,6 +201,8 @@ class Gateway:
             META_IDEMPOTENCY_KEY: idempotency_key,
             **({META_CHECK_DONE: True} if check else {}),
         }
+        if isinstance(tool, external.ExternalToolSpec):  # called by its own name on its own server
+            return self.supervisor.call(server.name, tool.remote, validated, {}, backend)
         return self.supervisor.call(server.name, tool.name, validated, meta, backend)
 
     def _audited(self, server, tool, arguments, result, context, started, outcome, *, key="", backend_status=""):
@@ -232,7 +240,7 @@ def _named_only(arguments: object, tool: ToolSpec) -> dict:
     """Rejected arguments are kept for the audit only when they name a known field."""
     if not isinstance(arguments, dict):  # a list, a string, null: the model's input is not an object
         return {}
-    known = set(tool.arguments.model_fields)
+    known = set(tool.arguments.model_fields) or set(getattr(tool.arguments, "schema_", {}).get("properties", {}))
     return {name: value for name, value in arguments.items() if name in known}
 
 

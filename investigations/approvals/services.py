@@ -41,9 +41,9 @@ from investigations.models import (
     ToolPolicy,
 )
 from investigations.runs import events, services
-from toolserver import audit, config, idempotency
+from toolserver import audit, config, external, idempotency
 from toolserver.audit import Outcome
-from toolserver.catalog import SERVERS, find_tool
+from toolserver.config import find_tool
 from toolserver.envelope import Reason, error, is_error, ok
 from toolserver.gateway import CallContext, Gateway
 from toolserver.schemas import parse_arguments
@@ -78,7 +78,7 @@ class NotFound(DecisionRefused):
 
 # -- policies ---------------------------------------------------------------------------------
 def write_tools() -> list[str]:
-    return [tool.name for server in SERVERS.values() for tool in server.tools if tool.write]
+    return config.write_tool_names()
 
 
 def policy_for(tool: str) -> ToolPolicy:
@@ -129,7 +129,8 @@ def request_action(investigation: Investigation, use: dict, *, owner: str, gatew
     if row is None or not row.usable or args is None:  # the gateway refuses it, typed and audited
         return gateway.call(use["name"], use["input"], _context(investigation, actor="agent", tool_use_id=use["id"]))
     validated = args.model_dump(mode="json")
-    facts = _look_up_target(investigation, validated, gateway)
+    # An external server's arguments are its own: its "host" is not the EDR's to look up.
+    facts = None if external.is_external(tool) else _look_up_target(investigation, validated, gateway)
     canonical = {
         field: facts[field] for field in ("host", "username") if facts and facts.get(field) and field in validated
     }

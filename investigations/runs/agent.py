@@ -41,7 +41,7 @@ from investigations.runs.events import LeaseLost, record_event
 from investigations.runs.prompts import SYSTEM_PROMPT, first_message
 from investigations.runs.verdict import parse_verdict
 from toolserver import config
-from toolserver.catalog import find_tool
+from toolserver.config import find_tool
 from toolserver.envelope import Reason, error
 from toolserver.gateway import CallContext, Gateway
 
