@@ -16,7 +16,7 @@ TEST_PRODUCTION_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
 	GATEHOUSE_HTTPS=false
 TEST_EMBEDDED_ENV := DATABASE_URL= REDIS_URL= GATEHOUSE_DATA_DIR=$(CURDIR)/var/test-embedded
 
-.PHONY: run test test-production test-embedded lint format install static services chromium slapd alertmanager clean
+.PHONY: run test test-production test-embedded lint format install static services chromium slapd alertmanager mcp-servers clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,14 @@ slapd:
 alertmanager:
 	scripts/alertmanager.sh
 
+# Third-party MCP servers the external-server tests run, from the committed lockfile (needs node and npm).
+MCP_SERVERS := integrations/mcp-servers
+$(MCP_SERVERS)/node_modules/.installed: $(MCP_SERVERS)/package-lock.json
+	cd $(MCP_SERVERS) && npm ci --no-audit --no-fund
+	touch $@
+
+mcp-servers: $(MCP_SERVERS)/node_modules/.installed
+
 # ruff (rules and format in pyproject.toml) over everything, mypy over toolserver/. `make test` runs it first.
 lint: install
 	$(BIN)/ruff check .
@@ -60,7 +68,7 @@ format: install
 
 # The two modes share nothing (PostgreSQL + Redis db 15, SQLite under var/test-embedded), so they
 # run side by side; each one's output is printed whole when it ends.
-test: lint static services chromium slapd alertmanager
+test: lint static services chromium slapd alertmanager mcp-servers
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-production test-embedded
 
 test-production:
@@ -70,4 +78,4 @@ test-embedded:
 	env $(TEST_EMBEDDED_ENV) $(BIN)/pytest -m "not production" $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var $(MCP_SERVERS)/node_modules

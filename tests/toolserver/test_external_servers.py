@@ -1,0 +1,208 @@
+"""An MCP server nobody here wrote, behind the gate: @modelcontextprotocol/server-memory over stdio
+(installed by `make mcp-servers` from integrations/mcp-servers/package-lock.json).
+
+Registered, its tools pinned and waiting for an admin, read and write as the admin classified
+them, arguments checked against the accepted schema, its answers in the one envelope, a write
+refused without approval and done once with it, and its process holding only its own environment.
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from console.manage import administration
+from investigations.models import AuditRecord
+from tests.toolserver.conftest import read_environ
+from toolserver import config
+from toolserver.gateway import CallContext, Gateway
+from toolserver.models import Tool, ToolServer
+from toolserver.supervisor import get_supervisor
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MEMORY_JS = (
+    Path(settings.BASE_DIR) / "integrations/mcp-servers/node_modules/@modelcontextprotocol/server-memory/dist/index.js"
+)
+CANARY = "memory-canary-3f9a1c7e5b2d"
+ENTITY = {"name": "ws-fin-07", "entityType": "host", "observations": ["beaconing to 203.0.113.9"]}
+
+
+@pytest.fixture
+def memory(admin_user, tmp_path):
+    if not MEMORY_JS.exists() or shutil.which("node") is None:
+        pytest.fail("server-memory is not installed: run `make mcp-servers` (npm ci in integrations/mcp-servers)")
+    graph = tmp_path / "memory.jsonl"
+    server = administration.register_external_server(
+        admin_user,
+        {
+            "name": "memory",
+            "command": "node",
+            "args": [str(MEMORY_JS)],
+            "env": {"MEMORY_FILE_PATH": str(graph)},
+            "credential_env": "MEMORY_TOKEN",
+        },
+    )
+    administration.set_credential(server, admin_user, secret=CANARY)
+    server.graph = graph
+    yield server
+    get_supervisor().restart("memory")  # its process stops with the test
+
+
+@pytest.fixture
+def accepted(memory, admin_user):
+    administration.discover(memory)
+    administration.accept_external_tool(Tool.objects.get(name="memory__read_graph"), admin_user, access="read")
+    administration.accept_external_tool(
+        Tool.objects.get(name="memory__create_entities"), admin_user, access="write", target_args=["entities"]
+    )
+    return memory
+
+
+def context(approval: str = "") -> CallContext:
+    return CallContext(correlation_id="inv-ext-1", trigger="alert-ext-1", approval=approval)
+
+
+def entities(gateway: Gateway) -> list[dict]:
+    result = gateway.call("memory__read_graph", {}, context())
+    assert result["status"] == "ok", result
+    return result["data"]["entities"]
+
+
+def test_its_tools_are_pinned_and_wait_for_an_admin_before_the_model_sees_them(memory):
+    found = administration.discover(memory)
+    assert {"memory__read_graph", "memory__create_entities"} <= set(found)
+    read_graph = Tool.objects.get(name="memory__read_graph")
+    assert (read_graph.remote_name, read_graph.usable, read_graph.input_schema) == ("read_graph", False, {})
+    assert read_graph.proposed["annotations"].get("readOnlyHint") is True  # shown as a hint, not trusted
+    assert not any(tool["name"].startswith("memory__") for tool in config.offered_tools())
+    refused = Gateway().call("memory__read_graph", {}, context())
+    assert (refused["status"], refused["reason"]) == ("error", "tool_disabled")
+    assert set(found) == set(
+        AuditRecord.objects.filter(kind="admin_change", outcome="tool_change_found").values_list("tool", flat=True)
+    )
+    assert administration.discover(memory) == []  # the same listing is not found twice
+
+
+def test_an_unclassified_tool_is_a_write(memory):
+    administration.discover(memory)
+    _, tool = config.find_tool("memory__read_graph")
+    assert tool.write  # nobody said it only reads: its readOnlyHint is the server's word, not ours
+
+
+def test_a_read_returns_the_envelope_and_is_audited_once(accepted):
+    gateway = Gateway()
+    result = gateway.call("memory__read_graph", {}, context())
+    assert (result["status"], result["source"], result["truncated"]) == ("ok", "mcp:memory", False)
+    assert result["data"] == {"entities": [], "relations": []}
+    offered = {tool["name"]: tool for tool in config.offered_tools()}
+    assert offered["memory__create_entities"]["input_schema"]["additionalProperties"] is False
+    records = AuditRecord.objects.filter(kind="tool_call", tool="memory__read_graph")
+    assert [(record.server, record.outcome) for record in records] == [("memory", "ok")]
+
+
+def test_unknown_or_malformed_arguments_never_reach_the_server(accepted):
+    gateway = Gateway()
+    approved = context(approval="test-approval")
+    unknown = gateway.call("memory__create_entities", {"entities": [ENTITY], "also": 1}, approved)
+    assert unknown["reason"] == "invalid_arguments" and "also" in unknown["guidance"]
+    wrong = gateway.call("memory__create_entities", {"entities": "ws-fin-07"}, approved)
+    assert wrong["reason"] == "invalid_arguments" and "beaconing" not in wrong["guidance"]
+    assert gateway.call("memory__read_graph", {"x": 1}, context())["reason"] == "invalid_arguments"
+    assert entities(gateway) == []
+
+
+def test_a_write_waits_for_approval_then_happens_once_and_a_repeat_replays(accepted):
+    gateway = Gateway()
+    refused = gateway.call("memory__create_entities", {"entities": [ENTITY]}, context())
+    assert refused["reason"] == "approval_required"
+    assert entities(gateway) == []
+
+    done = gateway.call("memory__create_entities", {"entities": [ENTITY]}, context(approval="approved-1"))
+    assert done["status"] == "ok" and "replayed" not in json.dumps(done["data"])
+    again = gateway.call("memory__create_entities", {"entities": [ENTITY]}, context(approval="approved-1"))
+    assert again["status"] == "ok" and again["data"]["replayed"] is True
+    assert [entity["name"] for entity in entities(gateway)] == ["ws-fin-07"]
+    lines = [json.loads(line) for line in accepted.graph.read_text().splitlines() if line.strip()]
+    assert [line["name"] for line in lines if line.get("type") == "entity"] == ["ws-fin-07"]
+    outcomes = AuditRecord.objects.filter(kind="tool_call", tool="memory__create_entities").order_by("seq")
+    assert [record.outcome for record in outcomes] == ["error", "dispatched", "ok", "replayed"]
+
+
+def test_a_changed_listing_disables_the_tool_until_accepted_again(accepted, admin_user):
+    gateway = Gateway()
+    assert gateway.call("memory__read_graph", {}, context())["status"] == "ok"
+    Tool.objects.filter(name="memory__read_graph").update(description="What an earlier release said.")
+    assert administration.discover(accepted) == ["memory__read_graph"]
+    refused = gateway.call("memory__read_graph", {}, context())
+    assert (refused["reason"], refused["retryable"]) == ("tool_disabled", False)
+    administration.accept_external_tool(Tool.objects.get(name="memory__read_graph"), admin_user, access="read")
+    assert gateway.call("memory__read_graph", {}, context())["status"] == "ok"
+
+
+def test_its_process_has_only_its_own_environment_and_its_credential(accepted):
+    assert Gateway().call("memory__read_graph", {}, context())["status"] == "ok"
+    [pid] = node_pids()
+    environ = read_environ(pid)
+    assert environ == {"PATH": environ["PATH"], "MEMORY_FILE_PATH": str(accepted.graph), "MEMORY_TOKEN": CANARY}
+    assert settings.CREDENTIALS_KEY not in json.dumps(environ)
+    assert CANARY not in json.dumps(list(AuditRecord.objects.values_list("extra", "arguments")))
+    assert CANARY not in json.dumps(config.offered_tools())
+
+
+def test_a_changed_command_revokes_its_credential(accepted, admin_user):
+    administration.update_server(accepted, admin_user, {"args": [str(MEMORY_JS), "--other"]})
+    accepted.refresh_from_db()
+    assert accepted.credential.revoked_at is not None
+    assert config.binding_of(accepted).credential_ref == ""
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"name": "Memory"}, "name"),
+        ({"name": "mem", "command": ""}, "command"),
+        ({"name": "mem", "command": "node", "env": {"GATEHOUSE_SECRET_KEY": "x"}}, "not allowed"),
+        ({"name": "mem", "command": "node", "env": {"LD_PRELOAD": "/tmp/x.so"}}, "not allowed"),
+        ({"name": "mem", "command": "node", "credential_env": "NODE_OPTIONS"}, "not allowed"),
+        ({"name": "mem", "transport": "http", "url": "https://mcp.example.com/mcp"}, "not an allowed backend host"),
+        ({"name": "siem", "command": "node"}, "already"),
+    ],
+)
+def test_a_registration_that_cannot_run_safely_is_refused(admin_user, fields, says):
+    with pytest.raises(administration.Refused, match=says):
+        administration.register_external_server(admin_user, fields)
+    assert not ToolServer.objects.filter(kind="external").exists()
+
+
+def test_only_an_admin_registers_and_the_record_names_variables_not_their_values(admin_user, analyst, tmp_path):
+    from django.core.exceptions import PermissionDenied
+
+    with pytest.raises(PermissionDenied):
+        administration.register_external_server(analyst, {"name": "mem", "command": "node"})
+    administration.register_external_server(
+        admin_user, {"name": "mem", "command": "node", "env": {"MEMORY_FILE_PATH": "/srv/private-value"}}
+    )
+    record = AuditRecord.objects.get(kind="admin_change", outcome="server_registered")
+    assert record.extra["after"]["env"] == ["MEMORY_FILE_PATH"] and "private-value" not in json.dumps(record.extra)
+
+
+def node_pids() -> list[int]:
+    """This process's children that are the memory server (the launcher exec'd node in place)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                argv = cmdline.read().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if ppid == os.getpid() and str(MEMORY_JS).encode() in argv:
+            found.append(int(entry))
+    return found
