@@ -206,3 +206,36 @@ def node_pids() -> list[int]:
         if ppid == os.getpid() and str(MEMORY_JS).encode() in argv:
             found.append(int(entry))
     return found
+
+
+def test_through_the_gate_an_external_write_is_a_request_an_analyst_approves_and_it_fires_once(
+    accepted, make_investigation, analyst
+):
+    from investigations.approvals import services as approvals
+    from investigations.runs import services
+
+    investigation = make_investigation("EXT-1")
+    owner = services.claim(investigation.pk)
+    gateway = Gateway()
+
+    def ask(tool_use_id: str):
+        use = {"id": tool_use_id, "name": "memory__create_entities", "input": {"entities": [ENTITY]}}
+        return approvals.request_action(investigation, use, owner=owner, gateway=gateway)
+
+    first = ask("toolu_ext_1")
+    assert (first.state, first.server, first.tool) == ("pending", "memory", "memory__create_entities")
+    assert approvals.may_approve(analyst, "memory__create_entities")  # its policy came with its acceptance
+    assert entities(gateway) == []  # nothing until a person says so
+    approvals.approve(first.pk, analyst)
+    approvals.execute(first.pk)
+    first.refresh_from_db()
+    assert first.state == "succeeded"
+    assert [entity["name"] for entity in entities(gateway)] == ["ws-fin-07"]
+
+    second = ask("toolu_ext_2")  # the model asks again for the same alert and target
+    assert second.idempotency_key == first.idempotency_key
+    approvals.approve(second.pk, analyst)
+    approvals.execute(second.pk)
+    second.refresh_from_db()
+    assert second.result["data"]["replayed"] is True
+    assert [entity["name"] for entity in entities(gateway)] == ["ws-fin-07"]
