@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
 
+import mcp_types
 from django.conf import settings
 from mcp import Client, MCPError, StdioServerParameters, stdio_client
 from mcp.client.stdio import get_default_environment
@@ -121,7 +122,29 @@ class ServerProcess:
         self._restart = asyncio.Event()
         self._stop = asyncio.Event()
         self._failure: str | None = None
+        self.refused: list[str] = []  # what an external server asked of us and was refused, since the last call
         self._task = asyncio.create_task(self._own(), name=f"toolserver-{config.server}")
+
+    def _callbacks(self) -> dict:
+        """An external server's requests back to us (sampling, elicitation, roots) are refused, and the
+        refusal is recorded with the call it came during (Supervisor._call_external). Declaring them is
+        what makes a server ask instead of silently doing without."""
+        if not self.config.external:
+            return {}
+
+        def refuse(what: str):
+            async def refused(*_args, **_kwargs) -> mcp_types.ErrorData:
+                log.warning("tool server %s asked for %s: refused", self.config.server, what)
+                self.refused.append(what)
+                return mcp_types.ErrorData(code=mcp_types.INVALID_REQUEST, message=f"Gatehouse does not serve {what}")
+
+            return refused
+
+        return {
+            "sampling_callback": refuse("sampling"),
+            "elicitation_callback": refuse("elicitation"),
+            "list_roots_callback": refuse("roots"),
+        }
 
     async def _own(self) -> None:
         params = StdioServerParameters(
@@ -136,7 +159,7 @@ class ServerProcess:
             try:
                 # The real stderr: a Celery worker replaces sys.stderr with a logging proxy that has no fileno.
                 errlog = sys.__stderr__ if sys.__stderr__ is not None else sys.stderr
-                async with Client(stdio_client(params, errlog=errlog)) as client:
+                async with Client(stdio_client(params, errlog=errlog), **self._callbacks()) as client:
                     self._client, self._failure = client, None
                     self._ready.set()
                     await _first(self._stop.wait(), self._restart.wait())
@@ -310,6 +333,7 @@ class Supervisor:
 
         It gets no _meta of ours: the investigation and the alert are not a third party's business."""
         server = process.config.server
+        process.refused.clear()
         try:
             result = await process.call(tool, arguments, {}, timeout_s)
         except MCPError as exc:
@@ -317,10 +341,10 @@ class Supervisor:
                 return external.failure(server, "unavailable"), "toolserver_died"
             if exc.code == REQUEST_TIMEOUT:
                 return external.failure(server, "timeout"), "toolserver_timeout"
-            return external.normalise_protocol_error(server, exc.code), f"mcp_error {exc.code}"
+            return external.normalise_protocol_error(server, exc.code), _status(process, f"mcp_error {exc.code}")
         if result is None:
             return external.failure(server, "unavailable"), "toolserver_not_started"
-        return external.normalise(server, result), "is_error" if result.is_error else "ok"
+        return external.normalise(server, result), _status(process, "is_error" if result.is_error else "ok")
 
     async def _process(self, config: LaunchConfig) -> ServerProcess:
         running = self._servers.get(config.server)
@@ -343,6 +367,12 @@ class Supervisor:
 
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(stop_all(), self._loop).result(timeout=15)
+
+
+def _status(process: ServerProcess, status: str) -> str:
+    """The backend status an external call's audit record keeps: its requests to us that were refused first."""
+    refused = sorted(set(process.refused))
+    return (f"refused:{'+'.join(refused)} " if refused else "") + status
 
 
 def _unavailable(server: str) -> dict:
