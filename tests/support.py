@@ -167,9 +167,8 @@ def page_urls() -> list[str]:
     from django.urls import reverse
 
     from investigations.models import ActionRequest, AuditRecord, Investigation
-    from toolserver.catalog import SERVERS
     from toolserver.lab.models import Ticket
-    from toolserver.models import Tool
+    from toolserver.models import Tool, ToolServer
 
     urls = [
         reverse(name)
@@ -198,7 +197,7 @@ def page_urls() -> list[str]:
         reverse("investigations:audit_record", args=[seq]) for seq in AuditRecord.objects.values_list("seq", flat=True)
     ]
     urls += [reverse("lab:ticket", args=[number]) for number in Ticket.objects.values_list("number", flat=True)]
-    urls += [reverse("manage:server", args=[name]) for name in SERVERS]
+    urls += [reverse("manage:server", args=[name]) for name in ToolServer.objects.values_list("name", flat=True)]
     urls += [reverse("manage:tool", args=[name]) for name in Tool.objects.values_list("name", flat=True)]
     urls += [f"{reverse('investigations:audit_export')}?format={fmt}" for fmt in ("csv", "jsonl")]
     urls += ["/api/manage/servers", "/api/audit?limit=500", "/api/actions"]

@@ -329,3 +329,52 @@ def test_no_siem_token_or_api_key_appears_outside_the_siem_server_process(
     haystacks["logs"] = [caplog.text, captured.out, captured.err]
     assert any(vendor in page for page in haystacks["pages"])
     assert [where for where, texts in haystacks.items() if any(canary.lower() in text.lower() for text in texts)] == []
+
+
+def test_an_external_servers_credential_reaches_only_its_process(caplog, capfd, admin_user, manager, tmp_path):
+    """An external MCP server (server-memory over stdio) gets its credential in the variable it expects;
+    after it is registered, discovered, accepted, read and written, the credential is in its process's
+    environment and nowhere else: not the pages, the audit records, the database or the logs."""
+    from tests.toolserver.test_external_servers import MEMORY_JS, node_pids
+    from toolserver.gateway import CallContext, Gateway
+
+    caplog.set_level(logging.DEBUG)
+    canary = f"external-canary-{secrets.token_hex(12)}"
+    server = administration.register_external_server(
+        admin_user,
+        {
+            "name": "memory",
+            "command": "node",
+            "args": [str(MEMORY_JS)],
+            "env": {"MEMORY_FILE_PATH": str(tmp_path / "memory.jsonl")},
+            "credential_env": "MEMORY_TOKEN",
+        },
+    )
+    administration.set_credential(server, admin_user, secret=canary)
+    try:
+        administration.discover(server)
+        administration.accept_external_tool(Tool.objects.get(name="memory__read_graph"), admin_user, access="read")
+        administration.accept_external_tool(
+            Tool.objects.get(name="memory__create_entities"), admin_user, access="write", target_args=["entities"]
+        )
+        context = CallContext(correlation_id="inv-canary-ext", trigger="alert-canary-ext", approval="approved")
+        entity = {"name": "ws-fin-07", "entityType": "host", "observations": ["seen"]}
+        results = [
+            Gateway().call("memory__create_entities", {"entities": [entity]}, context),
+            Gateway().call("memory__read_graph", {}, context),
+        ]
+        assert [result["status"] for result in results] == ["ok", "ok"]
+        [pid] = node_pids()
+        assert read_environ(pid)["MEMORY_TOKEN"] == canary
+        haystacks = {
+            "results": [json.dumps(results)],
+            "audit records": [json.dumps(list(AuditRecord.objects.values()), default=str)],
+            "database": database_dump(),
+            "pages": every_page([admin_user, manager]),
+        }
+        captured = capfd.readouterr()
+        haystacks["logs"] = [caplog.text, captured.out, captured.err]
+        assert any("memory__create_entities" in page for page in haystacks["pages"])
+        assert [where for where, texts in haystacks.items() if any(canary in text for text in texts)] == []
+    finally:
+        get_supervisor().restart("memory")
