@@ -208,3 +208,74 @@ class RoleForm(forms.Form):
         if person is None:
             raise forms.ValidationError(f"There is no active user {self.cleaned_data['username']!r}.")
         return person
+
+
+class ExternalServerForm(forms.Form):
+    """An external MCP server: registered (with its name) or changed (without). cleaned_data is what
+    administration.register_external_server / update_server take; they check the launch itself."""
+
+    name = forms.CharField(max_length=32, help_text="a-z, 0-9 and '-': its tools are named <name>__<tool>.")
+    transport = forms.ChoiceField(choices=ToolServer.Transport.choices, initial=ToolServer.Transport.STDIO)
+    command = forms.CharField(max_length=500, required=False, help_text="stdio: the program, e.g. node or uvx.")
+    args = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, help_text="stdio: one per line.")
+    cwd = forms.CharField(max_length=500, required=False, label="Working directory")
+    env = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        label="Variables",
+        help_text="stdio: NAME=value, one per line; the only ones it gets besides PATH. Not for secrets: "
+        "set the credential.",
+    )
+    credential_env = forms.CharField(
+        max_length=100, required=False, label="Credential variable", help_text="stdio: e.g. FALCON_CLIENT_SECRET."
+    )
+    url = forms.CharField(max_length=500, required=False, label="URL", help_text="Streamable HTTP: its endpoint.")
+    credential_header = forms.CharField(max_length=100, required=False, help_text="HTTP: e.g. Authorization.")
+    timeout_s = forms.IntegerField(min_value=1, max_value=600, initial=30, label="Timeout (seconds)")
+    rate_limit_calls = forms.IntegerField(min_value=1, initial=60, label="Calls per window")
+    rate_limit_window_s = forms.IntegerField(min_value=1, max_value=86_400, initial=60, label="Window (seconds)")
+
+    def __init__(self, data=None, *, instance: ToolServer | None = None):
+        initial = None
+        if instance is not None:
+            initial = {field: getattr(instance, field) for field in self.base_fields if field != "name"}
+            initial["args"] = "\n".join(instance.args)
+            initial["env"] = "\n".join(f"{name}={value}" for name, value in instance.env.items())
+        super().__init__(data, initial=initial)
+        if instance is not None:
+            del self.fields["name"]
+
+    def clean_args(self) -> list[str]:
+        return [line.strip() for line in self.cleaned_data["args"].splitlines() if line.strip()]
+
+    def clean_env(self) -> dict[str, str]:
+        env = {}
+        for line in self.cleaned_data["env"].splitlines():
+            if not line.strip():
+                continue
+            name, equals, value = line.strip().partition("=")
+            if not equals:
+                raise forms.ValidationError("Each line is NAME=value.")
+            env[name.strip()] = value.strip()
+        return env
+
+
+class AcceptExternalToolForm(forms.Form):
+    """An external tool's acceptance: read or write (the server's hints are shown beside it, not used),
+    and for a write the arguments naming its target."""
+
+    access = forms.ChoiceField(
+        choices=[("read", "Read: it changes nothing"), ("write", "Write: an analyst approves each call")],
+        widget=forms.RadioSelect,
+    )
+    target_args = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Its target",
+        help_text="A write's arguments naming what it acts on (the host, the account): with the action and the "
+        "alert, its idempotency key. None: one per alert.",
+    )
+
+    def __init__(self, data=None, *, properties: list[str]):
+        super().__init__(data)
+        self.fields["target_args"].choices = [(name, name) for name in properties]

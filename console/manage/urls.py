@@ -7,6 +7,7 @@ app_name = "manage"
 urlpatterns = [
     path("", views_manage.index, name="index"),
     path("budgets", views_manage.budgets, name="budgets"),
+    path("servers/register", views_manage.register, name="register"),
     path("servers/<str:name>/", views_manage.server, name="server"),
     path("servers/<str:name>/credential", views_manage.set_credential, name="set_credential"),
     path("servers/<str:name>/credential/revoke", views_manage.revoke_credential, name="revoke_credential"),

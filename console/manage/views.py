@@ -19,9 +19,11 @@ from django.views.decorators.http import require_POST
 from console.manage import administration
 from console.manage.administration import Refused
 from console.manage.forms import (
+    AcceptExternalToolForm,
     BudgetsForm,
     CredentialForm,
     DelegatedServerForm,
+    ExternalServerForm,
     GrantForm,
     PolicyForm,
     RoleForm,
@@ -30,6 +32,7 @@ from console.manage.forms import (
 )
 from core.roles import ADMIN, has_role
 from investigations.models import Budgets, ToolPolicy
+from toolserver import external
 from toolserver.models import Tool, ToolServer
 from toolserver.supervisor import ServerDidNotStart, check_connection
 
@@ -60,7 +63,22 @@ def server_manager(view):
 
 
 @admin_only
-def index(request, budgets_form=None, status=200):
+@require_POST
+def register(request):
+    form = ExternalServerForm(request.POST)
+    if form.is_valid():
+        try:
+            server = administration.register_external_server(request.user, form.cleaned_data)
+        except Refused as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Registered {server.name}: set its credential, then discover its tools.")
+            return redirect("manage:server", server.name)
+    return index(request, register_form=form, status=400)
+
+
+@admin_only
+def index(request, budgets_form=None, register_form=None, status=200):
     servers = ToolServer.objects.select_related("credential")
     policies = {policy.tool: policy for policy in ToolPolicy.objects.all()}
     return render(
@@ -70,6 +88,7 @@ def index(request, budgets_form=None, status=200):
             "servers": servers,
             "tools": [(tool, policies.get(tool.name)) for tool in Tool.objects.select_related("server")],
             "budgets_form": budgets_form or BudgetsForm(instance=Budgets.current()),
+            "register_form": register_form or ExternalServerForm(),
         },
         status=status,
     )
@@ -88,6 +107,8 @@ def budgets(request):
 
 # -- one server ---------------------------------------------------------------------------------
 def _server_form(request, server, data=None):
+    if server.kind == ToolServer.Kind.EXTERNAL and administration.may_change_backend(request.user):
+        return ExternalServerForm(data, instance=server)
     form = ServerForm if administration.may_change_backend(request.user) else DelegatedServerForm
     return form(data, instance=server)
 
@@ -119,7 +140,11 @@ def server(request, server):
     form = _server_form(request, ToolServer.objects.get(pk=server.pk), request.POST)
     if not form.is_valid():
         return _server_page(request, server, form=form, status=400)
-    changed = administration.update_server(server, request.user, form.cleaned_data)
+    try:
+        changed = administration.update_server(server, request.user, form.cleaned_data)
+    except Refused as exc:
+        form.add_error(None, str(exc))
+        return _server_page(request, server, form=form, status=400)
     messages.success(request, f"Saved: {', '.join(sorted(changed))}." if changed else "Nothing changed.")
     return redirect("manage:server", server.name)
 
@@ -189,7 +214,16 @@ def discover(request, server):
 
 
 # -- one tool -----------------------------------------------------------------------------------
-def _tool_page(request, tool, *, form=None, policy_form=None, grant_form=None, status=200):
+def _accept_form(tool, data=None):
+    """An external tool's listing waiting for acceptance: classify it (None for a built-in's change)."""
+    if tool.server.kind != ToolServer.Kind.EXTERNAL or tool.proposed is None:
+        return None
+    return AcceptExternalToolForm(
+        data, properties=sorted((tool.proposed["input_schema"] or {}).get("properties") or {})
+    )
+
+
+def _tool_page(request, tool, *, form=None, policy_form=None, grant_form=None, accept_form=None, status=200):
     policy = ToolPolicy.objects.filter(tool=tool.name).first()
     return render(
         request,
@@ -201,6 +235,8 @@ def _tool_page(request, tool, *, form=None, policy_form=None, grant_form=None, s
             "policy_form": policy_form or (PolicyForm(instance=policy) if policy else None),
             "approvers": administration.grants("approve_tool", on=policy) if policy else [],
             "grant_form": grant_form or GrantForm(initial={"permission": "approve_tool", "object": tool.name}),
+            "accept_form": accept_form or _accept_form(tool),
+            "hints": external.hints((tool.proposed or {}).get("annotations") or tool.annotations),
         },
         status=status,
     )
@@ -228,7 +264,18 @@ def tool(request, name):
 @admin_only
 @require_POST
 def accept_change(request, name):
-    tool = get_object_or_404(Tool, name=name)
+    tool = get_object_or_404(Tool.objects.select_related("server"), name=name)
+    accept_form = _accept_form(tool, request.POST)
+    if accept_form is not None:
+        if not accept_form.is_valid():
+            return _tool_page(request, tool, accept_form=accept_form, status=400)
+        try:
+            administration.accept_external_tool(tool, request.user, **accept_form.cleaned_data)
+        except Refused as exc:
+            accept_form.add_error(None, str(exc))
+            return _tool_page(request, tool, accept_form=accept_form, status=400)
+        messages.success(request, f"Accepted as a {tool.access}: the model is offered it from now on.")
+        return redirect("manage:tool", tool.name)
     try:
         administration.accept_tool_change(tool, request.user)
     except Refused as exc:
