@@ -248,6 +248,7 @@ def test_an_admin_may_open_every_page(client, admin_user, configured):
     client.force_login(admin_user)
     post_only = {
         "budgets",
+        "register",
         "set_credential",
         "revoke_credential",
         "check",

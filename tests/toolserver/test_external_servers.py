@@ -239,3 +239,19 @@ def test_through_the_gate_an_external_write_is_a_request_an_analyst_approves_and
     second.refresh_from_db()
     assert second.result["data"]["replayed"] is True
     assert [entity["name"] for entity in entities(gateway)] == ["ws-fin-07"]
+
+
+def test_its_rate_limit_is_its_own(accepted):
+    from tests.support import set_rate_limit
+    from toolserver.ratelimit import get_rate_limiter
+
+    get_rate_limiter().reset("memory")
+    set_rate_limit("memory", 1, 60)
+    try:
+        gateway = Gateway()
+        assert gateway.call("memory__read_graph", {}, context())["status"] == "ok"
+        throttled = gateway.call("memory__read_graph", {}, context())
+        assert (throttled["reason"], throttled["retryable"]) == ("rate_limited", True)
+        assert AuditRecord.objects.filter(tool="memory__read_graph", outcome="rate_limited").count() == 1
+    finally:
+        get_rate_limiter().reset("memory")
