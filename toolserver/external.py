@@ -77,7 +77,10 @@ class ExternalArgs(BaseModel):
     @classmethod
     def _check(cls, data: Any) -> Any:
         validator = _validator(json.dumps(cls.schema_, sort_keys=True))
-        problems = sorted(validator.iter_errors(data), key=lambda found: list(found.absolute_path))
+        try:
+            problems = sorted(validator.iter_errors(data), key=lambda found: list(found.absolute_path))
+        except Exception:  # noqa: BLE001 - e.g. a $ref nothing resolves (never fetched): refused, not raised
+            raise ValueError("its accepted schema cannot be applied to these arguments") from None
         if problems:
             # Where and which rule, never the value: the arguments may hold what the audit hashes.
             raise ValueError(
