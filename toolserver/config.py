@@ -106,6 +106,7 @@ def _external_binding(server: ToolServer) -> BackendBinding:
         "env": server.env,
         "credential_env": server.credential_env,
         "credential_header": server.credential_header,
+        "url": server.url,
     }
     return BackendBinding(
         adapter=server.adapter,

@@ -17,6 +17,8 @@ An external server (toolserver.external) starts the same way, but the launcher t
 server's own command (GATEHOUSE_EXTERNAL: command, args, cwd, env, credential_env) with an
 environment of exactly PATH, the variables the admin allow-listed for it, and its credential under
 the variable it expects: nothing of Gatehouse's, not even the variables built-in servers get.
+A Streamable HTTP one runs toolserver.bridge instead, with its URL, its allow-list and its
+credential for the header it expects.
 
 `--check` starts the server in check mode: it calls the backend's health endpoint once and
 prints the answer (the console's "check connection").
@@ -94,8 +96,14 @@ def external_launch(environ) -> tuple[list[str], dict[str, str], str]:
     Raises CredentialError (naming a reference, never a secret).
     """
     spec = json.loads(environ[EXTERNAL_VARIABLE])
-    if spec.get("transport") != "stdio":  # Streamable HTTP: registered, not yet connected (issue 16)
-        raise CredentialError("only stdio external servers can be started yet")
+    if spec.get("transport") == "http":  # the bridge (toolserver.bridge) holds the credential, as a header
+        env = {
+            name: environ[name] for name in ("PATH", "PYTHONPATH", "GATEHOUSE_BACKEND_ALLOWED_HOSTS") if name in environ
+        }
+        env |= {"GATEHOUSE_BRIDGE_URL": spec["url"], "GATEHOUSE_BRIDGE_HEADER": spec.get("credential_header") or ""}
+        if spec.get("credential_header"):
+            env["GATEHOUSE_BRIDGE_SECRET"] = resolve(environ.get("GATEHOUSE_CREDENTIAL_REF", ""), environ)
+        return [sys.executable, "-m", "toolserver.bridge"], env, ""
     env = {"PATH": environ.get("PATH", os.defpath)}
     env.update({str(name): str(value) for name, value in (spec.get("env") or {}).items()})
     if spec.get("credential_env"):

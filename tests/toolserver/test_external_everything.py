@@ -7,6 +7,7 @@ audit record.
 """
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -82,3 +83,94 @@ def test_what_the_server_asks_of_us_is_refused_and_recorded(everything, tool, ar
     record = AuditRecord.objects.get(kind="tool_call", tool=f"everything__{tool}")
     assert record.backend_status.startswith(f"refused:{refused} ")
     assert record.correlation_id == "inv-everything-1"
+
+
+@pytest.fixture
+def everything_http(admin_user, settings):
+    """server-everything over Streamable HTTP on 127.0.0.1, registered by its URL; stopped after the test."""
+    import socket
+    import subprocess
+
+    from tests.support import free_port, stop_process, wait_until
+
+    port = free_port()
+    process = subprocess.Popen(
+        ["node", str(EVERYTHING_JS), "streamableHttp"],
+        env={"PATH": os.environ["PATH"], "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def listening() -> bool:
+            with socket.socket() as probe:
+                return probe.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_until(listening, timeout=30, what="server-everything listening")
+        settings.BACKEND_ALLOWED_HOSTS = [f"127.0.0.1:{port}"]
+        server = administration.register_external_server(
+            admin_user,
+            {
+                "name": "everything-http",
+                "transport": "http",
+                "url": f"http://127.0.0.1:{port}/mcp",
+                "credential_header": "Authorization",
+            },
+        )
+        administration.set_credential(server, admin_user, secret=HTTP_CANARY)
+        yield server
+    finally:
+        get_supervisor().restart("everything-http")
+        stop_process(process)
+
+
+HTTP_CANARY = "Bearer http-canary-5c1e9d"
+
+
+def test_over_streamable_http_through_a_bridge_that_alone_holds_the_credential(everything_http, admin_user):
+    from tests.toolserver.conftest import read_environ
+
+    administration.discover(everything_http)
+    administration.accept_external_tool(Tool.objects.get(name="everything-http__echo"), admin_user, access="read")
+    result = Gateway().call("everything-http__echo", {"message": "over http"}, CONTEXT)
+    assert (result["status"], result["source"]) == ("ok", "mcp:everything-http")
+    assert "over http" in result["data"]["text"]
+    long = Gateway().call("everything-http__echo", {"message": "y" * (external.RESULT_CAP_CHARS * 2)}, CONTEXT)
+    assert long["truncated"] is True
+    [bridge] = bridge_pids()
+    environ = read_environ(bridge)
+    assert environ["GATEHOUSE_BRIDGE_SECRET"] == HTTP_CANARY
+    assert set(environ) <= {
+        "PATH",
+        "PYTHONPATH",
+        "GATEHOUSE_BACKEND_ALLOWED_HOSTS",
+        "GATEHOUSE_BRIDGE_URL",
+        "GATEHOUSE_BRIDGE_HEADER",
+        "GATEHOUSE_BRIDGE_SECRET",
+    }
+
+
+def test_a_url_off_the_allow_list_is_refused_by_the_bridge_too(everything_http, admin_user, settings):
+    administration.discover(everything_http)
+    administration.accept_external_tool(Tool.objects.get(name="everything-http__echo"), admin_user, access="read")
+    assert Gateway().call("everything-http__echo", {"message": "x"}, CONTEXT)["status"] == "ok"
+    settings.BACKEND_ALLOWED_HOSTS = ["127.0.0.2:1"]  # the deployment took its host off the list: a new launch
+    result = Gateway().call("everything-http__echo", {"message": "x"}, CONTEXT)
+    assert (result["status"], result["reason"]) == ("error", "everything-http_unavailable")
+
+
+def bridge_pids() -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                argv = cmdline.read().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if ppid == os.getpid() and b"toolserver.bridge" in argv:
+            found.append(int(entry))
+    return found

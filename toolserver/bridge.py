@@ -1,0 +1,47 @@
+"""An external Streamable HTTP server, reached through a stdio process of its own.
+
+The supervisor speaks stdio to every server; for an HTTP one the launcher runs this bridge, which
+holds the server's credential (sent as the header the server expects) and nothing else of ours, and
+whose every connection passes the egress guard (the URL's host on GATEHOUSE_BACKEND_ALLOWED_HOSTS,
+checked after resolving). It relays tools/list and tools/call, and nothing else: the server's own
+requests back (sampling, elicitation, roots) are refused by the client here, which declares none.
+No Django here.
+"""
+
+import asyncio
+import os
+
+import mcp_types as types
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+
+from toolserver import egress
+
+URL_VARIABLE = "GATEHOUSE_BRIDGE_URL"
+HEADER_VARIABLE = "GATEHOUSE_BRIDGE_HEADER"
+SECRET_VARIABLE = "GATEHOUSE_BRIDGE_SECRET"  # noqa: S105 - a variable's name
+
+
+async def main() -> None:
+    header, secret = os.environ.get(HEADER_VARIABLE, ""), os.environ.get(SECRET_VARIABLE, "")
+    headers = {header: secret} if header and secret else {}
+    async with (
+        egress.http_client(egress.from_environ(), headers=headers, timeout=60) as http,
+        Client(streamable_http_client(os.environ[URL_VARIABLE], http_client=http)) as upstream,
+    ):
+
+        async def list_tools(_context, _params) -> types.ListToolsResult:
+            return types.ListToolsResult(tools=(await upstream.list_tools()).tools)
+
+        async def call_tool(_context, params: types.CallToolRequestParams) -> types.CallToolResult:
+            return await upstream.call_tool(params.name, params.arguments or {})
+
+        server = Server("gatehouse-bridge", on_list_tools=list_tools, on_call_tool=call_tool)
+        async with stdio_server() as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
