@@ -1,4 +1,6 @@
-"""Per-call cost of the full tool stack against the lab, beside a bare mcp echo over stdio.
+"""Per-call cost of the full tool stack against the lab, beside a bare mcp echo over stdio; and of
+an external MCP server (server-memory over stdio, `make mcp-servers`) through the gateway, beside
+a bare call to the same server.
 
 Full stack: gateway -> strict validation -> rate limit -> stdio to the edr server process ->
 lab HTTP API (served by `manage.py serve`) -> envelope -> audit record written.
@@ -103,6 +105,8 @@ def main() -> None:
         console.terminate()
         console.wait(timeout=10)
 
+    external_full = external_latencies(calls)
+    external_bare = asyncio.run(bare_memory_latencies(calls)) if external_full else []
     bare = asyncio.run(echo_latencies(calls))
     full_p50, full_p99 = percentiles(full)
     bare_p50, bare_p99 = percentiles(bare)
@@ -113,20 +117,95 @@ def main() -> None:
     print(
         f"  ratio full/bare                       p50 {full_p50 / bare_p50:7.1f} x    p99 {full_p99 / bare_p99:7.1f} x"
     )
+    if external_full:
+        ext_p50, ext_p99 = percentiles(external_full)
+        raw_p50, raw_p99 = percentiles(external_bare)
+        print(f"external MCP server (server-memory read_graph over stdio), {calls} calls each")
+        print(f"  through the gateway                   p50 {ext_p50:7.2f} ms   p99 {ext_p99:7.2f} ms")
+        print(f"  bare call to the same server          p50 {raw_p50:7.2f} ms   p99 {raw_p99:7.2f} ms")
+        print(
+            f"  ratio gateway/bare                    p50 {ext_p50 / raw_p50:7.1f} x    p99 {ext_p99 / raw_p99:7.1f} x"
+        )
+    else:
+        print("external MCP server: skipped (run `make mcp-servers` to install server-memory)")
     stopped, first_call = (statistics.median(samples) for samples in zip(*rotation, strict=True))
     print(f"credential rotation (admin sets it, sealed), median of {len(rotation)}:")
     print(f"  until the old server process is gone   {stopped:7.1f} ms")
     print(f"  then the first call on the new one     {first_call:7.1f} ms (a new process starts)")
 
 
+def bench_admin():
+    """Who sets the credentials and registers the server: the admin role (administration refuses anyone else)."""
+    from django.contrib.auth.models import Group, User
+
+    from core.roles import ADMIN
+
+    admin, _ = User.objects.get_or_create(username="bench-admin")
+    admin.groups.add(Group.objects.get(name=ADMIN))
+    return admin
+
+
+MEMORY_JS = ROOT / "integrations/mcp-servers/node_modules/@modelcontextprotocol/server-memory/dist/index.js"
+
+
+def external_latencies(calls: int) -> list[float]:
+    """server-memory registered, discovered and its read_graph accepted as a read, then called through the gateway."""
+    if not MEMORY_JS.exists():
+        return []
+    from console.manage import administration
+    from toolserver.gateway import CallContext, Gateway
+    from toolserver.models import Tool, ToolServer
+
+    admin = bench_admin()
+    server = ToolServer.objects.filter(name="bench-memory").first() or administration.register_external_server(
+        admin,
+        {
+            "name": "bench-memory",
+            "command": "node",
+            "args": [str(MEMORY_JS)],
+            "env": {"MEMORY_FILE_PATH": str(ROOT / "var" / "bench-memory.jsonl")},
+            "rate_limit_calls": calls * 10,
+        },
+    )
+    administration.discover(server)
+    tool = Tool.objects.get(name="bench-memory__read_graph")
+    if tool.proposed is not None:
+        administration.accept_external_tool(tool, admin, access="read")
+    gateway, context = Gateway(), CallContext("bench", "bench-alert")
+    for _ in range(20):
+        assert gateway.call("bench-memory__read_graph", {}, context)["status"] == "ok"
+    samples = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        result = gateway.call("bench-memory__read_graph", {}, context)
+        samples.append((time.perf_counter() - started) * 1000)
+        assert result["status"] == "ok", result
+    return samples
+
+
+async def bare_memory_latencies(calls: int) -> list[float]:
+    from mcp import Client, StdioServerParameters, stdio_client
+
+    params = StdioServerParameters(
+        command="node", args=[str(MEMORY_JS)], env={"MEMORY_FILE_PATH": str(ROOT / "var" / "bench-memory.jsonl")}
+    )
+    samples = []
+    async with Client(stdio_client(params, errlog=sys.stderr)) as client:
+        for _ in range(20):
+            await client.call_tool("read_graph", {})
+        for _ in range(calls):
+            started = time.perf_counter()
+            await client.call_tool("read_graph", {})
+            samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
 def rotation_timings(gateway, context, secret: str, rounds: int = 5) -> list[tuple[float, float]]:
     """(ms until set_credential returns with the old process stopped, ms of the next call)."""
-    from django.contrib.auth.models import User
-
     from console.manage import administration
     from toolserver.models import ToolServer
 
-    admin, _ = User.objects.get_or_create(username="bench-admin")
+    admin = bench_admin()
     server = ToolServer.objects.get(name="edr")
     timings = []
     for _ in range(rounds):
