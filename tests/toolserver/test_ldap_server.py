@@ -21,15 +21,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 DISABLE = {"username": "j.doe", "reason": "Phished: the user ran the attachment."}
 
 
-@pytest.fixture
-def identity_on_slapd(slapd, admin_user, settings):
-    settings.BACKEND_ALLOWED_HOSTS = [f"127.0.0.1:{slapd.port}"]
-    identity = ToolServer.objects.get(name="identity")
-    administration.update_server(identity, admin_user, {"adapter": "ldap", "url": slapd.url, "params": slapd.params()})
-    administration.set_credential(identity, admin_user, secret=slapd.service_password)
-    return slapd
-
-
 def tool_records(tool: str) -> list[AuditRecord]:
     return list(AuditRecord.objects.filter(tool=tool).order_by("seq"))
 
