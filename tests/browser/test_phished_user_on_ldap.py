@@ -6,7 +6,8 @@ the offline model. siem, edr, edr-response, ticketing and intel stay on the lab;
 slapd (tests/toolserver/slapd.py) as an admin points it. The analyst approves each request in Chromium;
 the one to disable j.doe really locks her out of the directory (a bind fails), once, with one audit
 record of the write. Approving it again, posting the same alert again, and investigating the alert again
-write nothing more: the entry is not modified again. Re-enabling it makes her bind succeed again.
+write nothing more: the entry is not modified again. Re-enabling it makes her bind succeed again, and
+the alert investigated once more then disables her again, for real (not the first disable's replay).
 """
 
 import httpx2 as httpx
@@ -77,6 +78,18 @@ def approve_again(page, console, request: ActionRequest):
     )
 
 
+def investigate_again(page, console, token: str, investigation: Investigation) -> int:
+    """A new investigation of the same alert (the API's "again"), its page open in `page`."""
+    started = httpx.post(
+        f"{console.url}/api/investigations/{investigation.pk}/again",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert started.status_code == 201, started.text
+    page.goto(f"{console.url}/investigations/{started.json()['id']}/")
+    return started.json()["id"]
+
+
 def disable_records() -> list[str]:
     return list(AuditRecord.objects.filter(tool="disable_account").order_by("seq").values_list("outcome", flat=True))
 
@@ -124,17 +137,11 @@ def test_the_phished_user_is_disabled_in_the_directory_once_approved_and_never_a
     # The alert investigated again: the account is disabled already (the directory says so), so the
     # agent does not ask; its ticket, asked for again for the same alert, is the first one.
     _, token = create_api_token(second, "again")
-    started = httpx.post(
-        f"{console.url}/api/investigations/{investigation.pk}/again",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-    assert started.status_code == 201, started.text
-    page.goto(f"{console.url}/investigations/{started.json()['id']}/")
+    again_id = investigate_again(page, console, token, investigation)
     ticket = approve(page, "open_ticket", "File it, again.")
     assert ticket.outcome.endswith("(already done for this alert: the first result)")
     expect(page.locator("#status")).to_have_attribute("data-status", "completed", timeout=RUN_TIMEOUT_MS)
-    assert not ActionRequest.objects.filter(investigation_id=started.json()["id"], tool="disable_account").exists()
+    assert not ActionRequest.objects.filter(investigation_id=again_id, tool="disable_account").exists()
 
     # The write itself asked again for the same alert, as an approved action would: the first result, replayed.
     context = CallContext(
@@ -157,3 +164,14 @@ def test_the_phished_user_is_disabled_in_the_directory_once_approved_and_never_a
     assert enabled["status"] == "ok" and enabled["data"]["already"] is False, enabled
     assert slapd.read(ENTRY, *WRITE_STATE)["pwdAccountLockedTime"] == []  # the lock deleted
     assert slapd.bind_as(USER, PASSWORD) == (True, 0)
+
+    # Investigated again now that she can sign in: the agent asks to disable her again, and that is sent
+    # to the directory, not answered with the first disable's result (the enable since undid it).
+    investigate_again(page, console, token, investigation)
+    redisabled = approve(page, "disable_account", "Still her session in the attacker's hands: disable it again.")
+    assert redisabled.outcome == f"{USER} disabled"
+    assert slapd.bind_as(USER, PASSWORD) == (False, INVALID_CREDENTIALS)
+    assert slapd.read(ENTRY, *WRITE_STATE)["pwdAccountLockedTime"] == [PERMANENT_LOCK]
+    assert disable_records()[-4:] == ["pending_approval", "approved", "dispatched", "ok"]
+    approve(page, "open_ticket", "File it, once more.")
+    expect(page.locator("#status")).to_have_attribute("data-status", "completed", timeout=RUN_TIMEOUT_MS)
