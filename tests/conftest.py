@@ -148,6 +148,20 @@ def slapd(tmp_path):
     directory.stop()
 
 
+@pytest.fixture
+def identity_on_slapd(slapd, admin_user, settings):
+    """The identity server pointed at `slapd` as an admin points it (console.manage.administration):
+    the ldap adapter, its URL and parameters, the service account's bind password as its credential."""
+    from console.manage import administration
+    from toolserver.models import ToolServer
+
+    settings.BACKEND_ALLOWED_HOSTS = [f"127.0.0.1:{slapd.port}"]
+    identity = ToolServer.objects.get(name="identity")
+    administration.update_server(identity, admin_user, {"adapter": "ldap", "url": slapd.url, "params": slapd.params()})
+    administration.set_credential(identity, admin_user, secret=slapd.service_password)
+    return slapd
+
+
 @dataclass
 class Lab:
     api_url: str

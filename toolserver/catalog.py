@@ -22,6 +22,9 @@ class ToolSpec:
     free_text: tuple[str, ...] = ()
     # Fields stored in the audit record only as a keyed hash.
     sensitive: tuple[str, ...] = ()
+    # The write this one reverses (same target fields): once this succeeds, that one's result for the
+    # same target and alert no longer holds, so asking for it again sends it rather than replaying it.
+    undoes: str = ""
 
     def input_schema(self) -> dict:
         """The schema its server advertises (additionalProperties false) and the model is first offered."""
@@ -104,6 +107,7 @@ SERVERS: dict[str, ServerSpec] = {
                     "the evidence shows compromise; say why, citing the evidence. An analyst approves it "
                     "first; repeating it for the same alert returns the first result.",
                     write=True,
+                    undoes="release_host",
                     target_fields=("host",),
                     free_text=("reason",),
                 ),
@@ -112,6 +116,7 @@ SERVERS: dict[str, ServerSpec] = {
                     schemas.HostAction,
                     "Reconnect an isolated host. Needs an analyst's approval.",
                     write=True,
+                    undoes="isolate_host",
                     target_fields=("host",),
                     free_text=("reason",),
                 ),
@@ -135,6 +140,7 @@ SERVERS: dict[str, ServerSpec] = {
                     "Disable an account and end its sessions. Ask for it only when the evidence shows the "
                     "account is compromised; say why. An analyst approves it first.",
                     write=True,
+                    undoes="enable_account",
                     target_fields=("username",),
                     free_text=("reason",),
                     sensitive=("username",),
@@ -144,6 +150,7 @@ SERVERS: dict[str, ServerSpec] = {
                     schemas.AccountAction,
                     "Re-enable a disabled account. Needs an analyst's approval.",
                     write=True,
+                    undoes="disable_account",
                     target_fields=("username",),
                     free_text=("reason",),
                     sensitive=("username",),
