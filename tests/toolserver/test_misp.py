@@ -48,7 +48,7 @@ def test_contract_a_lookup_is_one_documented_restsearch_with_the_bare_key_and_it
             info="Cobalt Strike C2",
             threat_level_id="1",
             tags=["tlp:amber", 'misp:confidence-level="usually-confident"'],
-            first_seen="2024-03-01T10:00:00.000000+00:00",
+            first_seen="2024-03-01T12:00:00.000000+02:00",
         )
     )
     (result,) = lookups(allowed, ("ip", "203.0.113.7"))
@@ -86,6 +86,7 @@ def test_contract_verdicts_from_to_ids_the_threat_level_and_a_false_positive_tag
         attribute(f"dropper.exe|{SHA256}", "filename|sha256", first_seen="1581984000000000"),  # either half
         attribute("198.51.100.9", "ip-src", to_ids=False),
         attribute("198.51.100.9", "ip-dst", threat_level_id="1"),  # the gravest of two
+        attribute("odd.example", "domain", first_seen="9" * 20),  # a first_seen past any date: not used
     )
     results = lookups(
         allowed,
@@ -97,6 +98,7 @@ def test_contract_verdicts_from_to_ids_the_threat_level_and_a_false_positive_tag
         ("hash", SHA256),
         ("ip", "198.51.100.9"),
         ("domain", "evil.example"),
+        ("domain", "odd.example"),
     )
     assert [result["verdict"] for result in results] == [
         "malicious",
@@ -107,7 +109,9 @@ def test_contract_verdicts_from_to_ids_the_threat_level_and_a_false_positive_tag
         "malicious",
         "malicious",
         "unknown",
+        "malicious",
     ]
+    assert results[8]["first_seen"] == "2021-04-08T09:52:48Z"  # when the attribute last changed, instead
     assert results[0]["confidence"] == 0 and "confidence not stated" in results[0]["tags"]
     assert results[5]["first_seen"] == "2020-02-18T00:00:00Z"  # the document's microseconds example
     assert results[4] == results[4] | {"tags": [], "first_seen": None, "confidence": 0}

@@ -103,15 +103,16 @@ def _epoch(value) -> datetime:
 
 
 def _first_seen(value) -> datetime | None:
+    """first_seen: ISO 8601 as MISP sends it, or microseconds since the epoch as its API document gives it."""
     if not isinstance(value, str) or not value:
         return None
-    if value.isdigit():  # microseconds since the epoch, as MISP's API document gives it
-        return datetime.fromtimestamp(int(value) / 1_000_000, UTC) if len(value) <= 20 else None
     try:
+        if value.isdigit():
+            return datetime.fromtimestamp(int(value[:20]) / 1_000_000, UTC)
         seen = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         return None
-    return seen if seen.tzinfo else seen.replace(tzinfo=UTC)
+    return seen.astimezone(UTC) if seen.tzinfo else seen.replace(tzinfo=UTC)
 
 
 @register("intel", "misp")
