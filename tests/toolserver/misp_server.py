@@ -18,9 +18,12 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-API_KEY = "misp-contract-key-0123456789abcdef0123456789abcdef01"  # MISP keys are 40 characters; any will do
+API_KEY = "misp-contract-key-0123456789abcdef0123456789abcdef01"  # a stand-in takes any length
 HOLD_LIMIT_S = 60  # a held request is released by stop(), or after this at the latest
-UNAUTHORIZED = "Authentication failed. Please make sure you pass the API key of an API enabled user along in the Authorization header."
+UNAUTHORIZED = (  # MISP's words
+    "Authentication failed. Please make sure you pass the API key of an API enabled user"
+    " along in the Authorization header."
+)
 _SERIAL = itertools.count(1)
 VERSION = {"version": "2.4.142", "perm_sync": False, "perm_sighting": False, "perm_galaxy_editor": False}
 
