@@ -173,6 +173,17 @@ class Lab:
         return {"GATEHOUSE_LAB_URL": self.api_url, "GATEHOUSE_CREDENTIALS_DIR": str(self.credentials_dir)}
 
 
+@pytest.fixture
+def misp_server():
+    """A stand-in of MISP's REST API serving its documented responses, of this test's own, on a
+    loopback port (tests/toolserver/misp_server.py); stopped after the test."""
+    from tests.toolserver.misp_server import MispStandIn
+
+    server = MispStandIn()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def lab_credentials(tmp_path_factory):
     """One key per server for the whole run, written where each server's launcher reads it.

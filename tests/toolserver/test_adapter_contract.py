@@ -88,6 +88,15 @@ def taxii_backend(request, server: str) -> dict:
     return {"url": taxii.url, "credential": READER_PASSWORD, "params": taxii.params()}
 
 
+def misp_backend(request, server: str) -> dict:
+    """A stand-in of MISP's REST API serving its documented responses (tests/toolserver/misp_server.py)."""
+    from tests.toolserver.misp_server import API_KEY, attribute
+
+    misp = request.getfixturevalue("misp_server")
+    misp.publish(attribute(estate.ATTACKER_IP, info="Contract test", tags=["tlp:white"]))
+    return {"url": misp.url, "credential": API_KEY, "params": {}}
+
+
 def slapd_backend(request, server: str, *, active_directory: bool = False) -> dict:
     slapd = request.getfixturevalue("slapd")
     return {
@@ -107,6 +116,7 @@ def siem_stand_in(request, server: str, fixture: str, index: str) -> dict:
 CONTRACT_BACKENDS = {
     "lab": lab_backend,
     "taxii": taxii_backend,
+    "misp": misp_backend,
     "ldap": slapd_backend,
     "active-directory": lambda request, server: slapd_backend(request, server, active_directory=True),
     "splunk": lambda request, server: siem_stand_in(request, server, "splunk_api", "security"),
