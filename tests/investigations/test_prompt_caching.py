@@ -144,6 +144,23 @@ def test_a_prefix_expires_after_five_minutes_unless_read(model, clock):
     assert expired.cache_creation_input_tokens == prompt_tokens(model, conversation(0))
 
 
+def test_a_one_hour_breakpoint_outlives_five_minutes(model, clock):
+    client = model.client()
+    marked = {"cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    request = {
+        "model": OFFLINE_MODEL_ID,
+        "max_tokens": 1024,
+        "system": [{"type": "text", "text": SYSTEM_PROMPT} | marked],
+    }
+    tools = [*TOOLS[:-1], TOOLS[-1] | marked]
+    first = client.messages.create(**request, tools=tools, messages=conversation(0)).usage
+    clock.now += 3599
+    later = client.messages.create(**request, tools=tools, messages=conversation(0)).usage
+    assert later.cache_read_input_tokens == first.cache_creation_input_tokens > 0
+    clock.now += 3601
+    assert client.messages.create(**request, tools=tools, messages=conversation(0)).usage.cache_read_input_tokens == 0
+
+
 def test_without_breakpoints_nothing_is_cached(model):
     client = model.client()
     request = {"model": OFFLINE_MODEL_ID, "max_tokens": 1024, "system": SYSTEM_PROMPT, "tools": TOOLS}
@@ -321,3 +338,33 @@ def test_the_investigation_page_shows_tokens_by_kind_and_the_estimated_cost(clie
 
     settings.MODEL_PRICES = {}
     assert "no price configured for claude-opus-5-5" in client.get(url).content.decode()
+
+
+@pytest.mark.django_db
+def test_the_api_gives_tokens_by_kind_and_the_estimated_cost(analyst, settings):
+    from django.test import Client
+
+    from investigations.tokens import create_api_token
+    from tests.investigations.test_pages import raise_alert
+
+    settings.ANTHROPIC_API_KEY = ""
+    investigation = raise_alert("A-1")
+    Investigation.objects.filter(pk=investigation.pk).update(
+        model="claude-opus-5-5",
+        tokens_used=103_500,
+        input_tokens=1000,
+        cache_creation_tokens=2000,
+        cache_read_tokens=100_000,
+        output_tokens=500,
+    )
+    token = create_api_token(analyst, "automation")[1]
+    body = Client().get(f"/api/investigations/{investigation.pk}", headers={"Authorization": f"Bearer {token}"}).json()
+    assert body["tokens_used"] == 103_500
+    assert body["tokens"] == {
+        "input": 1000,
+        "cache_creation": 2000,
+        "cache_read": 100_000,
+        "output": 500,
+        "cache_read_share": 100_000 / 103_000,
+        "estimated_cost_usd": "0.044000",
+    }
