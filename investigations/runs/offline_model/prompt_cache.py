@@ -61,7 +61,7 @@ def prompt_blocks(body: dict) -> list[Block]:
     system = body.get("system")
     if isinstance(system, str):
         system = [{"type": "text", "text": system}]
-    parts += [(("system",), block) for block in system or []]
+    parts += [(("system",), block) for block in (system if isinstance(system, list) else [])]
     for message in body.get("messages") or []:
         content = message.get("content")
         if isinstance(content, str):
