@@ -3,6 +3,7 @@ Messages API documents), how usage is counted against the budget, priced and sho
 the demo story's input tokens served from the cache."""
 
 import json
+from types import SimpleNamespace
 
 import anthropic
 import pytest
@@ -17,6 +18,7 @@ from investigations.runs.usage import TokenUsage
 from tests.investigations.test_agent_loop import run_rejecting
 from tests.investigations.test_offline_model import TOOLS, alert, first_message
 from toolserver.envelope import ok
+from toolserver.lab.estate import demo_alerts
 
 
 def breakpoints(body: dict) -> list[str]:
@@ -248,15 +250,16 @@ def test_more_than_four_breakpoints_get_a_400_as_from_the_api(model):
 
 # -- usage, budget and cost ---------------------------------------------------------------------
 def test_usage_adds_up_by_kind_and_its_total_counts_every_kind():
-    class Message:
-        class usage:
-            input_tokens, cache_creation_input_tokens, cache_read_input_tokens, output_tokens = 10, 200, 3000, 40
+    def message(input_tokens, cache_creation, cache_read, output_tokens):
+        usage = SimpleNamespace(
+            input_tokens=input_tokens,
+            cache_creation_input_tokens=cache_creation,
+            cache_read_input_tokens=cache_read,
+            output_tokens=output_tokens,
+        )
+        return SimpleNamespace(usage=usage)
 
-    class Older:  # a response without the cache counts (null)
-        class usage:
-            input_tokens, cache_creation_input_tokens, cache_read_input_tokens, output_tokens = 5, None, None, 1
-
-    usage = TokenUsage.of(Message) + TokenUsage.of(Older)
+    usage = TokenUsage.of(message(10, 200, 3000, 40)) + TokenUsage.of(message(5, None, None, 1))  # null: 0
     assert usage == TokenUsage(input=15, cache_creation=200, cache_read=3000, output=41)
     assert usage.total == 15 + 200 + 3000 + 41
     assert usage.cache_read_share == 3000 / 3215
@@ -270,12 +273,12 @@ def fresh_offline_model(monkeypatch):
     return llm._offline
 
 
-pytestmark_db = pytest.mark.django_db(transaction=True)
+transactional = pytest.mark.django_db(transaction=True)
 
 
-@pytestmark_db
+@transactional
 def test_the_demo_story_reads_most_of_its_input_from_the_cache(received, analyst, client, fresh_offline_model):
-    _, investigation = received("LAB-SIEM-1001")  # the phishing story seed_demo queues
+    _, investigation = received(demo_alerts()[0]["external_id"])  # the phishing story seed_demo queues
     investigation = run_rejecting(investigation, analyst)
     assert investigation.verdict == "malicious"
 
@@ -298,7 +301,7 @@ def test_the_demo_story_reads_most_of_its_input_from_the_cache(received, analyst
     assert f"{usage.cache_read_share:.0%} of input tokens read from the cache" in page
 
 
-@pytestmark_db
+@transactional
 def test_the_token_budget_counts_cache_reads_and_writes(received, analyst, fresh_offline_model):
     """The demo story's input and output alone stay far under 20,000 tokens; with what it read and
     wrote to the cache it goes over, and the run stops on the token budget."""
