@@ -11,11 +11,13 @@ from django.urls import reverse
 
 from investigations.models import Budgets, Investigation
 from investigations.runs import llm
-from investigations.runs.offline_model import OFFLINE_MODEL_ID, OfflineModel
+from investigations.runs.offline_model import OFFLINE_MODEL_ID, OfflineModel, sse
 from investigations.runs.offline_model.prompt_cache import LOOKBACK_BLOCKS, MINIMUM_TOKENS
 from investigations.runs.prompts import SYSTEM_PROMPT
 from investigations.runs.usage import TokenUsage
+from tests.investigations.hostile_model import verdict_turn
 from tests.investigations.test_agent_loop import run_rejecting
+from tests.investigations.test_hostile_model import hostile  # noqa: F401 - the fixture
 from tests.investigations.test_offline_model import TOOLS, alert, first_message
 from toolserver.envelope import ok
 from toolserver.lab.estate import demo_alerts
@@ -371,3 +373,34 @@ def test_the_api_gives_tokens_by_kind_and_the_estimated_cost(analyst, settings):
         "cache_read_share": 100_000 / 103_000,
         "estimated_cost_usd": "0.044000",
     }
+
+
+# -- the real-API path, against the API's documented usage ---------------------------------------
+@transactional
+def test_contract_the_api_path_sends_breakpoints_and_records_usage_by_kind(hostile):
+    """Claude through the SDK and HTTP (a stand-in on 127.0.0.1): the request carries the breakpoints,
+    and the usage the prompt-caching guide shows for a cache write is saved by kind, all counted."""
+    documented = {"cache_creation_input_tokens": 188086, "cache_read_input_tokens": 0, "input_tokens": 21}
+    turn = verdict_turn()
+    start = {
+        "type": "message_start",
+        "message": {
+            "id": "msg_cache",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-opus-5-5",
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": documented | {"output_tokens": 1},
+        },
+    }
+    turn.frames[0] = sse("message_start", start)
+    model, investigation = hostile(turn)
+
+    (body,) = model.requests
+    assert breakpoints(body) == [f"tools.{len(body['tools']) - 1}", "system.0", "messages.0.0"]
+    usage = investigation.usage
+    assert (usage.input, usage.cache_creation, usage.cache_read) == (21, 188086, 0)
+    assert usage.output == 5  # the message_delta's count, as the SDK keeps it
+    assert investigation.tokens_used == 21 + 188086 + 5
