@@ -59,6 +59,7 @@ class HttpBackend(Backend):
         target: str = "",
         params=None,
         json=None,
+        data=None,
         headers=None,
         idempotency_key: str = "",
     ) -> httpx2.Response:
@@ -66,14 +67,14 @@ class HttpBackend(Backend):
 
         For an adapter that needs more of the answer than a JSON object (its media type, its
         headers); it reads the body with _json_object(), so a body that is not one is MALFORMED
-        here too.
+        here too. `data` is a form body (an OAuth2 token request's).
         """
         headers = dict(headers or {})
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         params = {key: value for key, value in (params or {}).items() if value is not None}
         try:
-            response = await self._http.request(method, path, params=params, json=json, headers=headers)
+            response = await self._http.request(method, path, params=params, json=json, data=data, headers=headers)
         except httpx2.TimeoutException:
             raise BackendError(BackendFailure.TIMEOUT) from None
         except httpx2.TransportError:
