@@ -115,6 +115,8 @@ def test_every_server_has_an_interface_and_the_lab_adapter():
     built_in = {server: ["lab"] for server in SERVERS} | {
         "intel": ["lab", "taxii"],
         "identity": ["active-directory", "lab", "ldap"],  # toolserver/adapters/ldap.py
+        "edr-response": ["crowdstrike", "lab"],  # toolserver/adapters/crowdstrike.py
+        "ticketing": ["jira", "lab"],  # toolserver/adapters/jira.py
     }
     assert {server: adapter_names(server) for server in SERVERS} == built_in
     assert len(registered()) == sum(map(len, built_in.values()))
