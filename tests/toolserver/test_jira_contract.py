@@ -190,3 +190,18 @@ def test_contract_health_names_the_account(jira):
 def test_the_parameters_are_strict(params, problem):
     with pytest.raises(ParamError, match=problem):
         JiraTicketing.check_params(params)
+
+
+def test_contract_a_comments_mark_is_found_pages_back_and_beyond_the_scan_it_cannot_tell(jira, monkeypatch):
+    run(jira, ("open_ticket", TICKET), key="ticket")
+    comment = {"ticket_id": "10001", "body": "The first comment, marked."}
+    run(jira, ("add_comment", comment))
+    for number in range(250):  # newer comments, unmarked: the marked one is on the third page, newest first
+        jira.comments["10001"].append({"id": str(30000 + number), "body": {}, "properties": []})
+    (found,) = run(jira, ("add_comment", comment), check=True)
+    assert found["data"]["check"] == "done" and found["data"]["result"]["comment_id"] == "20001"
+    pages = jira.seen("GET", "/rest/api/3/issue/10001/comment")[-3:]
+    assert [page.query["startAt"] for page in pages] == [["0"], ["100"], ["200"]]
+    monkeypatch.setattr("toolserver.adapters.jira.MAX_COMMENTS_SCANNED", 200)
+    (unknown,) = run(jira, ("add_comment", comment), check=True)
+    assert unknown["data"] == {"check": "unknown"}
