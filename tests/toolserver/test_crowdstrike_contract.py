@@ -134,8 +134,10 @@ def test_contract_an_unknown_host_is_not_found_and_an_ambiguous_one_is_refused(f
     unknown, ambiguous = run(falcon, isolate("WS-NOPE-99"), isolate("WS-DUP-01"))
     assert unknown["reason"] == "not_found" and "WS-NOPE-99" in unknown["guidance"]
     assert ambiguous["reason"] == "invalid_arguments" and "device id" in ambiguous["guidance"]
-    (by_id,) = run(falcon, isolate(falcon.device("WS-DUP-01")["device_id"]))
-    assert by_id["status"] == "ok" and falcon.actions[0].json() == {"ids": [falcon.device("WS-DUP-01")["device_id"]]}
+    aid = falcon.device("WS-DUP-01")["device_id"]
+    (by_id,) = run(falcon, isolate(aid.upper()))  # an AID, however it is cased
+    assert falcon.seen("GET", "/devices/queries/devices/v1")[-1].query["filter"] == [f"device_id:'{aid}'"]
+    assert by_id["status"] == "ok" and falcon.actions[0].json() == {"ids": [aid]}
 
 
 @pytest.mark.parametrize(

@@ -138,9 +138,10 @@ class CrowdStrikeEdrResponse(HttpBackend, EdrResponseBackend):
 
     # -- the host -------------------------------------------------------------------------------
     async def _device_id(self, host: str) -> str:
-        field = "device_id" if DEVICE_ID.fullmatch(host) else "hostname"
+        by_id = DEVICE_ID.fullmatch(host.lower()) is not None  # an AID is lower-case hex
+        field, value = ("device_id", host.lower()) if by_id else ("hostname", host)
         body = await self._request(
-            "GET", "/devices/queries/devices/v1", target=host, params={"filter": f"{field}:{fql_string(host)}"}
+            "GET", "/devices/queries/devices/v1", target=host, params={"filter": f"{field}:{fql_string(value)}"}
         )
         ids = self._resources(body)
         if not ids:
