@@ -116,6 +116,26 @@ def vault_adapter():
 
 
 @pytest.fixture
+def splunk_api():
+    """Splunk's REST API as a recorded stand-in on a loopback port (tests/toolserver/siem_stand_in.py)."""
+    from tests.toolserver.siem_stand_in import SPLUNK_TOKEN, StandIn
+
+    stand_in = StandIn("splunk", SPLUNK_TOKEN)
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture
+def elastic_api():
+    """Elasticsearch's search API as a recorded stand-in on a loopback port (tests/toolserver/siem_stand_in.py)."""
+    from tests.toolserver.siem_stand_in import ELASTIC_KEY, StandIn
+
+    stand_in = StandIn("elastic", ELASTIC_KEY)
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture
 def slapd(tmp_path):
     """A real OpenLDAP slapd of this test's own, on a loopback port, loaded with people and a
     service account (tests/toolserver/slapd.py); stopped, with its process group, after the test."""

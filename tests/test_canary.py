@@ -10,6 +10,7 @@ An adapter's secret parameter gets the same search: pages, audit records, the da
 
 import json
 import logging
+import secrets
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -273,6 +274,60 @@ def test_no_ldap_bind_password_appears_in_a_result_an_audit_record_a_page_the_da
     captured = capfd.readouterr()
     haystacks["logs"] = [caplog.text, captured.out, captured.err]
     assert any("ldap" in page for page in haystacks["pages"])
+    assert [where for where, texts in haystacks.items() if any(canary.lower() in text.lower() for text in texts)] == []
+
+
+@pytest.mark.parametrize("vendor, index", [("splunk", "security"), ("elastic", "logs-*")])
+def test_no_siem_token_or_api_key_appears_outside_the_siem_server_process(
+    vendor, index, caplog, capfd, admin_user, manager, settings
+):
+    """The siem server on Splunk or Elasticsearch (a recorded stand-in of the vendor's API,
+    tests/toolserver/siem_stand_in.py, that refuses any other credential): the Splunk token or the
+    Elastic API key, a unique canary, is set as an admin sets it, used for searches, a throttled
+    search, a check connection and a failed one, then searched for everywhere outside the
+    server's process, which holds it."""
+    from tests.toolserver.siem_stand_in import StandIn
+    from toolserver.gateway import CallContext, Gateway
+    from toolserver.supervisor import check_connection
+
+    caplog.set_level(logging.DEBUG)
+    canary = f"{vendor}-canary-{secrets.token_urlsafe(24)}"
+    stand_in = StandIn(vendor, canary)
+    try:
+        settings.BACKEND_ALLOWED_HOSTS = [f"127.0.0.1:{stand_in.port}"]
+        siem = ToolServer.objects.get(name="siem")
+        administration.update_server(
+            siem, admin_user, {"adapter": vendor, "url": stand_in.url, "params": {"index": index}}
+        )
+        administration.set_credential(ToolServer.objects.get(name="siem"), admin_user, secret=canary)
+        gateway, context = Gateway(), CallContext(correlation_id="inv-canary-siem", trigger="alert-canary-siem")
+        results = [
+            gateway.call("search_logins", {"user": "j.doe"}, context),
+            gateway.call("search_events", {"host": "WS-FIN-07", "kind": "process_start"}, context),
+        ]
+        checks = [check_connection("siem")]
+        assert [result["status"] for result in results] == ["ok", "ok"] and results[0]["data"]
+        pids = server_pids("siem")
+        assert pids and all(read_environ(pid)["GATEHOUSE_BACKEND_KEY"] == canary for pid in pids)
+        assert stand_in.requests and all(seen.authorization.endswith(canary) for seen in stand_in.requests)
+        stand_in.answer_all(429, b"{}", {"Retry-After": "5"})
+        results.append(gateway.call("search_events", {"user": "j.doe"}, context))
+        stand_in.close()
+        results.append(gateway.call("search_logins", {"user": "j.doe"}, context))
+        checks.append(check_connection("siem"))
+    finally:
+        stand_in.close()
+    assert [result.get("reason") for result in results[2:]] == [f"{vendor}_rate_limited", f"{vendor}_unavailable"]
+    assert [check["ok"] for check in checks] == [True, False]
+    haystacks = {
+        "results": [json.dumps(results + checks)],
+        "audit records": [json.dumps(list(AuditRecord.objects.values()), default=str)],
+        "database": database_dump(),
+        "pages": every_page([admin_user, manager]),
+    }
+    captured = capfd.readouterr()
+    haystacks["logs"] = [caplog.text, captured.out, captured.err]
+    assert any(vendor in page for page in haystacks["pages"])
     assert [where for where, texts in haystacks.items() if any(canary.lower() in text.lower() for text in texts)] == []
 
 

@@ -110,6 +110,12 @@ def jira_backend(request, server: str) -> dict:
     return {"url": jira.url, "credential": jira.token, "params": {"project_key": "SEC", "email": JIRA_EMAIL}}
 
 
+def siem_stand_in(request, server: str, fixture: str, index: str) -> dict:
+    """A vendor's recorded API (tests/toolserver/siem_stand_in.py): Splunk's or Elasticsearch's documented answers."""
+    stand_in = request.getfixturevalue(fixture)
+    return {"url": stand_in.url, "credential": stand_in.credential, "params": {"index": index}}
+
+
 # adapter name -> how its contract test reaches a backend: {"url", "credential", "params"}.
 CONTRACT_BACKENDS = {
     "crowdstrike": falcon_backend,
@@ -118,6 +124,8 @@ CONTRACT_BACKENDS = {
     "taxii": taxii_backend,
     "ldap": slapd_backend,
     "active-directory": lambda request, server: slapd_backend(request, server, active_directory=True),
+    "splunk": lambda request, server: siem_stand_in(request, server, "splunk_api", "security"),
+    "elastic": lambda request, server: siem_stand_in(request, server, "elastic_api", "logs-*"),
 }
 # adapter name -> (URL scheme, parameters) where the stand-in failure tests' http and example() do not fit.
 STAND_INS = {

@@ -115,6 +115,7 @@ def test_every_server_has_an_interface_and_the_lab_adapter():
     built_in = {server: ["lab"] for server in SERVERS} | {
         "intel": ["lab", "taxii"],
         "identity": ["active-directory", "lab", "ldap"],  # toolserver/adapters/ldap.py
+        "siem": ["elastic", "lab", "splunk"],  # toolserver/adapters/splunk.py, elastic.py
         "edr-response": ["crowdstrike", "lab"],  # toolserver/adapters/crowdstrike.py
         "ticketing": ["jira", "lab"],  # toolserver/adapters/jira.py
     }

@@ -43,11 +43,22 @@ class HttpBackend(Backend):
         await self._http.aclose()
 
     async def _request(
-        self, method: str, path: str, *, target: str = "", params=None, json=None, idempotency_key: str = ""
+        self,
+        method: str,
+        path: str,
+        *,
+        target: str = "",
+        params=None,
+        json=None,
+        data=None,
+        idempotency_key: str = "",
     ) -> dict:
-        """One request; its JSON object, or the failure it maps to. None-valued query params are left out."""
+        """One request; its JSON object, or the failure it maps to. None-valued query params are left out.
+
+        `data` is a form body (application/x-www-form-urlencoded), as Splunk's REST API takes.
+        """
         response = await self._response(
-            method, path, target=target, params=params, json=json, idempotency_key=idempotency_key
+            method, path, target=target, params=params, json=json, data=data, idempotency_key=idempotency_key
         )
         return self._json_object(response)
 
@@ -67,7 +78,7 @@ class HttpBackend(Backend):
 
         For an adapter that needs more of the answer than a JSON object (its media type, its
         headers); it reads the body with _json_object(), so a body that is not one is MALFORMED
-        here too. `data` is a form body (an OAuth2 token request's).
+        here too.
         """
         headers = dict(headers or {})
         if idempotency_key:
