@@ -162,6 +162,28 @@ def identity_on_slapd(slapd, admin_user, settings):
     return slapd
 
 
+def falcon():
+    """A CrowdStrike Falcon API stand-in on loopback (tests/toolserver/vendor_standins.py) with the
+    lab's phished host on it; its API client secret is unique to the test."""
+    from tests.toolserver.vendor_standins import FalconStandIn
+    from toolserver.lab.estate import PHISHED_HOST
+
+    stand_in = FalconStandIn(secrets.token_urlsafe(32), (PHISHED_HOST,))
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture
+def jira():
+    """A Jira Cloud API stand-in on loopback (tests/toolserver/vendor_standins.py), project SEC; its
+    API token is unique to the test."""
+    from tests.toolserver.vendor_standins import JiraStandIn
+
+    stand_in = JiraStandIn(secrets.token_urlsafe(32))
+    yield stand_in
+    stand_in.close()
+
+
 @dataclass
 class Lab:
     api_url: str

@@ -362,3 +362,60 @@ def test_no_misp_api_key_appears_in_a_result_an_audit_record_a_page_the_database
     assert [check["ok"] for check in checks] == [True, False]
     assert all(request["headers"]["Authorization"] == canary for request in misp_server.requests)  # it was used
     assert places_holding(canary, results + checks, [admin_user, manager], caplog, capfd, shown="misp") == []
+
+
+def test_no_falcon_secret_nor_jira_token_appears_outside_their_server_processes(
+    caplog, capfd, falcon, jira, admin_user, manager, settings
+):
+    """edr-response on CrowdStrike Falcon and ticketing on Jira (stand-ins of their APIs on loopback,
+    tests/toolserver/vendor_standins.py): the Falcon API client's secret and the Jira API token, unique
+    canaries, are set as an admin sets them and used by the real server processes for writes, a
+    repeat, a failure and Check connection; then searched for everywhere outside those processes."""
+    from tests.toolserver.vendor_standins import FALCON_CLIENT_ID, JIRA_EMAIL
+    from toolserver.gateway import CallContext, Gateway
+    from toolserver.supervisor import check_connection
+
+    caplog.set_level(logging.DEBUG)
+    settings.BACKEND_ALLOWED_HOSTS = [f"127.0.0.1:{falcon.port}", f"127.0.0.1:{jira.port}"]
+    edr, ticketing = ToolServer.objects.get(name="edr-response"), ToolServer.objects.get(name="ticketing")
+    params = {"client_id": FALCON_CLIENT_ID}
+    administration.update_server(edr, admin_user, {"adapter": "crowdstrike", "url": falcon.url, "params": params})
+    administration.set_credential(edr, admin_user, secret=falcon.secret)
+    params = {"project_key": "SEC", "email": JIRA_EMAIL}
+    administration.update_server(ticketing, admin_user, {"adapter": "jira", "url": jira.url, "params": params})
+    administration.set_credential(ticketing, admin_user, secret=jira.token)
+    gateway = Gateway()
+    context = CallContext(correlation_id="inv-canary", trigger="alert-canary", approval="canary-approval")
+    isolate = {"host": "WS-FIN-07", "reason": "Canary: contain the host."}
+    ticket = {"title": "Canary ticket", "body": "Opened by the canary test.", "severity": "low"}
+    results = [
+        gateway.call("isolate_host", isolate, context),
+        gateway.call(
+            "isolate_host",
+            isolate,
+            CallContext(correlation_id="inv-canary", trigger="alert-canary-2", approval="canary-approval-2"),
+        ),
+        gateway.call("open_ticket", ticket, context),
+    ]
+    results.append(gateway.call("add_comment", {"ticket_id": results[2]["data"]["ticket_id"], "body": "Hi."}, context))
+    assert [result["status"] for result in results] == ["ok"] * 4, results
+    assert results[1]["data"]["already_isolated"] is True and len(falcon.actions) == 1
+    falcon.tokens.clear()  # the server's token revoked: it fetches another, and that fetch fails
+    falcon.fail("/oauth2/token", 500)
+    results.append(gateway.call("release_host", {"host": "WS-FIN-07", "reason": "Canary: release it."}, context))
+    jira.fail("/rest/api/3/search/jql", 401)
+    other_alert = CallContext(correlation_id="inv-canary", trigger="alert-canary-3", approval="canary-approval-3")
+    results.append(gateway.call("open_ticket", ticket, other_alert))
+    assert [result.get("reason") for result in results[-2:]] == ["crowdstrike_unavailable", "jira_forbidden"]
+    checks = [check_connection("edr-response"), check_connection("ticketing")]
+    assert [check["ok"] for check in checks] == [True, True], checks
+    # The canaries were used, by their own server processes only.
+    assert any(falcon.secret in request.body.decode() for request in falcon.seen("POST", "/oauth2/token"))
+    assert jira.creates and all("Authorization" in request.headers for request in jira.requests)
+    for server, own, other in (("edr-response", falcon.secret, jira.token), ("ticketing", jira.token, falcon.secret)):
+        (pid,) = server_pids(server)
+        environ = read_environ(pid)
+        assert environ["GATEHOUSE_BACKEND_KEY"] == own and not any(other in value for value in environ.values())
+    users = [admin_user, manager]
+    assert places_holding(falcon.secret, results + checks, users, caplog, capfd, shown="crowdstrike") == []
+    assert places_holding(jira.token, results + checks, users, caplog, capfd, shown="jira") == []

@@ -116,6 +116,8 @@ def test_every_server_has_an_interface_and_the_lab_adapter():
         "intel": ["lab", "misp", "taxii"],  # toolserver/adapters/misp.py, taxii.py
         "identity": ["active-directory", "lab", "ldap"],  # toolserver/adapters/ldap.py
         "siem": ["elastic", "lab", "splunk"],  # toolserver/adapters/splunk.py, elastic.py
+        "edr-response": ["crowdstrike", "lab"],  # toolserver/adapters/crowdstrike.py
+        "ticketing": ["jira", "lab"],  # toolserver/adapters/jira.py
     }
     assert {server: adapter_names(server) for server in SERVERS} == built_in
     assert len(registered()) == sum(map(len, built_in.values()))
