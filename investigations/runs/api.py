@@ -1,9 +1,12 @@
-"""Investigations over HTTP, for automation: one investigation's state, verdict and action requests, and
-a new investigation of the same alert. The same authorisation as the pages: an investigation you may
+"""Investigations over HTTP, for automation: the filtered list, one investigation's state, verdict and
+action requests, and a new investigation of the same alert. The same authorisation as the pages: an investigation you may
 not view is 404, as an unknown one is."""
 
+from django import forms
+from django.core.paginator import Paginator
 from django.db.models import Prefetch
-from ninja import Field, Router, Schema, Status
+from ninja import Field, Query, Router, Schema, Status
+from ninja.errors import ValidationError
 
 from core.problems import InvalidInput, Problem
 from core.roles import ANALYST, has_role
@@ -11,10 +14,12 @@ from investigations.api_auth import auth_for
 from investigations.approvals.api import ActionSummary
 from investigations.approvals.services import summary
 from investigations.models import ActionApproval, Investigation
-from investigations.runs import services
+from investigations.runs import selectors, services
+from investigations.runs.forms import InvestigationFilters
 
 router = Router(tags=["investigations"])
 NOT_FOUND = "No such investigation."
+PAGE_SIZE = 50
 
 
 class AlertOut(Schema):
@@ -25,7 +30,7 @@ class AlertOut(Schema):
     severity: str
 
 
-class InvestigationOut(Schema):
+class InvestigationRow(Schema):
     id: int
     status: str = Field(description="queued, running, waiting (for an approval), completed or failed.")
     verdict: str = Field(description="malicious, benign or inconclusive once completed; empty before.")
@@ -37,7 +42,16 @@ class InvestigationOut(Schema):
     tokens_used: int
     created_at: str = Field(json_schema_extra={"format": "date-time"})
     finished_at: str | None = Field(None, json_schema_extra={"format": "date-time"})
+
+
+class InvestigationOut(InvestigationRow):
     requests: list[ActionSummary] = Field(description="Its action requests, oldest first.")
+
+
+class InvestigationPage(Schema):
+    items: list[InvestigationRow] = Field(description="Newest first; `GET /api/investigations/{id}` for its requests.")
+    count: int = Field(description="How many match, on every page.")
+    next_page: int | None = Field(description="Pass as `page` for the next (older) page; null on the last page.")
 
 
 def _visible(user, investigation_id: int) -> Investigation | None:
@@ -52,7 +66,7 @@ def _visible(user, investigation_id: int) -> Investigation | None:
     )
 
 
-def _out(investigation: Investigation) -> dict:
+def _row(investigation: Investigation) -> dict:
     alert = investigation.alert
     return {
         "id": investigation.pk,
@@ -72,8 +86,29 @@ def _out(investigation: Investigation) -> dict:
         "tokens_used": investigation.tokens_used,
         "created_at": investigation.created_at.isoformat(),
         "finished_at": investigation.finished_at.isoformat() if investigation.finished_at else None,
-        "requests": [summary(request) for request in investigation.action_requests.order_by("pk")],
     }
+
+
+def _out(investigation: Investigation) -> dict:
+    return _row(investigation) | {
+        "requests": [summary(request) for request in investigation.action_requests.order_by("pk")]
+    }
+
+
+def _parameter(name: str, field: forms.Field) -> dict:
+    """A filter of the form as an OpenAPI query parameter, so the schema (and its fuzzing) knows it."""
+    schema: dict = {"type": "string"}
+    if isinstance(field, forms.ChoiceField):
+        schema["enum"] = [value for value, _ in field.choices]
+    elif isinstance(field, forms.DateTimeField):
+        schema["description"] = "ISO 8601, e.g. 2026-11-25T09:30:00Z; UTC when no offset is given."
+    elif isinstance(field, forms.CharField) and field.max_length:
+        schema["maxLength"] = field.max_length
+    description = " ".join(part for part in (str(field.label or name.title()) + ".", str(field.help_text)) if part)
+    return {"in": "query", "name": name, "required": False, "schema": schema, "description": description}
+
+
+FILTER_PARAMETERS = [_parameter(name, field) for name, field in InvestigationFilters.base_fields.items()]
 
 
 def _may_investigate(request, user):
@@ -87,6 +122,36 @@ def _may_investigate(request, user):
     if _visible(user, investigation_id) is None:
         return 404, NOT_FOUND
     return None
+
+
+@router.get(
+    "/investigations",
+    auth=auth_for(),
+    response={200: InvestigationPage, 400: InvalidInput, 401: Problem},
+    url_name="list_investigations",
+    operation_id="list_investigations",
+    summary="List investigations",
+    openapi_extra={"parameters": FILTER_PARAMETERS},
+)
+def list_investigations(request, page: int = Query(1, ge=1, le=100_000, description="From 1, newest first.")):
+    """The investigations you may see, newest first, 50 a page, under the filters given (they combine):
+    the list page's filters, read by the same form (investigations/runs/forms.py)."""
+    form = InvestigationFilters(request.GET)
+    repeated = [name for name in form.fields if len(request.GET.getlist(name)) > 1]
+    if repeated or not form.is_valid():
+        errors = [{"loc": ("query", name), "msg": "given more than once: send one value"} for name in repeated]
+        raise ValidationError(
+            errors or [{"loc": ("query", e["field"]), "msg": e["message"]} for e in form.field_errors()]
+        )
+    paginator = Paginator(selectors.listing(request.auth, form.cleaned_data), PAGE_SIZE)
+    if page > paginator.num_pages:
+        return {"items": [], "count": paginator.count, "next_page": None}
+    current = paginator.page(page)
+    return {
+        "items": [_row(investigation) for investigation in current.object_list],
+        "count": paginator.count,
+        "next_page": current.next_page_number() if current.has_next() else None,
+    }
 
 
 @router.get(
