@@ -1,6 +1,6 @@
 """Investigations over HTTP, for automation: the filtered list, one investigation's state, verdict and
-action requests, and a new investigation of the same alert. The same authorisation as the pages: an investigation you may
-not view is 404, as an unknown one is."""
+action requests, and a new investigation of the same alert. The same authorisation as the pages: an
+investigation you may not view is 404, as an unknown one is, and is in no list."""
 
 from django import forms
 from django.core.paginator import Paginator
@@ -137,12 +137,14 @@ def list_investigations(request, page: int = Query(1, ge=1, le=100_000, descript
     """The investigations you may see, newest first, 50 a page, under the filters given (they combine):
     the list page's filters, read by the same form (investigations/runs/forms.py)."""
     form = InvestigationFilters(request.GET)
-    repeated = [name for name in form.fields if len(request.GET.getlist(name)) > 1]
-    if repeated or not form.is_valid():
-        errors = [{"loc": ("query", name), "msg": "given more than once: send one value"} for name in repeated]
-        raise ValidationError(
-            errors or [{"loc": ("query", e["field"]), "msg": e["message"]} for e in form.field_errors()]
-        )
+    # A filter given twice is refused, as the API's parser refuses a declared one (console/api.py).
+    errors = [
+        (name, "given more than once: send one value") for name in form.fields if len(request.GET.getlist(name)) > 1
+    ]
+    if not errors and not form.is_valid():
+        errors = form.field_errors()
+    if errors:
+        raise ValidationError([{"loc": ("query", name), "msg": message} for name, message in errors])
     paginator = Paginator(selectors.listing(request.auth, form.cleaned_data), PAGE_SIZE)
     if page > paginator.num_pages:
         return {"items": [], "count": paginator.count, "next_page": None}

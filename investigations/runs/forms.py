@@ -66,6 +66,6 @@ class InvestigationFilters(forms.Form):
         """The filters given, as sent: what the page's links carry on to the next page."""
         return {name: self.data[name] for name in self.fields if self.data.get(name)}
 
-    def field_errors(self) -> list[dict[str, str]]:
-        """One entry per refused field and message, as the API's 400 names them."""
-        return [{"field": name, "message": message} for name, messages in self.errors.items() for message in messages]
+    def field_errors(self) -> list[tuple[str, str]]:
+        """(field, message) for each refused value, as the API's 400 names them."""
+        return [(name, message) for name, messages in self.errors.items() for message in messages]
