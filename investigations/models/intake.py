@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 
 
 class Integration(models.Model):
@@ -59,6 +60,15 @@ class Alert(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
+        # The investigations list's filters (investigations/runs/selectors.py): host and user match in
+        # any case, so theirs are on UPPER(), the expression Django's iexact compares on PostgreSQL.
+        indexes = [
+            models.Index(Upper("host"), name="alert_host_upper"),
+            models.Index(Upper("account"), name="alert_account_upper"),
+            models.Index(fields=["source"], name="alert_source"),
+            models.Index(fields=["severity"], name="alert_severity"),
+            models.Index(fields=["observed_at"], name="alert_observed_at"),
+        ]
         constraints = [
             # An alert is the same alert only from the same integration: another one sending its
             # ids first cannot make it a repeat. Alerts typed in the console have no integration.

@@ -139,6 +139,7 @@ class Investigation(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["verdict"], name="investigation_verdict")]  # the list's filter
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=["completed"]) | Q(verdict=""), name="investigation_verdict_only_when_completed"
