@@ -3,6 +3,7 @@
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import Count
 from django.shortcuts import get_object_or_404, render
 
 from investigations.intake import details as alert_details
@@ -10,12 +11,16 @@ from investigations.models import Investigation
 from investigations.runs import selectors
 
 PAGE_SIZE = 50
+RELATED_SHOWN = 20  # the latest of an investigation's related alerts its page lists
 
 
 @login_required
 def investigation_list(request):
     investigations = (
-        Investigation.objects.visible_to(request.user).select_related("alert").order_by("-created_at", "-id")
+        Investigation.objects.visible_to(request.user)
+        .select_related("alert")
+        .annotate(related_count=Count("related_alerts"))  # a storm's alerts joined to it (grouping)
+        .order_by("-created_at", "-id")
     )
     page = Paginator(investigations, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "investigations/list.html", {"page": page})
@@ -30,6 +35,7 @@ def investigation_detail(request, pk: int):
     # script brings status and verdict up to date from them.
     events = selectors.events_after(investigation.pk, 0)
     alert = investigation.alert
+    related = investigation.related_alerts.order_by("-received_at", "-id")
     return render(
         request,
         "investigations/detail.html",
@@ -38,6 +44,8 @@ def investigation_detail(request, pk: int):
             "alert": alert,
             "details_json": alert_details.pretty(alert.details),  # shown autoescaped
             "events": events,
+            "related_count": related.count(),
+            "related": related[:RELATED_SHOWN],
             "status_labels": dict(Investigation.Status.choices),  # for the script, as the list shows them
         },
     )
