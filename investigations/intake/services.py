@@ -434,7 +434,7 @@ def set_start_cap(integration: Integration, per_minute: int, *, by: str) -> bool
     says why not); recorded (architecture rule 11). Whether it changed."""
     if not 1 <= per_minute <= STARTS_MAX_PER_MINUTE:
         raise ValueError(f"the start cap is 1 to {STARTS_MAX_PER_MINUTE} a minute")
-    return _changed(integration, "starts_per_minute", per_minute, what="integration_start_cap", by=by)
+    return _changed(integration, "starts_per_minute", per_minute, what="integration_cap", by=by)
 
 
 def _changed(integration: Integration, field: str, value, *, what: str, by: str) -> bool:
