@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -316,16 +317,17 @@ def receive_batch(
 
 
 def note_resolved(integration: Integration, source: str, external_id: str) -> Investigation | None:
-    """Say on the open investigation of this integration's alert that its sender resolved it: one
-    status event (the investigation's status unchanged), once however often the sender repeats it.
-    Returns that investigation; None when the alert is unknown or none of its investigations is open."""
+    """Say on the open investigation of this integration's alert (the one it started, or joined) that
+    its sender resolved it: one status event (the investigation's status unchanged), once however
+    often the sender repeats it. Returns that investigation; None when the alert is unknown or none
+    of its investigations is open."""
     alert = Alert.objects.filter(integration=integration, source=source, external_id=external_id).first()
     if alert is None:
         return None
     with transaction.atomic():
         investigation = (
             Investigation.objects.select_for_update()  # its status cannot move while it is read and written
-            .filter(alert=alert)
+            .filter(Q(alert=alert) | Q(pk=alert.joined_id))
             .exclude(status__in=Investigation.FINAL)
             .order_by("-created_at")
             .first()

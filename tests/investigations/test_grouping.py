@@ -283,3 +283,11 @@ def test_the_model_is_told_of_joined_alerts_as_data_and_its_writes_stay_keyed_to
     ]
     assert len(later) == 1 and later[0].startswith("1 more alert(s)")  # told once, only the new one
     assert "LAB-SIEM-1001-late" in later[0] and "LAB-SIEM-1001-24" not in later[0]
+
+
+def test_a_joined_alert_resolved_is_noted_on_the_investigation_it_joined(integration):
+    first = intake.receive_alert(alert_in(1), integration=integration).investigation
+    intake.receive_alert(alert_in(2), integration=integration)
+
+    assert intake.note_resolved(integration, "lab-siem", "SIEM-2") == first
+    assert first.events.filter(kind="status", data__resolved="SIEM-2").count() == 1
