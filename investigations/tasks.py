@@ -32,7 +32,7 @@ def sweep_investigations(queued_for_s: float | None = None) -> list[int]:
     released = intake.release_held()  # handed over on commit, each by its own task
     if released:
         log.info("released %d held investigation(s) as their start caps allow: %s", len(released), released)
-    found = services.stalled(queued_for_s=queued_for_s)
+    found = [pk for pk in services.stalled(queued_for_s=queued_for_s) if pk not in released]
     for investigation_id in found:
         run_investigation.delay(investigation_id)
     if found:

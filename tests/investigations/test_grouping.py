@@ -291,3 +291,17 @@ def test_a_joined_alert_resolved_is_noted_on_the_investigation_it_joined(integra
 
     assert intake.note_resolved(integration, "lab-siem", "SIEM-2") == first
     assert first.events.filter(kind="status", data__resolved="SIEM-2").count() == 1
+
+
+def test_the_sweep_releases_held_investigations_when_the_minute_allows_and_hands_each_over_once(integration):
+    from investigations.tasks import sweep_investigations
+
+    intake.set_start_cap(integration, 1, by="test")
+    first = intake.receive_alert(alert_in(1, host="a"), integration=integration).investigation
+    held = intake.receive_alert(alert_in(2, host="b"), integration=integration).investigation
+    assert sweep_investigations(queued_for_s=0) == [first.pk]  # the held one waits: the minute is full
+
+    Investigation.objects.filter(pk=first.pk).update(released_at=timezone.now() - timedelta(seconds=61))
+    assert sweep_investigations(queued_for_s=0) == [first.pk]  # held: released (handed over on commit), not again
+    held.refresh_from_db()
+    assert not held.held
