@@ -33,6 +33,8 @@ class InvestigationOut(Schema):
     end_reason: str = Field(description="Why it ended early (a budget, a failure), if it did.")
     model: str
     alert: AlertOut
+    related_alerts: int = Field(description="Alerts of its grouping key that joined it after its own (a storm).")
+    held: bool = Field(description="Queued but held: its integration started as many as its cap allows this minute.")
     tool_calls_used: int
     tokens_used: int
     created_at: str = Field(json_schema_extra={"format": "date-time"})
@@ -68,6 +70,8 @@ def _out(investigation: Investigation) -> dict:
             "title": alert.title,
             "severity": alert.severity,
         },
+        "related_alerts": investigation.related_alerts.count(),
+        "held": investigation.held,
         "tool_calls_used": investigation.tool_calls_used,
         "tokens_used": investigation.tokens_used,
         "created_at": investigation.created_at.isoformat(),

@@ -305,3 +305,16 @@ def test_the_sweep_releases_held_investigations_when_the_minute_allows_and_hands
     assert sweep_investigations(queued_for_s=0) == [first.pk]  # held: released (handed over on commit), not again
     held.refresh_from_db()
     assert not held.held
+
+
+def test_the_api_tells_related_alerts_and_held(client, analyst, integration):
+    intake.set_start_cap(integration, 1, by="test")
+    grouped = intake.receive_alert(alert_in(1), integration=integration).investigation
+    intake.receive_alert(alert_in(2), integration=integration)
+    held = intake.receive_alert(alert_in(3, host="other"), integration=integration).investigation
+    client.force_login(analyst)
+
+    first = client.get(f"/api/investigations/{grouped.pk}").json()
+    second = client.get(f"/api/investigations/{held.pk}").json()
+    assert (first["related_alerts"], first["held"]) == (1, False)
+    assert (second["related_alerts"], second["held"]) == (0, True)
