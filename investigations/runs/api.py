@@ -48,6 +48,8 @@ class InvestigationRow(Schema):
     end_reason: str = Field(description="Why it ended early (a budget, a failure), if it did.")
     model: str
     alert: AlertOut
+    related_alerts: int = Field(description="Alerts of its grouping key that joined it after its own (a storm).")
+    held: bool = Field(description="Queued but held: its integration started as many as its cap allows this minute.")
     tool_calls_used: int
     tokens_used: int = Field(description="What the token budget counts: the four kinds in `tokens` together.")
     tokens: TokensOut
@@ -93,6 +95,8 @@ def _row(investigation: Investigation) -> dict:
             "title": alert.title,
             "severity": alert.severity,
         },
+        "related_alerts": _related_count(investigation),
+        "held": investigation.held,
         "tool_calls_used": investigation.tool_calls_used,
         "tokens_used": investigation.tokens_used,
         "tokens": _tokens(investigation),
@@ -112,6 +116,12 @@ def _tokens(investigation: Investigation) -> dict:
         "cache_read_share": usage.cache_read_share,
         "estimated_cost_usd": None if cost is None else f"{cost:.6f}",
     }
+
+
+def _related_count(investigation: Investigation) -> int:
+    """Counted by the list's query (selectors.listing annotates it), else asked: no query per row."""
+    counted = getattr(investigation, "related_count", None)
+    return investigation.related_alerts.count() if counted is None else counted
 
 
 def _out(investigation: Investigation) -> dict:

@@ -1,7 +1,7 @@
 """What the investigation pages and sockets read. Who may see an investigation is the model's rule
 (`Investigation.objects.visible_to`), asked before anything here is read."""
 
-from django.db.models import Q
+from django.db.models import Count, Q
 from guardian.shortcuts import get_users_with_perms
 
 from investigations.models import Event, Investigation
@@ -12,7 +12,12 @@ from investigations.runs.forms import OBSERVED
 def listing(user, filters: dict | None = None):
     """The investigations `user` may see, newest first, under the cleaned data of
     `forms.InvestigationFilters`: what the list page and `GET /api/investigations` show."""
-    investigations = Investigation.objects.visible_to(user).select_related("alert").order_by("-created_at", "-id")
+    investigations = (
+        Investigation.objects.visible_to(user)
+        .select_related("alert")
+        .annotate(related_count=Count("related_alerts"))  # a storm's alerts joined to it (grouping)
+        .order_by("-created_at", "-id")
+    )
     return filtered(investigations, filters or {})
 
 

@@ -13,6 +13,7 @@ from investigations.runs.forms import InvestigationFilters
 from investigations.runs.usage import estimated_cost, priced_as
 
 PAGE_SIZE = 50
+RELATED_SHOWN = 20  # the latest of an investigation's related alerts its page lists
 
 
 @login_required
@@ -35,6 +36,7 @@ def investigation_detail(request, pk: int):
     events = selectors.events_after(investigation.pk, 0)
     alert = investigation.alert
     usage = investigation.usage
+    related = investigation.related_alerts.order_by("-received_at", "-id")
     return render(
         request,
         "investigations/detail.html",
@@ -43,6 +45,8 @@ def investigation_detail(request, pk: int):
             "alert": alert,
             "details_json": alert_details.pretty(alert.details),  # shown autoescaped
             "events": events,
+            "related_count": related.count(),
+            "related": related[:RELATED_SHOWN],
             "status_labels": dict(Investigation.Status.choices),  # for the script, as the list shows them
             "usage": usage,
             "cache_share": None if usage.cache_read_share is None else f"{usage.cache_read_share:.0%}",
