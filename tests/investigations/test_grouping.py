@@ -78,9 +78,7 @@ def test_a_storm_of_300_alerts_of_one_rule_on_one_host_is_one_investigation(clie
     assert Alert.objects.filter(group_key="rule+host:web-01:ssh-brute-force").count() == 300
 
 
-def test_a_storm_on_50_hosts_is_50_investigations_the_cap_holds_the_rest_and_releases_them(
-    client, fresh_rates
-):
+def test_a_storm_on_50_hosts_is_50_investigations_the_cap_holds_the_rest_and_releases_them(client, fresh_rates):
     integration, token = fresh_rates("lab-siem")
     assert integration.starts_per_minute == 20  # the default
 
