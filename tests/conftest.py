@@ -148,6 +148,43 @@ def slapd(tmp_path):
     directory.stop()
 
 
+@pytest.fixture
+def identity_on_slapd(slapd, admin_user, settings):
+    """The identity server pointed at `slapd` as an admin points it (console.manage.administration):
+    the ldap adapter, its URL and parameters, the service account's bind password as its credential."""
+    from console.manage import administration
+    from toolserver.models import ToolServer
+
+    settings.BACKEND_ALLOWED_HOSTS = [f"127.0.0.1:{slapd.port}"]
+    identity = ToolServer.objects.get(name="identity")
+    administration.update_server(identity, admin_user, {"adapter": "ldap", "url": slapd.url, "params": slapd.params()})
+    administration.set_credential(identity, admin_user, secret=slapd.service_password)
+    return slapd
+
+
+@pytest.fixture
+def falcon():
+    """A CrowdStrike Falcon API stand-in on loopback (tests/toolserver/vendor_standins.py) with the
+    lab's phished host on it; its API client secret is unique to the test."""
+    from tests.toolserver.vendor_standins import FalconStandIn
+    from toolserver.lab.estate import PHISHED_HOST
+
+    stand_in = FalconStandIn(secrets.token_urlsafe(32), (PHISHED_HOST,))
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture
+def jira():
+    """A Jira Cloud API stand-in on loopback (tests/toolserver/vendor_standins.py), project SEC; its
+    API token is unique to the test."""
+    from tests.toolserver.vendor_standins import JiraStandIn
+
+    stand_in = JiraStandIn(secrets.token_urlsafe(32))
+    yield stand_in
+    stand_in.close()
+
+
 @dataclass
 class Lab:
     api_url: str
@@ -157,6 +194,17 @@ class Lab:
     def environment(self) -> dict[str, str]:
         """What a separate worker process needs to reach this lab with these credentials."""
         return {"GATEHOUSE_LAB_URL": self.api_url, "GATEHOUSE_CREDENTIALS_DIR": str(self.credentials_dir)}
+
+
+@pytest.fixture
+def misp_server():
+    """A stand-in of MISP's REST API serving its documented responses, of this test's own, on a
+    loopback port (tests/toolserver/misp_server.py); stopped after the test."""
+    from tests.toolserver.misp_server import MispStandIn
+
+    server = MispStandIn()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -16,12 +16,18 @@ class ToolSpec:
     arguments: type[schemas.StrictArgs]
     description: str
     write: bool = False
+    # A write that changes or removes state (isolating a host, disabling an account), not one that
+    # only adds (a ticket, a comment): MCP's destructiveHint, which a client may ask a person about.
+    destructive: bool = False
     # The fields naming what a write acts on; with the action and the trigger they make the key.
     target_fields: tuple[str, ...] = ()
     # Free text that may differ between two requests for the same action without a conflict.
     free_text: tuple[str, ...] = ()
     # Fields stored in the audit record only as a keyed hash.
     sensitive: tuple[str, ...] = ()
+    # The write this one reverses (same target fields): once this succeeds, that one's result for the
+    # same target and alert no longer holds, so asking for it again sends it rather than replaying it.
+    undoes: str = ""
 
     def input_schema(self) -> dict:
         """The schema its server advertises (additionalProperties false) and the model is first offered."""
@@ -104,6 +110,8 @@ SERVERS: dict[str, ServerSpec] = {
                     "the evidence shows compromise; say why, citing the evidence. An analyst approves it "
                     "first; repeating it for the same alert returns the first result.",
                     write=True,
+                    undoes="release_host",
+                    destructive=True,
                     target_fields=("host",),
                     free_text=("reason",),
                 ),
@@ -112,6 +120,8 @@ SERVERS: dict[str, ServerSpec] = {
                     schemas.HostAction,
                     "Reconnect an isolated host. Needs an analyst's approval.",
                     write=True,
+                    undoes="isolate_host",
+                    destructive=True,
                     target_fields=("host",),
                     free_text=("reason",),
                 ),
@@ -135,6 +145,8 @@ SERVERS: dict[str, ServerSpec] = {
                     "Disable an account and end its sessions. Ask for it only when the evidence shows the "
                     "account is compromised; say why. An analyst approves it first.",
                     write=True,
+                    undoes="enable_account",
+                    destructive=True,
                     target_fields=("username",),
                     free_text=("reason",),
                     sensitive=("username",),
@@ -144,6 +156,8 @@ SERVERS: dict[str, ServerSpec] = {
                     schemas.AccountAction,
                     "Re-enable a disabled account. Needs an analyst's approval.",
                     write=True,
+                    undoes="disable_account",
+                    destructive=True,
                     target_fields=("username",),
                     free_text=("reason",),
                     sensitive=("username",),

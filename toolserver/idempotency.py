@@ -7,6 +7,9 @@ claim whose lease ran out (its worker died) may be taken over by exactly one cal
 taker first asks the backend whether the write already happened (toolserver.gateway), so exactly
 once does not rest on the backend deduplicating on the key. A key settled `outcome_unknown` (the
 backend could not tell) changes only by a person's word: confirm_done() or confirm_not_done().
+A write's success frees the key of the write it reverses (ToolSpec.undoes: release_host after
+isolate_host, enable_account after disable_account) for the same target and alert, so that write,
+asked for again, is sent again rather than replayed as done.
 """
 
 import hashlib
@@ -20,7 +23,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from toolserver.catalog import ServerSpec, ToolSpec
+from toolserver.catalog import ServerSpec, ToolSpec, find_tool
 from toolserver.envelope import Reason
 from toolserver.models import IdempotencyRecord
 from toolserver.schemas import StrictArgs
@@ -134,11 +137,25 @@ def renew(key: str) -> None:
 
 def complete(write: WriteKey, token: str, result: dict, *, failed: bool) -> None:
     """Store the outcome (success, or a permanent failure) for every repeat to receive."""
-    IdempotencyRecord.objects.filter(key=write.key, claim_token=token).update(
+    stored = IdempotencyRecord.objects.filter(key=write.key, claim_token=token).update(
         state=IdempotencyRecord.State.FAILED if failed else IdempotencyRecord.State.SUCCEEDED,
         result=result,
         completed_at=timezone.now(),
     )
+    if stored and not failed:
+        _free_undone(write.key)
+
+
+def _free_undone(key: str) -> None:
+    """The write under `key` succeeded: the succeeded write it reverses (ToolSpec.undoes), for the same
+    target and alert, no longer describes the backend. Its key is freed, so asking for it again sends it
+    (through the gate and a fresh approval) instead of replaying a result that is no longer true."""
+    record = IdempotencyRecord.objects.get(key=key)
+    found = find_tool(record.tool)
+    if found is None or not found[1].undoes:
+        return
+    undone = _digest(found[1].undoes, record.target, record.trigger)
+    IdempotencyRecord.objects.filter(key=undone, state=IdempotencyRecord.State.SUCCEEDED).delete()
 
 
 def release(write: WriteKey, token: str) -> None:
@@ -156,11 +173,12 @@ def _outcome_unknown(key: str):
 def confirm_done(key: str, result: dict) -> bool:
     """A person checked the backend: the write whose outcome was unknown happened. The key now holds
     `result`, which every repeat of the action receives, as if the write had been settled at the time."""
-    return bool(
-        _outcome_unknown(key).update(
-            state=IdempotencyRecord.State.SUCCEEDED, result=result, completed_at=timezone.now()
-        )
+    confirmed = _outcome_unknown(key).update(
+        state=IdempotencyRecord.State.SUCCEEDED, result=result, completed_at=timezone.now()
     )
+    if confirmed:
+        _free_undone(key)
+    return bool(confirmed)
 
 
 def confirm_not_done(key: str) -> bool:

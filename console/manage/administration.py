@@ -24,6 +24,8 @@ from core.roles import ADMIN, ROLES, has_role
 from investigations.audit import chain as audit
 from investigations.models import Budgets, Investigation, ToolPolicy
 from toolserver import credentials, egress, external
+from toolserver.adapters import adapter_class
+from toolserver.adapters.base import ParamError
 from toolserver.audit import result_digest
 from toolserver.config import find_tool
 from toolserver.models import Credential, Tool, ToolServer
@@ -106,6 +108,12 @@ def update_server(server: ToolServer, user, changes: dict) -> set[str]:
         changes.get(name, getattr(server, name)) != getattr(server, name) for name in (*backend_fields, "params")
     ):
         _require_backend_rights(user, server)
+    adapter = adapter_class(server.name, changes.get("adapter", server.adapter))
+    if "params" in changes and adapter is not None:  # as the form checks them, for every other caller too
+        try:
+            changes["params"] = adapter.check_params(changes["params"], plain_only=True)
+        except ParamError as exc:
+            raise Refused(str(exc)) from None
     if server.kind == ToolServer.Kind.EXTERNAL:
         _check_external(
             server.name, {name: changes.get(name, getattr(server, name)) for name in (*EXTERNAL_FIELDS, "url")}

@@ -39,8 +39,9 @@ def browser():
 
 
 @contextmanager
-def console_with_worker(lab_credentials, tmp_path_factory, *, model_delay_ms: int = 0):
-    """A console on this run's database and the worker that runs its investigations and actions."""
+def console_with_worker(lab_credentials, tmp_path_factory, *, model_delay_ms: int = 0, **environment: str):
+    """A console on this run's database and the worker that runs its investigations and actions;
+    `environment`: more of their settings (a backend's allow-list, say)."""
     from django.db import connection
 
     env = console_env(
@@ -49,6 +50,7 @@ def console_with_worker(lab_credentials, tmp_path_factory, *, model_delay_ms: in
         GATEHOUSE_OFFLINE_MODEL_DELAY_MS=str(model_delay_ms),
         GATEHOUSE_SWEEP_INTERVAL_S="3600",
         ANTHROPIC_API_KEY=None,  # the offline model, whatever this shell holds
+        **environment,
     )
     with console_and_worker(env, tmp_path_factory.mktemp("worker")) as console:
         yield console

@@ -62,6 +62,31 @@ def test_same_key_with_different_arguments_is_a_conflict():
     assert isinstance(idempotency.claim(TICKETS, OPEN_TICKET, second, "alert-1"), idempotency.Conflict)
 
 
+def test_a_write_reversed_since_is_free_again_for_its_alert_and_target_only():
+    """release_host undoes isolate_host: once a release succeeded, isolating the host again for the alert
+    is sent, not replayed. Another host, another alert, or a release that failed keep the first result."""
+    release = EDR.tool("release_host")
+
+    def settle(tool, host="WS-FIN-07", trigger="alert-1", *, failed=False):
+        write = idempotency.write_key(tool, isolate(host=host), trigger)
+        claim = idempotency.claim(EDR, tool, write, trigger)
+        assert isinstance(claim, idempotency.Claimed), (tool.name, host, trigger)
+        idempotency.complete(write, claim.token, {"status": "error" if failed else "ok", "data": {}}, failed=failed)
+        return write
+
+    isolated = [settle(ISOLATE, "WS-FIN-07"), settle(ISOLATE, "WS-FIN-08"), settle(ISOLATE, trigger="alert-2")]
+    settle(release, "ws-fin-07", failed=True)
+    assert isinstance(idempotency.claim(EDR, ISOLATE, isolated[0], "alert-1"), idempotency.Prior)
+    settle(release, "ws-fin-07", trigger="alert-3")  # released for another alert: this one's isolation stands
+
+    released = idempotency.write_key(release, isolate(), "alert-1")
+    IdempotencyRecord.objects.filter(key=released.key).delete()  # the failed release, freed by hand
+    settle(release, "ws-fin-07")
+    assert isinstance(idempotency.claim(EDR, ISOLATE, isolated[0], "alert-1"), idempotency.Claimed)
+    assert isinstance(idempotency.claim(EDR, ISOLATE, isolated[1], "alert-1"), idempotency.Prior)
+    assert isinstance(idempotency.claim(EDR, ISOLATE, isolated[2], "alert-2"), idempotency.Prior)
+
+
 def test_a_repeat_while_the_first_runs_is_told_in_progress_and_never_claims():
     write = idempotency.write_key(ISOLATE, isolate(), "alert-1")
     idempotency.claim(EDR, ISOLATE, write, "alert-1")

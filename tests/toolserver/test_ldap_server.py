@@ -21,15 +21,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 DISABLE = {"username": "j.doe", "reason": "Phished: the user ran the attachment."}
 
 
-@pytest.fixture
-def identity_on_slapd(slapd, admin_user, settings):
-    settings.BACKEND_ALLOWED_HOSTS = [f"127.0.0.1:{slapd.port}"]
-    identity = ToolServer.objects.get(name="identity")
-    administration.update_server(identity, admin_user, {"adapter": "ldap", "url": slapd.url, "params": slapd.params()})
-    administration.set_credential(identity, admin_user, secret=slapd.service_password)
-    return slapd
-
-
 def tool_records(tool: str) -> list[AuditRecord]:
     return list(AuditRecord.objects.filter(tool=tool).order_by("seq"))
 
@@ -86,3 +77,24 @@ def test_check_connection_binds_and_says_when_the_directory_refuses(identity_on_
     result = check_connection("identity")
     assert not result["ok"] and result["detail"].endswith("refused the credential (LDAP result code 49)")
     assert "not-the-bind-password" not in json.dumps(result)
+
+
+def test_a_write_undone_since_is_sent_again_for_the_same_alert_not_replayed(identity_on_slapd, context):
+    """Disabled, re-enabled, then disabled again for the same alert: the second disable reaches the
+    directory (replaying the first would report j.doe disabled while she can sign in). A plain repeat
+    with nothing undone in between is still the first result, sent nowhere."""
+    slapd, gateway = identity_on_slapd, Gateway()
+    for tool, binds in [
+        ("disable_account", (False, 49)),
+        ("enable_account", (True, 0)),
+        ("disable_account", (False, 49)),
+        ("enable_account", (True, 0)),
+    ]:
+        result = gateway.call(tool, DISABLE, context)
+        assert (result["status"], result["data"].get("replayed")) == ("ok", None), (tool, result)
+        assert slapd.bind_as("j.doe", "jdoe-password-1") == binds, tool
+    written = slapd.read(f"uid=j.doe,{PEOPLE}", "entryCSN")
+    assert gateway.call("enable_account", DISABLE, context)["data"]["replayed"] is True
+    assert slapd.read(f"uid=j.doe,{PEOPLE}", "entryCSN") == written
+    assert [record.outcome for record in tool_records("disable_account")] == ["dispatched", "ok"] * 2
+    assert [record.outcome for record in tool_records("enable_account")] == ["dispatched", "ok"] * 2 + ["replayed"]
