@@ -1,13 +1,16 @@
 """The investigations list after a storm: the filtered page with and without the filters' indexes.
 
-    .venv/bin/python bench/investigation_list.py [--investigations 100000] [--samples 20]
+    .venv/bin/python bench/investigation_list.py [--investigations 100000] [--samples 20] [--granted-samples N]
+        [--indexed-only]
 
-Production mode only: PostgreSQL database gatehouse_bench_list, dropped and re-created each run
+BENCH_DATABASE and BENCH_REDIS_URL name another database (default gatehouse_bench_list) and Redis.
+
+Production mode only: PostgreSQL database $BENCH_DATABASE, dropped and re-created each run
 (alerts and investigations bulk-created over 30 days: 2,000 hosts, 1,000 users, four sources).
 Pages are fetched in-process with Django's test client, as an analyst (sees every investigation)
-and once per case as a user without a role granted 500 of them (the visibility rule's subquery in
-play). Then the indexes of migration 0018 are dropped (migrate back to 0017) and the same pages
-measured again.
+and as a user without a role granted 500 of them (the visibility rule's subquery in play;
+--granted-samples, default --samples). Then, unless --indexed-only, the indexes of migration 0019 are
+dropped (migrate back to 0018) and the same pages measured again.
 """
 
 import argparse
@@ -22,12 +25,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DATABASE = "gatehouse_bench_list"
+DATABASE = os.environ.get("BENCH_DATABASE", "gatehouse_bench_list")
 
 os.environ.update(
     DJANGO_SETTINGS_MODULE="console.settings",
     DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DATABASE}",
-    REDIS_URL="redis://127.0.0.1:6379/12",
+    REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
     GATEHOUSE_SECRET_KEY="bench-only-secret-key-0123456789-0123456789-0123456789",
     GATEHOUSE_AUDIT_HASH_KEY="bench-only-audit-hash-key-0123456789-0123456789-012345",
     GATEHOUSE_AUDIT_SIGNING_KEY="bench-only-audit-signing-key-0123456789-0123456789-0123",
@@ -128,13 +131,16 @@ def fill(count: int) -> None:
         cursor.execute("ANALYZE")
 
 
-def measure(samples: int) -> dict:
-    """p50 and p95 per user and case; the granted user once per case (each page takes seconds: the
-    visibility rule's guardian subquery compares `id::varchar`, a scan however the list is filtered)."""
+def measure(samples: int, granted_samples: int) -> dict:
+    """p50 and p95 per user and case (before the visibility rule looked grants up by primary key,
+    each of the granted user's pages took seconds: pass --granted-samples 1 to bench that code)."""
     from django.test import Client
 
     figures = {}
-    for username, runs, warm in (("bench-analyst", samples, 2), ("bench-granted", 1, 0)):
+    for username, runs, warm in (
+        ("bench-analyst", samples, 2),
+        ("bench-granted", granted_samples, min(granted_samples - 1, 2)),
+    ):
         client = Client()
         assert client.login(username=username, password=PASSWORD)
         for label, query in CASES:
@@ -154,6 +160,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--investigations", type=int, default=100_000)
     parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--granted-samples", type=int, help="the granted user's samples (default: --samples)")
+    parser.add_argument("--indexed-only", action="store_true", help="skip the pass without 0019's indexes")
     arguments = parser.parse_args()
     recreate_database()
     import django
@@ -163,15 +171,18 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     fill(arguments.investigations)
-    indexed = measure(arguments.samples)
-    call_command("migrate", "investigations", "0017", verbosity=0)  # the filters' indexes dropped
-    from django.db import connection
+    granted_samples = arguments.granted_samples or arguments.samples
+    indexed = measure(arguments.samples, granted_samples)
+    bare = indexed
+    if not arguments.indexed_only:
+        call_command("migrate", "investigations", "0018", verbosity=0)  # the filters' indexes dropped
+        from django.db import connection
 
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
-    bare = measure(arguments.samples)
-    print(f"\nlist page, {arguments.samples} samples each (+2 warm-up), in-process, ms (p50 / p95):")
-    print(f"{'who':<8} {'filter':<26} {'indexed':>15} {'without 0018':>15}")
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+        bare = measure(arguments.samples, granted_samples)
+    print(f"\nlist page, {arguments.samples} samples each, granted {granted_samples}, in-process, ms (p50 / p95):")
+    print(f"{'who':<8} {'filter':<26} {'indexed':>15} {'without 0019':>15}")
     for who, label in indexed:
         shown = "analyst" if who == "bench-analyst" else "granted"
         with_index, without = indexed[who, label], bare[who, label]

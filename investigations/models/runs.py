@@ -1,6 +1,7 @@
 """Investigations, the events each one streams, and their budgets; and who may see an investigation."""
 
 from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import CharField, Q, Value
@@ -47,19 +48,41 @@ class InvestigationQuerySet(models.QuerySet):
             return Q(**{pk_in: []})  # empty: answered without a query
         if sees_every_investigation(user):
             return Q()
-        return Q(**{pk_in: Investigation.objects.granted_to(user).values("pk")})
+        return Q(**{pk_in: InvestigationQuerySet.granted_ids(user)})
 
     def visible_to(self, user):
         """The investigations of this queryset that `user` may see."""
         return self.filter(self.visibility(user))
 
     def granted_to(self, user):
-        """Those granted to `user` or a team of theirs: the django-guardian object permission
-        `view_investigation` on the investigation (a model permission or superuser status is not
-        a grant)."""
-        from guardian.shortcuts import get_objects_for_user  # guardian's models load after ours
+        """Those granted to `user` or a team of theirs (`granted_ids`)."""
+        return self.filter(pk__in=self.granted_ids(user))
 
-        return get_objects_for_user(user, VIEW, self, accept_global_perms=False, with_superuser=False)
+    @staticmethod
+    def granted_ids(user):
+        """The ids of the investigations granted to `user` or a team of theirs, as a subquery: the
+        django-guardian object permission `view_investigation` on the investigation (a model
+        permission or superuser status is not a grant), in guardian's user and group tables.
+
+        Guardian's own `get_objects_for_user` matches `id::varchar IN (object_pk ...)`, which reads
+        every investigation; here `object_pk` is cast to the key's type and the two tables are one
+        UNION, so the database looks the few granted ids up in the primary key index.
+        """
+        from guardian.models import GroupObjectPermission, UserObjectPermission  # guardian's models load after ours
+
+        if user.is_anonymous:
+            return Investigation.objects.none().values("pk")
+        investigation = ContentType.objects.get_for_model(Investigation)
+        # The row's own content type too (guardian writes both alike): only investigations' keys are cast.
+        the_permission = {
+            "content_type": investigation,
+            "permission__content_type": investigation,
+            "permission__codename": VIEW.split(".")[1],
+        }
+        as_key = Cast("object_pk", output_field=models.BigIntegerField())
+        of_user = UserObjectPermission.objects.filter(user=user, **the_permission)
+        of_teams = GroupObjectPermission.objects.filter(group__user=user, **the_permission)
+        return of_user.annotate(key=as_key).values("key").union(of_teams.annotate(key=as_key).values("key"))
 
     def correlation_ids(self):
         """Their correlation ids (`Investigation.correlation_id`), as a subquery."""
