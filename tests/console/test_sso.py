@@ -5,6 +5,7 @@ The refusals are mozilla-django-oidc's and PyJWT's checks; each test asserts the
 from datetime import timedelta
 
 import pytest
+from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.test import Client
 
@@ -13,6 +14,7 @@ from core.roles import ADMIN, ANALYST, MANAGER, roles_of
 from investigations.models import AuditRecord
 from tests.conftest import PASSWORD
 from tests.console import oidc
+from tests.websockets import next_output, socket
 
 User = get_user_model()
 
@@ -104,6 +106,21 @@ def test_a_group_removed_at_the_idp_removes_the_role_at_the_next_sign_in(idp):
     )
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_a_role_the_idp_takes_away_closes_the_person_s_open_sockets(idp):
+    """The socket of their sign-in in one browser closes (4403) when a sign-in in another finds the group gone."""
+    oidc.set_claims(idp, "u-1005", preferred_username="noa", groups=["soc-analysts"])
+    browser = Client()
+    assert (await database_sync_to_async(oidc.sign_in)(browser, "u-1005"))["Location"] == "/"
+    queue = await socket("/ws/approvals/?queue=1", client=browser)
+    assert (await queue.connect())[0]
+    assert (await queue.receive_json_from(timeout=5))["type"]  # the queue's snapshot: the socket listens
+
+    oidc.set_claims(idp, "u-1005", preferred_username="noa", groups=["hr"])
+    assert refused(await database_sync_to_async(oidc.sign_in)(Client(), "u-1005"))
+    assert await next_output(queue) == {"type": "websocket.close", "code": 4403}
+
+
 @pytest.mark.django_db
 def test_someone_in_no_mapped_group_gets_no_account(client, idp):
     oidc.set_claims(idp, "u-1003", preferred_username="pat", groups=["finance"])
@@ -137,6 +154,28 @@ def test_a_deactivated_account_is_refused_at_the_idp_s_door_too(client, idp):
     User.objects.filter(username="lee").update(is_active=False)
     assert refused(oidc.sign_in(client, "u-1004"))
     assert sign_ins()[-1][2]["reason"] == "the account is deactivated"
+
+
+@pytest.mark.django_db
+def test_an_idp_that_stops_answering_mid_sign_in_is_a_recorded_refusal(client, settings):
+    with oidc.provider() as issuer:
+        oidc.configure(settings, issuer)
+        oidc.set_claims(issuer, "u-1006", preferred_username="lee", groups=["soc-analysts"])
+        start = client.get("/oidc/authenticate/")
+        chosen = oidc.httpx.post(start["Location"], data={"sub": "u-1006"}, timeout=oidc.WAIT_S)
+    answer = client.get(chosen.headers["location"])  # the code comes back; its token endpoint is gone
+    assert refused(answer)
+    assert sign_ins()[-1][2]["reason"] == "the identity provider did not answer (ConnectionError)"
+
+
+@pytest.mark.django_db
+def test_without_discovery_the_sign_in_button_says_the_idp_is_unavailable(client, settings):
+    with oidc.provider() as issuer:
+        pass  # a loopback port nothing listens on any more
+    oidc.configure(settings, issuer)
+    answer = client.get("/oidc/authenticate/", follow=True)
+    assert answer.redirect_chain == [("/login/", 302)]
+    assert "Single sign-on is unavailable" in answer.content.decode()
 
 
 # Tokens the console must refuse. Each is signed by the real provider (or, for `alg: none`, stripped
