@@ -178,6 +178,24 @@ def test_without_discovery_the_sign_in_button_says_the_idp_is_unavailable(client
     assert "Single sign-on is unavailable" in answer.content.decode()
 
 
+@pytest.mark.django_db
+def test_no_token_nor_the_client_secret_reaches_a_log_a_record_a_session_or_a_page(client, idp, caplog):
+    caplog.set_level("DEBUG")
+    oidc.set_claims(idp, "u-1007", preferred_username="lee", groups=["soc-analysts"])
+    pages = [oidc.sign_in(client, "u-1007"), client.get("/"), client.get("/account/")]
+    oidc.set_claims(idp, "u-1008", preferred_username="zed", groups=["soc-analysts"], aud="payroll-app")
+    pages.append(oidc.sign_in(Client(), "u-1008"))
+
+    from django.contrib.sessions.models import Session
+
+    stored = " ".join(str(session.get_decoded()) for session in Session.objects.all())
+    seen = " ".join([caplog.text, stored, *(page.content.decode() for page in pages)])
+    assert "sso" in stored or "_auth_user_id" in stored  # the sessions were read
+    assert oidc.CLIENT_SECRET not in seen
+    assert "eyJ" not in seen
+    assert_no_token_recorded()
+
+
 # Tokens the console must refuse. Each is signed by the real provider (or, for `alg: none`, stripped
 # of its signature on the way); the reason recorded is the library's.
 
