@@ -14,6 +14,7 @@ import threading
 from contextlib import contextmanager
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import httpx2 as httpx
 from oidc_provider_mock import run_server_in_thread
@@ -55,25 +56,53 @@ def sign_in(client, sub: str):
     return client.get(chosen.headers["location"])
 
 
+def code_from(issuer: str, authorize_url: str, sub: str) -> str:
+    """A code from `issuer` for the authorization request the console made of another provider
+    (same client, redirect, nonce and PKCE challenge): what an attacker holding an account there gets."""
+    query = urlsplit(authorize_url).query
+    chosen = httpx.post(f"{issuer}/oauth2/authorize?{query}", data={"sub": sub}, timeout=WAIT_S)
+    assert chosen.status_code == 302, chosen.text
+    return parse_qs(urlsplit(chosen.headers["location"]).query)["code"][0]
+
+
 def unsigned(token: str) -> str:
     """The same claims with `alg: none` and no signature."""
     header = base64.urlsafe_b64encode(json.dumps({"alg": "none", "typ": "JWT"}).encode()).rstrip(b"=").decode()
     return f"{header}.{token.split('.')[1]}."
 
 
+class Tampering:
+    """What the proxy does to the token endpoint's answer: strip the ID token's signature, or answer
+    with the tokens another provider issues for a code of its own (`token_from`: its URL and code)."""
+
+    def __init__(self, url: str, strip_signature: bool):
+        self.url = url
+        self.strip_signature = strip_signature
+        self.token_from: tuple[str, str] | None = None
+
+
 @contextmanager
 def tampering(issuer: str, *, strip_signature: bool = True):
     """A pass-through proxy to the provider (which names itself after the Host it is asked as, so its
-    issuer is the proxy's URL) that strips the signature from every ID token its token endpoint issues."""
+    issuer is the proxy's URL) that tampers with its token endpoint's answers (Tampering)."""
     upstream = httpx.Client(base_url=issuer, timeout=WAIT_S)
+    tamper = Tampering("", strip_signature)
 
     class Handler(BaseHTTPRequestHandler):
         def relay(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {k: v for k, v in self.headers.items() if k.lower() not in {"content-length", "connection"}}
-            answer = upstream.request(self.command, self.path, content=body, headers=headers)
+            token_request = self.path.startswith("/oauth2/token")
+            if token_request and tamper.token_from:
+                other, code = tamper.token_from
+                form = {k: v[0] for k, v in parse_qs(body.decode()).items()} | {"code": code}
+                headers.pop("Host", None)
+                headers.pop("host", None)
+                answer = httpx.post(f"{other}/oauth2/token", data=form, headers=headers, timeout=WAIT_S)
+            else:
+                answer = upstream.request(self.command, self.path, content=body, headers=headers)
             content = answer.content
-            if strip_signature and self.path.startswith("/oauth2/token") and answer.status_code == 200:
+            if token_request and tamper.strip_signature and answer.status_code == 200:
                 tokens = answer.json()
                 tokens["id_token"] = unsigned(tokens["id_token"])
                 content = json.dumps(tokens).encode()
@@ -91,10 +120,11 @@ def tampering(issuer: str, *, strip_signature: bool = True):
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    tamper.url = f"http://localhost:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://localhost:{server.server_address[1]}"
+        yield tamper
     finally:
         server.shutdown()
         server.server_close()

@@ -236,10 +236,24 @@ def test_a_token_from_another_issuer_is_refused(client, idp):
 
 
 @pytest.mark.django_db
+def test_a_token_another_provider_signed_is_refused(client, settings, idp):
+    """A second provider issues the tokens, for the very request the console made (its nonce, its
+    PKCE challenge), answered in place of the console's IdP: its key is not the IdP's."""
+    with oidc.provider() as other, oidc.tampering(idp, strip_signature=False) as proxy:
+        oidc.configure(settings, proxy.url)
+        oidc.set_claims(other, "u-2007", preferred_username="ivy", groups=["soc-admins"])
+        start = client.get("/oidc/authenticate/")
+        proxy.token_from = (other, oidc.code_from(other, start["Location"], "u-2007"))
+        chosen = oidc.httpx.post(start["Location"], data={"sub": "u-2007"}, timeout=oidc.WAIT_S)
+        answer = client.get(chosen.headers["location"])
+    assert_refused_and_recorded(client, answer, "ID token refused: Signature verification failed")
+
+
+@pytest.mark.django_db
 def test_an_unsigned_token_is_refused(client, settings, idp):
-    with oidc.tampering(idp) as proxied:
-        oidc.configure(settings, proxied)
-        oidc.set_claims(proxied, "u-2005", preferred_username="ivy", groups=["soc-analysts"])
+    with oidc.tampering(idp) as proxy:
+        oidc.configure(settings, proxy.url)
+        oidc.set_claims(proxy.url, "u-2005", preferred_username="ivy", groups=["soc-analysts"])
         answer = oidc.sign_in(client, "u-2005")
     assert_refused_and_recorded(client, answer, "ID token refused: The specified alg value is not allowed")
 
@@ -247,9 +261,9 @@ def test_an_unsigned_token_is_refused(client, settings, idp):
 @pytest.mark.django_db
 def test_through_the_proxy_untouched_the_same_sign_in_succeeds(client, settings, idp):
     """The unsigned-token test's control: through the proxy, only the signature makes the difference."""
-    with oidc.tampering(idp, strip_signature=False) as proxied:
-        oidc.configure(settings, proxied)
-        oidc.set_claims(proxied, "u-2005", preferred_username="ivy", groups=["soc-analysts"])
+    with oidc.tampering(idp, strip_signature=False) as proxy:
+        oidc.configure(settings, proxy.url)
+        oidc.set_claims(proxy.url, "u-2005", preferred_username="ivy", groups=["soc-analysts"])
         assert oidc.sign_in(client, "u-2005")["Location"] == "/"
     assert signed_in(client)
 
