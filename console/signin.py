@@ -34,11 +34,14 @@ def logged_out(sender, request, user, **kwargs):
 
 def login_failed(sender, credentials, request=None, **kwargs):
     if "nonce" in credentials:  # the single sign-on callback (console.sso): its name and reason are on the request
-        username = getattr(request, "sso_username", "")
-        reason = getattr(request, "sso_refused", "")
-        audit.record_sign_in("login_failed", username, _address(request), how="sso", reason=reason)
+        sso_failed(request, getattr(request, "sso_refused", ""))
         return
     audit.record_sign_in("login_failed", str(credentials.get("username") or ""), _address(request))
+
+
+def sso_failed(request, reason: str) -> None:
+    username = getattr(request, "sso_username", "")
+    audit.record_sign_in("login_failed", username, _address(request), how="sso", reason=reason)
 
 
 class PasswordBackend(ModelBackend):

@@ -26,8 +26,9 @@ from django.http import Http404
 from django.shortcuts import redirect
 from django.views.generic import View
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
-from mozilla_django_oidc.views import OIDCAuthenticationRequestView
+from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
+from console import signin
 from console.manage import administration
 from console.models import SsoIdentity
 
@@ -190,3 +191,26 @@ class SignInView(OIDCAuthenticationRequestView):
             messages.error(request, "Single sign-on is unavailable: the identity provider did not answer.")
             return redirect("login")
         return super().get(request)
+
+
+class CallbackView(OIDCAuthenticationCallbackView):
+    """The library's callback. A sign-in it refuses before asking for a token (the person denied it at
+    the IdP, or the answer is not for this browser) sends Django no signal, so it is recorded here."""
+
+    def get(self, request):
+        try:
+            return super().get(request)
+        except SuspiciousOperation:  # the library's: a state this browser's session never issued
+            return self.refused_early("the answer's state is not one this browser asked for")
+
+    def login_failure(self):
+        if hasattr(self, "user"):  # authenticate ran: console.signin recorded the outcome
+            return super().login_failure()
+        error = self.request.GET.get("error")
+        return self.refused_early(
+            f"the identity provider answered {error[:60]!r}" if error else "no sign-in of this browser awaited it"
+        )
+
+    def refused_early(self, reason: str):
+        signin.sso_failed(self.request, reason)
+        return super().login_failure()

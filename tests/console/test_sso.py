@@ -196,6 +196,26 @@ def test_no_token_nor_the_client_secret_reaches_a_log_a_record_a_session_or_a_pa
     assert_no_token_recorded()
 
 
+@pytest.mark.django_db
+def test_a_sign_in_denied_at_the_idp_or_not_this_browser_s_is_recorded_too(client, idp):
+    oidc.set_claims(idp, "u-1009", preferred_username="lee", groups=["soc-analysts"])
+    start = client.get("/oidc/authenticate/")
+    denied = oidc.httpx.post(start["Location"], data={"action": "deny"}, timeout=oidc.WAIT_S)
+    assert refused(client.get(denied.headers["location"]))
+
+    # Another browser's answer (its code and state) brought to this one: its state is not this session's.
+    other = Client()
+    other_start = other.get("/oidc/authenticate/")
+    chosen = oidc.httpx.post(other_start["Location"], data={"sub": "u-1009"}, timeout=oidc.WAIT_S)
+    client.get("/oidc/authenticate/")  # this browser is waiting for an answer of its own
+    assert refused(client.get(chosen.headers["location"]))
+    assert not signed_in(client)
+    assert [extra["reason"] for _, _, extra in sign_ins()] == [
+        "the identity provider answered 'access_denied'",
+        "the answer's state is not one this browser asked for",
+    ]
+
+
 # Tokens the console must refuse. Each is signed by the real provider (or, for `alg: none`, stripped
 # of its signature on the way); the reason recorded is the library's.
 
