@@ -171,6 +171,8 @@ class SsoBackend(OIDCAuthenticationBackend):
         return user
 
     def get_user(self, user_id):
+        if not settings.OIDC_ISSUER:  # single sign-on switched off ends its sessions
+            return None
         user = super().get_user(user_id)  # the library's does not look at is_active
         return user if user is not None and self.user_can_authenticate(user) else None
 

@@ -157,6 +157,23 @@ def test_a_deactivated_account_is_refused_at_the_idp_s_door_too(client, idp):
 
 
 @pytest.mark.django_db
+def test_an_sso_session_ends_with_deactivation_or_with_single_sign_on_switched_off(client, settings, idp):
+    oidc.set_claims(idp, "u-1010", preferred_username="lee", groups=["soc-analysts"])
+    assert oidc.sign_in(client, "u-1010")["Location"] == "/"
+    other = Client()
+    assert oidc.sign_in(other, "u-1010")["Location"] == "/"
+    assert client.get("/").status_code == other.get("/").status_code == 200
+
+    settings.OIDC_ISSUER = ""
+    assert client.get("/")["Location"].startswith("/login/")
+    settings.OIDC_ISSUER = idp
+    user = User.objects.get(username="lee")
+    user.is_active = False
+    user.save()
+    assert other.get("/")["Location"].startswith("/login/")
+
+
+@pytest.mark.django_db
 def test_an_idp_that_stops_answering_mid_sign_in_is_a_recorded_refusal(client, settings):
     with oidc.provider() as issuer:
         oidc.configure(settings, issuer)
