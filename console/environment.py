@@ -68,6 +68,25 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_mapping(name: str, allowed_values: tuple[str, ...]) -> dict[str, str]:
+    """KEY=VALUE,... with each VALUE one of `allowed_values` (e.g. IdP group names to roles)."""
+    mapping = {}
+    for entry in env_list(name, []):
+        key, equals, value = entry.rpartition("=")
+        if not equals or not key.strip() or value.strip() not in allowed_values:
+            raise ConfigError(name, f"expected NAME=VALUE with VALUE one of {', '.join(allowed_values)}, got {entry!r}")
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default)
+    by_lower = {choice.lower(): choice for choice in choices}
+    if value.lower() not in by_lower:
+        raise ConfigError(name, f"expected one of {', '.join(choices)}, got {value!r}")
+    return by_lower[value.lower()]
+
+
 SQLITE_OPTIONS = {
     # The embedded worker thread and the web server write at the same time: WAL lets
     # readers proceed, IMMEDIATE takes the write lock up front instead of failing late.

@@ -21,3 +21,18 @@ class RoleRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} for {self.user} (asked by {self.requested_by})"
+
+
+class SsoIdentity(models.Model):
+    """Who an account is at the identity provider: its issuer and subject, never its e-mail or name
+    (so an IdP account whose name matches a local one never signs in as it; console.sso)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identity")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="one_account_per_subject")]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"

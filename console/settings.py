@@ -19,13 +19,16 @@ from console.environment import (
     check_redis_url,
     database_from_url,
     env_bool,
+    env_choice,
     env_int,
     env_list,
+    env_mapping,
     env_prices,
     env_rate,
     env_str,
     sqlite_database,
 )
+from core.roles import ROLES
 from toolserver.catalog import SERVERS as TOOL_SERVERS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -155,7 +158,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
     "console.signin.SignInThrottle",  # first: a locked-out name or address is refused before its password is checked
-    "django.contrib.auth.backends.ModelBackend",
+    "console.signin.PasswordBackend",
+    "console.sso.SsoBackend",  # signs in only from the OpenID Connect callback, and only when an issuer is set
     "guardian.backends.ObjectPermissionBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
@@ -163,6 +167,27 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Local passwords: `on`, `admins` (break-glass: only local accounts holding the admin role, or
+# superusers) or `off` (console.signin.PasswordBackend); single sign-on is console/sso.py.
+PASSWORD_SIGNIN = env_choice("GATEHOUSE_PASSWORD_SIGNIN", "on", ("on", "admins", "off"))
+# Single sign-on over OpenID Connect (console/sso.py, mozilla-django-oidc): on when an issuer is set.
+OIDC_ISSUER = env_str("GATEHOUSE_OIDC_ISSUER").rstrip("/")
+OIDC_RP_CLIENT_ID = env_str("GATEHOUSE_OIDC_CLIENT_ID")
+OIDC_RP_CLIENT_SECRET = env_str("GATEHOUSE_OIDC_CLIENT_SECRET")
+if OIDC_ISSUER and not (OIDC_RP_CLIENT_ID and OIDC_RP_CLIENT_SECRET):
+    raise ConfigError("GATEHOUSE_OIDC_CLIENT_ID", "an OIDC issuer needs its client id and GATEHOUSE_OIDC_CLIENT_SECRET")
+OIDC_PROVIDER_NAME = env_str("GATEHOUSE_OIDC_PROVIDER_NAME", "your company's sign-in")
+OIDC_RP_SIGN_ALGO = env_choice(
+    "GATEHOUSE_OIDC_SIGN_ALGO", "RS256", ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
+)
+OIDC_RP_SCOPES = env_str("GATEHOUSE_OIDC_SCOPES", "openid email profile")
+OIDC_USERNAME_CLAIM = env_str("GATEHOUSE_OIDC_USERNAME_CLAIM", "preferred_username")
+OIDC_GROUPS_CLAIM = env_str("GATEHOUSE_OIDC_GROUPS_CLAIM", "groups")
+OIDC_ROLE_GROUPS = env_mapping("GATEHOUSE_OIDC_ROLE_GROUPS", ROLES)  # IdP group -> role
+OIDC_TIMEOUT = env_int("GATEHOUSE_OIDC_TIMEOUT_S", 10, minimum=1)
+OIDC_CLOCK_LEEWAY_S = 60  # clock skew tolerated on an ID token's exp and iat
+OIDC_USE_PKCE = True
+LOGIN_REDIRECT_URL_FAILURE = "/login/?sso=refused"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

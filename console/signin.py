@@ -1,14 +1,21 @@
-"""Sign-ins, failed sign-ins and sign-outs, as records of the audit trail.
+"""Sign-ins, failed sign-ins and sign-outs, as records of the audit trail; and who may sign in with a password.
 
 Connected in ConsoleConfig.ready to django.contrib.auth's signals, so both the console's and the
-admin's sign-in are covered. The address is the one django-axes counts failures by; a failed
-attempt's credentials are read for the user name only (Django has already masked the password).
+admin's sign-in are covered, and single sign-on's (console.sso) too. The address is the one
+django-axes counts failures by; a failed attempt's credentials are read for the user name only
+(Django has already masked the password); a refused single sign-on says why (console.sso.why).
 """
 
 from axes.backends import AxesStandaloneBackend
 from axes.helpers import get_client_ip_address
+from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
+from django.core.exceptions import PermissionDenied
 
+from core.roles import ADMIN, has_role
 from investigations.audit import chain as audit
+
+SSO_BACKEND = "console.sso.SsoBackend"
 
 
 def _address(request) -> str | None:
@@ -16,7 +23,8 @@ def _address(request) -> str | None:
 
 
 def logged_in(sender, request, user, **kwargs):
-    audit.record_sign_in("logged_in", user.get_username(), _address(request))
+    how = "sso" if getattr(user, "backend", "") == SSO_BACKEND else "password"
+    audit.record_sign_in("logged_in", user.get_username(), _address(request), how=how)
 
 
 def logged_out(sender, request, user, **kwargs):
@@ -25,7 +33,35 @@ def logged_out(sender, request, user, **kwargs):
 
 
 def login_failed(sender, credentials, request=None, **kwargs):
+    if "nonce" in credentials:  # the single sign-on callback (console.sso): its name and reason are on the request
+        sso_failed(request, getattr(request, "sso_refused", ""))
+        return
     audit.record_sign_in("login_failed", str(credentials.get("username") or ""), _address(request))
+
+
+def sso_failed(request, reason: str) -> None:
+    username = getattr(request, "sso_username", "")
+    audit.record_sign_in("login_failed", username, _address(request), how="sso", reason=reason)
+
+
+class PasswordBackend(ModelBackend):
+    """Django's password check, as far as GATEHOUSE_PASSWORD_SIGNIN allows: `on`; `admins`, break-glass
+    (local accounts holding the admin role, or superusers); `off` (refused, and recorded as failed).
+    Its sessions end with it too: get_user asks the same question on every request and socket check."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        mode = settings.PASSWORD_SIGNIN
+        if mode == "off" and username is not None:
+            raise PermissionDenied("password sign-in is switched off")
+        return super().authenticate(request, username, password, **kwargs)
+
+    def user_can_authenticate(self, user):
+        mode = settings.PASSWORD_SIGNIN
+        if not super().user_can_authenticate(user) or mode == "off":
+            return False
+        if mode == "admins":
+            return (user.is_superuser or has_role(user, ADMIN)) and not hasattr(user, "sso_identity")
+        return True
 
 
 class SignInThrottle(AxesStandaloneBackend):

@@ -3,14 +3,17 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from console import views
+from console import sso, views
 from console.api import api
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", views.SignIn.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Single sign-on (console.sso): to the IdP, and back with its code; the names are the library's.
+    path("oidc/authenticate/", sso.SignInView.as_view(), name="oidc_authentication_init"),
+    path("oidc/callback/", sso.CallbackView.as_view(), name="oidc_authentication_callback"),
     path("account/", views.account, name="account"),
     path("account/tokens/<int:pk>/revoke", views.revoke_api_token, name="revoke_api_token"),
     path("account/password/", views.PasswordChange.as_view(), name="password_change"),

@@ -14,6 +14,20 @@ from console import health
 from investigations import tokens
 
 
+class SignIn(auth_views.LoginView):
+    """The password form (as far as GATEHOUSE_PASSWORD_SIGNIN allows) and the single sign-on button."""
+
+    redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(
+            password_signin=settings.PASSWORD_SIGNIN,
+            sso_name=settings.OIDC_PROVIDER_NAME if settings.OIDC_ISSUER else "",
+            sso_refused=self.request.GET.get("sso") == "refused",
+            **kwargs,
+        )
+
+
 @login_required
 def home(request):
     return render(request, "console/home.html")

@@ -583,6 +583,22 @@ def revoke_role(user, person: User, role: str) -> None:
     _role_record(user, "role_revoked", person, role)
 
 
+@transaction.atomic
+def apply_idp_roles(person: User, roles: set[str], issuer: str) -> None:
+    """Single sign-on: the identity provider's groups decide an SSO account's roles at each sign-in
+    (console.sso). Each role it gives or takes is one record, by the IdP; taking one closes the
+    person's open sockets (console.signals), as an admin's revoke_role does."""
+    held = set(person.groups.filter(name__in=ROLES).values_list("name", flat=True))
+    by = f"idp:{issuer}"
+    for role in sorted(roles - held):
+        person.groups.add(Group.objects.get(name=role))
+        audit.record_admin_change(by, "role_granted", before={}, after={"user": person.get_username(), "role": role})
+    for role in sorted(held - roles):
+        person.groups.remove(Group.objects.get(name=role))
+        audit.record_admin_change(by, "role_revoked", before={}, after={"user": person.get_username(), "role": role})
+    person.__dict__.pop("_gatehouse_roles", None)  # core.roles caches them on the user
+
+
 # -- object permissions -----------------------------------------------------------------------------
 # What an admin grants per object: the permission, the model it is on, and how a page names one.
 GRANTABLE = {
