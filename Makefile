@@ -16,7 +16,8 @@ TEST_PRODUCTION_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
 	GATEHOUSE_HTTPS=false
 TEST_EMBEDDED_ENV := DATABASE_URL= REDIS_URL= GATEHOUSE_DATA_DIR=$(CURDIR)/var/test-embedded
 
-.PHONY: run test test-production test-embedded lint format install static services chromium slapd alertmanager clean
+.PHONY: run test test-production test-embedded lint format install static services chromium slapd alertmanager \
+	conformance conformance-tools clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +49,19 @@ slapd:
 alertmanager:
 	scripts/alertmanager.sh
 
+# The official MCP conformance suite and the inspector CLI, pinned by conformance/package-lock.json
+# (npm ci again when it changes; no install scripts run).
+CONFORMANCE_TOOLS := conformance/node_modules/.package-lock.json
+$(CONFORMANCE_TOOLS): conformance/package-lock.json
+	cd conformance && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+conformance-tools: $(CONFORMANCE_TOOLS)
+
+# The built-in tool servers against them (tests/toolserver/test_conformance.py); `make test` runs it too.
+conformance: install conformance-tools
+	env $(TEST_EMBEDDED_ENV) $(BIN)/pytest tests/toolserver/test_conformance.py
+
 # ruff (rules and format in pyproject.toml) over everything, mypy over toolserver/. `make test` runs it first.
 lint: install
 	$(BIN)/ruff check .
@@ -60,7 +74,7 @@ format: install
 
 # The two modes share nothing (PostgreSQL + Redis db 15, SQLite under var/test-embedded), so they
 # run side by side; each one's output is printed whole when it ends.
-test: lint static services chromium slapd alertmanager
+test: lint static services chromium slapd alertmanager conformance-tools
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-production test-embedded
 
 test-production:
@@ -70,4 +84,4 @@ test-embedded:
 	env $(TEST_EMBEDDED_ENV) $(BIN)/pytest -m "not production" $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var conformance/node_modules

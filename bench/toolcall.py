@@ -1,8 +1,14 @@
-"""Per-call cost of the full tool stack against the lab, beside a bare mcp echo over stdio.
+"""Per-call cost of the full tool stack against the lab, beside a bare mcp echo over stdio; and
+against a real directory, beside a bare ldap3 search of it.
 
 Full stack: gateway -> strict validation -> rate limit -> stdio to the edr server process ->
 lab HTTP API (served by `manage.py serve`) -> envelope -> audit record written.
 Baseline: an mcp echo tool over stdio, same client library, same machine, same run.
+
+LDAP: get_user through the same stack to the identity server on the `ldap` adapter, against a
+real OpenLDAP slapd started here as the tests start one (tests/toolserver/slapd.py), beside bare
+ldap3 on the same slapd and user in the same run: bind, search, unbind on a new connection (what
+the adapter does per call, its floor), and a search on a connection already bound.
 
     .venv/bin/python bench/toolcall.py [--calls 300]
 
@@ -103,6 +109,7 @@ def main() -> None:
         console.terminate()
         console.wait(timeout=10)
 
+    ldap_full, ldap_bare, ldap_open = ldap_timings(calls)
     bare = asyncio.run(echo_latencies(calls))
     full_p50, full_p99 = percentiles(full)
     bare_p50, bare_p99 = percentiles(bare)
@@ -113,20 +120,113 @@ def main() -> None:
     print(
         f"  ratio full/bare                       p50 {full_p50 / bare_p50:7.1f} x    p99 {full_p99 / bare_p99:7.1f} x"
     )
+    print_case(
+        f"get_user through the gateway, identity on ldap, against slapd ({calls} calls each)",
+        [
+            ("full stack get_user (ldap adapter)", ldap_full),
+            ("floor: bare ldap3 bind+search+unbind", ldap_bare),
+            ("bare ldap3 search, connection open", ldap_open),
+        ],
+    )
     stopped, first_call = (statistics.median(samples) for samples in zip(*rotation, strict=True))
     print(f"credential rotation (admin sets it, sealed), median of {len(rotation)}:")
     print(f"  until the old server process is gone   {stopped:7.1f} ms")
     print(f"  then the first call on the new one     {first_call:7.1f} ms (a new process starts)")
 
 
+def print_case(title: str, rows: list[tuple[str, list[float]]]) -> None:
+    """Each row's p50/p99, and the first row over the second (its floor)."""
+    print(title)
+    for label, samples in rows:
+        p50, p99 = percentiles(samples)
+        print(f"  {label:<38}p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
+    (full_p50, full_p99), (floor_p50, floor_p99) = percentiles(rows[0][1]), percentiles(rows[1][1])
+    print(f"  {'ratio full/floor':<38}p50 {full_p50 / floor_p50:7.1f} x    p99 {full_p99 / floor_p99:7.1f} x")
+
+
+def ldap_timings(calls: int) -> tuple[list[float], list[float], list[float]]:
+    """(full stack get_user, bare bind+search+unbind, bare search on an open connection) against one slapd."""
+    import tempfile
+
+    from django.conf import settings
+    from ldap3 import NONE, SUBTREE, Connection, Server
+
+    from console.manage import administration
+    from investigations.models import AuditRecord
+    from tests.toolserver.slapd import PEOPLE, SERVICE_DN, Slapd
+    from toolserver.gateway import CallContext, Gateway
+    from toolserver.models import ToolServer
+
+    admin = bench_admin()
+    with tempfile.TemporaryDirectory(prefix="bench-slapd-") as folder:
+        slapd = Slapd(Path(folder))
+        try:
+            settings.BACKEND_ALLOWED_HOSTS = [f"127.0.0.1:{slapd.port}"]
+            identity = ToolServer.objects.get(name="identity")
+            identity.rate_limit_calls, identity.rate_limit_window_s = calls * 10, 60
+            identity.save(update_fields=["rate_limit_calls", "rate_limit_window_s"])
+            administration.update_server(
+                identity, admin, {"adapter": "ldap", "url": slapd.url, "params": slapd.params()}
+            )
+            administration.set_credential(identity, admin, secret=slapd.service_password)
+            gateway, context = Gateway(), CallContext("bench-ldap", "bench-ldap-alert")
+            for _ in range(20):  # warm up: the server process starts on the first call
+                assert gateway.call("get_user", {"username": "j.doe"}, context)["status"] == "ok"
+            before = AuditRecord.objects.count()
+            full = []
+            for _ in range(calls):
+                started = time.perf_counter()
+                result = gateway.call("get_user", {"username": "j.doe"}, context)
+                full.append((time.perf_counter() - started) * 1000)
+                assert result["status"] == "ok", result
+            assert AuditRecord.objects.count() - before == calls
+
+            server = Server(slapd.url, get_info=NONE)
+
+            def search(connection: Connection) -> None:
+                assert connection.search(PEOPLE, "(uid=j.doe)", SUBTREE, attributes=["*", "pwdAccountLockedTime"])
+                assert len(connection.entries) == 1
+
+            bare = []
+            for _ in range(calls):
+                started = time.perf_counter()
+                connection = Connection(server, SERVICE_DN, slapd.service_password, receive_timeout=5)
+                assert connection.bind()
+                search(connection)
+                connection.unbind()
+                bare.append((time.perf_counter() - started) * 1000)
+            connection = Connection(server, SERVICE_DN, slapd.service_password, receive_timeout=5)
+            assert connection.bind()
+            opened = []
+            for _ in range(calls):
+                started = time.perf_counter()
+                search(connection)
+                opened.append((time.perf_counter() - started) * 1000)
+            connection.unbind()
+        finally:
+            slapd.stop()
+            lab = ToolServer.objects.get(name="identity")
+            administration.update_server(lab, admin, {"adapter": "lab", "url": "", "params": {}})
+    return full, bare, opened
+
+
+def bench_admin():
+    """The admin the bench acts as: only admins point a server elsewhere or set its credential."""
+    from django.contrib.auth.models import Group, User
+
+    from core.roles import ADMIN
+
+    admin, _ = User.objects.get_or_create(username="bench-admin")
+    admin.groups.add(Group.objects.get(name=ADMIN))
+    return admin
+
+
 def rotation_timings(gateway, context, secret: str, rounds: int = 5) -> list[tuple[float, float]]:
     """(ms until set_credential returns with the old process stopped, ms of the next call)."""
-    from django.contrib.auth.models import User
-
     from console.manage import administration
     from toolserver.models import ToolServer
 
-    admin, _ = User.objects.get_or_create(username="bench-admin")
+    admin = bench_admin()
     server = ToolServer.objects.get(name="edr")
     timings = []
     for _ in range(rounds):

@@ -6,6 +6,7 @@ ConfigError naming the variable; the entry points turn that into one line on std
 
 import os
 import sys
+from decimal import Decimal, InvalidOperation
 from urllib.parse import unquote, urlsplit
 
 
@@ -74,6 +75,29 @@ SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",
     "timeout": 20,
 }
+
+
+PRICE_KINDS = ("input", "cache_write", "cache_read", "output")
+
+
+def env_prices(name: str) -> dict[str, dict[str, Decimal]]:
+    """Model prices in USD per million tokens, as MODEL=INPUT/CACHE_WRITE/CACHE_READ/OUTPUT,... ."""
+    prices = {}
+    for entry in env_list(name, []):
+        model, equals, figures = entry.partition("=")
+        try:
+            values = [Decimal(figure) for figure in figures.split("/")]
+        except InvalidOperation:
+            values = []
+        if (
+            not equals
+            or not model.strip()
+            or len(values) != len(PRICE_KINDS)
+            or any(not (v.is_finite() and v >= 0) for v in values)
+        ):
+            raise ConfigError(name, f"expected MODEL=INPUT/CACHE_WRITE/CACHE_READ/OUTPUT in $/MTok, got {entry!r}")
+        prices[model.strip()] = dict(zip(PRICE_KINDS, values, strict=True))
+    return prices
 
 
 def sqlite_database(path) -> dict:

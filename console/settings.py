@@ -9,6 +9,7 @@ Two modes from one file, chosen by the environment (README, "Configuration"):
 
 import secrets
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from csp.constants import NONE, SELF
@@ -20,6 +21,7 @@ from console.environment import (
     env_bool,
     env_int,
     env_list,
+    env_prices,
     env_rate,
     env_str,
     sqlite_database,
@@ -218,9 +220,26 @@ BACKEND_TIMEOUT_S = env_int("GATEHOUSE_BACKEND_TIMEOUT_S", 10, minimum=1)
 # With no ANTHROPIC_API_KEY the offline model answers inside the SDK (investigations/runs/offline_model/).
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
 ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL")  # blank: the SDK's default, Anthropic's API
-MODEL = env_str("GATEHOUSE_MODEL", "claude-sonnet-5-5")
+MODEL = env_str("GATEHOUSE_MODEL", "claude-opus-5-5")  # the current Opus in the SDK's model list
 MODEL_MAX_TOKENS = env_int("GATEHOUSE_MODEL_MAX_TOKENS", 4096, minimum=256)  # per model turn
 MODEL_TIMEOUT_S = env_int("GATEHOUSE_MODEL_TIMEOUT_S", 120, minimum=5)
+# USD per million tokens by kind (console.environment.PRICE_KINDS), for an investigation's estimated cost.
+# Defaults: Anthropic's list prices as summarised in December 2026 (a 5-minute cache write is 1.25x input);
+# check them against the pricing page. GATEHOUSE_MODEL_PRICES adds models or replaces these.
+MODEL_PRICES = {
+    "claude-opus-5-5": {
+        "input": Decimal(4),
+        "cache_write": Decimal(5),
+        "cache_read": Decimal("0.2"),
+        "output": Decimal(20),
+    },
+    "claude-sonnet-5-5": {
+        "input": Decimal(2),
+        "cache_write": Decimal("2.5"),
+        "cache_read": Decimal("0.1"),
+        "output": Decimal(10),
+    },
+} | env_prices("GATEHOUSE_MODEL_PRICES")
 # Pauses between the offline model's streamed chunks, so the demo reads as live text.
 OFFLINE_MODEL_DELAY_MS = env_int("GATEHOUSE_OFFLINE_MODEL_DELAY_MS", 0 if PRODUCTION else 25, minimum=0)
 INVESTIGATION_BUDGETS = {

@@ -162,6 +162,28 @@ def identity_on_slapd(slapd, admin_user, settings):
     return slapd
 
 
+def falcon():
+    """A CrowdStrike Falcon API stand-in on loopback (tests/toolserver/vendor_standins.py) with the
+    lab's phished host on it; its API client secret is unique to the test."""
+    from tests.toolserver.vendor_standins import FalconStandIn
+    from toolserver.lab.estate import PHISHED_HOST
+
+    stand_in = FalconStandIn(secrets.token_urlsafe(32), (PHISHED_HOST,))
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture
+def jira():
+    """A Jira Cloud API stand-in on loopback (tests/toolserver/vendor_standins.py), project SEC; its
+    API token is unique to the test."""
+    from tests.toolserver.vendor_standins import JiraStandIn
+
+    stand_in = JiraStandIn(secrets.token_urlsafe(32))
+    yield stand_in
+    stand_in.close()
+
+
 @dataclass
 class Lab:
     api_url: str
@@ -171,6 +193,17 @@ class Lab:
     def environment(self) -> dict[str, str]:
         """What a separate worker process needs to reach this lab with these credentials."""
         return {"GATEHOUSE_LAB_URL": self.api_url, "GATEHOUSE_CREDENTIALS_DIR": str(self.credentials_dir)}
+
+
+@pytest.fixture
+def misp_server():
+    """A stand-in of MISP's REST API serving its documented responses, of this test's own, on a
+    loopback port (tests/toolserver/misp_server.py); stopped after the test."""
+    from tests.toolserver.misp_server import MispStandIn
+
+    server = MispStandIn()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

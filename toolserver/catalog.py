@@ -16,6 +16,9 @@ class ToolSpec:
     arguments: type[schemas.StrictArgs]
     description: str
     write: bool = False
+    # A write that changes or removes state (isolating a host, disabling an account), not one that
+    # only adds (a ticket, a comment): MCP's destructiveHint, which a client may ask a person about.
+    destructive: bool = False
     # The fields naming what a write acts on; with the action and the trigger they make the key.
     target_fields: tuple[str, ...] = ()
     # Free text that may differ between two requests for the same action without a conflict.
@@ -108,6 +111,7 @@ SERVERS: dict[str, ServerSpec] = {
                     "first; repeating it for the same alert returns the first result.",
                     write=True,
                     undoes="release_host",
+                    destructive=True,
                     target_fields=("host",),
                     free_text=("reason",),
                 ),
@@ -117,6 +121,7 @@ SERVERS: dict[str, ServerSpec] = {
                     "Reconnect an isolated host. Needs an analyst's approval.",
                     write=True,
                     undoes="isolate_host",
+                    destructive=True,
                     target_fields=("host",),
                     free_text=("reason",),
                 ),
@@ -141,6 +146,7 @@ SERVERS: dict[str, ServerSpec] = {
                     "account is compromised; say why. An analyst approves it first.",
                     write=True,
                     undoes="enable_account",
+                    destructive=True,
                     target_fields=("username",),
                     free_text=("reason",),
                     sensitive=("username",),
@@ -151,6 +157,7 @@ SERVERS: dict[str, ServerSpec] = {
                     "Re-enable a disabled account. Needs an analyst's approval.",
                     write=True,
                     undoes="disable_account",
+                    destructive=True,
                     target_fields=("username",),
                     free_text=("reason",),
                     sensitive=("username",),

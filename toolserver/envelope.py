@@ -88,6 +88,38 @@ BACKEND_NAMES = {
 }
 
 
+# Every tool's outputSchema: its structuredContent is one envelope or one typed error, nothing else.
+OUTPUT_SCHEMA: dict = {
+    "type": "object",
+    "oneOf": [
+        {
+            "properties": {
+                "status": {"const": "ok"},
+                "data": {
+                    "anyOf": [{"type": "object"}, {"type": "array"}],
+                    "description": "The tool's result: one record, or a page of them.",
+                },
+                "truncated": {"type": "boolean", "description": "More results exist than were returned."},
+                "source": {"type": "string", "description": "The backend that answered, e.g. lab:siem."},
+            },
+            "required": ["status", "data", "truncated", "source"],
+            "additionalProperties": False,
+        },
+        {
+            "properties": {
+                "status": {"const": "error"},
+                "reason": {"type": "string", "description": "A Reason, or <backend>_<failure>."},
+                "retryable": {"type": "boolean"},
+                "guidance": {"type": "string", "description": "What happened and what to do next."},
+                "retry_after_s": {"type": "integer", "description": "When the backend throttled: wait this long."},
+            },
+            "required": ["status", "reason", "retryable", "guidance"],
+            "additionalProperties": False,
+        },
+    ],
+}
+
+
 def ok(data, *, source: str, truncated: bool = False) -> dict:
     return {"status": "ok", "data": data, "truncated": truncated, "source": source}
 

@@ -185,6 +185,10 @@ class ServerProcess:
         await self._task
 
 
+def _out_of_protocol() -> dict:
+    return error(Reason.INTERNAL_ERROR, retryable=False, guidance="The tool answered out of protocol.")
+
+
 async def _first(*waits) -> None:
     tasks = [asyncio.ensure_future(wait) for wait in waits]
     await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -279,11 +283,13 @@ class Supervisor:
             if exc.code == CONNECTION_CLOSED:
                 return _unavailable(config.server), "toolserver_died"
             return backend_error(backend, BackendFailure.TIMEOUT), "toolserver_timeout"
+        except RuntimeError:  # mcp's client checks a result against the tool's outputSchema, and raises
+            return _out_of_protocol(), ""
         if result is None:
             return _unavailable(config.server), "toolserver_not_started"
         envelope = result.structured_content
         if not isinstance(envelope, dict) or envelope.get("status") not in {"ok", "error"}:
-            return error(Reason.INTERNAL_ERROR, retryable=False, guidance="The tool answered out of protocol."), ""
+            return _out_of_protocol(), ""
         return envelope, str((result.meta or {}).get(META_BACKEND_STATUS, ""))
 
     async def _process(self, config: LaunchConfig) -> ServerProcess:

@@ -22,6 +22,8 @@ from core.roles import ADMIN, ROLES, has_role
 from investigations.audit import chain as audit
 from investigations.models import Budgets, Investigation, ToolPolicy
 from toolserver import credentials
+from toolserver.adapters import adapter_class
+from toolserver.adapters.base import ParamError
 from toolserver.audit import result_digest
 from toolserver.catalog import find_tool
 from toolserver.models import Credential, Tool, ToolServer
@@ -95,6 +97,12 @@ def update_server(server: ToolServer, user, changes: dict) -> set[str]:
         changes.get(name, getattr(server, name)) != getattr(server, name) for name in (*BACKEND_FIELDS, "params")
     ):
         _require_backend_rights(user, server)
+    adapter = adapter_class(server.name, changes.get("adapter", server.adapter))
+    if "params" in changes and adapter is not None:  # as the form checks them, for every other caller too
+        try:
+            changes["params"] = adapter.check_params(changes["params"], plain_only=True)
+        except ParamError as exc:
+            raise Refused(str(exc)) from None
     changed = _save_changes(server, user, "server_changed", changes, (*SERVER_FIELDS, "params"), server=server.name)
     if changed & set(BACKEND_FIELDS):
         credential = server.credential

@@ -1,5 +1,6 @@
 """The administration forms: each turns what an admin typed into values, or says, per field, what is wrong."""
 
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from django import forms
@@ -15,19 +16,24 @@ from core.roles import ROLES
 from investigations.models import Budgets, ToolPolicy
 from toolserver import egress
 from toolserver.adapters import adapter_class, adapter_names
+from toolserver.adapters.base import Backend
 from toolserver.models import ToolServer
 from toolserver.supervisor import allowed_backend_hosts
 
 
-def check_backend_url(url: str) -> str:
-    """A backend's base URL: http(s), a host, and no user name, password, query or fragment in it
-    (a credential belongs in the credential, where it is sealed, not in a URL shown on pages)."""
+def check_backend_url(url: str, schemes: Mapping[str, int] = Backend.url_schemes) -> str:
+    """A backend's base URL: one of its adapter's schemes (http(s) unless it says otherwise), a host,
+    and no user name, password, query or fragment in it (a credential belongs in the credential,
+    where it is sealed, not in a URL shown on pages)."""
     url = url.strip()
     if not url:
         return ""
-    URLValidator(schemes=["http", "https"], message="Enter the backend's base URL, e.g. https://edr.example.com/api")(
-        url
+    example = (
+        "https://edr.example.com/api"
+        if "https" in schemes
+        else " or ".join(f"{scheme}://host[:{port}]" for scheme, port in schemes.items())
     )
+    URLValidator(schemes=list(schemes), message=f"Enter the backend's base URL, e.g. {example}")(url)
     parts = urlsplit(url)
     if parts.username or parts.password:
         raise forms.ValidationError("Leave the user name and password out of the URL: set them as the credential.")
@@ -36,10 +42,10 @@ def check_backend_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def check_allowed_host(url: str, server: str) -> None:
+def check_allowed_host(url: str, server: str, schemes: Mapping[str, int] = Backend.url_schemes) -> None:
     """The URL's host passes the deployment's allow-list (toolserver.egress), said at once to the admin."""
     parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    port = parts.port or schemes[parts.scheme]
     try:
         egress.check_listed(egress.parse(allowed_backend_hosts(server)), parts.hostname, port)
     except egress.EgressRefused as exc:
@@ -112,9 +118,10 @@ class ServerForm(DelegatedServerForm):
         return adapter
 
     def clean_url(self):
-        url = check_backend_url(self.cleaned_data["url"])
+        schemes = (self.adapter or Backend).url_schemes  # the adapter typed: an LDAP one takes ldap(s)://
+        url = check_backend_url(self.cleaned_data["url"], schemes)
         if url:
-            check_allowed_host(url, self.instance.name)
+            check_allowed_host(url, self.instance.name, schemes)
         return url
 
     def clean(self):

@@ -111,7 +111,12 @@ class Investigation(models.Model):
     messages = models.JSONField(default=list, blank=True)
     tool_results = models.JSONField(default=dict, blank=True)
     tool_calls_used = models.PositiveIntegerField(default=0)
-    tokens_used = models.PositiveIntegerField(default=0)
+    tokens_used = models.PositiveIntegerField(default=0, help_text="What the token budget counts: all four kinds.")
+    # Model tokens by kind, as the Messages API reports them (investigations/runs/usage.py).
+    input_tokens = models.PositiveIntegerField(default=0)
+    cache_creation_tokens = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
     budget_tool_calls = models.PositiveIntegerField()
     budget_tokens = models.PositiveIntegerField()
     budget_seconds = models.PositiveIntegerField()
@@ -157,6 +162,12 @@ class Investigation(models.Model):
         from investigations.runs.llm import display_name
 
         return display_name(self.model)
+
+    @property
+    def usage(self):
+        from investigations.runs.usage import TokenUsage
+
+        return TokenUsage(self.input_tokens, self.cache_creation_tokens, self.cache_read_tokens, self.output_tokens)
 
     @property
     def finished(self) -> bool:

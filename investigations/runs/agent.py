@@ -7,7 +7,9 @@ investigation therefore resumes from the last saved step and repeats no tool cal
 completed.
 
 The control layer, not the model, enforces the budgets (tool calls, tokens, wall time): when
-one runs out, the investigation ends as inconclusive, with the reason. The wall time holds during
+one runs out, the investigation ends as inconclusive, with the reason. The token budget counts
+every token the API reports, cached or not (usage.py); the prompt carries cache breakpoints
+(llm.cached_request) so each turn reads the conversation so far from the cache. The wall time holds during
 a turn too: at the deadline the model's connection is shut, however slowly it streams.
 
 Whatever the model sends is answered, never acted on blindly: a tool call runs only when its turn
@@ -39,6 +41,7 @@ from investigations.models import Event, Investigation
 from investigations.runs import llm, services
 from investigations.runs.events import LeaseLost, record_event
 from investigations.runs.prompts import SYSTEM_PROMPT, first_message
+from investigations.runs.usage import TokenUsage
 from investigations.runs.verdict import parse_verdict
 from toolserver import config
 from toolserver.catalog import find_tool
@@ -132,9 +135,9 @@ class Agent:
                 llm.client(time_left_s=deadline.seconds).messages.stream(
                     model=investigation.model,
                     max_tokens=max_tokens,
-                    system=SYSTEM_PROMPT,
-                    tools=config.offered_tools(),
-                    messages=as_sent(messages),
+                    **llm.cached_request(
+                        system=SYSTEM_PROMPT, tools=config.offered_tools(), messages=as_sent(messages)
+                    ),
                 ) as stream,
                 deadline.watching(stream.response),
             ):
@@ -163,10 +166,16 @@ class Agent:
             "content": content or [{"type": "text", "text": "(no answer)"}],
             "stop_reason": final.stop_reason,
         }
+        used = TokenUsage.of(final)
+        usage = investigation.usage + used
         self._save(
             messages=[*messages, turn],
             tool_results={},
-            tokens_used=investigation.tokens_used + _tokens(final),
+            tokens_used=investigation.tokens_used + used.total,  # all four kinds: usage.py says why
+            input_tokens=usage.input,
+            cache_creation_tokens=usage.cache_creation,
+            cache_read_tokens=usage.cache_read,
+            output_tokens=usage.output,
         )
         return True
 
@@ -322,11 +331,6 @@ def _as_saved(block) -> dict:
         return block.model_dump(mode="json", exclude_none=True)
     saved = block.model_dump(mode="json", exclude_none=True, exclude={"input"})
     return {**saved, **{name: getattr(block, name, None) for name in ("id", "name", "input")}}
-
-
-def _tokens(message) -> int:
-    usage = getattr(message, "usage", None)
-    return (getattr(usage, "input_tokens", 0) or 0) + (getattr(usage, "output_tokens", 0) or 0)
 
 
 def _finished(turn: dict, *stop_reasons: str) -> bool:

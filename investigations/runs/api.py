@@ -12,6 +12,7 @@ from investigations.approvals.api import ActionSummary
 from investigations.approvals.services import summary
 from investigations.models import ActionApproval, Investigation
 from investigations.runs import services
+from investigations.runs.usage import estimated_cost
 
 router = Router(tags=["investigations"])
 NOT_FOUND = "No such investigation."
@@ -25,6 +26,15 @@ class AlertOut(Schema):
     severity: str
 
 
+class TokensOut(Schema):
+    input: int = Field(description="Input tokens after the last cache breakpoint, at the full price.")
+    cache_creation: int = Field(description="Input tokens written to the prompt cache.")
+    cache_read: int = Field(description="Input tokens read from the prompt cache.")
+    output: int
+    cache_read_share: float | None = Field(description="cache_read over all input tokens; null before any turn.")
+    estimated_cost_usd: str | None = Field(description="From the price table; null when it has no price for the model.")
+
+
 class InvestigationOut(Schema):
     id: int
     status: str = Field(description="queued, running, waiting (for an approval), completed or failed.")
@@ -34,7 +44,8 @@ class InvestigationOut(Schema):
     model: str
     alert: AlertOut
     tool_calls_used: int
-    tokens_used: int
+    tokens_used: int = Field(description="What the token budget counts: the four kinds in `tokens` together.")
+    tokens: TokensOut
     created_at: str = Field(json_schema_extra={"format": "date-time"})
     finished_at: str | None = Field(None, json_schema_extra={"format": "date-time"})
     requests: list[ActionSummary] = Field(description="Its action requests, oldest first.")
@@ -70,9 +81,23 @@ def _out(investigation: Investigation) -> dict:
         },
         "tool_calls_used": investigation.tool_calls_used,
         "tokens_used": investigation.tokens_used,
+        "tokens": _tokens(investigation),
         "created_at": investigation.created_at.isoformat(),
         "finished_at": investigation.finished_at.isoformat() if investigation.finished_at else None,
         "requests": [summary(request) for request in investigation.action_requests.order_by("pk")],
+    }
+
+
+def _tokens(investigation: Investigation) -> dict:
+    usage = investigation.usage
+    cost = estimated_cost(investigation.model, usage)
+    return {
+        "input": usage.input,
+        "cache_creation": usage.cache_creation,
+        "cache_read": usage.cache_read,
+        "output": usage.output,
+        "cache_read_share": usage.cache_read_share,
+        "estimated_cost_usd": None if cost is None else f"{cost:.6f}",
     }
 
 

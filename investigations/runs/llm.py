@@ -58,3 +58,31 @@ def client(*, time_left_s: float | None = None) -> anthropic.Anthropic:
         timeout=timeout,
         max_retries=retries,
     )
+
+
+# -- prompt caching -------------------------------------------------------------------------------
+CACHE = {"type": "ephemeral"}  # the default 5-minute TTL: a turn follows the last within seconds
+
+
+def cached_request(*, system: str, tools: list[dict], messages: list[dict]) -> dict:
+    """The request's system, tools and messages with prompt-cache breakpoints (at most 4, the API's
+    limit), each caching the prompt up to it in the order tools, system, messages:
+    - the last tool: the tool list, shared by every investigation offered the same tools;
+    - the system prompt: tools and system, shared too;
+    - the last block of the last message: this request's whole conversation, which the next turn reads;
+    - the last block of the previous request's last message (two messages back): what this request
+      reads, even when the turn since added more blocks than the API looks back over (20).
+    The blocks are copied: the saved conversation stays as the model sent it."""
+    tools = [*tools[:-1], {**tools[-1], "cache_control": CACHE}] if tools else []
+    messages = [dict(message) for message in messages]
+    for position in (p for p in (len(messages) - 3, len(messages) - 1) if p >= 0):
+        content = messages[position]["content"]
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        if content:
+            messages[position]["content"] = [*content[:-1], {**content[-1], "cache_control": CACHE}]
+    return {
+        "system": [{"type": "text", "text": system, "cache_control": CACHE}],
+        "tools": tools,
+        "messages": messages,
+    }

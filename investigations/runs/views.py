@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, render
 from investigations.intake import details as alert_details
 from investigations.models import Investigation
 from investigations.runs import selectors
+from investigations.runs.usage import estimated_cost, priced_as
 
 PAGE_SIZE = 50
 
@@ -30,6 +31,7 @@ def investigation_detail(request, pk: int):
     # script brings status and verdict up to date from them.
     events = selectors.events_after(investigation.pk, 0)
     alert = investigation.alert
+    usage = investigation.usage
     return render(
         request,
         "investigations/detail.html",
@@ -39,5 +41,9 @@ def investigation_detail(request, pk: int):
             "details_json": alert_details.pretty(alert.details),  # shown autoescaped
             "events": events,
             "status_labels": dict(Investigation.Status.choices),  # for the script, as the list shows them
+            "usage": usage,
+            "cache_share": None if usage.cache_read_share is None else f"{usage.cache_read_share:.0%}",
+            "cost": estimated_cost(investigation.model, usage),
+            "priced_as": priced_as(investigation.model),
         },
     )

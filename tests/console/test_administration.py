@@ -328,7 +328,11 @@ def test_a_grant_to_a_group_lets_its_members_approve_and_nobody_else(client, mak
 @pytest.mark.parametrize(
     "changes, field, message",
     [
-        ({"adapter": "vendor-x"}, "adapter", "Unknown adapter 'vendor-x' for edr-response: choose one of lab."),
+        (
+            {"adapter": "vendor-x"},
+            "adapter",
+            "Unknown adapter 'vendor-x' for edr-response: choose one of crowdstrike, lab.",
+        ),
         (
             {"url": "https://admin:hunter2@edr.example.com/api"},
             "url",

@@ -1,6 +1,8 @@
+from decimal import Decimal
+
 import pytest
 
-from console.environment import ConfigError, database_from_url, env_bool, env_int, env_rate
+from console.environment import ConfigError, database_from_url, env_bool, env_int, env_prices, env_rate
 
 
 def test_postgres_url_becomes_a_database_entry():
@@ -60,3 +62,21 @@ def test_a_rate_is_calls_per_seconds_and_a_bad_one_names_the_variable(monkeypatc
     monkeypatch.setenv("GATEHOUSE_INTAKE_RATE", raw)
     with pytest.raises(ConfigError, match="GATEHOUSE_INTAKE_RATE: expected CALLS/SECONDS"):
         env_rate("GATEHOUSE_INTAKE_RATE", (60, 60))
+
+
+@pytest.mark.parametrize(
+    "raw", ["claude-x", "claude-x=1/2/3", "=1/2/3/4", "claude-x=1/2/a/4", "claude-x=1/-2/3/4", "m=NaN/1/1/1"]
+)
+def test_model_prices_are_four_figures_per_model_and_a_bad_one_names_the_variable(monkeypatch, raw):
+    monkeypatch.setenv("GATEHOUSE_MODEL_PRICES", "claude-x=4/5/0.2/20, claude-y=1/1.25/0.1/5")
+    prices = env_prices("GATEHOUSE_MODEL_PRICES")
+    assert prices["claude-x"] == {
+        "input": Decimal(4),
+        "cache_write": Decimal(5),
+        "cache_read": Decimal("0.2"),
+        "output": Decimal(20),
+    }
+    assert prices["claude-y"]["cache_write"] == Decimal("1.25")
+    monkeypatch.setenv("GATEHOUSE_MODEL_PRICES", raw)
+    with pytest.raises(ConfigError, match="GATEHOUSE_MODEL_PRICES: expected MODEL=INPUT/CACHE_WRITE"):
+        env_prices("GATEHOUSE_MODEL_PRICES")

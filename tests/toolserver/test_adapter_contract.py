@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.toolserver.slapd import AD_PEOPLE, PEOPLE, SERVICE_DN
+from tests.toolserver.vendor_standins import FALCON_CLIENT_ID, JIRA_EMAIL
 from toolserver import egress, schemas
 from toolserver.adapters import registered
 from toolserver.adapters.base import (
@@ -88,6 +89,15 @@ def taxii_backend(request, server: str) -> dict:
     return {"url": taxii.url, "credential": READER_PASSWORD, "params": taxii.params()}
 
 
+def misp_backend(request, server: str) -> dict:
+    """A stand-in of MISP's REST API serving its documented responses (tests/toolserver/misp_server.py)."""
+    from tests.toolserver.misp_server import API_KEY, attribute
+
+    misp = request.getfixturevalue("misp_server")
+    misp.publish(attribute(estate.ATTACKER_IP, info="Contract test", tags=["tlp:white"]))
+    return {"url": misp.url, "credential": API_KEY, "params": {}}
+
+
 def slapd_backend(request, server: str, *, active_directory: bool = False) -> dict:
     slapd = request.getfixturevalue("slapd")
     return {
@@ -95,6 +105,18 @@ def slapd_backend(request, server: str, *, active_directory: bool = False) -> di
         "credential": slapd.service_password,
         "params": slapd.params(active_directory=active_directory),
     }
+
+
+def falcon_backend(request, server: str) -> dict:
+    """A stand-in of the Falcon API answering with its documented responses (tests/toolserver/vendor_standins.py)."""
+    falcon = request.getfixturevalue("falcon")
+    return {"url": falcon.url, "credential": falcon.secret, "params": {"client_id": FALCON_CLIENT_ID}}
+
+
+def jira_backend(request, server: str) -> dict:
+    """A stand-in of Jira Cloud's REST API v3 answering with its documented responses."""
+    jira = request.getfixturevalue("jira")
+    return {"url": jira.url, "credential": jira.token, "params": {"project_key": "SEC", "email": JIRA_EMAIL}}
 
 
 def siem_stand_in(request, server: str, fixture: str, index: str) -> dict:
@@ -105,8 +127,11 @@ def siem_stand_in(request, server: str, fixture: str, index: str) -> dict:
 
 # adapter name -> how its contract test reaches a backend: {"url", "credential", "params"}.
 CONTRACT_BACKENDS = {
+    "crowdstrike": falcon_backend,
+    "jira": jira_backend,
     "lab": lab_backend,
     "taxii": taxii_backend,
+    "misp": misp_backend,
     "ldap": slapd_backend,
     "active-directory": lambda request, server: slapd_backend(request, server, active_directory=True),
     "splunk": lambda request, server: siem_stand_in(request, server, "splunk_api", "security"),
@@ -116,6 +141,8 @@ CONTRACT_BACKENDS = {
 STAND_INS = {
     "ldap": ("ldap", {"base_dn": PEOPLE, "bind_dn": SERVICE_DN}),
     "active-directory": ("ldap", {"base_dn": AD_PEOPLE, "bind_dn": SERVICE_DN}),
+    "crowdstrike": ("http", {"client_id": FALCON_CLIENT_ID}),
+    "jira": ("http", {"project_key": "SEC", "email": JIRA_EMAIL}),
 }
 
 
@@ -263,7 +290,7 @@ def test_every_http_failure_becomes_a_typed_failure(server, name, cls, answer, e
     kind, failure = expected
 
     async def run() -> list:
-        backend = build(cls, answering.url)
+        backend = build(cls, answering.url, params=STAND_INS.get(name, ("http", None))[1])
         raised = []
         try:
             methods = ["health", *(tool.name for tool in SERVERS[server].tools)]

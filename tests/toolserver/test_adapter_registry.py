@@ -113,9 +113,11 @@ def test_a_name_is_taken_once_per_server_and_the_server_must_exist():
 def test_every_server_has_an_interface_and_the_lab_adapter():
     assert set(INTERFACES) == set(SERVERS)
     built_in = {server: ["lab"] for server in SERVERS} | {
-        "intel": ["lab", "taxii"],
+        "intel": ["lab", "misp", "taxii"],  # toolserver/adapters/misp.py, taxii.py
         "identity": ["active-directory", "lab", "ldap"],  # toolserver/adapters/ldap.py
         "siem": ["elastic", "lab", "splunk"],  # toolserver/adapters/splunk.py, elastic.py
+        "edr-response": ["crowdstrike", "lab"],  # toolserver/adapters/crowdstrike.py
+        "ticketing": ["jira", "lab"],  # toolserver/adapters/jira.py
     }
     assert {server: adapter_names(server) for server in SERVERS} == built_in
     assert len(registered()) == sum(map(len, built_in.values()))

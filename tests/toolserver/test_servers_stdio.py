@@ -1,8 +1,10 @@
 """Each server over a real stdio process, against the lab: valid calls, malformed calls, every
 injected backend fault, and duplicate writes."""
 
+import jsonschema
 import pytest
 
+from toolserver.envelope import OUTPUT_SCHEMA
 from toolserver.lab import estate, faults
 from toolserver.lab.models import LabWrite
 from toolserver.supervisor import get_supervisor
@@ -59,6 +61,7 @@ def test_valid_reads_return_the_envelope(gateway, context, server, tool, argumen
     assert set(result) == {"status", "data", "truncated", "source"}
     assert result["source"].startswith("lab:")
     assert result["data"]
+    jsonschema.validate(result, OUTPUT_SCHEMA)  # what each tool's outputSchema promises
 
 
 def test_the_stories_are_visible_through_the_tools(gateway, context):
@@ -138,6 +141,7 @@ def test_each_backend_fault_is_its_typed_error(gateway, context, server, mode, f
     assert result["reason"] == f"{backend}_{failure}"
     assert result["retryable"] is retryable
     assert "not evidence" in result["guidance"] or "could not be" in result["guidance"]
+    jsonschema.validate(result, OUTPUT_SCHEMA)
     if mode == "rate_limit":
         assert result["retry_after_s"] == 17
 

@@ -8,7 +8,10 @@
 - lab.py: the lab's adapters, the first implementation.
 - ldap.py: the identity server over LDAP (OpenLDAP with ppolicy, Active Directory).
 - taxii.py: threat intel from a TAXII 2.1 collection of STIX 2.1 indicators.
+- misp.py: threat intel from a MISP instance (its attribute search).
 - splunk.py, elastic.py: the SIEM over Splunk's REST API (oneshot searches) and Elasticsearch (_search, ECS).
+- crowdstrike.py: host containment (edr-response) through the CrowdStrike Falcon API.
+- jira.py: tickets and comments (ticketing) as Jira Cloud issues.
 
 A new backend (a Splunk SIEM, say) is one module here: its classes, each decorated with
 @register("siem", "splunk"), and its adapter names in MODULES below.
@@ -23,7 +26,7 @@ import importlib
 from toolserver.adapters import registry
 from toolserver.adapters.registry import register
 
-# Which module registers each built-in adapter name.
+# Which module registers each built-in adapter name (for every server it serves).
 MODULES = {
     "lab": "lab",
     "ldap": "ldap",
@@ -31,6 +34,9 @@ MODULES = {
     "taxii": "taxii",
     "splunk": "splunk",
     "elastic": "elastic",
+    "misp": "misp",
+    "crowdstrike": "crowdstrike",
+    "jira": "jira",
 }
 
 

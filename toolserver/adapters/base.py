@@ -173,7 +173,11 @@ class Param:
         if self.pattern and not re.fullmatch(self.pattern, value):
             raise ValueError(f"{self.label} is not in the expected form" + (f": {self.help}" if self.help else "."))
         if self.validator is not None:
-            self.validator(value)
+            try:
+                self.validator(value)
+            except ValueError as exc:  # named wherever it is read: beside the field, Check connection, a refused start
+                message = str(exc)
+                raise ValueError(message if message.startswith(self.label) else f"{self.label}: {message}") from None
         return value
 
     def problems(self) -> list[str]:
@@ -202,6 +206,7 @@ class Backend(ABC):
     vendor: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
     status_kind: ClassVar[str] = "HTTP"  # what a BackendError's `status` is, as an admin reads it
+    url_schemes: ClassVar[dict[str, int]] = {"https": 443, "http": 80}  # the URLs it takes, each's default port
 
     def __init__(self, *, url: str, credential: str, timeout_s: float, params: Mapping[str, str] | None = None):
         self.url = url.rstrip("/")
@@ -213,12 +218,13 @@ class Backend(ABC):
         return f"{type(self).__name__}(url={self.url!r})"
 
     @classmethod
-    def check_params(cls, given: Mapping[str, str]) -> dict[str, str]:
-        """The values this adapter starts with: every declared parameter, "" when unset.
+    def check_params(cls, given: Mapping[str, str], *, plain_only: bool = False) -> dict[str, str]:
+        """The values this adapter starts with: every declared parameter, "" when unset (the plain
+        ones only, with `plain_only`: what a server's row stores, its secret ones sealed apart).
 
         Raises ParamError naming every unknown, missing or invalid parameter (never a value).
         """
-        declared = {param.name: param for param in cls.params}
+        declared = {param.name: param for param in cls.params if not (plain_only and param.secret)}
         problems = [f"{name!r} is not a parameter of this adapter" for name in sorted(set(given) - set(declared))]
         values = {}
         for name, param in declared.items():

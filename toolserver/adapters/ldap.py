@@ -102,6 +102,7 @@ class LdapBackend(IdentityBackend):
     default_user_attribute = "uid"
     vendor = "ldap"
     status_kind = "LDAP result code"  # a BackendError's status is the directory's, not HTTP's
+    url_schemes = {"ldaps": 636, "ldap": 389}
     person_filter = "(|(objectClass=person)(objectClass=posixAccount))"
     state_attribute = ""  # the attribute that says whether the account is disabled
     extra_attributes: tuple[str, ...] = ()
@@ -140,10 +141,10 @@ class LdapBackend(IdentityBackend):
         super().__init__(url=url, credential=credential, timeout_s=timeout_s, params=params)
         parts = urlsplit(self.url)
         self._tls_only = parts.scheme == "ldaps"
-        if parts.scheme not in ("ldap", "ldaps") or not parts.hostname:
+        if parts.scheme not in self.url_schemes or not parts.hostname:
             self._host, self._port = "", 0  # every call fails UNAVAILABLE: the check names no value
         else:
-            self._host, self._port = parts.hostname, parts.port or (636 if self._tls_only else 389)
+            self._host, self._port = parts.hostname, parts.port or self.url_schemes[parts.scheme]
         self._start_tls = self.param("start_tls").lower() in _TRUE
         self._egress = egress.from_environ()
         self.user_attribute = self.param("user_attribute") or self.default_user_attribute

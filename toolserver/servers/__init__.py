@@ -1,20 +1,33 @@
 """The MCP servers, one per capability (catalog.SERVERS), each run as its own process.
 
-build_server() turns a ServerSpec and its backend adapter into an mcp MCPServer. Each tool
-validates the raw wire arguments itself, strictly (mcp's generated argument model would drop
-unknown keys and coerce types), and every outcome leaves as the one envelope or a typed error:
-never a raw payload, a stack trace or a credential.
+build_server() turns a ServerSpec and its backend adapter into an mcp low-level Server that
+serves tools and nothing else: its capabilities say so, and any other method (prompts, resources)
+is "method not found". Each tool validates the raw wire arguments itself, strictly, and every
+outcome leaves as the one envelope or a typed error (its outputSchema): never a raw payload, a
+stack trace or a credential. serverInfo carries Gatehouse's version.
 """
 
 import json
 import logging
+from importlib.metadata import version
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import pydantic_core
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.tools import Tool
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp import MCPError
+from mcp.server import Server, ServerRequestContext
+from mcp.server.stdio import stdio_server
+from mcp_types import (
+    INVALID_PARAMS,
+    CallToolRequestParams,
+    CallToolResult,
+    ListToolsResult,
+    PaginatedRequestParams,
+    TextContent,
+    Tool,
+    ToolAnnotations,
+)
 from pydantic import ValidationError
 
 from toolserver.adapters.base import (
@@ -30,6 +43,7 @@ from toolserver.catalog import ServerSpec, ToolSpec
 from toolserver.egress import EgressRefused
 from toolserver.envelope import (
     BACKEND_NAMES,
+    OUTPUT_SCHEMA,
     BackendFailure,
     Reason,
     backend_error,
@@ -51,28 +65,50 @@ META_BACKEND_STATUS = "gatehouse/backend_status"
 META_CHECK_DONE = "gatehouse/check_done"
 
 
-def build_server(spec: ServerSpec, backend: Backend) -> MCPServer:
-    tools = [_tool(spec, tool, backend) for tool in spec.tools]
-    return MCPServer(f"gatehouse-{spec.name}", instructions=spec.description, tools=tools, log_level="WARNING")
+def build_server(spec: ServerSpec, backend: Backend) -> Server:
+    listed = ListToolsResult(tools=[_listing(tool) for tool in spec.tools])
 
+    async def list_tools(ctx: ServerRequestContext, params: PaginatedRequestParams | None) -> ListToolsResult:
+        return listed
 
-def _tool(spec: ServerSpec, tool: ToolSpec, backend: Backend) -> Tool:
-    async def call(ctx: Context) -> CallToolResult:
-        request = ctx.request_context
-        raw = (request.params or {}).get("arguments") or {}
-        meta = dict(request.meta or {})
-        envelope, backend_status = await run_tool(spec, tool, backend, raw, meta)
+    async def call_tool(ctx: ServerRequestContext, params: CallToolRequestParams) -> CallToolResult:
+        tool = spec.tool(params.name)
+        if tool is None:  # JSON-RPC's answer to a tool nobody listed (the MCP spec's own example)
+            raise MCPError(INVALID_PARAMS, f"Unknown tool: {params.name}")
+        raw = (ctx.params or {}).get("arguments") or {}  # as sent: parse_arguments checks it strictly
+        envelope, backend_status = await run_tool(spec, tool, backend, raw, dict(ctx.meta or {}))
         return _result(envelope, backend_status)
 
-    annotations = ToolAnnotations(
-        read_only_hint=not tool.write,
-        destructive_hint=tool.write,
-        idempotent_hint=True,
-        open_world_hint=False,
+    return Server(
+        f"gatehouse-{spec.name}",
+        version=version("gatehouse"),
+        instructions=spec.description,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
     )
-    registered = Tool.from_function(call, name=tool.name, description=tool.description, annotations=annotations)
-    registered.parameters = tool.input_schema()
-    return registered
+
+
+def serve_stdio(server: Server) -> None:
+    async def serve() -> None:
+        async with stdio_server() as (read_stream, write_stream):
+            await server.run(read_stream, write_stream, server.create_initialization_options())
+
+    anyio.run(serve)
+
+
+def _listing(tool: ToolSpec) -> Tool:
+    return Tool(
+        name=tool.name,
+        description=tool.description,
+        input_schema=tool.input_schema(),
+        output_schema=OUTPUT_SCHEMA,
+        annotations=ToolAnnotations(
+            read_only_hint=not tool.write,
+            destructive_hint=tool.destructive,  # the catalog's word: opening a ticket only adds
+            idempotent_hint=True,  # a write's idempotency key makes a repeat return the first result
+            open_world_hint=False,
+        ),
+    )
 
 
 async def run_tool(spec: ServerSpec, tool: ToolSpec, backend: Backend, raw: Any, meta: dict) -> tuple[dict, str]:

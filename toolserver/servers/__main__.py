@@ -13,14 +13,14 @@ import logging
 import os
 import sys
 
-# Before MCPServer(): its own logging.basicConfig() then changes nothing. Logs go to stderr;
+# Before mcp's imports: a logging.basicConfig() of theirs then changes nothing. Logs go to stderr;
 # stdout carries the protocol.
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
 
 from toolserver.adapters import adapter_class  # noqa: E402
 from toolserver.adapters.base import Backend, ParamError  # noqa: E402
 from toolserver.catalog import SERVERS  # noqa: E402
-from toolserver.servers import build_server, check_health  # noqa: E402
+from toolserver.servers import build_server, check_health, serve_stdio  # noqa: E402
 
 PARAMS_VARIABLE = "GATEHOUSE_BACKEND_PARAMS"
 SECRET_PARAMS_VARIABLE = "GATEHOUSE_BACKEND_SECRET_PARAMS"  # noqa: S105 - a variable name, not a secret
@@ -76,7 +76,7 @@ def main() -> None:
         report = asyncio.run(check_health(backend))
         print(json.dumps(report))  # noqa: T201 - --check answers on stdout
         raise SystemExit(0 if report["ok"] else 1)
-    build_server(SERVERS[name], backend).run()
+    serve_stdio(build_server(SERVERS[name], backend))
 
 
 if __name__ == "__main__":

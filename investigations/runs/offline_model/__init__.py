@@ -8,7 +8,9 @@ and stream parsing therefore run unchanged (docs/architecture.md, "The flow").
 
 What it says comes from a SOC triage playbook (Playbook) that reads everything from the request:
 the alert in the first user message, the tools offered and the tool results so far. It keeps no
-state between requests, so a suspended investigation resumes exactly where it stopped. It knows
+state between requests, so a suspended investigation resumes exactly where it stopped, except its
+prompt cache (prompt_cache.py): that honours `cache_control` as the API documents and changes only
+the usage it reports (input, cache creation, cache read and output tokens), never what it answers. It knows
 the lab only through the conversation, and it treats the alert and every tool result as data:
 nothing in them is ever followed as an instruction.
 

@@ -7,7 +7,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from investigations.runs.offline_model.playbook import (
     content_blocks,
     digest,
 )
+from investigations.runs.offline_model.prompt_cache import InvalidCacheControl, PromptCache, Usage, estimate_tokens
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +44,13 @@ class OfflineModel:
 
     `requests` keeps the last `max_requests` request bodies as received (never the headers,
     so never the Authorization header). `delay_s` paces the streamed chunks so a browser shows
-    text arriving; tests leave it at 0.
+    text arriving; tests leave it at 0. `cache` is its prompt cache (prompt_cache.py), on `clock`.
     """
 
-    def __init__(self, *, max_requests: int = 100, delay_s: float = 0.0):
+    def __init__(self, *, max_requests: int = 100, delay_s: float = 0.0, clock: Callable[[], float] = time.monotonic):
         self.requests: deque[Any] = deque(maxlen=max_requests)
         self.delay_s = delay_s
+        self.cache = PromptCache(clock=clock)
 
     def client(self, *, async_client: bool = False) -> anthropic.Anthropic | anthropic.AsyncAnthropic:
         if async_client:
@@ -102,17 +104,17 @@ class OfflineModel:
         self.requests.append(body)
         try:
             validate_request(body, count_only=path == COUNT_TOKENS_PATH)
-        except InvalidRequest as exc:
+            blocks = self.cache.check(body)
+        except (InvalidRequest, InvalidCacheControl) as exc:
             return Reply.error(400, "invalid_request_error", str(exc))
-        input_tokens = estimate_tokens(request.content)
         if path == COUNT_TOKENS_PATH:
-            return Reply(200, body={"input_tokens": input_tokens})
+            return Reply(200, body={"input_tokens": blocks[-1].tokens})
         try:
             turn = Playbook(Conversation.from_request(body)).next_turn()
         except Exception:  # a bug here must look like an API failure, not a dropped connection
             log.exception("the offline model failed to answer")
             return Reply.error(500, "api_error", "Internal server error")
-        message = build_message(turn, body, input_tokens)
+        message = build_message(turn, body, self.cache.use(blocks))
         if body.get("stream"):
             return Reply(200, events=list(stream_events(message)))
         return Reply(200, body=message)
@@ -230,17 +232,12 @@ def _validate_messages(messages: Any) -> None:
         raise InvalidRequest("messages: the final message must have role `user`")
 
 
-def estimate_tokens(text: str | bytes) -> int:
-    """About four characters a token: plausible usage figures for budgets and pages."""
-    return max(1, len(text) // 4)
-
-
 # ======================================================================================
 # The answer: one assistant message, as JSON or as server-sent events
 # ======================================================================================
 
 
-def build_message(turn: Turn, body: dict, input_tokens: int) -> dict:
+def build_message(turn: Turn, body: dict, usage: Usage) -> dict:
     """The Message the API returns. Ids derive from the conversation: the same request, the same answer."""
     conversation = json.dumps(body["messages"], sort_keys=True, default=str)
     content: list[dict] = [{"type": "text", "text": turn.text}]
@@ -255,7 +252,12 @@ def build_message(turn: Turn, body: dict, input_tokens: int) -> dict:
         "content": content,
         "stop_reason": turn.stop_reason,
         "stop_sequence": None,
-        "usage": {"input_tokens": input_tokens, "output_tokens": estimate_tokens(json.dumps(content))},
+        "usage": {
+            "input_tokens": usage.input_tokens,
+            "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+            "cache_read_input_tokens": usage.cache_read_input_tokens,
+            "output_tokens": estimate_tokens(json.dumps(content)),
+        },
     }
 
 
@@ -284,10 +286,7 @@ def stream_events(message: dict) -> Iterator[bytes]:
         {
             "type": "message_delta",
             "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-            "usage": {
-                "input_tokens": message["usage"]["input_tokens"],
-                "output_tokens": message["usage"]["output_tokens"],
-            },
+            "usage": message["usage"],  # cumulative, as the API sends it
         },
     )
     yield sse("message_stop", {"type": "message_stop"})

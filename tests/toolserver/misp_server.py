@@ -1,0 +1,142 @@
+"""A stand-in for a MISP instance's REST API on a loopback port, for the contract tests.
+
+MISP itself (PHP, MySQL, Redis, workers) cannot run here, so this serves the two calls the adapter
+makes, with the bodies MISP's OpenAPI document (app/webroot/doc/openapi.yaml) gives for them:
+
+    GET  /servers/getVersion      ServerVersionResponse {"version", "perm_sync", ...}
+    POST /attributes/restSearch   AttributesRestSearchResponse {"response": {"Attribute": [...]}}
+    either, without a valid key   403 UnauthorizedApiErrorResponse {"name", "message", "url"}
+
+restSearch filters as MISP does for what the adapter asks: `value` equal to the attribute's value
+or to either half of a composite one, `type` one of a list, deleted attributes left out, `limit`.
+Every request is kept (`requests`) so that a test can read what the adapter sent. `hold()` makes
+every later request wait, unanswered, until the stand-in is stopped (a backend that does not answer).
+"""
+
+import itertools
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+API_KEY = "misp-contract-key-0123456789abcdef0123456789abcdef01"  # a stand-in takes any length
+HOLD_LIMIT_S = 60  # a held request is released by stop(), or after this at the latest
+UNAUTHORIZED = (  # MISP's words
+    "Authentication failed. Please make sure you pass the API key of an API enabled user"
+    " along in the Authorization header."
+)
+_SERIAL = itertools.count(1)
+VERSION = {"version": "2.4.142", "perm_sync": False, "perm_sighting": False, "perm_galaxy_editor": False}
+
+
+def attribute(value: str, type_: str = "ip-dst", **fields) -> dict:
+    """An attribute as restSearch returns it (AttributeRestSearchListItem, the document's example values)."""
+    event = {
+        "id": "12345",
+        "org_id": "1",
+        "distribution": "0",
+        "info": fields.pop("info", "logged source ip"),
+        "orgc_id": "1",
+        "uuid": "c99506a6-1255-4b71-afa5-7b8ba48c3b1b",
+    }
+    if "threat_level_id" in fields:
+        event["threat_level_id"] = fields.pop("threat_level_id")
+    tags = [
+        {"id": str(number), "name": name, "colour": "#ffffff", "exportable": True}
+        for number, name in enumerate(fields.pop("tags", []), start=1)
+    ]
+    return {
+        "id": fields.pop("id", "12345"),
+        "event_id": "12345",
+        "object_id": "0",
+        "object_relation": None,
+        "category": "Network activity",
+        "type": type_,
+        "value": value,
+        "to_ids": fields.pop("to_ids", True),
+        "uuid": fields.pop("uuid", f"5e2c0b5e-4d3a-4e1b-9f0a-{next(_SERIAL):012d}"),
+        "timestamp": "1617875568",
+        "distribution": "5",
+        "sharing_group_id": "0",
+        "comment": "logged source ip",
+        "deleted": fields.pop("deleted", False),
+        "disable_correlation": False,
+        "first_seen": fields.pop("first_seen", None),
+        "last_seen": None,
+        "Event": event,
+        "Tag": tags,
+        **fields,
+    }
+
+
+class MispStandIn:
+    def __init__(self, *, key: str = API_KEY):
+        self.key = key
+        self.attributes: list[dict] = []
+        self.requests: list[dict] = []  # {"method", "path", "headers", "body"}
+        self._released = threading.Event()
+        self._holding = False
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                stand_in._serve(self, None)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                stand_in._serve(self, self.rfile.read(length))
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def publish(self, *attributes: dict) -> None:
+        self.attributes.extend(attributes)
+
+    def hold(self) -> None:
+        self._holding = True
+
+    def stop(self) -> None:
+        self._released.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _serve(self, handler: BaseHTTPRequestHandler, raw: bytes | None) -> None:
+        body = json.loads(raw) if raw else None
+        self.requests.append(
+            {"method": handler.command, "path": handler.path, "headers": dict(handler.headers), "body": body}
+        )
+        if self._holding:
+            self._released.wait(HOLD_LIMIT_S)
+            return
+        if handler.headers.get("Authorization") != self.key:
+            status, answer = 403, {"name": UNAUTHORIZED, "message": UNAUTHORIZED, "url": handler.path}
+        elif handler.command == "GET" and handler.path == "/servers/getVersion":
+            status, answer = 200, VERSION
+        elif handler.command == "POST" and handler.path == "/attributes/restSearch":
+            status, answer = 200, {"response": {"Attribute": self._search(body or {})}}
+        else:
+            status, answer = 404, {"name": "Not Found", "message": "Not Found", "url": handler.path}
+        payload = json.dumps(answer).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
+
+    def _search(self, query: dict) -> list[dict]:
+        types = query.get("type")
+        types = [types] if isinstance(types, str) else types
+        found = [
+            item
+            for item in self.attributes
+            if not item["deleted"]
+            and (not types or item["type"] in types)
+            and query.get("value") in (item["value"], *item["value"].split("|"))
+        ]
+        return found[: int(query.get("limit") or len(found) or 1)]
