@@ -152,3 +152,17 @@ def test_a_server_process_imports_only_its_own_adapters_module(adapter, params, 
     modules = done.stdout.split()
     assert loaded in modules
     assert not [name for name in not_loaded if name in modules]
+
+
+def test_every_adapter_module_is_found_by_the_names_it_registers():
+    """MODULES is how a lookup finds a module: an adapter missing from it would never load."""
+    import pkgutil
+
+    import toolserver.adapters
+    from toolserver.adapters import MODULES
+
+    for module in pkgutil.iter_modules(toolserver.adapters.__path__):
+        importlib.import_module(f"toolserver.adapters.{module.name}")
+    assert {(server, name, MODULES.get(name)) for server, name, cls in registered()} == {
+        (server, name, cls.__module__.rsplit(".", 1)[1]) for server, name, cls in registered()
+    }
