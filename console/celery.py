@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_init, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
@@ -47,3 +47,22 @@ def resume_stalled_work(**kwargs):
 
     stopping = threading.Event()
     threading.Thread(target=sweep_periodically, name="gatehouse-sweep", daemon=True).start()
+
+
+@worker_ready.connect
+def warm_tool_servers(sender=None, **kwargs):
+    """The worker's tool servers start beside it, so its first investigation does not wait for them.
+    A prefork worker's tasks run in its children: each warms its own (below), not this parent."""
+    from celery.concurrency.prefork import TaskPool as Prefork
+
+    from toolserver.supervisor import warm_in_background
+
+    if not isinstance(getattr(sender, "pool", None), Prefork):
+        warm_in_background()
+
+
+@worker_process_init.connect
+def warm_tool_servers_of_this_child(**kwargs):
+    from toolserver.supervisor import warm_in_background
+
+    warm_in_background()

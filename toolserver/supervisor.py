@@ -19,20 +19,20 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from mcp import Client, MCPError, StdioServerParameters, stdio_client
-from mcp.client.stdio import get_default_environment
-from mcp_types import CONNECTION_CLOSED, RequestParamsMeta
 
 from toolserver import credentials, egress
 from toolserver.catalog import SERVERS
 from toolserver.config import BackendBinding, binding_of
 from toolserver.envelope import BackendFailure, Reason, backend_error, error
 from toolserver.launch import PARENT_VARIABLE, SEALED_PARAMS_VARIABLE
-from toolserver.servers import META_BACKEND_STATUS
+from toolserver.meta import META_BACKEND_STATUS
+
+if TYPE_CHECKING:  # mcp is imported when the first server starts: a web process may never need it
+    from mcp import Client
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 20.0
@@ -118,6 +118,8 @@ class ServerProcess:
         self._task = asyncio.create_task(self._own(), name=f"toolserver-{config.server}")
 
     async def _own(self) -> None:
+        from mcp import Client, StdioServerParameters, stdio_client
+
         params = StdioServerParameters(
             command=sys.executable,
             args=["-m", "toolserver.launch"],
@@ -146,6 +148,9 @@ class ServerProcess:
                     self._ready.clear()
 
     async def call(self, tool: str, arguments: dict, meta: dict, timeout_s: float):
+        from mcp import MCPError
+        from mcp_types import CONNECTION_CLOSED, RequestParamsMeta
+
         try:
             await asyncio.wait_for(self._ready.wait(), START_TIMEOUT_S)
         except TimeoutError:
@@ -176,6 +181,10 @@ class ServerProcess:
         return (await self._client.list_tools()).tools
 
     @property
+    def started(self) -> bool:
+        return self._client is not None
+
+    @property
     def stopping(self) -> bool:
         return self._stop.is_set()
 
@@ -202,6 +211,8 @@ class Supervisor:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="toolserver-supervisor", daemon=True)
         self._thread.start()
+        import mcp  # noqa: F401  here, before the loop's thread imports it in a task (as redis.asyncio below)
+
         self._servers: dict[str, ServerProcess] = {}
         self._listener = None
         if settings.REDIS_URL:
@@ -244,6 +255,32 @@ class Supervisor:
             {"name": tool.name, "description": tool.description, "input_schema": tool.input_schema} for tool in tools
         ]
 
+    def warm(self) -> list[str]:
+        """Start every enabled server that has a credential, and list its tools: the first investigation
+        then finds them running. Blocks until each has started or failed (call it from a thread of its own);
+        returns the servers running. One that did not start is logged by name; its first call tries again."""
+        from toolserver.models import ToolServer
+
+        rows = ToolServer.objects.select_related("credential").filter(enabled=True, name__in=SERVERS)
+        configs = [
+            config for config in (launch_config(row.name, binding_of(row)) for row in rows) if config.credential_ref
+        ]
+
+        async def started(config: LaunchConfig) -> bool:
+            return await (await self._process(config)).list_tools() is not None
+
+        async def start_all() -> list:
+            return await asyncio.gather(*(started(config) for config in configs), return_exceptions=True)
+
+        answers = asyncio.run_coroutine_threadsafe(start_all(), self._loop).result(timeout=START_TIMEOUT_S + 5)
+        running = [config.server for config, ok in zip(configs, answers, strict=True) if ok is True]
+        log.info("tool servers warm: %s", ", ".join(running) or "none")
+        return running
+
+    def running(self) -> list[str]:
+        """The servers with a live session in this process now."""
+        return sorted(name for name, process in self._servers.items() if process.started)
+
     def restart(self, server: str) -> None:
         """Stop this process's `server` now: it starts again, with its current configuration, on its next call."""
         asyncio.run_coroutine_threadsafe(self._stop_server(server), self._loop).result(timeout=15)
@@ -275,6 +312,9 @@ class Supervisor:
                 await client.aclose()
 
     async def _call(self, config: LaunchConfig, tool: str, arguments: dict, meta: dict, timeout_s: float):
+        from mcp import MCPError
+        from mcp_types import CONNECTION_CLOSED
+
         process = await self._process(config)
         backend = SERVERS[config.server].backend
         try:
@@ -350,6 +390,8 @@ def check_connection(server: str) -> dict:
     The launcher resolves the credential as for a real start, so a wrong reference, a key the
     backend refuses and an unreachable URL each show here, named, before an investigation meets them.
     """
+    from mcp.client.stdio import get_default_environment
+
     config = launch_config(server)
     try:
         done = subprocess.run(
@@ -374,6 +416,24 @@ def check_connection(server: str) -> dict:
     if ours:
         return {"ok": False, "detail": ours[-1].removeprefix(f"toolserver: {server}: ")}
     return {"ok": False, "detail": f"the check process failed (exit status {done.returncode}); the worker log says why"}
+
+
+def warm_in_background() -> threading.Thread:
+    """A worker that starts: its tool servers start now, beside it, not in its first investigation."""
+
+    def warm() -> None:
+        from django.db import connection
+
+        try:
+            get_supervisor().warm()
+        except Exception as exc:  # noqa: BLE001 - the first calls start them instead
+            log.warning("tool servers not warmed (%s)", type(exc).__name__)
+        finally:
+            connection.close()  # this thread's own
+
+    thread = threading.Thread(target=warm, name="toolserver-warm", daemon=True)
+    thread.start()
+    return thread
 
 
 _supervisor: Supervisor | None = None
