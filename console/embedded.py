@@ -11,10 +11,9 @@ from celery.beat import EmbeddedService
 from celery.worker import WorkController
 from django.conf import settings
 
-from console.celery import app
+from console.celery import app, warm_worker
 from investigations.runs import services
 from investigations.tasks import sweep_investigations
-from toolserver.supervisor import warm_in_background
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ def start_embedded_worker() -> WorkController:
     # What no worker ran before this one started (the demo seeded by `make run`, work a killed
     # console left behind). The CLI worker does the same on its worker_ready signal.
     sweep_investigations.delay(queued_for_s=0)
-    warm_in_background()  # its tool servers, as the CLI worker does on worker_ready
+    warm_worker()  # as the CLI worker does when it is ready
     log.info("embedded Celery worker started (%d threads)", settings.EMBEDDED_WORKER_CONCURRENCY)
     return worker
 

@@ -418,22 +418,17 @@ def check_connection(server: str) -> dict:
     return {"ok": False, "detail": f"the check process failed (exit status {done.returncode}); the worker log says why"}
 
 
-def warm_in_background() -> threading.Thread:
-    """A worker that starts: its tool servers start now, beside it, not in its first investigation."""
+def warm_tool_servers() -> None:
+    """A worker that starts: its tool servers start now, not in its first investigation. Blocks (a
+    thread of its own calls it); never raises: whatever did not start, the first call starts."""
+    from django.db import connection
 
-    def warm() -> None:
-        from django.db import connection
-
-        try:
-            get_supervisor().warm()
-        except Exception as exc:  # noqa: BLE001 - the first calls start them instead
-            log.warning("tool servers not warmed (%s)", type(exc).__name__)
-        finally:
-            connection.close()  # this thread's own
-
-    thread = threading.Thread(target=warm, name="toolserver-warm", daemon=True)
-    thread.start()
-    return thread
+    try:
+        get_supervisor().warm()
+    except Exception as exc:  # noqa: BLE001 - the first calls start them instead
+        log.warning("tool servers not warmed (%s)", type(exc).__name__)
+    finally:
+        connection.close()  # this thread's own
 
 
 _supervisor: Supervisor | None = None
