@@ -1,10 +1,11 @@
 """One long-lived process per tool server, per worker process (spawning costs most of a second).
 
 The supervisor owns an asyncio loop in a thread of its own; each server's stdio session is
-owned by one task on it (mcp's client must be entered and left in the same task). A server
-is (re)started on first use, when its process dies, and when its launch configuration
-(toolserver.config: adapter, URL, parameters, credential) differs from the one it was started with, so no
-call ever runs on an old credential. An admin's change also stops the old processes at once,
+owned by one task on it (mcp's client must be entered and left in the same task). A worker
+starts its servers as it starts (warm(), from console.celery.warm_worker). A server is (re)started
+on first use, when its process dies, and when its launch configuration (toolserver.config:
+adapter, URL, parameters, credential) differs from the one it was started with, so no call ever
+runs on an old credential. An admin's change also stops the old processes at once,
 in every worker: restart_everywhere() (over Redis pub/sub in production).
 Callers are synchronous (Celery tasks) and get an envelope back, never an exception.
 """
