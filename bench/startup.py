@@ -3,6 +3,9 @@
 Console: `manage.py serve` spawned, until /healthz first answers 200 (floor 3 s, idle machine).
 Tool server: `python -m toolserver.launch` spawned as the supervisor spawns it, MCP initialize,
 then one read (get_host) on the lab, until its answer (floor 1 s).
+Beside each, the CPU seconds the start took (the console's process until its first 200; the
+launcher and server until the session closed): on a machine busy with other work, the wall time
+is not the idle figure, and the CPU time is close to it.
 
     .venv/bin/python bench/startup.py [--runs 7]
 
@@ -15,6 +18,7 @@ import argparse
 import asyncio
 import io
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -42,6 +46,17 @@ def spawn_console(port: int) -> subprocess.Popen:
     )
 
 
+def cpu_s(pid: int) -> float:
+    """utime + stime of a live process (/proc/<pid>/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def until_healthy(console: subprocess.Popen, port: int) -> None:
     deadline = time.monotonic() + BOUND_S
     while time.monotonic() < deadline:
@@ -65,17 +80,18 @@ def stop(process: subprocess.Popen) -> None:
         process.wait(timeout=15)
 
 
-def console_start_s(port: int) -> float:
+def console_start_s(port: int) -> tuple[float, float]:
+    """(wall, CPU) seconds from spawn to the first /healthz 200."""
     started = time.perf_counter()
     console = spawn_console(port)
     try:
         until_healthy(console, port)
-        return time.perf_counter() - started
+        return time.perf_counter() - started, cpu_s(console.pid)
     finally:
         stop(console)
 
 
-async def first_call_s(config) -> float:
+async def first_call_s(config) -> tuple[float, float]:
     """Spawn, initialize, one read on the lab: as the supervisor's first call on a server."""
     from mcp import Client, StdioServerParameters, stdio_client
 
@@ -87,18 +103,22 @@ async def first_call_s(config) -> float:
         env=config.environment() | {PARENT_VARIABLE: str(os.getpid())},
         cwd=str(ROOT),
     )
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), children_cpu_s()
     async with asyncio.timeout(BOUND_S), Client(stdio_client(params, errlog=sys.stderr)) as client:
         result = await client.call_tool("get_host", {"host": "WS-FIN-07"}, meta={"gatehouse/correlation_id": "bench"})
         elapsed = time.perf_counter() - started
     assert result.structured_content["status"] == "ok", result.structured_content
-    return elapsed
+    return elapsed, children_cpu_s() - cpu_before  # the server, reaped when its session closed
 
 
-def summary(samples: list[float]) -> str:
-    ordered = sorted(samples)
+def summary(samples: list[tuple[float, float]]) -> str:
+    ordered = sorted(wall for wall, _ in samples)
     p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
-    return f"min {ordered[0]:6.2f} s   median {statistics.median(ordered):6.2f} s   p90 {p90:6.2f} s"
+    cpu = statistics.median(cpu for _, cpu in samples)
+    return (
+        f"min {ordered[0]:6.2f} s   median {statistics.median(ordered):6.2f} s   p90 {p90:6.2f} s"
+        f"   (CPU median {cpu:5.2f} s)"
+    )
 
 
 def main() -> None:
