@@ -47,6 +47,7 @@ INVALID_INPUT = {
     "list_actions": "Invalid filter.",
     "approve_action": "Invalid decision.",
     "reject_action": "Invalid decision.",
+    "list_investigations": "Invalid filter.",
     "list_audit": "Invalid filter.",
     "export_audit": "Invalid filter.",
     "set_credential": "Invalid credential.",

@@ -255,7 +255,9 @@ TEXT_FLUSH_MS = 100  # streamed text is saved and published at most this often p
 ALERT_MAX_BYTES = 64 * 1024  # a larger alert body is refused with 413
 # Per integration: requests to POST /api/alerts per window (shared by every web process through
 # Redis in production), and investigations waiting for a worker; past either, 429.
-INTAKE_RATE = env_rate("GATEHOUSE_INTAKE_RATE", (60, 60))
+# Sized for a storm (300 alerts of one noisy rule in a burst): grouping makes each joined alert one
+# row, and the start cap per integration (Integration.starts_per_minute) is what guards the model.
+INTAKE_RATE = env_rate("GATEHOUSE_INTAKE_RATE", (600, 60))
 INTAKE_MAX_QUEUED = env_int("GATEHOUSE_INTAKE_MAX_QUEUED", 50, minimum=1)
 # People's API tokens (investigations/tokens.py) stop working this long after they are made.
 API_TOKEN_DAYS = env_int("GATEHOUSE_API_TOKEN_DAYS", 90, minimum=1)

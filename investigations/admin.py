@@ -46,13 +46,16 @@ class IntegrationAdmin(AuditedAdmin):
     fields = (
         "name",
         "sources",
+        "group_by",
+        "group_window_minutes",
+        "starts_per_minute",
         "token_prefix",
         "created_by",
         "created_at",
         "last_used_at",
         "revoked_at",
     )  # not the hash
-    # Sources change only through `manage.py integrations sources`, which audits the change.
+    # Sources, grouping and the start cap change only through `manage.py integrations`, which audits the change.
     readonly_fields = fields
     actions = ["revoke"]
 

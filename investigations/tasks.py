@@ -7,6 +7,7 @@ from django.conf import settings
 
 from investigations.approvals.channels import deliveries
 from investigations.approvals.services import execute, expire_due, stalled_executions
+from investigations.intake import services as intake
 from investigations.runs import agent, services
 
 log = logging.getLogger(__name__)
@@ -21,13 +22,17 @@ def run_investigation(investigation_id: int) -> None:
 def sweep_investigations(queued_for_s: float | None = None) -> list[int]:
     """Hand every investigation no worker is running to a worker (periodic, and at worker start).
 
+    First the held ones their integrations' start caps allow now (investigations/intake/services.py).
     Queued ones whose task was lost (enqueued by a process with no broker, or before a restart)
     and running ones whose worker died: the next worker resumes them from their last saved step.
     A duplicate hand-over is harmless: only one worker can claim an investigation.
     """
     if queued_for_s is None:
         queued_for_s = settings.SWEEP_INTERVAL_S
-    found = services.stalled(queued_for_s=queued_for_s)
+    released = intake.release_held()  # handed over on commit, each by its own task
+    if released:
+        log.info("released %d held investigation(s) as their start caps allow: %s", len(released), released)
+    found = [pk for pk in services.stalled(queued_for_s=queued_for_s) if pk not in released]
     for investigation_id in found:
         run_investigation.delay(investigation_id)
     if found:

@@ -162,6 +162,7 @@ def identity_on_slapd(slapd, admin_user, settings):
     return slapd
 
 
+@pytest.fixture
 def falcon():
     """A CrowdStrike Falcon API stand-in on loopback (tests/toolserver/vendor_standins.py) with the
     lab's phished host on it; its API client secret is unique to the test."""

@@ -283,6 +283,46 @@ def test_no_ldap_bind_password_appears_in_a_result_an_audit_record_a_page_the_da
     assert places_holding(canary, results + checks, [admin_user, manager], caplog, capfd, shown="ldap") == []
 
 
+def test_no_taxii_password_appears_in_a_result_an_audit_record_a_page_the_database_or_the_logs(
+    caplog, capfd, tmp_path, admin_user, manager, settings
+):
+    """The intel server on a real TAXII 2.1 server (medallion; toolserver/adapters/taxii.py): the feed
+    account's password (HTTP basic), a unique canary, is set as an admin sets it, used for lookups and
+    a check connection, and a failed lookup once the feed is gone; then searched for everywhere
+    outside the server's process, which holds it."""
+    import secrets
+
+    from tests.toolserver.taxii_server import Medallion, indicator
+    from toolserver.gateway import CallContext, Gateway
+    from toolserver.supervisor import check_connection
+
+    caplog.set_level(logging.DEBUG)
+    canary = f"taxii-canary-{secrets.token_urlsafe(24)}"
+    feed = Medallion(tmp_path, reader_password=canary)
+    try:
+        feed.publish(indicator("[domain-name:value = 'c2.evil.example']", indicator_types=["malicious-activity"]))
+        settings.BACKEND_ALLOWED_HOSTS = [f"127.0.0.1:{feed.port}"]
+        intel = ToolServer.objects.get(name="intel")
+        administration.update_server(intel, admin_user, {"adapter": "taxii", "url": feed.url, "params": feed.params()})
+        administration.set_credential(ToolServer.objects.get(name="intel"), admin_user, secret=canary)
+        gateway, context = Gateway(), CallContext(correlation_id="inv-taxii-canary", trigger="alert-taxii-canary")
+        results = [
+            gateway.call("lookup_indicator", {"kind": "domain", "value": "c2.evil.example"}, context),
+            gateway.call("lookup_indicator", {"kind": "ip", "value": "203.0.113.9"}, context),
+        ]
+        checks = [check_connection("intel")]
+        pids = server_pids("intel")
+        assert pids and all(read_environ(pid)["GATEHOUSE_BACKEND_KEY"] == canary for pid in pids)
+    finally:
+        feed.stop()
+    results.append(gateway.call("lookup_indicator", {"kind": "domain", "value": "c2.evil.example"}, context))
+    checks.append(check_connection("intel"))
+    assert [result.get("status") for result in results] == ["ok", "ok", "error"], results
+    assert results[0]["data"]["verdict"] == "malicious" and results[2]["reason"] == "taxii_unavailable"
+    assert [check["ok"] for check in checks] == [True, False]
+    assert places_holding(canary, results + checks, [admin_user, manager], caplog, capfd, shown="taxii") == []
+
+
 @pytest.mark.parametrize("vendor, index", [("splunk", "security"), ("elastic", "logs-*")])
 def test_no_siem_token_or_api_key_appears_outside_the_siem_server_process(
     vendor, index, caplog, capfd, admin_user, manager, settings

@@ -79,6 +79,7 @@ def test_every_endpoint_that_needs_a_right_judges_the_person_before_the_input():
         "list_actions",
         "action_detail",
         "investigation_detail",
+        "list_investigations",
     }  # filtered to what each person may see (404 otherwise)
     for _, router in api._routers:
         for path, view in router.path_operations.items():

@@ -71,6 +71,11 @@ class AlertReceived(Schema):
     created: bool = Field(
         description="False when this integration sent this source and external_id before: nothing new was started."
     )
+    joined: bool = Field(
+        False,
+        description="True when the alert joined an open investigation of its grouping key (the integration's rule "
+        "and host, or rule and user) instead of starting one: investigation_id is that investigation.",
+    )
     status: str = Field(description="The investigation's status: queued, running, waiting, completed or failed.")
     investigation_url: str
 
@@ -149,6 +154,7 @@ def _answer(received) -> AlertReceived:
         alert_id=received.alert.pk,
         investigation_id=investigation.pk,
         created=received.created,
+        joined=received.joined,
         status=investigation.status,
         investigation_url=f"/investigations/{investigation.pk}/",
     )

@@ -4,6 +4,17 @@ The same `source` + `external_id` from the same integration is the same alert: s
 returns the alert and investigation already made, and starts nothing new. An integration sends
 only its own sources (a foreign one is refused and audited), at most settings.INTAKE_RATE alerts
 per window, and while at most settings.INTAKE_MAX_QUEUED of its investigations wait for a worker.
+
+Grouping: an integration's alert whose grouping key (`group_key`: its rule and host, or its rule
+and user, as the integration says) is that of an open investigation of the same integration
+started within its window joins that investigation as a related alert: a storm of one detection
+on one host is one investigation. The first alert stays the investigation's alert, so the
+idempotency keys of the writes it asks for stay those of the first alert (architecture rule 6).
+Start cap: at most `starts_per_minute` investigations of an integration are handed to workers in
+any minute; the rest are made at once but held queued, and released oldest first by the next
+intake or the sweep (`release_held`) as the minute allows. Both are decided under the
+integration's row lock, so two alerts of one key at once make one investigation, and none is
+handed over twice.
 """
 
 import hashlib
@@ -16,6 +27,7 @@ from typing import Annotated, Any, Literal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -26,7 +38,7 @@ from investigations.intake import formats
 from investigations.intake.formats.base import EXTERNAL_ID_MAX
 from investigations.models import Alert, Event, Integration, Investigation
 from investigations.runs import events
-from investigations.runs.services import start_investigation
+from investigations.runs.services import release, start_investigation
 from toolserver.ratelimit import Limit, get_rate_limiter
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:@/#-]*$"  # identifiers: no spaces, nothing that reads as markup
@@ -61,6 +73,15 @@ class AlertIn(BaseModel):
         str, Field(min_length=1, max_length=EXTERNAL_ID_MAX, pattern=NAME, description="The alert's id in that system.")
     ]
     title: Annotated[str, Field(min_length=1, max_length=300)]
+    rule: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=300,
+            description="What fired the alert, the same for each of its alerts (a rule or search name); by default "
+            "its title. With the host or user, the key alerts are grouped by.",
+        ),
+    ] = None
     severity: Literal["low", "medium", "high", "critical"]
     host: Annotated[str | None, Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] = None
     user: Annotated[str | None, Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@\\-]*$")] = None
@@ -81,6 +102,7 @@ class Received:
     alert: Alert
     investigation: Investigation
     created: bool
+    joined: bool = False  # the alert joined an open investigation of its grouping key
 
 
 class SourceNotAllowed(Exception):
@@ -116,19 +138,26 @@ def receive_alert(alert_in: AlertIn, *, integration: Integration | None = None, 
     if integration is not None:
         _check_source(integration, alert_in.source, alert_in.external_id)
     same = {"integration": integration, "source": alert_in.source, "external_id": alert_in.external_id}
+    key, joined, hold = "", None, False
     try:
         with transaction.atomic():
             if integration is not None:
-                # One intake at a time per integration, so two requests cannot both take the last queue place.
-                Integration.objects.select_for_update().filter(pk=integration.pk).first()
+                # One intake at a time per integration, so two requests cannot both take the last queue
+                # place, both start an investigation of one key, or both take the minute's last start.
+                integration = Integration.objects.select_for_update().get(pk=integration.pk)
                 alert = Alert.objects.filter(**same).first()
                 if alert is not None:
-                    return Received(alert, alert.investigations.order_by("created_at").first(), created=False)
-                _check_queue(integration)
+                    return _first_received(alert)
+                key = group_key(integration, alert_in)
+                joined = open_investigation_of(integration, key)
+                if joined is None:
+                    _check_queue(integration)
+                    hold = release_due(integration)[1] <= 0
             alert = Alert.objects.create(
                 source=alert_in.source,
                 external_id=alert_in.external_id,
                 title=alert_in.title,
+                rule=alert_in.rule or alert_in.title,
                 severity=alert_in.severity,
                 host=alert_in.host or "",
                 account=alert_in.user or "",
@@ -136,12 +165,77 @@ def receive_alert(alert_in: AlertIn, *, integration: Integration | None = None, 
                 details=alert_in.details,
                 integration=integration,
                 submitted_by=submitted_by,
+                group_key=key,
+                joined=joined,
             )
-            investigation = start_investigation(alert, requested_by=submitted_by)
+            if joined is not None:
+                return Received(alert, joined, created=True, joined=True)
+            investigation = start_investigation(alert, requested_by=submitted_by, hold=hold)
     except IntegrityError:
-        alert = Alert.objects.get(**same)
-        return Received(alert, alert.investigations.order_by("created_at").first(), created=False)
+        return _first_received(Alert.objects.get(**same))
     return Received(alert, investigation, created=True)
+
+
+def _first_received(alert: Alert) -> Received:
+    """The alert sent again: the investigation it started, or the one it joined."""
+    investigation = alert.joined or alert.investigations.order_by("created_at").first()
+    return Received(alert, investigation, created=False, joined=alert.joined_id is not None)
+
+
+def group_key(integration: Integration, alert_in: AlertIn) -> str:
+    """The key `integration` groups this alert by: its rule with its host or user; "" (never grouped)
+    when the integration does not group or the alert names no such host or user."""
+    value = {Integration.GroupBy.RULE_HOST: alert_in.host, Integration.GroupBy.RULE_USER: alert_in.user}.get(
+        integration.group_by
+    )
+    if not value:
+        return ""
+    return f"{integration.group_by}:{value.lower()}:{alert_in.rule or alert_in.title}"
+
+
+def open_investigation_of(integration: Integration, key: str) -> Investigation | None:
+    """The open investigation of `integration` whose alert has this grouping key, started within its window."""
+    if not key:
+        return None
+    since = timezone.now() - timedelta(minutes=integration.group_window_minutes)
+    return (
+        Investigation.objects.filter(alert__integration=integration, alert__group_key=key, created_at__gte=since)
+        .exclude(status__in=Investigation.FINAL)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+START_CAP_WINDOW = timedelta(minutes=1)
+
+
+def release_due(integration: Integration) -> tuple[list[int], int]:
+    """Hand `integration`'s held investigations to workers, oldest first, as far as its start cap allows
+    this minute: their ids, and the starts left in the minute after them. The caller holds the
+    integration's row lock."""
+    started = Investigation.objects.filter(
+        alert__integration=integration, released_at__gte=timezone.now() - START_CAP_WINDOW
+    ).count()
+    room = integration.starts_per_minute - started
+    released = []
+    if room > 0:
+        held = Investigation.objects.filter(
+            alert__integration=integration, status=Investigation.Status.QUEUED, released_at__isnull=True
+        ).order_by("created_at", "pk")
+        released = release(list(held.values_list("pk", flat=True)[:room]))
+    return released, room - len(released)
+
+
+def release_held() -> list[int]:
+    """The sweep's part of the start cap: every integration's held investigations that its minute allows now."""
+    held = Investigation.objects.filter(status=Investigation.Status.QUEUED, released_at__isnull=True)
+    released = []
+    for integration_id in set(held.values_list("alert__integration", flat=True)):
+        with transaction.atomic():
+            integration = Integration.objects.select_for_update().filter(pk=integration_id).first()
+            if integration is not None:
+                released += release_due(integration)[0]
+    return released
 
 
 def _check_source(integration: Integration, source: str, external_id: str) -> None:
@@ -223,16 +317,17 @@ def receive_batch(
 
 
 def note_resolved(integration: Integration, source: str, external_id: str) -> Investigation | None:
-    """Say on the open investigation of this integration's alert that its sender resolved it: one
-    status event (the investigation's status unchanged), once however often the sender repeats it.
-    Returns that investigation; None when the alert is unknown or none of its investigations is open."""
+    """Say on the open investigation of this integration's alert (the one it started, or joined) that
+    its sender resolved it: one status event (the investigation's status unchanged), once however
+    often the sender repeats it. Returns that investigation; None when the alert is unknown or none
+    of its investigations is open."""
     alert = Alert.objects.filter(integration=integration, source=source, external_id=external_id).first()
     if alert is None:
         return None
     with transaction.atomic():
         investigation = (
             Investigation.objects.select_for_update()  # its status cannot move while it is read and written
-            .filter(alert=alert)
+            .filter(Q(alert=alert) | Q(pk=alert.joined_id))
             .exclude(status__in=Investigation.FINAL)
             .order_by("-created_at")
             .first()
@@ -316,6 +411,32 @@ def set_severity_map(integration: Integration, severity_map: dict[str, str], *, 
             raise ValueError(f'"{severity}" is not a severity ({", ".join(Alert.Severity.values)})')
         checked[key] = severity
     return _changed(integration, "severity_map", checked, what="integration_severity", by=by)
+
+
+WINDOW_MAX_MINUTES = 24 * 60
+STARTS_MAX_PER_MINUTE = 10_000
+
+
+@transaction.atomic
+def set_grouping(integration: Integration, group_by: str, window_minutes: int, *, by: str) -> bool:
+    """How `integration`'s alerts are grouped: `group_by` one of Integration.GroupBy ("rule+host",
+    "rule+user", "none") and the window an open investigation gathers its key's alerts in, in minutes
+    (ValueError says why not). Recorded like its sources (architecture rule 11). Whether it changed."""
+    if group_by not in Integration.GroupBy.values:
+        raise ValueError(f'"{group_by}" is not a grouping ({", ".join(Integration.GroupBy.values)})')
+    if not 1 <= window_minutes <= WINDOW_MAX_MINUTES:
+        raise ValueError(f"the window is 1 to {WINDOW_MAX_MINUTES} minutes")
+    changed = _changed(integration, "group_by", group_by, what="integration_grouping", by=by)
+    return _changed(integration, "group_window_minutes", window_minutes, what="integration_grouping", by=by) or changed
+
+
+@transaction.atomic
+def set_start_cap(integration: Integration, per_minute: int, *, by: str) -> bool:
+    """At most `per_minute` of `integration`'s investigations handed to workers a minute (ValueError
+    says why not); recorded (architecture rule 11). Whether it changed."""
+    if not 1 <= per_minute <= STARTS_MAX_PER_MINUTE:
+        raise ValueError(f"the start cap is 1 to {STARTS_MAX_PER_MINUTE} a minute")
+    return _changed(integration, "starts_per_minute", per_minute, what="integration_cap", by=by)
 
 
 def _changed(integration: Integration, field: str, value, *, what: str, by: str) -> bool:

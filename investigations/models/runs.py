@@ -5,6 +5,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import CharField, Q, Value
 from django.db.models.functions import Cast, Concat
+from django.utils import timezone
 
 from core import transitions
 from investigations.models.intake import Alert
@@ -129,6 +130,11 @@ class Investigation(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # When it was handed to a worker; None while its integration's start cap holds it queued.
+    released_at = models.DateTimeField(default=timezone.now, null=True, blank=True, db_index=True)
+    related_told = models.PositiveIntegerField(
+        default=0, help_text="The id of the last related alert the model was told of."
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     # Time spent waiting for analysts does not count against the time budget.
@@ -139,6 +145,7 @@ class Investigation(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["verdict"], name="investigation_verdict")]  # the list's filter
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=["completed"]) | Q(verdict=""), name="investigation_verdict_only_when_completed"
@@ -168,6 +175,11 @@ class Investigation(models.Model):
         from investigations.runs.usage import TokenUsage
 
         return TokenUsage(self.input_tokens, self.cache_creation_tokens, self.cache_read_tokens, self.output_tokens)
+
+    @property
+    def held(self) -> bool:
+        """Queued but not yet handed to a worker: its integration started its cap this minute."""
+        return self.status == self.Status.QUEUED and self.released_at is None
 
     @property
     def finished(self) -> bool:

@@ -36,10 +36,10 @@ from django.db import connection
 from django.utils import timezone
 
 from investigations.approvals.services import policy_for, request_action
-from investigations.models import Event, Investigation
+from investigations.models import Alert, Event, Investigation
 from investigations.runs import llm, services
 from investigations.runs.events import LeaseLost, record_event
-from investigations.runs.prompts import SYSTEM_PROMPT, first_message
+from investigations.runs.prompts import RELATED_SHOWN, SYSTEM_PROMPT, first_message, related_alerts
 from investigations.runs.usage import TokenUsage
 from investigations.runs.verdict import parse_verdict
 from toolserver import config
@@ -116,6 +116,7 @@ class Agent:
             else:
                 if stop := self._over_budget(tokens=True):
                     return self._stop(stop)
+                self._tell_related()
                 if not self._model_turn():
                     return
 
@@ -179,6 +180,22 @@ class Agent:
             output_tokens=usage.output,
         )
         return True
+
+    def _tell_related(self) -> None:
+        """Before a turn, add the alerts that joined since the model was last told to the message it
+        answers, as data (saved, so a worker taking over tells none twice)."""
+        investigation = self.investigation
+        new = list(
+            investigation.related_alerts.filter(pk__gt=investigation.related_told)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        if not new:
+            return
+        shown = list(Alert.objects.filter(pk__in=new[-RELATED_SHOWN:]).order_by("pk"))
+        last = investigation.messages[-1]
+        told = {**last, "content": [*last["content"], related_alerts(shown, len(new))]}
+        self._save(messages=[*investigation.messages[:-1], told], related_told=new[-1])
 
     def _call_tools(self, uses: list[dict]) -> bool:
         """Answer the last turn's tool calls, skipping those answered before a restart. False when it stopped."""

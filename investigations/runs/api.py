@@ -1,9 +1,12 @@
-"""Investigations over HTTP, for automation: one investigation's state, verdict and action requests, and
-a new investigation of the same alert. The same authorisation as the pages: an investigation you may
-not view is 404, as an unknown one is."""
+"""Investigations over HTTP, for automation: the filtered list, one investigation's state, verdict and
+action requests, and a new investigation of the same alert. The same authorisation as the pages: an
+investigation you may not view is 404, as an unknown one is, and is in no list."""
 
+from django import forms
+from django.core.paginator import Paginator
 from django.db.models import Prefetch
-from ninja import Field, Router, Schema, Status
+from ninja import Field, Query, Router, Schema, Status
+from ninja.errors import ValidationError
 
 from core.problems import InvalidInput, Problem
 from core.roles import ANALYST, has_role
@@ -11,11 +14,13 @@ from investigations.api_auth import auth_for
 from investigations.approvals.api import ActionSummary
 from investigations.approvals.services import summary
 from investigations.models import ActionApproval, Investigation
-from investigations.runs import services
+from investigations.runs import selectors, services
+from investigations.runs.forms import InvestigationFilters
 from investigations.runs.usage import estimated_cost
 
 router = Router(tags=["investigations"])
 NOT_FOUND = "No such investigation."
+PAGE_SIZE = 50
 
 
 class AlertOut(Schema):
@@ -35,7 +40,7 @@ class TokensOut(Schema):
     estimated_cost_usd: str | None = Field(description="From the price table; null when it has no price for the model.")
 
 
-class InvestigationOut(Schema):
+class InvestigationRow(Schema):
     id: int
     status: str = Field(description="queued, running, waiting (for an approval), completed or failed.")
     verdict: str = Field(description="malicious, benign or inconclusive once completed; empty before.")
@@ -43,12 +48,23 @@ class InvestigationOut(Schema):
     end_reason: str = Field(description="Why it ended early (a budget, a failure), if it did.")
     model: str
     alert: AlertOut
+    related_alerts: int = Field(description="Alerts of its grouping key that joined it after its own (a storm).")
+    held: bool = Field(description="Queued but held: its integration started as many as its cap allows this minute.")
     tool_calls_used: int
     tokens_used: int = Field(description="What the token budget counts: the four kinds in `tokens` together.")
     tokens: TokensOut
     created_at: str = Field(json_schema_extra={"format": "date-time"})
     finished_at: str | None = Field(None, json_schema_extra={"format": "date-time"})
+
+
+class InvestigationOut(InvestigationRow):
     requests: list[ActionSummary] = Field(description="Its action requests, oldest first.")
+
+
+class InvestigationPage(Schema):
+    items: list[InvestigationRow] = Field(description="Newest first; `GET /api/investigations/{id}` for its requests.")
+    count: int = Field(description="How many match, on every page.")
+    next_page: int | None = Field(description="Pass as `page` for the next (older) page; null on the last page.")
 
 
 def _visible(user, investigation_id: int) -> Investigation | None:
@@ -63,7 +79,7 @@ def _visible(user, investigation_id: int) -> Investigation | None:
     )
 
 
-def _out(investigation: Investigation) -> dict:
+def _row(investigation: Investigation) -> dict:
     alert = investigation.alert
     return {
         "id": investigation.pk,
@@ -79,12 +95,13 @@ def _out(investigation: Investigation) -> dict:
             "title": alert.title,
             "severity": alert.severity,
         },
+        "related_alerts": _related_count(investigation),
+        "held": investigation.held,
         "tool_calls_used": investigation.tool_calls_used,
         "tokens_used": investigation.tokens_used,
         "tokens": _tokens(investigation),
         "created_at": investigation.created_at.isoformat(),
         "finished_at": investigation.finished_at.isoformat() if investigation.finished_at else None,
-        "requests": [summary(request) for request in investigation.action_requests.order_by("pk")],
     }
 
 
@@ -101,6 +118,34 @@ def _tokens(investigation: Investigation) -> dict:
     }
 
 
+def _related_count(investigation: Investigation) -> int:
+    """Counted by the list's query (selectors.listing annotates it), else asked: no query per row."""
+    counted = getattr(investigation, "related_count", None)
+    return investigation.related_alerts.count() if counted is None else counted
+
+
+def _out(investigation: Investigation) -> dict:
+    return _row(investigation) | {
+        "requests": [summary(request) for request in investigation.action_requests.order_by("pk")]
+    }
+
+
+def _parameter(name: str, field: forms.Field) -> dict:
+    """A filter of the form as an OpenAPI query parameter, so the schema (and its fuzzing) knows it."""
+    schema: dict = {"type": "string"}
+    if isinstance(field, forms.ChoiceField):
+        schema["enum"] = [value for value, _ in field.choices]
+    elif isinstance(field, forms.DateTimeField):
+        schema["description"] = "ISO 8601, e.g. 2026-11-25T09:30:00Z; UTC when no offset is given."
+    elif isinstance(field, forms.CharField) and field.max_length:
+        schema["maxLength"] = field.max_length
+    description = " ".join(part for part in (str(field.label or name.title()) + ".", str(field.help_text)) if part)
+    return {"in": "query", "name": name, "required": False, "schema": schema, "description": description}
+
+
+FILTER_PARAMETERS = [_parameter(name, field) for name, field in InvestigationFilters.base_fields.items()]
+
+
 def _may_investigate(request, user):
     """Starting one is an analyst's; the investigation must be theirs to see."""
     if not has_role(user, ANALYST):
@@ -112,6 +157,38 @@ def _may_investigate(request, user):
     if _visible(user, investigation_id) is None:
         return 404, NOT_FOUND
     return None
+
+
+@router.get(
+    "/investigations",
+    auth=auth_for(),
+    response={200: InvestigationPage, 400: InvalidInput, 401: Problem},
+    url_name="list_investigations",
+    operation_id="list_investigations",
+    summary="List investigations",
+    openapi_extra={"parameters": FILTER_PARAMETERS},
+)
+def list_investigations(request, page: int = Query(1, ge=1, le=100_000, description="From 1, newest first.")):
+    """The investigations you may see, newest first, 50 a page, under the filters given (they combine):
+    the list page's filters, read by the same form (investigations/runs/forms.py)."""
+    form = InvestigationFilters(request.GET)
+    # A filter given twice is refused, as the API's parser refuses a declared one (console/api.py).
+    errors = [
+        (name, "given more than once: send one value") for name in form.fields if len(request.GET.getlist(name)) > 1
+    ]
+    if not errors and not form.is_valid():
+        errors = form.field_errors()
+    if errors:
+        raise ValidationError([{"loc": ("query", name), "msg": message} for name, message in errors])
+    paginator = Paginator(selectors.listing(request.auth, form.cleaned_data), PAGE_SIZE)
+    if page > paginator.num_pages:
+        return {"items": [], "count": paginator.count, "next_page": None}
+    current = paginator.page(page)
+    return {
+        "items": [_row(investigation) for investigation in current.object_list],
+        "count": paginator.count,
+        "next_page": current.next_page_number() if current.has_next() else None,
+    }
 
 
 @router.get(

@@ -1,10 +1,49 @@
 """What the investigation pages and sockets read. Who may see an investigation is the model's rule
 (`Investigation.objects.visible_to`), asked before anything here is read."""
 
+from django.db.models import Count, Q
 from guardian.shortcuts import get_users_with_perms
 
 from investigations.models import Event, Investigation
 from investigations.models.runs import VIEW
+from investigations.runs.forms import OBSERVED
+
+
+def listing(user, filters: dict | None = None):
+    """The investigations `user` may see, newest first, under the cleaned data of
+    `forms.InvestigationFilters`: what the list page and `GET /api/investigations` show."""
+    investigations = (
+        Investigation.objects.visible_to(user)
+        .select_related("alert")
+        .annotate(related_count=Count("related_alerts"))  # a storm's alerts joined to it (grouping)
+        .order_by("-created_at", "-id")
+    )
+    return filtered(investigations, filters or {})
+
+
+def filtered(investigations, filters: dict):
+    """`investigations` narrowed by each filter given; they combine (and)."""
+    exact = {"status": "status", "verdict": "verdict", "severity": "alert__severity", "source": "alert__source"}
+    investigations = investigations.filter(**{exact[name]: filters[name] for name in exact if filters.get(name)})
+    # Host and user names differ in case from sender to sender; their indexes are on UPPER(), as iexact compares.
+    if filters.get("host"):
+        investigations = investigations.filter(alert__host__iexact=filters["host"])
+    if filters.get("user"):
+        investigations = investigations.filter(alert__account__iexact=filters["user"])
+    if filters.get("q"):
+        text = filters["q"]
+        investigations = investigations.filter(
+            Q(alert__title__icontains=text)
+            | Q(alert__host__icontains=text)
+            | Q(alert__account__icontains=text)
+            | Q(alert__external_id__icontains=text)
+        )
+    moment = "alert__observed_at" if filters.get("time") == OBSERVED else "created_at"
+    if filters.get("since"):
+        investigations = investigations.filter(**{f"{moment}__gte": filters["since"]})
+    if filters.get("until"):
+        investigations = investigations.filter(**{f"{moment}__lte": filters["until"]})
+    return investigations
 
 
 def granted_viewer_ids(investigation_id: int) -> list[int]:

@@ -34,8 +34,9 @@ _held: dict[int, str] = {}
 _held_lock = threading.Lock()
 
 
-def start_investigation(alert: Alert, *, requested_by=None) -> Investigation:
-    """A queued investigation of `alert`, handed to a worker once the transaction commits."""
+def start_investigation(alert: Alert, *, requested_by=None, hold: bool = False) -> Investigation:
+    """A queued investigation of `alert`, handed to a worker once the transaction commits; or, `hold`,
+    kept queued until `release` hands it over (its integration's start cap, investigations/intake/services.py)."""
     from investigations.runs.llm import model_id
     from investigations.tasks import run_investigation
 
@@ -47,12 +48,32 @@ def start_investigation(alert: Alert, *, requested_by=None) -> Investigation:
         budget_tokens=budgets.tokens,
         budget_seconds=budgets.seconds,
         requested_by=requested_by,
+        released_at=None if hold else timezone.now(),
     )
-    events.record_event(
-        investigation.pk, Event.Kind.STATUS, {"status": Status.QUEUED, "message": "Queued for a worker."}
-    )
-    transaction.on_commit(lambda: run_investigation.delay(investigation.pk))
+    message = "Queued: held until its integration's start cap allows it." if hold else "Queued for a worker."
+    events.record_event(investigation.pk, Event.Kind.STATUS, {"status": Status.QUEUED, "message": message})
+    if not hold:
+        transaction.on_commit(lambda: run_investigation.delay(investigation.pk))
     return investigation
+
+
+def release(investigation_ids: list[int]) -> list[int]:
+    """Hand held investigations to workers once the transaction commits; those released already are skipped,
+    so none is handed over twice. Returns the ids released now."""
+    from investigations.tasks import run_investigation
+
+    released = []
+    for investigation_id in investigation_ids:
+        # One row per update: of two releasers, the second finds it released and hands nothing over.
+        if Investigation.objects.filter(pk=investigation_id, status=Status.QUEUED, released_at__isnull=True).update(
+            released_at=timezone.now()
+        ):
+            released.append(investigation_id)
+            events.record_event(
+                investigation_id, Event.Kind.STATUS, {"status": Status.QUEUED, "message": "Released to a worker."}
+            )
+    transaction.on_commit(lambda: [run_investigation.delay(investigation_id) for investigation_id in released])
+    return released
 
 
 def investigate_again(alert: Alert, *, requested_by) -> Investigation | None:
@@ -212,9 +233,9 @@ def hand_back() -> list[int]:
 
 
 def stalled(*, queued_for_s: float = 0) -> list[int]:
-    """Investigations no worker is running: queued for a while, or running under an expired lease."""
+    """Investigations no worker is running: queued (and released) for a while, or running under an expired lease."""
     now = timezone.now()
-    queued = Q(status=Status.QUEUED, created_at__lte=now - timedelta(seconds=queued_for_s))
+    queued = Q(status=Status.QUEUED, released_at__lte=now - timedelta(seconds=queued_for_s))  # held ones wait
     abandoned = Q(status=Status.RUNNING, lease_expires_at__lt=now)
     return list(Investigation.objects.filter(queued | abandoned).order_by("created_at").values_list("pk", flat=True))
 

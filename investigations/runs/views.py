@@ -4,22 +4,26 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, render
+from django.utils.http import urlencode
 
 from investigations.intake import details as alert_details
 from investigations.models import Investigation
 from investigations.runs import selectors
+from investigations.runs.forms import InvestigationFilters
 from investigations.runs.usage import estimated_cost, priced_as
 
 PAGE_SIZE = 50
+RELATED_SHOWN = 20  # the latest of an investigation's related alerts its page lists
 
 
 @login_required
 def investigation_list(request):
-    investigations = (
-        Investigation.objects.visible_to(request.user).select_related("alert").order_by("-created_at", "-id")
-    )
-    page = Paginator(investigations, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "investigations/list.html", {"page": page})
+    form = InvestigationFilters(request.GET)
+    if not form.is_valid():  # the form again with its errors, and no list it could not filter
+        return render(request, "investigations/list.html", {"form": form, "page": None}, status=400)
+    page = Paginator(selectors.listing(request.user, form.cleaned_data), PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"form": form, "page": page, "query": urlencode(form.active()), "filtered": bool(form.active())}
+    return render(request, "investigations/list.html", context)
 
 
 @login_required
@@ -32,6 +36,7 @@ def investigation_detail(request, pk: int):
     events = selectors.events_after(investigation.pk, 0)
     alert = investigation.alert
     usage = investigation.usage
+    related = investigation.related_alerts.order_by("-received_at", "-id")
     return render(
         request,
         "investigations/detail.html",
@@ -40,6 +45,8 @@ def investigation_detail(request, pk: int):
             "alert": alert,
             "details_json": alert_details.pretty(alert.details),  # shown autoescaped
             "events": events,
+            "related_count": related.count(),
+            "related": related[:RELATED_SHOWN],
             "status_labels": dict(Investigation.Status.choices),  # for the script, as the list shows them
             "usage": usage,
             "cache_share": None if usage.cache_read_share is None else f"{usage.cache_read_share:.0%}",

@@ -253,7 +253,9 @@ def test_past_the_queued_cap_a_batch_is_refused_whole(client, integration_token,
     _, token = integration_token
     settings.INTAKE_MAX_QUEUED = 1
     payload = fixture("alertmanager")
-    payload["alerts"].append(copy.deepcopy(payload["alerts"][0]) | {"fingerprint": "bc97ff14869b13e3"})
+    other = copy.deepcopy(payload["alerts"][0]) | {"fingerprint": "bc97ff14869b13e3"}
+    other["labels"]["instance"] = "https://other.example.org"  # another host: its own investigation, not grouped
+    payload["alerts"].append(other)
     response = post(client, "alertmanager", payload, token)
     assert response.status_code == 429
     assert not Alert.objects.exists() and not Investigation.objects.exists()

@@ -127,8 +127,8 @@ def test_an_alert_is_unique_per_integration_not_across_them(client, integration_
 def test_another_external_id_is_another_alert(client, integration_token):
     _, token = integration_token
     first = post(client, an_alert(external_id="SIEM-1"), token).json()
-    second = post(client, an_alert(external_id="SIEM-2"), token)
-    assert second.status_code == 201
+    second = post(client, an_alert(external_id="SIEM-2", host="ws-0143"), token)  # another host: not grouped
+    assert second.status_code == 201 and second.json()["joined"] is False
     assert second.json()["investigation_id"] != first["investigation_id"]
     assert Investigation.objects.count() == 2
 
@@ -175,17 +175,21 @@ def test_past_the_queued_cap_an_integration_gets_429_until_one_starts(client, in
     _, token = integration_token
     settings.INTAKE_MAX_QUEUED = 2
 
-    assert [post(client, an_alert(external_id=f"SIEM-{n}"), token).status_code for n in range(2)] == [201, 201]
-    full = post(client, an_alert(external_id="SIEM-2"), token)
+    # Each on its own host: alerts of one rule on one host would join one investigation (grouping).
+    assert [post(client, an_alert(external_id=f"SIEM-{n}", host=f"ws-{n}"), token).status_code for n in range(2)] == [
+        201,
+        201,
+    ]
+    full = post(client, an_alert(external_id="SIEM-2", host="ws-2"), token)
     assert full.status_code == 429
     assert int(full["Retry-After"]) >= 1
     assert Investigation.objects.count() == 2
     assert (
-        post(client, an_alert(external_id="SIEM-0"), token).status_code == 200
+        post(client, an_alert(external_id="SIEM-0", host="ws-0"), token).status_code == 200
     )  # a repeat starts nothing: not refused
 
     Investigation.objects.filter(alert__external_id="SIEM-0").update(status=Investigation.Status.RUNNING)
-    assert post(client, an_alert(external_id="SIEM-2"), token).status_code == 201
+    assert post(client, an_alert(external_id="SIEM-2", host="ws-2"), token).status_code == 201
 
 
 # -- authentication -------------------------------------------------------------------------
@@ -443,4 +447,11 @@ def test_the_openapi_schema_describes_the_endpoint(client, db):
     assert alert_in["properties"]["severity"]["enum"] == ["low", "medium", "high", "critical"]
     received_ref = operation["responses"]["201"]["content"]["application/json"]["schema"]["$ref"]
     received = schema["components"]["schemas"][received_ref.rsplit("/", 1)[1]]
-    assert set(received["properties"]) == {"alert_id", "investigation_id", "created", "status", "investigation_url"}
+    assert set(received["properties"]) == {
+        "alert_id",
+        "investigation_id",
+        "created",
+        "joined",
+        "status",
+        "investigation_url",
+    }

@@ -26,8 +26,9 @@ READY_S = 60
 
 
 class Medallion:
-    def __init__(self, directory: Path, *, page_size: int = 100):
+    def __init__(self, directory: Path, *, page_size: int = 100, reader_password: str = READER_PASSWORD):
         self.port = free_port()
+        self.reader_password = reader_password
         self.url = f"http://127.0.0.1:{self.port}"
         data, config = directory / "taxii-data.json", directory / "taxii-config.json"
         data.write_text(json.dumps(_data(self.url)))
@@ -39,7 +40,7 @@ class Medallion:
                         "module_class": "MemoryBackend",
                         "filename": str(data),
                     },
-                    "users": {READER: READER_PASSWORD, PUBLISHER: PUBLISHER_PASSWORD},
+                    "users": {READER: reader_password, PUBLISHER: PUBLISHER_PASSWORD},
                     "taxii": {"max_page_size": page_size},
                 }
             )
@@ -75,7 +76,9 @@ class Medallion:
             return False
 
     def _get(self, path: str) -> httpx.Response:
-        return httpx.get(f"{self.url}{path}", headers={"Accept": MEDIA_TYPE}, auth=(READER, READER_PASSWORD), timeout=5)
+        return httpx.get(
+            f"{self.url}{path}", headers={"Accept": MEDIA_TYPE}, auth=(READER, self.reader_password), timeout=5
+        )
 
     def params(self) -> dict[str, str]:
         """The adapter's parameters for the feed account."""

@@ -20,6 +20,7 @@ from investigations.intake.formats.base import (
     Mapping,
     get,
     host,
+    rule,
     text,
     time_of,
     title,
@@ -77,6 +78,7 @@ def map(payload: dict, context: Context) -> Mapping:
                 fields={
                     "external_id": external_id,
                     "title": title(f"{name}: {summary}" if summary else name),
+                    "rule": rule(labels.get("alertname")),
                     "severity": context.severity(NAME, labels.get("severity"), SEVERITY),
                     "host": host(
                         labels.get("host") or labels.get("hostname") or labels.get("nodename") or labels.get("instance")

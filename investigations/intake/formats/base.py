@@ -11,6 +11,9 @@ A required field that is missing or of the wrong type is a `FormatError` naming 
 path in the sender's payload (e.g. `alerts.0.startsAt`): the request is refused whole (400) and
 nothing is stored. Each alert also says where its fields came from (`Mapped.origins`), so a value
 the native shape refuses (an external id with a space) is reported under the sender's name too.
+An alert's `rule` is what fired it, the same for every alert of one detection (Splunk's
+search_name, Alertmanager's alertname, Wazuh's rule.id, OCSF's finding_info.analytic or title):
+with the host or user it is the key alerts are grouped by; None leaves it to the title.
 Optional enrichments (host, user) that do not fit the native shape are left out, not refused:
 the raw payload in `details` still holds them.
 """
@@ -118,6 +121,11 @@ def title(value: str) -> str:
     """One line, at most TITLE_MAX characters."""
     line = " ".join(value.split())
     return line if len(line) <= TITLE_MAX else line[: TITLE_MAX - 1] + "…"
+
+
+def rule(value: str | None) -> str | None:
+    """A rule's identity as a title is kept (one line, at most TITLE_MAX characters), or None."""
+    return title(value) if value else None
 
 
 def time_of(value: Any, path: str) -> datetime:

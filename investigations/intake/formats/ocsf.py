@@ -16,6 +16,7 @@ from investigations.intake.formats.base import (
     Mapping,
     get,
     host,
+    rule,
     text,
     time_of,
     title,
@@ -50,6 +51,11 @@ def map(payload: dict, context: Context) -> Mapping:
                 fields={
                     "external_id": external_id,
                     "title": title(name),
+                    "rule": rule(
+                        text(payload, "finding_info.analytic.uid")
+                        or text(payload, "finding_info.analytic.name")
+                        or name
+                    ),
                     "severity": context.severity(NAME, severity_id, SEVERITY),
                     "host": host(text(payload, "device.hostname") or text(payload, "device.name")),
                     "user": user(text(payload, "actor.user.name"), text(payload, "actor.user.domain")),

@@ -20,6 +20,7 @@ from investigations.intake.formats.base import (
     Mapping,
     get,
     host,
+    rule,
     text,
     time_of,
     title,
@@ -63,6 +64,7 @@ def map(payload: dict, context: Context) -> Mapping:
                 fields={
                     "external_id": external_id,
                     "title": title(name),
+                    "rule": rule(text(payload, "search_name")),
                     "severity": context.severity(NAME, severity_value, SEVERITY),
                     "host": host(text(result, "host") or text(result, "dest") or text(result, "src")),
                     "user": user(text(result, "user") or text(result, "src_user")),

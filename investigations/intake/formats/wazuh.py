@@ -15,6 +15,7 @@ from investigations.intake.formats.base import (
     Mapping,
     get,
     host,
+    rule,
     text,
     time_of,
     title,
@@ -57,6 +58,7 @@ def map(payload: dict, context: Context) -> Mapping:
                 fields={
                     "external_id": external_id,
                     "title": title(description),
+                    "rule": rule(text(payload, "rule.id")),
                     "severity": context.severity(NAME, level, SEVERITY),
                     "host": host(text(payload, "agent.name")),
                     "user": account,

@@ -3,7 +3,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from investigations.audit import chain as audit
-from investigations.intake.services import create_integration, set_severity_map, set_sources
+from investigations.intake.services import (
+    create_integration,
+    set_grouping,
+    set_severity_map,
+    set_sources,
+    set_start_cap,
+)
 from investigations.models import Integration
 
 NAME_MAX = Integration._meta.get_field("name").max_length
@@ -14,11 +20,15 @@ class Command(BaseCommand):
     help = (
         "Manage the integrations allowed to POST alerts to /api/alerts. `create NAME` prints its "
         "token once (only a hash is kept); `list` shows them; `sources NAME SOURCE...` sets the alert "
-        "sources it may send (its own name at first); `revoke NAME` stops its token working."
+        "sources it may send (its own name at first); `grouping NAME {rule+host,rule+user,none} MINUTES` "
+        "how its alerts join an open investigation; `cap NAME N` its investigations started a minute; "
+        "`revoke NAME` stops its token working."
     )
 
     def add_arguments(self, parser):
-        actions = parser.add_subparsers(dest="action", required=True, metavar="{create,list,sources,severity,revoke}")
+        actions = parser.add_subparsers(
+            dest="action", required=True, metavar="{create,list,sources,severity,grouping,cap,revoke}"
+        )
         actions.add_parser("create", help="create an integration and print its token once").add_argument("name")
         actions.add_parser("list", help="list integrations and their sources (never their tokens)")
         sources = actions.add_parser("sources", help="set the alert sources an integration may send (audited)")
@@ -31,6 +41,19 @@ class Command(BaseCommand):
         )
         severity.add_argument("name")
         severity.add_argument("entries", nargs="*", metavar="KEY=SEVERITY")
+        grouping = actions.add_parser(
+            "grouping",
+            help="group the integration's alerts (audited): by rule+host, rule+user or none, within MINUTES "
+            "of the investigation's start",
+        )
+        grouping.add_argument("name")
+        grouping.add_argument("group_by", choices=Integration.GroupBy.values)
+        grouping.add_argument("window", type=int, metavar="MINUTES")
+        cap = actions.add_parser(
+            "cap", help="at most N of its investigations started a minute, the rest held (audited)"
+        )
+        cap.add_argument("name")
+        cap.add_argument("per_minute", type=int, metavar="N")
         actions.add_parser("revoke", help="revoke an integration's token").add_argument("name")
 
     def handle(self, *args, action, name=None, sources=None, entries=None, **options):
@@ -42,6 +65,10 @@ class Command(BaseCommand):
             self._sources(name, sources)
         elif action == "severity":
             self._severity(name, entries)
+        elif action == "grouping":
+            self._set(name, set_grouping, options["group_by"], options["window"])
+        elif action == "cap":
+            self._set(name, set_start_cap, options["per_minute"])
         else:
             self._revoke(name)
 
@@ -78,6 +105,21 @@ class Command(BaseCommand):
             f'Integration "{name}" may send alerts of: {shown}.'
             if changed
             else f'Integration "{name}" already sends: {shown}.'
+        )
+
+    def _set(self, name: str, setter, *values) -> None:
+        integration = Integration.objects.filter(name=name).first()
+        if integration is None:
+            raise CommandError(f'no integration named "{name}"; see: manage.py integrations list')
+        try:
+            changed = setter(integration, *values, by=ACTOR)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        integration.refresh_from_db()
+        self.stdout.write(
+            f'Integration "{name}" {"now groups" if changed else "already groups"} by {integration.group_by} '
+            f"within {integration.group_window_minutes} min and starts at most "
+            f"{integration.starts_per_minute} investigations a minute."
         )
 
     def _severity(self, name: str, entries: list[str]) -> None:
