@@ -1,9 +1,10 @@
 """The Celery app. Workers: `celery -A console worker` (production), or the embedded thread."""
 
 import os
+import threading
 
 from celery import Celery
-from celery.signals import worker_init, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
@@ -29,8 +30,6 @@ def resume_stalled_work(**kwargs):
     then sweeps every SWEEP_INTERVAL_S itself: recovery does not wait for beat, nor, without it, for
     the broker's visibility timeout. Sweeps from several workers at once are harmless: each hand-over
     is guarded."""
-    import threading
-
     from django.conf import settings
 
     from investigations.tasks import sweep_actions, sweep_investigations
@@ -47,3 +46,32 @@ def resume_stalled_work(**kwargs):
 
     stopping = threading.Event()
     threading.Thread(target=sweep_periodically, name="gatehouse-sweep", daemon=True).start()
+
+
+def warm_worker() -> threading.Thread:
+    """What a worker's first investigation would otherwise wait for: its tool servers and the model's SDK,
+    in a thread beside the worker (it is ready meanwhile). One thread, one import after the other."""
+    from investigations.runs import llm
+    from toolserver.supervisor import warm_tool_servers
+
+    def warm():
+        warm_tool_servers()
+        llm.load_sdk()
+
+    thread = threading.Thread(target=warm, name="gatehouse-warm", daemon=True)
+    thread.start()
+    return thread
+
+
+@worker_ready.connect
+def warm_this_worker(sender=None, **kwargs):
+    """A prefork worker's tasks run in its children: each warms its own (below), not this parent."""
+    from celery.concurrency.prefork import TaskPool as Prefork
+
+    if not isinstance(getattr(sender, "pool", None), Prefork):
+        warm_worker()
+
+
+@worker_process_init.connect
+def warm_this_child(**kwargs):
+    warm_worker()

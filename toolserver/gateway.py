@@ -19,9 +19,9 @@ from toolserver.audit import Outcome, ToolCallAudit
 from toolserver.catalog import ServerSpec, ToolSpec
 from toolserver.config import find_tool
 from toolserver.envelope import Reason, error, invalid_arguments, is_error, is_transient, ok
+from toolserver.meta import META_CHECK_DONE, META_CORRELATION, META_IDEMPOTENCY_KEY, META_TRIGGER
 from toolserver.ratelimit import get_rate_limiter, limit_of
 from toolserver.schemas import parse_arguments
-from toolserver.servers import META_CHECK_DONE, META_CORRELATION, META_IDEMPOTENCY_KEY, META_TRIGGER
 
 
 @dataclass(frozen=True)

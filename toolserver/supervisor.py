@@ -1,10 +1,11 @@
 """One long-lived process per tool server, per worker process (spawning costs most of a second).
 
 The supervisor owns an asyncio loop in a thread of its own; each server's stdio session is
-owned by one task on it (mcp's client must be entered and left in the same task). A server
-is (re)started on first use, when its process dies, and when its launch configuration
-(toolserver.config: adapter, URL, parameters, credential) differs from the one it was started with, so no
-call ever runs on an old credential. An admin's change also stops the old processes at once,
+owned by one task on it (mcp's client must be entered and left in the same task). A worker
+starts its servers as it starts (warm(), from console.celery.warm_worker). A server is (re)started
+on first use, when its process dies, and when its launch configuration (toolserver.config:
+adapter, URL, parameters, credential) differs from the one it was started with, so no call ever
+runs on an old credential. An admin's change also stops the old processes at once,
 in every worker: restart_everywhere() (over Redis pub/sub in production).
 Callers are synchronous (Celery tasks) and get an envelope back, never an exception.
 """
@@ -19,21 +20,20 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
-import mcp_types
 from django.conf import settings
-from mcp import Client, MCPError, StdioServerParameters, stdio_client
-from mcp.client.stdio import get_default_environment
-from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT, RequestParamsMeta
 
 from toolserver import credentials, egress, external
 from toolserver.catalog import SERVERS
 from toolserver.config import BackendBinding, binding_of
 from toolserver.envelope import BackendFailure, Reason, backend_error, error
 from toolserver.launch import EXTERNAL_VARIABLE, PARENT_VARIABLE, SEALED_PARAMS_VARIABLE
-from toolserver.servers import META_BACKEND_STATUS
+from toolserver.meta import META_BACKEND_STATUS
+
+if TYPE_CHECKING:  # mcp is imported when the first server starts: a web process may never need it
+    from mcp import Client
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 20.0
@@ -132,6 +132,8 @@ class ServerProcess:
         if not self.config.external:
             return {}
 
+        import mcp_types
+
         def refuse(what: str):
             async def refused(*_args, **_kwargs) -> mcp_types.ErrorData:
                 log.warning("tool server %s asked for %s: refused", self.config.server, what)
@@ -147,6 +149,8 @@ class ServerProcess:
         }
 
     async def _own(self) -> None:
+        from mcp import Client, StdioServerParameters, stdio_client
+
         params = StdioServerParameters(
             command=sys.executable,
             args=["-m", "toolserver.launch"],
@@ -175,6 +179,9 @@ class ServerProcess:
                     self._ready.clear()
 
     async def call(self, tool: str, arguments: dict, meta: dict, timeout_s: float):
+        from mcp import MCPError
+        from mcp_types import CONNECTION_CLOSED, RequestParamsMeta
+
         try:
             await asyncio.wait_for(self._ready.wait(), START_TIMEOUT_S)
         except TimeoutError:
@@ -205,6 +212,10 @@ class ServerProcess:
         return (await self._client.list_tools()).tools
 
     @property
+    def started(self) -> bool:
+        return self._client is not None
+
+    @property
     def stopping(self) -> bool:
         return self._stop.is_set()
 
@@ -231,6 +242,8 @@ class Supervisor:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="toolserver-supervisor", daemon=True)
         self._thread.start()
+        import mcp  # noqa: F401  here, before the loop's thread imports it in a task (as redis.asyncio below)
+
         self._servers: dict[str, ServerProcess] = {}
         self._listener = None
         if settings.REDIS_URL:
@@ -284,6 +297,32 @@ class Supervisor:
             for tool in tools
         ]
 
+    def warm(self) -> list[str]:
+        """Start every enabled server that has a credential, and list its tools: the first investigation
+        then finds them running. Blocks until each has started or failed (call it from a thread of its own);
+        returns the servers running. One that did not start is logged by name; its first call tries again."""
+        from toolserver.models import ToolServer
+
+        rows = ToolServer.objects.select_related("credential").filter(enabled=True, name__in=SERVERS)
+        configs = [
+            config for config in (launch_config(row.name, binding_of(row)) for row in rows) if config.credential_ref
+        ]
+
+        async def started(config: LaunchConfig) -> bool:
+            return await (await self._process(config)).list_tools() is not None
+
+        async def start_all() -> list:
+            return await asyncio.gather(*(started(config) for config in configs), return_exceptions=True)
+
+        answers = asyncio.run_coroutine_threadsafe(start_all(), self._loop).result(timeout=START_TIMEOUT_S + 5)
+        running = [config.server for config, ok in zip(configs, answers, strict=True) if ok is True]
+        log.info("tool servers warm: %s", ", ".join(running) or "none")
+        return running
+
+    def running(self) -> list[str]:
+        """The servers with a live session in this process now."""
+        return sorted(name for name, process in self._servers.items() if process.started)
+
     def restart(self, server: str) -> None:
         """Stop this process's `server` now: it starts again, with its current configuration, on its next call."""
         asyncio.run_coroutine_threadsafe(self._stop_server(server), self._loop).result(timeout=15)
@@ -315,6 +354,9 @@ class Supervisor:
                 await client.aclose()
 
     async def _call(self, config: LaunchConfig, tool: str, arguments: dict, meta: dict, timeout_s: float):
+        from mcp import MCPError
+        from mcp_types import CONNECTION_CLOSED
+
         process = await self._process(config)
         if config.external:
             return await self._call_external(process, tool, arguments, timeout_s)
@@ -338,6 +380,9 @@ class Supervisor:
         """An external server's answer as the one envelope; its failures typed with its name.
 
         It gets no _meta of ours: the investigation and the alert are not a third party's business."""
+        from mcp import MCPError
+        from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+
         server = process.config.server
         process.refused.clear()
         try:
@@ -416,6 +461,8 @@ def check_connection(server: str) -> dict:
     The launcher resolves the credential as for a real start, so a wrong reference, a key the
     backend refuses and an unreachable URL each show here, named, before an investigation meets them.
     """
+    from mcp.client.stdio import get_default_environment
+
     config = launch_config(server)
     try:
         done = subprocess.run(
@@ -440,6 +487,19 @@ def check_connection(server: str) -> dict:
     if ours:
         return {"ok": False, "detail": ours[-1].removeprefix(f"toolserver: {server}: ")}
     return {"ok": False, "detail": f"the check process failed (exit status {done.returncode}); the worker log says why"}
+
+
+def warm_tool_servers() -> None:
+    """A worker that starts: its tool servers start now, not in its first investigation. Blocks (a
+    thread of its own calls it); never raises: whatever did not start, the first call starts."""
+    from django.db import connection
+
+    try:
+        get_supervisor().warm()
+    except Exception as exc:  # noqa: BLE001 - the first calls start them instead
+        log.warning("tool servers not warmed (%s)", type(exc).__name__)
+    finally:
+        connection.close()  # this thread's own
 
 
 _supervisor: Supervisor | None = None

@@ -31,7 +31,6 @@ import traceback
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 
-import anthropic
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -54,6 +53,8 @@ Status, Verdict, Kind = Investigation.Status, Investigation.Verdict, Event.Kind
 
 def run(investigation_id: int) -> None:
     """Run (or resume) an investigation, if no live worker holds it. Safe to call twice."""
+    import anthropic  # here, not at import: the console's web side imports this module, and never asks a model
+
     owner = services.claim(investigation_id)
     if owner is None:
         return

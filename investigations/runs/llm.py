@@ -5,9 +5,11 @@ answers the same Messages API inside the SDK's HTTP layer (one per worker proces
 captured requests can be inspected), and it is named "offline model" wherever it shows.
 """
 
-import threading
+from __future__ import annotations
 
-import anthropic
+import threading
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 
 from investigations.runs.offline_model import (
@@ -15,6 +17,9 @@ from investigations.runs.offline_model import (
     OFFLINE_MODEL_NAME,
     OfflineModel,
 )
+
+if TYPE_CHECKING:
+    import anthropic
 
 _offline: OfflineModel | None = None
 _lock = threading.Lock()
@@ -44,10 +49,18 @@ def offline_model() -> OfflineModel:
 MAX_RETRIES = 2
 
 
+def load_sdk() -> None:
+    """Import the SDK now: a worker does it as it starts, beside its work, so its first investigation
+    does not wait for it (a second or more). Nothing else imports it before a model is asked."""
+    import anthropic  # noqa: F401
+
+
 def client(*, time_left_s: float | None = None) -> anthropic.Anthropic:
     """A client whose requests, retries included, end within `time_left_s` when it is given."""
     if is_offline():
         return offline_model().client()
+    import anthropic
+
     timeout, retries = settings.MODEL_TIMEOUT_S, MAX_RETRIES
     if time_left_s is not None:
         timeout = max(0.1, min(timeout, time_left_s))

@@ -4,6 +4,7 @@ verdict, and a worker killed mid-investigation is replaced without repeating com
 import json
 from collections import Counter
 from contextlib import nullcontext
+from pathlib import Path
 
 import httpx2 as httpx
 import pytest
@@ -15,7 +16,8 @@ from investigations.intake.services import create_integration, receive_alert
 from investigations.models import ActionRequest, AuditRecord, Event, Investigation
 from investigations.tokens import create_api_token
 from tests.investigations.workers import WorkerProcess, worker_env
-from tests.support import ConsoleProcess, story_alert, wait_until
+from tests.support import WAIT_S, ConsoleProcess, story_alert, wait_until
+from toolserver.catalog import SERVERS
 from toolserver.lab import estate, faults
 from toolserver.lab.models import LabFault, LabWrite
 
@@ -68,6 +70,48 @@ def test_an_alert_posted_to_the_api_ends_in_a_saved_verdict(worker, live_console
     assert (investigation.status, investigation.verdict) == ("completed", "benign"), investigation.end_reason
     assert investigation.events.filter(kind=Event.Kind.VERDICT, data__verdict="benign").exists()
     assert AuditRecord.objects.filter(correlation_id=investigation.correlation_id, outcome="ok").count() >= 5
+
+
+def tool_servers_of(pid: int) -> dict[str, int]:
+    """{server: pid} of the tool server processes that process `pid` started (each one's environment names it)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) != pid:
+                continue
+            if b"toolserver.servers" not in (entry / "cmdline").read_bytes():
+                continue
+            environ = dict(
+                item.split(b"=", 1) for item in (entry / "environ").read_bytes().split(b"\0") if b"=" in item
+            )
+        except (FileNotFoundError, ProcessLookupError, PermissionError):  # it ended meanwhile
+            continue
+        found[environ[b"GATEHOUSE_SERVER"].decode()] = int(entry.name)
+    return found
+
+
+@pytest.mark.production  # the CLI worker; the embedded default's thread worker does not warm its servers yet
+def test_a_worker_starts_its_tool_servers_before_its_first_investigation_which_uses_them(worker, live_console):
+    started = wait_until(
+        lambda: (found := tool_servers_of(worker.process.pid)) and set(found) == set(SERVERS) and found,
+        timeout=WAIT_S,
+        what="the worker's tool servers",
+    )
+    assert not Investigation.objects.exists()  # nothing asked for them
+
+    _, token = create_integration("lab-siem")
+    base_url = worker.console.url if worker.console else live_console.url
+    response = httpx.post(
+        f"{base_url}/api/alerts", json=estate.demo_alerts()[2], headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    assert response.status_code == 201, response.text
+    investigation = wait_until(lambda: finished(response.json()["investigation_id"]), timeout=120, what="the verdict")
+    assert investigation.status == "completed", investigation.end_reason
+    assert AuditRecord.objects.filter(correlation_id=investigation.correlation_id, outcome="ok").count() >= 5
+    assert tool_servers_of(worker.process.pid) == started  # the same processes answered: none started again
 
 
 def test_a_killed_worker_is_replaced_and_no_completed_call_is_repeated(worker):

@@ -130,3 +130,39 @@ def test_the_adapters_and_the_server_entry_point_import_without_django():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("adapter", "params", "loaded", "not_loaded"),
+    [
+        ("lab", "{}", "toolserver.adapters.lab", ("stix2", "ldap3", "toolserver.adapters.taxii")),
+        ("taxii", '{"collection_id": "indicators"}', "stix2", ("ldap3", "toolserver.adapters.lab")),
+    ],
+)
+def test_a_server_process_imports_only_its_own_adapters_module(adapter, params, loaded, not_loaded):
+    """Start-up: a tool server pays for its own adapter's libraries, not every vendor's."""
+    code = (
+        "import sys; from toolserver.servers.__main__ import backend_from; "
+        f"backend_from({{'GATEHOUSE_SERVER': 'intel', 'GATEHOUSE_ADAPTER': {adapter!r}, "
+        f"'GATEHOUSE_BACKEND_URL': 'http://127.0.0.1:9/', 'GATEHOUSE_BACKEND_PARAMS': {params!r}}}); "
+        "print(' '.join(sorted(m for m in sys.modules if '.' not in m or m.startswith('toolserver.adapters.'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    modules = done.stdout.split()
+    assert loaded in modules
+    assert not [name for name in not_loaded if name in modules]
+
+
+def test_every_adapter_module_is_found_by_the_names_it_registers():
+    """MODULES is how a lookup finds a module: an adapter missing from it would never load."""
+    import pkgutil
+
+    import toolserver.adapters
+    from toolserver.adapters import MODULES
+
+    for module in pkgutil.iter_modules(toolserver.adapters.__path__):
+        importlib.import_module(f"toolserver.adapters.{module.name}")
+    assert {(server, name, MODULES.get(name)) for server, name, cls in registered()} == {
+        (server, name, cls.__module__.rsplit(".", 1)[1]) for server, name, cls in registered()
+    }

@@ -7,12 +7,12 @@ register() refuses, at import, with a TypeError naming the class and what is wro
 does not subclass the server's interface (INTERFACES), that leaves one of its abstract methods
 unimplemented, implements one as a plain function or with other parameters, has no `source`, or
 declares its parameters badly. So a broken adapter stops every process that imports the
-adapters (the console at start, the tests at collection) instead of a tool server that will not
+adapters (the console when it first looks one up, the tests at collection) instead of a tool server that will not
 start. It needs no Django: the server process (`python -m toolserver.servers`) uses it to find
 its adapter.
 
-The built-in adapters register when toolserver.adapters is imported; callers look them up with
-adapter_class() and adapter_names().
+The built-in adapters register when their module is imported, which toolserver.adapters does
+when one is first looked up there: callers use its adapter_class() and adapter_names().
 """
 
 import inspect

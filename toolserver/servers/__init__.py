@@ -52,17 +52,16 @@ from toolserver.envelope import (
     is_error,
     ok,
 )
+from toolserver.meta import (  # the _meta keys; named here too, for the server's tests
+    META_BACKEND_STATUS,
+    META_CHECK_DONE,
+    META_CORRELATION,
+    META_IDEMPOTENCY_KEY,
+    META_TRIGGER,
+)
 from toolserver.schemas import parse_arguments
 
 log = logging.getLogger("toolserver")
-
-# Per-call metadata the gateway sends in the request's _meta (never in the arguments).
-META_CORRELATION = "gatehouse/correlation_id"
-META_TRIGGER = "gatehouse/trigger"
-META_IDEMPOTENCY_KEY = "gatehouse/idempotency_key"
-META_BACKEND_STATUS = "gatehouse/backend_status"
-# Set on a write: do not act, say whether it already happened ({"check": "done"|"not_done"|"unknown"}).
-META_CHECK_DONE = "gatehouse/check_done"
 
 
 def build_server(spec: ServerSpec, backend: Backend) -> Server:

@@ -1,6 +1,8 @@
 """The Messages API, answered inside the SDK's HTTP layer: request checks, the answer as JSON or
 server-sent events. What the answer says comes from the playbook."""
 
+from __future__ import annotations
+
 import asyncio
 import json
 import logging
@@ -9,9 +11,8 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anthropic
 import httpx2
 
 from investigations.runs.offline_model.playbook import (
@@ -23,6 +24,9 @@ from investigations.runs.offline_model.playbook import (
     digest,
 )
 from investigations.runs.offline_model.prompt_cache import InvalidCacheControl, PromptCache, Usage, estimate_tokens
+
+if TYPE_CHECKING:
+    import anthropic
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,8 @@ class OfflineModel:
         self.cache = PromptCache(clock=clock)
 
     def client(self, *, async_client: bool = False) -> anthropic.Anthropic | anthropic.AsyncAnthropic:
+        import anthropic  # here: a process that never runs a model (the console's web side) never imports the SDK
+
         if async_client:
             http = httpx2.AsyncClient(transport=httpx2.MockTransport(self.handle_async))
             return anthropic.AsyncAnthropic(
@@ -89,7 +95,7 @@ class OfflineModel:
 
         return reply.response(paced())
 
-    def reply(self, request: httpx2.Request) -> "Reply":
+    def reply(self, request: httpx2.Request) -> Reply:
         """What the API answers to one HTTP request (MockTransport has read the body already)."""
         path = request.url.path
         if path not in (MESSAGES_PATH, COUNT_TOKENS_PATH):
@@ -135,7 +141,7 @@ class Reply:
     request_id: str = "req_offline"
 
     @classmethod
-    def error(cls, status: int, kind: str, message: str) -> "Reply":
+    def error(cls, status: int, kind: str, message: str) -> Reply:
         # The shape the real API uses; the SDK maps 400 to BadRequestError and so on.
         body = {"type": "error", "error": {"type": kind, "message": message}, "request_id": cls.request_id}
         return cls(status, body=body)
