@@ -5,7 +5,8 @@ holds the server's credential (sent as the header the server expects) and nothin
 whose every connection passes the egress guard (the URL's host on GATEHOUSE_BACKEND_ALLOWED_HOSTS,
 checked after resolving). It relays tools/list and tools/call, and nothing else: the server's own
 requests back (sampling, elicitation, roots) are refused by the client here, which declares none.
-No Django here.
+Its launcher stays as its parent and redacts the credential from every line it answers
+(toolserver.launch.relay), as for a stdio server. No Django here.
 """
 
 import asyncio

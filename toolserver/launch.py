@@ -19,18 +19,26 @@ environment of exactly PATH, the variables the admin allow-listed for it, and it
 the variable it expects: nothing of Gatehouse's, not even the variables built-in servers get.
 A Streamable HTTP one runs toolserver.bridge instead, with its URL, its allow-list and its
 credential for the header it expects.
+An external server's launcher does not exec: it stays as a thin relay parent (relay()), the only
+other process holding the credential, and replaces the credential in every line the server answers
+(toolserver.redaction), so a server that echoes its key never hands it to the worker, the audit
+trail or the model.
 
 `--check` starts the server in check mode: it calls the backend's health endpoint once and
 prints the answer (the console's "check connection").
 """
 
+import contextlib
 import ctypes
 import json
 import os
 import signal
+import subprocess
 import sys
+import threading
 
 from toolserver.credentials import KEY_VARIABLE, CredentialError, resolve, unseal
+from toolserver.redaction import Redactor
 
 # What a server process may see: the basics a Python process needs, and its own backend.
 PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "PYTHONPATH")
@@ -52,14 +60,14 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 PARENT_VARIABLE = "GATEHOUSE_PARENT_PID"  # the worker's pid, set by the supervisor
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: str | None = None) -> None:
     """Ask the kernel to SIGKILL this process when its parent dies; exit now if it already has."""
     if not sys.platform.startswith("linux"):
         return
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    parent = os.environ.get(PARENT_VARIABLE)
+    parent = parent or os.environ.get(PARENT_VARIABLE)
     if parent and os.getppid() != int(parent):  # it died before the prctl: nobody would stop us
         raise SystemExit(3)
 
@@ -90,8 +98,9 @@ def server_environment(environ) -> dict[str, str]:
     return env
 
 
-def external_launch(environ) -> tuple[list[str], dict[str, str], str]:
-    """(argv, environment, working directory) of an external server: PATH, its own variables, its credential.
+def external_launch(environ) -> tuple[list[str], dict[str, str], str, str]:
+    """(argv, environment, working directory, credential) of an external server: PATH, its own variables,
+    its credential (returned too: the relay redacts it).
 
     Raises CredentialError (naming a reference, never a secret).
     """
@@ -101,27 +110,74 @@ def external_launch(environ) -> tuple[list[str], dict[str, str], str]:
             name: environ[name] for name in ("PATH", "PYTHONPATH", "GATEHOUSE_BACKEND_ALLOWED_HOSTS") if name in environ
         }
         env |= {"GATEHOUSE_BRIDGE_URL": spec["url"], "GATEHOUSE_BRIDGE_HEADER": spec.get("credential_header") or ""}
+        secret = ""
         if spec.get("credential_header"):
-            env["GATEHOUSE_BRIDGE_SECRET"] = resolve(environ.get("GATEHOUSE_CREDENTIAL_REF", ""), environ)
-        return [sys.executable, "-m", "toolserver.bridge"], env, ""
+            secret = env["GATEHOUSE_BRIDGE_SECRET"] = resolve(environ.get("GATEHOUSE_CREDENTIAL_REF", ""), environ)
+        return [sys.executable, "-m", "toolserver.bridge"], env, "", secret
     env = {"PATH": environ.get("PATH", os.defpath)}
     env.update({str(name): str(value) for name, value in (spec.get("env") or {}).items()})
+    secret = ""
     if spec.get("credential_env"):
-        env[spec["credential_env"]] = resolve(environ.get("GATEHOUSE_CREDENTIAL_REF", ""), environ)
-    return [spec["command"], *[str(arg) for arg in spec.get("args") or []]], env, spec.get("cwd") or ""
+        secret = env[spec["credential_env"]] = resolve(environ.get("GATEHOUSE_CREDENTIAL_REF", ""), environ)
+    argv = [spec["command"], *[str(arg) for arg in spec.get("args") or []]]
+    return argv, env, spec.get("cwd") or "", secret
+
+
+def relay(argv: list[str], env: dict[str, str], cwd: str, secret: str) -> int:
+    """Run the external server as a child and relay its stdio, its credential redacted in every line it writes.
+
+    Line-delimited JSON-RPC: each line of its stdout (and of its stderr, the worker's log) is redacted
+    whole; nothing is parsed. The child dies with this relay (PR_SET_PDEATHSIG) and gets the signals
+    it is sent; the supervisor's stop (stdin closed, then the process group killed) stops both.
+    Returns the child's exit status.
+    """
+    redact = Redactor(secret)
+    relay_pid = str(os.getpid())
+    child = subprocess.Popen(  # noqa: S603 - the admin's registered command, no shell
+        argv,
+        env=env,
+        cwd=cwd or None,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: die_with_parent(relay_pid),  # before any thread starts
+    )
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda signum, _frame: child.send_signal(signum))
+    stdin, stdout, stderr = child.stdin, child.stdout, child.stderr
+    assert stdin and stdout and stderr  # noqa: S101 - opened as pipes above
+
+    def copy_stdin() -> None:  # the worker's requests: it never held the credential, so nothing to redact
+        # OSError: the child has gone; its stdout ends, and so does the relay.
+        with contextlib.suppress(OSError), stdin:
+            while chunk := os.read(0, 65536):
+                stdin.write(chunk)
+                stdin.flush()
+
+    def copy_lines(source, target) -> None:
+        for line in iter(source.readline, b""):
+            target.write(redact(line))
+            target.flush()
+
+    threading.Thread(target=copy_stdin, daemon=True).start()
+    threading.Thread(target=copy_lines, args=(stderr, sys.stderr.buffer), daemon=True).start()
+    try:
+        copy_lines(stdout, sys.stdout.buffer)
+    except BrokenPipeError:  # the worker stopped reading: stop the server
+        child.terminate()
+    return child.wait()
 
 
 def main() -> None:
     die_with_parent()
     if EXTERNAL_VARIABLE in os.environ:
         try:
-            argv, env, cwd = external_launch(os.environ)
-            if cwd:
-                os.chdir(cwd)
+            argv, env, cwd, secret = external_launch(os.environ)
+            status = relay(argv, env, cwd, secret)
         except (CredentialError, OSError) as exc:
             sys.stderr.write(f"toolserver: {os.environ.get('GATEHOUSE_SERVER', '?')}: {exc}\n")
             raise SystemExit(3) from None
-        os.execvpe(argv[0], argv, env)  # noqa: S606 - the admin's registered command, no shell
+        raise SystemExit(status)
     try:
         env = server_environment(os.environ)
     except CredentialError as exc:

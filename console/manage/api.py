@@ -1,8 +1,10 @@
-"""Administration over HTTP, for the admin role: the servers (credentials as fingerprints), setting a
-credential, switching a tool. The same functions and audit records as the pages (console.manage.administration)."""
+"""Administration over HTTP, for the admin role: the servers (credentials as fingerprints), registering an
+external MCP server and discovering its tools, setting a credential, switching a tool and accepting an
+external one. The same functions and audit records as the pages (console.manage.administration)."""
 
 from typing import Literal
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from ninja import Field, Router, Schema, Status
 from pydantic import ConfigDict, model_validator
@@ -13,6 +15,7 @@ from core.roles import ADMIN, has_role
 from investigations.api_auth import auth_for
 from investigations.models import ToolPolicy
 from toolserver.models import Tool, ToolServer
+from toolserver.supervisor import ServerDidNotStart
 
 router = Router(tags=["administration"])
 
@@ -76,12 +79,40 @@ class PolicyOut(Schema):
     expiry_seconds: int = Field(description="A request not decided by then expires.")
 
 
+class ExternalServerIn(Schema):
+    """An external MCP server: a command over stdio, or a Streamable HTTP URL (its host on the deployment's list).
+
+    Its credential is set afterwards (PUT …/credential), its tools discovered (POST …/discover)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="1-32 of a-z, 0-9 and '-'; its tools are named `<name>__<tool>`.")
+    transport: Literal["stdio", "http"] = "stdio"
+    command: str = Field("", max_length=500, description="stdio: the program, run without a shell.")
+    args: list[str] = Field(default_factory=list, description="stdio: its arguments, one per item.")
+    cwd: str = Field("", max_length=500)
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="stdio: the only variables it gets besides PATH (GATEHOUSE_*, LD_*, PYTHON*, NODE_OPTIONS refused).",
+    )
+    credential_env: str = Field("", description="stdio: the variable it reads its credential from.")
+    url: str = Field("", max_length=500, description="http: its URL.")
+    credential_header: str = Field("", description="http: the header its credential is sent in.")
+    timeout_s: int | None = Field(None, ge=1, le=600, description="Per call, in seconds.")
+    rate_limit_calls: int = Field(60, ge=1)
+    rate_limit_window_s: int = Field(60, ge=1)
+
+
 class ToolIn(Schema):
-    """What to change; a field left out stays as it is. The policy fields are for write tools only."""
+    """What to change; a field left out stays as it is. The policy fields are for write tools only.
+    `access` accepts an external tool's waiting listing, classified read or write (`target_args`: a write's
+    arguments naming its target)."""
 
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool | None = None
+    access: Literal["read", "write"] | None = None
+    target_args: list[str] | None = None
     requires_approval: bool | None = None
     approvals_needed: Literal[1, 2] | None = None
     expiry_seconds: int | None = Field(None, ge=60, le=7 * 86_400)
@@ -93,6 +124,7 @@ class ToolOut(Schema):
     enabled: bool
     change_waiting: bool
     usable: bool
+    access: str = Field("", description="An external tool's classification: read, write, or empty (a write).")
     policy: PolicyOut | None = Field(description="The approval policy of a write tool; none for a read.")
 
 
@@ -132,6 +164,7 @@ def _tool(tool: Tool) -> ToolOut:
         enabled=tool.enabled,
         change_waiting=tool.proposed is not None,
         usable=tool.usable,
+        access=tool.access or "",
         policy=shown,
     )
 
@@ -146,6 +179,47 @@ def _tool(tool: Tool) -> ToolOut:
 )
 def list_servers(request):
     return [_server(server) for server in ToolServer.objects.select_related("credential").prefetch_related("tools")]
+
+
+@router.post(
+    "/manage/servers",
+    auth=AUTH,
+    response={201: ServerOut, 400: InvalidInput, 401: Problem, 403: Problem},
+    url_name="register_server",
+    operation_id="register_server",
+    summary="Register an external MCP server",
+)
+def register_server(request, body: ExternalServerIn):
+    """It starts with no tool the model may use: discover its tools, then accept each (PATCH /manage/tools/{name})."""
+    try:
+        server = administration.register_external_server(request.auth, body.model_dump(exclude_none=True))
+    except (administration.Refused, ValidationError) as exc:
+        return Status(400, InvalidInput(detail=_said(exc)))
+    return Status(201, _server(server))
+
+
+@router.post(
+    "/manage/servers/{name}/discover",
+    auth=AUTH,
+    response={200: list[ToolOut], 401: Problem, 403: Problem, 404: Problem, 409: Problem},
+    url_name="discover_tools",
+    operation_id="discover_tools",
+    summary="Discover a server's tools",
+)
+def discover_tools(request, name: str):
+    """Its tools as it lists them now: a new or changed one waits, disabled, for an admin to accept it."""
+    server = ToolServer.objects.filter(name=name).first()
+    if server is None:
+        return Status(404, Problem(detail=f"No tool server {name!r}."))
+    try:
+        administration.discover(server, by=administration.actor(request.auth))
+    except ServerDidNotStart as exc:
+        return Status(409, Problem(detail=f"Discovery failed: {exc}."))
+    return [_tool(tool) for tool in server.tools.select_related("server").order_by("name")]
+
+
+def _said(exc: Exception) -> str:
+    return "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
 
 
 @router.put(
@@ -174,13 +248,23 @@ def set_credential(request, name: str, body: CredentialIn):
     response={200: ToolOut, 400: InvalidInput, 401: Problem, 403: Problem, 404: Problem},
     url_name="update_tool",
     operation_id="update_tool",
-    summary="Switch a tool, set its approval policy",
+    summary="Switch a tool, accept an external one, set its approval policy",
 )
 def update_tool(request, name: str, body: ToolIn):
-    """Switch a tool, and set a write tool's approval policy: the same changes and audit records as its page."""
+    """Accept and classify an external tool, switch a tool, and set a write tool's approval policy: the same
+    changes and audit records as its page."""
     tool = Tool.objects.select_related("server").filter(name=name).first()
     if tool is None:
         return Status(404, Problem(detail=f"No tool {name!r}."))
+    if body.target_args is not None and body.access is None:
+        return Status(400, InvalidInput(detail="target_args go with access: they classify a waiting listing."))
+    if body.access is not None:
+        try:
+            administration.accept_external_tool(
+                tool, request.auth, access=body.access, target_args=body.target_args or []
+            )
+        except administration.Refused as exc:
+            return Status(400, InvalidInput(detail=str(exc)))
     policy_changes = body.model_dump(include=set(administration.POLICY_FIELDS), exclude_none=True)
     policy = ToolPolicy.objects.filter(tool=tool.name).first()
     if policy_changes and policy is None:

@@ -21,7 +21,6 @@ handed out as this one's (and a read now may differ from a read then). The conve
 as the model sent it; `as_sent` makes the request the API accepts from it.
 """
 
-import json
 import logging
 import re
 import socket
@@ -39,11 +38,17 @@ from investigations.approvals.services import policy_for, request_action
 from investigations.models import Alert, Event, Investigation
 from investigations.runs import llm, services
 from investigations.runs.events import LeaseLost, record_event
-from investigations.runs.prompts import RELATED_SHOWN, SYSTEM_PROMPT, first_message, related_alerts
+from investigations.runs.prompts import (
+    RELATED_SHOWN,
+    SYSTEM_PROMPT,
+    first_message,
+    related_alerts,
+    tool_result_content,
+)
 from investigations.runs.usage import TokenUsage
 from investigations.runs.verdict import parse_verdict
-from toolserver import config
-from toolserver.config import find_tool
+from toolserver import config, external
+from toolserver.config import find_builtin, find_tool
 from toolserver.envelope import Reason, error
 from toolserver.gateway import CallContext, Gateway
 
@@ -251,7 +256,7 @@ class Agent:
             {
                 "type": "tool_result",
                 "tool_use_id": use["id"],
-                "content": json.dumps(results[key]),
+                "content": tool_result_content(results[key], _external_server(use["name"])),
                 "is_error": results[key].get("status") == "error",
             }
             for use, key in zip(uses, keys, strict=True)
@@ -349,6 +354,14 @@ def _as_saved(block) -> dict:
         return block.model_dump(mode="json", exclude_none=True)
     saved = block.model_dump(mode="json", exclude_none=True, exclude={"input"})
     return {**saved, **{name: getattr(block, name, None) for name in ("id", "name", "input")}}
+
+
+def _external_server(name) -> str:
+    """The external server a tool name belongs to, "" for a built-in: its results are a third party's data."""
+    if not isinstance(name, str) or external.SEPARATOR not in name or find_builtin(name) is not None:
+        return ""
+    server = name.split(external.SEPARATOR, 1)[0]
+    return server if external.SERVER_NAME.match(server) else "unnamed"  # the model's own name: never quoted raw
 
 
 def _finished(turn: dict, *stop_reasons: str) -> bool:

@@ -47,6 +47,30 @@ def server_pids(server: str, parent: int | None = None) -> list[int]:
     return found
 
 
+def children(parent: int) -> list[int]:
+    """Pids of `parent`'s live children (read from /proc; a zombie is not alive)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                state, ppid = stat.read().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue
+        if int(ppid) == parent and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def read_environ(pid: int) -> dict[str, str]:
     with open(f"/proc/{pid}/environ", "rb") as handle:
         pairs = [item.decode().split("=", 1) for item in handle.read().split(b"\0") if b"=" in item]

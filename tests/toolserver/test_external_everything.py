@@ -160,17 +160,13 @@ def test_a_url_off_the_allow_list_is_refused_by_the_bridge_too(everything_http, 
 
 
 def bridge_pids() -> list[int]:
+    """The bridges this process runs: children of its relays for everything-http."""
+    from tests.toolserver.conftest import children, server_pids
+
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                argv = cmdline.read().split(b"\0")
-        except (OSError, ValueError):
-            continue
-        if ppid == os.getpid() and b"toolserver.bridge" in argv:
-            found.append(int(entry))
+    for relay in server_pids("everything-http"):
+        for pid in children(relay):
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if b"toolserver.bridge" in cmdline.read().split(b"\0"):
+                    found.append(pid)
     return found

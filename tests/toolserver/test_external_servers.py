@@ -7,7 +7,6 @@ refused without approval and done once with it, and its process holding only its
 """
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from django.conf import settings
 
 from console.manage import administration
 from investigations.models import AuditRecord
-from tests.toolserver.conftest import read_environ
+from tests.toolserver.conftest import children, read_environ, server_pids
 from toolserver import config
 from toolserver.gateway import CallContext, Gateway
 from toolserver.models import Tool, ToolServer
@@ -191,20 +190,17 @@ def test_only_an_admin_registers_and_the_record_names_variables_not_their_values
 
 
 def node_pids() -> list[int]:
-    """This process's children that are the memory server (the launcher exec'd node in place)."""
+    """The memory server's processes: children of this process's relays (the launcher stays as their parent)."""
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                argv = cmdline.read().split(b"\0")
-        except (OSError, ValueError):
-            continue
-        if ppid == os.getpid() and str(MEMORY_JS).encode() in argv:
-            found.append(int(entry))
+    for relay in server_pids("memory"):
+        for pid in children(relay):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                    argv = cmdline.read().split(b"\0")
+            except OSError:
+                continue
+            if str(MEMORY_JS).encode() in argv:
+                found.append(pid)
     return found
 
 

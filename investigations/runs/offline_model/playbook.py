@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from investigations.runs.prompts import EXTERNAL_RESULT_TAG
 from investigations.runs.verdict import verdict_block
 
 log = logging.getLogger(__name__)
@@ -143,8 +144,9 @@ def read_envelope(content: Any) -> dict:
             if isinstance(block, dict) and block.get("type") == "text"
         )
     )
+    wrapped = re.search(rf"<{EXTERNAL_RESULT_TAG}>(.*)</{EXTERNAL_RESULT_TAG}>", text, re.DOTALL)
     try:
-        envelope = json.loads(text)
+        envelope = json.loads(wrapped.group(1) if wrapped else text)  # an external server's, wrapped as data
     except ValueError:
         envelope = None
     if isinstance(envelope, dict) and envelope.get("status") in ("ok", "error"):

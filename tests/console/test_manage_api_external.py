@@ -1,0 +1,127 @@
+"""Registering an external MCP server and accepting its tools over the API (console/manage/api.py): the
+same administration functions and audit records as the pages, for admins only.
+
+server-memory over stdio is registered, discovered and its tools accepted as a read and as a write;
+the model is then offered them, and the gateway calls the read.
+"""
+
+import json
+
+import pytest
+from django.test import Client
+
+from core.roles import ANALYST
+from investigations.models import AuditRecord, ToolPolicy
+from investigations.tokens import create_api_token
+from tests.toolserver.test_external_servers import MEMORY_JS
+from toolserver import config
+from toolserver.gateway import CallContext, Gateway
+from toolserver.models import Tool, ToolServer
+from toolserver.supervisor import get_supervisor
+
+pytestmark = pytest.mark.django_db(transaction=True)
+CANARY = "api-memory-canary-8d1f0b"
+
+
+def call(user, method: str, path: str, body=None):
+    token = create_api_token(user, "tests")[1]
+    data = "" if body is None else json.dumps(body)
+    return Client().generic(
+        method, f"/api{path}", data, content_type="application/json", headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+@pytest.fixture
+def registration(tmp_path):
+    yield {
+        "name": "memory",
+        "command": "node",
+        "args": [str(MEMORY_JS)],
+        "env": {"MEMORY_FILE_PATH": str(tmp_path / "memory.jsonl")},
+        "credential_env": "MEMORY_TOKEN",
+    }
+    get_supervisor().restart("memory")
+
+
+def test_an_admin_registers_discovers_and_accepts_an_external_server_over_the_api(admin_user, registration):
+    registered = call(admin_user, "POST", "/manage/servers", registration)
+    assert registered.status_code == 201, registered.content
+    assert (registered.json()["name"], registered.json()["adapter"], registered.json()["tools"]) == (
+        "memory",
+        "mcp-stdio",
+        [],
+    )
+    server = ToolServer.objects.get(name="memory")
+    assert (server.kind, server.command, server.args, server.credential_env) == (
+        "external",
+        "node",
+        [str(MEMORY_JS)],
+        "MEMORY_TOKEN",
+    )
+    record = AuditRecord.objects.get(outcome="server_registered", tool="")
+    assert admin_user.username in record.actor
+    assert call(admin_user, "POST", "/manage/servers", registration).status_code == 400  # the name is taken
+
+    unset = call(admin_user, "POST", "/manage/servers/memory/discover")  # its credential is not set yet
+    assert unset.status_code == 409 and "did not start" in unset.json()["detail"]
+    assert call(admin_user, "PUT", "/manage/servers/memory/credential", {"secret": CANARY}).status_code == 200
+    discovered = call(admin_user, "POST", "/manage/servers/memory/discover")
+    assert discovered.status_code == 200, discovered.content
+    waiting = {tool["name"]: tool for tool in discovered.json()}
+    assert {"memory__read_graph", "memory__create_entities"} <= set(waiting)
+    assert not waiting["memory__read_graph"]["usable"] and waiting["memory__read_graph"]["change_waiting"]
+    assert "memory__read_graph" not in {tool["name"] for tool in config.offered_tools()}
+
+    read = call(admin_user, "PATCH", "/manage/tools/memory__read_graph", {"access": "read"})
+    assert read.status_code == 200, read.content
+    assert (read.json()["access"], read.json()["usable"], read.json()["policy"]) == ("read", True, None)
+    write = call(
+        admin_user, "PATCH", "/manage/tools/memory__create_entities", {"access": "write", "target_args": ["entities"]}
+    )
+    assert write.status_code == 200, write.content
+    assert write.json()["access"] == "write" and write.json()["policy"]["requires_approval"] is True
+    assert Tool.objects.get(name="memory__create_entities").target_args == ["entities"]
+    assert ToolPolicy.objects.filter(tool="memory__create_entities").exists()
+    accepted = AuditRecord.objects.filter(outcome="tool_accepted").values_list("tool", "extra__after__access")
+    assert set(accepted) == {("memory__read_graph", "read"), ("memory__create_entities", "write")}
+    assert {"memory__read_graph", "memory__create_entities"} <= {tool["name"] for tool in config.offered_tools()}
+    context = CallContext(correlation_id="inv-api-ext", trigger="alert-api-ext")
+    assert Gateway().call("memory__read_graph", {}, context)["status"] == "ok"
+
+    # Nothing waits now; a target that is not an argument; a built-in is not accepted this way.
+    again = call(admin_user, "PATCH", "/manage/tools/memory__read_graph", {"access": "read"})
+    assert again.status_code == 400 and "no listing waiting" in again.json()["detail"]
+    assert call(admin_user, "PATCH", "/manage/tools/get_host", {"access": "read"}).status_code == 400
+    assert call(admin_user, "PATCH", "/manage/tools/memory__read_graph", {"target_args": ["x"]}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"name": "Memory"}, "name"),
+        ({"command": ""}, "command"),
+        ({"env": {"LD_PRELOAD": "/tmp/x.so"}}, "not allowed"),
+        ({"credential_env": "GATEHOUSE_SECRET_KEY"}, "not allowed"),
+        ({"transport": "http", "url": "http://203.0.113.9/mcp"}, ""),
+    ],
+)
+def test_a_registration_that_cannot_run_safely_is_refused_with_a_reason(admin_user, registration, change, says):
+    response = call(admin_user, "POST", "/manage/servers", registration | change)
+    assert response.status_code == 400, response.content
+    assert says in response.json()["detail"]
+    assert not ToolServer.objects.filter(kind="external").exists()
+    assert not AuditRecord.objects.filter(outcome="server_registered").exists()
+
+
+def test_only_an_admin_registers_or_accepts(make_user, admin_user, registration):
+    analyst = make_user("ana", ANALYST)
+    assert call(analyst, "POST", "/manage/servers", registration).status_code == 403
+    assert not ToolServer.objects.filter(name="memory").exists()
+    assert call(admin_user, "POST", "/manage/servers", registration).status_code == 201
+    assert call(analyst, "POST", "/manage/servers/memory/discover").status_code == 403
+    assert call(admin_user, "PUT", "/manage/servers/memory/credential", {"secret": CANARY}).status_code == 200
+    assert call(admin_user, "POST", "/manage/servers/memory/discover").status_code == 200
+    refused = call(analyst, "PATCH", "/manage/tools/memory__read_graph", {"access": "read"})
+    assert refused.status_code == 403 and set(refused.json()) == {"detail"}
+    assert Tool.objects.get(name="memory__read_graph").proposed is not None  # still waiting
+    assert not AuditRecord.objects.filter(outcome="tool_accepted").exists()
