@@ -110,6 +110,9 @@ INSTALLED_APPS = [
     "axes",
     "csp",  # its system checks flag settings in django-csp 3's old format
     "ninja",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "toolserver",
     "toolserver.lab",
     "investigations",
@@ -126,6 +129,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): the second factor of this session
+    "console.middleware.SecondFactorGate",
+    "console.middleware.IdleTimeout",
+    "console.middleware.StepUpForChanges",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # turns a locked-out sign-in into the lockout page
@@ -261,6 +268,18 @@ INTAKE_RATE = env_rate("GATEHOUSE_INTAKE_RATE", (600, 60))
 INTAKE_MAX_QUEUED = env_int("GATEHOUSE_INTAKE_MAX_QUEUED", 50, minimum=1)
 # People's API tokens (investigations/tokens.py) stop working this long after they are made.
 API_TOKEN_DAYS = env_int("GATEHOUSE_API_TOKEN_DAYS", 90, minimum=1)
+# Second factor and step-up (README "Second factor and step-up"). Admins and anyone who may approve
+# a write must enrol a second factor (TOTP or recovery codes, django-otp) and give it after their
+# password; anyone who has one enrolled is asked for it whatever this says.
+MFA_REQUIRED = env_bool("GATEHOUSE_MFA_REQUIRED", True)
+# A decision on a write and every admin change needs a proof of presence (a code) newer than this;
+# 0 turns step-up off (a lab, or the tests that are not about it).
+STEP_UP_MINUTES = env_int("GATEHOUSE_STEP_UP_MINUTES", 5, minimum=0)
+# Approvers and admins are signed out after this long without a request; 0: only the session's lifetime.
+IDLE_MINUTES = env_int("GATEHOUSE_IDLE_MINUTES", 30, minimum=0)
+# An API token scoped to decide (a chat bot approving) lives this long, not API_TOKEN_DAYS.
+DECIDE_TOKEN_HOURS = env_int("GATEHOUSE_DECIDE_TOKEN_HOURS", 24, minimum=1)
+OTP_TOTP_ISSUER = "Gatehouse"
 
 # Approval channels (investigations/approvals/channels/): the enabled ones, by name.
 APPROVAL_CHANNELS = env_list("GATEHOUSE_APPROVAL_CHANNELS", ["email"])

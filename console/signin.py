@@ -11,21 +11,21 @@ from axes.helpers import get_client_ip_address
 from investigations.audit import chain as audit
 
 
-def _address(request) -> str | None:
+def client_address(request) -> str | None:
     return get_client_ip_address(request) if request is not None else None
 
 
 def logged_in(sender, request, user, **kwargs):
-    audit.record_sign_in("logged_in", user.get_username(), _address(request))
+    audit.record_sign_in("logged_in", user.get_username(), client_address(request))
 
 
 def logged_out(sender, request, user, **kwargs):
     if user is not None:  # signing out without a session signs nobody out
-        audit.record_sign_in("logged_out", user.get_username(), _address(request))
+        audit.record_sign_in("logged_out", user.get_username(), client_address(request))
 
 
 def login_failed(sender, credentials, request=None, **kwargs):
-    audit.record_sign_in("login_failed", str(credentials.get("username") or ""), _address(request))
+    audit.record_sign_in("login_failed", str(credentials.get("username") or ""), client_address(request))
 
 
 class SignInThrottle(AxesStandaloneBackend):

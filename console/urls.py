@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from console import views
+from console import mfa, views
 from console.api import api
 
 urlpatterns = [
@@ -14,6 +14,12 @@ urlpatterns = [
     path("account/", views.account, name="account"),
     path("account/tokens/<int:pk>/revoke", views.revoke_api_token, name="revoke_api_token"),
     path("account/password/", views.PasswordChange.as_view(), name="password_change"),
+    path("account/step-up/", mfa.step_up, name="step_up"),
+    path("account/second-factor/", mfa.second_factor, name="second_factor"),
+    path("account/second-factor/totp/", mfa.totp_start, name="totp_start"),
+    path("account/second-factor/totp/<int:pk>/confirm", mfa.totp_confirm, name="totp_confirm"),
+    path("account/second-factor/recovery-codes/", mfa.recovery_codes, name="recovery_codes"),
+    path("account/second-factor/<str:kind>/<int:pk>/remove", mfa.remove_factor, name="remove_factor"),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("manage/", include("console.manage.urls")),

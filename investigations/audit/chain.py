@@ -121,13 +121,14 @@ def record_intake_refused(integration: str, reason: str, **details) -> AuditReco
     )
 
 
-def record_sign_in(what: str, username: str, address: str | None) -> AuditRecord:
-    """A sign-in, a failed one (`username` as typed) or a sign-out, and the address it came from; never a password."""
+def record_sign_in(what: str, username: str, address: str | None, **details) -> AuditRecord:
+    """A sign-in, a failed one (`username` as typed) or a sign-out, and the address it came from; never a password.
+    Also a second factor enrolled or removed, a step-up (`details`: the factor's kind, never a code or a key)."""
     return append(
         kind=AuditRecord.Kind.SIGN_IN,
         outcome=what,
         actor=f"user:{username}"[:ACTOR_MAX],
-        extra={"address": address or ""},
+        extra={"address": address or "", **details},
     )
 
 
