@@ -272,3 +272,13 @@ def test_an_idle_reader_is_not_signed_out(client, make_user):
     session["gatehouse_last_seen"] = time.time() - 3600
     session.save()
     assert client.get("/").status_code == 200
+
+
+def test_break_glass_reset_removes_every_factor_and_is_recorded(admin_user, capsys):
+    enrolled(admin_user)
+    StaticDevice.objects.create(user=admin_user, name="Recovery codes")
+    call_command("second_factor", "reset", admin_user.username)
+    assert not TOTPDevice.objects.filter(user=admin_user).exists()
+    assert not StaticDevice.objects.filter(user=admin_user).exists()
+    assert records("factor_removed").get().extra["count"] == 2
+    assert "Removed 2 factor(s)" in capsys.readouterr().out
