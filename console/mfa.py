@@ -1,4 +1,5 @@
-"""Second factor and step-up for local accounts (django-otp: TOTP devices and static recovery codes).
+"""Second factor and step-up for local accounts (django-otp: TOTP devices and static recovery codes;
+django-otp-webauthn: passkeys and security keys).
 
 Who must have a factor, enrolling one (its key shown once, confirmed with a code), recovery codes,
 removing a factor, and the one page that asks for a code: after the password at sign-in and again
@@ -24,6 +25,14 @@ from django_otp import login as otp_login
 from django_otp import match_token, user_has_device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp_webauthn import exceptions as webauthn_errors
+from django_otp_webauthn.helpers import WebAuthnHelper
+from django_otp_webauthn.models import WebAuthnCredential
+from django_otp_webauthn.views import (
+    BeginCredentialRegistrationView,
+    CompleteCredentialAuthenticationView,
+    CompleteCredentialRegistrationView,
+)
 
 from console.signin import client_address
 from core.roles import ADMIN, has_role
@@ -48,6 +57,8 @@ def has_factor(user) -> bool:
 
 
 def factor_of(device) -> str:
+    if isinstance(device, WebAuthnCredential):
+        return "webauthn"
     return "recovery_code" if isinstance(device, StaticDevice) else "totp"
 
 
@@ -101,6 +112,7 @@ def second_factor(request):
     context = {
         "totp_devices": TOTPDevice.objects.devices_for_user(request.user, confirmed=True),
         "recovery": StaticDevice.objects.devices_for_user(request.user, confirmed=True).first(),
+        "passkeys": WebAuthnCredential.objects.filter(user=request.user, confirmed=True),
         "required": must_have_factor(request.user),
         "next": _safe_next(request, ""),
     }
@@ -194,10 +206,58 @@ def recovery_codes(request):
 def remove_factor(request, kind: str, pk: int):
     if (refused := _fresh_or_step_up(request)) is not None:
         return refused
-    model = {"totp": TOTPDevice, "recovery_code": StaticDevice}.get(kind)
+    model = {"totp": TOTPDevice, "recovery_code": StaticDevice, "webauthn": WebAuthnCredential}.get(kind)
     if model is None:
         return redirect("second_factor")
     get_object_or_404(model, pk=pk, user=request.user).delete()
     _record(request, "factor_removed", factor=kind)
     messages.success(request, "Removed.")
     return redirect("second_factor")
+
+
+# -- passkeys (django-otp-webauthn): its views, with the step-up and the audit records of ours --------
+def relying_party_id(request) -> str:
+    """The console's own host name, from the Host header Django has checked against ALLOWED_HOSTS, unless
+    GATEHOUSE_WEBAUTHN_RP_ID names the (parent) domain."""
+    return settings.WEBAUTHN_RP_ID or request.get_host().rsplit(":", 1)[0]
+
+
+class PasskeyHelper(WebAuthnHelper):
+    """A passkey answers only the console's own origin."""
+
+    def get_allowed_origins(self) -> list[str]:
+        return [f"{self.request.scheme}://{self.request.get_host()}"]
+
+
+class StepUpFirst(webauthn_errors.OTPWebAuthnApiError):
+    status_code = 403
+    default_code = "step_up_required"
+
+
+class PasskeyRegistrationBegin(BeginCredentialRegistrationView):
+    def check_can_register(self):
+        """Adding a passkey next to another factor needs a fresh proof, as adding an app does."""
+        super().check_can_register()
+        if has_factor(self.request.user):
+            try:
+                presence.require_fresh(presence.from_session(self.request.session))
+            except presence.StepUpRequired as refused:
+                raise StepUpFirst(detail=str(refused)) from None
+
+
+class PasskeyRegistrationComplete(CompleteCredentialRegistrationView):
+    def post(self, *args, **kwargs):
+        response = super().post(*args, **kwargs)
+        _record(self.request, "factor_enrolled", factor="webauthn")
+        presence.remember(self.request.session, "webauthn")
+        return response
+
+
+class PasskeyAuthenticationComplete(CompleteCredentialAuthenticationView):
+    """A passkey's assertion: the second factor after the password, or a step-up."""
+
+    def complete_auth(self, device):
+        signing_in = not self.request.user.is_verified()
+        super().complete_auth(device)
+        presence.remember(self.request.session, "webauthn")
+        _record(self.request, "second_factor" if signing_in else "step_up", factor="webauthn")

@@ -98,9 +98,9 @@ class SecondFactorGate:
         if not user.is_authenticated or user.is_verified() or request.path.startswith(self.ALWAYS):
             return self.get_response(request)
         if mfa.has_factor(user):
-            allowed, target = ("/account/step-up/",), "step_up"
+            allowed, target = ("/account/step-up/", "/webauthn/authentication/", "/webauthn/jsi18n/"), "step_up"
         elif mfa.must_have_factor(user):
-            allowed, target = ("/account/second-factor/",), "second_factor"
+            allowed, target = ("/account/second-factor/", "/webauthn/"), "second_factor"
         else:
             return self.get_response(request)
         if request.path.startswith(allowed):

@@ -113,6 +113,7 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    "django_otp_webauthn",
     "toolserver",
     "toolserver.lab",
     "investigations",
@@ -280,6 +281,16 @@ IDLE_MINUTES = env_int("GATEHOUSE_IDLE_MINUTES", 30, minimum=0)
 # An API token scoped to decide (a chat bot approving) lives this long, not API_TOKEN_DAYS.
 DECIDE_TOKEN_HOURS = env_int("GATEHOUSE_DECIDE_TOKEN_HOURS", 24, minimum=1)
 OTP_TOTP_ISSUER = "Gatehouse"
+# Passkeys and security keys (django-otp-webauthn) as a second factor after the password, never in
+# place of it. The relying party is the console's host (checked against ALLOWED_HOSTS) unless
+# GATEHOUSE_WEBAUTHN_RP_ID names a parent domain; the origin is the console's own (console.mfa.PasskeyHelper).
+OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False
+OTP_WEBAUTHN_RP_NAME = "Gatehouse"
+WEBAUTHN_RP_ID = env_str("GATEHOUSE_WEBAUTHN_RP_ID")
+OTP_WEBAUTHN_RP_ID_CALLABLE = "console.mfa.relying_party_id"
+OTP_WEBAUTHN_HELPER_CLASS = "console.mfa.PasskeyHelper"
+# Its check wants a fixed list of origins: the helper allows the console's own, from the checked Host.
+SILENCED_SYSTEM_CHECKS = ["otp_webauthn.E030"]
 
 # Approval channels (investigations/approvals/channels/): the enabled ones, by name.
 APPROVAL_CHANNELS = env_list("GATEHOUSE_APPROVAL_CHANNELS", ["email"])
@@ -376,6 +387,10 @@ CONTENT_SECURITY_POLICY = {
 }
 # Powerful browser features the console never uses, switched off for it and anything it embeds.
 PERMISSIONS_POLICY = {
+    # Passkeys (console/mfa.py) on the console's own pages only.
+    "publickey-credentials-get": ["self"],
+    "publickey-credentials-create": ["self"],
+} | {
     feature: []
     for feature in (
         "accelerometer",
@@ -394,7 +409,6 @@ PERMISSIONS_POLICY = {
         "microphone",
         "midi",
         "payment",
-        "publickey-credentials-get",
         "screen-wake-lock",
         "serial",
         "usb",
