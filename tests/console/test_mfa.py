@@ -282,3 +282,24 @@ def test_break_glass_reset_removes_every_factor_and_is_recorded(admin_user, caps
     assert not StaticDevice.objects.filter(user=admin_user).exists()
     assert records("factor_removed").get().extra["count"] == 2
     assert "Removed 2 factor(s)" in capsys.readouterr().out
+
+
+# -- sockets --------------------------------------------------------------------------------------
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_opens_only_once_the_session_gave_the_second_factor(admin_user, analyst):
+    from channels.db import database_sync_to_async
+    from django.test import Client
+
+    from tests.websockets import socket
+
+    device = await database_sync_to_async(enrolled)(analyst)
+    password_only = Client()
+    await database_sync_to_async(password_only.login)(username=analyst.username, password=PASSWORD)
+    communicator = await socket("/ws/approvals/", client=password_only)
+    assert not (await communicator.connect())[0]
+    await communicator.disconnect()
+    both = Client()
+    await database_sync_to_async(sign_in)(both, analyst, device)
+    communicator = await socket("/ws/approvals/", client=both)
+    assert (await communicator.connect())[0]
+    await communicator.disconnect()
