@@ -279,4 +279,7 @@ def confirm_action(request, id: int, decision: ConfirmIn):
     agent may ask for the action again, which needs an approval again. Either way the investigation
     resumes with your answer. 403 if you may not approve this tool; 409 if it is not `unconfirmed`."""
     user = request.auth
-    return _decide(user, id, lambda: services.confirm_outcome(id, user, decision.happened, decision.reason))
+    proof = presence.of_request(request)
+    return _decide(
+        user, id, lambda: services.confirm_outcome(id, user, decision.happened, decision.reason, proof=proof)
+    )

@@ -278,7 +278,9 @@ def reject(
     return request
 
 
-def confirm_outcome(request_id: int, user, happened: bool, reason: str) -> ActionRequest:
+def confirm_outcome(
+    request_id: int, user, happened: bool, reason: str, *, proof: presence.Proof | None = None
+) -> ActionRequest:
     """A person checked the backend for an `unconfirmed` write (its outcome unknown) and says whether it happened.
 
     Architecture rules 6 and 9: the write is never sent again on the way here, and only someone allowed
@@ -288,6 +290,7 @@ def confirm_outcome(request_id: int, user, happened: bool, reason: str) -> Actio
     its idempotency key holds the confirmed result, so a repeat of the action for the alert replays it.
     Not happened: the request fails and its key is freed, so the agent may ask for the action again,
     through the gate and a fresh approval. Either way the investigation resumes with the answer.
+    It is a decision on a write as approve() is: while step-up is on, `proof` must be fresh.
     """
     reason = (reason or "").strip()
     if not reason:
@@ -296,6 +299,7 @@ def confirm_outcome(request_id: int, user, happened: bool, reason: str) -> Actio
     actor = f"user:{name}"
     with _denial_recorded(user), transaction.atomic():
         request = _locked_for(request_id, user, State.UNCONFIRMED)
+        proof = _fresh(proof, request)
         if happened:
             request.result = ok(
                 {
@@ -322,7 +326,8 @@ def confirm_outcome(request_id: int, user, happened: bool, reason: str) -> Actio
             idempotency.confirm_not_done(request.idempotency_key)
             to_state, outcome = State.FAILED, Outcome.CONFIRMED_NOT_DONE
         _move(request, State.UNCONFIRMED, to_state, actor, reason)
-        _audit_decision(request, outcome, actor, said={"happened": happened, "reason": reason[:1000]})
+        said = {"happened": happened, "reason": reason[:1000], **({"proof": proof.as_record()} if proof else {})}
+        _audit_decision(request, outcome, actor, said=said)
     _finished(request)
     return request
 
@@ -446,11 +451,15 @@ def _pending_for_decision(
     now = timezone.now()
     if now >= request.expires_at:
         raise _Expired(request.pk)
+    return request, now, _fresh(proof, request, now)
+
+
+def _fresh(proof: presence.Proof | None, request: ActionRequest, now: datetime | None = None) -> presence.Proof | None:
+    """The decision's proof of presence, if fresh (or step-up is off); StepUpNeeded otherwise."""
     try:
-        proof = presence.require_fresh(proof, now)
+        return presence.require_fresh(proof, now)
     except presence.StepUpRequired as refused:
         raise StepUpNeeded(str(refused), request) from None
-    return request, now, proof
 
 
 # -- execution --------------------------------------------------------------------------------

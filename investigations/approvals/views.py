@@ -131,7 +131,9 @@ def confirm(request, pk: int):
     if len(reason) > REASON_MAX:
         return _refused(request, action, f"Keep the reason under {REASON_MAX} characters.", 400)
     try:
-        decided = services.confirm_outcome(action.pk, request.user, happened, reason)
+        decided = services.confirm_outcome(
+            action.pk, request.user, happened, reason, proof=presence.of_request(request)
+        )
     except services.DecisionRefused as refused:
         return _refused(request, action, str(refused), refused.status)
     if happened:

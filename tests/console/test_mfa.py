@@ -206,6 +206,20 @@ def test_the_api_refuses_a_stale_session_and_a_token_not_scoped_to_decide(client
     assert shown["proof_factor"] == approval.proof_factor
 
 
+def test_confirming_an_unknown_outcome_needs_a_fresh_proof_too(client, analyst, make_investigation):
+    request = pending_request(make_investigation)
+    ActionRequest.objects.filter(pk=request.pk).update(state="unconfirmed")
+    _, plain = create_api_token(analyst, "reader bot")
+    answer = client.post(
+        f"/api/actions/{request.pk}/confirm",
+        {"happened": True, "reason": "checked the EDR"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {plain}",
+    )
+    assert answer.status_code == 403 and "Step-up required" in answer.json()["detail"]
+    assert ActionRequest.objects.get(pk=request.pk).state == "unconfirmed"
+
+
 def test_an_expired_decide_token_decides_nothing(client, analyst, make_investigation):
     request = pending_request(make_investigation)
     api_token, decide = create_api_token(analyst, "chat bot", decide=True)
