@@ -98,6 +98,7 @@ def test_enrol_a_passkey_sign_in_with_it_and_approve_only_after_a_fresh_assertio
     password(page, console, "pia")
     page.wait_for_url("**/account/second-factor/**")
     page.click("#passkey-register-button")
+    expect(page.locator("#passkey-register-status-message")).to_have_text("Registration successful!")
     enrolment = AuditRecord.objects.filter(outcome="factor_enrolled", extra__factor="webauthn")
     wait_until(enrolment.exists, what="the passkey's enrolment, recorded")
     assert WebAuthnCredential.objects.filter(user=user, confirmed=True).count() == 1

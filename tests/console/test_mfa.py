@@ -25,6 +25,7 @@ pytestmark = pytest.mark.mfa
 
 def code_for(device: TOTPDevice, *, steps_ahead: int = 0) -> str:
     """What the person's authenticator app shows now (or `steps_ahead` periods later: django-otp accepts one)."""
+    device.refresh_from_db()  # the drift django-otp learnt at the last code, as the server reads it
     generator = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
     generator.time = time.time() + steps_ahead * device.step
     return f"{generator.token():0{device.digits}d}"
