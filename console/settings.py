@@ -113,6 +113,10 @@ INSTALLED_APPS = [
     "axes",
     "csp",  # its system checks flag settings in django-csp 3's old format
     "ninja",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "django_otp_webauthn",
     "toolserver",
     "toolserver.lab",
     "investigations",
@@ -129,6 +133,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): the second factor of this session
+    "console.middleware.SecondFactorGate",
+    "console.middleware.IdleTimeout",
+    "console.middleware.StepUpForChanges",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # turns a locked-out sign-in into the lockout page
@@ -286,6 +294,28 @@ INTAKE_RATE = env_rate("GATEHOUSE_INTAKE_RATE", (600, 60))
 INTAKE_MAX_QUEUED = env_int("GATEHOUSE_INTAKE_MAX_QUEUED", 50, minimum=1)
 # People's API tokens (investigations/tokens.py) stop working this long after they are made.
 API_TOKEN_DAYS = env_int("GATEHOUSE_API_TOKEN_DAYS", 90, minimum=1)
+# Second factor and step-up (README "Second factor and step-up"). Admins and anyone who may approve
+# a write must enrol a second factor (TOTP or recovery codes, django-otp) and give it after their
+# password; anyone who has one enrolled is asked for it whatever this says.
+MFA_REQUIRED = env_bool("GATEHOUSE_MFA_REQUIRED", True)
+# A decision on a write and every admin change needs a proof of presence (a code) newer than this;
+# 0 turns step-up off (a lab, or the tests that are not about it).
+STEP_UP_MINUTES = env_int("GATEHOUSE_STEP_UP_MINUTES", 5, minimum=0)
+# Approvers and admins are signed out after this long without a request; 0: only the session's lifetime.
+IDLE_MINUTES = env_int("GATEHOUSE_IDLE_MINUTES", 30, minimum=0)
+# An API token scoped to decide (a chat bot approving) lives this long, not API_TOKEN_DAYS.
+DECIDE_TOKEN_HOURS = env_int("GATEHOUSE_DECIDE_TOKEN_HOURS", 24, minimum=1)
+OTP_TOTP_ISSUER = "Gatehouse"
+# Passkeys and security keys (django-otp-webauthn) as a second factor after the password, never in
+# place of it. The relying party is the console's host (checked against ALLOWED_HOSTS) unless
+# GATEHOUSE_WEBAUTHN_RP_ID names a parent domain; the origin is the console's own (console.mfa.PasskeyHelper).
+OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False
+OTP_WEBAUTHN_RP_NAME = "Gatehouse"
+WEBAUTHN_RP_ID = env_str("GATEHOUSE_WEBAUTHN_RP_ID")
+OTP_WEBAUTHN_RP_ID_CALLABLE = "console.mfa.relying_party_id"
+OTP_WEBAUTHN_HELPER_CLASS = "console.mfa.PasskeyHelper"
+# Its check wants a fixed list of origins: the helper allows the console's own, from the checked Host.
+SILENCED_SYSTEM_CHECKS = ["otp_webauthn.E030"]
 
 # Approval channels (investigations/approvals/channels/): the enabled ones, by name.
 APPROVAL_CHANNELS = env_list("GATEHOUSE_APPROVAL_CHANNELS", ["email"])
@@ -382,6 +412,10 @@ CONTENT_SECURITY_POLICY = {
 }
 # Powerful browser features the console never uses, switched off for it and anything it embeds.
 PERMISSIONS_POLICY = {
+    # Passkeys (console/mfa.py) on the console's own pages only.
+    "publickey-credentials-get": ["self"],
+    "publickey-credentials-create": ["self"],
+} | {
     feature: []
     for feature in (
         "accelerometer",
@@ -400,7 +434,6 @@ PERMISSIONS_POLICY = {
         "microphone",
         "midi",
         "payment",
-        "publickey-credentials-get",
         "screen-wake-lock",
         "serial",
         "usb",

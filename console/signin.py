@@ -18,30 +18,30 @@ from investigations.audit import chain as audit
 SSO_BACKEND = "console.sso.SsoBackend"
 
 
-def _address(request) -> str | None:
+def client_address(request) -> str | None:
     return get_client_ip_address(request) if request is not None else None
 
 
 def logged_in(sender, request, user, **kwargs):
-    how = "sso" if getattr(user, "backend", "") == SSO_BACKEND else "password"
-    audit.record_sign_in("logged_in", user.get_username(), _address(request), how=how)
+    sso = getattr(user, "backend", "") == SSO_BACKEND
+    audit.record_sign_in("logged_in", user.get_username(), client_address(request), **({"how": "sso"} if sso else {}))
 
 
 def logged_out(sender, request, user, **kwargs):
     if user is not None:  # signing out without a session signs nobody out
-        audit.record_sign_in("logged_out", user.get_username(), _address(request))
+        audit.record_sign_in("logged_out", user.get_username(), client_address(request))
 
 
 def login_failed(sender, credentials, request=None, **kwargs):
     if "nonce" in credentials:  # the single sign-on callback (console.sso): its name and reason are on the request
         sso_failed(request, getattr(request, "sso_refused", ""))
         return
-    audit.record_sign_in("login_failed", str(credentials.get("username") or ""), _address(request))
+    audit.record_sign_in("login_failed", str(credentials.get("username") or ""), client_address(request))
 
 
 def sso_failed(request, reason: str) -> None:
     username = getattr(request, "sso_username", "")
-    audit.record_sign_in("login_failed", username, _address(request), how="sso", reason=reason)
+    audit.record_sign_in("login_failed", username, client_address(request), how="sso", reason=reason)
 
 
 class PasswordBackend(ModelBackend):

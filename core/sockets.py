@@ -28,6 +28,8 @@ from django.core.exceptions import DisallowedHost
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils.crypto import constant_time_compare, salted_hmac
+from django_otp import DEVICE_ID_SESSION_KEY, user_has_device
+from django_otp.models import Device
 
 from core import live
 
@@ -61,7 +63,17 @@ def session_user(session_key: str | None):
     user = load_backend(backend_path).get_user(user_id)
     if user is None or not constant_time_compare(session.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()):
         return None
-    return user
+    return user if second_factor_given(session, user) else None
+
+
+def second_factor_given(session, user) -> bool:
+    """A person who has a second factor counts as signed in only once this session has given it
+    (django-otp's session key, set by the sign-in's second step): a password alone opens no socket."""
+    device_id = session.get(DEVICE_ID_SESSION_KEY)
+    if device_id:
+        device = Device.from_persistent_id(device_id)
+        return device is not None and device.user_id == user.pk
+    return not user_has_device(user, confirmed=True)
 
 
 def tell_sockets_of(user_ids, *, signed_out_session: str | None = None) -> None:

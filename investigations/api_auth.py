@@ -8,7 +8,7 @@ from ninja.utils import check_csrf
 
 from core.problems import TokenRejected
 from investigations.intake.services import TOKEN_PREFIX as INTEGRATION_TOKEN_PREFIX
-from investigations.tokens import TOKEN_PREFIX, user_for
+from investigations.tokens import TOKEN_PREFIX, token_for
 
 
 class Refused(Exception):
@@ -61,10 +61,11 @@ class UserToken(Gated, HttpBearer):
             raise TokenRejected(
                 "An integration token can only send alerts: decisions need a person's API token.", invalid_token=True
             )
-        user = user_for(token)
-        if user is None:
+        api_token = token_for(token)
+        if api_token is None:
             raise TokenRejected("The token is unknown or revoked, or its user is inactive.", invalid_token=True)
-        return user
+        request.api_token = api_token  # its scope is its proof of presence (investigations/presence.py)
+        return api_token.user
 
 
 class BrowserSession(Gated, SessionAuth):

@@ -16,14 +16,17 @@ from investigations.models import ApiToken
 TOKEN_PREFIX = "ghu_"  # noqa: S105 - a prefix. Gatehouse user: recognisable in a leaked-secret scan
 
 
-def create_api_token(user, name: str) -> tuple[ApiToken, str]:
+def create_api_token(user, name: str, *, decide: bool = False) -> tuple[ApiToken, str]:
+    """`decide`: the token may approve and reject writes while step-up is on, and so lives hours, not days."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    lifetime = timedelta(hours=settings.DECIDE_TOKEN_HOURS) if decide else timedelta(days=settings.API_TOKEN_DAYS)
     api_token = ApiToken.objects.create(
         user=user,
         name=name,
         token_prefix=token[:10],
         token_hash=hash_token(token),
-        expires_at=timezone.now() + timedelta(days=settings.API_TOKEN_DAYS),
+        expires_at=timezone.now() + lifetime,
+        decide=decide,
     )
     return api_token, token
 
@@ -35,15 +38,15 @@ def live(tokens=None):
     )
 
 
-def user_for(token: str):
-    """The active user a live token belongs to, or None."""
+def token_for(token: str) -> ApiToken | None:
+    """The live token row (its user active), or None; its use noted."""
     if not token.startswith(TOKEN_PREFIX):
         return None
     api_token = live().select_related("user").filter(token_hash=hash_token(token)).first()
     if api_token is None or not api_token.user.is_active:
         return None
     ApiToken.objects.filter(pk=api_token.pk).update(last_used_at=timezone.now())
-    return api_token.user
+    return api_token
 
 
 def tokens_of(user):

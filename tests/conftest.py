@@ -15,6 +15,17 @@ from toolserver.ratelimit import get_rate_limiter
 PASSWORD = "correct-horse-battery-staple"
 
 
+@pytest.fixture(autouse=True)
+def _second_factor_off_unless_asked(request, settings):
+    """The second factor and step-up are on by default (console/settings.py); tests about something else
+    sign people in with a password only and decide without a step-up, as GATEHOUSE_MFA_REQUIRED=false and
+    GATEHOUSE_STEP_UP_MINUTES=0 allow. Tests marked `mfa` keep the defaults (tests/console/test_mfa.py)."""
+    if request.node.get_closest_marker("mfa") is None:
+        settings.MFA_REQUIRED = False
+        settings.STEP_UP_MINUTES = 0
+        settings.IDLE_MINUTES = 0
+
+
 @pytest.fixture
 def make_user(db):
     """Create a user holding the given roles (groups); the password is PASSWORD."""

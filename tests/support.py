@@ -42,6 +42,8 @@ def set_rate_limit(server: str, calls: int, window_s: int = 60) -> None:
 def console_env(**overrides: str) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    # As tests/conftest.py does in this process: a test about the second factor passes them back on.
+    env.update(GATEHOUSE_MFA_REQUIRED="false", GATEHOUSE_STEP_UP_MINUTES="0", GATEHOUSE_IDLE_MINUTES="0")
     env.update(overrides)
     return {key: value for key, value in env.items() if value is not None}
 

@@ -12,6 +12,7 @@ from pydantic import ConfigDict, model_validator
 from console.manage import administration
 from core.problems import InvalidInput, Problem
 from core.roles import ADMIN, has_role
+from investigations import presence
 from investigations.api_auth import auth_for
 from investigations.models import ToolPolicy
 from toolserver.models import Tool, ToolServer
@@ -21,7 +22,16 @@ router = Router(tags=["administration"])
 
 
 def _admins(request, user):
-    return None if has_role(user, ADMIN) else (403, "Only admins may manage tool servers.")
+    """Admins only; a change (not a read) needs a fresh proof of presence too: a decide-scoped token or a
+    session's recent step-up (investigations/presence.py)."""
+    if not has_role(user, ADMIN):
+        return 403, "Only admins may manage tool servers."
+    if request.method not in ("GET", "HEAD"):
+        try:
+            presence.require_fresh(presence.of_request(request))
+        except presence.StepUpRequired as refused:
+            return 403, str(refused)
+    return None
 
 
 AUTH = auth_for(_admins)  # every endpoint here: who is asking is judged before the body is read

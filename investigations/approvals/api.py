@@ -16,6 +16,7 @@ from ninja import Field, Query, Router, Schema, Status
 from pydantic import ConfigDict, StrictBool, StringConstraints
 
 from core.problems import InvalidInput, Problem
+from investigations import presence
 from investigations.api_auth import AUTH, auth_for
 from investigations.approvals import services
 from investigations.live_messages import ActionSummary, StateName
@@ -48,6 +49,10 @@ class ApprovalOut(Schema):
     username: str
     reason: str
     at: str = Field(json_schema_extra={"format": "date-time"})
+    proof_factor: str = Field(
+        "", description="How the approver proved presence (step-up): totp, recovery_code, api_token:<prefix>."
+    )
+    proof_at: str | None = Field(None, json_schema_extra={"format": "date-time"})
 
 
 class ActionDetail(ActionItem):
@@ -186,7 +191,13 @@ def action_detail(request, id: int):
         for t in action.transitions.order_by("at", "id")
     ]
     approved_by = [
-        {"username": a.user.get_username(), "reason": a.reason, "at": _when(a.created_at)}
+        {
+            "username": a.user.get_username(),
+            "reason": a.reason,
+            "at": _when(a.created_at),
+            "proof_factor": a.proof_factor,
+            "proof_at": _when(a.proof_at) if a.proof_at else None,
+        }
         for a in action.approvals.select_related("user").order_by("created_at", "id")
     ]
     return services.summary(action) | {
@@ -234,7 +245,8 @@ def approve_action(request, id: int, decision: ApproveIn = None):
     and a worker fires it, once. 403 if you may not approve this tool; 409 if it is no longer
     pending (`state` says what it is now) or you approved it already (four-eyes needs another person)."""
     reason = decision.reason if decision is not None else ""
-    return _decide(request.auth, id, lambda: services.approve(id, request.auth, reason))
+    proof = presence.of_request(request)
+    return _decide(request.auth, id, lambda: services.approve(id, request.auth, reason, proof=proof))
 
 
 @router.post(
@@ -248,7 +260,8 @@ def approve_action(request, id: int, decision: ApproveIn = None):
 def reject_action(request, id: int, decision: RejectIn):
     """Reject it with a reason (required, at most 1000 characters): nothing reaches the backend, and
     the agent is told your reason. 403 if you may not decide this tool; 409 if it is no longer pending."""
-    return _decide(request.auth, id, lambda: services.reject(id, request.auth, decision.reason))
+    proof = presence.of_request(request)
+    return _decide(request.auth, id, lambda: services.reject(id, request.auth, decision.reason, proof=proof))
 
 
 @router.post(
@@ -266,4 +279,7 @@ def confirm_action(request, id: int, decision: ConfirmIn):
     agent may ask for the action again, which needs an approval again. Either way the investigation
     resumes with your answer. 403 if you may not approve this tool; 409 if it is not `unconfirmed`."""
     user = request.auth
-    return _decide(user, id, lambda: services.confirm_outcome(id, user, decision.happened, decision.reason))
+    proof = presence.of_request(request)
+    return _decide(
+        user, id, lambda: services.confirm_outcome(id, user, decision.happened, decision.reason, proof=proof)
+    )

@@ -28,7 +28,7 @@ from guardian.shortcuts import get_objects_for_user
 from pydantic import ValidationError
 
 from core import transitions
-from investigations import live_messages
+from investigations import live_messages, presence
 from investigations.approvals.channels import deliveries as channel_deliveries
 from investigations.audit import chain as audit_trail
 from investigations.models import (
@@ -66,6 +66,10 @@ class DecisionRefused(Exception):
 
 class NotAllowed(DecisionRefused):
     status = 403
+
+
+class StepUpNeeded(NotAllowed):
+    """No fresh proof of presence (investigations/presence.py): 403, the message naming step-up; recorded as a denial."""
 
 
 class NotPending(DecisionRefused):
@@ -215,16 +219,26 @@ def _cited_evidence(investigation: Investigation, arguments: dict) -> list[dict]
 
 
 # -- decisions --------------------------------------------------------------------------------
-def approve(request_id: int, user, reason: str = "", *, channel: str = "") -> ActionRequest:
+def approve(
+    request_id: int, user, reason: str = "", *, channel: str = "", proof: presence.Proof | None = None
+) -> ActionRequest:
     """One approval; the last one needed approves the request and hands it to a worker. `channel`: the
-    approval channel it came through (investigations/approvals/channels/), named in the audit record."""
+    approval channel it came through (investigations/approvals/channels/), named in the audit record.
+    `proof`: how the person proved presence (presence.of_request); while step-up is on, it must be fresh."""
     from investigations.tasks import execute_action
 
     with _denial_recorded(user, channel), _refused_when_expired(), transaction.atomic():
-        request, now = _pending_for_decision(request_id, user)
+        request, now, proof = _pending_for_decision(request_id, user, proof)
         if request.approvals.filter(user=user).exists():
             raise DecisionRefused("You have approved this request already; another person must approve it.", request)
-        ActionApproval.objects.create(request=request, user=user, reason=reason, created_at=now)
+        ActionApproval.objects.create(
+            request=request,
+            user=user,
+            reason=reason,
+            created_at=now,
+            proof_factor=proof.factor if proof else "",
+            proof_at=proof.at if proof else None,
+        )
         given = request.approvals.count()
         actor = f"user:{user.get_username()}"
         if given < request.approvals_needed:
@@ -238,17 +252,19 @@ def approve(request_id: int, user, reason: str = "", *, channel: str = "") -> Ac
         else:
             _move(request, State.PENDING, State.APPROVED, actor, reason)
             transaction.on_commit(lambda: execute_action.delay(request.pk))
-        _record(request, Outcome.APPROVED, actor, channel=channel)
+        _record(request, Outcome.APPROVED, actor, channel=channel, proof=proof)
     return request
 
 
-def reject(request_id: int, user, reason: str, *, channel: str = "") -> ActionRequest:
+def reject(
+    request_id: int, user, reason: str, *, channel: str = "", proof: presence.Proof | None = None
+) -> ActionRequest:
     reason = (reason or "").strip()
     if not reason:
         raise DecisionRefused("Say why you reject it: the agent is told your reason.")
     actor = f"user:{user.get_username()}"
     with _denial_recorded(user, channel), _refused_when_expired(), transaction.atomic():
-        request, _ = _pending_for_decision(request_id, user)
+        request, _, proof = _pending_for_decision(request_id, user, proof)
         request.result = error(
             Reason.REJECTED_BY_ANALYST,
             retryable=False,
@@ -258,12 +274,14 @@ def reject(request_id: int, user, reason: str, *, channel: str = "") -> ActionRe
         )
         request.outcome = f"rejected by {user.get_username()}: {reason[:200]}"
         _move(request, State.PENDING, State.REJECTED, actor, reason)
-        _record(request, Outcome.REJECTED, actor, channel=channel)
+        _record(request, Outcome.REJECTED, actor, channel=channel, proof=proof)
     _finished(request)
     return request
 
 
-def confirm_outcome(request_id: int, user, happened: bool, reason: str) -> ActionRequest:
+def confirm_outcome(
+    request_id: int, user, happened: bool, reason: str, *, proof: presence.Proof | None = None
+) -> ActionRequest:
     """A person checked the backend for an `unconfirmed` write (its outcome unknown) and says whether it happened.
 
     Architecture rules 6 and 9: the write is never sent again on the way here, and only someone allowed
@@ -273,6 +291,7 @@ def confirm_outcome(request_id: int, user, happened: bool, reason: str) -> Actio
     its idempotency key holds the confirmed result, so a repeat of the action for the alert replays it.
     Not happened: the request fails and its key is freed, so the agent may ask for the action again,
     through the gate and a fresh approval. Either way the investigation resumes with the answer.
+    It is a decision on a write as approve() is: while step-up is on, `proof` must be fresh.
     """
     reason = (reason or "").strip()
     if not reason:
@@ -281,6 +300,7 @@ def confirm_outcome(request_id: int, user, happened: bool, reason: str) -> Actio
     actor = f"user:{name}"
     with _denial_recorded(user), transaction.atomic():
         request = _locked_for(request_id, user, State.UNCONFIRMED)
+        proof = _fresh(proof, request)
         if happened:
             request.result = ok(
                 {
@@ -307,7 +327,8 @@ def confirm_outcome(request_id: int, user, happened: bool, reason: str) -> Actio
             idempotency.confirm_not_done(request.idempotency_key)
             to_state, outcome = State.FAILED, Outcome.CONFIRMED_NOT_DONE
         _move(request, State.UNCONFIRMED, to_state, actor, reason)
-        _audit_decision(request, outcome, actor, said={"happened": happened, "reason": reason[:1000]})
+        said = {"happened": happened, "reason": reason[:1000], **({"proof": proof.as_record()} if proof else {})}
+        _audit_decision(request, outcome, actor, said=said)
     _finished(request)
     return request
 
@@ -420,15 +441,26 @@ def _locked_for(request_id: int, user, state: str) -> ActionRequest:
     return request
 
 
-def _pending_for_decision(request_id: int, user) -> tuple[ActionRequest, datetime]:
+def _pending_for_decision(
+    request_id: int, user, proof: presence.Proof | None
+) -> tuple[ActionRequest, datetime, presence.Proof | None]:
     """The request, locked, if it is still pending and `user` may decide it (_locked_for), and the moment
     of the decision: read after the lock, the one time the deadline is compared with and the decision
-    recorded at, so no decision is ever dated after expires_at."""
+    recorded at, so no decision is ever dated after expires_at. While step-up is on, `proof` must be
+    fresh at that moment too (StepUpNeeded)."""
     request = _locked_for(request_id, user, State.PENDING)
     now = timezone.now()
     if now >= request.expires_at:
         raise _Expired(request.pk)
-    return request, now
+    return request, now, _fresh(proof, request, now)
+
+
+def _fresh(proof: presence.Proof | None, request: ActionRequest, now: datetime | None = None) -> presence.Proof | None:
+    """The decision's proof of presence, if fresh (or step-up is off); StepUpNeeded otherwise."""
+    try:
+        return presence.require_fresh(proof, now)
+    except presence.StepUpRequired as refused:
+        raise StepUpNeeded(str(refused), request) from None
 
 
 # -- execution --------------------------------------------------------------------------------
@@ -572,10 +604,17 @@ def _transition(request: ActionRequest, from_state: str, to_state: str, actor: s
 
 
 def _record(
-    request: ActionRequest, outcome: Outcome, actor: str, *, owner: str | None = None, channel: str = ""
+    request: ActionRequest,
+    outcome: Outcome,
+    actor: str,
+    *,
+    owner: str | None = None,
+    channel: str = "",
+    proof: presence.Proof | None = None,
 ) -> None:
-    """The decision as an audit record of the tool call it gates, and as an event of the investigation."""
-    _audit_decision(request, outcome, actor, channel=channel)
+    """The decision as an audit record of the tool call it gates (with how its person proved presence),
+    and as an event of the investigation."""
+    _audit_decision(request, outcome, actor, channel=channel, said={"proof": proof.as_record()} if proof else None)
     transaction.on_commit(lambda: _action_event(request, owner=owner))
 
 

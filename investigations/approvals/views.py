@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from investigations import live_messages
+from investigations import live_messages, presence
 from investigations.approvals import services
 from investigations.models import ActionRequest, sees_any_investigation
 
@@ -131,7 +131,9 @@ def confirm(request, pk: int):
     if len(reason) > REASON_MAX:
         return _refused(request, action, f"Keep the reason under {REASON_MAX} characters.", 400)
     try:
-        decided = services.confirm_outcome(action.pk, request.user, happened, reason)
+        decided = services.confirm_outcome(
+            action.pk, request.user, happened, reason, proof=presence.of_request(request)
+        )
     except services.DecisionRefused as refused:
         return _refused(request, action, str(refused), refused.status)
     if happened:
@@ -153,9 +155,9 @@ def _decide(request, pk: int, decision: str):
         return _refused(request, action, "Say why you reject it: the agent is told your reason.", 400)
     try:
         if decision == "approve":
-            decided = services.approve(action.pk, request.user, reason)
+            decided = services.approve(action.pk, request.user, reason, proof=presence.of_request(request))
         else:
-            decided = services.reject(action.pk, request.user, reason)
+            decided = services.reject(action.pk, request.user, reason, proof=presence.of_request(request))
     except services.DecisionRefused as refused:
         return _refused(request, action, str(refused), refused.status)
     # As the decision left it: a worker may have moved it on already, and the sockets say so.

@@ -121,17 +121,16 @@ def record_intake_refused(integration: str, reason: str, **details) -> AuditReco
     )
 
 
-def record_sign_in(
-    what: str, username: str, address: str | None, *, how: str = "password", reason: str = ""
-) -> AuditRecord:
-    """A sign-in, a failed one (`username` as typed) or a sign-out, the address it came from, and for
-    single sign-on (`how="sso"`) that it was, and why it was refused; never a password or token."""
-    extra = {"address": address or ""}
-    if how != "password":
-        extra["how"] = how
-    if reason:
-        extra["reason"] = reason
-    return append(kind=AuditRecord.Kind.SIGN_IN, outcome=what, actor=f"user:{username}"[:ACTOR_MAX], extra=extra)
+def record_sign_in(what: str, username: str, address: str | None, **details) -> AuditRecord:
+    """A sign-in, a failed one (`username` as typed) or a sign-out, and the address it came from; never a
+    password or token. `details`, those given: single sign-on's `how="sso"` and why it was refused
+    (`reason`); a second factor enrolled or removed, a step-up (the factor's kind, never a code or a key)."""
+    return append(
+        kind=AuditRecord.Kind.SIGN_IN,
+        outcome=what,
+        actor=f"user:{username}"[:ACTOR_MAX],
+        extra={"address": address or "", **{name: value for name, value in details.items() if value}},
+    )
 
 
 def append(**fields) -> AuditRecord:

@@ -137,6 +137,10 @@ class ActionApproval(models.Model):
     reason = models.TextField(blank=True)
     # Set by the decision to the moment it compared with the deadline (investigations.approvals.services).
     created_at = models.DateTimeField(default=timezone.now)
+    # How the approver proved presence for it (investigations/presence.py): the factor and when; blank
+    # when step-up was off.
+    proof_factor = models.CharField(max_length=40, blank=True)
+    proof_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["request", "user"], name="approval_once_per_user")]

@@ -20,6 +20,9 @@ class ApiToken(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField()
+    # Scoped to decide: only such a token approves or rejects a write while step-up is on (a chat bot);
+    # it lives GATEHOUSE_DECIDE_TOKEN_HOURS (investigations/presence.py).
+    decide = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return f"{self.user} / {self.name}"

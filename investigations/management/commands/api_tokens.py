@@ -20,12 +20,18 @@ class Command(BaseCommand):
         create = actions.add_parser("create", help="create a token for a user and print it once")
         create.add_argument("username")
         create.add_argument("--name", required=True, help="what the token is for, e.g. 'chatops bot'")
+        create.add_argument(
+            "--decide",
+            action="store_true",
+            help="scope it to decide: it may approve and reject writes while step-up is on, and expires in "
+            "GATEHOUSE_DECIDE_TOKEN_HOURS",
+        )
         actions.add_parser("list", help="list tokens (never their values)").add_argument("username", nargs="?")
         actions.add_parser("revoke", help="revoke a token by its ID (see list)").add_argument("id", type=int)
 
     def handle(self, *args, action, **options):
         if action == "create":
-            self._create(options["username"], options["name"])
+            self._create(options["username"], options["name"], decide=options["decide"])
         elif action == "list":
             self._list(options.get("username"))
         else:
@@ -37,14 +43,14 @@ class Command(BaseCommand):
             raise CommandError(f'no user named "{username}"')
         return user
 
-    def _create(self, username: str, name: str) -> None:
+    def _create(self, username: str, name: str, *, decide: bool = False) -> None:
         name = name.strip()
         if not name or len(name) > NAME_MAX:
             raise CommandError(f"a token's name is 1 to {NAME_MAX} characters")
         user = self._user(username)
         if not user.is_active:
             raise CommandError(f'user "{username}" is inactive: its tokens would be refused')
-        api_token, token = create_api_token(user, name)
+        api_token, token = create_api_token(user, name, decide=decide)
         self.stdout.write(
             f'Created token {api_token.pk} "{name}" for {username}. The token (it will not be shown again):'
         )
@@ -52,6 +58,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"It acts with {username}'s permissions. Send it as the header  Authorization: Bearer <token>."
         )
+        if decide:
+            self.stdout.write(f"Scoped to decide; it expires at {api_token.expires_at.isoformat()}.")
 
     def _list(self, username: str | None) -> None:
         tokens = ApiToken.objects.select_related("user").order_by("user__username", "created_at", "pk")

@@ -1,0 +1,320 @@
+"""The second factor (django-otp: TOTP and recovery codes), step-up for privileged decisions, decide-scoped
+tokens and the idle timeout (console/mfa.py, console/middleware.py, investigations/presence.py)."""
+
+import re
+import time
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from investigations import presence
+from investigations.approvals import services as approvals
+from investigations.models import ActionApproval, ActionRequest, AuditRecord
+from investigations.tokens import create_api_token
+from tests.conftest import PASSWORD
+from tests.support import console_env, run_manage
+
+pytestmark = pytest.mark.mfa
+
+
+def code_for(device: TOTPDevice, *, steps_ahead: int = 0) -> str:
+    """What the person's authenticator app shows now (or `steps_ahead` periods later: django-otp accepts one)."""
+    device.refresh_from_db()  # the drift django-otp learnt at the last code, as the server reads it
+    generator = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    generator.time = time.time() + steps_ahead * device.step
+    return f"{generator.token():0{device.digits}d}"
+
+
+def enrolled(user) -> TOTPDevice:
+    return TOTPDevice.objects.create(user=user, name="app", confirmed=True)
+
+
+def sign_in(client, user, device: TOTPDevice | None = None):
+    """Password, then (if `device`) the code the gate asks for."""
+    assert client.post(reverse("login"), {"username": user.username, "password": PASSWORD}).status_code == 302
+    if device is not None:
+        answer = client.post(reverse("step_up"), {"code": code_for(device), "next": "/"})
+        assert answer.status_code == 302, answer.content.decode()
+
+
+def proved_minutes_ago(client, minutes: float, factor: str = "totp") -> None:
+    session = client.session
+    session[presence.SESSION_KEY] = {"factor": factor, "at": (timezone.now() - timedelta(minutes=minutes)).isoformat()}
+    session.save()
+
+
+def pending_request(make_investigation) -> ActionRequest:
+    approvals.ensure_policies()
+    return ActionRequest.objects.create(
+        investigation=make_investigation("MFA-1"),
+        tool_use_id="toolu_mfatest01",
+        tool="isolate_host",
+        server="edr-response",
+        arguments={"host": "WS-TEST-1", "reason": "test"},
+        target="host=ws-test-1",
+        reason="test",
+        idempotency_key="key-mfa-1",
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+
+
+def records(what: str):
+    return AuditRecord.objects.filter(kind=AuditRecord.Kind.SIGN_IN, outcome=what)
+
+
+# -- the defaults ---------------------------------------------------------------------------------
+def test_by_default_the_factor_is_required_and_step_up_is_five_minutes_and_idle_thirty():
+    env = console_env(GATEHOUSE_MFA_REQUIRED=None, GATEHOUSE_STEP_UP_MINUTES=None, GATEHOUSE_IDLE_MINUTES=None)
+    done = run_manage(
+        "shell",
+        "-c",
+        "from django.conf import settings as s; print(s.MFA_REQUIRED, s.STEP_UP_MINUTES, s.IDLE_MINUTES)",
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].split() == ["True", "5", "30"]
+
+
+# -- enrolment ------------------------------------------------------------------------------------
+def test_an_admin_must_enrol_a_totp_app_then_gets_recovery_codes_once_and_no_secret_is_recorded(
+    client, admin_user, settings
+):
+    settings.OTP_TOTP_THROTTLE_FACTOR = 0  # a wrong code makes the next wait a second otherwise
+    sign_in(client, admin_user)
+    gate = client.get("/manage/")
+    assert gate.status_code == 302 and gate["Location"].startswith(reverse("second_factor"))
+    assert client.get("/api/manage/servers").status_code == 403  # the API on such a session too
+    page = client.post(reverse("totp_start")).content.decode()
+    device = TOTPDevice.objects.get(user=admin_user, confirmed=False)
+    secret = re.search(r'id="totp-secret">([A-Z2-7=]+)<', page).group(1)
+    assert "<svg" in page and secret
+    assert client.get("/manage/").status_code == 302  # not confirmed: still gated
+
+    wrong = client.post(reverse("totp_confirm", args=[device.pk]), {"code": "000000"})
+    assert wrong.status_code == 400
+    shown = client.post(reverse("totp_confirm", args=[device.pk]), {"code": code_for(device)}).content.decode()
+    codes = re.findall(r"<li><code>([a-z0-9]+)</code></li>", shown)
+    assert len(codes) == 10
+    assert client.get("/manage/").status_code == 200  # this session gave its factor by enrolling
+
+    trail = " ".join(str(r.extra) for r in AuditRecord.objects.all())
+    assert [r.extra["factor"] for r in records("factor_enrolled").order_by("seq")] == ["totp", "recovery_code"]
+    assert secret not in trail and device.key not in trail and not any(code in trail for code in codes)
+    assert "Key:" not in client.get(reverse("second_factor")).content.decode()  # the key is not shown again
+
+
+def test_an_analyst_who_may_approve_must_enrol_and_one_who_may_not_is_not_asked(client, analyst, make_user):
+    approvals.ensure_policies()
+    sign_in(client, analyst)
+    assert client.get("/").status_code == 302
+    client.logout()
+    reader = make_user("reader")
+    sign_in(client, reader)
+    assert client.get("/").status_code == 200
+
+
+# -- sign-in and replay ---------------------------------------------------------------------------
+def test_sign_in_asks_for_the_code_after_the_password_and_a_replayed_code_is_refused(client, admin_user):
+    device = enrolled(admin_user)
+    sign_in(client, admin_user)
+    assert client.get("/").status_code == 302
+    assert client.get(reverse("second_factor")).status_code == 302  # no enrolling past the factor one has
+    code = code_for(device)
+    assert client.post(reverse("step_up"), {"code": code, "next": "/"}).status_code == 302
+    assert client.get("/").status_code == 200
+    assert records("second_factor").get().extra["factor"] == "totp"
+
+    client.logout()
+    sign_in(client, admin_user)
+    replay = client.post(reverse("step_up"), {"code": code, "next": "/"})
+    assert replay.status_code == 400  # django-otp keeps the last time step used: the same code fails
+    assert client.get("/").status_code == 302
+    assert records("step_up_failed").count() == 1
+    assert code not in str(records("step_up_failed").get().extra)
+
+
+def test_the_device_refuses_a_code_of_a_time_step_it_has_used(admin_user):
+    device = enrolled(admin_user)
+    code = code_for(device)
+    assert device.verify_token(code)
+    device.refresh_from_db()
+    assert device.last_t >= 0
+    assert not device.verify_token(code)
+
+
+def test_a_recovery_code_signs_in_once(client, admin_user):
+    enrolled(admin_user)
+    recovery = StaticDevice.objects.create(user=admin_user, name="Recovery codes")
+    recovery.token_set.create(token="abcd1234")
+    sign_in(client, admin_user)
+    assert client.post(reverse("step_up"), {"code": "abcd1234", "next": "/"}).status_code == 302
+    assert records("second_factor").get().extra["factor"] == "recovery_code"
+    client.logout()
+    sign_in(client, admin_user)
+    assert client.post(reverse("step_up"), {"code": "abcd1234", "next": "/"}).status_code == 400
+
+
+# -- step-up on decisions -------------------------------------------------------------------------
+def test_an_approval_without_a_fresh_proof_is_refused_on_the_page_naming_step_up(client, analyst, make_investigation):
+    request = pending_request(make_investigation)
+    device = enrolled(analyst)
+    sign_in(client, analyst, device)
+    proved_minutes_ago(client, 6)
+    refused = client.post(reverse("investigations:approve", args=[request.pk]), {"reason": "go"})
+    assert refused.status_code == 403 and "Step-up required" in refused.content.decode()
+    refused = client.post(reverse("investigations:reject", args=[request.pk]), {"reason": "no"})
+    assert refused.status_code == 403 and "Step-up required" in refused.content.decode()
+    assert ActionRequest.objects.get(pk=request.pk).state == "pending"
+    assert AuditRecord.objects.filter(kind=AuditRecord.Kind.DECISION, outcome="denied").count() == 2
+
+    assert client.post(reverse("step_up"), {"code": code_for(device, steps_ahead=1), "next": "/"}).status_code == 302
+    assert records("step_up").get().extra["factor"] == "totp"
+    done = client.post(reverse("investigations:approve", args=[request.pk]), {"reason": "go"})
+    assert done.status_code == 302
+    approval = ActionApproval.objects.get(request=request)
+    assert approval.proof_factor == "totp" and timezone.now() - approval.proof_at < timedelta(minutes=1)
+    decision = AuditRecord.objects.get(kind=AuditRecord.Kind.DECISION, outcome="approved")
+    assert decision.extra["proof"] == {"factor": "totp", "at": approval.proof_at.isoformat()}
+
+
+def test_the_api_refuses_a_stale_session_and_a_token_not_scoped_to_decide(client, analyst, make_investigation):
+    request = pending_request(make_investigation)
+    device = enrolled(analyst)
+    sign_in(client, analyst, device)
+    proved_minutes_ago(client, 5.5)
+    url = f"/api/actions/{request.pk}/approve"
+    stale = client.post(url, {}, content_type="application/json")
+    assert stale.status_code == 403 and "Step-up required" in stale.json()["detail"]
+
+    _, plain = create_api_token(analyst, "reader bot")
+    refused = client.post(url, {}, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {plain}")
+    assert refused.status_code == 403 and "Step-up required" in refused.json()["detail"]
+    assert ActionRequest.objects.get(pk=request.pk).state == "pending"
+
+    api_token, decide = create_api_token(analyst, "chat bot", decide=True)
+    assert abs(api_token.expires_at - api_token.created_at - timedelta(hours=24)) < timedelta(seconds=5)
+    done = client.post(url, {}, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {decide}")
+    assert done.status_code == 200, done.content
+    approval = ActionApproval.objects.get(request=request)
+    assert approval.proof_factor == f"api_token:{api_token.token_prefix}"
+    shown = client.get(f"/api/actions/{request.pk}").json()["approved_by"][0]
+    assert shown["proof_factor"] == approval.proof_factor
+
+
+def test_confirming_an_unknown_outcome_needs_a_fresh_proof_too(client, analyst, make_investigation):
+    request = pending_request(make_investigation)
+    ActionRequest.objects.filter(pk=request.pk).update(state="unconfirmed")
+    _, plain = create_api_token(analyst, "reader bot")
+    answer = client.post(
+        f"/api/actions/{request.pk}/confirm",
+        {"happened": True, "reason": "checked the EDR"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {plain}",
+    )
+    assert answer.status_code == 403 and "Step-up required" in answer.json()["detail"]
+    assert ActionRequest.objects.get(pk=request.pk).state == "unconfirmed"
+
+
+def test_an_expired_decide_token_decides_nothing(client, analyst, make_investigation):
+    request = pending_request(make_investigation)
+    api_token, decide = create_api_token(analyst, "chat bot", decide=True)
+    type(api_token).objects.filter(pk=api_token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    answer = client.post(
+        f"/api/actions/{request.pk}/approve", {}, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {decide}"
+    )
+    assert answer.status_code == 401
+    assert ActionRequest.objects.get(pk=request.pk).state == "pending"
+
+
+def test_the_command_makes_a_decide_token_that_expires_in_hours(analyst, capsys):
+    call_command("api_tokens", "create", analyst.username, "--name", "bot", "--decide")
+    token = analyst.api_tokens.get()
+    assert token.decide and abs(token.expires_at - token.created_at - timedelta(hours=24)) < timedelta(seconds=5)
+    assert "Scoped to decide" in capsys.readouterr().out
+
+
+# -- admin changes --------------------------------------------------------------------------------
+def test_an_admin_change_needs_a_fresh_proof_on_the_page_and_the_api(client, admin_user):
+    device = enrolled(admin_user)
+    sign_in(client, admin_user, device)
+    proved_minutes_ago(client, 6)
+    page = client.post(reverse("manage:budgets"), {"budget_tool_calls": 5})
+    assert page.status_code == 403 and "Step-up required" in page.content.decode()
+    api = client.put("/api/manage/servers/siem/credential", {"secret": "x" * 20}, content_type="application/json")
+    assert api.status_code == 403 and "Step-up required" in api.json()["detail"]
+    assert not AuditRecord.objects.filter(kind=AuditRecord.Kind.ADMIN_CHANGE).exists()
+    proved_minutes_ago(client, 1)
+    assert client.post(reverse("manage:budgets"), {"budget_tool_calls": 5}).status_code != 403
+
+
+def test_removing_a_factor_needs_a_fresh_proof_and_is_recorded(client, admin_user):
+    device = enrolled(admin_user)
+    sign_in(client, admin_user, device)
+    proved_minutes_ago(client, 6)
+    url = reverse("remove_factor", args=["totp", device.pk])
+    assert client.post(url)["Location"].startswith(reverse("step_up"))
+    assert TOTPDevice.objects.filter(pk=device.pk).exists()
+    proved_minutes_ago(client, 1)
+    client.post(url)
+    assert not TOTPDevice.objects.filter(pk=device.pk).exists()
+    assert records("factor_removed").get().extra["factor"] == "totp"
+
+
+# -- idle timeout ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("idle_minutes, signed_out", [(29, False), (31, True)])
+def test_an_idle_admin_is_signed_out_after_thirty_minutes(client, admin_user, idle_minutes, signed_out):
+    device = enrolled(admin_user)
+    sign_in(client, admin_user, device)
+    assert client.get("/").status_code == 200
+    session = client.session
+    session["gatehouse_last_seen"] = time.time() - idle_minutes * 60
+    session.save()
+    answer = client.get("/")
+    assert (answer.status_code == 302 and answer["Location"].startswith(reverse("login"))) is signed_out
+    assert records("idle_timeout").exists() is signed_out
+
+
+def test_an_idle_reader_is_not_signed_out(client, make_user):
+    reader = make_user("reader")
+    sign_in(client, reader)
+    session = client.session
+    session["gatehouse_last_seen"] = time.time() - 3600
+    session.save()
+    assert client.get("/").status_code == 200
+
+
+def test_break_glass_reset_removes_every_factor_and_is_recorded(admin_user, capsys):
+    enrolled(admin_user)
+    StaticDevice.objects.create(user=admin_user, name="Recovery codes")
+    call_command("second_factor", "reset", admin_user.username)
+    assert not TOTPDevice.objects.filter(user=admin_user).exists()
+    assert not StaticDevice.objects.filter(user=admin_user).exists()
+    assert records("factor_removed").get().extra["count"] == 2
+    assert "Removed 2 factor(s)" in capsys.readouterr().out
+
+
+# -- sockets --------------------------------------------------------------------------------------
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_opens_only_once_the_session_gave_the_second_factor(admin_user, analyst):
+    from channels.db import database_sync_to_async
+    from django.test import Client
+
+    from tests.websockets import socket
+
+    device = await database_sync_to_async(enrolled)(analyst)
+    password_only = Client()
+    await database_sync_to_async(password_only.login)(username=analyst.username, password=PASSWORD)
+    communicator = await socket("/ws/approvals/", client=password_only)
+    assert not (await communicator.connect())[0]
+    await communicator.disconnect()
+    both = Client()
+    await database_sync_to_async(sign_in)(both, analyst, device)
+    communicator = await socket("/ws/approvals/", client=both)
+    assert (await communicator.connect())[0]
+    await communicator.disconnect()
