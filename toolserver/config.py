@@ -128,9 +128,16 @@ def find_tool(name: str) -> tuple[ServerSpec, ToolSpec] | None:
 
 def write_tool_names() -> list[str]:
     """Every write tool: the catalog's, and every external tool not accepted as a read."""
+    builtin, external = write_tools_split()
+    return builtin + list(external)
+
+
+def write_tools_split():
+    """The catalog's write tools (a list) and the external ones (a query of names, not yet run): a caller
+    may filter on both in one query."""
     builtin = [tool.name for server in SERVERS.values() for tool in server.tools if tool.write]
     outside = Tool.objects.filter(server__kind=ToolServer.Kind.EXTERNAL).exclude(access=Tool.Access.READ)
-    return builtin + list(outside.values_list("name", flat=True))
+    return builtin, outside.values_list("name", flat=True)
 
 
 def tool_row(name: str) -> Tool | None:
