@@ -275,6 +275,8 @@ MODEL_PRICES = {
 } | env_prices("GATEHOUSE_MODEL_PRICES")
 # Pauses between the offline model's streamed chunks, so the demo reads as live text.
 OFFLINE_MODEL_DELAY_MS = env_int("GATEHOUSE_OFFLINE_MODEL_DELAY_MS", 0 if PRODUCTION else 25, minimum=0)
+# And before each streamed answer, as a real model's turn takes seconds (bench/scale.py).
+OFFLINE_TURN_DELAY_MS = env_int("GATEHOUSE_OFFLINE_TURN_DELAY_MS", 0, minimum=0)
 INVESTIGATION_BUDGETS = {
     "tool_calls": env_int("GATEHOUSE_BUDGET_TOOL_CALLS", 30, minimum=1),
     "tokens": env_int("GATEHOUSE_BUDGET_TOKENS", 300_000, minimum=1000),

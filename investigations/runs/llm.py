@@ -42,7 +42,9 @@ def offline_model() -> OfflineModel:
     global _offline
     with _lock:
         if _offline is None:
-            _offline = OfflineModel(delay_s=settings.OFFLINE_MODEL_DELAY_MS / 1000)
+            _offline = OfflineModel(
+                delay_s=settings.OFFLINE_MODEL_DELAY_MS / 1000, turn_delay_s=settings.OFFLINE_TURN_DELAY_MS / 1000
+            )
         return _offline
 
 

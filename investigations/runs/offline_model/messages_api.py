@@ -48,12 +48,22 @@ class OfflineModel:
 
     `requests` keeps the last `max_requests` request bodies as received (never the headers,
     so never the Authorization header). `delay_s` paces the streamed chunks so a browser shows
-    text arriving; tests leave it at 0. `cache` is its prompt cache (prompt_cache.py), on `clock`.
+    text arriving; tests leave it at 0. `turn_delay_s` is a pause before a streamed answer's first
+    event, as a real model thinks before it streams (benches and tests of many investigations in
+    flight). `cache` is its prompt cache (prompt_cache.py), on `clock`.
     """
 
-    def __init__(self, *, max_requests: int = 100, delay_s: float = 0.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        *,
+        max_requests: int = 100,
+        delay_s: float = 0.0,
+        turn_delay_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.requests: deque[Any] = deque(maxlen=max_requests)
         self.delay_s = delay_s
+        self.turn_delay_s = turn_delay_s
         self.cache = PromptCache(clock=clock)
 
     def client(self, *, async_client: bool = False) -> anthropic.Anthropic | anthropic.AsyncAnthropic:
@@ -74,6 +84,8 @@ class OfflineModel:
             return reply.response()
 
         def paced() -> Iterator[bytes]:
+            if self.turn_delay_s:
+                time.sleep(self.turn_delay_s)
             for chunk in reply.events:
                 if self.delay_s:
                     time.sleep(self.delay_s)
@@ -88,6 +100,8 @@ class OfflineModel:
             return reply.response()
 
         async def paced() -> AsyncIterator[bytes]:
+            if self.turn_delay_s:
+                await asyncio.sleep(self.turn_delay_s)
             for chunk in reply.events:
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
