@@ -170,7 +170,11 @@ def posted(url_name: str, who: str) -> dict:
     }.get(url_name, {})
 
 
-API_BODIES = {"PUT": {"secret": "api-secret-0123456789"}, "PATCH": {"enabled": False}}
+API_BODIES = {
+    "PUT": {"secret": "api-secret-0123456789"},
+    "PATCH": {"enabled": False},
+    "POST": {"name": "memory", "transport": "stdio", "command": "node"},  # registering an external server
+}
 
 
 def configuration() -> dict:
@@ -226,7 +230,7 @@ def test_anyone_but_an_admin_gets_403_on_every_page_and_post_and_nothing_changes
 def test_anyone_but_an_admin_gets_403_from_every_api_endpoint_and_nothing_changes(client, make_user, configured, role):
     token = token_of(make_user("someone", *([role] if role else [])))
     endpoints = manage_endpoints()
-    assert {method for method, _ in endpoints} == {"GET", "PUT", "PATCH"}
+    assert {method for method, _ in endpoints} == {"GET", "PUT", "PATCH", "POST"}
     for method, path in endpoints:
         response = call_api(client, method, path, API_BODIES.get(method), token)
         assert response.status_code == 403, f"{method} {path}"
@@ -647,6 +651,7 @@ def test_the_api_switches_a_tool_off_and_it_is_no_longer_usable(client, admin_us
         "enabled": False,
         "change_waiting": False,
         "usable": False,
+        "access": "",  # read or write: an admin's classification of an external server's tool only
         "policy": {"requires_approval": True, "approvals_needed": 1, "expiry_seconds": 3600},
     }
     assert not Tool.objects.select_related("server").get(name=ISOLATE).usable
