@@ -405,109 +405,79 @@ def accept_external_tool(tool: Tool, user, *, access: str, target_args: list[str
 
 
 def _external_shown(tool: Tool) -> dict:
-    return {
-        "description": tool.description,
-        "input_schema_sha256": result_digest(tool.input_schema),
+    return _listing_shown(
+        {"description": tool.description, "input_schema": tool.input_schema, "annotations": tool.annotations}
+    ) | {
         "access": tool.access or "unclassified (a write)",
         "target_args": tool.target_args,
-        "hints": external.hints(tool.annotations),
     }
 
 
 def discover(server: ToolServer, by: str = "system") -> list[str]:
-    """List `server`'s tools from a process of its own and compare them with what was accepted.
+    """List `server`'s tools from a process of its own and pin each listing (_pin).
 
-    A tool whose description or schema changed, or one not seen before, waits for an admin, and
-    answers tool_disabled until then. Returns the names of the tools found changed or new.
+    A tool whose listing changed, or one not seen before, waits for an admin, and answers
+    tool_disabled until then. An external server's listing is pinned whole (output schema and
+    annotations too), under `<server>__<tool>`; a tool whose name would not make one is skipped, and
+    said so in the audit record. Returns the names of the tools found changed or new.
     """
     listed = get_supervisor().list_tools(server.name, keep_running=False)
-    if server.kind == ToolServer.Kind.EXTERNAL:
-        return _discover_external(server, listed, by)
-    found = []
+    outside = server.kind == ToolServer.Kind.EXTERNAL
+    found, skipped = [], []
     with transaction.atomic():
         for advertised in listed:
-            offered = {"description": advertised["description"] or "", "input_schema": advertised["input_schema"]}
-            tool = Tool.objects.select_for_update().filter(name=advertised["name"]).first()
-            if tool is None:
-                tool = Tool.objects.create(server=server, name=advertised["name"], description="", input_schema={})
-            tool.discovered_at = timezone.now()
-            unchanged = tool.description == offered["description"] and tool.input_schema == offered["input_schema"]
-            if unchanged or tool.proposed == offered:
-                tool.proposed = None if unchanged else tool.proposed
-                tool.save(update_fields=["discovered_at", "proposed", "updated_at"])
+            name = external.tool_name(server.name, advertised["name"]) if outside else advertised["name"]
+            if name is None:
+                skipped.append(str(advertised["name"])[:100])
                 continue
-            tool.proposed = offered
-            tool.save(update_fields=["discovered_at", "proposed", "updated_at"])
-            found.append(tool.name)
+            offered = {"description": advertised["description"] or "", "input_schema": advertised["input_schema"]}
+            if outside:
+                offered = {
+                    **offered,
+                    "input_schema": offered["input_schema"] or {},
+                    "output_schema": advertised.get("output_schema"),
+                    "annotations": advertised.get("annotations") or {},
+                }
+            if _pin(server, name, advertised["name"] if outside else "", offered, by):
+                found.append(name)
+        if skipped:
             audit.record_admin_change(
-                by,
-                "tool_change_found",
-                server=server.name,
-                tool=tool.name,
-                before={"description": tool.description, "input_schema_sha256": result_digest(tool.input_schema)},
-                after={
-                    "description": offered["description"],
-                    "input_schema_sha256": result_digest(offered["input_schema"]),
-                },
+                by, "tools_skipped", server=server.name, before={}, after={"invalid_tool_names": skipped}
             )
     return found
 
 
-@transaction.atomic
-def _discover_external(server: ToolServer, listed: list[dict], by: str) -> list[str]:
-    """Pin what an external server lists: name, description, input and output schemas, annotations.
-
-    A new tool, or one whose listing differs from what was accepted, waits in `proposed` and is not
-    usable until an admin accepts it (the page shows the difference). A tool whose name would not be
-    a valid tool name is skipped, and said so in the audit record."""
-    found, skipped = [], []
-    for advertised in listed:
-        name = external.tool_name(server.name, advertised["name"])
-        if name is None:
-            skipped.append(str(advertised["name"])[:100])
-            continue
-        offered = {
-            "description": advertised["description"] or "",
-            "input_schema": advertised["input_schema"] or {},
-            "output_schema": advertised.get("output_schema"),
-            "annotations": advertised.get("annotations") or {},
-        }
-        tool = Tool.objects.select_for_update().filter(name=name, server=server).first()
-        if tool is None:
-            tool = Tool.objects.create(
-                server=server, name=name, remote_name=advertised["name"], description="", input_schema={}
-            )
-        tool.discovered_at = timezone.now()
-        accepted = {
-            "description": tool.description,
-            "input_schema": tool.input_schema,
-            "output_schema": tool.output_schema,
-            "annotations": tool.annotations,
-        }
-        if accepted == offered or tool.proposed == offered:
-            tool.proposed = None if accepted == offered else tool.proposed
-            tool.save(update_fields=["discovered_at", "proposed", "updated_at"])
-            continue
-        tool.proposed = offered
+def _pin(server: ToolServer, name: str, remote_name: str, offered: dict, by: str) -> bool:
+    """Compare `offered` (a tool's listing: the Tool fields it names) with what was accepted; a new or
+    changed one waits in `proposed` (the page shows the difference), recorded once. Whether it did."""
+    tool = Tool.objects.select_for_update().filter(name=name, server=server).first()
+    if tool is None:
+        tool = Tool.objects.create(server=server, name=name, remote_name=remote_name, description="", input_schema={})
+    tool.discovered_at = timezone.now()
+    accepted = {field: getattr(tool, field) for field in offered}
+    if accepted == offered or tool.proposed == offered:
+        tool.proposed = None if accepted == offered else tool.proposed
         tool.save(update_fields=["discovered_at", "proposed", "updated_at"])
-        found.append(tool.name)
-        audit.record_admin_change(
-            by,
-            "tool_change_found",
-            server=server.name,
-            tool=tool.name,
-            before=_external_shown(tool),
-            after={
-                "description": offered["description"],
-                "input_schema_sha256": result_digest(offered["input_schema"]),
-                "hints": external.hints(offered["annotations"]),
-            },
-        )
-    if skipped:
-        audit.record_admin_change(
-            by, "tools_skipped", server=server.name, before={}, after={"invalid_tool_names": skipped}
-        )
-    return found
+        return False
+    tool.proposed = offered
+    tool.save(update_fields=["discovered_at", "proposed", "updated_at"])
+    audit.record_admin_change(
+        by,
+        "tool_change_found",
+        server=server.name,
+        tool=tool.name,
+        before=_external_shown(tool) if remote_name else _listing_shown(accepted),
+        after=_listing_shown(offered),
+    )
+    return True
+
+
+def _listing_shown(listing: dict) -> dict:
+    """A listing as the trail keeps it: the description, the schema's digest, an external tool's hints."""
+    shown = {"description": listing["description"], "input_schema_sha256": result_digest(listing["input_schema"])}
+    if "annotations" in listing:
+        shown["hints"] = external.hints(listing["annotations"])
+    return shown
 
 
 # -- policies and budgets ---------------------------------------------------------------------------
