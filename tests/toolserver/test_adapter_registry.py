@@ -137,6 +137,7 @@ def test_the_adapters_and_the_server_entry_point_import_without_django():
     [
         ("lab", "{}", "toolserver.adapters.lab", ("stix2", "ldap3", "toolserver.adapters.taxii")),
         ("taxii", '{"collection_id": "indicators"}', "stix2", ("ldap3", "toolserver.adapters.lab")),
+        ("misp", "{}", "toolserver.adapters.misp", ("stix2", "toolserver.adapters.taxii")),  # indicators.py: no STIX
     ],
 )
 def test_a_server_process_imports_only_its_own_adapters_module(adapter, params, loaded, not_loaded):

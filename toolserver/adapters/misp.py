@@ -24,7 +24,7 @@ says nothing is benign, so this adapter never answers benign. Confidence comes f
 taxonomy tag `misp:confidence-level` (completely-confident 100 ... unconfident 0; 0 and the tag
 "confidence not stated" without one); tags are the events' titles and the tags' names; first_seen
 the earliest of the attributes' `first_seen` (or, without one, when the attribute was last
-changed). The answer is built as taxii.py builds its (`taxii.answer`), so both feeds read alike.
+changed). The answer is built as taxii.py builds its (`indicators.answer`), so both feeds read alike.
 
 The credential is a MISP API key of a user with the read-only role (an auth key may also be
 limited to the addresses of the intel server). Health is `GET /servers/getVersion`, which needs the
@@ -38,9 +38,9 @@ from datetime import UTC, datetime
 from toolserver import schemas
 from toolserver.adapters.base import BackendError, IntelBackend, shaped
 from toolserver.adapters.http import HttpBackend
+from toolserver.adapters.indicators import Known, answer, normalised
 from toolserver.adapters.registry import register
 from toolserver.adapters.shapes import Indicator
-from toolserver.adapters.taxii import Known, answer, normalised
 from toolserver.envelope import BackendFailure
 
 SEARCH_LIMIT = 50  # attributes read per lookup; the gravest verdict rarely needs more than a few
@@ -62,7 +62,7 @@ CONFIDENCE = {  # MISP's taxonomy `misp`, predicate `confidence-level`, with its
 
 
 def read_attribute(attribute, kind: str, value: str) -> Known | None:
-    """A MISP attribute that matches the lookup, as taxii.answer() reads one; None when it does not match.
+    """A MISP attribute that matches the lookup, as indicators.answer() reads one; None when it does not match.
 
     Raises BackendError(MALFORMED) for something that is not an attribute at all.
     """

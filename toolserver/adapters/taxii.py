@@ -57,7 +57,6 @@ from datetime import UTC, datetime
 
 import stix2
 import stix2.exceptions
-from pydantic import ValidationError
 from stix2patterns.exceptions import ParseException
 from stix2patterns.v21.inspector import InspectionListener
 from stix2patterns.v21.pattern import Pattern
@@ -65,6 +64,7 @@ from stix2patterns.v21.pattern import Pattern
 from toolserver import schemas
 from toolserver.adapters.base import BackendError, IntelBackend, Param, shaped
 from toolserver.adapters.http import HttpBackend
+from toolserver.adapters.indicators import Key, Known, Network, answer, normalised
 from toolserver.adapters.registry import register
 from toolserver.adapters.shapes import Indicator
 from toolserver.envelope import BackendFailure
@@ -72,11 +72,8 @@ from toolserver.envelope import BackendFailure
 MEDIA_TYPE = "application/taxii+json;version=2.1"
 PAGE_SIZE = 1000  # asked for; a server sends at most its own maximum
 MAX_PAGES_PER_REFRESH = 1000  # a refresh stops there; the next lookup goes on from where it stopped
-MAX_TAGS, MAX_TAG_LENGTH = 20, 100  # what of a feed's free text reaches the model
 
 _SEGMENT = r"[A-Za-z0-9._~-]{1,100}"
-Key = tuple[str, str]  # (kind, value) as a lookup has them: ("domain", "evil.example")
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _check_api_root(value: str) -> None:
@@ -96,18 +93,6 @@ def _check_username(value: str) -> None:
 
 
 # -- reading indicators -----------------------------------------------------------------------------
-def normalised(kind: str, value: str) -> str | None:
-    """`value` as the index and a lookup both key it, or None when it is not a `kind` (schemas.LookupIndicator)."""
-    value = value.strip().lower()
-    if kind == "domain":
-        value = value.rstrip(".")
-    try:
-        schemas.LookupIndicator(kind=kind, value=value)  # type: ignore[arg-type]
-    except ValidationError:
-        return None
-    return str(ipaddress.ip_address(value)) if kind == "ip" else value
-
-
 class _PatternReader(InspectionListener):
     """stix2-patterns' inspection, plus whether comparisons are joined by AND anywhere."""
 
@@ -169,26 +154,6 @@ def _kind_of(object_type: str, path: list) -> str | None:
 
 _BENIGN = frozenset({"benign"})
 _SUSPICIOUS = frozenset({"anomalous-activity", "anonymization", "unknown", "benign"})
-_GRAVITY = {"malicious": 3, "suspicious": 2, "benign": 1}
-
-
-@dataclass(frozen=True)
-class Known:
-    """What the index keeps of one indicator (its newest version), not the object itself."""
-
-    id: str
-    modified: datetime
-    revoked: bool
-    valid_from: datetime
-    valid_until: datetime | None
-    confidence: int | None
-    verdict: str
-    tags: tuple[str, ...]
-    keys: frozenset[Key]
-    networks: tuple[Network, ...]
-
-    def live(self, now: datetime) -> bool:
-        return not self.revoked and self.valid_from <= now and (self.valid_until is None or now < self.valid_until)
 
 
 def read_indicator(obj) -> Known | None:
@@ -283,36 +248,6 @@ class IndicatorIndex:
             address = ipaddress.ip_address(value)
             ids |= {id_ for id_, networks in self._networks.items() if any(address in network for network in networks)}
         return [known for id_ in sorted(ids) if (known := self._known[id_]).live(now)]
-
-
-def answer(kind: str, value: str, found: list[Known], source: str) -> dict:
-    """The Indicator shape for a lookup, from the live indicators that match it."""
-    if not found:
-        return {
-            "kind": kind,
-            "value": value,
-            "verdict": "unknown",
-            "confidence": 0,
-            "tags": [],
-            "first_seen": None,
-            "source": source,
-        }
-    found = sorted(found, key=lambda known: (-(known.confidence or 0), known.id))
-    stated = [known.confidence for known in found if known.confidence is not None]
-    tags: list[str] = []
-    for tag in [tag for known in found for tag in known.tags] + ([] if stated else ["confidence not stated"]):
-        tag = tag[:MAX_TAG_LENGTH]
-        if tag not in tags and len(tags) < MAX_TAGS:
-            tags.append(tag)
-    return {
-        "kind": kind,
-        "value": value,
-        "verdict": max((known.verdict for known in found), key=_GRAVITY.__getitem__),
-        "confidence": max(stated, default=0),
-        "tags": tags,
-        "first_seen": min(known.valid_from for known in found).isoformat().replace("+00:00", "Z"),
-        "source": source,
-    }
 
 
 # -- the adapter ------------------------------------------------------------------------------------
