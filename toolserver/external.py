@@ -72,13 +72,13 @@ class ExternalArgs(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
     schema_: ClassVar[dict] = {}
+    validator_: ClassVar[Any] = None  # compiled once per accepted schema (_arguments_model)
 
     @model_validator(mode="before")
     @classmethod
     def _check(cls, data: Any) -> Any:
-        validator = _validator(json.dumps(cls.schema_, sort_keys=True))
         try:
-            problems = sorted(validator.iter_errors(data), key=lambda found: list(found.absolute_path))
+            problems = sorted(cls.validator_.iter_errors(data), key=lambda found: list(found.absolute_path))
         except Exception:  # noqa: BLE001 - e.g. a $ref nothing resolves (never fetched): refused, not raised
             raise ValueError("its accepted schema cannot be applied to these arguments") from None
         if problems:
@@ -100,13 +100,6 @@ def _unknown(found) -> list[str]:
     return sorted(str(name) for name in found.instance if name not in known)
 
 
-@functools.lru_cache(maxsize=256)
-def _validator(schema_json: str):
-    schema = json.loads(schema_json)
-    cls = validators.validator_for(schema, default=Draft202012Validator)
-    return cls(schema)
-
-
 def schema_problem(schema: dict) -> str:
     """Why a server's input schema cannot be accepted; "" when it can."""
     try:
@@ -118,7 +111,9 @@ def schema_problem(schema: dict) -> str:
 
 @functools.lru_cache(maxsize=256)
 def _arguments_model(schema_json: str) -> type[ExternalArgs]:
-    return type("ExternalToolArgs", (ExternalArgs,), {"schema_": strict_schema(json.loads(schema_json))})
+    schema = strict_schema(json.loads(schema_json))
+    validator = validators.validator_for(schema, default=Draft202012Validator)(schema)
+    return type("ExternalToolArgs", (ExternalArgs,), {"schema_": schema, "validator_": validator})
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,10 @@ class Gateway:
                 )
         self._audited(server, tool, audit_args, {}, context, started, Outcome.DISPATCHED, key=key.key)
         result, backend_status = self._send(server, tool, validated, context, idempotency_key=key.key, backend=backend)
+        if is_transient(result) and external.is_external(tool) and backend_status != "toolserver_not_started":
+            # It was sent, and an external server can neither take our key nor say whether it did it
+            # (_check_done): sent again, it could happen twice. A person checks (architecture rule 9).
+            result = _outcome_unknown(tool, server)
         if is_transient(result):
             idempotency.release(key, claim.token)
         else:
@@ -174,13 +178,7 @@ class Gateway:
             result = ok(check.get("result") or {}, source=answer.get("source", ""))
             idempotency.complete(key, claim.token, result, failed=False)
             return result, Outcome.OK
-        result = error(
-            Reason.OUTCOME_UNKNOWN,
-            retryable=False,
-            guidance=f"{tool.name} was sent once and its worker stopped before the answer was recorded; the "
-            f"{server.backend} cannot say whether it took effect, so it was not sent again. An analyst must check "
-            "and confirm. Do not repeat it.",
-        )
+        result = _outcome_unknown(tool, server)
         idempotency.complete(key, claim.token, result, failed=True)
         return result, Outcome.ERROR
 
@@ -256,3 +254,13 @@ def _summary(result: dict | None) -> str:
     return json.dumps(result.get("data") if not is_error(result) else {"error": result.get("reason")}, default=str)[
         :200
     ]
+
+
+def _outcome_unknown(tool: ToolSpec, server: ServerSpec) -> dict:
+    """A write that was sent and whose effect nobody can tell: settled, never sent again; a person checks."""
+    return error(
+        Reason.OUTCOME_UNKNOWN,
+        retryable=False,
+        guidance=f"{tool.name} was sent once and no answer was recorded; the {server.backend} cannot say whether "
+        "it took effect, so it was not sent again. An analyst must check and confirm. Do not repeat it.",
+    )

@@ -82,8 +82,12 @@ def write_key(tool: ToolSpec, args: StrictArgs, trigger: str) -> WriteKey:
 
 
 def _canonical(value) -> str:
-    # Hostnames and account names are case-insensitive on the backends we front.
-    return str(value).lower()
+    # Hostnames and account names are case-insensitive on the backends we front. An external tool's
+    # target may be a list or an object (server-memory's `entities`): its JSON, keys sorted, so the same
+    # target is one key however the model ordered its keys.
+    if isinstance(value, str):
+        return value.lower()
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def claim(server: ServerSpec, tool: ToolSpec, write: WriteKey, trigger: str, *, wait_s: float | None = None):

@@ -171,6 +171,11 @@ def relay(argv: list[str], env: dict[str, str], cwd: str, secret: str) -> int:
 def main() -> None:
     die_with_parent()
     if EXTERNAL_VARIABLE in os.environ:
+        if "--check" in sys.argv[1:]:  # check mode is for our servers: never run an admin's command for it
+            sys.stderr.write(
+                f"toolserver: {os.environ.get('GATEHOUSE_SERVER', '?')}: an external server has no check mode\n"
+            )
+            raise SystemExit(3)
         try:
             argv, env, cwd, secret = external_launch(os.environ)
             status = relay(argv, env, cwd, secret)

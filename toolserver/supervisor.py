@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # mcp is imported when the first server starts: a web process
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 20.0
+OUT_OF_SCHEMA = -32603  # JSON-RPC internal error: an answer that breaks the tool's declared outputSchema
 RESTART_PAUSE_S = 1.0  # between attempts to start a server that would not start
 
 
@@ -393,6 +394,8 @@ class Supervisor:
             if exc.code == REQUEST_TIMEOUT:
                 return external.failure(server, "timeout"), "toolserver_timeout"
             return external.normalise_protocol_error(server, exc.code), _status(process, f"mcp_error {exc.code}")
+        except RuntimeError:  # mcp's client found the answer out of the tool's own outputSchema
+            return external.normalise_protocol_error(server, OUT_OF_SCHEMA), _status(process, "out_of_schema")
         if result is None:
             return external.failure(server, "unavailable"), "toolserver_not_started"
         return external.normalise(server, result), _status(process, "is_error" if result.is_error else "ok")
@@ -460,10 +463,18 @@ def check_connection(server: str) -> dict:
 
     The launcher resolves the credential as for a real start, so a wrong reference, a key the
     backend refuses and an unreachable URL each show here, named, before an investigation meets them.
+    An external server has no health endpoint of ours: it is started as a worker starts it and asked
+    for its tools (never run in this process's check mode).
     """
     from mcp.client.stdio import get_default_environment
 
     config = launch_config(server)
+    if config.external:
+        try:
+            listed = get_supervisor().list_tools(server, keep_running=False)
+        except ServerDidNotStart as exc:
+            return {"ok": False, "detail": str(exc)}
+        return {"ok": True, "detail": f"started; it lists {len(listed)} tools"}
     try:
         done = subprocess.run(
             [sys.executable, "-m", "toolserver.launch", "--check"],

@@ -379,10 +379,14 @@ def accept_external_tool(tool: Tool, user, *, access: str, target_args: list[str
     problem = external.schema_problem(tool.proposed["input_schema"])
     if problem:
         raise Refused(f"{tool.name}: {problem}")
-    properties = set((tool.proposed["input_schema"] or {}).get("properties") or {})
+    # A target is part of the write's idempotency key, so every call must carry it: required arguments only.
+    required = set((tool.proposed["input_schema"] or {}).get("required") or [])
     targets = list(target_args) if access == Tool.Access.WRITE else []
-    if set(targets) - properties:
-        raise Refused(f"Not an argument of {tool.name}: {', '.join(sorted(set(targets) - properties))}")
+    if set(targets) - required:
+        raise Refused(
+            f"Not a required argument of {tool.name} (a target must be in every call): "
+            f"{', '.join(sorted(set(targets) - required))}"
+        )
     before = _external_shown(tool)
     tool.description = tool.proposed["description"]
     tool.input_schema = tool.proposed["input_schema"]

@@ -170,3 +170,69 @@ def bridge_pids() -> list[int]:
                 if b"toolserver.bridge" in cmdline.read().split(b"\0"):
                     found.append(pid)
     return found
+
+
+@pytest.fixture
+def slow(admin_user):
+    """server-everything again, with a 2-second call timeout and its long-running operation accepted as a write
+    (no target argument: its key is the action and the alert)."""
+    server = administration.register_external_server(
+        admin_user, {"name": "slow", "command": "node", "args": [str(EVERYTHING_JS), "stdio"], "timeout_s": 2}
+    )
+    administration.discover(server)
+    tool = Tool.objects.get(name="slow__trigger-long-running-operation")
+    administration.accept_external_tool(tool, admin_user, access="write")
+    yield server
+    get_supervisor().restart("slow")
+
+
+def test_an_external_write_that_timed_out_is_never_sent_again_a_person_checks(slow):
+    """The server cannot take our key nor say whether it did it: a write with no answer is outcome_unknown,
+    settled; asked again, it is not sent (one dispatched record), where a released key would send it twice."""
+    approved = CallContext(correlation_id="inv-slow-1", trigger="alert-slow-1", approval="approved-1")
+    first = Gateway().call("slow__trigger-long-running-operation", {"duration": 10, "steps": 1}, approved)
+    again = Gateway().call("slow__trigger-long-running-operation", {"duration": 10, "steps": 1}, approved)
+    assert (first["status"], first["reason"], first["retryable"]) == ("error", "outcome_unknown", False)
+    assert again == first  # the settled result, replayed: nothing sent
+    outcomes = list(
+        AuditRecord.objects.filter(kind="tool_call", tool="slow__trigger-long-running-operation")
+        .order_by("seq")
+        .values_list("outcome", flat=True)
+    )
+    assert outcomes == ["dispatched", "error", "replayed"]
+
+
+def test_check_connection_starts_an_external_server_as_a_worker_would_and_lists_its_tools(everything):
+    from toolserver.supervisor import check_connection
+
+    checked = check_connection("everything")
+    assert checked["ok"] is True and "lists" in checked["detail"], checked
+
+
+def test_the_launchers_check_mode_never_runs_an_external_servers_command(tmp_path):
+    """Check mode runs our server's health call; for an external server it would have run the admin's command
+    in the console's process (with its stdin). It refuses instead, and the command never runs."""
+    import subprocess
+    import sys
+
+    touched = tmp_path / "ran"
+    launch = {"transport": "stdio", "command": "touch", "args": [str(touched)], "env": {}, "cwd": ""}
+    environ = {"PATH": os.environ["PATH"], "GATEHOUSE_SERVER": "probe", "GATEHOUSE_EXTERNAL": json.dumps(launch)}
+    done = subprocess.run(
+        [sys.executable, "-m", "toolserver.launch", "--check"],
+        env=environ | {"PYTHONPATH": str(settings.BASE_DIR)},
+        cwd=str(settings.BASE_DIR),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3 and "no check mode" in done.stderr
+    assert not touched.exists()
+
+
+def test_a_write_target_must_be_a_required_argument_it_makes_the_idempotency_key(everything, admin_user):
+    """An optional target could be left out of a call, and the key could not be made: refused at acceptance."""
+    tool = Tool.objects.get(name="everything__trigger-long-running-operation")  # duration has a default
+    with pytest.raises(administration.Refused, match="required"):
+        administration.accept_external_tool(tool, admin_user, access="write", target_args=["duration"])
+    assert Tool.objects.get(pk=tool.pk).proposed is not None  # still waiting

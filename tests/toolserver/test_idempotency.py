@@ -120,3 +120,11 @@ def test_an_abandoned_claim_is_taken_over_by_exactly_one_caller():
     assert IdempotencyRecord.objects.get().state == "running"
     idempotency.complete(write, taken.token, {"status": "ok", "data": {}}, failed=False)
     assert IdempotencyRecord.objects.get().attempts == 2
+
+
+def test_a_target_that_is_a_list_or_an_object_is_canonical_json_a_name_is_lower_case():
+    """An external tool's target may be an object (server-memory's entities): the same one is one key
+    however the model ordered its keys; a host or account name is one key however it is spelled."""
+    assert idempotency._canonical({"b": 1, "a": [2]}) == idempotency._canonical({"a": [2], "b": 1})
+    assert idempotency._canonical([{"y": 1, "x": 2}]) == idempotency._canonical([{"x": 2, "y": 1}])
+    assert idempotency._canonical("WS-FIN-07") == "ws-fin-07"
