@@ -10,6 +10,9 @@ from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp_webauthn.models import WebAuthnCredential
 
 from investigations.admin import AuditedAdmin
 
@@ -18,6 +21,12 @@ PRIVILEGE_FIELDS = ("is_superuser", "is_staff", "groups", "user_permissions")
 
 admin.site.unregister(User)
 admin.site.unregister(Group)
+# django-otp's own admin pages show a TOTP key and the recovery codes, and a device deleted there is
+# not recorded: factors change only on console.mfa's pages (step-up, audited) and, break-glass,
+# `manage.py second_factor reset`.
+for model in (TOTPDevice, StaticDevice, WebAuthnCredential):
+    if admin.site.is_registered(model):
+        admin.site.unregister(model)
 
 
 @admin.register(User)

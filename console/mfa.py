@@ -7,6 +7,7 @@ before a privileged decision (step-up, investigations/presence.py). Each enrolme
 step-up is one chained audit record naming the factor's kind, never a code or a key.
 """
 
+import time
 from io import BytesIO
 from urllib.parse import quote
 
@@ -36,6 +37,7 @@ from django_otp_webauthn.views import (
 
 from console.signin import client_address
 from core.roles import ADMIN, has_role
+from core.sockets import SECOND_FACTOR_OWED
 from investigations import presence
 from investigations.approvals.services import approvable_tools
 from investigations.audit import chain as audit
@@ -48,8 +50,25 @@ def privileged(user) -> bool:
     return has_role(user, ADMIN) or bool(approvable_tools(user))
 
 
+RECHECK_S = 60  # how long a session's owed factor (owed()) is kept before it is asked again
+
+
 def must_have_factor(user) -> bool:
     return settings.MFA_REQUIRED and privileged(user)
+
+
+def owed(request, user=None) -> str:
+    """What this signed-in, unverified session still owes: "step_up" (its person has a factor),
+    "second_factor" (must enrol one) or "". Kept in the session (core.sockets reads it too) and asked
+    again at most once a minute: the device tables and the approvable tools are not read per request."""
+    kept = request.session.get(SECOND_FACTOR_OWED)
+    now = time.time()
+    if kept is not None and now - kept["at"] < RECHECK_S:
+        return kept["state"]
+    user = user or request.user
+    state = "step_up" if has_factor(user) else "second_factor" if must_have_factor(user) else ""
+    request.session[SECOND_FACTOR_OWED] = {"state": state, "at": now}
+    return state
 
 
 def has_factor(user) -> bool:

@@ -97,9 +97,10 @@ class SecondFactorGate:
         user = request.user
         if not user.is_authenticated or user.is_verified() or request.path.startswith(self.ALWAYS):
             return self.get_response(request)
-        if mfa.has_factor(user):
+        owed = mfa.owed(request)
+        if owed == "step_up":
             allowed, target = ("/account/step-up/", "/webauthn/authentication/", "/webauthn/jsi18n/"), "step_up"
-        elif mfa.must_have_factor(user):
+        elif owed == "second_factor":
             allowed, target = ("/account/second-factor/", "/webauthn/"), "second_factor"
         else:
             return self.get_response(request)
@@ -123,16 +124,12 @@ class IdleTimeout:
     def __call__(self, request):
         if settings.IDLE_MINUTES and request.user.is_authenticated:
             now, last = time.time(), request.session.get(self.KEY)
-            if last is not None and now - last > settings.IDLE_MINUTES * 60 and self._privileged(request.user):
+            if last is not None and now - last > settings.IDLE_MINUTES * 60 and mfa.privileged(request.user):
                 audit.record_sign_in("idle_timeout", request.user.get_username(), client_address(request))
                 logout(request)  # a new, empty session: the request goes on signed out
             elif last is None or now - last > 60:
                 request.session[self.KEY] = now
         return self.get_response(request)
-
-    @staticmethod
-    def _privileged(user) -> bool:
-        return mfa.privileged(user)
 
 
 class StepUpForChanges:

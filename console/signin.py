@@ -9,7 +9,7 @@ django-axes counts failures by; a failed attempt's credentials are read for the 
 from axes.backends import AxesStandaloneBackend
 from axes.helpers import get_client_ip_address
 from django.conf import settings
-from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.backends import ModelBackend, UserModel
 from django.core.exceptions import PermissionDenied
 
 from core.roles import ADMIN, has_role
@@ -23,6 +23,11 @@ def client_address(request) -> str | None:
 
 
 def logged_in(sender, request, user, **kwargs):
+    if request is not None and hasattr(request, "session"):
+        from console import mfa  # it imports this module
+
+        request.session.pop(mfa.SECOND_FACTOR_OWED, None)
+        mfa.owed(request, user)  # decided now: a socket opened before any page judges as the pages will
     sso = getattr(user, "backend", "") == SSO_BACKEND
     audit.record_sign_in("logged_in", user.get_username(), client_address(request), **({"how": "sso"} if sso else {}))
 
@@ -54,6 +59,11 @@ class PasswordBackend(ModelBackend):
         if mode == "off" and username is not None:
             raise PermissionDenied("password sign-in is switched off")
         return super().authenticate(request, username, password, **kwargs)
+
+    def get_user(self, user_id):
+        """As ModelBackend's, with the SSO identity in the same query: this runs on every request."""
+        user = UserModel._default_manager.select_related("sso_identity").filter(pk=user_id).first()
+        return user if user is not None and self.user_can_authenticate(user) else None
 
     def user_can_authenticate(self, user):
         mode = settings.PASSWORD_SIGNIN

@@ -131,8 +131,9 @@ class SsoBackend(OIDCAuthenticationBackend):
         info = super().get_userinfo(access_token, id_token, payload)
         if info.get("sub") != payload["sub"]:  # Core 5.3.2: the UserInfo answer must be about the token's subject
             raise SignInRefused("the UserInfo answer is about another subject")
-        self.request.sso_username = self.username(payload | info)
-        return info | payload  # the verified ID token's claims win
+        claims = info | payload  # the verified ID token's claims win
+        self.request.sso_username = self.username(claims)
+        return claims
 
     def verify_claims(self, claims):
         return bool(claims.get("sub"))

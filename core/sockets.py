@@ -66,13 +66,23 @@ def session_user(session_key: str | None):
     return user if second_factor_given(session, user) else None
 
 
+# What the console's second-factor gate last decided for a session (console.mfa.gate): "step_up" (its
+# person has a factor it has not given), "second_factor" (must enrol one first) or "" (nothing owed).
+SECOND_FACTOR_OWED = "gatehouse_second_factor_owed"
+
+
 def second_factor_given(session, user) -> bool:
-    """A person who has a second factor counts as signed in only once this session has given it
-    (django-otp's session key, set by the sign-in's second step): a password alone opens no socket."""
+    """A person who has a second factor, or must have one, counts as signed in only once this session
+    has given it (django-otp's session key, set by the sign-in's second step): a password alone opens no
+    socket, as it opens no page. What is owed is the console's decision, kept in the session by its gate
+    (and at sign-in), so the socket and the pages judge alike without this package importing the console."""
     device_id = session.get(DEVICE_ID_SESSION_KEY)
     if device_id:
         device = Device.from_persistent_id(device_id)
         return device is not None and device.user_id == user.pk
+    owed = session.get(SECOND_FACTOR_OWED)
+    if owed is not None:
+        return not owed["state"]
     return not user_has_device(user, confirmed=True)
 
 

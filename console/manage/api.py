@@ -22,13 +22,14 @@ router = Router(tags=["administration"])
 
 
 def _admins(request, user):
-    """Admins only; a change (not a read) needs a fresh proof of presence too: a decide-scoped token or a
-    session's recent step-up (investigations/presence.py)."""
+    """Admins only; a change (not a read) needs a fresh proof of presence too: the session's recent step-up
+    (investigations/presence.py). A decide-scoped token proves only a decision on a write, never an admin
+    change: a chat bot's token cannot re-point a server."""
     if not has_role(user, ADMIN):
         return 403, "Only admins may manage tool servers."
     if request.method not in ("GET", "HEAD"):
         try:
-            presence.require_fresh(presence.of_request(request))
+            presence.require_fresh(presence.from_session(getattr(request, "session", None)))
         except presence.StepUpRequired as refused:
             return 403, str(refused)
     return None

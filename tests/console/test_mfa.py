@@ -139,15 +139,6 @@ def test_sign_in_asks_for_the_code_after_the_password_and_a_replayed_code_is_ref
     assert code not in str(records("step_up_failed").get().extra)
 
 
-def test_the_device_refuses_a_code_of_a_time_step_it_has_used(admin_user):
-    device = enrolled(admin_user)
-    code = code_for(device)
-    assert device.verify_token(code)
-    device.refresh_from_db()
-    assert device.last_t >= 0
-    assert not device.verify_token(code)
-
-
 def test_a_recovery_code_signs_in_once(client, admin_user):
     enrolled(admin_user)
     recovery = StaticDevice.objects.create(user=admin_user, name="Recovery codes")
@@ -318,3 +309,56 @@ async def test_a_socket_opens_only_once_the_session_gave_the_second_factor(admin
     communicator = await socket("/ws/approvals/", client=both)
     assert (await communicator.connect())[0]
     await communicator.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_person_who_must_enrol_opens_no_socket_on_a_password_alone(analyst):
+    """The pages send an approver with no factor yet to enrol; a socket judged that person signed in (no device
+    to ask for) until it read what the pages decided. Once the session gave a factor, it opens."""
+    from channels.db import database_sync_to_async
+    from django.test import Client
+
+    from tests.websockets import socket
+
+    await database_sync_to_async(approvals.ensure_policies)()  # analysts may approve: they must enrol
+    password_only = Client()
+    await database_sync_to_async(password_only.login)(username=analyst.username, password=PASSWORD)
+    communicator = await socket("/ws/approvals/", client=password_only)
+    assert not (await communicator.connect())[0]
+    await communicator.disconnect()
+    device = await database_sync_to_async(enrolled)(analyst)
+    both = Client()
+    await database_sync_to_async(sign_in)(both, analyst, device)
+    communicator = await socket("/ws/approvals/", client=both)
+    assert (await communicator.connect())[0]
+    await communicator.disconnect()
+
+
+def test_a_decide_token_proves_a_decision_never_an_admin_change(client, admin_user):
+    """A chat bot's decide token is a proof for approving a write, not for re-pointing a server."""
+    _, decide = create_api_token(admin_user, "chat bot", decide=True)
+    answer = client.put(
+        "/api/manage/servers/siem/credential",
+        {"secret": "x" * 20},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {decide}",
+    )
+    assert answer.status_code == 403 and "Step-up required" in answer.json()["detail"]
+    assert not AuditRecord.objects.filter(kind=AuditRecord.Kind.ADMIN_CHANGE).exists()
+
+
+def test_the_django_admin_shows_no_factor_nor_its_key(client, admin_user):
+    """django-otp's own admin pages show a TOTP key and recovery codes, and a device deleted there is not
+    recorded: they are not served; factors change on the console's pages only."""
+    admin_user.is_superuser = admin_user.is_staff = True
+    admin_user.save()
+    device = enrolled(admin_user)
+    sign_in(client, admin_user, device)
+    for url in (
+        "/admin/otp_totp/totpdevice/",
+        f"/admin/otp_totp/totpdevice/{device.pk}/change/",
+        f"/admin/otp_totp/totpdevice/{device.pk}/config/",
+        "/admin/otp_static/staticdevice/",
+    ):
+        assert client.get(url).status_code == 404, url
+    assert client.get("/admin/").status_code == 200
