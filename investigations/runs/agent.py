@@ -190,6 +190,8 @@ class Agent:
         """Before a turn, add the alerts that joined since the model was last told to the message it
         answers, as data (saved, so a worker taking over tells none twice)."""
         investigation = self.investigation
+        if not investigation.alert.group_key:  # never grouped (typed in the console, or its integration's `none`)
+            return
         new = list(
             investigation.related_alerts.filter(pk__gt=investigation.related_told)
             .order_by("pk")

@@ -1,10 +1,11 @@
 """What the investigation pages and sockets read. Who may see an investigation is the model's rule
 (`Investigation.objects.visible_to`), asked before anything here is read."""
 
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from guardian.shortcuts import get_users_with_perms
 
-from investigations.models import Event, Investigation
+from investigations.models import Alert, Event, Investigation
 from investigations.models.runs import VIEW
 from investigations.runs.forms import OBSERVED
 
@@ -15,10 +16,21 @@ def listing(user, filters: dict | None = None):
     investigations = (
         Investigation.objects.visible_to(user)
         .select_related("alert")
-        .annotate(related_count=Count("related_alerts"))  # a storm's alerts joined to it (grouping)
+        .defer("messages", "tool_results", "alert__details")  # conversations and payloads: not on a list
+        .annotate(related_count=RELATED_COUNT)
         .order_by("-created_at", "-id")
     )
     return filtered(investigations, filters or {})
+
+
+# A storm's alerts joined to each investigation (grouping), counted for the rows of a page only: a join
+# and GROUP BY would group every visible investigation before the page's 50 are taken, and the count.
+RELATED_COUNT = Coalesce(
+    Subquery(
+        Alert.objects.filter(joined=OuterRef("pk")).order_by().values("joined").annotate(n=Count("pk")).values("n")
+    ),
+    0,
+)
 
 
 def filtered(investigations, filters: dict):

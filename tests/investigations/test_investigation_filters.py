@@ -11,6 +11,7 @@ from django.urls import reverse
 from guardian.shortcuts import assign_perm
 
 from investigations.models import Alert, Investigation
+from investigations.runs import selectors
 
 pytestmark = pytest.mark.django_db
 
@@ -287,8 +288,20 @@ def test_the_api_schema_documents_the_filters(client):
 
 
 @pytest.mark.production
+def test_the_list_groups_nothing_its_related_counts_are_of_the_pages_rows_only(analyst):
+    """A join and GROUP BY for the related-alerts count made every page and its count group every visible
+    investigation first (30 times slower at 30,000); the count is a subquery per row of the page."""
+    from django.core.paginator import Paginator
+
+    listed = selectors.listing(analyst)
+    assert not listed.query.group_by
+    with CaptureQueriesContext(connection) as captured:
+        assert Paginator(listed, 50).count == Investigation.objects.count()
+    assert "GROUP BY" not in captured.captured_queries[-1]["sql"].upper()
+
+
 def test_the_host_and_user_filters_can_use_their_indexes(db):
     with connection.cursor() as cursor:  # a test's tables are too small for the planner to bother otherwise
         cursor.execute("SET LOCAL enable_seqscan = off")
-    plan = Investigation.objects.filter(alert__host__iexact="ws-1", alert__account__iexact="j.doe").explain()
+    plan = selectors.filtered(Investigation.objects.all(), {"host": "ws-1", "user": "j.doe"}).explain()
     assert "alert_host_upper" in plan or "alert_account_upper" in plan, plan
