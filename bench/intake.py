@@ -13,8 +13,8 @@ under 10 s, as one investigation.
 Production mode only: PostgreSQL database gatehouse_bench_storm (created and migrated if missing,
 kept as a bench database) and Redis db 15 (flushed when done). Serves bench/intake_asgi.py with
 one uvicorn process, as `manage.py serve` does; no worker (what intake queues is not run).
-GATEHOUSE_INTAKE_RATE is raised for the run: the burst, not the per-integration rate (60/60 by
-default, which would answer 429 past the 60th), is measured; and GATEHOUSE_INTAKE_MAX_QUEUED (50
+GATEHOUSE_INTAKE_RATE is raised for the run: the burst, not the per-integration rate (600/60 by
+default, sized for a storm), is measured; and GATEHOUSE_INTAKE_MAX_QUEUED (50
 by default, held investigations included), as no worker drains the warm-up's and the storm's
 investigations before the 50 hosts come.
 """

@@ -22,6 +22,10 @@ from toolserver.catalog import SERVERS
 # Nothing listens there: these tests never reach a backend, and a call that tries fails as its typed error.
 DEAD_BACKEND = "http://127.0.0.1:9"
 
+# The built-ins over stdio and the suite over loopback HTTP: nothing here depends on the mode, so it runs
+# once, in the production run (make test runs both modes side by side).
+pytestmark = pytest.mark.production
+
 
 def server_env(server: str) -> dict[str, str]:
     return {
