@@ -287,7 +287,6 @@ def test_the_api_schema_documents_the_filters(client):
     assert parameters["q"]["maxLength"] == 100
 
 
-@pytest.mark.production
 def test_the_list_groups_nothing_its_related_counts_are_of_the_pages_rows_only(analyst):
     """A join and GROUP BY for the related-alerts count made every page and its count group every visible
     investigation first (30 times slower at 30,000); the count is a subquery per row of the page."""
@@ -300,6 +299,7 @@ def test_the_list_groups_nothing_its_related_counts_are_of_the_pages_rows_only(a
     assert "GROUP BY" not in captured.captured_queries[-1]["sql"].upper()
 
 
+@pytest.mark.production
 def test_the_host_and_user_filters_can_use_their_indexes(db):
     with connection.cursor() as cursor:  # a test's tables are too small for the planner to bother otherwise
         cursor.execute("SET LOCAL enable_seqscan = off")
