@@ -34,6 +34,10 @@ os.environ.update(
     GATEHOUSE_ALLOWED_HOSTS="127.0.0.1,localhost",
     GATEHOUSE_HTTPS="false",
     GATEHOUSE_LOG_LEVEL="WARNING",
+    # The bench signs people in with a password alone: no second factor, step-up or idle timeout.
+    GATEHOUSE_MFA_REQUIRED="false",
+    GATEHOUSE_STEP_UP_MINUTES="0",
+    GATEHOUSE_IDLE_MINUTES="0",
 )
 
 TEXT = "The host WS-FIN-07 made 14 outbound connections to 203.0.113.9 in the last hour. " * 2
