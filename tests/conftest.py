@@ -129,9 +129,9 @@ def vault_adapter():
 @pytest.fixture
 def splunk_api():
     """Splunk's REST API as a recorded stand-in on a loopback port (tests/toolserver/siem_stand_in.py)."""
-    from tests.toolserver.siem_stand_in import SPLUNK_TOKEN, StandIn
+    from tests.toolserver.siem_stand_in import SplunkStandIn
 
-    stand_in = StandIn("splunk", SPLUNK_TOKEN)
+    stand_in = SplunkStandIn()
     yield stand_in
     stand_in.close()
 
@@ -139,9 +139,9 @@ def splunk_api():
 @pytest.fixture
 def elastic_api():
     """Elasticsearch's search API as a recorded stand-in on a loopback port (tests/toolserver/siem_stand_in.py)."""
-    from tests.toolserver.siem_stand_in import ELASTIC_KEY, StandIn
+    from tests.toolserver.siem_stand_in import ElasticStandIn
 
-    stand_in = StandIn("elastic", ELASTIC_KEY)
+    stand_in = ElasticStandIn()
     yield stand_in
     stand_in.close()
 
@@ -215,7 +215,7 @@ def misp_server():
 
     server = MispStandIn()
     yield server
-    server.stop()
+    server.close()
 
 
 @pytest.fixture(scope="session")

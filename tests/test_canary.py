@@ -332,13 +332,13 @@ def test_no_siem_token_or_api_key_appears_outside_the_siem_server_process(
     Elastic API key, a unique canary, is set as an admin sets it, used for searches, a throttled
     search, a check connection and a failed one, then searched for everywhere outside the
     server's process, which holds it."""
-    from tests.toolserver.siem_stand_in import StandIn
+    from tests.toolserver.siem_stand_in import ElasticStandIn, SplunkStandIn
     from toolserver.gateway import CallContext, Gateway
     from toolserver.supervisor import check_connection
 
     caplog.set_level(logging.DEBUG)
     canary = f"{vendor}-canary-{secrets.token_urlsafe(24)}"
-    stand_in = StandIn(vendor, canary)
+    stand_in = {"splunk": SplunkStandIn, "elastic": ElasticStandIn}[vendor](canary)
     try:
         settings.BACKEND_ALLOWED_HOSTS = [f"127.0.0.1:{stand_in.port}"]
         siem = ToolServer.objects.get(name="siem")
@@ -356,7 +356,7 @@ def test_no_siem_token_or_api_key_appears_outside_the_siem_server_process(
         pids = server_pids("siem")
         assert pids and all(read_environ(pid)["GATEHOUSE_BACKEND_KEY"] == canary for pid in pids)
         assert stand_in.requests and all(seen.authorization.endswith(canary) for seen in stand_in.requests)
-        stand_in.answer_all(429, b"{}", {"Retry-After": "5"})
+        stand_in.fail("*", 429, b"{}", {"Retry-After": "5"}, sticky=True)
         results.append(gateway.call("search_events", {"user": "j.doe"}, context))
         stand_in.close()
         results.append(gateway.call("search_logins", {"user": "j.doe"}, context))
@@ -400,7 +400,7 @@ def test_no_misp_api_key_appears_in_a_result_an_audit_record_a_page_the_database
     checks.append(check_connection("intel"))
     assert [result.get("reason") for result in results] == [None, None, "misp_forbidden"]
     assert [check["ok"] for check in checks] == [True, False]
-    assert all(request["headers"]["Authorization"] == canary for request in misp_server.requests)  # it was used
+    assert all(seen.authorization == canary for seen in misp_server.requests)  # it was used
     assert places_holding(canary, results + checks, [admin_user, manager], caplog, capfd, shown="misp") == []
 
 

@@ -9,17 +9,15 @@ makes, with the bodies MISP's OpenAPI document (app/webroot/doc/openapi.yaml) gi
 
 restSearch filters as MISP does for what the adapter asks: `value` equal to the attribute's value
 or to either half of a composite one, `type` one of a list, deleted attributes left out, `limit`.
-Every request is kept (`requests`) so that a test can read what the adapter sent. `hold()` makes
-every later request wait, unanswered, until the stand-in is stopped (a backend that does not answer).
+Serving, recording every request (`requests`, what the adapter sent) and the faults (`hold()`: a
+backend that does not answer) are tests/toolserver/stand_in.py's.
 """
 
 import itertools
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.toolserver.stand_in import Answer, Seen, StandIn
 
 API_KEY = "misp-contract-key-0123456789abcdef0123456789abcdef01"  # a stand-in takes any length
-HOLD_LIMIT_S = 60  # a held request is released by stop(), or after this at the latest
 UNAUTHORIZED = (  # MISP's words
     "Authentication failed. Please make sure you pass the API key of an API enabled user"
     " along in the Authorization header."
@@ -68,66 +66,23 @@ def attribute(value: str, type_: str = "ip-dst", **fields) -> dict:
     }
 
 
-class MispStandIn:
+class MispStandIn(StandIn):
     def __init__(self, *, key: str = API_KEY):
         self.key = key
         self.attributes: list[dict] = []
-        self.requests: list[dict] = []  # {"method", "path", "headers", "body"}
-        self._released = threading.Event()
-        self._holding = False
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                stand_in._serve(self, None)
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                stand_in._serve(self, self.rfile.read(length))
-
-            def log_message(self, *args):
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        super().__init__()
 
     def publish(self, *attributes: dict) -> None:
         self.attributes.extend(attributes)
 
-    def hold(self) -> None:
-        self._holding = True
-
-    def stop(self) -> None:
-        self._released.set()
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _serve(self, handler: BaseHTTPRequestHandler, raw: bytes | None) -> None:
-        body = json.loads(raw) if raw else None
-        self.requests.append(
-            {"method": handler.command, "path": handler.path, "headers": dict(handler.headers), "body": body}
-        )
-        if self._holding:
-            self._released.wait(HOLD_LIMIT_S)
-            return
-        if handler.headers.get("Authorization") != self.key:
-            status, answer = 403, {"name": UNAUTHORIZED, "message": UNAUTHORIZED, "url": handler.path}
-        elif handler.command == "GET" and handler.path == "/servers/getVersion":
-            status, answer = 200, VERSION
-        elif handler.command == "POST" and handler.path == "/attributes/restSearch":
-            status, answer = 200, {"response": {"Attribute": self._search(body or {})}}
-        else:
-            status, answer = 404, {"name": "Not Found", "message": "Not Found", "url": handler.path}
-        payload = json.dumps(answer).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        handler.wfile.write(payload)
+    def answer(self, seen: Seen) -> Answer:
+        if seen.authorization != self.key:
+            return 403, {"name": UNAUTHORIZED, "message": UNAUTHORIZED, "url": seen.path}, {}
+        if (seen.method, seen.path) == ("GET", "/servers/getVersion"):
+            return 200, VERSION, {}
+        if (seen.method, seen.path) == ("POST", "/attributes/restSearch"):
+            return 200, {"response": {"Attribute": self._search(seen.json() or {})}}, {}
+        return 404, {"name": "Not Found", "message": "Not Found", "url": seen.path}, {}
 
     def _search(self, query: dict) -> list[dict]:
         types = query.get("type")

@@ -13,13 +13,12 @@ the LDAP adapters' own mapping is tested against slapd (tests/toolserver/test_ld
 
 import asyncio
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests.toolserver.slapd import AD_PEOPLE, PEOPLE, SERVICE_DN
+from tests.toolserver.stand_in import Answer, Seen, StandIn
 from tests.toolserver.vendor_standins import FALCON_CLIENT_ID, JIRA_EMAIL
 from toolserver import egress, schemas
 from toolserver.adapters import registered
@@ -226,36 +225,15 @@ def test_against_its_backend_every_method_returns_its_declared_shape(server, nam
     assert set(done) == {tool.name for tool in SERVERS[server].tools}
 
 
-class Answering:
-    """A stand-in for a backend that answers every request with one status (and body, and headers)."""
+class Answering(StandIn):
+    """A stand-in for a backend that answers every request with one reply: (status, body, headers)."""
 
     def __init__(self):
-        self.answer = (200, b"{}", {})
-        answering = self
+        self.reply: Answer = (200, b"{}", {})
+        super().__init__(prefix="/api")
 
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self):
-                status, body, headers = answering.answer
-                self.send_response(status)
-                for header, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(header, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _answer
-
-            def log_message(self, *args):
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/api"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self):
-        self._server.shutdown()
-        self._server.server_close()
+    def answer(self, seen: Seen) -> Answer:
+        return self.reply
 
 
 @pytest.fixture(scope="module")
@@ -285,7 +263,7 @@ FAILURES = [
 @pytest.mark.parametrize("server, name, cls", HTTP_ADAPTERS)
 @pytest.mark.parametrize("answer, expected", FAILURES)
 def test_every_http_failure_becomes_a_typed_failure(server, name, cls, answer, expected, answering, monkeypatch):
-    answering.answer = answer
+    answering.reply = answer
     allow(monkeypatch, answering.url)
     kind, failure = expected
 

@@ -4,8 +4,6 @@ since MISP cannot run here. Last, the same through the real `intel` server proce
 name MISP (misp_forbidden, misp_timeout)."""
 
 import asyncio
-import json
-import logging
 
 import pytest
 
@@ -62,10 +60,10 @@ def test_contract_a_lookup_is_one_documented_restsearch_with_the_bare_key_and_it
         "source": "misp",
     }
     (sent,) = allowed.requests
-    assert (sent["method"], sent["path"]) == ("POST", "/attributes/restSearch")
-    assert sent["headers"]["Authorization"] == API_KEY  # MISP's scheme: the key itself, no "Bearer"
-    assert sent["headers"]["Accept"] == "application/json"
-    assert sent["body"] == {
+    assert (sent.method, sent.path) == ("POST", "/attributes/restSearch")
+    assert sent.authorization == API_KEY  # MISP's scheme: the key itself, no "Bearer"
+    assert sent.header("Accept") == "application/json"
+    assert sent.json() == {
         "value": "203.0.113.7",
         "type": TYPES["ip"],
         "returnFormat": "json",
@@ -140,7 +138,7 @@ def test_contract_health_is_getversion_with_the_key(allowed):
             await backend.aclose()
 
     assert asyncio.run(run(API_KEY)) == "MISP 2.4.142, API key accepted"
-    assert allowed.requests[-1]["path"] == "/servers/getVersion"
+    assert allowed.requests[-1].path == "/servers/getVersion"
     with pytest.raises(BackendError) as refused:
         asyncio.run(run("not-the-key"))
     assert (refused.value.failure, refused.value.status) == (BackendFailure.FORBIDDEN, 403)
@@ -150,7 +148,7 @@ def test_contract_a_wrong_key_is_forbidden_and_never_repeated(allowed):
     with pytest.raises(BackendError) as refused:
         lookups(allowed, ("ip", "203.0.113.7"), key="not-the-misp-key")
     assert (refused.value.failure, refused.value.status) == (BackendFailure.FORBIDDEN, 403)
-    assert "not-the-misp-key" not in str(refused.value) and "not-the-misp-key" not in repr(refused.value)
+    assert len(allowed.requests) == 1
 
 
 def test_contract_an_answer_not_of_misps_shape_is_malformed(allowed):
@@ -164,16 +162,15 @@ def test_contract_an_answer_not_of_misps_shape_is_malformed(allowed):
 # -- through the real intel server process -------------------------------------------------------------
 @pytest.mark.django_db(transaction=True)
 def test_contract_through_the_intel_server_process_misp_forbidden_and_misp_timeout_are_its_typed_errors(
-    misp_server, admin_user, settings, caplog, capfd
+    misp_server, admin_user, settings
 ):
+    """That the key reaches nothing but that process is tests/test_canary.py's MISP test."""
     from console.manage import administration
     from investigations.models import AuditRecord
-    from tests.test_canary import database_dump
     from toolserver.gateway import CallContext, Gateway
     from toolserver.models import ToolServer
     from toolserver.supervisor import check_connection
 
-    caplog.set_level(logging.DEBUG)
     misp_server.publish(attribute("c2.evil.example", "domain", info="C2", threat_level_id="1"))
     settings.BACKEND_ALLOWED_HOSTS = [f"127.0.0.1:{misp_server.port}"]
     settings.BACKEND_TIMEOUT_S = 2
@@ -192,7 +189,7 @@ def test_contract_through_the_intel_server_process_misp_forbidden_and_misp_timeo
 
     misp_server.key = "a-rotated-key-the-server-does-not-have"  # the key was revoked in MISP
     results.append(gateway.call("lookup_indicator", ask, context))
-    misp_server.hold()  # MISP stops answering
+    misp_server.hold()  # MISP does not answer (until the stand-in closes)
     results.append(gateway.call("lookup_indicator", ask, context))
     assert [(result["status"], result.get("reason")) for result in results] == [
         ("ok", None),
@@ -206,15 +203,3 @@ def test_contract_through_the_intel_server_process_misp_forbidden_and_misp_timeo
         ("error", "misp_forbidden"),
         ("error", "misp_timeout"),
     ]
-
-    # The MISP key (the canary of tests/test_canary.py, for this credential): only in its server's process.
-    captured = capfd.readouterr()
-    places = [
-        json.dumps(results),
-        json.dumps(list(AuditRecord.objects.values()), default=str),
-        caplog.text,
-        captured.out,
-        captured.err,
-        *database_dump(),
-    ]
-    assert not [place for place in places if API_KEY in place]

@@ -6,123 +6,16 @@ the API references' examples: Falcon's `{"meta", "resources", "errors"}` envelop
 token answer, device query, device details and host action; Jira's CreatedIssue, /search/jql,
 comment list, comment and /myself), checks the credential as the vendor does, and keeps the state
 those calls change (a device's containment status, issues and their comments), so a test can
-count what reached it.
-
-Faults, each for the next matching request only:
-  fail(path, status, body, headers)  answer that instead
-  lose(path)                         do the request's work, then close the connection unanswered
-  hold(path)                         answer only once release() is called (bounded by WAIT_S),
-                                     so a client with a short timeout gives up first
+count what reached it. Serving, recording and the faults (fail, lose, hold) are
+tests/toolserver/stand_in.py's.
 """
 
 import base64
-import json
 import re
 import secrets
-import threading
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
-from tests.support import WAIT_S
-
-Answer = tuple[int, object, dict]
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    body: bytes
-    headers: dict[str, str] = field(repr=False)
-
-    def json(self):
-        return json.loads(self.body)
-
-
-class StandIn:
-    def __init__(self):
-        self.requests: list[Seen] = []
-        self._faults: list[tuple[str, str, object]] = []
-        self._lock = threading.Lock()
-        self._released = threading.Event()
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _handle(self):
-                parts = urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                seen = Seen(
-                    self.command, parts.path, parse_qs(parts.query), self.rfile.read(length), dict(self.headers)
-                )
-                kind, value = stand_in._fault_for(seen)
-                if kind == "fail":
-                    status, body, headers = value
-                else:
-                    if kind == "hold":
-                        stand_in._released.wait(WAIT_S)
-                    with stand_in._lock:
-                        stand_in.requests.append(seen)
-                        status, body, headers = stand_in.answer(seen)
-                    if kind == "lose":
-                        self.close_connection = True
-                        return
-                raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-                self.send_response(status)
-                for header, header_value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(header, header_value)
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            do_GET = do_POST = _handle
-
-            def log_message(self, *args):  # a request line may carry a query; nothing is printed
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-
-    # -- faults -----------------------------------------------------------------------------------
-    def fail(self, path: str, status: int, body: object = b"{}", headers: dict | None = None) -> None:
-        self._faults.append(("fail", path, (status, body, headers or {})))
-
-    def lose(self, path: str) -> None:
-        self._faults.append(("lose", path, None))
-
-    def hold(self, path: str) -> None:
-        self._released.clear()
-        self._faults.append(("hold", path, None))
-
-    def release(self) -> None:
-        self._released.set()
-
-    def _fault_for(self, seen: Seen) -> tuple[str, object]:
-        with self._lock:
-            for index, (kind, path, value) in enumerate(self._faults):
-                if seen.path == path or (path.endswith("*") and seen.path.startswith(path[:-1])):
-                    del self._faults[index]
-                    return kind, value
-        return "", None
-
-    def seen(self, method: str, path: str) -> list[Seen]:
-        return [request for request in self.requests if request.method == method and request.path == path]
-
-    def close(self) -> None:
-        self.release()
-        self._server.shutdown()
-        self._server.server_close()
-
-    def answer(self, seen: Seen) -> Answer:
-        raise NotImplementedError
-
+from tests.toolserver.stand_in import Answer, Seen, StandIn
 
 # -- CrowdStrike Falcon ------------------------------------------------------------------------------
 FALCON_CLIENT_ID = "0123456789abcdef0123456789abcdef"
