@@ -36,6 +36,7 @@ from django_otp_webauthn.views import (
 )
 
 from console.signin import client_address
+from console.sso import is_sso_account
 from core.roles import ADMIN, has_role
 from core.sockets import SECOND_FACTOR_OWED
 from investigations import presence
@@ -54,7 +55,8 @@ RECHECK_S = 60  # how long a session's owed factor (owed()) is kept before it is
 
 
 def must_have_factor(user) -> bool:
-    return settings.MFA_REQUIRED and privileged(user)
+    """A local account's (an SSO account's factors are its IdP's)."""
+    return settings.MFA_REQUIRED and privileged(user) and not is_sso_account(user)
 
 
 def owed(request, user=None) -> str:
@@ -66,7 +68,10 @@ def owed(request, user=None) -> str:
     if kept is not None and now - kept["at"] < RECHECK_S:
         return kept["state"]
     user = user or request.user
-    state = "step_up" if has_factor(user) else "second_factor" if must_have_factor(user) else ""
+    if is_sso_account(user):
+        state = ""  # the IdP asked for its factors at the sign-in
+    else:
+        state = "step_up" if has_factor(user) else "second_factor" if must_have_factor(user) else ""
     request.session[SECOND_FACTOR_OWED] = {"state": state, "at": now}
     return state
 
@@ -106,7 +111,9 @@ def _proved(request, device) -> None:
 def step_up(request):
     """A code from the person's factor: after the password (the session is not yet verified), or
     again before a privileged decision. A TOTP code is refused a second time (django-otp keeps the
-    last time step used) and a recovery code works once."""
+    last time step used) and a recovery code works once. A single sign-on account steps up at its IdP."""
+    if is_sso_account(request.user):
+        return redirect(f"{reverse('oidc_step_up')}?next={quote(_safe_next(request, reverse('home')))}")
     if not has_factor(request.user):
         return redirect(f"{reverse('second_factor')}?next={quote(_safe_next(request, reverse('home')))}")
     form = CodeForm(request.POST or None)

@@ -10,10 +10,15 @@ What we add to the library, and why:
 - roles come from the groups claim (GATEHOUSE_OIDC_ROLE_GROUPS) through administration.apply_idp_roles,
   the recorded path (architecture rule 11); a group taken away at the IdP takes the role away here at
   the next sign-in, and console.signals closes that person's sockets;
-- a refused sign-in says why in its audit record (console.signin.login_failed), never with a token.
+- a refused sign-in says why in its audit record (console.signin.login_failed), never with a token;
+- step-up for an SSO account is a fresh sign-in at the IdP (StepUpView: `prompt=login`, `max_age=0`),
+  a proof of presence only if the ID token's `auth_time` says the IdP authenticated the same person
+  after it was asked; a sign-in counts as one from its `auth_time` too (investigations/presence.py).
 """
 
 import threading
+import time
+from datetime import UTC, datetime
 
 import jwt
 import requests
@@ -31,10 +36,18 @@ from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthen
 from console import signin
 from console.manage import administration
 from console.models import SsoIdentity
+from investigations import presence
+from investigations.audit import chain as audit
 
 BACKEND = "console.sso.SsoBackend"
 # ID token claims a sign-in cannot do without (PyJWT refuses a token missing any).
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "sub"]
+STEP_UP_KEY = "gatehouse_sso_step_up"  # in the session: who asked the IdP for a fresh sign-in, and when
+
+
+def is_sso_account(user) -> bool:
+    """An account made by single sign-on: the IdP asks for its factors, and its step-up is a fresh sign-in there."""
+    return hasattr(user, "sso_identity")
 
 
 class SignInRefused(Exception):
@@ -133,6 +146,7 @@ class SsoBackend(OIDCAuthenticationBackend):
             raise SignInRefused("the UserInfo answer is about another subject")
         claims = info | payload  # the verified ID token's claims win
         self.request.sso_username = self.username(claims)
+        self.request.sso_auth_time = payload.get("auth_time")  # when the IdP last authenticated the person
         return claims
 
     def verify_claims(self, claims):
@@ -196,9 +210,53 @@ class SignInView(OIDCAuthenticationRequestView):
         return super().get(request)
 
 
+class StepUpView(SignInView):
+    """Step-up for a signed-in SSO account: back to the IdP, asked to authenticate the person again
+    whatever session it holds (`prompt=login`; `max_age=0`, which also obliges it to say when, in
+    `auth_time`). The callback judges the answer (CallbackView.stepped_up)."""
+
+    def get(self, request):
+        if not (request.user.is_authenticated and is_sso_account(request.user)):
+            return redirect("step_up")  # a local account steps up with its own factor
+        request.session[STEP_UP_KEY] = {"user": request.user.pk, "asked_at": time.time()}
+        return super().get(request)
+
+    def get_extra_params(self, request):
+        return {**super().get_extra_params(request), "prompt": "login", "max_age": "0"}
+
+
 class CallbackView(OIDCAuthenticationCallbackView):
     """The library's callback. A sign-in it refuses before asking for a token (the person denied it at
-    the IdP, or the answer is not for this browser) sends Django no signal, so it is recorded here."""
+    the IdP, or the answer is not for this browser) sends Django no signal, so it is recorded here.
+    A sign-in's `auth_time` is its person's proof of presence from then; a step-up's must be newer
+    than the step-up's request, and of the same person."""
+
+    def login_success(self):
+        asked = self.request.session.pop(STEP_UP_KEY, None)
+        auth_time = _seconds(getattr(self.request, "sso_auth_time", None))
+        if asked is not None and self.request.user.is_authenticated:
+            return self.stepped_up(asked, auth_time)
+        response = super().login_success()
+        if auth_time is not None:
+            presence.remember(self.request.session, "idp", at=_moment(auth_time))
+        return response
+
+    def stepped_up(self, asked: dict, auth_time: float | None):
+        request, leeway, now = self.request, settings.OIDC_CLOCK_LEEWAY_S, time.time()
+        if not (request.user.pk == self.user.pk == asked["user"]):
+            refusal = "the identity provider signed in another account"
+        elif auth_time is None or not asked["asked_at"] - leeway <= auth_time <= now + leeway:
+            refusal = "the identity provider did not sign the person in again (its auth_time is older than the request)"
+        else:
+            response = super().login_success()  # the same person: no new login, the session kept
+            presence.remember(request.session, "idp", at=_moment(min(auth_time, now)))
+            audit.record_sign_in("step_up", request.user.get_username(), signin.client_address(request), factor="idp")
+            return response
+        audit.record_sign_in(
+            "step_up_failed", request.user.get_username(), signin.client_address(request), how="sso", reason=refusal
+        )
+        messages.error(request, f"Step-up refused: {refusal}.")
+        return redirect(self.success_url)
 
     def get(self, request):
         try:
@@ -217,3 +275,12 @@ class CallbackView(OIDCAuthenticationCallbackView):
     def refused_early(self, reason: str):
         signin.sso_failed(self.request, reason)
         return super().login_failure()
+
+
+def _seconds(value) -> float | None:
+    """A JWT NumericDate, or None for anything else (a missing or malformed claim proves nothing)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _moment(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)

@@ -39,6 +39,7 @@ urlpatterns = [
     # Single sign-on (console.sso): to the IdP, and back with its code; the names are the library's.
     path("oidc/authenticate/", sso.SignInView.as_view(), name="oidc_authentication_init"),
     path("oidc/callback/", sso.CallbackView.as_view(), name="oidc_authentication_callback"),
+    path("oidc/step-up/", sso.StepUpView.as_view(), name="oidc_step_up"),
     path("account/", views.account, name="account"),
     path("account/tokens/<int:pk>/revoke", views.revoke_api_token, name="revoke_api_token"),
     path("account/password/", views.PasswordChange.as_view(), name="password_change"),

@@ -1,5 +1,6 @@
 """Proof of presence: how and when a person last proved they are at the keyboard (a second factor's
-code), read by every privileged decision (approving or rejecting a write, an admin change).
+code, a passkey, or for a single sign-on account a fresh sign-in at its IdP), read by every
+privileged decision (approving or rejecting a write, an admin change).
 
 A browser session keeps its last proof (`remember`): the factor and the time. A decide-scoped API
 token (investigations/tokens.py) is its own proof for as long as it lives: it was made by someone
@@ -18,7 +19,7 @@ STEP_UP_URL = "/account/step-up/"
 
 @dataclass(frozen=True)
 class Proof:
-    factor: str  # "totp", "recovery_code", "api_token:<prefix>"
+    factor: str  # "totp", "recovery_code", "webauthn", "idp" (a fresh sign-in at the IdP), "api_token:<prefix>"
     at: datetime
     valid_until: datetime
 
@@ -33,8 +34,8 @@ class StepUpRequired(Exception):
     def __init__(self, message: str = ""):
         super().__init__(
             message
-            or f"Step-up required: prove your presence again (a code from your second factor, within the last "
-            f"{settings.STEP_UP_MINUTES} minutes) at {STEP_UP_URL}, then decide."
+            or f"Step-up required: prove your presence again (your second factor, or a fresh sign-in at your "
+            f"identity provider, within the last {settings.STEP_UP_MINUTES} minutes) at {STEP_UP_URL}, then decide."
         )
 
 
@@ -42,11 +43,12 @@ def step_up_on() -> bool:
     return settings.STEP_UP_MINUTES > 0
 
 
-def remember(session, factor: str) -> Proof:
-    """Keep in the session that its person proved presence just now, with `factor`."""
-    now = timezone.now()
-    session[SESSION_KEY] = {"factor": factor, "at": now.isoformat()}
-    return Proof(factor, now, now + timedelta(minutes=settings.STEP_UP_MINUTES))
+def remember(session, factor: str, at: datetime | None = None) -> Proof:
+    """Keep in the session that its person proved presence with `factor` just now (or at `at`: when
+    the identity provider says it signed them in)."""
+    at = at or timezone.now()
+    session[SESSION_KEY] = {"factor": factor, "at": at.isoformat()}
+    return Proof(factor, at, at + timedelta(minutes=settings.STEP_UP_MINUTES))
 
 
 def from_session(session) -> Proof | None:

@@ -2,18 +2,26 @@
 groups to roles, accounts just in time, roles taken at the next sign-in, and the tokens the console refuses.
 The refusals are mozilla-django-oidc's and PyJWT's checks; each test asserts the reason they gave."""
 
+import time
 from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
 
+import httpx2 as httpx
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
 
 from console.models import SsoIdentity
 from core.roles import ADMIN, ANALYST, MANAGER, roles_of
-from investigations.models import AuditRecord
+from investigations import presence
+from investigations.models import ActionApproval, ActionRequest, AuditRecord
 from tests.conftest import PASSWORD
 from tests.console import oidc
+from tests.console.test_mfa import pending_request, proved_minutes_ago, records
+from tests.support import WAIT_S
 from tests.websockets import next_output, socket
 
 User = get_user_model()
@@ -340,3 +348,85 @@ def test_the_sign_in_page_offers_the_idp_only_when_one_is_configured(client, idp
     settings.OIDC_ISSUER = ""
     assert "Sign in with" not in client.get("/login/").content.decode()
     assert client.get("/oidc/authenticate/").status_code == 404
+
+
+# -- step-up for an SSO account: a fresh sign-in at the IdP ------------------------------------------
+def step_up_at_idp(client, sub: str, next_url: str):
+    """The console's step-up page, for an SSO account: to the IdP (asked to sign the person in again),
+    the person signs in there as `sub`, and back. The console's last answer, and what the IdP was asked."""
+    to_sso = client.get(f"/account/step-up/?next={next_url}")
+    assert to_sso.status_code == 302 and to_sso["Location"].startswith("/oidc/step-up/"), to_sso
+    to_idp = client.get(to_sso["Location"])
+    assert to_idp.status_code == 302, to_idp
+    asked = parse_qs(urlsplit(to_idp["Location"]).query)
+    chosen = httpx.post(to_idp["Location"], data={"sub": sub}, timeout=WAIT_S)
+    assert chosen.status_code == 302, chosen.text
+    return client.get(chosen.headers["location"]), asked
+
+
+def approver_signed_in(client, idp, sub: str, username: str, **claims):
+    oidc.set_claims(idp, sub, preferred_username=username, groups=["soc-analysts"], **claims)
+    assert oidc.sign_in(client, sub)["Location"] == "/"
+    return User.objects.get(username=username)
+
+
+@pytest.mark.mfa
+@pytest.mark.django_db
+def test_an_sso_approver_steps_up_with_a_fresh_sign_in_at_the_idp_then_decides(client, idp, make_investigation):
+    approver_signed_in(client, idp, "u-3001", "rio")
+    assert client.get("/").status_code == 200  # the IdP asked for the factors: no local one to enrol
+    assert presence.from_session(client.session).factor == "idp"  # the sign-in counts, from its auth_time
+    request = pending_request(make_investigation)
+    proved_minutes_ago(client, 6, factor="idp")
+    approve = reverse("investigations:approve", args=[request.pk])
+    refused = client.post(approve, {"reason": "go"})
+    assert refused.status_code == 403 and "Step-up required" in refused.content.decode()
+
+    back, asked = step_up_at_idp(client, "u-3001", approve)
+    assert (asked["prompt"], asked["max_age"]) == (["login"], ["0"])  # whatever session the IdP holds
+    assert back.status_code == 302 and back["Location"] == approve
+    assert records("step_up").get().extra["factor"] == "idp"
+    assert client.post(approve, {"reason": "go"}).status_code == 302
+    approval = ActionApproval.objects.get(request=request)
+    assert approval.proof_factor == "idp" and timezone.now() - approval.proof_at < timedelta(minutes=1)
+
+
+@pytest.mark.mfa
+@pytest.mark.django_db
+def test_an_idp_that_answers_a_step_up_with_an_old_sign_in_proves_nothing(client, idp, make_investigation):
+    """An IdP that ignores prompt=login hands back its old session: the ID token's auth_time says so."""
+    an_hour_ago = int(time.time()) - 3600
+    approver_signed_in(client, idp, "u-3002", "ash", auth_time=an_hour_ago)
+    request = pending_request(make_investigation)
+    approve = reverse("investigations:approve", args=[request.pk])
+    assert client.post(approve, {"reason": "go"}).status_code == 403  # the sign-in an hour old is no proof
+
+    back, _ = step_up_at_idp(client, "u-3002", approve)
+    assert back.status_code == 302 and signed_in(client)
+    assert records("step_up_failed").get().extra["reason"].startswith("the identity provider did not sign")
+    assert not records("step_up").exists()
+    assert client.post(approve, {"reason": "go"}).status_code == 403
+    assert ActionRequest.objects.get(pk=request.pk).state == "pending"
+
+
+@pytest.mark.mfa
+@pytest.mark.django_db
+def test_a_step_up_answered_for_another_idp_account_neither_proves_nor_switches_the_session(
+    client, idp, make_investigation
+):
+    rio = approver_signed_in(client, idp, "u-3003", "rio")
+    oidc.set_claims(idp, "u-3004", preferred_username="mallory", groups=["soc-analysts"])
+    request = pending_request(make_investigation)
+    proved_minutes_ago(client, 6, factor="idp")
+    approve = reverse("investigations:approve", args=[request.pk])
+
+    step_up_at_idp(client, "u-3004", approve)
+    assert client.session["_auth_user_id"] == str(rio.pk)
+    assert records("step_up_failed").get().extra["reason"] == "the identity provider signed in another account"
+    assert client.post(approve, {"reason": "go"}).status_code == 403
+
+
+@pytest.mark.django_db
+def test_a_local_account_is_not_sent_to_the_idp_to_step_up(client, idp, analyst):
+    client.force_login(analyst)
+    assert client.get("/oidc/step-up/?next=/").url == reverse("step_up")
