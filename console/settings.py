@@ -472,6 +472,11 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_TIME_LIMIT = 1800
 CELERY_TASK_SOFT_TIME_LIMIT = 1700
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# A worker is one process whose threads each run one investigation: an investigation is nearly all
+# waiting on the model or a tool, and a waiting thread holds no database connection (core/db.py), so
+# one process holds hundreds in flight within its pool. `--pool`/`--concurrency` given to celery win.
+CELERY_WORKER_POOL = "threads"
+CELERY_WORKER_CONCURRENCY = env_int("GATEHOUSE_WORKER_CONCURRENCY", 200, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "resume-investigations": {"task": "investigations.tasks.sweep_investigations", "schedule": float(SWEEP_INTERVAL_S)},
     "expire-and-resume-actions": {"task": "investigations.tasks.sweep_actions", "schedule": float(SWEEP_INTERVAL_S)},

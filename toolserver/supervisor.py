@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from core.db import release_connection
 from toolserver import credentials, egress, external
 from toolserver.catalog import SERVERS
 from toolserver.config import BackendBinding, binding_of
@@ -256,6 +257,7 @@ class Supervisor:
         """(envelope, backend status) of one call, from this worker's process for `server`."""
         config = launch_config(server, backend)
         timeout_s = config.timeout_s if config.external else float(settings.TOOLSERVER_CALL_TIMEOUT_S)
+        release_connection()  # the answer may take seconds: the caller holds no database connection meanwhile
         future = asyncio.run_coroutine_threadsafe(self._call(config, tool, arguments, meta, timeout_s), self._loop)
         try:
             return future.result(timeout=timeout_s + START_TIMEOUT_S + 5)

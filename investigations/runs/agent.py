@@ -28,12 +28,12 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
+from core.db import release_connection
 from investigations.approvals.services import policy_for, request_action
 from investigations.models import Alert, Event, Investigation
 from investigations.runs import llm, services
@@ -63,7 +63,7 @@ def run(investigation_id: int) -> None:
     owner = services.claim(investigation_id)
     if owner is None:
         return
-    with Heartbeat(investigation_id, owner):
+    with services.held(investigation_id, owner):
         try:
             Agent(investigation_id, owner).run()
         except LeaseLost:
@@ -337,13 +337,16 @@ class Agent:
         )
 
     # -- state --------------------------------------------------------------------------------
+    # Each write gives its connection back: between them this thread waits on the model or a tool.
     def _save(self, **fields) -> None:
         services.save(self.id, self.owner, **fields)
+        release_connection()
         for name, value in fields.items():
             setattr(self.investigation, name, value)
 
     def _event(self, kind: str, data: dict) -> None:
         record_event(self.id, kind, data, owner=self.owner)
+        release_connection()
 
 
 # -- what the model sent, and what the API is sent ----------------------------------------------
@@ -526,33 +529,3 @@ class TextStream:
         self.flushed_at = time.monotonic()
         if chunk:
             self.emit(chunk, self.block)
-
-
-@dataclass
-class Heartbeat:
-    """Renews the worker's lease while it works, so only a dead worker's investigation is taken over."""
-
-    investigation_id: int
-    owner: str
-
-    def __enter__(self):
-        services.holding(self.investigation_id, self.owner)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"lease-{self.investigation_id}", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        services.holding(self.investigation_id, None)
-        self._stop.set()
-        self._thread.join()
-
-    def _beat(self) -> None:
-        try:
-            while not self._stop.wait(settings.INVESTIGATION_LEASE_S / 3):
-                if not services.renew(self.investigation_id, self.owner):
-                    return
-        except Exception:
-            log.warning("could not renew the lease of investigation %s", self.investigation_id, exc_info=True)
-        finally:
-            connection.close()

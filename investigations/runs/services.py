@@ -12,9 +12,12 @@ lease token, so a worker that stalled and was replaced cannot write over its suc
 """
 
 import logging
+import operator
 import threading
 import uuid
+from contextlib import contextmanager
 from datetime import timedelta
+from functools import reduce
 
 from django.conf import settings
 from django.db import transaction
@@ -22,6 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core import transitions
+from core.db import release_connection
 from investigations.models import Alert, Budgets, Event, Investigation
 from investigations.runs import events
 from investigations.runs.events import LeaseLost
@@ -29,9 +33,11 @@ from investigations.runs.events import LeaseLost
 log = logging.getLogger(__name__)
 Status = Investigation.Status
 CLAIMABLE = (Status.QUEUED, Status.RUNNING)
-# The leases this process's workers hold now (investigation id -> lease token): what hand_back() gives back.
+# The leases this process's workers hold now (investigation id -> lease token): what the lease keeper
+# renews and hand_back() gives back.
 _held: dict[int, str] = {}
 _held_lock = threading.Lock()
+_keeper: threading.Thread | None = None
 
 
 def start_investigation(alert: Alert, *, requested_by=None, hold: bool = False) -> Investigation:
@@ -102,9 +108,18 @@ def claim(investigation_id: int) -> str | None:
     return token if claimed else None
 
 
-def renew(investigation_id: int, owner: str) -> bool:
-    expires = timezone.now() + _lease()
-    return bool(Investigation.objects.filter(pk=investigation_id, lease_owner=owner).update(lease_expires_at=expires))
+def renew_held() -> int:
+    """Renew every lease this process holds, in one UPDATE; how many were renewed. A lease another
+    worker took meanwhile is not (its holder's next fenced write raises LeaseLost)."""
+    with _held_lock:
+        held = dict(_held)
+    if not held:
+        return 0
+    rows = reduce(operator.or_, (Q(pk=pk, lease_owner=owner) for pk, owner in held.items()))
+    try:
+        return Investigation.objects.filter(rows).update(lease_expires_at=timezone.now() + _lease())
+    finally:
+        release_connection()
 
 
 def save(investigation_id: int, owner: str, **fields) -> None:
@@ -202,12 +217,37 @@ def resume(investigation_id: int) -> bool:
 
 
 def holding(investigation_id: int, owner: str | None) -> None:
-    """Note that this process works on it under `owner` (None: no longer)."""
+    """Note that this process works on it under `owner` (None: no longer); its lease is kept from now."""
+    global _keeper
     with _held_lock:
         if owner is None:
             _held.pop(investigation_id, None)
-        else:
-            _held[investigation_id] = owner
+            return
+        _held[investigation_id] = owner
+        if _keeper is None or not _keeper.is_alive():
+            _keeper = threading.Thread(target=_keep_leases, name="lease-keeper", daemon=True)
+            _keeper.start()
+
+
+@contextmanager
+def held(investigation_id: int, owner: str):
+    """While the block runs, this process keeps the investigation's lease (and hands it back if it stops)."""
+    holding(investigation_id, owner)
+    try:
+        yield
+    finally:
+        holding(investigation_id, None)
+
+
+def _keep_leases() -> None:
+    """The process's one lease keeper: every third of a lease, all its leases renewed at once, so
+    hundreds of investigations in flight cost one thread and one query, not one of each apiece.
+    Only a process that stopped (or stalled past a lease) loses its investigations to another."""
+    while not threading.Event().wait(settings.INVESTIGATION_LEASE_S / 3):
+        try:
+            renew_held()
+        except Exception:  # the database away for a moment: the next round tries again, within the lease
+            log.warning("could not renew this worker's leases", exc_info=True)
 
 
 def hand_back() -> list[int]:

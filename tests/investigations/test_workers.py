@@ -20,6 +20,7 @@ from tests.support import WAIT_S, ConsoleProcess, story_alert, wait_until
 from toolserver.catalog import SERVERS
 from toolserver.lab import estate, faults
 from toolserver.lab.models import LabFault, LabWrite
+from toolserver.models import ToolServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -254,3 +255,64 @@ def test_a_worker_killed_mid_write_on_a_backend_that_cannot_tell_waits_for_a_per
         "unconfirmed",
         "succeeded",
     ]
+
+
+IN_FLIGHT = 50
+
+
+@pytest.mark.production  # 50 in flight at once is one worker process's threads (the embedded worker runs 4)
+def test_a_worker_killed_with_fifty_investigations_in_flight_is_replaced_and_all_fifty_finish_calling_nothing_twice(
+    lab, tmp_path, settings_offline
+):
+    """One worker process holds 50 investigations at once (a thread each, a connection only while it
+    writes); killed with all of them mid-way, its replacement finishes all 50, and no tool call that
+    had completed is made again."""
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    # The servers' rate limits are a deployment's (120 calls a minute by default): 50 stories at once
+    # would pass them, and a rate-limited story ends inconclusive. Here they must not differ by load.
+    ToolServer.objects.update(rate_limit_calls=1_000_000)
+    env = worker_env(lab, GATEHOUSE_OFFLINE_TURN_DELAY_MS="1000", GATEHOUSE_DB_POOL_SIZE="5")
+    worker = WorkerProcess(env, tmp_path, concurrency=IN_FLIGHT).start()
+    try:
+        ids = [
+            receive_alert(
+                story_alert("LAB-SIEM-1003").model_copy(update={"external_id": f"LAB-SIEM-1003-{n}"})
+            ).investigation.pk
+            for n in range(IN_FLIGHT)
+        ]
+        investigations = Investigation.objects.filter(pk__in=ids)
+        audit = AuditRecord.objects.filter(correlation_id__in=investigations.correlation_ids(), actor="agent")
+
+        def all_mid_way() -> bool:  # every one running, and each has made a call: all in flight at once
+            running = investigations.filter(status="running").count()
+            return running == IN_FLIGHT and audit.values("correlation_id").distinct().count() == IN_FLIGHT
+
+        wait_until(all_mid_way, timeout=120, what=f"{IN_FLIGHT} investigations in flight on one worker")
+        assert not investigations.filter(finished_at__isnull=False).exists()
+        worker.kill()
+        before = Counter(audit.values_list("correlation_id", flat=True))
+        worker.start()
+        wait_until(
+            lambda: investigations.filter(status="completed").count() == IN_FLIGHT,
+            timeout=240,
+            what=f"all {IN_FLIGHT} to finish after the restart",
+        )
+    finally:
+        worker.stop()
+
+    for investigation in investigations:
+        calls = Counter(
+            (record.tool, json.dumps(record.arguments, sort_keys=True))
+            for record in audit.filter(correlation_id=investigation.correlation_id)
+        )
+        assert all(count == 1 for count in calls.values()), calls  # no call made twice
+        asked = [
+            block
+            for message in investigation.messages
+            if message["role"] == "assistant"
+            for block in message["content"]
+            if block.get("type") == "tool_use"
+        ]
+        assert sum(calls.values()) == len(asked)  # one audited call per call the model asked for
+        assert investigation.verdict == "benign", (investigation.end_reason, investigation.summary)
+    assert sum(before.values()) >= IN_FLIGHT and len(before) == IN_FLIGHT

@@ -31,8 +31,8 @@ def worker_env(lab, **overrides) -> dict[str, str]:
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], tmp_path, *, beat: bool = True):
-        self.env, self.tmp_path, self.beat = env, tmp_path, beat
+    def __init__(self, env: dict[str, str], tmp_path, *, beat: bool = True, concurrency: int = 2):
+        self.env, self.tmp_path, self.beat, self.concurrency = env, tmp_path, beat, concurrency
         self.console: ConsoleProcess | None = None
         self.process: subprocess.Popen | None = None
         self.starts = 0
@@ -51,7 +51,7 @@ class WorkerProcess:
                         "worker",
                         "--pool=threads",
                         "-c",
-                        "2",
+                        str(self.concurrency),
                         *(["-B"] if self.beat else []),
                         "--without-heartbeat",
                         "--without-mingle",
