@@ -2,11 +2,17 @@
 console (`manage.py serve`) on this run's test database."""
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from tests.toolserver.taxii_server import Medallion
 from toolserver.gateway import CallContext, Gateway
+from toolserver.supervisor import get_supervisor
+
+MCP_SERVERS = Path(settings.BASE_DIR) / "integrations/mcp-servers/node_modules/@modelcontextprotocol"
 
 
 @pytest.fixture
@@ -26,6 +32,34 @@ def taxii_server(tmp_path):
 def context():
     # The tool layer's own tests act as an approved action would: writes carry an approval.
     return CallContext(correlation_id="inv-test-1", trigger="alert-test-1", approval="test-approval")
+
+
+def mcp_server_js(package: str) -> Path:
+    """The entry point of a third-party MCP server that `make mcp-servers` installs (server-memory, ...)."""
+    return MCP_SERVERS / package / "dist/index.js"
+
+
+@pytest.fixture
+def register_node_server(admin_user):
+    """Register a third-party MCP server run as `node <its entry point> <args>` over stdio, as an admin
+    does; each one's process is stopped after the test."""
+    from console.manage import administration
+
+    registered = []
+
+    def register(name: str, package: str, args: tuple[str, ...] = (), **fields):
+        script = mcp_server_js(package)
+        if not script.exists() or shutil.which("node") is None:
+            pytest.fail(f"{package} is not installed: run `make mcp-servers` (npm ci in integrations/mcp-servers)")
+        server = administration.register_external_server(
+            admin_user, {"name": name, "command": "node", "args": [str(script), *args], **fields}
+        )
+        registered.append(name)
+        return server
+
+    yield register
+    for name in registered:
+        get_supervisor().restart(name)
 
 
 def server_pids(server: str, parent: int | None = None) -> list[int]:

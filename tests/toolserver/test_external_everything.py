@@ -8,14 +8,13 @@ audit record.
 
 import json
 import os
-import shutil
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 
 from console.manage import administration
 from investigations.models import AuditRecord
+from tests.toolserver.conftest import mcp_server_js
 from toolserver import external
 from toolserver.gateway import CallContext, Gateway
 from toolserver.models import Tool
@@ -23,26 +22,18 @@ from toolserver.supervisor import get_supervisor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-EVERYTHING_JS = (
-    Path(settings.BASE_DIR)
-    / "integrations/mcp-servers/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
-)
+EVERYTHING_JS = mcp_server_js("server-everything")
 READS = ("echo", "get-structured-content", "get-tiny-image", "trigger-sampling-request", "trigger-elicitation-request")
 CONTEXT = CallContext(correlation_id="inv-everything-1", trigger="alert-everything-1")
 
 
 @pytest.fixture
-def everything(admin_user):
-    if not EVERYTHING_JS.exists() or shutil.which("node") is None:
-        pytest.fail("server-everything is not installed: run `make mcp-servers` (npm ci in integrations/mcp-servers)")
-    server = administration.register_external_server(
-        admin_user, {"name": "everything", "command": "node", "args": [str(EVERYTHING_JS), "stdio"]}
-    )
+def everything(register_node_server, admin_user):
+    server = register_node_server("everything", "server-everything", args=("stdio",))
     administration.discover(server)
     for name in READS:
         administration.accept_external_tool(Tool.objects.get(name=f"everything__{name}"), admin_user, access="read")
-    yield server
-    get_supervisor().restart("everything")
+    return server
 
 
 def call(tool: str, arguments: dict) -> dict:
@@ -173,17 +164,14 @@ def bridge_pids() -> list[int]:
 
 
 @pytest.fixture
-def slow(admin_user):
+def slow(register_node_server, admin_user):
     """server-everything again, with a 2-second call timeout and its long-running operation accepted as a write
     (no target argument: its key is the action and the alert)."""
-    server = administration.register_external_server(
-        admin_user, {"name": "slow", "command": "node", "args": [str(EVERYTHING_JS), "stdio"], "timeout_s": 2}
-    )
+    server = register_node_server("slow", "server-everything", args=("stdio",), timeout_s=2)
     administration.discover(server)
     tool = Tool.objects.get(name="slow__trigger-long-running-operation")
     administration.accept_external_tool(tool, admin_user, access="write")
-    yield server
-    get_supervisor().restart("slow")
+    return server
 
 
 def test_an_external_write_that_timed_out_is_never_sent_again_a_person_checks(slow):

@@ -7,48 +7,33 @@ refused without approval and done once with it, and its process holding only its
 """
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 
 from console.manage import administration
 from investigations.models import AuditRecord
-from tests.toolserver.conftest import children, read_environ, server_pids
+from tests.toolserver.conftest import children, mcp_server_js, read_environ, server_pids
 from toolserver import config
 from toolserver.gateway import CallContext, Gateway
 from toolserver.models import Tool, ToolServer
-from toolserver.supervisor import get_supervisor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-MEMORY_JS = (
-    Path(settings.BASE_DIR) / "integrations/mcp-servers/node_modules/@modelcontextprotocol/server-memory/dist/index.js"
-)
+MEMORY_JS = mcp_server_js("server-memory")
 CANARY = "memory-canary-3f9a1c7e5b2d"
 ENTITY = {"name": "ws-fin-07", "entityType": "host", "observations": ["beaconing to 203.0.113.9"]}
 
 
 @pytest.fixture
-def memory(admin_user, tmp_path):
-    if not MEMORY_JS.exists() or shutil.which("node") is None:
-        pytest.fail("server-memory is not installed: run `make mcp-servers` (npm ci in integrations/mcp-servers)")
+def memory(register_node_server, admin_user, tmp_path):
     graph = tmp_path / "memory.jsonl"
-    server = administration.register_external_server(
-        admin_user,
-        {
-            "name": "memory",
-            "command": "node",
-            "args": [str(MEMORY_JS)],
-            "env": {"MEMORY_FILE_PATH": str(graph)},
-            "credential_env": "MEMORY_TOKEN",
-        },
+    server = register_node_server(
+        "memory", "server-memory", env={"MEMORY_FILE_PATH": str(graph)}, credential_env="MEMORY_TOKEN"
     )
     administration.set_credential(server, admin_user, secret=CANARY)
     server.graph = graph
-    yield server
-    get_supervisor().restart("memory")  # its process stops with the test
+    return server
 
 
 @pytest.fixture
