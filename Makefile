@@ -17,7 +17,7 @@ TEST_PRODUCTION_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
 TEST_EMBEDDED_ENV := DATABASE_URL= REDIS_URL= GATEHOUSE_DATA_DIR=$(CURDIR)/var/test-embedded
 
 .PHONY: run test test-production test-embedded lint format install static services chromium slapd alertmanager \
-	conformance conformance-tools mcp-servers clean
+	conformance conformance-tools mcp-servers vendor-mcp clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,19 @@ $(MCP_SERVERS)/node_modules/.installed: $(MCP_SERVERS)/package-lock.json
 
 mcp-servers: $(MCP_SERVERS)/node_modules/.installed
 
+# Vendors' MCP servers from PyPI, each in a virtualenv of its own under var/vendor-mcp/<name> (their own mcp
+# and other pins never meet ours), installed exactly as integrations/vendor-mcp/<name>.txt pins them; again
+# only when that file changes.
+VENDOR_MCP := var/vendor-mcp
+$(VENDOR_MCP)/%/.installed: integrations/vendor-mcp/%.txt
+	rm -rf $(VENDOR_MCP)/$*
+	$(PYTHON) -m venv $(VENDOR_MCP)/$*
+	$(VENDOR_MCP)/$*/bin/pip install --quiet --disable-pip-version-check --no-deps -r $<
+	$(VENDOR_MCP)/$*/bin/pip check --disable-pip-version-check
+	touch $@
+
+vendor-mcp: $(VENDOR_MCP)/falcon/.installed
+
 # The official MCP conformance suite and the inspector CLI, pinned by conformance/package-lock.json
 # (npm ci again when it changes; no install scripts run).
 CONFORMANCE_TOOLS := conformance/node_modules/.package-lock.json
@@ -82,7 +95,7 @@ format: install
 
 # The two modes share nothing (PostgreSQL + Redis db 15, SQLite under var/test-embedded), so they
 # run side by side; each one's output is printed whole when it ends.
-test: lint static services chromium slapd alertmanager conformance-tools mcp-servers
+test: lint static services chromium slapd alertmanager conformance-tools mcp-servers vendor-mcp
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-production test-embedded
 
 test-production:
