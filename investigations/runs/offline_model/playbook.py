@@ -213,8 +213,10 @@ def graph_tool(schemas: dict[str, Any]) -> str | None:
         if not server or action != GRAPH_ACTION or not isinstance(schema, dict):
             continue
         properties = schema.get("properties")
-        if not isinstance(properties, dict) or set(properties) != {"entities"} or not isinstance(
-            properties["entities"], dict
+        if (
+            not isinstance(properties, dict)
+            or set(properties) != {"entities"}
+            or not isinstance(properties["entities"], dict)
         ):
             continue
         items = properties["entities"].get("items")
