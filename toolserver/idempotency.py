@@ -29,6 +29,7 @@ from toolserver.models import IdempotencyRecord
 from toolserver.schemas import StrictArgs
 
 POLL_INTERVAL_S = 0.05
+TARGET_SHOWN = 200  # ActionRequest.target's length: the target as people read it; the key holds all of it
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,16 @@ def write_key(tool: ToolSpec, args: StrictArgs, trigger: str) -> WriteKey:
     }
     return WriteKey(
         key=_digest(tool.name, target, trigger),
-        target=target,
+        target=_shown(target),
         fingerprint=_digest(json.dumps(material, sort_keys=True, default=str)),
     )
+
+
+def _shown(target: str) -> str:
+    """The target as people read it, cut and marked when long: an external tool's may be a whole list
+    (server-memory's entities, with their observations). A built-in's, which _free_undone recomputes a key
+    from, is a host or an account name, never cut."""
+    return target if len(target) <= TARGET_SHOWN else target[: TARGET_SHOWN - 1] + "\u2026"
 
 
 def _canonical(value) -> str:

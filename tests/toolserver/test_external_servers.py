@@ -236,3 +236,28 @@ def test_its_rate_limit_is_its_own(accepted):
         assert AuditRecord.objects.filter(tool="memory__read_graph", outcome="rate_limited").count() == 1
     finally:
         get_rate_limiter().reset("memory")
+
+
+def test_a_long_target_is_shown_cut_and_keyed_whole(accepted, make_investigation, analyst):
+    """server-memory's target is the whole entities list: longer than a person reads (and the column holds)."""
+    from investigations.approvals import services as approvals
+    from investigations.runs import services
+
+    investigation = make_investigation("EXT-LONG")
+    owner = services.claim(investigation.pk)
+    gateway = Gateway()
+    long = dict(ENTITY, observations=["beaconing to 203.0.113.9 every 60 seconds"] * 8)
+    longer = dict(long, observations=[*long["observations"], "and to 198.51.100.4"])  # the same first 200 characters
+
+    def ask(tool_use_id: str, entity: dict):
+        use = {"id": tool_use_id, "name": "memory__create_entities", "input": {"entities": [entity]}}
+        return approvals.request_action(investigation, use, owner=owner, gateway=gateway)
+
+    first, second = ask("toolu_long_1", long), ask("toolu_long_2", longer)
+    assert len(first.target) == 200 and first.target.endswith("\u2026") and first.target == second.target
+    assert first.idempotency_key != second.idempotency_key  # keyed on the whole target
+    approvals.approve(first.pk, analyst)
+    approvals.execute(first.pk)
+    first.refresh_from_db()
+    assert first.state == "succeeded"
+    assert [entity["name"] for entity in entities(gateway)] == ["ws-fin-07"]

@@ -158,13 +158,16 @@ def read_envelope(content: Any) -> dict:
 class Conversation:
     alert: Alert | None
     offered: frozenset[str]
+    graph: str | None  # the offered knowledge-graph tool, if any (graph_tool)
     calls: list[Call]
     latest: list[Call]  # answered in the final user message: what the next turn comments on
     budget_exhausted: bool
 
     @classmethod
     def from_request(cls, body: dict) -> "Conversation":
-        offered = frozenset(tool["name"] for tool in body.get("tools") or [])
+        tools = [tool for tool in body.get("tools") or [] if isinstance(tool, dict)]
+        offered = frozenset(tool["name"] for tool in tools)
+        graph = graph_tool({tool["name"]: tool.get("input_schema") for tool in tools})
         alert, calls, latest, budget_exhausted = None, {}, [], False
         messages = body["messages"]
         for position, message in enumerate(messages):
@@ -185,7 +188,49 @@ class Conversation:
                     if position == 0 and alert is None:
                         alert, text = split_alert(text)  # only the first user message carries the alert
                     budget_exhausted |= _says_budget_exhausted(text)
-        return cls(alert, offered, list(calls.values()), latest, budget_exhausted)
+        return cls(alert, offered, graph, list(calls.values()), latest, budget_exhausted)
+
+
+# ======================================================================================
+# A knowledge graph an admin offers: where a confirmed finding is recorded
+# ======================================================================================
+GRAPH_ACTION = "create_entities"
+GRAPH_ENTITY = ("name", "entityType", "observations")
+GRAPH_OBSERVATION_LIMIT = 300
+
+
+def graph_tool(schemas: dict[str, Any]) -> str | None:
+    """The offered external tool that adds entities to a knowledge graph (server-memory's create_entities).
+
+    Recognised by its name and the shape of its accepted schema, never by what its description
+    says: `<server>__create_entities` whose one argument, `entities`, is a list of objects with a
+    name, an entityType and a list of observations (and requires nothing else). Several: the first
+    by name, so a resumed investigation picks the same one.
+    """
+    for name in sorted(schemas):
+        server, _, action = name.partition("__")
+        schema = schemas[name]
+        if not server or action != GRAPH_ACTION or not isinstance(schema, dict):
+            continue
+        properties = schema.get("properties")
+        if (
+            not isinstance(properties, dict)
+            or set(properties) != {"entities"}
+            or not isinstance(properties["entities"], dict)
+        ):
+            continue
+        items = properties["entities"].get("items")
+        fields = items.get("properties") if isinstance(items, dict) else None
+        required = items.get("required", []) if isinstance(items, dict) else None
+        if (
+            isinstance(fields, dict)
+            and isinstance(required, list)
+            and set(GRAPH_ENTITY) <= set(fields)
+            and set(required) <= set(GRAPH_ENTITY)
+            and properties["entities"].get("type") == "array"
+        ):
+            return name
+    return None
 
 
 def _says_budget_exhausted(text: str) -> bool:
@@ -584,8 +629,9 @@ class Playbook:
     """Decides the next turn from the conversation alone.
 
     The order: the user's sign-ins and account; the host's facts, processes and connections;
-    the security events; intel on what looked suspicious; when intel confirms it, containment
-    and a ticket; the verdict. A step whose tool is not offered is skipped. A retryable failure
+    the security events; intel on what looked suspicious; when intel confirms it, the finding
+    recorded in a knowledge graph if an admin offers one (graph_tool), containment and a ticket;
+    the verdict. A step whose tool is not offered is skipped. A retryable failure
     is retried once over a narrower window. A failure is never a finding: it can only make the
     verdict less certain.
     """
@@ -686,10 +732,13 @@ class Playbook:
         return steps
 
     def containment_steps(self, assessment: Assessment) -> list[Step]:
-        """Isolation for a compromised host, disabling for stolen credentials, then the ticket."""
+        """The record in a knowledge graph an admin offers, isolation for a compromised host, disabling
+        for stolen credentials, then the ticket."""
         alert, steps = self.alert, []
         host_facts, user_facts = self._data("get_host"), self._data("get_user")
         on_host, on_account = assessment.confirmed_in("host"), assessment.confirmed_in("account")
+        if record := self._graph_step(assessment):
+            steps.append(record)
         if alert.host and on_host and not host_facts.get("isolated"):
             steps.append(
                 Step(
@@ -728,6 +777,39 @@ class Playbook:
             Step("open_ticket", ticket, "the incident ticket", "I'll open the incident ticket with the findings.")
         )
         return [step for step in steps if step.tool in self.conversation.offered]
+
+    def _graph_step(self, assessment: Assessment) -> Step | None:
+        """What is confirmed, recorded in the offered knowledge graph: an entity for the alert's host
+        (its findings and the alert's own) and one for its user (the account's), each observation
+        written by the playbook from the evidence, none copied from the alert's text. First among the
+        writes: it records what is known whatever the analysts decide on containment. The admin's
+        classification, not the model, decides whether it waits for an approval."""
+        graph, alert = self.conversation.graph, self.alert
+        if graph is None:
+            return None
+        named_by_alert = assessment.confirmed_in("alert")  # on the host when the alert names one
+        on_host = assessment.confirmed_in("host") + (named_by_alert if alert.host else [])
+        on_account = assessment.confirmed_in("account") + ([] if alert.host else named_by_alert)
+        entities = [
+            {
+                "name": subject,
+                "entityType": kind,
+                "observations": [f"{alert.name}: malicious, confirmed by intel"]
+                + [clip(_confirmed_text(lead, lookup), GRAPH_OBSERVATION_LIMIT) for lead, lookup in confirmed],
+            }
+            for subject, kind, confirmed in ((alert.host, "host", on_host), (alert.user, "account", on_account))
+            if subject and confirmed
+        ]
+        if not entities:
+            return None
+        server = graph.partition("__")[0]
+        named = " and ".join(entity["name"] for entity in entities)
+        return Step(
+            graph,
+            {"entities": entities},
+            "the knowledge-graph record",
+            f"I'll record the confirmed findings on {named} in the {server} knowledge graph.",
+        )
 
     def leads(self) -> list[Lead]:
         processes = self._outcome(self._step("get_process_tree"))
@@ -807,8 +889,11 @@ class Playbook:
             )
         return " ".join(self._comment(call) for call in self.conversation.latest) or "Continuing the investigation."
 
+    def _is_write(self, call: Call) -> bool:
+        return call.name in WRITE_TOOLS or call.name == self.conversation.graph
+
     def _comment(self, call: Call) -> str:
-        if call.name in WRITE_TOOLS:
+        if self._is_write(call):
             return _write_outcome(call)
         step = next((step for step in self.read_steps() + self.lookup_steps() if step.matches(call)), None)
         if call.ok:
@@ -830,7 +915,7 @@ class Playbook:
 
     # Each conclusion: (verdict, summary, evidence); an evidence string starts with its tool_use id.
     def _malicious(self, assessment: Assessment) -> tuple[str, str, list[str]]:
-        writes = [call for call in self.conversation.calls if call.name in WRITE_TOOLS]
+        writes = [call for call in self.conversation.calls if self._is_write(call)]
         summary = (
             "Confirmed: " + "; ".join(_confirmed_text(lead, lookup) for lead, lookup in assessment.confirmed) + "."
         )
@@ -946,9 +1031,13 @@ ANALYST_REASON_KEYS = ("analyst_reason", "rejection_reason", "decision_reason", 
 def _write_outcome(call: Call) -> str:
     """What became of a requested write, in a sentence or two. A write is never retried."""
     host, username = _token(call.input.get("host")), _token(call.input.get("username"))
-    name = WRITE_NAMES.get(call.name, call.name).format(host=host, username=username)
+    graph = call.name.partition("__")[2] == GRAPH_ACTION  # only graph_tool's is ever called among external tools
+    name = "the knowledge-graph record" if graph else WRITE_NAMES.get(call.name, call.name)
+    name = name.format(host=host, username=username)
     if call.ok:
         data = call.data if isinstance(call.data, dict) else {}
+        if graph:
+            return f"The findings {'were already' if data.get('replayed') else 'are now'} in the knowledge graph."
         if call.name == "isolate_host":
             already = data.get("already_isolated") or data.get("replayed")  # replayed: done before for this alert
             return f"{host} {'was already' if already else 'is now'} isolated."
