@@ -8,3 +8,7 @@ META_IDEMPOTENCY_KEY = "gatehouse/idempotency_key"
 META_BACKEND_STATUS = "gatehouse/backend_status"
 # Set on a write: do not act, say whether it already happened ({"check": "done"|"not_done"|"unknown"}).
 META_CHECK_DONE = "gatehouse/check_done"
+# Sent back by the bridge of an HTTP server (toolserver.bridge): what that server asked of us (one of
+# SERVER_REQUESTS) and was refused since its last answer.
+META_REFUSED = "gatehouse/refused"
+SERVER_REQUESTS = ("sampling", "elicitation", "roots")

@@ -31,7 +31,7 @@ from toolserver.catalog import SERVERS
 from toolserver.config import BackendBinding, binding_of
 from toolserver.envelope import BackendFailure, Reason, backend_error, error
 from toolserver.launch import EXTERNAL_VARIABLE, PARENT_VARIABLE, SEALED_PARAMS_VARIABLE
-from toolserver.meta import META_BACKEND_STATUS
+from toolserver.meta import META_BACKEND_STATUS, META_REFUSED, SERVER_REQUESTS
 
 if TYPE_CHECKING:  # mcp is imported when the first server starts: a web process may never need it
     from mcp import Client
@@ -124,7 +124,7 @@ class ServerProcess:
         self._restart = asyncio.Event()
         self._stop = asyncio.Event()
         self._failure: str | None = None
-        self.refused: list[str] = []  # what an external server asked of us and was refused, since the last call
+        self.refused: list[str] = []  # what an external server asked of us and was refused, since the last answer
         self._task = asyncio.create_task(self._own(), name=f"toolserver-{config.server}")
 
     def _callbacks(self) -> dict:
@@ -387,7 +387,6 @@ class Supervisor:
         from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
         server = process.config.server
-        process.refused.clear()
         try:
             result = await process.call(tool, arguments, {}, timeout_s)
         except MCPError as exc:
@@ -400,6 +399,11 @@ class Supervisor:
             return external.normalise_protocol_error(server, OUT_OF_SCHEMA), _status(process, "out_of_schema")
         if result is None:
             return external.failure(server, "unavailable"), "toolserver_not_started"
+        if json.loads(process.config.external).get("transport") == "http":  # what its bridge refused
+            relayed = (result.meta or {}).get(META_REFUSED)
+            process.refused += (
+                [what for what in relayed if what in SERVER_REQUESTS] if isinstance(relayed, list) else []
+            )
         return external.normalise(server, result), _status(process, "is_error" if result.is_error else "ok")
 
     async def _process(self, config: LaunchConfig) -> ServerProcess:
@@ -426,8 +430,10 @@ class Supervisor:
 
 
 def _status(process: ServerProcess, status: str) -> str:
-    """The backend status an external call's audit record keeps: its requests to us that were refused first."""
+    """The backend status an external call's audit record keeps: the requests to us refused since the
+    last call's (those it made as it started go with its first call), taken so no later call repeats them."""
     refused = sorted(set(process.refused))
+    process.refused.clear()
     return (f"refused:{'+'.join(refused)} " if refused else "") + status
 
 

@@ -61,13 +61,16 @@ def test_a_long_answer_is_capped_and_says_so(everything):
     assert call("echo", {"message": "short"})["truncated"] is False
 
 
-@pytest.mark.parametrize(
+SERVER_ASKS = pytest.mark.parametrize(
     ("tool", "arguments", "refused"),
     [
         ("trigger-sampling-request", {"prompt": "Say yes", "maxTokens": 5}, "sampling"),
         ("trigger-elicitation-request", {}, "elicitation"),
     ],
 )
+
+
+@SERVER_ASKS
 def test_what_the_server_asks_of_us_is_refused_and_recorded(everything, tool, arguments, refused):
     result = call(tool, arguments)
     assert (result["status"], result["reason"]) == ("error", "everything_tool_error")
@@ -139,6 +142,25 @@ def test_over_streamable_http_through_a_bridge_that_alone_holds_the_credential(e
         "GATEHOUSE_BRIDGE_HEADER",
         "GATEHOUSE_BRIDGE_SECRET",
     }
+
+
+@SERVER_ASKS
+def test_over_http_what_the_server_asks_of_us_is_refused_by_the_bridge_and_recorded_with_the_call(
+    everything_http, admin_user, tool, arguments, refused
+):
+    """The bridge declares what a stdio client does, refuses it as the supervisor does, and sends the
+    refusal back with the call's answer: the call's audit record keeps it, as for a stdio server."""
+    administration.discover(everything_http)
+    name = f"everything-http__{tool}"
+    administration.accept_external_tool(Tool.objects.get(name=name), admin_user, access="read")
+    result = Gateway().call(name, arguments, CONTEXT)
+    assert result["status"] == "error" and result["reason"].endswith("_tool_error"), result
+    record = AuditRecord.objects.get(kind="tool_call", tool=name)
+    assert record.backend_status.startswith(f"refused:{refused} "), record.backend_status
+    echo = "everything-http__echo"
+    administration.accept_external_tool(Tool.objects.get(name=echo), admin_user, access="read")
+    assert Gateway().call(echo, {"message": "after"}, CONTEXT)["status"] == "ok"
+    assert AuditRecord.objects.get(kind="tool_call", tool=echo).backend_status == "ok"  # told once, not again
 
 
 def test_a_url_off_the_allow_list_is_refused_by_the_bridge_too(everything_http, admin_user, settings):
