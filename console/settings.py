@@ -286,7 +286,10 @@ INVESTIGATION_BUDGETS = {
 # renewing (killed) is replaced by the next sweep, which resumes from the last saved step.
 INVESTIGATION_LEASE_S = env_int("GATEHOUSE_INVESTIGATION_LEASE_S", 60, minimum=1)
 SWEEP_INTERVAL_S = env_int("GATEHOUSE_SWEEP_INTERVAL_S", 15, minimum=1)
-TEXT_FLUSH_MS = 100  # streamed text is saved and published at most this often per block
+# Streamed text is saved and published at most this often per block: each piece is a transaction and a
+# message to the page, and with hundreds of turns streaming in one worker they are most of its work
+# (bench/scale.py); a quarter of a second still reads as live.
+TEXT_FLUSH_MS = env_int("GATEHOUSE_TEXT_FLUSH_MS", 250, minimum=0)
 ALERT_MAX_BYTES = 64 * 1024  # a larger alert body is refused with 413
 # Per integration: requests to POST /api/alerts per window (shared by every web process through
 # Redis in production), and investigations waiting for a worker; past either, 429.

@@ -241,6 +241,7 @@ class ExternalServerForm(forms.Form):
     timeout_s = forms.IntegerField(min_value=1, max_value=600, initial=30, label="Timeout (seconds)")
     rate_limit_calls = forms.IntegerField(min_value=1, initial=60, label="Calls per window")
     rate_limit_window_s = forms.IntegerField(min_value=1, max_value=86_400, initial=60, label="Window (seconds)")
+    enabled = forms.BooleanField(required=False, help_text="Off: none of its tools is offered to the model or called.")
 
     def __init__(self, data=None, *, instance: ToolServer | None = None):
         initial = None
@@ -251,6 +252,8 @@ class ExternalServerForm(forms.Form):
         super().__init__(data, initial=initial)
         if instance is not None:
             del self.fields["name"]
+        else:
+            del self.fields["enabled"]  # a new server is on; its tools wait for an admin to accept each anyway
 
     def clean_args(self) -> list[str]:
         return [line.strip() for line in self.cleaned_data["args"].splitlines() if line.strip()]

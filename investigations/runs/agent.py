@@ -134,17 +134,15 @@ class Agent:
             lambda chunk, block: self._event(Kind.TEXT, {"text": chunk, "block": f"{len(messages)}.{block}"})
         )
         max_tokens = min(settings.MODEL_MAX_TOKENS, investigation.budget_tokens - investigation.tokens_used)
+        request = llm.cached_request(system=SYSTEM_PROMPT, tools=config.offered_tools(), messages=as_sent(messages))
+        release_connection()  # a turn takes seconds, and a pool shared by hundreds of turns must not wait on it
         deadline = Deadline(self._time_left())
         final = None
         try:
             with (
                 deadline,
                 llm.client(time_left_s=deadline.seconds).messages.stream(
-                    model=investigation.model,
-                    max_tokens=max_tokens,
-                    **llm.cached_request(
-                        system=SYSTEM_PROMPT, tools=config.offered_tools(), messages=as_sent(messages)
-                    ),
+                    model=investigation.model, max_tokens=max_tokens, **request
                 ) as stream,
                 deadline.watching(stream.response),
             ):

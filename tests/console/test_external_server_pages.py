@@ -7,6 +7,8 @@ from django.urls import reverse
 
 from investigations.models import AuditRecord
 from tests.toolserver.test_external_servers import MEMORY_JS
+from toolserver import config
+from toolserver.gateway import CallContext, Gateway
 from toolserver.models import Tool, ToolServer
 from toolserver.supervisor import get_supervisor
 
@@ -59,6 +61,19 @@ def test_an_admin_registers_discovers_and_classifies_from_the_pages(admin_user):
     page = client.get(reverse("manage:tool", args=["memory__create_entities"])).content.decode()
     assert "tool-classification" in page and "its target: entities" in page
     assert AuditRecord.objects.filter(kind="admin_change", outcome="tool_accepted", actor="user:ada").count() == 1
+
+    # Switched off on its page: none of its tools is offered or called, and the change is recorded.
+    edit = REGISTRATION.copy()
+    del edit["name"]
+    assert client.post(reverse("manage:server", args=["memory"]), edit).status_code == 302  # enabled unticked
+    assert not Tool.objects.get(name="memory__create_entities").usable
+    assert not any(offered["name"].startswith("memory__") for offered in config.offered_tools())
+    refused = Gateway().call("memory__read_graph", {}, CallContext(correlation_id="inv-pages", trigger="alert-pages"))
+    assert refused["reason"] == "tool_disabled"
+    change = AuditRecord.objects.filter(kind="admin_change", server="memory").latest("seq")
+    assert change.extra["after"]["enabled"] is False
+    assert client.post(reverse("manage:server", args=["memory"]), edit | {"enabled": "on"}).status_code == 302
+    assert Tool.objects.get(name="memory__create_entities").usable
 
 
 def test_a_registration_that_cannot_run_safely_is_shown_its_reason(admin_user):
