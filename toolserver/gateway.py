@@ -9,9 +9,11 @@ as a typed error envelope; nothing raises to the caller.
 
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import transaction
 from pydantic import ValidationError
 
 from toolserver import audit, config, external, idempotency
@@ -31,6 +33,10 @@ class CallContext:
     actor: str = "agent"  # "agent", or "user:<username>" for an approved action
     approval: str = ""  # the approval a write carries; a write without one never reaches its server
     tool_use_id: str = ""  # the model's id of this call, so the audit record meets its transcript entry
+    # Called with the result inside the transaction that writes its audit record: what the caller keeps of
+    # it (the agent's saved progress) commits with the record or not at all, so a worker killed between
+    # the two never leaves a completed call that its successor would make again.
+    keep: Callable[[dict], None] | None = field(default=None, compare=False)
 
 
 class Gateway:
@@ -204,6 +210,13 @@ class Gateway:
         return self.supervisor.call(server.name, tool.name, validated, meta, backend)
 
     def _audited(self, server, tool, arguments, result, context, started, outcome, *, key="", backend_status=""):
+        with transaction.atomic():
+            self._record(server, tool, arguments, result, context, started, outcome, key, backend_status)
+            if context.keep is not None and outcome != Outcome.DISPATCHED:
+                context.keep(result)
+        return result
+
+    def _record(self, server, tool, arguments, result, context, started, outcome, key, backend_status) -> None:
         audit.emit(
             ToolCallAudit(
                 server=server.name if server else "",
@@ -221,7 +234,6 @@ class Gateway:
                 extra={} if outcome == Outcome.DISPATCHED else {"result_sha256": audit.result_digest(result)},
             )
         )
-        return result
 
 
 def _disabled_guidance(row) -> str:

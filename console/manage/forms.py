@@ -241,7 +241,9 @@ class ExternalServerForm(forms.Form):
     timeout_s = forms.IntegerField(min_value=1, max_value=600, initial=30, label="Timeout (seconds)")
     rate_limit_calls = forms.IntegerField(min_value=1, initial=60, label="Calls per window")
     rate_limit_window_s = forms.IntegerField(min_value=1, max_value=86_400, initial=60, label="Window (seconds)")
-    enabled = forms.BooleanField(required=False, help_text="Off: none of its tools is offered to the model or called.")
+    enabled = forms.BooleanField(
+        required=False, help_text="Off: none of its tools is called (each answers tool_disabled)."
+    )
 
     def __init__(self, data=None, *, instance: ToolServer | None = None):
         initial = None

@@ -29,6 +29,7 @@ import time
 import traceback
 from contextlib import contextmanager, suppress
 from dataclasses import replace
+from functools import partial
 
 from django.conf import settings
 from django.utils import timezone
@@ -232,7 +233,10 @@ class Agent:
                         "input": use["input"],
                     },
                 )
-            context = replace(self.context, tool_use_id=tool_use_id)
+            progress = {"tool_calls_used": investigation.tool_calls_used + 1}
+            kept: list[bool] = []
+            keep = partial(self._keep, {**results}, key, progress, kept)
+            context = replace(self.context, tool_use_id=tool_use_id, keep=keep)
             if refusal is not None:
                 result = self.gateway.refuse(use["name"], use["input"], context, refusal)
             elif gated:
@@ -247,8 +251,14 @@ class Agent:
                     tool_results=results,
                 )
                 return False
+            if kept == [False]:
+                raise LeaseLost(self.id)
             results[key] = result
-            self._save(tool_results=results, tool_calls_used=investigation.tool_calls_used + 1)
+            if kept:
+                release_connection()
+                investigation.tool_results, investigation.tool_calls_used = dict(results), progress["tool_calls_used"]
+            else:
+                self._save(tool_results=results, **progress)
             self._event(
                 Kind.TOOL_RESULT, {"tool_use_id": tool_use_id, "call": call, "name": use["name"], "result": result}
             )
@@ -263,6 +273,14 @@ class Agent:
         ]
         self._save(messages=[*investigation.messages, {"role": "user", "content": answers}], tool_results={})
         return True
+
+    def _keep(self, results: dict, key: str, progress: dict, kept: list[bool], result: dict) -> None:
+        """A call's result saved in the transaction of its audit record (CallContext.keep)."""
+        try:
+            services.save(self.id, self.owner, tool_results={**results, key: result}, **progress)
+            kept.append(True)
+        except LeaseLost:  # another worker holds it now: the record stands, and this one stops after the call
+            kept.append(False)
 
     def _gated(self, use: dict) -> dict | None:
         """A write: its result once an analyst decided (or its policy needs no approval), else None."""
