@@ -130,3 +130,29 @@ def signed_in(page, console, username: str):
 @pytest.fixture
 def sign_in(page, live_console):
     return lambda username: signed_in(page, live_console, username)
+
+
+def raise_story(page, console, external_id: str) -> int:
+    """Raise one of the lab's stories through the alert form (1001 phishing: isolation to approve; 1002
+    beaconing; 1003 the travelling manager, nothing to approve); the new investigation's id."""
+    import json
+    import re
+    from datetime import datetime
+
+    from django.utils import timezone
+
+    from toolserver.lab import estate
+
+    story = next(alert for alert in estate.demo_alerts() if alert["external_id"] == external_id)
+    observed = timezone.localtime(datetime.fromisoformat(story["observed_at"]))
+    page.goto(f"{console.url}/alerts/new/")
+    page.fill("#id_title", story["title"])
+    page.select_option("#id_severity", story["severity"])
+    page.fill("#id_host", story["host"])
+    page.fill("#id_user", story["user"])
+    page.fill("#id_observed_at", observed.strftime("%Y-%m-%dT%H:%M:%S"))
+    page.fill("#id_details", json.dumps(story["details"]))
+    page.click("#alert-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/investigations/\d+/$"))
+    page.wait_for_load_state("load")
+    return int(re.search(r"/investigations/(\d+)/$", page.url).group(1))

@@ -13,8 +13,7 @@ from playwright.sync_api import expect
 
 from core.roles import ADMIN, ANALYST
 from investigations.models import AuditRecord, Investigation
-from tests.browser.conftest import signed_in
-from tests.browser.test_investigation_live import raise_story_alert
+from tests.browser.conftest import raise_story, signed_in
 from toolserver.lab.keys import SERVER_SCOPES, issue_key, revoke_key
 from toolserver.models import Credential, Tool
 
@@ -80,7 +79,7 @@ def test_an_admin_sets_a_credential_disables_a_tool_and_the_investigation_is_ref
 
     # An analyst raises the travelling manager's story; the agent's call of the disabled tool is refused, typed.
     analyst = signed_in(second_page, console, "ana-admin-run")
-    investigation_id = raise_story_alert(analyst, console)
+    investigation_id = raise_story(analyst, console, "LAB-SIEM-1003")
     expect(analyst.locator("#status")).to_have_attribute("data-status", "completed", timeout=RUN_TIMEOUT_MS)
 
     def call_of(tool: str):

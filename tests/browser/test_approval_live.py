@@ -7,41 +7,18 @@ worker` process does, publishing through Redis to the console's websockets. The 
 writes it receives.
 """
 
-import json
-import re
-from datetime import datetime
-
 import pytest
-from django.utils import timezone
 from playwright.sync_api import expect
 
 from core.roles import ANALYST
 from investigations.models import ActionRequest
-from tests.browser.conftest import signed_in
-from toolserver.lab import estate
+from tests.browser.conftest import raise_story, signed_in
 from toolserver.lab.models import LabWrite
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 RUN_TIMEOUT_MS = 120_000  # the investigation up to its request, or the action and its outcome, on a slow machine
 LIVE = "() => document.getElementById('live-indicator').dataset.state === 'live'"
-
-
-def raise_phishing_alert(page, console) -> int:
-    """Raise the phishing story (LAB-SIEM-1001: the agent asks to isolate WS-FIN-07) through the form."""
-    story = next(alert for alert in estate.demo_alerts() if alert["external_id"] == "LAB-SIEM-1001")
-    observed = timezone.localtime(datetime.fromisoformat(story["observed_at"]))
-    page.goto(f"{console.url}/alerts/new/")
-    page.fill("#id_title", story["title"])
-    page.select_option("#id_severity", story["severity"])
-    page.fill("#id_host", story["host"])
-    page.fill("#id_user", story["user"])
-    page.fill("#id_observed_at", observed.strftime("%Y-%m-%dT%H:%M:%S"))
-    page.fill("#id_details", json.dumps(story["details"]))
-    page.click("#alert-form button[type=submit]")
-    page.wait_for_url(re.compile(r"/investigations/\d+/$"))
-    page.wait_for_load_state("load")
-    return int(re.search(r"/investigations/(\d+)/$", page.url).group(1))
 
 
 @pytest.fixture
@@ -61,7 +38,7 @@ def queue_page(lab, console, make_user, page):
 def test_a_request_arrives_live_and_its_approval_shows_the_outcome_on_the_card(queue_page, console):
     queue = queue_page
     investigation_page = queue.context.new_page()  # the same analyst, in a second tab
-    investigation_id = raise_phishing_alert(investigation_page, console)
+    investigation_id = raise_story(investigation_page, console, "LAB-SIEM-1001")
     investigation_page.evaluate("window.__loaded = true")
 
     # The queue: the request appears without a reload, with the count in the navigation and the title.

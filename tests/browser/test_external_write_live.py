@@ -11,17 +11,14 @@ default, a `celery worker` in production mode: either starts its own server-memo
 """
 
 import json
-import re
-from datetime import datetime
 
 import pytest
-from django.utils import timezone
 from playwright.sync_api import expect
 
 from console.manage import administration
 from core.roles import ANALYST
 from investigations.models import ActionApproval, ActionRequest, AuditRecord, Investigation
-from tests.browser.conftest import console_with_worker
+from tests.browser.conftest import console_with_worker, raise_story
 from tests.browser.test_passkeys import password, with_authenticator
 from tests.support import wait_until
 from tests.toolserver.test_external_servers import MEMORY_JS
@@ -91,21 +88,6 @@ def signed_in_with_a_passkey(page, console, username: str) -> None:
     page.wait_for_url("**/account/step-up/**")
     page.click("#passkey-verification-button")
     page.wait_for_url(f"{console.url}/")
-
-
-def raise_story(page, console, external_id: str) -> int:
-    story = next(alert for alert in estate.demo_alerts() if alert["external_id"] == external_id)
-    observed = timezone.localtime(datetime.fromisoformat(story["observed_at"]))
-    page.goto(f"{console.url}/alerts/new/")
-    page.fill("#id_title", story["title"])
-    page.select_option("#id_severity", story["severity"])
-    page.fill("#id_host", story["host"])
-    page.fill("#id_user", story["user"])
-    page.fill("#id_observed_at", observed.strftime("%Y-%m-%dT%H:%M:%S"))
-    page.fill("#id_details", json.dumps(story["details"]))
-    page.click("#alert-form button[type=submit]")
-    page.wait_for_url(re.compile(r"/investigations/\d+/$"))
-    return int(re.search(r"/investigations/(\d+)/$", page.url).group(1))
 
 
 def test_a_gated_external_write_arrives_in_the_queue_and_fires_once_after_a_stepped_up_approval(

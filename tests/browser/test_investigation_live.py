@@ -8,16 +8,13 @@ default that process runs the investigation in its own worker; in production mod
 
 import json
 import re
-from datetime import datetime
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from django.utils import timezone
 
 from core.roles import ANALYST
 from investigations.models import Event, Investigation
-from tests.browser.conftest import console_with_worker, signed_in
-from toolserver.lab import estate
+from tests.browser.conftest import console_with_worker, raise_story, signed_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -40,23 +37,6 @@ def analyst_page(lab, slow_console, make_user, page):
     """A signed-in analyst's page on the slow console, with the lab estate seeded."""
     make_user("ana-live", ANALYST)
     return signed_in(page, slow_console, "ana-live")
-
-
-def raise_story_alert(page, console) -> int:
-    """Raise the travelling manager's story (LAB-SIEM-1003, no action to approve) through the form."""
-    story = next(alert for alert in estate.demo_alerts() if alert["external_id"] == "LAB-SIEM-1003")
-    observed = timezone.localtime(datetime.fromisoformat(story["observed_at"]))
-    page.goto(f"{console.url}/alerts/new/")
-    page.fill("#id_title", story["title"])
-    page.select_option("#id_severity", story["severity"])
-    page.fill("#id_host", story["host"])
-    page.fill("#id_user", story["user"])
-    page.fill("#id_observed_at", observed.strftime("%Y-%m-%dT%H:%M:%S"))
-    page.fill("#id_details", json.dumps(story["details"]))
-    page.click("#alert-form button[type=submit]")
-    page.wait_for_url(re.compile(r"/investigations/\d+/$"))
-    page.wait_for_load_state("load")
-    return int(re.search(r"/investigations/(\d+)/$", page.url).group(1))
 
 
 def saved_text_blocks(investigation: Investigation) -> list[str]:
@@ -105,7 +85,7 @@ def assert_page_shows_the_saved_transcript(page, investigation: Investigation) -
 
 def test_the_transcript_streams_into_the_page_without_a_reload(analyst_page, slow_console):
     page = analyst_page
-    investigation_id = raise_story_alert(page, slow_console)
+    investigation_id = raise_story(page, slow_console, "LAB-SIEM-1003")
 
     page.evaluate("window.__loaded = true")
     at_load = page.evaluate(TEXT_LENGTH)
@@ -165,7 +145,7 @@ def test_a_dropped_socket_reconnects_from_the_latest_event(analyst_page, slow_co
     page = analyst_page
     relay = DroppingRelay()
     page.route_web_socket(re.compile(r"/ws/investigations/\d+/"), relay)
-    investigation_id = raise_story_alert(page, slow_console)
+    investigation_id = raise_story(page, slow_console, "LAB-SIEM-1003")
     page.evaluate("window.__loaded = true")
     embedded = page.evaluate("JSON.parse(document.getElementById('investigation-events').textContent).map(e => e.seq)")
     assert after_of(relay.urls[0]) == embedded[-1]  # live from where the saved events end

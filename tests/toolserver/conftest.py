@@ -105,6 +105,22 @@ def alive(pid: int) -> bool:
         return False
 
 
+def launched_pids(server: str, marker: str) -> list[int]:
+    """An external server's processes whose command line holds `marker` (its script or program): children
+    of this process's relays for `server` (the launcher stays as their parent)."""
+    found = []
+    for relay in server_pids(server):
+        for pid in children(relay):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                    argv = cmdline.read().split(b"\0")
+            except OSError:
+                continue
+            if marker.encode() in argv:
+                found.append(pid)
+    return found
+
+
 def read_environ(pid: int) -> dict[str, str]:
     with open(f"/proc/{pid}/environ", "rb") as handle:
         pairs = [item.decode().split("=", 1) for item in handle.read().split(b"\0") if b"=" in item]

@@ -13,7 +13,7 @@ from django.conf import settings
 
 from console.manage import administration
 from investigations.models import AuditRecord
-from tests.toolserver.conftest import children, mcp_server_js, read_environ, server_pids
+from tests.toolserver.conftest import launched_pids, mcp_server_js, read_environ
 from toolserver import config
 from toolserver.gateway import CallContext, Gateway
 from toolserver.models import Tool, ToolServer
@@ -176,17 +176,7 @@ def test_only_an_admin_registers_and_the_record_names_variables_not_their_values
 
 def node_pids() -> list[int]:
     """The memory server's processes: children of this process's relays (the launcher stays as their parent)."""
-    found = []
-    for relay in server_pids("memory"):
-        for pid in children(relay):
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                    argv = cmdline.read().split(b"\0")
-            except OSError:
-                continue
-            if str(MEMORY_JS).encode() in argv:
-                found.append(pid)
-    return found
+    return launched_pids("memory", str(MEMORY_JS))
 
 
 def test_through_the_gate_an_external_write_is_a_request_an_analyst_approves_and_it_fires_once(

@@ -22,7 +22,7 @@ from django.urls import reverse
 
 from console.manage import administration
 from investigations.models import AuditRecord
-from tests.toolserver.conftest import children, read_environ, server_pids
+from tests.toolserver.conftest import launched_pids, read_environ, server_pids
 from tests.toolserver.vendor_standins import FALCON_CLIENT_ID, FalconStandIn
 from toolserver import config
 from toolserver.gateway import CallContext, Gateway
@@ -177,14 +177,4 @@ def test_a_refused_sign_in_is_what_stops_it(admin_user, refusing_port):
 
 def falcon_pids() -> list[int]:
     """falcon-mcp's processes: children of this process's relays (the launcher stays their parent)."""
-    found = []
-    for relay in server_pids("falcon"):
-        for pid in children(relay):
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                    argv = cmdline.read().split(b"\0")
-            except OSError:
-                continue
-            if str(FALCON_MCP).encode() in argv:
-                found.append(pid)
-    return found
+    return launched_pids("falcon", str(FALCON_MCP))
