@@ -11,8 +11,8 @@ another took over) cannot add to the transcript.
 
 import logging
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.utils import timezone
 
 from core import live
 from investigations import live_messages
@@ -27,18 +27,54 @@ class LeaseLost(Exception):
 
 
 def record_event(investigation_id: int, kind: str, data: dict, *, owner: str | None = None) -> Event:
-    with transaction.atomic():
-        rows = Investigation.objects.filter(pk=investigation_id)
-        if owner is not None:
-            rows = rows.filter(lease_owner=owner)
-        if not rows.update(last_seq=F("last_seq") + 1):
-            raise LeaseLost(investigation_id)
-        seq = Investigation.objects.filter(pk=investigation_id).values_list("last_seq", flat=True).get()
-        event = Event.objects.create(investigation_id=investigation_id, seq=seq, kind=kind, data=data)
+    event = Event(investigation_id=investigation_id, kind=kind, data=data, created_at=timezone.now())
+    if connection.vendor == "postgresql":
+        event.pk, event.seq = _insert_numbered(event, owner)
+    else:
+        with transaction.atomic():
+            event.seq = _next_seq(investigation_id, owner)
+            event.save(force_insert=True)
     # After the outermost commit: an event recorded inside a caller's transaction (finish,
     # suspend) is not visible to a viewer before it is visible in the database.
     transaction.on_commit(lambda: publish(event))
     return event
+
+
+# An event is the hottest write of a worker with hundreds of investigations in flight, and numbering
+# it takes UPDATE ... RETURNING, which the ORM cannot say: so it is said here, in SQL. On PostgreSQL the
+# number is taken and the event saved in one statement (one round trip, no transaction to open).
+_BUMP = "UPDATE investigations_investigation SET last_seq = last_seq + 1 WHERE id = %s"
+_FENCED = " AND lease_owner = %s"
+_INSERT_BUMPED = (
+    "INSERT INTO investigations_event (investigation_id, seq, kind, data, created_at) "
+    "SELECT id, last_seq, %s, %s, %s FROM bumped RETURNING id, seq"
+)
+
+
+def _insert_numbered(event: Event, owner: str | None) -> tuple[int, int]:
+    bump = _BUMP + (_FENCED if owner is not None else "") + " RETURNING id, last_seq"
+    data = Event._meta.get_field("data").get_db_prep_save(event.data, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH bumped AS ({bump}) {_INSERT_BUMPED}",
+            [event.investigation_id, *([owner] if owner is not None else []), event.kind, data, event.created_at],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise LeaseLost(event.investigation_id)
+    return row
+
+
+def _next_seq(investigation_id: int, owner: str | None) -> int:
+    with connection.cursor() as cursor:
+        if owner is None:
+            cursor.execute(_BUMP + " RETURNING last_seq", [investigation_id])
+        else:
+            cursor.execute(_BUMP + _FENCED + " RETURNING last_seq", [investigation_id, owner])
+        row = cursor.fetchone()
+    if row is None:
+        raise LeaseLost(investigation_id)
+    return row[0]
 
 
 def publish(event: Event) -> None:
