@@ -150,16 +150,26 @@ def offered_tools() -> list[dict]:
     A disabled tool stays on the list, so the model's call gets a typed tool_disabled answer (a
     check it could not make, not a finding) and a running investigation's prompt does not change.
     """
-    rows = {tool.name: tool for tool in Tool.objects.all()}
+    # One query for both kinds, as plain values: the list is built before every model turn.
+    rows = {row["name"]: row for row in Tool.objects.values("name", "description", "input_schema", "server__kind")}
     offered = []
     for server in SERVERS.values():
         for spec in server.tools:
             row = rows.get(spec.name)
-            if row is not None and row.description:
-                offered.append({"name": row.name, "description": row.description, "input_schema": row.input_schema})
-    accepted = Tool.objects.filter(server__kind=ToolServer.Kind.EXTERNAL).exclude(input_schema={}).order_by("name")
-    for row in accepted:  # an external tool is offered once an admin accepted it (its schema then set)
+            if row is not None and row["description"]:
+                offered.append(
+                    {"name": row["name"], "description": row["description"], "input_schema": row["input_schema"]}
+                )
+    accepted = sorted(  # an external tool is offered once an admin accepted it (its schema then set)
+        (row for row in rows.values() if row["server__kind"] == ToolServer.Kind.EXTERNAL and row["input_schema"]),
+        key=lambda row: row["name"],
+    )
+    for row in accepted:
         offered.append(
-            {"name": row.name, "description": row.description, "input_schema": external.strict_schema(row.input_schema)}
+            {
+                "name": row["name"],
+                "description": row["description"],
+                "input_schema": external.strict_schema(row["input_schema"]),
+            }
         )
     return offered
