@@ -7,6 +7,8 @@ captured requests can be inspected), and it is named "offline model" wherever it
 
 from __future__ import annotations
 
+import functools
+import ssl
 import threading
 from typing import TYPE_CHECKING
 
@@ -61,18 +63,37 @@ def client(*, time_left_s: float | None = None) -> anthropic.Anthropic:
     """A client whose requests, retries included, end within `time_left_s` when it is given."""
     if is_offline():
         return offline_model().client()
-    import anthropic
-
     timeout, retries = settings.MODEL_TIMEOUT_S, MAX_RETRIES
     if time_left_s is not None:
         timeout = max(0.1, min(timeout, time_left_s))
         retries = max(0, min(retries, int(time_left_s // timeout) - 1))  # only attempts that fit in the time left
-    return anthropic.Anthropic(
-        api_key=settings.ANTHROPIC_API_KEY,
-        base_url=settings.ANTHROPIC_BASE_URL or None,
-        timeout=timeout,
-        max_retries=retries,
-    )
+    return _api_client().with_options(timeout=timeout, max_retries=retries)
+
+
+_api = threading.local()
+
+
+def _api_client() -> anthropic.Anthropic:
+    """This thread's client of the API, kept: its connection is reused by the thread's next turns (a new
+    client a turn would open a new TLS connection a turn). One a thread, not one a process: a pool shared
+    by hundreds of turns in flight looks through all its connections for every request. Made again when
+    the key or the address changes."""
+    import anthropic
+
+    config = (settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL)
+    if getattr(_api, "config", None) != config:
+        http = anthropic.DefaultHttpxClient(verify=_tls_context())
+        _api.client = anthropic.Anthropic(api_key=config[0], base_url=config[1] or None, http_client=http)
+        _api.config = config
+    return _api.client
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One for the process's clients: each would load the CA bundle (18 ms and 880 KiB apiece)."""
+    import httpx2
+
+    return httpx2.create_ssl_context()
 
 
 # -- prompt caching -------------------------------------------------------------------------------
