@@ -14,10 +14,12 @@ TEST_PRODUCTION_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
 	GATEHOUSE_LAB=true GATEHOUSE_LAB_IN_PRODUCTION=true \
 	GATEHOUSE_ALLOWED_HOSTS=127.0.0.1,localhost,testserver \
 	GATEHOUSE_HTTPS=false
+# The slowest tests are listed at the end of each run: where the suite's time goes.
+PYTEST_ARGS ?= --durations=40
 TEST_EMBEDDED_ENV := DATABASE_URL= REDIS_URL= GATEHOUSE_DATA_DIR=$(CURDIR)/var/test-embedded
 
 .PHONY: run test test-production test-embedded lint format install static services chromium slapd alertmanager \
-	conformance conformance-tools mcp-servers vendor-mcp clean
+	conformance conformance-tools mcp-servers vendor-mcp test-under-load clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -103,6 +105,14 @@ test-production:
 
 test-embedded:
 	env $(TEST_EMBEDDED_ENV) $(BIN)/pytest -m "not production" $(PYTEST_ARGS)
+
+# The tests that start consoles, workers and Chromium, while a burner keeps both cores busy (not part
+# of `make test`: it measures how the suite's waits hold on a loaded machine).
+UNDER_LOAD_TESTS := tests/browser tests/investigations/test_workers.py tests/investigations/test_actions_workers.py \
+	tests/investigations/test_concurrent_approvals.py tests/investigations/test_orphan_servers.py \
+	tests/investigations/test_unknown_outcome.py tests/console/test_healthz.py tests/console/test_serve_stop.py
+test-under-load: static services chromium slapd mcp-servers
+	scripts/under_load.sh env $(TEST_PRODUCTION_ENV) $(BIN)/pytest $(PYTEST_ARGS) $(UNDER_LOAD_TESTS)
 
 clean:
 	rm -rf $(VENV) var conformance/node_modules $(MCP_SERVERS)/node_modules

@@ -1,8 +1,11 @@
 """Investigations in flight on ONE worker process: N started at once, each turn of the model taking seconds.
 
-The offline model waits GATEHOUSE_OFFLINE_TURN_DELAY_MS before each streamed answer (and
-GATEHOUSE_OFFLINE_MODEL_DELAY_MS between its chunks), as a real model does; the lab answers the
-tool calls. N alerts of the benign story (the travelling manager: reads only) are saved in one
+The model is the offline model behind a real HTTP server in a process of its own
+(bench/model_server.py; the worker reaches it through the SDK with ANTHROPIC_BASE_URL, as it reaches
+Anthropic's API), waiting --turn-delay-ms before each streamed answer and --chunk-delay-ms between its
+events, as a real model does; so the worker pays for its side of each turn only. `--model in-process`
+runs it inside the worker's SDK instead (the tests' and the embedded default's way), its work then the
+worker's too. The lab answers the tool calls. N alerts of the benign story (the travelling manager: reads only) are saved in one
 transaction, so their N investigations reach the broker together. Measured, per N:
 - all done: from the commit to the last investigation's finished_at;
 - p50/p99 of each investigation's created_at -> finished_at;
@@ -10,7 +13,9 @@ transaction, so their N investigations reach the broker together. Measured, per 
   and one investigation's time alone on the same worker, run first (it also starts the tool servers);
 - peak RSS of the worker's process group (the worker and the tool-server processes it started) and
   of its largest process, sampled from /proc;
-- peak PostgreSQL connections of the worker (pg_stat_activity, by application_name), sampled.
+- peak PostgreSQL connections of the worker (pg_stat_activity, by application_name), sampled;
+- the worker process's CPU time over the run (user + system, /proc): what bounds it, as its Python
+  runs on one core at a time, and a figure a loaded machine changes less than the times.
 
     .venv/bin/python bench/scale.py --n 4 50 200 [--pool threads --concurrency 300] [--turn-delay-ms 2000]
 
@@ -36,7 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.support import ConsoleProcess, console_env, wait_until  # noqa: E402  (no Django imports)
+from tests.support import ConsoleProcess, console_env, stop_process, wait_until  # noqa: E402  (no Django imports)
 
 DATABASE = "gatehouse_scale_bench"
 WORKER_APP = "gatehouse-bench-worker"  # the worker's connections' application_name (libpq's PGAPPNAME)
@@ -82,6 +87,13 @@ def group_rss_kib(pgid: int) -> tuple[int, int]:
         except (OSError, ValueError):
             continue  # it ended meanwhile
     return sum(sizes), max(sizes, default=0)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Sampler:
@@ -136,6 +148,25 @@ def stop_worker(worker: subprocess.Popen) -> None:
     worker.wait(timeout=10)
 
 
+def start_model_server(env: dict, options) -> tuple[subprocess.Popen, str]:
+    """The offline model's HTTP server, and its address once it listens."""
+    server = subprocess.Popen(
+        [
+            *(sys.executable, str(ROOT / "bench" / "model_server.py"), "--port", "0"),
+            *("--turn-delay-ms", str(options.turn_delay_ms), "--chunk-delay-ms", str(options.chunk_delay_ms)),
+        ],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "console.settings"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = server.stdout.readline()  # its first line, once it accepts connections
+    if not line.startswith("listening on "):
+        stop_process(server)
+        raise SystemExit(f"the model server did not start: {line!r}")
+    return server, line.split()[-1]
+
+
 def warm_up(timeout_s: float = 120) -> None:
     """The worker consumes (a bare Celery round trip)."""
     from console.celery import app
@@ -183,8 +214,10 @@ def run_one(n: int, options, env: dict, tag: str) -> dict:
         alone = Investigation.objects.get(pk=alone_id)
         alone_s = (alone.finished_at - alone.created_at).total_seconds() if alone.finished_at else float("nan")
         with Sampler(worker.pid) as sampler:
+            cpu_before = cpu_seconds(worker.pid)
             t0, ids = start_all(n, tag)
             timed_out = not finish_all(ids, options.timeout)
+            cpu_s = cpu_seconds(worker.pid) - cpu_before
     finally:
         stop_worker(worker)
     done = list(Investigation.objects.filter(pk__in=ids).exclude(finished_at=None))
@@ -204,6 +237,7 @@ def run_one(n: int, options, env: dict, tag: str) -> dict:
         "rss_mib": sampler.rss / 1024,
         "largest_mib": sampler.largest / 1024,
         "connections": sampler.connections,
+        "cpu_s": cpu_s,
         "verdicts": verdicts,
     }
 
@@ -215,6 +249,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=300)
     parser.add_argument("--turn-delay-ms", type=int, default=2000)
     parser.add_argument("--chunk-delay-ms", type=int, default=5)
+    parser.add_argument("--model", choices=("server", "in-process"), default="server")
     parser.add_argument("--db-pool-size", type=int, default=None, help="GATEHOUSE_DB_POOL_SIZE for the worker")
     parser.add_argument("--timeout", type=float, default=600, help="per N: past it, what finished is reported")
     options = parser.parse_args()
@@ -247,17 +282,22 @@ def main() -> None:
     if options.db_pool_size:
         env["GATEHOUSE_DB_POOL_SIZE"] = str(options.db_pool_size)
     tag = uuid.uuid4().hex[:8]
-    results, console = [], None
+    results, console, model = [], None, None
     load_before = os.getloadavg()[0]
     try:
         console = ConsoleProcess(env)
         worker_env = {**env, "PORT": str(console.port), "GATEHOUSE_LAB_URL": f"{console.url}/lab/api"}
+        if options.model == "server":
+            model, model_url = start_model_server(env, options)
+            worker_env.update(ANTHROPIC_API_KEY="bench-offline-model", ANTHROPIC_BASE_URL=model_url)
         for n in options.n:
             results.append(run_one(n, options, worker_env, f"{tag}-{n}"))
             print(results[-1], flush=True)
     finally:
         if console is not None:
             console.stop()
+        if model is not None:
+            stop_process(model)
         alerts = Alert.objects.filter(external_id__startswith=f"{STORY}-scale-{tag}-")
         Investigation.objects.filter(alert__in=alerts).delete()
         alerts.delete()
@@ -266,21 +306,21 @@ def main() -> None:
 
     print()
     print(
-        f"one worker --pool={options.pool} -c {options.concurrency}, DB pool "
+        f"model {options.model}; one worker --pool={options.pool} -c {options.concurrency}, DB pool "
         f"{options.db_pool_size or 'default'}; turn delay {options.turn_delay_ms} ms, chunk delay "
         f"{options.chunk_delay_ms} ms; load {load_before:.1f} -> {os.getloadavg()[0]:.1f}"
     )
     print(
         "|   N | finished | all done s | p50 s | p99 s | ideal s (turns x delay) | one alone s | all/ideal "
-        "| peak RSS MiB (group / largest) | peak worker DB conns |"
+        "| peak RSS MiB (group / largest) | peak worker DB conns | worker CPU s (per investigation ms) |"
     )
-    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in results:
         print(
             f"| {r['n']:>3} | {r['finished']:>4}{' (timed out)' if r['timed_out'] else ''} | {r['all_s']:.1f} | "
             f"{r['p50_s']:.1f} | {r['p99_s']:.1f} | {r['ideal_s']:.1f} ({r['turns']:g} x {options.turn_delay_ms / 1000:g}) | {r['alone_s']:.1f} | "
             f"{r['all_s'] / r['ideal_s'] if r['ideal_s'] else float('nan'):.2f} | {r['rss_mib']:.0f} / {r['largest_mib']:.0f} | "
-            f"{r['connections']} |"
+            f"{r['connections']} | {r['cpu_s']:.1f} ({1000 * r['cpu_s'] / max(1, r['finished']):.0f}) |"
         )
     print("verdicts:", {r["n"]: r["verdicts"] for r in results})
 
