@@ -10,6 +10,7 @@ import httpx2 as httpx
 import pytest
 import redis
 from django.conf import settings
+from django.db import connection
 
 from investigations.approvals import services as approvals
 from investigations.intake.services import create_integration, receive_alert
@@ -316,3 +317,65 @@ def test_a_worker_killed_with_fifty_investigations_in_flight_is_replaced_and_all
         assert sum(calls.values()) == len(asked)  # one audited call per call the model asked for
         assert investigation.verdict == "benign", (investigation.end_reason, investigation.summary)
     assert sum(before.values()) >= IN_FLIGHT and len(before) == IN_FLIGHT
+
+
+WORKER_APP = "gatehouse-worker-under-test"  # libpq's PGAPPNAME: the worker's connections, told apart from the lab's
+
+
+def end_worker_connections() -> int:
+    """What a database restart does to a worker: PostgreSQL ends each of its connections (the pooled
+    idle ones too); the worker finds out on its next query. How many were ended."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s", [WORKER_APP]
+        )
+        return cursor.fetchone()[0]
+
+
+def connection_ended_mid_investigation(lab, tmp_path, *, retries: int) -> Investigation:
+    """The benign story on a worker whose database connections PostgreSQL ends while its first call waits
+    at the lab (its answer is then saved on a dead connection), with `retries` tries after the first; as it ended."""
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    # One pooled connection, and no sweep nor lease renewal due meanwhile: the investigation's own next
+    # query is the one that finds its connection ended (and nothing but the task's retry resumes it).
+    env = worker_env(
+        lab,
+        GATEHOUSE_BACKEND_TIMEOUT_S="60",
+        GATEHOUSE_DB_POOL_SIZE="1",
+        GATEHOUSE_DB_RETRY_S="1",
+        GATEHOUSE_DB_RETRIES=str(retries),
+        PGAPPNAME=WORKER_APP,
+    ) | {"GATEHOUSE_SWEEP_INTERVAL_S": "3600", "GATEHOUSE_INVESTIGATION_LEASE_S": "60"}
+    worker = WorkerProcess(env, tmp_path, beat=False).start()
+    try:
+        faults.inject("identity", "slow", delay_ms=5_000, remaining=1)  # get_user, the first call, waits at the lab
+        investigation = receive_alert(story_alert("LAB-SIEM-1003")).investigation
+        wait_until(
+            LabFault.objects.filter(backend="identity", applied=1).exists, timeout=60, what="get_user to reach the lab"
+        )
+        assert end_worker_connections() >= 1
+        return wait_until(lambda: finished(investigation.pk), timeout=120, what="the investigation to end")
+    finally:
+        worker.stop()
+
+
+@pytest.mark.production  # PostgreSQL ending the worker's connections, as it does when it restarts
+def test_a_database_error_mid_investigation_hands_it_back_and_it_completes(lab, tmp_path, settings_offline):
+    """Issue 20: an investigation whose worker lost its database connection mid-way was failed
+    ("Internal error (OperationalError)"); now it is handed back and the task retried, and it resumes."""
+    investigation = connection_ended_mid_investigation(lab, tmp_path, retries=5)
+
+    assert (investigation.status, investigation.verdict) == ("completed", "benign"), investigation.end_reason
+    messages = list(investigation.events.filter(kind=Event.Kind.STATUS).values_list("data__message", flat=True))
+    assert "Handed back: the database did not answer (OperationalError); trying again." in messages
+    assert "Resumed from the last saved step." in messages
+
+
+@pytest.mark.production
+def test_a_database_error_past_the_last_retry_fails_the_investigation_saying_so(lab, tmp_path, settings_offline):
+    investigation = connection_ended_mid_investigation(lab, tmp_path, retries=0)
+
+    assert investigation.status == "failed"
+    assert investigation.end_reason == (
+        "The database did not answer (OperationalError) and its retries are used up; see the worker log."
+    )
