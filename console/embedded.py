@@ -7,15 +7,37 @@ queue. Production runs `celery -A console worker` instead.
 import logging
 import threading
 
+from celery import signals
 from celery.beat import EmbeddedService
 from celery.worker import WorkController
 from django.conf import settings
 
 from console.celery import app
 from investigations.runs import services
-from investigations.tasks import sweep_investigations
 
 log = logging.getLogger(__name__)
+
+
+# Set once the console listens (console_listening, from `serve`).
+_listening = threading.Event()
+
+
+class EmbeddedWorker(WorkController):
+    """Celery's worker as the CLI runs it, less its command line. Its base class sends no worker_ready (the
+    CLI's celery.apps.worker.Worker does), so console.celery's handlers, which take over what no worker ran
+    and warm the tool servers and the model's SDK, did not run for it. Here they run once the console
+    listens: their work (processes started, modules imported) then does not delay its first answer."""
+
+    def on_consumer_ready(self, consumer):
+        def once_listening():
+            _listening.wait()
+            signals.worker_ready.send(sender=consumer)
+
+        threading.Thread(target=once_listening, name="embedded-worker-ready", daemon=True).start()
+
+
+def console_listening() -> None:
+    _listening.set()
 
 
 def start_embedded_worker() -> WorkController:
@@ -24,7 +46,7 @@ def start_embedded_worker() -> WorkController:
     app.finalize()
     app.set_current()
     app.set_default()
-    worker = WorkController(
+    worker = EmbeddedWorker(
         app=app,
         hostname="embedded@gatehouse",
         pool="threads",
@@ -38,9 +60,6 @@ def start_embedded_worker() -> WorkController:
     # The periodic sweep, in a thread too: the worker's own `beat=True` forks a process, and a
     # forked process's memory broker is not this one's.
     EmbeddedService(app, thread=True).start()
-    # What no worker ran before this one started (the demo seeded by `make run`, work a killed
-    # console left behind). The CLI worker does the same on its worker_ready signal.
-    sweep_investigations.delay(queued_for_s=0)
     log.info("embedded Celery worker started (%d threads)", settings.EMBEDDED_WORKER_CONCURRENCY)
     return worker
 

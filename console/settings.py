@@ -286,6 +286,10 @@ INVESTIGATION_BUDGETS = {
 # renewing (killed) is replaced by the next sweep, which resumes from the last saved step.
 INVESTIGATION_LEASE_S = env_int("GATEHOUSE_INVESTIGATION_LEASE_S", 60, minimum=1)
 SWEEP_INTERVAL_S = env_int("GATEHOUSE_SWEEP_INTERVAL_S", 15, minimum=1)
+# A database error that may pass (a pool timeout, a restart) hands the investigation back, and its task
+# is tried again after this, doubled each time (5, 10, 20, 40, 80 s); past the last try it fails.
+DB_RETRY_S = env_int("GATEHOUSE_DB_RETRY_S", 5, minimum=1)
+DB_RETRIES = env_int("GATEHOUSE_DB_RETRIES", 5, minimum=0)
 # Streamed text is saved and published at most this often per block: each piece is a transaction and a
 # message to the page, and with hundreds of turns streaming in one worker they are most of its work
 # (bench/scale.py); a quarter of a second still reads as live.

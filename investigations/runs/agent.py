@@ -32,6 +32,7 @@ from dataclasses import replace
 from functools import partial
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from core.db import release_connection
@@ -57,8 +58,16 @@ log = logging.getLogger(__name__)
 Status, Verdict, Kind = Investigation.Status, Investigation.Verdict, Event.Kind
 
 
-def run(investigation_id: int) -> None:
-    """Run (or resume) an investigation, if no live worker holds it. Safe to call twice."""
+# What a database that is away for a moment raises (a pool timeout, a connection ended by a restart):
+# the investigation is not at fault, and a later try resumes it from its last saved step.
+DATABASE_AWAY = (OperationalError, InterfaceError)
+
+
+def run(investigation_id: int, *, retry_database_errors: bool = False) -> None:
+    """Run (or resume) an investigation, if no live worker holds it. Safe to call twice.
+
+    With `retry_database_errors` (its task has tries left), a DATABASE_AWAY error hands it back and is
+    raised again, for the task to try later; without, it fails the investigation as any error does."""
     import anthropic  # here, not at import: the console's web side imports this module, and never asks a model
 
     owner = services.claim(investigation_id)
@@ -71,6 +80,17 @@ def run(investigation_id: int) -> None:
             log.warning("investigation %s: lease lost to another worker; stopping here", investigation_id)
         except anthropic.APIError as exc:
             _fail(investigation_id, owner, f"The model could not be reached ({type(exc).__name__}).")
+        except DATABASE_AWAY as exc:
+            release_connection()  # a broken one: what follows takes a fresh one
+            if not retry_database_errors:
+                _fail(
+                    investigation_id,
+                    owner,
+                    f"The database did not answer ({type(exc).__name__}) and its retries are used up; see the worker log.",
+                )
+                return
+            _give_back(investigation_id, owner, exc)
+            raise
         except Exception as exc:  # noqa: BLE001 - whatever else failed, the investigation fails with it
             # Where it failed, not the message: a message can quote the model's raw tool arguments,
             # which the audit trail keeps only as a hash.
@@ -86,6 +106,24 @@ def run(investigation_id: int) -> None:
 def _fail(investigation_id: int, owner: str, reason: str) -> None:
     with suppress(LeaseLost):
         services.finish(investigation_id, owner, status=Status.FAILED, end_reason=reason)
+
+
+def _give_back(investigation_id: int, owner: str, exc: Exception) -> None:
+    """Queued again for the task's next try (or the sweep's hand-over); when the database does not
+    answer that either, its lease is left to expire, and the next try or sweep after that resumes it."""
+    log.warning(
+        "investigation %s: the database did not answer (%s); handing it back", investigation_id, type(exc).__name__
+    )
+    try:
+        services.give_back(
+            investigation_id, owner, f"Handed back: the database did not answer ({type(exc).__name__}); trying again."
+        )
+    except DATABASE_AWAY:
+        log.warning(
+            "investigation %s: not handed back (the database is still away); its lease expires", investigation_id
+        )
+    finally:
+        release_connection()
 
 
 class Agent:

@@ -1,7 +1,7 @@
 """The investigation's state machine: each transition one guarded, atomic database update.
 
     queued --claim--> running --finish--> completed | failed
-    running --suspend--> waiting --resume--> queued;  running --hand_back--> queued
+    running --suspend--> waiting --resume--> queued;  running --give_back--> queued
     running --(worker dies; lease expires)--> claimed again by the next worker
 
 Investigation.TRANSITIONS is that machine: every function here that changes a status checks the
@@ -256,20 +256,20 @@ def hand_back() -> list[int]:
     The abandoned run's next write finds the lease gone (LeaseLost)."""
     with _held_lock:
         held = dict(_held)
-    handed = []
+    return [pk for pk, owner in held.items() if give_back(pk, owner, "Handed back by a stopping worker.")]
+
+
+def give_back(investigation_id: int, owner: str, message: str) -> bool:
+    """Queue it again, lease released, for a worker to resume from its last saved step; False when
+    `owner` does not hold it (any more)."""
     _check(Status.RUNNING, Status.QUEUED)
-    for investigation_id, owner in held.items():
-        with transaction.atomic():
-            if Investigation.objects.filter(pk=investigation_id, lease_owner=owner, status=Status.RUNNING).update(
-                status=Status.QUEUED, lease_owner="", lease_expires_at=None
-            ):
-                events.record_event(
-                    investigation_id,
-                    Event.Kind.STATUS,
-                    {"status": Status.QUEUED, "message": "Handed back by a stopping worker."},
-                )
-                handed.append(investigation_id)
-    return handed
+    with transaction.atomic():
+        if not Investigation.objects.filter(pk=investigation_id, lease_owner=owner, status=Status.RUNNING).update(
+            status=Status.QUEUED, lease_owner="", lease_expires_at=None
+        ):
+            return False
+        events.record_event(investigation_id, Event.Kind.STATUS, {"status": Status.QUEUED, "message": message})
+    return True
 
 
 def stalled(*, queued_for_s: float = 0) -> list[int]:

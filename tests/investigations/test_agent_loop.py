@@ -4,6 +4,7 @@ model inside the anthropic SDK: verdicts, typed errors, budgets and the saved co
 import json
 
 import pytest
+from django.utils import timezone
 
 from investigations.approvals import services as approvals
 from investigations.models import AuditRecord, Budgets, Event, Investigation
@@ -176,3 +177,19 @@ def test_the_model_receives_no_credential(received, lab):
     assert "185.220.101.47" in requests  # the requests did carry the tool results
     for key in lab.keys.values():
         assert key not in requests
+
+
+@pytest.mark.parametrize("tries_left", [False, True])
+def test_an_error_other_than_the_database_s_fails_the_investigation_even_with_tries_left(
+    make_investigation, tries_left
+):
+    """Only the database being away (agent.DATABASE_AWAY) hands an investigation back for another try;
+    a saved turn the loop cannot read (no content: a KeyError) is the investigation's own fault."""
+    investigation = make_investigation(status="queued", started_at=timezone.now(), messages=[{"role": "assistant"}])
+    agent.run(investigation.pk, retry_database_errors=tries_left)
+    investigation.refresh_from_db()
+    assert (investigation.status, investigation.end_reason) == (
+        "failed",
+        "Internal error (KeyError); see the worker log.",
+    )
+    assert investigation.lease_owner == ""

@@ -2,6 +2,9 @@
 verdict, and a worker killed mid-investigation is replaced without repeating completed calls."""
 
 import json
+import os
+import shutil
+import threading
 from collections import Counter
 from contextlib import nullcontext
 from pathlib import Path
@@ -10,6 +13,7 @@ import httpx2 as httpx
 import pytest
 import redis
 from django.conf import settings
+from django.db import connection
 
 from investigations.approvals import services as approvals
 from investigations.intake.services import create_integration, receive_alert
@@ -73,8 +77,9 @@ def test_an_alert_posted_to_the_api_ends_in_a_saved_verdict(worker, live_console
     assert AuditRecord.objects.filter(correlation_id=investigation.correlation_id, outcome="ok").count() >= 5
 
 
-def tool_servers_of(pid: int) -> dict[str, int]:
-    """{server: pid} of the tool server processes that process `pid` started (each one's environment names it)."""
+def tool_servers_of(pid: int, running: bytes = b"toolserver.servers") -> dict[str, int]:
+    """{server: pid} of the tool server processes that process `pid` started (each one's environment names
+    it); with running=b"toolserver.launch", those still in their launcher (reading their credential)."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -83,7 +88,7 @@ def tool_servers_of(pid: int) -> dict[str, int]:
             stat = (entry / "stat").read_text()
             if int(stat.rsplit(")", 1)[1].split()[1]) != pid:
                 continue
-            if b"toolserver.servers" not in (entry / "cmdline").read_bytes():
+            if running not in (entry / "cmdline").read_bytes():
                 continue
             environ = dict(
                 item.split(b"=", 1) for item in (entry / "environ").read_bytes().split(b"\0") if b"=" in item
@@ -94,7 +99,6 @@ def tool_servers_of(pid: int) -> dict[str, int]:
     return found
 
 
-@pytest.mark.production  # the CLI worker; the embedded default's thread worker does not warm its servers yet
 def test_a_worker_starts_its_tool_servers_before_its_first_investigation_which_uses_them(worker, live_console):
     started = wait_until(
         lambda: (found := tool_servers_of(worker.process.pid)) and set(found) == set(SERVERS) and found,
@@ -113,6 +117,47 @@ def test_a_worker_starts_its_tool_servers_before_its_first_investigation_which_u
     assert investigation.status == "completed", investigation.end_reason
     assert AuditRecord.objects.filter(correlation_id=investigation.correlation_id, outcome="ok").count() >= 5
     assert tool_servers_of(worker.process.pid) == started  # the same processes answered: none started again
+
+
+def test_a_worker_is_ready_while_its_servers_still_start_and_they_come_up_unasked(lab, tmp_path, settings_offline):
+    """Issue 20: the embedded default's worker (a thread of the console) did not warm its servers at all
+    (Celery's WorkController sends no worker_ready); now it does, beside its work. The edr server's
+    credential is a pipe nobody writes yet, so the warming waits for it: the worker (and on the embedded
+    default its console) is ready meanwhile, and every server comes up once that credential can be read."""
+    if settings.PRODUCTION:
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    credentials = tmp_path / "credentials"
+    shutil.copytree(lab.credentials_dir, credentials)
+    (credentials / "edr.key").unlink()
+    os.mkfifo(credentials / "edr.key", 0o600)
+    env = worker_env(lab) | {"GATEHOUSE_CREDENTIALS_DIR": str(credentials)}
+    worker = WorkerProcess(env, tmp_path).start()  # on the embedded default: once its console answers
+    try:
+        launcher = wait_until(
+            lambda: tool_servers_of(worker.process.pid, b"toolserver.launch").get("edr"),
+            timeout=WAIT_S,
+            what="the edr server's launcher to read its credential",
+        )
+        if worker.console:
+            assert httpx.get(f"{worker.console.url}/healthz", timeout=10).status_code == 200
+        else:  # the CLI worker says so just after its worker_ready signal, which starts the warming
+            wait_until(lambda: " ready." in worker.log(), timeout=WAIT_S, what="the worker to say it is ready")
+        assert "tool servers warm" not in worker.log()  # the warming is still under way: nothing waited for it
+        assert not Investigation.objects.exists()  # nothing asked for them
+
+        # Written as the launcher opens it (it may not have yet): a pipe's writer waits for its reader.
+        writer = threading.Thread(target=(credentials / "edr.key").write_text, args=(lab.keys["edr"],), daemon=True)
+        writer.start()
+        writer.join(timeout=WAIT_S)
+        assert not writer.is_alive(), "the edr launcher never read its credential"
+        servers = wait_until(
+            lambda: (found := tool_servers_of(worker.process.pid)) and set(found) == set(SERVERS) and found,
+            timeout=WAIT_S,
+            what="the worker's tool servers, edr's credential read",
+        )
+        assert servers["edr"] == launcher  # the launcher that waited became the server
+    finally:
+        worker.stop()
 
 
 def test_a_killed_worker_is_replaced_and_no_completed_call_is_repeated(worker):
@@ -316,3 +361,65 @@ def test_a_worker_killed_with_fifty_investigations_in_flight_is_replaced_and_all
         assert sum(calls.values()) == len(asked)  # one audited call per call the model asked for
         assert investigation.verdict == "benign", (investigation.end_reason, investigation.summary)
     assert sum(before.values()) >= IN_FLIGHT and len(before) == IN_FLIGHT
+
+
+WORKER_APP = "gatehouse-worker-under-test"  # libpq's PGAPPNAME: the worker's connections, told apart from the lab's
+
+
+def end_worker_connections() -> int:
+    """What a database restart does to a worker: PostgreSQL ends each of its connections (the pooled
+    idle ones too); the worker finds out on its next query. How many were ended."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s", [WORKER_APP]
+        )
+        return cursor.fetchone()[0]
+
+
+def connection_ended_mid_investigation(lab, tmp_path, *, retries: int) -> Investigation:
+    """The benign story on a worker whose database connections PostgreSQL ends while its first call waits
+    at the lab (its answer is then saved on a dead connection), with `retries` tries after the first; as it ended."""
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    # One pooled connection, and no sweep nor lease renewal due meanwhile: the investigation's own next
+    # query is the one that finds its connection ended (and nothing but the task's retry resumes it).
+    env = worker_env(
+        lab,
+        GATEHOUSE_BACKEND_TIMEOUT_S="60",
+        GATEHOUSE_DB_POOL_SIZE="1",
+        GATEHOUSE_DB_RETRY_S="1",
+        GATEHOUSE_DB_RETRIES=str(retries),
+        PGAPPNAME=WORKER_APP,
+    ) | {"GATEHOUSE_SWEEP_INTERVAL_S": "3600", "GATEHOUSE_INVESTIGATION_LEASE_S": "60"}
+    worker = WorkerProcess(env, tmp_path, beat=False).start()
+    try:
+        faults.inject("identity", "slow", delay_ms=5_000, remaining=1)  # get_user, the first call, waits at the lab
+        investigation = receive_alert(story_alert("LAB-SIEM-1003")).investigation
+        wait_until(
+            LabFault.objects.filter(backend="identity", applied=1).exists, timeout=60, what="get_user to reach the lab"
+        )
+        assert end_worker_connections() >= 1
+        return wait_until(lambda: finished(investigation.pk), timeout=120, what="the investigation to end")
+    finally:
+        worker.stop()
+
+
+@pytest.mark.production  # PostgreSQL ending the worker's connections, as it does when it restarts
+def test_a_database_error_mid_investigation_hands_it_back_and_it_completes(lab, tmp_path, settings_offline):
+    """Issue 20: an investigation whose worker lost its database connection mid-way was failed
+    ("Internal error (OperationalError)"); now it is handed back and the task retried, and it resumes."""
+    investigation = connection_ended_mid_investigation(lab, tmp_path, retries=5)
+
+    assert (investigation.status, investigation.verdict) == ("completed", "benign"), investigation.end_reason
+    messages = list(investigation.events.filter(kind=Event.Kind.STATUS).values_list("data__message", flat=True))
+    assert "Handed back: the database did not answer (OperationalError); trying again." in messages
+    assert "Resumed from the last saved step." in messages
+
+
+@pytest.mark.production
+def test_a_database_error_past_the_last_retry_fails_the_investigation_saying_so(lab, tmp_path, settings_offline):
+    investigation = connection_ended_mid_investigation(lab, tmp_path, retries=0)
+
+    assert investigation.status == "failed"
+    assert investigation.end_reason == (
+        "The database did not answer (OperationalError) and its retries are used up; see the worker log."
+    )

@@ -6,10 +6,23 @@ import sys
 import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from uvicorn.main import STARTUP_FAILURE
 
 # After SIGTERM, how long requests and sockets in flight may take before they are cancelled:
 # with the hand-back below, the process is gone well within the 5 s an orchestrator may allow.
 SHUTDOWN_GRACE_S = 3
+
+
+class ConsoleServer(uvicorn.Server):
+    """uvicorn's server, which tells the embedded worker once it listens: what the worker starts then
+    (warming its tool servers and the model's SDK) takes nothing from the console's own start."""
+
+    async def startup(self, sockets=None):
+        await super().startup(sockets=sockets)
+        if self.started and not settings.PRODUCTION:
+            from console.embedded import console_listening
+
+            console_listening()
 
 
 class Command(BaseCommand):
@@ -33,16 +46,21 @@ class Command(BaseCommand):
         # handler found before it: this one, so the process ends below rather than mid-way.
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
             signal.signal(stop_signal, lambda *_: None)
-        uvicorn.run(
-            application,
-            host=host,
-            port=port,
-            lifespan="off",
-            log_level=settings.LOG_LEVEL.lower(),
-            proxy_headers=True,
-            ws_max_size=256 * 1024,
-            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        server = ConsoleServer(
+            uvicorn.Config(
+                application,
+                host=host,
+                port=port,
+                lifespan="off",
+                log_level=settings.LOG_LEVEL.lower(),
+                proxy_headers=True,
+                ws_max_size=256 * 1024,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            )
         )
+        server.run()  # as uvicorn.run(application, ...) does, with our server
+        if not server.started:
+            sys.exit(STARTUP_FAILURE)
         if not settings.PRODUCTION:
             from console.embedded import hand_back_embedded_work
 
