@@ -258,6 +258,7 @@ class Agent:
         """Make these reads at the same time, each result recorded as it completes."""
         for call in reads:
             self._announce(call)
+        release_connection()  # announced before a restart, it only read: no connection held while they run
         with ThreadPoolExecutor(max_workers=min(settings.PARALLEL_READS, len(reads))) as pool:
             made = {pool.submit(self._make_on_own_thread, call, progress): call for call in reads}
             for future in as_completed(made):  # a lease lost: the calls under way finish, then it stops
