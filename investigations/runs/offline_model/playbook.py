@@ -675,27 +675,31 @@ class Playbook:
                     "get_user",
                     {"username": user},
                     f"{user}'s account details",
-                    f"Next, {user}'s account.",
+                    f"I'll look at {user}'s account.",
                     ("username",),
                 ),
             ]
         if host:
             steps += [
                 Step(
-                    "get_host", {"host": host}, f"the facts about {host}", f"Next, the facts about {host}.", ("host",)
+                    "get_host",
+                    {"host": host},
+                    f"the facts about {host}",
+                    f"I'll look up the facts about {host}.",
+                    ("host",),
                 ),
                 Step(
                     "get_process_tree",
                     {"host": host, **window},
                     "the process tree",
-                    f"Next, the processes started on {host}.",
+                    f"I'll list the processes started on {host}.",
                     ("host",),
                 ),
                 Step(
                     "get_network_connections",
                     {"host": host, **window},
                     "the network connections",
-                    f"Next, {host}'s outbound connections.",
+                    f"I'll list {host}'s outbound connections.",
                     ("host",),
                 ),
             ]
@@ -706,7 +710,7 @@ class Playbook:
                     "search_events",
                     {**subject, **window},
                     "the security events",
-                    f"Next, the security events for {' and '.join(subject.values())}.",
+                    f"I'll search the security events for {' and '.join(subject.values())}.",
                     ("host", "user", "kind"),
                 )
             )
@@ -726,7 +730,7 @@ class Playbook:
                     "lookup_indicator",
                     {"kind": kind, "value": value},
                     f"the reputation of {described}",
-                    f"Next, the reputation of {described} ({lead.why}).",
+                    f"I'll ask intel about {described} ({lead.why}).",
                     ("kind", "value"),
                 )
             )
@@ -877,7 +881,11 @@ class Playbook:
 
     # -- what the model says ----------------------------------------------------------------
     def _ask(self, steps: list[Step]) -> Turn:
-        together = [f"{len(steps)} checks at once:"] if len(steps) > 1 else []
+        together = (
+            [f"These {len(steps)} checks need nothing of each other, so I'll make them at once."]
+            if len(steps) > 1
+            else []
+        )
         said = " ".join([self._opening(), *together, *(step.intent for step in steps)])
         return Turn(said, tuple((step.tool, step.args) for step in steps))
 
