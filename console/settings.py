@@ -294,6 +294,9 @@ DB_RETRIES = env_int("GATEHOUSE_DB_RETRIES", 5, minimum=0)
 # message to the page, and with hundreds of turns streaming in one worker they are most of its work
 # (bench/scale.py); a quarter of a second still reads as live.
 TEXT_FLUSH_MS = env_int("GATEHOUSE_TEXT_FLUSH_MS", 250, minimum=0)
+# The reads one model turn asks for together are made at the same time, at most this many at once (each on a
+# thread of its own, holding a database connection only while it writes its audit record); writes wait in order.
+PARALLEL_READS = env_int("GATEHOUSE_PARALLEL_READS", 8, minimum=1)
 ALERT_MAX_BYTES = 64 * 1024  # a larger alert body is refused with 413
 # Per integration: requests to POST /api/alerts per window (shared by every web process through
 # Redis in production), and investigations waiting for a worker; past either, 429.

@@ -1,7 +1,8 @@
 """The agent loop: one investigation, step by step, with its state saved after every step.
 
 A step is either one model turn (streamed; its text saved and published as it arrives) or one
-tool call of the turn before. After each step the conversation, the tool results so far and
+tool call of the turn before; the reads a turn asks for together are made at the same time, its
+writes one by one after them. After each step the conversation, the tool results so far and
 the budgets used are saved, fenced by the worker's lease. A worker that takes over a stalled
 investigation therefore resumes from the last saved step and repeats no tool call that had
 completed.
@@ -27,9 +28,10 @@ import socket
 import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager, suppress
-from dataclasses import replace
-from functools import partial
+from dataclasses import dataclass, replace
+from functools import cached_property, partial
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -242,83 +244,108 @@ class Agent:
         self._save(messages=[*investigation.messages[:-1], told], related_told=new[-1])
 
     def _call_tools(self, uses: list[dict]) -> bool:
-        """Answer the last turn's tool calls, skipping those answered before a restart. False when it stopped."""
+        """Answer the last turn's tool calls, skipping those answered before a restart. False when it stopped.
+
+        Its reads run together (at most PARALLEL_READS at once), then its refused calls and writes one
+        by one, in order; the answers go back in the calls' order, whatever order they completed in."""
         investigation = self.investigation
         turn = len(investigation.messages) - 1
-        refusals = _refusals(investigation.messages)
-        results = dict(investigation.tool_results)
-        keys = _result_keys(uses)
-        for position, (use, key, refusal) in enumerate(zip(uses, keys, refusals, strict=True)):
-            if key in results:
-                continue
-            found = find_tool(use["name"]) if isinstance(use["name"], str) else None
-            gated = refusal is None and bool(found and found[1].write)
-            asked_before = gated and investigation.action_requests.filter(tool_use_id=use["id"]).exists()
+        uses_keys_refusals = zip(uses, _result_keys(uses), _refusals(investigation.messages), strict=True)
+        calls = [ToolCall(f"{turn}.{position}", *each) for position, each in enumerate(uses_keys_refusals)]
+        progress = Progress(self.id, self.owner, investigation.tool_results, investigation.tool_calls_used)
+        pending = [call for call in calls if call.key not in progress.results]
+        reads = [call for call in pending if call.is_read]
+        if reads:
+            if stop := self._over_budget(tool_calls=True):
+                self._stop(stop)
+                return False
+            left = investigation.budget_tool_calls - investigation.tool_calls_used  # reserved before any starts
+            self._read_together(reads[:left], progress)
+            if len(reads) > left and (stop := self._over_budget(tool_calls=True)):  # the rest: never made
+                self._stop(stop)
+                return False
+        for call in (call for call in pending if not call.is_read):
+            asked_before = call.gated and investigation.action_requests.filter(tool_use_id=call.use["id"]).exists()
             if not asked_before and (stop := self._over_budget(tool_calls=True)):
                 self._stop(stop)
                 return False
-            call = f"{turn}.{position}"  # this call, even when its id is not its own
-            tool_use_id = str(use["id"])[:64]
-            if not investigation.events.filter(kind=Kind.TOOL_CALL, data__call=call).exists():
-                self._event(
-                    Kind.TOOL_CALL,
-                    {
-                        "tool_use_id": tool_use_id,
-                        "call": call,
-                        "name": use["name"],
-                        "server": found[0].name if found else "",
-                        "write": bool(found and found[1].write),
-                        "input": use["input"],
-                    },
-                )
-            progress = {"tool_calls_used": investigation.tool_calls_used + 1}
-            kept: list[bool] = []
-            keep = partial(self._keep, {**results}, key, progress, kept)
-            context = replace(self.context, tool_use_id=tool_use_id, keep=keep)
-            if refusal is not None:
-                result = self.gateway.refuse(use["name"], use["input"], context, refusal)
-            elif gated:
-                result = self._gated(use)
-            else:
-                result = self.gateway.call(use["name"], use["input"], context)
+            self._announce(call)
+            result = self._make(call, progress)
             if result is None:  # an analyst decides first: this worker is released until then
                 services.suspend(
                     self.id,
                     self.owner,
-                    waiting_for=f"Waiting for an analyst to decide on {use['name']}.",
-                    tool_results=results,
+                    waiting_for=f"Waiting for an analyst to decide on {call.use['name']}.",
+                    tool_results=progress.results,
                 )
                 return False
-            if kept == [False]:
-                raise LeaseLost(self.id)
-            results[key] = result
-            if kept:
-                release_connection()
-                investigation.tool_results, investigation.tool_calls_used = dict(results), progress["tool_calls_used"]
-            else:
-                self._save(tool_results=results, **progress)
-            self._event(
-                Kind.TOOL_RESULT, {"tool_use_id": tool_use_id, "call": call, "name": use["name"], "result": result}
-            )
+            self._recorded(call, result, progress)
         answers = [
             {
                 "type": "tool_result",
-                "tool_use_id": use["id"],
-                "content": tool_result_content(results[key], _external_server(use["name"])),
-                "is_error": results[key].get("status") == "error",
+                "tool_use_id": call.use["id"],
+                "content": tool_result_content(progress.results[call.key], _external_server(call.use["name"])),
+                "is_error": progress.results[call.key].get("status") == "error",
             }
-            for use, key in zip(uses, keys, strict=True)
+            for call in calls
         ]
         self._save(messages=[*investigation.messages, {"role": "user", "content": answers}], tool_results={})
         return True
 
-    def _keep(self, results: dict, key: str, progress: dict, kept: list[bool], result: dict) -> None:
-        """A call's result saved in the transaction of its audit record (CallContext.keep)."""
+    def _read_together(self, reads: list["ToolCall"], progress: "Progress") -> None:
+        """Make these reads at the same time, each result recorded as it completes."""
+        for call in reads:
+            self._announce(call)
+        release_connection()  # announced before a restart, it only read: no connection held while they run
+        with ThreadPoolExecutor(max_workers=min(settings.PARALLEL_READS, len(reads))) as pool:
+            made = {pool.submit(self._make_on_own_thread, call, progress): call for call in reads}
+            for future in as_completed(made):  # a lease lost: the calls under way finish, then it stops
+                self._recorded(made[future], future.result(), progress)
+
+    def _make_on_own_thread(self, call: "ToolCall", progress: "Progress") -> dict | None:
         try:
-            services.save(self.id, self.owner, tool_results={**results, key: result}, **progress)
-            kept.append(True)
-        except LeaseLost:  # another worker holds it now: the record stands, and this one stops after the call
-            kept.append(False)
+            return self._make(call, progress)
+        finally:
+            release_connection()  # the pool thread's connection, back to the worker's pool
+
+    def _make(self, call: "ToolCall", progress: "Progress") -> dict | None:
+        """Make one call (or refuse it, or ask for it): its result, kept; None while an analyst decides."""
+        use = call.use
+        context = replace(self.context, tool_use_id=call.tool_use_id, keep=partial(progress.keep, call.key))
+        if call.refusal is not None:
+            result = self.gateway.refuse(use["name"], use["input"], context, call.refusal)
+        elif call.gated:
+            result = self._gated(use)
+        else:
+            result = self.gateway.call(use["name"], use["input"], context)
+        if result is not None and call.key not in progress.results and not progress.lost:
+            progress.keep(call.key, result)  # a write's decided result: no audit record of ours kept it
+        return result
+
+    def _announce(self, call: "ToolCall") -> None:
+        if self.investigation.events.filter(kind=Kind.TOOL_CALL, data__call=call.call).exists():
+            return  # announced before a restart
+        found = call.found
+        self._event(
+            Kind.TOOL_CALL,
+            {
+                "tool_use_id": call.tool_use_id,
+                "call": call.call,
+                "name": call.use["name"],
+                "server": found[0].name if found else "",
+                "write": bool(found and found[1].write),
+                "input": call.use["input"],
+            },
+        )
+
+    def _recorded(self, call: "ToolCall", result: dict, progress: "Progress") -> None:
+        if progress.lost:  # another worker holds it now: the records stand, and this one stops
+            raise LeaseLost(self.id)
+        self.investigation.tool_results, self.investigation.tool_calls_used = progress.results, progress.used
+        self._event(
+            Kind.TOOL_RESULT,
+            {"tool_use_id": call.tool_use_id, "call": call.call, "name": call.use["name"], "result": result},
+        )
 
     def _gated(self, use: dict) -> dict | None:
         """A write: its result once an analyst decided (or its policy needs no approval), else None."""
@@ -401,6 +428,56 @@ class Agent:
     def _event(self, kind: str, data: dict) -> None:
         record_event(self.id, kind, data, owner=self.owner)
         release_connection()
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One tool call of the last turn: its place (`call`, "turn.position"), what the model sent, where its
+    result is kept (`key`), and the typed error that answers it instead, if it is refused."""
+
+    call: str
+    use: dict
+    key: str
+    refusal: dict | None
+
+    @cached_property
+    def found(self):
+        return find_tool(self.use["name"]) if isinstance(self.use["name"], str) else None
+
+    @property
+    def tool_use_id(self) -> str:
+        return str(self.use["id"])[:64]
+
+    @property
+    def gated(self) -> bool:
+        """A write, made only through the human gate."""
+        return self.refusal is None and bool(self.found and self.found[1].write)
+
+    @property
+    def is_read(self) -> bool:
+        return self.refusal is None and not self.gated
+
+
+class Progress:
+    """A turn's results so far and the tool calls used, saved in the transaction of each call's audit
+    record (CallContext.keep). Its calls complete in any order, so each save holds every result so
+    far: a worker taking over finds each completed call, and makes none of them again."""
+
+    def __init__(self, investigation_id: int, owner: str, results: dict, used: int):
+        self.investigation_id, self.owner = investigation_id, owner
+        self.results, self.used = dict(results), used  # replaced, never changed: read by the loop meanwhile
+        self.lost = False  # another worker holds the investigation now
+        self._lock = threading.Lock()
+
+    def keep(self, key: str, result: dict) -> None:
+        with self._lock:
+            results, used = {**self.results, key: result}, self.used + 1
+            try:
+                services.save(self.investigation_id, self.owner, tool_results=results, tool_calls_used=used)
+            except LeaseLost:  # the audit record stands; the loop stops once the calls under way finish
+                self.lost = True
+                return
+            self.results, self.used = results, used
 
 
 # -- what the model sent, and what the API is sent ----------------------------------------------

@@ -122,7 +122,8 @@ def test_the_token_budget_ends_the_investigation_as_inconclusive(received):
     assert investigation.verdict == "inconclusive"
     assert investigation.end_reason == "The token budget (6000 tokens) is exhausted."
     assert investigation.tokens_used >= 6000
-    assert 0 < calls_of(investigation).count() < 10
+    assert 0 < calls_of(investigation).count() < 13  # the whole story makes 13
+    assert not investigation.action_requests.exists()  # stopped before it asked for containment
 
 
 def test_the_time_budget_is_enforced_before_each_step(received):

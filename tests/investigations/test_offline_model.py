@@ -451,7 +451,12 @@ def test_phishing_reaches_malicious_and_asks_to_isolate_then_disable_then_ticket
     used_ids = {use.id for reply in transcript.replies for use in reply.tool_uses}
     assert {item.split(":")[0] for item in verdict["evidence"]} <= used_ids
     assert transcript.replies[-1].stop_reason == "end_turn" and not transcript.replies[-1].tool_uses
-    assert all(reply.stop_reason == "tool_use" and len(reply.tool_uses) == 1 for reply in transcript.replies[:-1])
+    assert all(reply.stop_reason == "tool_use" for reply in transcript.replies[:-1])
+    asked = [[use.name for use in reply.tool_uses] for reply in transcript.replies[:-1]]
+    assert asked[0] == reads  # they need nothing of each other: asked for together, as Claude does
+    assert asked[1] == ["lookup_indicator"] * len(lookups)  # the leads they found, looked up together
+    assert asked[2:] == [["isolate_host"], ["disable_account"], ["open_ticket"]]  # each write alone: each is approved
+    assert len(used_ids) == len(lab.calls)  # every call its own id
     assert transcript.replies[-1].text.rstrip().endswith("</verdict>")
 
 
@@ -675,9 +680,17 @@ def test_without_a_confirmed_finding_nothing_is_recorded(client):
 
 def test_an_exhausted_budget_gives_an_inconclusive_verdict_at_once(client):
     lab = Lab(phishing_answers())
-    transcript = investigate(client, alert(), lab, budget_calls=2)
+    transcript = investigate(client, alert(), lab, budget_calls=6)
 
-    assert lab.names() == ["search_logins", "get_user"]
+    assert lab.names() == [
+        "search_logins",
+        "get_user",
+        "get_host",
+        "get_process_tree",
+        "get_network_connections",
+        "search_events",
+    ]
+    assert len(transcript.replies) == 2  # the reads together, then the verdict
     last = transcript.replies[-1]
     assert last.stop_reason == "end_turn" and not last.tool_uses
     assert transcript.verdict["verdict"] == "inconclusive"

@@ -285,7 +285,8 @@ def test_the_demo_story_reads_most_of_its_input_from_the_cache(received, analyst
     assert investigation.verdict == "malicious"
 
     requests = [body for body in fresh_offline_model.requests if isinstance(body, dict)]
-    assert len(requests) >= 10
+    turns = sum(message["role"] == "assistant" for message in investigation.messages)
+    assert len(requests) == turns >= 6  # one request a turn: the reads, the lookups, three writes, the verdict
     for body in requests:
         marks = breakpoints(body)
         last = len(body["messages"]) - 1
@@ -294,7 +295,9 @@ def test_the_demo_story_reads_most_of_its_input_from_the_cache(received, analyst
         assert marks[-1] == f"messages.{last}.{len(body['messages'][last]['content']) - 1}"
 
     usage = investigation.usage
-    assert usage.cache_read_share >= 0.8, usage
+    # Six turns, each writing a batch of results to the cache: 0.80 read from it (0.90 when the story took 14
+    # turns of one call each and read the same prefix again more often: 88k tokens in all then, 43k now).
+    assert usage.cache_read_share >= 0.75, usage
     assert investigation.tokens_used == usage.total
     print(f"\ndemo story: {usage}, cache-read share {usage.cache_read_share:.3f}")
 

@@ -261,9 +261,9 @@ def build_message(turn: Turn, body: dict, usage: Usage) -> dict:
     """The Message the API returns. Ids derive from the conversation: the same request, the same answer."""
     conversation = json.dumps(body["messages"], sort_keys=True, default=str)
     content: list[dict] = [{"type": "text", "text": turn.text}]
-    if turn.tool:
-        tool_use_id = "toolu_" + digest(conversation, turn.tool)
-        content.append({"type": "tool_use", "id": tool_use_id, "name": turn.tool, "input": turn.input})
+    for position, (tool, tool_input) in enumerate(turn.calls):
+        tool_use_id = "toolu_" + digest(conversation, tool, str(position))
+        content.append({"type": "tool_use", "id": tool_use_id, "name": tool, "input": tool_input})
     return {
         "id": "msg_" + digest(conversation, "message"),
         "type": "message",

@@ -578,15 +578,14 @@ def digest(*parts: str) -> str:
 
 @dataclass(frozen=True)
 class Turn:
-    """What the model says next: reasoning text, then at most one tool call."""
+    """What the model says next: reasoning text, then the tool calls it asks for together (tool, input)."""
 
     text: str
-    tool: str | None = None
-    input: dict | None = None
+    calls: tuple[tuple[str, dict], ...] = ()
 
     @property
     def stop_reason(self) -> str:
-        return "tool_use" if self.tool else "end_turn"
+        return "tool_use" if self.calls else "end_turn"
 
 
 # ======================================================================================
@@ -646,14 +645,16 @@ class Playbook:
             return Turn("I cannot find an alert to investigate.\n\n" + verdict_block("inconclusive", summary, []))
         if self.conversation.budget_exhausted:
             return self._final(self.assess(), budget_exhausted=True)
-        for step in self.read_steps() + self.lookup_steps():  # lookups only matter once every read answered
-            if turn := self._advance(step):
-                return turn
+        # The reads need nothing of each other: asked for together, as are the lookups of the leads they
+        # found (only once every read answered). A write is asked for alone: each waits for its analyst.
+        for steps in (self.read_steps, self.lookup_steps):
+            if asked := [call for step in steps() if (call := self._advance(step))]:
+                return self._ask(asked)
         assessment = self.assess()
         if assessment.verdict == "malicious":
             for step in self.containment_steps(assessment):
                 if not self._attempts(step):  # a write is asked for once; whatever comes back is final
-                    return self._call(step.tool, step.args, step.intent)
+                    return self._ask([step])
         return self._final(assessment)
 
     # -- the steps --------------------------------------------------------------------------
@@ -674,27 +675,31 @@ class Playbook:
                     "get_user",
                     {"username": user},
                     f"{user}'s account details",
-                    f"Next, {user}'s account.",
+                    f"I'll look at {user}'s account.",
                     ("username",),
                 ),
             ]
         if host:
             steps += [
                 Step(
-                    "get_host", {"host": host}, f"the facts about {host}", f"Next, the facts about {host}.", ("host",)
+                    "get_host",
+                    {"host": host},
+                    f"the facts about {host}",
+                    f"I'll look up the facts about {host}.",
+                    ("host",),
                 ),
                 Step(
                     "get_process_tree",
                     {"host": host, **window},
                     "the process tree",
-                    f"Next, the processes started on {host}.",
+                    f"I'll list the processes started on {host}.",
                     ("host",),
                 ),
                 Step(
                     "get_network_connections",
                     {"host": host, **window},
                     "the network connections",
-                    f"Next, {host}'s outbound connections.",
+                    f"I'll list {host}'s outbound connections.",
                     ("host",),
                 ),
             ]
@@ -705,7 +710,7 @@ class Playbook:
                     "search_events",
                     {**subject, **window},
                     "the security events",
-                    f"Next, the security events for {' and '.join(subject.values())}.",
+                    f"I'll search the security events for {' and '.join(subject.values())}.",
                     ("host", "user", "kind"),
                 )
             )
@@ -725,7 +730,7 @@ class Playbook:
                     "lookup_indicator",
                     {"kind": kind, "value": value},
                     f"the reputation of {described}",
-                    f"Next, the reputation of {described} ({lead.why}).",
+                    f"I'll ask intel about {described} ({lead.why}).",
                     ("kind", "value"),
                 )
             )
@@ -863,20 +868,26 @@ class Playbook:
         outcome = self._outcome(self._step(tool))
         return outcome.data if outcome is not None and isinstance(outcome.data, dict) else {}
 
-    def _advance(self, step: Step) -> Turn | None:
-        """The call this step still needs, or None once it has its answer."""
+    def _advance(self, step: Step) -> Step | None:
+        """The call this step still needs (its retry, once), or None once it has its answer."""
         attempts = self._attempts(step)
         if not attempts:
-            return self._call(step.tool, step.args, step.intent)
+            return step
         if len(attempts) == 1 and attempts[0].retryable:
             narrower = step.narrower()
             window = f" over {narrower['lookback_hours']} hours" if narrower != step.args else ""
-            return self._call(step.tool, narrower, f"I'll retry it once{window}.")
+            return replace(step, args=narrower, intent=f"I'll retry {step.topic} once{window}.")
         return None
 
     # -- what the model says ----------------------------------------------------------------
-    def _call(self, tool: str, args: dict, intent: str) -> Turn:
-        return Turn(f"{self._opening()} {intent}", tool, args)
+    def _ask(self, steps: list[Step]) -> Turn:
+        together = (
+            [f"These {len(steps)} checks need nothing of each other, so I'll make them at once."]
+            if len(steps) > 1
+            else []
+        )
+        said = " ".join([self._opening(), *together, *(step.intent for step in steps)])
+        return Turn(said, tuple((step.tool, step.args) for step in steps))
 
     def _opening(self) -> str:
         """A comment on what just came back, or on the alert before anything was called."""

@@ -1,0 +1,84 @@
+"""The reads one model turn asks for together are made at the same time (issue 20), at most
+PARALLEL_READS at once: each answered in the calls' order and audited once, the tool-call budget
+held exactly; a write still waits for its analyst. (A worker killed while they run resumes making
+none that completed: tests/investigations/test_workers.py.)
+
+Overlap is proven by an external server whose tool answers only once three calls are inside it
+together (gather_server.py): calls made one after another wait out its bound and say they never met.
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from console.manage import administration
+from investigations.runs.offline_model.playbook import read_envelope
+from tests.investigations.hostile_model import tool_turn
+from tests.investigations.test_agent_loop import set_budgets
+from tests.investigations.test_hostile_model import answers_in, calls_of, hostile  # noqa: F401 - the fixture
+from toolserver.models import Tool
+from toolserver.supervisor import get_supervisor
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+GATHER_SERVER = Path(__file__).with_name("gather_server.py")
+PARTY = ("a", "b", "c")
+
+
+@pytest.fixture
+def gather(admin_user):
+    """gather__gather, a read, answering once three calls are inside it at once."""
+    server = administration.register_external_server(
+        admin_user, {"name": "gather", "command": sys.executable, "args": [str(GATHER_SERVER), str(len(PARTY))]}
+    )
+    administration.discover(server)
+    administration.accept_external_tool(Tool.objects.get(name="gather__gather"), admin_user, access="read")
+    yield server
+    get_supervisor().restart("gather")
+
+
+def gathering() -> list[tuple[str, str, dict]]:
+    return [(f"toolu_{who}", "gather__gather", {"who": who}) for who in PARTY]
+
+
+def test_the_reads_of_a_turn_are_made_together_answered_in_order_and_audited_once(hostile, gather):
+    model, investigation = hostile(tool_turn(*gathering()))
+    assert investigation.status == "completed"
+    answers = answers_in(model.requests[1])
+    assert [answer["tool_use_id"] for answer in answers] == ["toolu_a", "toolu_b", "toolu_c"]
+    answered = [read_envelope(answer["content"])["data"] for answer in answers]
+    assert answered == [{"who": who, "met": True} for who in PARTY]  # all three were inside at once
+    records = calls_of(investigation).filter(tool="gather__gather")
+    assert sorted(records.values_list("tool_use_id", flat=True)) == ["toolu_a", "toolu_b", "toolu_c"]
+    assert investigation.tool_calls_used == 3
+    results = investigation.events.filter(kind="tool_result").values_list("data__tool_use_id", flat=True)
+    assert sorted(results) == ["toolu_a", "toolu_b", "toolu_c"]
+
+
+def test_no_more_reads_than_parallel_reads_are_made_at_once(hostile, gather, settings):
+    settings.PARALLEL_READS = 2
+    model, _ = hostile(tool_turn(*gathering()))
+    answered = [read_envelope(answer["content"])["data"]["met"] for answer in answers_in(model.requests[1])]
+    assert answered == [False, False, True]  # the first two waited out the bound; the third came after them
+
+
+def test_a_turn_of_reads_past_the_tool_call_budget_makes_only_those_within_it(hostile):
+    set_budgets(tool_calls=2)
+    model, investigation = hostile(
+        tool_turn(*[(f"toolu_{n}", "get_host", {"host": "WS-FIN-07"}) for n in range(3)]),
+    )
+    assert (investigation.status, investigation.verdict) == ("completed", "inconclusive")
+    assert investigation.end_reason == "The tool-call budget (2 calls) is exhausted."
+    assert sorted(calls_of(investigation).values_list("tool_use_id", flat=True)) == ["toolu_0", "toolu_1"]
+    assert investigation.tool_calls_used == 2
+    assert len(model.requests) == 1  # no answer went back: it stopped there
+
+
+def test_the_reads_of_a_turn_are_made_while_its_write_waits_for_an_analyst(hostile):
+    isolate = ("toolu_isolate", "isolate_host", {"host": "WS-FIN-07", "reason": "Confirmed payload."})
+    _, investigation = hostile(tool_turn(isolate, ("toolu_host", "get_host", {"host": "WS-FIN-07"})))
+    assert investigation.status == "waiting"
+    assert investigation.action_requests.get().tool_use_id == "toolu_isolate"
+    assert list(investigation.tool_results) == ["toolu_host"]  # the read's result, kept for the resume
+    assert calls_of(investigation).filter(actor="agent", tool="get_host").count() == 1
