@@ -21,6 +21,7 @@ from django.utils.deprecation import MiddlewareMixin
 
 from console import mfa
 from console.signin import client_address
+from core import sockets
 from investigations import presence
 from investigations.audit import chain as audit
 
@@ -129,6 +130,8 @@ class IdleTimeout:
                 logout(request)  # a new, empty session: the request goes on signed out
             elif last is None or now - last > 60:
                 request.session[self.KEY] = now
+                idle_at = now + settings.IDLE_MINUTES * 60 if mfa.privileged(request.user) else None
+                request.session[sockets.IDLE_UNTIL] = idle_at  # what their open sockets judge by
         return self.get_response(request)
 
 

@@ -63,7 +63,15 @@ def session_user(session_key: str | None):
     user = load_backend(backend_path).get_user(user_id)
     if user is None or not constant_time_compare(session.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()):
         return None
+    if (idle_until := session.get(IDLE_UNTIL)) is not None and time.time() > idle_until:
+        return None  # idle past the console's timeout: its next page would sign it out
     return user if second_factor_given(session, user) else None
+
+
+# When a session of someone the console signs out when idle (console.middleware.IdleTimeout) becomes idle,
+# as of its last request: written by the console, read here, so a socket that outlives the person's last
+# click sends nothing past it, as their next page would be a sign-in.
+IDLE_UNTIL = "gatehouse_idle_until"
 
 
 # What the console's second-factor gate last decided for a session (console.mfa.gate): "step_up" (its
