@@ -39,7 +39,7 @@ DATABASE = "gatehouse_bench_storm"
 os.environ.update(
     DJANGO_SETTINGS_MODULE="console.settings",
     DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DATABASE}",
-    REDIS_URL="redis://127.0.0.1:6379/15",
+    REDIS_URL="redis://127.0.0.1:6379/7",  # not 15: the tests' production mode flushes that one
     GATEHOUSE_SECRET_KEY="bench-only-secret-key-0123456789-0123456789-0123456789",
     GATEHOUSE_AUDIT_HASH_KEY="bench-only-audit-hash-key-0123456789-0123456789-012345",
     GATEHOUSE_AUDIT_SIGNING_KEY="bench-only-audit-signing-key-0123456789-0123456789-0123",

@@ -14,6 +14,7 @@ lease token, so a worker that stalled and was replaced cannot write over its suc
 import logging
 import operator
 import threading
+import time
 import uuid
 from contextlib import contextmanager
 from datetime import timedelta
@@ -243,7 +244,8 @@ def _keep_leases() -> None:
     """The process's one lease keeper: every third of a lease, all its leases renewed at once, so
     hundreds of investigations in flight cost one thread and one query, not one of each apiece.
     Only a process that stopped (or stalled past a lease) loses its investigations to another."""
-    while not threading.Event().wait(settings.INVESTIGATION_LEASE_S / 3):
+    while True:
+        time.sleep(settings.INVESTIGATION_LEASE_S / 3)
         try:
             renew_held()
         except Exception:  # the database away for a moment: the next round tries again, within the lease
