@@ -132,6 +132,10 @@ class Agent:
     def __init__(self, investigation_id: int, owner: str):
         self.owner = owner
         self.investigation = Investigation.objects.select_related("alert").get(pk=investigation_id)
+        # The turn whose calls a run before this one may have announced: the last saved as it resumes.
+        # Only those are looked up before they are announced (a query a call saved everywhere else).
+        started = self.investigation.started_at is not None
+        self.resumed_turn = f"{len(self.investigation.messages) - 1}." if started else None
         self.gateway = Gateway()
         self.context = CallContext(
             correlation_id=self.investigation.correlation_id, trigger=self.investigation.alert.trigger, actor="agent"
@@ -323,7 +327,8 @@ class Agent:
         return result
 
     def _announce(self, call: "ToolCall") -> None:
-        if self.investigation.events.filter(kind=Kind.TOOL_CALL, data__call=call.call).exists():
+        resumed = self.resumed_turn is not None and call.call.startswith(self.resumed_turn)
+        if resumed and self.investigation.events.filter(kind=Kind.TOOL_CALL, data__call=call.call).exists():
             return  # announced before a restart
         found = call.found
         self._event(
