@@ -13,14 +13,16 @@ from investigations.runs import agent, services
 log = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True, max_retries=settings.DB_RETRIES)
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_investigation(self, investigation_id: int) -> None:
-    """The database away for a moment (agent.DATABASE_AWAY) is tried again later, up to DB_RETRIES times;
-    on the last try it fails the investigation."""
+    """The database away for a moment (agent.DATABASE_AWAY) is tried again later, up to DB_RETRIES times
+    (read as it runs, not as this module is imported); on the last try it fails the investigation."""
+    tries_left = self.request.retries < settings.DB_RETRIES
     try:
-        agent.run(investigation_id, retry_database_errors=self.request.retries < self.max_retries)
+        agent.run(investigation_id, retry_database_errors=tries_left)
     except agent.DATABASE_AWAY as exc:
-        raise self.retry(exc=exc, countdown=settings.DB_RETRY_S * 2**self.request.retries) from exc
+        countdown = settings.DB_RETRY_S * 2**self.request.retries
+        raise self.retry(exc=exc, countdown=countdown, max_retries=settings.DB_RETRIES) from exc
 
 
 @shared_task(ignore_result=True)
