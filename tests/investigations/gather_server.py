@@ -1,7 +1,8 @@
 """A test MCP server over stdio whose one tool, `gather`, answers once PARTY calls are inside it at the
-same time (argv[1]), or after WAIT_S with `met` false: calls made one after another never meet.
+same time (argv[1]), or after the bound (argv[2] seconds) with `met` false: calls made one after another
+never meet.
 
-    python tests/investigations/gather_server.py 3
+    python tests/investigations/gather_server.py 3 10
 """
 
 import asyncio
@@ -13,7 +14,6 @@ import mcp_types as types
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
-WAIT_S = 10  # the bound: a caller waits no longer for the others
 SCHEMA = {
     "type": "object",
     "properties": {"who": {"type": "string", "maxLength": 20}},
@@ -22,7 +22,7 @@ SCHEMA = {
 }
 
 
-async def main(party: int) -> None:
+async def main(party: int, bound_s: float) -> None:
     arrived = 0
     everyone_in = asyncio.Event()
 
@@ -36,7 +36,7 @@ async def main(party: int) -> None:
         if arrived >= party:
             everyone_in.set()
         with contextlib.suppress(TimeoutError):  # waited out: it says so
-            await asyncio.wait_for(everyone_in.wait(), WAIT_S)
+            await asyncio.wait_for(everyone_in.wait(), bound_s)
         answer = {"who": (params.arguments or {}).get("who"), "met": everyone_in.is_set()}
         text = types.TextContent(type="text", text=json.dumps(answer))
         return types.CallToolResult(content=[text], structured_content=answer)
@@ -47,4 +47,4 @@ async def main(party: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    asyncio.run(main(int(sys.argv[1]), float(sys.argv[2])))

@@ -28,13 +28,18 @@ PARTY = ("a", "b", "c")
 
 @pytest.fixture
 def gather(admin_user):
-    """gather__gather, a read, answering once three calls are inside it at once."""
-    server = administration.register_external_server(
-        admin_user, {"name": "gather", "command": sys.executable, "args": [str(GATHER_SERVER), str(len(PARTY))]}
-    )
-    administration.discover(server)
-    administration.accept_external_tool(Tool.objects.get(name="gather__gather"), admin_user, access="read")
-    yield server
+    """gather__gather, a read, answering once three calls are inside it at once: `gather(bound_s)`. A bound
+    long enough for calls made together to meet on a loaded machine; a short one where they must not."""
+
+    def register(bound_s: float) -> None:
+        args = [str(GATHER_SERVER), str(len(PARTY)), str(bound_s)]
+        server = administration.register_external_server(
+            admin_user, {"name": "gather", "command": sys.executable, "args": args}
+        )
+        administration.discover(server)
+        administration.accept_external_tool(Tool.objects.get(name="gather__gather"), admin_user, access="read")
+
+    yield register
     get_supervisor().restart("gather")
 
 
@@ -43,6 +48,7 @@ def gathering() -> list[tuple[str, str, dict]]:
 
 
 def test_the_reads_of_a_turn_are_made_together_answered_in_order_and_audited_once(hostile, gather):
+    gather(bound_s=10)
     model, investigation = hostile(tool_turn(*gathering()))
     assert investigation.status == "completed"
     answers = answers_in(model.requests[1])
@@ -58,6 +64,7 @@ def test_the_reads_of_a_turn_are_made_together_answered_in_order_and_audited_onc
 
 def test_no_more_reads_than_parallel_reads_are_made_at_once(hostile, gather, settings):
     settings.PARALLEL_READS = 2
+    gather(bound_s=1)  # two at a time can never be three: waiting longer shows nothing more
     model, _ = hostile(tool_turn(*gathering()))
     answered = [read_envelope(answer["content"])["data"]["met"] for answer in answers_in(model.requests[1])]
     assert answered == [False, False, True]  # the first two waited out the bound; the third came after them
