@@ -335,6 +335,39 @@ async def test_a_person_who_must_enrol_opens_no_socket_on_a_password_alone(analy
     await communicator.disconnect()
 
 
+async def socket_after_idle(user, investigation, idle_minutes: float, device: TOTPDevice | None = None) -> dict:
+    """What a socket of `user`'s session sends on the investigation's next event, the session's last request
+    made `idle_minutes` ago (every time the console wrote at that request, moved back)."""
+    from channels.db import database_sync_to_async
+    from django.test import Client
+
+    from investigations.runs.events import record_event
+    from tests.websockets import next_output, socket
+
+    browser = Client()
+    await database_sync_to_async(sign_in)(browser, user, device)
+    assert (await database_sync_to_async(browser.get)("/")).status_code == 200  # their last request
+    communicator = await socket(f"/ws/investigations/{investigation.pk}/", client=browser)
+    assert (await communicator.connect())[0]
+
+    def idle_since_then() -> None:
+        session = browser.session
+        for key in ("gatehouse_last_seen", "gatehouse_idle_until"):
+            if session.get(key) is not None:
+                session[key] -= idle_minutes * 60
+        session.save()
+
+    await database_sync_to_async(idle_since_then)()
+    await database_sync_to_async(record_event)(investigation.pk, "status", {"status": "running", "message": "Live."})
+    answer = await next_output(communicator)
+    await communicator.disconnect()
+    return answer
+
+
+def said_live(answer: dict) -> bool:
+    return answer["type"] == "websocket.send" and json.loads(answer["text"])["event"]["data"]["message"] == "Live."
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("idle_minutes, ended", [(29, False), (31, True)])
 async def test_an_approvers_open_socket_sends_nothing_once_they_are_idle_past_the_timeout(
@@ -343,66 +376,25 @@ async def test_an_approvers_open_socket_sends_nothing_once_they_are_idle_past_th
     """The idle timeout signs a person out at their next request; a socket makes none, so it judged them
     present for as long as it stayed open (a live queue on an unattended screen)."""
     from channels.db import database_sync_to_async
-    from django.test import Client
-
-    from investigations.runs.events import record_event
-    from tests.websockets import next_output, socket
 
     settings.SOCKET_RECHECK_SECONDS = 0
     await database_sync_to_async(approvals.ensure_policies)()  # analysts may approve: the timeout is theirs
     investigation = await database_sync_to_async(make_investigation)("IDLE-1")
     device = await database_sync_to_async(enrolled)(analyst)
-    browser = Client()
-    await database_sync_to_async(sign_in)(browser, analyst, device)
-    assert (await database_sync_to_async(browser.get)("/")).status_code == 200  # their last request
-    communicator = await socket(f"/ws/investigations/{investigation.pk}/", client=browser)
-    assert (await communicator.connect())[0]
-
-    def idle_since_then() -> None:  # every time the console wrote at that request, moved back
-        session = browser.session
-        for key in {"gatehouse_last_seen", "gatehouse_idle_until"} & set(session.keys()):
-            session[key] -= idle_minutes * 60
-        session.save()
-
-    await database_sync_to_async(idle_since_then)()
-    await database_sync_to_async(record_event)(investigation.pk, "status", {"status": "running", "message": "Live."})
-    answer = await next_output(communicator)
-    if ended:
-        assert answer == {"type": "websocket.close", "code": 4403}
-    else:
-        assert json.loads(answer["text"])["event"]["data"]["message"] == "Live."
-    await communicator.disconnect()
+    answer = await socket_after_idle(analyst, investigation, idle_minutes, device)
+    assert answer == {"type": "websocket.close", "code": 4403} if ended else said_live(answer)
 
 
 @pytest.mark.django_db(transaction=True)
 async def test_an_idle_readers_socket_stays_open(make_user, make_investigation, settings):
     from channels.db import database_sync_to_async
-    from django.test import Client
     from guardian.shortcuts import assign_perm
-
-    from investigations.runs.events import record_event
-    from tests.websockets import next_output, socket
 
     settings.SOCKET_RECHECK_SECONDS = 0
     reader = await database_sync_to_async(make_user)("reader")  # no role: granted this one investigation
     investigation = await database_sync_to_async(make_investigation)("IDLE-2")
     await database_sync_to_async(assign_perm)("investigations.view_investigation", reader, investigation)
-    browser = Client()
-    await database_sync_to_async(sign_in)(browser, reader)
-    assert (await database_sync_to_async(browser.get)("/")).status_code == 200
-    communicator = await socket(f"/ws/investigations/{investigation.pk}/", client=browser)
-    assert (await communicator.connect())[0]
-
-    def idle_for_an_hour() -> None:
-        session = browser.session
-        assert session.get("gatehouse_idle_until") is None  # not signed out when idle: nothing to judge by
-        session["gatehouse_last_seen"] -= 3600
-        session.save()
-
-    await database_sync_to_async(idle_for_an_hour)()
-    await database_sync_to_async(record_event)(investigation.pk, "status", {"status": "running", "message": "Live."})
-    assert json.loads((await next_output(communicator))["text"])["event"]["data"]["message"] == "Live."
-    await communicator.disconnect()
+    assert said_live(await socket_after_idle(reader, investigation, 60))
 
 
 def test_a_decide_token_proves_a_decision_never_an_admin_change(client, admin_user):
