@@ -41,7 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.support import ConsoleProcess, console_env, stop_process, wait_until  # noqa: E402  (no Django imports)
+from tests.support import ConsoleProcess, console_env, cpu_seconds, stop_process, wait_until  # noqa: E402  (no Django imports)
 
 DATABASE = "gatehouse_scale_bench"
 WORKER_APP = "gatehouse-bench-worker"  # the worker's connections' application_name (libpq's PGAPPNAME)
@@ -87,13 +87,6 @@ def group_rss_kib(pgid: int) -> tuple[int, int]:
         except (OSError, ValueError):
             continue  # it ended meanwhile
     return sum(sizes), max(sizes, default=0)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far (all its threads)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Sampler:

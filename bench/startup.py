@@ -29,6 +29,8 @@ import httpx2 as httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from tests.support import cpu_seconds  # noqa: E402  (no Django imports)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 if not os.environ.get("REDIS_URL"):
     os.environ["GATEHOUSE_DATA_DIR"] = str(ROOT / "var" / "bench-startup")
@@ -44,12 +46,6 @@ def spawn_console(port: int) -> subprocess.Popen:
         env={**os.environ, "GATEHOUSE_LOG_LEVEL": "WARNING", "PORT": str(port)},
         stdout=subprocess.DEVNULL,
     )
-
-
-def cpu_s(pid: int) -> float:
-    """utime + stime of a live process (/proc/<pid>/stat, fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children_cpu_s() -> float:
@@ -86,7 +82,7 @@ def console_start_s(port: int) -> tuple[float, float]:
     console = spawn_console(port)
     try:
         until_healthy(console, port)
-        return time.perf_counter() - started, cpu_s(console.pid)
+        return time.perf_counter() - started, cpu_seconds(console.pid)
     finally:
         stop(console)
 

@@ -18,6 +18,12 @@ READY_S = 180  # a console process from start to answering /healthz (migrations 
 STOP_S = 15  # a process asked to stop, before it is killed
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used so far, all its threads (/proc/<pid>/stat, fields 14, 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
