@@ -235,13 +235,24 @@ def lab_credentials(tmp_path_factory):
 
 
 @pytest.fixture
-def lab(transactional_db, live_console, lab_credentials, settings):
-    from toolserver.lab import estate, faults
+def estate_copies(django_db_setup, django_db_blocker):
+    """A seed of the lab's estate, at most tests/seeded_estate.py's FRESH_S old, for `seeded_estate.seed()`
+    to copy back; made before the test's own transaction begins (ask for it before `db`)."""
+    from tests import seeded_estate
+
+    with django_db_blocker.unblock():
+        seeded_estate.refresh()
+
+
+@pytest.fixture
+def lab(estate_copies, transactional_db, live_console, lab_credentials, settings):
+    from tests import seeded_estate
+    from toolserver.lab import faults
     from toolserver.lab.keys import SERVER_SCOPES, hash_key
     from toolserver.lab.models import LabKey
 
     directory, keys = lab_credentials
-    estate.seed()
+    seeded_estate.seed()
     for server, key in keys.items():
         LabKey.objects.create(name=server, key_hash=hash_key(key), scopes=SERVER_SCOPES[server])
     lab = Lab(api_url=f"{live_console.url}/lab/api", credentials_dir=directory, keys=keys)

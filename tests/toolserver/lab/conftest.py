@@ -2,14 +2,15 @@ import json
 
 import pytest
 
+from tests import seeded_estate
 from toolserver.lab import estate as lab_estate
 from toolserver.lab.keys import SERVER_SCOPES, issue_key
 
 
 @pytest.fixture
-def estate(db):
-    """The real estate, freshly seeded; the module, for its story constants."""
-    lab_estate.seed()
+def estate(estate_copies, db):
+    """The real estate, freshly seeded (tests/seeded_estate.py); the module, for its story constants."""
+    seeded_estate.seed()
     return lab_estate
 
 
