@@ -3,8 +3,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from django.conf import global_settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.contrib.auth.models import Group
+from django.test import override_settings
 
 from core.roles import ADMIN, ANALYST, MANAGER
 from investigations.intake import services as intake
@@ -13,6 +16,22 @@ from toolserver.catalog import SERVERS
 from toolserver.ratelimit import get_rate_limiter
 
 PASSWORD = "correct-horse-battery-staple"
+
+
+class QuickPBKDF2PasswordHasher(PBKDF2PasswordHasher):
+    """pbkdf2_sha256 at 1,000 rounds, not Django's 1,000,000 (0.23 s a hash here, paid by every user a
+    test makes and every sign-in): the count is written in each hash, so a console process checks these
+    as it checks any, and upgrades them at the first sign-in as it would an old hash."""
+
+    iterations = 1000
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quick_password_hashing():
+    hashers = [f"{__name__}.QuickPBKDF2PasswordHasher"]
+    hashers += [path for path in global_settings.PASSWORD_HASHERS if not path.endswith(".PBKDF2PasswordHasher")]
+    with override_settings(PASSWORD_HASHERS=hashers):
+        yield
 
 
 @pytest.fixture(autouse=True)
