@@ -1,5 +1,6 @@
 """The suite's own harness: a console process that does not become ready in time is stopped, not left behind."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,15 +10,17 @@ from tests import support
 
 
 def consoles_running() -> set[int]:
-    """Pids of `manage.py serve` processes of this checkout."""
+    """Pids of `manage.py serve` processes of this checkout started by this test run (the other runs
+    of `make test`, side by side, start and stop their own)."""
     manage = str(support.ROOT / "manage.py").encode()
     pids = set()
     for entry in Path("/proc").iterdir():
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
         except (OSError, ValueError):
             continue
-        if manage in cmdline and b"serve" in cmdline:
+        if manage in cmdline and b"serve" in cmdline and parent == os.getpid():
             pids.add(int(entry.name))
     return pids
 
