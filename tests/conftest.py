@@ -16,6 +16,30 @@ from toolserver.catalog import SERVERS
 from toolserver.ratelimit import get_rate_limiter
 
 PASSWORD = "correct-horse-battery-staple"
+DATABASE_FIXTURES = {
+    "db",
+    "transactional_db",
+    "django_db_reset_sequences",
+    "django_db_serialized_rollback",
+    "live_server",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """In production mode, the tests of an `any_mode` module that use no database are left to the
+    embedded run: nothing they do reaches PostgreSQL or Redis, so a second run repeats the first."""
+    from django.conf import settings
+
+    if not settings.PRODUCTION:
+        return
+
+    def uses_a_database(item) -> bool:
+        return bool(item.get_closest_marker("django_db") or DATABASE_FIXTURES & set(item.fixturenames))
+
+    once = {item for item in items if item.get_closest_marker("any_mode") and not uses_a_database(item)}
+    if once:
+        config.hook.pytest_deselected(items=list(once))
+        items[:] = [item for item in items if item not in once]
 
 
 class QuickPBKDF2PasswordHasher(PBKDF2PasswordHasher):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in the embedded run
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("core", "console", "investigations", "toolserver")
 ALLOWED = {

@@ -4,6 +4,8 @@ import pytest
 
 from console.environment import ConfigError, database_from_url, env_bool, env_int, env_prices, env_rate
 
+pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in the embedded run
+
 
 def test_postgres_url_becomes_a_database_entry():
     entry = database_from_url("postgres://gate:p%40ss@db.internal:6543/gatehouse")

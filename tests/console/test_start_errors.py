@@ -7,6 +7,8 @@ import pytest
 
 from tests.support import ROOT, console_env, free_port, run_manage
 
+pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in the embedded run
+
 PRODUCTION = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test",
     "REDIS_URL": "redis://127.0.0.1:6379/15",

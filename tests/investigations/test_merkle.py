@@ -2,7 +2,11 @@
 
 import hashlib
 
+import pytest
+
 from investigations.audit.merkle import leaf_hash, node_hash, proves, tree
+
+pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in the embedded run
 
 
 def mth(leaves: list[str]) -> bytes:

@@ -29,6 +29,8 @@ from toolserver.catalog import SERVERS, find_tool
 from toolserver.envelope import BackendFailure, backend_error, error, ok
 from toolserver.schemas import parse_arguments
 
+pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in the embedded run
+
 TOOLS = [
     {"name": tool.name, "description": tool.description, "input_schema": tool.arguments.model_json_schema()}
     for server in SERVERS.values()

@@ -37,6 +37,8 @@ from toolserver.catalog import SERVERS
 from toolserver.envelope import BackendFailure
 from toolserver.lab import estate
 
+pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in the embedded run
+
 ADAPTERS = [pytest.param(server, name, cls, id=f"{server}-{name}") for server, name, cls in registered()]
 HTTP_ADAPTERS = [
     pytest.param(server, name, cls, id=f"{server}-{name}")

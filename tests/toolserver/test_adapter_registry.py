@@ -13,6 +13,8 @@ from toolserver.adapters.base import IntelBackend, Param, SiemBackend
 from toolserver.adapters.registry import INTERFACES, Registry
 from toolserver.catalog import SERVERS
 
+pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in the embedded run
+
 
 class HalfSiem(SiemBackend):
     source = "half:siem"

@@ -5,6 +5,8 @@ import pytest
 
 from toolserver import credentials
 
+pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in the embedded run
+
 
 def own(tmp_path, server="edr-response") -> dict:
     """The environment a server's launcher gets: its name and the credentials folder."""

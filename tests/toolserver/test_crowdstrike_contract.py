@@ -19,6 +19,8 @@ from toolserver.catalog import SERVERS
 from toolserver.lab.estate import PHISHED_HOST
 from toolserver.servers import META_CHECK_DONE, META_IDEMPOTENCY_KEY, META_TRIGGER, run_tool
 
+pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in the embedded run
+
 SPEC = SERVERS["edr-response"]
 REASON = "Contract test: the host beacons to a known C2 address."
 

@@ -11,6 +11,8 @@ from toolserver import external
 from toolserver.envelope import invalid_arguments
 from toolserver.schemas import parse_arguments
 
+pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in the embedded run
+
 
 def model(schema: dict):
     return external._arguments_model(json.dumps(schema, sort_keys=True))

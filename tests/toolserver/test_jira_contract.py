@@ -18,6 +18,8 @@ from toolserver.adapters.jira import JiraTicketing, write_label
 from toolserver.catalog import SERVERS
 from toolserver.servers import META_CHECK_DONE, META_IDEMPOTENCY_KEY, META_TRIGGER, run_tool
 
+pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in the embedded run
+
 SPEC = SERVERS["ticketing"]
 PARAMS = {"project_key": "SEC", "email": JIRA_EMAIL}
 TICKET = {"title": "Phished user on WS-FIN-07", "body": "Line one of the findings.\nLine two.", "severity": "high"}

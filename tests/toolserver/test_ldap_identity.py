@@ -17,6 +17,8 @@ from toolserver.adapters.base import BackendError, BackendRefused, ParamError, T
 from toolserver.adapters.ldap import ACCOUNTDISABLE, ActiveDirectoryIdentity, LdapIdentity, account_control_change
 from toolserver.envelope import BackendFailure
 
+pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in the embedded run
+
 INVALID_CREDENTIALS = 49
 WRITE = WriteContext(idempotency_key="ldap-test-key", trigger="ALERT-1", correlation_id="inv-ldap")
 DOE, DOE_AD = f"uid=j.doe,{PEOPLE}", f"cn=Jane Doe,{AD_PEOPLE}"

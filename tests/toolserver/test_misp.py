@@ -13,6 +13,8 @@ from toolserver.adapters.base import BackendError
 from toolserver.adapters.misp import TYPES, MispIntel
 from toolserver.envelope import BackendFailure
 
+pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in the embedded run
+
 SHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 

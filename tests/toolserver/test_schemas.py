@@ -7,6 +7,8 @@ from toolserver import schemas
 from toolserver.catalog import SERVERS
 from toolserver.schemas import parse_arguments
 
+pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in the embedded run
+
 
 @pytest.mark.parametrize(
     "model, raw, problem",

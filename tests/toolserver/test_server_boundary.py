@@ -17,6 +17,8 @@ from toolserver.catalog import SERVERS
 from toolserver.envelope import BackendFailure
 from toolserver.servers import META_BACKEND_STATUS, build_server
 
+pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in the embedded run
+
 SECRET = "sk-test-never-shown-0123456789"
 
 

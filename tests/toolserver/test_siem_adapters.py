@@ -18,6 +18,8 @@ from toolserver.adapters.splunk import SplunkSiem, spl_string
 from toolserver.catalog import SERVERS
 from toolserver.servers import run_tool
 
+pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in the embedded run
+
 SIEM = SERVERS["siem"]
 TOOLS = {tool.name: tool for tool in SIEM.tools}
 
