@@ -58,9 +58,12 @@ def test_malformed_setting_fails_at_start(changes, variable):
     assert_one_line_naming(run_manage("check", env=production_env(**changes)), variable)
 
 
-def test_unreachable_database_fails_migrate_with_one_line():
-    result = run_manage("migrate", env=production_env(DATABASE_URL=f"postgres://postgres@127.0.0.1:{free_port()}/test"))
+def test_unreachable_database_fails_migrate_with_one_line_without_waiting_the_pools_timeout():
+    unreachable = f"postgres://postgres@127.0.0.1:{free_port()}/test"
+    # Through the pool, migrate waited its timeout before it failed: a timeout longer than run_manage's bound.
+    result = run_manage("migrate", env=production_env(DATABASE_URL=unreachable, GATEHOUSE_DB_POOL_TIMEOUT_S="600"))
     assert_one_line_naming(result, "DATABASE_URL")
+    assert "connection refused" in result.stderr.lower()
 
 
 def test_unreachable_redis_fails_serve_with_one_line():
