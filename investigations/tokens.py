@@ -91,10 +91,19 @@ def _revoke_on_password_change_or_deactivation(sender, instance, update_fields=N
     before = sender.objects.filter(pk=instance.pk).values("password", "is_active").first()
     if before is None:
         return
-    if before["password"] != instance.password:
+    if before["password"] != instance.password and not _rehashed_at_sign_in(instance, update_fields):
         revoke_all(instance, "the password changed")
     elif before["is_active"] and not instance.is_active:
         revoke_all(instance, "the account was deactivated")
+
+
+def _rehashed_at_sign_in(user, update_fields) -> bool:
+    """Django's re-hash of the same password at sign-in, when its hasher's rounds have gone up (each
+    release raises them): AbstractBaseUser.check_password saves the password field alone and clears
+    the clear text that set_password keeps for a change, because "password hash upgrades shouldn't
+    be considered password changes". A password set anywhere (set_password) keeps its clear text
+    until the save, so it still counts as a change."""
+    return getattr(user, "_password", None) is None and update_fields is not None and set(update_fields) == {"password"}
 
 
 def connect_signals() -> None:

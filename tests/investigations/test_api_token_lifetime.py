@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from investigations.models import ApiToken
+from investigations.models import ApiToken, AuditRecord
 from investigations.tokens import create_api_token
 from tests.conftest import PASSWORD
 
@@ -106,6 +106,19 @@ def test_signing_in_and_other_saves_keep_the_tokens(client, analyst):
     analyst.first_name = "Ana"
     analyst.save()
     assert works(client, token)
+
+
+def test_a_password_rehashed_at_sign_in_keeps_the_tokens(client, analyst, settings):
+    """Signing in re-hashes a password whose hash has fewer rounds than the hasher's (each Django
+    release raises them): the same password, so the tokens live on and nothing is recorded revoked."""
+    _, token = create_api_token(analyst, "one")
+    hash_before = analyst.password
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]  # more rounds than the tests'
+    assert client.login(username=analyst.username, password=PASSWORD)
+    analyst.refresh_from_db()
+    assert analyst.password != hash_before and analyst.check_password(PASSWORD)  # re-hashed
+    assert works(client, token)
+    assert not AuditRecord.objects.filter(outcome="api_tokens_revoked").exists()
 
 
 def test_the_account_page_is_in_every_roles_navigation(client, analyst, manager, admin_user):
