@@ -11,8 +11,6 @@ def main():
     from console.environment import ConfigError, exit_on_config_error
 
     try:
-        if sys.argv[1:2] == ["migrate"]:
-            _database_reachable()
         execute_from_command_line(sys.argv)
     except ConfigError as error:
         exit_on_config_error(error)
@@ -26,19 +24,6 @@ def main():
 
         reason = database_problem() or (str(error).strip().splitlines() or [type(error).__name__])[0]
         exit_on_config_error(ConfigError("DATABASE_URL", f"cannot use the database ({reason})"))
-
-
-def _database_reachable() -> None:
-    """Migrate fails at once on a database it cannot reach, by name: through the pool it would wait
-    the pool's timeout first (GATEHOUSE_DB_POOL_TIMEOUT_S), and then say only that it waited."""
-    import django
-
-    from console.environment import ConfigError, database_problem
-
-    django.setup()
-    problem = database_problem()
-    if problem:
-        raise ConfigError("DATABASE_URL", f"cannot use the database ({problem})")
 
 
 if __name__ == "__main__":
