@@ -111,7 +111,7 @@ test-production-a:
 	env $(TEST_PRODUCTION_ENV) $(BIN)/pytest $(PYTEST_ARGS) $(PRODUCTION_HALF_A)
 
 test-production-b:
-	env $(TEST_PRODUCTION_ENV) DATABASE_URL=postgres://postgres@127.0.0.1:5432/test_b REDIS_URL=redis://127.0.0.1:6379/14 \
+	env $(TEST_PRODUCTION_ENV) DATABASE_URL=postgres://postgres@127.0.0.1:5432/test_b REDIS_URL=redis://127.0.0.1:6379/13 \
 		$(BIN)/pytest $(PYTEST_ARGS) $(PRODUCTION_HALF_B)
 
 test-embedded:

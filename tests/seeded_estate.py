@@ -18,6 +18,7 @@ from toolserver.lab.models import (
     Host,
     Indicator,
     LabEstate,
+    LabFault,
     LabWrite,
     Login,
     NetworkEvent,
@@ -27,9 +28,10 @@ from toolserver.lab.models import (
 )
 
 FRESH_S = 30
-# What a seed writes, parents first; and what it empties besides (tickets and their comments go by cascade).
+# What a seed writes, parents first; and what it empties besides (tickets and their comments go by
+# cascade; the faults, which it writes anew as "none", are written again after each copy comes back).
 SEEDED = (Host, Account, Login, SiemEvent, ProcessEvent, NetworkEvent, Indicator, LabEstate)
-EMPTIED = (Ticket, LabWrite)
+EMPTIED = (Ticket, LabWrite, LabFault)
 _copied_at: dict[str, float] = {}  # the test database's name -> when its copies were made
 
 

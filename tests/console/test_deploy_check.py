@@ -1,9 +1,5 @@
-import pytest
-
 from tests.console.test_start_errors import PRODUCTION
 from tests.support import console_env, run_manage
-
-pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in the embedded run
 
 
 def test_check_deploy_is_clean_in_production_mode():

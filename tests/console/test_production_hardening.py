@@ -4,15 +4,12 @@ under HTTPS; compose publishes on loopback; /healthz names no exception class (t
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 from django.test import RequestFactory
 from django.views.debug import ExceptionReporter
 
 from tests.console.test_start_errors import assert_one_line_naming, production_env
 from tests.support import ROOT, run_manage
-
-pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in the embedded run
 
 SHOW_SETTINGS = "from django.conf import settings as s; print(s.LAB_ENABLED, s.SESSION_COOKIE_NAME, s.CSRF_COOKIE_NAME)"
 
