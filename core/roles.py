@@ -49,23 +49,26 @@ def has_role(user, *roles: str) -> bool:
 
 
 def grant_role_permissions(app_config, using="default", apps=None, **kwargs):
-    """post_migrate receiver: make sure each role's group exists and holds its permissions."""
-    from django.apps import apps as global_apps
-    from django.contrib.auth.management import create_permissions
+    """post_migrate receiver: make sure each role's group exists and holds its permissions.
+
+    Runs for the console app, the last installed: by then Django's own receiver, connected before
+    this one, has written the permission rows of every app (the console's included)."""
     from django.contrib.auth.models import Group, Permission
+    from django.db.models import Q
 
     if app_config.label != "console":
         return
-    for config in global_apps.get_app_configs():  # permission rows of apps migrated after us
-        create_permissions(config, verbosity=0, using=using)
-    for role, names in ROLE_PERMISSIONS.items():
+    names = {name for names in ROLE_PERMISSIONS.values() for name in names}
+    wanted = Q()
+    for name in names:
+        app_label, codename = name.split(".")
+        wanted |= Q(content_type__app_label=app_label, codename=codename)
+    permissions = {
+        f"{app_label}.{codename}": pk
+        for pk, app_label, codename in Permission.objects.using(using)
+        .filter(wanted)
+        .values_list("pk", "content_type__app_label", "codename")
+    }
+    for role, role_names in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.using(using).get_or_create(name=role)
-        wanted = []
-        for name in names:
-            app_label, codename = name.split(".")
-            permission = (
-                Permission.objects.using(using).filter(content_type__app_label=app_label, codename=codename).first()
-            )
-            if permission is not None:
-                wanted.append(permission)
-        group.permissions.add(*wanted)
+        group.permissions.add(*(permissions[name] for name in role_names if name in permissions))

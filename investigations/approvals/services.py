@@ -91,15 +91,20 @@ def policy_for(tool: str) -> ToolPolicy:
 
 
 def ensure_policies() -> None:
-    """Every write tool has a policy; a new one may be approved by the analyst role."""
+    """Every write tool has a policy; a new one may be approved by the analyst role.
+
+    Runs after every migrate (and every test flush): a handful of queries whatever the number of tools."""
     from django.contrib.auth.models import Group
     from guardian.shortcuts import assign_perm
 
+    tools = write_tools()
+    missing = set(tools) - set(ToolPolicy.objects.filter(tool__in=tools).values_list("tool", flat=True))
+    if not missing:
+        return
+    ToolPolicy.objects.bulk_create([ToolPolicy(tool=tool) for tool in sorted(missing)], ignore_conflicts=True)
     analysts = Group.objects.filter(name="analyst").first()
-    for tool in write_tools():
-        policy, created = ToolPolicy.objects.get_or_create(tool=tool)
-        if created and analysts is not None:
-            assign_perm("approve_tool", analysts, policy)
+    if analysts is not None:
+        assign_perm(APPROVE, analysts, ToolPolicy.objects.filter(tool__in=missing))
 
 
 def may_approve(user, tool: str) -> bool:
