@@ -13,25 +13,12 @@ import time
 from django.db import connection, transaction
 
 from toolserver.lab import estate, faults
-from toolserver.lab.models import (
-    Account,
-    Host,
-    Indicator,
-    LabEstate,
-    LabFault,
-    LabWrite,
-    Login,
-    NetworkEvent,
-    ProcessEvent,
-    SiemEvent,
-    Ticket,
-)
+from toolserver.lab.models import LabFault
 
 FRESH_S = 30
-# What a seed writes, parents first; and what it empties besides (tickets and their comments go by
-# cascade; the faults, which it writes anew as "none", are written again after each copy comes back).
-SEEDED = (Host, Account, Login, SiemEvent, ProcessEvent, NetworkEvent, Indicator, LabEstate)
-EMPTIED = (Ticket, LabWrite, LabFault)
+SEEDED = estate.SEEDED
+# The faults, which a seed writes anew as "none", are written again after each copy comes back.
+EMPTIED = (*estate.EMPTIED, LabFault)
 _copied_at: dict[str, float] = {}  # the test database's name -> when its copies were made
 
 
