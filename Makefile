@@ -18,7 +18,7 @@ TEST_PRODUCTION_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
 PYTEST_ARGS ?= --durations=40
 TEST_EMBEDDED_ENV := DATABASE_URL= REDIS_URL= GATEHOUSE_DATA_DIR=$(CURDIR)/var/test-embedded
 
-.PHONY: run test test-production test-production-a test-production-b test-embedded lint format install static services chromium slapd alertmanager \
+.PHONY: run test test-production test-production-a test-production-b test-embedded test-embedded-a test-embedded-b lint format install static services chromium slapd alertmanager \
 	conformance conformance-tools mcp-servers vendor-mcp test-under-load clean
 
 $(BIN)/.installed: pyproject.toml
@@ -95,27 +95,35 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 
-# The two modes share nothing (PostgreSQL + Redis db 15, SQLite under var/test-embedded), so they
-# run side by side; each one's output is printed whole when it ends. The production run is the
-# longer (its own tests besides), so it runs in two halves, each on a database and Redis database
-# of its own: three runs keep both cores busy to the end, where two left one idle for its last 6 min.
-PRODUCTION_HALF_A := tests/investigations $(wildcard tests/test_*.py)
-PRODUCTION_HALF_B := tests/browser tests/console tests/toolserver
+# The two modes share nothing (PostgreSQL + Redis, SQLite under var/), so they run side by side,
+# each in two halves with a database (and Redis database) of its own: four runs keep both cores
+# busy to the end, where one run a mode left one core idle for the longer run's last minutes.
+# Each run's output is printed whole when it ends.
+TEST_HALF_A := tests/investigations $(wildcard tests/test_*.py)
+TEST_HALF_B := tests/browser tests/console tests/toolserver
 test: lint static services chromium slapd alertmanager conformance-tools mcp-servers vendor-mcp
-	$(MAKE) --no-print-directory -j3 --output-sync=target test-production-a test-production-b test-embedded
+	$(MAKE) --no-print-directory -j4 --output-sync=target \
+		test-production-a test-production-b test-embedded-a test-embedded-b
 
 test-production:
 	env $(TEST_PRODUCTION_ENV) $(BIN)/pytest $(PYTEST_ARGS)
 
 test-production-a:
-	env $(TEST_PRODUCTION_ENV) $(BIN)/pytest $(PYTEST_ARGS) $(PRODUCTION_HALF_A)
+	env $(TEST_PRODUCTION_ENV) $(BIN)/pytest $(PYTEST_ARGS) $(TEST_HALF_A)
 
 test-production-b:
 	env $(TEST_PRODUCTION_ENV) DATABASE_URL=postgres://postgres@127.0.0.1:5432/test_b REDIS_URL=redis://127.0.0.1:6379/13 \
-		$(BIN)/pytest $(PYTEST_ARGS) $(PRODUCTION_HALF_B)
+		$(BIN)/pytest $(PYTEST_ARGS) $(TEST_HALF_B)
 
 test-embedded:
 	env $(TEST_EMBEDDED_ENV) $(BIN)/pytest -m "not production" $(PYTEST_ARGS)
+
+test-embedded-a:
+	env $(TEST_EMBEDDED_ENV) $(BIN)/pytest -m "not production" $(PYTEST_ARGS) $(TEST_HALF_A)
+
+test-embedded-b:
+	env $(TEST_EMBEDDED_ENV) GATEHOUSE_DATA_DIR=$(CURDIR)/var/test-embedded-b \
+		$(BIN)/pytest -m "not production" $(PYTEST_ARGS) $(TEST_HALF_B)
 
 # The tests that start consoles, workers and Chromium, while a burner keeps both cores busy (not part
 # of `make test`: it measures how the suite's waits hold on a loaded machine).
