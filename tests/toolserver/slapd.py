@@ -139,6 +139,8 @@ class Slapd:
     def _ready(self) -> bool:
         if self.process.poll() is not None:
             raise AssertionError(f"slapd exited: {self.process.stderr.read().decode()[-2000:]}")
+        if not self._listening():
+            return False  # connecting before it listens can connect the socket to itself (its port is ephemeral)
         try:
             connection = Connection(Server(self.url, get_info=NONE, connect_timeout=1), receive_timeout=1)
             if not connection.bind():
@@ -148,6 +150,12 @@ class Slapd:
             return found
         except LDAPException:
             return False
+
+    def _listening(self) -> bool:
+        """Whether 127.0.0.1:port is in the LISTEN state (/proc/net/tcp, state 0A), asked without connecting."""
+        wanted = f"0100007F:{self.port:04X}"
+        with open("/proc/net/tcp") as table:
+            return any(line.split()[1:4:2] == [wanted, "0A"] for line in table.readlines()[1:])
 
     def root(self) -> Connection:
         connection = Connection(Server(self.url, get_info=NONE), ROOT_DN, ROOT_PASSWORD, receive_timeout=5)
