@@ -102,8 +102,15 @@ def _rehashed_at_sign_in(user, update_fields) -> bool:
     release raises them): AbstractBaseUser.check_password saves the password field alone and clears
     the clear text that set_password keeps for a change, because "password hash upgrades shouldn't
     be considered password changes". A password set anywhere (set_password) keeps its clear text
-    until the save, so it still counts as a change."""
-    return getattr(user, "_password", None) is None and update_fields is not None and set(update_fields) == {"password"}
+    until the save, so it still counts as a change; so does one made unusable, which has none."""
+    from django.contrib.auth.hashers import is_password_usable
+
+    return (
+        getattr(user, "_password", None) is None
+        and update_fields is not None
+        and set(update_fields) == {"password"}
+        and is_password_usable(user.password)
+    )
 
 
 def connect_signals() -> None:

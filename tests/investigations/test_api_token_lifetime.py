@@ -121,6 +121,15 @@ def test_a_password_rehashed_at_sign_in_keeps_the_tokens(client, analyst, settin
     assert not AuditRecord.objects.filter(outcome="api_tokens_revoked").exists()
 
 
+def test_a_password_made_unusable_kills_the_tokens_even_saved_alone(client, analyst):
+    """Saved as a sign-in's re-hash is (the password field alone, no clear text), but it locks the
+    password: that is a change, and the tokens die with it."""
+    _, token = create_api_token(analyst, "one")
+    analyst.set_unusable_password()
+    analyst.save(update_fields=["password"])
+    assert not works(client, token)
+
+
 def test_the_account_page_is_in_every_roles_navigation(client, analyst, manager, admin_user):
     for user in (analyst, manager, admin_user):
         client.force_login(user)
