@@ -24,6 +24,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def listening(port: int) -> bool:
+    """Whether a socket listens on `port` (any address, IPv4 or IPv6), read from /proc/net without connecting.
+
+    A readiness probe asks this before it connects: a connect to a port nobody listens on yet may be
+    given that same port as its own ephemeral one and connect the socket to itself. It then reads back
+    what it sent, and holds the port the server was about to bind."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            for row in rows.readlines()[1:]:
+                local, state = row.split()[1:4:2]
+                if state == "0A" and int(local.rpartition(":")[2], 16) == port:
+                    return True
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -120,6 +135,8 @@ class ConsoleProcess:
     def _ready(self) -> bool:
         if self.process.poll() is not None:
             raise AssertionError(f"the console exited: {self.log_path.read_text()[-2000:]}")
+        if not listening(self.port):
+            return False
         try:
             return httpx.get(f"{self.url}/healthz", timeout=10).status_code == 200
         except httpx.TransportError:

@@ -14,7 +14,7 @@ import pytest
 
 from investigations.intake.services import create_integration
 from investigations.models import Alert, Event
-from tests.support import WAIT_S, free_port, stop_process, wait_until
+from tests.support import WAIT_S, free_port, listening, stop_process, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.production]
 LABELS = ["alertname=DiskAlmostFull", "instance=db-7:9100", "severity=warning", "job=node"]
@@ -62,6 +62,8 @@ receivers:
 
     def ready() -> bool:
         assert process.poll() is None, (tmp_path / "alertmanager.log").read_text()
+        if not listening(port):
+            return False
         try:
             return httpx.get(f"{url}/-/ready", timeout=5).status_code == 200
         except httpx.TransportError:

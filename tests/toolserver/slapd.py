@@ -22,7 +22,7 @@ from pathlib import Path
 from ldap3 import BASE, NONE, Connection, Server
 from ldap3.core.exceptions import LDAPException
 
-from tests.support import free_port, stop_process, wait_until
+from tests.support import free_port, listening, stop_process, wait_until
 
 SLAPD = "/usr/sbin/slapd"
 SCHEMAS = Path("/etc/ldap/schema")
@@ -139,8 +139,8 @@ class Slapd:
     def _ready(self) -> bool:
         if self.process.poll() is not None:
             raise AssertionError(f"slapd exited: {self.process.stderr.read().decode()[-2000:]}")
-        if not self._listening():
-            return False  # connecting before it listens can connect the socket to itself (its port is ephemeral)
+        if not listening(self.port):
+            return False
         try:
             connection = Connection(Server(self.url, get_info=NONE, connect_timeout=1), receive_timeout=1)
             if not connection.bind():
@@ -150,12 +150,6 @@ class Slapd:
             return found
         except LDAPException:
             return False
-
-    def _listening(self) -> bool:
-        """Whether 127.0.0.1:port is in the LISTEN state (/proc/net/tcp, state 0A), asked without connecting."""
-        wanted = f"0100007F:{self.port:04X}"
-        with open("/proc/net/tcp") as table:
-            return any(line.split()[1:4:2] == [wanted, "0A"] for line in table.readlines()[1:])
 
     def root(self) -> Connection:
         connection = Connection(Server(self.url, get_info=NONE), ROOT_DN, ROOT_PASSWORD, receive_timeout=5)

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx2 as httpx
 import stix2
 
-from tests.support import free_port, stop_process, wait_until
+from tests.support import free_port, listening, stop_process, wait_until
 
 MEDIA_TYPE = "application/taxii+json;version=2.1"
 API_ROOT = "feeds"
@@ -70,6 +70,8 @@ class Medallion:
     def _ready(self) -> bool:
         if self.process.poll() is not None:
             raise AssertionError(f"medallion exited: {self.log_path.read_text()[-2000:]}")
+        if not listening(self.port):
+            return False
         try:
             return self._get("/taxii2/").status_code == 200
         except httpx.TransportError:

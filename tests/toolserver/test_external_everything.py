@@ -82,10 +82,9 @@ def test_what_the_server_asks_of_us_is_refused_and_recorded(everything, tool, ar
 @pytest.fixture
 def everything_http(admin_user, settings):
     """server-everything over Streamable HTTP on 127.0.0.1, registered by its URL; stopped after the test."""
-    import socket
     import subprocess
 
-    from tests.support import free_port, stop_process, wait_until
+    from tests.support import free_port, listening, stop_process, wait_until
 
     port = free_port()
     process = subprocess.Popen(
@@ -95,12 +94,7 @@ def everything_http(admin_user, settings):
         stderr=subprocess.DEVNULL,
     )
     try:
-
-        def listening() -> bool:
-            with socket.socket() as probe:
-                return probe.connect_ex(("127.0.0.1", port)) == 0
-
-        wait_until(listening, timeout=30, what="server-everything listening")
+        wait_until(lambda: listening(port), timeout=30, what="server-everything listening")
         settings.BACKEND_ALLOWED_HOSTS = [f"127.0.0.1:{port}"]
         server = administration.register_external_server(
             admin_user,
