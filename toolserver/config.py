@@ -141,7 +141,12 @@ def write_tools_split():
 
 
 def tool_row(name: str) -> Tool | None:
-    return Tool.objects.select_related("server", "server__credential").filter(name=name).first()
+    # Every gateway call asks: by its unique name, without the model's ordering (first() would join
+    # and sort on the server's name for the one row, a third of the lookup's cost).
+    try:
+        return Tool.objects.select_related("server", "server__credential").get(name=name)
+    except Tool.DoesNotExist:
+        return None
 
 
 def offered_tools() -> list[dict]:

@@ -71,8 +71,13 @@ SEARCHED_FIELDS = (
 
 # -- writing ---------------------------------------------------------------------------------------
 def record_tool_call(event: ToolCallAudit) -> AuditRecord:
-    """The sink of the tool layer (settings.TOOLSERVER_AUDIT_SINK): one record per call through the gateway."""
+    """The sink of the tool layer (settings.TOOLSERVER_AUDIT_SINK): one record per call through the gateway.
+
+    The gateway writes it in a transaction of its own with what the caller keeps of the result, and
+    nothing there goes on after a failure: no savepoint, two round trips fewer on every tool call.
+    """
     return append(
+        savepoint=False,
         kind=AuditRecord.Kind.TOOL_CALL,
         server=event.server,
         tool=event.tool,
@@ -133,14 +138,18 @@ def record_sign_in(what: str, username: str, address: str | None, **details) -> 
     )
 
 
-def append(**fields) -> AuditRecord:
-    (record,) = append_many([fields])
+def append(*, savepoint: bool = True, **fields) -> AuditRecord:
+    (record,) = append_many([fields], savepoint=savepoint)
     return record
 
 
-def append_many(entries, *, batch_size: int = 1000) -> list[AuditRecord]:
-    """Link each entry (AuditRecord field values) onto the chain, in order, in one transaction."""
-    with transaction.atomic():
+def append_many(entries, *, batch_size: int = 1000, savepoint: bool = True) -> list[AuditRecord]:
+    """Link each entry (AuditRecord field values) onto the chain, in order, in one transaction.
+
+    `savepoint=False`: inside a caller's transaction, part of it without a savepoint of its own, so a
+    failure here fails the caller's whole transaction (which must not go on after catching it).
+    """
+    with transaction.atomic(savepoint=savepoint):
         seq, prev_hash = _locked_head()
         records = []
         for fields in entries:

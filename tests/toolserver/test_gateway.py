@@ -4,6 +4,8 @@ import os
 import signal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from investigations.models import AuditRecord
 from tests.support import set_rate_limit
@@ -42,6 +44,22 @@ def test_a_successful_read_is_one_record_with_sensitive_values_hashed(gateway, c
         "lab:siem",
     )
     assert record.latency_ms > 0 and record.idempotency_key == ""
+
+
+def test_a_read_costs_its_tool_lookup_and_its_record_in_one_transaction_without_a_savepoint(gateway, context):
+    """Every call the agent makes pays these statements, hundreds a second at volume: the tool's row by
+    its unique name (no sort), then the record with what the caller keeps of it, one transaction."""
+    kept = []
+    context = CallContext(context.correlation_id, context.trigger, keep=kept.append)
+    gateway.call("get_host", {"host": estate.PHISHED_HOST}, context)  # its server started, its row cached nowhere
+    with CaptureQueriesContext(connection) as captured:
+        result = gateway.call("get_host", {"host": estate.PHISHED_HOST}, context)
+    statements = [query["sql"] for query in captured.captured_queries]
+    assert result["status"] == "ok" and kept[-1] == result  # kept with the record
+    assert not any("SAVEPOINT" in sql for sql in statements), statements
+    lookup = next(sql for sql in statements if 'FROM "toolserver_tool"' in sql)
+    assert "ORDER BY" not in lookup
+    assert len(statements) <= 6, statements  # lookup; BEGIN, head, record, head moved, COMMIT (SQLite: no BEGIN/COMMIT)
 
 
 def test_a_manager_can_find_calls_about_a_user_by_hashing_the_name(gateway, context):
