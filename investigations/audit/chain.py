@@ -192,13 +192,15 @@ def _head() -> tuple[int, str]:
 
 def _locked_head() -> tuple[int, str]:
     """Lock the head row (made on first use, e.g. after a test's flush), read it and check its seal."""
-    head = AuditHead.objects.select_for_update().filter(pk=1).first()
+    locked = AuditHead.objects.select_for_update().filter(pk=1).values_list("seq", "hash", "seal")
+    head = next(iter(locked), None)  # every record takes this lock: no model instance, no ORDER BY
     if head is None:
         AuditHead.objects.get_or_create(pk=1)
-        head = AuditHead.objects.select_for_update().get(pk=1)
-    if problem := unsealed(head.seq, head.hash, head.seal):
+        head = locked.get()
+    seq, hash_value, seal_value = head
+    if problem := unsealed(seq, hash_value, seal_value):
         raise AuditRefused(problem)
-    return head.seq, head.hash
+    return seq, hash_value
 
 
 def _normalise(record: AuditRecord) -> None:
