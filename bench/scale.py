@@ -11,11 +11,14 @@ transaction, so their N investigations reach the broker together. Measured, per 
 - p50/p99 of each investigation's created_at -> finished_at;
 - the ideal: the story's model turns x the turn delay (what one investigation alone would need at least),
   and one investigation's time alone on the same worker, run first (it also starts the tool servers);
-- peak RSS of the worker's process group (the worker and the tool-server processes it started) and
+- peak RSS of the worker and the tool-server processes it started (each in a session of its own) and
   of its largest process, sampled from /proc;
 - peak PostgreSQL connections of the worker (pg_stat_activity, by application_name), sampled;
 - the worker process's CPU time over the run (user + system, /proc): what bounds it, as its Python
-  runs on one core at a time, and a figure a loaded machine changes less than the times.
+  runs on one core at a time, and a figure a loaded machine changes less than the times;
+- the CPU time of every other part over the same run (the worker's tool servers, the console serving
+  the lab, the model server, the rest of the machine) and all of it over the cores: a floor on the
+  time on this machine whatever the worker does, printed beside the ideal.
 
     .venv/bin/python bench/scale.py --n 4 50 200 [--pool threads --concurrency 300] [--turn-delay-ms 2000]
 
@@ -71,29 +74,64 @@ def ensure_database() -> None:
         raise SystemExit(f"createdb failed: {created.stderr.strip()}")
 
 
-def group_rss_kib(pgid: int) -> tuple[int, int]:
-    """(sum, largest) VmRSS in KiB of the processes in process group `pgid`."""
-    sizes = []
+def with_descendants(pid: int) -> list[int]:
+    """`pid` and every process under it: the worker's tool servers (each in a session of its own, so not
+    in its process group) and what they started."""
+    parents = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.getpgid(int(entry)) != pgid:
-                continue
-            with open(f"/proc/{entry}/status") as status:
-                for line in status:
-                    if line.startswith("VmRSS:"):
-                        sizes.append(int(line.split()[1]))
-        except (OSError, ValueError):
-            continue  # it ended meanwhile
+        if entry.isdigit():
+            with suppress(OSError, ValueError):
+                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    found, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time every process on the machine has used so far, all cores (/proc/stat: all but idle and iowait)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuWindow:
+    """CPU seconds over the run of each part: the worker, its tool servers (the rest of its process
+    group), the console (it serves the lab the tool servers call), the model server, and the whole
+    machine (PostgreSQL, Redis and this script are the remainder). Every part runs on the machine's
+    cores, so all of it over the cores is a floor on the time, whatever the worker does."""
+
+    def __init__(self, worker: int, console: int, model: int | None):
+        self.pids = {"worker": [worker], "console": [console], "model": [model] if model else []}
+        self.pids["tool servers"] = with_descendants(worker)[1:]
+
+    def _read(self) -> dict[str, float]:
+        read = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self.pids.items()}
+        return read | {"machine": machine_cpu_seconds()}
+
+    def __enter__(self):
+        self.before = self._read()
+        return self
+
+    def __exit__(self, *exc):
+        after = self._read()
+        self.used = {name: after[name] - self.before[name] for name in after}
+
+
+def rss_kib(pids: list[int]) -> tuple[int, int]:
+    """(sum, largest) VmRSS in KiB of these processes."""
+    sizes = []
+    for pid in pids:
+        with suppress(OSError, ValueError), open(f"/proc/{pid}/status") as status:  # else it ended meanwhile
+            sizes += [int(line.split()[1]) for line in status if line.startswith("VmRSS:")]
     return sum(sizes), max(sizes, default=0)
 
 
 class Sampler:
-    """Peak RSS of the worker's process group and peak database connections of the worker, every 0.2 s."""
+    """Peak RSS of the worker and its tool servers, and peak database connections of the worker, every 0.2 s."""
 
-    def __init__(self, pgid: int):
-        self.pgid, self.rss, self.largest, self.connections = pgid, 0, 0, 0
+    def __init__(self, worker: int):
+        self.worker, self.rss, self.largest, self.connections = worker, 0, 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -110,7 +148,7 @@ class Sampler:
 
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{DATABASE}", autocommit=True) as db:
             while not self._stop.wait(0.2):
-                total, largest = group_rss_kib(self.pgid)
+                total, largest = rss_kib(with_descendants(self.worker))
                 self.rss, self.largest = max(self.rss, total), max(self.largest, largest)
                 (count,) = db.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
@@ -127,7 +165,7 @@ def start_worker(env: dict, pool: str, concurrency: int, log_path: Path) -> subp
         env={**env, "PGAPPNAME": WORKER_APP},
         stdout=log_path.open("w"),
         stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: the tool servers it starts are in it, and stop with it
+        start_new_session=True,  # its own process group, killed whole at the end (its tool servers die with it too)
     )
 
 
@@ -194,7 +232,7 @@ def finish_all(ids: list[int], timeout_s: float) -> bool:
     return True
 
 
-def run_one(n: int, options, env: dict, tag: str) -> dict:
+def run_one(n: int, options, env: dict, tag: str, console: int, model: int | None) -> dict:
     from investigations.models import Investigation
 
     log_path = ROOT / "var" / f"bench-scale-worker-{n}.log"
@@ -206,11 +244,9 @@ def run_one(n: int, options, env: dict, tag: str) -> dict:
         finish_all([alone_id], 120)
         alone = Investigation.objects.get(pk=alone_id)
         alone_s = (alone.finished_at - alone.created_at).total_seconds() if alone.finished_at else float("nan")
-        with Sampler(worker.pid) as sampler:
-            cpu_before = cpu_seconds(worker.pid)
+        with Sampler(worker.pid) as sampler, CpuWindow(worker.pid, console, model) as cpu:
             t0, ids = start_all(n, tag)
             timed_out = not finish_all(ids, options.timeout)
-            cpu_s = cpu_seconds(worker.pid) - cpu_before
     finally:
         stop_worker(worker)
     done = list(Investigation.objects.filter(pk__in=ids).exclude(finished_at=None))
@@ -230,7 +266,8 @@ def run_one(n: int, options, env: dict, tag: str) -> dict:
         "rss_mib": sampler.rss / 1024,
         "largest_mib": sampler.largest / 1024,
         "connections": sampler.connections,
-        "cpu_s": cpu_s,
+        "cpu_s": cpu.used["worker"],
+        "cpu": cpu.used,
         "verdicts": verdicts,
     }
 
@@ -284,7 +321,7 @@ def main() -> None:
             model, model_url = start_model_server(env, options)
             worker_env.update(ANTHROPIC_API_KEY="bench-offline-model", ANTHROPIC_BASE_URL=model_url)
         for n in options.n:
-            results.append(run_one(n, options, worker_env, f"{tag}-{n}"))
+            results.append(run_one(n, options, worker_env, f"{tag}-{n}", console.process.pid, model and model.pid))
             print(results[-1], flush=True)
     finally:
         if console is not None:
@@ -305,7 +342,7 @@ def main() -> None:
     )
     print(
         "|   N | finished | all done s | p50 s | p99 s | ideal s (turns x delay) | one alone s | all/ideal "
-        "| peak RSS MiB (group / largest) | peak worker DB conns | worker CPU s (per investigation ms) |"
+        "| peak RSS MiB (worker and its servers / largest) | peak worker DB conns | worker CPU s (per investigation ms) |"
     )
     print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in results:
@@ -314,6 +351,21 @@ def main() -> None:
             f"{r['p50_s']:.1f} | {r['p99_s']:.1f} | {r['ideal_s']:.1f} ({r['turns']:g} x {options.turn_delay_ms / 1000:g}) | {r['alone_s']:.1f} | "
             f"{r['all_s'] / r['ideal_s'] if r['ideal_s'] else float('nan'):.2f} | {r['rss_mib']:.0f} / {r['largest_mib']:.0f} | "
             f"{r['connections']} | {r['cpu_s']:.1f} ({1000 * r['cpu_s'] / max(1, r['finished']):.0f}) |"
+        )
+    cores = os.cpu_count()
+    print()
+    print(f"CPU seconds of each part over the same run; the machine's {cores} cores bound the time at all / {cores}:")
+    print(
+        "|   N | worker | its tool servers | console (the lab) | model server | rest (PostgreSQL, Redis, ...) "
+        "| all | floor s (all / cores) | ideal s |"
+    )
+    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for r in results:
+        used = r["cpu"]
+        rest = used["machine"] - sum(value for name, value in used.items() if name != "machine")
+        print(
+            f"| {r['n']:>3} | {used['worker']:.1f} | {used['tool servers']:.1f} | {used['console']:.1f} | "
+            f"{used['model']:.1f} | {rest:.1f} | {used['machine']:.1f} | {used['machine'] / cores:.1f} | {r['ideal_s']:.1f} |"
         )
     print("verdicts:", {r["n"]: r["verdicts"] for r in results})
 
