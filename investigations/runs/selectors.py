@@ -61,7 +61,8 @@ def filtered(investigations, filters: dict):
 def granted_viewer_ids(investigation_id: int) -> list[int]:
     """The active users who may view this investigation through an object permission of their own or
     of a team (whoever also sees all is among them if granted; live_messages sends them one copy)."""
-    investigation = Investigation.objects.only("pk").filter(pk=investigation_id).first()  # its key is all guardian needs
+    # Its key is all guardian needs: not its conversation.
+    investigation = Investigation.objects.only("pk").filter(pk=investigation_id).first()
     if investigation is None:
         return []
     users = get_users_with_perms(investigation, with_group_users=True, only_with_perms_in=[VIEW.split(".")[1]])
