@@ -14,13 +14,15 @@ asked for again, is sent again rather than replayed as done.
 
 import hashlib
 import json
+import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from toolserver.catalog import ServerSpec, ToolSpec, find_tool
@@ -141,10 +143,35 @@ def _take_over(record: IdempotencyRecord, token: str, lease: timedelta) -> bool:
     return won == 1
 
 
-def renew(key: str) -> None:
-    """A running write's worker is alive: its claim stays its own for another lease."""
+def renew(key: str, token: str) -> bool:
+    """A running write's worker is alive: its claim stays its own for another lease. Fenced by the
+    claim's token: a claim taken over is renewed by its new holder alone, and a dead holder's claim,
+    which a caller waits to take over, by nobody."""
     until = timezone.now() + timedelta(seconds=settings.TOOLSERVER_WRITE_LEASE_S)
-    IdempotencyRecord.objects.filter(key=key, state=IdempotencyRecord.State.RUNNING).update(lease_until=until)
+    running = IdempotencyRecord.objects.filter(key=key, claim_token=token, state=IdempotencyRecord.State.RUNNING)
+    return running.update(lease_until=until) == 1
+
+
+@contextmanager
+def renewed(write: WriteKey, token: str):
+    """While the block sends the claimed write (a backend may take long), its claim is renewed every
+    third of GATEHOUSE_WRITE_LEASE_S, so only a dead worker's claim runs out."""
+    stop = threading.Event()
+
+    def keep():
+        try:
+            while not stop.wait(settings.TOOLSERVER_WRITE_LEASE_S / 3) and renew(write.key, token):
+                pass
+        finally:
+            connection.close()  # this thread's own
+
+    keeper = threading.Thread(target=keep, name=f"write-claim-{write.key[:12]}", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        keeper.join(timeout=10)
 
 
 def complete(write: WriteKey, token: str, result: dict, *, failed: bool) -> None:

@@ -518,8 +518,9 @@ def execute(request_id: int) -> None:
 
 @contextmanager
 def _lease_renewed(request: ActionRequest):
-    """While its write runs, a live worker renews the request's lease and its key's every third of
-    GATEHOUSE_WRITE_LEASE_S: the lease can be short, since only a dead worker's run goes stale."""
+    """While its write runs, a live worker renews the request's lease every third of
+    GATEHOUSE_WRITE_LEASE_S: the lease can be short, since only a dead worker's run goes stale. (The
+    key's claim is renewed by the gateway, which alone knows whether this run holds it.)"""
     stop = threading.Event()
 
     def renew():
@@ -527,7 +528,6 @@ def _lease_renewed(request: ActionRequest):
             while not stop.wait(settings.TOOLSERVER_WRITE_LEASE_S / 3):
                 until = timezone.now() + timedelta(seconds=settings.TOOLSERVER_WRITE_LEASE_S)
                 ActionRequest.objects.filter(pk=request.pk, state=State.EXECUTING).update(lease_expires_at=until)
-                idempotency.renew(request.idempotency_key)
         finally:
             connection.close()  # this thread's own connection
 

@@ -44,15 +44,16 @@ CHECKED = "Checked the EDR console: WS-FIN-07 shows isolated since 10:02."
 NOT_THERE = "Checked the EDR console: WS-FIN-07 is not isolated, no isolation in its history."
 
 
-def left_by_a_dead_worker(request: ActionRequest) -> None:
-    """The write's key claimed by a worker that died with the write at the backend: running, lease run out."""
+def left_by_a_dead_worker(request: ActionRequest, *, lease_left_s: float = -1) -> None:
+    """The write's key claimed by a worker that died with the write at the backend: running, its lease
+    run out (or running out `lease_left_s` from now)."""
     server, tool = find_tool(request.tool)
     key = idempotency.write_key(
         tool, parse_arguments(tool.arguments, request.arguments), request.investigation.alert.trigger
     )
     assert key.key == request.idempotency_key
     assert isinstance(idempotency.claim(server, tool, key, request.investigation.alert.trigger), idempotency.Claimed)
-    IdempotencyRecord.objects.filter(key=key.key).update(lease_until=timezone.now() - timedelta(seconds=1))
+    IdempotencyRecord.objects.filter(key=key.key).update(lease_until=timezone.now() + timedelta(seconds=lease_left_s))
 
 
 @pytest.fixture
@@ -66,6 +67,27 @@ def unconfirmed(waiting, analyst):
     approvals.execute(request.pk)  # what the execute_action task does in a worker
     request.refresh_from_db()
     return investigation, request
+
+
+def test_a_rerun_waiting_for_a_dead_workers_claim_to_run_out_takes_it_over_and_sends_once(waiting, analyst, settings):
+    """A restarted worker can reach an abandoned write before the dead worker's claim on its key has run
+    out (the request's lease and the key's are renewed one after the other). It waits for the claim,
+    renewing its own request's lease meanwhile: before, that renewal renewed the key's claim too,
+    whoever held it, so the dead claim never ran out and the isolation stayed "in progress" at every
+    try (a worker killed mid-isolation and restarted under load never finished it)."""
+    settings.TOOLSERVER_WRITE_LEASE_S = 3  # renewed every second
+    settings.TOOLSERVER_WRITE_WAIT_S = 8  # the dead claim runs out within it, unless renewed
+    _, request = waiting
+    approvals.approve(request.pk, analyst)
+    left_by_a_dead_worker(request, lease_left_s=2)
+
+    approvals.execute(request.pk)
+
+    request.refresh_from_db()
+    assert request.state == "succeeded", request.outcome
+    assert LabWrite.objects.filter(action="isolate_host", outcome="performed").count() == 1
+    record = IdempotencyRecord.objects.get(key=request.idempotency_key)
+    assert (record.state, record.attempts) == ("succeeded", 2)  # taken over from the dead claim, then done
 
 
 def run(investigation: Investigation) -> Investigation:
