@@ -16,6 +16,8 @@ from django.db import connection
 
 from tests.support import ROOT, STOP_S, ConsoleProcess, console_env, database_url_of
 
+LOG_TAIL = 200
+
 
 def worker_env(lab, **overrides) -> dict[str, str]:
     return console_env(
@@ -84,6 +86,10 @@ class WorkerProcess:
         self.kill()  # and whatever it started that outlived it (its process group)
         if self.console:
             self.console.stop()
+        # Captured: pytest shows it only beside a failure, where it says what the worker did (a CI log
+        # is all there is to read of a run elsewhere).
+        print(f"--- the worker's log (start {self.starts}), last {LOG_TAIL} lines:")
+        print("\n".join(self.log().splitlines()[-LOG_TAIL:]))
 
     def log(self) -> str:
         if self.console:
