@@ -26,7 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core import transitions
-from core.db import release_connection
+from core.db import own_connection, release_connection
 from investigations.models import Alert, Budgets, Event, Investigation
 from investigations.runs import events
 from investigations.runs.events import LeaseLost
@@ -243,7 +243,11 @@ def held(investigation_id: int, owner: str):
 def _keep_leases() -> None:
     """The process's one lease keeper: every third of a lease, all its leases renewed at once, so
     hundreds of investigations in flight cost one thread and one query, not one of each apiece.
-    Only a process that stopped (or stalled past a lease) loses its investigations to another."""
+    Only a process that stopped (or stalled past a lease) loses its investigations to another. Its
+    connection is its own, not the pool's, opened for each renewal: behind hundreds of threads waiting
+    for a pooled one, a renewal could come after the lease ran out, and a live investigation be handed
+    to another worker, which would make again the calls whose results this one had not kept yet."""
+    own_connection()
     while True:
         time.sleep(settings.INVESTIGATION_LEASE_S / 3)
         try:
