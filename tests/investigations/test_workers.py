@@ -321,7 +321,13 @@ def test_a_worker_killed_with_fifty_investigations_in_flight_is_replaced_and_all
     # The servers' rate limits are a deployment's (120 calls a minute by default): 50 stories at once
     # would pass them, and a rate-limited story ends inconclusive. Here they must not differ by load.
     ToolServer.objects.update(rate_limit_calls=1_000_000)
-    env = worker_env(lab, GATEHOUSE_OFFLINE_TURN_DELAY_MS="1000", GATEHOUSE_DB_POOL_SIZE="5")
+    # Each story's second turn asks the intel backend, which answers only after the kill: none can end
+    # before all 50 are mid-way, however slowly a loaded machine brings the last one there (three 1 s
+    # turns did not always outlast it). The killed worker's waiting requests end with its tool servers.
+    faults.inject("intel", "slow", delay_ms=300_000)
+    env = worker_env(
+        lab, GATEHOUSE_OFFLINE_TURN_DELAY_MS="1000", GATEHOUSE_DB_POOL_SIZE="5", GATEHOUSE_BACKEND_TIMEOUT_S="600"
+    )
     worker = WorkerProcess(env, tmp_path, concurrency=IN_FLIGHT).start()
     try:
         ids = [
@@ -341,6 +347,7 @@ def test_a_worker_killed_with_fifty_investigations_in_flight_is_replaced_and_all
         assert not investigations.filter(finished_at__isnull=False).exists()
         worker.kill()
         before = Counter(audit.values_list("correlation_id", flat=True))
+        faults.clear("intel")
         worker.start()
         wait_until(
             lambda: investigations.filter(status="completed").count() == IN_FLIGHT,
