@@ -144,25 +144,20 @@ class Gateway:
             )
             return self._audited(server, tool, audit_args, result, context, started, Outcome.ERROR, key=key.key)
 
-        with idempotency.renewed(key, claim.token):
-            if claim.taken_over:  # its holder died: the write may have reached the backend already
-                checked = self._check_done(server, tool, validated, context, key, claim, backend)
-                if checked is not None:
-                    result, outcome = checked
-                    return self._audited(
-                        server,
-                        tool,
-                        audit_args,
-                        result,
-                        context,
-                        started,
-                        outcome,
-                        key=key.key,
-                        backend_status="checked",
-                    )
-            self._audited(server, tool, audit_args, {}, context, started, Outcome.DISPATCHED, key=key.key)
-            result, backend_status = self._send(
-                server, tool, validated, context, idempotency_key=key.key, backend=backend
+        with idempotency.renewed(key, claim.token):  # this run's claim, while the backend is asked
+            # Its holder died: the write may have reached the backend already.
+            checked = (
+                self._check_done(server, tool, validated, context, key, claim, backend) if claim.taken_over else None
+            )
+            if checked is None:
+                self._audited(server, tool, audit_args, {}, context, started, Outcome.DISPATCHED, key=key.key)
+                result, backend_status = self._send(
+                    server, tool, validated, context, idempotency_key=key.key, backend=backend
+                )
+        if checked is not None:
+            result, outcome = checked
+            return self._audited(
+                server, tool, audit_args, result, context, started, outcome, key=key.key, backend_status="checked"
             )
         if is_transient(result) and external.is_external(tool) and backend_status != "toolserver_not_started":
             # It was sent, and an external server can neither take our key nor say whether it did it
