@@ -159,11 +159,13 @@ def renewed(write: WriteKey, token: str):
     stop = threading.Event()
 
     def keep():
-        try:
-            while not stop.wait(settings.TOOLSERVER_WRITE_LEASE_S / 3) and renew(write.key, token):
-                pass
-        finally:
-            connection.close()  # this thread's own
+        while not stop.wait(settings.TOOLSERVER_WRITE_LEASE_S / 3):
+            try:
+                still_held = renew(write.key, token)
+            finally:
+                connection.close()  # none held between renewals: a slow backend may take minutes
+            if not still_held:
+                return
 
     keeper = threading.Thread(target=keep, name=f"write-claim-{write.key[:12]}", daemon=True)
     keeper.start()

@@ -524,12 +524,12 @@ def _lease_renewed(request: ActionRequest):
     stop = threading.Event()
 
     def renew():
-        try:
-            while not stop.wait(settings.TOOLSERVER_WRITE_LEASE_S / 3):
-                until = timezone.now() + timedelta(seconds=settings.TOOLSERVER_WRITE_LEASE_S)
+        while not stop.wait(settings.TOOLSERVER_WRITE_LEASE_S / 3):
+            until = timezone.now() + timedelta(seconds=settings.TOOLSERVER_WRITE_LEASE_S)
+            try:
                 ActionRequest.objects.filter(pk=request.pk, state=State.EXECUTING).update(lease_expires_at=until)
-        finally:
-            connection.close()  # this thread's own connection
+            finally:
+                connection.close()  # this thread's own: none held between renewals (a backend may take minutes)
 
     renewer = threading.Thread(target=renew, name=f"lease-renewal-{request.pk}", daemon=True)
     renewer.start()
