@@ -96,17 +96,24 @@ def machine_cpu_seconds() -> float:
 
 
 class CpuWindow:
-    """CPU seconds over the run of each part: the worker, its tool servers (the rest of its process
-    group), the console (it serves the lab the tool servers call), the model server, and the whole
-    machine (PostgreSQL, Redis and this script are the remainder). Every part runs on the machine's
-    cores, so all of it over the cores is a floor on the time, whatever the worker does."""
+    """CPU seconds over the run of each part: the worker, its tool servers (the processes it started,
+    each in a session of its own), the console (it serves the lab the tool servers call), the model
+    server, and the whole machine (PostgreSQL, Redis and this script are the remainder). Every part
+    runs on the machine's cores, so all of it over the cores is a floor on the time, whatever the
+    worker does."""
 
     def __init__(self, worker: int, console: int, model: int | None):
         self.pids = {"worker": [worker], "console": [console], "model": [model] if model else []}
         self.pids["tool servers"] = with_descendants(worker)[1:]
+        self.last: dict[int, float] = {}  # each process's CPU when last read: one that ended counts that
+
+    def _cpu(self, pid: int) -> float:
+        with suppress(OSError):
+            self.last[pid] = cpu_seconds(pid)
+        return self.last.get(pid, 0.0)
 
     def _read(self) -> dict[str, float]:
-        read = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self.pids.items()}
+        read = {name: sum(self._cpu(pid) for pid in pids) for name, pids in self.pids.items()}
         return read | {"machine": machine_cpu_seconds()}
 
     def __enter__(self):
@@ -266,7 +273,6 @@ def run_one(n: int, options, env: dict, tag: str, console: int, model: int | Non
         "rss_mib": sampler.rss / 1024,
         "largest_mib": sampler.largest / 1024,
         "connections": sampler.connections,
-        "cpu_s": cpu.used["worker"],
         "cpu": cpu.used,
         "verdicts": verdicts,
     }
@@ -350,7 +356,7 @@ def main() -> None:
             f"| {r['n']:>3} | {r['finished']:>4}{' (timed out)' if r['timed_out'] else ''} | {r['all_s']:.1f} | "
             f"{r['p50_s']:.1f} | {r['p99_s']:.1f} | {r['ideal_s']:.1f} ({r['turns']:g} x {options.turn_delay_ms / 1000:g}) | {r['alone_s']:.1f} | "
             f"{r['all_s'] / r['ideal_s'] if r['ideal_s'] else float('nan'):.2f} | {r['rss_mib']:.0f} / {r['largest_mib']:.0f} | "
-            f"{r['connections']} | {r['cpu_s']:.1f} ({1000 * r['cpu_s'] / max(1, r['finished']):.0f}) |"
+            f"{r['connections']} | {r['cpu']['worker']:.1f} ({1000 * r['cpu']['worker'] / max(1, r['finished']):.0f}) |"
         )
     cores = os.cpu_count()
     print()
