@@ -1,5 +1,9 @@
 """A worker thread's database connection, held only while it reads or writes."""
 
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
+
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 
@@ -23,3 +27,28 @@ def own_connection() -> None:
         return
     unpooled = {**pooled.settings_dict, "OPTIONS": {name: value for name, value in options.items() if name != "pool"}}
     connections[DEFAULT_DB_ALIAS] = pooled.__class__(unpooled, alias=DEFAULT_DB_ALIAS)  # this thread's alone
+
+
+@contextmanager
+def renewed_every(interval_s: float, renew: Callable[[], bool], name: str):
+    """While the block runs (a write waiting on its backend, minutes maybe), a thread of its own calls
+    renew() every `interval_s`, until the block ends or renew() says there is nothing left to renew. It
+    holds a connection only for each renewal, not in between."""
+    stop = threading.Event()
+
+    def keep() -> None:
+        while not stop.wait(interval_s):
+            try:
+                go_on = renew()
+            finally:
+                connection.close()
+            if not go_on:
+                return
+
+    keeper = threading.Thread(target=keep, name=name, daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        keeper.join(timeout=10)

@@ -14,17 +14,16 @@ asked for again, is sent again rather than replayed as done.
 
 import hashlib
 import json
-import threading
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.db import renewed_every
 from toolserver.catalog import ServerSpec, ToolSpec, find_tool
 from toolserver.envelope import Reason
 from toolserver.models import IdempotencyRecord
@@ -152,28 +151,12 @@ def renew(key: str, token: str) -> bool:
     return running.update(lease_until=until) == 1
 
 
-@contextmanager
 def renewed(write: WriteKey, token: str):
     """While the block sends the claimed write (a backend may take long), its claim is renewed every
     third of GATEHOUSE_WRITE_LEASE_S, so only a dead worker's claim runs out."""
-    stop = threading.Event()
-
-    def keep():
-        while not stop.wait(settings.TOOLSERVER_WRITE_LEASE_S / 3):
-            try:
-                still_held = renew(write.key, token)
-            finally:
-                connection.close()  # none held between renewals: a slow backend may take minutes
-            if not still_held:
-                return
-
-    keeper = threading.Thread(target=keep, name=f"write-claim-{write.key[:12]}", daemon=True)
-    keeper.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        keeper.join(timeout=10)
+    return renewed_every(
+        settings.TOOLSERVER_WRITE_LEASE_S / 3, lambda: renew(write.key, token), name=f"write-claim-{write.key[:12]}"
+    )
 
 
 def complete(write: WriteKey, token: str, result: dict, *, failed: bool) -> None:

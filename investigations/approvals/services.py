@@ -16,18 +16,18 @@ confirm.
 
 import logging
 import re
-import threading
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from guardian.shortcuts import get_objects_for_user
 from pydantic import ValidationError
 
 from core import transitions
+from core.db import renewed_every
 from investigations import live_messages, presence
 from investigations.approvals.channels import deliveries as channel_deliveries
 from investigations.audit import chain as audit_trail
@@ -516,28 +516,17 @@ def execute(request_id: int) -> None:
     _finished(request)  # unconfirmed: the viewers are told; the investigation keeps waiting
 
 
-@contextmanager
 def _lease_renewed(request: ActionRequest):
     """While its write runs, a live worker renews the request's lease every third of
     GATEHOUSE_WRITE_LEASE_S: the lease can be short, since only a dead worker's run goes stale. (The
     key's claim is renewed by the gateway, which alone knows whether this run holds it.)"""
-    stop = threading.Event()
 
-    def renew():
-        while not stop.wait(settings.TOOLSERVER_WRITE_LEASE_S / 3):
-            until = timezone.now() + timedelta(seconds=settings.TOOLSERVER_WRITE_LEASE_S)
-            try:
-                ActionRequest.objects.filter(pk=request.pk, state=State.EXECUTING).update(lease_expires_at=until)
-            finally:
-                connection.close()  # this thread's own: none held between renewals (a backend may take minutes)
+    def renew() -> bool:
+        until = timezone.now() + timedelta(seconds=settings.TOOLSERVER_WRITE_LEASE_S)
+        ActionRequest.objects.filter(pk=request.pk, state=State.EXECUTING).update(lease_expires_at=until)
+        return True  # for as long as the write runs
 
-    renewer = threading.Thread(target=renew, name=f"lease-renewal-{request.pk}", daemon=True)
-    renewer.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        renewer.join(timeout=10)
+    return renewed_every(settings.TOOLSERVER_WRITE_LEASE_S / 3, renew, name=f"lease-renewal-{request.pk}")
 
 
 def stalled_executions(*, approved_for_s: float) -> list[int]:
