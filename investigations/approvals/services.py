@@ -521,10 +521,9 @@ def _lease_renewed(request: ActionRequest):
     GATEHOUSE_WRITE_LEASE_S: the lease can be short, since only a dead worker's run goes stale. (The
     key's claim is renewed by the gateway, which alone knows whether this run holds it.)"""
 
-    def renew() -> bool:
+    def renew() -> bool:  # until it is executing no more: then nobody waits on its lease
         until = timezone.now() + timedelta(seconds=settings.TOOLSERVER_WRITE_LEASE_S)
-        ActionRequest.objects.filter(pk=request.pk, state=State.EXECUTING).update(lease_expires_at=until)
-        return True  # for as long as the write runs
+        return ActionRequest.objects.filter(pk=request.pk, state=State.EXECUTING).update(lease_expires_at=until) == 1
 
     return renewed_every(settings.TOOLSERVER_WRITE_LEASE_S / 3, renew, name=f"lease-renewal-{request.pk}")
 
