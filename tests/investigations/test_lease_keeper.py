@@ -42,4 +42,3 @@ def test_leases_are_renewed_while_every_pooled_connection_is_taken(make_investig
     finally:
         for pooled in taken:
             connection.pool.putconn(pooled)
-    assert taken  # the pool was drained: the keeper could not have borrowed from it
