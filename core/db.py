@@ -1,10 +1,13 @@
 """A worker thread's database connection, held only while it reads or writes."""
 
+import logging
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
+
+log = logging.getLogger(__name__)
 
 
 def release_connection() -> None:
@@ -33,13 +36,18 @@ def own_connection() -> None:
 def renewed_every(interval_s: float, renew: Callable[[], bool], name: str):
     """While the block runs (a write waiting on its backend, minutes maybe), a thread of its own calls
     renew() every `interval_s`, until the block ends or renew() says there is nothing left to renew. It
-    holds a connection only for each renewal, not in between."""
+    holds a connection only for each renewal, not in between. A renewal that raises (the database away
+    for a moment) is logged and tried again at the next interval, as the investigations' lease keeper
+    does: ending the thread there would let the lease run out under a live write."""
     stop = threading.Event()
 
     def keep() -> None:
         while not stop.wait(interval_s):
             try:
                 go_on = renew()
+            except Exception:
+                log.warning("%s: could not renew; trying again in %.1f s", name, interval_s, exc_info=True)
+                go_on = True
             finally:
                 connection.close()
             if not go_on:
