@@ -319,7 +319,7 @@ class Agent:
         if call.refusal is not None:
             result = self.gateway.refuse(use["name"], use["input"], context, call.refusal)
         elif call.gated:
-            result = self._gated(use)
+            result = self._gated(use, context)
         else:
             result = self.gateway.call(use["name"], use["input"], context)
         if result is not None and call.key not in progress.results and not progress.lost:
@@ -352,14 +352,10 @@ class Agent:
             {"tool_use_id": call.tool_use_id, "call": call.call, "name": call.use["name"], "result": result},
         )
 
-    def _gated(self, use: dict) -> dict | None:
+    def _gated(self, use: dict, context: CallContext) -> dict | None:
         """A write: its result once an analyst decided (or its policy needs no approval), else None."""
-        if not policy_for(use["name"]).requires_approval:
-            return self.gateway.call(
-                use["name"],
-                use["input"],
-                replace(self.context, approval=f"policy:{use['name']}", tool_use_id=use["id"]),
-            )
+        if not policy_for(use["name"]).requires_approval:  # kept with its audit record, as a read's result is
+            return self.gateway.call(use["name"], use["input"], replace(context, approval=f"policy:{use['name']}"))
         request = request_action(self.investigation, use, owner=self.owner, gateway=self.gateway)
         if isinstance(request, dict):  # refused at the boundary: invalid arguments
             return request

@@ -1,6 +1,7 @@
 """The human gate in this process: requests, decisions, execution, resumption (real MCP servers and lab)."""
 
 import pytest
+from django.db import connection, transaction
 from guardian.shortcuts import assign_perm
 
 from investigations.approvals import services as approvals
@@ -192,6 +193,33 @@ def test_a_write_whose_policy_needs_no_approval_fires_without_a_request(received
     assert not investigation.action_requests.filter(tool="open_ticket").exists()
     assert list(LabWrite.objects.values_list("action", "outcome")) == [("open_ticket", "performed")]
     assert "Ticket #" in transcript(investigation)
+
+
+def test_a_write_whose_policy_needs_no_approval_keeps_its_result_in_its_audit_records_transaction(received):
+    """As a read's is: a worker killed between the record's commit and a later save of the result would
+    leave a call that no saved step holds, and the worker resuming would make it again (a second record)."""
+    ToolPolicy.objects.filter(tool="open_ticket").update(requires_approval=False)
+    ToolPolicy.objects.filter(tool__in=["isolate_host", "disable_account"]).update(expiry_seconds=0)
+    _, investigation = received("LAB-SIEM-1001")
+    statements, records = [], []  # records: (the final record's insert, the statement count at its commit)
+
+    def observe(execute, sql, params, many, context):
+        done = execute(sql, params, many, context)
+        statements.append(sql)
+        if sql.startswith('INSERT INTO "investigations_auditrecord"') and "open_ticket" in map(str, params or ()):
+            inserted = len(statements)
+            transaction.on_commit(lambda: records.append((inserted, len(statements))))
+        return done
+
+    with connection.execute_wrapper(observe):
+        investigation = run(investigation)
+        while investigation.status == "waiting":  # the two that still need approval expire undecided
+            approvals.expire_due()
+            investigation = run(investigation)
+    assert LabWrite.objects.filter(action="open_ticket").count() == 1
+    inserted, committed = records[-1]  # the first is the record made before the send (dispatched)
+    saves = [i for i, sql in enumerate(statements, 1) if sql.startswith('UPDATE "investigations_investigation"')]
+    assert any(inserted < save <= committed for save in saves), "the result was saved after the record's commit"
 
 
 def test_a_write_tool_an_admin_disabled_makes_no_request_and_the_model_is_told(received, admin_user):
