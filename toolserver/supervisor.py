@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
@@ -55,6 +56,11 @@ class LaunchConfig:
     params: str = "{}"
     sealed_params: str = ""
     external: str = ""  # an external server's launch (toolserver.launch runs its command instead of ours)
+
+    @cached_property
+    def transport(self) -> str:
+        """An external server's transport ("stdio", "http"), read once, not at each of its calls."""
+        return json.loads(self.external).get("transport", "") if self.external else ""
 
     def environment(self) -> dict[str, str]:
         """What the launcher gets: where the backend is, where its credential lives, where it may
@@ -399,7 +405,7 @@ class Supervisor:
             return external.normalise_protocol_error(server, OUT_OF_SCHEMA), _status(process, "out_of_schema")
         if result is None:
             return external.failure(server, "unavailable"), "toolserver_not_started"
-        if json.loads(process.config.external).get("transport") == "http":  # what its bridge refused
+        if process.config.transport == "http":  # what its bridge refused
             relayed = (result.meta or {}).get(META_REFUSED)
             process.refused += (
                 [what for what in relayed if what in SERVER_REQUESTS] if isinstance(relayed, list) else []
