@@ -1,6 +1,7 @@
 """Investigations, the events each one streams, and their budgets; and who may see an investigation."""
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -68,10 +69,30 @@ class InvestigationQuerySet(models.QuerySet):
         every investigation; here `object_pk` is cast to the key's type and the two tables are one
         UNION, so the database looks the few granted ids up in the primary key index.
         """
-        from guardian.models import GroupObjectPermission, UserObjectPermission  # guardian's models load after ours
-
         if user.is_anonymous:
             return Investigation.objects.none().values("pk")
+        of_user, of_teams = InvestigationQuerySet._view_grants()
+        as_key = Cast("object_pk", output_field=models.BigIntegerField())
+        of_user, of_teams = of_user.filter(user=user), of_teams.filter(group__user=user)
+        return of_user.annotate(key=as_key).values("key").union(of_teams.annotate(key=as_key).values("key"))
+
+    @staticmethod
+    def grantee_ids(investigation_id: int):
+        """The active users granted this investigation, themselves or through a team, by id in order: the
+        other side of `granted_ids`, in one query, at every status change an investigation makes (guardian's
+        `get_users_with_perms` needs the row read first, and takes a third more of the worker's CPU)."""
+        User = get_user_model()
+        of_user, of_teams = InvestigationQuerySet._view_grants()
+        key = str(investigation_id)  # as guardian writes object_pk
+        members = User.groups.through.objects.filter(group__in=of_teams.filter(object_pk=key).values("group"))
+        granted = Q(pk__in=of_user.filter(object_pk=key).values("user")) | Q(pk__in=members.values("user"))
+        return User.objects.filter(granted, is_active=True).order_by("pk").values_list("pk", flat=True)
+
+    @staticmethod
+    def _view_grants():
+        """Guardian's user and group tables, narrowed to grants of `view_investigation`."""
+        from guardian.models import GroupObjectPermission, UserObjectPermission  # guardian's models load after ours
+
         investigation = ContentType.objects.get_for_model(Investigation)
         # The row's own content type too (guardian writes both alike): only investigations' keys are cast.
         the_permission = {
@@ -79,10 +100,9 @@ class InvestigationQuerySet(models.QuerySet):
             "permission__content_type": investigation,
             "permission__codename": VIEW.split(".")[1],
         }
-        as_key = Cast("object_pk", output_field=models.BigIntegerField())
-        of_user = UserObjectPermission.objects.filter(user=user, **the_permission)
-        of_teams = GroupObjectPermission.objects.filter(group__user=user, **the_permission)
-        return of_user.annotate(key=as_key).values("key").union(of_teams.annotate(key=as_key).values("key"))
+        return UserObjectPermission.objects.filter(**the_permission), GroupObjectPermission.objects.filter(
+            **the_permission
+        )
 
     def correlation_ids(self):
         """Their correlation ids (`Investigation.correlation_id`), as a subquery."""

@@ -3,10 +3,8 @@
 
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
-from guardian.shortcuts import get_users_with_perms
 
 from investigations.models import Alert, Event, Investigation
-from investigations.models.runs import VIEW
 from investigations.runs.forms import OBSERVED
 
 
@@ -61,12 +59,7 @@ def filtered(investigations, filters: dict):
 def granted_viewer_ids(investigation_id: int) -> list[int]:
     """The active users who may view this investigation through an object permission of their own or
     of a team (whoever also sees all is among them if granted; live_messages sends them one copy)."""
-    # Its key is all guardian needs: not its conversation.
-    investigation = Investigation.objects.only("pk").filter(pk=investigation_id).first()
-    if investigation is None:
-        return []
-    users = get_users_with_perms(investigation, with_group_users=True, only_with_perms_in=[VIEW.split(".")[1]])
-    return list(users.filter(is_active=True).values_list("pk", flat=True).order_by("pk"))
+    return list(Investigation.objects.grantee_ids(investigation_id))
 
 
 def events_after(investigation_id: int, seq: int) -> list[dict]:

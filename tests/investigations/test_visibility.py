@@ -245,3 +245,31 @@ async def test_each_user_sees_exactly_the_rule_through_every_page_api_export_and
         } == requests & changed
     await as_list.disconnect()
     await as_queue.disconnect()
+
+
+def test_a_status_change_is_sent_to_the_users_granted_the_investigation_found_in_one_query(
+    make_user, make_investigation, django_assert_num_queries
+):
+    """Every status change an investigation makes asks who holds a grant on it (its list-page update),
+    hundreds a minute at volume: one query, where the row was read first for guardian's own (two)."""
+    from investigations.runs.selectors import granted_viewer_ids
+
+    ours, other = make_investigation("GRANT-1"), make_investigation("GRANT-2")
+    solo, member, idle, gone, elsewhere, changer = (
+        make_user(name) for name in ("solo", "member", "idle", "gone", "elsewhere", "changer")
+    )
+    team, idle_team = Group.objects.create(name="team"), Group.objects.create(name="idle-team")
+    member.groups.add(team)
+    gone.groups.add(team)
+    idle.groups.add(idle_team)
+    get_user_model().objects.filter(pk=gone.pk).update(is_active=False)
+    assign_perm("investigations.view_investigation", solo, ours)
+    assign_perm("investigations.view_investigation", team, ours)
+    assign_perm("investigations.view_investigation", elsewhere, other)
+    assign_perm("investigations.view_investigation", idle_team, other)
+    assign_perm("investigations.change_investigation", changer, ours)  # not a grant to view
+
+    with django_assert_num_queries(1):
+        granted = granted_viewer_ids(ours.pk)
+    assert granted == sorted([solo.pk, member.pk])
+    assert granted_viewer_ids(other.pk) == sorted([elsewhere.pk, idle.pk])
