@@ -1,6 +1,7 @@
 """Helpers shared by the tests: subprocesses of the real console, free ports, waiting, the lab's stories."""
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -40,9 +41,23 @@ def listening(port: int) -> bool:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nobody holds now, for a server a test starts, below the kernel's ephemeral range.
+
+    Between this answer and the server's bind (seconds, for a console) the port is free for anyone. A
+    port from bind(0) is in the ephemeral range, where every outgoing connection of the machine (the
+    suite's four runs, their databases, their browsers) takes its own port too, and one could take
+    this one first: the server then fails to start. Below the range only another run's free_port()
+    can, and it picks among thousands at random."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    while True:
+        port = random.randrange(max(1024, low - 12_000), low)  # noqa: S311 - a spread, not a secret
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if not listening(port):  # bound on another address (IPv6, any)
+            return port
 
 
 def database_url_of(settings_dict: dict) -> str:

@@ -1,6 +1,8 @@
-"""The suite's own harness: a console process that does not become ready in time is stopped, not left behind."""
+"""The suite's own harness: a console process that does not become ready in time is stopped, not left
+behind; a test server's port is one no outgoing connection can take first."""
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -34,3 +36,13 @@ def test_a_console_that_is_not_ready_in_time_is_stopped(monkeypatch):
             support.console_env(DATABASE_URL=support.database_url_of(connection.settings_dict)), new_session=True
         )
     assert consoles_running() == before
+
+
+def test_a_servers_port_is_free_and_outside_the_range_outgoing_connections_take_theirs():
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = {support.free_port() for _ in range(20)}
+    assert all(1024 <= port < low for port in ports), ports
+    assert len(ports) > 1  # picked at random: two runs starting servers at once rarely meet
+    for port in ports:
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", port))  # free: a server binds it
