@@ -100,9 +100,8 @@ class InvestigationQuerySet(models.QuerySet):
             "permission__content_type": investigation,
             "permission__codename": VIEW.split(".")[1],
         }
-        return UserObjectPermission.objects.filter(**the_permission), GroupObjectPermission.objects.filter(
-            **the_permission
-        )
+        of_user = UserObjectPermission.objects.filter(**the_permission)
+        return of_user, GroupObjectPermission.objects.filter(**the_permission)
 
     def correlation_ids(self):
         """Their correlation ids (`Investigation.correlation_id`), as a subquery."""
