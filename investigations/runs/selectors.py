@@ -59,7 +59,7 @@ def filtered(investigations, filters: dict):
 def granted_viewer_ids(investigation_id: int) -> list[int]:
     """The active users who may view this investigation through an object permission of their own or
     of a team (whoever also sees all is among them if granted; live_messages sends them one copy)."""
-    return list(Investigation.objects.grantee_ids(investigation_id))
+    return list(Investigation.objects.grantees(investigation_id).values_list("pk", flat=True))
 
 
 def events_after(investigation_id: int, seq: int) -> list[dict]:
