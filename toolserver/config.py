@@ -122,11 +122,8 @@ def find_tool(name: str) -> tuple[ServerSpec, ToolSpec] | None:
     found = find_builtin(name)
     if found is not None or external.SEPARATOR not in name:
         return found
-    try:  # by its unique name: first() would sort on the server's name for the one row
-        row = Tool.objects.select_related("server").get(name=name, server__kind=ToolServer.Kind.EXTERNAL)
-    except Tool.DoesNotExist:
-        return None
-    return external.spec_of(row)
+    row = tool_row(name)
+    return external.spec_of(row) if row is not None and row.server.kind == ToolServer.Kind.EXTERNAL else None
 
 
 def write_tool_names() -> list[str]:
