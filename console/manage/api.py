@@ -23,13 +23,16 @@ router = Router(tags=["administration"])
 
 def _admins(request, user):
     """Admins only; a change (not a read) needs a fresh proof of presence too: the session's recent step-up
-    (investigations/presence.py). A decide-scoped token proves only a decision on a write, never an admin
-    change: a chat bot's token cannot re-point a server."""
+    (investigations/presence.py) of the person the request authenticated. A token proves no admin change, not
+    even a decide-scoped one (it proves a decision on a write): a chat bot's token cannot re-point a server."""
     if not has_role(user, ADMIN):
         return 403, "Only admins may manage tool servers."
     if request.method not in ("GET", "HEAD"):
+        # A session's proof is its own person's: a request a token authenticated borrows none from a cookie
+        # sent beside it (someone else's, maybe), and a token never proves an admin change.
+        by_token = getattr(request, "api_token", None) is not None
         try:
-            presence.require_fresh(presence.from_session(getattr(request, "session", None)))
+            presence.require_fresh(None if by_token else presence.from_session(getattr(request, "session", None)))
         except presence.StepUpRequired as refused:
             return 403, str(refused)
     return None

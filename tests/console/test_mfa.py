@@ -245,6 +245,25 @@ def test_an_admin_change_needs_a_fresh_proof_on_the_page_and_the_api(client, adm
     assert client.post(reverse("manage:budgets"), {"budget_tool_calls": 5}).status_code != 403
 
 
+@pytest.mark.parametrize("decide", [False, True])
+def test_an_admin_token_cannot_borrow_the_fresh_proof_of_the_session_sent_beside_it(
+    client, admin_user, make_user, decide
+):
+    """The session's proof is its own person's: an admin's token sent with someone else's freshly proved
+    session (an analyst's here) makes no admin change, nor does a decide-scoped token, which proves decisions only."""
+    _, token = create_api_token(admin_user, "leaked", decide=decide)
+    insider = make_user("insider", "analyst")
+    sign_in(client, insider, enrolled(insider))  # a proof just now
+    answer = client.put(
+        "/api/manage/servers/siem/credential",
+        {"secret": "x" * 20},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 403 and "Step-up required" in answer.json()["detail"]
+    assert not AuditRecord.objects.filter(kind=AuditRecord.Kind.ADMIN_CHANGE).exists()
+
+
 def test_removing_a_factor_needs_a_fresh_proof_and_is_recorded(client, admin_user):
     device = enrolled(admin_user)
     sign_in(client, admin_user, device)
