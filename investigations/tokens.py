@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.db.models.signals import pre_save
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -16,18 +17,37 @@ from investigations.models import ApiToken
 TOKEN_PREFIX = "ghu_"  # noqa: S105 - a prefix. Gatehouse user: recognisable in a leaked-secret scan
 
 
-def create_api_token(user, name: str, *, decide: bool = False) -> tuple[ApiToken, str]:
-    """`decide`: the token may approve and reject writes while step-up is on, and so lives hours, not days."""
+def create_api_token(
+    user, name: str, *, decide: bool = False, by: str = "manage.py api_tokens"
+) -> tuple[ApiToken, str]:
+    """`decide`: the token may approve and reject writes while step-up is on, and so lives hours, not days.
+    `by`: who made it, as the trail names them (tokens are made with the command). A token is access given:
+    one chained record with it, naming it by prefix only."""
+    from investigations.audit import chain as audit
+
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     lifetime = timedelta(hours=settings.DECIDE_TOKEN_HOURS) if decide else timedelta(days=settings.API_TOKEN_DAYS)
-    api_token = ApiToken.objects.create(
-        user=user,
-        name=name,
-        token_prefix=token[:10],
-        token_hash=hash_token(token),
-        expires_at=timezone.now() + lifetime,
-        decide=decide,
-    )
+    with transaction.atomic():
+        api_token = ApiToken.objects.create(
+            user=user,
+            name=name,
+            token_prefix=token[:10],
+            token_hash=hash_token(token),
+            expires_at=timezone.now() + lifetime,
+            decide=decide,
+        )
+        audit.record_admin_change(
+            by,
+            "api_token_created",
+            before={},
+            after={
+                "user": user.get_username(),
+                "token": api_token.token_prefix,
+                "name": name,
+                "decide": decide,
+                "expires_at": api_token.expires_at.isoformat(),
+            },
+        )
     return api_token, token
 
 
@@ -57,9 +77,18 @@ def tokens_of(user):
 def revoke(user, pk: int) -> ApiToken:
     """Revoke one of `user`'s own tokens (404 for anyone else's); revoking twice keeps the first time."""
     api_token = get_object_or_404(ApiToken, pk=pk, user=user)
-    if ApiToken.objects.filter(pk=api_token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
-        _record_revoked(f"user:{user.get_username()}", user, [api_token.token_prefix], "revoked by its owner")
+    revoke_token(api_token, f"user:{user.get_username()}", "revoked by its owner")
     return api_token
+
+
+def revoke_token(api_token: ApiToken, by: str, because: str) -> bool:
+    """Revoke one token, recorded; False if it was revoked already (guarded in the update itself, so a second
+    revoke keeps the first time and adds no record)."""
+    with transaction.atomic():
+        if not ApiToken.objects.filter(pk=api_token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+            return False
+        _record_revoked(by, api_token.user, [api_token.token_prefix], because)
+    return True
 
 
 def revoke_all(user, because: str = "") -> int:

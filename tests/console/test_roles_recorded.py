@@ -5,13 +5,15 @@ Superuser on itself, add itself to a role and set other people's passwords, none
 and it could grant itself the right to approve a write and then decide it.
 """
 
+import io
+
 import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from console.manage import administration
 from core.roles import ADMIN, ANALYST
-from investigations.models import AuditRecord, Integration, ToolPolicy
+from investigations.models import ApiToken, AuditRecord, Integration, ToolPolicy
 from investigations.tokens import create_api_token
 
 
@@ -193,6 +195,31 @@ def test_tokens_revoked_by_their_owner_or_with_a_deactivation_are_recorded(clien
     automatic = admin_changes("api_tokens_revoked")[1]
     assert automatic.actor == "system" and automatic.extra["after"]["because"] == "the account was deactivated"
     assert len(automatic.extra["after"]["tokens"]) == 1
+
+
+@pytest.mark.django_db
+def test_tokens_made_and_revoked_with_the_command_are_recorded_naming_them_by_prefix_only(make_user):
+    from django.core.management import call_command
+
+    make_user("ana", ANALYST)
+    call_command("api_tokens", "create", "ana", "--name", "chat bot", "--decide", stdout=io.StringIO())
+    (made,) = admin_changes("api_token_created")
+    api_token = ApiToken.objects.get()
+    assert made.actor == "manage.py api_tokens"
+    assert made.extra["after"] == {
+        "user": "ana",
+        "token": api_token.token_prefix,
+        "name": "chat bot",
+        "decide": True,
+        "expires_at": api_token.expires_at.isoformat(),
+    }
+    call_command("api_tokens", "revoke", str(api_token.pk), stdout=io.StringIO())
+    call_command("api_tokens", "revoke", str(api_token.pk), stdout=io.StringIO())  # changes nothing, records nothing
+    (revoked,) = admin_changes("api_tokens_revoked")
+    assert (revoked.actor, revoked.extra["after"]) == (
+        "manage.py api_tokens",
+        {"user": "ana", "tokens": [api_token.token_prefix], "because": "revoked with manage.py api_tokens"},
+    )
 
 
 @pytest.mark.django_db

@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from investigations.models import ApiToken
-from investigations.tokens import create_api_token
+from investigations.tokens import create_api_token, revoke_token
 
 NAME_MAX = ApiToken._meta.get_field("name").max_length
 
@@ -89,8 +89,7 @@ class Command(BaseCommand):
         if api_token is None:
             raise CommandError(f"no API token with ID {token_id}; see: manage.py api_tokens list")
         label = f'token {token_id} "{api_token.name}" of {api_token.user.get_username()}'
-        # Guarded in the update itself, so a second revoke keeps the first time.
-        if ApiToken.objects.filter(pk=token_id, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+        if revoke_token(api_token, "manage.py api_tokens", "revoked with manage.py api_tokens"):
             self.stdout.write(f"Revoked {label}: it is refused from now on.")
         else:
             api_token.refresh_from_db()
