@@ -190,7 +190,11 @@ def totp_start(request):
 @login_required
 @require_POST
 def totp_confirm(request, pk: int):
-    """A code from the new app confirms it; the first factor also brings recovery codes, shown once."""
+    """A code from the new app confirms it; the first factor also brings recovery codes, shown once. An
+    enrolled person's session must be fresh here too, not only when it started: else a stale session finds an
+    abandoned device's key on the wrong-code page, and its code would give that session a fresh proof."""
+    if (refused := _fresh_or_step_up(request)) is not None:
+        return refused
     device = get_object_or_404(TOTPDevice, pk=pk, user=request.user, confirmed=False)
     form = CodeForm(request.POST)
     if not (form.is_valid() and device.verify_token(form.cleaned_data["code"])):

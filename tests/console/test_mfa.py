@@ -266,6 +266,25 @@ def test_an_admin_token_cannot_borrow_the_fresh_proof_of_the_session_sent_beside
     )
 
 
+def test_a_stale_session_cannot_finish_an_abandoned_enrolment_to_gain_a_fresh_proof(client, admin_user, settings):
+    """An enrolled person started adding a second app and left it; whoever holds their session once its proof is
+    stale sees no key on the wrong-code page, and a right code confirms nothing and proves nothing."""
+    settings.OTP_TOTP_THROTTLE_FACTOR = 0
+    sign_in(client, admin_user, enrolled(admin_user))
+    client.post(reverse("totp_start"))
+    abandoned = TOTPDevice.objects.get(user=admin_user, confirmed=False)
+    proved_minutes_ago(client, 6)
+
+    wrong = client.post(reverse("totp_confirm", args=[abandoned.pk]), {"code": "000000"})
+    assert wrong.status_code == 302 and wrong["Location"].startswith(reverse("step_up"))
+    assert abandoned.key not in wrong.content.decode()
+    right = client.post(reverse("totp_confirm", args=[abandoned.pk]), {"code": code_for(abandoned)})
+    assert right.status_code == 302 and right["Location"].startswith(reverse("step_up"))
+    abandoned.refresh_from_db()
+    assert not abandoned.confirmed
+    assert client.post(reverse("manage:budgets"), {"budget_tool_calls": 5}).status_code == 403  # still stale
+
+
 def test_removing_a_factor_needs_a_fresh_proof_and_is_recorded(client, admin_user):
     device = enrolled(admin_user)
     sign_in(client, admin_user, device)
