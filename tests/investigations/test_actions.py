@@ -2,6 +2,7 @@
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
 from investigations.approvals import services as approvals
@@ -78,6 +79,27 @@ def test_rejected_the_model_is_told_why_and_the_lab_has_no_write(received, analy
         ("", "pending", "agent"),
         ("pending", "rejected", "user:ana"),
     ]
+
+
+@pytest.mark.parametrize("decided", ["rejected", "expired"])
+def test_a_write_decided_against_stays_unmade_when_its_policy_stops_needing_approval_before_the_resume(
+    received, analyst, decided
+):
+    """The decision stands for the call it was asked for: switching the tool's approval off later makes new
+    calls without one, never a rejected or expired call."""
+    _, investigation = received("LAB-SIEM-1001")
+    request = pending(run(investigation))
+    if decided == "rejected":
+        approvals.reject(request.pk, analyst, "Finance server: isolate after month-end close.")
+    else:
+        ActionRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now())
+        assert approvals.expire_due() == [request.pk]
+    ToolPolicy.objects.filter(tool="isolate_host").update(requires_approval=False)
+    investigation = run(investigation)
+    assert not LabWrite.objects.filter(action="isolate_host").exists()
+    assert ActionRequest.objects.get(pk=request.pk).state == decided
+    told = "rejected the isolation of WS-FIN-07" if decided == "rejected" else "expired before anyone decided"
+    assert told in transcript(investigation)
 
 
 def test_a_rejection_needs_a_reason(received, analyst):
