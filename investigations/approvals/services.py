@@ -245,7 +245,9 @@ def approve(
             proof_factor=proof.factor if proof else "",
             proof_at=proof.at if proof else None,
         )
-        given = request.approvals.count()
+        # Only approvals of people still allowed to approve the tool count: one who lost the right since
+        # (deactivated, their role or grant taken) no longer stands behind the write.
+        given = sum(may_approve(approval.user, request.tool) for approval in request.approvals.select_related("user"))
         actor = f"user:{user.get_username()}"
         if given < request.approvals_needed:
             _transition(

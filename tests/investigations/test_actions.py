@@ -157,6 +157,26 @@ def test_four_eyes_needs_two_different_people(received, analyst, make_user):
     assert LabWrite.objects.filter(action="isolate_host").count() == 1
 
 
+@pytest.mark.parametrize("loses", ["deactivated", "role taken"])
+def test_four_eyes_counts_only_approvals_of_people_still_allowed_to_approve(received, analyst, make_user, loses):
+    ToolPolicy.objects.filter(tool="isolate_host").update(approvals_needed=2)
+    _, investigation = received("LAB-SIEM-1001")
+    request = pending(run(investigation))
+    approvals.approve(request.pk, analyst)
+    if loses == "deactivated":
+        analyst.is_active = False
+        analyst.save()
+    else:
+        analyst.groups.clear()
+    second, third = make_user("second-analyst", "analyst"), make_user("third-analyst", "analyst")
+    approvals.approve(request.pk, second)
+    approvals.execute(request.pk)
+    assert ActionRequest.objects.get(pk=request.pk).state == "pending"  # one approval of two still counts
+    assert not LabWrite.objects.exists()
+    assert approve_and_execute(request, third).state == "succeeded"
+    assert LabWrite.objects.filter(action="isolate_host").count() == 1
+
+
 def test_only_those_granted_the_tool_may_approve_it(received, manager, make_user):
     _, investigation = received("LAB-SIEM-1001")
     request = pending(run(investigation))
