@@ -201,6 +201,8 @@ def _check_external(name: str, values: dict) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
             raise Refused("A Streamable HTTP server needs its http(s) URL, with no user or password in it.")
+        if parts.query or parts.fragment:  # as a built-in's base URL: the URL is shown on pages and in the trail
+            raise Refused("Its URL takes no query (?…) or fragment (#…): a key belongs in its credential.")
         try:
             egress.check_listed(
                 egress.parse(allowed_backend_hosts(name)),

@@ -10,6 +10,7 @@ import json
 import pytest
 from django.test import Client
 
+from console.manage import administration
 from core.roles import ANALYST
 from investigations.models import AuditRecord, ToolPolicy
 from investigations.tokens import create_api_token
@@ -111,6 +112,26 @@ def test_a_registration_that_cannot_run_safely_is_refused_with_a_reason(admin_us
     assert says in response.json()["detail"]
     assert not ToolServer.objects.filter(kind="external").exists()
     assert not AuditRecord.objects.filter(outcome="server_registered").exists()
+
+
+def test_an_http_servers_url_takes_no_query_where_a_key_would_be_shown_on_pages_and_in_the_trail(
+    admin_user, registration, settings
+):
+    """A credential belongs in the credential (sealed, sent as its header), not in a URL that the server's pages,
+    the API's listing and the registration's audit record show."""
+    settings.BACKEND_ALLOWED_HOSTS = ["mcp.vendor.example"]
+    http = {key: value for key, value in registration.items() if key not in ("command", "args", "env")}
+    http |= {"transport": "http", "credential_env": ""}
+    for url in ("https://mcp.vendor.example/mcp?api_key=s3cret-in-url", "https://mcp.vendor.example/mcp#s3cret-in-url"):
+        refused = call(admin_user, "POST", "/manage/servers", http | {"url": url})
+        assert refused.status_code == 400 and "query" in refused.json()["detail"], refused.content
+    assert not AuditRecord.objects.filter(extra__icontains="s3cret-in-url").exists()
+    assert (
+        call(admin_user, "POST", "/manage/servers", http | {"url": "https://mcp.vendor.example/mcp"}).status_code == 201
+    )
+    server = ToolServer.objects.get(name=http["name"])
+    with pytest.raises(administration.Refused, match="query"):  # pointed at one later, as the server's page does
+        administration.update_server(server, admin_user, {"url": "https://mcp.vendor.example/mcp?k=s3cret-in-url"})
 
 
 def test_only_an_admin_registers_or_accepts(make_user, admin_user, registration):
