@@ -98,16 +98,7 @@ def _external_binding(server: ToolServer) -> BackendBinding:
     """An external server's credential is bound the same way: to the launch it was set for."""
     credential = server.credential
     usable = credential is not None and not credential.revoked_at and credential.bound_to(server)
-    launch = {
-        "transport": server.transport,
-        "command": server.command,
-        "args": server.args,
-        "cwd": server.cwd,
-        "env": server.env,
-        "credential_env": server.credential_env,
-        "credential_header": server.credential_header,
-        "url": server.url,
-    }
+    launch = {field: getattr(server, field) for field in (*ToolServer.LAUNCH_FIELDS, "url")}
     return BackendBinding(
         adapter=server.adapter,
         url=server.url,

@@ -1,3 +1,6 @@
+import hashlib
+import json
+
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
@@ -47,6 +50,10 @@ class ToolServer(models.Model):
     class Transport(models.TextChoices):
         STDIO = "stdio"
         HTTP = "http"  # Streamable HTTP, at `url`
+
+    # What an external server's process is: a change of any one runs another program (or hands the
+    # credential over otherwise), so its credential is bound to them as a built-in's is to its URL.
+    LAUNCH_FIELDS = ("transport", "command", "args", "cwd", "env", "credential_env", "credential_header")
 
     name = models.CharField(max_length=40, unique=True)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.BUILTIN)
@@ -105,6 +112,12 @@ class ToolServer(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def launch_digest(self) -> str:
+        """An external server's launch, as a digest its credential keeps; blank for a built-in (its URL binds it)."""
+        if self.kind != self.Kind.EXTERNAL:
+            return ""
+        return launch_digest({field: getattr(self, field) for field in self.LAUNCH_FIELDS})
 
     @property
     def secret_params_set(self) -> list[str]:
@@ -176,8 +189,9 @@ class Credential(models.Model):
     launcher. The server's `credential` is the current one; older rows are its history.
     Nothing here can show the secret: a page shows the fingerprint, who set it and when.
 
-    It is bound to the backend it was set for (`adapter`, `url`): a server pointed anywhere else
-    starts without it (toolserver.config.binding_of), and changing where a server points revokes it.
+    It is bound to the backend it was set for (`adapter`, `url`; an external server's launch too): a server
+    pointed anywhere else starts without it (toolserver.config.binding_of), and changing where a server
+    points revokes it.
     """
 
     class Kind(models.TextChoices):
@@ -192,6 +206,9 @@ class Credential(models.Model):
     adapter = models.CharField(max_length=40, help_text="The server's adapter when it was set.")
     url = models.CharField(
         max_length=500, blank=True, help_text="The server's URL when it was set (blank: the deployment's)."
+    )
+    launch = models.CharField(
+        max_length=64, blank=True, help_text="An external server's launch when it was set (ToolServer.launch_digest)."
     )
     set_by = models.CharField(max_length=150)
     set_at = models.DateTimeField(auto_now_add=True)
@@ -211,9 +228,14 @@ class Credential(models.Model):
         return f"fingerprint {self.fingerprint}" if self.kind == self.Kind.SEALED else self.reference
 
     def bound_to(self, server: ToolServer) -> bool:
-        """Whether `server` still points where this credential was set for."""
-        return (self.adapter, self.url) == (server.adapter, server.url)
+        """Whether `server` still points where this credential was set for, and an external one still runs the
+        program it was set for: whatever path changed them (a revocation missed by a race, an update elsewhere)."""
+        return (self.adapter, self.url, self.launch) == (server.adapter, server.url, server.launch_digest())
 
     @property
     def launch_reference(self) -> str:
         return f"sealed:{self.sealed}" if self.kind == self.Kind.SEALED else self.reference
+
+
+def launch_digest(launch: dict) -> str:
+    return hashlib.sha256(json.dumps(launch, sort_keys=True).encode()).hexdigest()

@@ -37,7 +37,7 @@ DELEGATED_SERVER_FIELDS = ("enabled", "rate_limit_calls", "rate_limit_window_s")
 BACKEND_FIELDS = ("adapter", "url")
 SERVER_FIELDS = BACKEND_FIELDS + DELEGATED_SERVER_FIELDS
 # How an external server starts: changing any of these is pointing it elsewhere (its credential is revoked).
-EXTERNAL_LAUNCH_FIELDS = ("transport", "command", "args", "cwd", "env", "credential_env", "credential_header")
+EXTERNAL_LAUNCH_FIELDS = ToolServer.LAUNCH_FIELDS
 EXTERNAL_FIELDS = (*EXTERNAL_LAUNCH_FIELDS, "timeout_s")
 POLICY_FIELDS = ("requires_approval", "approvals_needed", "expiry_seconds")
 BUDGET_FIELDS = ("tool_calls", "tokens", "seconds")
@@ -247,11 +247,17 @@ def _set_secret_params(server: ToolServer, user, values: dict, *, replace: bool 
 @transaction.atomic
 def set_credential(server: ToolServer, user, *, secret: str = "", reference: str = "") -> Credential:
     """Set or rotate `server`'s credential: a secret, sealed here, or a reference to its own file in
-    the credentials folder. It is bound to where the server points now (adapter and URL)."""
+    the credentials folder. It is bound to where the server points now (adapter and URL; an external server's
+    launch too)."""
     _require_backend_rights(user, server)
     before = server.credential_shown
     secret = secret.strip()
-    bound = {"adapter": server.adapter, "url": server.url, "set_by": user.get_username()}
+    bound = {
+        "adapter": server.adapter,
+        "url": server.url,
+        "launch": server.launch_digest(),
+        "set_by": user.get_username(),
+    }
     if secret:
         try:
             sealed = credentials.seal(secret, settings.CREDENTIALS_KEY)
