@@ -32,6 +32,7 @@ def sweep_investigations(queued_for_s: float | None = None) -> list[int]:
     First the held ones their integrations' start caps allow now (investigations/intake/services.py).
     Queued ones whose task was lost (enqueued by a process with no broker, or before a restart)
     and running ones whose worker died: the next worker resumes them from their last saved step.
+    Waiting ones whose requests are all decided (their resume lost) are resumed.
     A duplicate hand-over is harmless: only one worker can claim an investigation.
     """
     if queued_for_s is None:
@@ -42,6 +43,8 @@ def sweep_investigations(queued_for_s: float | None = None) -> list[int]:
     found = [pk for pk in services.stalled(queued_for_s=queued_for_s) if pk not in released]
     for investigation_id in found:
         run_investigation.delay(investigation_id)
+    # Decided, but their resume lost: queued now, each handed to a worker as its resume commits.
+    found += [pk for pk in services.decided_but_waiting(waiting_for_s=queued_for_s) if services.resume(pk)]
     if found:
         log.info("handed %d stalled investigation(s) to workers: %s", len(found), found)
     return found

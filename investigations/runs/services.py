@@ -22,7 +22,7 @@ from functools import reduce
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from core import transitions
@@ -284,6 +284,17 @@ def stalled(*, queued_for_s: float = 0) -> list[int]:
     queued = Q(status=Status.QUEUED, released_at__lte=now - timedelta(seconds=queued_for_s))  # held ones wait
     abandoned = Q(status=Status.RUNNING, lease_expires_at__lt=now)
     return list(Investigation.objects.filter(queued | abandoned).order_by("created_at").values_list("pk", flat=True))
+
+
+def decided_but_waiting(*, waiting_for_s: float = 0) -> list[int]:
+    """Waiting investigations none of whose requests is undecided: the resume that follows a request's final
+    state (its own transaction, after) was lost, the process stopped or the database away between the two."""
+    from investigations.models import ActionRequest
+
+    undecided = ActionRequest.objects.filter(investigation=OuterRef("pk")).exclude(state__in=ActionRequest.FINAL)
+    since = timezone.now() - timedelta(seconds=waiting_for_s)
+    waiting = Investigation.objects.filter(status=Status.WAITING, waiting_since__lte=since)
+    return list(waiting.exclude(Exists(undecided)).order_by("created_at").values_list("pk", flat=True))
 
 
 def _check(from_status: str, to_status: str) -> None:

@@ -102,6 +102,32 @@ def test_a_write_decided_against_stays_unmade_when_its_policy_stops_needing_appr
     assert told in transcript(investigation)
 
 
+def test_a_decision_whose_resume_was_lost_is_resumed_by_the_sweep(received, analyst):
+    """The request's final state commits first, the investigation's resume after: the database away at that
+    moment (or the process stopped) left it waiting for good, as nothing else queues a waiting investigation."""
+    from django.db import OperationalError
+
+    from investigations import tasks
+
+    _, investigation = received("LAB-SIEM-1001")
+    request = pending(run(investigation))
+
+    def database_away_at_the_resume(execute, sql, params, many, context):
+        if sql.startswith('UPDATE "investigations_investigation"') and "queued" in (params or ()):
+            raise OperationalError("the database went away")
+        return execute(sql, params, many, context)
+
+    with pytest.raises(OperationalError), connection.execute_wrapper(database_away_at_the_resume):
+        approvals.reject(request.pk, analyst, "Finance server: isolate after month-end close.")
+    assert ActionRequest.objects.get(pk=request.pk).state == "rejected"
+    assert Investigation.objects.get(pk=investigation.pk).status == "waiting"
+
+    assert tasks.sweep_investigations(queued_for_s=0) == [investigation.pk]
+    investigation = run(investigation)
+    assert "The analyst rejected the isolation of WS-FIN-07" in transcript(investigation)
+    assert not LabWrite.objects.exists()
+
+
 def test_a_rejection_needs_a_reason(received, analyst):
     _, investigation = received("LAB-SIEM-1001")
     request = pending(run(investigation))
