@@ -1,7 +1,6 @@
 """The investigation pages. Each view: read the request, check who asks, call one function, render."""
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, render
 from django.utils.http import urlencode
@@ -28,9 +27,8 @@ def investigation_list(request):
 
 @login_required
 def investigation_detail(request, pk: int):
-    investigation = get_object_or_404(Investigation.objects.select_related("alert"), pk=pk)
-    if not Investigation.objects.visible_to(request.user).contains(investigation):
-        raise PermissionDenied
+    # One not theirs to see is not found, as an unknown one: the answer says nothing of what exists.
+    investigation = get_object_or_404(Investigation.objects.visible_to(request.user).select_related("alert"), pk=pk)
     # Read after the investigation: the events are at least as new as its row, and the page's
     # script brings status and verdict up to date from them.
     events = selectors.events_after(investigation.pk, 0)

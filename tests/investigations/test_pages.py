@@ -115,12 +115,13 @@ def test_analysts_and_managers_open_an_investigation(client, make_user, role):
     assert f"0 of {investigation.budget_tool_calls}" in page
 
 
-def test_a_user_without_a_role_is_refused_an_investigation_until_it_is_granted(client, make_user):
+def test_a_user_without_a_role_finds_no_investigation_until_it_is_granted(client, make_user):
     investigation = raise_alert("A-1")
     nobody = make_user("nobody")
     client.force_login(nobody)
     url = reverse("investigations:detail", args=[investigation.pk])
-    assert client.get(url).status_code == 403
+    unknown = reverse("investigations:detail", args=[investigation.pk + 1000])
+    assert client.get(url).status_code == 404 == client.get(unknown).status_code  # hidden is as unknown: no oracle
 
     assign_perm("investigations.view_investigation", nobody, investigation)
     assert client.get(url).status_code == 200
