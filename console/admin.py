@@ -1,13 +1,15 @@
 """The Django admin's people pages, as the admin role may use them.
 
 Who holds which role changes only on recorded paths (architecture rule 11). The admin role may
-create people, edit their names and switch them off here, but not make anyone a superuser or
-staff, not change groups (roles) or permissions, and not set another person's password: those stay
-with superusers (break-glass). Every change made here is an admin_change record in the chain.
+create people (with no password), edit their names and switch them off here, but not make anyone a
+superuser or staff, not change groups (roles) or permissions, and not set another person's password,
+at creation either: those stay with superusers (break-glass). Every change made here is an admin_change record in the chain.
 """
 
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.forms import UsernameField
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
 from django_otp.plugins.otp_static.models import StaticDevice
@@ -29,9 +31,34 @@ for model in (TOTPDevice, StaticDevice, WebAuthnCredential):
         admin.site.unregister(model)
 
 
+class PasswordlessCreationForm(forms.ModelForm):
+    """The admin role's add form: the person, with no password. They sign in with single sign-on, or a
+    superuser sets one (break-glass): whoever may give roles never knows another person's password, so
+    cannot make an approver of their own to sign in as."""
+
+    class Meta:
+        model = User
+        fields = ("username",)
+        field_classes = {"username": UsernameField}
+
+    def save(self, commit=True):
+        user = super().save(commit=False)
+        user.set_unusable_password()
+        if commit:
+            user.save()
+        return user
+
+
 @admin.register(User)
 class PeopleAdmin(AuditedAdmin, UserAdmin):
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None and not request.user.is_superuser:
+            kwargs["form"] = PasswordlessCreationForm
+        return super().get_form(request, obj, **kwargs)
+
     def get_fieldsets(self, request, obj=None):
+        if obj is None and not request.user.is_superuser:
+            return [(None, {"classes": ("wide",), "fields": ("username",)})]
         fieldsets = super().get_fieldsets(request, obj)
         if request.user.is_superuser or obj is None:
             return fieldsets

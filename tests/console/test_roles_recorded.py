@@ -8,7 +8,7 @@ and it could grant itself the right to approve a write and then decide it.
 import io
 
 import pytest
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.urls import reverse
 
 from console.manage import administration
@@ -174,6 +174,28 @@ def test_only_admins_reach_the_people_page(client, make_user):
     assert (
         role_change(client, "grant", "nobody-here", "superuser").status_code == 403
     )  # refused before the input is read
+
+
+@pytest.mark.django_db
+def test_the_admin_role_creates_a_person_with_no_password_it_could_sign_in_with(admin_client):
+    """Else one admin makes a person whose password they know, gives them the analyst role (no second admin
+    needed) and approves writes as them: two such people pass four-eyes."""
+    page = admin_client.get(reverse("admin:auth_user_add")).content.decode()
+    assert 'name="password1"' not in page and 'name="usable_password"' not in page
+    response = admin_client.post(
+        reverse("admin:auth_user_add"),
+        {
+            "username": "sock",
+            "usable_password": "true",
+            "password1": "Kn0wn-to-the-admin!",
+            "password2": "Kn0wn-to-the-admin!",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    sock = User.objects.get(username="sock")
+    assert not sock.has_usable_password() and not sock.check_password("Kn0wn-to-the-admin!")
+    (record,) = admin_changes("django_admin_added")
+    assert record.actor == "user:ada" and record.extra["after"]["objects"] == ["sock"]
 
 
 # -- access that ends is recorded too -------------------------------------------------------------------
