@@ -119,6 +119,11 @@ class ToolServer(models.Model):
             return ""
         return launch_digest({field: getattr(self, field) for field in self.LAUNCH_FIELDS})
 
+    def pointed_at(self) -> str:
+        """Where it points (adapter, URL, an external server's launch), as a digest: a page sends back what it
+        showed with a credential, which is set only if the server still points there."""
+        return launch_digest({"adapter": self.adapter, "url": self.url, "launch": self.launch_digest()})
+
     @property
     def secret_params_set(self) -> list[str]:
         """What a page, the API or an audit record may say of its secret parameters: which are set."""

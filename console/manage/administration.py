@@ -245,19 +245,21 @@ def _set_secret_params(server: ToolServer, user, values: dict, *, replace: bool 
 
 @sensitive_variables("secret", "sealed")
 @transaction.atomic
-def set_credential(server: ToolServer, user, *, secret: str = "", reference: str = "") -> Credential:
+def set_credential(server: ToolServer, user, *, secret: str = "", reference: str = "", seen: str = "") -> Credential:
     """Set or rotate `server`'s credential: a secret, sealed here, or a reference to its own file in
     the credentials folder. It is bound to where the server points now (adapter and URL; an external server's
-    launch too)."""
+    launch too), read under the row's lock; `seen`: where the admin's page showed it pointing
+    (ToolServer.pointed_at), refused if another admin has pointed it elsewhere since."""
     _require_backend_rights(user, server)
-    before = server.credential_shown
+    now = ToolServer.objects.select_for_update(of=("self",)).select_related("credential").get(pk=server.pk)
+    if seen and seen != now.pointed_at():
+        raise Refused(
+            f"{server.name} was pointed elsewhere since your page showed it: check where it points now, then set "
+            "its credential again."
+        )
+    before = now.credential_shown
     secret = secret.strip()
-    bound = {
-        "adapter": server.adapter,
-        "url": server.url,
-        "launch": server.launch_digest(),
-        "set_by": user.get_username(),
-    }
+    bound = {"adapter": now.adapter, "url": now.url, "launch": now.launch_digest(), "set_by": user.get_username()}
     if secret:
         try:
             sealed = credentials.seal(secret, settings.CREDENTIALS_KEY)

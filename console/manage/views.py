@@ -120,7 +120,7 @@ def _server_page(request, server, *, form=None, credential_form=None, status=200
         {
             "server": server,
             "form": form or _server_form(request, server),
-            "credential_form": credential_form or CredentialForm(),
+            "credential_form": credential_form or CredentialForm(initial={"seen": server.pointed_at()}),
             "credential": server.credential,
             "history": server.credentials.order_by("-id")[:10],
             "tools": server.tools.all(),
@@ -171,6 +171,11 @@ def set_credential(request, server):
         try:
             credential = administration.set_credential(server, request.user, **form.cleaned_data)
         except Refused as exc:
+            server.refresh_from_db()  # where it points now, on the page and in the form sent again
+            again = request.POST.copy()
+            again["seen"] = server.pointed_at()
+            form = CredentialForm(again)
+            form.is_valid()
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"Credential set ({credential.shown}). Its server processes restart with it now.")

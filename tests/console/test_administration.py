@@ -19,9 +19,10 @@ from django.test import Client
 from django.urls import reverse
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
+from console.manage import administration
 from console.manage import urls as urls_manage
 from console.manage.api import router as manage_api
-from core.roles import ANALYST, MANAGER
+from core.roles import ADMIN, ANALYST, MANAGER
 from investigations.approvals import services as approvals
 from investigations.models import (
     ActionApproval,
@@ -399,6 +400,32 @@ def test_a_bad_credential_is_refused_with_why_and_the_secret_is_not_echoed(admin
     if form.get("secret", "").strip():
         assert form["secret"] not in page
     assert configuration() == before
+
+
+def test_a_credential_typed_for_the_backend_the_page_showed_is_refused_once_another_admin_pointed_it_elsewhere(
+    admin_client, make_user
+):
+    """The secret is for the backend the admin saw: set after a second admin re-pointed the server (which revoked
+    the old one), it would be bound to, and sent to, the new URL."""
+    url = reverse("manage:server", args=["edr-response"])
+    seen = re.search(r'name="seen" value="([0-9a-f]{64})"', admin_client.get(url).content.decode()).group(1)
+    other = ToolServer.objects.get(name="edr-response")
+    administration.update_server(other, make_user("bea", ADMIN), {"url": "https://changed.example.com/api"})
+
+    secret = new_secret()
+    response = admin_client.post(
+        reverse("manage:set_credential", args=["edr-response"]), {"secret": secret, "seen": seen}
+    )
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "pointed elsewhere since your page showed it" in form_errors(page) and secret not in page
+    assert ToolServer.objects.get(name="edr-response").credential is None
+    fresh = re.search(r'name="seen" value="([0-9a-f]{64})"', page).group(1)  # the page now shows where it points
+    answer = admin_client.post(
+        reverse("manage:set_credential", args=["edr-response"]), {"secret": secret, "seen": fresh}
+    )
+    assert answer.status_code == 302
+    assert ToolServer.objects.get(name="edr-response").credential.url == "https://changed.example.com/api"
 
 
 @pytest.mark.parametrize(
