@@ -35,8 +35,7 @@ from django_otp_webauthn.views import (
     CompleteCredentialRegistrationView,
 )
 
-from console.signin import client_address
-from console.sso import is_sso_account
+from console.signin import client_address, is_sso_account
 from core.roles import ADMIN, has_role
 from core.sockets import SECOND_FACTOR_OWED
 from investigations import presence
@@ -165,9 +164,15 @@ def _base32(device: TOTPDevice) -> str:
     return b32encode(device.bin_key).decode()
 
 
+def _proof_owed_to_change_factors(user) -> bool:
+    """An enrolled person's, or an SSO account's (its proof is a fresh sign-in at its IdP, which a factor of its own
+    added from a stale session must not stand in for)."""
+    return has_factor(user) or is_sso_account(user)
+
+
 def _fresh_or_step_up(request):
-    """Changing an enrolled person's factors needs a fresh proof of presence, as an admin change does."""
-    if has_factor(request.user):
+    """Changing factors needs a fresh proof of presence (_proof_owed_to_change_factors), as an admin change does."""
+    if _proof_owed_to_change_factors(request.user):
         try:
             presence.require_fresh(presence.from_session(request.session))
         except presence.StepUpRequired as refused:
@@ -268,7 +273,7 @@ class PasskeyRegistrationBegin(BeginCredentialRegistrationView):
     def check_can_register(self):
         """Adding a passkey next to another factor needs a fresh proof, as adding an app does."""
         super().check_can_register()
-        if has_factor(self.request.user):
+        if _proof_owed_to_change_factors(self.request.user):
             try:
                 presence.require_fresh(presence.from_session(self.request.session))
             except presence.StepUpRequired as refused:

@@ -49,6 +49,11 @@ def sso_failed(request, reason: str) -> None:
     audit.record_sign_in("login_failed", username, client_address(request), how="sso", reason=reason)
 
 
+def is_sso_account(user) -> bool:
+    """An account made by single sign-on: the IdP asks for its factors, and its step-up is a fresh sign-in there."""
+    return hasattr(user, "sso_identity")
+
+
 class PasswordBackend(ModelBackend):
     """Django's password check, as far as GATEHOUSE_PASSWORD_SIGNIN allows: `on`; `admins`, break-glass
     (local accounts holding the admin role, or superusers); `off` (refused, and recorded as failed).
@@ -67,10 +72,12 @@ class PasswordBackend(ModelBackend):
 
     def user_can_authenticate(self, user):
         mode = settings.PASSWORD_SIGNIN
-        if not super().user_can_authenticate(user) or mode == "off":
+        # An SSO account signs in at its IdP only, in every mode, whatever password it was given: a session
+        # of it owes no factor of ours (the IdP asked for them: console.mfa.owed), so a password would be all.
+        if not super().user_can_authenticate(user) or mode == "off" or is_sso_account(user):
             return False
         if mode == "admins":
-            return (user.is_superuser or has_role(user, ADMIN)) and not hasattr(user, "sso_identity")
+            return user.is_superuser or has_role(user, ADMIN)
         return True
 
 

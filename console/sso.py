@@ -45,11 +45,6 @@ REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "sub"]
 STEP_UP_KEY = "gatehouse_sso_step_up"  # in the session: who asked the IdP for a fresh sign-in, and when
 
 
-def is_sso_account(user) -> bool:
-    """An account made by single sign-on: the IdP asks for its factors, and its step-up is a fresh sign-in there."""
-    return hasattr(user, "sso_identity")
-
-
 class SignInRefused(Exception):
     """A sign-in the console refuses; the message says why, for the audit record."""
 
@@ -216,7 +211,7 @@ class StepUpView(SignInView):
     `auth_time`). The callback judges the answer (CallbackView.stepped_up)."""
 
     def get(self, request):
-        if not (request.user.is_authenticated and is_sso_account(request.user)):
+        if not (request.user.is_authenticated and signin.is_sso_account(request.user)):
             return redirect("step_up")  # a local account steps up with its own factor
         request.session[STEP_UP_KEY] = {"user": request.user.pk, "asked_at": time.time()}
         return super().get(request)

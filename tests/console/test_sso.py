@@ -336,6 +336,24 @@ def test_the_password_form_follows_the_password_setting(client, settings, make_u
         assert "Password sign-in is switched off." in answer.content.decode()
 
 
+@pytest.mark.mfa
+@pytest.mark.django_db
+@pytest.mark.parametrize("mode", ["on", "admins"])
+def test_an_sso_account_never_signs_in_with_a_password_even_one_a_superuser_set(client, idp, settings, mode):
+    """Its session would owe no factor (the IdP is taken to have asked for them): a password alone would do."""
+    oidc.set_claims(idp, "u-1201", preferred_username="sol", groups=["soc-admins"])
+    assert oidc.sign_in(client, "u-1201")["Location"] == "/"
+    sol = User.objects.get(username="sol")
+    sol.set_password(PASSWORD)
+    sol.save()
+    settings.PASSWORD_SIGNIN = mode
+    browser = Client()
+    answer = browser.post("/login/", {"username": "sol", "password": PASSWORD})
+    assert answer.status_code == 200 and not signed_in(browser)
+    assert browser.get("/manage/").status_code == 302
+    assert sign_ins()[-1][:2] == ("login_failed", "user:sol")
+
+
 @pytest.mark.django_db
 def test_switching_passwords_off_ends_the_password_sessions(client, settings, make_user):
     make_user("root", ADMIN)
@@ -392,6 +410,22 @@ def test_an_sso_approver_steps_up_with_a_fresh_sign_in_at_the_idp_then_decides(c
     assert client.post(approve, {"reason": "go"}).status_code == 302
     approval = ActionApproval.objects.get(request=request)
     assert approval.proof_factor == "idp" and timezone.now() - approval.proof_at < timedelta(minutes=1)
+
+
+@pytest.mark.mfa
+@pytest.mark.django_db
+def test_a_stale_sso_session_cannot_prove_presence_by_enrolling_a_factor_of_its_own(client, idp, make_investigation):
+    """Its step-up is a fresh sign-in at the IdP: adding an app or a passkey of its own (it owes none, so none is
+    asked for) must not stand in for it, as whoever holds an unattended browser's session could add one."""
+    approver_signed_in(client, idp, "u-3101", "ren")
+    request = pending_request(make_investigation)
+    proved_minutes_ago(client, 60, factor="idp")
+    started = client.post(reverse("totp_start"))
+    assert started.status_code == 302 and started["Location"].startswith(reverse("step_up"))
+    passkey = client.post(reverse("otp_webauthn:credential-registration-begin"), content_type="application/json")
+    assert passkey.status_code == 403 and "Step-up required" in passkey.content.decode()
+    assert client.post(reverse("investigations:approve", args=[request.pk]), {"reason": "go"}).status_code == 403
+    assert ActionRequest.objects.get(pk=request.pk).state == "pending"
 
 
 @pytest.mark.mfa
