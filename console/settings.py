@@ -200,12 +200,14 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 # Sign-in throttling (django-axes, both the console's and the admin's sign-in): past this many
-# failures in a row for a user name, or from an address, its sign-ins are refused for a while.
+# failures for a user name, or from an address, within the cool-off, its sign-ins are refused for a while.
 # Attempts are kept in the database, so every web process sees them; unlock with `manage.py axes_reset`.
 AXES_FAILURE_LIMIT = env_int("GATEHOUSE_SIGNIN_FAILURES", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("GATEHOUSE_SIGNIN_LOCKOUT_MINUTES", 15, minimum=1))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own, not the pair
-AXES_RESET_ON_SUCCESS = True
+# Not cleared by a success: a success clears every attempt of its name or its address, so signing in as
+# oneself between guesses would clear the failures counted against another name from that address.
+AXES_RESET_ON_SUCCESS = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_DISABLE_ACCESS_LOG = True  # sign-ins are recorded once, in the audit trail (console.signin)
 AXES_VERBOSE = False  # its start-up banner and per-attempt lines: the audit trail records sign-ins

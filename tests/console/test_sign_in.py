@@ -64,6 +64,21 @@ def test_after_n_failures_from_an_address_its_sign_ins_are_paused_for_every_name
     assert signed_in(client)
 
 
+def test_signing_in_as_oneself_between_guesses_does_not_clear_the_failures_counted_against_another_name(
+    client, admin_user, make_user, limit
+):
+    """Else anyone with an account of their own guesses another's password without end: limit - 1 guesses,
+    then one sign-in of their own (which cleared every failure from their address, the victim's too), again."""
+    make_user("mallory")
+    for _ in range(limit - 1):
+        assert sign_in(client, "/login/", "ada", WRONG, "10.9.9.9").status_code == 200
+    assert sign_in(client, "/login/", "mallory", PASSWORD, "10.9.9.9").status_code == 302
+    client.post("/logout/", REMOTE_ADDR="10.9.9.9")
+    assert_paused(sign_in(client, "/login/", "ada", WRONG, "10.9.9.9"))  # the limit-th guess at ada
+    assert_paused(sign_in(client, "/login/", "ada", PASSWORD, "10.9.9.7"))  # counted for the name, from anywhere
+    assert not signed_in(client)
+
+
 def sign_in_records() -> list[AuditRecord]:
     return list(AuditRecord.objects.filter(kind="sign_in").order_by("seq"))
 
