@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from investigations.audit import merkle
@@ -205,10 +205,30 @@ def _locked_head() -> tuple[int, str]:
 
 def _normalise(record: AuditRecord) -> None:
     """Give the record the values it will read back from the database, so its hash still matches then."""
-    record.arguments = json.loads(json.dumps(record.arguments or {}, default=str))
-    record.extra = json.loads(json.dumps(record.extra or {}, default=str))
+    record.arguments = _as_stored(record.arguments or {})
+    record.extra = _as_stored(record.extra or {})
     record.latency_ms = round(float(record.latency_ms or 0), 3)
     record.created_at = record.created_at.astimezone(UTC)
+
+
+def _as_stored(value: dict) -> dict:
+    """JSON's types; on PostgreSQL, a float as jsonb keeps it (a number, not its spelling: 1e+20 comes back an
+    integer, -0.0 as 0.0), asked of the database itself, and only when there is a float to ask about."""
+    value = json.loads(json.dumps(value, default=str))
+    if connection.vendor == "postgresql" and _has_float(value):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT %s::jsonb", [json.dumps(value)])
+            (stored,) = cursor.fetchone()
+        value = json.loads(stored) if isinstance(stored, str) else stored
+    return value
+
+
+def _has_float(value) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_has_float(item) for item in value.values())
+    return isinstance(value, list) and any(_has_float(item) for item in value)
 
 
 # -- the chain -------------------------------------------------------------------------------------

@@ -74,6 +74,18 @@ def test_records_form_one_chain_that_verifies():
     assert verify()[:2] == (0, "Audit chain intact: 5 records.\n")
 
 
+def test_numbers_the_database_stores_otherwise_than_python_holds_them_still_verify():
+    """jsonb keeps a number, not its spelling: 1e+20 comes back 100000000000000000000 (an integer), -0.0 as 0.0.
+    A model's malformed arguments are recorded as sent: hashed as Python held them, such a record broke the chain
+    for good, and every tampering after it went unreported."""
+    sent = {"host": "web-1", "lookback_hours": 1e20, "offset": -0.0, "ratio": 0.1, "tiny": 1.5e-07, "n": [2.5e16]}
+    (record,) = add(arguments=sent, extra={"as_sent": sent})
+    add()  # and the chain goes on from it
+    assert verify()[:2] == (0, "Audit chain intact: 2 records.\n")
+    stored = AuditRecord.objects.get(pk=record.pk)
+    assert stored.arguments == record.arguments and stored.hash == record.hash
+
+
 def test_the_orm_refuses_to_change_or_remove_a_record():
     (record,) = add()
     record.outcome = "error"
