@@ -68,14 +68,28 @@ def credential_file(path: str, server: str, directory: str | os.PathLike) -> Pat
         inside = given.relative_to(folder).parts
     except ValueError:
         inside = ()
-    if inside not in ((f"{server}.key",),) and not (len(inside) > 1 and inside[0] == server):
+    if not _own(inside, server):
         raise CredentialError(
             f"a file: reference names {server}.key or a file under {server}/ in the credentials folder ({folder})"
         )
-    # Symlinks resolved: the file itself must be in the folder too.
-    if not Path(os.path.realpath(given)).is_relative_to(os.path.realpath(folder)):
+    # Symlinks resolved: the file itself must be in the folder too, and the server's own there (a link from
+    # its folder or file to another server's key is not).
+    real, real_folder = Path(os.path.realpath(given)), Path(os.path.realpath(folder))
+    if not real.is_relative_to(real_folder):
         raise CredentialError("a file: reference must stay inside the credentials folder")
+    if not _own(real.relative_to(real_folder).parts, server, mounted=True):
+        raise CredentialError(f"a file: reference must lead to {server}'s own file, not through a link to another's")
     return given
+
+
+def _own(inside: tuple[str, ...], server: str, *, mounted: bool = False) -> bool:
+    """`server`'s own place in the folder: its key file, or a file under its folder; `mounted`, where a link
+    leads: its key file in a mounted secret's data folder too (Kubernetes: <folder>/..data/<server>.key)."""
+    if len(inside) > 1 and inside[0] == server:
+        return True
+    if not inside or inside[-1] != f"{server}.key":
+        return False
+    return len(inside) == 1 or (mounted and all(part.startswith("..") for part in inside[:-1]))
 
 
 def check_reference(reference: str, server: str, directory) -> str:

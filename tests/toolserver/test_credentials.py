@@ -36,6 +36,15 @@ def test_a_file_in_the_servers_own_folder_resolves_through_a_symlink_inside_the_
     assert credentials.resolve(f"file:{tmp_path}/edr-response/key", own(tmp_path)) == "mounted-secret"
 
 
+def test_a_whole_folder_mounted_as_one_secret_resolves_each_servers_key_through_its_data_links(tmp_path):
+    # Kubernetes, the folder one secret: <folder>/<server>.key -> ..data/<server>.key -> ..2026_12_04/<server>.key
+    (tmp_path / "..2026_12_04").mkdir()
+    (tmp_path / "..2026_12_04" / "edr-response.key").write_text("mounted-secret")
+    (tmp_path / "..data").symlink_to("..2026_12_04")
+    (tmp_path / "edr-response.key").symlink_to("..data/edr-response.key")
+    assert credentials.resolve(f"file:{tmp_path}/edr-response.key", own(tmp_path)) == "mounted-secret"
+
+
 @pytest.mark.parametrize(
     "path, problem",
     [
@@ -43,6 +52,8 @@ def test_a_file_in_the_servers_own_folder_resolves_through_a_symlink_inside_the_
         ("{dir}/siem.key", "names edr-response.key or a file under edr-response/"),  # another server's key
         ("{dir}/edr-response/../siem.key", "may not contain '..'"),
         ("{dir}/edr-response/link", "must stay inside the credentials folder"),  # a symlink out of it
+        ("{dir}/edr-response/siem-link", "not through a link to another's"),  # a symlink to another server's key
+        ("{dir}/edr-response.key", "not through a link to another's"),  # its own name, linked to another's key
         ("{dir}/../outside/edr-response.key", "may not contain '..'"),
     ],
 )
@@ -53,6 +64,8 @@ def test_a_file_reference_resolves_only_to_the_servers_own_file_in_the_credentia
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "edr-response.key").write_text("outside-secret")
     (folder / "edr-response" / "link").symlink_to(tmp_path / "outside" / "edr-response.key")
+    (folder / "edr-response" / "siem-link").symlink_to("../siem.key")
+    (folder / "edr-response.key").symlink_to("siem.key")
     reference = "file:" + path.format(dir=folder)
     with pytest.raises(credentials.CredentialError, match=re.escape(problem)) as caught:
         credentials.resolve(reference, own(folder))
