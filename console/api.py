@@ -9,7 +9,7 @@ from ninja.parser import Parser
 from pydantic import BaseModel
 
 from console.manage.api import router as manage_router
-from core.inputs import nul_in
+from core.inputs import UNSTORABLE_SAID, unstorable_in
 from core.problems import TokenRejected
 from investigations.api_auth import Refused
 from investigations.approvals.api import router as actions_router
@@ -80,24 +80,24 @@ def invalid_input(request, exc: ValidationError):
     return api.create_response(request, {"detail": detail, "errors": errors}, status=400)
 
 
-def refuse_nul(view):
-    """400 for a NUL character anywhere in what an operation was given (path, query or body), on
-    either database: PostgreSQL cannot store or even compare one. After authentication and
+def refuse_unstorable(view):
+    """400 for a NUL character or a lone surrogate anywhere in what an operation was given (path, query or
+    body), on either database: PostgreSQL cannot store or even compare one. After authentication and
     validation, before the operation reads or writes anything."""
 
     @wraps(view)
     def checked(request, **values):
         for name, value in values.items():
             inside = value.model_dump() if isinstance(value, BaseModel) else value
-            where = nul_in(inside, () if isinstance(value, BaseModel) else (name,))
+            where = unstorable_in(inside, () if isinstance(value, BaseModel) else (name,))
             if where is not None:
-                raise ValidationError([{"loc": ("input", *where), "msg": "must not contain a NUL character"}])
+                raise ValidationError([{"loc": ("input", *where), "msg": UNSTORABLE_SAID}])
         return view(request, **values)
 
     return checked
 
 
-api.add_decorator(refuse_nul, mode="operation")
+api.add_decorator(refuse_unstorable, mode="operation")
 
 
 @api.exception_handler(Refused)

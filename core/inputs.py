@@ -61,17 +61,23 @@ DateTime = _date_time(
 FilterDateTime = _date_time(datetime, {"pattern": LOOSE_DATE_TIME}, "must be a date and time like 2026-11-25T09:30:00Z")
 
 
-def nul_in(value, path: tuple = ()) -> tuple | None:
-    """Where a NUL character is in a JSON-shaped value (a key or a string), or None."""
+# What neither database stores: NUL (PostgreSQL's text and jsonb), a lone surrogate (no UTF-8 for it; JSON's
+# \udc00 escape parses to one).
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE_SAID = "must not contain a NUL character or a lone surrogate"
+
+
+def unstorable_in(value, path: tuple = ()) -> tuple | None:
+    """Where a character no database stores (UNSTORABLE) is in a JSON-shaped value (a key or a string), or None."""
     pending = [(value, path)]
     while pending:
         item, where = pending.pop()
         if isinstance(item, str):
-            if NUL in item:
+            if UNSTORABLE.search(item):
                 return where
         elif isinstance(item, dict):
             for key, child in item.items():
-                if isinstance(key, str) and NUL in key:
+                if isinstance(key, str) and UNSTORABLE.search(key):
                     return (*where, key)
                 pending.append((child, (*where, key)))
         elif isinstance(item, (list, tuple)):

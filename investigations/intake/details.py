@@ -9,7 +9,7 @@ them) compactly, in size linear in the body.
 
 import json
 
-from core.inputs import nul_in
+from core.inputs import UNSTORABLE_SAID, unstorable_in
 
 MAX_DEPTH = 16  # levels of objects and arrays, the details object itself being the first
 MAX_NODES = 10_000  # values of any kind, objects and arrays included
@@ -33,8 +33,8 @@ def shape(value) -> tuple[int, int]:
 
 def problem(value) -> str | None:
     """Why `value` may not be an alert's details, or None."""
-    if nul_in(value) is not None:  # PostgreSQL's jsonb cannot hold one
-        return "contains a NUL character"
+    if unstorable_in(value) is not None:  # jsonb cannot hold one
+        return UNSTORABLE_SAID
     depth, nodes = shape(value)
     if depth > MAX_DEPTH:
         return f"nested deeper than {MAX_DEPTH} levels"

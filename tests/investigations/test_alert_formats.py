@@ -332,6 +332,14 @@ MALFORMED = [
     ("wazuh", _without(fixture("wazuh"), "rule.description"), "rule.description"),
     ("wazuh", _without(fixture("wazuh"), "timestamp"), "timestamp"),
     ("wazuh", _with(fixture("wazuh"), "timestamp", "2999-01-01T00:00:00+0000"), "timestamp"),  # in the future
+    ("wazuh", _with(fixture("wazuh"), "rule.level", "²"), "rule.level"),  # a digit to str.isdigit, not to int()
+    ("wazuh", _with(fixture("wazuh"), "rule.level", "9" * 5000), "rule.level"),
+    (
+        "alertmanager",
+        _with(fixture("alertmanager"), "alerts.0.startsAt", "0001-01-01T00:00:00+01:00"),
+        "alerts.0.startsAt",
+    ),
+    ("ocsf", _with(fixture("ocsf"), "time", 10**400), "time"),  # past a float, in milliseconds
     ("ocsf", _with(fixture("ocsf"), "class_uid", 2003), "class_uid"),
     ("ocsf", _without(fixture("ocsf"), "severity_id"), "severity_id"),
     ("ocsf", _without(fixture("ocsf"), "finding_info.uid"), "finding_info.uid"),
@@ -393,11 +401,11 @@ def test_a_source_that_is_no_source_name_is_400_naming_it(client, integration_to
     assert not Alert.objects.exists()
 
 
-def test_a_nul_character_anywhere_in_the_payload_is_400(client, integration_token):
+@pytest.mark.parametrize("unstorable", ["\u0000", "\udc00"])  # NUL, and a lone surrogate (jsonb holds neither)
+def test_a_nul_character_or_a_lone_surrogate_anywhere_in_the_payload_is_400(client, integration_token, unstorable):
     _, token = integration_token
     payload = fixture("wazuh")
-    payload["full_log"] = "before\u0000after"
-    payload["rule"]["description"] = "sshd\u0000"
+    payload["full_log"] = f"before{unstorable}after"  # kept only in the alert's details
     response = post(client, "wazuh", payload, token)
     assert response.status_code == 400, response.content
     assert not Alert.objects.exists()

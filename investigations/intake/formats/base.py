@@ -145,9 +145,11 @@ def time_of(value: Any, path: str) -> datetime:
     if ":" not in offset:
         offset = offset[:3] + ":" + offset[3:]
     try:
-        return datetime.fromisoformat(match["base"].replace(" ", "T") + (f".{fraction}" if fraction else "") + offset)
-    except ValueError:
+        moment = datetime.fromisoformat(match["base"].replace(" ", "T") + (f".{fraction}" if fraction else "") + offset)
+        moment.astimezone(UTC)  # year 1 an hour east of UTC is in no year datetime holds
+    except (ValueError, OverflowError):
         raise FormatError(path, "is not a valid date and time") from None
+    return moment
 
 
 def epoch(value: float, path: str) -> datetime:

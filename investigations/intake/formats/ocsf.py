@@ -44,7 +44,11 @@ def map(payload: dict, context: Context) -> Mapping:
         raise FormatError("time", "is required")
     if isinstance(time, bool) or not isinstance(time, (int, float, str)):
         raise FormatError("time", "must be a time in milliseconds since 1970")
-    observed = time_of(time / 1000, "time") if isinstance(time, (int, float)) else time_of(time, "time")
+    try:
+        seconds = time / 1000 if isinstance(time, (int, float)) else time
+    except OverflowError:  # an integer past any float
+        raise FormatError("time", "must be a time in milliseconds since 1970") from None
+    observed = time_of(seconds, "time")
     return Mapping(
         alerts=[
             Mapped(

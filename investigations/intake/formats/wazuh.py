@@ -8,6 +8,8 @@ Documented alert: https://documentation.wazuh.com/current/user-manual/manager/in
 12-14 high, 15 critical (an integration may map levels otherwise: `wazuh:LEVEL=SEVERITY`).
 """
 
+import re
+
 from investigations.intake.formats.base import (
     Context,
     FormatError,
@@ -41,7 +43,7 @@ def map(payload: dict, context: Context) -> Mapping:
     level = get(payload, "rule.level")
     if level is None:
         raise FormatError("rule.level", "is required")
-    if isinstance(level, str) and level.strip().isdigit():
+    if isinstance(level, str) and re.fullmatch(r"[0-9]{1,2}", level.strip()):  # not str.isdigit: "²" is one
         level = int(level)
     if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 16:
         raise FormatError("rule.level", "must be a whole number from 0 to 16")
