@@ -145,6 +145,8 @@ def receive_alert(alert_in: AlertIn, *, integration: Integration | None = None, 
                 # One intake at a time per integration, so two requests cannot both take the last queue
                 # place, both start an investigation of one key, or both take the minute's last start.
                 integration = Integration.objects.select_for_update().get(pk=integration.pk)
+                if integration.revoked_at is not None or alert_in.source not in integration.sources:
+                    raise _ChangedSinceChecked(integration)  # judged as it is now, outside this transaction
                 alert = Alert.objects.filter(**same).first()
                 if alert is not None:
                     return _first_received(alert)
@@ -171,6 +173,8 @@ def receive_alert(alert_in: AlertIn, *, integration: Integration | None = None, 
             if joined is not None:
                 return Received(alert, joined, created=True, joined=True)
             investigation = start_investigation(alert, requested_by=submitted_by, hold=hold)
+    except _ChangedSinceChecked as changed:
+        _refuse_changed(changed.integration, alert_in)
     except IntegrityError:
         return _first_received(Alert.objects.get(**same))
     return Received(alert, investigation, created=True)
@@ -236,6 +240,23 @@ def release_held() -> list[int]:
             if integration is not None:
                 released += release_due(integration)[0]
     return released
+
+
+class _ChangedSinceChecked(Exception):
+    """Revoked, or its sources changed, between the token's check and the intake's lock on it."""
+
+    def __init__(self, integration: Integration):
+        super().__init__(integration.name)
+        self.integration = integration
+
+
+def _refuse_changed(integration: Integration, alert_in: AlertIn) -> None:
+    if integration.revoked_at is not None:
+        audit.record_intake_refused(
+            integration.name, "integration_revoked", source=alert_in.source, external_id=alert_in.external_id
+        )
+        raise SourceNotAllowed("This integration was revoked: its alerts are refused.")
+    _check_source(integration, alert_in.source, alert_in.external_id)
 
 
 def _check_source(integration: Integration, source: str, external_id: str) -> None:

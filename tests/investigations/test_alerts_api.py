@@ -92,6 +92,26 @@ def test_another_integration_cannot_pre_send_ids_of_a_source_it_does_not_own(cli
     assert real.json()["investigation_id"] == investigation.pk
 
 
+@pytest.mark.parametrize("change", ["revoked", "source given to another"])
+def test_an_integration_changed_between_its_token_check_and_its_intake_is_judged_as_it_is_now(
+    integration_token, change
+):
+    """The token is checked, then the body read and mapped (up to 64 KB), then the intake takes the integration's
+    lock: a revocation, or its source handed to another integration, in between must still count."""
+    integration, token = integration_token
+    checked = intake.integration_for(token)  # as the API found it
+    if change == "revoked":
+        Integration.objects.filter(pk=integration.pk).update(revoked_at=timezone.now())
+    else:
+        intake.set_sources(integration, ["lab-siem-old"], by="test")
+        intake.set_sources(create_integration("new-siem")[0], ["lab-siem"], by="test")
+    with pytest.raises(intake.SourceNotAllowed):
+        intake.receive_alert(AlertIn(**an_alert()), integration=checked)
+    assert not Alert.objects.exists() and not Investigation.objects.exists()
+    (record,) = AuditRecord.objects.filter(kind="intake")
+    assert record.reason == ("integration_revoked" if change == "revoked" else "source_not_allowed")
+
+
 def test_a_foreign_source_is_403_and_one_audit_record_naming_who_tried(client, integration_token):
     _, squatter_token = create_integration("other-siem")
     before = AuditRecord.objects.count()
