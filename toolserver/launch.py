@@ -55,6 +55,9 @@ SECRET_PARAMS_VARIABLE = "GATEHOUSE_BACKEND_SECRET_PARAMS"  # noqa: S105 - a var
 
 
 EXTERNAL_VARIABLE = "GATEHOUSE_EXTERNAL"  # an external server's launch, as JSON (toolserver.external)
+# One line an external server writes, at most: far past what a call's answer may hold for the model (20,000
+# characters; an image only summarised), and a bound on what a hostile server makes the worker read and join.
+MAX_LINE_BYTES = 8 * 1024 * 1024
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 PARENT_VARIABLE = "GATEHOUSE_PARENT_PID"  # the worker's pid, set by the supervisor
@@ -154,18 +157,33 @@ def relay(argv: list[str], env: dict[str, str], cwd: str, secret: str) -> int:
                 stdin.write(chunk)
                 stdin.flush()
 
-    def copy_lines(source, target) -> None:
-        for line in iter(source.readline, b""):
+    def copy_lines(source, target, *, log: bool) -> None:
+        """Each line redacted whole. One over MAX_LINE_BYTES is never read whole: a log line is left out
+        (cut, a secret in it could straddle the cut), a message stops the server (MessageTooLong)."""
+        while line := source.readline(MAX_LINE_BYTES + 1):
+            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+                if not log:
+                    raise MessageTooLong
+                while (rest := source.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                    pass
+                line = b"toolserver: a line of its log over the relay's limit, left out\n"
             target.write(redact(line))
             target.flush()
 
     threading.Thread(target=copy_stdin, daemon=True).start()
-    threading.Thread(target=copy_lines, args=(stderr, sys.stderr.buffer), daemon=True).start()
+    threading.Thread(target=copy_lines, args=(stderr, sys.stderr.buffer), kwargs={"log": True}, daemon=True).start()
     try:
-        copy_lines(stdout, sys.stdout.buffer)
+        copy_lines(stdout, sys.stdout.buffer, log=False)
     except BrokenPipeError:  # the worker stopped reading: stop the server
         child.terminate()
+    except MessageTooLong:  # the worker's call fails (its server gone); the supervisor starts it again
+        sys.stderr.write(f"toolserver: a message of its server over {MAX_LINE_BYTES} bytes: server stopped\n")
+        child.kill()
     return child.wait()
+
+
+class MessageTooLong(Exception):
+    """An external server wrote a message longer than MAX_LINE_BYTES."""
 
 
 def main() -> None:
