@@ -5,8 +5,9 @@ holds the server's credential (sent as the header the server expects) and nothin
 whose every connection passes the egress guard (the URL's host on GATEHOUSE_BACKEND_ALLOWED_HOSTS,
 checked after resolving). It relays tools/list and tools/call, and nothing else: the server's own
 requests back (sampling, elicitation, roots) are refused here, and each refusal goes back with the
-next call's answer (its `_meta`, META_REFUSED) for the call's audit record, as the supervisor keeps
-a stdio server's (toolserver.supervisor); whatever the server put under that key itself is dropped.
+call's answer (its `_meta`, META_REFUSED; its error's data when the call failed) for the call's audit
+record, as the supervisor keeps a stdio server's (toolserver.supervisor); whatever the server put
+under that key itself is dropped.
 Its launcher stays as its parent and redacts the credential from every line it answers
 (toolserver.launch.relay), as for a stdio server. No Django here.
 """
@@ -15,7 +16,7 @@ import asyncio
 import os
 
 import mcp_types as types
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
@@ -53,12 +54,21 @@ async def main() -> None:
         async def list_tools(_context, _params) -> types.ListToolsResult:
             return types.ListToolsResult(tools=(await upstream.list_tools()).tools)
 
+        def taken() -> list[str]:
+            said = sorted(set(refused))
+            refused.clear()
+            return said
+
         async def call_tool(_context, params: types.CallToolRequestParams) -> types.CallToolResult:
-            result = await upstream.call_tool(params.name, params.arguments or {})
+            try:
+                result = await upstream.call_tool(params.name, params.arguments or {})
+            except MCPError as failed:  # failed because of a refusal, maybe: it goes with this call's error
+                if not refused:
+                    raise
+                raise MCPError(failed.code, failed.message, {META_REFUSED: taken()}) from None
             meta = {key: value for key, value in (result.meta or {}).items() if key != META_REFUSED}
             if refused:
-                meta[META_REFUSED] = sorted(set(refused))
-                refused.clear()
+                meta[META_REFUSED] = taken()
             return result.model_copy(update={"meta": meta or None})
 
         server = Server("gatehouse-bridge", on_list_tools=list_tools, on_call_tool=call_tool)

@@ -373,6 +373,7 @@ class Supervisor:
         try:
             result = await process.call(tool, arguments, meta, timeout_s)
         except MCPError as exc:
+            _relayed_refusals(process, exc.data)
             if exc.code == CONNECTION_CLOSED:
                 return _unavailable(config.server), "toolserver_died"
             return backend_error(backend, BackendFailure.TIMEOUT), "toolserver_timeout"
@@ -396,6 +397,7 @@ class Supervisor:
         try:
             result = await process.call(tool, arguments, {}, timeout_s)
         except MCPError as exc:
+            _relayed_refusals(process, exc.data)
             if exc.code == CONNECTION_CLOSED:
                 return external.failure(server, "unavailable"), "toolserver_died"
             if exc.code == REQUEST_TIMEOUT:
@@ -405,11 +407,7 @@ class Supervisor:
             return external.normalise_protocol_error(server, OUT_OF_SCHEMA), _status(process, "out_of_schema")
         if result is None:
             return external.failure(server, "unavailable"), "toolserver_not_started"
-        if process.config.transport == "http":  # what its bridge refused
-            relayed = (result.meta or {}).get(META_REFUSED)
-            process.refused += (
-                [what for what in relayed if what in SERVER_REQUESTS] if isinstance(relayed, list) else []
-            )
+        _relayed_refusals(process, result.meta)
         return external.normalise(server, result), _status(process, "is_error" if result.is_error else "ok")
 
     async def _process(self, config: LaunchConfig) -> ServerProcess:
@@ -433,6 +431,12 @@ class Supervisor:
 
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(stop_all(), self._loop).result(timeout=15)
+
+
+def _relayed_refusals(process: ServerProcess, carried) -> None:
+    """What an HTTP server's bridge refused, sent with the call's answer (its _meta) or its error (its data)."""
+    relayed = carried.get(META_REFUSED) if process.config.transport == "http" and isinstance(carried, dict) else None
+    process.refused += [what for what in relayed if what in SERVER_REQUESTS] if isinstance(relayed, list) else []
 
 
 def _status(process: ServerProcess, status: str) -> str:

@@ -157,6 +157,40 @@ def test_over_http_what_the_server_asks_of_us_is_refused_by_the_bridge_and_recor
     assert AuditRecord.objects.get(kind="tool_call", tool=echo).backend_status == "ok"  # told once, not again
 
 
+def test_over_http_a_call_that_fails_because_of_a_refusal_keeps_it_in_its_own_record(admin_user, settings):
+    """A server of the current protocol asks for input in its answer: refused, the call fails. The refusal went
+    with the next call that succeeded (another investigation's, maybe), and with none when no call succeeded."""
+    import subprocess
+    import sys
+
+    from tests.support import ROOT, free_port, listening, stop_process, wait_until
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.toolserver.asking_http_server", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: listening(port), timeout=30, what="the asking server listening")
+        settings.BACKEND_ALLOWED_HOSTS = [f"127.0.0.1:{port}"]
+        server = administration.register_external_server(
+            admin_user, {"name": "asking", "transport": "http", "url": f"http://127.0.0.1:{port}/mcp"}
+        )
+        administration.discover(server)
+        for name in ("asking__ask", "asking__echo"):
+            administration.accept_external_tool(Tool.objects.get(name=name), admin_user, access="read")
+        assert Gateway().call("asking__ask", {}, CONTEXT)["status"] == "error"
+        assert Gateway().call("asking__echo", {}, CONTEXT)["status"] == "ok"
+        statuses = dict(AuditRecord.objects.filter(kind="tool_call").values_list("tool", "backend_status"))
+        assert statuses["asking__ask"].startswith("refused:elicitation "), statuses
+        assert statuses["asking__echo"] == "ok", statuses
+    finally:
+        get_supervisor().restart("asking")
+        stop_process(process)
+
+
 def test_a_url_off_the_allow_list_is_refused_by_the_bridge_too(everything_http, admin_user, settings):
     administration.discover(everything_http)
     administration.accept_external_tool(Tool.objects.get(name="everything-http__echo"), admin_user, access="read")
