@@ -1,11 +1,10 @@
 """Records written before the chain existed are linked, in the order they were written, by the migration."""
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from investigations.audit import chain as audit
+from tests.migrations import back_to, forward_to_latest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BEFORE = [("investigations", "0005_action_request_notified_at")]
@@ -13,15 +12,11 @@ AFTER = [("investigations", "0006_audit_chain")]
 
 
 def test_existing_records_are_chained_and_then_guarded():
-    executor = MigrationExecutor(connection)
-    executor.migrate(BEFORE)
-    old = executor.loader.project_state(BEFORE).apps.get_model("investigations", "AuditRecord")
+    old = back_to(BEFORE).get_model("investigations", "AuditRecord")
     for tool in ("get_host", "search_logins", "isolate_host"):
         old.objects.create(created_at=timezone.now(), tool=tool, outcome="ok", actor="agent", latency_ms=1.23456)
 
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    forward_to_latest()
 
     assert audit.verify_database() == (3, None)
     record = audit.append(kind="tool_call", tool="get_user", outcome="ok", actor="agent")

@@ -4,22 +4,19 @@ email delivery, so the first sweep after the upgrade does not email them again; 
 from datetime import timedelta
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from investigations.approvals.channels import deliveries
 from investigations.approvals.services import ensure_policies
 from investigations.models import ChannelDelivery
+from tests.migrations import back_to, forward_to_latest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BEFORE = [("investigations", "0013_notify_claim")]
 
 
 def test_requests_already_emailed_stay_told_and_the_others_are_told_once(settings, mailoutbox, make_user):
-    executor = MigrationExecutor(connection)
-    executor.migrate(BEFORE)
-    old = executor.loader.project_state(BEFORE).apps
+    old = back_to(BEFORE)
     now = timezone.now()
     alert = old.get_model("investigations", "Alert").objects.create(
         source="test", external_id="MIG-1", title="Test alert", severity="high", observed_at=now
@@ -41,9 +38,7 @@ def test_requests_already_emailed_stay_told_and_the_others_are_told_once(setting
     untold = Request.objects.create(tool_use_id="toolu_untold001", notify_claimed_until=now, **common)
     Request.objects.filter(pk__in=[emailed.pk, untold.pk]).update(created_at=now - timedelta(minutes=30))
 
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    forward_to_latest()
 
     told = ChannelDelivery.objects.get(request_id=emailed.pk)
     assert (told.channel, told.kind, told.state, told.sent_at) == ("email", "overdue", "sent", emailed.notified_at)

@@ -1,20 +1,17 @@
 """Existing integrations keep sending what they sent, unless another live integration sent it too."""
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from investigations.models import Integration
+from tests.migrations import back_to, forward_to_latest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BEFORE = [("investigations", "0007_budgets")]
 
 
 def test_each_integration_is_given_its_name_and_the_sources_only_it_sent():
-    executor = MigrationExecutor(connection)
-    executor.migrate(BEFORE)
-    apps = executor.loader.project_state(BEFORE).apps
+    apps = back_to(BEFORE)
     old_integration, old_alert = (
         apps.get_model("investigations", "Integration"),
         apps.get_model("investigations", "Alert"),
@@ -38,9 +35,7 @@ def test_each_integration_is_given_its_name_and_the_sources_only_it_sent():
                 integration=made[name],
             )
 
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    forward_to_latest()
 
     sources = dict(Integration.objects.values_list("name", "sources"))
     # splunk was sent by two: neither keeps it; console is the console's own.

@@ -2,9 +2,8 @@
 revoked them): they keep working after the upgrade, and stop at the first change of the command after it."""
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
+from tests.migrations import back_to, forward_to_latest
 from toolserver import config
 from toolserver.models import ToolServer
 
@@ -13,9 +12,7 @@ BEFORE = [("toolserver", "0005_external_servers")]
 
 
 def test_an_external_servers_credential_stays_usable_and_is_bound_to_its_launch():
-    executor = MigrationExecutor(connection)
-    executor.migrate(BEFORE)
-    old = executor.loader.project_state(BEFORE).apps
+    old = back_to(BEFORE)
     server = old.get_model("toolserver", "ToolServer").objects.create(
         name="memory",
         kind="external",
@@ -32,9 +29,7 @@ def test_an_external_servers_credential_stays_usable_and_is_bound_to_its_launch(
     server.credential = credential
     server.save()
 
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    forward_to_latest()
 
     upgraded = ToolServer.objects.select_related("credential").get(name="memory")
     assert config.binding_of(upgraded).credential_ref == "file:memory.key"

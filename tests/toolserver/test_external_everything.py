@@ -8,12 +8,16 @@ audit record.
 
 import json
 import os
+import subprocess
+import sys
+from contextlib import contextmanager
 
 import pytest
 from django.conf import settings
 
 from console.manage import administration
 from investigations.models import AuditRecord
+from tests.support import ROOT, free_port, listening, stop_process, wait_until
 from tests.toolserver.conftest import mcp_server_js
 from toolserver import external
 from toolserver.gateway import CallContext, Gateway
@@ -79,37 +83,40 @@ def test_what_the_server_asks_of_us_is_refused_and_recorded(everything, tool, ar
     assert record.correlation_id == "inv-everything-1"
 
 
+@contextmanager
+def http_server_on_loopback(argv, **popen):
+    """A server process started as `argv(port)` on a free loopback port, once it listens; stopped after."""
+    port = free_port()
+    process = subprocess.Popen(argv(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
+    try:
+        wait_until(lambda: listening(port), timeout=30, what=f"{argv(port)[-2:]} listening")
+        yield port
+    finally:
+        stop_process(process)
+
+
+def registered_over_http(admin_user, settings, name: str, port: int, **fields):
+    """An external server at http://127.0.0.1:<port>/mcp, its host the deployment's allow-list; its processes
+    are stopped after the test (by the caller's restart)."""
+    settings.BACKEND_ALLOWED_HOSTS = [f"127.0.0.1:{port}"]
+    return administration.register_external_server(
+        admin_user, {"name": name, "transport": "http", "url": f"http://127.0.0.1:{port}/mcp", **fields}
+    )
+
+
 @pytest.fixture
 def everything_http(admin_user, settings):
     """server-everything over Streamable HTTP on 127.0.0.1, registered by its URL; stopped after the test."""
-    import subprocess
-
-    from tests.support import free_port, listening, stop_process, wait_until
-
-    port = free_port()
-    process = subprocess.Popen(
-        ["node", str(EVERYTHING_JS), "streamableHttp"],
-        env={"PATH": os.environ["PATH"], "PORT": str(port)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until(lambda: listening(port), timeout=30, what="server-everything listening")
-        settings.BACKEND_ALLOWED_HOSTS = [f"127.0.0.1:{port}"]
-        server = administration.register_external_server(
-            admin_user,
-            {
-                "name": "everything-http",
-                "transport": "http",
-                "url": f"http://127.0.0.1:{port}/mcp",
-                "credential_header": "Authorization",
-            },
-        )
-        administration.set_credential(server, admin_user, secret=HTTP_CANARY)
-        yield server
-    finally:
-        get_supervisor().restart("everything-http")
-        stop_process(process)
+    argv = lambda port: ["env", f"PORT={port}", "node", str(EVERYTHING_JS), "streamableHttp"]  # noqa: E731
+    with http_server_on_loopback(argv, env={"PATH": os.environ["PATH"]}) as port:
+        try:
+            server = registered_over_http(
+                admin_user, settings, "everything-http", port, credential_header="Authorization"
+            )
+            administration.set_credential(server, admin_user, secret=HTTP_CANARY)
+            yield server
+        finally:
+            get_supervisor().restart("everything-http")
 
 
 HTTP_CANARY = "Bearer http-canary-5c1e9d"
@@ -160,35 +167,20 @@ def test_over_http_what_the_server_asks_of_us_is_refused_by_the_bridge_and_recor
 def test_over_http_a_call_that_fails_because_of_a_refusal_keeps_it_in_its_own_record(admin_user, settings):
     """A server of the current protocol asks for input in its answer: refused, the call fails. The refusal went
     with the next call that succeeded (another investigation's, maybe), and with none when no call succeeded."""
-    import subprocess
-    import sys
-
-    from tests.support import ROOT, free_port, listening, stop_process, wait_until
-
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.toolserver.asking_http_server", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until(lambda: listening(port), timeout=30, what="the asking server listening")
-        settings.BACKEND_ALLOWED_HOSTS = [f"127.0.0.1:{port}"]
-        server = administration.register_external_server(
-            admin_user, {"name": "asking", "transport": "http", "url": f"http://127.0.0.1:{port}/mcp"}
-        )
-        administration.discover(server)
-        for name in ("asking__ask", "asking__echo"):
-            administration.accept_external_tool(Tool.objects.get(name=name), admin_user, access="read")
-        assert Gateway().call("asking__ask", {}, CONTEXT)["status"] == "error"
-        assert Gateway().call("asking__echo", {}, CONTEXT)["status"] == "ok"
-        statuses = dict(AuditRecord.objects.filter(kind="tool_call").values_list("tool", "backend_status"))
-        assert statuses["asking__ask"].startswith("refused:elicitation "), statuses
-        assert statuses["asking__echo"] == "ok", statuses
-    finally:
-        get_supervisor().restart("asking")
-        stop_process(process)
+    argv = lambda port: [sys.executable, "-m", "tests.toolserver.asking_http_server", str(port)]  # noqa: E731
+    with http_server_on_loopback(argv, cwd=ROOT) as port:
+        try:
+            server = registered_over_http(admin_user, settings, "asking", port)
+            administration.discover(server)
+            for name in ("asking__ask", "asking__echo"):
+                administration.accept_external_tool(Tool.objects.get(name=name), admin_user, access="read")
+            assert Gateway().call("asking__ask", {}, CONTEXT)["status"] == "error"
+            assert Gateway().call("asking__echo", {}, CONTEXT)["status"] == "ok"
+            statuses = dict(AuditRecord.objects.filter(kind="tool_call").values_list("tool", "backend_status"))
+            assert statuses["asking__ask"].startswith("refused:elicitation "), statuses
+            assert statuses["asking__echo"] == "ok", statuses
+        finally:
+            get_supervisor().restart("asking")
 
 
 def test_a_url_off_the_allow_list_is_refused_by_the_bridge_too(everything_http, admin_user, settings):
@@ -250,9 +242,6 @@ def test_check_connection_starts_an_external_server_as_a_worker_would_and_lists_
 def test_the_launchers_check_mode_never_runs_an_external_servers_command(tmp_path):
     """Check mode runs our server's health call; for an external server it would have run the admin's command
     in the console's process (with its stdin). It refuses instead, and the command never runs."""
-    import subprocess
-    import sys
-
     touched = tmp_path / "ran"
     launch = {"transport": "stdio", "command": "touch", "args": [str(touched)], "env": {}, "cwd": ""}
     environ = {"PATH": os.environ["PATH"], "GATEHOUSE_SERVER": "probe", "GATEHOUSE_EXTERNAL": json.dumps(launch)}
