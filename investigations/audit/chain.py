@@ -149,6 +149,8 @@ def append_many(entries, *, batch_size: int = 1000, savepoint: bool = True) -> l
     `savepoint=False`: inside a caller's transaction, part of it without a savepoint of its own, so a
     failure here fails the caller's whole transaction (which must not go on after catching it).
     """
+    # Their JSON as it will be stored, before the chain's lock: it may ask the database (_as_stored).
+    entries = [_json_as_stored(fields) for fields in entries]
     with transaction.atomic(savepoint=savepoint):
         seq, prev_hash = _locked_head()
         records = []
@@ -203,10 +205,13 @@ def _locked_head() -> tuple[int, str]:
     return seq, hash_value
 
 
+def _json_as_stored(fields: dict) -> dict:
+    return fields | {name: _as_stored(fields.get(name) or {}) for name in ("arguments", "extra")}
+
+
 def _normalise(record: AuditRecord) -> None:
-    """Give the record the values it will read back from the database, so its hash still matches then."""
-    record.arguments = _as_stored(record.arguments or {})
-    record.extra = _as_stored(record.extra or {})
+    """Give the record the values it will read back from the database, so its hash still matches then (its
+    JSON given so already: _json_as_stored)."""
     record.latency_ms = round(float(record.latency_ms or 0), 3)
     record.created_at = record.created_at.astimezone(UTC)
 
