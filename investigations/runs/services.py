@@ -217,13 +217,10 @@ def resume(investigation_id: int) -> bool:
     return True
 
 
-def holding(investigation_id: int, owner: str | None) -> None:
-    """Note that this process works on it under `owner` (None: no longer); its lease is kept from now."""
+def holding(investigation_id: int, owner: str) -> None:
+    """Note that this process works on it under `owner`; its lease is kept from now."""
     global _keeper
     with _held_lock:
-        if owner is None:
-            _held.pop(investigation_id, None)
-            return
         _held[investigation_id] = owner
         if _keeper is None or not _keeper.is_alive():
             _keeper = threading.Thread(target=_keep_leases, name="lease-keeper", daemon=True)
@@ -237,7 +234,15 @@ def held(investigation_id: int, owner: str):
     try:
         yield
     finally:
-        holding(investigation_id, None)
+        let_go(investigation_id, owner)
+
+
+def let_go(investigation_id: int, owner: str) -> None:
+    """This process no longer works on it under `owner`: unless another run here took it over since (its lease
+    lost, the sweep handed it to another thread), whose lease is kept on."""
+    with _held_lock:
+        if _held.get(investigation_id) == owner:
+            del _held[investigation_id]
 
 
 def _keep_leases() -> None:

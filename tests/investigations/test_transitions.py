@@ -138,7 +138,7 @@ def test_the_investigation_services_make_every_move_of_the_table_and_no_other(ma
     owner = step(pk, runs.claim, pk)
     runs.holding(pk, owner)
     step(pk, runs.hand_back)
-    runs.holding(pk, None)
+    runs.let_go(pk, owner)
     owner = step(pk, runs.claim, pk)
     step(pk, runs.finish, pk, owner, status=Status.COMPLETED, verdict="benign", summary="walk")
     other = make_investigation("TEST-2").pk
