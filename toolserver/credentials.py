@@ -19,6 +19,7 @@ Django: only fingerprint() reads the settings.
 import base64
 import hashlib
 import hmac
+import itertools
 import os
 from pathlib import Path
 
@@ -83,13 +84,12 @@ def credential_file(path: str, server: str, directory: str | os.PathLike) -> Pat
 
 
 def _own(inside: tuple[str, ...], server: str, *, mounted: bool = False) -> bool:
-    """`server`'s own place in the folder: its key file, or a file under its folder; `mounted`, where a link
-    leads: its key file in a mounted secret's data folder too (Kubernetes: <folder>/..data/<server>.key)."""
-    if len(inside) > 1 and inside[0] == server:
-        return True
-    if not inside or inside[-1] != f"{server}.key":
-        return False
-    return len(inside) == 1 or (mounted and all(part.startswith("..") for part in inside[:-1]))
+    """`server`'s own place in the folder: its key file, or a file under its folder. `mounted`, where a link
+    leads: under a mounted secret's data folders too (Kubernetes: <folder>/..2026_12_04/<server>.key, or
+    .../..2026_12_04/<server>/key), whose names begin with "..", never a real path's parent."""
+    if mounted:
+        inside = tuple(itertools.dropwhile(lambda part: part.startswith(".."), inside))
+    return inside == (f"{server}.key",) or (len(inside) > 1 and inside[0] == server)
 
 
 def check_reference(reference: str, server: str, directory) -> str:

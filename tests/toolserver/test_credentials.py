@@ -36,13 +36,16 @@ def test_a_file_in_the_servers_own_folder_resolves_through_a_symlink_inside_the_
     assert credentials.resolve(f"file:{tmp_path}/edr-response/key", own(tmp_path)) == "mounted-secret"
 
 
-def test_a_whole_folder_mounted_as_one_secret_resolves_each_servers_key_through_its_data_links(tmp_path):
-    # Kubernetes, the folder one secret: <folder>/<server>.key -> ..data/<server>.key -> ..2026_12_04/<server>.key
-    (tmp_path / "..2026_12_04").mkdir()
-    (tmp_path / "..2026_12_04" / "edr-response.key").write_text("mounted-secret")
+@pytest.mark.parametrize("path", ["edr-response.key", "edr-response/key"])
+def test_a_whole_folder_mounted_as_one_secret_resolves_each_servers_key_through_its_data_links(tmp_path, path):
+    # Kubernetes, the folder one secret (its items' paths edr-response.key or edr-response/key):
+    # <folder>/<first part> -> ..data/<first part>, ..data -> ..2026_12_04
+    (tmp_path / "..2026_12_04" / path).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "..2026_12_04" / path).write_text("mounted-secret")
     (tmp_path / "..data").symlink_to("..2026_12_04")
-    (tmp_path / "edr-response.key").symlink_to("..data/edr-response.key")
-    assert credentials.resolve(f"file:{tmp_path}/edr-response.key", own(tmp_path)) == "mounted-secret"
+    first = path.split("/")[0]
+    (tmp_path / first).symlink_to(f"..data/{first}")
+    assert credentials.resolve(f"file:{tmp_path}/{path}", own(tmp_path)) == "mounted-secret"
 
 
 @pytest.mark.parametrize(
