@@ -106,7 +106,13 @@ class Received:
 
 
 class SourceNotAllowed(Exception):
-    """The integration sent an alert of a source that is not one of its own."""
+    """The integration sent an alert of a source that is not one of its own (or was revoked meanwhile).
+    `refusal`: what its audit record says, (integration, reason, details), to record it again when a
+    caller's transaction rolled it back."""
+
+    def __init__(self, message: str, refusal: tuple[str, str, dict]):
+        super().__init__(message)
+        self.refusal = refusal
 
 
 class Throttled(Exception):
@@ -252,17 +258,22 @@ class _ChangedSinceChecked(Exception):
 
 def _refuse_changed(integration: Integration, alert_in: AlertIn) -> None:
     if integration.revoked_at is not None:
-        audit.record_intake_refused(
-            integration.name, "integration_revoked", source=alert_in.source, external_id=alert_in.external_id
+        said = {"source": alert_in.source, "external_id": alert_in.external_id}
+        raise _refused(
+            integration, "integration_revoked", "This integration was revoked: its alerts are refused.", said
         )
-        raise SourceNotAllowed("This integration was revoked: its alerts are refused.")
     _check_source(integration, alert_in.source, alert_in.external_id)
 
 
 def _check_source(integration: Integration, source: str, external_id: str) -> None:
     if source not in integration.sources:
-        audit.record_intake_refused(integration.name, "source_not_allowed", source=source, external_id=external_id)
-        raise SourceNotAllowed("This integration may not send alerts of this source.")
+        said = {"source": source, "external_id": external_id}
+        raise _refused(integration, "source_not_allowed", "This integration may not send alerts of this source.", said)
+
+
+def _refused(integration: Integration, reason: str, message: str, details: dict) -> SourceNotAllowed:
+    audit.record_intake_refused(integration.name, reason, **details)
+    return SourceNotAllowed(message, (integration.name, reason, details))
 
 
 class InvalidPayload(Exception):
@@ -331,9 +342,14 @@ def receive_batch(
         _check_source(integration, alert_in.source, alert_in.external_id)
     for external_id in resolved:
         _check_source(integration, source, external_id)
-    with transaction.atomic():
-        received = [receive_alert(alert_in, integration=integration) for alert_in in alerts]
-        noted = [Resolved(external_id, note_resolved(integration, source, external_id)) for external_id in resolved]
+    try:
+        with transaction.atomic():
+            received = [receive_alert(alert_in, integration=integration) for alert_in in alerts]
+            noted = [Resolved(external_id, note_resolved(integration, source, external_id)) for external_id in resolved]
+    except SourceNotAllowed as refused:  # judged again under the integration's lock: its record went with the batch
+        integration_name, reason, details = refused.refusal
+        audit.record_intake_refused(integration_name, reason, **details)
+        raise
     return received, noted
 
 

@@ -105,11 +105,16 @@ def test_an_integration_changed_between_its_token_check_and_its_intake_is_judged
     else:
         intake.set_sources(integration, ["lab-siem-old"], by="test")
         intake.set_sources(create_integration("new-siem")[0], ["lab-siem"], by="test")
-    with pytest.raises(intake.SourceNotAllowed):
-        intake.receive_alert(AlertIn(**an_alert()), integration=checked)
-    assert not Alert.objects.exists() and not Investigation.objects.exists()
-    (record,) = AuditRecord.objects.filter(kind="intake")
-    assert record.reason == ("integration_revoked" if change == "revoked" else "source_not_allowed")
+    for receive in (
+        lambda: intake.receive_alert(AlertIn(**an_alert()), integration=checked),
+        lambda: intake.receive_batch([AlertIn(**an_alert())], integration=checked, source="lab-siem"),  # a format's
+    ):
+        before = AuditRecord.objects.filter(kind="intake").count()
+        with pytest.raises(intake.SourceNotAllowed):
+            receive()
+        assert not Alert.objects.exists() and not Investigation.objects.exists()
+        (record,) = AuditRecord.objects.filter(kind="intake")[before:]  # kept, once, though the batch rolled back
+        assert record.reason == ("integration_revoked" if change == "revoked" else "source_not_allowed")
 
 
 def test_a_foreign_source_is_403_and_one_audit_record_naming_who_tried(client, integration_token):
