@@ -116,7 +116,9 @@ def update_server(server: ToolServer, user, changes: dict) -> set[str]:
             raise Refused(str(exc)) from None
     if server.kind == ToolServer.Kind.EXTERNAL:
         _check_external(
-            server.name, {name: changes.get(name, getattr(server, name)) for name in (*EXTERNAL_FIELDS, "url")}
+            server.name,
+            {name: changes.get(name, getattr(server, name)) for name in (*EXTERNAL_FIELDS, "url")},
+            new_url=changes.get("url", server.url) != server.url,
         )
     elif set(changes) & set(EXTERNAL_FIELDS):
         raise Refused(f"{server.name} is a built-in server: it has no command, transport or variables to set")
@@ -178,7 +180,7 @@ def register_external_server(user, fields: dict) -> ToolServer:
     return server
 
 
-def _check_external(name: str, values: dict) -> None:
+def _check_external(name: str, values: dict, *, new_url: bool = True) -> None:
     """An external server's launch, refused (Refused, naming the field) unless it is one we can run safely."""
     transport = values.get("transport")
     if transport == ToolServer.Transport.STDIO:
@@ -201,7 +203,9 @@ def _check_external(name: str, values: dict) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
             raise Refused("A Streamable HTTP server needs its http(s) URL, with no user or password in it.")
-        if parts.query or parts.fragment:  # as a built-in's base URL: the URL is shown on pages and in the trail
+        # As a built-in's base URL: the URL is shown on pages and in the trail. One registered before keeps working
+        # (switched off, its rate changed) until it is pointed elsewhere.
+        if new_url and (parts.query or parts.fragment):
             raise Refused("Its URL takes no query (?…) or fragment (#…): a key belongs in its credential.")
         try:
             egress.check_listed(

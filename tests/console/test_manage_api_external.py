@@ -132,6 +132,10 @@ def test_an_http_servers_url_takes_no_query_where_a_key_would_be_shown_on_pages_
     server = ToolServer.objects.get(name=http["name"])
     with pytest.raises(administration.Refused, match="query"):  # pointed at one later, as the server's page does
         administration.update_server(server, admin_user, {"url": "https://mcp.vendor.example/mcp?k=s3cret-in-url"})
+    # One registered with a query before this rule can still be switched off (in an incident, say).
+    ToolServer.objects.filter(pk=server.pk).update(url="https://mcp.vendor.example/mcp?tenant=acme")
+    server.refresh_from_db()
+    assert administration.update_server(server, admin_user, {"enabled": False}) == {"enabled"}
 
 
 def test_only_an_admin_registers_or_accepts(make_user, admin_user, registration):
