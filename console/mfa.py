@@ -269,18 +269,27 @@ class StepUpFirst(webauthn_errors.OTPWebAuthnApiError):
     default_code = "step_up_required"
 
 
+def _fresh_for_a_passkey(request) -> None:
+    """Adding a passkey needs a fresh proof, as adding an app does (_proof_owed_to_change_factors): when it begins
+    and when it completes, so one begun fresh and finished once the proof is stale proves nothing."""
+    if _proof_owed_to_change_factors(request.user):
+        try:
+            presence.require_fresh(presence.from_session(request.session))
+        except presence.StepUpRequired as refused:
+            raise StepUpFirst(detail=str(refused)) from None
+
+
 class PasskeyRegistrationBegin(BeginCredentialRegistrationView):
     def check_can_register(self):
-        """Adding a passkey next to another factor needs a fresh proof, as adding an app does."""
         super().check_can_register()
-        if _proof_owed_to_change_factors(self.request.user):
-            try:
-                presence.require_fresh(presence.from_session(self.request.session))
-            except presence.StepUpRequired as refused:
-                raise StepUpFirst(detail=str(refused)) from None
+        _fresh_for_a_passkey(self.request)
 
 
 class PasskeyRegistrationComplete(CompleteCredentialRegistrationView):
+    def check_can_register(self):
+        super().check_can_register()
+        _fresh_for_a_passkey(self.request)
+
     def post(self, *args, **kwargs):
         response = super().post(*args, **kwargs)
         _record(self.request, "factor_enrolled", factor="webauthn")

@@ -285,6 +285,20 @@ def test_a_stale_session_cannot_finish_an_abandoned_enrolment_to_gain_a_fresh_pr
     assert client.post(reverse("manage:budgets"), {"budget_tool_calls": 5}).status_code == 403  # still stale
 
 
+def test_a_passkey_begun_while_fresh_is_not_completed_once_the_proof_is_stale(client, admin_user):
+    """Its completion gives a fresh proof: it needs one as its beginning does, else a stale session finishes a
+    registration begun earlier and is fresh again."""
+    sign_in(client, admin_user, enrolled(admin_user))
+    begun = client.post(reverse("otp_webauthn:credential-registration-begin"), content_type="application/json")
+    assert begun.status_code == 200, begun.content
+    proved_minutes_ago(client, 6)
+    completed = client.post(
+        reverse("otp_webauthn:credential-registration-complete"), {"id": "x"}, content_type="application/json"
+    )
+    assert completed.status_code == 403 and "Step-up required" in completed.content.decode()
+    assert client.post(reverse("manage:budgets"), {"budget_tool_calls": 5}).status_code == 403  # still stale
+
+
 def test_removing_a_factor_needs_a_fresh_proof_and_is_recorded(client, admin_user):
     device = enrolled(admin_user)
     sign_in(client, admin_user, device)
