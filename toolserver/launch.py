@@ -58,6 +58,7 @@ EXTERNAL_VARIABLE = "GATEHOUSE_EXTERNAL"  # an external server's launch, as JSON
 # One line an external server writes, at most: far past what a call's answer may hold for the model (20,000
 # characters; an image only summarised), and a bound on what a hostile server makes the worker read and join.
 MAX_LINE_BYTES = 8 * 1024 * 1024
+LOG_DRAIN_S = 5
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 PARENT_VARIABLE = "GATEHOUSE_PARENT_PID"  # the worker's pid, set by the supervisor
@@ -171,7 +172,10 @@ def relay(argv: list[str], env: dict[str, str], cwd: str, secret: str) -> int:
             target.flush()
 
     threading.Thread(target=copy_stdin, daemon=True).start()
-    threading.Thread(target=copy_lines, args=(stderr, sys.stderr.buffer), kwargs={"log": True}, daemon=True).start()
+    log_copier = threading.Thread(
+        target=copy_lines, args=(stderr, sys.stderr.buffer), kwargs={"log": True}, daemon=True
+    )
+    log_copier.start()
     try:
         copy_lines(stdout, sys.stdout.buffer, log=False)
     except BrokenPipeError:  # the worker stopped reading: stop the server
@@ -179,7 +183,9 @@ def relay(argv: list[str], env: dict[str, str], cwd: str, secret: str) -> int:
     except MessageTooLong:  # the worker's call fails (its server gone); the supervisor starts it again
         sys.stderr.write(f"toolserver: a message of its server over {MAX_LINE_BYTES} bytes: server stopped\n")
         child.kill()
-    return child.wait()
+    status = child.wait()
+    log_copier.join(timeout=LOG_DRAIN_S)  # the last of its log, relayed (a process it left may hold the pipe)
+    return status
 
 
 class MessageTooLong(Exception):
