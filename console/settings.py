@@ -205,8 +205,9 @@ LOGOUT_REDIRECT_URL = "login"
 AXES_FAILURE_LIMIT = env_int("GATEHOUSE_SIGNIN_FAILURES", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("GATEHOUSE_SIGNIN_LOCKOUT_MINUTES", 15, minimum=1))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own, not the pair
-# Not cleared by a success: a success clears every attempt of its name or its address, so signing in as
-# oneself between guesses would clear the failures counted against another name from that address.
+# Not axes' reset on success, which clears every attempt of the name or the address that succeeded: signing
+# in as oneself between guesses would clear the failures counted against another name from that address.
+# A sign-in clears its own name's only (console.signin.logged_in).
 AXES_RESET_ON_SUCCESS = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_DISABLE_ACCESS_LOG = True  # sign-ins are recorded once, in the audit trail (console.signin)

@@ -8,6 +8,7 @@ django-axes counts failures by; a failed attempt's credentials are read for the 
 
 from axes.backends import AxesStandaloneBackend
 from axes.helpers import get_client_ip_address
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend, UserModel
 from django.core.exceptions import PermissionDenied
@@ -30,6 +31,8 @@ def logged_in(sender, request, user, **kwargs):
         mfa.owed(request, user)  # decided now: a socket opened before any page judges as the pages will
     sso = getattr(user, "backend", "") == SSO_BACKEND
     audit.record_sign_in("logged_in", user.get_username(), client_address(request), **({"how": "sso"} if sso else {}))
+    # Its own failed sign-ins are behind it now; no one else's, from its address or any (AXES_RESET_ON_SUCCESS).
+    AccessAttempt.objects.filter(username=user.get_username()).delete()
 
 
 def logged_out(sender, request, user, **kwargs):

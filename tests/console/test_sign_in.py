@@ -79,6 +79,14 @@ def test_signing_in_as_oneself_between_guesses_does_not_clear_the_failures_count
     assert not signed_in(client)
 
 
+def test_a_sign_in_clears_its_own_names_failures(client, admin_user, limit):
+    for _ in range(limit - 1):
+        assert sign_in(client, "/login/", "ada", WRONG, "10.9.8.1").status_code == 200
+    assert sign_in(client, "/login/", "ada", PASSWORD, "10.9.8.2").status_code == 302
+    client.post("/logout/", REMOTE_ADDR="10.9.8.2")
+    assert sign_in(client, "/login/", "ada", WRONG, "10.9.8.3").status_code == 200  # a typo later: not paused
+
+
 def sign_in_records() -> list[AuditRecord]:
     return list(AuditRecord.objects.filter(kind="sign_in").order_by("seq"))
 
