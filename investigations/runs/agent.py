@@ -265,7 +265,8 @@ class Agent:
                 return False
             left = investigation.budget_tool_calls - investigation.tool_calls_used  # reserved before any starts
             self._read_together(reads[:left], progress)
-            if len(reads) > left and (stop := self._over_budget(tool_calls=True)):  # the rest: never made
+            unmade = len(reads) > left or any(call.key not in progress.results for call in reads[:left])
+            if unmade and (stop := self._over_budget(tool_calls=True)):  # the rest: never made
                 self._stop(stop)
                 return False
         for call in (call for call in pending if not call.is_read):
@@ -304,11 +305,13 @@ class Agent:
         with ThreadPoolExecutor(max_workers=min(settings.PARALLEL_READS, len(reads))) as pool:
             made = {pool.submit(self._make_on_own_thread, call, progress): call for call in reads}
             for future in as_completed(made):  # a lease lost: the calls under way finish, then it stops
-                self._recorded(made[future], future.result(), progress)
+                if (result := future.result()) is not None:
+                    self._recorded(made[future], result, progress)
 
     def _make_on_own_thread(self, call: "ToolCall", progress: "Progress") -> dict | None:
+        """The read's result; None when the time budget ran out while it waited for its place (never made)."""
         try:
-            return self._make(call, progress)
+            return self._make(call, progress) if self._time_left() > 0 else None
         finally:
             release_connection()  # the pool thread's connection, back to the worker's pool
 

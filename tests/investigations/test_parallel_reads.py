@@ -70,6 +70,19 @@ def test_no_more_reads_than_parallel_reads_are_made_at_once(hostile, gather, set
     assert answered == [False, False, True]  # the first two waited out the bound; the third came after them
 
 
+def test_a_read_waiting_for_its_place_is_not_made_once_the_time_budget_ran_out(hostile, gather, settings):
+    """The time budget is checked as each read starts, not only before the turn's reads: one after another,
+    each waiting out the gather's 3 s bound, the third would start past the 5 s budget, and is never made."""
+    settings.PARALLEL_READS = 1
+    gather(bound_s=3)
+    model, investigation = hostile(tool_turn(*gathering()), budget_seconds=5)
+    assert (investigation.status, investigation.verdict) == ("completed", "inconclusive")
+    assert investigation.end_reason == "The time budget (5 s) is exhausted."
+    made = sorted(calls_of(investigation).filter(tool="gather__gather").values_list("tool_use_id", flat=True))
+    assert made in (["toolu_a"], ["toolu_a", "toolu_b"])  # the second too, unless the model's turn was slow
+    assert len(model.requests) == 1  # no answer went back: it stopped there
+
+
 def test_a_turn_of_reads_past_the_tool_call_budget_makes_only_those_within_it(hostile):
     set_budgets(tool_calls=2)
     model, investigation = hostile(
