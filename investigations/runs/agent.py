@@ -258,6 +258,8 @@ class Agent:
         calls = [ToolCall(f"{turn}.{position}", *each) for position, each in enumerate(uses_keys_refusals)]
         progress = Progress(self.id, self.owner, investigation.tool_results, investigation.tool_calls_used)
         pending = [call for call in calls if call.key not in progress.results]
+        for call in (call for call in calls if call.key in progress.results):  # kept before a restart
+            self._shown(call, progress.results[call.key])
         reads = [call for call in pending if call.is_read]
         if reads:
             if stop := self._over_budget(tool_calls=True):
@@ -346,10 +348,20 @@ class Agent:
             },
         )
 
+    def _shown(self, call: "ToolCall", result: dict) -> None:
+        """A result kept before a restart is in the transcript: its event is written after the result is kept (in
+        its own transaction), so a run stopped between the two, or by another read's failure, left it out."""
+        resumed = self.resumed_turn is not None and call.call.startswith(self.resumed_turn)
+        if resumed and not self.investigation.events.filter(kind=Kind.TOOL_RESULT, data__call=call.call).exists():
+            self._result_event(call, result)
+
     def _recorded(self, call: "ToolCall", result: dict, progress: "Progress") -> None:
         if progress.lost:  # another worker holds it now: the records stand, and this one stops
             raise LeaseLost(self.id)
         self.investigation.tool_results, self.investigation.tool_calls_used = progress.results, progress.used
+        self._result_event(call, result)
+
+    def _result_event(self, call: "ToolCall", result: dict) -> None:
         self._event(
             Kind.TOOL_RESULT,
             {"tool_use_id": call.tool_use_id, "call": call.call, "name": call.use["name"], "result": result},

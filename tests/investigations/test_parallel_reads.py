@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from console.manage import administration
+from investigations.models import Investigation
 from investigations.runs.offline_model.playbook import read_envelope
 from tests.investigations.hostile_model import tool_turn
 from tests.investigations.test_agent_loop import set_budgets
@@ -81,6 +82,39 @@ def test_a_read_waiting_for_its_place_is_not_made_once_the_time_budget_ran_out(h
     made = sorted(calls_of(investigation).filter(tool="gather__gather").values_list("tool_use_id", flat=True))
     assert made in (["toolu_a"], ["toolu_a", "toolu_b"])  # the second too, unless the model's turn was slow
     assert len(model.requests) == 1  # no answer went back: it stopped there
+
+
+def test_a_read_kept_before_a_restart_is_in_the_transcript_even_when_its_event_was_not_written(received, settings):
+    """A read's result is kept with its audit record, its event written after: a read whose event failed (the
+    database away for a moment) while the turn's other read went on was kept, and on the resume skipped, so the
+    transcript (and the evidence an approval request cites) never showed it."""
+    from django.db import OperationalError, connection
+
+    from investigations.runs import agent
+    from tests.investigations.hostile_model import HostileModel
+
+    failed = []
+
+    def database_away_at_the_first_result_event(execute, sql, params, many, context):
+        first_result = "INSERT INTO investigations_event" in sql.replace('"', "") and "tool_result" in (params or ())
+        if first_result and not failed:
+            failed.append(sql)
+            raise OperationalError("the database went away")
+        return execute(sql, params, many, context)
+
+    reads = [("toolu_host", "get_host", {"host": "WS-FIN-07"}), ("toolu_user", "get_user", {"username": "j.doe"})]
+    with HostileModel([tool_turn(*reads)]) as model:
+        settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL = "hostile-test-key", model.url
+        _, investigation = received("LAB-SIEM-1001")
+        with connection.execute_wrapper(database_away_at_the_first_result_event), pytest.raises(OperationalError):
+            agent.run(investigation.pk, retry_database_errors=True)  # as its task with tries left: handed back
+        assert failed and Investigation.objects.get(pk=investigation.pk).status == "queued"
+        agent.run(investigation.pk)  # the resume
+    investigation.refresh_from_db()
+    assert investigation.status == "completed"
+    shown = investigation.events.filter(kind="tool_result").values_list("data__tool_use_id", flat=True)
+    assert sorted(shown) == ["toolu_host", "toolu_user"]
+    assert calls_of(investigation).filter(actor="agent", tool__in=["get_host", "get_user"]).count() == 2  # none again
 
 
 def test_a_turn_of_reads_past_the_tool_call_budget_makes_only_those_within_it(hostile):
