@@ -22,7 +22,7 @@ from pathlib import Path
 from ldap3 import BASE, NONE, Connection, Server
 from ldap3.core.exceptions import LDAPException
 
-from tests.support import free_port, listening, stop_process, wait_until
+from tests.support import WAIT_S, free_port, listening, stop_process, wait_until
 
 SLAPD = "/usr/sbin/slapd"
 SCHEMAS = Path("/etc/ldap/schema")
@@ -234,7 +234,10 @@ class Slapd:
         return {name: [value.decode() for value in values] for name, values in raw.items()}
 
     def pause(self) -> None:
+        """Stopped, every thread of it, when this returns: kill() only sends the signal, and on a busy machine
+        a thread of slapd could still answer the next request before the stop reached it."""
         os.killpg(self.process.pid, signal.SIGSTOP)
+        wait_until(lambda: _all_threads_stopped(self.process.pid), timeout=WAIT_S, what="slapd stopped")
 
     def resume(self) -> None:
         os.killpg(self.process.pid, signal.SIGCONT)
@@ -247,3 +250,14 @@ class Slapd:
     def params(self, *, active_directory: bool = False) -> dict[str, str]:
         """The adapter's parameters for this directory."""
         return {"base_dn": AD_PEOPLE if active_directory else PEOPLE, "bind_dn": SERVICE_DN}
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    states = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as stat:
+                states.append(stat.read().rsplit(")", 1)[1].split()[0])
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+    return bool(states) and all(state in ("T", "t") for state in states)
