@@ -370,10 +370,10 @@ class Agent:
     def _gated(self, use: dict, context: CallContext) -> dict | None:
         """A write: its result once an analyst decided (or its policy needs no approval), else None. A call asked
         for before keeps its request's decision whatever the policy says now: a rejection is never made."""
-        asked = self.investigation.action_requests.filter(tool_use_id=use["id"]).exists()
-        if not asked and not policy_for(use["name"]).requires_approval:  # kept with its audit record, as a read is
+        asked = self.investigation.action_requests.filter(tool_use_id=use["id"]).first()
+        if asked is None and not policy_for(use["name"]).requires_approval:  # kept with its audit record, as a read is
             return self.gateway.call(use["name"], use["input"], replace(context, approval=f"policy:{use['name']}"))
-        request = request_action(self.investigation, use, owner=self.owner, gateway=self.gateway)
+        request = asked or request_action(self.investigation, use, owner=self.owner, gateway=self.gateway)
         if isinstance(request, dict):  # refused at the boundary: invalid arguments
             return request
         return request.result if request.is_final else None
