@@ -170,14 +170,21 @@ def _proof_owed_to_change_factors(user) -> bool:
     return has_factor(user) or is_sso_account(user)
 
 
-def _fresh_or_step_up(request):
-    """Changing factors needs a fresh proof of presence (_proof_owed_to_change_factors), as an admin change does."""
+def _stale_to_change_factors(request) -> str | None:
+    """Why this session may not change its person's factors now (it owes a fresh proof of presence, as an admin
+    change does: _proof_owed_to_change_factors), or None."""
     if _proof_owed_to_change_factors(request.user):
         try:
             presence.require_fresh(presence.from_session(request.session))
         except presence.StepUpRequired as refused:
-            messages.error(request, str(refused))
-            return redirect(f"{reverse('step_up')}?next={quote(reverse('second_factor'))}")
+            return str(refused)
+    return None
+
+
+def _fresh_or_step_up(request):
+    if (refused := _stale_to_change_factors(request)) is not None:
+        messages.error(request, refused)
+        return redirect(f"{reverse('step_up')}?next={quote(reverse('second_factor'))}")
     return None
 
 
@@ -270,13 +277,9 @@ class StepUpFirst(webauthn_errors.OTPWebAuthnApiError):
 
 
 def _fresh_for_a_passkey(request) -> None:
-    """Adding a passkey needs a fresh proof, as adding an app does (_proof_owed_to_change_factors): when it begins
-    and when it completes, so one begun fresh and finished once the proof is stale proves nothing."""
-    if _proof_owed_to_change_factors(request.user):
-        try:
-            presence.require_fresh(presence.from_session(request.session))
-        except presence.StepUpRequired as refused:
-            raise StepUpFirst(detail=str(refused)) from None
+    """As adding an app: when it begins and when it completes, so one begun fresh and finished stale proves nothing."""
+    if (refused := _stale_to_change_factors(request)) is not None:
+        raise StepUpFirst(detail=refused)
 
 
 class PasskeyRegistrationBegin(BeginCredentialRegistrationView):
