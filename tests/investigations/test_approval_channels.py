@@ -18,11 +18,19 @@ from django.conf import settings
 from django.db import transaction
 from django.test import Client
 from django.utils import timezone
+from guardian.shortcuts import assign_perm
 
 from investigations.approvals import services as approvals
 from investigations.approvals.channels import deliveries
 from investigations.approvals.channels.webhook import sign, signed_headers
-from investigations.models import ActionApproval, ActionRequest, AuditRecord, ChannelDelivery, Investigation
+from investigations.models import (
+    ActionApproval,
+    ActionRequest,
+    AuditRecord,
+    ChannelDelivery,
+    Investigation,
+    ToolPolicy,
+)
 from investigations.runs import services
 from toolserver.gateway import Gateway
 
@@ -168,6 +176,21 @@ def test_approvers_are_emailed_once_about_a_request_that_waits_long(waiting, mak
         "sent",
         1,
     )
+
+
+def test_an_approver_of_the_tool_who_may_not_see_the_investigation_is_not_emailed_about_it(
+    waiting, make_user, settings, mailoutbox
+):
+    """A grant of a tool is not a view of every investigation: the mail names the target and the alert."""
+    _, request = waiting
+    make_user("on-call", "analyst", email="oncall@soc.example")
+    contractor = make_user("contractor", email="contractor@elsewhere.example")  # no role: sees granted ones only
+    assign_perm("investigations.approve_tool", contractor, ToolPolicy.objects.get(tool="isolate_host"))
+    assert not ActionRequest.objects.visible_to(contractor).filter(pk=request.pk).exists()
+    overdue(request, settings)
+    deliveries.sweep()
+    (mail,) = mailoutbox
+    assert mail.to == ["oncall@soc.example"]
 
 
 def test_a_mail_server_refusing_leaves_the_request_untold_logged_once_and_the_next_sweep_sends_it(

@@ -20,7 +20,7 @@ from investigations.approvals.channels.base import (
     Undeliverable,
     register,
 )
-from investigations.models import ToolPolicy
+from investigations.models import ActionRequest, ToolPolicy
 
 
 @register
@@ -30,7 +30,7 @@ class EmailChannel(OutboundChannel):
 
     def notify(self, change: Change) -> None:
         request = change.request
-        recipients = approver_addresses(request.tool)
+        recipients = approver_addresses(request)
         if not recipients:
             raise Undeliverable("no one who may approve it has an email address")
         alert = request.investigation.alert
@@ -48,10 +48,18 @@ class EmailChannel(OutboundChannel):
             raise DeliveryFailed(f"{type(exc).__name__} {code}" if code else type(exc).__name__) from None
 
 
-def approver_addresses(tool: str) -> list[str]:
-    """The addresses of the active people who may approve `tool` now (granted directly or by a group)."""
-    policy = ToolPolicy.objects.filter(tool=tool).first()
+def approver_addresses(request: ActionRequest) -> list[str]:
+    """The addresses of the active people who may approve `request`'s tool now (granted directly or by
+    a group) and may see the request: a grant of a tool is not a view of every investigation, and the
+    mail names the target and the alert."""
+    policy = ToolPolicy.objects.filter(tool=request.tool).first()
     if policy is None:
         return []
     approvers = get_users_with_perms(policy, with_group_users=True, only_with_perms_in=["approve_tool"])
-    return sorted({user.email for user in approvers.filter(is_active=True).exclude(email="")})
+    return sorted(
+        {
+            user.email
+            for user in approvers.filter(is_active=True).exclude(email="")
+            if ActionRequest.objects.visible_to(user).filter(pk=request.pk).exists()
+        }
+    )
