@@ -180,6 +180,7 @@ class ActionSummary(Schema):
     tool_use_id: str
     tool: str = Field(description="The write tool, e.g. `isolate_host`.")
     target: str = Field(description="What it acts on, e.g. `host=ws-fin-07`.")
+    arguments: dict = Field(description="What the write is sent with, whole (a ticket's body too): what is decided.")
     state: StateName
     reason: str = Field(description="The agent's stated reason: untrusted text, show it escaped.")
     risk: list[str] = Field(description="Blast-radius notes, e.g. `host is a domain controller`.")
@@ -235,6 +236,7 @@ def request_summary(request: ActionRequest) -> dict:
         tool_use_id=request.tool_use_id,
         tool=request.tool,
         target=request.target,
+        arguments=request.arguments,
         state=request.state,
         reason=request.reason,
         risk=request.risk,

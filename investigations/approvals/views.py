@@ -91,7 +91,6 @@ def _render_action(request, action: ActionRequest, *, status: int = 200):
         {
             "action": action,
             "alert": action.investigation.alert,
-            "arguments_json": json.dumps(action.arguments, indent=2, ensure_ascii=False),  # shown autoescaped
             "result_json": json.dumps(action.result, indent=2, ensure_ascii=False) if action.result is not None else "",
             "transitions": action.transitions.all(),
             "approvals": action.approvals.all(),

@@ -1,5 +1,7 @@
 """The human gate: per-tool approval policies, the requests the agent makes, their approvals and history."""
 
+import json
+
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -122,6 +124,12 @@ class ActionRequest(models.Model):
     @property
     def is_final(self) -> bool:
         return self.state in self.FINAL
+
+    @property
+    def arguments_text(self) -> str:
+        """The arguments the write will be sent with, whole, as every place that asks for a decision
+        shows them: the target alone hides a ticket's body or a comment's text."""
+        return json.dumps(self.arguments, indent=2, ensure_ascii=False, sort_keys=True)
 
     @property
     def can_become(self) -> list[str]:

@@ -5,6 +5,7 @@ The pending requests are real: the agent runs the lab's phishing story in this p
 asks to isolate WS-FIN-07. No worker runs here, so an approved request stays approved.
 """
 
+import html
 import json
 import re
 from datetime import timedelta
@@ -18,6 +19,7 @@ from guardian.shortcuts import assign_perm
 
 from investigations.approvals import services as approvals
 from investigations.intake.services import create_integration
+from investigations.live_messages import cards
 from investigations.models import (
     ActionApproval,
     ActionRequest,
@@ -82,16 +84,18 @@ def api_tokens(*args: str) -> str:
 
 def make_action(investigation, number: int, **fields) -> ActionRequest:
     """A request saved directly, for listing: it never reaches a decision or a backend."""
+    isolation = {
+        "tool": ISOLATE,
+        "server": "edr-response",
+        "arguments": {"host": f"ws-{number}", "reason": "test"},
+        "target": f"host=ws-{number}",
+    }
     return ActionRequest.objects.create(
         investigation=investigation,
         tool_use_id=f"toolu_test{number:08d}",
-        tool=ISOLATE,
-        server="edr-response",
-        arguments={"host": f"ws-{number}", "reason": "test"},
-        target=f"host=ws-{number}",
         idempotency_key=f"key-{number}",
         expires_at=timezone.now() + timedelta(hours=1),
-        **fields,
+        **isolation | fields,
     )
 
 
@@ -164,6 +168,29 @@ def test_one_request_shows_its_transitions_and_approvals(client, pending, analys
         ("pending", "approved", "user:ana", "phishing confirmed on WS-FIN-07"),
     ]
     assert [(a["username"], a["reason"]) for a in after["approved_by"]] == [("ana", "phishing confirmed on WS-FIN-07")]
+
+
+def test_what_a_write_is_sent_with_is_shown_whole_wherever_it_is_decided(client, make_investigation, analyst):
+    """A ticket's target is the alert: its title and body, where findings could be carried off, are in
+    the API's summary, the queue's card and the socket's card, exactly as the approval sends them."""
+    body = "Findings for <b>ACME</b>: 'ws-fin-07' beaconed to 203.0.113.7 & exfiltrated payroll.xlsx"
+    ticket = make_action(
+        make_investigation(),
+        1,
+        tool="open_ticket",
+        server="ticketing",
+        target="alert",
+        arguments={"title": "Phishing on WS-FIN-07", "body": body, "severity": "high"},
+    )
+    token = token_of(analyst)
+    assert get(client, f"/actions/{ticket.pk}", token).json()["arguments"] == ticket.arguments
+    assert get(client, "/actions", token).json()["items"][0]["arguments"] == ticket.arguments
+
+    client.force_login(analyst)
+    shown = html.unescape(client.get("/approvals/").content.decode())
+    assert body in shown and "Phishing on WS-FIN-07" in shown
+    assert "<b>ACME</b>" not in client.get("/approvals/").content.decode()  # escaped: untrusted text
+    assert body in html.unescape(cards(ActionRequest.objects.get(pk=ticket.pk))["approver"])
 
 
 def test_an_unknown_request_is_404(client, analyst, db):
