@@ -37,7 +37,7 @@ from django_otp_webauthn.views import (
 
 from console.signin import client_address, is_sso_account
 from core.roles import ADMIN, has_role
-from core.sockets import SECOND_FACTOR_OWED
+from core.sockets import OWED_KEPT_S, SECOND_FACTOR_OWED
 from investigations import presence
 from investigations.approvals.services import approvable_tools
 from investigations.audit import chain as audit
@@ -48,9 +48,6 @@ RECOVERY_CODES = 10
 def privileged(user) -> bool:
     """Admins and anyone who may approve a write: the people a stolen password hurts most."""
     return has_role(user, ADMIN) or bool(approvable_tools(user))
-
-
-RECHECK_S = 60  # how long a session's owed factor (owed()) is kept before it is asked again
 
 
 def must_have_factor(user) -> bool:
@@ -64,15 +61,18 @@ def owed(request, user=None) -> str:
     again at most once a minute: the device tables and the approvable tools are not read per request."""
     kept = request.session.get(SECOND_FACTOR_OWED)
     now = time.time()
-    if kept is not None and now - kept["at"] < RECHECK_S:
+    if kept is not None and now - kept["at"] < OWED_KEPT_S:
         return kept["state"]
-    user = user or request.user
-    if is_sso_account(user):
-        state = ""  # the IdP asked for its factors at the sign-in
-    else:
-        state = "step_up" if has_factor(user) else "second_factor" if must_have_factor(user) else ""
+    state = owed_by(user or request.user)
     request.session[SECOND_FACTOR_OWED] = {"state": state, "at": now}
     return state
+
+
+def owed_by(user) -> str:
+    """What a session of `user` not yet verified owes now (settings.SECOND_FACTOR_OWED_BY: the sockets ask it too)."""
+    if is_sso_account(user):
+        return ""  # the IdP asked for its factors at the sign-in
+    return "step_up" if has_factor(user) else "second_factor" if must_have_factor(user) else ""
 
 
 def has_factor(user) -> bool:

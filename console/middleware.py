@@ -130,8 +130,7 @@ class IdleTimeout:
                 logout(request)  # a new, empty session: the request goes on signed out
             elif last is None or now - last > 60:
                 request.session[self.KEY] = now
-                idle_at = now + settings.IDLE_MINUTES * 60 if mfa.privileged(request.user) else None
-                request.session[sockets.IDLE_UNTIL] = idle_at  # what their open sockets judge by
+                request.session[sockets.IDLE_UNTIL] = now + settings.IDLE_MINUTES * 60  # what their sockets judge by
         return self.get_response(request)
 
 

@@ -246,6 +246,10 @@ except ValueError as exc:
 # Calls per window per server, shared by all workers.
 TOOLSERVER_RATE_LIMITS = {"default": (120, 60), "edr-response": (20, 60), "identity": (60, 60)}
 TOOLSERVER_AUDIT_SINK = "investigations.audit.chain.record_tool_call"
+# What a session not yet verified owes (core.sockets asks it without importing the console).
+SECOND_FACTOR_OWED_BY = "console.mfa.owed_by"
+# Whose session is signed out when idle (core.sockets asks it too).
+SIGNED_OUT_WHEN_IDLE = "console.mfa.privileged"
 # A running write (and an executing action) older than this was abandoned by a dead worker.
 TOOLSERVER_WRITE_LEASE_S = env_int("GATEHOUSE_WRITE_LEASE_S", 30, minimum=1)  # renewed while it runs
 TOOLSERVER_WRITE_WAIT_S = 30  # how long a repeat waits for the first call of its key

@@ -28,7 +28,8 @@ from django.core.exceptions import DisallowedHost
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils.crypto import constant_time_compare, salted_hmac
-from django_otp import DEVICE_ID_SESSION_KEY, user_has_device
+from django.utils.module_loading import import_string
+from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.models import Device
 
 from core import live
@@ -63,14 +64,16 @@ def session_user(session_key: str | None):
     user = load_backend(backend_path).get_user(user_id)
     if user is None or not constant_time_compare(session.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()):
         return None
-    if (idle_until := session.get(IDLE_UNTIL)) is not None and time.time() > idle_until:
+    idle_until = session.get(IDLE_UNTIL)
+    if idle_until is not None and time.time() > idle_until and import_string(settings.SIGNED_OUT_WHEN_IDLE)(user):
         return None  # idle past the console's timeout: its next page would sign it out
     return user if second_factor_given(session, user) else None
 
 
-# When a session of someone the console signs out when idle (console.middleware.IdleTimeout) becomes idle,
-# as of its last request: written by the console, read here, so a socket that outlives the person's last
-# click sends nothing past it, as their next page would be a sign-in.
+# When a session becomes idle, as of its last request (console.middleware.IdleTimeout): written by the
+# console, read here, so that a socket of someone the console signs out when idle (judged now, by
+# settings.SIGNED_OUT_WHEN_IDLE: made an approver since the last page counts) sends nothing past it,
+# as their next page would be a sign-in.
 IDLE_UNTIL = "gatehouse_idle_until"
 
 
@@ -79,19 +82,25 @@ IDLE_UNTIL = "gatehouse_idle_until"
 SECOND_FACTOR_OWED = "gatehouse_second_factor_owed"
 
 
+# How long the gate's kept decision holds before it is asked again (the pages and the sockets alike):
+# a person made an approver since owes a factor within it, whether or not their session loads a page.
+OWED_KEPT_S = 60
+
+
 def second_factor_given(session, user) -> bool:
     """A person who has a second factor, or must have one, counts as signed in only once this session
     has given it (django-otp's session key, set by the sign-in's second step): a password alone opens no
-    socket, as it opens no page. What is owed is the console's decision, kept in the session by its gate
-    (and at sign-in), so the socket and the pages judge alike without this package importing the console."""
+    socket, as it opens no page. What is owed is the console's decision (settings.SECOND_FACTOR_OWED_BY,
+    named so that this package does not import the console), kept in the session by its gate for
+    OWED_KEPT_S and asked again here once older."""
     device_id = session.get(DEVICE_ID_SESSION_KEY)
     if device_id:
         device = Device.from_persistent_id(device_id)
         return device is not None and device.user_id == user.pk
     owed = session.get(SECOND_FACTOR_OWED)
-    if owed is not None:
+    if owed is not None and time.time() - owed["at"] < OWED_KEPT_S:
         return not owed["state"]
-    return not user_has_device(user, confirmed=True)
+    return not import_string(settings.SECOND_FACTOR_OWED_BY)(user)
 
 
 def tell_sockets_of(user_ids, *, signed_out_session: str | None = None) -> None:

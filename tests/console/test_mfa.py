@@ -389,9 +389,11 @@ async def test_a_person_who_must_enrol_opens_no_socket_on_a_password_alone(analy
     await communicator.disconnect()
 
 
-async def socket_after_idle(user, investigation, idle_minutes: float, device: TOTPDevice | None = None) -> dict:
+async def socket_after_idle(
+    user, investigation, idle_minutes: float, device: TOTPDevice | None = None, meanwhile=None
+) -> dict:
     """What a socket of `user`'s session sends on the investigation's next event, the session's last request
-    made `idle_minutes` ago (every time the console wrote at that request, moved back)."""
+    made `idle_minutes` ago (every time the console wrote at that request, moved back), after `meanwhile()`."""
     from channels.db import database_sync_to_async
     from django.test import Client
 
@@ -412,6 +414,8 @@ async def socket_after_idle(user, investigation, idle_minutes: float, device: TO
         session.save()
 
     await database_sync_to_async(idle_since_then)()
+    if meanwhile is not None:
+        await database_sync_to_async(meanwhile)()
     await database_sync_to_async(record_event)(investigation.pk, "status", {"status": "running", "message": "Live."})
     answer = await next_output(communicator)
     await communicator.disconnect()
@@ -449,6 +453,65 @@ async def test_an_idle_readers_socket_stays_open(make_user, make_investigation, 
     investigation = await database_sync_to_async(make_investigation)("IDLE-2")
     await database_sync_to_async(assign_perm)("investigations.view_investigation", reader, investigation)
     assert said_live(await socket_after_idle(reader, investigation, 60))
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_reader_made_an_approver_while_idle_has_their_open_socket_closed_as_their_next_page_would(
+    make_user, make_investigation, settings
+):
+    """The timeout is judged when the socket sends, not when the last page was: the session of someone
+    who was a reader then and may approve now signs out at its next page, so its socket says nothing."""
+    from channels.db import database_sync_to_async
+    from django.contrib.auth.models import Group
+    from guardian.shortcuts import assign_perm
+
+    settings.SOCKET_RECHECK_SECONDS = 0
+    await database_sync_to_async(approvals.ensure_policies)()
+    reader = await database_sync_to_async(make_user)("reader")
+    investigation = await database_sync_to_async(make_investigation)("IDLE-3")
+    await database_sync_to_async(assign_perm)("investigations.view_investigation", reader, investigation)
+
+    def made_an_analyst():
+        reader.groups.add(Group.objects.get(name="analyst"))
+
+    answer = await socket_after_idle(reader, investigation, 60, meanwhile=made_an_analyst)
+    assert answer == {"type": "websocket.close", "code": 4403}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_password_only_session_of_someone_made_an_approver_since_opens_no_socket_once_its_gate_is_due(
+    make_user, make_investigation
+):
+    """What a session owes is kept for a minute by the pages' gate; a session that loads no page (a stolen
+    cookie used for the sockets only) is judged again once that minute is over, as its next page would be."""
+    from channels.db import database_sync_to_async
+    from django.contrib.auth.models import Group
+    from django.test import Client
+
+    from core.sockets import OWED_KEPT_S, SECOND_FACTOR_OWED
+    from tests.websockets import socket
+
+    await database_sync_to_async(approvals.ensure_policies)()
+    person = await database_sync_to_async(make_user)("newcomer")  # no role: owes no factor
+    investigation = await database_sync_to_async(make_investigation)("OWED-1")
+    password_only = Client()
+    assert await database_sync_to_async(password_only.login)(username="newcomer", password=PASSWORD)
+    assert (await database_sync_to_async(password_only.get)("/")).status_code == 200  # the gate: nothing owed
+
+    def made_an_analyst_with_a_factor_a_while_later():
+        person.groups.add(Group.objects.get(name="analyst"))
+        enrolled(person)
+        session = password_only.session
+        session[SECOND_FACTOR_OWED] = session[SECOND_FACTOR_OWED] | {"at": time.time() - OWED_KEPT_S - 1}
+        session.save()
+
+    await database_sync_to_async(made_an_analyst_with_a_factor_a_while_later)()
+    for path in (f"/ws/investigations/{investigation.pk}/", "/ws/approvals/?queue=1"):
+        communicator = await socket(path, client=password_only)
+        assert not (await communicator.connect())[0], path
+        await communicator.disconnect()
+    page = await database_sync_to_async(password_only.get)("/investigations/")
+    assert page.status_code == 302 and "step-up" in page["Location"]  # the pages judge the same
 
 
 def test_a_decide_token_proves_a_decision_never_an_admin_change(client, admin_user):
