@@ -82,17 +82,16 @@ class AuditFilter(Schema):
         }
 
 
-def outcome_of_dispatch(record: AuditRecord) -> AuditRecord | None:
-    """What became of a dispatched write: the next record of its key (its outcome, or a dispatch again).
+def outcome_of_dispatch(record: AuditRecord, visible) -> AuditRecord | None:
+    """What became of a dispatched write: the next record of its key among `visible` (the reader's:
+    investigating an alert again shares its key) — its outcome, or a dispatch again.
 
     None: nothing was recorded after it left, so its outcome is unknown (the process stopped).
     """
     if record.outcome != Outcome.DISPATCHED:
         return None
     return (
-        AuditRecord.objects.filter(
-            kind=AuditRecord.Kind.TOOL_CALL, idempotency_key=record.idempotency_key, seq__gt=record.seq
-        )
+        visible.filter(kind=AuditRecord.Kind.TOOL_CALL, idempotency_key=record.idempotency_key, seq__gt=record.seq)
         .order_by("seq")
         .first()
     )

@@ -95,7 +95,8 @@ def _list_context(request, filters) -> dict:
 
 @_reader
 def audit_record(request, seq: int):
-    record = audit_trail.reading(request.user, "record", seq=seq).filter(seq=seq).first()
+    visible = audit_trail.reading(request.user, "record", seq=seq)
+    record = visible.filter(seq=seq).first()
     if record is None:
         raise Http404("No such audit record.")
     return render(
@@ -103,7 +104,7 @@ def audit_record(request, seq: int):
         "audit/record.html",
         {
             "record": record,
-            "dispatch_outcome": audit_trail.outcome_of_dispatch(record),
+            "dispatch_outcome": audit_trail.outcome_of_dispatch(record, visible),
             "arguments_json": json.dumps(record.arguments, indent=2, ensure_ascii=False),
             "extra_json": json.dumps(record.extra, indent=2, ensure_ascii=False),
         },

@@ -273,3 +273,31 @@ def test_a_status_change_is_sent_to_the_users_granted_the_investigation_found_in
         granted = granted_viewer_ids(ours.pk)
     assert granted == sorted([solo.pk, member.pk])
     assert granted_viewer_ids(other.pk) == sorted([elsewhere.pk, idle.pk])
+
+
+@pytest.mark.django_db
+def test_a_dispatched_writes_outcome_is_found_only_in_the_trails_its_reader_may_read(make_user, make_investigation):
+    """Investigating an alert again shares its writes' keys: the next record of the key may be in a trail
+    the reader may not read, and a record's page names only what they may."""
+    reader = make_user("ana", ANALYST)  # reads the trails of the investigations she asked for
+    ours, theirs = make_investigation("OUTCOME-1"), make_investigation("OUTCOME-2")
+    Investigation.objects.filter(pk=ours.pk).update(requested_by=reader)
+
+    def write(investigation, outcome):
+        return chain.record_tool_call(
+            ToolCallAudit(
+                server="edr-response",
+                tool="isolate_host",
+                arguments={"host": "ws-fin-07"},
+                outcome=outcome,
+                idempotency_key="isolate-ws-fin-07-alert-1",
+                correlation_id=investigation.correlation_id,
+            )
+        )
+
+    ours_sent = write(ours, Outcome.DISPATCHED)  # its process stopped: nothing more in our trail
+    theirs_done = write(theirs, Outcome.OK)
+    page = client_of(reader).get(f"/audit/records/{ours_sent.seq}/").content.decode()
+    assert "Outcome unknown" in page and f"#{theirs_done.seq}" not in page
+    manager = make_user("boss", MANAGER)  # reads the whole trail: the next record of the key is its outcome
+    assert f"#{theirs_done.seq}</a> (ok)" in client_of(manager).get(f"/audit/records/{ours_sent.seq}/").content.decode()
