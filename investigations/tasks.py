@@ -67,8 +67,8 @@ def sweep_actions() -> dict:
     send the deliveries due (failed ones again, after their backoff); hand approved requests no worker
     ran to one."""
     expired = expire_due()
-    deliveries.sweep()
     stalled = stalled_executions(approved_for_s=settings.SWEEP_INTERVAL_S)
     for request_id in stalled:
         execute_action.delay(request_id)
+    deliveries.sweep()  # last: telling people must never hold up an approved write
     return {"expired": expired, "executing": stalled}

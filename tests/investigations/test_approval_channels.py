@@ -22,6 +22,7 @@ from guardian.shortcuts import assign_perm
 
 from investigations.approvals import services as approvals
 from investigations.approvals.channels import deliveries
+from investigations.approvals.channels.base import OUTBOUND, Kind, OutboundChannel
 from investigations.approvals.channels.webhook import sign, signed_headers
 from investigations.models import (
     ActionApproval,
@@ -32,7 +33,10 @@ from investigations.models import (
     ToolPolicy,
 )
 from investigations.runs import services
+from toolserver import idempotency
+from toolserver.catalog import find_tool
 from toolserver.gateway import Gateway
+from toolserver.schemas import parse_arguments
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -191,6 +195,64 @@ def test_an_approver_of_the_tool_who_may_not_see_the_investigation_is_not_emaile
     deliveries.sweep()
     (mail,) = mailoutbox
     assert mail.to == ["oncall@soc.example"]
+
+
+def a_comment_request(investigation, body: str) -> ActionRequest:
+    """An add_comment request as the agent makes it: its target holds the comment's text."""
+    _, tool = find_tool("add_comment")
+    arguments = parse_arguments(tool.arguments, {"ticket_id": "4471", "body": body})
+    key = idempotency.write_key(tool, arguments, investigation.alert.trigger)
+    return ActionRequest.objects.create(
+        investigation=investigation,
+        tool_use_id="toolu_comment0001",
+        tool="add_comment",
+        server="ticketing",
+        arguments=arguments.model_dump(mode="json"),
+        target=key.target,
+        idempotency_key=key.key,
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+
+
+def test_a_comment_of_several_lines_is_emailed_under_a_one_line_subject(
+    make_investigation, make_user, settings, mailoutbox
+):
+    """A mail header holds no newline (Django refuses it): the comment's lines are joined in the subject."""
+    make_user("on-call", "analyst", email="oncall@soc.example")
+    request = a_comment_request(make_investigation(), "Findings:\n- beacon to 203.0.113.7\n- payroll.xlsx read")
+    assert "\n" in request.target
+    overdue(request, settings)
+    deliveries.sweep()
+    (mail,) = mailoutbox
+    assert mail.subject.startswith("[Gatehouse] add_comment on ") and "findings: - beacon" in mail.subject
+    assert ChannelDelivery.objects.get(request=request).state == "sent"
+
+
+class FaultyChannel(OutboundChannel):
+    """A channel with a fault of its own (not a DeliveryFailed): as a bug in a channel would be."""
+
+    name = "faulty"
+    wants = frozenset({Kind.OVERDUE})
+
+    def notify(self, change):
+        raise ValueError(f"a bug, quoting {change.request.target}")
+
+
+def test_a_channel_failing_in_its_own_code_fails_that_attempt_only_and_the_sweep_goes_on(
+    waiting, make_user, settings, monkeypatch, mailoutbox
+):
+    """Counted and backed off like a refused send (so given up in the end), named by the exception's type
+    only; the other channels' deliveries of the same sweep are still sent."""
+    monkeypatch.setitem(OUTBOUND, FaultyChannel.name, FaultyChannel)
+    settings.APPROVAL_CHANNELS = ["faulty", "email"]
+    _, request = waiting
+    make_user("on-call", "analyst", email="oncall@soc.example")
+    overdue(request, settings)
+    sent = deliveries.sweep()
+    faulty = ChannelDelivery.objects.get(request=request, channel="faulty")
+    assert (faulty.state, faulty.attempts, faulty.last_error) == ("failed", 1, "ValueError in the channel")
+    assert faulty.next_attempt_at > timezone.now()
+    assert sent == [ChannelDelivery.objects.get(request=request, channel="email").pk] and len(mailoutbox) == 1
 
 
 def test_a_mail_server_refusing_leaves_the_request_untold_logged_once_and_the_next_sweep_sends_it(

@@ -139,8 +139,9 @@ def _attempt(delivery: ChannelDelivery, channel: base.OutboundChannel) -> bool:
     except Undeliverable as nothing:
         _finish(delivery, State.DROPPED, attempts, str(nothing))
         return False
-    except DeliveryFailed as failure:
-        why = str(failure)[:200]
+    except Exception as failure:  # noqa: BLE001 - a channel's own fault is a failed attempt too: retried, then given up
+        # A DeliveryFailed says what failed without a secret; another exception's text might hold one.
+        why = str(failure)[:200] if isinstance(failure, DeliveryFailed) else f"{type(failure).__name__} in the channel"
         if attempts >= MAX_ATTEMPTS:
             retry_at, then = None, "given up"
         else:
