@@ -83,3 +83,16 @@ def unstorable_in(value, path: tuple = ()) -> tuple | None:
         elif isinstance(item, (list, tuple)):
             pending.extend((child, (*where, index)) for index, child in enumerate(item))
     return None
+
+
+def storable(value):
+    """`value` (JSON-shaped) with each character no database stores (UNSTORABLE) replaced by U+FFFD, in its
+    keys and strings: for text we keep rather than refuse (a backend's log line, a model's output), which
+    would otherwise fail the write that keeps it, and with it the call's audit record."""
+    if isinstance(value, str):
+        return UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {storable(key): storable(child) for key, child in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(child) for child in value]
+    return value

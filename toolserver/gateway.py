@@ -16,6 +16,7 @@ from typing import Any
 from django.db import transaction
 from pydantic import ValidationError
 
+from core.inputs import storable
 from toolserver import audit, config, external, idempotency
 from toolserver.audit import Outcome, ToolCallAudit
 from toolserver.catalog import ServerSpec, ToolSpec
@@ -212,8 +213,10 @@ class Gateway:
             **({META_CHECK_DONE: True} if check else {}),
         }
         if isinstance(tool, external.ExternalToolSpec):  # called by its own name on its own server
-            return self.supervisor.call(server.name, tool.remote, validated, {}, backend)
-        return self.supervisor.call(server.name, tool.name, validated, meta, backend)
+            result, status = self.supervisor.call(server.name, tool.remote, validated, {}, backend)
+        else:
+            result, status = self.supervisor.call(server.name, tool.name, validated, meta, backend)
+        return storable(result), status  # a backend's NUL would fail the record and the result's keeping
 
     def _audited(self, server, tool, arguments, result, context, started, outcome, *, key="", backend_status=""):
         with transaction.atomic():

@@ -38,6 +38,7 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from core.db import release_connection
+from core.inputs import storable
 from investigations.approvals.services import policy_for, request_action
 from investigations.models import Alert, Event, Investigation
 from investigations.runs import llm, services
@@ -503,11 +504,12 @@ TOOL_USE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # the API's shape of an id, 
 
 
 def _as_saved(block) -> dict:
-    """A content block as JSON; a tool call's input kept exactly as sent (a list, a string, null)."""
+    """A content block as JSON; a tool call's input kept as sent (a list, a string, null), but for what
+    no database stores (core.inputs.storable: a NUL the model wrote would fail the turn's save)."""
     if block.type != "tool_use":
-        return block.model_dump(mode="json", exclude_none=True)
+        return storable(block.model_dump(mode="json", exclude_none=True))
     saved = block.model_dump(mode="json", exclude_none=True, exclude={"input"})
-    return {**saved, **{name: getattr(block, name, None) for name in ("id", "name", "input")}}
+    return storable({**saved, **{name: getattr(block, name, None) for name in ("id", "name", "input")}})
 
 
 def _external_server(name) -> str:

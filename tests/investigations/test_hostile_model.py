@@ -5,9 +5,12 @@ SDK, over the real tool servers and the lab."""
 import contextlib
 import json
 import logging
+import sys
+from pathlib import Path
 
 import pytest
 
+from console.manage import administration
 from investigations.approvals import services as approvals
 from investigations.models import ActionRequest, AuditRecord, Event, Investigation
 from investigations.runs import agent
@@ -21,6 +24,8 @@ from tests.investigations.hostile_model import (
     tool_turn,
     truncated_turn,
 )
+from toolserver.models import Tool
+from toolserver.supervisor import get_supervisor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -173,3 +178,39 @@ def test_a_crash_logs_where_it_failed_but_never_the_raw_tool_arguments(hostile, 
     assert investigation.status == "failed"
     assert "investigation" in caplog.text and "ValueError" in caplog.text
     assert secret not in caplog.text
+
+
+# -- 16. what no database stores: a NUL from the model, or from a backend --------------------------
+NUL_LOG_SERVER = Path(__file__).with_name("nul_log_server.py")
+
+
+def test_a_nul_the_model_writes_in_its_text_and_a_tool_input_fails_nothing(hostile):
+    """jsonb holds no NUL: the turn's save (and the call's audit record with it) failed, and so did the
+    investigation. It is kept as U+FFFD, the host then unknown to the schema."""
+    model, investigation = hostile(
+        tool_turn(("toolu_nul", "get_host", {"host": "WS-FIN-07\u0000"}), text="Look\u0000.")
+    )
+    assert investigation.status == "completed", investigation.end_reason
+    (record,) = calls_of(investigation).filter(tool="get_host")
+    assert (record.tool_use_id, record.outcome, record.reason) == ("toolu_nul", "error", "invalid_arguments")
+    assert investigation.messages[1]["content"][0]["text"] == "Look\ufffd."
+    assert "\\u0000" not in json.dumps(model.requests[1])
+
+
+def test_a_nul_in_a_tool_result_is_kept_as_a_replacement_character_with_its_audit_record(hostile, admin_user):
+    """A web server's log line holds what its client sent, a NUL too: keeping the result failed, and the
+    audit record of a call that reached the backend was rolled back with it."""
+    server = administration.register_external_server(
+        admin_user, {"name": "logs", "command": sys.executable, "args": [str(NUL_LOG_SERVER)]}
+    )
+    administration.discover(server)
+    administration.accept_external_tool(Tool.objects.get(name="logs__tail"), admin_user, access="read")
+    try:
+        model, investigation = hostile(tool_turn(("toolu_tail", "logs__tail", {})))
+    finally:
+        get_supervisor().restart("logs")
+    assert investigation.status == "completed", investigation.end_reason
+    (record,) = calls_of(investigation).filter(tool="logs__tail")
+    assert record.outcome == "ok"
+    (answer,) = answers_in(model.requests[1])
+    assert "admin\\ufffd'" in answer["content"] and "\\u0000" not in answer["content"]  # as JSON, escaped
