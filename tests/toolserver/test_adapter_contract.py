@@ -12,11 +12,15 @@ the LDAP adapters' own mapping is tested against slapd (tests/toolserver/test_ld
 """
 
 import asyncio
+import gzip
 import json
+import socket
+import threading
 from urllib.parse import urlsplit
 
 import pytest
 
+from tests.support import WAIT_S
 from tests.toolserver.slapd import AD_PEOPLE, PEOPLE, SERVICE_DN
 from tests.toolserver.stand_in import Answer, Seen, StandIn
 from tests.toolserver.vendor_standins import FALCON_CLIENT_ID, JIRA_EMAIL
@@ -33,6 +37,7 @@ from toolserver.adapters.base import (
 )
 from toolserver.adapters.http import HttpBackend
 from toolserver.adapters.registry import INTERFACES, refusals
+from toolserver.adapters.splunk import SplunkSiem
 from toolserver.catalog import SERVERS
 from toolserver.envelope import BackendFailure
 from toolserver.lab import estate
@@ -318,3 +323,79 @@ def test_an_unreachable_or_unlisted_backend_is_a_typed_failure(server, name, cls
     assert refused.value.failure == BackendFailure.UNAVAILABLE
     with pytest.raises(egress.EgressRefused):  # not listed: never connected to
         asyncio.run(health(answering.url.replace("http", scheme, 1)))
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb() -> bytes:
+    """A JSON object of 20 MiB once inflated, about 20 KiB as sent: past HttpBackend's 16 MiB."""
+    return gzip.compress(b'{"pad": "' + b"A" * (20 * 1024 * 1024) + b'"}', compresslevel=9)
+
+
+@pytest.mark.parametrize("server, name, cls", HTTP_ADAPTERS)
+@pytest.mark.parametrize("status", [200, 400])
+def test_a_body_past_the_cap_once_inflated_is_malformed_never_a_result(
+    server, name, cls, status, gzip_bomb, answering, monkeypatch
+):
+    answering.reply = (status, gzip_bomb, {"Content-Encoding": "gzip"})  # 400: the refusal's detail is read bounded too
+    allow(monkeypatch, answering.url)
+
+    async def run():
+        backend = build(cls, answering.url, params=STAND_INS.get(name, ("http", None))[1])
+        try:
+            return await backend._request("POST", "/search", target="search")
+        finally:
+            await backend.aclose()
+
+    with pytest.raises(BackendError) as refused:
+        asyncio.run(run())
+    assert refused.value.failure == BackendFailure.MALFORMED
+
+
+def test_a_gzip_body_under_the_cap_reads_as_its_json_without_its_encoding_headers(answering, monkeypatch):
+    answering.reply = (200, gzip.compress(b'{"results": []}'), {"Content-Encoding": "gzip"})
+    allow(monkeypatch, answering.url)
+
+    async def run():
+        backend = build(SplunkSiem, answering.url)
+        try:
+            return await backend._response("GET", "/search")
+        finally:
+            await backend.aclose()
+
+    response = asyncio.run(run())
+    assert response.json() == {"results": []}
+    assert "Content-Encoding" not in response.headers
+
+
+def test_a_body_that_stops_arriving_is_a_timeout(monkeypatch):
+    """The headers come, then part of the body and nothing more: the read times out, a typed failure."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve():
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+            done.wait(WAIT_S)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/api"
+    allow(monkeypatch, url)
+
+    async def run():
+        backend = build(SplunkSiem, url, timeout_s=0.5)
+        try:
+            return await backend._request("GET", "/search")
+        finally:
+            await backend.aclose()
+
+    try:
+        with pytest.raises(BackendError) as failed:
+            asyncio.run(run())
+        assert failed.value.failure == BackendFailure.TIMEOUT
+    finally:
+        done.set()
+        thread.join(WAIT_S)
+        listener.close()

@@ -10,11 +10,14 @@ allow-list, checked after resolving), and every failure becomes one of adapters.
   404                               TargetNotFound(target)
   400, 409                          BackendRefused(the body's `detail`, at most 300 characters)
   a body that is not a JSON object  BackendError(MALFORMED)
+  a body past MAX_RESPONSE_BYTES    BackendError(MALFORMED), counted once decoded (gzip, deflate)
 
 An adapter subclasses it beside its capability's interface (`class LabSiem(LabBackend,
 SiemBackend)`) and keeps only what is its backend's own: paths, payloads, how it pages, how it
 authenticates (auth_headers()). This module runs in the server process without Django.
 """
+
+from typing import ClassVar
 
 import httpx2
 
@@ -23,9 +26,14 @@ from toolserver.adapters.base import Backend, BackendError, BackendRefused, Targ
 from toolserver.envelope import BackendFailure
 
 DEFAULT_RETRY_AFTER_S = 30
+# Headers of the body as sent, not of the decoded bytes a response is rebuilt from.
+WIRE_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
 
 
 class HttpBackend(Backend):
+    # The most of a body read, counted decoded: a small gzip body can inflate a thousandfold.
+    MAX_RESPONSE_BYTES: ClassVar[int] = 16 * 1024 * 1024
+
     def __init__(self, *, url: str, credential: str, timeout_s: float, params=None):
         super().__init__(url=url, credential=credential, timeout_s=timeout_s, params=params)
         self._http = egress.http_client(
@@ -84,12 +92,21 @@ class HttpBackend(Backend):
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         params = {key: value for key, value in (params or {}).items() if value is not None}
+        request = self._http.build_request(method, path, params=params, json=json, data=data, headers=headers)
         try:
-            response = await self._http.request(method, path, params=params, json=json, data=data, headers=headers)
-        except httpx2.TimeoutException:
+            streamed = await self._http.send(request, stream=True)
+            try:
+                body = await self._read_bounded(streamed)
+            finally:
+                await streamed.aclose()
+        except httpx2.TimeoutException:  # connecting, or reading the body
             raise BackendError(BackendFailure.TIMEOUT) from None
         except httpx2.TransportError:
             raise BackendError(BackendFailure.UNAVAILABLE) from None
+        except httpx2.DecodingError:  # a body its Content-Encoding does not decode
+            raise BackendError(BackendFailure.MALFORMED) from None
+        kept = [(key, value) for key, value in streamed.headers.multi_items() if key.lower() not in WIRE_HEADERS]
+        response = httpx2.Response(streamed.status_code, headers=kept, content=body, request=request)
         status = response.status_code
         if status == 404:
             raise TargetNotFound(target or path)
@@ -104,6 +121,16 @@ class HttpBackend(Backend):
         if status >= 500:
             raise BackendError(BackendFailure.UNAVAILABLE, status=status)
         return response
+
+    async def _read_bounded(self, response: httpx2.Response) -> bytes:
+        """The decoded body; BackendError(MALFORMED) once it passes MAX_RESPONSE_BYTES (the caller closes it)."""
+        parts, size = [], 0
+        async for part in response.aiter_bytes():
+            size += len(part)
+            if size > self.MAX_RESPONSE_BYTES:
+                raise BackendError(BackendFailure.MALFORMED, status=response.status_code)
+            parts.append(part)
+        return b"".join(parts)
 
     @staticmethod
     def _json_object(response: httpx2.Response) -> dict:
