@@ -3,7 +3,9 @@
 An external server holds its own credential; one that echoes it (a debug tool printing its
 environment, an error quoting its key) must not pass it to the worker, the audit trail or the
 model. The launcher's relay (toolserver.launch), the only other process that holds it, redacts
-every line before the worker reads it. Stdlib only: the launcher stays light.
+every line before the worker reads it. A built-in server redacts its adapter's secrets
+(Backend.secrets()) from every envelope it answers the same way (toolserver.servers.run_tool).
+Stdlib only: the launcher stays light.
 
 The forms: the credential as given, and for a header value like "Bearer <token>" the token too (a
 "Basic" one's decoded "user:password" and password); each raw, base64 (standard and URL-safe, at
@@ -82,12 +84,18 @@ def forms(secret: str) -> list[bytes]:
 
 
 class Redactor:
-    """Replaces every form of one credential in a line of bytes; a no-op without a credential."""
+    """Replaces every form of the secrets given in a line of bytes; a no-op without one."""
 
-    def __init__(self, secret: str):
-        found = forms(secret)
+    def __init__(self, *secrets: str):
+        found = sorted({form for secret in secrets for form in forms(secret)}, key=lambda form: (-len(form), form))
         self._pattern = re.compile(b"|".join(re.escape(form) for form in found)) if found else None
         self._marker = MARKER.encode()
 
     def __call__(self, line: bytes) -> bytes:
         return self._pattern.sub(self._marker, line) if self._pattern is not None else line
+
+    def text(self, value: str) -> str:
+        """`value` redacted, as text (surrogates kept: a backend's JSON may hold a lone one)."""
+        if self._pattern is None:
+            return value
+        return self(value.encode("utf-8", "surrogatepass")).decode("utf-8", "surrogatepass")

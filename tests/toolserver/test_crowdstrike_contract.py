@@ -163,6 +163,21 @@ def test_contract_a_refusal_names_falcons_message(falcon):
     assert result["reason"] == "invalid_arguments" and "Invalid ids" in result["guidance"]
 
 
+def test_contract_a_refusal_quoting_the_oauth_token_reaches_the_envelope_without_it(falcon, monkeypatch):
+    answer = falcon.answer
+
+    def echo(seen):  # a gateway in front of Falcon that quotes the request it refused
+        if seen.path == "/devices/queries/devices/v1":
+            return 400, {"errors": [{"code": 400, "message": f"bad request; {seen.authorization}"}]}, {}
+        return answer(seen)
+
+    monkeypatch.setattr(falcon, "answer", echo)
+    (result,) = run(falcon, isolate())
+    (token,) = falcon.tokens
+    assert result["reason"] == "invalid_arguments" and "[redacted credential]" in result["guidance"], result
+    assert token not in str(result)
+
+
 def test_contract_no_answer_within_the_timeout_is_crowdstrike_timeout(falcon):
     falcon.hold("/devices/queries/devices/v1")
     try:

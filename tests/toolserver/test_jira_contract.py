@@ -8,6 +8,7 @@ Each call goes through run_tool, what the ticketing server process runs per tool
 
 import asyncio
 import base64
+import json
 
 import pytest
 
@@ -140,6 +141,23 @@ def test_contract_a_refusal_names_jiras_messages(jira):
     jira.fail("/rest/api/3/issue", 400, {"errorMessages": [], "errors": {"issuetype": "Specify a valid issue type"}})
     (result,) = run(jira, ("open_ticket", TICKET))
     assert result["reason"] == "invalid_arguments" and "issuetype: Specify a valid issue type" in result["guidance"]
+
+
+@pytest.mark.parametrize("echo", ["header", "base64", "cut"])
+def test_contract_a_refusal_quoting_the_credential_reaches_the_envelope_without_any_form_of_it(jira, echo):
+    basic = base64.b64encode(f"{JIRA_EMAIL}:{jira.token}".encode()).decode()
+    header = f"Basic {basic}"
+    quoted = {  # a gateway in front of Jira that quotes the request it refused
+        "header": f"bad request; headers={{'Authorization': '{header}'}}",
+        "base64": "request: " + base64.b64encode(f"Authorization: {header}".encode()).decode(),
+        "cut": "x" * 290 + jira.token,  # cut at 300 characters, mid-token
+    }[echo]
+    jira.fail("/rest/api/3/search/jql", 400, {"errorMessages": [quoted]})
+    (result,) = run(jira, ("open_ticket", TICKET))
+    assert result["reason"] == "invalid_arguments" and "[redacted" in result["guidance"], result
+    text = json.dumps(result)
+    for form in (jira.token, basic, base64.b64encode(jira.token.encode()).decode(), jira.token[:10]):
+        assert form not in text
 
 
 def test_contract_no_answer_within_the_timeout_is_jira_timeout(jira):

@@ -4,6 +4,8 @@ The backend here is a stand-in for an external system, so each failure can be ra
 the same paths run over stdio against the lab in test_servers_stdio.py.
 """
 
+import base64
+
 import pytest
 from mcp import Client
 
@@ -38,6 +40,7 @@ class ScriptedIntel(IntelBackend):
             "10.0.0.6": TargetNotFound(args.value),
             "10.0.0.7": BackendRefused("value out of range"),
             "10.0.0.8": RuntimeError(f"connection to http://intel?key={SECRET} failed"),
+            "10.0.0.9": BackendRefused(f"bad key {SECRET} (base64 {base64.b64encode(SECRET.encode()).decode()})"),
         }.get(args.value)
         if behaviour:
             raise behaviour
@@ -93,6 +96,13 @@ async def test_each_failure_is_a_typed_error(intel, value, reason, retryable):
     assert body["guidance"]
     text = result.content[0].text
     assert SECRET not in text and "Traceback" not in text
+
+
+async def test_a_refusal_quoting_the_credential_reaches_the_model_without_any_form_of_it(intel):
+    result, body = await lookup(intel, "10.0.0.9")
+    assert body["reason"] == "invalid_arguments" and body["guidance"].count("[redacted credential]") == 2
+    for text in (result.content[0].text, str(body)):
+        assert SECRET not in text and base64.b64encode(SECRET.encode()).decode() not in text
 
 
 class VendorIntel(ScriptedIntel):

@@ -14,6 +14,7 @@ the server's process gets them in its constructor (`params=`), the secret ones o
 (architecture rules 1 and 10). This module runs in the server process without Django.
 """
 
+import functools
 import inspect
 import re
 from abc import ABC, abstractmethod
@@ -39,6 +40,7 @@ from toolserver.adapters.shapes import (
     User,
 )
 from toolserver.envelope import BackendFailure
+from toolserver.redaction import MIN_PART, Redactor
 
 __all__ = [
     "Backend",
@@ -240,6 +242,17 @@ class Backend(ABC):
         """A declared parameter's value ("" when an optional one is unset)."""
         return self._params[name]
 
+    def secrets(self) -> list[str]:
+        """Every secret this adapter holds, to be redacted from what its server answers: the credential
+        and its secret parameters. An adapter that holds more (a header built from them, a token it
+        fetched) adds them."""
+        return [self._credential, *(self._params[param.name] for param in self.params if param.secret)]
+
+    def redactor(self) -> Redactor:
+        """Replaces every form of secrets() (as they are now: a token may change)."""
+        # Shorter would rewrite ordinary words; no credential is that short.
+        return _redactor(tuple(sorted({secret for secret in self.secrets() if len(secret) >= MIN_PART})))
+
     async def aclose(self) -> None:  # noqa: B027 - optional, not abstract
         """Release connections; adapters that hold none need not override."""
 
@@ -252,6 +265,11 @@ class Backend(ABC):
         did (a dict) or None. Asked before an abandoned write is sent again, so that exactly once does
         not rest on the backend deduplicating; raise CannotTell when the backend cannot say."""
         raise CannotTell(tool)
+
+
+@functools.lru_cache(maxsize=16)
+def _redactor(secrets: tuple[str, ...]) -> Redactor:
+    return Redactor(*secrets)
 
 
 class SiemBackend(Backend):

@@ -92,6 +92,9 @@ class CrowdStrikeEdrResponse(HttpBackend, EdrResponseBackend):
     def auth_headers(self) -> dict[str, str]:
         return {}  # each request carries the current OAuth2 token (_response)
 
+    def secrets(self) -> list[str]:
+        return [*super().secrets(), self._token]
+
     # -- the token ------------------------------------------------------------------------------
     async def _access_token(self) -> str:
         async with self._token_lock:  # one fetch however many calls wait for it

@@ -47,6 +47,9 @@ class HttpBackend(Backend):
         """How the credential is presented; a bearer token unless the adapter says otherwise."""
         return {"Authorization": f"Bearer {self._credential}"}
 
+    def secrets(self) -> list[str]:
+        return [*super().secrets(), *self.auth_headers().values()]
+
     async def aclose(self) -> None:
         await self._http.aclose()
 
@@ -105,9 +108,11 @@ class HttpBackend(Backend):
             raise BackendError(BackendFailure.UNAVAILABLE) from None
         except httpx2.DecodingError:  # a body its Content-Encoding does not decode
             raise BackendError(BackendFailure.MALFORMED) from None
+        status = streamed.status_code
+        if status in (400, 409):  # a refusal may quote the request: redacted before its detail is cut to a part
+            body = self.redactor()(body)
         kept = [(key, value) for key, value in streamed.headers.multi_items() if key.lower() not in WIRE_HEADERS]
-        response = httpx2.Response(streamed.status_code, headers=kept, content=body, request=request)
-        status = response.status_code
+        response = httpx2.Response(status, headers=kept, content=body, request=request)
         if status == 404:
             raise TargetNotFound(target or path)
         if status in (400, 409):  # 409: the backend saw this idempotency key for another action

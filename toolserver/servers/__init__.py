@@ -59,6 +59,7 @@ from toolserver.meta import (  # the _meta keys; named here too, for the server'
     META_IDEMPOTENCY_KEY,
     META_TRIGGER,
 )
+from toolserver.redaction import Redactor
 from toolserver.schemas import parse_arguments
 
 log = logging.getLogger("toolserver")
@@ -111,7 +112,26 @@ def _listing(tool: ToolSpec) -> Tool:
 
 
 async def run_tool(spec: ServerSpec, tool: ToolSpec, backend: Backend, raw: Any, meta: dict) -> tuple[dict, str]:
-    """One call, start to end: (envelope, backend status). Never raises."""
+    """One call, start to end: (envelope, backend status). Never raises.
+
+    Every form of the backend's secrets is redacted from the whole envelope: a backend's refusal
+    or data may quote the credential it was sent (architecture rule 2)."""
+    envelope, backend_status = await _run(spec, tool, backend, raw, meta)
+    return _redacted(envelope, backend.redactor()), backend_status
+
+
+def _redacted(value: Any, redactor: Redactor) -> Any:
+    """`value` with every string in it, keys too, redacted."""
+    if isinstance(value, str):
+        return redactor.text(value)
+    if isinstance(value, dict):
+        return {_redacted(key, redactor): _redacted(item, redactor) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item, redactor) for item in value]
+    return value
+
+
+async def _run(spec: ServerSpec, tool: ToolSpec, backend: Backend, raw: Any, meta: dict) -> tuple[dict, str]:
     try:
         args = parse_arguments(tool.arguments, raw)
     except ValidationError as exc:
@@ -192,7 +212,7 @@ async def check_health(backend: Backend) -> dict:
         return {"ok": False, "detail": f"the check failed ({type(exc).__name__})"}
     finally:
         await backend.aclose()
-    return {"ok": True, "detail": f"reached {where}; {answer}"}
+    return {"ok": True, "detail": backend.redactor().text(f"reached {where}; {answer}")}
 
 
 def _endpoint(url: str) -> str:
