@@ -109,6 +109,17 @@ def test_contract_a_comment_on_a_missing_issue_is_not_found(jira):
     assert result["reason"] == "not_found" and "ticket 99999" in result["guidance"]
 
 
+def test_contract_a_comment_on_an_issue_of_another_project_is_not_found_and_nothing_is_written(jira):
+    jira.issues.append({"id": "20001", "key": "HR-1", "fields": {"summary": "Payroll", "labels": []}})
+    jira.comments["20001"] = []
+    comment = {"ticket_id": "20001", "body": "A comment."}
+    result, check = run(jira, ("add_comment", comment)) + run(jira, ("add_comment", comment), check=True)
+    assert result["reason"] == "not_found" and "ticket 20001" in result["guidance"], result
+    assert check["reason"] == "not_found", check
+    assert [seen.path for seen in jira.requests] == ["/rest/api/3/issue/20001"] * 2  # its project read, no more
+    assert jira.comments["20001"] == []
+
+
 def test_contract_without_an_email_the_token_is_a_bearer_token(jira):
     (result,) = run(jira, ("open_ticket", TICKET), params={"project_key": "SEC", "issue_type": "Incident"})
     assert result["status"] == "ok"

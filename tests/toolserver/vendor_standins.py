@@ -189,6 +189,16 @@ class JiraStandIn(StandIn):
                 for issue in found[:limit]
             ]  # fmt: skip
             return 200, {"issues": issues, "isLast": len(found) <= limit}, {}
+        match = re.fullmatch(r"/rest/api/3/issue/([^/]+)", seen.path)
+        if match and seen.method == "GET":
+            issue = self._issue(match.group(1))
+            if issue is None:
+                return 404, {"errorMessages": ["Issue does not exist or you do not have permission to see it."]}, {}
+            key = issue["key"].split("-")[0]  # an issue's key is its project's key and a number
+            project = {"self": f"{self.url}/rest/api/3/project/{key}", "id": "10000", "key": key, "name": key,
+                       "projectTypeKey": "software", "simplified": False}  # fmt: skip
+            fields = {"project": project} if seen.query.get("fields") == ["project"] else issue["fields"]
+            return 200, {"expand": "", "id": issue["id"], "key": issue["key"], "fields": fields}, {}
         match = re.fullmatch(r"/rest/api/3/issue/([^/]+)/comment", seen.path)
         if match:
             issue = self._issue(match.group(1))

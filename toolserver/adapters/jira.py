@@ -15,6 +15,10 @@ of making a second (already_done() asks the same question of an abandoned write)
                   {"write": <label>}; found among the newest comments (expand=properties), newest
                   first, at most MAX_COMMENTS_SCANNED of them
 
+A comment goes only to an issue of `project_key`: GET /rest/api/3/issue/<id>?fields=project is read
+first, and an issue of another project is not found, as one that does not exist (the credential may
+reach other projects; the server's ticketing is this one).
+
 The search is /search/jql, not /rest/api/3/search, which Atlassian removed from Jira Cloud in 2025
 (CHANGE-2046: it answers 410 Gone). Jira's search index can trail a create by a moment, so a retry
 within that moment could still miss the first issue; a retry that follows a lost answer is seconds
@@ -33,6 +37,7 @@ from toolserver.adapters.base import (
     BackendError,
     CannotTell,
     Param,
+    TargetNotFound,
     TicketingBackend,
     WriteContext,
     shaped,
@@ -146,8 +151,24 @@ class JiraTicketing(HttpBackend, TicketingBackend):
         return self._ticket(await self._write("/rest/api/3/issue", {"fields": fields}, write, target="ticket"))
 
     # -- comments --------------------------------------------------------------------------------
+    async def _check_project(self, ticket_id: str) -> None:
+        """TargetNotFound unless the issue is one of project_key's."""
+        target = f"ticket {ticket_id}"
+        issue = await self._request(
+            "GET", f"/rest/api/3/issue/{ticket_id}", target=target, params={"fields": "project"}
+        )
+        fields = issue.get("fields")
+        project = fields.get("project") if isinstance(fields, dict) else None
+        key = project.get("key") if isinstance(project, dict) else None
+        if not isinstance(key, str):
+            raise BackendError(BackendFailure.MALFORMED)
+        if key != self.param("project_key"):
+            raise TargetNotFound(target)
+
     async def _find_comment(self, args: schemas.AddComment, write: WriteContext) -> tuple[dict | None, bool]:
-        """(the comment carrying the write's mark, or None; whether every comment was looked at)."""
+        """(the comment carrying the write's mark, or None; whether every comment was looked at), on an
+        issue of project_key only (TargetNotFound for another project's)."""
+        await self._check_project(args.ticket_id)
         mark = {"key": PROPERTY, "value": {"write": write_label(write.idempotency_key)}}
         seen = 0
         while seen < MAX_COMMENTS_SCANNED:
