@@ -326,6 +326,14 @@ def test_contract_elastic_says_truncated_when_the_total_counted_passes_the_hits(
     assert (len(page.items), page.truncated) == (2, True)
 
 
+def test_contract_elastic_answers_at_most_limit_hits_though_it_was_sent_more(elastic):
+    body = json.loads(recorded("elastic_search_logins.json"))
+    body["hits"]["hits"] *= 3  # 6 hits, total 2: `size` not heeded (a proxy, another version)
+    elastic.override_body["elastic_search_logins.json"] = json.dumps(body).encode()
+    (page,) = calls(elastic_adapter(elastic), ("search_logins", schemas.SearchLogins(user="j.doe", limit=1)))
+    assert (len(page.items), page.truncated) == (1, True)
+
+
 def test_contract_elastic_check_connection_searches_the_index_pattern_for_nothing(elastic):
     (said,) = calls(elastic_adapter(elastic), ("health", None))
     assert said == "index pattern logs-* readable (3 shards), the API key is valid"

@@ -176,11 +176,16 @@ class ElasticSiem(HttpBackend, SiemBackend):
 
     async def search_logins(self, args: schemas.SearchLogins) -> Page:
         documents, total = self._hits(await self._post(logins_body(args)))
-        return page_of(Login, [login_of(document) for document in documents], truncated=total > len(documents))
+        return self._page(Login, [login_of(document) for document in documents], total, args.limit)
 
     async def search_events(self, args: schemas.SearchEvents) -> Page:
         documents, total = self._hits(await self._post(events_body(args)))
-        return page_of(SiemEvent, [event_of(document) for document in documents], truncated=total > len(documents))
+        return self._page(SiemEvent, [event_of(document) for document in documents], total, args.limit)
+
+    @staticmethod
+    def _page(shape, items: list[dict], total: int, limit: int) -> Page:
+        """At most `limit` items, whatever `size` the backend heeded; truncated when it had more."""
+        return page_of(shape, items[:limit], truncated=max(total, len(items)) > limit)
 
     async def _post(self, body: dict) -> dict:
         index = self.param("index")
