@@ -334,6 +334,15 @@ def test_contract_elastic_answers_at_most_limit_hits_though_it_was_sent_more(ela
     assert (len(page.items), page.truncated) == (1, True)
 
 
+def test_contract_a_backends_huge_string_reaches_the_envelope_cut_to_a_thousand_characters(elastic):
+    body = json.loads(recorded("elastic_search_logins.json"))
+    body["hits"]["hits"][0]["_source"]["user"]["name"] = "x" * 1_000_000
+    elastic.override_body["elastic_search_logins.json"] = json.dumps(body).encode()
+    envelope, _ = through_the_server(elastic_adapter(elastic), "search_logins", {"host": "WS-FIN-07"})
+    assert [len(item["user"]) for item in envelope["data"]] == [1000, len("j.doe")]
+    assert len(json.dumps(envelope)) < 3000
+
+
 def test_contract_elastic_check_connection_searches_the_index_pattern_for_nothing(elastic):
     (said,) = calls(elastic_adapter(elastic), ("health", None))
     assert said == "index pattern logs-* readable (3 shards), the API key is valid"

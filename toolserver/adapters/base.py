@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from toolserver import schemas
 from toolserver.adapters.shapes import (
+    MAX_STRING,
     AccountChange,
     Comment,
     Connection,
@@ -112,11 +113,21 @@ class WriteContext:
 
 
 def shaped(shape: type[Shape], body) -> dict:
-    """`body` as `shape` (unknown keys dropped); BackendError(MALFORMED) when it does not fit."""
+    """`body` as `shape` (unknown keys dropped, each string cut to MAX_STRING characters);
+    BackendError(MALFORMED) when it does not fit."""
     try:
-        return shape.model_validate(body).model_dump()
+        fitted = shape.model_validate(body).model_dump()
     except ValidationError:
         raise BackendError(BackendFailure.MALFORMED) from None
+    return {key: _cut(value) for key, value in fitted.items()}
+
+
+def _cut(value):
+    if isinstance(value, str):
+        return value[:MAX_STRING]
+    if isinstance(value, list):
+        return [_cut(item) for item in value]
+    return value
 
 
 def page_of(shape: type[Shape], items, *, truncated: bool) -> Page:

@@ -3,7 +3,8 @@
 An adapter validates the backend's answer into one of these (shaped(), page_of() in
 adapters.base) and returns the shape's dump: unknown keys are dropped, so what reaches the
 model is always our shape, never a backend's raw payload (architecture rule 4). An answer that
-does not fit is BackendError(MALFORMED). Each interface method in adapters.base names the shape
+does not fit is BackendError(MALFORMED). Every string in a shape is cut to MAX_STRING characters
+(shaped()), so one field of a backend's answer cannot fill the model's context. Each interface method in adapters.base names the shape
 it returns (`@returns`); the contract test (tests/toolserver/test_adapter_contract.py) holds
 every registered adapter to it.
 """
@@ -11,6 +12,8 @@ every registered adapter to it.
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
+
+MAX_STRING = 1000  # characters of one string field, or of one string in a list field
 
 
 class Shape(BaseModel):
