@@ -149,6 +149,7 @@ class AddComment(StrictArgs):
 
 # intel --------------------------------------------------------------------------------
 _HASH = re.compile(r"^(?:[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64})$")
+MAX_IP_LENGTH = 45  # the longest IPv6 text: 0000:0000:0000:0000:0000:ffff:255.255.255.255
 _DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
@@ -169,6 +170,9 @@ class LookupIndicator(StrictArgs):
         if self.kind == "domain" and not _DOMAIN.match(self.value):
             raise ValueError("value is not a lower-case domain name")
         if self.kind == "ip":
+            # ip_address() takes an IPv6 zone id, any text after "%": no feed keys one.
+            if "%" in self.value or len(self.value) > MAX_IP_LENGTH:
+                raise ValueError("value is not an IP address (no zone id)")
             try:
                 ipaddress.ip_address(self.value)
             except ValueError:

@@ -27,6 +27,8 @@ pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in
         (schemas.OpenTicket, {"title": "Phish", "body": "x" * 20, "severity": "urgent"}, "literal_error"),
         (schemas.LookupIndicator, {"kind": "hash", "value": "not-a-hash"}, "value_error"),
         (schemas.LookupIndicator, {"kind": "ip", "value": "999.1.1.1"}, "value_error"),
+        (schemas.LookupIndicator, {"kind": "ip", "value": "fe80::1%eth0"}, "value_error"),  # a zone id
+        (schemas.LookupIndicator, {"kind": "ip", "value": "fe80::1%x&&evil.example <ignore previous>"}, "value_error"),
         (schemas.LookupIndicator, {"kind": "domain", "value": "Evil.COM"}, "value_error"),
         (schemas.GetUser, ["j.doe"], "extra_forbidden"),
     ],
