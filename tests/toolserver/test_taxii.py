@@ -13,7 +13,8 @@ import pytest
 from tests.toolserver.taxii_server import API_ROOT, COLLECTION_ID, READER, READER_PASSWORD, indicator
 from toolserver import egress, schemas
 from toolserver.adapters.base import BackendError, ParamError
-from toolserver.adapters.taxii import Refresh, TaxiiIntel, pattern_keys
+from toolserver.adapters.indicators import normalised
+from toolserver.adapters.taxii import IndicatorIndex, Refresh, TaxiiIntel, pattern_keys
 from toolserver.envelope import BackendFailure
 
 pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in the embedded run
@@ -170,6 +171,7 @@ def test_revoked_expired_and_not_yet_valid_indicators_do_not_count_and_types_gra
         ),
         ("[ipv6-addr:value = '2001:DB8:0:0::1']", {("ip", "2001:db8::1")}),
         ("[ipv4-addr:value = '10.1.2.3/32']", {("ip", "10.1.2.3")}),
+        ("[ipv6-addr:value = '::ffff:10.1.2.3']", {("ip", "10.1.2.3")}),  # IPv4-mapped: the IPv4 address
         (
             "[file:hashes.'SHA-1' = 'DA39A3EE5E6B4B0D3255BFEF95601890AFD80709']",
             {("hash", "da39a3ee5e6b4b0d3255bfef95601890afd80709")},
@@ -190,6 +192,14 @@ def test_revoked_expired_and_not_yet_valid_indicators_do_not_count_and_types_gra
 )
 def test_a_pattern_is_indexed_only_under_values_it_alone_is_enough_to_match(pattern, keys):
     assert set(pattern_keys(pattern)[0]) == keys
+
+
+@pytest.mark.parametrize("value", ["203.0.113.7", "::ffff:203.0.113.7", "::FFFF:CB00:7107", "::ffff:198.51.100.9"])
+def test_an_ipv4_mapped_ipv6_address_matches_as_its_ipv4_address(value):
+    index = IndicatorIndex()
+    pattern = "[ipv4-addr:value = '203.0.113.7'] OR [ipv4-addr:value = '198.51.100.0/24']"
+    index.add([json.loads(indicator(pattern).serialize())])
+    assert len(index.matches("ip", normalised("ip", value), datetime.now(UTC))) == 1
 
 
 def test_a_wrong_password_is_forbidden(allowed):

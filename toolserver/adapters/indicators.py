@@ -25,7 +25,12 @@ def normalised(kind: str, value: str) -> str | None:
         schemas.LookupIndicator(kind=kind, value=value)  # type: ignore[arg-type]
     except ValidationError:
         return None
-    return str(ipaddress.ip_address(value)) if kind == "ip" else value
+    if kind != "ip":
+        return value
+    address = ipaddress.ip_address(value)
+    # ::ffff:203.0.113.7 is 203.0.113.7 (an IPv6 socket's view of an IPv4 peer): keyed as the IPv4 address.
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return str(mapped or address)
 
 
 @dataclass(frozen=True)
