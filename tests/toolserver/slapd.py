@@ -77,7 +77,7 @@ AD_EXPIRES = "135379296000000000"
 AD_LAST_LOGON = "133590384000000000"
 
 
-def _config(folder: Path) -> str:
+def _config(folder: Path, size_limit: int | None = None) -> str:
     data = folder / "data"
     data.mkdir()
     (folder / "ad-test.schema").write_text(AD_SCHEMA)
@@ -96,6 +96,7 @@ suffix "{SUFFIX}"
 rootdn "{ROOT_DN}"
 rootpw {ROOT_PASSWORD}
 directory {data}
+{f'limits dn.exact="{SERVICE_DN}" size={size_limit}' if size_limit else ""}
 
 overlay ppolicy
 ppolicy_default "{POLICY_DN}"
@@ -116,13 +117,14 @@ access to *
 
 
 class Slapd:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, *, size_limit: int | None = None):
+        """`size_limit`: the most entries a search by the service account returns (slapd's `limits`)."""
         self.folder = folder
         self.port = free_port()
         self.url = f"ldap://127.0.0.1:{self.port}"
         self.service_password = "gatehouse-bind-" + os.urandom(8).hex()
         conf = folder / "slapd.conf"
-        conf.write_text(_config(folder))
+        conf.write_text(_config(folder, size_limit))
         self.process = subprocess.Popen(
             [SLAPD, "-h", f"{self.url}/", "-f", str(conf), "-d", "0"],
             stdout=subprocess.DEVNULL,

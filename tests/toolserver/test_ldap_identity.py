@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from tests.toolserver.slapd import AD_CONTROL, AD_EXPIRES, AD_PEOPLE, PEOPLE, SERVICE_DN
+from tests.toolserver.slapd import AD_CONTROL, AD_EXPIRES, AD_PEOPLE, PEOPLE, SERVICE_DN, Slapd
 from toolserver import egress, schemas
 from toolserver.adapters.base import BackendError, BackendRefused, ParamError, TargetNotFound, WriteContext
 from toolserver.adapters.ldap import ACCOUNTDISABLE, ActiveDirectoryIdentity, LdapIdentity, account_control_change
@@ -200,6 +200,24 @@ def test_a_name_shared_by_two_entries_is_refused_and_nothing_changes(slapd, allo
     with pytest.raises(BackendRefused, match="more than one"):
         disable(adapter(slapd, base_dn=PEOPLE.split(",", 1)[1]))
     assert slapd.read(DOE, "pwdAccountLockedTime").get("pwdAccountLockedTime", []) == []
+
+
+def test_a_search_the_directory_cut_at_one_entry_is_refused_not_taken_as_the_account(tmp_path, monkeypatch):
+    folder = tmp_path / "slapd"
+    folder.mkdir()
+    directory = Slapd(folder, size_limit=1)  # one entry and sizeLimitExceeded, as a directory's policy may answer
+    try:
+        monkeypatch.setenv(egress.VARIABLE, f"127.0.0.1:{directory.port}")
+        root = directory.root()
+        services = f"uid=j.doe,ou=services,{PEOPLE.split(',', 1)[1]}"
+        assert root.add(services, ["inetOrgPerson"], {"uid": "j.doe", "cn": "Other Doe", "sn": "Doe"}), root.result
+        root.unbind()
+        with pytest.raises(BackendRefused, match="more than one"):
+            disable(adapter(directory, base_dn=PEOPLE.split(",", 1)[1]))
+        for dn in (DOE, services):
+            assert directory.read(dn, "pwdAccountLockedTime").get("pwdAccountLockedTime", []) == []
+    finally:
+        directory.stop()
 
 
 # -- Active Directory (contract tests on AD's documented attribute semantics) ------------------------

@@ -13,7 +13,8 @@ Referrals are never followed: one would carry the bind password to a host nobody
 Users are found by `user_attribute` (uid on OpenLDAP, sAMAccountName on AD) under `base_dn`, the
 name escaped as a filter value (RFC 4515: ldap3.utils.conv.escape_filter_chars), so a name is only
 ever compared, never read as filter syntax. Exactly one entry must match: none is TargetNotFound,
-more than one is BackendRefused (the adapter never guesses which account to disable).
+more than one is BackendRefused (the adapter never guesses which account to disable), and so is a
+search the directory cut short (sizeLimitExceeded), however many entries it returned.
 
 Disabling:
   OpenLDAP          pwdAccountLockedTime set to 000001010000Z, a permanent lock (slapo-ppolicy(5);
@@ -264,12 +265,13 @@ class LdapBackend(IdentityBackend):
         entries = [entry for entry in conn.response or [] if entry.get("type") == "searchResEntry"]
         if code not in (SUCCESS, SIZE_LIMIT):
             raise BackendError(_failure_of_code(code), status=code)
-        if not entries:
-            raise TargetNotFound(username)
-        if len(entries) > 1:
+        # sizeLimitExceeded: more matched than came back (a directory's own limit may return just one).
+        if len(entries) > 1 or code == SIZE_LIMIT:
             raise BackendRefused(
                 f"more than one directory entry has {self.user_attribute} {username!r}; none was changed"
             )
+        if not entries:
+            raise TargetNotFound(username)
         entry = entries[0]
         raw = entry.get("raw_attributes") or {}
         return Found(
