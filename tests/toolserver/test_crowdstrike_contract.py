@@ -163,6 +163,23 @@ def test_contract_a_refusal_names_falcons_message(falcon):
     assert result["reason"] == "invalid_arguments" and "Invalid ids" in result["guidance"]
 
 
+@pytest.mark.parametrize(
+    "errors, said",
+    [
+        ({"code": 400, "message": "bad filter"}, "bad filter"),  # one object, not a list
+        (400, "the backend refused the request"),
+        ("bad", "the backend refused the request"),
+        ([], "the backend refused the request"),
+        (["bad"], "the backend refused the request"),
+        (None, "the backend refused the request"),
+    ],
+)
+def test_contract_a_refusal_whatever_its_errors_is_invalid_arguments(falcon, errors, said):
+    falcon.fail("/devices/entities/devices-actions/v2", 400, {"errors": errors})
+    (result,) = run(falcon, isolate())
+    assert result["reason"] == "invalid_arguments" and said in result["guidance"], result
+
+
 def test_contract_a_refusal_quoting_the_oauth_token_reaches_the_envelope_without_it(falcon, monkeypatch):
     answer = falcon.answer
 

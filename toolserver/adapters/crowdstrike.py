@@ -124,12 +124,15 @@ class CrowdStrikeEdrResponse(HttpBackend, EdrResponseBackend):
 
     @staticmethod
     def _detail(response: httpx2.Response) -> str:
-        """Falcon's refusal: `{"errors": [{"code": 400, "message": "..."}]}`."""
+        """Falcon's refusal: `{"errors": [{"code": 400, "message": "..."}]}` (or one error object);
+        whatever else the body is, HttpBackend's."""
         try:
-            errors = response.json().get("errors") or []
-            message = errors[0].get("message") if isinstance(errors[0], dict) else None
-        except (ValueError, AttributeError, IndexError):
-            message = None
+            body = response.json()
+        except ValueError:
+            body = None
+        errors = body.get("errors") if isinstance(body, dict) else None
+        first = errors[0] if isinstance(errors, list) and errors else errors
+        message = first.get("message") if isinstance(first, dict) else None
         return str(message)[:300] if message else HttpBackend._detail(response)
 
     @staticmethod
