@@ -229,6 +229,26 @@ def test_a_stopped_server_is_unavailable_even_with_an_index(allowed):
     assert failure.failure == BackendFailure.UNAVAILABLE
 
 
+def test_a_refresh_stopped_at_its_page_bound_fails_the_lookup_and_the_next_goes_on(allowed, monkeypatch):
+    monkeypatch.setattr("toolserver.adapters.taxii.MAX_PAGES_PER_REFRESH", 2)
+    allowed.publish(*(indicator(f"[domain-name:value = 'n{number}.example']") for number in range(4)))
+    allowed.publish(indicator("[domain-name:value = 'evil.example']"))  # on the third page, two a page
+    backend = adapter(allowed)
+
+    async def run():
+        ask = schemas.LookupIndicator(kind="domain", value="evil.example")
+        try:
+            with pytest.raises(BackendError) as failed:
+                await backend.lookup_indicator(ask)
+            return failed.value, await backend.lookup_indicator(ask)
+        finally:
+            await backend.aclose()
+
+    failure, found = asyncio.run(run())
+    assert failure.failure == BackendFailure.UNAVAILABLE  # never "unknown" from a part of the feed
+    assert found["verdict"] == "malicious" and len(backend.index) == 5
+
+
 def test_a_host_off_the_allow_list_is_refused_before_any_request(taxii_server, monkeypatch):
     monkeypatch.setenv(egress.VARIABLE, f"127.0.0.1:{taxii_server.port + 1 if taxii_server.port < 65535 else 1}")
     with pytest.raises(egress.EgressRefused):

@@ -19,7 +19,9 @@ following `next` (or, with `more` and no `next`, added_after again) until `more`
 first lookup pages the whole collection, and each later one fetches only what was added since (a
 new version of an indicator, a revocation say, is added too and replaces the older one). A refresh
 cut short keeps what it read: the pages come in date_added order and added_after moves per page.
-A lookup whose refresh fails fails (a stale index could hide a revocation).
+A lookup whose refresh fails fails (a stale index could hide a revocation), and so does one whose
+refresh stopped at MAX_PAGES_PER_REFRESH pages with more to read (UNAVAILABLE, retryable: the next
+lookup goes on from there).
 
 What a pattern contributes (strict, equality only): an indicator is indexed under the values its
 pattern alone is enough to match, i.e. when the pattern has no AND, FOLLOWEDBY or qualifier
@@ -71,7 +73,7 @@ from toolserver.envelope import BackendFailure
 
 MEDIA_TYPE = "application/taxii+json;version=2.1"
 PAGE_SIZE = 1000  # asked for; a server sends at most its own maximum
-MAX_PAGES_PER_REFRESH = 1000  # a refresh stops there; the next lookup goes on from where it stopped
+MAX_PAGES_PER_REFRESH = 1000  # a refresh stops there, its lookup fails; the next goes on from where it stopped
 
 _SEGMENT = r"[A-Za-z0-9._~-]{1,100}"
 
@@ -336,6 +338,8 @@ class TaxiiIntel(HttpBackend, IntelBackend):
                         if last is None or last == query["added_after"]:
                             raise BackendError(BackendFailure.MALFORMED)
                         query["added_after"] = last
+                else:  # stopped with more to read: the index is not the collection yet
+                    raise BackendError(BackendFailure.UNAVAILABLE)
             finally:
                 self.index.last_refresh = spent
             return spent
