@@ -178,6 +178,26 @@ def test_contract_a_splunk_login_without_a_user_is_kept_with_an_empty_user_not_a
     assert [item["user"] for item in page.items] == ["", "j.doe", "j.doe"]
 
 
+def test_contract_a_splunk_multivalue_action_is_read_as_its_value_the_search_matched(splunk):
+    body = json.loads(recorded("splunk_oneshot_logins.json"))
+    body["results"][0]["action"] = ["weird", "success"]  # the search matched its second value
+    body["results"][1]["action"] = ["failure", "success"]
+    splunk.override_body["splunk_oneshot_logins.json"] = json.dumps(body).encode()
+    (page,) = calls(splunk_adapter(splunk), ("search_logins", schemas.SearchLogins(user="j.doe")))
+    assert [item["result"] for item in page.items] == ["success", "failure", "failure"]
+    assert page.truncated is False
+
+
+def test_contract_a_splunk_result_that_fits_no_login_is_left_out_and_the_page_says_truncated(splunk):
+    body = json.loads(recorded("splunk_oneshot_logins.json"))
+    body["results"][0]["action"] = "weird"
+    body["results"][1]["_time"] = None
+    splunk.override_body["splunk_oneshot_logins.json"] = json.dumps(body).encode()
+    envelope, _ = through_the_server(splunk_adapter(splunk), "search_logins", {"user": "j.doe"})
+    assert envelope["status"] == "ok" and envelope["truncated"] is True, envelope
+    assert [item["at"] for item in envelope["data"]] == ["2024-04-30T08:02:17.000+00:00"]
+
+
 def test_contract_splunk_check_connection_reads_server_info_with_the_token(splunk):
     (said,) = calls(splunk_adapter(splunk), ("health", None))
     assert said == "Splunk 9.2.1 (splunk-sh1), the token is valid"
@@ -341,6 +361,15 @@ def test_contract_a_backends_huge_string_reaches_the_envelope_cut_to_a_thousand_
     envelope, _ = through_the_server(elastic_adapter(elastic), "search_logins", {"host": "WS-FIN-07"})
     assert [len(item["user"]) for item in envelope["data"]] == [1000, len("j.doe")]
     assert len(json.dumps(envelope)) < 3000
+
+
+def test_contract_an_elastic_event_with_no_kind_is_left_out_and_the_page_says_truncated(elastic):
+    body = json.loads(recorded("elastic_search_events.json"))
+    del body["hits"]["hits"][0]["_source"]["event"]  # a plain log line: no event.action, category or kind
+    elastic.override_body["elastic_search_events.json"] = json.dumps(body).encode()
+    envelope, _ = through_the_server(elastic_adapter(elastic), "search_events", {"user": "j.doe"})
+    assert envelope["status"] == "ok" and envelope["truncated"] is True, envelope
+    assert len(envelope["data"]) == 1
 
 
 def test_contract_elastic_check_connection_searches_the_index_pattern_for_nothing(elastic):

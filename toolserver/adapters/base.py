@@ -4,8 +4,9 @@ failures it may raise, and the parameters it may declare.
 An adapter subclasses its capability's interface (SiemBackend, EdrBackend, ...), implements every
 abstract method, and is registered for a server (toolserver.adapters.registry), which refuses it at
 import when it does not. Each method returns one of our shapes (adapters.shapes, named on the
-interface's method with @returns): a dict built by shaped(), or a Page built by page_of(), never
-a backend's raw payload. Every transport or protocol failure becomes one of the failures below:
+interface's method with @returns): a dict built by shaped(), or a Page built by page_of() (which
+leaves out an item that does not fit and says the page is truncated), never a backend's raw
+payload. Every transport or protocol failure becomes one of the failures below:
 BackendError (with a BackendFailure), TargetNotFound, BackendRefused, or CannotTell.
 
 An adapter that needs more than a URL and one credential (a Splunk index, an Okta org, a second
@@ -131,10 +132,20 @@ def _cut(value):
 
 
 def page_of(shape: type[Shape], items, *, truncated: bool) -> Page:
-    """A page of `shape`s; BackendError(MALFORMED) when `items` is not a list of fitting objects."""
+    """A page of `shape`s. An item that does not fit its shape is left out and the page said to be
+    truncated, so one odd record does not hide the others; BackendError(MALFORMED) when `items` is not
+    a list, or none of its items fits (not the backend's answer at all)."""
     if not isinstance(items, list):
         raise BackendError(BackendFailure.MALFORMED)
-    return Page(items=[shaped(shape, item if isinstance(item, dict) else None) for item in items], truncated=truncated)
+    fitting = []
+    for item in items:
+        try:
+            fitting.append(shaped(shape, item if isinstance(item, dict) else None))
+        except BackendError:
+            continue
+    if items and not fitting:
+        raise BackendError(BackendFailure.MALFORMED)
+    return Page(items=fitting, truncated=truncated or len(fitting) < len(items))
 
 
 def returns(shape: type[Shape], *, page: bool = False) -> Callable:

@@ -12,7 +12,9 @@ Retry-After):
 
 The query is Query DSL built here as JSON (term filters on the validated arguments, a range
 `now-<lookback_hours>h` to `now`), never query-string syntax, so no argument is parsed as a query.
-`track_total_hits` counts one past `limit`: a total above the hits returned means truncated.
+`track_total_hits` counts one past `limit`: a total above the hits returned means truncated, as
+does a document left out because it does not fit its shape (an event with no event.action,
+event.category or event.kind).
 
 What the searches read (Elastic Common Schema):
 

@@ -18,13 +18,15 @@ schemas already refuse it. No text of the model's reaches the search otherwise.
 
 What the searches read (Splunk's Common Information Model):
 
-  logins   tag=authentication, action success / failure / blocked (blocked is a failure);
+  logins   tag=authentication, action success / failure / blocked (blocked is a failure; of a
+           multivalue action, the first of these);
            user, dest (else host), src, app as the method; `iplocation src` gives the country
   events   the event's eventtype as its kind (name your eventtypes after Gatehouse's kinds:
            email_click, av_alert, dns_query, ...; else the sourcetype), user, dest (else host),
            _raw (its first 500 characters) as the summary
 
-At most `limit` results, newest first (`head limit+1`: one more says the answer is truncated).
+At most `limit` results, newest first (`head limit+1`: one more says the answer is truncated); a
+result that does not fit its shape is left out, and the page said to be truncated.
 
 The credential is a Splunk authentication token (`Authorization: Bearer`), of a user whose role
 has the `search` capability and reads only the index. Failures are HttpBackend's (401/403
@@ -100,8 +102,15 @@ def _first(value) -> str | None:
     return None if value in (None, "") else str(value)
 
 
+def _matched(value, allowed: tuple[str, ...]) -> str | None:
+    """A field the search matched on: of a multivalue one, its first value among `allowed` (else its first)."""
+    if isinstance(value, list):
+        value = next((item for item in value if item in allowed), value[0] if value else None)
+    return _first(value)
+
+
 def login_of(result: dict) -> dict:
-    action = _first(result.get("action"))
+    action = _matched(result.get("action"), ("success", "failure", "blocked"))
     return {
         "at": _first(result.get("_time")),
         "user": _first(result.get("user")) or "",
