@@ -575,6 +575,8 @@ def _moved(request_id: int, from_state: str, to_state: str, when: Q | None = Non
     raises IllegalTransition before the row is touched; the WHERE clause holds the state it must come from
     (and `when`). Every change of a request's state goes through here."""
     transitions.check(ActionRequest.TRANSITIONS, from_state, to_state, what="an action request")
+    if "outcome" in fields:  # a line for people, built from a reason and a name as long as they were given
+        fields["outcome"] = fields["outcome"][: ActionRequest._meta.get_field("outcome").max_length]
     rows = ActionRequest.objects.filter(when or Q(), pk=request_id, state=from_state)
     return bool(rows.update(state=to_state, updated_at=timezone.now(), **fields))
 

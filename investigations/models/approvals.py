@@ -11,6 +11,10 @@ from django.utils import timezone
 from core import transitions
 from investigations.models.runs import Investigation
 
+# Who did something, as the history and the audit trail name them: "user:" and up to two usernames of
+# Django's 150 characters (a four-eyes write's approvers, comma-separated).
+ACTOR_MAX = 320
+
 
 class ToolPolicy(models.Model):
     """How one write tool is gated (architecture rule 9). Who may approve: the object permission
@@ -163,7 +167,7 @@ class ActionTransition(models.Model):
     request = models.ForeignKey(ActionRequest, on_delete=models.PROTECT, related_name="transitions")
     from_state = models.CharField(max_length=20, blank=True)
     to_state = models.CharField(max_length=20)
-    actor = models.CharField(max_length=150, help_text="'agent', 'system' or 'user:<username>'.")
+    actor = models.CharField(max_length=ACTOR_MAX, help_text="'agent', 'system' or 'user:<username>'.")
     reason = models.TextField(blank=True)
     at = models.DateTimeField(auto_now_add=True)
 

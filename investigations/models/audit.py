@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Q
 
 from core.roles import ANALYST, has_role
-from investigations.models.approvals import ActionTransition
+from investigations.models.approvals import ACTOR_MAX, ActionTransition
 from investigations.models.runs import Investigation
 
 READ_ALL = "investigations.view_auditrecord"
@@ -103,7 +103,7 @@ class AuditRecord(models.Model):
     backend_status = models.CharField(max_length=40, blank=True)
     latency_ms = models.FloatField(default=0)
     correlation_id = models.CharField(max_length=64, blank=True)
-    actor = models.CharField(max_length=150)
+    actor = models.CharField(max_length=ACTOR_MAX)
     source = models.CharField(max_length=60, blank=True)
     extra = models.JSONField(default=dict, blank=True)
     text = models.TextField(blank=True, help_text="The visible fields, lower-cased, for the free-text search.")

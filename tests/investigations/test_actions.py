@@ -183,6 +183,27 @@ def test_four_eyes_needs_two_different_people(received, analyst, make_user):
     assert LabWrite.objects.filter(action="isolate_host").count() == 1
 
 
+def test_people_with_the_longest_names_django_allows_approve_reject_and_are_named_in_full(received, make_user):
+    """Two 150-character usernames (an SSO subject can be one) overflowed the trail's and the history's actor
+    (150): the write's dispatch record failed, and the approved write was retried for ever, never sent."""
+    ToolPolicy.objects.filter(tool="isolate_host").update(approvals_needed=2)
+    first, second = (make_user(letter * 137 + "@corp.example", "analyst") for letter in "ab")
+    _, investigation = received("LAB-SIEM-1001")
+    request = pending(run(investigation))
+    approvals.approve(request.pk, first)
+    assert approve_and_execute(request, second).state == "succeeded"
+    assert LabWrite.objects.filter(action="isolate_host").count() == 1
+    sent = AuditRecord.objects.filter(tool="isolate_host", outcome__in=("dispatched", "ok"))
+    assert set(sent.values_list("actor", flat=True)) == {f"user:{first.username},{second.username}"}
+
+    _, again = received("LAB-SIEM-1002")
+    refused = pending(run(again))
+    approvals.reject(refused.pk, first, "x" * 1000)
+    refused.refresh_from_db()
+    assert refused.state == "rejected" and refused.outcome.startswith(f"rejected by {first.username}: xxx")
+    assert refused.transitions.filter(actor=f"user:{first.username}").exists()
+
+
 @pytest.mark.parametrize("loses", ["deactivated", "role taken"])
 def test_four_eyes_counts_only_approvals_of_people_still_allowed_to_approve(received, analyst, make_user, loses):
     ToolPolicy.objects.filter(tool="isolate_host").update(approvals_needed=2)
