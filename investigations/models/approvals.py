@@ -1,6 +1,7 @@
 """The human gate: per-tool approval policies, the requests the agent makes, their approvals and history."""
 
 import json
+import unicodedata
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
@@ -133,7 +134,10 @@ class ActionRequest(models.Model):
     def arguments_text(self) -> str:
         """The arguments the write will be sent with, whole, as every place that asks for a decision
         shows them: the target alone hides a ticket's body or a comment's text."""
-        return json.dumps(self.arguments, indent=2, ensure_ascii=False, sort_keys=True)
+        text = json.dumps(self.arguments, indent=2, ensure_ascii=False, sort_keys=True)
+        # JSON escapes control characters, not format ones: a right-to-left override or a zero-width space
+        # would make what is read differ from what is sent, so they are shown as their escapes too.
+        return "".join(f"\\u{ord(char):04x}" if unicodedata.category(char) == "Cf" else char for char in text)
 
     @property
     def can_become(self) -> list[str]:

@@ -193,6 +193,23 @@ def test_what_a_write_is_sent_with_is_shown_whole_wherever_it_is_decided(client,
     assert body in html.unescape(cards(ActionRequest.objects.get(pk=ticket.pk))["approver"])
 
 
+def test_characters_that_change_how_text_reads_are_shown_as_their_escapes(client, make_investigation, analyst):
+    """A right-to-left override makes "…exe.pdf" read as "…fdp.exe"; a zero-width space hides in a name."""
+    body = "Attachment invoice\u202efdp.exe from ad\u200bmin"
+    ticket = make_action(
+        make_investigation(),
+        2,
+        tool="open_ticket",
+        server="ticketing",
+        target="alert",
+        arguments={"title": "Phishing", "body": body, "severity": "high"},
+    )
+    client.force_login(analyst)
+    shown = html.unescape(client.get("/approvals/").content.decode())
+    assert "invoice\\u202efdp.exe from ad\\u200bmin" in shown and "\u202e" not in shown
+    assert get(client, f"/actions/{ticket.pk}", token_of(analyst)).json()["arguments"]["body"] == body  # data as sent
+
+
 def test_an_unknown_request_is_404(client, analyst, db):
     token = token_of(analyst)
     assert get(client, "/actions/999999", token).status_code == 404
