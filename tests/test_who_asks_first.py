@@ -29,7 +29,7 @@ MALFORMED = [
 
 
 def call(user, method: str, path: str, body):
-    token = create_api_token(user, "tests")[1]
+    token = create_api_token(user, "tests", decide=True)[1]  # may decide: only the rule refuses
     data = "" if body is None else json.dumps(body)
     return Client().generic(
         method, path, data, content_type="application/json", headers={"Authorization": f"Bearer {token}"}

@@ -218,6 +218,12 @@ def may_decide(request, user):
         return 404, "No such action request."
     if not services.may_approve(user, action.tool):
         return 403, f"You are not allowed to approve {action.tool}."
+    api_token = getattr(request, "api_token", None)
+    if api_token is not None and not api_token.decide:  # a scope, whether or not step-up is on
+        return (
+            403,
+            "This token only reads: a decision needs a token made to decide (manage.py api_tokens create USERNAME --name NAME --decide).",
+        )
     return None
 
 

@@ -28,7 +28,7 @@ def tokens(make_user, settings):
     settings.INTAKE_RATE = (100_000, 60)  # the fuzzing sends far more than a SIEM may
     settings.INTAKE_MAX_QUEUED = 100_000
     integration, token = create_integration("lab-siem")
-    _, person = create_api_token(make_user("root", ANALYST, MANAGER, ADMIN, is_staff=True), "fuzz")
+    _, person = create_api_token(make_user("root", ANALYST, MANAGER, ADMIN, is_staff=True), "fuzz", decide=True)
     yield token, person
     get_rate_limiter().reset(rate_bucket(integration))  # the next test's integration may get this id
 

@@ -186,7 +186,7 @@ def test_the_api_refuses_a_stale_session_and_a_token_not_scoped_to_decide(client
 
     _, plain = create_api_token(analyst, "reader bot")
     refused = client.post(url, {}, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {plain}")
-    assert refused.status_code == 403 and "Step-up required" in refused.json()["detail"]
+    assert refused.status_code == 403 and "This token only reads" in refused.json()["detail"]
     assert ActionRequest.objects.get(pk=request.pk).state == "pending"
 
     api_token, decide = create_api_token(analyst, "chat bot", decide=True)
@@ -209,7 +209,7 @@ def test_confirming_an_unknown_outcome_needs_a_fresh_proof_too(client, analyst, 
         content_type="application/json",
         HTTP_AUTHORIZATION=f"Bearer {plain}",
     )
-    assert answer.status_code == 403 and "Step-up required" in answer.json()["detail"]
+    assert answer.status_code == 403 and "This token only reads" in answer.json()["detail"]
     assert ActionRequest.objects.get(pk=request.pk).state == "unconfirmed"
 
 

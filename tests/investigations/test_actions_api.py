@@ -42,7 +42,8 @@ def pending(waiting):
 
 
 def token_of(user) -> str:
-    return create_api_token(user, "tests")[1]
+    """A token made to decide (a chat bot's): one not made to only reads."""
+    return create_api_token(user, "tests", decide=True)[1]
 
 
 def bearer(token: str) -> dict:
@@ -348,6 +349,17 @@ def test_a_session_post_needs_the_csrf_token(pending, analyst):
     csrf_token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()).group(1)
     response = approve(browser, pending, **{"X-CSRFToken": csrf_token})
     assert (response.status_code, response.json()["state"]) == (200, "approved")
+
+
+def test_a_token_not_made_to_decide_only_reads_even_with_step_up_off(client, pending, analyst, settings):
+    """Its scope is a right, not only a proof of presence: turning step-up off does not let a dashboard's
+    read token approve writes."""
+    settings.STEP_UP_MINUTES = 0
+    _, reader = create_api_token(analyst, "dashboard")
+    assert get(client, f"/actions/{pending.pk}", reader).status_code == 200
+    for refused in (approve(client, pending, reader), reject(client, pending, "no", reader)):
+        assert refused.status_code == 403 and "This token only reads" in refused.json()["detail"]
+    assert state_of(pending) == "pending"
 
 
 def test_a_bearer_token_needs_no_csrf_token(pending, analyst):

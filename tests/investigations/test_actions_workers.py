@@ -95,7 +95,7 @@ def approve(console_url: str, request_id: int, token: str, client=httpx) -> http
 def test_approved_over_http_the_worker_isolates_once_and_the_investigation_resumes(worker, console_url, analyst):
     request = isolation_pending()
     investigation = request.investigation
-    _, token = create_api_token(analyst, "tests")
+    _, token = create_api_token(analyst, "tests", decide=True)
 
     response = approve(console_url, request.pk, token)
     assert response.status_code == 200, response.text
@@ -144,7 +144,7 @@ def test_fifty_people_approving_at_once_fire_it_once(worker, console_url):
     for number in range(CONCURRENT):
         user = get_user_model().objects.create_user(f"analyst-{number:02d}")  # no password: token only
         user.groups.add(group)
-        tokens[user.username] = create_api_token(user, "tests")[1]
+        tokens[user.username] = create_api_token(user, "tests", decide=True)[1]
 
     start = threading.Barrier(CONCURRENT)
 

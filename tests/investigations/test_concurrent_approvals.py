@@ -26,7 +26,7 @@ ANALYSTS = 200
 def many_analysts(count: int) -> list[str]:
     users = User.objects.bulk_create([User(username=f"analyst-{n:03}", password="!") for n in range(count)])
     Group.objects.get(name=ANALYST).user_set.add(*users)
-    return [create_api_token(user, "race")[1] for user in users]
+    return [create_api_token(user, "race", decide=True)[1] for user in users]
 
 
 async def approve_all(url: str, tokens: list[str]) -> list[httpx.Response | Exception]:

@@ -225,7 +225,7 @@ def test_approve_and_reject_do_not_apply_to_an_unknown_outcome(unconfirmed, anal
 
 # -- over HTTP: the API and the page -----------------------------------------------------------------
 def confirm_api(client, request_id: int, user, body) -> object:
-    token = create_api_token(user, "tests")[1]
+    token = create_api_token(user, "tests", decide=True)[1]
     return client.post(
         f"/api/actions/{request_id}/confirm",
         json.dumps(body),
@@ -343,7 +343,7 @@ def test_people_confirming_at_once_get_one_decision_and_409s(unconfirmed, lab):
     for number in range(PEOPLE):
         user = get_user_model().objects.create_user(f"checker-{number}")
         user.groups.add(group)
-        tokens[user.username] = create_api_token(user, "tests")[1]
+        tokens[user.username] = create_api_token(user, "tests", decide=True)[1]
     start = threading.Barrier(PEOPLE)
 
     def confirm_as(number: int, console_url: str) -> httpx.Response:

@@ -272,7 +272,7 @@ def test_a_worker_killed_mid_write_on_a_backend_that_cannot_tell_waits_for_a_per
     investigation = Investigation.objects.get(pk=request.investigation_id)
     assert investigation.status == "waiting"
 
-    _, token = create_api_token(analyst, "tests")
+    _, token = create_api_token(analyst, "tests", decide=True)
     # On the embedded default the worker's broker lives in its console: decide there.
     with nullcontext(worker.console) if worker.console else ConsoleProcess(worker_env(lab)) as console:
         response = httpx.post(
