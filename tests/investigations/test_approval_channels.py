@@ -339,6 +339,47 @@ def test_a_new_request_is_told_to_the_webhook_once_committed_and_a_rolled_back_o
     assert json.loads(webhook.posts[-1][1])["request"]["state"] == "rejected"
 
 
+def test_a_receiver_that_redirects_is_not_followed_and_the_delivery_fails(waiting, settings):
+    """urllib would follow a 302 after the POST as a GET, with the signature headers, to any address."""
+    elsewhere = Receiver()  # stands in for a metadata service or an admin port on loopback
+    elsewhere.gets = []
+
+    class Seen(ReceiverHandler):
+        def do_GET(self):
+            self.server.gets.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+    elsewhere.RequestHandlerClass = Seen
+
+    class Bouncer(ReceiverHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{elsewhere.server_address[1]}/latest/meta-data/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    bouncer = Receiver()
+    bouncer.RequestHandlerClass = Bouncer
+    for server in (elsewhere, bouncer):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings.APPROVAL_CHANNELS = ["webhook"]
+        settings.APPROVAL_WEBHOOK_SECRET = SECRET
+        settings.APPROVAL_WEBHOOK_URL = bouncer.url
+        _, request = waiting
+        (delivery_id,) = deliveries._record(request.pk, Kind.WAITING, ["webhook"])
+        assert deliveries.deliver([delivery_id]) == []
+        delivery = ChannelDelivery.objects.get(pk=delivery_id)
+        assert (delivery.state, delivery.last_error) == ("failed", "HTTP 302")
+        assert elsewhere.gets == []
+    finally:
+        for server in (elsewhere, bouncer):
+            server.shutdown()
+            server.server_close()
+
+
 # -- the signed webhook's callbacks ----------------------------------------------------------------
 def call(decision: dict, *, secret: str = SECRET, at: float | None = None, signature: str | None = None):
     body = json.dumps(decision).encode()

@@ -5,7 +5,8 @@ Every message either way carries `X-Gatehouse-Timestamp` (Unix seconds) and
 the secret being GATEHOUSE_APPROVAL_WEBHOOK_SECRET (one per channel, 32+ characters).
 
 - Out: when GATEHOUSE_APPROVAL_WEBHOOK_URL is set, each new request waiting, each decision and each
-  outcome is POSTed there as JSON `{"kind", "request": <the request's summary>, "url"}`.
+  outcome is POSTed there as JSON `{"kind", "request": <the request's summary>, "url"}`. A redirect is
+  not followed: a 3xx answer is a failed delivery.
 - In: POST /channels/webhook/callback with JSON `{"user", "request", "decision": "approve"|"reject",
   "reason"}`. The signature is checked over the raw body before anything in it is read, a timestamp
   older (or newer) than GATEHOUSE_APPROVAL_WEBHOOK_MAX_AGE_S is refused (no replays after that), and
@@ -43,6 +44,17 @@ REASON_MAX = 1000
 SEND_TIMEOUT_S = 5
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx is not followed: urllib would turn the POST into a GET, with the signature headers, to any
+    address the receiver names (a metadata service, a port on loopback). It fails the delivery instead."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     """The signature header's value for this body at this time."""
     base = f"{VERSION}:{timestamp}:".encode() + body
@@ -77,7 +89,7 @@ class WebhookChannel(OutboundChannel, InboundChannel):
         headers = {"Content-Type": "application/json", **signed_headers(settings.APPROVAL_WEBHOOK_SECRET, body)}
         post = urllib.request.Request(self.url, data=body, headers=headers, method="POST")  # noqa: S310 - http(s) only, checked in settings
         try:
-            with urllib.request.urlopen(post, timeout=SEND_TIMEOUT_S) as answer:  # noqa: S310 - as above
+            with _opener.open(post, timeout=SEND_TIMEOUT_S) as answer:
                 answer.read(1024)
         except urllib.error.HTTPError as exc:
             raise DeliveryFailed(f"HTTP {exc.code}") from None
