@@ -15,14 +15,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
 from investigations.approvals import services as approvals
 from investigations.approvals.channels import deliveries
-from investigations.approvals.channels.base import OUTBOUND, Kind, OutboundChannel
+from investigations.approvals.channels.base import OUTBOUND, DeliveryFailed, Kind, OutboundChannel
 from investigations.approvals.channels.webhook import sign, signed_headers
 from investigations.models import (
     ActionApproval,
@@ -33,6 +33,7 @@ from investigations.models import (
     ToolPolicy,
 )
 from investigations.runs import services
+from tests.support import WAIT_S
 from toolserver import idempotency
 from toolserver.catalog import find_tool
 from toolserver.gateway import Gateway
@@ -378,6 +379,93 @@ def test_a_receiver_that_redirects_is_not_followed_and_the_delivery_fails(waitin
         for server in (elsewhere, bouncer):
             server.shutdown()
             server.server_close()
+
+
+class Trickler(ReceiverHandler):
+    """Answers a byte at a time, never silent long enough for a socket timeout, until told to stop."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.posts.append(({}, b""))
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        ends = time.monotonic() + 10  # then the answer ends, and a send without a deadline succeeds
+        while not self.server.stop.wait(0.2) and time.monotonic() < ends:
+            try:
+                self.wfile.write(b"a")
+                self.wfile.flush()
+            except OSError:
+                return  # the sender hung up
+        self.wfile.write(b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+def test_a_receiver_answering_a_byte_at_a_time_is_cut_off_at_the_sends_deadline(waiting, settings, monkeypatch):
+    """A socket timeout bounds each read: a trickled answer held the send past the delivery's claim."""
+    from investigations.approvals.channels import webhook
+
+    assert webhook.SEND_DEADLINE_S < deliveries.CLAIM_S
+    monkeypatch.setattr(webhook, "SEND_DEADLINE_S", 1)
+    slow = Receiver()
+    slow.RequestHandlerClass, slow.stop = Trickler, threading.Event()
+    threading.Thread(target=slow.serve_forever, daemon=True).start()
+    try:
+        settings.APPROVAL_CHANNELS = ["webhook"]
+        settings.APPROVAL_WEBHOOK_SECRET = SECRET
+        settings.APPROVAL_WEBHOOK_URL = slow.url
+        _, request = waiting
+        (delivery_id,) = deliveries._record(request.pk, Kind.WAITING, ["webhook"])
+        assert deliveries.deliver([delivery_id]) == []
+        delivery = ChannelDelivery.objects.get(pk=delivery_id)
+        assert (delivery.state, delivery.last_error) == ("failed", "no answer within 1 s")
+        assert len(slow.posts) == 1
+    finally:
+        slow.stop.set()
+        slow.shutdown()
+        slow.server_close()
+
+
+def test_an_attempt_that_outlived_its_claim_records_nothing_and_both_carry_the_delivery_id(
+    waiting, webhook, monkeypatch
+):
+    """The first send's answer is lost while the next sweep sends the delivery again: its late failure must
+    not overwrite the second's success, and the receiver can tell the two posts are one delivery."""
+    from investigations.approvals.channels.webhook import WebhookChannel
+
+    _, request = waiting
+    (delivery_id,) = deliveries._record(request.pk, Kind.WAITING, ["webhook"])
+    held, release = threading.Event(), threading.Event()
+    send = WebhookChannel.notify
+
+    def notify(self, change):
+        send(self, change)
+        if not held.is_set():  # the first attempt: sent, then its answer is lost past its claim
+            held.set()
+            assert release.wait(WAIT_S)
+            raise DeliveryFailed("no answer within 30 s")
+
+    monkeypatch.setattr(WebhookChannel, "notify", notify)
+
+    def first():
+        try:
+            deliveries.deliver([delivery_id])
+        finally:
+            connection.close()
+
+    sender = threading.Thread(target=first)
+    sender.start()
+    try:
+        assert held.wait(WAIT_S)
+        later(ChannelDelivery.objects.get(pk=delivery_id))  # the first claim's lease ends
+        assert deliveries.sweep() == [delivery_id]
+    finally:
+        release.set()
+        sender.join(WAIT_S)
+    assert not sender.is_alive()
+    delivery = ChannelDelivery.objects.get(pk=delivery_id)
+    assert (delivery.state, delivery.attempts, delivery.last_error) == ("sent", 1, "")
+    assert len(webhook.posts) == 2
+    for headers, body in webhook.posts:
+        assert headers["x-gatehouse-delivery"] == str(delivery_id)
+        assert json.loads(body)["delivery"] == delivery_id
 
 
 # -- the signed webhook's callbacks ----------------------------------------------------------------

@@ -43,6 +43,7 @@ class Change:
 
     request: ActionRequest
     kind: Kind
+    delivery_id: int  # the ChannelDelivery telling it: the same on every retry, for a receiver to deduplicate
 
 
 class DeliveryFailed(Exception):

@@ -8,6 +8,9 @@ Invariants:
   (`failed`, attempts, last_error, next_attempt_at) and tried again by the sweep after a backoff.
 - A delivery is claimed before it is sent, by moving `next_attempt_at` forward (a lease of CLAIM_S):
   two sweeps never send the same one, and one whose sender died is tried again once the lease ends.
+  A channel's whole send ends well inside the lease (the webhook's SEND_DEADLINE_S), and an attempt
+  records its outcome only while the row still holds its own claim (`next_attempt_at` as it set it):
+  an attempt that outlived its lease never overwrites what a later one recorded.
 - A `waiting` or `overdue` message not sent before the request was decided is dropped, not sent late.
 """
 
@@ -26,7 +29,7 @@ from investigations.models import ActionRequest, ChannelDelivery
 log = logging.getLogger(__name__)
 Delivery = ChannelDelivery
 State = ChannelDelivery.State
-CLAIM_S = 60  # longer than any channel's send timeout
+CLAIM_S = 60  # longer than any channel's whole send
 RETRY_FIRST_S = 30  # then doubled per failed attempt,
 RETRY_MAX_S = 3600  # up to an hour,
 MAX_ATTEMPTS = 10  # and given up after this many (state failed, next_attempt_at null)
@@ -135,7 +138,7 @@ def _attempt(delivery: ChannelDelivery, channel: base.OutboundChannel) -> bool:
         _finish(delivery, State.DROPPED, attempts - 1, "not sent: the request was decided first")
         return False
     try:
-        channel.notify(Change(request=request, kind=Kind(delivery.kind)))
+        channel.notify(Change(request=request, kind=Kind(delivery.kind), delivery_id=delivery.pk))
     except Undeliverable as nothing:
         _finish(delivery, State.DROPPED, attempts, str(nothing))
         return False
@@ -156,15 +159,28 @@ def _attempt(delivery: ChannelDelivery, channel: base.OutboundChannel) -> bool:
             attempts,
             then,
         )
-        Delivery.objects.filter(pk=delivery.pk).update(
-            state=State.FAILED, attempts=attempts, last_error=why, next_attempt_at=retry_at
-        )
+        _record_outcome(delivery, state=State.FAILED, attempts=attempts, last_error=why, next_attempt_at=retry_at)
         return False
     _finish(delivery, State.SENT, attempts, "", sent_at=timezone.now())
     return True
 
 
 def _finish(delivery: ChannelDelivery, state: str, attempts: int, note: str, *, sent_at=None) -> None:
-    Delivery.objects.filter(pk=delivery.pk).update(
-        state=state, attempts=attempts, last_error=note[:300], next_attempt_at=None, sent_at=sent_at
+    _record_outcome(
+        delivery, state=state, attempts=attempts, last_error=note[:300], next_attempt_at=None, sent_at=sent_at
     )
+
+
+def _record_outcome(delivery: ChannelDelivery, **outcome) -> None:
+    """Record an attempt's outcome if the row is still claimed by it: `next_attempt_at` is still the lease
+    `_claim` set (each claim sets a later one). Else its lease ended and another attempt owns the row."""
+    claimed = Q(pk=delivery.pk, state__in=(State.PENDING, State.FAILED), next_attempt_at=delivery.next_attempt_at)
+    if not Delivery.objects.filter(claimed).update(**outcome):
+        log.warning(
+            "approval channel %s: %s notice of action request %s: the attempt outlived its claim; "
+            "its outcome (%s) is not recorded",
+            delivery.channel,
+            delivery.kind,
+            delivery.request_id,
+            outcome["state"],
+        )

@@ -5,8 +5,10 @@ Every message either way carries `X-Gatehouse-Timestamp` (Unix seconds) and
 the secret being GATEHOUSE_APPROVAL_WEBHOOK_SECRET (one per channel, 32+ characters).
 
 - Out: when GATEHOUSE_APPROVAL_WEBHOOK_URL is set, each new request waiting, each decision and each
-  outcome is POSTed there as JSON `{"kind", "request": <the request's summary>, "url"}`. A redirect is
-  not followed: a 3xx answer is a failed delivery.
+  outcome is POSTed there as JSON `{"delivery", "kind", "request": <the request's summary>, "url"}`, the
+  delivery's id also in `X-Gatehouse-Delivery`: a retry of a delivery whose answer was lost carries the
+  same id, for the receiver to deduplicate. A send ends after SEND_DEADLINE_S whatever the receiver does,
+  well inside the delivery's claim. A redirect is not followed: a 3xx answer is a failed delivery.
 - In: POST /channels/webhook/callback with JSON `{"user", "request", "decision": "approve"|"reject",
   "reason"}`. The signature is checked over the raw body before anything in it is read, a timestamp
   older (or newer) than GATEHOUSE_APPROVAL_WEBHOOK_MAX_AGE_S is refused (no replays after that), and
@@ -15,9 +17,13 @@ the secret being GATEHOUSE_APPROVAL_WEBHOOK_SECRET (one per channel, 32+ charact
 The secret is compared in constant time and never logged, shown, audited or put in an exception.
 """
 
+import contextlib
 import hashlib
 import hmac
+import http.client
 import json
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -39,9 +45,11 @@ from investigations.approvals.channels.base import (
 
 TIMESTAMP_HEADER = "X-Gatehouse-Timestamp"
 SIGNATURE_HEADER = "X-Gatehouse-Signature"
+DELIVERY_HEADER = "X-Gatehouse-Delivery"
 VERSION = "v0"
 REASON_MAX = 1000
-SEND_TIMEOUT_S = 5
+SEND_TIMEOUT_S = 5  # each connect, write and read
+SEND_DEADLINE_S = 30  # the whole send: well inside the delivery's claim (deliveries.CLAIM_S)
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -52,7 +60,81 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_opener = urllib.request.build_opener(_NoRedirects)
+class _Deadline:
+    """Shuts a send's connection down when its time is up. A socket timeout bounds each read, not the
+    send: a receiver trickling its answer a byte at a time held the send past the delivery's claim,
+    and the next sweep sent the delivery again."""
+
+    def __init__(self, seconds: float):
+        self.at = time.monotonic() + seconds
+        self.passed = False
+        self._lock = threading.Lock()
+        self._watched: list[socket.socket] = []
+        self._timer: threading.Timer | None = None
+
+    def connect(self, address, timeout: float, source_address=None) -> socket.socket:
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        sock = socket.create_connection(address, min(timeout, left), source_address)
+        with self._lock:
+            # A duplicate of the descriptor, because TLS takes the socket over; shutting it ends the reads
+            # of whatever wraps the socket.
+            self._watched.append(sock.dup())
+            if self._timer is None:
+                self._timer = threading.Timer(left, self._expire)
+                self._timer.daemon = True
+                self._timer.start()
+        return sock
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.passed = True
+            for sock in self._watched:
+                with contextlib.suppress(OSError):  # the receiver may have closed it already
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            for sock in self._watched:
+                sock.close()
+            self._watched.clear()
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req):
+        return self.do_open(_connecting(http.client.HTTPConnection, self.deadline), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def https_open(self, req):
+        return self.do_open(
+            _connecting(http.client.HTTPSConnection, self.deadline),
+            req,
+            context=self._context,
+            check_hostname=self._check_hostname,
+        )
+
+
+def _connecting(connection_class, deadline: _Deadline):
+    """The connection class, its sockets made by the deadline (http.client's own hook for it)."""
+
+    def connection(*args, **kwargs):
+        made = connection_class(*args, **kwargs)
+        made._create_connection = deadline.connect
+        return made
+
+    return connection
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -81,21 +163,35 @@ class WebhookChannel(OutboundChannel, InboundChannel):
         request = change.request
         body = json.dumps(
             {
+                "delivery": change.delivery_id,  # the same on a retry: a receiver deduplicates by it
                 "kind": str(change.kind),
                 "request": summary(request),
                 "url": f"{settings.CONSOLE_URL}/approvals/{request.pk}/",
             }
         ).encode()
-        headers = {"Content-Type": "application/json", **signed_headers(settings.APPROVAL_WEBHOOK_SECRET, body)}
+        headers = {
+            "Content-Type": "application/json",
+            DELIVERY_HEADER: str(change.delivery_id),
+            **signed_headers(settings.APPROVAL_WEBHOOK_SECRET, body),
+        }
         post = urllib.request.Request(self.url, data=body, headers=headers, method="POST")  # noqa: S310 - http(s) only, checked in settings
+        deadline = _Deadline(SEND_DEADLINE_S)
+        opener = urllib.request.build_opener(_NoRedirects, _HTTPHandler(deadline), _HTTPSHandler(deadline))
         try:
-            with _opener.open(post, timeout=SEND_TIMEOUT_S) as answer:
+            with opener.open(post, timeout=SEND_TIMEOUT_S) as answer:
                 answer.read(1024)
+            if deadline.passed:  # a cut-off answer can read as a whole one (its headers end at the EOF)
+                raise DeliveryFailed(f"no answer within {SEND_DEADLINE_S} s")
         except urllib.error.HTTPError as exc:
             raise DeliveryFailed(f"HTTP {exc.code}") from None
-        except (urllib.error.URLError, OSError) as exc:  # the URL's text may hold a token: the type only
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            if deadline.passed:
+                raise DeliveryFailed(f"no answer within {SEND_DEADLINE_S} s") from None
+            # The URL's text may hold a token: the type only.
             cause = exc.reason if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, Exception) else exc
             raise DeliveryFailed(type(cause).__name__) from None
+        finally:
+            deadline.close()
 
     # -- in -------------------------------------------------------------------------------------
     def authenticate(self, request: HttpRequest) -> Identity:
