@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from investigations.audit import merkle
@@ -348,7 +350,7 @@ def verify(records, head: tuple[int, str] | None = None, *, owner_of=None) -> Br
 
 
 def verify_database(chunk_size: int = 5000) -> tuple[int, Break | None]:
-    """The whole chain as stored: (records checked, first break or None)."""
+    """The whole chain as stored, up to the head as read when it starts: (records checked, first break or None)."""
     try:
         head = _head()
     except AuditRefused as refused:  # the walk still names an earlier break first
@@ -359,7 +361,8 @@ def verify_database(chunk_size: int = 5000) -> tuple[int, Break | None]:
 
     def walk():
         nonlocal checked
-        for record in AuditRecord.objects.order_by("seq").iterator(chunk_size=chunk_size):
+        # Up to the head read above only: a record appended since is no break (the next run checks it).
+        for record in AuditRecord.objects.filter(seq__lte=head[0]).order_by("seq").iterator(chunk_size=chunk_size):
             checked += 1
             yield record
 
@@ -367,9 +370,26 @@ def verify_database(chunk_size: int = 5000) -> tuple[int, Break | None]:
         return AuditRecord.objects.filter(hash=hash_value).values_list("seq", "id").first()
 
     found = verify(walk(), head, owner_of=owner_of)
+    if found is None:
+        found = _beyond_head()
     if found is None and moved:
         found = Break("inserted", head[0], None, moved)
     return checked, found
+
+
+def _beyond_head() -> Break | None:
+    """Records stored past the head as it is now. One statement reads both: an append moves the head in
+    the transaction that adds the record, so only a record the chain's writer never added is found."""
+    now = Coalesce(Subquery(AuditHead.objects.filter(pk=1).values("seq")), 0)
+    head_seq = (
+        AuditRecord.objects.annotate(head_seq=now)
+        .filter(seq__gt=F("head_seq"))
+        .values_list("head_seq", flat=True)
+        .first()
+    )
+    if head_seq is None:
+        return None
+    return Break("inserted", head_seq + 1, None, f"records after #{head_seq} are beyond the chain's head")
 
 
 # -- the signed digest -------------------------------------------------------------------------------

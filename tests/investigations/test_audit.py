@@ -215,6 +215,22 @@ def test_an_inserted_record_is_named():
     assert f"inserted: record #4 (id {forged_id}) is not part of the chain: #5 links past it" in err
 
 
+def test_a_record_appended_while_the_chain_is_verified_is_not_tampering(monkeypatch):
+    """Another process appends between the head's read and the walk: not "beyond the chain's head"."""
+    add(3)
+    read_head = audit._head
+
+    def head_then_an_append():
+        head = read_head()
+        add()  # committed by another process as the walk begins
+        return head
+
+    monkeypatch.setattr(audit, "_head", head_then_an_append)
+    assert audit.verify_database() == (3, None)
+    monkeypatch.setattr(audit, "_head", read_head)
+    assert audit.verify_database() == (4, None)
+
+
 # -- the head: only the chain's writer moves it ------------------------------------------------------------
 def forge_append(cursor, after: AuditRecord) -> AuditRecord:
     """What a role with INSERT on the trail can do: append a record that links, as the scheme says."""
@@ -232,6 +248,15 @@ def forge_append(cursor, after: AuditRecord) -> AuditRecord:
     forged.hash = audit.link_hash(forged.prev_hash, audit.content(forged))
     cursor.execute(INSERT_RECORD, [forged.seq, forged.prev_hash, forged.hash, forged.created_at])
     return forged
+
+
+def test_a_forged_append_that_leaves_the_head_is_beyond_the_chains_head():
+    records = add(3)
+    with connection.cursor() as cursor:  # only rights a runtime role has
+        forge_append(cursor, records[-1])
+    status, _, err = verify()
+    assert status == 1
+    assert "inserted: records after #3 are beyond the chain's head" in err
 
 
 def test_a_forged_append_with_a_moved_head_is_refused():
