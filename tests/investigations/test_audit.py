@@ -1,5 +1,6 @@
 """The audit trail: an append-only hash chain, its verification, and who reads and exports what."""
 
+import base64
 import csv
 import io
 import json
@@ -345,6 +346,57 @@ def test_an_export_verifies_offline_against_the_signed_digest(tmp_path, client, 
 
     forged = digest | {"hash": "0" * 64}
     assert not audit.check_digest(forged, audit.public_key())
+
+
+def test_an_export_forged_end_to_end_and_signed_with_another_key_is_never_intact(tmp_path):
+    """Without --public-key the signature is checked against the key the file names: the forger's own."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from investigations.audit import merkle
+    from toolserver.audit import canonical_json
+
+    rows, prev = [], audit.GENESIS
+    for seq in (1, 2):
+        row = dict.fromkeys(audit.CONTENT_FIELDS, "") | {
+            "seq": seq,
+            "created_at": "2026-01-01T00:00:00+00:00",
+            "kind": "decision",
+            "tool": "isolate_host",
+            "arguments": {},
+            "extra": {},
+            "latency_ms": 0.0,
+            "outcome": "rejected",
+            "actor": "user:someone-else",
+        }
+        row |= {"investigation": None, "prev_hash": prev}
+        row["hash"] = prev = audit.link_hash(prev, audit.content(row))
+        rows.append(row)
+    key = Ed25519PrivateKey.generate()  # not the console's
+    body = {
+        "chain": audit.CHAIN,
+        "seq": 2,
+        "hash": prev,
+        "root": merkle.tree([row["hash"] for row in rows], 2)[0],
+        "signed_at": "2026-01-01T00:00:01+00:00",
+        "export": "complete",
+    }
+    public = base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+    head = body | {"public_key": public, "signature": base64.b64encode(key.sign(canonical_json(body))).decode()}
+    path = tmp_path / "forged.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows) + json.dumps({"signed_head": head}) + "\n")
+
+    def check(**pinned) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        with pytest.raises(SystemExit) as exit:
+            call_command("verify_audit", export=str(path), stdout=out, stderr=err, **pinned)
+        return exit.value.code, out.getvalue(), err.getvalue()
+
+    status, out, err = check()
+    assert status == 3 and "intact" not in out
+    assert err.startswith("UNPINNED: the export's 2 records match the signed head it carries")
+    status, out, err = check(public_key=audit.public_key())
+    assert status == 1 and "the export's signed head was not signed by that key" in err
 
 
 @pytest.fixture

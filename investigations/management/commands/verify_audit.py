@@ -6,6 +6,9 @@ end with the head the console signed for it. A complete export must hold every r
 that head, each linking to the one before; a filtered export's records each prove their
 membership of the signed tree, and must be exactly the records the head lists. Each --digest
 (repeatable) must match too: an earlier digest catches history rewritten since it was taken.
+An export's signature proves the console signed it only against a key pinned with --public-key:
+without one, the file's own key is all it was checked against (a forger signs with theirs), so an
+export that checks out otherwise ends UNPINNED, exit status 3, never "intact".
 """
 
 import json
@@ -14,6 +17,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from investigations.audit import chain as audit
 from investigations.audit import merkle
+
+UNPINNED = 3  # the exit status of an export checked against its own key only
 
 
 class Command(BaseCommand):
@@ -28,7 +33,9 @@ class Command(BaseCommand):
             help="A signed digest (from the console or `audit_digest`) to check too; repeat it for several.",
         )
         parser.add_argument(
-            "--public-key", help="The console's public key to trust (base64); default: the digest's own."
+            "--public-key",
+            help="The console's public key to trust (base64, from `audit_digest --public-key`); without it an "
+            "export is checked against the key it names itself, and ends UNPINNED (exit status 3).",
         )
 
     def handle(self, *args, export=None, digest=(), public_key=None, **options):
@@ -44,6 +51,14 @@ class Command(BaseCommand):
         if found is not None:
             self.stderr.write(f"Audit chain broken after checking {checked} records: {found}")
             raise SystemExit(1)
+        if export and not public_key:
+            self.stderr.write(
+                f"UNPINNED: the export's {checked} records match the signed head it carries, but that "
+                "signature was checked only against the public key the file (or its digest) names, which "
+                "whoever wrote the file chooses. Pass --public-key (the console's `audit_digest --public-key`) "
+                "to check that the console signed it."
+            )
+            raise SystemExit(UNPINNED)
         if head and head["export"] == "filtered":
             self.stdout.write(
                 f"Audit chain intact: {checked} records of a filtered export, each proven a member "
