@@ -1,5 +1,6 @@
 """The audit trail at a million records: the filtered list page against the Django admin
-changelist for the same query, the streamed export, and verify_audit.
+changelist for the same query, the streamed export (whole, and filtered with a proof per line), and
+verify_audit.
 
     .venv/bin/python bench/audit.py [--records 1000000] [--samples 40]
 
@@ -184,8 +185,12 @@ def measure_pages(samples: int) -> None:
         print(f"{label:<26} {figures[0]:>9.1f} {figures[1]:>9.1f} {figures[2]:>10.1f} {figures[3]:>10.1f}")
 
 
-def export_child(fmt: str) -> None:
-    """In a fresh process: stream the whole trail, count rows and bytes, report time and peak memory."""
+EXPORTS = ("jsonl", "csv", "jsonl-filtered")
+
+
+def export_child(label: str) -> None:
+    """In a fresh process: stream the whole trail (or, `jsonl-filtered`, its tool calls: each line with its
+    inclusion proof), count rows and bytes, report time and peak memory."""
     from django.contrib.auth.models import User
 
     from investigations.audit import trail as audit_trail
@@ -195,14 +200,16 @@ def export_child(fmt: str) -> None:
     baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rows = size = 0
     started = time.perf_counter()
-    for chunk in audit_trail.exporting(manager, AuditFilter(), fmt):
+    fmt, filtered = label.split("-")[0], label.endswith("-filtered")
+    filters = AuditFilter(kind="tool_call") if filtered else AuditFilter()
+    for chunk in audit_trail.exporting(manager, filters, fmt):
         rows += chunk.count("\n")
         size += len(chunk.encode())
     elapsed = time.perf_counter() - started
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rows -= 1  # the header line, the signed head
     print(
-        f"{fmt:<6} {rows:>10,} rows {size / 1e6:>8.0f} MB {elapsed:>7.1f} s {rows / elapsed:>10,.0f} rows/s "
+        f"{label:<14} {rows:>10,} rows {size / 1e6:>8.0f} MB {elapsed:>7.1f} s {rows / elapsed:>10,.0f} rows/s "
         f"peak RSS {peak_kb / 1024:>6.0f} MB (+{(peak_kb - baseline_kb) / 1024:.0f} MB while exporting)"
     )
 
@@ -223,7 +230,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--samples", type=int, default=40)
-    parser.add_argument("--export-child", choices=["csv", "jsonl"], help=argparse.SUPPRESS)
+    parser.add_argument("--export-child", choices=EXPORTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.export_child:
         setup_django()
@@ -237,8 +244,8 @@ def main() -> None:
     fill(args.records)
     measure_pages(args.samples)
     print("\nexport of the whole trail, in a child process (peak RSS: the process's, Django loaded):")
-    for fmt in ("jsonl", "csv"):
-        subprocess.run([sys.executable, __file__, "--export-child", fmt], check=True, cwd=ROOT)
+    for label in EXPORTS:
+        subprocess.run([sys.executable, __file__, "--export-child", label], check=True, cwd=ROOT)
     measure_verify()
 
 

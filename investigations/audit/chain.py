@@ -414,14 +414,14 @@ def public_key() -> str:
 def signed_digest() -> dict:
     """The chain head, signed: {chain, seq, hash, root, signed_at, public_key, signature}."""
     seq, head_hash = _head()
-    root, _ = chain_tree(seq)
+    root = chain_tree(seq).root
     return sign_head(seq, head_hash, root)
 
 
-def chain_tree(size: int, wanted=()) -> tuple[str, dict[int, list[str]]]:
-    """The Merkle tree head of records #1…#size and the inclusion proofs of the seqs `wanted`."""
+def chain_tree(size: int, *, proofs: bool = False) -> merkle.Tree:
+    """The Merkle tree of records #1…#size: its head, and with `proofs` any record's inclusion proof."""
     hashes = AuditRecord.objects.filter(seq__lte=size).order_by("seq").values_list("hash", flat=True)
-    return merkle.tree(hashes.iterator(chunk_size=5000), size, wanted)
+    return merkle.Tree(hashes.iterator(chunk_size=5000), size, keep=proofs)
 
 
 def sign_head(seq: int, head_hash: str, root: str, **signed) -> dict:

@@ -167,12 +167,12 @@ def export_lines(records, fmt: str, size: int = 0, complete: bool = True):
     the signed head of the chain up to the export (records #1…#`size`); a filtered export's
     records each carry their inclusion proof against it, and the head signs which records it holds.
     """
-    last, proofs = 0, {}
+    last, tree = 0, None
     if fmt == "csv":
         yield _csv_line(CSV_COLUMNS)
     else:
         wanted = [] if complete else list(records.order_by("seq").values_list("seq", flat=True))
-        root, proofs = audit.chain_tree(size, wanted)
+        tree = audit.chain_tree(size, proofs=not complete)  # each proof read off it as its line is written
     while True:
         batch = list(records.filter(seq__gt=last).order_by("seq")[:EXPORT_BATCH])
         if not batch:
@@ -182,14 +182,14 @@ def export_lines(records, fmt: str, size: int = 0, complete: bool = True):
             yield "".join(_csv_line(_csv_cells(as_row(record))) for record in batch)
         else:
             yield "".join(
-                json.dumps(as_row(record) | ({"proof": proofs[record.seq]} if proofs else {}), ensure_ascii=False)
+                json.dumps(as_row(record) | ({} if complete else {"proof": tree.proof(record.seq)}), ensure_ascii=False)
                 + "\n"
                 for record in batch
             )
     if fmt == "jsonl":
         head_hash = AuditRecord.objects.filter(seq=size).values_list("hash", flat=True).first() or audit.GENESIS
         held = {"export": "complete"} if complete else {"export": "filtered", "records": wanted}
-        yield json.dumps({"signed_head": audit.sign_head(size, head_hash, root, **held)}) + "\n"
+        yield json.dumps({"signed_head": audit.sign_head(size, head_hash, tree.root, **held)}) + "\n"
 
 
 def exporting(user, filters: AuditFilter, fmt: str):

@@ -170,7 +170,7 @@ class Command(BaseCommand):
             from investigations.models import AuditRecord
 
             held = AuditRecord.objects.filter(seq=seq).values_list("hash", flat=True).first()
-            if "root" in signed and audit.chain_tree(seq)[0] != signed["root"]:
+            if "root" in signed and audit.chain_tree(seq).root != signed["root"]:
                 held = None
         elif head["export"] == "complete":
             if seq > head["seq"]:
