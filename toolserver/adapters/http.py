@@ -33,12 +33,14 @@ WIRE_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
 class HttpBackend(Backend):
     # The most of a body read, counted decoded: a small gzip body can inflate a thousandfold.
     MAX_RESPONSE_BYTES: ClassVar[int] = 16 * 1024 * 1024
+    # Sent with every request besides auth_headers(), and not secret (so not redacted): e.g. an Accept.
+    plain_headers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, *, url: str, credential: str, timeout_s: float, params=None):
         super().__init__(url=url, credential=credential, timeout_s=timeout_s, params=params)
         self._http = egress.http_client(
             base_url=self.url,
-            headers=self.auth_headers(),
+            headers={**self.plain_headers, **self.auth_headers()},
             timeout=timeout_s,
             follow_redirects=False,  # a redirect could carry the credential to another host
         )
@@ -109,8 +111,10 @@ class HttpBackend(Backend):
         except httpx2.DecodingError:  # a body its Content-Encoding does not decode
             raise BackendError(BackendFailure.MALFORMED) from None
         status = streamed.status_code
-        if status in (400, 409):  # a refusal may quote the request: redacted before its detail is cut to a part
-            body = self.redactor()(body)
+        # Redacted whole, before any of it is cut to a length (a detail's 300 characters, a string's 1,000): a
+        # credential the answer quotes (a refusal echoing the request, a log line holding a token) would
+        # keep its first part past the cut, which no form of it matches.
+        body = self.redactor()(body)
         kept = [(key, value) for key, value in streamed.headers.multi_items() if key.lower() not in WIRE_HEADERS]
         response = httpx2.Response(status, headers=kept, content=body, request=request)
         if status == 404:

@@ -120,8 +120,10 @@ class MispIntel(HttpBackend, IntelBackend):
     source = "misp:intel"
     vendor = "misp"
 
+    plain_headers = {"Accept": "application/json"}
+
     def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": self._credential, "Accept": "application/json"}  # MISP's own scheme: the bare key
+        return {"Authorization": self._credential}  # MISP's own scheme: the bare key
 
     async def health(self) -> str:
         """MISP's version, which only a valid API key may read."""
