@@ -23,6 +23,7 @@ import hmac
 import http.client
 import json
 import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -114,16 +115,14 @@ class _HTTPHandler(urllib.request.HTTPHandler):
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
     def __init__(self, deadline: _Deadline):
-        super().__init__()
+        # A context of our own (certificates and host name checked), passed on as the only TLS argument:
+        # Python 3.12 took `check_hostname` out of urllib's handler and http.client's connection.
+        self.tls = ssl.create_default_context()
+        super().__init__(context=self.tls)
         self.deadline = deadline
 
     def https_open(self, req):
-        return self.do_open(
-            _connecting(http.client.HTTPSConnection, self.deadline),
-            req,
-            context=self._context,
-            check_hostname=self._check_hostname,
-        )
+        return self.do_open(_connecting(http.client.HTTPSConnection, self.deadline), req, context=self.tls)
 
 
 def _connecting(connection_class, deadline: _Deadline):
