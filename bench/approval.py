@@ -259,7 +259,7 @@ def main() -> None:
     tag = uuid.uuid4().hex[:8]
     user = User.objects.create_user(f"bench-approval-{tag}", password=uuid.uuid4().hex)
     user.groups.add(Group.objects.get(name="analyst"))
-    _, token = create_api_token(user, "bench approval")
+    _, token = create_api_token(user, "bench approval", decide=True)
 
     env = console_env(GATEHOUSE_CREDENTIALS_DIR=str(credentials))
     console = worker = None

@@ -368,6 +368,9 @@ EMAIL_HOST = env_str("GATEHOUSE_EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("GATEHOUSE_EMAIL_PORT", 25)
 EMAIL_USE_TLS = env_bool("GATEHOUSE_EMAIL_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("GATEHOUSE_EMAIL_FROM", "gatehouse@localhost")
+EMAIL_TIMEOUT = (
+    10  # each step of an SMTP exchange (Django sets none): a mail server that stops answering fails the send
+)
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"

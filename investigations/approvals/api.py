@@ -3,7 +3,8 @@ of one whose outcome is unknown (architecture rule 9).
 
 A person authenticates with the console's session (a POST also carries the CSRF token) or with
 their own API token (`Authorization: Bearer ghu_...`, from `manage.py api_tokens create`), which
-acts with that person's permissions, looked up afresh on every request. Everything here is limited
+acts with that person's permissions, looked up afresh on every request; a token decides only if it was
+made to (`--decide`), else it only reads. Everything here is limited
 to the investigations the person may view: any other request is answered 404, as an unknown one is.
 Whether they may decide is not settled here: investigations.approvals.services checks `approve_tool` again
 inside the decision's own transaction, so a permission revoked a moment ago already counts.

@@ -25,6 +25,7 @@ from pydantic import ConfigDict, StringConstraints, field_validator
 from core.inputs import FilterDateTime
 from investigations.audit import chain as audit
 from investigations.models import AuditRecord, Investigation, reads_whole_trail
+from investigations.models.approvals import ACTOR_MAX
 from toolserver.audit import Outcome, keyed_hash
 
 PAGE_SIZE = 50
@@ -55,7 +56,7 @@ class AuditFilter(Schema):
     reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=60)] | None = Field(
         default=None, description="A typed error's reason, e.g. `siem_timeout`."
     )
-    actor: Annotated[str, StringConstraints(strip_whitespace=True, max_length=150)] | None = Field(
+    actor: Annotated[str, StringConstraints(strip_whitespace=True, max_length=ACTOR_MAX)] | None = Field(
         default=None, description="`agent`, `system` or `user:<username>`."
     )
     idempotency_key: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = None

@@ -2,6 +2,7 @@
 
 import pytest
 from django.db import connection, transaction
+from django.test import Client
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
@@ -14,6 +15,7 @@ from investigations.models import (
     ToolPolicy,
 )
 from investigations.runs import agent, services
+from investigations.tokens import create_api_token
 from tests.support import set_rate_limit
 from toolserver.lab.models import LabWrite
 
@@ -194,7 +196,13 @@ def test_people_with_the_longest_names_django_allows_approve_reject_and_are_name
     assert approve_and_execute(request, second).state == "succeeded"
     assert LabWrite.objects.filter(action="isolate_host").count() == 1
     sent = AuditRecord.objects.filter(tool="isolate_host", outcome__in=("dispatched", "ok"))
-    assert set(sent.values_list("actor", flat=True)) == {f"user:{first.username},{second.username}"}
+    both = f"user:{first.username},{second.username}"
+    assert set(sent.values_list("actor", flat=True)) == {both}
+    manager = make_user("boss", "manager")
+    found = Client(headers={"Authorization": f"Bearer {create_api_token(manager, 'audit')[1]}"}).get(
+        "/api/audit", {"actor": both}
+    )
+    assert found.status_code == 200 and {row["actor"] for row in found.json()["items"]} == {both}
 
     _, again = received("LAB-SIEM-1002")
     refused = pending(run(again))

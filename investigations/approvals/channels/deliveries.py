@@ -8,9 +8,10 @@ Invariants:
   (`failed`, attempts, last_error, next_attempt_at) and tried again by the sweep after a backoff.
 - A delivery is claimed before it is sent, by moving `next_attempt_at` forward (a lease of CLAIM_S):
   two sweeps never send the same one, and one whose sender died is tried again once the lease ends.
-  A channel's whole send ends well inside the lease (the webhook's SEND_DEADLINE_S), and an attempt
-  records its outcome only while the row still holds its own claim (`next_attempt_at` as it set it):
-  an attempt that outlived its lease never overwrites what a later one recorded.
+  A send is bounded (the webhook's whole send by SEND_DEADLINE_S, well inside the lease; the email's
+  each SMTP step by EMAIL_TIMEOUT), and an attempt records its outcome only while the row still holds
+  its own claim (`next_attempt_at` as it set it): an attempt that outlived its lease never overwrites
+  what a later one recorded.
 - A `waiting` or `overdue` message not sent before the request was decided is dropped, not sent late.
 """
 

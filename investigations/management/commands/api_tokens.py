@@ -10,7 +10,8 @@ NAME_MAX = ApiToken._meta.get_field("name").max_length
 
 class Command(BaseCommand):
     help = (
-        "Manage people's API tokens (approve or reject action requests from a script: /api/actions). "
+        "Manage people's API tokens (read the API from a script; with --decide, also approve or reject action "
+        "requests: /api/actions). "
         "`create USERNAME --name NAME` prints the token once (only a hash is kept); `list [USERNAME]` "
         "shows tokens, never their values; `revoke ID` stops one working."
     )
@@ -23,8 +24,8 @@ class Command(BaseCommand):
         create.add_argument(
             "--decide",
             action="store_true",
-            help="scope it to decide: it may approve and reject writes while step-up is on, and expires in "
-            "GATEHOUSE_DECIDE_TOKEN_HOURS",
+            help="scope it to decide: it may approve and reject writes (a token without it only reads), and "
+            "expires in GATEHOUSE_DECIDE_TOKEN_HOURS",
         )
         actions.add_parser("list", help="list tokens (never their values)").add_argument("username", nargs="?")
         actions.add_parser("revoke", help="revoke a token by its ID (see list)").add_argument("id", type=int)
