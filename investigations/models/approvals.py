@@ -48,6 +48,12 @@ class ActionRequestQuerySet(models.QuerySet):
         return self.filter(Investigation.objects.visibility(user, through="investigation"))
 
 
+def as_read(text: str) -> str:
+    """`text` with its format characters shown as their escapes: JSON escapes control characters, not
+    these, and a right-to-left override or a zero-width space makes what is read differ from what is sent."""
+    return "".join(f"\\u{ord(char):04x}" if unicodedata.category(char) == "Cf" else char for char in text)
+
+
 class ActionRequest(models.Model):
     """A privileged write the agent asked for, waiting for (or past) an analyst's decision.
 
@@ -134,10 +140,12 @@ class ActionRequest(models.Model):
     def arguments_text(self) -> str:
         """The arguments the write will be sent with, whole, as every place that asks for a decision
         shows them: the target alone hides a ticket's body or a comment's text."""
-        text = json.dumps(self.arguments, indent=2, ensure_ascii=False, sort_keys=True)
-        # JSON escapes control characters, not format ones: a right-to-left override or a zero-width space
-        # would make what is read differ from what is sent, so they are shown as their escapes too.
-        return "".join(f"\\u{ord(char):04x}" if unicodedata.category(char) == "Cf" else char for char in text)
+        return as_read(json.dumps(self.arguments, indent=2, ensure_ascii=False, sort_keys=True))
+
+    @property
+    def target_text(self) -> str:
+        """The target as shown (a comment's holds its text): one line, read as it is sent (as_read)."""
+        return as_read(" ".join(self.target.split()))
 
     @property
     def can_become(self) -> list[str]:

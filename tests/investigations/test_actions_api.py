@@ -197,18 +197,20 @@ def test_what_a_write_is_sent_with_is_shown_whole_wherever_it_is_decided(client,
 def test_characters_that_change_how_text_reads_are_shown_as_their_escapes(client, make_investigation, analyst):
     """A right-to-left override makes "…exe.pdf" read as "…fdp.exe"; a zero-width space hides in a name."""
     body = "Attachment invoice\u202efdp.exe from ad\u200bmin"
-    ticket = make_action(
+    comment = make_action(  # a comment's target holds its text: shown in the card's head too
         make_investigation(),
         2,
-        tool="open_ticket",
+        tool="add_comment",
         server="ticketing",
-        target="alert",
-        arguments={"title": "Phishing", "body": body, "severity": "high"},
+        target=f"ticket=4471 body={body.lower()}",
+        arguments={"ticket_id": "4471", "body": body},
     )
     client.force_login(analyst)
-    shown = html.unescape(client.get("/approvals/").content.decode())
-    assert "invoice\\u202efdp.exe from ad\\u200bmin" in shown and "\u202e" not in shown
-    assert get(client, f"/actions/{ticket.pk}", token_of(analyst)).json()["arguments"]["body"] == body  # data as sent
+    for page in ("/approvals/", f"/approvals/{comment.pk}/"):
+        shown = html.unescape(client.get(page).content.decode())
+        assert "invoice\\u202efdp.exe from ad\\u200bmin" in shown and "\u202e" not in shown, page
+        assert "body=attachment invoice\\u202efdp.exe" in shown, page
+    assert get(client, f"/actions/{comment.pk}", token_of(analyst)).json()["arguments"]["body"] == body  # as sent
 
 
 def test_an_unknown_request_is_404(client, analyst, db):

@@ -34,11 +34,10 @@ class EmailChannel(OutboundChannel):
         if not recipients:
             raise Undeliverable("no one who may approve it has an email address")
         alert = request.investigation.alert
-        target = " ".join(request.target.split())  # one line: a comment's target holds its text, newlines too
         try:
             send_mail(
-                subject=f"[Gatehouse] {request.tool} on {target} is waiting for approval",
-                message=f"{request.tool} on {request.target}, for alert {alert.source}:{alert.external_id}, has waited "
+                subject=f"[Gatehouse] {request.tool} on {request.target_text} is waiting for approval",
+                message=f"{request.tool} on {request.target_text}, for alert {alert.source}:{alert.external_id}, has waited "
                 f"since {request.created_at:%Y-%m-%d %H:%M} UTC and expires at {request.expires_at:%H:%M} UTC.\n\n"
                 f"Decide: {settings.CONSOLE_URL}/approvals/{request.pk}/\n",
                 from_email=None,
