@@ -65,9 +65,9 @@ def session_user(session_key: str | None):
     if user is None or not constant_time_compare(session.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()):
         return None
     idle_until = session.get(IDLE_UNTIL)
-    if idle_until is not None and time.time() > idle_until and import_string(settings.SIGNED_OUT_WHEN_IDLE)(user):
+    if idle_until is not None and time.time() > idle_until and _judged(session_key, "SIGNED_OUT_WHEN_IDLE", user):
         return None  # idle past the console's timeout: its next page would sign it out
-    return user if second_factor_given(session, user) else None
+    return user if second_factor_given(session, user, session_key) else None
 
 
 # When a session becomes idle, as of its last request (console.middleware.IdleTimeout): written by the
@@ -87,7 +87,7 @@ SECOND_FACTOR_OWED = "gatehouse_second_factor_owed"
 OWED_KEPT_S = 60
 
 
-def second_factor_given(session, user) -> bool:
+def second_factor_given(session, user, session_key: str) -> bool:
     """A person who has a second factor, or must have one, counts as signed in only once this session
     has given it (django-otp's session key, set by the sign-in's second step): a password alone opens no
     socket, as it opens no page. What is owed is the console's decision (settings.SECOND_FACTOR_OWED_BY,
@@ -100,7 +100,28 @@ def second_factor_given(session, user) -> bool:
     owed = session.get(SECOND_FACTOR_OWED)
     if owed is not None and time.time() - owed["at"] < OWED_KEPT_S:
         return not owed["state"]
-    return not import_string(settings.SECOND_FACTOR_OWED_BY)(user)
+    return not _judged(session_key, "SECOND_FACTOR_OWED_BY", user)
+
+
+# The console's judgements a socket asked for, per session, kept for OWED_KEPT_S as the pages keep theirs:
+# a socket re-checks every few seconds, and each judgement reads the devices, roles and grants.
+_JUDGED: dict[tuple[str, str, int], tuple[float, object]] = {}
+_JUDGED_MAX = 10_000  # past this many, the expired ones are dropped
+
+
+def _judged(session_key: str, setting: str, user):
+    """What the console function settings.<setting> says of `user`, asked at most once per OWED_KEPT_S
+    for this session (named by the setting: this package does not import the console)."""
+    now, key = time.monotonic(), (setting, session_key, user.pk)
+    kept = _JUDGED.get(key)
+    if kept is not None and now - kept[0] < OWED_KEPT_S:
+        return kept[1]
+    if len(_JUDGED) >= _JUDGED_MAX:
+        for stale in [old for old, (at, _) in _JUDGED.items() if now - at >= OWED_KEPT_S]:
+            del _JUDGED[stale]
+    value = import_string(getattr(settings, setting))(user)
+    _JUDGED[key] = (now, value)
+    return value
 
 
 def tell_sockets_of(user_ids, *, signed_out_session: str | None = None) -> None:

@@ -544,3 +544,25 @@ def test_the_django_admin_shows_no_factor_nor_its_key(client, admin_user):
     ):
         assert client.get(url).status_code == 404, url
     assert client.get("/admin/").status_code == 200
+
+
+def test_a_sockets_recheck_asks_the_consoles_judgements_once_a_minute_as_the_pages_do(client, analyst):
+    """A socket re-checks every few seconds: once its session's kept decision is a minute old, what the
+    person owes is read again (their devices, roles and grants), and then kept for the socket as long."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from core import sockets
+
+    sign_in(client, analyst, enrolled(analyst))
+    session = client.session
+    session.pop("otp_device_id")  # a session that gave no factor: what it owes is judged
+    session[sockets.SECOND_FACTOR_OWED] = {"state": "", "at": time.time() - sockets.OWED_KEPT_S - 1}
+    session.save()
+    with CaptureQueriesContext(connection) as first:
+        assert sockets.session_user(session.session_key) is None  # owes the factor it has
+    with CaptureQueriesContext(connection) as again:
+        assert sockets.session_user(session.session_key) is None
+    assert len(again) < len(first)
+    judged = [query["sql"] for query in first if "otp_totp_totpdevice" in query["sql"]]
+    assert judged and not [query["sql"] for query in again if "otp_totp_totpdevice" in query["sql"]]
