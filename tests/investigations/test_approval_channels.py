@@ -8,12 +8,14 @@ refuses, then accepts), a real HTTP receiver for the webhook's posts, the consol
 import json
 import logging
 import socketserver
+import ssl
 import threading
 import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import trustme
 from django.conf import settings
 from django.db import connection, transaction
 from django.test import Client
@@ -379,6 +381,36 @@ def test_a_receiver_that_redirects_is_not_followed_and_the_delivery_fails(waitin
         for server in (elsewhere, bouncer):
             server.shutdown()
             server.server_close()
+
+
+def test_an_https_receiver_is_posted_to_when_its_certificate_is_trusted_and_never_when_it_is_not(
+    waiting, settings, monkeypatch
+):
+    """The send's TLS: certificates and the host name are checked (a CA of the test's own, trustme's)."""
+    ca = trustme.CA()
+    receiver = Receiver()
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(tls)
+    receiver.socket = tls.wrap_socket(receiver.socket, server_side=True)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    settings.APPROVAL_CHANNELS = ["webhook"]
+    settings.APPROVAL_WEBHOOK_SECRET = SECRET
+    settings.APPROVAL_WEBHOOK_URL = receiver.url.replace("http://", "https://")
+    _, request = waiting
+    try:
+        (untrusted,) = deliveries._record(request.pk, Kind.WAITING, ["webhook"])
+        assert deliveries.deliver([untrusted]) == [] and receiver.posts == []
+        assert ChannelDelivery.objects.get(pk=untrusted).state == "failed"
+
+        with ca.cert_pem.tempfile() as ca_file:
+            monkeypatch.setenv("SSL_CERT_FILE", ca_file)  # what ssl.create_default_context() trusts
+            (trusted,) = deliveries._record(request.pk, Kind.DECIDED, ["webhook"])
+            assert deliveries.deliver([trusted]) == [trusted]
+        ((_, body),) = receiver.posts
+        assert json.loads(body)["delivery"] == trusted
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
 
 
 class Trickler(ReceiverHandler):
