@@ -145,8 +145,13 @@ def request_action(investigation: Investigation, use: dict, *, owner: str, gatew
         field: facts[field] for field in ("host", "username") if facts and facts.get(field) and field in validated
     }
     if canonical:  # one identity, one key: "H-1042" and "ws-fin-07" are the same host
-        args = parse_arguments(tool.arguments, validated | canonical)
-        validated = args.model_dump(mode="json")
+        try:
+            args = parse_arguments(tool.arguments, validated | canonical)
+            validated = args.model_dump(mode="json")
+        except ValidationError:  # a backend's name our schema does not take ("Ana's MacBook"): as the model said it
+            log.warning(
+                "%s: the backend's name for its target does not fit the tool's schema; kept as asked", tool.name
+            )
     key = idempotency.write_key(tool, args, investigation.alert.trigger)
     policy = policy_for(tool.name)
     with transaction.atomic():

@@ -24,6 +24,7 @@ from tests.investigations.hostile_model import (
     tool_turn,
     truncated_turn,
 )
+from toolserver.lab.models import Host
 from toolserver.models import Tool
 from toolserver.supervisor import get_supervisor
 
@@ -214,3 +215,14 @@ def test_a_nul_in_a_tool_result_is_kept_as_a_replacement_character_with_its_audi
     assert record.outcome == "ok"
     (answer,) = answers_in(model.requests[1])
     assert "admin\\ufffd'" in answer["content"] and "\\u0000" not in answer["content"]  # as JSON, escaped
+
+
+# -- 17. a backend's name for a write's target that the tool's schema does not take --------------
+def test_a_target_the_backend_names_outside_the_schema_is_asked_for_as_the_model_said_it(hostile):
+    """An EDR names hosts as their users do ("Ana's MacBook"): re-parsing the write with that name raised
+    out of the request, and the investigation failed instead of asking an analyst."""
+    Host.objects.filter(host_id="H-1042").update(hostname="Ana's MacBook")
+    _, investigation = hostile(tool_turn(("toolu_iso", "isolate_host", {"host": "H-1042", "reason": "Payload ran."})))
+    assert investigation.status == "waiting", investigation.end_reason
+    request = ActionRequest.objects.get(investigation=investigation, tool_use_id="toolu_iso")
+    assert (request.state, request.arguments["host"]) == ("pending", "H-1042")
