@@ -11,6 +11,7 @@ import socketserver
 import ssl
 import threading
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -342,6 +343,35 @@ def test_a_new_request_is_told_to_the_webhook_once_committed_and_a_rolled_back_o
     assert json.loads(webhook.posts[-1][1])["request"]["state"] == "rejected"
 
 
+@contextmanager
+def serving(*receivers: Receiver):
+    """The receivers answering on their threads until the block ends."""
+    for receiver in receivers:
+        threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        yield
+    finally:
+        for receiver in receivers:
+            if getattr(receiver, "stop", None) is not None:
+                receiver.stop.set()
+            receiver.shutdown()
+            receiver.server_close()
+
+
+def webhook_to(settings, url: str) -> None:
+    """The webhook channel alone, posting to `url`."""
+    settings.APPROVAL_CHANNELS = ["webhook"]
+    settings.APPROVAL_WEBHOOK_SECRET = SECRET
+    settings.APPROVAL_WEBHOOK_URL = url
+
+
+def tried(request: ActionRequest, kind: Kind = Kind.WAITING) -> tuple[list[int], ChannelDelivery]:
+    """One webhook delivery of `request` recorded and tried once: what was sent, and the delivery after."""
+    (delivery_id,) = deliveries._record(request.pk, kind, ["webhook"])
+    sent = deliveries.deliver([delivery_id])
+    return sent, ChannelDelivery.objects.get(pk=delivery_id)
+
+
 def test_a_receiver_that_redirects_is_not_followed_and_the_delivery_fails(waiting, settings):
     """urllib would follow a 302 after the POST as a GET, with the signature headers, to any address."""
     elsewhere = Receiver()  # stands in for a metadata service or an admin port on loopback
@@ -365,22 +395,11 @@ def test_a_receiver_that_redirects_is_not_followed_and_the_delivery_fails(waitin
 
     bouncer = Receiver()
     bouncer.RequestHandlerClass = Bouncer
-    for server in (elsewhere, bouncer):
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        settings.APPROVAL_CHANNELS = ["webhook"]
-        settings.APPROVAL_WEBHOOK_SECRET = SECRET
-        settings.APPROVAL_WEBHOOK_URL = bouncer.url
-        _, request = waiting
-        (delivery_id,) = deliveries._record(request.pk, Kind.WAITING, ["webhook"])
-        assert deliveries.deliver([delivery_id]) == []
-        delivery = ChannelDelivery.objects.get(pk=delivery_id)
-        assert (delivery.state, delivery.last_error) == ("failed", "HTTP 302")
+    with serving(elsewhere, bouncer):
+        webhook_to(settings, bouncer.url)
+        sent, delivery = tried(waiting[1])
+        assert sent == [] and (delivery.state, delivery.last_error) == ("failed", "HTTP 302")
         assert elsewhere.gets == []
-    finally:
-        for server in (elsewhere, bouncer):
-            server.shutdown()
-            server.server_close()
 
 
 def test_an_https_receiver_is_posted_to_when_its_certificate_is_trusted_and_never_when_it_is_not(
@@ -392,25 +411,16 @@ def test_an_https_receiver_is_posted_to_when_its_certificate_is_trusted_and_neve
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(tls)
     receiver.socket = tls.wrap_socket(receiver.socket, server_side=True)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    settings.APPROVAL_CHANNELS = ["webhook"]
-    settings.APPROVAL_WEBHOOK_SECRET = SECRET
-    settings.APPROVAL_WEBHOOK_URL = receiver.url.replace("http://", "https://")
-    _, request = waiting
-    try:
-        (untrusted,) = deliveries._record(request.pk, Kind.WAITING, ["webhook"])
-        assert deliveries.deliver([untrusted]) == [] and receiver.posts == []
-        assert ChannelDelivery.objects.get(pk=untrusted).state == "failed"
-
+    with serving(receiver):
+        webhook_to(settings, receiver.url.replace("http://", "https://"))
+        sent, untrusted = tried(waiting[1])
+        assert sent == [] and untrusted.state == "failed" and receiver.posts == []
         with ca.cert_pem.tempfile() as ca_file:
             monkeypatch.setenv("SSL_CERT_FILE", ca_file)  # what ssl.create_default_context() trusts
-            (trusted,) = deliveries._record(request.pk, Kind.DECIDED, ["webhook"])
-            assert deliveries.deliver([trusted]) == [trusted]
+            sent, trusted = tried(waiting[1], Kind.DECIDED)
+        assert sent == [trusted.pk]
         ((_, body),) = receiver.posts
-        assert json.loads(body)["delivery"] == trusted
-    finally:
-        receiver.shutdown()
-        receiver.server_close()
+        assert json.loads(body)["delivery"] == trusted.pk
 
 
 class Trickler(ReceiverHandler):
@@ -438,21 +448,11 @@ def test_a_receiver_answering_a_byte_at_a_time_is_cut_off_at_the_sends_deadline(
     monkeypatch.setattr(webhook, "SEND_DEADLINE_S", 1)
     slow = Receiver()
     slow.RequestHandlerClass, slow.stop = Trickler, threading.Event()
-    threading.Thread(target=slow.serve_forever, daemon=True).start()
-    try:
-        settings.APPROVAL_CHANNELS = ["webhook"]
-        settings.APPROVAL_WEBHOOK_SECRET = SECRET
-        settings.APPROVAL_WEBHOOK_URL = slow.url
-        _, request = waiting
-        (delivery_id,) = deliveries._record(request.pk, Kind.WAITING, ["webhook"])
-        assert deliveries.deliver([delivery_id]) == []
-        delivery = ChannelDelivery.objects.get(pk=delivery_id)
-        assert (delivery.state, delivery.last_error) == ("failed", "no answer within 1 s")
+    with serving(slow):
+        webhook_to(settings, slow.url)
+        sent, delivery = tried(waiting[1])
+        assert sent == [] and (delivery.state, delivery.last_error) == ("failed", "no answer within 1 s")
         assert len(slow.posts) == 1
-    finally:
-        slow.stop.set()
-        slow.shutdown()
-        slow.server_close()
 
 
 def test_an_attempt_that_outlived_its_claim_records_nothing_and_both_carry_the_delivery_id(
