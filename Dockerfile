@@ -5,6 +5,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 
 COPY pyproject.toml README.md manage.py ./
+COPY core ./core
 COPY console ./console
 COPY investigations ./investigations
 COPY toolserver ./toolserver

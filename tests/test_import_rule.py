@@ -10,6 +10,8 @@ Every import statement counts, those inside functions too.
 """
 
 import ast
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,12 @@ def test_a_function_level_import_counts(tmp_path):
     module = tmp_path / "late.py"
     module.write_text("def f():\n    from console.manage import administration\n    import investigations.runs.agent\n")
     assert imports_of(module) == {"console", "investigations"}
+
+
+def test_the_image_and_the_package_carry_every_room():
+    """A room left out of the Dockerfile's copies or the package's list fails at the image's first import
+    (core was: `collectstatic` in the build raised ModuleNotFoundError)."""
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", (ROOT / "Dockerfile").read_text(), re.MULTILINE))
+    packaged = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert set(PACKAGES) <= copied
+    assert {f"{package}*" for package in PACKAGES} <= set(packaged)
