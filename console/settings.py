@@ -61,8 +61,13 @@ if not PRODUCTION:
     DATABASES["default"]["TEST"] = {"NAME": DATA_DIR / "test.sqlite3"}
 
 
-def _secret(variable: str, filename: str, *, required: bool = True) -> str:
-    """A secret from the environment; on the embedded default, generated once beside its database."""
+def _too_weak(key: str) -> bool:
+    return len(key) < 50 or len(set(key)) < 5
+
+
+def _secret(variable: str, filename: str, *, required: bool = True, rotated: bool = False) -> str:
+    """A secret from the environment; on the embedded default, generated once beside its database.
+    `rotated`: comma-separated keys (the first in use, the others still accepted), each checked."""
     value = env_str(variable)
     if not value:
         if PRODUCTION and not required:
@@ -74,8 +79,8 @@ def _secret(variable: str, filename: str, *, required: bool = True) -> str:
             path.touch(mode=0o600)
             path.write_text(secrets.token_urlsafe(50))
         value = path.read_text().strip()
-    if len(value) < 50 or len(set(value)) < 5:
-        raise ConfigError(variable, "too weak: use 50 or more random characters")
+    if any(_too_weak(key) for key in (value.split(",") if rotated else [value])):
+        raise ConfigError(variable, "too weak: use 50 or more random characters" + (" for each key" if rotated else ""))
     return value
 
 
@@ -89,7 +94,7 @@ AUDIT_SIGNING_KEY = env_str("GATEHOUSE_AUDIT_SIGNING_KEY")
 if PRODUCTION and not AUDIT_SIGNING_KEY:
     raise ConfigError("GATEHOUSE_AUDIT_SIGNING_KEY", "required in production mode (50+ random characters)")
 AUDIT_SIGNING_KEY = AUDIT_SIGNING_KEY or f"derived:{AUDIT_HASH_KEY}"
-if len(AUDIT_SIGNING_KEY) < 50:
+if _too_weak(AUDIT_SIGNING_KEY):
     raise ConfigError("GATEHOUSE_AUDIT_SIGNING_KEY", "too weak: use 50 or more random characters")
 
 DEBUG = env_bool("GATEHOUSE_DEBUG", False)
@@ -229,7 +234,7 @@ LAB_API_URL = env_str("GATEHOUSE_LAB_URL") or f"http://127.0.0.1:{env_int('PORT'
 # Seals the credentials an admin stores in the console (toolserver/credentials.py). Optional in
 # production: without it, credentials are files in CREDENTIALS_DIR. Comma-separated to
 # rotate it: the first seals, every one unseals.
-CREDENTIALS_KEY = _secret("GATEHOUSE_CREDENTIALS_KEY", "credentials_key", required=False)
+CREDENTIALS_KEY = _secret("GATEHOUSE_CREDENTIALS_KEY", "credentials_key", required=False, rotated=True)
 CREDENTIALS_DIR = Path(env_str("GATEHOUSE_CREDENTIALS_DIR") or DATA_DIR / "credentials")
 TOOLSERVER_BACKENDS = {
     server: {"adapter": "lab", "url": LAB_API_URL, "credential": f"file:{CREDENTIALS_DIR / (server + '.key')}"}

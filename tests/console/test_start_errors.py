@@ -44,6 +44,9 @@ def assert_one_line_naming(result, variable):
         ({"GATEHOUSE_ALLOWED_HOSTS": ""}, "GATEHOUSE_ALLOWED_HOSTS"),
         ({"GATEHOUSE_AUDIT_HASH_KEY": ""}, "GATEHOUSE_AUDIT_HASH_KEY"),
         ({"GATEHOUSE_AUDIT_SIGNING_KEY": ""}, "GATEHOUSE_AUDIT_SIGNING_KEY"),
+        ({"GATEHOUSE_AUDIT_SIGNING_KEY": "a" * 50}, "GATEHOUSE_AUDIT_SIGNING_KEY"),
+        # Each key of a rotation: the first seals every credential stored from then on.
+        ({"GATEHOUSE_CREDENTIALS_KEY": "k," + PRODUCTION["GATEHOUSE_SECRET_KEY"]}, "GATEHOUSE_CREDENTIALS_KEY"),
         ({"GATEHOUSE_BACKEND_ALLOWED_HOSTS": "http://siem.example"}, "GATEHOUSE_BACKEND_ALLOWED_HOSTS"),
         ({"GATEHOUSE_DEBUG": "perhaps"}, "GATEHOUSE_DEBUG"),
         ({"GATEHOUSE_APPROVAL_CHANNELS": "email,webhook"}, "GATEHOUSE_APPROVAL_WEBHOOK_SECRET"),
