@@ -57,7 +57,9 @@ if PRODUCTION and not REDIS_URL:
 if REDIS_URL and not PRODUCTION:
     raise ConfigError("DATABASE_URL", "production mode (REDIS_URL is set) needs a postgres:// URL")
 if not PRODUCTION:
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    # Its own only: the database beside the keys holds sessions, second factors' keys and sealed credentials.
+    DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    DATA_DIR.chmod(0o700)
     DATABASES["default"]["TEST"] = {"NAME": DATA_DIR / "test.sqlite3"}
 
 

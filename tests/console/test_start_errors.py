@@ -98,3 +98,13 @@ def test_unreachable_redis_fails_the_worker_with_one_line():
     assert result.returncode == 2, result.stderr
     assert "gatehouse: configuration error: REDIS_URL: cannot reach Redis at 127.0.0.1:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_embedded_defaults_data_folder_is_its_owners_alone(tmp_path):
+    """Beside the generated keys, its database holds sessions, second factors' keys and sealed credentials:
+    a folder made readable by everyone (an earlier version's, or the user's umask) is closed at start."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    env = console_env(DATABASE_URL="", REDIS_URL="", GATEHOUSE_DATA_DIR=str(data))
+    assert run_manage("check", env=env).returncode == 0
+    assert data.stat().st_mode & 0o777 == 0o700
