@@ -41,3 +41,23 @@ class RedactTokens(logging.Filter):
         elif isinstance(record.args, dict):
             record.args = {key: self.redact(arg) for key, arg in record.args.items()}
         return True
+
+
+class OneLineArguments(logging.Filter):
+    """A log line is one line: a logged value a client chose (a path decoded from %0a, a header) has its
+    line breaks and other control characters escaped, so it cannot end the line and forge the next."""
+
+    CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+    @classmethod
+    def escaped(cls, value):
+        if not isinstance(value, str):
+            return value
+        return cls.CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.escaped(arg) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {key: self.escaped(arg) for key, arg in record.args.items()}
+        return True

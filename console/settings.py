@@ -521,8 +521,11 @@ LOGGING = {
     "filters": {
         "one_line_refusals": {"()": "console.logs.OneLineRefusals"},
         "redact_tokens": {"()": "console.logs.RedactTokens"},
+        "one_line": {"()": "console.logs.OneLineArguments"},
     },
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]}},
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens", "one_line"]}
+    },
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
@@ -530,9 +533,11 @@ LOGGING = {
         # The pool retries an unreachable database in the background, a line per try; whoever waits
         # for a connection gets the error (503 over the API, one line at start).
         "psycopg.pool": {"level": "ERROR"},
-        "django.request": {"filters": ["one_line_refusals", "redact_tokens"]},  # 4xx: one line, no traceback
+        "django.request": {
+            "filters": ["one_line_refusals", "redact_tokens", "one_line"]
+        },  # 4xx: one line, no traceback
         # uvicorn's request log has a handler of its own (set by uvicorn.run, which keeps this filter):
         # a token in a URL (Splunk's) is cut before any handler sees it.
-        "uvicorn.access": {"filters": ["redact_tokens"]},
+        "uvicorn.access": {"filters": ["redact_tokens", "one_line"]},
     },
 }

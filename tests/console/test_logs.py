@@ -33,3 +33,17 @@ def test_a_server_error_keeps_its_traceback(client, caplog):
         except RuntimeError:
             logger.error("Internal Server Error: /x", exc_info=True, extra={"status_code": 500})  # noqa: G201 - as Django logs it
     assert "Traceback" in caplog.text and "RuntimeError: boom" in caplog.text
+
+
+def test_a_value_a_client_chose_cannot_end_the_line_and_forge_the_next():
+    """A path decoded from %0a, logged as the API's error line logs it, through the console's own handler."""
+    (handler,) = [handler for handler in logging.getLogger().handlers if handler.name == "stderr"]
+    forged = "/api/alerts/x\n2026-01-01 00:00:00,000 INFO console admin signed in"
+    record = logging.getLogger("console.middleware").makeRecord(
+        "console.middleware", logging.ERROR, __file__, 1, "API %s %s failed", ("POST", forged), None
+    )
+    assert handler.filter(record)
+    line = handler.format(record)
+    assert "\n" not in line and line.endswith(
+        "API POST /api/alerts/x\\x0a2026-01-01 00:00:00,000 INFO console admin signed in failed"
+    )
