@@ -222,7 +222,10 @@ START_CAP_WINDOW = timedelta(minutes=1)
 def release_due(integration: Integration) -> tuple[list[int], int]:
     """Hand `integration`'s held investigations to workers, oldest first, as far as its start cap allows
     this minute: their ids, and the starts left in the minute after them. The caller holds the
-    integration's row lock."""
+    integration's row lock. A revoked integration's are never started (its token leaked, maybe): they
+    stay held, for an analyst to investigate again if they are real."""
+    if integration.revoked_at is not None:
+        return [], 0
     started = Investigation.objects.filter(
         alert__integration=integration, released_at__gte=timezone.now() - START_CAP_WINDOW
     ).count()

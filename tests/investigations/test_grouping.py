@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from investigations.intake import services as intake
 from investigations.intake.formats import FORMATS, Context
-from investigations.models import Alert, AuditRecord, Event, Investigation
+from investigations.models import Alert, AuditRecord, Event, Integration, Investigation
 from investigations.runs import services as runs
 from tests.investigations.test_alert_formats import fixture
 
@@ -315,3 +315,15 @@ def test_the_api_tells_related_alerts_and_held(client, analyst, integration):
     second = client.get(f"/api/investigations/{held.pk}").json()
     assert (first["related_alerts"], first["held"]) == (1, False)
     assert (second["related_alerts"], second["held"]) == (0, True)
+
+
+def test_a_revoked_integrations_held_investigations_are_never_started(integration):
+    """A leaked token's flood is held by the start cap; revoking it must not let the sweep start the rest."""
+    intake.set_start_cap(integration, 1, by="test")
+    first = intake.receive_alert(alert_in(1, host="a"), integration=integration).investigation
+    held = intake.receive_alert(alert_in(2, host="b"), integration=integration).investigation
+    Integration.objects.filter(pk=integration.pk).update(revoked_at=timezone.now())
+    Investigation.objects.filter(pk=first.pk).update(released_at=timezone.now() - timedelta(seconds=61))
+    assert intake.release_held() == []
+    held.refresh_from_db()
+    assert held.held and held.status == "queued"
