@@ -2,7 +2,7 @@ import re
 
 import pytest
 from django.contrib.auth import authenticate, get_user_model
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from core.roles import ROLES, roles_of
 
@@ -67,3 +67,20 @@ def test_the_lab_story_alert_is_received_once_and_its_investigation_queued(db, c
     assert f"Demo investigation: /investigations/{investigation.pk}/ (queued)" in first
     seed(capsys)
     assert Investigation.objects.get() == investigation
+
+
+def test_each_demo_account_set_is_recorded_as_a_change_of_who_may_do_what(db, capsys, monkeypatch):
+    from investigations.models import AuditRecord
+
+    monkeypatch.setenv("GATEHOUSE_DEMO_PASSWORD", "demo-password-for-the-test-0451")
+    seed(capsys)
+    recorded = AuditRecord.objects.filter(kind=AuditRecord.Kind.ADMIN_CHANGE, outcome="demo_account_set")
+    assert sorted(record.extra["after"]["username"] for record in recorded) == sorted(ROLES)
+    assert "demo-password-for-the-test-0451" not in str(list(recorded.values()))
+
+
+def test_no_demo_accounts_in_production_without_the_lab(db, settings):
+    settings.PRODUCTION, settings.LAB_ENABLED = True, False
+    with pytest.raises(CommandError, match="not in production mode without the lab"):
+        call_command("seed_demo")
+    assert not get_user_model().objects.filter(username__in=ROLES).exists()

@@ -5,10 +5,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from core.roles import ADMIN, ROLES
+from investigations.audit import chain as audit
 
 
 class Command(BaseCommand):
@@ -20,6 +21,10 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
+        if settings.PRODUCTION and not settings.LAB_ENABLED:  # a demo's accounts have no place in a real console
+            raise CommandError(
+                "seed_demo makes demo accounts (admin, analyst, manager): not in production mode without the lab"
+            )
         if settings.LAB_ENABLED:
             call_command("seed_lab", stdout=self.stdout)
             call_command("lab_keys", write_dir=settings.CREDENTIALS_DIR, stdout=self.stdout)
@@ -48,4 +53,8 @@ class Command(BaseCommand):
         user.is_staff = role == ADMIN  # the Django admin is one of the admin role's pages
         user.save()
         user.groups.set([Group.objects.get(name=role)])
+        # Who may do what changed: recorded as every role change is (architecture rule 11), never the password.
+        audit.record_admin_change(
+            "manage.py seed_demo", "demo_account_set", before={}, after={"username": role, "role": role}
+        )
         return f"{role:8} password: {'(GATEHOUSE_DEMO_PASSWORD)' if chosen else password}"
