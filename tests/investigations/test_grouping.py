@@ -282,6 +282,31 @@ def test_the_model_is_told_of_joined_alerts_as_data_and_its_writes_stay_keyed_to
     assert "LAB-SIEM-1001-late" in later[0] and "LAB-SIEM-1001-24" not in later[0]
 
 
+def test_a_storm_of_large_alerts_is_told_with_each_ones_details_cut_and_the_token_budget_holds(lab, settings_offline):
+    """Twenty joined alerts of 60 KB each (what a 64 KiB POST holds) made the first turn's prompt 300k
+    tokens against a 50k budget, past the model's context window: each one's details are cut when told."""
+    from investigations.runs import agent
+    from investigations.runs.prompts import RELATED_DETAILS_CHARS
+    from tests.support import story_alert
+
+    integration, _ = intake.create_integration("lab-siem")
+    first = intake.receive_alert(story_alert("LAB-SIEM-1001"), integration=integration)
+    bulk = {"log": ["A" * 1000] * 60}
+    for n in range(20):
+        intake.receive_alert(
+            story_alert("LAB-SIEM-1001").model_copy(update={"external_id": f"LAB-SIEM-1001-{n}", "details": bulk}),
+            integration=integration,
+        )
+    Investigation.objects.filter(pk=first.investigation.pk).update(budget_tokens=50_000)
+    agent.run(first.investigation.pk)
+    investigation = Investigation.objects.get(pk=first.investigation.pk)
+    told = investigation.messages[0]["content"][1]["text"]
+    payloads = json.loads(told.split("<related_alerts>", 1)[1].removesuffix("</related_alerts>"))
+    assert [payload["details"]["cut_at_characters"] for payload in payloads] == [RELATED_DETAILS_CHARS] * 20
+    assert payloads[0]["details"]["start"].startswith('{"log": ["AAAA')
+    assert investigation.tokens_used < 2 * investigation.budget_tokens, investigation.tokens_used
+
+
 def test_a_joined_alert_resolved_is_noted_on_the_investigation_it_joined(integration):
     first = intake.receive_alert(alert_in(1), integration=integration).investigation
     intake.receive_alert(alert_in(2), integration=integration)
