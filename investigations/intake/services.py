@@ -204,12 +204,16 @@ def group_key(integration: Integration, alert_in: AlertIn) -> str:
 
 
 def open_investigation_of(integration: Integration, key: str) -> Investigation | None:
-    """The open investigation of `integration` whose alert has this grouping key, started within its window."""
+    """The open investigation of `integration` whose alert has this grouping key, started within its window.
+
+    Locked until the caller's transaction ends, as the agent locks it to conclude (runs.agent): an alert
+    joins before the model's last word and is told, or after it and starts an investigation of its own."""
     if not key:
         return None
     since = timezone.now() - timedelta(minutes=integration.group_window_minutes)
     return (
-        Investigation.objects.filter(alert__integration=integration, alert__group_key=key, created_at__gte=since)
+        Investigation.objects.select_for_update(of=("self",))
+        .filter(alert__integration=integration, alert__group_key=key, created_at__gte=since)
         .exclude(status__in=Investigation.FINAL)
         .order_by("-created_at")
         .first()

@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property, partial
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from core.db import release_connection
@@ -44,6 +44,7 @@ from investigations.models import Alert, Event, Investigation
 from investigations.runs import llm, services
 from investigations.runs.events import LeaseLost, record_event
 from investigations.runs.prompts import (
+    CONCLUDE_AGAIN,
     RELATED_SHOWN,
     SYSTEM_PROMPT,
     first_message,
@@ -161,7 +162,9 @@ class Agent:
             if last["role"] == "assistant":
                 uses = [block for block in last["content"] if block.get("type") == "tool_use"]
                 if not uses:
-                    return self._conclude(last)
+                    if self._concluded(last):
+                        return
+                    continue  # alerts joined while it concluded: told, it answers again
                 if not self._call_tools(uses):
                     return
             else:
@@ -230,23 +233,28 @@ class Agent:
         )
         return True
 
-    def _tell_related(self) -> None:
-        """Before a turn, add the alerts that joined since the model was last told to the message it
-        answers, as data (saved, so a worker taking over tells none twice)."""
+    def _tell_related(self) -> bool:
+        """Tell the model of the alerts that joined since it was last told, as data (saved, so a worker taking
+        over tells none twice): before a turn, in the message it answers; after its last word, in a message
+        of their own asking it to conclude again. Whether there were any."""
         investigation = self.investigation
         if not investigation.alert.group_key:  # never grouped (typed in the console, or its integration's `none`)
-            return
+            return False
         new = list(
             investigation.related_alerts.filter(pk__gt=investigation.related_told)
             .order_by("pk")
             .values_list("pk", flat=True)
         )
         if not new:
-            return
-        shown = list(Alert.objects.filter(pk__in=new[-RELATED_SHOWN:]).order_by("pk"))
-        last = investigation.messages[-1]
-        told = {**last, "content": [*last["content"], related_alerts(shown, len(new))]}
-        self._save(messages=[*investigation.messages[:-1], told], related_told=new[-1])
+            return False
+        block = related_alerts(list(Alert.objects.filter(pk__in=new[-RELATED_SHOWN:]).order_by("pk")), len(new))
+        *before, last = investigation.messages
+        if last["role"] == "user":
+            messages = [*before, {**last, "content": [*last["content"], block]}]
+        else:
+            messages = [*before, last, {"role": "user", "content": [block, {"type": "text", "text": CONCLUDE_AGAIN}]}]
+        self._save(messages=messages, related_told=new[-1])
+        return True
 
     def _call_tools(self, uses: list[dict]) -> bool:
         """Answer the last turn's tool calls, skipping those answered before a restart. False when it stopped.
@@ -378,6 +386,17 @@ class Agent:
         if isinstance(request, dict):  # refused at the boundary: invalid arguments
             return request
         return request.result if request.is_final else None
+
+    def _concluded(self, last: dict) -> bool:
+        """Finish with the model's last word, unless alerts joined meanwhile: then they are told and it is
+        asked again (False). The row is locked as intake locks it to join (intake.open_investigation_of), so
+        an alert joins before this check, and is told, or after the finish, and starts its own investigation."""
+        with transaction.atomic():
+            Investigation.objects.select_for_update().filter(pk=self.id).first()
+            if not self._over_budget(tokens=True) and self._tell_related():
+                return False
+            self._conclude(last)
+        return True
 
     def _conclude(self, last: dict) -> None:
         text = "".join(block.get("text", "") for block in last["content"] if block.get("type") == "text")

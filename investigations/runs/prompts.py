@@ -84,6 +84,11 @@ def related_alerts(alerts: list[Alert], count: int) -> dict:
     }
 
 
+CONCLUDE_AGAIN = (
+    "These alerts joined while you concluded. Take them into account, then give your verdict again in the same form."
+)
+
+
 def _related_payload(alert: Alert) -> dict:
     """An alert's payload, its details cut to RELATED_DETAILS_CHARS of their JSON (the console shows them whole)."""
     payload = alert_payload(alert)

@@ -14,6 +14,7 @@ ends the investigation with an inconclusive verdict.
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -26,6 +27,7 @@ VERDICT = '<verdict>{"verdict": "inconclusive", "summary": "The script ended.", 
 class Turn:
     frames: list[bytes]
     pace_s: float = 0.0  # between frames: a slow model
+    meanwhile: Callable[[], None] | None = None  # what happens elsewhere while it streams (before its last frame)
 
 
 def _start() -> bytes:
@@ -180,9 +182,11 @@ def _handler(model: HostileModel):
             self.send_header("content-type", "text/event-stream; charset=utf-8")
             self.end_headers()  # HTTP/1.0: the stream ends when the connection closes
             try:
-                for frame in turn.frames:
+                for number, frame in enumerate(turn.frames, start=1):
                     if turn.pace_s and model._stopping.wait(turn.pace_s):
                         return
+                    if turn.meanwhile is not None and number == len(turn.frames):
+                        turn.meanwhile()
                     self.wfile.write(frame)
                     self.wfile.flush()
             except OSError:

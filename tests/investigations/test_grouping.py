@@ -307,6 +307,48 @@ def test_a_storm_of_large_alerts_is_told_with_each_ones_details_cut_and_the_toke
     assert investigation.tokens_used < 2 * investigation.budget_tokens, investigation.tokens_used
 
 
+def test_an_alert_joining_while_the_model_concludes_is_told_and_the_model_concludes_again(lab, settings_offline):
+    """A critical alert joined while the last turn streamed: the investigation ended on a verdict that never saw
+    it, and intake had answered "joined", so nothing else investigated it."""
+    from django.db import connection
+
+    from investigations.runs import agent
+    from tests.investigations.hostile_model import HostileModel, Turn, _end, _start, _text, tool_turn
+    from tests.support import story_alert
+
+    def verdict(word: str) -> Turn:
+        said = f'<verdict>{{"verdict": "{word}", "summary": "Concluded.", "evidence": []}}</verdict>'
+        return Turn([_start(), *_text(0, said), *_end("end_turn")])
+
+    integration, _ = intake.create_integration("lab-siem")
+    first = intake.receive_alert(story_alert("LAB-SIEM-1001"), integration=integration)
+    late = []
+
+    def an_alert_joins():  # on the model server's thread, while it streams the verdict
+        try:
+            critical = {"external_id": "LAB-SIEM-1001-late", "severity": "critical", "details": {"cmd": MARKER}}
+            late.append(
+                intake.receive_alert(story_alert("LAB-SIEM-1001").model_copy(update=critical), integration=integration)
+            )
+        finally:
+            connection.close()
+
+    benign = verdict("benign")
+    benign.meanwhile = an_alert_joins
+    turns = [tool_turn(("toolu_1", "get_host", {"host": "WS-FIN-07"})), benign, verdict("malicious")]
+    with HostileModel(turns) as model:
+        settings_offline.ANTHROPIC_API_KEY = "hostile-test-key"
+        settings_offline.ANTHROPIC_BASE_URL = model.url
+        agent.run(first.investigation.pk)
+    investigation = Investigation.objects.get(pk=first.investigation.pk)
+    (joined,) = late
+    assert joined.joined and joined.investigation == investigation
+    told = json.dumps(model.requests[2]["messages"][-1])
+    assert len(model.requests) == 3 and "LAB-SIEM-1001-late" in told and "call it benign" in told
+    assert (investigation.status, investigation.verdict) == ("completed", "malicious")
+    assert investigation.related_told == joined.alert.pk
+
+
 def test_a_joined_alert_resolved_is_noted_on_the_investigation_it_joined(integration):
     first = intake.receive_alert(alert_in(1), integration=integration).investigation
     intake.receive_alert(alert_in(2), integration=integration)
