@@ -7,6 +7,7 @@ Two modes from one file, chosen by the environment (README, "Configuration"):
   result backend and channel layer; workers run as `celery -A console worker`.
 """
 
+import ipaddress
 import secrets
 from datetime import timedelta
 from decimal import Decimal
@@ -408,8 +409,20 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = env_int("GATEHOUSE_HSTS_SECONDS", 31536000) if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS and env_bool("GATEHOUSE_HSTS_PRELOAD", True)
-if env_bool("GATEHOUSE_BEHIND_PROXY", False):
+BEHIND_PROXY = env_bool("GATEHOUSE_BEHIND_PROXY", False)
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Whose X-Forwarded-For and X-Forwarded-Proto are believed, behind a proxy (addresses or networks): the
+# client's address that sign-in throttling and the trail see. Another's would be the proxy's own address for
+# everyone (five wrong passwords then pause every sign-in) or, trusted from anyone, a client's invention.
+TRUSTED_PROXIES = env_list("GATEHOUSE_TRUSTED_PROXIES", ["127.0.0.1", "::1"])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy)
+    except ValueError:
+        raise ConfigError(
+            "GATEHOUSE_TRUSTED_PROXIES", "expected addresses or networks, e.g. 172.30.53.1,10.0.0.0/8"
+        ) from None
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env_int("GATEHOUSE_SESSION_SECONDS", 8 * 3600, minimum=300)

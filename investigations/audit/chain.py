@@ -32,10 +32,10 @@ from django.utils import timezone
 
 from investigations.audit import merkle
 from investigations.models import AuditHead, AuditRecord, AuditRefused
+from investigations.models.approvals import ACTOR_MAX
 from toolserver.audit import Outcome, ToolCallAudit, canonical_json
 
 GENESIS = "0" * 64
-ACTOR_MAX = AuditRecord._meta.get_field("actor").max_length
 CHAIN = "gatehouse-audit"
 # The content a link's hash covers: every field but the hashes themselves and the search text.
 CONTENT_FIELDS = (

@@ -77,6 +77,15 @@ def test_compose_publishes_the_web_port_on_loopback_only():
     assert published and all(str(port).startswith("127.0.0.1:") for port in published)
 
 
+def test_compose_trusts_the_forwarded_headers_of_its_networks_gateway_alone():
+    """The host's proxy reaches the web container from the network's gateway: that address, and no other."""
+    compose = yaml.safe_load(Path(ROOT, "compose.yaml").read_text())
+    (network,) = compose["networks"]["default"]["ipam"]["config"]
+    web = compose["services"]["web"]["environment"]
+    assert web["GATEHOUSE_BEHIND_PROXY"].endswith(":-true}")
+    assert web["GATEHOUSE_TRUSTED_PROXIES"] == f"${{GATEHOUSE_TRUSTED_PROXIES:-{network['gateway']}}}"
+
+
 def test_compose_migrates_as_the_owner_and_runs_everything_else_as_the_runtime_role():
     services = yaml.safe_load(Path(ROOT, "compose.yaml").read_text())["services"]
     migrate = services["migrate"]["environment"]

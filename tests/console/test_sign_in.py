@@ -121,3 +121,34 @@ def test_the_running_console_answers_a_paused_sign_in_with_the_lockout_page(live
             answer = browser.post("/login/", data={"csrfmiddlewaretoken": token, "username": "ada", "password": WRONG})
         assert answer.status_code == 429
         assert "Sign-in paused" in answer.text and WRONG not in answer.text
+
+
+@pytest.mark.django_db(transaction=True)  # the console process must see what it records
+@pytest.mark.parametrize(
+    "trusted, seen",
+    [("127.0.0.1", "203.0.113.9"), ("192.0.2.1", "127.0.0.1")],
+    ids=["the-proxy-is-trusted", "another-proxy-is-trusted"],
+)
+def test_behind_a_proxy_a_client_is_the_address_its_trusted_proxy_forwards_and_no_other(trusted, seen, lab_credentials):
+    """Throttling and the trail see the client's address: the proxy's own for everyone would let five wrong
+    passwords pause every sign-in; one forwarded by anyone but the proxy would be the client's invention."""
+    from django.db import connection
+
+    from tests.support import ConsoleProcess, console_env, database_url_of
+
+    env = console_env(
+        DATABASE_URL=database_url_of(connection.settings_dict),
+        GATEHOUSE_CREDENTIALS_DIR=str(lab_credentials[0]),
+        GATEHOUSE_BEHIND_PROXY="true",
+        GATEHOUSE_TRUSTED_PROXIES=trusted,
+    )
+    with ConsoleProcess(env) as console, httpx.Client(base_url=console.url, timeout=10) as browser:
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', browser.get("/login/").text).group(1)
+        answer = browser.post(
+            "/login/",
+            data={"csrfmiddlewaretoken": token, "username": "ada", "password": WRONG},
+            headers={"X-Forwarded-For": "203.0.113.9"},
+        )
+        assert answer.status_code == 200
+    ((outcome, address),) = [(record.outcome, record.extra["address"]) for record in sign_in_records()]
+    assert (outcome, address) == ("login_failed", seen)

@@ -53,7 +53,9 @@ class Command(BaseCommand):
                 port=port,
                 lifespan="off",
                 log_level=settings.LOG_LEVEL.lower(),
-                proxy_headers=True,
+                # Forwarded headers only behind a proxy, and only its own (GATEHOUSE_TRUSTED_PROXIES).
+                proxy_headers=settings.BEHIND_PROXY,
+                forwarded_allow_ips=settings.TRUSTED_PROXIES,
                 ws_max_size=256 * 1024,
                 timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
             )
