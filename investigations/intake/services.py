@@ -42,6 +42,9 @@ from investigations.runs.services import release, start_investigation
 from toolserver.ratelimit import Limit, get_rate_limiter
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:@/#-]*$"  # identifiers: no spaces, nothing that reads as markup
+# An integration's sources hold no ":": a write's key names its alert as "source:external_id" (Alert.trigger),
+# and "siem:eu" + "4711" would be "siem" + "eu:4711", another integration's alert, its write already done.
+SOURCE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._@/#-]*$"
 SOURCE_MAX = 64
 CONSOLE_SOURCE = "console"  # alerts typed in by an analyst: no integration may send it
 # A full queue drains as workers start investigations, at no time anyone can know: a hint.
@@ -508,8 +511,8 @@ def _locked_live_integrations() -> list[Integration]:
 def _checked_sources(sources: list[str], others: list[Integration]) -> list[str]:
     checked = sorted({source.strip() for source in sources})
     for source in checked:
-        if not (len(source) <= SOURCE_MAX and re.fullmatch(NAME, source)):
-            raise ValueError(f'"{source}" is not a source name (1 to {SOURCE_MAX} letters, digits and ._:@/#-)')
+        if not (len(source) <= SOURCE_MAX and re.fullmatch(SOURCE_NAME, source)):
+            raise ValueError(f'"{source}" is not a source name (1 to {SOURCE_MAX} letters, digits and ._@/#-)')
         if source == CONSOLE_SOURCE:
             raise ValueError(f'"{source}" is the source of alerts typed in the console')
         holder = next((other.name for other in others if source in other.sources), None)
