@@ -14,17 +14,26 @@ def verdict_block(verdict: str, summary: str, evidence: list[str]) -> str:
 
 
 def parse_verdict(text: str) -> dict | None:
-    """The verdict block at the end of a final turn, or None."""
-    start, end = text.rfind(VERDICT_OPEN), text.rfind(VERDICT_CLOSE)
-    if start < 0 or end < start:
-        return None
-    try:
-        verdict = json.loads(text[start + len(VERDICT_OPEN) : end])
-    except ValueError:
-        return None
-    if not isinstance(verdict, dict) or verdict.get("verdict") not in VERDICTS:
-        return None
-    return verdict
+    """The last verdict block of a final turn, or None: an opening tag, one JSON object, the closing tag.
+
+    Read as JSON from each opening tag, the last first: the model may quote what it read (a command line
+    holding "<verdict>" or "</verdict>") in its own block's evidence, and a tag inside a string must not
+    void the block (an attacker's way to turn "malicious" into "inconclusive")."""
+    decoder, start = json.JSONDecoder(), len(text)
+    while (start := text.rfind(VERDICT_OPEN, 0, start)) >= 0:
+        body = start + len(VERDICT_OPEN)
+        body += len(text[body:]) - len(text[body:].lstrip())
+        try:
+            verdict, end = decoder.raw_decode(text, body)
+        except ValueError:
+            continue
+        if (
+            isinstance(verdict, dict)
+            and verdict.get("verdict") in VERDICTS
+            and text[end:].lstrip().startswith(VERDICT_CLOSE)
+        ):
+            return verdict
+    return None
 
 
 def _clip(text: str) -> str:
