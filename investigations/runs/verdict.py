@@ -1,6 +1,7 @@
 """The verdict format the system prompt (prompts.py) asks the model to end with, and its parser."""
 
 import json
+import re
 
 VERDICT_OPEN, VERDICT_CLOSE = "<verdict>", "</verdict>"
 VERDICTS = ("malicious", "benign", "inconclusive")
@@ -14,26 +15,28 @@ def verdict_block(verdict: str, summary: str, evidence: list[str]) -> str:
 
 
 def parse_verdict(text: str) -> dict | None:
-    """The last verdict block of a final turn, or None: an opening tag, one JSON object, the closing tag.
+    """The verdict block a final turn ends with, or None: an opening tag, one JSON object, the closing tag.
 
-    Read as JSON from each opening tag, the last first: the model may quote what it read (a command line
-    holding "<verdict>" or "</verdict>") in its own block's evidence, and a tag inside a string must not
-    void the block (an attacker's way to turn "malicious" into "inconclusive")."""
-    decoder, start = json.JSONDecoder(), len(text)
+    Read as JSON from an opening tag, the last first: the model may quote what it read (a command line holding
+    "<verdict>" or "</verdict>") in its own block's evidence, and a tag inside one of its strings must not void
+    it (an attacker's way to turn "malicious" into "inconclusive"). An earlier block counts only if the later
+    tags are inside it: a block the model quoted from a log is never its verdict, even when its own is cut off."""
+    decoder, last = json.JSONDecoder(), text.rfind(VERDICT_OPEN)
+    start = len(text)
     while (start := text.rfind(VERDICT_OPEN, 0, start)) >= 0:
-        body = start + len(VERDICT_OPEN)
-        body += len(text[body:]) - len(text[body:].lstrip())
+        body = _SPACE.match(text, start + len(VERDICT_OPEN)).end()
         try:
             verdict, end = decoder.raw_decode(text, body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: brackets nested past Python's depth
             continue
-        if (
-            isinstance(verdict, dict)
-            and verdict.get("verdict") in VERDICTS
-            and text[end:].lstrip().startswith(VERDICT_CLOSE)
-        ):
-            return verdict
+        if end <= last:
+            return None  # the last opening tag is not inside it: the model's own block did not parse
+        if isinstance(verdict, dict) and verdict.get("verdict") in VERDICTS:
+            return verdict if text.startswith(VERDICT_CLOSE, _SPACE.match(text, end).end()) else None
     return None
+
+
+_SPACE = re.compile(r"\s*")
 
 
 def _clip(text: str) -> str:
