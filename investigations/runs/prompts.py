@@ -90,9 +90,10 @@ CONCLUDE_AGAIN = (
 
 
 def _related_payload(alert: Alert) -> dict:
-    """An alert's payload, its details cut to RELATED_DETAILS_CHARS of their JSON (the console shows them whole)."""
+    """An alert's payload, its details cut to RELATED_DETAILS_CHARS as the model reads them (_as_data: an emoji
+    or a "<" is six or twelve characters there); the console shows them whole."""
     payload = alert_payload(alert)
-    details = json.dumps(payload["details"], ensure_ascii=False)
+    details = _as_data(payload["details"])
     if len(details) > RELATED_DETAILS_CHARS:
         payload["details"] = {"cut_at_characters": RELATED_DETAILS_CHARS, "start": details[:RELATED_DETAILS_CHARS]}
     return payload

@@ -291,7 +291,7 @@ def test_a_storm_of_large_alerts_is_told_with_each_ones_details_cut_and_the_toke
 
     integration, _ = intake.create_integration("lab-siem")
     first = intake.receive_alert(story_alert("LAB-SIEM-1001"), integration=integration)
-    bulk = {"log": ["A" * 1000] * 60}
+    bulk = {"log": ["<\U0001f600>" * 300] * 60}  # as the model reads it, a "<" is 6 characters, an emoji 12
     for n in range(20):
         intake.receive_alert(
             story_alert("LAB-SIEM-1001").model_copy(update={"external_id": f"LAB-SIEM-1001-{n}", "details": bulk}),
@@ -303,7 +303,8 @@ def test_a_storm_of_large_alerts_is_told_with_each_ones_details_cut_and_the_toke
     told = investigation.messages[0]["content"][1]["text"]
     payloads = json.loads(told.split("<related_alerts>", 1)[1].removesuffix("</related_alerts>"))
     assert [payload["details"]["cut_at_characters"] for payload in payloads] == [RELATED_DETAILS_CHARS] * 20
-    assert payloads[0]["details"]["start"].startswith('{"log": ["AAAA')
+    assert payloads[0]["details"]["start"].startswith('{"log": ["\\u003c\\ud83d\\ude00')
+    assert len(told) < 20 * (2 * RELATED_DETAILS_CHARS + 1000)  # each cut as read, its escapes escaped once more
     assert investigation.tokens_used < 2 * investigation.budget_tokens, investigation.tokens_used
 
 
