@@ -8,7 +8,9 @@ Two modes from one file, chosen by the environment (README, "Configuration"):
 """
 
 import ipaddress
+import os
 import secrets
+import stat
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -60,7 +62,9 @@ if REDIS_URL and not PRODUCTION:
 if not PRODUCTION:
     # Its own only: the database beside the keys holds sessions, second factors' keys and sealed credentials.
     DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
-    DATA_DIR.chmod(0o700)
+    _data = DATA_DIR.stat()
+    if _data.st_uid == os.getuid() and not _data.st_mode & stat.S_ISVTX:  # never another's, nor a shared /tmp
+        DATA_DIR.chmod(0o700)
     DATABASES["default"]["TEST"] = {"NAME": DATA_DIR / "test.sqlite3"}
 
 
@@ -409,9 +413,9 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = env_int("GATEHOUSE_HSTS_SECONDS", 31536000) if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS and env_bool("GATEHOUSE_HSTS_PRELOAD", True)
+# Behind a proxy, uvicorn takes the scheme (X-Forwarded-Proto) and the client's address (X-Forwarded-For)
+# from the proxies below and no one else (manage.py serve); Django reads no forwarded header itself.
 BEHIND_PROXY = env_bool("GATEHOUSE_BEHIND_PROXY", False)
-if BEHIND_PROXY:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Whose X-Forwarded-For and X-Forwarded-Proto are believed, behind a proxy (addresses or networks): the
 # client's address that sign-in throttling and the trail see. Another's would be the proxy's own address for
 # everyone (five wrong passwords then pause every sign-in) or, trusted from anyone, a client's invention.
@@ -536,9 +540,7 @@ LOGGING = {
         "redact_tokens": {"()": "console.logs.RedactTokens"},
         "one_line": {"()": "console.logs.OneLineArguments"},
     },
-    "handlers": {
-        "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens", "one_line"]}
-    },
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]}},
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
@@ -552,5 +554,8 @@ LOGGING = {
         # uvicorn's request log has a handler of its own (set by uvicorn.run, which keeps this filter):
         # a token in a URL (Splunk's) is cut before any handler sees it.
         "uvicorn.access": {"filters": ["redact_tokens", "one_line"]},
+        # The API's error lines name the request's path, which a client chose (a worker's log, by contrast,
+        # passes a traceback on purpose: it keeps its lines).
+        "console.middleware": {"filters": ["one_line"]},
     },
 }

@@ -36,14 +36,25 @@ def test_a_server_error_keeps_its_traceback(client, caplog):
 
 
 def test_a_value_a_client_chose_cannot_end_the_line_and_forge_the_next():
-    """A path decoded from %0a, logged as the API's error line logs it, through the console's own handler."""
+    """A path decoded from %0a, logged as the API's error line logs it, through the console's own logging."""
+    logger = logging.getLogger("console.middleware")
     (handler,) = [handler for handler in logging.getLogger().handlers if handler.name == "stderr"]
     forged = "/api/alerts/x\n2026-01-01 00:00:00,000 INFO console admin signed in"
-    record = logging.getLogger("console.middleware").makeRecord(
-        "console.middleware", logging.ERROR, __file__, 1, "API %s %s failed", ("POST", forged), None
-    )
-    assert handler.filter(record)
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "API %s %s failed", ("POST", forged), None)
+    assert logger.filter(record) and handler.filter(record)
     line = handler.format(record)
     assert "\n" not in line and line.endswith(
         "API POST /api/alerts/x\\x0a2026-01-01 00:00:00,000 INFO console admin signed in failed"
     )
+
+
+def test_a_traceback_a_worker_logs_keeps_its_lines():
+    """The agent passes a failed investigation's traceback as an argument, for the worker's log to show whole."""
+    (handler,) = [handler for handler in logging.getLogger().handlers if handler.name == "stderr"]
+    logger = logging.getLogger("investigations.runs.agent")
+    trace = 'Traceback (most recent call last):\n  File "agent.py", line 1, in run\nValueError'
+    record = logger.makeRecord(
+        logger.name, logging.ERROR, __file__, 1, "investigation %s failed:\n%s", (7, trace), None
+    )
+    assert logger.filter(record) and handler.filter(record)
+    assert handler.format(record).endswith(trace)

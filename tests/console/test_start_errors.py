@@ -108,3 +108,13 @@ def test_the_embedded_defaults_data_folder_is_its_owners_alone(tmp_path):
     env = console_env(DATABASE_URL="", REDIS_URL="", GATEHOUSE_DATA_DIR=str(data))
     assert run_manage("check", env=env).returncode == 0
     assert data.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_shared_folder_given_as_the_data_folder_is_left_as_it_is(tmp_path):
+    """A sticky, world-writable folder (/tmp, say) is everyone's: closing it would lock the others out."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    env = console_env(DATABASE_URL="", REDIS_URL="", GATEHOUSE_DATA_DIR=str(shared))
+    assert run_manage("check", env=env).returncode == 0
+    assert shared.stat().st_mode & 0o7777 == 0o1777
