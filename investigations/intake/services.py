@@ -38,7 +38,7 @@ from investigations.intake import formats
 from investigations.intake.formats.base import EXTERNAL_ID_MAX
 from investigations.models import Alert, Event, Integration, Investigation
 from investigations.runs import events
-from investigations.runs.services import release, start_investigation
+from investigations.runs.services import end_unstarted, release, start_investigation
 from toolserver.ratelimit import Limit, get_rate_limiter
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:@/#-]*$"  # identifiers: no spaces, nothing that reads as markup
@@ -224,14 +224,17 @@ def open_investigation_of(integration: Integration, key: str) -> Investigation |
 
 
 START_CAP_WINDOW = timedelta(minutes=1)
+REVOKED_UNSTARTED = "Not started: its integration was revoked while it was held."
 
 
 def release_due(integration: Integration) -> tuple[list[int], int]:
     """Hand `integration`'s held investigations to workers, oldest first, as far as its start cap allows
     this minute: their ids, and the starts left in the minute after them. The caller holds the
-    integration's row lock. A revoked integration's are never started (its token leaked, maybe): they
-    stay held, for an analyst to investigate again if they are real."""
+    integration's row lock. A revoked integration's are never started (its token leaked, maybe): they end,
+    failed, and an analyst investigates an alert again if it is real."""
     if integration.revoked_at is not None:
+        held = Investigation.objects.filter(alert__integration=integration, status=Investigation.Status.QUEUED)
+        end_unstarted(list(held.filter(released_at__isnull=True).values_list("pk", flat=True)), REVOKED_UNSTARTED)
         return [], 0
     started = Investigation.objects.filter(
         alert__integration=integration, released_at__gte=timezone.now() - START_CAP_WINDOW

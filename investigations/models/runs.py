@@ -129,7 +129,7 @@ class Investigation(models.Model):
     # every move against it before touching the row. A worker that died leaves it running under an
     # expired lease, and the next worker claims it running again.
     TRANSITIONS: dict[str, set[str]] = {
-        Status.QUEUED: {Status.RUNNING},
+        Status.QUEUED: {Status.RUNNING, Status.FAILED},  # failed unstarted: its integration was revoked
         Status.RUNNING: {Status.RUNNING, Status.WAITING, Status.QUEUED, Status.COMPLETED, Status.FAILED},
         Status.WAITING: {Status.QUEUED},
         Status.COMPLETED: set(),

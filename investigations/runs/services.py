@@ -83,6 +83,19 @@ def release(investigation_ids: list[int]) -> list[int]:
     return released
 
 
+def end_unstarted(investigation_ids: list[int], reason: str) -> list[int]:
+    """End held investigations no worker has started (failed, with `reason`): those released meanwhile are
+    skipped. Returns the ids ended now."""
+    _check(Status.QUEUED, Status.FAILED)
+    ended = []
+    for investigation_id in investigation_ids:
+        held = Investigation.objects.filter(pk=investigation_id, status=Status.QUEUED, released_at__isnull=True)
+        if held.update(status=Status.FAILED, end_reason=reason, finished_at=timezone.now()):
+            ended.append(investigation_id)
+            events.record_event(investigation_id, Event.Kind.STATUS, {"status": Status.FAILED, "message": reason})
+    return ended
+
+
 def investigate_again(alert: Alert, *, requested_by) -> Investigation | None:
     """A new investigation of `alert`, unless one is still in progress (None): one at a time per alert."""
     with transaction.atomic():

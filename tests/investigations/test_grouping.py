@@ -385,8 +385,9 @@ def test_the_api_tells_related_alerts_and_held(client, analyst, integration):
     assert (second["related_alerts"], second["held"]) == (0, True)
 
 
-def test_a_revoked_integrations_held_investigations_are_never_started(integration):
-    """A leaked token's flood is held by the start cap; revoking it must not let the sweep start the rest."""
+def test_a_revoked_integrations_held_investigations_are_never_started(integration, analyst):
+    """A leaked token's flood is held by the start cap; revoking it must not let the sweep start the rest. They
+    end (a held one stayed queued for ever, and its alert could not be investigated again)."""
     intake.set_start_cap(integration, 1, by="test")
     first = intake.receive_alert(alert_in(1, host="a"), integration=integration).investigation
     held = intake.receive_alert(alert_in(2, host="b"), integration=integration).investigation
@@ -394,4 +395,6 @@ def test_a_revoked_integrations_held_investigations_are_never_started(integratio
     Investigation.objects.filter(pk=first.pk).update(released_at=timezone.now() - timedelta(seconds=61))
     assert intake.release_held() == []
     held.refresh_from_db()
-    assert held.held and held.status == "queued"
+    assert (held.status, held.released_at, held.end_reason) == ("failed", None, intake.REVOKED_UNSTARTED)
+    assert intake.release_held() == []  # nothing held: no integration locked again and again
+    assert runs.investigate_again(held.alert, requested_by=analyst) is not None

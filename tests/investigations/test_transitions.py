@@ -143,6 +143,8 @@ def test_the_investigation_services_make_every_move_of_the_table_and_no_other(ma
     step(pk, runs.finish, pk, owner, status=Status.COMPLETED, verdict="benign", summary="walk")
     other = make_investigation("TEST-2").pk
     step(other, runs.finish, other, step(other, runs.claim, other), status=Status.FAILED, end_reason="walk")
+    unstarted = make_investigation("TEST-3", released_at=None).pk  # held, its integration revoked
+    step(unstarted, runs.end_unstarted, [unstarted], "walk")
     assert seen == pairs(Investigation.TRANSITIONS)
 
 
