@@ -1,7 +1,8 @@
 """ASGI entry point: HTTP through Django, websockets through Channels with an exact origin check
 (core.sockets) and the session's user.
 
-Serve with `uvicorn console.asgi:application` (or `python manage.py serve`).
+Serve with `python manage.py serve`, which gives uvicorn the forwarded headers to believe
+(GATEHOUSE_BEHIND_PROXY, GATEHOUSE_TRUSTED_PROXIES); uvicorn run by hand needs the same as its flags.
 """
 
 import os

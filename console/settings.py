@@ -557,5 +557,6 @@ LOGGING = {
         # The API's error lines name the request's path, which a client chose (a worker's log, by contrast,
         # passes a traceback on purpose: it keeps its lines).
         "console.middleware": {"filters": ["one_line"]},
+        "toolserver.lab.api": {"filters": ["one_line"]},  # its crash line names a path the model chose
     },
 }

@@ -227,8 +227,9 @@ def parse_origin(value: str) -> tuple[str, str, int] | None:
 
 
 class _Handshake(HttpRequest):
-    """The handshake read as Django reads a page's request: get_host() checks ALLOWED_HOSTS, and
-    the scheme honours SECURE_PROXY_SSL_HEADER, so a socket trusts what the pages' CSRF check trusts."""
+    """The handshake read as Django reads a page's request: get_host() checks ALLOWED_HOSTS, and the scheme
+    is the connection's (uvicorn's, from a trusted proxy's X-Forwarded-Proto), so a socket trusts what the
+    pages' CSRF check trusts."""
 
     def __init__(self, scope):
         super().__init__()

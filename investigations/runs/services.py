@@ -1,6 +1,7 @@
 """The investigation's state machine: each transition one guarded, atomic database update.
 
     queued --claim--> running --finish--> completed | failed
+    queued --end_unstarted--> failed   (held, its integration revoked)
     running --suspend--> waiting --resume--> queued;  running --give_back--> queued
     running --(worker dies; lease expires)--> claimed again by the next worker
 

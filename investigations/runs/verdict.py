@@ -21,7 +21,10 @@ def parse_verdict(text: str) -> dict | None:
     "<verdict>" or "</verdict>") in its own block's evidence, and a tag inside one of its strings must not void
     it (an attacker's way to turn "malicious" into "inconclusive"). An earlier block counts only if the later
     tags are inside it: a block the model quoted from a log is never its verdict, even when its own is cut off."""
-    decoder, last = json.JSONDecoder(), text.rfind(VERDICT_OPEN)
+    # The last tag that opens an object: the model's own block, whole or cut off (a tag merely named in the
+    # prose after it, "my <verdict> above", opens none).
+    last = max((match.start() for match in _OPENS_OBJECT.finditer(text)), default=-1)
+    decoder = json.JSONDecoder()
     start = len(text)
     while (start := text.rfind(VERDICT_OPEN, 0, start)) >= 0:
         body = _SPACE.match(text, start + len(VERDICT_OPEN)).end()
@@ -37,6 +40,7 @@ def parse_verdict(text: str) -> dict | None:
 
 
 _SPACE = re.compile(r"\s*")
+_OPENS_OBJECT = re.compile(re.escape(VERDICT_OPEN) + r"\s*\{")
 
 
 def _clip(text: str) -> str:

@@ -50,4 +50,9 @@ def test_a_block_quoted_from_a_log_is_never_the_verdict_even_when_the_models_own
 
 def test_brackets_nested_past_pythons_depth_are_no_verdict_not_a_crash():
     assert parse_verdict("<verdict>" + "[" * 100_000 + "\n" + block("malicious")) is not None
-    assert parse_verdict(block("malicious") + "<verdict>" + "[" * 100_000) is None
+    assert parse_verdict(block("malicious") + '<verdict>{"verdict": ' + "[" * 100_000) is None  # its own, cut
+
+
+def test_a_tag_named_in_the_prose_after_the_block_does_not_void_it():
+    said = parse_verdict(block("malicious", "toolu_4: beacon") + "\n\nI gave my <verdict> above.")
+    assert said is not None and said["verdict"] == "malicious"
