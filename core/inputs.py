@@ -85,14 +85,19 @@ def unstorable_in(value, path: tuple = ()) -> tuple | None:
     return None
 
 
+def each_string(value, change):
+    """`value` (JSON-shaped) with `change` applied to every string in it, its keys too."""
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, dict):
+        return {each_string(key, change): each_string(child, change) for key, child in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [each_string(child, change) for child in value]
+    return value
+
+
 def storable(value):
     """`value` (JSON-shaped) with each character no database stores (UNSTORABLE) replaced by U+FFFD, in its
     keys and strings: for text we keep rather than refuse (a backend's log line, a model's output), which
     would otherwise fail the write that keeps it, and with it the call's audit record."""
-    if isinstance(value, str):
-        return UNSTORABLE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {storable(key): storable(child) for key, child in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [storable(child) for child in value]
-    return value
+    return each_string(value, lambda text: UNSTORABLE.sub("\ufffd", text))

@@ -25,6 +25,7 @@ from typing import ClassVar
 
 from pydantic import ValidationError
 
+from core.inputs import each_string
 from toolserver import schemas
 from toolserver.adapters.shapes import (
     MAX_STRING,
@@ -120,15 +121,7 @@ def shaped(shape: type[Shape], body) -> dict:
         fitted = shape.model_validate(body).model_dump()
     except ValidationError:
         raise BackendError(BackendFailure.MALFORMED) from None
-    return {key: _cut(value) for key, value in fitted.items()}
-
-
-def _cut(value):
-    if isinstance(value, str):
-        return value[:MAX_STRING]
-    if isinstance(value, list):
-        return [_cut(item) for item in value]
-    return value
+    return each_string(fitted, lambda text: text[:MAX_STRING])
 
 
 def page_of(shape: type[Shape], items, *, truncated: bool) -> Page:

@@ -30,6 +30,7 @@ from mcp_types import (
 )
 from pydantic import ValidationError
 
+from core.inputs import each_string
 from toolserver.adapters.base import (
     Backend,
     BackendError,
@@ -59,7 +60,6 @@ from toolserver.meta import (  # the _meta keys; named here too, for the server'
     META_IDEMPOTENCY_KEY,
     META_TRIGGER,
 )
-from toolserver.redaction import Redactor
 from toolserver.schemas import parse_arguments
 
 log = logging.getLogger("toolserver")
@@ -117,18 +117,7 @@ async def run_tool(spec: ServerSpec, tool: ToolSpec, backend: Backend, raw: Any,
     Every form of the backend's secrets is redacted from the whole envelope: a backend's refusal
     or data may quote the credential it was sent (architecture rule 2)."""
     envelope, backend_status = await _run(spec, tool, backend, raw, meta)
-    return _redacted(envelope, backend.redactor()), backend_status
-
-
-def _redacted(value: Any, redactor: Redactor) -> Any:
-    """`value` with every string in it, keys too, redacted."""
-    if isinstance(value, str):
-        return redactor.text(value)
-    if isinstance(value, dict):
-        return {_redacted(key, redactor): _redacted(item, redactor) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redacted(item, redactor) for item in value]
-    return value
+    return each_string(envelope, backend.redactor().text), backend_status
 
 
 async def _run(spec: ServerSpec, tool: ToolSpec, backend: Backend, raw: Any, meta: dict) -> tuple[dict, str]:
