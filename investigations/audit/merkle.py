@@ -75,13 +75,6 @@ class Tree:
         return path
 
 
-def tree(record_hashes: Iterable[str], size: int, wanted: Iterable[int] = ()) -> tuple[str, dict[int, list[str]]]:
-    """(tree head, {seq: inclusion proof}) of records #1…#size, for the seqs wanted."""
-    wanted = list(wanted)
-    built = Tree(record_hashes, size, keep=bool(wanted))
-    return built.root, {seq: built.proof(seq) for seq in wanted}
-
-
 def proves(record_hash: str, seq: int, size: int, path: list[str], root: str) -> bool:
     """Whether `path` proves record #seq a member of the tree of `size` records with head `root` (RFC 9162 2.1.3.2)."""
     if not 1 <= seq <= size:

@@ -377,7 +377,7 @@ def test_an_export_forged_end_to_end_and_signed_with_another_key_is_never_intact
         "chain": audit.CHAIN,
         "seq": 2,
         "hash": prev,
-        "root": merkle.tree([row["hash"] for row in rows], 2)[0],
+        "root": merkle.Tree([row["hash"] for row in rows], 2).root,
         "signed_at": "2026-01-01T00:00:01+00:00",
         "export": "complete",
     }

@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from investigations.audit.merkle import leaf_hash, node_hash, proves, tree
+from investigations.audit.merkle import Tree, leaf_hash, node_hash, proves
 
 pytestmark = pytest.mark.any_mode  # its tests that use no database run once, in the embedded run
 
@@ -26,11 +26,12 @@ def path(m: int, leaves: list[str]) -> list[bytes]:
 def test_heads_and_proofs_are_rfc_9162s_for_every_size_and_leaf():
     for size in range(1, 70):
         hashes = [hashlib.sha256(str(n).encode()).hexdigest() for n in range(size)]
-        root, proofs = tree(iter(hashes), size, range(1, size + 1))
-        assert root == mth(hashes).hex()
+        built = Tree(iter(hashes), size, keep=True)
+        assert built.root == mth(hashes).hex()
         for seq in range(1, size + 1):
-            assert proofs[seq] == [node.hex() for node in path(seq - 1, hashes)]
-            assert proves(hashes[seq - 1], seq, size, proofs[seq], root)
+            proof = built.proof(seq)
+            assert proof == [node.hex() for node in path(seq - 1, hashes)]
+            assert proves(hashes[seq - 1], seq, size, proof, built.root)
             if size > 1:
-                assert not proves(hashes[seq % size], seq, size, proofs[seq], root)  # another record
-                assert not proves(hashes[seq - 1], seq % size + 1, size, proofs[seq], root)  # another place
+                assert not proves(hashes[seq % size], seq, size, proof, built.root)  # another record
+                assert not proves(hashes[seq - 1], seq % size + 1, size, proof, built.root)  # another place

@@ -147,7 +147,7 @@ class Command(BaseCommand):
                 return audit.Break("deleted", missing, None, f"record #{missing} is missing from the complete export")
             if last > size:
                 return audit.Break("inserted", size + 1, None, f"records after #{size} are beyond the signed head")
-            if hashes.get(size, audit.GENESIS) != head["hash"] or merkle.tree(hashes.values(), size)[0] != root:
+            if hashes.get(size, audit.GENESIS) != head["hash"] or merkle.Tree(hashes.values(), size).root != root:
                 return audit.Break("edited", size, None, f"the records do not make the chain signed at #{size}")
             return None
         listed = set(head["records"])
@@ -181,7 +181,7 @@ class Command(BaseCommand):
                     f"the export ends at record #{head['seq']}, before the signed head #{seq} ({when})",
                 )
             held = hashes.get(seq, audit.GENESIS)
-            if "root" in signed and merkle.tree((hashes[n] for n in range(1, seq + 1)), seq)[0] != signed["root"]:
+            if "root" in signed and merkle.Tree((hashes[n] for n in range(1, seq + 1)), seq).root != signed["root"]:
                 held = None
         elif seq != head["seq"]:  # proving that one tree extends another needs the records between them
             return audit.Break(
