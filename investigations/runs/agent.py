@@ -180,7 +180,9 @@ class Agent:
         investigation = self.investigation
         messages = investigation.messages
         text = TextStream(
-            lambda chunk, block: self._event(Kind.TEXT, {"text": chunk, "block": f"{len(messages)}.{block}"})
+            # The model's text as it streams: a NUL it wrote would fail the event's save (its turn is
+            # cleaned as it is saved, _as_saved; tool results at the gateway).
+            lambda chunk, block: self._event(Kind.TEXT, {"text": storable(chunk), "block": f"{len(messages)}.{block}"})
         )
         max_tokens = min(settings.MODEL_MAX_TOKENS, investigation.budget_tokens - investigation.tokens_used)
         request = llm.cached_request(system=SYSTEM_PROMPT, tools=config.offered_tools(), messages=as_sent(messages))

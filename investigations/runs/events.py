@@ -15,7 +15,6 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core import live
-from core.inputs import storable
 from investigations import live_messages
 from investigations.models import Event, Investigation
 from investigations.runs import selectors
@@ -28,7 +27,7 @@ class LeaseLost(Exception):
 
 
 def record_event(investigation_id: int, kind: str, data: dict, *, owner: str | None = None) -> Event:
-    event = Event(investigation_id=investigation_id, kind=kind, data=storable(data), created_at=timezone.now())
+    event = Event(investigation_id=investigation_id, kind=kind, data=data, created_at=timezone.now())
     if connection.vendor == "postgresql":
         event.pk, event.seq = _insert_numbered(event, owner)
     else:
