@@ -17,7 +17,6 @@ DATE_TIME = rf"^{_DATE}T[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}(\.[0-9]{{1,6}})?{_OFFSE
 # The pages' filters come from <input type="datetime-local">: no seconds, no offset (then UTC).
 LOOSE_DATE_TIME = rf"^{_DATE}T[0-9]{{2}}:[0-9]{{2}}(:[0-9]{{2}}(\.[0-9]{{1,6}})?)?{_OFFSET}?$"
 MAX_OFFSET = timedelta(hours=15, minutes=59)
-NUL = "\x00"
 
 
 def _text_matching(pattern: str, message: str):

@@ -72,7 +72,7 @@ def _json_escaped(form: bytes) -> set[bytes]:
 
 
 def forms(secret: str) -> list[bytes]:
-    """Every form of `secret` to replace, longest first (so the longest match wins)."""
+    """Every form of `secret` to replace (the Redactor tries the longest first, so the longest match wins)."""
     if not secret:
         return []
     encoded: set[bytes] = set()
@@ -80,7 +80,7 @@ def forms(secret: str) -> list[bytes]:
         raw = part.encode()
         encoded |= {raw} | _base64_forms(raw) | _url_forms(part)
     escaped = set().union(*(_json_escaped(form) for form in encoded))
-    return sorted(encoded | escaped, key=lambda form: (-len(form), form))
+    return sorted(encoded | escaped)
 
 
 class Redactor:
