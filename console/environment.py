@@ -4,6 +4,7 @@ Every variable the console reads is read here (README, "Configuration"). A bad v
 ConfigError naming the variable; the entry points turn that into one line on stderr.
 """
 
+import ipaddress
 import os
 import sys
 from decimal import Decimal, InvalidOperation
@@ -66,6 +67,19 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if not raw:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_networks(name: str, default: list[str]) -> list[str]:
+    """A comma-separated list of addresses or networks (10.0.0.1, 10.0.0.0/8, ::1)."""
+    found = env_list(name, default)
+    for item in found:
+        try:
+            ipaddress.ip_network(item)
+        except ValueError:
+            raise ConfigError(
+                name, f"expected addresses or networks, e.g. 172.30.53.1,10.0.0.0/8; got {item!r}"
+            ) from None
+    return found
 
 
 def env_mapping(name: str, allowed_values: tuple[str, ...]) -> dict[str, str]:

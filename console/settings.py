@@ -7,7 +7,6 @@ Two modes from one file, chosen by the environment (README, "Configuration"):
   result backend and channel layer; workers run as `celery -A console worker`.
 """
 
-import ipaddress
 import os
 import secrets
 import stat
@@ -26,6 +25,7 @@ from console.environment import (
     env_int,
     env_list,
     env_mapping,
+    env_networks,
     env_prices,
     env_rate,
     env_str,
@@ -63,13 +63,15 @@ if not PRODUCTION:
     # Its own only: the database beside the keys holds sessions, second factors' keys and sealed credentials.
     DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     _data = DATA_DIR.stat()
-    if _data.st_uid == os.getuid() and not _data.st_mode & stat.S_ISVTX:  # never another's, nor a shared /tmp
+    # Closed if open to others (an earlier version's, the umask's), unless another's or a shared /tmp.
+    if _data.st_mode & 0o077 and _data.st_uid == os.getuid() and not _data.st_mode & stat.S_ISVTX:
         DATA_DIR.chmod(0o700)
+    del _data
     DATABASES["default"]["TEST"] = {"NAME": DATA_DIR / "test.sqlite3"}
 
 
-def _too_weak(key: str) -> bool:
-    return len(key) < 50 or len(set(key)) < 5
+def _too_weak(key: str, minimum: int = 50) -> bool:
+    return len(key) < minimum or len(set(key)) < 5
 
 
 def _secret(variable: str, filename: str, *, required: bool = True, rotated: bool = False) -> str:
@@ -86,7 +88,8 @@ def _secret(variable: str, filename: str, *, required: bool = True, rotated: boo
             path.touch(mode=0o600)
             path.write_text(secrets.token_urlsafe(50))
         value = path.read_text().strip()
-    if any(_too_weak(key) for key in (value.split(",") if rotated else [value])):
+    keys = [key.strip() for key in value.split(",") if key.strip()] if rotated else [value]  # as credentials split them
+    if not keys or any(_too_weak(key) for key in keys):
         raise ConfigError(variable, "too weak: use 50 or more random characters" + (" for each key" if rotated else ""))
     return value
 
@@ -368,7 +371,7 @@ for _link in env_list("GATEHOUSE_APPROVAL_WEBHOOK_USERS", []):
     if not (_platform_user and _username):
         raise ConfigError("GATEHOUSE_APPROVAL_WEBHOOK_USERS", f"expected platform-id=username pairs, got {_link!r}")
     APPROVAL_WEBHOOK_USERS[_platform_user] = _username
-if "webhook" in APPROVAL_CHANNELS and (len(APPROVAL_WEBHOOK_SECRET) < 32 or len(set(APPROVAL_WEBHOOK_SECRET)) < 5):
+if "webhook" in APPROVAL_CHANNELS and _too_weak(APPROVAL_WEBHOOK_SECRET, minimum=32):
     raise ConfigError(
         "GATEHOUSE_APPROVAL_WEBHOOK_SECRET", "required for the webhook channel: 32 or more random characters"
     )
@@ -419,14 +422,7 @@ BEHIND_PROXY = env_bool("GATEHOUSE_BEHIND_PROXY", False)
 # Whose X-Forwarded-For and X-Forwarded-Proto are believed, behind a proxy (addresses or networks): the
 # client's address that sign-in throttling and the trail see. Another's would be the proxy's own address for
 # everyone (five wrong passwords then pause every sign-in) or, trusted from anyone, a client's invention.
-TRUSTED_PROXIES = env_list("GATEHOUSE_TRUSTED_PROXIES", ["127.0.0.1", "::1"])
-for _proxy in TRUSTED_PROXIES:
-    try:
-        ipaddress.ip_network(_proxy)
-    except ValueError:
-        raise ConfigError(
-            "GATEHOUSE_TRUSTED_PROXIES", "expected addresses or networks, e.g. 172.30.53.1,10.0.0.0/8"
-        ) from None
+TRUSTED_PROXIES = env_networks("GATEHOUSE_TRUSTED_PROXIES", ["127.0.0.1", "::1"])
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env_int("GATEHOUSE_SESSION_SECONDS", 8 * 3600, minimum=300)

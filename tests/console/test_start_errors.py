@@ -118,3 +118,9 @@ def test_a_shared_folder_given_as_the_data_folder_is_left_as_it_is(tmp_path):
     env = console_env(DATABASE_URL="", REDIS_URL="", GATEHOUSE_DATA_DIR=str(shared))
     assert run_manage("check", env=env).returncode == 0
     assert shared.stat().st_mode & 0o7777 == 0o1777
+
+
+def test_a_credentials_key_rotation_is_read_as_the_credentials_read_it():
+    """Spaces and an empty entry (a trailing comma) are no key, there as here: only the keys are judged."""
+    strong = PRODUCTION["GATEHOUSE_SECRET_KEY"]
+    assert run_manage("check", env=production_env(GATEHOUSE_CREDENTIALS_KEY=f" {strong} ,")).returncode == 0
