@@ -60,7 +60,7 @@ class PeopleAdmin(AuditedAdmin, UserAdmin):
         if obj is None and not request.user.is_superuser:
             return [(None, {"classes": ("wide",), "fields": ("username",)})]
         fieldsets = super().get_fieldsets(request, obj)
-        if request.user.is_superuser or obj is None:
+        if request.user.is_superuser:
             return fieldsets
         return [
             (name, {**options, "fields": [field for field in options["fields"] if field not in PRIVILEGE_FIELDS]})

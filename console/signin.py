@@ -8,7 +8,7 @@ django-axes counts failures by; a failed attempt's credentials are read for the 
 
 from axes.backends import AxesStandaloneBackend
 from axes.helpers import get_client_ip_address
-from axes.models import AccessAttempt
+from axes.utils import reset as axes_reset
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend, UserModel
 from django.core.exceptions import PermissionDenied
@@ -32,7 +32,7 @@ def logged_in(sender, request, user, **kwargs):
     sso = getattr(user, "backend", "") == SSO_BACKEND
     audit.record_sign_in("logged_in", user.get_username(), client_address(request), **({"how": "sso"} if sso else {}))
     # Its own failed sign-ins are behind it now; no one else's, from its address or any (AXES_RESET_ON_SUCCESS).
-    AccessAttempt.objects.filter(username=user.get_username()).delete()
+    axes_reset(username=user.get_username())
 
 
 def logged_out(sender, request, user, **kwargs):

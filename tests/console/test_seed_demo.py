@@ -75,7 +75,7 @@ def test_each_demo_account_set_is_recorded_as_a_change_of_who_may_do_what(db, ca
     monkeypatch.setenv("GATEHOUSE_DEMO_PASSWORD", "demo-password-for-the-test-0451")
     seed(capsys)
     recorded = AuditRecord.objects.filter(kind=AuditRecord.Kind.ADMIN_CHANGE, outcome="demo_account_set")
-    assert sorted(record.extra["after"]["username"] for record in recorded) == sorted(ROLES)
+    assert sorted(record.extra["after"]["user"] for record in recorded) == sorted(ROLES)
     assert "demo-password-for-the-test-0451" not in str(list(recorded.values()))
 
 

@@ -55,6 +55,6 @@ class Command(BaseCommand):
         user.groups.set([Group.objects.get(name=role)])
         # Who may do what changed: recorded as every role change is (architecture rule 11), never the password.
         audit.record_admin_change(
-            "manage.py seed_demo", "demo_account_set", before={}, after={"username": role, "role": role}
+            "manage.py seed_demo", "demo_account_set", before={}, after={"user": role, "role": role}
         )
         return f"{role:8} password: {'(GATEHOUSE_DEMO_PASSWORD)' if chosen else password}"
