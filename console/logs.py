@@ -14,11 +14,28 @@ class OneLineRefusals(logging.Filter):
         return True
 
 
-class RedactTokens(logging.Filter):
+class _ArgumentsFilter(logging.Filter):
+    """Changes each string argument of a record (`changed`), keeping their number and order (uvicorn's access
+    formatter reads them by position)."""
+
+    def changed(self, value: str) -> str:
+        raise NotImplementedError
+
+    def _each(self, value):
+        return self.changed(value) if isinstance(value, str) else value
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._each(arg) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {key: self._each(arg) for key, arg in record.args.items()}
+        return True
+
+
+class RedactTokens(_ArgumentsFilter):
     """No token in a log line (architecture rule 2): Splunk's integration token travels in the URL
     (POST /api/alerts/splunk/{token}), which the request log (uvicorn.access) and Django's one-line
-    refusals (django.request) print. Cut, in the message and in each of its arguments (uvicorn's
-    access formatter reads them by position, so their number stays): whatever follows
+    refusals (django.request) print. Cut, in the message and in each of its arguments: whatever follows
     /api/alerts/splunk/ up to the next separator, and anything shaped like a token (ghi_..., ghu_...)."""
 
     PATTERNS = (
@@ -26,38 +43,21 @@ class RedactTokens(logging.Filter):
         (re.compile(r"\bgh[iu]_[A-Za-z0-9_-]{8,}"), "[redacted]"),
     )
 
-    @classmethod
-    def redact(cls, value):
-        if not isinstance(value, str):
-            return value
-        for pattern, replacement in cls.PATTERNS:
+    def changed(self, value: str) -> str:
+        for pattern, replacement in self.PATTERNS:
             value = pattern.sub(replacement, value)
         return value
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self.redact(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(self.redact(arg) for arg in record.args)
-        elif isinstance(record.args, dict):
-            record.args = {key: self.redact(arg) for key, arg in record.args.items()}
-        return True
+        record.msg = self._each(record.msg)
+        return super().filter(record)
 
 
-class OneLineArguments(logging.Filter):
+class OneLineArguments(_ArgumentsFilter):
     """A log line is one line: a logged value a client chose (a path decoded from %0a, a header) has its
     line breaks and other control characters escaped, so it cannot end the line and forge the next."""
 
     CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
-    @classmethod
-    def escaped(cls, value):
-        if not isinstance(value, str):
-            return value
-        return cls.CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(self.escaped(arg) for arg in record.args)
-        elif isinstance(record.args, dict):
-            record.args = {key: self.escaped(arg) for key, arg in record.args.items()}
-        return True
+    def changed(self, value: str) -> str:
+        return self.CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
