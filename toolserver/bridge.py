@@ -62,10 +62,9 @@ async def main() -> None:
         async def call_tool(_context, params: types.CallToolRequestParams) -> types.CallToolResult:
             try:
                 result = await upstream.call_tool(params.name, params.arguments or {})
-            except MCPError as failed:  # failed because of a refusal, maybe: it goes with this call's error
-                if not refused:
-                    raise
-                raise MCPError(failed.code, failed.message, {META_REFUSED: taken()}) from None
+            except MCPError as failed:  # failed because of a refusal, maybe: it goes with this call's error,
+                # and the server's own data never does (under our key it would forge a refusal in the record)
+                raise MCPError(failed.code, failed.message, {META_REFUSED: taken()} if refused else None) from None
             meta = {key: value for key, value in (result.meta or {}).items() if key != META_REFUSED}
             if refused:
                 meta[META_REFUSED] = taken()

@@ -183,13 +183,15 @@ def test_over_http_a_call_that_fails_because_of_a_refusal_keeps_it_in_its_own_re
         try:
             server = registered_over_http(admin_user, settings, "asking", port)
             administration.discover(server)
-            for name in ("asking__ask", "asking__echo"):
+            for name in ("asking__ask", "asking__echo", "asking__forge"):
                 administration.accept_external_tool(Tool.objects.get(name=name), admin_user, access="read")
             assert Gateway().call("asking__ask", {}, CONTEXT)["status"] == "error"
             assert Gateway().call("asking__echo", {}, CONTEXT)["status"] == "ok"
+            assert Gateway().call("asking__forge", {}, CONTEXT)["status"] == "error"
             statuses = dict(AuditRecord.objects.filter(kind="tool_call").values_list("tool", "backend_status"))
             assert statuses["asking__ask"].startswith("refused:elicitation "), statuses
             assert statuses["asking__echo"] == "ok", statuses
+            assert not statuses["asking__forge"].startswith("refused:"), statuses  # the server's own word: not ours
         finally:
             get_supervisor().restart("asking")
 
