@@ -7,6 +7,7 @@ from django.test import Client
 
 HOST = b"127.0.0.1"  # what a browser sends as Host; the origin must match it exactly
 ORIGIN = (b"origin", b"http://127.0.0.1")
+CONNECT_BOUND = 15  # seconds: a bound on a wait for the server's answer, not a pause
 
 
 def signed_in(user) -> Client:
@@ -17,6 +18,14 @@ def signed_in(user) -> Client:
 
 def cookie_of(client: Client) -> bytes:
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+
+
+class Socket(WebsocketCommunicator):
+    """channels' communicator, given a connect bound for a loaded machine: its default second is less
+    than a connect's sign-in, factor and grant checks take when four test runs share two cores."""
+
+    async def connect(self, timeout=CONNECT_BOUND):  # noqa: ASYNC109 - channels' own parameter
+        return await super().connect(timeout)
 
 
 async def socket(
@@ -30,7 +39,7 @@ async def socket(
     if user is not None and client is None:
         client = await database_sync_to_async(signed_in)(user)
     headers = [(b"host", host), origin] + ([(b"cookie", cookie_of(client))] if client else [])
-    return WebsocketCommunicator(application, path, headers=headers)
+    return Socket(application, path, headers=headers)
 
 
 async def refused(communicator: WebsocketCommunicator) -> bool:
