@@ -2,6 +2,7 @@
 
 import logging
 import re
+from unicodedata import category
 
 
 class OneLineRefusals(logging.Filter):
@@ -54,10 +55,20 @@ class RedactTokens(_ArgumentsFilter):
 
 
 class OneLineArguments(_ArgumentsFilter):
-    """A log line is one line: a logged value a client chose (a path decoded from %0a, a header) has its
-    line breaks and other control characters escaped, so it cannot end the line and forge the next."""
+    """A log line is one line, read as written: a logged value a client chose (a path decoded from %0a, a
+    header) has its line breaks (C0 and C1 controls, U+2028 and U+2029, which log viewers and
+    str.splitlines break at too) and its format characters (a right-to-left override) escaped, so it
+    cannot end the line and forge the next, nor reorder how it reads."""
 
-    CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+    ESCAPED = frozenset({"Cc", "Cf", "Zl", "Zp"})  # Unicode categories: controls, format, line/paragraph separators
 
     def changed(self, value: str) -> str:
-        return self.CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
+        if value.isascii() and value.isprintable():  # nearly every value: nothing to escape
+            return value
+        return "".join(
+            self._escape(char) if char != "\t" and category(char) in self.ESCAPED else char for char in value
+        )
+
+    @staticmethod
+    def _escape(char: str) -> str:
+        return f"\\x{ord(char):02x}" if ord(char) <= 0xFF else f"\\u{ord(char):04x}"

@@ -35,16 +35,26 @@ def test_a_server_error_keeps_its_traceback(client, caplog):
     assert "Traceback" in caplog.text and "RuntimeError: boom" in caplog.text
 
 
-def test_a_value_a_client_chose_cannot_end_the_line_and_forge_the_next():
-    """A path decoded from %0a, logged as the API's error line logs it, through the console's own logging."""
+@pytest.mark.parametrize(
+    "breaks, escaped",
+    [
+        ("\n", "\\x0a"),
+        ("\x85", "\\x85"),  # NEL, a C1 control: str.splitlines and some log viewers break the line there
+        ("\u2028", "\\u2028"),  # the line separator
+        ("\u202e", "\\u202e"),  # a right-to-left override: the line would read reversed from here
+    ],
+)
+def test_a_value_a_client_chose_cannot_end_the_line_and_forge_the_next(breaks, escaped):
+    """A path decoded from %0a (or %c2%85, %e2%80%a8), logged as the API's error line logs it, through the
+    console's own logging."""
     logger = logging.getLogger("console.middleware")
     (handler,) = [handler for handler in logging.getLogger().handlers if handler.name == "stderr"]
-    forged = "/api/alerts/x\n2026-01-01 00:00:00,000 INFO console admin signed in"
+    forged = f"/api/alerts/x{breaks}2026-01-01 00:00:00,000 INFO console admin signed in\tnow"
     record = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "API %s %s failed", ("POST", forged), None)
     assert logger.filter(record) and handler.filter(record)
     line = handler.format(record)
-    assert "\n" not in line and line.endswith(
-        "API POST /api/alerts/x\\x0a2026-01-01 00:00:00,000 INFO console admin signed in failed"
+    assert len(line.splitlines()) == 1 and line.endswith(
+        f"API POST /api/alerts/x{escaped}2026-01-01 00:00:00,000 INFO console admin signed in\tnow failed"
     )
 
 
