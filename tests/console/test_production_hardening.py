@@ -86,6 +86,24 @@ def test_compose_trusts_the_forwarded_headers_of_its_networks_gateway_alone():
     assert web["GATEHOUSE_TRUSTED_PROXIES"] == f"${{GATEHOUSE_TRUSTED_PROXIES:-{network['gateway']}}}"
 
 
+def test_compose_runs_a_worker_that_holds_hundreds_of_investigations_in_flight():
+    """Its command, read as celery reads it: a `--concurrency 4` there (it wins over the settings) made
+    compose's worker run four investigations at once, a thread each, whatever GATEHOUSE_WORKER_CONCURRENCY said."""
+    from celery.bin.base import CLIContext
+    from celery.bin.worker import worker
+    from celery.concurrency.thread import TaskPool
+    from django.conf import settings
+
+    from console.celery import app
+
+    command = yaml.safe_load(Path(ROOT, "compose.yaml").read_text())["services"]["worker"]["command"]
+    assert command[:4] == ["celery", "-A", "console", "worker"]
+    context = CLIContext(app=app, no_color=True, workdir=None, quiet=True)
+    options = worker.make_context("worker", command[4:], obj=context).params
+    assert options["pool"] is TaskPool
+    assert options["concurrency"] == settings.CELERY_WORKER_CONCURRENCY == 200
+
+
 def test_compose_migrates_as_the_owner_and_runs_everything_else_as_the_runtime_role():
     services = yaml.safe_load(Path(ROOT, "compose.yaml").read_text())["services"]
     migrate = services["migrate"]["environment"]
