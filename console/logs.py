@@ -2,7 +2,8 @@
 
 import logging
 import re
-from unicodedata import category
+
+from core.text import as_read
 
 
 class OneLineRefusals(logging.Filter):
@@ -57,18 +58,8 @@ class RedactTokens(_ArgumentsFilter):
 class OneLineArguments(_ArgumentsFilter):
     """A log line is one line, read as written: a logged value a client chose (a path decoded from %0a, a
     header) has its line breaks (C0 and C1 controls, U+2028 and U+2029, which log viewers and
-    str.splitlines break at too) and its format characters (a right-to-left override) escaped, so it
-    cannot end the line and forge the next, nor reorder how it reads."""
-
-    ESCAPED = frozenset({"Cc", "Cf", "Zl", "Zp"})  # Unicode categories: controls, format, line/paragraph separators
+    str.splitlines break at too) and what reorders or hides text (core.text) escaped, so it cannot end
+    the line and forge the next, nor change how it reads."""
 
     def changed(self, value: str) -> str:
-        if value.isascii() and value.isprintable():  # nearly every value: nothing to escape
-            return value
-        return "".join(
-            self._escape(char) if char != "\t" and category(char) in self.ESCAPED else char for char in value
-        )
-
-    @staticmethod
-    def _escape(char: str) -> str:
-        return f"\\x{ord(char):02x}" if ord(char) <= 0xFF else f"\\u{ord(char):04x}"
+        return as_read(value, keep="\t")

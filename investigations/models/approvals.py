@@ -1,7 +1,6 @@
 """The human gate: per-tool approval policies, the requests the agent makes, their approvals and history."""
 
 import json
-import unicodedata
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
@@ -10,6 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core import transitions
+from core.text import as_read
 from investigations.models.runs import Investigation
 
 # Who did something, as the history and the audit trail name them: "user:" and up to two usernames of
@@ -46,12 +46,6 @@ class ActionRequestQuerySet(models.QuerySet):
         """The requests `user` may see: those of the investigations they may see (the investigation's
         rule, InvestigationQuerySet.visibility, applied through the foreign key; architecture rule 12)."""
         return self.filter(Investigation.objects.visibility(user, through="investigation"))
-
-
-def as_read(text: str) -> str:
-    """`text` with its format characters shown as their escapes: JSON escapes control characters, not
-    these, and a right-to-left override or a zero-width space makes what is read differ from what is sent."""
-    return "".join(f"\\u{ord(char):04x}" if unicodedata.category(char) == "Cf" else char for char in text)
 
 
 class ActionRequest(models.Model):
@@ -140,7 +134,7 @@ class ActionRequest(models.Model):
     def arguments_text(self) -> str:
         """The arguments the write will be sent with, whole, as every place that asks for a decision
         shows them: the target alone hides a ticket's body or a comment's text."""
-        return as_read(json.dumps(self.arguments, indent=2, ensure_ascii=False, sort_keys=True))
+        return as_read(json.dumps(self.arguments, indent=2, ensure_ascii=False, sort_keys=True), keep="\n")
 
     @property
     def target_text(self) -> str:

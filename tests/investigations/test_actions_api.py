@@ -213,6 +213,28 @@ def test_characters_that_change_how_text_reads_are_shown_as_their_escapes(client
     assert get(client, f"/actions/{comment.pk}", token_of(analyst)).json()["arguments"]["body"] == body  # as sent
 
 
+def test_characters_drawn_as_nothing_are_shown_as_their_escapes_on_every_card(client, make_investigation, analyst):
+    """Variation selectors (256: a byte each) hide a secret in a one-line comment; a combining grapheme
+    joiner or a Mongolian selector hides in a name. Not format characters, yet drawn as nothing."""
+    smuggled = "".join(chr(0xFE00 + byte) if byte < 16 else chr(0xE0100 + byte - 16) for byte in b"pw: Winter2024!")
+    body = f"Contained; closing.{smuggled} ad\u034fm\u180bin\u2028"
+    comment = make_action(
+        make_investigation(),
+        3,
+        tool="add_comment",
+        server="ticketing",
+        target=f"ticket=4471 body={body.lower()}",
+        arguments={"ticket_id": "4471", "body": body},
+    )
+    client.force_login(analyst)
+    shown = [html.unescape(client.get(page).content.decode()) for page in ("/approvals/", f"/approvals/{comment.pk}/")]
+    shown.append(html.unescape(cards(ActionRequest.objects.get(pk=comment.pk))["approver"]))
+    hidden = {"\u034f", "\u180b", "\u2028", *smuggled}
+    for text in shown:
+        assert not hidden & set(text)
+        assert "closing.\\U000e0160\\U000e0167" in text and "ad\\u034fm\\u180bin\\u2028" in text
+
+
 def test_an_unknown_request_is_404(client, analyst, db):
     token = token_of(analyst)
     assert get(client, "/actions/999999", token).status_code == 404

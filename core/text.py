@@ -1,0 +1,45 @@
+"""Text shown as it is sent: the characters that change how text reads, or hide in it, as their escapes.
+
+A right-to-left override reorders what follows it; a zero-width space, a variation selector (256 of them:
+a byte each, so a whole secret hides in a one-line comment) or a combining grapheme joiner draws as
+nothing; a line separator ends a log line for readers that break there. What a person decides on (an
+approval's arguments) or reads back (a log line) shows each as its escape, never as itself.
+"""
+
+from unicodedata import category
+
+_HIDING_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})  # controls, format characters, line/paragraph separators
+# Unicode's Default_Ignorable_Code_Point outside those categories (DerivedCoreProperties.txt): drawn as nothing.
+_IGNORABLE_RANGES = (
+    (0x034F, 0x034F),  # combining grapheme joiner
+    (0x115F, 0x1160),  # Hangul fillers
+    (0x17B4, 0x17B5),  # Khmer inherent vowels
+    (0x180B, 0x180F),  # Mongolian free variation selectors
+    (0x2065, 0x2065),
+    (0x3164, 0x3164),  # Hangul filler
+    (0xFE00, 0xFE0F),  # variation selectors
+    (0xFFA0, 0xFFA0),  # halfwidth Hangul filler
+    (0xFFF0, 0xFFF8),
+    (0xE0000, 0xE0FFF),  # tags and variation selectors supplement
+)
+
+
+def hides(char: str) -> bool:
+    """Whether `char` changes how the text around it reads, or reads as nothing."""
+    if category(char) in _HIDING_CATEGORIES:
+        return True
+    point = ord(char)
+    return any(low <= point <= high for low, high in _IGNORABLE_RANGES)
+
+
+def escape(char: str) -> str:
+    """Python's own escape of one character: \\xNN, \\uNNNN or \\UNNNNNNNN (never ambiguous with what follows)."""
+    point = ord(char)
+    return f"\\x{point:02x}" if point <= 0xFF else f"\\u{point:04x}" if point <= 0xFFFF else f"\\U{point:08x}"
+
+
+def as_read(text: str, keep: str = "") -> str:
+    """`text` with every character that hides (`hides`) shown as its escape, but those in `keep`."""
+    if text.isascii() and text.isprintable():  # nearly every text: nothing to escape
+        return text
+    return "".join(escape(char) if char not in keep and hides(char) else char for char in text)
