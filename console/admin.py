@@ -1,7 +1,8 @@
 """The Django admin's people pages, as the admin role may use them.
 
 Who holds which role changes only on recorded paths (architecture rule 11). The admin role may
-create people (with no password), edit their names and switch them off here, but not make anyone a
+create people (with no password), edit their first and last names and switch them off here (a user name,
+once given, is kept: the trail, chat links and grants name people by it), but not make anyone a
 superuser or staff, not change groups (roles) or permissions, and not set another person's password,
 at creation either: those stay with superusers (break-glass). Every change made here is an admin_change record in the chain.
 """
@@ -68,7 +69,11 @@ class PeopleAdmin(AuditedAdmin, UserAdmin):
         ]
 
     def get_readonly_fields(self, request, obj=None):
-        return () if request.user.is_superuser else ("last_login", "date_joined")
+        if request.user.is_superuser:
+            return ()
+        # A user name is who a person is to the trail ("user:ana"), to a chat id linked to it and to a
+        # grant: renaming one person away and another into the name would hand over what names them.
+        return ("last_login", "date_joined") if obj is None else ("username", "last_login", "date_joined")
 
     def user_change_password(self, request, id, form_url=""):
         if not request.user.is_superuser and str(request.user.pk) != str(id):

@@ -53,6 +53,31 @@ def test_the_admin_role_cannot_make_itself_superuser_or_give_itself_a_role_in_th
 
 
 @pytest.mark.django_db
+def test_the_admin_role_cannot_rename_a_person_to_take_over_what_names_them(
+    admin_client, admin_user, make_user, settings
+):
+    """A chat id is linked to a user name (GATEHOUSE_APPROVAL_WEBHOOK_USERS), and the trail names people by
+    theirs: renaming herself away and an analyst to her old name put the admin's own chat id on the
+    analyst's account, approving writes as them, a right nobody granted her."""
+    from investigations.approvals import services as approvals
+    from investigations.approvals.channels.base import Identity
+    from investigations.approvals.channels.webhook import WebhookChannel
+
+    settings.APPROVAL_WEBHOOK_USERS = {"U-ADA": "ada", "U-ANA": "ana"}
+    ana = make_user("ana", ANALYST)
+    hers = Identity(platform_user="U-ADA", request_id=1, decision="approve")
+    assert not approvals.may_approve(admin_user, "isolate_host")
+    for person, name in ((admin_user, "ada-2"), (ana, "ada")):  # herself away, then the analyst to her name
+        was = person.username
+        url = reverse("admin:auth_user_change", args=[person.pk])
+        assert 'name="username"' not in admin_client.get(url).content.decode()
+        assert admin_client.post(url, user_form(person, username=name, first_name="Renamed")).status_code == 302
+        person.refresh_from_db()
+        assert (person.username, person.first_name) == (was, "Renamed")  # the other names, changed
+    assert WebhookChannel().user_for(hers) == admin_user
+
+
+@pytest.mark.django_db
 def test_the_admin_role_cannot_set_another_persons_password(admin_client, make_user):
     other = make_user("ana", ANALYST)
     url = reverse("admin:auth_user_password_change", args=[other.pk])
