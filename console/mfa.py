@@ -43,6 +43,10 @@ from investigations.approvals.services import approvable_tools
 from investigations.audit import chain as audit
 
 RECOVERY_CODES = 10
+SSO_FACTORS = (
+    "A single sign-on account's factors are its identity provider's: it steps up with a fresh sign-in there, "
+    "and adds none here."
+)
 
 
 def privileged(user) -> bool:
@@ -133,8 +137,9 @@ def step_up(request):
 
 @login_required
 def second_factor(request):
-    """The person's factors, and the way to add or remove one."""
+    """The person's factors, and the way to add (a local account) or remove one."""
     context = {
+        "sso": is_sso_account(request.user),
         "totp_devices": TOTPDevice.objects.devices_for_user(request.user, confirmed=True),
         "recovery": StaticDevice.objects.devices_for_user(request.user, confirmed=True).first(),
         "passkeys": WebAuthnCredential.objects.filter(user=request.user, confirmed=True),
@@ -165,8 +170,8 @@ def _base32(device: TOTPDevice) -> str:
 
 
 def _proof_owed_to_change_factors(user) -> bool:
-    """An enrolled person's, or an SSO account's (its proof is a fresh sign-in at its IdP, which a factor of its own
-    added from a stale session must not stand in for)."""
+    """An enrolled person's, or an SSO account's (its proof is a fresh sign-in at its IdP; it adds no factor of its
+    own, _may_add_a_factor, and removes one it holds from before only after that sign-in)."""
     return has_factor(user) or is_sso_account(user)
 
 
@@ -188,11 +193,20 @@ def _fresh_or_step_up(request):
     return None
 
 
+def _may_add_a_factor(request):
+    """None, or the answer refusing: an SSO account adds no factor of its own (its IdP's are its factors, and one of
+    its own would prove presence in place of the IdP's fresh sign-in); anyone else's session must be fresh."""
+    if is_sso_account(request.user):
+        messages.error(request, SSO_FACTORS)
+        return redirect("second_factor")
+    return _fresh_or_step_up(request)
+
+
 @login_required
 @require_POST
 def totp_start(request):
     """A new, unconfirmed TOTP device (any earlier unconfirmed one dropped), and its key shown once."""
-    if (refused := _fresh_or_step_up(request)) is not None:
+    if (refused := _may_add_a_factor(request)) is not None:
         return refused
     TOTPDevice.objects.filter(user=request.user, confirmed=False).delete()
     device = TOTPDevice.objects.create(user=request.user, name="Authenticator app", confirmed=False)
@@ -205,7 +219,7 @@ def totp_confirm(request, pk: int):
     """A code from the new app confirms it; the first factor also brings recovery codes, shown once. An
     enrolled person's session must be fresh here too, not only when it started: else a stale session finds an
     abandoned device's key on the wrong-code page, and its code would give that session a fresh proof."""
-    if (refused := _fresh_or_step_up(request)) is not None:
+    if (refused := _may_add_a_factor(request)) is not None:
         return refused
     device = get_object_or_404(TOTPDevice, pk=pk, user=request.user, confirmed=False)
     form = CodeForm(request.POST)
@@ -235,7 +249,7 @@ def _new_recovery_codes(request) -> list[str]:
 @require_POST
 def recovery_codes(request):
     """A new set of recovery codes (the old ones stop working), shown once."""
-    if (refused := _fresh_or_step_up(request)) is not None:
+    if (refused := _may_add_a_factor(request)) is not None:
         return refused
     if not TOTPDevice.objects.devices_for_user(request.user, confirmed=True).exists():
         messages.error(request, "Add an authenticator app first: recovery codes stand in for it.")
@@ -276,8 +290,16 @@ class StepUpFirst(webauthn_errors.OTPWebAuthnApiError):
     default_code = "step_up_required"
 
 
+class FactorsAtTheIdp(webauthn_errors.OTPWebAuthnApiError):
+    status_code = 403
+    default_code = "single_sign_on_account"
+    default_detail = SSO_FACTORS
+
+
 def _fresh_for_a_passkey(request) -> None:
     """As adding an app: when it begins and when it completes, so one begun fresh and finished stale proves nothing."""
+    if is_sso_account(request.user):
+        raise FactorsAtTheIdp()
     if (refused := _stale_to_change_factors(request)) is not None:
         raise StepUpFirst(detail=refused)
 
@@ -301,7 +323,13 @@ class PasskeyRegistrationComplete(CompleteCredentialRegistrationView):
 
 
 class PasskeyAuthenticationComplete(CompleteCredentialAuthenticationView):
-    """A passkey's assertion: the second factor after the password, or a step-up."""
+    """A passkey's assertion: the second factor after the password, or a step-up. Never an SSO account's, whatever
+    passkey it holds: its step-up is a fresh sign-in at its IdP (step_up sends it there)."""
+
+    def check_can_authenticate(self):
+        super().check_can_authenticate()
+        if is_sso_account(self.request.user):
+            raise FactorsAtTheIdp()
 
     def complete_auth(self, device):
         signing_in = not self.request.user.is_verified()

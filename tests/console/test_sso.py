@@ -14,6 +14,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp_webauthn.models import WebAuthnCredential
 
 from console.models import SsoIdentity
 from core.roles import ADMIN, ANALYST, MANAGER, roles_of
@@ -21,7 +23,8 @@ from investigations import presence
 from investigations.models import ActionApproval, ActionRequest, AuditRecord
 from tests.conftest import PASSWORD
 from tests.console import oidc
-from tests.console.test_mfa import pending_request, proved_minutes_ago, records
+from tests.console.passkeys import SoftAuthenticator
+from tests.console.test_mfa import code_for, pending_request, proved_minutes_ago, records
 from tests.support import WAIT_S
 from tests.websockets import next_output, socket
 
@@ -412,19 +415,51 @@ def test_an_sso_approver_steps_up_with_a_fresh_sign_in_at_the_idp_then_decides(c
     assert approval.proof_factor == "idp" and timezone.now() - approval.proof_at < timedelta(minutes=1)
 
 
+def post_json(client, name: str, body=None):
+    return client.post(reverse(f"otp_webauthn:{name}"), body or {}, content_type="application/json")
+
+
 @pytest.mark.mfa
 @pytest.mark.django_db
-def test_a_stale_sso_session_cannot_prove_presence_by_enrolling_a_factor_of_its_own(client, idp, make_investigation):
-    """Its step-up is a fresh sign-in at the IdP: adding an app or a passkey of its own (it owes none, so none is
-    asked for) must not stand in for it, as whoever holds an unattended browser's session could add one."""
-    approver_signed_in(client, idp, "u-3101", "ren")
-    request = pending_request(make_investigation)
-    proved_minutes_ago(client, 60, factor="idp")
+def test_an_sso_account_adds_no_factor_of_its_own_even_fresh_from_its_sign_in(client, idp):
+    """Its factors are its IdP's and its step-up a fresh sign-in there. One of its own, added in the minutes its
+    sign-in counts as a proof by whoever holds the browser then, would stand in for the IdP (and its conditional
+    access) for the rest of the session and the next ones."""
+    ren = approver_signed_in(client, idp, "u-3101", "ren")  # a fresh proof: the sign-in
     started = client.post(reverse("totp_start"))
-    assert started.status_code == 302 and started["Location"].startswith(reverse("step_up"))
-    passkey = client.post(reverse("otp_webauthn:credential-registration-begin"), content_type="application/json")
-    assert passkey.status_code == 403 and "Step-up required" in passkey.content.decode()
-    assert client.post(reverse("investigations:approve", args=[request.pk]), {"reason": "go"}).status_code == 403
+    assert started.status_code == 302 and started["Location"] == reverse("second_factor")
+    unconfirmed = TOTPDevice.objects.create(user=ren, name="app", confirmed=False)  # however it came to be
+    client.post(reverse("totp_confirm", args=[unconfirmed.pk]), {"code": code_for(unconfirmed)})
+    assert not TOTPDevice.objects.filter(user=ren, confirmed=True).exists()
+    for step in ("credential-registration-begin", "credential-registration-complete"):
+        passkey = post_json(client, step)
+        assert passkey.status_code == 403 and "identity provider" in passkey.json()["detail"], passkey.content
+    assert not WebAuthnCredential.objects.filter(user=ren).exists()
+    assert not records("factor_enrolled").exists()
+    page = client.get(reverse("second_factor")).content.decode()  # nor does its page offer one
+    assert "your factors are your identity provider's" in page
+    assert not any(offer in page for offer in ('id="totp-start"', "passkey-register-button", "New recovery codes"))
+
+
+@pytest.mark.mfa
+@pytest.mark.django_db
+def test_an_sso_account_s_own_passkey_never_stands_in_for_a_fresh_sign_in_at_the_idp(client, idp, make_investigation):
+    """A passkey the account holds (added while that was allowed) asserted on the console's own WebAuthn endpoints,
+    not at the IdP: no proof of presence, no step-up, no decision."""
+    rio = approver_signed_in(client, idp, "u-3102", "rio")
+    authenticator = SoftAuthenticator()
+    authenticator.held_by(rio)
+    request = pending_request(make_investigation)
+    approve = reverse("investigations:approve", args=[request.pk])
+    proved_minutes_ago(client, 60, factor="idp")
+    assert client.get(f"{reverse('step_up')}?next=/")["Location"].startswith(reverse("oidc_step_up"))
+
+    options = post_json(client, "credential-authentication-begin")
+    assert options.status_code == 200, options.content
+    asserted = post_json(client, "credential-authentication-complete", authenticator.get(options.json()))
+    assert asserted.status_code == 403 and "identity provider" in asserted.json()["detail"], asserted.content
+    assert presence.from_session(client.session).factor == "idp" and not records("step_up").exists()
+    assert client.post(approve, {"reason": "go"}).status_code == 403
     assert ActionRequest.objects.get(pk=request.pk).state == "pending"
 
 
