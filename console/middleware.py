@@ -114,8 +114,8 @@ class SecondFactorGate:
 
 class IdleTimeout:
     """Approvers and admins are signed out after IDLE_MINUTES without a request (the session's absolute
-    lifetime, SESSION_COOKIE_AGE, holds for everyone). The last request's time is written at most once a
-    minute, so most requests write no session."""
+    lifetime, SESSION_COOKIE_AGE from the sign-in: console.signin.logged_in, holds for everyone). The last
+    request's time is written at most once a minute, so most requests write no session."""
 
     KEY = "gatehouse_last_seen"
 

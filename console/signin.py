@@ -1,4 +1,5 @@
-"""Sign-ins, failed sign-ins and sign-outs, as records of the audit trail; and who may sign in with a password.
+"""Sign-ins, failed sign-ins and sign-outs, as records of the audit trail; how long a sign-in lasts; and who may
+sign in with a password.
 
 Connected in ConsoleConfig.ready to django.contrib.auth's signals, so both the console's and the
 admin's sign-in are covered, and single sign-on's (console.sso) too. The address is the one
@@ -6,12 +7,15 @@ django-axes counts failures by; a failed attempt's credentials are read for the 
 (Django has already masked the password); a refused single sign-on says why (console.sso.why).
 """
 
+from datetime import timedelta
+
 from axes.backends import AxesStandaloneBackend
 from axes.helpers import get_client_ip_address
 from axes.utils import reset as axes_reset
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend, UserModel
 from django.core.exceptions import PermissionDenied
+from django.utils import timezone
 
 from core.roles import ADMIN, has_role
 from investigations.audit import chain as audit
@@ -27,6 +31,9 @@ def logged_in(sender, request, user, **kwargs):
     if request is not None and hasattr(request, "session"):
         from console import mfa  # it imports this module
 
+        # GATEHOUSE_SESSION_SECONDS from this sign-in, however the session is used: a lifetime in seconds, Django's
+        # default, is counted from the session's last save (IdleTimeout saves it once a minute of use).
+        request.session.set_expiry(timezone.now() + timedelta(seconds=settings.SESSION_COOKIE_AGE))
         request.session.pop(mfa.SECOND_FACTOR_OWED, None)
         mfa.owed(request, user)  # decided now: a socket opened before any page judges as the pages will
     sso = getattr(user, "backend", "") == SSO_BACKEND

@@ -1,12 +1,15 @@
 """The second factor (django-otp: TOTP and recovery codes), step-up for privileged decisions, decide-scoped
-tokens and the idle timeout (console/mfa.py, console/middleware.py, investigations/presence.py)."""
+tokens, the idle timeout and a sign-in's lifetime (console/mfa.py, console/middleware.py, console/signin.py,
+investigations/presence.py)."""
 
 import json
 import re
 import time
 from datetime import timedelta
+from unittest import mock
 
 import pytest
+from django.contrib.sessions.models import Session
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
@@ -14,6 +17,7 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from core import sockets
 from investigations import presence
 from investigations.approvals import services as approvals
 from investigations.models import ActionApproval, ActionRequest, AuditRecord
@@ -312,7 +316,7 @@ def test_removing_a_factor_needs_a_fresh_proof_and_is_recorded(client, admin_use
     assert records("factor_removed").get().extra["factor"] == "totp"
 
 
-# -- idle timeout ---------------------------------------------------------------------------------
+# -- idle timeout and a sign-in's lifetime --------------------------------------------------------
 @pytest.mark.parametrize("idle_minutes, signed_out", [(29, False), (31, True)])
 def test_an_idle_admin_is_signed_out_after_thirty_minutes(client, admin_user, idle_minutes, signed_out):
     device = enrolled(admin_user)
@@ -333,6 +337,23 @@ def test_an_idle_reader_is_not_signed_out(client, make_user):
     session["gatehouse_last_seen"] = time.time() - 3600
     session.save()
     assert client.get("/").status_code == 200
+
+
+def test_a_sign_in_in_use_still_ends_when_its_lifetime_does(client, manager, settings):
+    """GATEHOUSE_SESSION_SECONDS is how long a sign-in lasts, counted from the sign-in: each save of a session (the
+    idle timeout writes one a minute of use) moved Django's expiry that far past the save, so a stolen cookie used
+    every few hours never expired, on the pages or on its sockets."""
+    sign_in(client, manager)
+    signed_in_at, lifetime = timezone.now(), timedelta(seconds=settings.SESSION_COOKIE_AGE)
+    key = client.cookies[settings.SESSION_COOKIE_NAME].value
+
+    with mock.patch("django.utils.timezone.now", return_value=signed_in_at + lifetime - timedelta(hours=1)):
+        assert client.get("/").status_code == 200  # used an hour before its end: the session is saved
+    assert Session.objects.get(session_key=key).expire_date <= signed_in_at + lifetime + timedelta(seconds=5)
+
+    with mock.patch("django.utils.timezone.now", return_value=signed_in_at + lifetime + timedelta(hours=1)):
+        assert sockets.session_user(key) is None  # what its open sockets ask
+        assert client.get("/")["Location"].startswith(reverse("login"))
 
 
 def test_break_glass_reset_removes_every_factor_and_is_recorded(admin_user, capsys):
