@@ -11,6 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from console import health
+from console.signin import is_sso_account
 from investigations import tokens
 
 
@@ -53,6 +54,7 @@ def account(request):
             "tokens": tokens.tokens_of(request.user),
             "now": timezone.now(),
             "token_days": settings.API_TOKEN_DAYS,
+            "sso": is_sso_account(request.user),
         },
     )
 

@@ -439,6 +439,8 @@ def test_an_sso_account_adds_no_factor_of_its_own_even_fresh_from_its_sign_in(cl
     page = client.get(reverse("second_factor")).content.decode()  # nor does its page offer one
     assert "your factors are your identity provider's" in page
     assert not any(offer in page for offer in ('id="totp-start"', "passkey-register-button", "New recovery codes"))
+    account = client.get("/account/").content.decode()  # nor a password it never has
+    assert reverse("password_change") not in account and "identity provider" in account
 
 
 @pytest.mark.mfa
