@@ -252,6 +252,7 @@
     if (!listens || !window.GatehouseLive) return;
     const query = queueList ? "?queue=1" : "";
     GatehouseLive.connect({
+      name: "approvals",
       url: () => "/ws/approvals/" + query,
       onMessage: onMessage,
     });

@@ -254,14 +254,23 @@
     if (following) transcript.scrollTop = transcript.scrollHeight;
   }
 
+  /* The element the link's fragment names (#event-<seq>, #action-<id>); a fragment that is not
+   * valid percent-encoding (#%E0) names nothing. */
+  function fragmentTarget() {
+    try {
+      return window.location.hash ? document.getElementById(decodeURIComponent(window.location.hash.slice(1))) : null;
+    } catch (error) {
+      return null;
+    }
+  }
+
   // -- start: the saved events, then live -------------------------------------------------------
   if (Decisions) Decisions.onRequest(addDecisionCard);
   const saved = readJSON("investigation-events", []);
   (Array.isArray(saved) ? saved : []).forEach(render);
   transcript.scrollTop = transcript.scrollHeight;
-  const target = window.location.hash ? document.getElementById(decodeURIComponent(window.location.hash.slice(1))) : null;
-  if (target) target.scrollIntoView({ block: "center" });
   GatehouseLive.connect({
+    name: "transcript",
     url: function () {
       return "/ws/investigations/" + encodeURIComponent(investigationId) + "/?after=" + lastSeq;
     },
@@ -269,4 +278,6 @@
       if (payload.type === "event") renderLive(payload.event);
     },
   });
+  const target = fragmentTarget();
+  if (target) target.scrollIntoView({ block: "center" });
 })();

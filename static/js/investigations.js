@@ -39,6 +39,7 @@
   }
 
   GatehouseLive.connect({
+    name: "investigations",
     url: function () {
       return "/ws/investigations/";
     },

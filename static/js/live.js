@@ -3,7 +3,10 @@
  * message to the page. `url()` is asked again on every connect, so a page can resume from what
  * it has already shown.
  *
- *   GatehouseLive.connect({url: () => "/ws/...", onMessage: (payload) => ..., onOpen: (again) => ...});
+ *   GatehouseLive.connect({name: "...", url: () => "/ws/...", onMessage: (payload) => ..., onOpen: (again) => ...});
+ *
+ * The indicator reports one socket: the one its data-socket names (base.html: the approvals socket,
+ * unless the page names its own), so a page whose own socket is not open never says "live".
  */
 window.GatehouseLive = (function () {
   "use strict";
@@ -11,9 +14,9 @@ window.GatehouseLive = (function () {
   const INDICATOR_TEXT = { live: "live", connecting: "connecting…", offline: "offline", ended: "access ended: reload" };
   const ACCESS_ENDED = 4403; // core/sockets.py: signed out, deactivated, or the role or grant is gone
 
-  function setIndicator(state) {
+  function setIndicator(name, state) {
     const indicator = document.getElementById("live-indicator");
-    if (!indicator) return;
+    if (!indicator || indicator.dataset.socket !== name) return;
     indicator.dataset.state = state;
     indicator.textContent = INDICATOR_TEXT[state];
   }
@@ -26,13 +29,13 @@ window.GatehouseLive = (function () {
 
     function open() {
       retryTimer = null;
-      setIndicator("connecting");
+      setIndicator(options.name, "connecting");
       const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
       const ws = new WebSocket(scheme + "//" + window.location.host + options.url());
       socket = ws;
       ws.addEventListener("open", function () {
         attempts = 0;
-        setIndicator("live");
+        setIndicator(options.name, "live");
         if (options.onOpen) options.onOpen(openedBefore);
         openedBefore = true;
       });
@@ -49,10 +52,10 @@ window.GatehouseLive = (function () {
         if (socket !== ws) return;
         socket = null;
         if (event.code === ACCESS_ENDED) {
-          setIndicator("ended"); // reconnecting would be refused: a reload signs in again
+          setIndicator(options.name, "ended"); // reconnecting would be refused: a reload signs in again
           return;
         }
-        setIndicator("offline");
+        setIndicator(options.name, "offline");
         if (retryTimer !== null) return;
         const delay = Math.min(30000, 1000 * Math.pow(2, attempts)) * (0.5 + Math.random() / 2);
         attempts += 1;

@@ -180,3 +180,55 @@ def test_signing_out_in_another_tab_ends_the_live_page_at_once(live_console, mak
 
     page.wait_for_function("() => document.getElementById('live-indicator').dataset.state === 'ended'", timeout=10_000)
     assert page.locator("#live-indicator").text_content() == "access ended: reload"
+
+
+def test_a_link_whose_fragment_does_not_decode_still_streams_the_transcript(analyst_page, slow_console):
+    """A link ending in a fragment that is not valid percent-encoding (…/#%E0, e.g. pasted into chat)
+    names no element: the page opens its transcript socket and streams as any other."""
+    page = analyst_page
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    investigation_id = raise_story(page, slow_console, "LAB-SIEM-1003")
+    page.goto(f"{slow_console.url}/investigations/")
+    page.goto(f"{slow_console.url}/investigations/{investigation_id}/#%E0")
+    at_load = page.evaluate(TEXT_LENGTH)
+    assert page.locator("#verdict[data-verdict]").count() == 0, "the investigation had already finished at load"
+
+    page.wait_for_function(f"() => {TEXT_LENGTH} > {at_load}", timeout=RUN_TIMEOUT_MS)
+    page.wait_for_selector("#verdict[data-verdict]", timeout=RUN_TIMEOUT_MS)
+    assert errors == []
+
+
+# Before the page's scripts: the investigation's own socket asks for a path the console does not
+# serve, so it never opens, while every other socket (the approvals socket) connects as usual; and
+# each state the live indicator takes is kept in window.__indicatorStates.
+TRANSCRIPT_SOCKET_NEVER_OPENS = """
+const RealWebSocket = window.WebSocket;
+window.WebSocket = function (url, protocols) {
+  return new RealWebSocket(String(url).replace(/\\/ws\\/investigations\\/(\\d+)\\//, "/ws/no-such-socket/$1/"), protocols);
+};
+window.__indicatorStates = [];
+new MutationObserver(function (changes) {
+  changes.forEach((change) => {
+    if (change.target.id === "live-indicator") window.__indicatorStates.push(change.target.dataset.state);
+  });
+}).observe(document, { subtree: true, attributeFilter: ["data-state"] });
+"""
+
+
+def test_the_live_indicator_reports_the_transcript_socket_not_the_approvals_socket(
+    live_console, make_investigation, make_user, page
+):
+    """On an investigation's page "live" means its transcript is: an open approvals socket beside a
+    transcript socket that cannot connect never makes the indicator say live."""
+    make_user("ana-indicator", ANALYST)
+    investigation = make_investigation("INDICATOR-1")
+    signed_in(page, live_console, "ana-indicator")
+    page.add_init_script(script=TRANSCRIPT_SOCKET_NEVER_OPENS)
+    with page.expect_websocket(lambda ws: "/ws/approvals/" in ws.url) as approvals:
+        page.goto(f"{live_console.url}/investigations/{investigation.pk}/")
+    approvals.value.expect_event("framereceived")  # its snapshot: the approvals socket is open
+
+    page.wait_for_function("() => window.__indicatorStates.includes('offline')")  # the transcript's failed
+    states = page.evaluate("window.__indicatorStates")
+    assert "live" not in states, states
