@@ -256,7 +256,7 @@ def external_latencies(calls: int) -> list[float]:
     administration.discover(server)
     tool = Tool.objects.get(name="bench-memory__read_graph")
     if tool.proposed is not None:
-        administration.accept_external_tool(tool, admin, access="read")
+        administration.accept_external_tool(tool, admin, seen=tool.proposed_digest(), access="read")
     gateway, context = Gateway(), CallContext("bench", "bench-alert")
     for _ in range(20):
         assert gateway.call("bench-memory__read_graph", {}, context)["status"] == "ok"

@@ -200,6 +200,14 @@ def story_alert(external_id: str, **overrides):
     return AlertIn(**(alert | overrides))
 
 
+def accept_as_listed(tool, user, **classified) -> None:
+    """Accept an external tool's listing (administration.accept_external_tool) as an admin who has just read
+    it on its page: what they were shown (`seen`) is what waits now."""
+    from console.manage import administration
+
+    administration.accept_external_tool(tool, user, seen=tool.proposed_digest(), **classified)
+
+
 def page_urls() -> list[str]:
     """Every page of the console (and the API's lists), for every object there is: what the canary
     searches and what the header tests check. A new page belongs here."""

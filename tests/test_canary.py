@@ -24,7 +24,7 @@ from investigations.intake.services import receive_alert
 from investigations.live_messages import EventMessage, SnapshotMessage
 from investigations.models import AuditRecord, Event, Investigation
 from investigations.runs import agent, llm
-from tests.support import page_urls, story_alert
+from tests.support import accept_as_listed, page_urls, story_alert
 from tests.toolserver.conftest import read_environ, server_pids
 from tests.websockets import socket
 from toolserver.catalog import SERVERS
@@ -483,8 +483,8 @@ def test_an_external_servers_credential_reaches_only_its_process(caplog, capfd, 
     administration.set_credential(server, admin_user, secret=canary)
     try:
         administration.discover(server)
-        administration.accept_external_tool(Tool.objects.get(name="memory__read_graph"), admin_user, access="read")
-        administration.accept_external_tool(
+        accept_as_listed(Tool.objects.get(name="memory__read_graph"), admin_user, access="read")
+        accept_as_listed(
             Tool.objects.get(name="memory__create_entities"), admin_user, access="write", target_args=["entities"]
         )
         context = CallContext(correlation_id="inv-canary-ext", trigger="alert-canary-ext", approval="approved")

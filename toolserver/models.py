@@ -185,6 +185,11 @@ class Tool(models.Model):
     def usable(self) -> bool:
         return self.enabled and self.proposed is None and self.server.enabled
 
+    def proposed_digest(self) -> str:
+        """The listing waiting (`proposed`, whole), as a digest: a page or an API client sends back the one it
+        showed, which is accepted only if it is still the one waiting; blank when none waits."""
+        return "" if self.proposed is None else launch_digest(self.proposed)
+
 
 class Credential(models.Model):
     """A credential a tool server's process gets at start, as GATEHOUSE_BACKEND_KEY.

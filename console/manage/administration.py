@@ -358,11 +358,23 @@ def update_tool(tool: Tool, user, *, enabled: bool) -> set[str]:
     )
 
 
-@transaction.atomic
-def accept_tool_change(tool: Tool, user) -> None:
-    """The server's new description and schema become what the model is offered."""
+def _lock_listing_seen(tool: Tool, seen: str) -> None:
+    """Re-read `tool` under its row's lock; its listing waiting must be the one the admin was shown (`seen`:
+    Tool.proposed_digest as their page or the API showed it), not one a discovery has put in its place since."""
+    tool.refresh_from_db(from_queryset=Tool.objects.select_for_update())
     if tool.proposed is None:
-        raise Refused(f"{tool.name} has no change waiting")
+        raise Refused(f"{tool.name} has no listing waiting")
+    if seen != tool.proposed_digest():
+        raise Refused(
+            f"{tool.name}'s server has listed it differently since you were shown its listing: review the listing "
+            "waiting now, then accept it."
+        )
+
+
+@transaction.atomic
+def accept_tool_change(tool: Tool, user, *, seen: str) -> None:
+    """The server's new description and schema, as `seen` (_lock_listing_seen), become what the model is offered."""
+    _lock_listing_seen(tool, seen)
     before = {"description": tool.description, "input_schema_sha256": result_digest(tool.input_schema)}
     tool.description = tool.proposed["description"]
     tool.input_schema = tool.proposed["input_schema"]
@@ -379,15 +391,17 @@ def accept_tool_change(tool: Tool, user) -> None:
 
 
 @transaction.atomic
-def accept_external_tool(tool: Tool, user, *, access: str, target_args: list[str] | tuple[str, ...] = ()) -> None:
-    """An external tool as its server listed it becomes what the model is offered, read or write as
-    the admin says (the server's hints were shown, not trusted). A write names the arguments that
-    identify its target: with the action and the alert they make its idempotency key; none: the alert."""
+def accept_external_tool(
+    tool: Tool, user, *, seen: str, access: str, target_args: list[str] | tuple[str, ...] = ()
+) -> None:
+    """An external tool as its server listed it, the listing the admin was shown (`seen`: _lock_listing_seen),
+    becomes what the model is offered, read or write as the admin says (the server's hints were shown, not
+    trusted). A write names the arguments that identify its target: with the action and the alert they make
+    its idempotency key; none: the alert."""
     _require_backend_rights(user, tool.server)
     if tool.server.kind != ToolServer.Kind.EXTERNAL:
         raise Refused(f"{tool.name} is a built-in tool: accept its change with accept_tool_change")
-    if tool.proposed is None:
-        raise Refused(f"{tool.name} has no listing waiting")
+    _lock_listing_seen(tool, seen)
     if access not in (Tool.Access.READ, Tool.Access.WRITE):
         raise Refused("Classify the tool as read or write.")
     problem = external.schema_problem(tool.proposed["input_schema"])

@@ -119,17 +119,33 @@ class ExternalServerIn(Schema):
 
 class ToolIn(Schema):
     """What to change; a field left out stays as it is. The policy fields are for write tools only.
-    `access` accepts an external tool's waiting listing, classified read or write (`target_args`: a write's
-    arguments naming its target)."""
+    `access` accepts an external tool's waiting listing, the one `seen` names, classified read or write
+    (`target_args`: a write's arguments naming its target)."""
 
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool | None = None
     access: Literal["read", "write"] | None = None
+    seen: str | None = Field(
+        None,
+        max_length=64,
+        description="With `access`: the `digest` of the waiting listing you accept (`proposed`); refused if its "
+        "server has listed another since.",
+    )
     target_args: list[str] | None = None
     requires_approval: bool | None = None
     approvals_needed: Literal[1, 2] | None = None
     expiry_seconds: int | None = Field(None, ge=60, le=7 * 86_400)
+
+
+class ListingOut(Schema):
+    """A listing waiting for an admin, as its server listed it (its hints shown, never trusted)."""
+
+    description: str
+    input_schema: dict | None
+    output_schema: dict | None = None
+    annotations: dict = Field(default_factory=dict)
+    digest: str = Field(description="Send it back as `seen` to accept this listing (PATCH /manage/tools/{name}).")
 
 
 class ToolOut(Schema):
@@ -137,6 +153,7 @@ class ToolOut(Schema):
     server: str
     enabled: bool
     change_waiting: bool
+    proposed: ListingOut | None = Field(description="The listing waiting (change_waiting); none when none waits.")
     usable: bool
     access: str = Field("", description="An external tool's classification: read, write, or empty (a write).")
     policy: PolicyOut | None = Field(description="The approval policy of a write tool; none for a read.")
@@ -177,6 +194,7 @@ def _tool(tool: Tool) -> ToolOut:
         server=tool.server.name,
         enabled=tool.enabled,
         change_waiting=tool.proposed is not None,
+        proposed=None if tool.proposed is None else ListingOut(**tool.proposed, digest=tool.proposed_digest()),
         usable=tool.usable,
         access=tool.access or "",
         policy=shown,
@@ -256,6 +274,21 @@ def set_credential(request, name: str, body: CredentialIn):
     return _credential(server)
 
 
+@router.get(
+    "/manage/tools/{name}",
+    auth=AUTH,
+    response={200: ToolOut, 401: Problem, 403: Problem, 404: Problem},
+    operation_id="get_tool",
+    summary="A tool, and the listing waiting for an admin",
+)
+def get_tool(request, name: str):
+    """What PATCH changes, and the listing waiting (`proposed`) with the digest that accepts it."""
+    tool = Tool.objects.select_related("server").filter(name=name).first()
+    if tool is None:
+        return Status(404, Problem(detail=f"No tool {name!r}."))
+    return _tool(tool)
+
+
 @router.patch(
     "/manage/tools/{name}",
     auth=AUTH,
@@ -273,9 +306,11 @@ def update_tool(request, name: str, body: ToolIn):
     if body.target_args is not None and body.access is None:
         return Status(400, InvalidInput(detail="target_args go with access: they classify a waiting listing."))
     if body.access is not None:
+        if not body.seen:
+            return Status(400, InvalidInput(detail="access goes with seen: the digest of the listing you accept."))
         try:
             administration.accept_external_tool(
-                tool, request.auth, access=body.access, target_args=body.target_args or []
+                tool, request.auth, seen=body.seen, access=body.access, target_args=body.target_args or []
             )
         except administration.Refused as exc:
             return Status(400, InvalidInput(detail=str(exc)))

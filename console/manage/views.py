@@ -270,19 +270,20 @@ def tool(request, name):
 @require_POST
 def accept_change(request, name):
     tool = get_object_or_404(Tool.objects.select_related("server"), name=name)
+    seen = request.POST.get("seen", "")  # the listing the page showed (Tool.proposed_digest)
     accept_form = _accept_form(tool, request.POST)
     if accept_form is not None:
         if not accept_form.is_valid():
             return _tool_page(request, tool, accept_form=accept_form, status=400)
         try:
-            administration.accept_external_tool(tool, request.user, **accept_form.cleaned_data)
-        except Refused as exc:
+            administration.accept_external_tool(tool, request.user, seen=seen, **accept_form.cleaned_data)
+        except Refused as exc:  # shown with the listing waiting now (the tool as it was re-read)
             accept_form.add_error(None, str(exc))
             return _tool_page(request, tool, accept_form=accept_form, status=400)
         messages.success(request, f"Accepted as a {tool.access}: the model is offered it from now on.")
         return redirect("manage:tool", tool.name)
     try:
-        administration.accept_tool_change(tool, request.user)
+        administration.accept_tool_change(tool, request.user, seen=seen)
     except Refused as exc:
         messages.error(request, str(exc))
     else:

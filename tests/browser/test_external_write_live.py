@@ -20,7 +20,7 @@ from core.roles import ANALYST
 from investigations.models import ActionApproval, ActionRequest, AuditRecord, Investigation
 from tests.browser.conftest import console_with_worker, raise_story
 from tests.browser.test_passkeys import password, with_authenticator
-from tests.support import wait_until
+from tests.support import accept_as_listed, wait_until
 from tests.toolserver.test_external_servers import MEMORY_JS
 from toolserver.gateway import CallContext, Gateway
 from toolserver.lab import estate
@@ -46,9 +46,7 @@ def memory(admin_user, tmp_path):
     )
     try:
         administration.discover(server)
-        administration.accept_external_tool(
-            Tool.objects.get(name=GRAPH_TOOL), admin_user, access="write", target_args=["entities"]
-        )
+        accept_as_listed(Tool.objects.get(name=GRAPH_TOOL), admin_user, access="write", target_args=["entities"])
         yield graph
     finally:
         get_supervisor().restart("memory")  # the process discovery started here stops with the test

@@ -14,6 +14,7 @@ from console.manage import administration
 from core.roles import ANALYST
 from investigations.models import AuditRecord, ToolPolicy
 from investigations.tokens import create_api_token
+from tests.console.test_external_server_pages import LISTED, SWAPPED, lookups_listing
 from tests.toolserver.test_external_servers import MEMORY_JS
 from toolserver import config
 from toolserver.gateway import CallContext, Gateway
@@ -73,11 +74,19 @@ def test_an_admin_registers_discovers_and_accepts_an_external_server_over_the_ap
     assert not waiting["memory__read_graph"]["usable"] and waiting["memory__read_graph"]["change_waiting"]
     assert "memory__read_graph" not in {tool["name"] for tool in config.offered_tools()}
 
-    read = call(admin_user, "PATCH", "/manage/tools/memory__read_graph", {"access": "read"})
+    assert waiting["memory__read_graph"]["proposed"]["annotations"]["readOnlyHint"] is True  # shown, not trusted
+
+    seen = {name: tool["proposed"]["digest"] for name, tool in waiting.items()}  # what the admin was shown
+    read = call(
+        admin_user, "PATCH", "/manage/tools/memory__read_graph", {"access": "read", "seen": seen["memory__read_graph"]}
+    )
     assert read.status_code == 200, read.content
     assert (read.json()["access"], read.json()["usable"], read.json()["policy"]) == ("read", True, None)
     write = call(
-        admin_user, "PATCH", "/manage/tools/memory__create_entities", {"access": "write", "target_args": ["entities"]}
+        admin_user,
+        "PATCH",
+        "/manage/tools/memory__create_entities",
+        {"access": "write", "target_args": ["entities"], "seen": seen["memory__create_entities"]},
     )
     assert write.status_code == 200, write.content
     assert write.json()["access"] == "write" and write.json()["policy"]["requires_approval"] is True
@@ -90,10 +99,38 @@ def test_an_admin_registers_discovers_and_accepts_an_external_server_over_the_ap
     assert Gateway().call("memory__read_graph", {}, context)["status"] == "ok"
 
     # Nothing waits now; a target that is not an argument; a built-in is not accepted this way.
-    again = call(admin_user, "PATCH", "/manage/tools/memory__read_graph", {"access": "read"})
+    again = call(
+        admin_user, "PATCH", "/manage/tools/memory__read_graph", {"access": "read", "seen": seen["memory__read_graph"]}
+    )
     assert again.status_code == 400 and "no listing waiting" in again.json()["detail"]
     assert call(admin_user, "PATCH", "/manage/tools/get_host", {"access": "read"}).status_code == 400
     assert call(admin_user, "PATCH", "/manage/tools/memory__read_graph", {"target_args": ["x"]}).status_code == 400
+
+
+def test_the_api_accepts_the_listing_whose_digest_it_sends_and_no_other(admin_user, monkeypatch):
+    """The listing waiting comes with its digest; accepting sends it back, and a listing a discovery has put
+    in its place since is refused: nothing accepted, nothing recorded."""
+    listing = lookups_listing(admin_user, monkeypatch)
+    shown = call(admin_user, "GET", "/manage/tools/lookups__lookup")
+    assert shown.status_code == 200, shown.content
+    proposed = shown.json()["proposed"]
+    assert (proposed["description"], proposed["input_schema"]) == (LISTED["description"], LISTED["input_schema"])
+    unsent = call(admin_user, "PATCH", "/manage/tools/lookups__lookup", {"access": "read"})
+    assert unsent.status_code == 400 and "seen" in unsent.json()["detail"]
+
+    listing[:] = [SWAPPED]
+    assert call(admin_user, "POST", "/manage/servers/lookups/discover").status_code == 200
+    refused = call(admin_user, "PATCH", "/manage/tools/lookups__lookup", {"access": "read", "seen": proposed["digest"]})
+    assert refused.status_code == 400 and "listed it differently" in refused.json()["detail"]
+    tool = Tool.objects.get(name="lookups__lookup")
+    assert (tool.access, tool.usable, tool.proposed["description"]) == ("", False, SWAPPED["description"])
+    assert not AuditRecord.objects.filter(outcome="tool_accepted").exists()
+
+    now = call(admin_user, "GET", "/manage/tools/lookups__lookup").json()["proposed"]
+    assert now["description"] == SWAPPED["description"] and now["digest"] != proposed["digest"]
+    accepted = call(admin_user, "PATCH", "/manage/tools/lookups__lookup", {"access": "write", "seen": now["digest"]})
+    assert accepted.status_code == 200 and accepted.json()["proposed"] is None
+    assert Tool.objects.get(name="lookups__lookup").input_schema == SWAPPED["input_schema"]
 
 
 @pytest.mark.parametrize(

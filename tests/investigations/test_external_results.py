@@ -15,6 +15,7 @@ from investigations.runs.offline_model.playbook import read_envelope
 from investigations.runs.prompts import SYSTEM_PROMPT
 from tests.investigations.hostile_model import tool_turn
 from tests.investigations.test_hostile_model import answers_in, hostile  # noqa: F401 - the fixture
+from tests.support import accept_as_listed
 from tests.toolserver.test_external_everything import EVERYTHING_JS
 from toolserver.models import Tool
 from toolserver.supervisor import get_supervisor
@@ -30,7 +31,7 @@ def everything(admin_user):
         admin_user, {"name": "everything", "command": "node", "args": [str(EVERYTHING_JS), "stdio"]}
     )
     administration.discover(server)
-    administration.accept_external_tool(Tool.objects.get(name="everything__echo"), admin_user, access="read")
+    accept_as_listed(Tool.objects.get(name="everything__echo"), admin_user, access="read")
     yield server
     get_supervisor().restart("everything")
 

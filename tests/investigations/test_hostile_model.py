@@ -24,6 +24,7 @@ from tests.investigations.hostile_model import (
     tool_turn,
     truncated_turn,
 )
+from tests.support import accept_as_listed
 from toolserver.lab.models import Host
 from toolserver.models import Tool
 from toolserver.supervisor import get_supervisor
@@ -205,7 +206,7 @@ def test_a_nul_in_a_tool_result_is_kept_as_a_replacement_character_with_its_audi
         admin_user, {"name": "logs", "command": sys.executable, "args": [str(NUL_LOG_SERVER)]}
     )
     administration.discover(server)
-    administration.accept_external_tool(Tool.objects.get(name="logs__tail"), admin_user, access="read")
+    accept_as_listed(Tool.objects.get(name="logs__tail"), admin_user, access="read")
     try:
         model, investigation = hostile(tool_turn(("toolu_tail", "logs__tail", {})))
     finally:

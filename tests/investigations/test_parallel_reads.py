@@ -18,6 +18,7 @@ from investigations.runs.offline_model.playbook import read_envelope
 from tests.investigations.hostile_model import tool_turn
 from tests.investigations.test_agent_loop import set_budgets
 from tests.investigations.test_hostile_model import answers_in, calls_of, hostile  # noqa: F401 - the fixture
+from tests.support import accept_as_listed
 from toolserver.models import Tool
 from toolserver.supervisor import get_supervisor
 
@@ -38,7 +39,7 @@ def gather(admin_user):
             admin_user, {"name": "gather", "command": sys.executable, "args": args}
         )
         administration.discover(server)
-        administration.accept_external_tool(Tool.objects.get(name="gather__gather"), admin_user, access="read")
+        accept_as_listed(Tool.objects.get(name="gather__gather"), admin_user, access="read")
 
     yield register
     get_supervisor().restart("gather")

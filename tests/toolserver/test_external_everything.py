@@ -17,7 +17,7 @@ from django.conf import settings
 
 from console.manage import administration
 from investigations.models import AuditRecord
-from tests.support import ROOT, free_port, listening, stop_process, wait_until
+from tests.support import ROOT, accept_as_listed, free_port, listening, stop_process, wait_until
 from tests.toolserver.conftest import mcp_server_js
 from toolserver import external
 from toolserver.gateway import CallContext, Gateway
@@ -36,7 +36,7 @@ def everything(register_node_server, admin_user):
     server = register_node_server("everything", "server-everything", args=("stdio",))
     administration.discover(server)
     for name in READS:
-        administration.accept_external_tool(Tool.objects.get(name=f"everything__{name}"), admin_user, access="read")
+        accept_as_listed(Tool.objects.get(name=f"everything__{name}"), admin_user, access="read")
     return server
 
 
@@ -136,7 +136,7 @@ def test_over_streamable_http_through_a_bridge_that_alone_holds_the_credential(e
     from tests.toolserver.conftest import read_environ
 
     administration.discover(everything_http)
-    administration.accept_external_tool(Tool.objects.get(name="everything-http__echo"), admin_user, access="read")
+    accept_as_listed(Tool.objects.get(name="everything-http__echo"), admin_user, access="read")
     result = Gateway().call("everything-http__echo", {"message": "over http"}, CONTEXT)
     assert (result["status"], result["source"]) == ("ok", "mcp:everything-http")
     assert "over http" in result["data"]["text"]
@@ -163,13 +163,13 @@ def test_over_http_what_the_server_asks_of_us_is_refused_by_the_bridge_and_recor
     refusal back with the call's answer: the call's audit record keeps it, as for a stdio server."""
     administration.discover(everything_http)
     name = f"everything-http__{tool}"
-    administration.accept_external_tool(Tool.objects.get(name=name), admin_user, access="read")
+    accept_as_listed(Tool.objects.get(name=name), admin_user, access="read")
     result = Gateway().call(name, arguments, CONTEXT)
     assert result["status"] == "error" and result["reason"].endswith("_tool_error"), result
     record = AuditRecord.objects.get(kind="tool_call", tool=name)
     assert refused in refusals(record.backend_status) <= {refused} | SESSION_ASKS, record.backend_status
     echo = "everything-http__echo"
-    administration.accept_external_tool(Tool.objects.get(name=echo), admin_user, access="read")
+    accept_as_listed(Tool.objects.get(name=echo), admin_user, access="read")
     assert Gateway().call(echo, {"message": "after"}, CONTEXT)["status"] == "ok"
     after = AuditRecord.objects.get(kind="tool_call", tool=echo).backend_status
     assert after.endswith("ok") and refusals(after) <= SESSION_ASKS, after  # told once, not again
@@ -184,7 +184,7 @@ def test_over_http_a_call_that_fails_because_of_a_refusal_keeps_it_in_its_own_re
             server = registered_over_http(admin_user, settings, "asking", port)
             administration.discover(server)
             for name in ("asking__ask", "asking__echo", "asking__forge"):
-                administration.accept_external_tool(Tool.objects.get(name=name), admin_user, access="read")
+                accept_as_listed(Tool.objects.get(name=name), admin_user, access="read")
             assert Gateway().call("asking__ask", {}, CONTEXT)["status"] == "error"
             assert Gateway().call("asking__echo", {}, CONTEXT)["status"] == "ok"
             assert Gateway().call("asking__forge", {}, CONTEXT)["status"] == "error"
@@ -198,7 +198,7 @@ def test_over_http_a_call_that_fails_because_of_a_refusal_keeps_it_in_its_own_re
 
 def test_a_url_off_the_allow_list_is_refused_by_the_bridge_too(everything_http, admin_user, settings):
     administration.discover(everything_http)
-    administration.accept_external_tool(Tool.objects.get(name="everything-http__echo"), admin_user, access="read")
+    accept_as_listed(Tool.objects.get(name="everything-http__echo"), admin_user, access="read")
     assert Gateway().call("everything-http__echo", {"message": "x"}, CONTEXT)["status"] == "ok"
     settings.BACKEND_ALLOWED_HOSTS = ["127.0.0.2:1"]  # the deployment took its host off the list: a new launch
     result = Gateway().call("everything-http__echo", {"message": "x"}, CONTEXT)
@@ -225,7 +225,7 @@ def slow(register_node_server, admin_user):
     server = register_node_server("slow", "server-everything", args=("stdio",), timeout_s=2)
     administration.discover(server)
     tool = Tool.objects.get(name="slow__trigger-long-running-operation")
-    administration.accept_external_tool(tool, admin_user, access="write")
+    accept_as_listed(tool, admin_user, access="write")
     return server
 
 
@@ -274,5 +274,5 @@ def test_a_write_target_must_be_a_required_argument_it_makes_the_idempotency_key
     """An optional target could be left out of a call, and the key could not be made: refused at acceptance."""
     tool = Tool.objects.get(name="everything__trigger-long-running-operation")  # duration has a default
     with pytest.raises(administration.Refused, match="required"):
-        administration.accept_external_tool(tool, admin_user, access="write", target_args=["duration"])
+        accept_as_listed(tool, admin_user, access="write", target_args=["duration"])
     assert Tool.objects.get(pk=tool.pk).proposed is not None  # still waiting

@@ -16,7 +16,7 @@ import pytest
 
 from console.manage import administration
 from investigations.models import AuditRecord
-from tests.support import WAIT_S, wait_until
+from tests.support import WAIT_S, accept_as_listed, wait_until
 from toolserver import config, external
 from toolserver.gateway import CallContext, Gateway
 from toolserver.models import Tool
@@ -43,10 +43,8 @@ def filesystem(register_node_server, tmp_path):
 def accepted(filesystem, admin_user):
     administration.discover(filesystem)
     for name in READS:
-        administration.accept_external_tool(Tool.objects.get(name=f"filesystem__{name}"), admin_user, access="read")
-    administration.accept_external_tool(
-        Tool.objects.get(name="filesystem__write_file"), admin_user, access="write", target_args=["path"]
-    )
+        accept_as_listed(Tool.objects.get(name=f"filesystem__{name}"), admin_user, access="read")
+    accept_as_listed(Tool.objects.get(name="filesystem__write_file"), admin_user, access="write", target_args=["path"])
     return filesystem
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from console.manage import administration
 from investigations.models import AuditRecord
-from tests.support import wait_until
+from tests.support import accept_as_listed, wait_until
 from tests.test_canary import database_dump
 from tests.toolserver.conftest import alive, children, read_environ, server_pids
 from tests.toolserver.test_external_everything import CONTEXT, EVERYTHING_JS, HTTP_CANARY, everything_http  # noqa: F401
@@ -41,7 +41,7 @@ def echoing(admin_user):
     administration.set_credential(server, admin_user, secret=CANARY)
     administration.discover(server)
     for name in ("get-env", "echo"):
-        administration.accept_external_tool(Tool.objects.get(name=f"echoing__{name}"), admin_user, access="read")
+        accept_as_listed(Tool.objects.get(name=f"echoing__{name}"), admin_user, access="read")
     yield server
     get_supervisor().restart("echoing")
 
@@ -102,7 +102,7 @@ def test_the_relay_and_its_server_stop_with_the_supervisor_and_die_together(echo
 
 def test_over_http_the_bridges_answers_are_redacted_too(everything_http, admin_user):
     administration.discover(everything_http)
-    administration.accept_external_tool(Tool.objects.get(name="everything-http__echo"), admin_user, access="read")
+    accept_as_listed(Tool.objects.get(name="everything-http__echo"), admin_user, access="read")
     token = HTTP_CANARY.removeprefix("Bearer ")  # a server quoting the header's token, without its scheme
     result = Gateway().call("everything-http__echo", {"message": f"your key is {token}"}, CONTEXT)
     assert result["status"] == "ok", result

@@ -13,6 +13,7 @@ from django.conf import settings
 
 from console.manage import administration
 from investigations.models import AuditRecord
+from tests.support import accept_as_listed
 from tests.toolserver.conftest import launched_pids, mcp_server_js, read_environ
 from toolserver import config
 from toolserver.gateway import CallContext, Gateway
@@ -39,8 +40,8 @@ def memory(register_node_server, admin_user, tmp_path):
 @pytest.fixture
 def accepted(memory, admin_user):
     administration.discover(memory)
-    administration.accept_external_tool(Tool.objects.get(name="memory__read_graph"), admin_user, access="read")
-    administration.accept_external_tool(
+    accept_as_listed(Tool.objects.get(name="memory__read_graph"), admin_user, access="read")
+    accept_as_listed(
         Tool.objects.get(name="memory__create_entities"), admin_user, access="write", target_args=["entities"]
     )
     return memory
@@ -123,7 +124,7 @@ def test_a_changed_listing_disables_the_tool_until_accepted_again(accepted, admi
     assert administration.discover(accepted) == ["memory__read_graph"]
     refused = gateway.call("memory__read_graph", {}, context())
     assert (refused["reason"], refused["retryable"]) == ("tool_disabled", False)
-    administration.accept_external_tool(Tool.objects.get(name="memory__read_graph"), admin_user, access="read")
+    accept_as_listed(Tool.objects.get(name="memory__read_graph"), admin_user, access="read")
     assert gateway.call("memory__read_graph", {}, context())["status"] == "ok"
 
 

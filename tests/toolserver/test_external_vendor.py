@@ -22,6 +22,7 @@ from django.urls import reverse
 
 from console.manage import administration
 from investigations.models import AuditRecord
+from tests.support import accept_as_listed
 from tests.toolserver.conftest import launched_pids, read_environ, server_pids
 from tests.toolserver.vendor_standins import FALCON_CLIENT_ID, FalconStandIn
 from toolserver import config
@@ -129,7 +130,7 @@ def test_its_hints_are_shown_on_the_tool_page_and_never_decide(falcon, admin_use
 def test_once_accepted_the_model_is_offered_it_and_its_credential_is_in_its_process_alone(falcon, admin_user, stand_in):
     administration.discover(falcon)
     tool = Tool.objects.get(name="falcon__falcon_check_connectivity")
-    administration.accept_external_tool(tool, admin_user, access="read")
+    accept_as_listed(tool, admin_user, access="read")
     assert "falcon__falcon_check_connectivity" in {tool["name"] for tool in config.offered_tools()}
 
     result = Gateway().call("falcon__falcon_check_connectivity", {}, context())

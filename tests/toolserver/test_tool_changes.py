@@ -46,7 +46,7 @@ def test_a_changed_description_is_disabled_and_kept_from_the_model_until_accepte
     )
 
     assert administration.discover(intel) == []  # the same change is not found twice
-    administration.accept_tool_change(tool, admin_user)
+    administration.accept_tool_change(tool, admin_user, seen=tool.proposed_digest())
     assert Tool.objects.get(name="lookup_indicator").usable
     assert offered("lookup_indicator")["description"] == SERVERS["intel"].tool("lookup_indicator").description
     assert gateway.call("lookup_indicator", LOOKUP, context)["status"] == "ok"
