@@ -101,6 +101,11 @@ def update_server(server: ToolServer, user, changes: dict) -> set[str]:
     """A server pointed elsewhere (adapter or URL) loses its credential and its secret parameters:
     the admin sets them again. Its adapter's parameters (`params`, and `secret_params` typed now,
     sealed here) are the admin role's to change, like where it points."""
+    # Compared, saved and revoked on the row as it stands, locked till commit, not the caller's copy (read before
+    # the form was even validated): a credential or secret parameter another admin set meanwhile is revoked too.
+    server.refresh_from_db(
+        from_queryset=ToolServer.objects.select_for_update(of=("self",)).select_related("credential")
+    )
     changes = dict(changes)
     secret_params = changes.pop("secret_params", None) or {}
     backend_fields = (*BACKEND_FIELDS, *EXTERNAL_FIELDS) if server.kind == ToolServer.Kind.EXTERNAL else BACKEND_FIELDS

@@ -14,6 +14,7 @@ from django.test import Client
 from django.urls import reverse
 
 from console.manage import administration
+from core.roles import ADMIN
 from investigations.models import AuditRecord
 from tests.console.test_administration import server_form
 from toolserver import launch
@@ -111,6 +112,37 @@ def test_pointing_the_server_elsewhere_revokes_the_secret_parameters_like_the_cr
         "before": {"secret_params": ["api_secret"]},
         "after": {"secret_params": [], "because": "the server now points elsewhere"},
     }
+
+
+def point_intel_at_vault_example(user) -> None:
+    vault = {"adapter": "vault", "url": "https://vault.example/api", "params": {"collection": "ioc"}}
+    administration.update_server(ToolServer.objects.get(name="intel"), user, vault)
+
+
+def test_a_secret_parameter_set_while_another_admin_saves_the_server_pointed_elsewhere_is_cleared(
+    vault_adapter, admin_user, make_user, settings
+):
+    """Admin B's page read the server before admin A typed the vendor's secret for vault.example; B's save points
+    it at elsewhere.example. Decided on B's copy (no secret then), nothing was cleared: the process talking to
+    elsewhere.example got vault.example's secret."""
+    settings.BACKEND_ALLOWED_HOSTS = ["vault.example", "elsewhere.example"]
+    point_intel_at_vault_example(admin_user)
+    seen_by_bea = ToolServer.objects.get(name="intel")  # B's request reads the row
+    administration.update_server(
+        ToolServer.objects.get(name="intel"), admin_user, {"secret_params": {"api_secret": SECRET}}
+    )
+
+    administration.update_server(seen_by_bea, make_user("bea", ADMIN), {"url": "https://elsewhere.example/api"})
+
+    assert ToolServer.objects.get(name="intel").secret_params == {}
+    assert changes_recorded()[-1] == {
+        "what": "secret_params_unset",
+        "before": {"secret_params": ["api_secret"]},
+        "after": {"secret_params": [], "because": "the server now points elsewhere"},
+    }
+    handed = launch_config("intel").environment()
+    assert handed["GATEHOUSE_BACKEND_URL"] == "https://elsewhere.example/api"
+    assert launch.SEALED_PARAMS_VARIABLE not in handed
 
 
 def intel_admin():

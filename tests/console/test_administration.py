@@ -634,6 +634,26 @@ def test_a_revoked_credential_leaves_the_server_without_one(admin_client):
     assert len(admin_changes("credential_revoked")) == 1
 
 
+def test_a_credential_set_while_another_admin_saves_the_server_pointed_elsewhere_is_revoked(admin_user, make_user):
+    """Admin B's page read the server before admin A set its credential; B's save points it elsewhere. Decided on
+    B's copy (no credential then), the credential stood unrevoked: no record, shown as set on the page, and working
+    again the moment anyone pointed the server back."""
+    seen_by_bea = ToolServer.objects.select_related("credential").get(name="edr-response")  # B's request reads the row
+    edr = ToolServer.objects.get(name="edr-response")
+    credential = administration.set_credential(edr, admin_user, secret=new_secret())
+
+    administration.update_server(seen_by_bea, make_user("bea", ADMIN), {"url": "https://changed.example.com/api"})
+
+    credential.refresh_from_db()
+    assert (credential.revoked_by, credential.revoked_at is not None) == ("bea", True)
+    assert only_change("credential_revoked").extra["after"] == {
+        "credential": "revoked",
+        "because": "the server now points elsewhere",
+    }
+    administration.update_server(edr, admin_user, {"url": ""})  # pointed back where it was set for
+    assert binding_of("edr-response").credential_ref == ""
+
+
 # -- 5. a server's settings ------------------------------------------------------------------------------
 def test_a_server_change_on_the_page_records_only_the_fields_that_changed(admin_client):
     server = ToolServer.objects.get(name="edr-response")

@@ -149,16 +149,18 @@ def test_a_credential_is_bound_to_the_command_it_was_set_for_whatever_path_chang
     memory, admin_user, make_user
 ):
     """Two admins at once: one re-points the command from the row their page loaded, the other has just set a
-    new credential; the revocation misses the new one (it revokes the row's old one), and the new one must still
-    never reach the other command."""
+    new credential; the re-pointing revokes the new one (it is decided on the row as it stands, not the page's
+    copy). And a path that revokes nothing still never hands a credential to another command."""
     other_admin = make_user("bea", "admin")
     loaded_before = ToolServer.objects.select_related("credential").get(pk=memory.pk)
     administration.set_credential(memory, other_admin, secret="another-" + CANARY)
     administration.update_server(loaded_before, admin_user, {"command": "/usr/bin/env"})
     now = ToolServer.objects.select_related("credential").get(pk=memory.pk)
-    assert now.command == "/usr/bin/env" and now.credential.revoked_at is None  # the race, as it happens
-    assert config.binding_of(now).credential_ref == ""  # bound to node's launch: never given to another command
+    assert now.command == "/usr/bin/env" and now.credential.revoked_at is not None
+    assert config.binding_of(now).credential_ref == ""
 
+    administration.set_credential(now, other_admin, secret="for-env-" + CANARY)
+    assert config.binding_of(ToolServer.objects.select_related("credential").get(pk=memory.pk)).credential_ref
     ToolServer.objects.filter(pk=memory.pk).update(command="node", args=["--other"])  # a path with no revocation
     assert config.binding_of(ToolServer.objects.select_related("credential").get(pk=memory.pk)).credential_ref == ""
 
