@@ -70,7 +70,8 @@ def binding_of(server: ToolServer | str) -> BackendBinding:
     A credential goes only where it was set for: the deployment's to the deployment's backend, an
     admin's to the adapter and URL it was set with. Pointed anywhere else, the server has none.
     The adapter's parameters come as set; the secret ones still sealed (only the launcher opens
-    them), and cleared whenever the server is pointed elsewhere (console.manage.administration).
+    them), and, like the credential, only while it points where they were set for (pointing it
+    elsewhere clears them too: console.manage.administration).
     """
     if isinstance(server, str):
         return binding_of(ToolServer.objects.select_related("credential").get(name=server))
@@ -85,12 +86,13 @@ def binding_of(server: ToolServer | str) -> BackendBinding:
         reference = ""
     else:
         reference = credential.launch_reference
+    sealed_params = server.bound_secret_params
     return BackendBinding(
         adapter=server.adapter,
         url=server.url or default["url"],
         credential_ref=reference,
         params=json.dumps(server.params, sort_keys=True),
-        sealed_params=json.dumps(server.secret_params, sort_keys=True) if server.secret_params else "",
+        sealed_params=json.dumps(sealed_params, sort_keys=True) if sealed_params else "",
     )
 
 

@@ -87,10 +87,17 @@ class ToolServer(models.Model):
     credential = models.ForeignKey("Credential", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # The adapter's declared parameters (toolserver.adapters.base.Param): the plain ones by value;
     # the secret ones each sealed like a credential, shown only by name, bound like the credential
-    # (pointing the server elsewhere clears them: console.manage.administration.update_server).
+    # (pointing the server elsewhere clears them: console.manage.administration.update_server; a server
+    # pointed elsewhere any other way starts without them: bound_secret_params).
     params = models.JSONField(default=dict, blank=True, help_text="{name: value} of the adapter's plain parameters.")
     secret_params = models.JSONField(
         default=dict, blank=True, editable=False, help_text="{name: Fernet token} of the adapter's secret parameters."
+    )
+    secret_params_for = models.CharField(
+        max_length=64,
+        blank=True,
+        editable=False,
+        help_text="Where the server pointed when its secret parameters were set (ToolServer.pointed_at).",
     )
     rate_limit_calls = models.PositiveIntegerField(
         validators=[MinValueValidator(1)], help_text="Calls allowed per window, shared by every worker."
@@ -122,7 +129,18 @@ class ToolServer(models.Model):
     def pointed_at(self) -> str:
         """Where it points (adapter, URL, an external server's launch), as a digest: a page sends back what it
         showed with a credential, which is set only if the server still points there."""
-        return launch_digest({"adapter": self.adapter, "url": self.url, "launch": self.launch_digest()})
+        return backend_digest(self.adapter, self.url, self.launch_digest())
+
+    def points_at(self, digest: str) -> bool:
+        """Whether it still points where something was set for (its credential, its secret parameters), whatever
+        path changed it since (a revocation missed by a race, an update elsewhere): what is bound there goes
+        nowhere else."""
+        return digest == self.pointed_at()
+
+    @property
+    def bound_secret_params(self) -> dict:
+        """Its secret parameters while it points where they were set for; none once it points elsewhere."""
+        return self.secret_params if self.points_at(self.secret_params_for) else {}
 
     @property
     def secret_params_set(self) -> list[str]:
@@ -240,7 +258,7 @@ class Credential(models.Model):
     def bound_to(self, server: ToolServer) -> bool:
         """Whether `server` still points where this credential was set for, and an external one still runs the
         program it was set for: whatever path changed them (a revocation missed by a race, an update elsewhere)."""
-        return (self.adapter, self.url, self.launch) == (server.adapter, server.url, server.launch_digest())
+        return server.points_at(backend_digest(self.adapter, self.url, self.launch))
 
     @property
     def launch_reference(self) -> str:
@@ -249,3 +267,8 @@ class Credential(models.Model):
 
 def launch_digest(launch: dict) -> str:
     return hashlib.sha256(json.dumps(launch, sort_keys=True).encode()).hexdigest()
+
+
+def backend_digest(adapter: str, url: str, launch: str) -> str:
+    """Where a server points, as one digest: its adapter, its URL and an external server's launch digest."""
+    return launch_digest({"adapter": adapter, "url": url, "launch": launch})

@@ -238,8 +238,10 @@ def _set_secret_params(server: ToolServer, user, values: dict, *, replace: bool 
         sealed = {name: credentials.seal(value, settings.CREDENTIALS_KEY) for name, value in values.items()}
     except credentials.CredentialError as exc:
         raise Refused(f"{exc}: secret parameters cannot be stored") from None
-    server.secret_params = sealed if replace else {**server.secret_params, **sealed}
-    server.save(update_fields=["secret_params", "updated_at"])
+    # Only those set for where it points now are kept: binding every one here would bind one set for elsewhere.
+    server.secret_params = sealed if replace else {**server.bound_secret_params, **sealed}
+    server.secret_params_for = server.pointed_at() if server.secret_params else ""
+    server.save(update_fields=["secret_params", "secret_params_for", "updated_at"])
     after = {"secret_params": server.secret_params_set, **({"because": because} if because else {})}
     if values:
         after["set_now"] = sorted(values)
@@ -261,7 +263,7 @@ def set_credential(server: ToolServer, user, *, secret: str = "", reference: str
     (ToolServer.pointed_at), refused if another admin has pointed it elsewhere since."""
     _require_backend_rights(user, server)
     now = ToolServer.objects.select_for_update(of=("self",)).select_related("credential").get(pk=server.pk)
-    if seen and seen != now.pointed_at():
+    if seen and not now.points_at(seen):
         raise Refused(
             f"{server.name} was pointed elsewhere since your page showed it: check where it points now, then set "
             "its credential again."

@@ -85,7 +85,7 @@ class ServerForm(DelegatedServerForm):
         self.adapter = adapter_class(instance.name, typed) or adapter_class(instance.name, instance.adapter)
         for param in self.declared:
             if param.secret:
-                kept = param.name in instance.secret_params and typed in ("", instance.adapter)
+                kept = param.name in instance.bound_secret_params and typed in ("", instance.adapter)
                 self.fields[self.PREFIX + param.name] = forms.CharField(
                     label=param.label,
                     required=False,
@@ -136,7 +136,7 @@ class ServerForm(DelegatedServerForm):
                 continue
             try:
                 if param.secret:
-                    kept = param.name in self.instance.secret_params and same_backend
+                    kept = param.name in self.instance.bound_secret_params and same_backend
                     if value or not kept:
                         checked = param.check(value)
                         if checked:

@@ -19,6 +19,7 @@ from investigations.models import AuditRecord
 from tests.console.test_administration import server_form
 from toolserver import launch
 from toolserver.adapters.base import ParamError
+from toolserver.config import binding_of
 from toolserver.credentials import KEY_VARIABLE
 from toolserver.models import ToolServer
 from toolserver.servers.__main__ import CannotStart, backend_from
@@ -143,6 +144,26 @@ def test_a_secret_parameter_set_while_another_admin_saves_the_server_pointed_els
     handed = launch_config("intel").environment()
     assert handed["GATEHOUSE_BACKEND_URL"] == "https://elsewhere.example/api"
     assert launch.SEALED_PARAMS_VARIABLE not in handed
+
+
+def test_a_secret_parameter_is_not_sent_where_it_was_not_set_for_even_when_the_row_is_changed_behind_the_service(
+    vault_adapter, admin_user, admin_client, settings
+):
+    """As a credential (Credential.bound_to): a server pointed elsewhere by a path that clears nothing (a bug
+    elsewhere, a database edit) must not hand the secret set for vault.example to elsewhere.example."""
+    settings.BACKEND_ALLOWED_HOSTS = ["vault.example", "elsewhere.example"]
+    point_intel_at_vault_example(admin_user)
+    administration.update_server(
+        ToolServer.objects.get(name="intel"), admin_user, {"secret_params": {"api_secret": SECRET}}
+    )
+    assert launch.SEALED_PARAMS_VARIABLE in launch_config("intel").environment()  # where it was set for, it goes
+
+    ToolServer.objects.filter(name="intel").update(url="https://elsewhere.example/api")
+
+    assert binding_of("intel").sealed_params == ""
+    assert launch.SEALED_PARAMS_VARIABLE not in launch_config("intel").environment()
+    page = admin_client.get(reverse("manage:server", args=["intel"])).content.decode()
+    assert "Set; leave blank to keep it." not in page  # asked for again, for where it points now
 
 
 def intel_admin():
