@@ -58,10 +58,14 @@ class ServerOut(Schema):
     rate_limit_window_s: int
     credential: CredentialOut
     tools: list[str]
+    pointed_at: str = Field(
+        description="Where it points (adapter, URL, an external server's launch), as a digest: send it back as "
+        "`seen` with a credential meant for that backend."
+    )
 
 
 class CredentialIn(Schema):
-    """Exactly one of `secret` and `reference`, as the schema's oneOf says."""
+    """Exactly one of `secret` and `reference`, as the schema's oneOf says, and `seen`."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -78,6 +82,12 @@ class CredentialIn(Schema):
         max_length=500,
         pattern=r"\S",
         description="file:<server>.key or file:<server>/<name> in the credentials folder, resolved when the server starts.",
+    )
+    # Required: a credential is meant for one backend, and another admin may point the server elsewhere meanwhile.
+    seen: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="The server's `pointed_at` as GET /manage/servers showed it: the credential is for that backend, "
+        "and is refused if the server has been pointed elsewhere since.",
     )
 
     @model_validator(mode="after")
@@ -181,6 +191,7 @@ def _server(server: ToolServer) -> ServerOut:
         rate_limit_window_s=server.rate_limit_window_s,
         credential=_credential(server),
         tools=[tool.name for tool in server.tools.all()],
+        pointed_at=server.pointed_at(),
     )
 
 
@@ -263,12 +274,15 @@ def _said(exc: Exception) -> str:
     summary="Set or rotate a credential",
 )
 def set_credential(request, name: str, body: CredentialIn):
-    """The server's processes restart with the new credential at once. The answer holds its fingerprint only."""
+    """The server's processes restart with the new credential at once. The answer holds its fingerprint only.
+    Refused (400) if the server no longer points where `seen` says."""
     server = ToolServer.objects.select_related("credential").filter(name=name).first()
     if server is None:
         return Status(404, Problem(detail=f"No tool server {name!r}."))
     try:
-        administration.set_credential(server, request.auth, secret=body.secret or "", reference=body.reference or "")
+        administration.set_credential(
+            server, request.auth, secret=body.secret or "", reference=body.reference or "", seen=body.seen
+        )
     except administration.Refused as exc:
         return Status(400, InvalidInput(detail=str(exc)))
     return _credential(server)

@@ -107,6 +107,11 @@ def token_of(user) -> str:
     return create_api_token(user, "tests")[1]
 
 
+def seen_of(server: str) -> str:
+    """Where `server` points, as GET /api/manage/servers shows it: what an API client sends back with a credential."""
+    return ToolServer.objects.get(name=server).pointed_at()
+
+
 def call_api(client, method: str, path: str, body=None, token: str | None = None):
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     data = "" if body is None else json.dumps(body)
@@ -529,6 +534,7 @@ def test_budgets_at_their_minimums_are_saved_and_recorded(admin_client):
     ],
 )
 def test_the_api_refuses_a_credential_without_exactly_one_of_secret_and_reference(client, admin_user, body, message):
+    body = {**body, "seen": seen_of("edr-response")}
     response = call_api(client, "PUT", "/manage/servers/edr-response/credential", body, token_of(admin_user))
     assert response.status_code == 400
     assert response.json()["detail"] == "Invalid credential."
@@ -540,10 +546,13 @@ def test_the_api_refuses_a_credential_without_exactly_one_of_secret_and_referenc
 
 def test_the_api_refuses_a_bad_reference_and_an_unknown_server_or_tool(client, admin_user):
     token = token_of(admin_user)
-    own = call_api(client, "PUT", "/manage/servers/edr-response/credential", {"reference": "file:/etc/passwd"}, token)
+    body = {"reference": "file:/etc/passwd", "seen": seen_of("edr-response")}
+    own = call_api(client, "PUT", "/manage/servers/edr-response/credential", body, token)
     assert own.status_code == 400
     assert own.json()["detail"].startswith("a file: reference names edr-response.key or a file under edr-response/")
-    unknown = call_api(client, "PUT", "/manage/servers/nope/credential", {"secret": new_secret()}, token)
+    unknown = call_api(
+        client, "PUT", "/manage/servers/nope/credential", {"secret": new_secret(), "seen": "0" * 64}, token
+    )
     assert unknown.status_code == 404 and unknown.json() == {"detail": "No tool server 'nope'."}
     no_tool = call_api(client, "PATCH", "/manage/tools/nope", {"enabled": False}, token)
     assert no_tool.status_code == 404 and no_tool.json() == {"detail": "No tool 'nope'."}
@@ -697,7 +706,8 @@ def test_a_tool_page_change_records_the_switch_and_the_policy_apart(admin_client
 # -- 6. the API ----------------------------------------------------------------------------------------
 def test_the_api_sets_a_credential_and_answers_with_its_fingerprint_never_the_secret(client, admin_user):
     token, secret = token_of(admin_user), new_secret()
-    response = call_api(client, "PUT", "/manage/servers/identity/credential", {"secret": secret}, token)
+    body = {"secret": secret, "seen": seen_of("identity")}
+    response = call_api(client, "PUT", "/manage/servers/identity/credential", body, token)
     assert response.status_code == 200
     assert response.json()["shown"] == f"fingerprint {credentials.fingerprint(secret)}"
     assert response.json()["set_by"] == "ada"
@@ -715,6 +725,34 @@ def test_the_api_sets_a_credential_and_answers_with_its_fingerprint_never_the_se
     assert {servers[name]["credential"]["shown"] for name in set(SERVERS) - {"identity"}} == {"deployment default"}
     for name, server in SERVERS.items():
         assert servers[name]["tools"] == sorted(tool.name for tool in server.tools), name
+        assert servers[name]["pointed_at"] == seen_of(name)
+
+
+def test_the_api_refuses_a_credential_for_the_backend_it_showed_once_another_admin_pointed_the_server_elsewhere(
+    client, admin_user, make_user
+):
+    """A script reads GET /manage/servers, sees the backend, and sends that backend's secret: set after a second
+    admin re-pointed the server, it would be bound to, and sent to, the new URL. `seen` says which backend it is for."""
+    token = token_of(admin_user)
+    listed = {server["name"]: server for server in call_api(client, "GET", "/manage/servers", token=token).json()}
+    seen = listed["edr-response"]["pointed_at"]
+    administration.update_server(
+        ToolServer.objects.get(name="edr-response"), make_user("bea", ADMIN), {"url": "https://changed.example.com/api"}
+    )
+
+    secret = new_secret()
+    refused = call_api(
+        client, "PUT", "/manage/servers/edr-response/credential", {"secret": secret, "seen": seen}, token
+    )
+    assert refused.status_code == 400 and "pointed elsewhere since" in refused.json()["detail"]
+    unsaid = call_api(client, "PUT", "/manage/servers/edr-response/credential", {"secret": secret}, token)
+    assert unsaid.status_code == 400 and [error["field"] for error in unsaid.json()["errors"]] == ["seen"]
+    assert ToolServer.objects.get(name="edr-response").credential is None and secret not in refused.content.decode()
+
+    listed = {server["name"]: server for server in call_api(client, "GET", "/manage/servers", token=token).json()}
+    fresh = {"secret": secret, "seen": listed["edr-response"]["pointed_at"]}
+    assert call_api(client, "PUT", "/manage/servers/edr-response/credential", fresh, token).status_code == 200
+    assert ToolServer.objects.get(name="edr-response").credential.url == "https://changed.example.com/api"
 
 
 def test_the_api_switches_a_tool_off_and_it_is_no_longer_usable(client, admin_user):

@@ -19,6 +19,7 @@ from schemathesis.specs.openapi import checks
 from core.roles import ADMIN, ANALYST, MANAGER
 from investigations.intake.services import create_integration, rate_bucket
 from investigations.tokens import create_api_token
+from toolserver.models import ToolServer
 from toolserver.ratelimit import get_rate_limiter
 
 
@@ -135,9 +136,10 @@ def test_the_audit_filter_still_takes_what_the_pages_send(client, tokens):
 )
 def test_a_credential_is_a_secret_or_a_reference_and_the_schema_says_so(client, tokens, settings, body, status):
     settings.CREDENTIALS_KEY = "test-only-credentials-key-0123456789-0123456789-0123"
+    seen = ToolServer.objects.get(name="edr-response").pointed_at()
     response = client.put(
         "/api/manage/servers/edr-response/credential",
-        json.dumps(body),
+        json.dumps({**body, "seen": seen}),
         content_type="application/json",
         headers={"Authorization": f"Bearer {tokens[1]}"},
     )
@@ -145,6 +147,7 @@ def test_a_credential_is_a_secret_or_a_reference_and_the_schema_says_so(client, 
     schema = client.get("/api/openapi.json").json()["components"]["schemas"]["CredentialIn"]
     assert schema["oneOf"] == [{"required": ["secret"]}, {"required": ["reference"]}]
     assert schema["additionalProperties"] is False
+    assert schema["required"] == ["seen"]  # where the credential is meant for, always
 
 
 def test_a_nul_in_a_path_parameter_is_400(client, tokens):

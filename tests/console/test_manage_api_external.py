@@ -48,6 +48,7 @@ def registration(tmp_path):
 def test_an_admin_registers_discovers_and_accepts_an_external_server_over_the_api(admin_user, registration):
     registered = call(admin_user, "POST", "/manage/servers", registration)
     assert registered.status_code == 201, registered.content
+    credential = {"secret": CANARY, "seen": registered.json()["pointed_at"]}  # meant for the server registered
     assert (registered.json()["name"], registered.json()["adapter"], registered.json()["tools"]) == (
         "memory",
         "mcp-stdio",
@@ -66,7 +67,7 @@ def test_an_admin_registers_discovers_and_accepts_an_external_server_over_the_ap
 
     unset = call(admin_user, "POST", "/manage/servers/memory/discover")  # its credential is not set yet
     assert unset.status_code == 409 and "did not start" in unset.json()["detail"]
-    assert call(admin_user, "PUT", "/manage/servers/memory/credential", {"secret": CANARY}).status_code == 200
+    assert call(admin_user, "PUT", "/manage/servers/memory/credential", credential).status_code == 200
     discovered = call(admin_user, "POST", "/manage/servers/memory/discover")
     assert discovered.status_code == 200, discovered.content
     waiting = {tool["name"]: tool for tool in discovered.json()}
@@ -179,9 +180,11 @@ def test_only_an_admin_registers_or_accepts(make_user, admin_user, registration)
     analyst = make_user("ana", ANALYST)
     assert call(analyst, "POST", "/manage/servers", registration).status_code == 403
     assert not ToolServer.objects.filter(name="memory").exists()
-    assert call(admin_user, "POST", "/manage/servers", registration).status_code == 201
+    registered = call(admin_user, "POST", "/manage/servers", registration)
+    assert registered.status_code == 201
     assert call(analyst, "POST", "/manage/servers/memory/discover").status_code == 403
-    assert call(admin_user, "PUT", "/manage/servers/memory/credential", {"secret": CANARY}).status_code == 200
+    credential = {"secret": CANARY, "seen": registered.json()["pointed_at"]}
+    assert call(admin_user, "PUT", "/manage/servers/memory/credential", credential).status_code == 200
     assert call(admin_user, "POST", "/manage/servers/memory/discover").status_code == 200
     refused = call(analyst, "PATCH", "/manage/tools/memory__read_graph", {"access": "read"})
     assert refused.status_code == 403 and set(refused.json()) == {"detail"}

@@ -24,6 +24,7 @@ from investigations.models import ActionApproval, ActionRequest, AuditRecord
 from investigations.tokens import create_api_token
 from tests.conftest import PASSWORD
 from tests.support import console_env, run_manage
+from toolserver.models import ToolServer
 
 pytestmark = pytest.mark.mfa
 
@@ -236,13 +237,18 @@ def test_the_command_makes_a_decide_token_that_expires_in_hours(analyst, capsys)
 
 
 # -- admin changes --------------------------------------------------------------------------------
+def siem_credential() -> dict:
+    """A credential for siem as the API takes it: only the proof of presence is missing."""
+    return {"secret": "x" * 20, "seen": ToolServer.objects.get(name="siem").pointed_at()}
+
+
 def test_an_admin_change_needs_a_fresh_proof_on_the_page_and_the_api(client, admin_user):
     device = enrolled(admin_user)
     sign_in(client, admin_user, device)
     proved_minutes_ago(client, 6)
     page = client.post(reverse("manage:budgets"), {"budget_tool_calls": 5})
     assert page.status_code == 403 and "Step-up required" in page.content.decode()
-    api = client.put("/api/manage/servers/siem/credential", {"secret": "x" * 20}, content_type="application/json")
+    api = client.put("/api/manage/servers/siem/credential", siem_credential(), content_type="application/json")
     assert api.status_code == 403 and "Step-up required" in api.json()["detail"]
     assert not AuditRecord.objects.filter(kind=AuditRecord.Kind.ADMIN_CHANGE).exists()
     proved_minutes_ago(client, 1)
@@ -260,7 +266,7 @@ def test_an_admin_token_cannot_borrow_the_fresh_proof_of_the_session_sent_beside
     sign_in(client, insider, enrolled(insider))  # a proof just now
     answer = client.put(
         "/api/manage/servers/siem/credential",
-        {"secret": "x" * 20},
+        siem_credential(),
         content_type="application/json",
         headers={"Authorization": f"Bearer {token}"},
     )
@@ -540,7 +546,7 @@ def test_a_decide_token_proves_a_decision_never_an_admin_change(client, admin_us
     _, decide = create_api_token(admin_user, "chat bot", decide=True)
     answer = client.put(
         "/api/manage/servers/siem/credential",
-        {"secret": "x" * 20},
+        siem_credential(),
         content_type="application/json",
         HTTP_AUTHORIZATION=f"Bearer {decide}",
     )

@@ -86,7 +86,7 @@ def test_a_delegated_manager_can_neither_point_a_server_elsewhere_nor_reference_
     token = create_api_token(ops, "tests")[1]
     api = client.put(
         "/api/manage/servers/siem/credential",
-        json.dumps({"reference": stolen}),
+        json.dumps({"reference": stolen, "seen": siem.pointed_at()}),
         content_type="application/json",
         headers={"Authorization": f"Bearer {token}"},
     )
