@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from guardian.shortcuts import get_objects_for_user
@@ -154,23 +154,33 @@ def request_action(investigation: Investigation, use: dict, *, owner: str, gatew
             )
     key = idempotency.write_key(tool, args, investigation.alert.trigger)
     policy = policy_for(tool.name)
-    with transaction.atomic():
-        request = ActionRequest.objects.create(
-            investigation=investigation,
-            tool_use_id=use["id"],
-            tool=tool.name,
-            server=server.name,
-            arguments=validated,
-            target=key.target,
-            reason=str(validated.get("reason", "")),
-            evidence=_cited_evidence(investigation, validated),
-            risk=assess_risk(tool.name, validated, facts),
-            idempotency_key=key.key,
-            approvals_needed=policy.approvals_needed,
-            expires_at=timezone.now() + timedelta(seconds=policy.expiry_seconds),
-        )
-        _transition(request, "", State.PENDING, "agent", request.reason)
-        _record(request, Outcome.PENDING_APPROVAL, "agent", owner=owner)
+    try:
+        # All or nothing: a run that loses the race for this tool_use_id records no step, no audit record
+        # and announces nothing (its on-commit callbacks go with the rolled-back savepoint or transaction).
+        with transaction.atomic():
+            request = ActionRequest.objects.create(
+                investigation=investigation,
+                tool_use_id=use["id"],
+                tool=tool.name,
+                server=server.name,
+                arguments=validated,
+                target=key.target,
+                reason=str(validated.get("reason", "")),
+                evidence=_cited_evidence(investigation, validated),
+                risk=assess_risk(tool.name, validated, facts),
+                idempotency_key=key.key,
+                approvals_needed=policy.approvals_needed,
+                expires_at=timezone.now() + timedelta(seconds=policy.expiry_seconds),
+            )
+            _transition(request, "", State.PENDING, "agent", request.reason)
+            _record(request, Outcome.PENDING_APPROVAL, "agent", owner=owner)
+    except IntegrityError:
+        # action_unique_tool_use: another run of this turn made it since the check above (a worker stalled
+        # past its lease, and the successor that resumed the turn). Theirs is the request, as get_or_create
+        # would say; failing here would fail the investigation the live worker runs.
+        request = ActionRequest.objects.filter(investigation=investigation, tool_use_id=use["id"]).first()
+        if request is None:  # some other constraint
+            raise
     return request
 
 

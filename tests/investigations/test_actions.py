@@ -1,5 +1,7 @@
 """The human gate in this process: requests, decisions, execution, resumption (real MCP servers and lab)."""
 
+import threading
+
 import pytest
 from django.db import connection, transaction
 from django.test import Client
@@ -15,8 +17,10 @@ from investigations.models import (
     ToolPolicy,
 )
 from investigations.runs import agent, services
+from investigations.runs.events import LeaseLost
 from investigations.tokens import create_api_token
 from tests.support import set_rate_limit
+from toolserver.gateway import Gateway
 from toolserver.lab.models import LabWrite
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -344,3 +348,52 @@ def test_an_investigation_that_fails_with_a_request_pending_cancels_it(waiting, 
     assert AuditRecord.objects.filter(tool="isolate_host", outcome="cancelled").count() == 1
     with pytest.raises(approvals.NotPending, match="was cancelled"):
         approvals.approve(request.pk, analyst)
+
+
+def test_two_runs_asking_for_the_same_call_at_once_share_its_one_request(make_investigation, monkeypatch):
+    """A worker stalled past its lease and the successor that resumed the same turn both found no request
+    for the tool_use_id and both inserted one: the second insert's IntegrityError (action_unique_tool_use)
+    escaped to agent.run, which failed the live worker's investigation and cancelled the request."""
+    investigation = make_investigation("TWICE-1", status="running", lease_owner="successor")
+    use = {
+        "type": "tool_use",
+        "id": "toolu_twice0000001",
+        "name": "open_ticket",
+        "input": {"title": "Phishing on WS-FIN-07", "body": "Evidence: toolu_x beaconing.", "severity": "high"},
+    }
+    both_checked, stalled_done = threading.Barrier(2, timeout=10), threading.Event()
+    real_look_up = approvals._look_up_target
+
+    def look_up(*args, **kwargs):  # called after the check for an existing request, before the insert
+        both_checked.wait()
+        if threading.current_thread().name == "successor":  # the stalled run's insert commits first
+            assert stalled_done.wait(timeout=10)
+        return real_look_up(*args, **kwargs)
+
+    monkeypatch.setattr(approvals, "_look_up_target", look_up)
+    results, raised = {}, {}
+
+    def ask(owner):
+        try:
+            results[owner] = approvals.request_action(investigation, use, owner=owner, gateway=Gateway())
+        except Exception as exc:  # noqa: BLE001 - what each run was told, for the asserts below
+            raised[owner] = exc
+        finally:
+            if owner == "stalled":
+                stalled_done.set()
+            connection.close()
+
+    threads = [threading.Thread(target=ask, args=(owner,), name=owner) for owner in ("stalled", "successor")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+
+    request = ActionRequest.objects.get(investigation=investigation)
+    assert isinstance(raised.get("stalled"), LeaseLost)  # its request stands; its event is fenced out
+    assert "successor" not in raised, f"the live run's request_action raised {raised['successor']!r}"
+    assert results["successor"].pk == request.pk
+    # Asked once: one first step, one audit record.
+    assert list(request.transitions.values_list("from_state", "to_state")) == [("", "pending")]
+    assert AuditRecord.objects.filter(tool_use_id=use["id"], outcome="pending_approval").count() == 1
