@@ -491,14 +491,20 @@ def execute(request_id: int) -> None:
     """Fire an approved request once (Celery task). Safe to run again: the key keeps it to one write."""
     now = timezone.now()
     lease = now + timedelta(seconds=settings.TOOLSERVER_WRITE_LEASE_S)
-    if _moved(request_id, State.APPROVED, State.EXECUTING, lease_expires_at=lease):
-        from_state, why = State.APPROVED, ""
-    elif _moved(request_id, State.EXECUTING, State.EXECUTING, Q(lease_expires_at__lt=now), lease_expires_at=lease):
-        from_state, why = State.EXECUTING, "again: the previous run stopped (the idempotency key keeps it to one write)"
-    else:
-        return  # decided otherwise, or another worker is running it
-    request = ActionRequest.objects.select_related("investigation__alert").get(pk=request_id)
-    _transition(request, from_state, State.EXECUTING, "system", why)
+    # The move and its record commit together: a database error between them would leave the request
+    # executing with no recorded way there. The gateway call below stays outside any transaction.
+    with transaction.atomic():
+        if _moved(request_id, State.APPROVED, State.EXECUTING, lease_expires_at=lease):
+            from_state, why = State.APPROVED, ""
+        elif _moved(request_id, State.EXECUTING, State.EXECUTING, Q(lease_expires_at__lt=now), lease_expires_at=lease):
+            from_state, why = (
+                State.EXECUTING,
+                "again: the previous run stopped (the idempotency key keeps it to one write)",
+            )
+        else:
+            return  # decided otherwise, or another worker is running it
+        request = ActionRequest.objects.select_related("investigation__alert").get(pk=request_id)
+        _transition(request, from_state, State.EXECUTING, "system", why)
     _action_event(request)
     approvers = ",".join(request.approvals.order_by("created_at").values_list("user__username", flat=True))
     context = _context(

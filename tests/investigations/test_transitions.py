@@ -6,7 +6,7 @@ from datetime import timedelta
 from itertools import product
 
 import pytest
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from core import transitions
@@ -193,6 +193,32 @@ def test_the_gate_services_make_every_move_of_the_table_and_no_other(waiting, an
     )
     assert ("", ActionRequest.INITIAL) in moves
     assert moves - {("", ActionRequest.INITIAL)} == pairs(ActionRequest.TRANSITIONS)
+
+
+def test_a_database_error_after_the_move_to_executing_leaves_no_move_unrecorded(waiting, analyst):
+    """execute() committed approved -> executing on its own and recorded it after: a database error between
+    the two (a pool's timeout) left the request executing with no record of how it got there, and the sweep's
+    re-run recorded executing -> executing, so the history never showed approved -> executing."""
+    _, request = waiting
+    approvals.approve(request.pk, analyst)
+    failed = []
+
+    def away_at_the_record(execute, sql, params, many, context):
+        if not failed and sql.startswith('INSERT INTO "investigations_actiontransition"'):
+            failed.append(sql)
+            raise OperationalError("couldn't get a connection after 10.00 sec")  # as the pool says it
+        return execute(sql, params, many, context)
+
+    with pytest.raises(OperationalError), connection.execute_wrapper(away_at_the_record):
+        approvals.execute(request.pk)  # the execute_action task; Celery does not retry it
+    after = ActionRequest.objects.get(pk=request.pk).state
+    assert after == State.APPROVED, f"the move to {after} committed without its record"
+
+    approvals.execute(request.pk)  # the sweep's re-run
+    request.refresh_from_db()
+    assert request.state == State.SUCCEEDED
+    moves = list(request.transitions.values_list("from_state", "to_state"))
+    assert moves == [("", "pending"), ("pending", "approved"), ("approved", "executing"), ("executing", "succeeded")]
 
 
 @pytest.mark.django_db
