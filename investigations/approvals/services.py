@@ -271,9 +271,10 @@ def approve(
                 State.PENDING,
                 actor,
                 f"approval {given} of {request.approvals_needed}: {reason}",
+                at=now,
             )
         else:
-            _move(request, State.PENDING, State.APPROVED, actor, reason)
+            _move(request, State.PENDING, State.APPROVED, actor, reason, at=now)
             transaction.on_commit(lambda: execute_action.delay(request.pk))
         _record(request, Outcome.APPROVED, actor, channel=channel, proof=proof)
     return request
@@ -287,7 +288,7 @@ def reject(
         raise DecisionRefused("Say why you reject it: the agent is told your reason.")
     actor = f"user:{user.get_username()}"
     with _denial_recorded(user, channel), _refused_when_expired(), transaction.atomic():
-        request, _, proof = _pending_for_decision(request_id, user, proof)
+        request, now, proof = _pending_for_decision(request_id, user, proof)
         request.result = error(
             Reason.REJECTED_BY_ANALYST,
             retryable=False,
@@ -296,7 +297,7 @@ def reject(
             analyst_reason=reason[:1000],
         )
         request.outcome = f"rejected by {user.get_username()}: {reason[:200]}"
-        _move(request, State.PENDING, State.REJECTED, actor, reason)
+        _move(request, State.PENDING, State.REJECTED, actor, reason, at=now)
         _record(request, Outcome.REJECTED, actor, channel=channel, proof=proof)
     _finished(request)
     return request
@@ -599,25 +600,33 @@ def _moved(request_id: int, from_state: str, to_state: str, when: Q | None = Non
     if "outcome" in fields:  # a line for people, built from a reason and a name as long as they were given
         fields["outcome"] = fields["outcome"][: ActionRequest._meta.get_field("outcome").max_length]
     rows = ActionRequest.objects.filter(when or Q(), pk=request_id, state=from_state)
-    return bool(rows.update(state=to_state, updated_at=timezone.now(), **fields))
+    fields.setdefault("updated_at", timezone.now())  # a decision gives its own moment (_move)
+    return bool(rows.update(state=to_state, **fields))
 
 
-def _move(request: ActionRequest, from_state: str, to_state: str, actor: str, reason: str) -> None:
-    """One guarded transition of a decision (_moved), recorded; NotPending when another got there first."""
-    if not _moved(request.pk, from_state, to_state, result=request.result, outcome=request.outcome):
+def _move(
+    request: ActionRequest, from_state: str, to_state: str, actor: str, reason: str, *, at: datetime | None = None
+) -> None:
+    """One guarded transition of a decision (_moved), recorded; NotPending when another got there first.
+    `at`: a decision's moment (_pending_for_decision), the row and its step dated with it, never after."""
+    at = at or timezone.now()
+    if not _moved(request.pk, from_state, to_state, result=request.result, outcome=request.outcome, updated_at=at):
         request.refresh_from_db(fields=["state"])  # the state that won, for the caller to report
         raise NotPending(f"This request {_STATE_PHRASES[request.state]}.", request)
     request.state = to_state
-    _transition(request, from_state, to_state, actor, reason)
+    _transition(request, from_state, to_state, actor, reason, at=at)
 
 
-def _transition(request: ActionRequest, from_state: str, to_state: str, actor: str, reason: str) -> None:
+def _transition(
+    request: ActionRequest, from_state: str, to_state: str, actor: str, reason: str, *, at: datetime | None = None
+) -> None:
     """One recorded transition, announced to the approval channels once it commits; a step the table
-    does not allow is refused, a new request's first ("" -> its initial state) included."""
+    does not allow is refused, a new request's first ("" -> its initial state) included. `at`: when it
+    happened, if not now (a decision's moment)."""
     if from_state or to_state != ActionRequest.INITIAL:
         transitions.check(ActionRequest.TRANSITIONS, from_state, to_state, what="an action request")
     ActionTransition.objects.create(
-        request=request, from_state=from_state, to_state=to_state, actor=actor, reason=reason
+        request=request, from_state=from_state, to_state=to_state, actor=actor, reason=reason, at=at or timezone.now()
     )
     channel_deliveries.announce_on_commit(request.pk, from_state, to_state)
 

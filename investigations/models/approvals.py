@@ -175,7 +175,9 @@ class ActionTransition(models.Model):
     to_state = models.CharField(max_length=20)
     actor = models.CharField(max_length=ACTOR_MAX, help_text="'agent', 'system' or 'user:<username>'.")
     reason = models.TextField(blank=True)
-    at = models.DateTimeField(auto_now_add=True)
+    # A decision's step is dated by the decision, with the moment it compared with the deadline
+    # (investigations.approvals.services); auto_now_add would date it at the insert, later.
+    at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["at", "id"]

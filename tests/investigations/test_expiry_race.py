@@ -82,3 +82,30 @@ def test_an_approval_is_dated_when_its_deadline_was_checked(waiting, analyst):
     (approval,) = ActionApproval.objects.filter(request=request)
     request.refresh_from_db()
     assert approval.created_at < request.expires_at
+
+
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+def test_a_decision_checked_before_the_deadline_is_recorded_at_that_moment(waiting, analyst, decision):
+    """A decision compared its moment with the deadline, but its history step (the time the request's page
+    shows) was dated at its insert and the row's updated_at by another reading of the clock: after the
+    deadline, had it passed meanwhile. A rejection has no approval row: these were its only dates."""
+    _, request = waiting
+    before = set(request.transitions.values_list("pk", flat=True))
+    deadline = timezone.now() + timedelta(seconds=1)
+    ActionRequest.objects.filter(pk=request.pk).update(expires_at=deadline)
+
+    def deadline_passes_before_the_move(execute, sql, params, many, context):
+        # Compared in time; the guarded update and its record follow a moment later (a busy server).
+        if sql.startswith('UPDATE "investigations_actionrequest"'):
+            wait_until(lambda: timezone.now() > deadline, timeout=10, what="the deadline to pass")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(deadline_passes_before_the_move):
+        if decision == "approve":
+            approvals.approve(request.pk, analyst, "looks right")
+        else:
+            approvals.reject(request.pk, analyst, "not now")
+    request.refresh_from_db()
+    assert request.state == ("approved" if decision == "approve" else "rejected")
+    (step,) = request.transitions.exclude(pk__in=before)
+    assert step.at == request.updated_at < deadline, f"dated {step.at} and {request.updated_at}, deadline {deadline}"
