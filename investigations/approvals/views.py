@@ -136,9 +136,9 @@ def confirm(request, pk: int):
     except services.DecisionRefused as refused:
         return _refused(request, action, str(refused), refused.status)
     if happened:
-        done = f"Confirmed: {decided.tool} on {decided.target} took effect. The agent is told."
+        done = f"Confirmed: {decided.tool} on {decided.target_text} took effect. The agent is told."
     else:
-        done = f"Confirmed: {decided.tool} on {decided.target} did not happen. The agent is told it may ask again."
+        done = f"Confirmed: {decided.tool} on {decided.target_text} did not happen. The agent is told it may ask again."
     if _wants_json(request):
         return JsonResponse({"detail": done, **_as_shown(request, decided.pk)})
     messages.success(request, done)
@@ -163,9 +163,9 @@ def _decide(request, pk: int, decision: str):
     if decided.state == ActionRequest.State.PENDING:
         done = f"Approval {decided.approvals.count()} of {decided.approvals_needed} recorded: another person must approve too."
     elif decision == "approve":
-        done = f"Approved {decided.tool} on {decided.target}: a worker runs it now."
+        done = f"Approved {decided.tool} on {decided.target_text}: a worker runs it now."
     else:
-        done = f"Rejected {decided.tool} on {decided.target}: the agent is told your reason."
+        done = f"Rejected {decided.tool} on {decided.target_text}: the agent is told your reason."
     if _wants_json(request):
         return JsonResponse({"detail": done, **_as_shown(request, decided.pk)})
     messages.success(request, done)

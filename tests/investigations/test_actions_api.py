@@ -24,6 +24,7 @@ from investigations.models import (
     ActionApproval,
     ActionRequest,
     ActionTransition,
+    Alert,
     ApiToken,
     ToolPolicy,
 )
@@ -225,7 +226,10 @@ def test_characters_drawn_as_nothing_are_shown_as_their_escapes_on_every_card(cl
         server="ticketing",
         target=f"ticket=4471 body={body.lower()}",
         arguments={"ticket_id": "4471", "body": body},
+        reason=body,  # the agent's words, shown as "Why"
+        outcome=body,
     )
+    Alert.objects.filter(pk=comment.investigation.alert_id).update(title=body)  # the SIEM's words
     client.force_login(analyst)
     shown = [html.unescape(client.get(page).content.decode()) for page in ("/approvals/", f"/approvals/{comment.pk}/")]
     shown.append(html.unescape(cards(ActionRequest.objects.get(pk=comment.pk))["approver"]))
