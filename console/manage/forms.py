@@ -163,7 +163,7 @@ class CredentialForm(forms.Form):
         help_text="Or the server's own file in the credentials folder: file:<server>.key or file:<server>/<name>.",
     )
     # Where the page showed the server pointing (ToolServer.pointed_at): the secret typed is for that backend.
-    seen = forms.CharField(required=False, widget=forms.HiddenInput, max_length=64)
+    seen = forms.CharField(widget=forms.HiddenInput, max_length=64)
 
     def clean(self):
         data = super().clean()

@@ -398,7 +398,9 @@ def test_a_bad_server_setting_is_refused_with_its_fields_message(admin_client, c
 )
 def test_a_bad_credential_is_refused_with_why_and_the_secret_is_not_echoed(admin_client, form, message):
     before = configuration()
-    response = admin_client.post(reverse("manage:set_credential", args=["edr-response"]), form)
+    response = admin_client.post(
+        reverse("manage:set_credential", args=["edr-response"]), {**form, "seen": seen_of("edr-response")}
+    )
     assert response.status_code == 400
     page = response.content.decode()
     assert message in form_errors(page)
@@ -413,6 +415,8 @@ def test_a_credential_typed_for_the_backend_the_page_showed_is_refused_once_anot
     """The secret is for the backend the admin saw: set after a second admin re-pointed the server (which revoked
     the old one), it would be bound to, and sent to, the new URL."""
     url = reverse("manage:server", args=["edr-response"])
+    unsaid = admin_client.post(reverse("manage:set_credential", args=["edr-response"]), {"secret": new_secret()})
+    assert unsaid.status_code == 400  # a form that says no backend is for none: nothing is set
     seen = re.search(r'name="seen" value="([0-9a-f]{64})"', admin_client.get(url).content.decode()).group(1)
     other = ToolServer.objects.get(name="edr-response")
     administration.update_server(other, make_user("bea", ADMIN), {"url": "https://changed.example.com/api"})
@@ -565,7 +569,7 @@ def test_the_api_refuses_a_bad_reference_and_an_unknown_server_or_tool(client, a
 # -- 4. credentials ------------------------------------------------------------------------------------
 def set_on_page(client, server: str, secret: str) -> str:
     """Set `server`'s credential through its page; the server page the form goes back to."""
-    response = client.post(reverse("manage:set_credential", args=[server]), {"secret": secret})
+    response = client.post(reverse("manage:set_credential", args=[server]), {"secret": secret, "seen": seen_of(server)})
     assert response.status_code == 302 and response.url == reverse("manage:server", args=[server])
     return page_of(client, response.url)
 
@@ -608,7 +612,8 @@ def test_a_credential_set_on_the_page_is_sealed_and_only_its_fingerprint_is_ever
 
 def test_a_reference_is_kept_as_the_reference(admin_client, tmp_path):
     response = admin_client.post(
-        reverse("manage:set_credential", args=["identity"]), {"reference": "file:identity.key"}
+        reverse("manage:set_credential", args=["identity"]),
+        {"reference": "file:identity.key", "seen": seen_of("identity")},
     )
     assert response.status_code == 302
     reference = f"file:{tmp_path}/identity.key"
