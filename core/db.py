@@ -22,7 +22,7 @@ def release_connection() -> None:
 def own_connection() -> None:
     """From now on this thread's connection is its own, opened outside the process's pool: a thread that
     must not wait behind the others (the lease keeper, whose lateness loses a live worker its
-    investigations) never waits for a pooled one. One more connection than the pool, at most, per thread
+    investigations; a write's renewals, renewed_every) never waits for a pooled one. One more connection than the pool, at most, per thread
     that asks. On the embedded default (SQLite, no pool) every thread's connection is its own already."""
     pooled = connections[DEFAULT_DB_ALIAS]
     options = pooled.settings_dict["OPTIONS"]
@@ -35,13 +35,17 @@ def own_connection() -> None:
 @contextmanager
 def renewed_every(interval_s: float, renew: Callable[[], bool], name: str):
     """While the block runs (a write waiting on its backend, minutes maybe), a thread of its own calls
-    renew() every `interval_s`, until the block ends or renew() says there is nothing left to renew. It
-    holds a connection only for each renewal, not in between. A renewal that raises (the database away
-    for a moment) is logged and tried again at the next interval, as the investigations' lease keeper
-    does: ending the thread there would let the lease run out under a live write."""
+    renew() every `interval_s`, until the block ends or renew() says there is nothing left to renew. Its
+    connection is its own (own_connection), as the lease keeper's is: behind hundreds of threads waiting
+    for a pooled one, a renewal could come after the lease ran out, and another worker take over a write
+    still at its backend, and send it again. It is open only for each renewal, closed after it (so none
+    is left open when the thread ends). A renewal that raises (the database away for a moment) is logged
+    and tried again at the next interval, as the lease keeper does: ending the thread there would let the
+    lease run out under a live write."""
     stop = threading.Event()
 
     def keep() -> None:
+        own_connection()
         while not stop.wait(interval_s):
             try:
                 go_on = renew()

@@ -2,7 +2,8 @@
 
 import threading
 
-from django.db import OperationalError
+import pytest
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
 
 from core.db import renewed_every
 from tests.support import WAIT_S, wait_until
@@ -45,3 +46,22 @@ def test_renewals_stop_when_there_is_nothing_left_to_renew():
             what="the renewer to end once renew() said there is nothing left",
         )
     assert len(renewals) == 2
+
+
+@pytest.mark.django_db
+def test_renewals_are_made_on_a_connection_of_their_own_closed_after_each():
+    """A renewal took a connection from the process's pool: behind hundreds of investigations' threads
+    it came after the lease ran out, and another worker took over a write still at its backend. Its own
+    (core.db.own_connection; on SQLite every thread's is), and open only while it renews."""
+    used = []
+
+    def renew() -> bool:
+        used.append(connections[DEFAULT_DB_ALIAS])
+        used[-1].ensure_connection()
+        return len(used) < 2
+
+    with renewed_every(0.01, renew, name="own-connection-test"):
+        wait_until(lambda: len(used) == 2, timeout=WAIT_S, what="two renewals")
+    assert all(thread.name != "own-connection-test" for thread in threading.enumerate())
+    assert not any(wrapper.settings_dict["OPTIONS"].get("pool") for wrapper in used)
+    assert all(wrapper.connection is None for wrapper in used)  # closed, not left open for the thread's life

@@ -137,12 +137,7 @@ class Gateway:
             )
             return self._audited(server, tool, audit_args, result, context, started, Outcome.ERROR, key=key.key)
         if isinstance(claim, idempotency.InProgress):
-            result = error(
-                Reason.IN_PROGRESS,
-                retryable=True,
-                guidance=f"The same {tool.name} for this alert is still running. Do not repeat it; "
-                "its result will be the result of this request.",
-            )
+            result = _in_progress(tool)
             return self._audited(server, tool, audit_args, result, context, started, Outcome.ERROR, key=key.key)
 
         with idempotency.renewed(key, claim.token):  # this run's claim, while the backend is asked
@@ -150,7 +145,13 @@ class Gateway:
             checked = (
                 self._check_done(server, tool, validated, context, key, claim, backend) if claim.taken_over else None
             )
-            if checked is None:
+            # Still this run's? One that stalled past its lease (its renewals late or failing) may have
+            # had its claim taken over, and the taker be sending the write now: sent by both, it would
+            # happen twice. Renewed here, fenced by its token, it is this run's for a whole lease more,
+            # its renewals going on. (Not in the dispatch record's transaction: holding the key's row
+            # while that waits on the audit head could deadlock with whoever holds them the other way.)
+            sent = checked is None and idempotency.renew(key.key, claim.token)
+            if sent:
                 self._audited(server, tool, audit_args, {}, context, started, Outcome.DISPATCHED, key=key.key)
                 result, backend_status = self._send(
                     server, tool, validated, context, idempotency_key=key.key, backend=backend
@@ -160,6 +161,9 @@ class Gateway:
             return self._audited(
                 server, tool, audit_args, result, context, started, outcome, key=key.key, backend_status="checked"
             )
+        if not sent:  # another run holds the key now and sends it: its result is the key's, for a retry to get
+            result = _in_progress(tool)
+            return self._audited(server, tool, audit_args, result, context, started, Outcome.ERROR, key=key.key)
         if is_transient(result) and external.is_external(tool) and backend_status != "toolserver_not_started":
             # It was sent, and an external server can neither take our key nor say whether it did it
             # (_check_done): sent again, it could happen twice. A person checks (architecture rule 9).
@@ -243,6 +247,15 @@ class Gateway:
                 extra={} if outcome == Outcome.DISPATCHED else {"result_sha256": audit.result_digest(result)},
             )
         )
+
+
+def _in_progress(tool: ToolSpec) -> dict:
+    return error(
+        Reason.IN_PROGRESS,
+        retryable=True,
+        guidance=f"The same {tool.name} for this alert is still running. Do not repeat it; "
+        "its result will be the result of this request.",
+    )
 
 
 def _disabled_guidance(row) -> str:
