@@ -103,34 +103,36 @@ def claim(server: ServerSpec, tool: ToolSpec, write: WriteKey, trigger: str, *, 
     wait_s = settings.TOOLSERVER_WRITE_WAIT_S if wait_s is None else wait_s
     token = uuid.uuid4().hex
     lease = timedelta(seconds=settings.TOOLSERVER_WRITE_LEASE_S)
-    try:
-        with transaction.atomic():
-            IdempotencyRecord.objects.create(
-                key=write.key,
-                server=server.name,
-                tool=tool.name,
-                target=write.target,
-                trigger=trigger,
-                fingerprint=write.fingerprint,
-                claim_token=token,
-                lease_until=timezone.now() + lease,
-            )
-        return Claimed(token)
-    except IntegrityError:
-        pass
-
     deadline = time.monotonic() + wait_s
     while True:
-        record = IdempotencyRecord.objects.get(key=write.key)
-        if record.fingerprint != write.fingerprint:
-            return Conflict(record.result)
-        if record.state != IdempotencyRecord.State.RUNNING:
-            return Prior(record.result, record.completed_at)
-        if record.lease_until < timezone.now() and _take_over(record, token, lease):
-            return Claimed(token, taken_over=True)
-        if time.monotonic() >= deadline:
-            return InProgress()
-        time.sleep(POLL_INTERVAL_S)
+        try:
+            with transaction.atomic():
+                IdempotencyRecord.objects.create(
+                    key=write.key,
+                    server=server.name,
+                    tool=tool.name,
+                    target=write.target,
+                    trigger=trigger,
+                    fingerprint=write.fingerprint,
+                    claim_token=token,
+                    lease_until=timezone.now() + lease,
+                )
+            return Claimed(token)
+        except IntegrityError:
+            pass
+        # Another claim has the key: wait on it. Its row may go meanwhile (its holder's write failed
+        # transiently and release() freed it; a person confirmed it not done; the write reversing it
+        # succeeded): the key is free, and this caller goes back to claim it, never raising out of here.
+        while (record := IdempotencyRecord.objects.filter(key=write.key).first()) is not None:
+            if record.fingerprint != write.fingerprint:
+                return Conflict(record.result)
+            if record.state != IdempotencyRecord.State.RUNNING:
+                return Prior(record.result, record.completed_at)
+            if record.lease_until < timezone.now() and _take_over(record, token, lease):
+                return Claimed(token, taken_over=True)
+            if time.monotonic() >= deadline:
+                return InProgress()
+            time.sleep(POLL_INTERVAL_S)
 
 
 def _take_over(record: IdempotencyRecord, token: str, lease: timedelta) -> bool:
@@ -174,7 +176,9 @@ def _free_undone(key: str) -> None:
     """The write under `key` succeeded: the succeeded write it reverses (ToolSpec.undoes), for the same
     target and alert, no longer describes the backend. Its key is freed, so asking for it again sends it
     (through the gate and a fresh approval) instead of replaying a result that is no longer true."""
-    record = IdempotencyRecord.objects.get(key=key)
+    record = IdempotencyRecord.objects.filter(key=key).first()
+    if record is None:  # the write reversing this one succeeded meanwhile, and freed this key in turn
+        return
     found = find_tool(record.tool)
     if found is None or not found[1].undoes:
         return

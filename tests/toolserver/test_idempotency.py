@@ -1,10 +1,15 @@
 """Rule 6: one key per action + target + trigger, claimed race-safely, kept durably."""
 
+import threading
+import time
+import types
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
+from tests.support import WAIT_S
 from toolserver import idempotency, schemas
 from toolserver.catalog import SERVERS
 from toolserver.models import IdempotencyRecord
@@ -105,6 +110,45 @@ def test_a_transient_failure_releases_the_key_and_a_permanent_one_is_kept():
     idempotency.complete(write, retry.token, failure, failed=True)
     again = idempotency.claim(EDR, ISOLATE, write, "alert-1")
     assert isinstance(again, idempotency.Prior) and again.result == failure
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_repeat_waiting_on_a_claim_whose_holder_frees_the_key_claims_it(monkeypatch):
+    """The holder's write failed transiently and release() freed the key while a repeat waited on it: the
+    repeat's next look at the row raised DoesNotExist, out of claim() and Gateway.call, which never raises."""
+    write = idempotency.write_key(ISOLATE, isolate(), "alert-1")
+    holder = idempotency.claim(EDR, ISOLATE, write, "alert-1")
+    waiting = threading.Event()
+
+    def sleep(seconds: float) -> None:  # the repeat saw the holder's row and polls again
+        waiting.set()
+        time.sleep(seconds)
+
+    monkeypatch.setattr(idempotency, "time", types.SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
+    outcome = {}
+
+    def repeat() -> None:
+        try:
+            outcome["claim"] = idempotency.claim(EDR, ISOLATE, write, "alert-1", wait_s=WAIT_S)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=repeat)
+    thread.start()
+    assert waiting.wait(WAIT_S)
+    idempotency.release(write, holder.token)
+    thread.join(WAIT_S)
+    assert not thread.is_alive()
+    assert isinstance(outcome.get("claim"), idempotency.Claimed), "claim() raised (its traceback above)"
+    assert IdempotencyRecord.objects.get().claim_token == outcome["claim"].token
+
+
+def test_a_success_whose_own_key_was_freed_meanwhile_frees_nothing():
+    """isolate_host succeeded, and before it freed the key of the write it reverses, that write (a
+    release_host that succeeded just then) freed isolate_host's key: its row was gone, and the look-up
+    raised DoesNotExist out of complete(), after the backend had acted."""
+    write = idempotency.write_key(ISOLATE, isolate(), "alert-1")
+    idempotency._free_undone(write.key)  # no row under the key: nothing to free, nothing raised
 
 
 def test_an_abandoned_claim_is_taken_over_by_exactly_one_caller():
