@@ -167,20 +167,33 @@ def backend_admin(view):
 @require_POST
 def set_credential(request, server):
     form = CredentialForm(request.POST)
-    if form.is_valid():
-        try:
-            credential = administration.set_credential(server, request.user, **form.cleaned_data)
-        except Refused as exc:
-            server.refresh_from_db()  # where it points now, on the page and in the form sent again
-            again = request.POST.copy()
-            again["seen"] = server.pointed_at()
-            form = CredentialForm(again)
-            form.is_valid()
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, f"Credential set ({credential.shown}). Its server processes restart with it now.")
-            return redirect("manage:server", server.name)
-    return _server_page(request, server, credential_form=form, status=400)
+    if not form.is_valid():
+        if "seen" in form.errors:  # a hidden field: its error would show nowhere, and the form never pass
+            form = _credential_form_again(
+                request,
+                server,
+                "The page did not say which backend this secret is for: check where it points, then set it again.",
+            )
+        return _server_page(request, server, credential_form=form, status=400)
+    try:
+        credential = administration.set_credential(server, request.user, **form.cleaned_data)
+    except Refused as exc:
+        return _server_page(
+            request, server, credential_form=_credential_form_again(request, server, str(exc)), status=400
+        )
+    messages.success(request, f"Credential set ({credential.shown}). Its server processes restart with it now.")
+    return redirect("manage:server", server.name)
+
+
+def _credential_form_again(request, server, error: str) -> CredentialForm:
+    """The form sent back with `error`, saying where the server points now (on the page and in its `seen`)."""
+    server.refresh_from_db()
+    again = request.POST.copy()
+    again["seen"] = server.pointed_at()
+    form = CredentialForm(again)
+    form.is_valid()
+    form.add_error(None, error)
+    return form
 
 
 @backend_admin

@@ -417,6 +417,7 @@ def test_a_credential_typed_for_the_backend_the_page_showed_is_refused_once_anot
     url = reverse("manage:server", args=["edr-response"])
     unsaid = admin_client.post(reverse("manage:set_credential", args=["edr-response"]), {"secret": new_secret()})
     assert unsaid.status_code == 400  # a form that says no backend is for none: nothing is set
+    assert "did not say which backend" in form_errors(unsaid.content.decode())
     seen = re.search(r'name="seen" value="([0-9a-f]{64})"', admin_client.get(url).content.decode()).group(1)
     other = ToolServer.objects.get(name="edr-response")
     administration.update_server(other, make_user("bea", ADMIN), {"url": "https://changed.example.com/api"})
