@@ -103,36 +103,38 @@ def claim(server: ServerSpec, tool: ToolSpec, write: WriteKey, trigger: str, *, 
     wait_s = settings.TOOLSERVER_WRITE_WAIT_S if wait_s is None else wait_s
     token = uuid.uuid4().hex
     lease = timedelta(seconds=settings.TOOLSERVER_WRITE_LEASE_S)
+    try:
+        with transaction.atomic():
+            IdempotencyRecord.objects.create(
+                key=write.key,
+                server=server.name,
+                tool=tool.name,
+                target=write.target,
+                trigger=trigger,
+                fingerprint=write.fingerprint,
+                claim_token=token,
+                lease_until=timezone.now() + lease,
+            )
+        return Claimed(token)
+    except IntegrityError:
+        pass
+
     deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            with transaction.atomic():
-                IdempotencyRecord.objects.create(
-                    key=write.key,
-                    server=server.name,
-                    tool=tool.name,
-                    target=write.target,
-                    trigger=trigger,
-                    fingerprint=write.fingerprint,
-                    claim_token=token,
-                    lease_until=timezone.now() + lease,
-                )
-            return Claimed(token)
-        except IntegrityError:
-            pass
-        # Another claim has the key: wait on it. Its row may go meanwhile (its holder's write failed
-        # transiently and release() freed it; a person confirmed it not done; the write reversing it
-        # succeeded): the key is free, and this caller goes back to claim it, never raising out of here.
-        while (record := IdempotencyRecord.objects.filter(key=write.key).first()) is not None:
-            if record.fingerprint != write.fingerprint:
-                return Conflict(record.result)
-            if record.state != IdempotencyRecord.State.RUNNING:
-                return Prior(record.result, record.completed_at)
-            if record.lease_until < timezone.now() and _take_over(record, token, lease):
-                return Claimed(token, taken_over=True)
-            if time.monotonic() >= deadline:
-                return InProgress()
-            time.sleep(POLL_INTERVAL_S)
+    while (record := IdempotencyRecord.objects.filter(key=write.key).first()) is not None:
+        if record.fingerprint != write.fingerprint:
+            return Conflict(record.result)
+        if record.state != IdempotencyRecord.State.RUNNING:
+            return Prior(record.result, record.completed_at)
+        if record.lease_until < timezone.now() and _take_over(record, token, lease):
+            return Claimed(token, taken_over=True)
+        if time.monotonic() >= deadline:
+            return InProgress()
+        time.sleep(POLL_INTERVAL_S)
+    # Its row went while this caller waited (the holder's write failed transiently and release() freed it; a
+    # person confirmed it not done; the write reversing it succeeded). Not sent from here at once: the caller
+    # tries again, as for a write still running, and reads its own state first (an approved request the
+    # holder's run has just failed is not sent by its re-run).
+    return InProgress()
 
 
 def _take_over(record: IdempotencyRecord, token: str, lease: timedelta) -> bool:

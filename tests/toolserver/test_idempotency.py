@@ -113,9 +113,10 @@ def test_a_transient_failure_releases_the_key_and_a_permanent_one_is_kept():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_repeat_waiting_on_a_claim_whose_holder_frees_the_key_claims_it(monkeypatch):
+def test_a_repeat_waiting_on_a_claim_whose_holder_frees_the_key_is_told_to_try_again(monkeypatch):
     """The holder's write failed transiently and release() freed the key while a repeat waited on it: the
-    repeat's next look at the row raised DoesNotExist, out of claim() and Gateway.call, which never raises."""
+    repeat's next look at the row raised DoesNotExist, out of claim() and Gateway.call, which never raises.
+    It is told the write is in progress (retryable), not sent at once: its caller re-reads its own state first."""
     write = idempotency.write_key(ISOLATE, isolate(), "alert-1")
     holder = idempotency.claim(EDR, ISOLATE, write, "alert-1")
     waiting = threading.Event()
@@ -139,8 +140,9 @@ def test_a_repeat_waiting_on_a_claim_whose_holder_frees_the_key_claims_it(monkey
     idempotency.release(write, holder.token)
     thread.join(WAIT_S)
     assert not thread.is_alive()
-    assert isinstance(outcome.get("claim"), idempotency.Claimed), "claim() raised (its traceback above)"
-    assert IdempotencyRecord.objects.get().claim_token == outcome["claim"].token
+    assert isinstance(outcome.get("claim"), idempotency.InProgress), "claim() raised (its traceback above)"
+    assert not IdempotencyRecord.objects.exists()  # the key is free: the caller's next try claims it
+    assert isinstance(idempotency.claim(EDR, ISOLATE, write, "alert-1"), idempotency.Claimed)
 
 
 def test_a_success_whose_own_key_was_freed_meanwhile_frees_nothing():
