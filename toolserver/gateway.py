@@ -156,6 +156,9 @@ class Gateway:
                 result, backend_status = self._send(
                     server, tool, validated, context, idempotency_key=key.key, backend=backend
                 )
+                # Settled while the claim is still renewed: behind a busy pool, a lease could run out
+                # between the answer and its record, and another run take the key over.
+                result = _settled(key, claim, tool, server, result, backend_status)
         if checked is not None:
             result, outcome = checked
             return self._audited(
@@ -164,14 +167,6 @@ class Gateway:
         if not sent:  # another run holds the key now and sends it: its result is the key's, for a retry to get
             result = _in_progress(tool)
             return self._audited(server, tool, audit_args, result, context, started, Outcome.ERROR, key=key.key)
-        if is_transient(result) and external.is_external(tool) and backend_status != "toolserver_not_started":
-            # It was sent, and an external server can neither take our key nor say whether it did it
-            # (_check_done): sent again, it could happen twice. A person checks (architecture rule 9).
-            result = _outcome_unknown(tool, server)
-        if is_transient(result):
-            idempotency.release(key, claim.token)
-        else:
-            idempotency.complete(key, claim.token, result, failed=is_error(result))
         outcome = Outcome.ERROR if is_error(result) else Outcome.OK
         return self._audited(
             server, tool, audit_args, result, context, started, outcome, key=key.key, backend_status=backend_status
@@ -247,6 +242,20 @@ class Gateway:
                 extra={} if outcome == Outcome.DISPATCHED else {"result_sha256": audit.result_digest(result)},
             )
         )
+
+
+def _settled(key, claim, tool: ToolSpec, server, result: dict, backend_status: str) -> dict:
+    """A sent write's key settled by its answer: completed with it, or freed for a retry when it may pass;
+    the result the caller is told."""
+    if is_transient(result) and external.is_external(tool) and backend_status != "toolserver_not_started":
+        # It was sent, and an external server can neither take our key nor say whether it did it
+        # (_check_done): sent again, it could happen twice. A person checks (architecture rule 9).
+        result = _outcome_unknown(tool, server)
+    if is_transient(result):
+        idempotency.release(key, claim.token)
+    else:
+        idempotency.complete(key, claim.token, result, failed=is_error(result))
+    return result
 
 
 def _in_progress(tool: ToolSpec) -> dict:
