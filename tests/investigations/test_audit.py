@@ -668,6 +668,23 @@ def test_the_pages_show_records_and_a_timeline(trail, manager, admin_user, clien
     assert timeline.count('<g class="bar"') == 4 and 'data-outcome="error"' in timeline
 
 
+def test_the_trail_pages_show_what_reorders_or_hides_text_as_its_escapes(trail, client, manager):
+    """A manager reads the trail as it was recorded: an alert's title or a call's argument holding a
+    right-to-left override or a zero-width space reads otherwise than it is."""
+    from investigations.models import Alert
+
+    first, _ = trail
+    Alert.objects.filter(pk=first.alert_id).update(title="Invoice \u202efdp.exe")
+    (record,) = add(
+        1, correlation_id=first.correlation_id, tool="get_host", server="edr", arguments={"host": "ws\u200b-1"}
+    )
+    client.force_login(manager)
+    shown = client.get(f"/audit/records/{record.seq}/").content.decode()
+    shown += client.get(f"/audit/investigations/{first.pk}/").content.decode()
+    assert "\u202e" not in shown and "\u200b" not in shown
+    assert "ws\\u200b-1" in shown and "Invoice \\u202efdp.exe" in shown
+
+
 def test_a_refused_decision_is_recorded_as_denied(waiting, make_user):
     from investigations.approvals import services as approvals
     from tests.conftest import MANAGER
