@@ -200,6 +200,21 @@ def story_alert(external_id: str, **overrides):
     return AlertIn(**(alert | overrides))
 
 
+def every_pooled_connection_but_this_threads() -> list:
+    """Every connection of the process's pool taken (the caller gives them back), but this thread's own,
+    held throughout: the other threads then wait for one as behind hundreds of investigations in flight."""
+    from django.db import connection
+    from psycopg_pool import PoolTimeout
+
+    connection.ensure_connection()
+    taken = []
+    while True:
+        try:
+            taken.append(connection.pool.getconn(timeout=0.2))
+        except PoolTimeout:
+            return taken
+
+
 def accept_as_listed(tool, user, **classified) -> None:
     """Accept an external tool's listing (administration.accept_external_tool) as an admin who has just read
     it on its page: what they were shown (`seen`) is what waits now."""

@@ -4,23 +4,12 @@ the sweep does not hand a live worker's investigation to another (which would ma
 
 import pytest
 from django.db import connection
-from psycopg_pool import PoolTimeout
 
 from investigations.models import Investigation
 from investigations.runs import services
-from tests.support import wait_until
+from tests.support import every_pooled_connection_but_this_threads, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.production]  # the pool is PostgreSQL's
-
-
-def every_pooled_connection_but_this_threads() -> list:
-    connection.ensure_connection()  # the test's own, held throughout
-    taken = []
-    while True:
-        try:
-            taken.append(connection.pool.getconn(timeout=0.2))
-        except PoolTimeout:
-            return taken
 
 
 def test_leases_are_renewed_while_every_pooled_connection_is_taken(make_investigation, settings):

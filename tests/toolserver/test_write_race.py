@@ -9,11 +9,10 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.utils import timezone
-from psycopg_pool import PoolTimeout
 
 from core.db import own_connection, release_connection
 from investigations.models import AuditRecord
-from tests.support import STOP_S, WAIT_S, database_url_of, set_rate_limit
+from tests.support import STOP_S, WAIT_S, database_url_of, every_pooled_connection_but_this_threads, set_rate_limit
 from tests.toolserver.race_worker import worker_process
 from toolserver import idempotency, schemas
 from toolserver.catalog import SERVERS
@@ -50,16 +49,6 @@ class Edr:
         if self.hold and len(self.sends) == 1:
             assert self.let_go.wait(WAIT_S)
         return ok({"host": "WS-FIN-07", "isolated": True}, source="edr"), "ok"
-
-
-def every_pooled_connection_but_this_threads() -> list:
-    connection.ensure_connection()  # the test's own, held throughout
-    taken = []
-    while True:
-        try:
-            taken.append(connection.pool.getconn(timeout=0.2))
-        except PoolTimeout:
-            return taken
 
 
 @pytest.mark.production
