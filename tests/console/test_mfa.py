@@ -353,9 +353,12 @@ def test_a_sign_in_in_use_still_ends_when_its_lifetime_does(client, manager, set
     signed_in_at, lifetime = timezone.now(), timedelta(seconds=settings.SESSION_COOKIE_AGE)
     key = client.cookies[settings.SESSION_COOKIE_NAME].value
 
+    saved_before = Session.objects.get(session_key=key).session_data
     with mock.patch("django.utils.timezone.now", return_value=signed_in_at + lifetime - timedelta(hours=1)):
         assert client.get("/").status_code == 200  # used an hour before its end: the session is saved
-    assert Session.objects.get(session_key=key).expire_date <= signed_in_at + lifetime + timedelta(seconds=5)
+    saved = Session.objects.get(session_key=key)
+    assert saved.session_data != saved_before  # saved (the idle timeout's last request), and yet:
+    assert saved.expire_date <= signed_in_at + lifetime + timedelta(seconds=5)
 
     with mock.patch("django.utils.timezone.now", return_value=signed_in_at + lifetime + timedelta(hours=1)):
         assert sockets.session_user(key) is None  # what its open sockets ask

@@ -429,7 +429,8 @@ def test_an_sso_account_adds_no_factor_of_its_own_even_fresh_from_its_sign_in(cl
     started = client.post(reverse("totp_start"))
     assert started.status_code == 302 and started["Location"] == reverse("second_factor")
     unconfirmed = TOTPDevice.objects.create(user=ren, name="app", confirmed=False)  # however it came to be
-    client.post(reverse("totp_confirm", args=[unconfirmed.pk]), {"code": code_for(unconfirmed)})
+    confirmed = client.post(reverse("totp_confirm", args=[unconfirmed.pk]), {"code": code_for(unconfirmed)})
+    assert confirmed.status_code == 302 and confirmed["Location"] == reverse("second_factor")
     assert not TOTPDevice.objects.filter(user=ren, confirmed=True).exists()
     for step in ("credential-registration-begin", "credential-registration-complete"):
         passkey = post_json(client, step)
