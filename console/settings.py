@@ -33,6 +33,7 @@ from console.environment import (
 )
 from core.roles import ROLES
 from toolserver.catalog import SERVERS as TOOL_SERVERS
+from toolserver.credentials import split_keys
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -88,7 +89,7 @@ def _secret(variable: str, filename: str, *, required: bool = True, rotated: boo
             path.touch(mode=0o600)
             path.write_text(secrets.token_urlsafe(50))
         value = path.read_text().strip()
-    keys = [key.strip() for key in value.split(",") if key.strip()] if rotated else [value]  # as credentials split them
+    keys = split_keys(value) if rotated else [value]
     if not keys or any(_too_weak(key) for key in keys):
         raise ConfigError(variable, "too weak: use 50 or more random characters" + (" for each key" if rotated else ""))
     return value

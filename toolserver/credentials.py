@@ -126,12 +126,16 @@ def version(reference: str) -> str:
     return hashlib.sha256(reference.encode()).hexdigest()[:16]
 
 
+def split_keys(keys: str) -> list[str]:
+    """The keys of a rotation (`new,old,...`), as they seal and open: blanks and spaces around them dropped."""
+    return [key.strip() for key in keys.split(",") if key.strip()]
+
+
 def _fernet(keys: str) -> MultiFernet:
     # Any strong string is a key: each is stretched to Fernet's 32 bytes.
     derived = [
-        Fernet(base64.urlsafe_b64encode(hashlib.sha256(b"gatehouse-credentials:" + key.strip().encode()).digest()))
-        for key in keys.split(",")
-        if key.strip()
+        Fernet(base64.urlsafe_b64encode(hashlib.sha256(b"gatehouse-credentials:" + key.encode()).digest()))
+        for key in split_keys(keys)
     ]
     if not derived:
         raise CredentialError(f"{KEY_VARIABLE} is not set: sealed credentials cannot be used")
