@@ -368,7 +368,7 @@ def update_tool(tool: Tool, user, *, enabled: bool) -> set[str]:
 def _lock_listing_seen(tool: Tool, seen: str) -> None:
     """Re-read `tool` under its row's lock; its listing waiting must be the one the admin was shown (`seen`:
     Tool.proposed_digest as their page or the API showed it), not one a discovery has put in its place since."""
-    tool.refresh_from_db(from_queryset=Tool.objects.select_for_update())
+    tool.refresh_from_db(from_queryset=Tool.objects.select_related("server").select_for_update(of=("self",)))
     if tool.proposed is None:
         raise Refused(f"{tool.name} has no listing waiting")
     if seen != tool.proposed_digest():
