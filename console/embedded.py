@@ -57,11 +57,18 @@ def start_embedded_worker() -> WorkController:
         without_gossip=True,
     )
     threading.Thread(target=worker.start, name="embedded-celery-worker", daemon=True).start()
-    # The periodic sweep, in a thread too: the worker's own `beat=True` forks a process, and a
-    # forked process's memory broker is not this one's.
-    EmbeddedService(app, thread=True).start()
+    embedded_beat().start()
     log.info("embedded Celery worker started (%d threads)", settings.EMBEDDED_WORKER_CONCURRENCY)
     return worker
+
+
+def embedded_beat():
+    """The periodic sweep, in a thread too: the worker's own `beat=True` forks a process, and a forked
+    process's memory broker is not this one's. Celery's embedded service takes its scheduler from its
+    arguments, not from settings (the CLI reads those): without it, each console kept a schedule shelve
+    in its working directory, one file for every console started there, and a beat thread reading it
+    while another console wrote it stopped on a truncated file."""
+    return EmbeddedService(app, thread=True, scheduler_cls=settings.CELERY_BEAT_SCHEDULER)
 
 
 def hand_back_embedded_work() -> None:
