@@ -21,7 +21,7 @@ from toolserver import audit, config, external, idempotency
 from toolserver.audit import Outcome, ToolCallAudit
 from toolserver.catalog import ServerSpec, ToolSpec
 from toolserver.config import find_tool
-from toolserver.envelope import Reason, error, invalid_arguments, is_error, is_transient, ok
+from toolserver.envelope import BackendFailure, Reason, error, invalid_arguments, is_error, is_transient, ok
 from toolserver.meta import META_CHECK_DONE, META_CORRELATION, META_IDEMPOTENCY_KEY, META_TRIGGER
 from toolserver.ratelimit import get_rate_limiter, limit_of
 from toolserver.schemas import parse_arguments
@@ -245,17 +245,30 @@ class Gateway:
 
 
 def _settled(key, claim, tool: ToolSpec, server, result: dict, backend_status: str) -> dict:
-    """A sent write's key settled by its answer: completed with it, or freed for a retry when it may pass;
+    """A sent write's key settled by its answer: completed with it, or left for a retry when it may pass;
     the result the caller is told."""
-    if is_transient(result) and external.is_external(tool) and backend_status != "toolserver_not_started":
-        # It was sent, and an external server can neither take our key nor say whether it did it
-        # (_check_done): sent again, it could happen twice. A person checks (architecture rule 9).
-        result = _outcome_unknown(tool, server)
+    if is_transient(result) and _may_have_happened(result, backend_status):
+        if external.is_external(tool):
+            # An external server can neither take our key nor say whether it did it (_check_done): sent
+            # again, it could happen twice. A person checks (architecture rule 9).
+            result = _outcome_unknown(tool, server)
+        else:
+            # A built-in's backend can say: the retry asks it first (a ticket opened after the worker
+            # stopped waiting is found, not opened again).
+            idempotency.give_up(key, claim.token)
+            return result
     if is_transient(result):
         idempotency.release(key, claim.token)
     else:
         idempotency.complete(key, claim.token, result, failed=is_error(result))
     return result
+
+
+def _may_have_happened(result: dict, backend_status: str) -> bool:
+    """A transient failure after which the write may have taken effect: anything but a server that never
+    started or a backend that throttled it (it refused before acting)."""
+    throttled = str(result.get("reason", "")).endswith(f"_{BackendFailure.RATE_LIMITED}")
+    return backend_status != "toolserver_not_started" and not throttled
 
 
 def _in_progress(tool: ToolSpec) -> dict:

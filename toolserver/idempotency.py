@@ -30,6 +30,7 @@ from toolserver.models import IdempotencyRecord
 from toolserver.schemas import StrictArgs
 
 POLL_INTERVAL_S = 0.05
+GIVEN_UP = ""  # the claim token of a key whose holder gave up on an answer (give_up): no run's, nor renewed
 TARGET_SHOWN = 200  # ActionRequest.target's length: the target as people read it; the key holds all of it
 
 
@@ -120,18 +121,22 @@ def claim(server: ServerSpec, tool: ToolSpec, write: WriteKey, trigger: str, *, 
         pass
 
     deadline = time.monotonic() + wait_s
+    waited = False
     while (record := IdempotencyRecord.objects.filter(key=write.key).first()) is not None:
         if record.fingerprint != write.fingerprint:
             return Conflict(record.result)
         if record.state != IdempotencyRecord.State.RUNNING:
             return Prior(record.result, record.completed_at)
+        if record.claim_token == GIVEN_UP and waited:
+            break  # its holder gave up while this caller waited: as for a row freed meanwhile, below
         if record.lease_until < timezone.now() and _take_over(record, token, lease):
             return Claimed(token, taken_over=True)
         if time.monotonic() >= deadline:
             return InProgress()
         time.sleep(POLL_INTERVAL_S)
-    # Its row went while this caller waited (the holder's write failed transiently and release() freed it; a
-    # person confirmed it not done; the write reversing it succeeded). Not sent from here at once: the caller
+        waited = True
+    # Its row went (or its holder gave up) while this caller waited: the holder's write failed transiently; a
+    # person confirmed it not done; the write reversing it succeeded. Not sent from here at once: the caller
     # tries again, as for a write still running, and reads its own state first (an approved request the
     # holder's run has just failed is not sent by its re-run).
     return InProgress()
@@ -189,8 +194,17 @@ def _free_undone(key: str) -> None:
 
 
 def release(write: WriteKey, token: str) -> None:
-    """A transient failure: free the key so that a retry can run."""
+    """A transient failure that never reached the backend: free the key so that a retry can run."""
     IdempotencyRecord.objects.filter(key=write.key, claim_token=token, state=IdempotencyRecord.State.RUNNING).delete()
+
+
+def give_up(write: WriteKey, token: str) -> None:
+    """A transient failure after the write was sent (a timeout, a 5xx, its server gone mid-call): it may have
+    happened all the same. The key stays claimed, by nobody and its lease over, so the next run to send it
+    takes it over as from a dead holder, and asks the backend first whether it happened (toolserver.gateway)."""
+    IdempotencyRecord.objects.filter(key=write.key, claim_token=token, state=IdempotencyRecord.State.RUNNING).update(
+        claim_token=GIVEN_UP, lease_until=timezone.now()
+    )
 
 
 def _outcome_unknown(key: str):

@@ -112,11 +112,9 @@ def test_a_transient_failure_releases_the_key_and_a_permanent_one_is_kept():
     assert isinstance(again, idempotency.Prior) and again.result == failure
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_repeat_waiting_on_a_claim_whose_holder_frees_the_key_is_told_to_try_again(monkeypatch):
-    """The holder's write failed transiently and release() freed the key while a repeat waited on it: the
-    repeat's next look at the row raised DoesNotExist, out of claim() and Gateway.call, which never raises.
-    It is told the write is in progress (retryable), not sent at once: its caller re-reads its own state first."""
+def repeat_while_the_holder(monkeypatch, settle) -> tuple[object, idempotency.WriteKey]:
+    """A repeat waits on the holder's claim; meanwhile the holder settles it with `settle(write, token)`.
+    What the repeat's claim() answered, and the key."""
     write = idempotency.write_key(ISOLATE, isolate(), "alert-1")
     holder = idempotency.claim(EDR, ISOLATE, write, "alert-1")
     waiting = threading.Event()
@@ -137,12 +135,46 @@ def test_a_repeat_waiting_on_a_claim_whose_holder_frees_the_key_is_told_to_try_a
     thread = threading.Thread(target=repeat)
     thread.start()
     assert waiting.wait(WAIT_S)
-    idempotency.release(write, holder.token)
+    settle(write, holder.token)
     thread.join(WAIT_S)
     assert not thread.is_alive()
-    assert isinstance(outcome.get("claim"), idempotency.InProgress), "claim() raised (its traceback above)"
+    return outcome.get("claim"), write
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_repeat_waiting_on_a_claim_whose_holder_frees_the_key_is_told_to_try_again(monkeypatch):
+    """The holder's write failed transiently and release() freed the key while a repeat waited on it: the
+    repeat's next look at the row raised DoesNotExist, out of claim() and Gateway.call, which never raises.
+    It is told the write is in progress (retryable), not sent at once: its caller re-reads its own state first."""
+    claimed, write = repeat_while_the_holder(monkeypatch, idempotency.release)
+    assert isinstance(claimed, idempotency.InProgress), "claim() raised (its traceback above)"
     assert not IdempotencyRecord.objects.exists()  # the key is free: the caller's next try claims it
     assert isinstance(idempotency.claim(EDR, ISOLATE, write, "alert-1"), idempotency.Claimed)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_whose_holder_gave_up_on_an_answer_is_taken_over_by_the_next_try_not_by_a_waiting_repeat(monkeypatch):
+    """The holder's write timed out after it was sent (give_up): it may have happened. A repeat that was
+    waiting is told to try again, as when the key is freed (it must re-read its own state first); the next
+    try takes the key over as from a dead holder, so the gateway asks the backend before sending it."""
+    claimed, write = repeat_while_the_holder(monkeypatch, idempotency.give_up)
+    assert isinstance(claimed, idempotency.InProgress)
+    record = IdempotencyRecord.objects.get()
+    assert (record.state, record.claim_token) == ("running", idempotency.GIVEN_UP)
+
+    retry = idempotency.claim(EDR, ISOLATE, write, "alert-1", wait_s=0)
+    assert isinstance(retry, idempotency.Claimed) and retry.taken_over
+    assert IdempotencyRecord.objects.get().attempts == 2
+
+
+def test_a_holder_that_gave_up_cannot_renew_its_claim_back():
+    """The holder's renewals may still tick after it gave up: fenced by its token, they renew nothing, so
+    the next try need not wait out a lease."""
+    write = idempotency.write_key(ISOLATE, isolate(), "alert-1")
+    holder = idempotency.claim(EDR, ISOLATE, write, "alert-1")
+    idempotency.give_up(write, holder.token)
+    assert not idempotency.renew(write.key, holder.token)
+    assert idempotency.claim(EDR, ISOLATE, write, "alert-1", wait_s=0).taken_over
 
 
 def test_a_success_whose_own_key_was_freed_meanwhile_frees_nothing():

@@ -324,3 +324,32 @@ def test_a_write_whose_backend_cannot_tell_goes_to_a_person_instead_of_again(wri
         result
     )
     assert IdempotencyRecord.objects.get().state == "failed"  # settled until a person confirms (approvals.services)
+
+
+def last_envelope(process: Writer) -> dict:
+    output, _ = process.process.communicate(timeout=90)
+    return json.loads(output.strip().splitlines()[-1])
+
+
+@pytest.mark.production
+def test_a_ticket_whose_answer_came_too_late_is_looked_for_before_it_is_opened_again(writer):
+    """The ticketing system answered after the worker stopped waiting (GATEHOUSE_BACKEND_TIMEOUT_S): the
+    worker was told `ticketing_timeout`, and the ticket was opened all the same. Before, the timeout freed
+    the key and the retry the agent asks for (approved again) opened a second ticket; now the retry asks
+    the ticketing system first, finds the ticket and sends nothing."""
+    call = ("open_ticket", json.dumps(TICKET))
+    faults.clear("ticketing")
+    with locks(ticket_counter().acquire()):  # the ticket waits at the lab, numbering it, past the worker's wait
+        first = last_envelope(writer(*call, GATEHOUSE_BACKEND_TIMEOUT_S="1"))
+    assert (first["status"], first.get("reason"), first.get("retryable")) == ("error", "ticketing_timeout", True), first
+    wait_until(lambda: Ticket.objects.count() == 1, timeout=60, what="the lab to open the ticket it held")
+    faults.inject("ticketing", "no_dedupe")  # a ticketing system that would open a second ticket
+
+    again = last_envelope(writer(*call))
+
+    assert Ticket.objects.count() == 1
+    assert list(LabWrite.objects.filter(action="open_ticket").values_list("outcome", flat=True)) == ["performed"]
+    assert again["status"] == "ok" and again["data"]["found_done"], again
+    assert again["data"]["ticket_id"] == str(Ticket.objects.get().number)
+    checked = AuditRecord.objects.filter(tool="open_ticket").order_by("seq").last()
+    assert (checked.outcome, checked.backend_status) == ("ok", "checked")
