@@ -209,6 +209,9 @@ OIDC_USERNAME_CLAIM = env_str("GATEHOUSE_OIDC_USERNAME_CLAIM", "preferred_userna
 OIDC_GROUPS_CLAIM = env_str("GATEHOUSE_OIDC_GROUPS_CLAIM", "groups")
 OIDC_ROLE_GROUPS = env_mapping("GATEHOUSE_OIDC_ROLE_GROUPS", ROLES)  # IdP group -> role
 OIDC_TIMEOUT = env_int("GATEHOUSE_OIDC_TIMEOUT_S", 10, minimum=1)
+# The authentication methods (the ID token's `amr`, RFC 8176: mfa, hwk, otp, ...) of which a sign-in or a
+# step-up at the IdP must name one to count as a proof of presence. Empty: any fresh sign-in there counts.
+OIDC_PRESENCE_AMR = env_list("GATEHOUSE_OIDC_PRESENCE_AMR", [])
 OIDC_CLOCK_LEEWAY_S = 60  # clock skew tolerated on an ID token's exp and iat
 OIDC_USE_PKCE = True
 LOGIN_REDIRECT_URL_FAILURE = "/login/?sso=refused"

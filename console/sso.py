@@ -13,7 +13,8 @@ What we add to the library, and why:
 - a refused sign-in says why in its audit record (console.signin.login_failed), never with a token;
 - step-up for an SSO account is a fresh sign-in at the IdP (StepUpView: `prompt=login`, `max_age=0`),
   a proof of presence only if the ID token's `auth_time` says the IdP authenticated the same person
-  after it was asked; a sign-in counts as one from its `auth_time` too (investigations/presence.py).
+  after it was asked; a sign-in counts as one from its `auth_time` too (investigations/presence.py);
+  where GATEHOUSE_OIDC_PRESENCE_AMR names methods, either counts only if its `amr` names one of them.
 """
 
 import threading
@@ -142,6 +143,7 @@ class SsoBackend(OIDCAuthenticationBackend):
         claims = info | payload  # the verified ID token's claims win
         self.request.sso_username = self.username(claims)
         self.request.sso_auth_time = payload.get("auth_time")  # when the IdP last authenticated the person
+        self.request.sso_amr = payload.get("amr")  # and how
         return claims
 
     def verify_claims(self, claims):
@@ -232,7 +234,7 @@ class CallbackView(OIDCAuthenticationCallbackView):
         if asked is not None and self.request.user.is_authenticated:
             return self.stepped_up(asked, auth_time)
         response = super().login_success()
-        if auth_time is not None:
+        if auth_time is not None and _methods_missing(self.request) is None:
             presence.remember(self.request.session, "idp", at=_moment(auth_time))
         return response
 
@@ -242,6 +244,8 @@ class CallbackView(OIDCAuthenticationCallbackView):
             refusal = "the identity provider signed in another account"
         elif auth_time is None or not asked["asked_at"] - leeway <= auth_time <= now + leeway:
             refusal = "the identity provider did not sign the person in again (its auth_time is older than the request)"
+        elif missing := _methods_missing(request):
+            refusal = missing
         else:
             response = super().login_success()  # the same person: no new login, the session kept
             presence.remember(request.session, "idp", at=_moment(min(auth_time, now)))
@@ -270,6 +274,20 @@ class CallbackView(OIDCAuthenticationCallbackView):
     def refused_early(self, reason: str):
         signin.sso_failed(self.request, reason)
         return super().login_failure()
+
+
+def _methods_missing(request) -> str | None:
+    """Why the IdP's sign-in proves no presence for want of a method GATEHOUSE_OIDC_PRESENCE_AMR requires
+    (its `amr` names none of them); None when it names one, or none is required."""
+    required = settings.OIDC_PRESENCE_AMR
+    amr = getattr(request, "sso_amr", None)
+    used = [str(method)[:20] for method in amr[:10]] if isinstance(amr, list) else []
+    if not required or set(used) & set(required):
+        return None
+    return (
+        f"the identity provider did not say it used a required method "
+        f"(amr: {', '.join(used) or 'none'}; required: {', '.join(required)})"
+    )
 
 
 def _seconds(value) -> float | None:

@@ -505,3 +505,32 @@ def test_a_step_up_answered_for_another_idp_account_neither_proves_nor_switches_
 def test_a_local_account_is_not_sent_to_the_idp_to_step_up(client, idp, analyst):
     client.force_login(analyst)
     assert client.get("/oidc/step-up/?next=/").url == reverse("step_up")
+
+
+@pytest.mark.mfa
+@pytest.mark.django_db
+def test_where_the_idp_must_say_it_used_a_second_factor_a_password_sign_in_proves_no_presence(
+    client, idp, make_investigation, settings
+):
+    """GATEHOUSE_OIDC_PRESENCE_AMR=mfa: a sign-in (or a step-up) at the IdP counts as a proof of presence
+    only if its ID token's `amr` (RFC 8176) names one of those methods. One by password alone signs the
+    person in, and proves nothing: a decision still needs a step-up, which a password alone does not give."""
+    settings.OIDC_PRESENCE_AMR = ["mfa"]
+    approver_signed_in(client, idp, "u-3201", "kai", amr=["pwd"])
+    assert signed_in(client) and presence.from_session(client.session) is None
+    request = pending_request(make_investigation)
+    approve = reverse("investigations:approve", args=[request.pk])
+    assert client.post(approve, {"reason": "go"}).status_code == 403
+
+    step_up_at_idp(client, "u-3201", approve)
+    assert records("step_up_failed").get().extra["reason"] == (
+        "the identity provider did not say it used a required method (amr: pwd; required: mfa)"
+    )
+    assert presence.from_session(client.session) is None and not records("step_up").exists()
+    assert client.post(approve, {"reason": "go"}).status_code == 403
+
+    oidc.set_claims(idp, "u-3201", preferred_username="kai", groups=["soc-analysts"], amr=["pwd", "mfa"])
+    back, _ = step_up_at_idp(client, "u-3201", approve)
+    assert back["Location"] == approve and records("step_up").get().extra["factor"] == "idp"
+    assert client.post(approve, {"reason": "go"}).status_code == 302
+    assert ActionApproval.objects.get(request=request).proof_factor == "idp"
