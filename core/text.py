@@ -43,3 +43,14 @@ def as_read(text: str, keep: str = "") -> str:
     if text.isascii() and text.isprintable():  # nearly every text: nothing to escape
         return text
     return "".join(escape(char) if char not in keep and hides(char) else char for char in text)
+
+
+def as_read_on_page(text: str) -> str:
+    """`text` as a page shows it (as_read): line breaks and tabs stay, a page draws them (a <pre>'s lines)
+    or folds them into a space, hiding nothing. The template filter's rule and the live transcript's."""
+    return as_read(text, keep="\n\t")
+
+
+def as_read_line(text: str) -> str:
+    """`text` as one line (its runs of whitespace one space), shown as read: an action's target, wherever named."""
+    return as_read(" ".join(text.split()))

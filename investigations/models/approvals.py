@@ -9,7 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core import transitions
-from core.text import as_read
+from core.text import as_read, as_read_line
 from investigations.models.runs import Investigation
 
 # Who did something, as the history and the audit trail name them: "user:" and up to two usernames of
@@ -139,7 +139,7 @@ class ActionRequest(models.Model):
     @property
     def target_text(self) -> str:
         """The target as shown (a comment's holds its text): one line, read as it is sent (as_read)."""
-        return as_read(" ".join(self.target.split()))
+        return as_read_line(self.target)
 
     @property
     def can_become(self) -> list[str]:
