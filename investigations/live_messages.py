@@ -122,7 +122,7 @@ class VerdictEvent(_Event):
 
 class ActionEvent(_Event):
     kind: Literal["action"]
-    data: "ActionSummary"  # a request of the investigation made or changed
+    data: "ActionSummary"  # a request of the investigation made or changed; target and outcome as shown (Event.as_message)
 
 
 EVENT_SCHEMAS = (

@@ -9,7 +9,7 @@ from django.db.models import CharField, Q, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
-from core import transitions
+from core import text, transitions
 from investigations.models.intake import Alert
 
 VIEW = "investigations.view_investigation"
@@ -253,8 +253,16 @@ class Event(models.Model):
         return f"{self.investigation_id}#{self.seq} {self.kind}"
 
     def as_message(self) -> dict:
-        """The event as the websocket sends it and the page renders it."""
-        return {"seq": self.seq, "kind": self.kind, "at": self.created_at.isoformat(), "data": self.data}
+        """The event as the websocket sends it and the page renders it (saved, backlog and live alike). An
+        action's target and outcome are sent as its decision card shows them (core.text): the page's script
+        draws text as given, and the transcript's line must not read otherwise than the card beside it."""
+        data = self.data
+        if self.kind == self.Kind.ACTION:
+            data = data | {
+                "target": text.as_read_line(data["target"]),
+                "outcome": text.as_read_on_page(data["outcome"]),
+            }
+        return {"seq": self.seq, "kind": self.kind, "at": self.created_at.isoformat(), "data": data}
 
 
 class Budgets(models.Model):

@@ -212,7 +212,8 @@
     return line;
   }
 
-  /* A request made or changed: its state line (its card is the approvals socket's). */
+  /* A request made or changed: its state line (its card is the approvals socket's). Its target and
+   * outcome arrive as the card shows them (hidden characters as escapes, by the server): drawn as given. */
   function renderAction(data) {
     const state = String(data.state || "");
     const line = make("p", "action-line");

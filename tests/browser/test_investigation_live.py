@@ -11,10 +11,12 @@ import re
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from playwright.sync_api import expect
 
 from core.roles import ANALYST
-from investigations.models import Event, Investigation
+from investigations.models import ActionRequest, Event, Investigation
 from tests.browser.conftest import console_with_worker, raise_story, signed_in
+from tests.investigations.test_websocket import hiding_request, record_action
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -162,6 +164,38 @@ def test_a_dropped_socket_reconnects_from_the_latest_event(analyst_page, slow_co
     )
     assert page.evaluate("window.__loaded") is True, "the page reloaded"
     assert_page_shows_the_saved_transcript(page, Investigation.objects.get(pk=investigation_id))
+
+
+def test_an_actions_line_shows_hidden_characters_as_escapes_as_its_card_does(
+    live_console, make_investigation, make_user, page
+):
+    """A target whose right-to-left override would reorder the host name reads in the transcript as on
+    the decision card beside it: saved at load, and sent by the socket after it."""
+    make_user("ana-hidden", ANALYST)
+    request = hiding_request(make_investigation("HIDDEN-1"))
+    record_action(request)
+    relay = DroppingRelay()
+    page.route_web_socket(re.compile(r"/ws/investigations/\d+/"), relay)
+    signed_in(page, live_console, "ana-hidden")
+    page.goto(f"{live_console.url}/investigations/{request.investigation_id}/")
+    page.wait_for_function("() => document.getElementById('live-indicator').dataset.state === 'live'")
+
+    target, outcome = "host=WS-FIN-07\\u202e\\u200bexe.gpj", " — WS-FIN-07\\u202e isolated\\u2028forged line"
+    saved = page.locator(f'#transcript .action-line[data-action-id="{request.pk}"][data-state="pending"]')
+    expect(saved.locator(".action-text")).to_have_text(f"isolate_host {target}: ")
+    expect(saved.locator(".action-outcome")).to_have_text(outcome)
+    expect(page.locator(f"#action-{request.pk} .decision-target")).to_have_text(target)
+
+    # The next event reaches the page through its socket: live, or (on the embedded console, whose
+    # channel layer this process does not share) in the backlog the reconnect asks for.
+    ActionRequest.objects.filter(pk=request.pk).update(state=ActionRequest.State.EXPIRED)
+    request.refresh_from_db()
+    record_action(request)
+    relay.drop()
+    sent = page.locator(f'#transcript .action-line[data-action-id="{request.pk}"][data-state="expired"]')
+    expect(sent.locator(".action-text")).to_have_text(f"isolate_host {target}: ", timeout=RUN_TIMEOUT_MS)
+    expect(sent.locator(".action-outcome")).to_have_text(outcome)
+    assert not {"\u202e", "\u200b", "\u2028"} & set(page.locator("#transcript").text_content())
 
 
 def test_signing_out_in_another_tab_ends_the_live_page_at_once(live_console, make_investigation, make_user, page):

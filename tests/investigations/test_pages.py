@@ -1,5 +1,6 @@
 """The investigation pages and the alert form, through the Django test client."""
 
+import html
 import json
 import re
 from datetime import timedelta
@@ -13,6 +14,7 @@ from console.navigation import items_for
 from core.roles import ADMIN, ANALYST, MANAGER
 from investigations.intake.services import AlertIn, receive_alert
 from investigations.models import Alert, Event, Investigation
+from tests.investigations.test_websocket import hiding_request, record_action
 
 pytestmark = pytest.mark.django_db
 
@@ -150,6 +152,22 @@ def test_the_page_embeds_the_saved_events_for_its_script(client, analyst):
     assert [event["kind"] for event in saved] == ["status", "text"]
     assert embedded_events(response) == json.loads(json.dumps(saved))
     assert "I'll check </script>" not in response.content.decode()  # cannot end the script element early
+
+
+def test_the_transcripts_action_line_is_embedded_as_the_card_beside_it_shows_it(client, analyst):
+    """The script draws the saved events as given: an action's target and outcome are embedded as the
+    server-rendered decision card shows them, a right-to-left override and a line separator as escapes."""
+    investigation = raise_alert("A-1")
+    record_action(hiding_request(investigation))
+    client.force_login(analyst)
+    response = client.get(reverse("investigations:detail", args=[investigation.pk]))
+    page = response.content.decode()
+    (action,) = [event["data"] for event in embedded_events(response) if event["kind"] == "action"]
+    card_target = re.search(r'<code class="decision-target">(.*?)</code>', page, re.S).group(1)
+    card_outcome = re.search(r'<p class="decision-outcome">(.*?)</p>', page, re.S).group(1)
+    assert action["target"] == html.unescape(card_target) == "host=WS-FIN-07\\u202e\\u200bexe.gpj"
+    assert action["outcome"] == html.unescape(card_outcome) == "WS-FIN-07\\u202e isolated\\u2028forged line"
+    assert not {"\u202e", "\u200b", "\u2028"} & set(page)
 
 
 def test_a_finished_investigation_shows_its_verdict_card(client, analyst):

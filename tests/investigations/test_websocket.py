@@ -2,6 +2,7 @@
 and that a socket ends with its user's access (sign-out, deactivation, role or grant removed)."""
 
 import threading
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
@@ -9,11 +10,13 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Group
 from django.contrib.sessions.models import Session
 from django.db import connection
+from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from core.roles import ANALYST
+from investigations.approvals.services import summary
 from investigations.live_messages import EVENT_SCHEMAS, EventMessage, StatusMessage
-from investigations.models import Event
+from investigations.models import ActionRequest, Event
 from investigations.runs.events import record_event
 from tests.support import WAIT_S
 from tests.websockets import HOST, next_output, queries_made, received, refused, signed_in, socket
@@ -88,6 +91,48 @@ async def test_an_event_recorded_by_a_worker_thread_reaches_the_viewer(investiga
     assert not thread.is_alive()
     assert (live["event"]["seq"], live["event"]["data"]["text"]) == (4, "from the worker")
     await communicator.disconnect()
+
+
+# What reorders a host name (a right-to-left override), hides in it (a zero-width space) or ends a line.
+HIDING_TARGET = "host=WS-FIN-07\u202e\u200bexe.gpj"
+HIDING_OUTCOME = "WS-FIN-07\u202e isolated\u2028forged line"
+
+
+def hiding_request(investigation) -> ActionRequest:
+    return ActionRequest.objects.create(
+        investigation=investigation,
+        tool_use_id="toolu_hiding0001",
+        idempotency_key="key-hiding",
+        tool="isolate_host",
+        server="edr-response",
+        arguments={"host": "WS-FIN-07", "reason": "test"},
+        target=HIDING_TARGET,
+        outcome=HIDING_OUTCOME,
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+
+
+def record_action(request: ActionRequest) -> None:
+    record_event(request.investigation_id, Event.Kind.ACTION, summary(request))
+
+
+async def test_an_actions_target_and_outcome_are_sent_as_its_card_shows_them(make_investigation, analyst):
+    """The page's script draws the transcript's action line as sent: the socket sends the text as the
+    decision card beside it shows it (core.text), backlog and live."""
+    investigation = await database_sync_to_async(make_investigation)()
+    request = await database_sync_to_async(hiding_request)(investigation)
+    await database_sync_to_async(record_action)(request)
+    communicator = await socket(f"/ws/investigations/{investigation.pk}/", analyst)
+    assert (await communicator.connect())[0]
+    backlog = (await received(communicator, EventMessage))["event"]["data"]
+    await database_sync_to_async(record_action)(request)
+    live = (await received(communicator, EventMessage))["event"]["data"]
+    await communicator.disconnect()
+
+    for data in (backlog, live):
+        assert data["target"] == "host=WS-FIN-07\\u202e\\u200bexe.gpj" == request.target_text  # the card's head
+        assert data["outcome"] == "WS-FIN-07\\u202e isolated\\u2028forged line"
+    assert await database_sync_to_async(Event.objects.filter(data__target=HIDING_TARGET).count)() == 2  # saved as sent
 
 
 async def test_a_team_member_with_the_object_permission_may_listen(investigation, make_user):
