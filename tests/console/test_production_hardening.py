@@ -1,9 +1,12 @@
 """Production refuses DEBUG and an unintended lab; error reports mask addresses; __Host- cookies
 under HTTPS; compose publishes on loopback; /healthz names no exception class (tests/console/test_healthz.py) (issue 14, item 7)."""
 
+import re
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import pytest
 import yaml
 from django.test import RequestFactory
 from django.views.debug import ExceptionReporter
@@ -114,3 +117,46 @@ def test_compose_migrates_as_the_owner_and_runs_everything_else_as_the_runtime_r
     for name in ("web", "worker", "beat"):
         assert services[name]["environment"]["DATABASE_URL"].startswith("postgres://gatehouse_app:"), name
         assert "migrate" not in " ".join(services[name]["command"]), name
+
+
+COMPOSE_VARIABLE = re.compile(r"\$\{(\w+)(?::([?-])([^}]*))?\}")
+
+
+def interpolated(value: str, environment: dict[str, str]) -> str:
+    """A compose value as compose reads it: ${VAR:?message} refuses to start (KeyError here) without VAR."""
+
+    def one(match: re.Match) -> str:
+        name, kind, rest = match.groups()
+        if environment.get(name):
+            return environment[name]
+        if kind == "?":
+            raise KeyError(name)
+        return rest if kind == "-" else ""
+
+    return COMPOSE_VARIABLE.sub(one, value)
+
+
+def test_compose_requires_a_redis_password_and_every_service_connects_with_it():
+    """Redis is the broker and the channel layer: without a password, whoever reaches it queues tasks and
+    sends the websockets' groups messages of their own."""
+    services = yaml.safe_load(Path(ROOT, "compose.yaml").read_text())["services"]
+    password = "9f2c4e0b7a1d"
+    environment = {"GATEHOUSE_REDIS_PASSWORD": password}
+    redis = services["redis"]
+    command = [interpolated(part, environment) for part in redis["command"]]
+    assert command[0] == "redis-server" and "--requirepass" in command, command
+    assert command[command.index("--requirepass") + 1] == password
+    assert interpolated(redis["environment"]["REDISCLI_AUTH"], environment) == password  # the healthcheck's ping
+
+    clients = {name: service for name, service in services.items() if "redis" in service.get("depends_on", {})}
+    assert {"web", "worker", "beat"} <= set(clients)
+    for name, service in services.items():
+        url = service.get("environment", {}).get("REDIS_URL")
+        assert url or name not in clients, name
+        if url:
+            parts = urlsplit(interpolated(url, environment))
+            assert (parts.password, parts.hostname, parts.port) == (password, "redis", 6379), name
+            with pytest.raises(KeyError):  # no password, no start
+                interpolated(url, {})
+    with pytest.raises(KeyError):
+        interpolated(" ".join(redis["command"]), {})
