@@ -175,6 +175,10 @@ def database_from_url(url: str, *, pool_size: int = 10, pool_timeout_s: int = 10
 
 def check_redis_url(url: str) -> str:
     parts = urlsplit(url)
+    if "@" in parts.path + parts.query + parts.fragment:
+        # A password's "/", "?" or "#" ends the host early, and what of the password follows an "@" in it
+        # would be read, and named in messages, as the host.
+        raise ConfigError("REDIS_URL", "percent-encode the password's / ? # and @ (%2F %3F %23 %40)")
     if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
         raise ConfigError("REDIS_URL", "expected redis://host:port/db")
     try:

@@ -2,6 +2,8 @@
 under HTTPS; compose publishes on loopback; /healthz names no exception class (tests/console/test_healthz.py) (issue 14, item 7)."""
 
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -12,7 +14,7 @@ from django.test import RequestFactory
 from django.views.debug import ExceptionReporter
 
 from tests.console.test_start_errors import assert_one_line_naming, production_env
-from tests.support import ROOT, run_manage
+from tests.support import ROOT, free_port, listening, run_manage, stop_process, wait_until
 
 SHOW_SETTINGS = "from django.conf import settings as s; print(s.LAB_ENABLED, s.SESSION_COOKIE_NAME, s.CSRF_COOKIE_NAME)"
 
@@ -160,3 +162,64 @@ def test_compose_requires_a_redis_password_and_every_service_connects_with_it():
                 interpolated(url, {})
     with pytest.raises(KeyError):
         interpolated(" ".join(redis["command"]), {})
+
+
+def test_a_redis_password_that_would_end_the_host_early_is_refused_without_showing_any_of_it():
+    """Unencoded, a password's "/" ends the host, and what of it followed an "@" was named as the host in
+    the console's "cannot reach Redis at ..." line."""
+    url = f"redis://:Wint3r@vault-7/q9z@127.0.0.1:{free_port()}/0"
+    result = run_manage("serve", "--port", str(free_port()), env=production_env(REDIS_URL=url))
+    assert_one_line_naming(result, "REDIS_URL")
+    assert not any(part in result.stderr for part in ("Wint3r", "vault-7", "q9z")), result.stderr
+
+
+REDIS_PASSWORD = "c41d9e7f03ab"
+
+
+@pytest.fixture
+def redis_with_a_password():
+    """A Redis of this test's own that requires a password, as compose's does: its port."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    arguments = ["--port", str(port), "--bind", "127.0.0.1", "--requirepass", REDIS_PASSWORD, "--save", ""]
+    process = subprocess.Popen([server, *arguments], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: listening(port) or process.poll() is not None, what="redis-server")
+        assert process.poll() is None, "redis-server did not start"
+        yield port
+    finally:
+        stop_process(process)
+
+
+SIGNED_IN = """
+import asyncio
+from console import health
+from console.celery import app
+from console.environment import preflight
+preflight()
+print(asyncio.run(health.check_all()))
+print(app.connection().as_uri(), app.backend.as_uri())  # what a worker's and beat's banner show
+"""
+
+
+def test_a_console_signs_in_to_redis_with_the_password_in_its_url_and_never_shows_it(redis_with_a_password):
+    port = redis_with_a_password
+    signed_in = run_manage(
+        "shell",
+        "--verbosity",
+        "0",
+        "-c",
+        SIGNED_IN,
+        env=production_env(REDIS_URL=f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0"),
+    )
+    assert signed_in.returncode == 0, signed_in.stderr
+    health, uris = signed_in.stdout.strip().splitlines()
+    assert "'broker': 'ok', 'channel_layer': 'ok'" in health
+    assert uris == f"redis://:**@127.0.0.1:{port}/0 redis://:**@127.0.0.1:{port}/0"
+
+    for url in (f"redis://127.0.0.1:{port}/0", f"redis://:wrong-8e1f@127.0.0.1:{port}/0"):
+        refused = run_manage("serve", "--port", str(free_port()), env=production_env(REDIS_URL=url))
+        assert_one_line_naming(refused, "REDIS_URL")
+        assert f"127.0.0.1:{port}" in refused.stderr and "wrong-8e1f" not in refused.stderr
