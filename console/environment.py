@@ -145,6 +145,7 @@ def database_from_url(url: str, *, pool_size: int = 10, pool_timeout_s: int = 10
     pool_size connections, not N; past pool_timeout_s waiting for one, the caller gets 503.
     """
     parts = urlsplit(url)
+    _refuse_unencoded_password("DATABASE_URL", parts)
     if parts.scheme == "sqlite":
         path = unquote(parts.path[1:])  # sqlite:////abs/path -> /abs/path
         if not path.startswith("/"):
@@ -173,12 +174,16 @@ def database_from_url(url: str, *, pool_size: int = 10, pool_timeout_s: int = 10
     }
 
 
-def check_redis_url(url: str) -> str:
-    parts = urlsplit(url)
+def _refuse_unencoded_password(name: str, parts) -> None:
     if "@" in parts.path + parts.query + parts.fragment:
         # A password's "/", "?" or "#" ends the host early, and what of the password follows an "@" in it
-        # would be read, and named in messages, as the host.
-        raise ConfigError("REDIS_URL", "percent-encode the password's / ? # and @ (%2F %3F %23 %40)")
+        # would be read, and named in messages, as the host (or the database's name).
+        raise ConfigError(name, "percent-encode the password's / ? # and @ (%2F %3F %23 %40)")
+
+
+def check_redis_url(url: str) -> str:
+    parts = urlsplit(url)
+    _refuse_unencoded_password("REDIS_URL", parts)
     if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
         raise ConfigError("REDIS_URL", "expected redis://host:port/db")
     try:

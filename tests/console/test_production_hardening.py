@@ -164,12 +164,19 @@ def test_compose_requires_a_redis_password_and_every_service_connects_with_it():
         interpolated(" ".join(redis["command"]), {})
 
 
-def test_a_redis_password_that_would_end_the_host_early_is_refused_without_showing_any_of_it():
+@pytest.mark.parametrize(
+    "variable, url",
+    [
+        ("REDIS_URL", "redis://:Wint3r@vault-7/q9z@127.0.0.1:{port}/0"),
+        ("DATABASE_URL", "postgres://gatehouse:Wint3r@vault-7/q9z@127.0.0.1:{port}/gatehouse"),
+    ],
+)
+def test_a_password_that_would_end_the_host_early_is_refused_without_showing_any_of_it(variable, url):
     """Unencoded, a password's "/" ends the host, and what of it followed an "@" was named as the host in
-    the console's "cannot reach Redis at ..." line."""
-    url = f"redis://:Wint3r@vault-7/q9z@127.0.0.1:{free_port()}/0"
-    result = run_manage("serve", "--port", str(free_port()), env=production_env(REDIS_URL=url))
-    assert_one_line_naming(result, "REDIS_URL")
+    the console's "cannot reach ... at" line."""
+    url = url.format(port=free_port())
+    result = run_manage("serve", "--port", str(free_port()), env=production_env(**{variable: url}))
+    assert_one_line_naming(result, variable)
     assert not any(part in result.stderr for part in ("Wint3r", "vault-7", "q9z")), result.stderr
 
 
