@@ -319,22 +319,23 @@ def update_tool(request, name: str, body: ToolIn):
         return Status(404, Problem(detail=f"No tool {name!r}."))
     if body.target_args is not None and body.access is None:
         return Status(400, InvalidInput(detail="target_args go with access: they classify a waiting listing."))
-    if body.access is not None:
-        if not body.seen:
-            return Status(400, InvalidInput(detail="access goes with seen: the digest of the listing you accept."))
-        try:
-            administration.accept_external_tool(
-                tool, request.auth, seen=body.seen, access=body.access, target_args=body.target_args or []
-            )
-        except administration.Refused as exc:
-            return Status(400, InvalidInput(detail=str(exc)))
+    if body.access is not None and not body.seen:
+        return Status(400, InvalidInput(detail="access goes with seen: the digest of the listing you accept."))
     policy_changes = body.model_dump(include=set(administration.POLICY_FIELDS), exclude_none=True)
-    policy = ToolPolicy.objects.filter(tool=tool.name).first()
-    if policy_changes and policy is None:
-        return Status(400, InvalidInput(detail=f"{tool.name} reads: it has no approval policy."))
-    with transaction.atomic():
-        if body.enabled is not None:
-            administration.update_tool(tool, request.auth, enabled=body.enabled)
-        if policy_changes:
-            administration.update_policy(policy, request.auth, policy_changes)
+    try:
+        # All or nothing: a refusal after the acceptance (a policy for what it accepted as a read) undoes it.
+        with transaction.atomic():
+            if body.access is not None:
+                administration.accept_external_tool(
+                    tool, request.auth, seen=body.seen, access=body.access, target_args=body.target_args or []
+                )
+            policy = ToolPolicy.objects.filter(tool=tool.name).first()  # an acceptance as a write makes one
+            if policy_changes and policy is None:
+                raise administration.Refused(f"{tool.name} reads: it has no approval policy.")
+            if body.enabled is not None:
+                administration.update_tool(tool, request.auth, enabled=body.enabled)
+            if policy_changes:
+                administration.update_policy(policy, request.auth, policy_changes)
+    except administration.Refused as exc:
+        return Status(400, InvalidInput(detail=str(exc)))
     return _tool(tool)

@@ -134,6 +134,27 @@ def test_the_api_accepts_the_listing_whose_digest_it_sends_and_no_other(admin_us
     assert Tool.objects.get(name="lookups__lookup").input_schema == SWAPPED["input_schema"]
 
 
+def test_a_patch_refused_for_its_policy_does_not_accept_the_listing_it_came_with(admin_user, monkeypatch):
+    """Accepting a listing as a read and setting a policy (a read has none) in one PATCH is refused whole: the
+    listing still waits, unaccepted and unrecorded, as if the request had not been sent."""
+    lookups_listing(admin_user, monkeypatch)
+    proposed = call(admin_user, "GET", "/manage/tools/lookups__lookup").json()["proposed"]
+    refused = call(
+        admin_user,
+        "PATCH",
+        "/manage/tools/lookups__lookup",
+        {"access": "read", "seen": proposed["digest"], "requires_approval": False},
+    )
+    assert refused.status_code == 400 and "no approval policy" in refused.json()["detail"], refused.content
+    tool = Tool.objects.get(name="lookups__lookup")
+    assert (tool.access, tool.usable, tool.proposed_digest()) == ("", False, proposed["digest"])
+    assert not AuditRecord.objects.filter(outcome__in=("tool_accepted", "policy_changed")).exists()
+    accepted = call(
+        admin_user, "PATCH", "/manage/tools/lookups__lookup", {"access": "read", "seen": proposed["digest"]}
+    )
+    assert accepted.status_code == 200 and accepted.json()["access"] == "read"  # the same acceptance, alone
+
+
 @pytest.mark.parametrize(
     ("change", "says"),
     [
