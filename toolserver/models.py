@@ -54,6 +54,18 @@ class ToolServer(models.Model):
     # What an external server's process is: a change of any one runs another program (or hands the
     # credential over otherwise), so its credential is bound to them as a built-in's is to its URL.
     LAUNCH_FIELDS = ("transport", "command", "args", "cwd", "env", "credential_env", "credential_header")
+    # What its page sets (console.manage.administration.update_server): a save is made against them as the page
+    # showed them (settings_digest), so it does not put back what another admin changed meanwhile.
+    SETTINGS_FIELDS = (
+        "adapter",
+        "url",
+        "enabled",
+        "rate_limit_calls",
+        "rate_limit_window_s",
+        "params",
+        *LAUNCH_FIELDS,
+        "timeout_s",
+    )
 
     name = models.CharField(max_length=40, unique=True)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.BUILTIN)
@@ -130,6 +142,11 @@ class ToolServer(models.Model):
         """Where it points (adapter, URL, an external server's launch), as a digest: a page sends back what it
         showed with a credential, which is set only if the server still points there."""
         return backend_digest(self.adapter, self.url, self.launch_digest())
+
+    def settings_digest(self) -> str:
+        """Its settings (SETTINGS_FIELDS) as a digest: its page sends back the one it showed, and the save is
+        refused if they have changed since."""
+        return launch_digest({field: getattr(self, field) for field in self.SETTINGS_FIELDS})
 
     def points_at(self, digest: str) -> bool:
         """Whether it still points where something was set for (its credential, its secret parameters), whatever

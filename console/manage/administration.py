@@ -47,6 +47,10 @@ class Refused(Exception):
     """A change that cannot be made; the message says why, for the admin."""
 
 
+class ChangedSince(Refused):
+    """A change made against what has changed since the admin was shown it: they see it as it is now first."""
+
+
 def actor(user) -> str:
     return f"user:{user.get_username()}"
 
@@ -97,15 +101,21 @@ def _save_changes(row, user, what: str, changes: dict, fields, **where) -> dict:
 # -- servers and credentials ------------------------------------------------------------------------
 @sensitive_variables("changes", "secret_params")
 @transaction.atomic
-def update_server(server: ToolServer, user, changes: dict) -> set[str]:
+def update_server(server: ToolServer, user, changes: dict, *, seen: str = "") -> set[str]:
     """A server pointed elsewhere (adapter or URL) loses its credential and its secret parameters:
     the admin sets them again. Its adapter's parameters (`params`, and `secret_params` typed now,
-    sealed here) are the admin role's to change, like where it points."""
+    sealed here) are the admin role's to change, like where it points. `seen`: its settings as the admin's
+    page showed them (ToolServer.settings_digest), refused (ChangedSince) if another admin has changed them since."""
     # Compared, saved and revoked on the row as it stands, locked till commit, not the caller's copy (read before
     # the form was even validated): a credential or secret parameter another admin set meanwhile is revoked too.
     server.refresh_from_db(
         from_queryset=ToolServer.objects.select_for_update(of=("self",)).select_related("credential")
     )
+    if seen and seen != server.settings_digest():  # the page's every field is saved: it would put theirs back
+        raise ChangedSince(
+            f"{server.name}'s settings were changed by someone else since your page showed them: nothing was saved. "
+            "Here they are as they are now; make your change again."
+        )
     changes = dict(changes)
     secret_params = changes.pop("secret_params", None) or {}
     backend_fields = (*BACKEND_FIELDS, *EXTERNAL_FIELDS) if server.kind == ToolServer.Kind.EXTERNAL else BACKEND_FIELDS
@@ -127,8 +137,7 @@ def update_server(server: ToolServer, user, changes: dict) -> set[str]:
         )
     elif set(changes) & set(EXTERNAL_FIELDS):
         raise Refused(f"{server.name} is a built-in server: it has no command, transport or variables to set")
-    fields = (*SERVER_FIELDS, "params", *EXTERNAL_FIELDS)
-    changed = _save_changes(server, user, "server_changed", changes, fields, server=server.name)
+    changed = _save_changes(server, user, "server_changed", changes, ToolServer.SETTINGS_FIELDS, server=server.name)
     if changed & {*BACKEND_FIELDS, *EXTERNAL_LAUNCH_FIELDS}:
         credential = server.credential
         if credential is not None and not credential.revoked_at:
