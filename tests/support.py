@@ -215,6 +215,14 @@ def every_pooled_connection_but_this_threads() -> list:
             return taken
 
 
+def settings_shown(server: str) -> dict[str, str]:
+    """What a server's page shows of its settings now, as its form sends it back (`settings_seen`:
+    ToolServer.settings_digest): a save made against it is refused once another admin has changed them."""
+    from toolserver.models import ToolServer
+
+    return {"settings_seen": ToolServer.objects.get(name=server).settings_digest()}
+
+
 def accept_as_listed(tool, user, **classified) -> None:
     """Accept an external tool's listing (administration.accept_external_tool) as an admin who has just read
     it on its page: what they were shown (`seen`) is what waits now."""

@@ -52,13 +52,25 @@ def check_allowed_host(url: str, server: str, schemes: Mapping[str, int] = Backe
         raise forms.ValidationError(f"{exc}: ask whoever deploys Gatehouse to list it.") from None
 
 
+def settings_seen() -> forms.CharField:
+    """The server's settings as the page showed them (ToolServer.settings_digest): the save is made against them.
+    Not `seen`: that is the credential form's, on the same page."""
+    return forms.CharField(widget=forms.HiddenInput, max_length=64)
+
+
 class DelegatedServerForm(forms.ModelForm):
     """What whoever holds `manage_toolserver` on a server may change (administration.DELEGATED_SERVER_FIELDS)."""
+
+    settings_seen = settings_seen()
 
     class Meta:
         model = ToolServer
         fields = list(DELEGATED_SERVER_FIELDS)
         labels = {"rate_limit_calls": "Calls per window", "rate_limit_window_s": "Window (seconds)"}
+
+    def __init__(self, data=None, *args, instance: ToolServer, **kwargs):
+        super().__init__(data, *args, instance=instance, **kwargs)
+        self.fields["settings_seen"].initial = instance.settings_digest()
 
 
 class ServerForm(DelegatedServerForm):
@@ -246,18 +258,23 @@ class ExternalServerForm(forms.Form):
     enabled = forms.BooleanField(
         required=False, help_text="Off: none of its tools is called (each answers tool_disabled)."
     )
+    settings_seen = settings_seen()
 
     def __init__(self, data=None, *, instance: ToolServer | None = None):
         initial = None
         if instance is not None:
-            initial = {field: getattr(instance, field) for field in self.base_fields if field != "name"}
+            initial = {
+                field: getattr(instance, field) for field in self.base_fields if field not in ("name", "settings_seen")
+            }
             initial["args"] = "\n".join(instance.args)
             initial["env"] = "\n".join(f"{name}={value}" for name, value in instance.env.items())
+            initial["settings_seen"] = instance.settings_digest()
         super().__init__(data, initial=initial)
         if instance is not None:
             del self.fields["name"]
         else:
             del self.fields["enabled"]  # a new server is on; its tools wait for an admin to accept each anyway
+            del self.fields["settings_seen"]  # nor has it settings anyone was shown
 
     def clean_args(self) -> list[str]:
         return [line.strip() for line in self.cleaned_data["args"].splitlines() if line.strip()]

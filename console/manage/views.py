@@ -17,7 +17,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from console.manage import administration
-from console.manage.administration import Refused
+from console.manage.administration import ChangedSince, Refused
 from console.manage.forms import (
     AcceptExternalToolForm,
     BudgetsForm,
@@ -139,14 +139,31 @@ def server(request, server):
     # administration compares it with the row as saved.
     form = _server_form(request, ToolServer.objects.get(pk=server.pk), request.POST)
     if not form.is_valid():
+        if "settings_seen" in form.errors:  # a hidden field: its error would show nowhere, and the form never pass
+            form = _server_form_again(
+                request, server, "The page did not say which settings it showed: here they are now; save again."
+            )
         return _server_page(request, server, form=form, status=400)
+    changes = dict(form.cleaned_data)
+    seen = changes.pop("settings_seen")
     try:
-        changed = administration.update_server(server, request.user, form.cleaned_data)
+        changed = administration.update_server(server, request.user, changes, seen=seen)
+    except ChangedSince as exc:  # shown as they are now: what was typed would put back another admin's change
+        return _server_page(request, server, form=_server_form_again(request, server, str(exc)), status=400)
     except Refused as exc:
         form.add_error(None, str(exc))
         return _server_page(request, server, form=form, status=400)
     messages.success(request, f"Saved: {', '.join(sorted(changed))}." if changed else "Nothing changed.")
     return redirect("manage:server", server.name)
+
+
+def _server_form_again(request, server, error: str):
+    """The form sent back with `error`, with the server's settings as they are now (its fields and `settings_seen`)."""
+    server.refresh_from_db()
+    form = _server_form(request, server)
+    form.cleaned_data = {}  # an unbound form has none, and add_error expects them
+    form.add_error(None, error)
+    return form
 
 
 def backend_admin(view):

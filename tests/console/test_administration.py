@@ -88,13 +88,15 @@ def fingerprint_on(page: str) -> str:
 
 
 def server_form(server: ToolServer, **changes) -> dict:
-    """The server form as the page posts it: the row's values, with `changes`; an unticked box is left out."""
+    """The server form as a page that showed `server` posts it: its values (and `settings_seen`), with `changes`; an
+    unticked box is left out."""
     data = {
         "adapter": server.adapter,
         "url": server.url,
         "enabled": server.enabled,
         "rate_limit_calls": server.rate_limit_calls,
         "rate_limit_window_s": server.rate_limit_window_s,
+        "settings_seen": server.settings_digest(),
     } | changes
     if data["enabled"]:
         data["enabled"] = "on"
@@ -694,6 +696,51 @@ def test_a_server_change_on_the_page_records_only_the_fields_that_changed(admin_
     again = admin_client.post(reverse("manage:server", args=[server.name]), server_form(server))
     assert "Nothing changed." in page_of(admin_client, again.url)
     assert len(admin_changes("server_changed")) == 1
+
+
+def server_form_on(page: str, **changes) -> dict:
+    """The server form as `page` shows it (its hidden `settings_seen` too), posted back with `changes`, as a browser
+    would."""
+    form = re.search(r'<form id="server-form".*?</form>', page, re.S).group(0)
+    data = {}
+    for tag in re.findall(r"<input\s([^>]*)>", form):
+        attributes = {name: html.unescape(value) for name, value in re.findall(r'([\w-]+)(?:="([^"]*)")?', tag)}
+        if attributes.get("type") != "checkbox":
+            data[attributes["name"]] = attributes.get("value", "")
+        elif "checked" in attributes:
+            data[attributes["name"]] = "on"
+    return data | changes
+
+
+def test_a_save_from_a_page_read_before_another_admins_save_is_refused_and_theirs_stands(admin_client, make_user):
+    """Ada and Bea open the server's page; Bea saves a lower rate limit; Ada's save (every field of the form, as
+    her page showed them) would put the old limit back: it is refused, nothing saved, and her form shows the server
+    as it is now, from which her save goes through."""
+    url = reverse("manage:server", args=["edr-response"])
+    bea = Client()
+    bea.force_login(make_user("bea", ADMIN))
+    adas_page, beas_page = page_of(admin_client, url), page_of(bea, url)
+    assert bea.post(url, server_form_on(beas_page, rate_limit_calls=7)).status_code == 302
+
+    refused = admin_client.post(url, server_form_on(adas_page, url="https://edr.example.com/api"))
+    assert refused.status_code == 400
+    page = refused.content.decode()
+    assert "changed by someone else since your page showed them: nothing was saved" in form_errors(page)
+    server = ToolServer.objects.get(name="edr-response")
+    assert (server.rate_limit_calls, server.url) == (7, "")  # Bea's limit stands; nothing of Ada's is saved
+    assert server_form_on(page)["rate_limit_calls"] == "7"  # the form shows the server as it is now
+    assert len(admin_changes("server_changed")) == 1
+
+    assert admin_client.post(url, server_form_on(page, url="https://edr.example.com/api")).status_code == 302
+    server.refresh_from_db()
+    assert (server.rate_limit_calls, server.url) == (7, "https://edr.example.com/api")
+    unsaid = server_form_on(page_of(admin_client, url), rate_limit_calls=8)
+    del unsaid["settings_seen"]
+    refused = admin_client.post(url, unsaid)  # a form that does not say what it showed is saved over nothing
+    assert refused.status_code == 400 and "did not say which settings it showed" in form_errors(
+        refused.content.decode()
+    )
+    assert ToolServer.objects.get(name="edr-response").rate_limit_calls == 7
 
 
 def test_a_tool_page_change_records_the_switch_and_the_policy_apart(admin_client):

@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from console.manage import administration
 from investigations.models import AuditRecord
+from tests.support import settings_shown
 from tests.toolserver.test_external_servers import MEMORY_JS
 from toolserver.gateway import CallContext, Gateway
 from toolserver.models import Tool, ToolServer
@@ -101,13 +102,16 @@ def test_an_admin_registers_discovers_and_classifies_from_the_pages(admin_user):
     # running investigation's prompt does not change: config.offered_tools), and the change is recorded.
     edit = REGISTRATION.copy()
     del edit["name"]
-    assert client.post(reverse("manage:server", args=["memory"]), edit).status_code == 302  # enabled unticked
+    assert (  # enabled unticked
+        client.post(reverse("manage:server", args=["memory"]), edit | settings_shown("memory")).status_code == 302
+    )
     assert not Tool.objects.get(name="memory__create_entities").usable
     refused = Gateway().call("memory__read_graph", {}, CallContext(correlation_id="inv-pages", trigger="alert-pages"))
     assert refused["reason"] == "tool_disabled"
     change = AuditRecord.objects.filter(kind="admin_change", server="memory").latest("seq")
     assert change.extra["after"]["enabled"] is False
-    assert client.post(reverse("manage:server", args=["memory"]), edit | {"enabled": "on"}).status_code == 302
+    again = edit | {"enabled": "on"} | settings_shown("memory")
+    assert client.post(reverse("manage:server", args=["memory"]), again).status_code == 302
     assert Tool.objects.get(name="memory__create_entities").usable
 
 
