@@ -6,6 +6,7 @@ nothing; a line separator ends a log line for readers that break there. What a p
 approval's arguments) or reads back (a log line) shows each as its escape, never as itself.
 """
 
+import json
 from unicodedata import category
 
 _HIDING_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})  # controls, format characters, line/paragraph separators
@@ -54,3 +55,22 @@ def as_read_on_page(text: str) -> str:
 def as_read_line(text: str) -> str:
     """`text` as one line (its runs of whitespace one space), shown as read: an action's target, wherever named."""
     return as_read(" ".join(text.split()))
+
+
+def as_read_in(value):
+    """A JSON value with every string in it, keys too, as a page shows it (as_read_on_page): its parts drawn as text."""
+    if isinstance(value, str):
+        return as_read_on_page(value)
+    if isinstance(value, list):
+        return [as_read_in(item) for item in value]
+    if isinstance(value, dict):
+        return {as_read_on_page(key): as_read_in(item) for key, item in value.items()}
+    return value
+
+
+def as_read_json(value) -> str:
+    """A JSON value as a page shows it whole: its pretty JSON text, then as_read_on_page (the audit pages' rule).
+
+    Made from the value as sent, not from as_read_in's: JSON would escape each escape's backslash again
+    (\\\\u202e read for a \\u202e). JSON's own escapes (a line break in a string: \\n) are visible already."""
+    return as_read_on_page(json.dumps(value, indent=2, ensure_ascii=False))

@@ -69,6 +69,7 @@ class ToolCallData(Message):
     server: str
     write: bool
     input: dict
+    input_json: str  # the arguments as the page shows them: pretty JSON, as read (core.text.as_read_json)
 
 
 class ToolResultData(Message):
@@ -76,6 +77,7 @@ class ToolResultData(Message):
     call: str
     name: str
     result: dict  # the envelope, or a typed error (architecture rules 4 and 5)
+    result_json: str  # as the page shows it: pretty JSON, as read (core.text.as_read_json)
 
 
 class StatusData(Message):
@@ -90,6 +92,7 @@ class VerdictData(Message):
     end_reason: str
 
 
+# Every string of an event's data is sent as the transcript shows it (core.text; models.Event.as_message).
 class _Event(Message):
     seq: int
     at: str

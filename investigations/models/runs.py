@@ -253,15 +253,25 @@ class Event(models.Model):
         return f"{self.investigation_id}#{self.seq} {self.kind}"
 
     def as_message(self) -> dict:
-        """The event as the websocket sends it and the page renders it (saved, backlog and live alike). An
-        action's target and outcome are sent as its decision card shows them (core.text): the page's script
-        draws text as given, and the transcript's line must not read otherwise than the card beside it."""
+        """The event as the websocket sends it and the page renders it (saved, backlog and live alike): every
+        string the transcript shows as core.text shows it, for the page's script draws text as given. The model's
+        text, a status's message, a verdict and a tool's name and result (a backend's data: an attacker's log
+        line, a phishing subject) are as_read_on_page, keys too; a tool's arguments and result, drawn as pretty
+        JSON, come as that text too (`input_json`, `result_json`: the script's JSON.stringify would double each
+        escape's backslash). An action's target and outcome are as its decision card shows them. The saved
+        data is unchanged: the model's conversation and the audit digests are made from it."""
         data = self.data
         if self.kind == self.Kind.ACTION:
             data = data | {
                 "target": text.as_read_line(data["target"]),
                 "outcome": text.as_read_on_page(data["outcome"]),
             }
+        else:
+            data = text.as_read_in(data)
+            if self.kind == self.Kind.TOOL_CALL:
+                data["input_json"] = text.as_read_json(self.data["input"])
+            elif self.kind == self.Kind.TOOL_RESULT:
+                data["result_json"] = text.as_read_json(self.data["result"])
         return {"seq": self.seq, "kind": self.kind, "at": self.created_at.isoformat(), "data": data}
 
 

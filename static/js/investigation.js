@@ -38,12 +38,12 @@
   let resultsSeen = 0;
 
   // -- helpers ----------------------------------------------------------------------------
-  function pretty(value) {
-    try {
-      return JSON.stringify(value === undefined ? null : value, null, 2);
-    } catch (error) {
-      return String(value);
-    }
+  /* Every string of an event arrives as the page shows it (hidden characters as escapes, by the
+   * server: Event.as_message) and is drawn as given. A tool's arguments and result arrive as their
+   * pretty JSON text too (input_json, result_json): JSON.stringify here would double an escape's
+   * backslash. */
+  function shownJSON(text) {
+    return typeof text === "string" ? text : "";
   }
 
   function statusLabel(status) {
@@ -125,7 +125,7 @@
 
   function renderToolCall(data) {
     const entry = toolCallEntry(data);
-    entry.appendChild(make("pre", "tool-input json", pretty(data.input)));
+    entry.appendChild(make("pre", "tool-input json", shownJSON(data.input_json)));
     return entry;
   }
 
@@ -145,7 +145,7 @@
       if (envelope.guidance) result.appendChild(make("p", "guidance", envelope.guidance));
       const more = make("details");
       more.appendChild(make("summary", null, "Error envelope"));
-      more.appendChild(make("pre", "json", pretty(envelope)));
+      more.appendChild(make("pre", "json", shownJSON(data.result_json)));
       result.appendChild(more);
     } else {
       result = make("div", "tool-result ok");
@@ -155,7 +155,7 @@
       if (envelope.source) summary.appendChild(make("span", "result-source", "from " + envelope.source));
       if (envelope.truncated) summary.appendChild(make("span", "truncated", "truncated"));
       details.appendChild(summary);
-      details.appendChild(make("pre", "json", pretty(envelope)));
+      details.appendChild(make("pre", "json", shownJSON(data.result_json)));
       result.appendChild(details);
     }
     entry.appendChild(result);

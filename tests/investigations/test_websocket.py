@@ -1,6 +1,7 @@
 """The investigation websockets through the real ASGI application: who may listen, backlog then live,
 and that a socket ends with its user's access (sign-out, deactivation, role or grant removed)."""
 
+import json
 import threading
 from datetime import timedelta
 
@@ -133,6 +134,60 @@ async def test_an_actions_target_and_outcome_are_sent_as_its_card_shows_them(mak
         assert data["target"] == "host=WS-FIN-07\\u202e\\u200bexe.gpj" == request.target_text  # the card's head
         assert data["outcome"] == "WS-FIN-07\\u202e isolated\\u2028forged line"
     assert await database_sync_to_async(Event.objects.filter(data__target=HIDING_TARGET).count)() == 2  # saved as sent
+
+
+# A backend's data as an attacker may write it: a file name whose right-to-left override reads ".exe" as
+# ".gpj" and whose zero-width space hides in it, in a log line's field and in its key.
+SPOOFED = "ws-fin-07\u202e\u200bexe.gpj"
+SPOOFED_SHOWN = "ws-fin-07\\u202e\\u200bexe.gpj"  # as core.text shows it: each escape once
+
+
+def spoofed_events() -> list[tuple[str, dict]]:
+    """One event of each kind the model's run records, each carrying the spoofed name."""
+    result = {"status": "ok", "source": "siem", "results": [{"user": "ana", "file\u200b": SPOOFED}]}
+    return [
+        ("text", {"text": f"The download was {SPOOFED}.\n", "block": "1.0"}),
+        (
+            "tool_call",
+            {"tool_use_id": "toolu_s1", "call": "1.0", "name": "search_logs", "server": "siem", "write": False}
+            | {"input": {"query": f"file={SPOOFED}"}},
+        ),
+        ("tool_result", {"tool_use_id": "toolu_s1", "call": "1.0", "name": "search_logs", "result": result}),
+        ("status", {"status": "running", "message": f"Looking at {SPOOFED}"}),
+        ("verdict", {"verdict": "malicious", "summary": f"Ran {SPOOFED}", "evidence": [SPOOFED], "end_reason": ""}),
+    ]
+
+
+async def test_the_transcripts_text_and_tool_data_are_sent_as_read(make_investigation, analyst):
+    """The page's script draws every event as sent: the model's text, a tool's arguments and result (a
+    backend's data), a status and a verdict come with what reorders or hides text as its escapes (core.text),
+    backlog and live; a tool's pretty JSON with each escape once. The saved events are as recorded."""
+    investigation = await database_sync_to_async(make_investigation)()
+    for kind, data in spoofed_events():
+        await database_sync_to_async(record_event)(investigation.pk, kind, data)
+    communicator = await socket(f"/ws/investigations/{investigation.pk}/", analyst)
+    assert (await communicator.connect())[0]
+    backlog = [(await received(communicator, EventMessage))["event"] for _ in spoofed_events()]
+    for kind, data in spoofed_events():
+        await database_sync_to_async(record_event)(investigation.pk, kind, data)
+    live = [(await received(communicator, EventMessage))["event"] for _ in spoofed_events()]
+    await communicator.disconnect()
+
+    for sent in (backlog, live):
+        text, call, result, status, verdict = (event["data"] for event in sent)
+        assert text["text"] == f"The download was {SPOOFED_SHOWN}.\n"  # the line break kept, as on a page
+        assert call["input"] == {"query": f"file={SPOOFED_SHOWN}"}
+        assert f'"query": "file={SPOOFED_SHOWN}"' in call["input_json"]
+        assert result["result"]["results"] == [{"user": "ana", "file\\u200b": SPOOFED_SHOWN}]  # keys too
+        assert f'"file\\u200b": "{SPOOFED_SHOWN}"' in result["result_json"]
+        assert "\\\\" not in call["input_json"] + result["result_json"]  # no escape's backslash doubled
+        assert json.loads(result["result_json"]) == spoofed_events()[2][1]["result"]  # the result, whole
+        assert status["message"] == f"Looking at {SPOOFED_SHOWN}"
+        assert (verdict["summary"], verdict["evidence"]) == (f"Ran {SPOOFED_SHOWN}", [SPOOFED_SHOWN])
+        assert not {"\u202e", "\u200b"} & set(json.dumps(sent, ensure_ascii=False))
+
+    saved = await database_sync_to_async(list)(Event.objects.filter(investigation=investigation).order_by("seq"))
+    assert [(event.kind, event.data) for event in saved] == spoofed_events() * 2  # as recorded
 
 
 async def test_a_team_member_with_the_object_permission_may_listen(investigation, make_user):
