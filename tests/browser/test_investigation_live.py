@@ -15,8 +15,9 @@ from playwright.sync_api import expect
 
 from core.roles import ANALYST
 from investigations.models import ActionRequest, Event, Investigation
+from investigations.runs.events import record_event
 from tests.browser.conftest import console_with_worker, raise_story, signed_in
-from tests.investigations.test_websocket import hiding_request, record_action
+from tests.investigations.test_websocket import SPOOFED_SHOWN, hiding_request, record_action, spoofed_events
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -196,6 +197,47 @@ def test_an_actions_line_shows_hidden_characters_as_escapes_as_its_card_does(
     expect(sent.locator(".action-text")).to_have_text(f"isolate_host {target}: ", timeout=RUN_TIMEOUT_MS)
     expect(sent.locator(".action-outcome")).to_have_text(outcome)
     assert not {"\u202e", "\u200b", "\u2028"} & set(page.locator("#transcript").text_content())
+
+
+def test_a_tool_results_text_shows_hidden_characters_as_escapes_once(live_console, make_investigation, make_user, page):
+    """A backend's data read in the transcript as recorded: a file name whose right-to-left override and
+    zero-width space would read it otherwise shows them as their escapes, each once (never a doubled
+    backslash of pretty-printed JSON), in a tool's result and arguments and the model's text; saved at
+    load, and sent by the socket after it."""
+    make_user("ana-spoofed", ANALYST)
+    investigation = make_investigation("SPOOFED-1")
+    events = spoofed_events()[:3]  # the model's text, a tool call, its result
+    for kind, data in events:
+        record_event(investigation.pk, kind, data)
+    relay = DroppingRelay()
+    page.route_web_socket(re.compile(r"/ws/investigations/\d+/"), relay)
+    signed_in(page, live_console, "ana-spoofed")
+    page.goto(f"{live_console.url}/investigations/{investigation.pk}/")
+    page.wait_for_function("() => document.getElementById('live-indicator').dataset.state === 'live'")
+
+    def escaped_json(value: dict) -> str:  # pretty JSON, each hiding character as its escape
+        text = json.dumps(value, indent=2, ensure_ascii=False)
+        return text.replace("\u202e", "\\u202e").replace("\u200b", "\\u200b")
+
+    call, result = (investigation.events.get(kind=kind).data for kind in ("tool_call", "tool_result"))  # as stored
+    entries = page.locator('#transcript .tool-call[data-tool-use-id="toolu_s1"]')
+    expect(entries.locator(".tool-result.ok pre.json")).to_have_count(1)
+    assert entries.locator(".tool-result.ok pre.json").text_content() == escaped_json(result["result"])
+    assert f'"file\\u200b": "{SPOOFED_SHOWN}"' in escaped_json(result["result"])  # the escape, once
+    assert entries.locator("pre.tool-input").text_content() == escaped_json(call["input"])
+    assert page.locator("#transcript .text-block").text_content() == f"The download was {SPOOFED_SHOWN}."
+
+    # The same again reaches the page through its socket: live, or (on the embedded console, whose
+    # channel layer this process does not share) in the backlog the reconnect asks for.
+    for kind, data in events:
+        record_event(investigation.pk, kind, data)
+    relay.drop()
+    expect(entries.locator(".tool-result.ok pre.json")).to_have_count(2, timeout=RUN_TIMEOUT_MS)
+    shown = entries.locator(".tool-result.ok pre.json").all_text_contents()
+    assert shown == [escaped_json(result["result"])] * 2
+    assert entries.locator("pre.tool-input").all_text_contents() == [escaped_json(call["input"])] * 2
+    transcript = page.locator("#transcript").text_content()
+    assert not {"\u202e", "\u200b"} & set(transcript) and "\\\\" not in transcript
 
 
 def test_signing_out_in_another_tab_ends_the_live_page_at_once(live_console, make_investigation, make_user, page):
