@@ -184,6 +184,22 @@ def test_a_finished_investigation_shows_its_verdict_card(client, analyst):
     assert "Confirmed by intel." in page and "<li>toolu_1: domain is malicious</li>" in page
 
 
+def test_the_verdict_card_shows_hidden_characters_as_escapes_as_its_event_does(client, analyst):
+    """The card the page renders before its script draws the verdict event reads as that event: what
+    reorders or hides text in the model's summary, evidence or end reason as its escapes (core.text)."""
+    investigation = raise_alert("A-1")
+    spoofed = "ws-fin-07\u202e\u200bexe.gpj"
+    Investigation.objects.filter(pk=investigation.pk).update(
+        status="completed", verdict="malicious", summary=f"Ran {spoofed}", evidence=[spoofed], end_reason=spoofed
+    )
+    client.force_login(analyst)
+    page = client.get(reverse("investigations:detail", args=[investigation.pk])).content.decode()
+    shown = "ws-fin-07\\u202e\\u200bexe.gpj"
+    assert f'<p class="verdict-summary">Ran {shown}</p>' in page and f"<li>{shown}</li>" in page
+    assert f'<span class="end-reason-text">{shown}</span>' in page
+    assert not {"\u202e", "\u200b"} & set(page)
+
+
 def test_alert_text_is_shown_escaped(client, analyst):
     investigation = raise_alert("A-1", title=f"Phish {XSS}", details={"subject": XSS, "nested": {"html": "<b>x</b>"}})
     client.force_login(analyst)
