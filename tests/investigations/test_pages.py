@@ -211,6 +211,20 @@ def test_alert_text_is_shown_escaped(client, analyst):
     assert "&quot;subject&quot;: &quot;&lt;script&gt;" in page  # the details, as pretty JSON
 
 
+def test_an_alerts_title_and_details_show_hidden_characters_as_escapes(client, analyst):
+    """The sender's text (a phishing subject in a title, a file name in the details) reads on the
+    investigation and its list as on the decision card and the audit pages: what reorders or hides text
+    as its escapes (core.text)."""
+    spoofed, shown = "ws-fin-07\u202e\u200bexe.gpj", "ws-fin-07\\u202e\\u200bexe.gpj"
+    investigation = raise_alert("A-1", title=f"Ran {spoofed}", details={"file": spoofed})
+    client.force_login(analyst)
+    for url in (reverse("investigations:detail", args=[investigation.pk]), reverse("investigations:list")):
+        page = client.get(url).content.decode()
+        assert f"Ran {shown}" in page and not {"\u202e", "\u200b"} & set(page), url
+    page = client.get(reverse("investigations:detail", args=[investigation.pk])).content.decode()
+    assert f"<h1>Ran {shown}</h1>" in page and f"&quot;file&quot;: &quot;{shown}&quot;" in page
+
+
 # -- the alert form ---------------------------------------------------------------------------------
 def form_data(**overrides) -> dict:
     observed = timezone.localtime() - timedelta(minutes=5)
