@@ -175,10 +175,11 @@ def database_from_url(url: str, *, pool_size: int = 10, pool_timeout_s: int = 10
 
 
 def _refuse_unencoded_password(name: str, parts) -> None:
-    if "@" in parts.path + parts.query + parts.fragment:
-        # A password's "/", "?" or "#" ends the host early, and what of the password follows an "@" in it
-        # would be read, and named in messages, as the host (or the database's name).
-        raise ConfigError(name, "percent-encode the password's / ? # and @ (%2F %3F %23 %40)")
+    """A password's "/", "?" or "#" ends the host early, and what of the password follows an "@" in it
+    would be read, and named in messages, as the host (or the database's name). Only a URL with a user's
+    part can have one: a SQLite path, or a host with no password, may hold an "@" (/home/jdoe@corp/...)."""
+    if "@" in parts.netloc and "@" in parts.path + parts.query + parts.fragment:
+        raise ConfigError(name, "percent-encode the password's / ? # and @, and any @ after the host (%2F %3F %23 %40)")
 
 
 def check_redis_url(url: str) -> str:

@@ -44,8 +44,9 @@ class BackendFailure(StrEnum):
     NOT_ALLOWED = "not_allowed"  # its address is not on the deployment's allow-list
 
 
-# Transient failures may succeed on a retry; a write that failed transiently releases its
-# idempotency key. Permanent ones are stored and returned again.
+# Transient failures may succeed on a retry; a write that failed transiently leaves its idempotency
+# key to its retry (freed, or given up when it may have happened: toolserver.gateway._settled).
+# Permanent ones are stored and returned again.
 TRANSIENT_FAILURES = {BackendFailure.TIMEOUT, BackendFailure.UNAVAILABLE, BackendFailure.RATE_LIMITED}
 
 BACKEND_GUIDANCE = {

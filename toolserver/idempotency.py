@@ -123,13 +123,16 @@ def claim(server: ServerSpec, tool: ToolSpec, write: WriteKey, trigger: str, *, 
     deadline = time.monotonic() + wait_s
     waited = False
     while (record := IdempotencyRecord.objects.filter(key=write.key).first()) is not None:
-        if record.fingerprint != write.fingerprint:
+        given_up = record.state == IdempotencyRecord.State.RUNNING and record.claim_token == GIVEN_UP
+        if given_up and waited:
+            break  # its holder gave up while this caller waited: as for a row freed meanwhile, below
+        # Given up, no request stands: the action asked again in other words is this caller's to send, once
+        # the backend says the first did not happen (toolserver.gateway._check_done).
+        if record.fingerprint != write.fingerprint and not given_up:
             return Conflict(record.result)
         if record.state != IdempotencyRecord.State.RUNNING:
             return Prior(record.result, record.completed_at)
-        if record.claim_token == GIVEN_UP and waited:
-            break  # its holder gave up while this caller waited: as for a row freed meanwhile, below
-        if record.lease_until < timezone.now() and _take_over(record, token, lease):
+        if record.lease_until < timezone.now() and _take_over(record, token, lease, write.fingerprint):
             return Claimed(token, taken_over=True)
         if time.monotonic() >= deadline:
             return InProgress()
@@ -142,12 +145,13 @@ def claim(server: ServerSpec, tool: ToolSpec, write: WriteKey, trigger: str, *, 
     return InProgress()
 
 
-def _take_over(record: IdempotencyRecord, token: str, lease: timedelta) -> bool:
-    """Exactly one caller wins an abandoned claim: the guard is in the WHERE clause."""
+def _take_over(record: IdempotencyRecord, token: str, lease: timedelta, fingerprint: str) -> bool:
+    """Exactly one caller wins an abandoned claim: the guard is in the WHERE clause. The key holds the taker's
+    arguments from then (the same, but for a given-up key asked for again in other words)."""
     now = timezone.now()
     won = IdempotencyRecord.objects.filter(
         pk=record.pk, state=IdempotencyRecord.State.RUNNING, claim_token=record.claim_token, lease_until__lt=now
-    ).update(claim_token=token, lease_until=now + lease, attempts=record.attempts + 1)
+    ).update(claim_token=token, lease_until=now + lease, attempts=record.attempts + 1, fingerprint=fingerprint)
     return won == 1
 
 

@@ -280,7 +280,7 @@ def reject_action(request, id: int, decision: RejectIn):
     summary="Confirm the outcome of an action request whose outcome is unknown",
 )
 def confirm_action(request, id: int, decision: ConfirmIn):
-    """For a request in state `unconfirmed` (it was sent once, its worker stopped, and the backend cannot
+    """For a request in state `unconfirmed` (it was sent, its answer was lost, and the backend cannot
     say whether it took effect): say whether it happened, and what you checked. `happened: true` ends it
     `succeeded` (a repeat of the action for the alert gets this result); `false` ends it `failed` and the
     agent may ask for the action again, which needs an approval again. Either way the investigation

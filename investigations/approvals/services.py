@@ -563,7 +563,10 @@ def stalled_executions(*, approved_for_s: float) -> list[int]:
 def describe_outcome(request: ActionRequest, result: dict) -> str:
     """The result in a line, for the analyst: "WS-FIN-07 isolated", "ticket #4471 opened"."""
     if is_error(result) and result.get("reason") == Reason.OUTCOME_UNKNOWN:
-        return "outcome unknown — check and confirm: it was sent once, its worker stopped, and the backend cannot say whether it happened"
+        return (
+            "outcome unknown — check and confirm: it was sent, its answer was lost (its worker stopped, or the "
+            "backend did not answer), and the backend cannot say whether it happened"
+        )
     if is_error(result):
         return f"failed: {result.get('reason', 'error')}"
     data = result.get("data") if isinstance(result.get("data"), dict) else {}

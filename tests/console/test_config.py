@@ -82,3 +82,13 @@ def test_model_prices_are_four_figures_per_model_and_a_bad_one_names_the_variabl
     monkeypatch.setenv("GATEHOUSE_MODEL_PRICES", raw)
     with pytest.raises(ConfigError, match="GATEHOUSE_MODEL_PRICES: expected MODEL=INPUT/CACHE_WRITE"):
         env_prices("GATEHOUSE_MODEL_PRICES")
+
+
+def test_a_url_with_no_password_may_hold_an_at_sign_after_its_host():
+    """The unencoded-password rule is for a user's part cut short: a SQLite file under an AD-joined home
+    (/home/jdoe@corp.example/...) or a PostgreSQL host with no password in its URL starts as it is."""
+    entry = database_from_url("sqlite:////home/jdoe@corp.example/gatehouse/console.sqlite3")
+    assert str(entry["NAME"]) == "/home/jdoe@corp.example/gatehouse/console.sqlite3"
+    assert (
+        database_from_url("postgres://db.corp:5432/gatehouse?sslrootcert=/home/jdoe@corp/ca.pem")["HOST"] == "db.corp"
+    )

@@ -6,7 +6,8 @@ import pytest
 
 from toolserver.envelope import OUTPUT_SCHEMA
 from toolserver.lab import estate, faults
-from toolserver.lab.models import LabWrite
+from toolserver.lab.models import LabWrite, Ticket
+from toolserver.models import IdempotencyRecord
 from toolserver.supervisor import get_supervisor
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -194,3 +195,25 @@ def test_a_permanent_write_failure_is_stored_and_returned_again(gateway, context
     assert first["reason"] == "not_found"
     assert gateway.call("add_comment", comment, context) == first
     assert LabWrite.objects.filter(action="add_comment").count() == 1
+
+
+def test_a_ticket_asked_again_in_other_words_after_a_failed_try_is_opened_once_not_refused(gateway, context):
+    """The first open_ticket failed with a 5xx (refused before anything was opened) and its key was given up,
+    for the next try to ask the ticketing system first. Asked again with its title worded otherwise, it was
+    refused as a conflict with the first, "still running", and never opened: nothing of the first stands,
+    so the next try takes the key over, finds no ticket, and opens it with its own words."""
+    ticket = {"title": "Phishing on WS-FIN-07", "body": "Findings so far.", "severity": "high"}
+    faults.inject("ticketing", "error_5xx", remaining=1)
+    first = gateway.call("open_ticket", ticket, context)
+    assert (first["reason"], first["retryable"]) == ("ticketing_unavailable", True)
+    assert not Ticket.objects.exists()  # refused before it acted
+
+    again = gateway.call("open_ticket", {**ticket, "title": "Phishing reported on WS-FIN-07"}, context)
+
+    assert again["status"] == "ok", again
+    assert list(Ticket.objects.values_list("title", flat=True)) == ["Phishing reported on WS-FIN-07"]
+    assert IdempotencyRecord.objects.get().state == "succeeded"
+    assert list(LabWrite.objects.filter(action="open_ticket").order_by("pk").values_list("outcome", flat=True)) == [
+        "fault",
+        "performed",
+    ]
