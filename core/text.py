@@ -7,6 +7,7 @@ approval's arguments) or reads back (a log line) shows each as its escape, never
 """
 
 import json
+import re
 from unicodedata import category
 
 _HIDING_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})  # controls, format characters, line/paragraph separators
@@ -39,11 +40,21 @@ def escape(char: str) -> str:
     return f"\\x{point:02x}" if point <= 0xFF else f"\\u{point:04x}" if point <= 0xFFFF else f"\\U{point:08x}"
 
 
+# What may hide: an ASCII control, or any character past ASCII (hides() decides each). Text is nearly all
+# ASCII, and a page's JSON has a line break every line: only these are looked at, not every character.
+_MAY_HIDE = re.compile(r"[\x00-\x1f\x7f-\U0010ffff]")
+
+
 def as_read(text: str, keep: str = "") -> str:
     """`text` with every character that hides (`hides`) shown as its escape, but those in `keep`."""
     if text.isascii() and text.isprintable():  # nearly every text: nothing to escape
         return text
-    return "".join(escape(char) if char not in keep and hides(char) else char for char in text)
+
+    def shown(found: re.Match) -> str:
+        char = found.group()
+        return escape(char) if char not in keep and hides(char) else char
+
+    return _MAY_HIDE.sub(shown, text)
 
 
 def as_read_on_page(text: str) -> str:
