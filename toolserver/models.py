@@ -146,7 +146,7 @@ class ToolServer(models.Model):
     def settings_digest(self) -> str:
         """Its settings (SETTINGS_FIELDS) as a digest: its page sends back the one it showed, and the save is
         refused if they have changed since."""
-        return launch_digest({field: getattr(self, field) for field in self.SETTINGS_FIELDS})
+        return fields_digest(self, self.SETTINGS_FIELDS)
 
     def points_at(self, digest: str) -> bool:
         """Whether it still points where something was set for (its credential, its secret parameters), whatever
@@ -284,6 +284,12 @@ class Credential(models.Model):
 
 def launch_digest(launch: dict) -> str:
     return hashlib.sha256(json.dumps(launch, sort_keys=True).encode()).hexdigest()
+
+
+def fields_digest(row, fields) -> str:
+    """`row`'s `fields` as one digest: what a page showed of a row whose form saves every field, sent back with the
+    save and compared with the row under its lock (console.manage.administration.shown)."""
+    return launch_digest({field: getattr(row, field) for field in fields})
 
 
 def backend_digest(adapter: str, url: str, launch: str) -> str:

@@ -28,7 +28,7 @@ from toolserver.adapters import adapter_class
 from toolserver.adapters.base import ParamError
 from toolserver.audit import result_digest
 from toolserver.config import find_tool
-from toolserver.models import Credential, Tool, ToolServer
+from toolserver.models import Credential, Tool, ToolServer, fields_digest
 from toolserver.supervisor import allowed_backend_hosts, get_supervisor, restart_everywhere
 
 # What whoever holds `manage_toolserver` on a server may change; where it points, and its
@@ -49,6 +49,29 @@ class Refused(Exception):
 
 class ChangedSince(Refused):
     """A change made against what has changed since the admin was shown it: they see it as it is now first."""
+
+
+# What each page's form saves, every field of it each time: a save is made against them as its page showed them
+# (shown), so it does not put back what another admin changed meanwhile.
+SEEN_FIELDS = {ToolServer: ToolServer.SETTINGS_FIELDS, ToolPolicy: POLICY_FIELDS, Budgets: BUDGET_FIELDS}
+
+
+def shown(row) -> str:
+    """What a page shows of `row` (its SEEN_FIELDS) as a digest: its form sends it back (a hidden `<...>_seen`), and
+    the save is refused (ChangedSince, _lock_as_seen) if they have changed since."""
+    return fields_digest(row, SEEN_FIELDS[type(row)])
+
+
+def _lock_as_seen(row, seen: str, what: str, queryset=None) -> None:
+    """Re-read `row` under its lock, till commit, from `queryset` (its model's by default). `seen`: what the admin's
+    page showed of it (shown); blank where only the fields given are saved (the API). Refused if it differs now:
+    the page's every field would be saved and put back another admin's change. `what`: its fields, in the message."""
+    row.refresh_from_db(from_queryset=queryset if queryset is not None else type(row).objects.select_for_update())
+    if seen and seen != shown(row):
+        raise ChangedSince(
+            f"{what} were changed by someone else since your page showed them: nothing was saved. "
+            "Here they are as they are now; make your change again."
+        )
 
 
 def actor(user) -> str:
@@ -105,17 +128,15 @@ def update_server(server: ToolServer, user, changes: dict, *, seen: str = "") ->
     """A server pointed elsewhere (adapter or URL) loses its credential and its secret parameters:
     the admin sets them again. Its adapter's parameters (`params`, and `secret_params` typed now,
     sealed here) are the admin role's to change, like where it points. `seen`: its settings as the admin's
-    page showed them (ToolServer.settings_digest), refused (ChangedSince) if another admin has changed them since."""
+    page showed them (shown: ToolServer.settings_digest), refused (ChangedSince) if another admin has changed them since."""
     # Compared, saved and revoked on the row as it stands, locked till commit, not the caller's copy (read before
     # the form was even validated): a credential or secret parameter another admin set meanwhile is revoked too.
-    server.refresh_from_db(
-        from_queryset=ToolServer.objects.select_for_update(of=("self",)).select_related("credential")
+    _lock_as_seen(
+        server,
+        seen,
+        f"{server.name}'s settings",
+        ToolServer.objects.select_for_update(of=("self",)).select_related("credential"),
     )
-    if seen and seen != server.settings_digest():  # the page's every field is saved: it would put theirs back
-        raise ChangedSince(
-            f"{server.name}'s settings were changed by someone else since your page showed them: nothing was saved. "
-            "Here they are as they are now; make your change again."
-        )
     changes = dict(changes)
     secret_params = changes.pop("secret_params", None) or {}
     backend_fields = (*BACKEND_FIELDS, *EXTERNAL_FIELDS) if server.kind == ToolServer.Kind.EXTERNAL else BACKEND_FIELDS
@@ -530,14 +551,20 @@ def _listing_shown(listing: dict) -> dict:
 
 # -- policies and budgets ---------------------------------------------------------------------------
 @transaction.atomic
-def update_policy(policy: ToolPolicy, user, changes: dict) -> set[str]:
+def update_policy(policy: ToolPolicy, user, changes: dict, *, seen: str = "") -> set[str]:
+    """`seen`: the policy as the admin's page showed it (shown), refused (ChangedSince) if another admin has changed
+    it since; the API saves only the fields it is given, and sends none."""
+    _lock_as_seen(policy, seen, f"{policy.tool}'s approval settings")
     server, _ = find_tool(policy.tool)
     return _save_changes(policy, user, "policy_changed", changes, POLICY_FIELDS, server=server.name, tool=policy.tool)
 
 
 @transaction.atomic
-def update_budgets(user, changes: dict) -> set[str]:
-    return _save_changes(Budgets.current(), user, "budgets_changed", changes, BUDGET_FIELDS)
+def update_budgets(user, changes: dict, *, seen: str = "") -> set[str]:
+    """`seen`: the budgets as the admin's page showed them (shown), refused (ChangedSince) if changed since."""
+    budgets = Budgets.current()
+    _lock_as_seen(budgets, seen, "The budgets")
+    return _save_changes(budgets, user, "budgets_changed", changes, BUDGET_FIELDS)
 
 
 # -- roles ----------------------------------------------------------------------------------------------
