@@ -8,9 +8,12 @@ from django.contrib.auth.models import Group, User
 from django.core.validators import URLValidator
 
 from console.manage.administration import (
+    BUDGET_FIELDS,
     DELEGATED_SERVER_FIELDS,
     GRANTABLE,
+    POLICY_FIELDS,
     SERVER_FIELDS,
+    shown,
 )
 from core.roles import ROLES
 from investigations.models import Budgets, ToolPolicy
@@ -52,16 +55,17 @@ def check_allowed_host(url: str, server: str, schemes: Mapping[str, int] = Backe
         raise forms.ValidationError(f"{exc}: ask whoever deploys Gatehouse to list it.") from None
 
 
-def settings_seen() -> forms.CharField:
-    """The server's settings as the page showed them (ToolServer.settings_digest): the save is made against them.
-    Not `seen`: that is the credential form's, on the same page."""
+def seen_field() -> forms.CharField:
+    """What the page showed of the row its form saves every field of (administration.shown): the save is made
+    against it. Each form names its own (`settings_seen`, `policy_seen`, `budgets_seen`), never `seen`: that is the
+    credential form's and the listing's, on the same pages."""
     return forms.CharField(widget=forms.HiddenInput, max_length=64)
 
 
 class DelegatedServerForm(forms.ModelForm):
     """What whoever holds `manage_toolserver` on a server may change (administration.DELEGATED_SERVER_FIELDS)."""
 
-    settings_seen = settings_seen()
+    settings_seen = seen_field()
 
     class Meta:
         model = ToolServer
@@ -70,7 +74,7 @@ class DelegatedServerForm(forms.ModelForm):
 
     def __init__(self, data=None, *args, instance: ToolServer, **kwargs):
         super().__init__(data, *args, instance=instance, **kwargs)
-        self.fields["settings_seen"].initial = instance.settings_digest()
+        self.fields["settings_seen"].initial = shown(instance)
 
 
 class ServerForm(DelegatedServerForm):
@@ -189,17 +193,29 @@ class ToolForm(forms.Form):
 
 
 class PolicyForm(forms.ModelForm):
+    policy_seen = seen_field()
+
     class Meta:
         model = ToolPolicy
-        fields = ["requires_approval", "approvals_needed", "expiry_seconds"]
+        fields = list(POLICY_FIELDS)
         widgets = {"approvals_needed": forms.Select(choices=[(1, "1"), (2, "2 (four eyes)")])}
+
+    def __init__(self, data=None, *, instance: ToolPolicy):
+        super().__init__(data, instance=instance)
+        self.fields["policy_seen"].initial = shown(instance)
 
 
 class BudgetsForm(forms.ModelForm):
+    budgets_seen = seen_field()
+
     class Meta:
         model = Budgets
-        fields = ["tool_calls", "tokens", "seconds"]
+        fields = list(BUDGET_FIELDS)
         labels = {"tool_calls": "Tool calls", "seconds": "Seconds"}
+
+    def __init__(self, data=None, *, instance: Budgets):
+        super().__init__(data, instance=instance)
+        self.fields["budgets_seen"].initial = shown(instance)
 
 
 class GrantForm(forms.Form):
@@ -258,7 +274,7 @@ class ExternalServerForm(forms.Form):
     enabled = forms.BooleanField(
         required=False, help_text="Off: none of its tools is called (each answers tool_disabled)."
     )
-    settings_seen = settings_seen()
+    settings_seen = seen_field()
 
     def __init__(self, data=None, *, instance: ToolServer | None = None):
         initial = None
@@ -268,7 +284,7 @@ class ExternalServerForm(forms.Form):
             }
             initial["args"] = "\n".join(instance.args)
             initial["env"] = "\n".join(f"{name}={value}" for name, value in instance.env.items())
-            initial["settings_seen"] = instance.settings_digest()
+            initial["settings_seen"] = shown(instance)
         super().__init__(data, initial=initial)
         if instance is not None:
             del self.fields["name"]

@@ -12,6 +12,7 @@ from functools import wraps
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
@@ -62,6 +63,19 @@ def server_manager(view):
     return check
 
 
+# A page's form saves every field it shows, against what it showed (its hidden `<...>_seen`, administration.shown):
+# without it the form would never pass, and the hidden field's error would show nowhere.
+UNSAID = "The page did not say which settings it showed: here they are now; save again."
+
+
+def _again(form, error: str):
+    """`form`, unbound (the row as it is now: its fields and its `<...>_seen`), sent back with `error`: what was typed
+    would put back another admin's change."""
+    form.cleaned_data = {}  # an unbound form has none, and add_error expects them
+    form.add_error(None, error)
+    return form
+
+
 @admin_only
 @require_POST
 def register(request):
@@ -99,8 +113,16 @@ def index(request, budgets_form=None, register_form=None, status=200):
 def budgets(request):
     form = BudgetsForm(request.POST, instance=Budgets.current())
     if not form.is_valid():
+        if "budgets_seen" in form.errors:
+            form = _again(BudgetsForm(instance=Budgets.current()), UNSAID)
         return index(request, budgets_form=form, status=400)
-    if administration.update_budgets(request.user, form.cleaned_data):
+    changes = dict(form.cleaned_data)
+    seen = changes.pop("budgets_seen")
+    try:
+        changed = administration.update_budgets(request.user, changes, seen=seen)
+    except ChangedSince as exc:
+        return index(request, budgets_form=_again(BudgetsForm(instance=Budgets.current()), str(exc)), status=400)
+    if changed:
         messages.success(request, "Budgets saved: they apply to investigations started from now on.")
     return redirect("manage:index")
 
@@ -139,10 +161,8 @@ def server(request, server):
     # administration compares it with the row as saved.
     form = _server_form(request, ToolServer.objects.get(pk=server.pk), request.POST)
     if not form.is_valid():
-        if "settings_seen" in form.errors:  # a hidden field: its error would show nowhere, and the form never pass
-            form = _server_form_again(
-                request, server, "The page did not say which settings it showed: here they are now; save again."
-            )
+        if "settings_seen" in form.errors:
+            form = _server_form_again(request, server, UNSAID)
         return _server_page(request, server, form=form, status=400)
     changes = dict(form.cleaned_data)
     seen = changes.pop("settings_seen")
@@ -160,10 +180,7 @@ def server(request, server):
 def _server_form_again(request, server, error: str):
     """The form sent back with `error`, with the server's settings as they are now (its fields and `settings_seen`)."""
     server.refresh_from_db()
-    form = _server_form(request, server)
-    form.cleaned_data = {}  # an unbound form has none, and add_error expects them
-    form.add_error(None, error)
-    return form
+    return _again(_server_form(request, server), error)
 
 
 def backend_admin(view):
@@ -288,12 +305,26 @@ def tool(request, name):
         PolicyForm(request.POST, instance=ToolPolicy.objects.get(pk=policy.pk)) if policy else None
     )  # a copy, as above
     if not form.is_valid() or (policy_form is not None and not policy_form.is_valid()):
+        if policy_form is not None and "policy_seen" in policy_form.errors:
+            policy_form = _policy_form_again(policy, UNSAID)
         return _tool_page(request, tool, form=form, policy_form=policy_form, status=400)
-    changed = administration.update_tool(tool, request.user, enabled=form.cleaned_data["enabled"])
-    if policy_form is not None:
-        changed |= administration.update_policy(policy, request.user, policy_form.cleaned_data)
+    try:
+        with transaction.atomic():  # the switch and the policy, or neither
+            changed = set()
+            if policy_form is not None:
+                changes = dict(policy_form.cleaned_data)
+                seen = changes.pop("policy_seen")
+                changed |= administration.update_policy(policy, request.user, changes, seen=seen)
+            changed |= administration.update_tool(tool, request.user, enabled=form.cleaned_data["enabled"])
+    except ChangedSince as exc:  # the tool's page as it is now (the switch too: nothing was saved)
+        tool.refresh_from_db()
+        return _tool_page(request, tool, policy_form=_policy_form_again(policy, str(exc)), status=400)
     messages.success(request, f"Saved: {', '.join(sorted(changed))}." if changed else "Nothing changed.")
     return redirect("manage:tool", tool.name)
+
+
+def _policy_form_again(policy, error: str) -> PolicyForm:
+    return _again(PolicyForm(instance=ToolPolicy.objects.get(pk=policy.pk)), error)
 
 
 @admin_only

@@ -171,8 +171,18 @@ def posted(url_name: str, who: str) -> dict:
             "rate_limit_window_s": 1,
         },
         "set_credential": {"secret": new_secret()},
-        "tool": {"requires_approval": "", "approvals_needed": 2, "expiry_seconds": 60},  # enabled left out: off
-        "budgets": {"tool_calls": 1, "tokens": 1000, "seconds": 10},
+        "tool": {  # enabled left out: off
+            "requires_approval": "",
+            "approvals_needed": 2,
+            "expiry_seconds": 60,
+            "policy_seen": administration.shown(ToolPolicy.objects.get(tool=ISOLATE)),
+        },
+        "budgets": {
+            "tool_calls": 1,
+            "tokens": 1000,
+            "seconds": 10,
+            "budgets_seen": administration.shown(Budgets.current()),
+        },
         "grant": {"permission": "approve_tool", "object": ISOLATE, "holder": f"user:{who}"},
         "revoke": {"permission": "approve_tool", "object": ISOLATE, "holder": "group:analyst"},
     }.get(url_name, {})
@@ -494,15 +504,29 @@ def test_a_bad_grant_is_refused_with_its_fields_message(admin_client, form, fiel
     assert configuration() == before
 
 
+def budgets_form(client, **changes) -> dict:
+    """The budgets form as the admin's page shows it now (its `budgets_seen` too), with `changes`."""
+    return form_on(page_of(client, reverse("manage:index")), "budgets-form", **changes)
+
+
+def tool_form(client, tool: str, **changes) -> dict:
+    """A tool's form (its switch and its policy, `policy_seen` too) as its page shows it now, with `changes`."""
+    return form_on(page_of(client, reverse("manage:tool", args=[tool])), "tool-form", **changes)
+
+
 def test_budgets_below_their_minimums_are_refused(admin_client):
     before = configuration()
-    response = admin_client.post(reverse("manage:budgets"), {"tool_calls": 0, "tokens": 999, "seconds": 9})
+    response = admin_client.post(
+        reverse("manage:budgets"), budgets_form(admin_client, tool_calls=0, tokens=999, seconds=9)
+    )
     assert response.status_code == 400
     assert configuration() == before
 
 
 def test_budgets_below_their_minimums_get_each_fields_message(admin_client):
-    response = admin_client.post(reverse("manage:budgets"), {"tool_calls": 0, "tokens": 999, "seconds": 9})
+    response = admin_client.post(
+        reverse("manage:budgets"), budgets_form(admin_client, tool_calls=0, tokens=999, seconds=9)
+    )
     page = response.content.decode()
     assert "Ensure this value is greater than or equal to 1." in field_block(page, "tool_calls")
     assert "Ensure this value is greater than or equal to 1000." in field_block(page, "tokens")
@@ -512,7 +536,7 @@ def test_budgets_below_their_minimums_get_each_fields_message(admin_client):
 def test_an_approval_expiry_under_a_minute_is_refused(admin_client):
     response = admin_client.post(
         reverse("manage:tool", args=[ISOLATE]),
-        {"enabled": "on", "requires_approval": "on", "approvals_needed": 1, "expiry_seconds": 0},
+        tool_form(admin_client, ISOLATE, enabled="on", requires_approval="on", approvals_needed=1, expiry_seconds=0),
     )
     assert response.status_code == 400
     assert "Ensure this value is greater than or equal to 60." in field_block(
@@ -523,12 +547,95 @@ def test_an_approval_expiry_under_a_minute_is_refused(admin_client):
 
 def test_budgets_at_their_minimums_are_saved_and_recorded(admin_client):
     old = Budgets.current()
-    response = admin_client.post(reverse("manage:budgets"), {"tool_calls": 1, "tokens": 1000, "seconds": 10})
+    response = admin_client.post(
+        reverse("manage:budgets"), budgets_form(admin_client, tool_calls=1, tokens=1000, seconds=10)
+    )
     assert response.status_code == 302 and response.url == reverse("manage:index")
     assert (Budgets.current().tool_calls, Budgets.current().tokens, Budgets.current().seconds) == (1, 1000, 10)
     record = only_change("budgets_changed")
     assert record.extra["before"] == {"tool_calls": old.tool_calls, "tokens": old.tokens, "seconds": old.seconds}
     assert record.extra["after"] == {"tool_calls": 1, "tokens": 1000, "seconds": 10}
+
+
+def test_a_policy_saved_from_a_page_read_before_another_admins_save_is_refused_and_theirs_stands(
+    admin_client, admin_user, make_user
+):
+    """Ada and Bea open isolate_host's page; Bea asks for four eyes; Ada's save of its expiry (every field of the
+    form, as her page showed them) would put one approver back, recorded as her change: it is refused, nothing saved
+    (her switch neither), and her form shows the policy as it is now, from which her save goes through."""
+    url = reverse("manage:tool", args=[ISOLATE])
+    bea = Client()
+    bea.force_login(make_user("bea", ADMIN))
+    adas_page, beas_page = page_of(admin_client, url), page_of(bea, url)
+    assert bea.post(url, form_on(beas_page, "tool-form", approvals_needed=2)).status_code == 302
+
+    stale = form_on(adas_page, "tool-form", expiry_seconds=600)
+    del stale["enabled"]  # and she switches it off
+    refused = admin_client.post(url, stale)
+    assert refused.status_code == 400
+    page = refused.content.decode()
+    assert "approval settings were changed by someone else since your page showed them: nothing was saved" in (
+        form_errors(page)
+    )
+    policy = ToolPolicy.objects.get(tool=ISOLATE)
+    assert (policy.approvals_needed, policy.expiry_seconds) == (2, 3600)  # Bea's four eyes stand; nothing of Ada's
+    assert Tool.objects.get(name=ISOLATE).enabled
+    assert [record.actor for record in admin_changes("policy_changed")] == ["user:bea"]
+    assert not admin_changes("tool_changed")
+    again = form_on(page, "tool-form")
+    assert (again["approvals_needed"], again["enabled"]) == ("2", "on")  # the page as it is now
+
+    assert admin_client.post(url, form_on(page, "tool-form", expiry_seconds=600)).status_code == 302
+    policy.refresh_from_db()
+    assert (policy.approvals_needed, policy.expiry_seconds) == (2, 600)
+    assert admin_changes("policy_changed")[-1].actor == f"user:{admin_user.username}"
+    assert admin_changes("policy_changed")[-1].extra == {
+        "before": {"expiry_seconds": 3600},
+        "after": {"expiry_seconds": 600},
+    }
+    unsaid = form_on(page_of(admin_client, url), "tool-form", approvals_needed=1)
+    del unsaid["policy_seen"]
+    refused = admin_client.post(url, unsaid)  # a form that does not say what it showed is saved over nothing
+    assert refused.status_code == 400
+    assert "did not say which settings it showed" in form_errors(refused.content.decode())
+    assert ToolPolicy.objects.get(tool=ISOLATE).approvals_needed == 2
+
+
+def test_budgets_saved_from_a_page_read_before_another_admins_save_are_refused_and_theirs_stand(
+    admin_client, admin_user, make_user
+):
+    """Ada and Bea open the tool servers page; Bea lowers the tool calls each investigation may make; Ada's save of
+    more seconds would put the old number back: it is refused, nothing saved, and her form shows the budgets as they
+    are now, from which her save goes through."""
+    url = reverse("manage:index")
+    before = Budgets.current()
+    longer = before.seconds + 60
+    bea = Client()
+    bea.force_login(make_user("bea", ADMIN))
+    adas_page, beas_page = page_of(admin_client, url), page_of(bea, url)
+    assert bea.post(reverse("manage:budgets"), form_on(beas_page, "budgets-form", tool_calls=5)).status_code == 302
+
+    refused = admin_client.post(reverse("manage:budgets"), form_on(adas_page, "budgets-form", seconds=longer))
+    assert refused.status_code == 400
+    page = refused.content.decode()
+    assert "budgets were changed by someone else since your page showed them: nothing was saved" in form_errors(page)
+    budgets = Budgets.current()
+    assert (budgets.tool_calls, budgets.seconds) == (5, before.seconds)  # Bea's budget stands; nothing of Ada's
+    assert [record.actor for record in admin_changes("budgets_changed")] == ["user:bea"]
+    assert form_on(page, "budgets-form")["tool_calls"] == "5"  # the form shows the budgets as they are now
+
+    assert (
+        admin_client.post(reverse("manage:budgets"), form_on(page, "budgets-form", seconds=longer)).status_code == 302
+    )
+    budgets.refresh_from_db()
+    assert (budgets.tool_calls, budgets.seconds) == (5, longer)
+    assert admin_changes("budgets_changed")[-1].actor == f"user:{admin_user.username}"
+    unsaid = form_on(page_of(admin_client, url), "budgets-form", tool_calls=50)
+    del unsaid["budgets_seen"]
+    refused = admin_client.post(reverse("manage:budgets"), unsaid)
+    assert refused.status_code == 400
+    assert "did not say which settings it showed" in form_errors(refused.content.decode())
+    assert Budgets.current().tool_calls == 5
 
 
 @pytest.mark.parametrize(
@@ -698,10 +805,10 @@ def test_a_server_change_on_the_page_records_only_the_fields_that_changed(admin_
     assert len(admin_changes("server_changed")) == 1
 
 
-def server_form_on(page: str, **changes) -> dict:
-    """The server form as `page` shows it (its hidden `settings_seen` too), posted back with `changes`, as a browser
-    would."""
-    form = re.search(r'<form id="server-form".*?</form>', page, re.S).group(0)
+def form_on(page: str, form_id: str, **changes) -> dict:
+    """The form `form_id` as `page` shows it (its hidden `<...>_seen` too), posted back with `changes`, as a browser
+    would: an unticked box is left out, a list sends its selected option."""
+    form = re.search(rf'<form id="{form_id}".*?</form>', page, re.S).group(0)
     data = {}
     for tag in re.findall(r"<input\s([^>]*)>", form):
         attributes = {name: html.unescape(value) for name, value in re.findall(r'([\w-]+)(?:="([^"]*)")?', tag)}
@@ -709,7 +816,15 @@ def server_form_on(page: str, **changes) -> dict:
             data[attributes["name"]] = attributes.get("value", "")
         elif "checked" in attributes:
             data[attributes["name"]] = "on"
+    for name, options in re.findall(r'<select name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
+        values = re.findall(r'<option value="([^"]*)"([^>]*)>', options)
+        data[name] = html.unescape(next((value for value, rest in values if "selected" in rest), values[0][0]))
     return data | changes
+
+
+def server_form_on(page: str, **changes) -> dict:
+    """The server form as `page` shows it (its hidden `settings_seen` too), posted back with `changes`."""
+    return form_on(page, "server-form", **changes)
 
 
 def test_a_save_from_a_page_read_before_another_admins_save_is_refused_and_theirs_stands(admin_client, make_user):
@@ -744,7 +859,8 @@ def test_a_save_from_a_page_read_before_another_admins_save_is_refused_and_their
 
 
 def test_a_tool_page_change_records_the_switch_and_the_policy_apart(admin_client):
-    data = {"requires_approval": "on", "approvals_needed": 2, "expiry_seconds": 3600}  # enabled left out: off
+    data = tool_form(admin_client, ISOLATE, requires_approval="on", approvals_needed=2, expiry_seconds=3600)
+    del data["enabled"]  # left out: off
     response = admin_client.post(reverse("manage:tool", args=[ISOLATE]), data)
     assert response.status_code == 302 and response.url == reverse("manage:tool", args=[ISOLATE])
     assert "Saved: approvals_needed, enabled." in page_of(admin_client, response.url)
