@@ -53,7 +53,12 @@ class ChangedSince(Refused):
 
 # What each page's form saves, every field of it each time: a save is made against them as its page showed them
 # (shown), so it does not put back what another admin changed meanwhile.
-SEEN_FIELDS = {ToolServer: ToolServer.SETTINGS_FIELDS, ToolPolicy: POLICY_FIELDS, Budgets: BUDGET_FIELDS}
+SEEN_FIELDS = {
+    ToolServer: ToolServer.SETTINGS_FIELDS,
+    Tool: ("enabled",),
+    ToolPolicy: POLICY_FIELDS,
+    Budgets: BUDGET_FIELDS,
+}
 
 
 def shown(row) -> str:
@@ -389,7 +394,15 @@ def reseal_credentials(by: str = "system") -> tuple[list[str], list[str]]:
 
 # -- tools and their discovery ----------------------------------------------------------------------
 @transaction.atomic
-def update_tool(tool: Tool, user, *, enabled: bool) -> set[str]:
+@transaction.atomic
+def update_tool(tool: Tool, user, *, enabled: bool, seen: str = "") -> set[str]:
+    """`seen`: its switch as the admin's page showed it (shown), refused (ChangedSince) if changed since."""
+    _lock_as_seen(
+        tool,
+        seen,
+        f"{tool.name}'s switch settings",
+        Tool.objects.select_for_update(of=("self",)).select_related("server"),
+    )
     return _save_changes(
         tool, user, "tool_changed", {"enabled": enabled}, ("enabled",), server=tool.server.name, tool=tool.name
     )

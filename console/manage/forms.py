@@ -20,7 +20,7 @@ from investigations.models import Budgets, ToolPolicy
 from toolserver import egress
 from toolserver.adapters import adapter_class, adapter_names
 from toolserver.adapters.base import Backend
-from toolserver.models import ToolServer
+from toolserver.models import Tool, ToolServer
 from toolserver.supervisor import allowed_backend_hosts
 
 
@@ -190,6 +190,10 @@ class CredentialForm(forms.Form):
 
 class ToolForm(forms.Form):
     enabled = forms.BooleanField(required=False)
+    tool_seen = seen_field()
+
+    def __init__(self, data=None, *, instance: Tool):
+        super().__init__(data, initial={"enabled": instance.enabled, "tool_seen": shown(instance)})
 
 
 class PolicyForm(forms.ModelForm):

@@ -282,7 +282,7 @@ def _tool_page(request, tool, *, form=None, policy_form=None, grant_form=None, a
         "manage/tool.html",
         {
             "tool": tool,
-            "form": form or ToolForm(initial={"enabled": tool.enabled}),
+            "form": form or ToolForm(instance=tool),
             "policy": policy,
             "policy_form": policy_form or (PolicyForm(instance=policy) if policy else None),
             "approvers": administration.grants("approve_tool", on=policy) if policy else [],
@@ -299,12 +299,14 @@ def tool(request, name):
     tool = get_object_or_404(Tool.objects.select_related("server"), name=name)
     if request.method != "POST":
         return _tool_page(request, tool)
-    form = ToolForm(request.POST)
+    form = ToolForm(request.POST, instance=tool)
     policy = ToolPolicy.objects.filter(tool=tool.name).first()
     policy_form = (
         PolicyForm(request.POST, instance=ToolPolicy.objects.get(pk=policy.pk)) if policy else None
     )  # a copy, as above
     if not form.is_valid() or (policy_form is not None and not policy_form.is_valid()):
+        if "tool_seen" in form.errors:
+            form = _again(ToolForm(instance=tool), UNSAID)
         if policy_form is not None and "policy_seen" in policy_form.errors:
             policy_form = _policy_form_again(policy, UNSAID)
         return _tool_page(request, tool, form=form, policy_form=policy_form, status=400)
@@ -315,9 +317,13 @@ def tool(request, name):
                 changes = dict(policy_form.cleaned_data)
                 seen = changes.pop("policy_seen")
                 changed |= administration.update_policy(policy, request.user, changes, seen=seen)
-            changed |= administration.update_tool(tool, request.user, enabled=form.cleaned_data["enabled"])
-    except ChangedSince as exc:  # the tool's page as it is now (the switch too: nothing was saved)
+            changed |= administration.update_tool(
+                tool, request.user, enabled=form.cleaned_data["enabled"], seen=form.cleaned_data["tool_seen"]
+            )
+    except ChangedSince as exc:  # the tool's page as it is now (the switch and the policy: nothing was saved)
         tool.refresh_from_db()
+        if policy is None:
+            return _tool_page(request, tool, form=_again(ToolForm(instance=tool), str(exc)), status=400)
         return _tool_page(request, tool, policy_form=_policy_form_again(policy, str(exc)), status=400)
     messages.success(request, f"Saved: {', '.join(sorted(changed))}." if changed else "Nothing changed.")
     return redirect("manage:tool", tool.name)

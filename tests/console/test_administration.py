@@ -176,6 +176,7 @@ def posted(url_name: str, who: str) -> dict:
             "approvals_needed": 2,
             "expiry_seconds": 60,
             "policy_seen": administration.shown(ToolPolicy.objects.get(tool=ISOLATE)),
+            "tool_seen": administration.shown(Tool.objects.get(name=ISOLATE)),
         },
         "budgets": {
             "tool_calls": 1,
@@ -599,6 +600,30 @@ def test_a_policy_saved_from_a_page_read_before_another_admins_save_is_refused_a
     assert refused.status_code == 400
     assert "did not say which settings it showed" in form_errors(refused.content.decode())
     assert ToolPolicy.objects.get(tool=ISOLATE).approvals_needed == 2
+
+
+def test_a_tools_switch_saved_from_a_page_read_before_another_admins_is_refused_and_theirs_stands(
+    admin_client, make_user
+):
+    """Bea switches get_host off (a read: its page has the switch alone); Ada's save from the page she opened
+    before, the switch on as it showed, would switch it back on: it is refused, nothing saved, and her form
+    shows the switch as it is now, from which her save goes through."""
+    url = reverse("manage:tool", args=["get_host"])
+    bea = Client()
+    bea.force_login(make_user("bea", ADMIN))
+    adas_page, beas_page = page_of(admin_client, url), page_of(bea, url)
+    switched_off = form_on(beas_page, "tool-form")
+    del switched_off["enabled"]
+    assert bea.post(url, switched_off).status_code == 302
+
+    refused = admin_client.post(url, form_on(adas_page, "tool-form"))
+    assert refused.status_code == 400
+    assert "get_host's switch settings were changed by someone else" in html.unescape(refused.content.decode())
+    assert Tool.objects.get(name="get_host").enabled is False
+    assert [record.actor for record in admin_changes("tool_changed")] == ["user:bea"]
+    again = form_on(refused.content.decode(), "tool-form", enabled="on")
+    assert admin_client.post(url, again).status_code == 302
+    assert Tool.objects.get(name="get_host").enabled is True
 
 
 def test_budgets_saved_from_a_page_read_before_another_admins_save_are_refused_and_theirs_stand(
