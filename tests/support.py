@@ -271,7 +271,11 @@ def page_urls() -> list[str]:
     urls += [reverse("manage:server", args=[name]) for name in ToolServer.objects.values_list("name", flat=True)]
     urls += [reverse("manage:tool", args=[name]) for name in Tool.objects.values_list("name", flat=True)]
     urls += [f"{reverse('investigations:audit_export')}?format={fmt}" for fmt in ("csv", "jsonl")]
-    urls += ["/api/manage/servers", "/api/audit?limit=500", "/api/actions"]
+    urls += ["/api/manage/servers", "/api/audit?limit=500", "/api/actions", "/api/investigations", "/api/audit/digest"]
+    urls += [f"/api/audit/export?format={fmt}" for fmt in ("csv", "jsonl")]
+    urls += [f"/api/investigations/{pk}" for pk in Investigation.objects.values_list("pk", flat=True)]
+    urls += [f"/api/actions/{pk}" for pk in ActionRequest.objects.values_list("pk", flat=True)]
+    urls += [f"/api/manage/tools/{name}" for name in Tool.objects.values_list("name", flat=True)]
     for model in admin.site._registry:
         prefix = f"admin:{model._meta.app_label}_{model._meta.model_name}"
         urls += [reverse(f"{prefix}_changelist")]
