@@ -217,10 +217,11 @@ def every_pooled_connection_but_this_threads() -> list:
 
 def settings_shown(server: str) -> dict[str, str]:
     """What a server's page shows of its settings now, as its form sends it back (`settings_seen`:
-    ToolServer.settings_digest): a save made against it is refused once another admin has changed them."""
+    administration.shown): a save made against it is refused once another admin has changed them."""
+    from console.manage import administration
     from toolserver.models import ToolServer
 
-    return {"settings_seen": ToolServer.objects.get(name=server).settings_digest()}
+    return {"settings_seen": administration.shown(ToolServer.objects.get(name=server))}
 
 
 def accept_as_listed(tool, user, **classified) -> None:

@@ -55,7 +55,7 @@ class ToolServer(models.Model):
     # credential over otherwise), so its credential is bound to them as a built-in's is to its URL.
     LAUNCH_FIELDS = ("transport", "command", "args", "cwd", "env", "credential_env", "credential_header")
     # What its page sets (console.manage.administration.update_server): a save is made against them as the page
-    # showed them (settings_digest), so it does not put back what another admin changed meanwhile.
+    # showed them (administration.shown), so it does not put back what another admin changed meanwhile.
     SETTINGS_FIELDS = (
         "adapter",
         "url",
@@ -142,11 +142,6 @@ class ToolServer(models.Model):
         """Where it points (adapter, URL, an external server's launch), as a digest: a page sends back what it
         showed with a credential, which is set only if the server still points there."""
         return backend_digest(self.adapter, self.url, self.launch_digest())
-
-    def settings_digest(self) -> str:
-        """Its settings (SETTINGS_FIELDS) as a digest: its page sends back the one it showed, and the save is
-        refused if they have changed since."""
-        return fields_digest(self, self.SETTINGS_FIELDS)
 
     def points_at(self, digest: str) -> bool:
         """Whether it still points where something was set for (its credential, its secret parameters), whatever

@@ -133,7 +133,7 @@ def update_server(server: ToolServer, user, changes: dict, *, seen: str = "") ->
     """A server pointed elsewhere (adapter or URL) loses its credential and its secret parameters:
     the admin sets them again. Its adapter's parameters (`params`, and `secret_params` typed now,
     sealed here) are the admin role's to change, like where it points. `seen`: its settings as the admin's
-    page showed them (shown: ToolServer.settings_digest), refused (ChangedSince) if another admin has changed them since."""
+    page showed them (shown), refused (ChangedSince) if another admin has changed them since."""
     # Compared, saved and revoked on the row as it stands, locked till commit, not the caller's copy (read before
     # the form was even validated): a credential or secret parameter another admin set meanwhile is revoked too.
     _lock_as_seen(

@@ -96,7 +96,7 @@ def server_form(server: ToolServer, **changes) -> dict:
         "enabled": server.enabled,
         "rate_limit_calls": server.rate_limit_calls,
         "rate_limit_window_s": server.rate_limit_window_s,
-        "settings_seen": server.settings_digest(),
+        "settings_seen": administration.shown(server),
     } | changes
     if data["enabled"]:
         data["enabled"] = "on"
