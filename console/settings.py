@@ -272,6 +272,9 @@ SIGNED_OUT_WHEN_IDLE = "console.mfa.privileged"
 # A running write (and an executing action) older than this was abandoned by a dead worker.
 TOOLSERVER_WRITE_LEASE_S = env_int("GATEHOUSE_WRITE_LEASE_S", 30, minimum=1)  # renewed while it runs
 TOOLSERVER_WRITE_WAIT_S = 30  # how long a repeat waits for the first call of its key
+# Runs of an approved write whose answer was lost (each after the first sends it only once its backend said the
+# one before had not happened) before it goes to a person: a backend that keeps failing is not tried forever.
+TOOLSERVER_ANSWERS_LOST_BEFORE_A_PERSON = 3
 TOOLSERVER_CALL_TIMEOUT_S = env_int("GATEHOUSE_TOOL_TIMEOUT_S", 30, minimum=1)
 BACKEND_TIMEOUT_S = env_int("GATEHOUSE_BACKEND_TIMEOUT_S", 10, minimum=1)
 

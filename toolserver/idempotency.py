@@ -211,6 +211,22 @@ def give_up(write: WriteKey, token: str) -> None:
     )
 
 
+def given_up(key: str) -> int | None:
+    """How many runs held the write under `key`, if the last gave up on its answer (give_up); None otherwise."""
+    return _given_up(key).values_list("attempts", flat=True).first()
+
+
+def settle_unknown(key: str, result: dict) -> bool:
+    """A given-up write that is not to be tried again: settled `outcome_unknown` (`result`), for a person's word
+    (confirm_done, confirm_not_done). False when another run took the key over meanwhile."""
+    settled = _given_up(key).update(state=IdempotencyRecord.State.FAILED, result=result, completed_at=timezone.now())
+    return settled == 1
+
+
+def _given_up(key: str):
+    return IdempotencyRecord.objects.filter(key=key, state=IdempotencyRecord.State.RUNNING, claim_token=GIVEN_UP)
+
+
 def _outcome_unknown(key: str):
     """The key, if it was settled as outcome_unknown (toolserver.gateway): the one state a person's word changes."""
     return IdempotencyRecord.objects.filter(

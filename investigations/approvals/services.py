@@ -500,7 +500,7 @@ def execute(request_id: int) -> None:
         elif _moved(request_id, State.EXECUTING, State.EXECUTING, Q(lease_expires_at__lt=now), lease_expires_at=lease):
             from_state, why = (
                 State.EXECUTING,
-                "again: the previous run stopped (the idempotency key keeps it to one write)",
+                "again: the previous run stopped or lost its answer (the idempotency key keeps it to one write)",
             )
         else:
             return  # decided otherwise, or another worker is running it
@@ -521,6 +521,12 @@ def execute(request_id: int) -> None:
         retry_at = timezone.now() + timedelta(seconds=result.get("retry_after_s") or 0)
         ActionRequest.objects.filter(pk=request_id, state=State.EXECUTING).update(lease_expires_at=retry_at)
         return
+    lost = idempotency.given_up(request.idempotency_key)  # it left and its answer was lost: it may have happened
+    if lost is not None and lost < settings.TOOLSERVER_ANSWERS_LOST_BEFORE_A_PERSON:
+        _ask_the_backend_later(request, result)
+        return
+    if lost is not None and idempotency.settle_unknown(request.idempotency_key, unknown := _answer_lost(request, lost)):
+        result = unknown
     if is_error(result) and result.get("reason") == Reason.OUTCOME_UNKNOWN:
         state = State.UNCONFIRMED  # not final: a person checks the backend (confirm_outcome)
     else:
@@ -538,6 +544,36 @@ def execute(request_id: int) -> None:
         request.refresh_from_db()
         _transition(request, State.EXECUTING, state, "system", request.outcome)
     _finished(request)  # unconfirmed: the viewers are told; the investigation keeps waiting
+
+
+def _ask_the_backend_later(request: ActionRequest, result: dict) -> None:
+    """Its answer was lost (a timeout, a 5xx, its server gone mid-call): not failed, since it may have happened.
+    It stays executing, its lease set a lease ahead, so the backend has time to finish what it may still be
+    doing; then the sweep runs it again, and the gateway asks the backend first (a ticket opened late is
+    found, not opened twice) and sends it only if the backend says it did not happen."""
+    server, _ = find_tool(request.tool)
+    request.outcome = (
+        f"no answer from the {server.backend} ({result.get('reason', 'error')}): it will be asked whether this "
+        "happened, and this is sent again only if it did not"
+    )
+    later = timezone.now() + timedelta(seconds=settings.TOOLSERVER_WRITE_LEASE_S)
+    with transaction.atomic():
+        if not _moved(request.pk, State.EXECUTING, State.EXECUTING, outcome=request.outcome, lease_expires_at=later):
+            return
+        _transition(request, State.EXECUTING, State.EXECUTING, "system", request.outcome)
+    _action_event(request)
+
+
+def _answer_lost(request: ActionRequest, runs: int) -> dict:
+    """A write whose answer every run lost: whether the last run's took effect is unknown; a person checks."""
+    server, _ = find_tool(request.tool)
+    return error(
+        Reason.OUTCOME_UNKNOWN,
+        retryable=False,
+        guidance=f"{request.tool} was sent and no answer came back (runs that sent it: {runs}, each after the first "
+        f"only once the {server.backend} said the one before had not happened); whether it took effect is unknown, "
+        "so it was not sent again. An analyst must check and confirm. Do not repeat it.",
+    )
 
 
 def _lease_renewed(request: ActionRequest):
@@ -565,7 +601,7 @@ def describe_outcome(request: ActionRequest, result: dict) -> str:
     if is_error(result) and result.get("reason") == Reason.OUTCOME_UNKNOWN:
         return (
             "outcome unknown — check and confirm: it was sent, its answer was lost (its worker stopped, or the "
-            "backend did not answer), and the backend cannot say whether it happened"
+            "backend did not answer), and whether it happened cannot be told"
         )
     if is_error(result):
         return f"failed: {result.get('reason', 'error')}"

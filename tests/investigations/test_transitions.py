@@ -162,11 +162,12 @@ def test_the_gate_services_make_every_move_of_the_table_and_no_other(waiting, an
     agent.run(investigation.pk)  # resumed with the result: the next request
     second = investigation.action_requests.get(state=State.PENDING)
     approvals.approve(second.pk, analyst)
-    # A worker took it and died before it reached the backend; the backend now fails.
+    # A worker took it and died before it reached the backend; the backend now refuses it (throttled: it did
+    # not act, so it fails; a 5xx, after which it may have acted, would keep it executing, to be asked about).
     ActionRequest.objects.filter(pk=second.pk).update(
         state=State.EXECUTING, lease_expires_at=timezone.now() - timedelta(seconds=1)
     )
-    faults.inject(second.server.split("-")[0], "error_5xx")
+    faults.inject(second.server.split("-")[0], "rate_limit")
     approvals.execute(second.pk)
     assert ActionRequest.objects.get(pk=second.pk).state == State.FAILED
 

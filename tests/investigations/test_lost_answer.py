@@ -1,0 +1,114 @@
+"""An approved write whose answer was lost (a 5xx, a timeout, its server gone mid-call) may have happened: its
+request does not end `failed`, it stays executing, and a lease later the backend is asked whether it happened
+before anything is sent again (the sweep runs it, as it runs a dead worker's). On the real lab and MCP servers.
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from investigations.approvals import services as approvals
+from investigations.models import ActionRequest, AuditRecord
+from toolserver.lab import faults
+from toolserver.lab.models import Host, LabWrite
+from toolserver.models import IdempotencyRecord
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def a_lease_later(request: ActionRequest) -> None:
+    """The lease it was left with has run out: the sweep's stalled_executions finds it and runs execute again."""
+    ActionRequest.objects.filter(pk=request.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert request.pk in approvals.stalled_executions(approved_for_s=60)
+
+
+def isolations() -> list[str]:
+    return list(LabWrite.objects.filter(action="isolate_host").order_by("pk").values_list("outcome", flat=True))
+
+
+@pytest.fixture
+def answer_lost(waiting, analyst):
+    """The phishing story's isolation, approved; the EDR answered its one try with a 503."""
+    investigation, request = waiting
+    approvals.approve(request.pk, analyst)
+    faults.inject("edr", "error_5xx", remaining=1)
+    approvals.execute(request.pk)  # what the execute_action task does in a worker
+    request.refresh_from_db()
+    return investigation, request
+
+
+def test_an_isolation_whose_answer_was_lost_is_not_failed_but_asked_about_a_lease_later(answer_lost):
+    investigation, request = answer_lost
+
+    assert request.state == "executing", (
+        request.outcome
+    )  # before: "failed: edr_unavailable", though it may have happened
+    assert request.outcome.startswith("no answer from the edr (edr_unavailable)"), request.outcome
+    assert request.lease_expires_at > timezone.now()  # the EDR has a lease to finish what it may still be doing
+    assert list(request.transitions.values_list("to_state", flat=True)) == [
+        "pending",
+        "approved",
+        "executing",
+        "executing",
+    ]
+    assert request.transitions.last().reason == request.outcome
+    investigation.refresh_from_db()
+    assert investigation.status == "waiting"  # nothing to resume with yet
+    assert IdempotencyRecord.objects.get(key=request.idempotency_key).state == "running"  # given up, not settled
+    assert isolations() == ["fault"]
+
+
+def test_asked_a_lease_later_the_edr_says_it_did_not_happen_and_it_is_sent_once(answer_lost):
+    investigation, request = answer_lost
+    a_lease_later(request)
+
+    approvals.execute(request.pk)
+
+    request.refresh_from_db()
+    assert (request.state, request.outcome) == ("succeeded", "WS-FIN-07 isolated")
+    assert isolations() == ["fault", "performed"]
+    assert IdempotencyRecord.objects.get(key=request.idempotency_key).attempts == 2
+    investigation.refresh_from_db()
+    assert investigation.status == "queued"  # handed back to a worker with the result
+
+
+def test_asked_a_lease_later_the_edr_says_it_happened_and_nothing_is_sent_again(answer_lost):
+    _, request = answer_lost
+    Host.objects.filter(hostname="WS-FIN-07").update(isolated=True)  # the EDR isolated it after all, its answer lost
+    a_lease_later(request)
+
+    approvals.execute(request.pk)
+
+    request.refresh_from_db()
+    assert request.state == "succeeded", request.outcome
+    assert request.result["data"]["found_done"] is True
+    assert isolations() == ["fault"]  # asked, not sent
+    checked = AuditRecord.objects.filter(tool="isolate_host", kind="tool_call").order_by("seq").last()
+    assert (checked.outcome, checked.backend_status) == ("ok", "checked")
+
+
+def test_once_enough_runs_lost_their_answers_the_request_waits_for_a_person(waiting, analyst, settings):
+    """Not tried forever: once as many runs as TOOLSERVER_ANSWERS_LOST_BEFORE_A_PERSON lost their answers, the
+    request waits `unconfirmed`, and a person's word ends it, as for any write nobody can tell about."""
+    settings.TOOLSERVER_ANSWERS_LOST_BEFORE_A_PERSON = 1
+    _, request = waiting
+    approvals.approve(request.pk, analyst)
+    faults.inject("edr", "error_5xx", remaining=1)
+
+    approvals.execute(request.pk)
+
+    request.refresh_from_db()
+    assert request.state == "unconfirmed", request.outcome
+    assert request.outcome.startswith("outcome unknown — check and confirm")
+    assert request.result["reason"] == "outcome_unknown"
+    assert "runs that sent it: 1" in request.result["guidance"]
+    key = IdempotencyRecord.objects.get(key=request.idempotency_key)
+    assert (key.state, key.result["reason"]) == ("failed", "outcome_unknown")  # a person's word changes it
+
+    approvals.confirm_outcome(request.pk, analyst, happened=False, reason="Checked the EDR: not isolated.")
+
+    request.refresh_from_db()
+    assert request.state == "failed"
+    assert not IdempotencyRecord.objects.filter(key=request.idempotency_key).exists()  # freed for a fresh request
+    assert isolations() == ["fault"]
