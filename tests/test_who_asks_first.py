@@ -16,10 +16,14 @@ from toolserver.models import ToolServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+SECRET = "hunter2-canary-7d1e"  # sent inside a malformed value: no answer may repeat it
+
 # (method, path, malformed body or query): each would be a 400 for someone with the right.
 MALFORMED = [
     ("GET", "/api/audit?until=not-a-date", None),
     ("GET", "/api/audit/export?format=xml", None),
+    # A URL whose host cannot be read (an unclosed IPv6 bracket), with a password in it.
+    ("POST", "/api/manage/servers", {"name": "feed-2", "transport": "http", "url": f"https://ops:{SECRET}@[::1"}),
     ("PUT", "/api/manage/servers/edr-response/credential", {"secret": 5, "smuggled": True}),
     ("PATCH", "/api/manage/tools/isolate_host", {"enabled": "maybe"}),
     ("POST", "/api/actions/{id}/approve", {"reason": 5}),
@@ -67,6 +71,8 @@ def test_without_the_right_a_malformed_request_is_refused_before_it_is_read(peop
         response = call(user, method, path, body)
         refusal = expected_refusal(who, path)
         assert response.status_code == (refusal or 400), (who, response.status_code, response.content)
+        assert response.json()["detail"], who  # a JSON error that says what is wrong
+        assert SECRET not in response.content.decode()
         if refusal:
             assert set(response.json()) == {"detail"}  # nothing about the fields they sent
     request.refresh_from_db()

@@ -240,7 +240,11 @@ def _check_external(name: str, values: dict, *, new_url: bool = True) -> None:
             raise Refused(f"{values['credential_env']} is its credential's variable: set the credential instead.")
     elif transport == ToolServer.Transport.HTTP:
         url = str(values.get("url") or "")
-        parts = urlsplit(url)
+        try:  # an unreadable host or port ("[::1", ":99999") is the admin's to correct; the URL is not repeated
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise Refused("Its URL's host or port cannot be read: give its http(s) URL.") from None
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
             raise Refused("A Streamable HTTP server needs its http(s) URL, with no user or password in it.")
         # As a built-in's base URL: the URL is shown on pages and in the trail. One registered before keeps working
@@ -248,11 +252,7 @@ def _check_external(name: str, values: dict, *, new_url: bool = True) -> None:
         if new_url and (parts.query or parts.fragment):
             raise Refused("Its URL takes no query (?…) or fragment (#…): a key belongs in its credential.")
         try:
-            egress.check_listed(
-                egress.parse(allowed_backend_hosts(name)),
-                parts.hostname,
-                parts.port or (443 if parts.scheme == "https" else 80),
-            )
+            egress.check_listed(egress.parse(allowed_backend_hosts(name)), parts.hostname, port)
         except egress.EgressRefused as exc:
             raise Refused(f"{exc}: ask whoever deploys Gatehouse to list it.") from None
         header = str(values.get("credential_header") or "")
