@@ -18,17 +18,23 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 SECRET = "hunter2-canary-7d1e"  # sent inside a malformed value: no answer may repeat it
 
-# (method, path, malformed body or query): each would be a 400 for someone with the right.
+# (method, path, malformed body or query, what someone with the right gets): mostly a 400. An endpoint that
+# reads only its path is sent a malformed one; one that reads nothing, something it never reads.
 MALFORMED = [
-    ("GET", "/api/audit?until=not-a-date", None),
-    ("GET", "/api/audit/export?format=xml", None),
+    ("GET", "/api/audit?until=not-a-date", None, 400),
+    ("GET", "/api/audit/export?format=xml", None, 400),
+    ("GET", "/api/audit/digest?seq=not-a-number", None, 200),  # the head's digest: it takes no input
     # A URL whose host cannot be read (an unclosed IPv6 bracket), with a password in it.
-    ("POST", "/api/manage/servers", {"name": "feed-2", "transport": "http", "url": f"https://ops:{SECRET}@[::1"}),
-    ("PUT", "/api/manage/servers/edr-response/credential", {"secret": 5, "smuggled": True}),
-    ("PATCH", "/api/manage/tools/isolate_host", {"enabled": "maybe"}),
-    ("POST", "/api/actions/{id}/approve", {"reason": 5}),
-    ("POST", "/api/actions/{id}/reject", {}),
-    ("POST", "/api/actions/{id}/confirm", {"happened": "maybe", "reason": ""}),
+    ("POST", "/api/manage/servers", {"name": "feed-2", "transport": "http", "url": f"https://ops:{SECRET}@[::1"}, 400),
+    ("POST", "/api/manage/servers/edr%00response/discover", None, 400),  # a NUL in the name
+    ("PUT", "/api/manage/servers/edr-response/credential", {"secret": 5, "smuggled": True}, 400),
+    ("GET", "/api/manage/tools/isolate%00host", None, 400),
+    ("PATCH", "/api/manage/tools/isolate_host", {"enabled": "maybe"}, 400),
+    ("POST", "/api/actions/{id}/approve", {"reason": 5}, 400),
+    ("POST", "/api/actions/{id}/reject", {}, 400),
+    ("POST", "/api/actions/{id}/confirm", {"happened": "maybe", "reason": ""}, 400),
+    # The rule reads the id to judge who may see it: one that is no number names nothing, as an unknown one.
+    ("POST", "/api/investigations/{investigation}x/again", None, 404),
 ]
 
 
@@ -57,24 +63,31 @@ def expected_refusal(who: str, path: str) -> int | None:
     """The status each person gets on each endpoint, before their input is read: None when they have the right."""
     if path.startswith("/api/manage/"):
         return None if who == "admin" else 403
+    if path.startswith("/api/audit/digest"):  # the whole chain's head
+        return None if who in ("manager", "admin") else 403
     if path.startswith("/api/audit"):  # analysts read their own investigations' trails
         return None if who in ("analyst", "manager", "admin") else 403
+    if path.startswith("/api/investigations/"):  # starting one is an analyst's
+        return None if who == "analyst" else 403
     # Deciding: analysts approve write tools; a manager sees the request but may not decide; nobody sees nothing.
     return {"analyst": None, "manager": 403, "admin": 404, "ops": 404, "nobody": 404}[who]
 
 
-@pytest.mark.parametrize("method, path, body", MALFORMED)
-def test_without_the_right_a_malformed_request_is_refused_before_it_is_read(people, waiting, method, path, body):
+@pytest.mark.parametrize("method, path, body, judged", MALFORMED)
+def test_without_the_right_a_malformed_request_is_refused_before_it_is_read(
+    people, waiting, method, path, body, judged
+):
     _, request = waiting
-    path = path.format(id=request.pk)
+    path = path.format(id=request.pk, investigation=request.investigation_id)
     for who, user in people.items():
         response = call(user, method, path, body)
         refusal = expected_refusal(who, path)
-        assert response.status_code == (refusal or 400), (who, response.status_code, response.content)
-        assert response.json()["detail"], who  # a JSON error that says what is wrong
+        assert response.status_code == (refusal or judged), (who, response.status_code, response.content)
         assert SECRET not in response.content.decode()
         if refusal:
             assert set(response.json()) == {"detail"}  # nothing about the fields they sent
+        elif judged >= 400:
+            assert response.json()["detail"], who  # a JSON error that says what is wrong
     request.refresh_from_db()
     assert request.state == "pending"
 
