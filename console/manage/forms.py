@@ -38,6 +38,10 @@ def check_backend_url(url: str, schemes: Mapping[str, int] = Backend.url_schemes
     )
     URLValidator(schemes=list(schemes), message=f"Enter the backend's base URL, e.g. {example}")(url)
     parts = urlsplit(url)
+    try:  # Django's check lets a port past 65535 through; the allow-list check reads it (check_allowed_host)
+        _ = parts.port  # reading it raises ValueError when it is out of range
+    except ValueError:
+        raise forms.ValidationError("Its port must be a number from 1 to 65535.") from None
     if parts.username or parts.password:
         raise forms.ValidationError("Leave the user name and password out of the URL: set them as the credential.")
     if parts.query or parts.fragment:

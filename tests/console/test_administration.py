@@ -365,6 +365,8 @@ def test_a_grant_to_a_group_lets_its_members_approve_and_nobody_else(client, mak
         ),
         ({"url": "ftp://edr.example.com/api"}, "url", "Enter the backend's base URL, e.g. https://edr.example.com/api"),
         ({"url": "https://edr.example.com/api?key=1"}, "url", "The base URL takes no query (?…) or fragment (#…)."),
+        # Django's URL check lets a port past 65535 through; reading it then raised (a 500).
+        ({"url": "https://edr.example.com:99999/api"}, "url", "Its port must be a number from 1 to 65535."),
         (
             {"url": "https://capture.example.net/api"},
             "url",
