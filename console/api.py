@@ -50,6 +50,7 @@ INVALID_INPUT = {
     "list_investigations": "Invalid filter.",
     "list_audit": "Invalid filter.",
     "export_audit": "Invalid filter.",
+    "register_server": "Invalid server.",
     "set_credential": "Invalid credential.",
     "update_tool": "Invalid tool setting.",
 }

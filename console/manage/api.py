@@ -123,8 +123,8 @@ class ExternalServerIn(Schema):
     url: str = Field("", max_length=500, description="http: its URL.")
     credential_header: str = Field("", description="http: the header its credential is sent in.")
     timeout_s: int | None = Field(None, ge=1, le=600, description="Per call, in seconds.")
-    rate_limit_calls: int = Field(60, ge=1)
-    rate_limit_window_s: int = Field(60, ge=1)
+    rate_limit_calls: int = Field(60, ge=1, le=2_147_483_647)  # what PostgreSQL's integer column holds
+    rate_limit_window_s: int = Field(60, ge=1, le=86_400)  # a day, as on the server's page
 
 
 class ToolIn(Schema):

@@ -163,12 +163,15 @@ def test_a_patch_refused_for_its_policy_does_not_accept_the_listing_it_came_with
         ({"env": {"LD_PRELOAD": "/tmp/x.so"}}, "not allowed"),
         ({"credential_env": "GATEHOUSE_SECRET_KEY"}, "not allowed"),
         ({"transport": "http", "url": "http://203.0.113.9/mcp"}, ""),
+        ({"rate_limit_window_s": 86_401}, "rate_limit_window_s"),  # as on the server's page
+        ({"rate_limit_calls": 2**31}, "rate_limit_calls"),  # past what PostgreSQL stores
     ],
 )
 def test_a_registration_that_cannot_run_safely_is_refused_with_a_reason(admin_user, registration, change, says):
     response = call(admin_user, "POST", "/manage/servers", registration | change)
     assert response.status_code == 400, response.content
-    assert says in response.json()["detail"]
+    said = response.json()
+    assert says in said["detail"] or says in [error["field"] for error in said.get("errors", [])], said
     assert not ToolServer.objects.filter(kind="external").exists()
     assert not AuditRecord.objects.filter(outcome="server_registered").exists()
 
