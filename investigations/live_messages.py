@@ -68,16 +68,26 @@ class ToolCallData(Message):
     name: str
     server: str
     write: bool
-    input: dict
     input_json: str  # the arguments as the page shows them: pretty JSON, as read (core.text.as_read_json)
+
+
+class ResultHead(Message):
+    """What the page reads of a result's envelope beside its JSON (Event.as_message): its data is not sent twice."""
+
+    status: Literal["ok", "error"]
+    source: str | None = None
+    truncated: bool | None = None
+    reason: str | None = None
+    retryable: bool | None = None
+    guidance: str | None = None
 
 
 class ToolResultData(Message):
     tool_use_id: str
     call: str
     name: str
-    result: dict  # the envelope, or a typed error (architecture rules 4 and 5)
-    result_json: str  # as the page shows it: pretty JSON, as read (core.text.as_read_json)
+    result: ResultHead  # of the envelope, or of a typed error (architecture rules 4 and 5)
+    result_json: str  # the whole of it as the page shows it: pretty JSON, as read (core.text.as_read_json)
 
 
 class StatusData(Message):

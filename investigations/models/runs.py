@@ -257,21 +257,28 @@ class Event(models.Model):
         string the transcript shows as core.text shows it, for the page's script draws text as given. The model's
         text, a status's message, a verdict and a tool's name and result (a backend's data: an attacker's log
         line, a phishing subject) are as_read_on_page, keys too; a tool's arguments and result, drawn as pretty
-        JSON, come as that text too (`input_json`, `result_json`: the script's JSON.stringify would double each
-        escape's backslash). An action's target and outcome are as its decision card shows them. The saved
-        data is unchanged: the model's conversation and the audit digests are made from it."""
+        JSON, come as that text only (`input_json`, `result_json`: the script's JSON.stringify would double each
+        escape's backslash), a result with the head of its envelope that the page reads beside it
+        (live_messages.ResultHead): a backend's data is sent once. An action's target and outcome are as its
+        decision card shows them. The saved data is unchanged: the model's conversation and the audit digests
+        are made from it."""
         data = self.data
         if self.kind == self.Kind.ACTION:
             data = data | {
                 "target": text.as_read_line(data["target"]),
                 "outcome": text.as_read_on_page(data["outcome"]),
             }
+        elif self.kind == self.Kind.TOOL_CALL:
+            data = text.as_read_in({name: value for name, value in data.items() if name != "input"})
+            data["input_json"] = text.as_read_json(self.data["input"])
+        elif self.kind == self.Kind.TOOL_RESULT:
+            from investigations.live_messages import ResultHead  # it reads this module's models
+
+            head = {name: value for name, value in data["result"].items() if name in ResultHead.model_fields}
+            data = text.as_read_in({name: value for name, value in data.items() if name != "result"} | {"result": head})
+            data["result_json"] = text.as_read_json(self.data["result"])
         else:
             data = text.as_read_in(data)
-            if self.kind == self.Kind.TOOL_CALL:
-                data["input_json"] = text.as_read_json(self.data["input"])
-            elif self.kind == self.Kind.TOOL_RESULT:
-                data["result_json"] = text.as_read_json(self.data["result"])
         return {"seq": self.seq, "kind": self.kind, "at": self.created_at.isoformat(), "data": data}
 
 

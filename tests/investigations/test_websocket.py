@@ -176,12 +176,12 @@ async def test_the_transcripts_text_and_tool_data_are_sent_as_read(make_investig
     for sent in (backlog, live):
         text, call, result, status, verdict = (event["data"] for event in sent)
         assert text["text"] == f"The download was {SPOOFED_SHOWN}.\n"  # the line break kept, as on a page
-        assert call["input"] == {"query": f"file={SPOOFED_SHOWN}"}
         assert f'"query": "file={SPOOFED_SHOWN}"' in call["input_json"]
-        assert result["result"]["results"] == [{"user": "ana", "file\\u200b": SPOOFED_SHOWN}]  # keys too
-        assert f'"file\\u200b": "{SPOOFED_SHOWN}"' in result["result_json"]
+        assert f'"file\\u200b": "{SPOOFED_SHOWN}"' in result["result_json"]  # keys too
         assert "\\\\" not in call["input_json"] + result["result_json"]  # no escape's backslash doubled
         assert json.loads(result["result_json"]) == spoofed_events()[2][1]["result"]  # the result, whole
+        # The data once, as that text: beside it only the head of its envelope the page reads.
+        assert "input" not in call and result["result"] == {"status": "ok", "source": "siem"}
         assert status["message"] == f"Looking at {SPOOFED_SHOWN}"
         assert (verdict["summary"], verdict["evidence"]) == (f"Ran {SPOOFED_SHOWN}", [SPOOFED_SHOWN])
         assert not {"\u202e", "\u200b"} & set(json.dumps(sent, ensure_ascii=False))
