@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from investigations.approvals import services as approvals
 from investigations.models import ActionRequest, AuditRecord
+from toolserver.gateway import Gateway
 from toolserver.lab import faults
 from toolserver.lab.models import Host, LabWrite
 from toolserver.models import IdempotencyRecord
@@ -112,3 +113,31 @@ def test_once_enough_runs_lost_their_answers_the_request_waits_for_a_person(wait
     assert request.state == "failed"
     assert not IdempotencyRecord.objects.filter(key=request.idempotency_key).exists()  # freed for a fresh request
     assert isolations() == ["fault"]
+
+
+def test_a_release_whose_answer_was_lost_but_happened_frees_the_isolation_for_a_later_one(waiting, analyst):
+    """The host was isolated, then released, the EDR's answer to the release lost. Asked a lease later, the EDR
+    says it is released: the release succeeds, and the isolation's key no longer replays "isolated" (the
+    host is not), so isolating it again would be sent."""
+    investigation, isolation = waiting
+    approvals.approve(isolation.pk, analyst)
+    approvals.execute(isolation.pk)
+    use = {"id": "toolu_releaselost01", "name": "release_host", "input": {"host": "WS-FIN-07", "reason": "Cleared by the analyst."}}
+    release = approvals.request_action(investigation, use, owner=None, gateway=Gateway())
+    assert isinstance(release, ActionRequest), release
+    approvals.approve(release.pk, analyst)
+    faults.inject("edr", "error_5xx", remaining=1)
+    approvals.execute(release.pk)
+    release.refresh_from_db()
+    assert release.state == "executing", release.outcome
+    assert IdempotencyRecord.objects.filter(key=isolation.idempotency_key, state="succeeded").exists()
+
+    Host.objects.filter(hostname="WS-FIN-07").update(isolated=False)  # the EDR released it, its answer lost
+    a_lease_later(release)
+    approvals.execute(release.pk)
+
+    release.refresh_from_db()
+    assert release.state == "succeeded", release.outcome
+    assert release.result["data"]["found_done"] is True
+    assert not IdempotencyRecord.objects.filter(key=isolation.idempotency_key).exists()  # not replayed as done
+    assert LabWrite.objects.filter(action="release_host").count() == 1  # the one whose answer was lost
