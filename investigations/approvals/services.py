@@ -44,7 +44,7 @@ from investigations.runs import events, services
 from toolserver import audit, config, external, idempotency
 from toolserver.audit import Outcome
 from toolserver.config import find_tool
-from toolserver.envelope import Reason, error, is_error, ok
+from toolserver.envelope import Reason, error, is_error, is_transient, ok
 from toolserver.gateway import CallContext, Gateway
 from toolserver.schemas import parse_arguments
 
@@ -522,7 +522,9 @@ def execute(request_id: int) -> None:
         ActionRequest.objects.filter(pk=request_id, state=State.EXECUTING).update(lease_expires_at=retry_at)
         return
     lost = idempotency.given_up(request.idempotency_key)  # it left and its answer was lost: it may have happened
-    if lost is not None and lost < settings.TOOLSERVER_ANSWERS_LOST_BEFORE_A_PERSON:
+    # Asked again later only when this run lost its answer (a transient failure; one refused before it left, a
+    # tool switched off meanwhile, cannot ask the backend: a person checks, rather than a retry every lease).
+    if lost is not None and lost < settings.TOOLSERVER_ANSWERS_LOST_BEFORE_A_PERSON and is_transient(result):
         _ask_the_backend_later(request, result)
         return
     if lost is not None and idempotency.settle_unknown(request.idempotency_key, unknown := _answer_lost(request, lost)):

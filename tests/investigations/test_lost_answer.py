@@ -122,7 +122,11 @@ def test_a_release_whose_answer_was_lost_but_happened_frees_the_isolation_for_a_
     investigation, isolation = waiting
     approvals.approve(isolation.pk, analyst)
     approvals.execute(isolation.pk)
-    use = {"id": "toolu_releaselost01", "name": "release_host", "input": {"host": "WS-FIN-07", "reason": "Cleared by the analyst."}}
+    use = {
+        "id": "toolu_releaselost01",
+        "name": "release_host",
+        "input": {"host": "WS-FIN-07", "reason": "Cleared by the analyst."},
+    }
     release = approvals.request_action(investigation, use, owner=None, gateway=Gateway())
     assert isinstance(release, ActionRequest), release
     approvals.approve(release.pk, analyst)
@@ -141,3 +145,29 @@ def test_a_release_whose_answer_was_lost_but_happened_frees_the_isolation_for_a_
     assert release.result["data"]["found_done"] is True
     assert not IdempotencyRecord.objects.filter(key=isolation.idempotency_key).exists()  # not replayed as done
     assert LabWrite.objects.filter(action="release_host").count() == 1  # the one whose answer was lost
+
+
+def test_a_tool_an_admin_switched_off_while_its_answer_was_lost_goes_to_a_person_rather_than_waiting_forever(
+    answer_lost, admin_user
+):
+    """The backend cannot be asked through a tool that is switched off: not a lost answer again and again, each
+    lease, with "no answer from the edr (tool_disabled)" for a line, but a write nobody can tell about."""
+    from console.manage import administration
+    from toolserver.models import Tool
+
+    investigation, request = answer_lost
+    administration.update_tool(Tool.objects.get(name="isolate_host"), admin_user, enabled=False)
+    a_lease_later(request)
+
+    approvals.execute(request.pk)
+
+    request.refresh_from_db()
+    assert request.state == "unconfirmed", request.outcome  # before: executing, "no answer ... (tool_disabled)"
+    assert request.outcome.startswith("outcome unknown — check and confirm")
+    assert request.pk not in approvals.stalled_executions(approved_for_s=60)
+    key = IdempotencyRecord.objects.get(key=request.idempotency_key)
+    assert (key.state, key.result["reason"]) == ("failed", "outcome_unknown")  # for a person's word
+    assert list(request.transitions.values_list("to_state", flat=True))[-2:] == ["executing", "unconfirmed"]
+    investigation.refresh_from_db()
+    assert investigation.status == "waiting"
+    assert isolations() == ["fault"]
