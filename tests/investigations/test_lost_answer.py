@@ -171,3 +171,18 @@ def test_a_tool_an_admin_switched_off_while_its_answer_was_lost_goes_to_a_person
     investigation.refresh_from_db()
     assert investigation.status == "waiting"
     assert isolations() == ["fault"]
+
+
+def test_an_edr_that_still_does_not_answer_when_asked_a_lease_later_sends_it_to_a_person_then(answer_lost):
+    """Asking is no write: but an unanswered question is a backend that cannot say, so the second run settles it
+    for a person (before TOOLSERVER_ANSWERS_LOST_BEFORE_A_PERSON runs), and never sends it blind."""
+    _, request = answer_lost
+    faults.inject("edr", "error_5xx", remaining=1)  # the EDR is still down when asked
+    a_lease_later(request)
+
+    approvals.execute(request.pk)
+
+    request.refresh_from_db()
+    assert request.state == "unconfirmed", request.outcome
+    assert request.result["reason"] == "outcome_unknown"
+    assert isolations() == ["fault"]  # asked, and the question unanswered: not sent again
