@@ -44,7 +44,7 @@ from investigations.runs import events, services
 from toolserver import audit, config, external, idempotency
 from toolserver.audit import Outcome
 from toolserver.config import find_tool
-from toolserver.envelope import Reason, error, is_error, is_transient, ok
+from toolserver.envelope import BACKEND_NAMES, Reason, error, is_error, is_transient, ok
 from toolserver.gateway import CallContext, Gateway
 from toolserver.schemas import parse_arguments
 
@@ -555,7 +555,7 @@ def _ask_the_backend_later(request: ActionRequest, result: dict) -> None:
     found, not opened twice) and sends it only if the backend says it did not happen."""
     server, _ = find_tool(request.tool)
     request.outcome = (
-        f"no answer from the {server.backend} ({result.get('reason', 'error')}): it will be asked whether this "
+        f"no answer from the {_backend_named(server)} ({result.get('reason', 'error')}): it will be asked whether this "
         "happened, and this is sent again only if it did not"
     )
     later = timezone.now() + timedelta(seconds=settings.TOOLSERVER_WRITE_LEASE_S)
@@ -573,9 +573,14 @@ def _answer_lost(request: ActionRequest, runs: int) -> dict:
         Reason.OUTCOME_UNKNOWN,
         retryable=False,
         guidance=f"{request.tool} was sent and no answer came back (runs that sent it: {runs}, each after the first "
-        f"only once the {server.backend} said the one before had not happened); whether it took effect is unknown, "
-        "so it was not sent again. An analyst must check and confirm. Do not repeat it.",
+        f"only once the {_backend_named(server)} said the one before had not happened); whether it took effect is "
+        "unknown, so it was not sent again. An analyst must check and confirm. Do not repeat it.",
     )
+
+
+def _backend_named(server) -> str:
+    """A server's backend as analysts say it ("EDR", "identity provider"), for the lines they read."""
+    return BACKEND_NAMES.get(server.backend, server.backend)
 
 
 def _lease_renewed(request: ActionRequest):

@@ -45,7 +45,7 @@ def test_an_isolation_whose_answer_was_lost_is_not_failed_but_asked_about_a_leas
     assert request.state == "executing", (
         request.outcome
     )  # before: "failed: edr_unavailable", though it may have happened
-    assert request.outcome.startswith("no answer from the edr (edr_unavailable)"), request.outcome
+    assert request.outcome.startswith("no answer from the EDR (edr_unavailable)"), request.outcome
     assert request.lease_expires_at > timezone.now()  # the EDR has a lease to finish what it may still be doing
     assert list(request.transitions.values_list("to_state", flat=True)) == [
         "pending",
@@ -151,7 +151,7 @@ def test_a_tool_an_admin_switched_off_while_its_answer_was_lost_goes_to_a_person
     answer_lost, admin_user
 ):
     """The backend cannot be asked through a tool that is switched off: not a lost answer again and again, each
-    lease, with "no answer from the edr (tool_disabled)" for a line, but a write nobody can tell about."""
+    lease, with "no answer from the EDR (tool_disabled)" for a line, but a write nobody can tell about."""
     from console.manage import administration
     from toolserver.models import Tool
 
@@ -186,3 +186,23 @@ def test_an_edr_that_still_does_not_answer_when_asked_a_lease_later_sends_it_to_
     assert request.state == "unconfirmed", request.outcome
     assert request.result["reason"] == "outcome_unknown"
     assert isolations() == ["fault"]  # asked, and the question unanswered: not sent again
+
+
+def test_the_line_of_an_account_whose_answer_was_lost_names_the_identity_provider_as_people_say_it(waiting, analyst):
+    """The outcome line is read by analysts: "no answer from the identity provider", not "from the identity"."""
+    from investigations.runs import agent
+
+    investigation, isolation = waiting
+    approvals.approve(isolation.pk, analyst)
+    approvals.execute(isolation.pk)
+    agent.run(investigation.pk)  # resumed with the isolation: the next request
+    request = investigation.action_requests.get(state="pending")
+    assert request.tool == "disable_account"
+    approvals.approve(request.pk, analyst)
+    faults.inject("identity", "error_5xx", remaining=1)
+
+    approvals.execute(request.pk)
+
+    request.refresh_from_db()
+    assert request.state == "executing", request.outcome
+    assert request.outcome.startswith("no answer from the identity provider (identity_unavailable): "), request.outcome
