@@ -550,15 +550,18 @@ def execute(request_id: int) -> None:
 
 def _ask_the_backend_later(request: ActionRequest, result: dict) -> None:
     """Its answer was lost (a timeout, a 5xx, its server gone mid-call): not failed, since it may have happened.
-    It stays executing, its lease set a lease ahead, so the backend has time to finish what it may still be
-    doing; then the sweep runs it again, and the gateway asks the backend first (a ticket opened late is
-    found, not opened twice) and sends it only if the backend says it did not happen."""
+    It stays executing, its lease set a write lease ahead (and never less than the worker waited for the answer),
+    so the backend has time to finish what it may still be doing; then the sweep runs it again, and the gateway
+    asks the backend first (a ticket opened late is found, not opened twice) and sends it only if the backend
+    says it did not happen."""
     server, _ = find_tool(request.tool)
     request.outcome = (
         f"no answer from the {_backend_named(server)} ({result.get('reason', 'error')}): it will be asked whether this "
         "happened, and this is sent again only if it did not"
     )
-    later = timezone.now() + timedelta(seconds=settings.TOOLSERVER_WRITE_LEASE_S)
+    # A short write lease (it only has to outlive a dead worker) must not ask a slow backend before it is done.
+    wait_s = max(settings.TOOLSERVER_WRITE_LEASE_S, settings.BACKEND_TIMEOUT_S)
+    later = timezone.now() + timedelta(seconds=wait_s)
     with transaction.atomic():
         if not _moved(request.pk, State.EXECUTING, State.EXECUTING, outcome=request.outcome, lease_expires_at=later):
             return

@@ -42,9 +42,8 @@ def answer_lost(waiting, analyst):
 def test_an_isolation_whose_answer_was_lost_is_not_failed_but_asked_about_a_lease_later(answer_lost):
     investigation, request = answer_lost
 
-    assert request.state == "executing", (
-        request.outcome
-    )  # before: "failed: edr_unavailable", though it may have happened
+    # Before: "failed: edr_unavailable", though it may have happened.
+    assert request.state == "executing", request.outcome
     assert request.outcome.startswith("no answer from the EDR (edr_unavailable)"), request.outcome
     assert request.lease_expires_at > timezone.now()  # the EDR has a lease to finish what it may still be doing
     assert list(request.transitions.values_list("to_state", flat=True)) == [
@@ -58,6 +57,24 @@ def test_an_isolation_whose_answer_was_lost_is_not_failed_but_asked_about_a_leas
     assert investigation.status == "waiting"  # nothing to resume with yet
     assert IdempotencyRecord.objects.get(key=request.idempotency_key).state == "running"  # given up, not settled
     assert isolations() == ["fault"]
+
+
+def test_a_short_write_lease_does_not_ask_the_backend_sooner_than_the_worker_waited_for_its_answer(
+    waiting, analyst, settings
+):
+    """GATEHOUSE_WRITE_LEASE_S may be short (it only has to outlive a dead worker); a backend that took longer than
+    GATEHOUSE_BACKEND_TIMEOUT_S may still be doing the write when a lease runs out, and answer "not done"."""
+    settings.TOOLSERVER_WRITE_LEASE_S = 2
+    settings.BACKEND_TIMEOUT_S = 60
+    _, request = waiting
+    approvals.approve(request.pk, analyst)
+    faults.inject("edr", "error_5xx", remaining=1)
+
+    approvals.execute(request.pk)
+
+    request.refresh_from_db()
+    assert request.state == "executing", request.outcome
+    assert request.lease_expires_at >= timezone.now() + timedelta(seconds=50)
 
 
 def test_asked_a_lease_later_the_edr_says_it_did_not_happen_and_it_is_sent_once(answer_lost):
