@@ -527,8 +527,8 @@ def execute(request_id: int) -> None:
     if lost is not None and lost < settings.TOOLSERVER_ANSWERS_LOST_BEFORE_A_PERSON and is_transient(result):
         _ask_the_backend_later(request, result)
         return
-    if lost is not None and idempotency.settle_unknown(request.idempotency_key, unknown := _answer_lost(request, lost)):
-        result = unknown
+    if lost is not None:
+        result = _given_to_a_person(request, lost) or result
     if is_error(result) and result.get("reason") == Reason.OUTCOME_UNKNOWN:
         state = State.UNCONFIRMED  # not final: a person checks the backend (confirm_outcome)
     else:
@@ -567,6 +567,32 @@ def _ask_the_backend_later(request: ActionRequest, result: dict) -> None:
             return
         _transition(request, State.EXECUTING, State.EXECUTING, "system", request.outcome)
     _action_event(request)
+
+
+def _given_to_a_person(request: ActionRequest, runs: int) -> dict | None:
+    """A given-up write not to be asked about again: its key settled outcome_unknown (the result returned), and
+    the trail told so, as it is when the gateway settles one. None when another run took the key over."""
+    result = _answer_lost(request, runs)
+    _, tool = find_tool(request.tool)
+    with transaction.atomic():
+        if not idempotency.settle_unknown(request.idempotency_key, result):
+            return None
+        audit.emit(
+            audit.ToolCallAudit(
+                server=request.server,
+                tool=request.tool,
+                arguments=audit.redact(tool, request.arguments),
+                outcome=Outcome.ERROR,
+                reason=Reason.OUTCOME_UNKNOWN,
+                idempotency_key=request.idempotency_key,
+                backend_status="settled",
+                correlation_id=request.investigation.correlation_id,
+                tool_use_id=request.tool_use_id,
+                actor="system",
+                extra={"result_sha256": audit.result_digest(result), "runs": runs},
+            )
+        )
+    return result
 
 
 def _answer_lost(request: ActionRequest, runs: int) -> dict:

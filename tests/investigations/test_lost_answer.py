@@ -123,6 +123,13 @@ def test_once_enough_runs_lost_their_answers_the_request_waits_for_a_person(wait
     assert "runs that sent it: 1" in request.result["guidance"]
     key = IdempotencyRecord.objects.get(key=request.idempotency_key)
     assert (key.state, key.result["reason"]) == ("failed", "outcome_unknown")  # a person's word changes it
+    settled = AuditRecord.objects.filter(tool="isolate_host", kind="tool_call").order_by("seq").last()
+    assert (settled.outcome, settled.reason, settled.backend_status, settled.actor) == (
+        "error",
+        "outcome_unknown",
+        "settled",
+        "system",
+    )
 
     approvals.confirm_outcome(request.pk, analyst, happened=False, reason="Checked the EDR: not isolated.")
 
