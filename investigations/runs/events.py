@@ -26,7 +26,11 @@ class LeaseLost(Exception):
     """This worker no longer runs the investigation: another one took it over."""
 
 
-def record_event(investigation_id: int, kind: str, data: dict, *, owner: str | None = None) -> Event:
+def record_event(
+    investigation_id: int, kind: str, data: dict, *, owner: str | None = None, published: bool = True
+) -> Event:
+    """Save the event; publish it after the commit, unless `published` is False: then the caller publishes
+    it, with the events saved after it in the same transaction (finish: publish(verdict, status))."""
     event = Event(investigation_id=investigation_id, kind=kind, data=data, created_at=timezone.now())
     if connection.vendor == "postgresql":
         event.pk, event.seq = _insert_numbered(event, owner)
@@ -36,7 +40,8 @@ def record_event(investigation_id: int, kind: str, data: dict, *, owner: str | N
             event.save(force_insert=True)
     # After the outermost commit: an event recorded inside a caller's transaction (finish,
     # suspend) is not visible to a viewer before it is visible in the database.
-    transaction.on_commit(lambda: publish(event))
+    if published:
+        transaction.on_commit(lambda: publish(event))
     return event
 
 
@@ -77,24 +82,30 @@ def _next_seq(investigation_id: int, owner: str | None) -> int:
     return row[0]
 
 
-def publish(event: Event) -> None:
-    """Send a saved event to the investigation's viewers; a status change also to the list pages of
-    those who may see it, chosen here (live_messages: everyone who sees all, and each user with a
-    grant on this investigation)."""
-    messages = [
-        (live_messages.investigation_group(event.investigation_id), live_messages.layer_event(event.as_message()))
-    ]
+def publish(*events: Event) -> None:
+    """Send saved events of one investigation, in order, to its viewers; a status change also to the list
+    pages of those who may see it, chosen here (live_messages: everyone who sees all, and each user with a
+    grant on this investigation), read once for the events sent together (a verdict and its status)."""
+    investigation_id = events[0].investigation_id
+    messages, listed = [], None
     try:
-        if event.kind in (Event.Kind.STATUS, Event.Kind.VERDICT):
-            entry = list_entry(event.investigation_id)
-            messages.append((live_messages.LIST_ALL, live_messages.layer_status(entry, "all")))
-            messages += [
-                (live_messages.list_user_group(user_id), live_messages.layer_status(entry, "user"))
-                for user_id in selectors.granted_viewer_ids(event.investigation_id)
-            ]
+        for event in events:
+            messages.append(
+                (live_messages.investigation_group(investigation_id), live_messages.layer_event(event.as_message()))
+            )
+            if event.kind in (Event.Kind.STATUS, Event.Kind.VERDICT):
+                if listed is None:
+                    entry = list_entry(investigation_id)
+                    listed = [(live_messages.LIST_ALL, live_messages.layer_status(entry, "all"))]
+                    listed += [
+                        (live_messages.list_user_group(user_id), live_messages.layer_status(entry, "user"))
+                        for user_id in selectors.granted_viewer_ids(investigation_id)
+                    ]
+                messages += listed
         live.group_send(*messages)
-    except Exception:  # the event is saved; a viewer that missed it reads it from the backlog
-        log.warning("could not publish event %s of investigation %s", event.seq, event.investigation_id, exc_info=True)
+    except Exception:  # the events are saved; a viewer that missed them reads them from the backlog
+        seqs = ", ".join(str(event.seq) for event in events)
+        log.warning("could not publish events %s of investigation %s", seqs, investigation_id, exc_info=True)
 
 
 def list_entry(investigation_id: int) -> dict:

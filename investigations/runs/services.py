@@ -174,14 +174,23 @@ def finish(
             lease_owner="",
             lease_expires_at=None,
         )
+        ended = []  # published together once committed: who may see it is read once for both
         if status == Status.COMPLETED:
-            events.record_event(
-                investigation_id,
-                Event.Kind.VERDICT,
-                {"verdict": verdict, "summary": summary, "evidence": evidence or [], "end_reason": end_reason},
+            ended.append(
+                events.record_event(
+                    investigation_id,
+                    Event.Kind.VERDICT,
+                    {"verdict": verdict, "summary": summary, "evidence": evidence or [], "end_reason": end_reason},
+                    published=False,
+                )
             )
         message = end_reason or ("Completed." if status == Status.COMPLETED else "Failed.")
-        events.record_event(investigation_id, Event.Kind.STATUS, {"status": status, "message": message})
+        ended.append(
+            events.record_event(
+                investigation_id, Event.Kind.STATUS, {"status": status, "message": message}, published=False
+            )
+        )
+        transaction.on_commit(lambda: events.publish(*ended))
         from investigations.approvals.services import (
             cancel_pending,  # the gate's module imports this one
         )
