@@ -394,7 +394,7 @@ class Agent:
         asked again (False). The row is locked as intake locks it to join (intake.open_investigation_of), so
         an alert joins before this check, and is told, or after the finish, and starts its own investigation."""
         with transaction.atomic():
-            Investigation.objects.select_for_update().filter(pk=self.id).first()
+            list(Investigation.objects.select_for_update().filter(pk=self.id).values_list("pk"))  # the lock only
             if not self._over_budget(tokens=True) and self._tell_related():
                 return False
             self._conclude(last)
