@@ -28,14 +28,19 @@ def isolations() -> list[str]:
     return list(LabWrite.objects.filter(action="isolate_host").order_by("pk").values_list("outcome", flat=True))
 
 
-@pytest.fixture
-def answer_lost(waiting, analyst):
-    """The phishing story's isolation, approved; the EDR answered its one try with a 503."""
-    investigation, request = waiting
+def approved_and_its_answer_lost(request: ActionRequest, analyst) -> None:
+    """Approved and run; the EDR answered its one try with a 503."""
     approvals.approve(request.pk, analyst)
     faults.inject("edr", "error_5xx", remaining=1)
     approvals.execute(request.pk)  # what the execute_action task does in a worker
     request.refresh_from_db()
+
+
+@pytest.fixture
+def answer_lost(waiting, analyst):
+    """The phishing story's isolation, its answer lost."""
+    investigation, request = waiting
+    approved_and_its_answer_lost(request, analyst)
     return investigation, request
 
 
@@ -67,12 +72,9 @@ def test_a_short_write_lease_does_not_ask_the_backend_sooner_than_the_worker_wai
     settings.TOOLSERVER_WRITE_LEASE_S = 2
     settings.BACKEND_TIMEOUT_S = 60
     _, request = waiting
-    approvals.approve(request.pk, analyst)
-    faults.inject("edr", "error_5xx", remaining=1)
 
-    approvals.execute(request.pk)
+    approved_and_its_answer_lost(request, analyst)
 
-    request.refresh_from_db()
     assert request.state == "executing", request.outcome
     assert request.lease_expires_at >= timezone.now() + timedelta(seconds=50)
 
@@ -111,12 +113,9 @@ def test_once_enough_runs_lost_their_answers_the_request_waits_for_a_person(wait
     request waits `unconfirmed`, and a person's word ends it, as for any write nobody can tell about."""
     settings.TOOLSERVER_ANSWERS_LOST_BEFORE_A_PERSON = 1
     _, request = waiting
-    approvals.approve(request.pk, analyst)
-    faults.inject("edr", "error_5xx", remaining=1)
 
-    approvals.execute(request.pk)
+    approved_and_its_answer_lost(request, analyst)
 
-    request.refresh_from_db()
     assert request.state == "unconfirmed", request.outcome
     assert request.outcome.startswith("outcome unknown — check and confirm")
     assert request.result["reason"] == "outcome_unknown"
