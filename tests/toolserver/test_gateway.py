@@ -51,7 +51,7 @@ def test_a_read_costs_its_tool_lookup_and_its_record_in_one_transaction_without_
     its unique name (no sort), then the record with what the caller keeps of it, one transaction."""
     kept = []
     context = CallContext(context.correlation_id, context.trigger, keep=kept.append)
-    gateway.call("get_host", {"host": estate.PHISHED_HOST}, context)  # its server started, its row cached nowhere
+    gateway.call("get_host", {"host": estate.PHISHED_HOST}, context)  # its server started, its row read
     with CaptureQueriesContext(connection) as captured:
         result = gateway.call("get_host", {"host": estate.PHISHED_HOST}, context)
     statements = [query["sql"] for query in captured.captured_queries]
