@@ -394,7 +394,6 @@ def reseal_credentials(by: str = "system") -> tuple[list[str], list[str]]:
 
 # -- tools and their discovery ----------------------------------------------------------------------
 @transaction.atomic
-@transaction.atomic
 def update_tool(tool: Tool, user, *, enabled: bool, seen: str = "") -> set[str]:
     """`seen`: its switch as the admin's page showed it (shown), refused (ChangedSince) if changed since."""
     _lock_as_seen(
