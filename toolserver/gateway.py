@@ -110,6 +110,22 @@ class Gateway:
         named = _named_only(arguments, tool) if tool else {}
         return self._audited(server, tool, named, result, context, started, Outcome.ERROR)
 
+    def record_settled(self, tool_name: str, arguments: dict, result: dict, context: CallContext, *, key: str) -> None:
+        """A write's key settled outside a call (investigations.approvals: given to a person after its answers were
+        lost), recorded as a call that settles one is."""
+        server, tool = find_tool(tool_name) or (None, None)
+        self._audited(
+            server,
+            tool,
+            arguments,
+            result,
+            context,
+            time.perf_counter(),
+            Outcome.ERROR,
+            key=key,
+            backend_status="settled",
+        )
+
     def _write(
         self,
         server: ServerSpec,

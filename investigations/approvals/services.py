@@ -573,25 +573,11 @@ def _given_to_a_person(request: ActionRequest, runs: int) -> dict | None:
     """A given-up write not to be asked about again: its key settled outcome_unknown (the result returned), and
     the trail told so, as it is when the gateway settles one. None when another run took the key over."""
     result = _answer_lost(request, runs)
-    _, tool = find_tool(request.tool)
+    context = _context(request.investigation, actor="system", tool_use_id=request.tool_use_id)
     with transaction.atomic():
         if not idempotency.settle_unknown(request.idempotency_key, result):
             return None
-        audit.emit(
-            audit.ToolCallAudit(
-                server=request.server,
-                tool=request.tool,
-                arguments=audit.redact(tool, request.arguments),
-                outcome=Outcome.ERROR,
-                reason=Reason.OUTCOME_UNKNOWN,
-                idempotency_key=request.idempotency_key,
-                backend_status="settled",
-                correlation_id=request.investigation.correlation_id,
-                tool_use_id=request.tool_use_id,
-                actor="system",
-                extra={"result_sha256": audit.result_digest(result), "runs": runs},
-            )
-        )
+        Gateway().record_settled(request.tool, request.arguments, result, context, key=request.idempotency_key)
     return result
 
 
