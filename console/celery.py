@@ -51,12 +51,14 @@ def resume_stalled_work(**kwargs):
 def warm_worker() -> threading.Thread:
     """What a worker's first investigation would otherwise wait for: its tool servers and the model's SDK,
     in a thread beside the worker (it is ready meanwhile). One thread, one import after the other."""
+    from core.startup import collector_paused
     from investigations.runs import llm
     from toolserver.supervisor import warm_tool_servers
 
     def warm():
         warm_tool_servers()
-        llm.load_sdk()
+        with collector_paused():  # the SDK's second of imports, a third less without the collector
+            llm.load_sdk()
 
     thread = threading.Thread(target=warm, name="gatehouse-warm", daemon=True)
     thread.start()

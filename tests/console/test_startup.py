@@ -25,3 +25,22 @@ def test_the_console_and_its_embedded_worker_import_no_sdk_no_mcp_and_no_vendor_
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == []  # each is imported when first needed (a worker: as it starts)
+
+
+def test_start_up_imports_pause_the_collector_then_freeze_what_they_built_and_restore_it():
+    """core.startup: a tool server's and a worker's imports run without the cyclic collector, which is
+    then as it was before, and what they built is left out of later collections. In a process of its
+    own: frozen here, pytest's objects would stay for the rest of the run."""
+    code = (
+        "import gc; from core.startup import collector_paused\n"
+        "frozen = gc.get_freeze_count()\n"
+        "with collector_paused():\n"
+        "    paused = not gc.isenabled(); built = [[i] for i in range(1000)]\n"
+        "print(paused, gc.isenabled(), gc.get_freeze_count() - frozen >= 1000)\n"
+        "gc.disable()\n"
+        "with collector_paused(): pass\n"
+        "print(gc.isenabled())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=WAIT_S)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True", "True", "False"]

@@ -17,10 +17,13 @@ import sys
 # stdout carries the protocol.
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
 
-from toolserver.adapters import adapter_class  # noqa: E402
-from toolserver.adapters.base import Backend, ParamError  # noqa: E402
-from toolserver.catalog import SERVERS  # noqa: E402
-from toolserver.servers import build_server, check_health, serve_stdio  # noqa: E402
+from core.startup import collector_paused  # noqa: E402
+
+with collector_paused():  # half a second of imports, mcp's mostly: a server answers its first call sooner
+    from toolserver.adapters import adapter_class
+    from toolserver.adapters.base import Backend, ParamError
+    from toolserver.catalog import SERVERS
+    from toolserver.servers import build_server, check_health, serve_stdio
 
 PARAMS_VARIABLE = "GATEHOUSE_BACKEND_PARAMS"
 SECRET_PARAMS_VARIABLE = "GATEHOUSE_BACKEND_SECRET_PARAMS"  # noqa: S105 - a variable name, not a secret
