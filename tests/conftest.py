@@ -61,8 +61,8 @@ def _quick_password_hashing():
 @pytest.fixture(scope="session", autouse=True)
 def _flush_by_deleting_on_postgresql():
     """A `transactional_db` test ends by emptying every table. Django empties them on PostgreSQL with one
-    TRUNCATE of all 53, which makes each a new file synced to disk: 0.35 s a test here, idle, far more
-    when the suite's four runs share the disk. DELETE of the few rows a test wrote takes milliseconds.
+    TRUNCATE of all 53, which makes each a new file synced to disk: 0.35 s a test on this machine, idle.
+    DELETE of the few rows a test wrote takes milliseconds.
     `session_replication_role = replica` lets those DELETEs past the audit trail's append-only triggers
     and the foreign keys' checks, as TRUNCATE passes them (the tests connect as the database's owner);
     SET LOCAL ends with the flush's transaction."""
