@@ -57,7 +57,9 @@ def warm_worker() -> threading.Thread:
 
     def warm():
         warm_tool_servers()
-        with collector_paused():  # the SDK's second of imports, a third less without the collector
+        # The SDK's second of imports, a quarter less without the collector. The pause is the process's: a
+        # task running beside it goes without the collector for that second, and what it holds then is frozen.
+        with collector_paused():
             llm.load_sdk()
 
     thread = threading.Thread(target=warm, name="gatehouse-warm", daemon=True)

@@ -64,8 +64,8 @@ def _flush_by_deleting_on_postgresql():
     TRUNCATE of all 53, which makes each a new file synced to disk: 0.35 s a test on this machine, idle.
     DELETE of the few rows a test wrote takes milliseconds.
     `session_replication_role = replica` lets those DELETEs past the audit trail's append-only triggers
-    and the foreign keys' checks, as TRUNCATE passes them (the tests connect as the database's owner);
-    SET LOCAL ends with the flush's transaction."""
+    and the foreign keys' checks, as TRUNCATE passes them. Setting it takes a superuser: the tests connect
+    as `postgres` (the Makefile's DATABASE_URL). SET LOCAL ends with the flush's transaction."""
     from django.db.backends.postgresql.operations import DatabaseOperations
 
     truncate = DatabaseOperations.sql_flush
