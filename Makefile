@@ -18,7 +18,7 @@ TEST_PRODUCTION_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
 PYTEST_ARGS ?= --durations=40
 TEST_EMBEDDED_ENV := DATABASE_URL= REDIS_URL= GATEHOUSE_DATA_DIR=$(CURDIR)/var/test-embedded
 
-.PHONY: run test test-production test-production-a test-production-b test-embedded test-embedded-a test-embedded-b lint format install static services chromium slapd alertmanager \
+.PHONY: run test test-setup system-packages test-production test-production-a test-production-b test-embedded test-embedded-a test-embedded-b lint format install static services chromium slapd alertmanager \
 	conformance conformance-tools mcp-servers vendor-mcp test-under-load clean
 
 $(BIN)/.installed: pyproject.toml
@@ -102,9 +102,20 @@ format: install
 # The second half is whatever the first is not, so a new folder of tests runs without being named here.
 TEST_HALF_A := tests/investigations $(wildcard tests/test_*.py)
 TEST_HALF_B := tests --ignore=tests/investigations --ignore-glob='tests/test_*.py'
-test: lint static services chromium slapd alertmanager conformance-tools mcp-servers vendor-mcp
+test: test-setup
 	$(MAKE) --no-print-directory -j4 --output-sync=target \
 		test-production-a test-production-b test-embedded-a test-embedded-b
+
+# What the tests need, set up side by side: the venv's install, the npm and vendor installs share nothing
+# (lint and static wait for the venv). Debian's packages go one after another (apt takes one lock).
+test-setup:
+	$(MAKE) --no-print-directory -j4 --output-sync=target \
+		lint static services system-packages conformance-tools mcp-servers vendor-mcp
+
+system-packages:
+	scripts/chromium.sh
+	scripts/slapd.sh
+	scripts/alertmanager.sh
 
 test-production:
 	env $(TEST_PRODUCTION_ENV) $(BIN)/pytest $(PYTEST_ARGS)
