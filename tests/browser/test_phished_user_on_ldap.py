@@ -12,12 +12,13 @@ the alert investigated once more then disables her again, for real (not the firs
 
 import httpx2 as httpx
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from core.roles import ANALYST
 from investigations.approvals import services as approvals
 from investigations.intake.services import create_integration, rate_bucket
-from investigations.models import ActionRequest, AuditRecord, Investigation
+from investigations.models import ActionRequest, AuditRecord, Event, Investigation
 from investigations.tokens import create_api_token
 from tests.browser.conftest import browser_page, console_with_worker, signed_in
 from tests.toolserver.slapd import PEOPLE
@@ -59,13 +60,28 @@ def post_story(console, token: str) -> httpx.Response:
 def approve(page, tool: str, reason: str) -> ActionRequest:
     """Approve the investigation page's pending request for `tool` once it arrives; wait for its outcome."""
     card = page.locator(f'#decision-cards .decision-card[data-tool="{tool}"][data-state="pending"]')
-    card.wait_for(timeout=RUN_TIMEOUT_MS)
+    try:
+        card.wait_for(timeout=RUN_TIMEOUT_MS)
+    except PlaywrightTimeoutError:
+        raise AssertionError(f"no {tool} request came: {what_it_did(page)}") from None
     request_id = int(card.get_attribute("data-action-id"))
     card.locator("textarea[name=reason]").fill(reason)
     card.locator("button.approve").click()
     decided = page.locator(f"#decision-cards #action-{request_id}")
     expect(decided).to_have_attribute("data-state", "succeeded", timeout=RUN_TIMEOUT_MS)
     return ActionRequest.objects.get(pk=request_id)
+
+
+def what_it_did(page) -> str:
+    """The investigation open in `page`: its status and each tool call's name and outcome, so a run that never
+    asked says whether a read failed (the agent asks for a write only once its reads confirm the need)."""
+    investigation = Investigation.objects.get(pk=int(page.url.rstrip("/").split("/")[-1]))
+    results = Event.objects.filter(investigation=investigation, kind=Event.Kind.TOOL_RESULT).order_by("seq")
+    calls = [
+        f"{event.data['name']}: {event.data['result'].get('reason') or event.data['result'].get('status')}"
+        for event in results
+    ]
+    return f"investigation {investigation.pk} is {investigation.status}; its calls: {calls}"
 
 
 def approve_again(page, console, request: ActionRequest):
