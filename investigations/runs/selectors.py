@@ -1,6 +1,10 @@
 """What the investigation pages and sockets read. Who may see an investigation is the model's rule
 (`Investigation.objects.visible_to`), asked before anything here is read."""
 
+from functools import lru_cache
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import connection
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 
@@ -58,8 +62,24 @@ def filtered(investigations, filters: dict):
 
 def granted_viewer_ids(investigation_id: int) -> list[int]:
     """The active users who may view this investigation through an object permission of their own or
-    of a team (whoever also sees all is among them if granted; live_messages sends them one copy)."""
-    return list(Investigation.objects.grantees(investigation_id).values_list("pk", flat=True))
+    of a team (whoever also sees all is among them if granted; live_messages sends them one copy).
+
+    Asked at every status change of every investigation, so `grantees`' query is compiled once a process
+    (for the content type it names, which a test database's flush renumbers), then only run: building it
+    took 2.6 ms of CPU a call, running it 0.3 ms."""
+    sql, params = _grantees_statement(ContentType.objects.get_for_model(Investigation).pk)
+    key = str(investigation_id)  # as guardian writes object_pk
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key if param == _THE_KEY else param for param in params])
+        return [pk for (pk,) in cursor.fetchall()]
+
+
+_THE_KEY = "gatehouse:the-investigation's-key"  # where the investigation's key goes in the compiled statement
+
+
+@lru_cache(maxsize=4)
+def _grantees_statement(content_type_id: int) -> tuple[str, tuple]:
+    return Investigation.objects.grantees(_THE_KEY).values_list("pk", flat=True).query.sql_with_params()
 
 
 def events_after(investigation_id: int, seq: int) -> list[dict]:
