@@ -65,8 +65,8 @@ def granted_viewer_ids(investigation_id: int) -> list[int]:
     of a team (whoever also sees all is among them if granted; live_messages sends them one copy).
 
     Asked at every status change of every investigation, so `grantees`' query is compiled once a process
-    (for the content type it names, which a test database's flush renumbers), then only run: building it
-    took 2.6 ms of CPU a call, running it 0.3 ms."""
+    (for the content type it names, which a test database's flush renumbers), then only run: a call took
+    2.6 ms of CPU building it each time, and takes 0.12 ms now."""
     sql, params = _grantees_statement(ContentType.objects.get_for_model(Investigation).pk)
     key = str(investigation_id)  # as guardian writes object_pk
     with connection.cursor() as cursor:
