@@ -79,6 +79,7 @@ _THE_KEY = "gatehouse:the-investigation's-key"  # where the investigation's key 
 
 @lru_cache(maxsize=4)
 def _grantees_statement(content_type_id: int) -> tuple[str, tuple]:
+    """`content_type_id` is the cache's key only: the statement names the content type grantees looks up."""
     return Investigation.objects.grantees(_THE_KEY).values_list("pk", flat=True).query.sql_with_params()
 
 

@@ -15,16 +15,7 @@ def test_the_console_and_its_embedded_worker_import_no_sdk_no_mcp_and_no_vendor_
         "import console.urls, console.routing, console.embedded, investigations.tasks; "
         f"print(' '.join(name for name in {HEAVY!r} if name in sys.modules))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=console_env(DJANGO_SETTINGS_MODULE="console.settings"),
-        capture_output=True,
-        text=True,
-        timeout=WAIT_S,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == []  # each is imported when first needed (a worker: as it starts)
+    assert printed_by(code) == []  # each is imported when first needed (a worker: as it starts)
 
 
 def test_start_up_imports_pause_the_collector_then_freeze_what_they_built_and_restore_it():
@@ -41,6 +32,18 @@ def test_start_up_imports_pause_the_collector_then_freeze_what_they_built_and_re
         "with collector_paused(): pass\n"
         "print(gc.isenabled())\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=WAIT_S)
+    assert printed_by(code) == ["True", "True", "True", "False"]
+
+
+def printed_by(code: str) -> list[str]:
+    """The words `code` prints, run in a Python process of its own (its imports and collector are its own)."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=console_env(DJANGO_SETTINGS_MODULE="console.settings"),
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["True", "True", "True", "False"]
+    return done.stdout.split()
