@@ -73,15 +73,26 @@ def approve(page, tool: str, reason: str) -> ActionRequest:
 
 
 def what_it_did(page) -> str:
-    """The investigation open in `page`: its status and each tool call's name and outcome, so a run that never
-    asked says whether a read failed (the agent asks for a write only once its reads confirm the need)."""
+    """The investigation open in `page`: its status, each tool call's name and outcome, its requests beside
+    the page's cards, and the agent's reasoning; so a request that never showed says whether it was never
+    made (a read failed, or found something else: the agent asks for a write only once its reads confirm
+    the need) or made and not shown."""
     investigation = Investigation.objects.get(pk=int(page.url.rstrip("/").split("/")[-1]))
     results = Event.objects.filter(investigation=investigation, kind=Event.Kind.TOOL_RESULT).order_by("seq")
     calls = [
         f"{event.data['name']}: {event.data['result'].get('reason') or event.data['result'].get('status')}"
         for event in results
     ]
-    return f"investigation {investigation.pk} is {investigation.status}; its calls: {calls}"
+    said = Event.objects.filter(investigation=investigation, kind=Event.Kind.TEXT).order_by("seq")
+    reasoning = "".join(str(event.data.get("text", "")) for event in said)  # what it found in each answer
+    requests = [f"{request.tool}: {request.state}" for request in investigation.action_requests.order_by("pk")]
+    cards = page.eval_on_selector_all(
+        "#decision-cards .decision-card", "cards => cards.map(card => `${card.dataset.tool}: ${card.dataset.state}`)"
+    )
+    return (
+        f"investigation {investigation.pk} is {investigation.status}; its calls: {calls}; its requests: {requests};"
+        f" the page's cards: {cards}; it said: {reasoning}"
+    )
 
 
 def approve_again(page, console, request: ActionRequest):
