@@ -280,3 +280,9 @@ class SameOriginValidator:
 
 def query_flag(query_string: bytes, name: str) -> bool:
     return parse_qs(query_string.decode("latin-1")).get(name, [""])[0] == "1"
+
+
+def query_number(query_string: bytes, name: str) -> int | None:
+    """The query's `name` as a whole number; None when it is missing or anything else."""
+    value = parse_qs(query_string.decode("latin-1")).get(name, [""])[0]
+    return int(value) if value.isascii() and value.isdigit() else None

@@ -221,7 +221,8 @@ class RequestMessage(Message):
 
 class SnapshotMessage(Message):
     """/ws/approvals/ on connect: the user's pending count; with ?queue=1 also the queue's requests
-    (the decided ones oldest first, then the pending ones) and the ids of those pending."""
+    (the decided ones oldest first, then the pending ones) and the ids of those pending; with
+    ?investigation=<id> that investigation's requests, with ?request=<id> that one (approvals/live.snapshot)."""
 
     type: Literal["snapshot"] = "snapshot"
     pending: int

@@ -6,7 +6,7 @@ It checks who is asking before accepting and again before each message it sends,
 
 from channels.db import database_sync_to_async
 
-from core.sockets import AccessCheckedConsumer, query_flag
+from core.sockets import AccessCheckedConsumer, query_flag, query_number
 from investigations import live_messages
 from investigations.approvals import live
 from investigations.approvals.services import approvable_tools
@@ -20,8 +20,10 @@ class ApprovalsConsumer(AccessCheckedConsumer):
     hears of each change and counted their pending requests; this socket hears both the group of
     those who see all and its user's own group, and sends on what is meant for its user as last
     checked (live_messages.meant_for), with the card's variant for the tools they may approve then:
-    nothing is queried per change. On connect it sends a snapshot (the count; with `?queue=1` also
-    the queue's requests), so a reconnect catches up.
+    nothing is queried per change. On connect it sends a snapshot: the count, and the requests the
+    page shows as they are now (`?queue=1` the queue's, `?investigation=<id>` an investigation's,
+    `?request=<id>` that one), so a page catches up on what was made or changed while it was not
+    listening: between its render and the socket's open, or during a drop.
     """
 
     sees_all = False
@@ -40,12 +42,13 @@ class ApprovalsConsumer(AccessCheckedConsumer):
         await self.join(live_messages.APPROVALS_ALL)
         await self.join(live_messages.approvals_user_group(self.scope["user"].pk))
         await self.accept()
-        with_requests = query_flag(self.scope.get("query_string", b""), "queue")
-        await self.send_json(
-            await database_sync_to_async(live.snapshot)(
-                self.scope["user"], self.approvable, with_requests=with_requests
-            )
+        query = self.scope.get("query_string", b"")
+        shown = live.Shown(
+            queue=query_flag(query, "queue"),
+            investigation=query_number(query, "investigation"),
+            request=query_number(query, "request"),
         )
+        await self.send_json(await database_sync_to_async(live.snapshot)(self.scope["user"], self.approvable, shown))
 
     async def approvals_changed(self, message):
         if not await self.still_allowed() or not live_messages.meant_for(message, self.sees_all):

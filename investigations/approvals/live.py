@@ -7,6 +7,7 @@ card's variant and check access (architecture rule 12), they query nothing per c
 """
 
 import logging
+from dataclasses import dataclass
 
 from core import live
 from investigations import live_messages
@@ -40,14 +41,40 @@ def publish(request_id: int) -> None:
         log.warning("could not publish the change of action request %s", request_id, exc_info=True)
 
 
-def snapshot(user, approvable: frozenset[str], *, with_requests: bool) -> dict:
-    """Sent when the socket opens (and so again after a reconnect): the count, and for the queue its contents
-    (the decided ones oldest first, so that a page putting each on top ends with the newest on top)."""
-    if not with_requests:
+@dataclass(frozen=True)
+class Shown:
+    """What the page that opened the socket shows: the queue, one investigation's requests, one request,
+    or none (only the navigation's count)."""
+
+    queue: bool = False
+    investigation: int | None = None
+    request: int | None = None
+
+
+def snapshot(user, approvable: frozenset[str], shown: Shown) -> dict:
+    """Sent when the socket opens (and so again after a reconnect): the count, and the requests the page
+    shows as they are now, each only if the user may see it. The queue's come with the ids of those
+    pending, the decided ones oldest first (so that a page putting each on top ends with the newest on top)."""
+    if shown.queue:
+        pending, recent = queue(user)
+        entries = _entries([*reversed(recent), *pending], approvable)
+        return live_messages.snapshot_message(len(pending), entries, [request.pk for request in pending])
+    if shown.investigation is None and shown.request is None:
         return live_messages.snapshot_message(pending_count(user))
-    pending, recent = queue(user)
-    entries = [
+    requests = (
+        ActionRequest.objects.visible_to(user)
+        .select_related("investigation__alert")
+        .prefetch_related("approvals", "transitions")
+    )
+    if shown.investigation is not None:
+        requests = requests.filter(investigation_id=shown.investigation)
+    else:
+        requests = requests.filter(pk=shown.request)
+    return live_messages.snapshot_message(pending_count(user), _entries(requests.order_by("pk"), approvable))
+
+
+def _entries(requests, approvable: frozenset[str]) -> list[tuple[dict, str]]:
+    return [
         (live_messages.request_summary(request), live_messages.card(request, may_approve=request.tool in approvable))
-        for request in [*reversed(recent), *pending]
+        for request in requests
     ]
-    return live_messages.snapshot_message(len(pending), entries, [request.pk for request in pending])

@@ -7,7 +7,7 @@ origins are refused before this by console.asgi's SameOriginValidator.
 
 from channels.db import database_sync_to_async
 
-from core.sockets import AccessCheckedConsumer
+from core.sockets import AccessCheckedConsumer, query_number
 from investigations import live_messages
 from investigations.models import Investigation, sees_every_investigation
 from investigations.runs import selectors
@@ -27,7 +27,7 @@ class InvestigationConsumer(AccessCheckedConsumer):
         self.investigation_id = int(self.scope["url_route"]["kwargs"]["pk"])
         if not await self.admit():
             return
-        self.last_seq = _after(self.scope.get("query_string", b""))
+        self.last_seq = query_number(self.scope.get("query_string", b""), "after") or 0
         await self.join(live_messages.investigation_group(self.investigation_id))
         await self.accept()
         for event in await database_sync_to_async(selectors.events_after)(self.investigation_id, self.last_seq):
@@ -71,10 +71,3 @@ class InvestigationListConsumer(AccessCheckedConsumer):
 
 def _sees(user, investigation_id: int) -> bool:
     return Investigation.objects.visible_to(user).filter(pk=investigation_id).exists()
-
-
-def _after(query_string: bytes) -> int:
-    from urllib.parse import parse_qs
-
-    values = parse_qs(query_string.decode("latin-1")).get("after", ["0"])
-    return int(values[0]) if values[0].isdigit() else 0

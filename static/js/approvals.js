@@ -5,9 +5,10 @@
  * One websocket (/ws/approvals/) per page sends each change of a request the user may see, with
  * the card as the server rendered it for them (templates/investigations/_decision_card.html, the
  * one partial: escaped there, its buttons usable or not by what they may approve) and their
- * pending count; on (re)connect it sends a snapshot, so a page catches up after a drop. The
- * messages are investigations/live_messages.py's schemas. A card shown is replaced by a newer
- * one; a card only moves to a state its state can still become (ActionRequest.TRANSITIONS, which
+ * pending count; on (re)connect it sends a snapshot of the requests the page shows (shownQuery), so
+ * a page catches up on what was made or changed between its render and the socket's open, or during
+ * a drop. The messages are investigations/live_messages.py's schemas. A card shown is replaced by a
+ * newer one; a card only moves to a state its state can still become (ActionRequest.TRANSITIONS, which
  * base.html hands over as #request-states), so a late or repeated message never undoes a newer
  * one. Nothing here builds a card: it is only ever the server's HTML.
  *
@@ -245,12 +246,22 @@
     }
   }
 
+  /* What the page shows (its [data-approvals-live]), for the snapshot: the queue, an investigation's
+   * requests, one request; or nothing but the navigation's count. */
+  function shownQuery() {
+    const shown = document.querySelector("[data-approvals-live]");
+    if (!shown) return "";
+    if (shown.dataset.approvalsLive === "queue") return "?queue=1";
+    const id = shown.dataset.approvalsId;
+    return id ? "?" + shown.dataset.approvalsLive + "=" + encodeURIComponent(id) : "";
+  }
+
   function start() {
     document.querySelectorAll(".decision-card").forEach(tick);
     window.setInterval(() => document.querySelectorAll('.decision-card[data-state="pending"]').forEach(tick), TICK_MS);
     const listens = document.getElementById("nav-approvals-count") || document.querySelector("[data-approvals-live]");
     if (!listens || !window.GatehouseLive) return;
-    const query = queueList ? "?queue=1" : "";
+    const query = shownQuery();
     GatehouseLive.connect({
       name: "approvals",
       url: () => "/ws/approvals/" + query,

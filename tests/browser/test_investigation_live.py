@@ -14,9 +14,11 @@ import pytest
 from playwright.sync_api import expect
 
 from core.roles import ANALYST
+from investigations.approvals import services as approvals
 from investigations.models import ActionRequest, Event, Investigation
 from investigations.runs.events import record_event
 from tests.browser.conftest import console_with_worker, raise_story, signed_in
+from tests.investigations.test_approval_pages import make_request
 from tests.investigations.test_websocket import SPOOFED_SHOWN, hiding_request, record_action, spoofed_events
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -277,6 +279,61 @@ def test_a_link_whose_fragment_does_not_decode_still_streams_the_transcript(anal
 
 # Before the page's scripts: the investigation's own socket asks for a path the console does not
 # serve, so it never opens, while every other socket (the approvals socket) connects as usual; and
+class HeldSocket:
+    """Keeps the page's approvals socket off the console until released: each connection before then is
+    closed at once, as one still opening or dropped would be, and the page retries (live.js's backoff)."""
+
+    def __init__(self):
+        self.held = True
+        self.urls: list[str] = []
+
+    def __call__(self, ws):
+        self.urls.append(ws.url)
+        if self.held:
+            ws.close()
+        else:
+            ws.connect_to_server()
+
+
+def test_a_request_made_before_the_approvals_socket_opens_still_gets_its_card(
+    live_console, make_investigation, make_user, page
+):
+    """The page is rendered before the agent's request is saved, and its approvals socket opens after:
+    the card comes in the socket's snapshot (a run under load once waited two minutes for one)."""
+    make_user("ana-late", ANALYST)
+    investigation = make_investigation("LATE-1")
+    held = HeldSocket()
+    page.route_web_socket(re.compile(r"/ws/approvals/"), held)
+    signed_in(page, live_console, "ana-late")
+    page.goto(f"{live_console.url}/investigations/{investigation.pk}/")
+    expect(page.locator("#decisions")).to_be_hidden()  # rendered with no request
+
+    request = make_request(investigation)
+    held.held = False
+    card = page.locator(f'#decision-cards .decision-card[data-action-id="{request.pk}"]')
+    expect(card).to_have_attribute("data-state", "pending", timeout=RUN_TIMEOUT_MS)
+    expect(card.locator(".decision-target")).to_have_text(request.target_text)
+    assert held.urls[-1].endswith(f"/ws/approvals/?investigation={investigation.pk}")
+
+
+def test_a_request_decided_while_its_pages_socket_was_away_shows_the_decision_once_back(
+    live_console, make_investigation, make_user, page
+):
+    analyst = make_user("ana-away", ANALYST)
+    request = make_request(make_investigation("AWAY-1"))
+    held = HeldSocket()
+    page.route_web_socket(re.compile(r"/ws/approvals/"), held)
+    signed_in(page, live_console, "ana-away")
+    page.goto(f"{live_console.url}/approvals/{request.pk}/")
+    card = page.locator(f"#action-{request.pk}")
+    expect(card).to_have_attribute("data-state", "pending")
+
+    approvals.reject(request.pk, analyst, "Not this one.")
+    held.held = False
+    expect(card).to_have_attribute("data-state", "rejected", timeout=RUN_TIMEOUT_MS)
+    assert held.urls[-1].endswith(f"/ws/approvals/?request={request.pk}")
+
+
 # each state the live indicator takes is kept in window.__indicatorStates.
 TRANSCRIPT_SOCKET_NEVER_OPENS = """
 const RealWebSocket = window.WebSocket;

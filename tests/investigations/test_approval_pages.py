@@ -457,6 +457,56 @@ async def test_the_socket_sends_each_viewer_only_the_requests_they_may_see(make_
     await as_analyst.disconnect()
 
 
+async def test_a_page_of_requests_gets_them_as_they_are_now_when_its_socket_opens(
+    make_user, make_investigation, analyst
+):
+    """An investigation's page (?investigation=<id>) and a request's page (?request=<id>) are sent their
+    requests in the snapshot, so one made or decided between the page's render and the socket's open (or
+    during a drop) reaches the page; each only to a user who may see it, in the variant for them."""
+    mine, other = (
+        await database_sync_to_async(make_investigation)("A"),
+        await database_sync_to_async(make_investigation)("B"),
+    )
+    member = await database_sync_to_async(make_user)("team-member")
+    await database_sync_to_async(assign_perm)("investigations.view_investigation", member, mine)
+    first = await database_sync_to_async(make_request)(mine)
+    second = await database_sync_to_async(make_request)(mine, "toolu_test0002")
+    elsewhere = await database_sync_to_async(make_request)(other, "toolu_test0003")
+    await database_sync_to_async(approvals.reject)(second.pk, analyst, "not this one")
+
+    async def snapshot(user, query: str) -> dict:
+        communicator = await socket(f"/ws/approvals/?{query}", user)
+        assert (await communicator.connect())[0]
+        message = await received(communicator, SnapshotMessage)
+        await communicator.disconnect()
+        return message
+
+    def shown(message: dict) -> list[tuple[int, str, str]]:
+        return [
+            (
+                entry["request"]["id"],
+                entry["request"]["state"],
+                re.search(r'data-may-approve="(\w+)"', entry["card"])[1],
+            )
+            for entry in message["requests"]
+        ]
+
+    as_analyst = await snapshot(analyst, f"investigation={mine.pk}")
+    assert as_analyst["pending"] == 2 and "pending_ids" not in as_analyst  # the queue's only
+    assert shown(as_analyst) == [(first.pk, "pending", "true"), (second.pk, "rejected", "true")]
+    assert 'data-state="rejected"' in card(as_analyst["requests"][1]["card"], second)
+    assert shown(await snapshot(member, f"investigation={mine.pk}")) == [
+        (first.pk, "pending", "false"),  # the member holds the grant, not the role that approves
+        (second.pk, "rejected", "false"),
+    ]
+    assert shown(await snapshot(analyst, f"request={elsewhere.pk}")) == [(elsewhere.pk, "pending", "true")]
+    # What the member may not see is not sent, whichever way it is asked for.
+    assert shown(await snapshot(member, f"investigation={other.pk}")) == []
+    assert shown(await snapshot(member, f"request={elsewhere.pk}")) == []
+    assert (await snapshot(member, f"request={elsewhere.pk}"))["pending"] == 1
+    assert await snapshot(analyst, "investigation=not-a-number") == {"type": "snapshot", "pending": 2}
+
+
 async def test_the_socket_sends_the_card_escaped_in_the_variant_of_who_sees_it(make_investigation, analyst, manager):
     """The agent's reason arrives escaped (the partial's autoescape); the analyst, who may approve
     isolate_host, gets the card with usable buttons, the manager, who may not, the one that says so."""
