@@ -2,14 +2,15 @@
 
 Each endpoint is a small sync handler (parse, call a selector or service) wrapped by
 endpoint(), which does what every request shares, in this order: method, key (401), scope
-(403), the backend's injected fault, then the handler. The views are async so that a
-"timeout" fault can hang one request for 30 seconds without holding up any other.
+(403), the backend's injected fault, then the handler, all in one hop to a thread. The views are
+async so that a "timeout" fault can hang one request for 30 seconds without holding up any other.
 """
 
 import asyncio
 import json
 import logging
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import wraps
 
 from asgiref.sync import sync_to_async
@@ -55,6 +56,15 @@ def _logged_body(response: HttpResponse):
         return {"malformed_body": response.content.decode("utf-8", "replace")}
 
 
+@dataclass(frozen=True)
+class _Wait:
+    """A fault's delay, awaited on the event loop (no thread held), then the answer: the handler's (slow)
+    or the one already logged (timeout)."""
+
+    seconds: float
+    then: Callable[[], HttpResponse]
+
+
 def endpoint(
     method: str,
     *,
@@ -79,6 +89,15 @@ def endpoint(
         async def view(request, **kwargs):
             if request.method != method:
                 return _json(405, {"error": "method_not_allowed", "detail": f"use {method}"}, {"Allow": method})
+            # One hop to a thread for all the database work, the common case's cost; a fault's wait is
+            # awaited here, holding no thread.
+            answer = await sync_to_async(serve)(request, kwargs)
+            if isinstance(answer, _Wait):
+                await asyncio.sleep(answer.seconds)
+                answer = await sync_to_async(answer.then)()
+            return answer
+
+        def serve(request, kwargs) -> HttpResponse | _Wait:
             write = None
             if action:
                 sent_key = request.headers.get("Idempotency-Key", "").strip()[:MAX_IDEMPOTENCY_KEY]
@@ -93,20 +112,20 @@ def endpoint(
                     sent_key=sent_key,
                 )
 
-            async def refuse(response: HttpResponse, outcome: str = LabWrite.Outcome.REJECTED) -> HttpResponse:
+            def refuse(response: HttpResponse, outcome: str = LabWrite.Outcome.REJECTED) -> HttpResponse:
                 if write is not None:
-                    await sync_to_async(services.record)(write, response.status_code, _logged_body(response), outcome)
+                    services.record(write, response.status_code, _logged_body(response), outcome)
                 return response
 
-            key = await sync_to_async(keys.key_for_header)(request.headers.get("Authorization", ""))
+            key = keys.key_for_header(request.headers.get("Authorization", ""))
             if key is None:
-                return await refuse(_json(401, UNAUTHORIZED, {"WWW-Authenticate": 'Bearer realm="lab"'}))
+                return refuse(_json(401, UNAUTHORIZED, {"WWW-Authenticate": 'Bearer realm="lab"'}))
             if write is not None:
                 write = replace(write, key_name=key.name)
             if scope and scope not in key.scopes:
-                return await refuse(_json(403, {"error": "forbidden", "needed_scope": scope}))
+                return refuse(_json(403, {"error": "forbidden", "needed_scope": scope}))
             if len(request.headers.get("Idempotency-Key", "").strip()) > MAX_IDEMPOTENCY_KEY:
-                return await refuse(
+                return refuse(
                     _json(
                         400,
                         {
@@ -116,29 +135,31 @@ def endpoint(
                     )
                 )
 
-            fault = await sync_to_async(faults.take)(backend) if backend else None
+            def handle() -> HttpResponse:
+                try:
+                    extra = {"write": write} if write is not None else {}
+                    result = handler(request, key, **extra, **kwargs)
+                except LabError as error:
+                    return refuse(_json(error.status, error.body))
+                except Exception:
+                    log.exception("lab api: %s %s failed", request.method, request.path)
+                    return refuse(_json(500, {"error": "internal_error"}))
+                if isinstance(result, Answer):
+                    return _json(result.status, result.body, result.headers)
+                return _json(200, result)
+
+            fault = faults.take(backend) if backend else None
             if fault is not None and fault.mode == "slow":
-                await asyncio.sleep((fault.delay_ms or 0) / 1000)  # then answer as usual
-            elif fault is not None and fault.mode == "no_dedupe":
+                return _Wait((fault.delay_ms or 0) / 1000, handle)  # then answer as usual
+            if fault is not None and fault.mode == "no_dedupe":
                 write = write and replace(write, idempotency_key="")  # then act as a backend without the header
             elif fault is not None:
                 # Logged on arrival, before a timeout's wait: the caller may give up first.
-                answer = await refuse(_fault_answer(fault), LabWrite.Outcome.FAULT)
+                answer = refuse(_fault_answer(fault), LabWrite.Outcome.FAULT)
                 if fault.mode == "timeout":
-                    await asyncio.sleep((fault.delay_ms or 0) / 1000)
+                    return _Wait((fault.delay_ms or 0) / 1000, lambda: answer)
                 return answer
-
-            try:
-                extra = {"write": write} if write is not None else {}
-                result = await sync_to_async(handler)(request, key, **extra, **kwargs)
-            except LabError as error:
-                return await refuse(_json(error.status, error.body))
-            except Exception:
-                log.exception("lab api: %s %s failed", request.method, request.path)
-                return await refuse(_json(500, {"error": "internal_error"}))
-            if isinstance(result, Answer):
-                return _json(result.status, result.body, result.headers)
-            return _json(200, result)
+            return handle()
 
         return view
 
