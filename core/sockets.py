@@ -283,6 +283,7 @@ def query_flag(query_string: bytes, name: str) -> bool:
 
 
 def query_number(query_string: bytes, name: str) -> int | None:
-    """The query's `name` as a whole number; None when it is missing or anything else."""
+    """The query's `name` as a whole number a database may hold (below 2**63: SQLite refuses a larger
+    one with an error); None when it is missing or anything else."""
     value = parse_qs(query_string.decode("latin-1")).get(name, [""])[0]
-    return int(value) if value.isascii() and value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() and int(value) < 2**63 else None

@@ -74,6 +74,15 @@ async def test_the_backlog_after_a_seq_then_live_events_each_once_in_order(inves
     await communicator.disconnect()
 
 
+@pytest.mark.parametrize("after", ["not-a-seq", str(2**63)])  # the second past what a database holds
+async def test_an_after_that_is_no_seq_sends_the_whole_backlog(investigation, analyst, after):
+    communicator = await socket(f"/ws/investigations/{investigation.pk}/?after={after}", analyst)
+    assert (await communicator.connect())[0]
+    backlog = [await received(communicator, EventMessage) for _ in range(3)]
+    assert [m["event"]["seq"] for m in backlog] == [1, 2, 3]
+    await communicator.disconnect()
+
+
 async def test_an_event_recorded_by_a_worker_thread_reaches_the_viewer(investigation, analyst):
     """As a Celery worker records it: from a plain thread, outside any asgiref context."""
     communicator = await socket(f"/ws/investigations/{investigation.pk}/?after=3", analyst)
