@@ -286,4 +286,7 @@ def query_number(query_string: bytes, name: str) -> int | None:
     """The query's `name` as a whole number a database may hold (below 2**63: SQLite refuses a larger
     one with an error); None when it is missing or anything else."""
     value = parse_qs(query_string.decode("latin-1")).get(name, [""])[0]
-    return int(value) if value.isascii() and value.isdigit() and int(value) < 2**63 else None
+    # At most 19 digits before int(): Python refuses to convert more than 4,300 with an error.
+    if not (value.isascii() and value.isdigit() and len(value) <= 19):
+        return None
+    return int(value) if int(value) < 2**63 else None

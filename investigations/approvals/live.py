@@ -20,11 +20,7 @@ log = logging.getLogger(__name__)
 def publish(request_id: int) -> None:
     """Tell the queues, the decision cards and the navigation counts of a request's change, as it is now."""
     try:
-        request = (
-            ActionRequest.objects.select_related("investigation__alert")
-            .prefetch_related("approvals", "transitions")
-            .get(pk=request_id)
-        )
+        request = ActionRequest.objects.for_cards().get(pk=request_id)
         summary, variants = live_messages.request_summary(request), live_messages.cards(request)
         everyone = ActionRequest.objects.filter(state__in=ActionRequest.NEEDS_A_PERSON).count()
         messages = [(live_messages.APPROVALS_ALL, live_messages.layer_request(summary, variants, everyone, "all"))]
@@ -61,11 +57,7 @@ def snapshot(user, approvable: frozenset[str], shown: Shown) -> dict:
         return live_messages.snapshot_message(len(pending), entries, [request.pk for request in pending])
     if shown.investigation is None and shown.request is None:
         return live_messages.snapshot_message(pending_count(user))
-    requests = (
-        ActionRequest.objects.visible_to(user)
-        .select_related("investigation__alert")
-        .prefetch_related("approvals", "transitions")
-    )
+    requests = ActionRequest.objects.visible_to(user).for_cards()
     if shown.investigation is not None:
         requests = requests.filter(investigation_id=shown.investigation)
     else:

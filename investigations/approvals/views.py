@@ -41,11 +41,7 @@ def pending_count(user) -> int:
 def queue(user) -> tuple[list[ActionRequest], list[ActionRequest]]:
     """What waits for a person (pending, or unconfirmed: its outcome to check) oldest first, and the latest
     decided ones, newest decision first."""
-    visible = (
-        ActionRequest.objects.visible_to(user)
-        .select_related("investigation__alert")
-        .prefetch_related("approvals", "transitions")
-    )
+    visible = ActionRequest.objects.visible_to(user).for_cards()
     pending = list(visible.filter(state__in=ActionRequest.NEEDS_A_PERSON).order_by("created_at", "id"))
     recent = list(
         visible.exclude(state__in=ActionRequest.NEEDS_A_PERSON)

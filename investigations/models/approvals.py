@@ -47,6 +47,11 @@ class ActionRequestQuerySet(models.QuerySet):
         rule, InvestigationQuerySet.visibility, applied through the foreign key; architecture rule 12)."""
         return self.filter(Investigation.objects.visibility(user, through="investigation"))
 
+    def for_cards(self):
+        """With what a decision card shows of each (its alert, approvals and transitions), read in three
+        queries however many cards."""
+        return self.select_related("investigation__alert").prefetch_related("approvals", "transitions")
+
 
 class ActionRequest(models.Model):
     """A privileged write the agent asked for, waiting for (or past) an analyst's decision.

@@ -277,8 +277,6 @@ def test_a_link_whose_fragment_does_not_decode_still_streams_the_transcript(anal
     assert errors == []
 
 
-# Before the page's scripts: the investigation's own socket asks for a path the console does not
-# serve, so it never opens, while every other socket (the approvals socket) connects as usual; and
 class HeldSocket:
     """Keeps the page's approvals socket off the console until released: each connection before then is
     closed at once, as one still opening or dropped would be, and the page retries (live.js's backoff)."""
@@ -319,6 +317,8 @@ def test_a_request_made_before_the_approvals_socket_opens_still_gets_its_card(
 def test_a_request_decided_while_its_pages_socket_was_away_shows_the_decision_once_back(
     live_console, make_investigation, make_user, page
 ):
+    """A request's page whose approvals socket was away when the request was decided shows the decision
+    once the socket is back: its snapshot carries the card as it is now."""
     analyst = make_user("ana-away", ANALYST)
     request = make_request(make_investigation("AWAY-1"))
     held = HeldSocket()
@@ -334,6 +334,8 @@ def test_a_request_decided_while_its_pages_socket_was_away_shows_the_decision_on
     assert held.urls[-1].endswith(f"/ws/approvals/?request={request.pk}")
 
 
+# Before the page's scripts: the investigation's own socket asks for a path the console does not
+# serve, so it never opens, while every other socket (the approvals socket) connects as usual; and
 # each state the live indicator takes is kept in window.__indicatorStates.
 TRANSCRIPT_SOCKET_NEVER_OPENS = """
 const RealWebSocket = window.WebSocket;

@@ -504,7 +504,7 @@ async def test_a_page_of_requests_gets_them_as_they_are_now_when_its_socket_open
     assert shown(await snapshot(member, f"investigation={other.pk}")) == []
     assert shown(await snapshot(member, f"request={elsewhere.pk}")) == []
     assert (await snapshot(member, f"request={elsewhere.pk}"))["pending"] == 1
-    for not_an_id in ("not-a-number", str(2**63)):  # the second past what a database holds: no error either
+    for not_an_id in ("not-a-number", str(2**63), "9" * 5000):  # past what a database holds, past what int() takes
         assert await snapshot(analyst, f"investigation={not_an_id}") == {"type": "snapshot", "pending": 2}
 
 

@@ -74,7 +74,7 @@ async def test_the_backlog_after_a_seq_then_live_events_each_once_in_order(inves
     await communicator.disconnect()
 
 
-@pytest.mark.parametrize("after", ["not-a-seq", str(2**63)])  # the second past what a database holds
+@pytest.mark.parametrize("after", ["not-a-seq", str(2**63), "9" * 5000])  # past what a database holds, past int()
 async def test_an_after_that_is_no_seq_sends_the_whole_backlog(investigation, analyst, after):
     communicator = await socket(f"/ws/investigations/{investigation.pk}/?after={after}", analyst)
     assert (await communicator.connect())[0]

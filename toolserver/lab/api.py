@@ -2,8 +2,9 @@
 
 Each endpoint is a small sync handler (parse, call a selector or service) wrapped by
 endpoint(), which does what every request shares, in this order: method, key (401), scope
-(403), the backend's injected fault, then the handler, all in one hop to a thread. The views are
-async so that a "timeout" fault can hang one request for 30 seconds without holding up any other.
+(403), the backend's injected fault, then the handler: one hop to a thread (a fault's delay,
+awaited on the loop, adds a second). The views are async so that a "timeout" fault can hang one
+request for 30 seconds without holding up any other.
 """
 
 import asyncio
