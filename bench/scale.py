@@ -10,7 +10,8 @@ transaction, so their N investigations reach the broker together. Measured, per 
 - all done: from the commit to the last investigation's finished_at;
 - p50/p99 of each investigation's created_at -> finished_at;
 - the ideal: the story's model turns x the turn delay (what one investigation alone would need at least),
-  and one investigation's time alone on the same worker, run first (it also starts the tool servers);
+  and one investigation's time alone on the same worker, warm: the second of two run first (the first
+  finds the tool servers still starting, as the worker warms them when it starts);
 - peak RSS of the worker and the tool-server processes it started (each in a session of its own) and
   of its largest process, sampled from /proc;
 - peak PostgreSQL connections of the worker (pg_stat_activity, by application_name), sampled;
@@ -246,9 +247,11 @@ def run_one(n: int, options, env: dict, tag: str, console: int, model: int | Non
     worker = start_worker(env, options.pool, options.concurrency, log_path)
     try:
         warm_up()
-        # One investigation alone first: the tool servers start, and its time is the floor beside the ideal.
-        _, (alone_id,) = start_all(1, f"{tag}-alone")
-        finish_all([alone_id], 120)
+        # One investigation alone, twice: the first finds the tool servers still starting (the worker warms
+        # them as it starts); the second's time is the floor beside the ideal.
+        for run in ("cold", "alone"):
+            _, (alone_id,) = start_all(1, f"{tag}-{run}")
+            finish_all([alone_id], 120)
         alone = Investigation.objects.get(pk=alone_id)
         alone_s = (alone.finished_at - alone.created_at).total_seconds() if alone.finished_at else float("nan")
         with Sampler(worker.pid) as sampler, CpuWindow(worker.pid, console, model) as cpu:
