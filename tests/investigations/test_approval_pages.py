@@ -408,6 +408,14 @@ def make_request(investigation: Investigation, tool_use_id: str = "toolu_test000
     )
 
 
+def granted_one_of_two(make_investigation, make_user) -> tuple[Investigation, Investigation, object]:
+    """Investigations A and B, and a team member granted A only."""
+    mine, other = make_investigation("A"), make_investigation("B")
+    member = make_user("team-member")
+    assign_perm("investigations.view_investigation", member, mine)
+    return mine, other, member
+
+
 async def test_the_socket_refuses_anonymous_users_and_users_who_see_no_investigation(make_user, make_investigation):
     await database_sync_to_async(make_investigation)()
     nobody = await database_sync_to_async(make_user)("nobody")
@@ -418,12 +426,7 @@ async def test_the_socket_refuses_anonymous_users_and_users_who_see_no_investiga
 
 
 async def test_the_socket_sends_each_viewer_only_the_requests_they_may_see(make_user, make_investigation, analyst):
-    mine, other = (
-        await database_sync_to_async(make_investigation)("A"),
-        await database_sync_to_async(make_investigation)("B"),
-    )
-    member = await database_sync_to_async(make_user)("team-member")
-    await database_sync_to_async(assign_perm)("investigations.view_investigation", member, mine)
+    mine, other, member = await database_sync_to_async(granted_one_of_two)(make_investigation, make_user)
     mine_request = await database_sync_to_async(make_request)(mine)
     other_request = await database_sync_to_async(make_request)(other)
 
@@ -463,12 +466,7 @@ async def test_a_page_of_requests_gets_them_as_they_are_now_when_its_socket_open
     """An investigation's page (?investigation=<id>) and a request's page (?request=<id>) are sent their
     requests in the snapshot, so one made or decided between the page's render and the socket's open (or
     during a drop) reaches the page; each only to a user who may see it, in the variant for them."""
-    mine, other = (
-        await database_sync_to_async(make_investigation)("A"),
-        await database_sync_to_async(make_investigation)("B"),
-    )
-    member = await database_sync_to_async(make_user)("team-member")
-    await database_sync_to_async(assign_perm)("investigations.view_investigation", member, mine)
+    mine, other, member = await database_sync_to_async(granted_one_of_two)(make_investigation, make_user)
     first = await database_sync_to_async(make_request)(mine)
     second = await database_sync_to_async(make_request)(mine, "toolu_test0002")
     elsewhere = await database_sync_to_async(make_request)(other, "toolu_test0003")
