@@ -116,9 +116,7 @@ test-setup:
 		lint static services system-packages conformance-tools mcp-servers vendor-mcp
 
 system-packages:
-	scripts/chromium.sh
-	scripts/slapd.sh
-	scripts/alertmanager.sh
+	for target in chromium slapd alertmanager; do $(MAKE) --no-print-directory $$target || exit 1; done
 
 test-production:
 	env $(TEST_PRODUCTION_ENV) $(BIN)/pytest $(PYTEST_ARGS)

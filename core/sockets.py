@@ -289,4 +289,5 @@ def query_number(query_string: bytes, name: str) -> int | None:
     # At most 19 digits before int(): Python refuses to convert more than 4,300 with an error.
     if not (value.isascii() and value.isdigit() and len(value) <= 19):
         return None
-    return int(value) if int(value) < 2**63 else None
+    number = int(value)
+    return number if number < 2**63 else None
