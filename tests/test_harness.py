@@ -1,23 +1,14 @@
 """The suite's own harness: a console process that does not become ready in time is stopped, not left
-behind; a test server's port is one no outgoing connection can take first; a test's flush leaves the
-database as Django's flush does."""
+behind; a test server's port is one no outgoing connection can take first."""
 
 import os
 import socket
 from pathlib import Path
 
 import pytest
-from django.apps import apps
-from django.contrib.auth.models import Group
-from django.core.management import call_command
 from django.db import connection
-from django.db.models.signals import post_migrate
-from guardian.models import GroupObjectPermission
 
-from core.roles import ANALYST
-from investigations.models import ToolPolicy
-from tests import flushing, support
-from toolserver.models import Tool, ToolServer
+from tests import support
 
 
 def consoles_running() -> set[int]:
@@ -55,53 +46,3 @@ def test_a_servers_port_is_free_and_outside_the_range_outgoing_connections_take_
     for port in ports:
         with socket.socket() as server:
             server.bind(("127.0.0.1", port))  # free: a server binds it
-
-
-def what_migrate_leaves() -> dict:
-    """The rows a flush leaves, by what they are rather than by their ids (Django's flush makes new ones):
-    every table's count, and what the roles, the catalog and the policies hold."""
-    return {
-        "counts": {model._meta.db_table: model.objects.count() for model in apps.get_models(include_auto_created=True)},
-        "roles": {
-            group.name: sorted(group.permissions.values_list("codename", flat=True)) for group in Group.objects.all()
-        },
-        "servers": sorted(ToolServer.objects.values_list("name", "adapter", "enabled", "rate_limit_calls", "url")),
-        "tools": sorted(Tool.objects.values_list("server__name", "name", "enabled", "description")),
-        "policies": sorted(
-            (policy.tool, grant.group.name, grant.permission.codename)
-            for policy in ToolPolicy.objects.all()
-            for grant in GroupObjectPermission.objects.filter(object_pk=str(policy.pk)).select_related(
-                "group", "permission"
-            )
-            if grant.content_type.model_class() is ToolPolicy
-        ),
-    }
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_flush_copies_back_what_djangos_flush_writes_again_without_sending_post_migrate(make_user):
-    sent = []
-
-    def count(sender, **kwargs):
-        sent.append(sender.label)
-
-    post_migrate.connect(count, dispatch_uid="harness-count")
-    try:
-        make_user("someone", ANALYST)
-        Tool.objects.update(enabled=False)
-        ToolServer.objects.update(rate_limit_calls=1)
-        Group.objects.get(name=ANALYST).permissions.clear()
-        GroupObjectPermission.objects.all().delete()
-        changed = what_migrate_leaves()
-
-        call_command("flush", verbosity=0, interactive=False, reset_sequences=False)  # as a test's teardown does
-        copied_back, sent_by_copying = what_migrate_leaves(), list(sent)
-        flushing.keep_baseline()  # Django's own flush, post_migrate sent
-        assert sent_by_copying == [] and sent
-    finally:
-        post_migrate.disconnect(dispatch_uid="harness-count")
-    written_again = what_migrate_leaves()
-    assert copied_back == written_again != changed
-    assert (
-        written_again["counts"]["auth_user"] == 0 and written_again["policies"] and all(written_again["roles"].values())
-    )
