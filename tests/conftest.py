@@ -11,6 +11,7 @@ from django.test import override_settings
 
 from core.roles import ADMIN, ANALYST, MANAGER
 from investigations.intake import services as intake
+from tests import flushing
 from tests.support import ConsoleProcess, console_env, database_url_of, story_alert
 from toolserver.catalog import SERVERS
 from toolserver.ratelimit import get_rate_limiter
@@ -59,27 +60,19 @@ def _quick_password_hashing():
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _flush_by_deleting_on_postgresql():
-    """A `transactional_db` test ends by emptying every table. Django empties them on PostgreSQL with one
-    TRUNCATE of all 53, which makes each a new file synced to disk: 0.35 s a test on this machine, idle.
-    DELETE of the few rows a test wrote takes milliseconds.
-    `session_replication_role = replica` lets those DELETEs past the audit trail's append-only triggers
-    and the foreign keys' checks, as TRUNCATE passes them. Setting it takes a superuser: the tests connect
-    as `postgres` (the Makefile's DATABASE_URL). SET LOCAL ends with the flush's transaction."""
-    from django.db.backends.postgresql.operations import DatabaseOperations
+def _flush_cheaply():
+    """A `transactional_db` test's flush deletes rows and copies back the content types and permissions
+    instead of having Django write them again (tests/flushing.py)."""
+    with flushing.installed():
+        yield
 
-    truncate = DatabaseOperations.sql_flush
 
-    def delete(self, style, tables, *, reset_sequences=False, allow_cascade=False):
-        if reset_sequences or not tables:
-            return truncate(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
-        # The tables are Django's own (introspected), each name quoted.
-        deletes = [f"DELETE FROM {self.quote_name(table)}" for table in tables]  # noqa: S608
-        return ["SET LOCAL session_replication_role = replica", *deletes]
-
-    DatabaseOperations.sql_flush = delete
-    yield
-    DatabaseOperations.sql_flush = truncate
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database as pytest-django makes it, flushed once as Django does: the content types and
+    permissions that leaves are what each later flush copies back (tests/flushing.py)."""
+    with django_db_blocker.unblock():
+        flushing.keep_baseline()
 
 
 @pytest.fixture(autouse=True)

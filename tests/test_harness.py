@@ -1,14 +1,24 @@
 """The suite's own harness: a console process that does not become ready in time is stopped, not left
-behind; a test server's port is one no outgoing connection can take first."""
+behind; a test server's port is one no outgoing connection can take first; a test's flush leaves the
+database as Django's flush does."""
 
 import os
 import socket
 from pathlib import Path
 
 import pytest
+from django.apps import apps
+from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
+from django.core.management import call_command
 from django.db import connection
+from django.db.models.signals import post_migrate
+from guardian.models import GroupObjectPermission
 
-from tests import support
+from core.roles import ANALYST
+from investigations.models import ToolPolicy
+from tests import flushing, support
+from toolserver.models import Tool, ToolServer
 
 
 def consoles_running() -> set[int]:
@@ -46,3 +56,63 @@ def test_a_servers_port_is_free_and_outside_the_range_outgoing_connections_take_
     for port in ports:
         with socket.socket() as server:
             server.bind(("127.0.0.1", port))  # free: a server binds it
+
+
+def what_migrate_leaves() -> dict:
+    """The rows a flush leaves, by what they are rather than by their ids (Django's flush makes new ones):
+    every table's count, and what the content types, permissions, roles, catalog and policies hold."""
+    return {
+        "counts": {model._meta.db_table: model.objects.count() for model in apps.get_models(include_auto_created=True)},
+        "content types": sorted(ContentType.objects.values_list("app_label", "model")),
+        "permissions": sorted(Permission.objects.values_list("content_type__app_label", "codename", "name")),
+        "roles": {
+            group.name: sorted(group.permissions.values_list("codename", flat=True)) for group in Group.objects.all()
+        },
+        "servers": sorted(ToolServer.objects.values_list("name", "adapter", "enabled", "rate_limit_calls", "url")),
+        "tools": sorted(Tool.objects.values_list("server__name", "name", "enabled", "description")),
+        "policies": sorted(
+            (policy.tool, grant.group.name, grant.permission.codename)
+            for policy in ToolPolicy.objects.all()
+            for grant in GroupObjectPermission.objects.filter(
+                content_type=ContentType.objects.get_for_model(ToolPolicy), object_pk=str(policy.pk)
+            ).select_related("group", "permission")
+        ),
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_flush_copies_back_the_content_types_and_permissions_and_sends_post_migrate_to_every_other_receiver(
+    make_user,
+):
+    receivers_sent = []
+
+    def probe(sender, **kwargs):  # which receivers post_migrate holds as it sends
+        if sender.label == "console":
+            receivers_sent.append({receiver[0][0] for receiver in post_migrate.receivers})
+
+    post_migrate.connect(probe, dispatch_uid="harness-probe")
+    try:
+        call_command("flush", verbosity=0, interactive=False, reset_sequences=True)  # Django's: new ids
+        assert ContentType.objects.get_for_model(Tool).pk  # a model's content type, cached with its new id
+        make_user("someone", ANALYST)
+        Tool.objects.update(enabled=False, description="")
+        ToolServer.objects.update(rate_limit_calls=1)
+        Group.objects.get(name=ANALYST).permissions.clear()
+        GroupObjectPermission.objects.all().delete()
+        Permission.objects.filter(codename__startswith="view_").delete()
+        changed = what_migrate_leaves()
+
+        call_command("flush", verbosity=0, interactive=False, reset_sequences=False)  # as a test's teardown does
+        copied_back = what_migrate_leaves()
+        cached, stored = ContentType.objects.get_for_model(Tool).pk, ContentType.objects.get(model="tool").pk
+        flushing.keep_baseline()  # Django's own flush, post_migrate whole
+    finally:
+        post_migrate.disconnect(dispatch_uid="harness-probe")
+    written_again = what_migrate_leaves()
+    assert copied_back == written_again != changed
+    assert written_again["policies"] and all(written_again["roles"].values())
+    assert cached == stored  # the cache left from the other ids was emptied
+    reset, copying_back, django = receivers_sent
+    assert "harness-probe" in copying_back and not copying_back & flushing.LEFT_OUT
+    assert reset >= flushing.LEFT_OUT and django >= flushing.LEFT_OUT
+    assert copying_back == reset - flushing.LEFT_OUT  # every other receiver was sent it
