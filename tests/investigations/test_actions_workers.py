@@ -3,8 +3,8 @@ investigation resumes; fifty people approving the same request at once still fir
 
 The worker is `celery -A console worker` on Redis in production mode; on the embedded default it
 is a console process with its worker in a thread, and the approval is posted to that console,
-because the embedded worker's broker lives in it. In production mode the approval goes to a console
-process started for the test, whose broker is the worker's Redis. The test process only receives
+because the embedded worker's broker lives in it. In production mode the approval goes to the
+session's console (`live_console`), whose broker is the worker's Redis. The test process only receives
 the alert (the worker runs the investigation until it waits) and reads the database.
 """
 
@@ -30,7 +30,7 @@ from investigations.models import (
 )
 from investigations.tokens import create_api_token
 from tests.investigations.workers import WorkerProcess, worker_env
-from tests.support import WAIT_S, ConsoleProcess, story_alert, wait_until
+from tests.support import WAIT_S, story_alert, wait_until
 from toolserver.lab.models import LabWrite
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -48,20 +48,14 @@ def worker(lab, tmp_path, settings_offline):
 
 
 @pytest.fixture
-def console_url(worker, lab):
+def console_url(worker, live_console):
     """Where a decision goes: a console whose broker reaches the worker.
 
-    On the embedded default that is the worker's own console. In production mode it is a console
-    started for this test rather than the session's `live_console`: a long-lived process keeps
-    the content-type ids it looked up (Django caches them per process), and the flush between
-    tests makes new ones, so its django-guardian checks would look for rows that no longer exist
-    and refuse every approval with 403.
+    On the embedded default that is the worker's own console. In production mode it is the session's
+    `live_console`: its django-guardian checks hold across tests, as the flush between them keeps the
+    content types' ids that it caches (tests/flushing.py).
     """
-    if worker.console:
-        yield worker.console.url
-        return
-    with ConsoleProcess(worker_env(lab)) as console:
-        yield console.url
+    return worker.console.url if worker.console else live_console.url
 
 
 def waiting_request(investigation_id: int, tool: str) -> ActionRequest | None:

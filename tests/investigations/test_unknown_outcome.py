@@ -355,7 +355,8 @@ def test_people_confirming_at_once_get_one_decision_and_409s(unconfirmed, lab):
                 headers={"Authorization": f"Bearer {tokens[f'checker-{number}']}"},
             )
 
-    # A console of its own (see test_actions_workers.console_url): its permission checks see this test's rows.
+    # A console of its own, stopped with this test: on the embedded default the investigation the confirmation
+    # resumes runs in its in-process worker, which the session's console would keep running past the test.
     env = console_env(DATABASE_URL=database_url_of(connection.settings_dict), **lab.environment())
     with ConsoleProcess(env) as console, ThreadPoolExecutor(PEOPLE) as pool:
         answers = list(pool.map(lambda number: confirm_as(number, console.url), range(PEOPLE)))
