@@ -8,15 +8,16 @@ costs come with it, paid by every transactional test:
   `session_replication_role = replica` lets those DELETEs past the audit trail's append-only triggers and
   the foreign keys' checks, as TRUNCATE passes them. Setting it takes a superuser: the tests connect as
   `postgres` (the Makefile's DATABASE_URL). SET LOCAL ends with the flush's transaction.
-- Two of post_migrate's receivers, Django's `create_contenttypes` and `create_permissions`, are two thirds
-  of its cost (0.24 s a test), to write the same rows each time: what they write follows from the models
-  alone. So a run's first flush (`keep_baseline`, at the test database's setup) is Django's own, and keeps
-  a copy of the content types and permissions it leaves, in plain tables beside Django's, which a flush
-  leaves alone (as tests/seeded_estate.py keeps the lab's estate). Each later flush copies them back, with
-  the ids they had, in its own transaction, and then sends post_migrate without those two receivers: every
-  other receiver (the roles' permissions, the catalog, the policies, guardian's cache) runs as it would.
-  A flush that resets the sequences (`django_db_reset_sequences`) is left to Django: rows with their old
-  ids would meet the sequences' new ones.
+- Two of post_migrate's receivers, Django's `create_contenttypes` and `create_permissions`, write the
+  same rows each time (35-65 ms a test on this machine, idle; up to 0.24 s on a slow day): what they
+  write follows from the models alone. So a run's first flush (`keep_baseline`, at the test database's
+  setup) is Django's own, and keeps a copy of the content types and permissions it leaves, in plain
+  tables beside Django's, which a flush leaves alone (as tests/seeded_estate.py keeps the lab's estate).
+  Each later flush copies them back, with the ids they had, in its own transaction, and then sends
+  post_migrate without those two receivers: every other receiver (the roles' permissions, the catalog,
+  the policies, guardian's cache) runs as it would. A flush that resets the sequences
+  (`django_db_reset_sequences`) is left to Django: rows with their old ids would meet the sequences' new
+  ones.
 """
 
 from contextlib import contextmanager
