@@ -32,16 +32,16 @@ from django.db.backends.postgresql.base import DatabaseOperations as PostgresOpe
 from django.db.backends.sqlite3.base import DatabaseOperations as SqliteOperations
 from django.db.models.signals import post_migrate
 
+from tests import table_copies
+
 KEPT = (ContentType, Permission)  # what the two receivers a copy-back flush leaves out write
 # How post_migrate keys the two (django.dispatch: a dispatch_uid, else the function's id).
 LEFT_OUT = {"django.contrib.auth.management.create_permissions", id(create_contenttypes)}
 
-_baselines: dict[str, dict[str, list[str]]] = {}  # a test database's name -> its kept tables -> their columns
+KIND = "baseline"  # its copies' names: baseline_copy_<table>
+
+_kept: set[str] = set()  # the test databases (by name) whose baseline is kept
 _copying_back: set[str] = set()  # the aliases whose flush now under way copies the baseline back
-
-
-def _copy_of(ops, table: str) -> str:
-    return ops.quote_name(f"baseline_copy_{table}")
 
 
 def _flush_sql(empty):
@@ -49,17 +49,12 @@ def _flush_sql(empty):
     baseline back (once it is kept), in the same transaction."""
 
     def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
-        baseline = _baselines.get(self.connection.settings_dict["NAME"])
-        if reset_sequences or not tables or baseline is None or not set(baseline) <= set(tables):
+        kept = self.connection.settings_dict["NAME"] in _kept
+        if reset_sequences or not kept or not {model._meta.db_table for model in KEPT} <= set(tables):
             _copying_back.discard(self.connection.alias)
             return empty(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
         _copying_back.add(self.connection.alias)
-        copies = []
-        for table, columns in baseline.items():  # Django's own tables (introspected), each name quoted
-            named = ", ".join(self.quote_name(column) for column in columns)
-            copies.append(
-                f"INSERT INTO {self.quote_name(table)} ({named}) SELECT {named} FROM {_copy_of(self, table)}"  # noqa: S608
-            )
+        copies = [table_copies.put_back(model, KIND) for model in KEPT]
         return [*empty(self, style, tables, allow_cascade=allow_cascade), *copies]
 
     return sql_flush
@@ -108,14 +103,9 @@ def installed():
 def keep_baseline() -> None:
     """Flush the test database as Django does (post_migrate whole), then keep a copy of the content types
     and permissions it leaves."""
-    _baselines.pop(connection.settings_dict["NAME"], None)
+    _kept.discard(connection.settings_dict["NAME"])
     call_command("flush", verbosity=0, interactive=False, reset_sequences=False)
-    ops, baseline = connection.ops, {}
     with connection.cursor() as cursor:
         for model in KEPT:
-            table = model._meta.db_table
-            cursor.execute(f"SELECT * FROM {ops.quote_name(table)} LIMIT 1")  # noqa: S608
-            baseline[table] = [column[0] for column in cursor.description]
-            cursor.execute(f"DROP TABLE IF EXISTS {_copy_of(ops, table)}")
-            cursor.execute(f"CREATE TABLE {_copy_of(ops, table)} AS SELECT * FROM {ops.quote_name(table)}")  # noqa: S608
-    _baselines[connection.settings_dict["NAME"]] = baseline
+            table_copies.keep(cursor, model, KIND)
+    _kept.add(connection.settings_dict["NAME"])

@@ -12,10 +12,12 @@ import time
 
 from django.db import connection, transaction
 
+from tests import table_copies
 from toolserver.lab import estate, faults
 from toolserver.lab.models import LabFault
 
 FRESH_S = 30
+KIND = "seeded"  # its copies' names: seeded_copy_<table>
 SEEDED = estate.SEEDED
 # The faults, which a seed writes anew as "none", are written again after each copy comes back.
 EMPTIED = (*estate.EMPTIED, LabFault)
@@ -45,16 +47,10 @@ def _fresh() -> bool:
     return time.monotonic() - _copied_at.get(connection.settings_dict["NAME"], float("-inf")) < FRESH_S
 
 
-def _copy_of(model) -> str:
-    return connection.ops.quote_name(f"seeded_copy_{model._meta.db_table}")
-
-
 def _copy() -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         for model in SEEDED:
-            table = connection.ops.quote_name(model._meta.db_table)
-            cursor.execute(f"DROP TABLE IF EXISTS {_copy_of(model)}")
-            cursor.execute(f"CREATE TABLE {_copy_of(model)} AS SELECT * FROM {table}")  # noqa: S608 (table names)
+            table_copies.keep(cursor, model, KIND)
     _copied_at[connection.settings_dict["NAME"]] = time.monotonic()
 
 
@@ -69,6 +65,5 @@ def _restore() -> None:
         _empty()
         with connection.cursor() as cursor:
             for model in SEEDED:
-                table = connection.ops.quote_name(model._meta.db_table)
-                cursor.execute(f"INSERT INTO {table} SELECT * FROM {_copy_of(model)}")  # noqa: S608 (table names)
+                cursor.execute(table_copies.put_back(model, KIND))
         faults.clear()
