@@ -15,6 +15,7 @@ import asyncio
 import gzip
 import json
 import socket
+import ssl
 import threading
 from urllib.parse import urlsplit
 
@@ -323,6 +324,99 @@ def test_an_unreachable_or_unlisted_backend_is_a_typed_failure(server, name, cls
     assert refused.value.failure == BackendFailure.UNAVAILABLE
     with pytest.raises(egress.EgressRefused):  # not listed: never connected to
         asyncio.run(health(answering.url.replace("http", scheme, 1)))
+
+
+class UntrustedTls:
+    """A TLS listener on loopback whose certificate is self-signed (no CA vouches for it), keeping
+    every byte a client sent it once the handshake was done: a request, if any got through."""
+
+    def __init__(self, directory):
+        certificate, key = self_signed_certificate("127.0.0.1")
+        (directory / "cert.pem").write_bytes(certificate)
+        (directory / "key.pem").write_bytes(key)
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(directory / "cert.pem", directory / "key.pem")
+        self.received = b""
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"https://127.0.0.1:{self._listener.getsockname()[1]}/api"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:  # shut down
+                return
+            connection.settimeout(WAIT_S)
+            try:
+                with self._context.wrap_socket(connection, server_side=True) as tls:
+                    self.received += tls.recv(65536)
+            except (OSError, ssl.SSLError):  # the client refused the certificate (or went away)
+                connection.close()
+
+    def close(self) -> None:
+        self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (a close alone would not)
+        self._listener.close()
+        self._thread.join(WAIT_S)
+        assert not self._thread.is_alive()
+
+
+def self_signed_certificate(address: str) -> tuple[bytes, bytes]:
+    """(certificate, private key) in PEM, for `address`, signed by its own key."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return (
+        certificate.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
+
+
+@pytest.fixture(scope="module")
+def untrusted_tls(tmp_path_factory):
+    backend = UntrustedTls(tmp_path_factory.mktemp("untrusted-tls"))
+    yield backend
+    backend.close()
+
+
+@pytest.mark.parametrize("server, name, cls", HTTP_ADAPTERS)
+def test_a_backend_whose_certificate_no_ca_vouches_for_is_unavailable_and_never_sent_the_credential(
+    server, name, cls, untrusted_tls, monkeypatch
+):
+    allow(monkeypatch, untrusted_tls.url)
+    _, params = STAND_INS.get(name, ("https", None))
+
+    async def health():
+        backend = build(cls, untrusted_tls.url, credential="never-over-untrusted-tls", params=params)
+        try:
+            await backend.health()
+        finally:
+            await backend.aclose()
+
+    with pytest.raises(BackendError) as refused:
+        asyncio.run(health())
+    assert refused.value.failure == BackendFailure.UNAVAILABLE
+    assert untrusted_tls.received == b""  # the handshake failed: no request, so no credential, crossed it
 
 
 @pytest.fixture(scope="module")
