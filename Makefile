@@ -3,6 +3,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# The tests start hundreds of Python processes (consoles, workers, tool servers). Where the environment
+# says not to write bytecode caches, each compiled the project's modules again: 0.2 s of a console's
+# 1.5 s start. The caches go to __pycache__ folders, which git ignores.
+unexport PYTHONDONTWRITEBYTECODE
 
 # Production mode for the tests: the local PostgreSQL (trust auth) and Redis database 15.
 TEST_PRODUCTION_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
