@@ -17,6 +17,7 @@ console's worker has started its own (var/bench-startup-lab.log), not while they
 
 import argparse
 import asyncio
+import contextlib
 import io
 import os
 import resource
@@ -42,13 +43,13 @@ BOUND_S = 120  # one start, before the bench gives up
 
 def spawn_console(port: int, log: Path | None = None) -> subprocess.Popen:
     """A console; with `log`, its log (at INFO) goes there."""
-    with open(log or os.devnull, "w") as stderr:
+    with log.open("w") if log else contextlib.nullcontext() as stderr:
         return subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "serve", "--port", str(port)],
             cwd=ROOT,
             env={**os.environ, "GATEHOUSE_LOG_LEVEL": "INFO" if log else "WARNING", "PORT": str(port)},
             stdout=subprocess.DEVNULL,
-            stderr=stderr if log else None,
+            stderr=stderr,
         )
 
 
