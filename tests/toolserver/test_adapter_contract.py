@@ -20,6 +20,7 @@ import threading
 from urllib.parse import urlsplit
 
 import pytest
+import trustme
 
 from tests.support import WAIT_S
 from tests.toolserver.slapd import AD_PEOPLE, PEOPLE, SERVICE_DN
@@ -327,15 +328,13 @@ def test_an_unreachable_or_unlisted_backend_is_a_typed_failure(server, name, cls
 
 
 class UntrustedTls:
-    """A TLS listener on loopback whose certificate is self-signed (no CA vouches for it), keeping
-    every byte a client sent it once the handshake was done: a request, if any got through."""
+    """A TLS listener on loopback whose certificate comes from a CA of its own (trustme's), which no
+    client trusts, keeping every byte a client sent it once the handshake was done: a request, if any
+    got through."""
 
-    def __init__(self, directory):
-        certificate, key = self_signed_certificate("127.0.0.1")
-        (directory / "cert.pem").write_bytes(certificate)
-        (directory / "key.pem").write_bytes(key)
-        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._context.load_cert_chain(directory / "cert.pem", directory / "key.pem")
+    def __init__(self):
+        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        trustme.CA().issue_cert("127.0.0.1").configure_cert(self._context)
         self.received = b""
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"https://127.0.0.1:{self._listener.getsockname()[1]}/api"
@@ -352,7 +351,7 @@ class UntrustedTls:
             try:
                 with self._context.wrap_socket(connection, server_side=True) as tls:
                     self.received += tls.recv(65536)
-            except (OSError, ssl.SSLError):  # the client refused the certificate (or went away)
+            except OSError:  # the client refused the certificate (ssl.SSLError), or went away
                 connection.close()
 
     def close(self) -> None:
@@ -362,39 +361,9 @@ class UntrustedTls:
         assert not self._thread.is_alive()
 
 
-def self_signed_certificate(address: str) -> tuple[bytes, bytes]:
-    """(certificate, private key) in PEM, for `address`, signed by its own key."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return (
-        certificate.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-    )
-
-
 @pytest.fixture(scope="module")
-def untrusted_tls(tmp_path_factory):
-    backend = UntrustedTls(tmp_path_factory.mktemp("untrusted-tls"))
+def untrusted_tls():
+    backend = UntrustedTls()
     yield backend
     backend.close()
 
