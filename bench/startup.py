@@ -53,37 +53,32 @@ def spawn_console(port: int, log: Path | None = None) -> subprocess.Popen:
         )
 
 
-def until_warm(console: subprocess.Popen, log: Path) -> None:
-    """Until the console's in-process worker has started its own tool servers (its log says so): their
-    imports would otherwise share the cores with the server being timed (the first call took 2.3 s, the
-    rest 0.8 s)."""
-    deadline = time.monotonic() + BOUND_S
-    while time.monotonic() < deadline:
-        if console.poll() is not None:
-            raise SystemExit(f"the console exited ({console.returncode})")
-        if "tool servers warm:" in log.read_text(errors="replace"):
-            return
-        time.sleep(0.05)
-    raise SystemExit(f"the console's worker did not start its tool servers within {BOUND_S} s")
-
-
 def children_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
-def until_healthy(console: subprocess.Popen, port: int) -> None:
+def until(console: subprocess.Popen, ready, what: str) -> None:
+    """Until `ready()`; the console exiting first, or BOUND_S passing, ends the bench, naming `what`."""
     deadline = time.monotonic() + BOUND_S
     while time.monotonic() < deadline:
         if console.poll() is not None:
-            raise SystemExit(f"the console exited ({console.returncode})")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
+            raise SystemExit(f"the console exited ({console.returncode}) before {what}")
+        if ready():
+            return
         time.sleep(0.02)
-    raise SystemExit(f"the console did not answer within {BOUND_S} s")
+    raise SystemExit(f"waited {BOUND_S} s for {what}")
+
+
+def healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def until_healthy(console: subprocess.Popen, port: int) -> None:
+    until(console, lambda: healthy(port), "a /healthz 200")
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -166,8 +161,15 @@ def main() -> None:
     lab = spawn_console(lab_port, lab_log)
     try:
         until_healthy(lab, lab_port)
-        if not settings.PRODUCTION:  # its worker runs in it, and starts its servers as it starts
-            until_warm(lab, lab_log)
+        if not settings.PRODUCTION:
+            # Its worker runs in it and starts its own servers as it starts, which would share the cores
+            # with the server timed (the first call took 2.3 s, the rest 0.8 s): until its log says they
+            # are up (toolserver.supervisor's warm()).
+            until(
+                lab,
+                lambda: "tool servers warm:" in lab_log.read_text(errors="replace"),
+                "the log's 'tool servers warm'",
+            )
         config = launch_config("edr")
         calls = [asyncio.run(first_call_s(config)) for _ in range(options.runs)]
     finally:
