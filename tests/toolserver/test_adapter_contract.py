@@ -329,13 +329,13 @@ def test_an_unreachable_or_unlisted_backend_is_a_typed_failure(server, name, cls
 
 class UntrustedTls:
     """A TLS listener on loopback whose certificate comes from a CA of its own (trustme's), which no
-    client trusts, keeping every byte a client sent it once the handshake was done: a request, if any
-    got through."""
+    client trusts. It counts the connections it accepted and keeps every byte a client sent once the
+    handshake was done: a request, if any got through."""
 
     def __init__(self):
         self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         trustme.CA().issue_cert("127.0.0.1").configure_cert(self._context)
-        self.received = b""
+        self.accepted, self.received = 0, b""
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"https://127.0.0.1:{self._listener.getsockname()[1]}/api"
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -347,6 +347,7 @@ class UntrustedTls:
                 connection, _ = self._listener.accept()
             except OSError:  # shut down
                 return
+            self.accepted += 1
             connection.settimeout(WAIT_S)
             try:
                 with self._context.wrap_socket(connection, server_side=True) as tls:
@@ -373,7 +374,8 @@ def test_a_backend_whose_certificate_no_ca_vouches_for_is_unavailable_and_never_
     server, name, cls, untrusted_tls, monkeypatch
 ):
     allow(monkeypatch, untrusted_tls.url)
-    _, params = STAND_INS.get(name, ("https", None))
+    _, params = STAND_INS.get(name, (None, None))
+    accepted = untrusted_tls.accepted
 
     async def health():
         backend = build(cls, untrusted_tls.url, credential="never-over-untrusted-tls", params=params)
@@ -385,6 +387,8 @@ def test_a_backend_whose_certificate_no_ca_vouches_for_is_unavailable_and_never_
     with pytest.raises(BackendError) as refused:
         asyncio.run(health())
     assert refused.value.failure == BackendFailure.UNAVAILABLE
+    # It reached the listener (the TLS handshake refused it, not something before), and sent it nothing.
+    assert untrusted_tls.accepted > accepted
     assert untrusted_tls.received == b""  # the handshake failed: no request, so no credential, crossed it
 
 
